@@ -1,0 +1,58 @@
+// Policy: picks one owner of a (replicated) document; the factory make_policy().
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "dispatch/backend_id.h"
+#include "http/request_head.h"
+
+namespace hl::dispatch {
+
+// What a policy may know about the connection and the cluster.
+struct DispatchContext {
+  std::uint32_t client_addr = 0;  // client IPv4 address, host byte order
+  std::uint16_t client_port = 0;  // client TCP port, host byte order
+  // Connections currently handed to each back-end, indexed by BackendId; ids
+  // beyond the end count as 0. The engine keeps it up to date.
+  std::vector<std::uint32_t> active;
+
+  // active[id], or 0 if out of range.
+  std::uint32_t active_of(BackendId id) const { return id < active.size() ? active[id] : 0; }
+};
+
+// Chooses one back-end among a document's owners. Implementations may keep
+// state (round-robin position) and are not thread-safe.
+class Policy {
+ public:
+  virtual ~Policy() = default;
+  // Returns one element of `owners`, which must not be empty (callers check).
+  virtual BackendId select(const http::RequestHead& head, std::span<const BackendId> owners,
+                           const DispatchContext& ctx) = 0;
+  // The policy's factory name, e.g. "round-robin".
+  virtual std::string_view name() const = 0;
+};
+
+// Valid names for make_policy():
+//   first        the first owner listed (primary copy)
+//   round-robin  rotates through the owners, one counter for the policy
+//   hash-client  rendezvous hash of client address and port: deterministic,
+//                a connection's choice only changes if its owner goes away
+//   hash-path    rendezvous hash of the request path: one replica per document
+//                (cache affinity), still deterministic
+//   least-active fewest DispatchContext::active; equally loaded owners take turns
+std::vector<std::string_view> policy_names();
+
+// Builds a policy by name; throws std::invalid_argument listing the valid
+// names if `name` is unknown.
+std::unique_ptr<Policy> make_policy(std::string_view name);
+
+// Deterministic 64-bit hash (FNV-1a then a splitmix64 finalizer): the same on
+// every platform and run, unlike std::hash.
+std::uint64_t stable_hash(std::span<const std::uint8_t> bytes, std::uint64_t seed = 0);
+
+}  // namespace hl::dispatch
