@@ -1,0 +1,309 @@
+"""Cluster: a real Mininet web cluster (clients, router r0, front-end fe, back-ends
+with nginx) as a context manager. See handofflab.topo for the topology.
+
+Modes: "direct" (clients fetch straight from an owner's own address: the
+no-distributor ideal) is implemented; "frontend", "always", "rare" and "proxy"
+come later and are rejected with ValueError until then.
+
+Lifecycle: __enter__ starts everything; __exit__ always stops everything it
+started (nginx by PID, Mininet hosts and links, temp dir), also when the body
+raises or start() fails half-way. Cleanup never uses ``mn -c`` or kill-by-name.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+from . import documents as docs_mod
+from . import netutil, topo
+from .documents import Document
+from .netutil import FetchResult, WrkResult
+from .nginx import NginxServer
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Cluster", "Document", "FetchResult", "MODES", "IMPLEMENTED_MODES", "RUN_ROOT"]
+
+MODES = ("frontend", "always", "rare", "direct", "proxy")
+IMPLEMENTED_MODES = ("direct",)
+RUN_ROOT = Path(os.environ.get("HANDOFFLAB_CACHE", "/tmp/handofflab")) / "runs"
+
+HostRef = Union[str, Any]
+
+
+def _unique_tag() -> str:
+    """A short switch-name prefix not used by any root-namespace interface now."""
+    existing = set(os.listdir("/sys/class/net"))
+    while True:
+        tag = "hl" + secrets.token_hex(2)
+        if not any(name.startswith(tag) for name in existing):
+            return tag
+
+
+class Cluster:
+    """A real Mininet cluster serving a generated, partitioned document set.
+
+    mode: only "direct" for now; backends, clients: counts; bw_mbit: rate of
+    the node links (fe, back-ends; None = unlimited), client links get
+    ``client_bw_factor`` times that; loss: drop probability per link direction
+    (iptables statistic in every host, at the receiver); seed: documents and
+    partition; replicate: share of documents with a second owner; offload:
+    False turns tx checksum/TSO/GSO off on every host interface; sizes: the
+    document set ((label, count), ...); access_log: nginx access logs on/off.
+    """
+
+    def __init__(self, mode: str = "direct", backends: int = 3, clients: int = 1,
+                 bw_mbit: Optional[float] = None, loss: float = 0.0, seed: int = 0, *,
+                 replicate: float = 0.0, offload: bool = True,
+                 client_bw_factor: float = topo.CLIENT_BW_FACTOR,
+                 sizes: Sequence[tuple[str, int]] = docs_mod.DEFAULT_SIZES,
+                 access_log: bool = True) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; modes: {', '.join(MODES)} "
+                             f"(implemented: {', '.join(IMPLEMENTED_MODES)})")
+        if mode not in IMPLEMENTED_MODES:
+            raise ValueError(f"mode {mode!r} is not implemented yet; available: "
+                             f"{', '.join(IMPLEMENTED_MODES)} (planned: "
+                             f"{', '.join(m for m in MODES if m not in IMPLEMENTED_MODES)})")
+        if not 1 <= backends <= topo.MAX_BACKENDS:
+            raise ValueError(f"backends must be within 1..{topo.MAX_BACKENDS}")
+        if not 1 <= clients <= topo.MAX_CLIENTS:
+            raise ValueError(f"clients must be within 1..{topo.MAX_CLIENTS}")
+        if not 0.0 <= loss < 1.0:
+            raise ValueError("loss must be within [0, 1)")
+        if bw_mbit is not None and bw_mbit <= 0:
+            raise ValueError("bw_mbit must be positive or None")
+        self.mode = mode
+        self.n_backends = backends
+        self.n_clients = clients
+        self.bw_mbit = bw_mbit
+        self.client_bw_mbit = bw_mbit * client_bw_factor if bw_mbit else None
+        self.loss = loss
+        self.seed = seed
+        self.replicate = replicate
+        self.offload = offload
+        self.sizes = tuple(sizes)
+        self.access_log = access_log
+
+        self.vip: str = topo.VIP
+        self.backends: list[str] = [topo.backend_name(i) for i in range(1, backends + 1)]
+        self.documents: list[Document] = []
+        self.tmpdir: Optional[Path] = None
+        self.content_map_path: Optional[Path] = None
+        self.docroots: dict[str, Path] = {}
+        self.servers: dict[str, NginxServer] = {}
+        self.net: Any = None
+        self.tag: str = ""
+        self._shells: list[subprocess.Popen] = []
+        self._started = False
+
+    # --- lifecycle ----------------------------------------------------------
+    def __enter__(self) -> "Cluster":
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Build and start everything. On failure, call stop() (``with`` does)."""
+        if self._started:
+            raise RuntimeError("cluster already started")
+        self._started = True
+        from mininet.link import TCLink
+        from mininet.net import Mininet
+
+        RUN_ROOT.mkdir(parents=True, exist_ok=True)
+        self.tmpdir = Path(tempfile.mkdtemp(prefix="cluster-", dir=RUN_ROOT))
+        log.info("cluster %s: temp dir %s", self.mode, self.tmpdir)
+
+        source, plain = docs_mod.generate(self.seed, self.sizes)
+        self.documents = docs_mod.partition(plain, self.backends, self.seed, self.replicate)
+        self.content_map_path = docs_mod.write_content_map(
+            self.documents, self.tmpdir / "content.map")
+        self.docroots = docs_mod.populate_docroots(
+            self.documents, source, self.tmpdir / "www", self.backends)
+
+        self.tag = _unique_tag()
+        cluster_topo = topo.ClusterTopo(backends=self.n_backends, clients=self.n_clients,
+                                        bw_mbit=self.bw_mbit,
+                                        client_bw_mbit=self.client_bw_mbit, tag=self.tag)
+        self.net = Mininet(topo=cluster_topo, switch=topo.IpBridge, controller=None,
+                           link=TCLink, build=False, autoSetMacs=True)
+        try:
+            self.net.build()
+        finally:  # record the shells even if build failed half-way
+            self._shells = [h.shell for h in self.net.hosts if h.shell is not None]
+        self.net.start()
+
+        for h in self.clients:
+            netutil.tune_client(h)
+        if not self.offload:
+            for h in self.net.hosts:
+                netutil.set_offload(h, False)
+        if self.loss > 0:
+            for h in self.net.hosts:
+                netutil.install_loss(h, self.loss)
+
+        for i, name in enumerate(self.backends, start=1):
+            server = NginxServer(self.node(name), name, self.docroots[name],
+                                 self.tmpdir / "nginx" / name, access_log=self.access_log)
+            self.servers[name] = server
+            server.start(topo.backend_ip(i))
+        self._check_routes()
+        log.info("cluster up: %d back-ends, %d clients, tag %s",
+                 self.n_backends, self.n_clients, self.tag)
+
+    def _check_routes(self) -> None:
+        """Every client reaches every back-end through r0 (and gets its X-Backend)."""
+        for c in self.clients:
+            for name in self.backends:
+                r = netutil.curl_fetch(c, f"http://{self.address(name)}/", self.tmpdir / "fetch",
+                                       timeout=10)
+                if r.backend != name:
+                    raise RuntimeError(f"{c.name} -> {name}: got X-Backend {r.backend!r} "
+                                       f"(status {r.status})")
+
+    def stop(self) -> None:
+        """Stop everything started so far; safe to call twice; never raises."""
+        for name, server in list(self.servers.items()):
+            try:
+                server.stop()
+            except Exception:  # keep cleaning up
+                log.exception("stopping nginx on %s", name)
+        if self.net is not None:
+            try:
+                self.net.stop()
+            except Exception:
+                log.exception("stopping Mininet")
+            for shell in self._shells:
+                try:
+                    shell.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    log.warning("host shell %d did not exit; killing", shell.pid)
+                    shell.kill()
+                    shell.wait(timeout=5)
+            self._remove_leftover_intfs()
+            self.net = None
+        if self.tmpdir is not None:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            self.tmpdir = None
+
+    def _remove_leftover_intfs(self) -> None:
+        """Delete root-namespace interfaces carrying our tag that Mininet left behind."""
+        if not self.tag:
+            return
+        for name in os.listdir("/sys/class/net"):
+            if name.startswith(self.tag):
+                log.warning("removing leftover interface %s", name)
+                subprocess.run(["ip", "link", "del", name], check=False,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    # --- the public interface -----------------------------------------------
+    @property
+    def clients(self) -> list[Any]:
+        """The client hosts c1..cK."""
+        return [self.node(topo.client_name(i)) for i in range(1, self.n_clients + 1)]
+
+    @property
+    def intf_prefix(self) -> str:
+        """Prefix of every interface this cluster puts in the root namespace."""
+        return self.tag
+
+    def node(self, name: str) -> Any:
+        """Any Mininet host by name: fe, be1..beN, r0 (alias "router"), c1..cK."""
+        if self.net is None:
+            raise RuntimeError("cluster is not running")
+        if name in topo.ROUTER_ALIASES:
+            name = topo.ROUTER
+        try:
+            return self.net.getNodeByName(name)
+        except KeyError:
+            raise KeyError(f"no node {name!r} in this cluster") from None
+
+    def address(self, name: str) -> str:
+        """The IP address of a host on its (first) subnet."""
+        return self.node(name).IP()
+
+    def url(self, doc: Union[Document, str], owner: Optional[str] = None) -> str:
+        """The URL a client fetches doc from in this mode. direct: an owner's own
+        address (the first owner, or ``owner`` if given; it must own the doc)."""
+        doc = self._doc(doc)
+        if owner is None:
+            owner = doc.owners[0]
+        elif owner not in doc.owners:
+            raise ValueError(f"{owner} does not own {doc.path} (owners: {doc.owners})")
+        return f"http://{self.address(owner)}{doc.path}"
+
+    def url_at(self, node: str, path: str) -> str:
+        """The URL of path on a given node's own address (owner or not)."""
+        return f"http://{self.address(node)}{path}"
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """{node: {counter: int}} for nodes running an engine: none in direct mode."""
+        return {}
+
+    # --- helpers ------------------------------------------------------------
+    def _doc(self, doc: Union[Document, str]) -> Document:
+        if isinstance(doc, Document):
+            return doc
+        for d in self.documents:
+            if d.path == doc:
+                return d
+        raise KeyError(f"no document {doc!r}")
+
+    def _host(self, ref: Optional[HostRef]) -> Any:
+        if ref is None:
+            return self.clients[0]
+        return self.node(ref) if isinstance(ref, str) else ref
+
+    def document(self, path: str) -> Document:
+        """The Document with this URL path."""
+        return self._doc(path)
+
+    def cmd(self, node: HostRef, args: Sequence[str], check: bool = True) -> str:
+        """Run args (a list, no shell) inside a host; return stdout."""
+        return netutil.run(self._host(node), args, check=check)
+
+    def fetch(self, doc: Union[Document, str], client: Optional[HostRef] = None,
+              url: Optional[str] = None, timeout: float = 60.0) -> FetchResult:
+        """curl doc (or an explicit url) from a client (default c1)."""
+        if self.tmpdir is None:
+            raise RuntimeError("cluster is not running")
+        target = url if url is not None else self.url(doc)
+        return netutil.curl_fetch(self._host(client), target, self.tmpdir / "fetch", timeout)
+
+    def wrk(self, url: str, client: Optional[HostRef] = None, duration_s: float = 5.0,
+            connections: int = 32, threads: int = 2,
+            headers: Sequence[str] = ()) -> WrkResult:
+        """Run wrk from inside a client against url."""
+        return netutil.run_wrk(self._host(client), url, duration_s, connections, threads, headers)
+
+    def loss_drops(self) -> dict[str, int]:
+        """{host: packets dropped by the loss emulation so far}."""
+        if self.net is None:
+            raise RuntimeError("cluster is not running")
+        return {h.name: netutil.loss_drops(h) for h in self.net.hosts}
+
+    def pids(self) -> dict[str, list[int]]:
+        """{what: [pid, ...]} of every process this cluster started (for audits)."""
+        result = {f"shell:{h.name}": [h.pid] for h in (self.net.hosts if self.net else [])}
+        for name, server in self.servers.items():
+            result[f"nginx:{name}"] = server.pids
+        return result
+
+    def __repr__(self) -> str:
+        state = "running" if self.net is not None else "stopped"
+        return (f"Cluster(mode={self.mode!r}, backends={self.n_backends}, "
+                f"clients={self.n_clients}, bw_mbit={self.bw_mbit}, loss={self.loss}, "
+                f"seed={self.seed}, {state})")

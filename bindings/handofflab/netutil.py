@@ -1,0 +1,190 @@
+"""Per-host helpers: run commands, sysctls, offloads, random loss, curl fetches, wrk.
+
+Everything here acts inside a Mininet host's namespace (host.pexec / host.popen);
+nothing touches the root namespace's iptables or sysctls.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+log = logging.getLogger(__name__)
+
+LOSS_CHAIN = "HANDOFFLAB-LOSS"
+
+
+class HostCommandError(RuntimeError):
+    """A command run inside a host failed."""
+
+
+def run(host: Any, args: Sequence[str], check: bool = True) -> str:
+    """Run args (a list, no shell) inside host; return stdout. Raise on failure if check."""
+    out, err, rc = host.pexec(list(args))
+    if check and rc != 0:
+        raise HostCommandError(f"{host.name}: {' '.join(args)} -> exit {rc}: {err.strip() or out.strip()}")
+    return out
+
+
+def interfaces(host: Any) -> list[str]:
+    """The host's own interfaces (lo excluded)."""
+    return [name for name in host.intfNames() if name != "lo"]
+
+
+def sysctl(host: Any, key: str, value: str) -> None:
+    """Set a (per-namespace) sysctl inside host."""
+    run(host, ["sysctl", "-q", "-w", f"{key}={value}"])
+
+
+def tune_client(host: Any) -> None:
+    """One request per connection piles up TIME_WAIT: widen ports, reuse TIME_WAIT."""
+    sysctl(host, "net.ipv4.ip_local_port_range", "1024 65535")
+    sysctl(host, "net.ipv4.tcp_tw_reuse", "1")
+
+
+def set_offload(host: Any, enabled: bool) -> None:
+    """Turn tx checksum offload, TSO and GSO on or off on every host interface."""
+    state = "on" if enabled else "off"
+    for intf in interfaces(host):
+        run(host, ["ethtool", "-K", intf, "tx", state, "tso", state, "gso", state])
+
+
+def offload_state(host: Any, intf: str) -> dict[str, bool]:
+    """{'tx-checksumming': bool, 'tcp-segmentation-offload': ..., ...} from ethtool -k."""
+    result = {}
+    for line in run(host, ["ethtool", "-k", intf]).splitlines():
+        m = re.match(r"^([a-z0-9-]+):\s+(on|off)", line)
+        if m:
+            result[m.group(1)] = m.group(2) == "on"
+    return result
+
+
+def install_loss(host: Any, probability: float) -> None:
+    """Drop each packet arriving on any of the host's interfaces (lo excluded) with
+    the given probability: raw PREROUTING -> chain HANDOFFLAB-LOSS (statistic DROP).
+    Applied on every host, that is loss per link and direction (at the receiver)."""
+    if not 0.0 < probability < 1.0:
+        raise ValueError("loss probability must be within (0, 1)")
+    ipt = ["iptables", "-w", "-t", "raw"]
+    run(host, ipt + ["-N", LOSS_CHAIN])
+    run(host, ipt + ["-A", LOSS_CHAIN, "-m", "statistic", "--mode", "random",
+                     "--probability", f"{probability:.6f}", "-j", "DROP"])
+    for intf in interfaces(host):
+        run(host, ipt + ["-I", "PREROUTING", "-i", intf, "-j", LOSS_CHAIN])
+
+
+def loss_drops(host: Any) -> int:
+    """Packets dropped so far by the host's HANDOFFLAB-LOSS chain (0 if absent)."""
+    out = run(host, ["iptables", "-w", "-t", "raw", "-L", LOSS_CHAIN, "-v", "-x", "-n"], check=False)
+    total = 0
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) > 3 and fields[0].isdigit() and fields[2] == "DROP":
+            total += int(fields[0])
+    return total
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """One curl fetch: sha256 (hex) and size of the body, X-Backend header (or
+    None), HTTP status, and curl's time_total in seconds."""
+
+    sha256: str
+    size: int
+    backend: Optional[str]
+    status: int
+    time_total: float
+    headers: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def throughput_mbit(self) -> float:
+        return self.size * 8 / 1e6 / self.time_total if self.time_total > 0 else 0.0
+
+
+def curl_fetch(host: Any, url: str, workdir: Path, timeout: float = 60.0,
+               keep_body: bool = False) -> FetchResult:
+    """Fetch url with curl from inside host; body and headers go to files in workdir."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    stem = f"{host.name}-{uuid.uuid4().hex[:12]}"
+    body, hdrs = workdir / f"{stem}.body", workdir / f"{stem}.hdrs"
+    try:
+        out = run(host, ["curl", "-sS", "-m", str(timeout), "-o", str(body), "-D", str(hdrs),
+                         "-w", "%{http_code} %{time_total}", url])
+        status_s, time_s = out.split()
+        headers = parse_headers(hdrs.read_text(errors="replace"))
+        digest, size = hashlib.sha256(), 0
+        with body.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+                size += len(chunk)
+        return FetchResult(digest.hexdigest(), size, headers.get("x-backend"),
+                           int(status_s), float(time_s), headers)
+    finally:
+        hdrs.unlink(missing_ok=True)
+        if not keep_body:
+            body.unlink(missing_ok=True)
+
+
+def parse_headers(text: str) -> dict[str, str]:
+    """Header block (curl -D) -> {lower-case name: value}, last response only."""
+    result: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("HTTP/"):
+            result = {}
+        elif ":" in line:
+            name, value = line.split(":", 1)
+            result[name.strip().lower()] = value.strip()
+    return result
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    """wrk's summary: requests/s, transfer bytes/s, mean latency (s), request count,
+    socket errors (connect, read, write, timeout) and non-2xx/3xx responses."""
+
+    requests_per_sec: float
+    transfer_per_sec: float
+    latency_mean: float
+    requests: int
+    errors: dict[str, int]
+    non_2xx: int
+    raw: str = field(repr=False, compare=False, default="")
+
+
+_UNIT = {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
+_TIME = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
+
+
+def run_wrk(host: Any, url: str, duration_s: float = 5.0, connections: int = 32,
+            threads: int = 2, headers: Sequence[str] = ()) -> WrkResult:
+    """Run Debian's wrk inside host and parse its summary."""
+    args = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration_s:g}s"]
+    for h in headers:
+        args += ["-H", h]
+    out = run(host, args + [url])
+    return parse_wrk(out)
+
+
+def parse_wrk(out: str) -> WrkResult:
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    tps = re.search(r"Transfer/sec:\s+([\d.]+)([KMG]?B)", out)
+    lat = re.search(r"Latency\s+([\d.]+)(us|ms|s|m)\b", out)
+    total = re.search(r"(\d+) requests in", out)
+    errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if not (rps and total):
+        raise ValueError(f"cannot parse wrk output: {out!r}")
+    return WrkResult(
+        requests_per_sec=float(rps.group(1)),
+        transfer_per_sec=float(tps.group(1)) * _UNIT[tps.group(2)] if tps else 0.0,
+        latency_mean=float(lat.group(1)) * _TIME[lat.group(2)] if lat else 0.0,
+        requests=int(total.group(1)),
+        errors=dict(zip(("connect", "read", "write", "timeout"),
+                        map(int, errs.groups()))) if errs else
+        {"connect": 0, "read": 0, "write": 0, "timeout": 0},
+        non_2xx=int(non2xx.group(1)) if non2xx else 0,
+        raw=out)
