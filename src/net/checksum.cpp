@@ -1,0 +1,80 @@
+#include "net/checksum.h"
+
+#include "net/byte_order.h"
+
+namespace hl::net {
+
+uint64_t checksum_add(std::span<const uint8_t> bytes, uint64_t sum) {
+  const uint8_t* p = bytes.data();
+  size_t n = bytes.size();
+  // 8 bytes per step: four words into a 64-bit accumulator cannot overflow
+  // for any buffer below 2^47 bytes.
+  while (n >= 8) {
+    sum += uint64_t{load_be16(p)} + load_be16(p + 2) + load_be16(p + 4) + load_be16(p + 6);
+    p += 8;
+    n -= 8;
+  }
+  while (n >= 2) {
+    sum += load_be16(p);
+    p += 2;
+    n -= 2;
+  }
+  if (n == 1) sum += static_cast<uint64_t>(p[0]) << 8;
+  return sum;
+}
+
+uint16_t checksum_fold(uint64_t sum) {
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<uint16_t>(sum);
+}
+
+uint16_t checksum_finish(uint64_t sum) { return static_cast<uint16_t>(~checksum_fold(sum)); }
+
+uint16_t internet_checksum(std::span<const uint8_t> bytes) {
+  return checksum_finish(checksum_add(bytes));
+}
+
+uint64_t tcp_pseudo_header_sum(Ipv4Addr src, Ipv4Addr dst, uint32_t tcp_length) {
+  return uint64_t{src.value >> 16} + (src.value & 0xffff) + (dst.value >> 16) +
+         (dst.value & 0xffff) + 6u + (tcp_length >> 16) + (tcp_length & 0xffff);
+}
+
+namespace {
+// Sum of the bytes with the 16-bit word at checksum_offset (even) skipped.
+uint64_t sum_skipping(std::span<const uint8_t> bytes, size_t checksum_offset, uint64_t sum) {
+  if (bytes.size() < checksum_offset + 2) return checksum_add(bytes, sum);
+  sum = checksum_add(bytes.first(checksum_offset), sum);
+  return checksum_add(bytes.subspan(checksum_offset + 2), sum);
+}
+}  // namespace
+
+uint16_t ipv4_header_checksum(std::span<const uint8_t> header) {
+  return checksum_finish(sum_skipping(header, 10, 0));
+}
+
+uint16_t tcp_checksum(Ipv4Addr src, Ipv4Addr dst, std::span<const uint8_t> segment) {
+  const uint64_t pseudo = tcp_pseudo_header_sum(src, dst, static_cast<uint32_t>(segment.size()));
+  return checksum_finish(sum_skipping(segment, 16, pseudo));
+}
+
+uint16_t checksum_update16(uint16_t checksum, uint16_t old_word, uint16_t new_word) {
+  const uint64_t sum = uint64_t{static_cast<uint16_t>(~checksum)} +
+                       uint64_t{static_cast<uint16_t>(~old_word)} + new_word;
+  return checksum_finish(sum);
+}
+
+uint16_t checksum_update32(uint16_t checksum, uint32_t old_value, uint32_t new_value) {
+  const uint64_t sum = uint64_t{static_cast<uint16_t>(~checksum)} +
+                       uint64_t{static_cast<uint16_t>(~(old_value >> 16))} +
+                       uint64_t{static_cast<uint16_t>(~old_value)} + (new_value >> 16) +
+                       (new_value & 0xffff);
+  return checksum_finish(sum);
+}
+
+uint16_t checksum_update_sum(uint16_t checksum, uint64_t old_sum, uint64_t new_sum) {
+  const uint64_t sum = uint64_t{static_cast<uint16_t>(~checksum)} +
+                       uint64_t{static_cast<uint16_t>(~checksum_fold(old_sum))} + new_sum;
+  return checksum_finish(sum);
+}
+
+}  // namespace hl::net
