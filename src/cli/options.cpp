@@ -1,0 +1,215 @@
+#include "cli/options.h"
+
+#include <arpa/inet.h>
+
+#include <boost/program_options.hpp>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+namespace hl::cli {
+namespace po = boost::program_options;
+namespace {
+
+constexpr const char* kVersion = "handoffd (handofflab) 0.1.0";
+
+// Thrown by validation, turned into CliExit{2} by parse_options.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+po::options_description make_description() {
+  po::options_description general("General");
+  general.add_options()
+    ("help,h", "print this help and exit")
+    ("version", "print the version and exit")
+    ("config", po::value<std::string>()->value_name("FILE"),
+     "read options from FILE (key = value lines, same names as the long options; "
+     "the command line overrides the file)")
+    ("cleanup", "remove every HANDOFF- iptables chain and jump in this network namespace "
+                "(e.g. after a crashed run) and exit")
+    ("print-rules", "print the iptables commands the role would run and exit")
+    ("log-level", po::value<std::string>()->default_value("info")->value_name("LEVEL"),
+     "error | warn | info | debug");
+
+  po::options_description role("Role");
+  role.add_options()
+    ("role", po::value<std::string>()->value_name("ROLE"),
+     "frontend | backend | always | rare | monitor (required to run; only monitor is "
+     "implemented in this build: it queues the port's traffic, counts it and accepts it)")
+    ("node", po::value<std::string>()->default_value("node")->value_name("NAME"), "this node's name")
+    ("vip", po::value<std::string>()->value_name("ADDR"),
+     "the cluster's virtual IPv4 address (default: none; monitor: any address)")
+    ("port", po::value<int>()->default_value(Options::kDefaultPort)->value_name("PORT"),
+     "the service's TCP port (1-65535)")
+    ("peer", po::value<std::vector<std::string>>()->composing()->value_name("NAME=ADDR"),
+     "a cluster peer and its IPv4 address (repeatable; default: none)")
+    ("content-map", po::value<std::string>()->value_name("FILE"),
+     "which node owns which content (default: none)")
+    ("policy", po::value<std::string>()->value_name("NAME"),
+     "dispatch policy (default: the role's default)");
+
+  po::options_description io("Packet I/O");
+  io.add_options()
+    ("queue", po::value<int>()->default_value(Options::kDefaultQueue)->value_name("N"),
+     "NFQUEUE number (0-65535); the chains are named HANDOFF-q<N>-PRE/-OUT")
+    ("queue-bypass", po::value<bool>()->default_value(true, "on")->implicit_value(true, "on")->value_name("on|off"),
+     "put --queue-bypass on the NFQUEUE rules: traffic passes if the daemon dies")
+    ("mark", po::value<std::string>()->default_value("0x4846")->value_name("MARK"),
+     "SO_MARK of the engine's own packets; rules RETURN them before queueing (non-zero)")
+    ("queue-maxlen", po::value<std::uint32_t>()->default_value(Options::kDefaultQueueMaxLen)->value_name("N"),
+     "packets the kernel may hold in the queue")
+    ("rcvbuf", po::value<std::uint32_t>()->default_value(Options::kDefaultRcvBufBytes)->value_name("BYTES"),
+     "netlink receive buffer of the queue")
+    ("gso", po::value<bool>()->default_value(true, "on")->implicit_value(true, "on")->value_name("on|off"),
+     "NFQA_CFG_F_GSO: receive GSO super-packets (fewer, larger packets)")
+    ("fail-open", po::value<bool>()->default_value(false, "off")->implicit_value(true, "on")->value_name("on|off"),
+     "NFQA_CFG_F_FAIL_OPEN: accept packets unseen when the queue is full")
+    ("sysctl", po::value<std::vector<std::string>>()->composing()->value_name("KEY=VALUE"),
+     "set a sysctl of this network namespace while running, restore it at exit (repeatable)");
+
+  po::options_description stats("Statistics");
+  stats.add_options()
+    ("stats-file", po::value<std::string>()->value_name("PATH"),
+     "write counters as JSON to PATH (atomically) periodically and at exit (default: none)")
+    ("stats-interval", po::value<int>()->default_value(static_cast<int>(Options::kDefaultStatsIntervalMs))
+                           ->value_name("MS"),
+     "milliseconds between stats file writes (> 0)");
+
+  po::options_description all("Usage: handoffd --role ROLE [options]\n       handoffd --cleanup\n\nOptions");
+  all.add(general).add(role).add(io).add(stats);
+  return all;
+}
+
+bool is_ipv4(const std::string& s) {
+  in_addr addr{};
+  return inet_pton(AF_INET, s.c_str(), &addr) == 1;
+}
+
+std::uint16_t in_range_u16(int v, int lo, const char* what) {
+  if (v < lo || v > 65535) {
+    throw UsageError(std::string(what) + " " + std::to_string(v) + " is out of range (" +
+                     std::to_string(lo) + "-65535)");
+  }
+  return static_cast<std::uint16_t>(v);
+}
+
+Role parse_role(const std::string& s) {
+  if (s == "frontend") return Role::kFrontend;
+  if (s == "backend") return Role::kBackend;
+  if (s == "always") return Role::kAlways;
+  if (s == "rare") return Role::kRare;
+  if (s == "monitor") return Role::kMonitor;
+  throw UsageError("unknown role '" + s + "' (frontend, backend, always, rare, monitor)");
+}
+
+LogLevel parse_log_level(const std::string& s) {
+  if (s == "error") return LogLevel::kError;
+  if (s == "warn") return LogLevel::kWarn;
+  if (s == "info") return LogLevel::kInfo;
+  if (s == "debug") return LogLevel::kDebug;
+  throw UsageError("unknown log level '" + s + "' (error, warn, info, debug)");
+}
+
+std::pair<std::string, std::string> split_pair(const std::string& s, const char* what) {
+  auto eq = s.find('=');
+  if (eq == 0 || eq == std::string::npos || eq + 1 == s.size()) {
+    throw UsageError(std::string("bad ") + what + " '" + s + "' (expected NAME=VALUE)");
+  }
+  return {s.substr(0, eq), s.substr(eq + 1)};
+}
+
+Options to_options(const po::variables_map& vm) {
+  Options o;
+  if (vm.count("cleanup") && vm.count("print-rules")) throw UsageError("--cleanup and --print-rules exclude each other");
+  if (vm.count("cleanup")) o.action = Action::kCleanup;
+  if (vm.count("print-rules")) o.action = Action::kPrintRules;
+  if (vm.count("role")) o.role = parse_role(vm["role"].as<std::string>());
+  if (!o.role && o.action != Action::kCleanup) throw UsageError("--role is required");
+  o.node = vm["node"].as<std::string>();
+  if (o.node.empty()) throw UsageError("--node must not be empty");
+  if (vm.count("vip")) {
+    o.vip = vm["vip"].as<std::string>();
+    if (!is_ipv4(*o.vip)) throw UsageError("--vip '" + *o.vip + "' is not an IPv4 address");
+  }
+  o.port = in_range_u16(vm["port"].as<int>(), 1, "--port");
+  o.queue = in_range_u16(vm["queue"].as<int>(), 0, "--queue");
+  if (vm.count("peer")) {
+    for (const auto& p : vm["peer"].as<std::vector<std::string>>()) {
+      auto [name, addr] = split_pair(p, "--peer");
+      if (!is_ipv4(addr)) throw UsageError("--peer '" + p + "': '" + addr + "' is not an IPv4 address");
+      o.peers.push_back({name, addr});
+    }
+  }
+  if (vm.count("content-map")) o.content_map = vm["content-map"].as<std::string>();
+  if (vm.count("policy")) o.policy = vm["policy"].as<std::string>();
+  if (vm.count("stats-file")) o.stats_file = vm["stats-file"].as<std::string>();
+  int interval = vm["stats-interval"].as<int>();
+  if (interval <= 0) throw UsageError("--stats-interval must be > 0 ms");
+  o.stats_interval_ms = static_cast<std::uint32_t>(interval);
+  o.log_level = parse_log_level(vm["log-level"].as<std::string>());
+  o.queue_bypass = vm["queue-bypass"].as<bool>();
+  const std::string& mark = vm["mark"].as<std::string>();
+  std::size_t used = 0;
+  unsigned long mark_value = 0;
+  try {
+    mark_value = std::stoul(mark, &used, 0);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != mark.size() || mark_value == 0 || mark_value > 0xffffffffUL) {
+    throw UsageError("--mark '" + mark + "' is not a non-zero 32-bit number");
+  }
+  o.mark = static_cast<std::uint32_t>(mark_value);
+  o.queue_maxlen = vm["queue-maxlen"].as<std::uint32_t>();
+  if (o.queue_maxlen == 0) throw UsageError("--queue-maxlen must be > 0");
+  o.rcvbuf_bytes = vm["rcvbuf"].as<std::uint32_t>();
+  o.gso = vm["gso"].as<bool>();
+  o.fail_open = vm["fail-open"].as<bool>();
+  if (vm.count("sysctl")) {
+    for (const auto& s : vm["sysctl"].as<std::vector<std::string>>()) o.sysctls.push_back(split_pair(s, "--sysctl"));
+  }
+  return o;
+}
+
+}  // namespace
+
+std::string help_text() {
+  std::ostringstream out;
+  out << make_description() << "\nExit status: 0 ok, 1 runtime failure, 2 bad usage.\n";
+  return out.str();
+}
+
+const char* role_name(Role role) {
+  switch (role) {
+    case Role::kFrontend: return "frontend";
+    case Role::kBackend: return "backend";
+    case Role::kAlways: return "always";
+    case Role::kRare: return "rare";
+    case Role::kMonitor: return "monitor";
+  }
+  return "?";
+}
+
+Result<Options, CliExit> parse_options(int argc, const char* const argv[]) {
+  const po::options_description desc = make_description();
+  try {
+    po::variables_map vm;
+    po::store(po::command_line_parser(argc, argv).options(desc).run(), vm);
+    if (vm.count("help")) return Err(CliExit{0, help_text()});
+    if (vm.count("version")) return Err(CliExit{0, std::string(kVersion) + "\n"});
+    if (vm.count("config")) {
+      const std::string path = vm["config"].as<std::string>();
+      std::ifstream file(path);
+      if (!file) throw UsageError("cannot read config file '" + path + "'");
+      po::store(po::parse_config_file(file, desc), vm);  // values already set on the command line stay
+    }
+    return to_options(vm);
+  } catch (const po::error& e) {
+    return Err(CliExit{2, std::string("handoffd: ") + e.what() + " (see handoffd --help)\n"});
+  } catch (const UsageError& e) {
+    return Err(CliExit{2, std::string("handoffd: ") + e.what() + " (see handoffd --help)\n"});
+  }
+}
+
+}  // namespace hl::cli
