@@ -1,0 +1,71 @@
+// BackendEngine: the back-end's BTCP (seeds 000/001): it lets the unmodified kernel
+// accept a replayed SYN, learns the kernel's ISN from its SYN/ACK, translates every
+// segment of the handed-off connection both ways, and sends responses straight to
+// the client; FIN and RST go back to the front-end, which relays them.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "engine/engine_io.h"
+#include "io/packet_io.h"
+#include "net/ipv4_addr.h"
+
+namespace hl::engine {
+
+struct BackendConfig {
+  static constexpr uint32_t kDefaultLingerMs = 2000;
+  static constexpr uint32_t kDefaultHandshakeTimeoutMs = 5000;
+  static constexpr uint32_t kDefaultIdleTimeoutMs = 120000;
+  static constexpr size_t kDefaultMaxHeld = 64;
+
+  net::Ipv4Addr node;       // this back-end's own address (its sockets' local address)
+  uint16_t port = 80;       // the web server's port
+  net::Endpoint vip;        // what the client connected to (source of rewritten responses)
+  net::Ipv4Addr frontend;   // where handoff acks and relayed FIN/RST go
+  uint32_t linger_ms = kDefaultLingerMs;
+  uint32_t handshake_timeout_ms = kDefaultHandshakeTimeoutMs;  // SYN/ACK must show within
+  uint32_t idle_timeout_ms = kDefaultIdleTimeoutMs;
+  size_t max_held = kDefaultMaxHeld;  // client packets held per connection until the ISN is known
+};
+
+struct BackendCounters {
+  uint64_t handoffs_received = 0;   // replayed SYNs accepted
+  uint64_t duplicate_syns = 0;      // replayed SYNs of a connection already taken
+  uint64_t translated_in = 0;       // client -> back-end segments translated
+  uint64_t translated_out = 0;      // back-end -> client segments translated (sent straight)
+  uint64_t translated_out_bytes = 0;
+  uint64_t held = 0;                // client packets held until the kernel's SYN/ACK
+  uint64_t held_dropped = 0;        // held packets dropped (too many, or timeout)
+  uint64_t synacks_dropped = 0;     // the kernel's SYN/ACKs (never reach the client)
+  uint64_t relayed = 0;             // FIN/RST segments sent to the front-end
+  uint64_t passthrough = 0;         // packets of connections not handed off, left alone
+  uint64_t dropped_malformed = 0;
+  uint64_t handshake_timeouts = 0;
+  uint64_t control_errors = 0;      // messages that could not be sent
+  uint64_t io_errors = 0;           // verdicts the kernel refused
+  uint64_t active = 0;              // connection states held now
+  uint64_t freed = 0;
+
+  void visit(const CounterVisitor& visit) const;
+};
+
+class BackendEngine {
+ public:
+  // The references must outlive the engine.
+  BackendEngine(BackendConfig config, io::Verdicts& verdicts, MessageSender& messages, Clock clock);
+  ~BackendEngine();
+  BackendEngine(const BackendEngine&) = delete;
+  BackendEngine& operator=(const BackendEngine&) = delete;
+
+  // One packet queued at PREROUTING (to node:port) or LOCAL_OUT (from node:port).
+  void on_packet(const io::QueuedPacket& packet);
+  void on_timer();
+  const BackendCounters& counters() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace hl::engine

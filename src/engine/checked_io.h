@@ -1,0 +1,38 @@
+// CheckedVerdicts / CheckedSender: the engines' view of the I/O boundary, counting
+// failed verdicts and sends instead of dropping their status on the floor.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "io/packet_io.h"
+
+namespace hl::engine {
+
+class CheckedVerdicts {
+ public:
+  // `errors` is incremented for every verdict the kernel refused; both must outlive this.
+  CheckedVerdicts(io::Verdicts& verdicts, uint64_t& errors) : v_(verdicts), errors_(errors) {}
+  void accept(uint32_t id) { check(v_.accept(id)); }
+  void drop(uint32_t id) { check(v_.drop(id)); }
+  void accept_modified(uint32_t id, std::span<const uint8_t> packet) {
+    check(v_.accept_modified(id, packet));
+  }
+
+ private:
+  void check(const io::IoStatus& s) { if (!s) ++errors_; }
+  io::Verdicts& v_;
+  uint64_t& errors_;
+};
+
+class CheckedSender {
+ public:
+  CheckedSender(io::PacketSender& sender, uint64_t& errors) : s_(sender), errors_(errors) {}
+  void send(std::span<const uint8_t> packet) { if (!s_.send(packet)) ++errors_; }
+
+ private:
+  io::PacketSender& s_;
+  uint64_t& errors_;
+};
+
+}  // namespace hl::engine

@@ -1,0 +1,100 @@
+// FrontendEngine: the dedicated front-end's BTCP and BIP (seeds 000/001): it answers
+// the client's handshake itself, reads the request, hands the connection to the
+// back-end that owns the content by replaying the SYN, then forwards the client's packets.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <unordered_map>
+#include <vector>
+
+#include "dispatch/dispatcher.h"
+#include "engine/engine_io.h"
+#include "http/request_parser.h"
+#include "io/packet_io.h"
+#include "net/ipv4_addr.h"
+#include "net/tcp_packet.h"
+
+namespace hl::engine {
+
+// Tunables with named defaults; times in milliseconds.
+struct FrontendConfig {
+  static constexpr uint16_t kDefaultMss = 1460;
+  static constexpr uint8_t kDefaultWscale = 7;          // what Linux announces with default buffers
+  static constexpr uint16_t kDefaultSynWindow = 64240;  // Linux's SYN/ACK window
+  static constexpr uint32_t kDefaultHandoffRetryMs = 300;
+  static constexpr uint32_t kDefaultLingerMs = 2000;
+  static constexpr uint32_t kDefaultHandshakeTimeoutMs = 10000;
+  static constexpr uint32_t kDefaultRequestTimeoutMs = 10000;
+  static constexpr uint32_t kDefaultIdleTimeoutMs = 120000;
+  static constexpr size_t kDefaultMaxConnections = 65536;
+  static constexpr size_t kDefaultMaxHalfOpen = 16384;
+
+  net::Endpoint vip;                        // the service address clients connect to
+  std::vector<net::Ipv4Addr> backend_addrs; // indexed by the dispatcher's BackendId
+  uint16_t mss = kDefaultMss;               // most the front-end announces (back-ends accept it)
+  uint8_t wscale = kDefaultWscale;
+  uint16_t syn_window = kDefaultSynWindow;
+  uint32_t handoff_retry_ms = kDefaultHandoffRetryMs;  // resend an unacknowledged handoff after
+  uint32_t linger_ms = kDefaultLingerMs;               // state kept after both FINs are acked
+  uint32_t handshake_timeout_ms = kDefaultHandshakeTimeoutMs;
+  uint32_t request_timeout_ms = kDefaultRequestTimeoutMs;  // whole head must arrive within
+  uint32_t idle_timeout_ms = kDefaultIdleTimeoutMs;
+  size_t max_connections = kDefaultMaxConnections;
+  size_t max_half_open = kDefaultMaxHalfOpen;  // SYN-RECEIVED and awaiting-request states
+  http::Limits http_limits;
+  uint64_t seed = 0;  // ISN / timestamp randomness; 0 = from std::random_device
+};
+
+// Monotonic counters, except `active` (states held now).
+struct FrontendCounters {
+  uint64_t syns = 0;                // SYNs that created a connection state
+  uint64_t syns_dropped = 0;        // SYNs refused: table full
+  uint64_t handoffs = 0;            // connections handed off (first attempt)
+  uint64_t handoff_retries = 0;     // handoffs sent again (no acknowledgement yet)
+  uint64_t handoff_acks = 0;        // handoff acknowledgements from back-ends
+  uint64_t forwarded_packets = 0;   // client packets forwarded to a back-end
+  uint64_t forwarded_bytes = 0;
+  uint64_t relayed = 0;             // back-end FIN/RST segments sent on to clients
+  uint64_t dropped_malformed = 0;   // unparseable packets dropped
+  uint64_t http_errors = 0;         // bad request heads (connection reset)
+  uint64_t request_timeouts = 0;    // heads that never completed (connection reset)
+  uint64_t dispatch_default = 0;    // requests for unknown content, sent to some back-end
+  uint64_t resets_sent = 0;         // RSTs the front-end sent itself
+  uint64_t unknown_packets = 0;     // non-SYN packets of no known connection
+  uint64_t control_errors = 0;      // control messages refused (bad sender, bad packet)
+  uint64_t io_errors = 0;           // verdicts or raw sends the kernel refused
+  uint64_t active = 0;              // connection states held now
+  uint64_t freed = 0;               // connection states freed
+
+  void visit(const CounterVisitor& visit) const;
+};
+
+class FrontendEngine {
+ public:
+  // The references must outlive the engine. Packets are sent through `raw`
+  // (handshake answers, replayed SYN and request, relayed segments) or passed
+  // on modified through `verdicts` (forwarding).
+  FrontendEngine(FrontendConfig config, std::unique_ptr<dispatch::Dispatcher> dispatcher,
+                 io::Verdicts& verdicts, io::PacketSender& raw, Clock clock);
+  ~FrontendEngine();
+  FrontendEngine(const FrontendEngine&) = delete;
+  FrontendEngine& operator=(const FrontendEngine&) = delete;
+
+  // One packet queued at PREROUTING (client -> VIP). Gives its verdict.
+  void on_packet(const io::QueuedPacket& packet);
+  // One control message from node `from` (handoff ack, relay).
+  void on_message(net::Ipv4Addr from, const control::Message& message);
+  // Periodic housekeeping: timeouts and linger expiry.
+  void on_timer();
+
+  const FrontendCounters& counters() const;
+
+ private:
+  struct Conn;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace hl::engine
