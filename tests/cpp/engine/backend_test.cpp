@@ -1,0 +1,121 @@
+// BackendEngine alone: pass-through, duplicates, holding limits and timeouts.
+#include "engine/backend.h"
+
+#include <gtest/gtest.h>
+
+#include "engine/fakes.h"
+#include "engine/handoff_option.h"
+#include "net/packet_builder.h"
+
+namespace hl::engine {
+namespace {
+
+using namespace hl::engine::testing;
+using net::Endpoint;
+using net::PacketBuilder;
+using net::tcp_flag::ACK;
+using net::tcp_flag::SYN;
+
+const Endpoint kVip{net::ipv4(10, 0, 100, 1), 80};
+const net::Ipv4Addr kFe = net::ipv4(10, 0, 2, 2);
+const net::Ipv4Addr kBe = net::ipv4(10, 0, 2, 11);
+const Endpoint kClient{net::ipv4(10, 0, 1, 11), 40000};
+
+struct Be {
+  uint64_t now = 0;
+  FakeVerdicts verdicts;
+  FakeMessenger messages;
+  BackendEngine engine;
+  uint32_t next_id = 1;
+
+  static BackendConfig config() {
+    BackendConfig c;
+    c.node = kBe;
+    c.vip = kVip;
+    c.frontend = kFe;
+    c.max_held = 2;
+    return c;
+  }
+  Be() : engine(config(), verdicts, messages, [this] { return now; }) {}
+
+  std::vector<Verdict> send(std::vector<uint8_t> bytes, io::Hook hook = io::Hook::kPreRouting) {
+    auto q = queued(next_id++, bytes, hook);
+    engine.on_packet(q);
+    return verdicts.take();
+  }
+  std::vector<uint8_t> replayed_syn(uint32_t isn = 100) {
+    const auto opt = encode_option_data(HandoffOption{5000, 0, 0});
+    return PacketBuilder().ipv4(kClient.addr, kBe).tcp(kClient.port, 80).seq(isn).flags(SYN)
+        .raw_option(kHandoffOptionKind, opt).build();
+  }
+  std::vector<uint8_t> client_ack(uint32_t seq) {
+    return PacketBuilder().ipv4(kClient.addr, kBe).tcp(kClient.port, 80).seq(seq).ack(5001)
+        .flags(ACK).payload("x").build();
+  }
+};
+
+TEST(BackendTest, ConnectionsNotHandedOffPassUntouched) {
+  Be be;
+  auto v = be.send(PacketBuilder().ipv4(kClient.addr, kBe).tcp(kClient.port, 80).flags(SYN).build());
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].kind, VerdictKind::Accept);
+  v = be.send(PacketBuilder().ipv4(kBe, kClient.addr).tcp(80, kClient.port).flags(SYN | ACK).build(),
+              io::Hook::kLocalOut);
+  EXPECT_EQ(v.at(0).kind, VerdictKind::Accept);
+  EXPECT_EQ(be.engine.counters().passthrough, 2u);
+  EXPECT_EQ(be.engine.counters().active, 0u);
+}
+
+TEST(BackendTest, HeldPacketsAreBoundedAndFreedOnTimeout) {
+  Be be;
+  be.send(be.replayed_syn());
+  EXPECT_TRUE(be.send(be.client_ack(101)).empty());
+  EXPECT_TRUE(be.send(be.client_ack(102)).empty());
+  auto v = be.send(be.client_ack(103));  // over max_held = 2
+  EXPECT_EQ(v.at(0).kind, VerdictKind::Drop);
+  be.now += BackendConfig::kDefaultHandshakeTimeoutMs;
+  be.engine.on_timer();
+  v = be.verdicts.take();
+  ASSERT_EQ(v.size(), 2u);  // the two held packets get their verdict: dropped
+  EXPECT_EQ(v[0].kind, VerdictKind::Drop);
+  EXPECT_EQ(v[1].kind, VerdictKind::Drop);
+  EXPECT_EQ(be.engine.counters().handshake_timeouts, 1u);
+  EXPECT_EQ(be.engine.counters().active, 0u);
+}
+
+TEST(BackendTest, DuplicateHandoffIsAcknowledgedAgain) {
+  Be be;
+  be.send(be.replayed_syn());
+  be.send(PacketBuilder().ipv4(kBe, kClient.addr).tcp(80, kClient.port).seq(1).ack(101)
+              .flags(SYN | ACK).build(),
+          io::Hook::kLocalOut);
+  ASSERT_EQ(be.messages.take().size(), 1u);
+  auto v = be.send(be.replayed_syn());
+  EXPECT_EQ(v.at(0).kind, VerdictKind::Drop);
+  auto m = be.messages.take();
+  ASSERT_EQ(m.size(), 1u);
+  EXPECT_EQ(std::get<control::HandoffAck>(m[0].message).backend_isn, 1u);
+  EXPECT_EQ(be.engine.counters().duplicate_syns, 1u);
+  // A retransmitted kernel SYN/ACK never reaches the client.
+  v = be.send(PacketBuilder().ipv4(kBe, kClient.addr).tcp(80, kClient.port).seq(1).ack(101)
+                  .flags(SYN | ACK).build(),
+              io::Hook::kLocalOut);
+  EXPECT_EQ(v.at(0).kind, VerdictKind::Drop);
+  // A replayed SYN with a new ISN replaces the old connection (port reuse).
+  v = be.send(be.replayed_syn(9000));
+  EXPECT_EQ(v.at(0).kind, VerdictKind::AcceptModified);
+  EXPECT_EQ(be.engine.counters().handoffs_received, 2u);
+  EXPECT_EQ(be.engine.counters().active, 1u);
+}
+
+TEST(BackendTest, MalformedPacketsAreDroppedAndCounted) {
+  Be be;
+  auto syn = be.replayed_syn();
+  syn[32] = 0xF0;  // data offset 15 words: past the segment
+  auto v = be.send(syn);
+  EXPECT_EQ(v.at(0).kind, VerdictKind::Drop);
+  EXPECT_EQ(be.engine.counters().dropped_malformed, 1u);
+}
+
+}  // namespace
+}  // namespace hl::engine

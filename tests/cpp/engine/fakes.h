@@ -1,0 +1,96 @@
+// Fakes of the engine's I/O boundary: they record every verdict, sent packet and message.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "engine/engine_io.h"
+#include "io/packet_io.h"
+#include "net/tcp_packet.h"
+
+namespace hl::engine::testing {
+
+enum class VerdictKind { Accept, AcceptModified, Drop };
+
+struct Verdict {
+  uint32_t id;
+  VerdictKind kind;
+  std::vector<uint8_t> bytes;  // the new bytes of AcceptModified
+};
+
+class FakeVerdicts final : public io::Verdicts {
+ public:
+  io::IoStatus accept(uint32_t id) override { return add(id, VerdictKind::Accept, {}); }
+  io::IoStatus accept_modified(uint32_t id, std::span<const uint8_t> p) override {
+    return add(id, VerdictKind::AcceptModified, p);
+  }
+  io::IoStatus drop(uint32_t id) override { return add(id, VerdictKind::Drop, {}); }
+  void accept_deferred(uint32_t id) override { (void)add(id, VerdictKind::Accept, {}); }
+  io::IoStatus flush() override { return io::io_ok(); }
+
+  // Verdicts given since the last take(), in order.
+  std::vector<Verdict> take() { return std::exchange(log_, {}); }
+
+ private:
+  io::IoStatus add(uint32_t id, VerdictKind kind, std::span<const uint8_t> p) {
+    log_.push_back({id, kind, {p.begin(), p.end()}});
+    return io::io_ok();
+  }
+  std::vector<Verdict> log_;
+};
+
+class FakeSender final : public io::PacketSender {
+ public:
+  io::IoStatus send(std::span<const uint8_t> p) override {
+    sent_.emplace_back(p.begin(), p.end());
+    return io::io_ok();
+  }
+  std::vector<std::vector<uint8_t>> take() { return std::exchange(sent_, {}); }
+
+ private:
+  std::vector<std::vector<uint8_t>> sent_;
+};
+
+struct SentMessage {
+  net::Ipv4Addr to;
+  control::Message message;
+};
+
+class FakeMessenger final : public MessageSender {
+ public:
+  bool send(net::Ipv4Addr to, const control::Message& m) override {
+    sent_.push_back({to, m});
+    return true;
+  }
+  std::vector<SentMessage> take() { return std::exchange(sent_, {}); }
+
+ private:
+  std::vector<SentMessage> sent_;
+};
+
+// A queued packet over `bytes` (which must outlive it).
+inline io::QueuedPacket queued(uint32_t id, std::vector<uint8_t>& bytes,
+                               io::Hook hook = io::Hook::kPreRouting, bool partial = false) {
+  io::QueuedPacket q;
+  q.id = id;
+  q.data = bytes;
+  q.hook = hook;
+  q.checksum_partial = partial;
+  return q;
+}
+
+// Parses bytes that must be a valid packet (copying them, so the view owns nothing shared).
+struct Parsed {
+  std::vector<uint8_t> bytes;
+  net::TcpPacket pkt;
+};
+inline Parsed parse(std::vector<uint8_t> bytes) {
+  Parsed p{std::move(bytes), {}};
+  auto r = net::parse_tcp_packet(p.bytes);
+  if (!r) throw std::runtime_error(std::string("unparseable packet: ") + net::to_string(r.error()));
+  p.pkt = *r;
+  return p;
+}
+
+}  // namespace hl::engine::testing

@@ -1,0 +1,235 @@
+// FrontendEngine alone: handshake, request buffering, errors, limits and retries.
+#include "engine/frontend.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "engine/fakes.h"
+#include "engine/handoff_option.h"
+#include "net/packet_builder.h"
+
+namespace hl::engine {
+namespace {
+
+using namespace hl::engine::testing;
+using net::Endpoint;
+using net::PacketBuilder;
+using net::tcp_flag::ACK;
+using net::tcp_flag::FIN;
+using net::tcp_flag::RST;
+using net::tcp_flag::SYN;
+
+const Endpoint kVip{net::ipv4(10, 0, 100, 1), 80};
+const net::Ipv4Addr kBe1 = net::ipv4(10, 0, 2, 11);
+const net::Ipv4Addr kBe2 = net::ipv4(10, 0, 2, 12);
+const Endpoint kClient{net::ipv4(10, 0, 1, 11), 40000};
+
+struct Fe {
+  uint64_t now = 5000;
+  FakeVerdicts verdicts;
+  FakeSender raw;
+  FrontendEngine engine;
+  uint32_t next_id = 1;
+
+  static FrontendConfig config(size_t max_half_open) {
+    FrontendConfig c;
+    c.vip = kVip;
+    c.backend_addrs = {kBe1, kBe2};
+    c.max_half_open = max_half_open;
+    c.seed = 7;
+    return c;
+  }
+  explicit Fe(size_t max_half_open = FrontendConfig::kDefaultMaxHalfOpen)
+      : engine(config(max_half_open),
+               std::make_unique<dispatch::Dispatcher>(
+                   dispatch::ContentMap::parse("/a be1\n/b be2\n"), "first"),
+               verdicts, raw, [this] { return now; }) {}
+
+  Verdict send(std::vector<uint8_t> bytes) {
+    auto q = queued(next_id++, bytes);
+    engine.on_packet(q);
+    auto v = verdicts.take();
+    EXPECT_EQ(v.size(), 1u);
+    return v.at(0);
+  }
+  // Completes a handshake from `client`; returns the front-end's ISN.
+  uint32_t connect(Endpoint client = kClient, uint32_t isn = 100) {
+    send(PacketBuilder().ipv4(client.addr, kVip.addr).tcp(client.port, 80).seq(isn).flags(SYN)
+             .mss(1460).build());
+    const uint32_t f = parse(raw.take().at(0)).pkt.seq();
+    send(PacketBuilder().ipv4(client.addr, kVip.addr).tcp(client.port, 80).seq(isn + 1)
+             .ack(f + 1).flags(ACK).build());
+    return f;
+  }
+  Verdict data(uint32_t seq, uint32_t f, std::string_view payload, uint8_t flags = ACK) {
+    return send(PacketBuilder().ipv4(kClient.addr, kVip.addr).tcp(kClient.port, 80).seq(seq)
+                    .ack(f + 1).flags(flags).payload(payload).build());
+  }
+};
+
+TEST(FrontendTest, RequestSplitAcrossSegmentsIsAckedUntilComplete) {
+  Fe fe;
+  const uint32_t f = fe.connect();
+  const std::string parts[] = {"GET /a HT", "TP/1.1\r\nHost: x\r\n", "\r\n"};
+  uint32_t seq = 101;
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(fe.data(seq, f, parts[i]).kind, VerdictKind::Drop);
+    seq += static_cast<uint32_t>(parts[i].size());
+    auto sent = fe.raw.take();
+    ASSERT_EQ(sent.size(), 1u) << "an ACK for the partial head";
+    EXPECT_EQ(parse(sent[0]).pkt.ack(), seq);
+    EXPECT_EQ(parse(sent[0]).pkt.flags(), ACK);
+  }
+  // A retransmission of the first part adds nothing.
+  fe.data(101, f, parts[0]);
+  fe.raw.take();
+  fe.data(seq, f, parts[2]);
+  auto sent = fe.raw.take();
+  ASSERT_EQ(sent.size(), 2u);  // replayed SYN + the whole request in one segment
+  EXPECT_EQ(parse(sent[0]).pkt.dst_addr(), kBe1);
+  auto req = parse(sent[1]);
+  EXPECT_EQ(std::string(req.pkt.payload().begin(), req.pkt.payload().end()),
+            parts[0] + parts[1] + parts[2]);
+  EXPECT_EQ(fe.engine.counters().handoffs, 1u);
+}
+
+TEST(FrontendTest, RetransmittedSynGetsTheSameSynAck) {
+  Fe fe;
+  auto syn = PacketBuilder().ipv4(kClient.addr, kVip.addr).tcp(kClient.port, 80).seq(9).flags(SYN).build();
+  fe.send(syn);
+  fe.send(syn);
+  auto sent = fe.raw.take();
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_EQ(sent[0], sent[1]);
+  EXPECT_EQ(fe.engine.counters().syns, 1u);
+}
+
+TEST(FrontendTest, MalformedRequestIsReset) {
+  Fe fe;
+  const uint32_t f = fe.connect();
+  fe.data(101, f, std::string("\x16\x03\x01\x02\x00", 5));  // a TLS ClientHello
+  auto sent = fe.raw.take();
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(parse(sent[0]).pkt.flags() & RST, RST);
+  EXPECT_EQ(fe.engine.counters().http_errors, 1u);
+  EXPECT_EQ(fe.engine.counters().active, 0u);
+}
+
+TEST(FrontendTest, FinBeforeRequestIsReset) {
+  Fe fe;
+  const uint32_t f = fe.connect();
+  fe.data(101, f, "", ACK | FIN);
+  EXPECT_EQ(parse(fe.raw.take().at(0)).pkt.flags() & RST, RST);
+  EXPECT_EQ(fe.engine.counters().active, 0u);
+}
+
+TEST(FrontendTest, SlowHeadTimesOut) {
+  Fe fe;
+  const uint32_t f = fe.connect();
+  fe.data(101, f, "GET /a HTTP/1.1\r\n");
+  fe.raw.take();
+  fe.now += FrontendConfig::kDefaultRequestTimeoutMs;
+  fe.engine.on_timer();
+  EXPECT_EQ(parse(fe.raw.take().at(0)).pkt.flags() & RST, RST);
+  EXPECT_EQ(fe.engine.counters().request_timeouts, 1u);
+  EXPECT_EQ(fe.engine.counters().active, 0u);
+}
+
+TEST(FrontendTest, UnknownAndMalformedPackets) {
+  Fe fe;
+  auto v = fe.send(PacketBuilder().ipv4(kClient.addr, kVip.addr).tcp(kClient.port, 80).seq(1)
+                       .ack(55).flags(ACK).build());
+  EXPECT_EQ(v.kind, VerdictKind::Drop);
+  auto rst = parse(fe.raw.take().at(0));
+  EXPECT_EQ(rst.pkt.flags(), RST);
+  EXPECT_EQ(rst.pkt.seq(), 55u);
+  EXPECT_EQ(fe.engine.counters().unknown_packets, 1u);
+
+  std::vector<uint8_t> junk = {0x45, 0x00, 0x00};
+  EXPECT_EQ(fe.send(junk).kind, VerdictKind::Drop);
+  EXPECT_EQ(fe.engine.counters().dropped_malformed, 1u);
+
+  // Not for the service (another port): left alone.
+  v = fe.send(PacketBuilder().ipv4(kClient.addr, kVip.addr).tcp(kClient.port, 22).flags(SYN).build());
+  EXPECT_EQ(v.kind, VerdictKind::Accept);
+}
+
+TEST(FrontendTest, HalfOpenTableIsBounded) {
+  Fe fe(2);
+  for (uint16_t port = 1; port <= 3; ++port) {
+    fe.send(PacketBuilder().ipv4(kClient.addr, kVip.addr).tcp(port, 80).seq(port).flags(SYN).build());
+  }
+  EXPECT_EQ(fe.raw.take().size(), 2u);
+  EXPECT_EQ(fe.engine.counters().syns_dropped, 1u);
+  EXPECT_EQ(fe.engine.counters().active, 2u);
+  fe.now += FrontendConfig::kDefaultHandshakeTimeoutMs;
+  fe.engine.on_timer();
+  EXPECT_EQ(fe.engine.counters().active, 0u);
+}
+
+TEST(FrontendTest, UnacknowledgedHandoffIsResentOnClientRetransmission) {
+  Fe fe;
+  const uint32_t f = fe.connect();
+  const std::string req = "GET /b HTTP/1.1\r\nHost: x\r\n\r\n";
+  fe.data(101, f, req);
+  auto first = fe.raw.take();
+  ASSERT_EQ(first.size(), 2u);
+  EXPECT_EQ(parse(first[0]).pkt.dst_addr(), kBe2);
+  // Too soon for a retry: just forwarded.
+  auto v = fe.data(101, f, req);
+  EXPECT_EQ(v.kind, VerdictKind::AcceptModified);
+  EXPECT_EQ(parse(v.bytes).pkt.dst_addr(), kBe2);
+  EXPECT_TRUE(fe.raw.take().empty());
+  fe.now += FrontendConfig::kDefaultHandoffRetryMs;
+  fe.data(101, f, req);
+  EXPECT_EQ(fe.raw.take(), first);
+  EXPECT_EQ(fe.engine.counters().handoff_retries, 1u);
+  // Acknowledged: no more retries.
+  fe.engine.on_message(kBe2, control::HandoffAck{kClient, 1});
+  fe.now += FrontendConfig::kDefaultHandoffRetryMs;
+  fe.data(101, f, req);
+  EXPECT_TRUE(fe.raw.take().empty());
+  EXPECT_EQ(fe.engine.counters().handoff_acks, 1u);
+}
+
+TEST(FrontendTest, UnknownContentGoesToSomeBackend) {
+  Fe fe;
+  const uint32_t f = fe.connect();
+  fe.data(101, f, "GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto sent = fe.raw.take();
+  ASSERT_EQ(sent.size(), 2u);
+  const auto to = parse(sent[0]).pkt.dst_addr();
+  EXPECT_TRUE(to == kBe1 || to == kBe2);
+  EXPECT_EQ(fe.engine.counters().dispatch_default, 1u);
+}
+
+TEST(FrontendTest, ControlMessagesFromStrangersAreRefused) {
+  Fe fe;
+  fe.engine.on_message(net::ipv4(10, 9, 9, 9), control::HandoffAck{kClient, 1});
+  EXPECT_EQ(fe.engine.counters().control_errors, 1u);
+  // A relay whose packet is not from the VIP to that client is refused too.
+  auto bogus = PacketBuilder().ipv4(kBe1, kClient.addr).tcp(80, kClient.port).flags(RST).build();
+  fe.engine.on_message(kBe1, control::Relay{kClient, bogus});
+  EXPECT_EQ(fe.engine.counters().control_errors, 2u);
+  EXPECT_TRUE(fe.raw.take().empty());
+}
+
+TEST(FrontendTest, ReusedPortAfterCloseStartsAFreshConnection) {
+  Fe fe;
+  const uint32_t f1 = fe.connect(kClient, 100);
+  fe.data(101, f1, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+  fe.raw.take();
+  // A SYN with a new ISN while the old connection is still forwarding: ignored.
+  fe.send(PacketBuilder().ipv4(kClient.addr, kVip.addr).tcp(kClient.port, 80).seq(5000).flags(SYN).build());
+  EXPECT_TRUE(fe.raw.take().empty());
+  // After a reset the port may be reused at once.
+  fe.data(200, f1, "", RST);
+  fe.send(PacketBuilder().ipv4(kClient.addr, kVip.addr).tcp(kClient.port, 80).seq(5000).flags(SYN).build());
+  auto synack = parse(fe.raw.take().at(0));
+  EXPECT_EQ(synack.pkt.ack(), 5001u);
+  EXPECT_EQ(fe.engine.counters().active, 1u);
+}
+
+}  // namespace
+}  // namespace hl::engine

@@ -1,0 +1,318 @@
+// A whole connection through FrontendEngine and BackendEngine, with the back-end's
+// kernel played by the test: SYN ... request ... handoff ... data ... FIN.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "dispatch/dispatcher.h"
+#include "engine/backend.h"
+#include "engine/fakes.h"
+#include "engine/frontend.h"
+#include "engine/handoff_option.h"
+#include "net/packet_builder.h"
+
+namespace hl::engine {
+namespace {
+
+using namespace hl::engine::testing;
+using net::Endpoint;
+using net::PacketBuilder;
+using net::tcp_flag::ACK;
+using net::tcp_flag::FIN;
+using net::tcp_flag::PSH;
+using net::tcp_flag::RST;
+using net::tcp_flag::SYN;
+
+const Endpoint kVip{net::ipv4(10, 0, 100, 1), 80};
+const net::Ipv4Addr kFe = net::ipv4(10, 0, 2, 2);
+const net::Ipv4Addr kBe1 = net::ipv4(10, 0, 2, 11);
+const net::Ipv4Addr kBe2 = net::ipv4(10, 0, 2, 12);
+const Endpoint kClient{net::ipv4(10, 0, 1, 11), 40000};
+constexpr uint32_t kClientIsn = 0xfffffff0;  // wraps during the request: 2^32 arithmetic
+constexpr uint32_t kBackendIsn = 0x12345678;
+constexpr uint32_t kClientTs = 1000;
+constexpr uint32_t kBackendTs = 777777;
+const std::string kRequest = "GET /docs/b HTTP/1.1\r\nHost: cluster\r\nUser-Agent: curl/7.88.1\r\n\r\n";
+
+// Front-end, back-end be2 and the fakes around them.
+struct Harness {
+  uint64_t now = 1000;
+  FakeVerdicts fe_verdicts, be_verdicts;
+  FakeSender fe_raw;
+  FakeMessenger be_messages;
+  FrontendEngine fe;
+  BackendEngine be;
+  uint32_t next_id = 1;
+
+  static FrontendConfig fe_config() {
+    FrontendConfig c;
+    c.vip = kVip;
+    c.backend_addrs = {kBe1, kBe2};
+    c.seed = 42;
+    return c;
+  }
+  static std::unique_ptr<dispatch::Dispatcher> dispatcher() {
+    auto map = dispatch::ContentMap::parse("/docs/a be1\n/docs/b be2\n");
+    return std::make_unique<dispatch::Dispatcher>(std::move(map), "first");
+  }
+  static BackendConfig be_config() {
+    BackendConfig c;
+    c.node = kBe2;
+    c.port = 80;
+    c.vip = kVip;
+    c.frontend = kFe;
+    return c;
+  }
+
+  Harness()
+      : fe(fe_config(), dispatcher(), fe_verdicts, fe_raw, [this] { return now; }),
+        be(be_config(), be_verdicts, be_messages, [this] { return now; }) {}
+
+  // Runs one packet through the front-end; returns its verdict.
+  Verdict to_fe(std::vector<uint8_t> bytes) {
+    auto q = queued(next_id++, bytes);
+    fe.on_packet(q);
+    auto v = fe_verdicts.take();
+    EXPECT_EQ(v.size(), 1u);
+    return v.at(0);
+  }
+  // Runs one packet through the back-end; returns its verdicts (none if held).
+  std::vector<Verdict> to_be(std::vector<uint8_t> bytes, io::Hook hook) {
+    auto q = queued(next_id++, bytes, hook);
+    be.on_packet(q);
+    return be_verdicts.take();
+  }
+};
+
+PacketBuilder from_client() {
+  return std::move(PacketBuilder().ipv4(kClient.addr, kVip.addr).tcp(kClient.port, kVip.port));
+}
+PacketBuilder from_backend() {
+  return std::move(PacketBuilder().ipv4(kBe2, kClient.addr).tcp(80, kClient.port));
+}
+
+TEST(HandoffTest, WholeConnectionWithTimestampsSackAndWindowScaling) {
+  Harness h;
+
+  // 1. The client's SYN is answered by the front-end itself.
+  auto v = h.to_fe(from_client().seq(kClientIsn).flags(SYN).window(64240)
+                       .mss(1460).sack_permitted().timestamps(kClientTs, 0).wscale(7).build());
+  EXPECT_EQ(v.kind, VerdictKind::Drop);
+  auto sent = h.fe_raw.take();
+  ASSERT_EQ(sent.size(), 1u);
+  auto synack = parse(sent[0]);
+  EXPECT_EQ(synack.pkt.flags(), SYN | ACK);
+  EXPECT_EQ(synack.pkt.src_addr(), kVip.addr);
+  EXPECT_EQ(synack.pkt.dst_addr(), kClient.addr);
+  EXPECT_EQ(synack.pkt.ack(), kClientIsn + 1);
+  EXPECT_TRUE(synack.pkt.tcp_checksum_ok());
+  ASSERT_TRUE(synack.pkt.options.timestamps);
+  EXPECT_EQ(synack.pkt.options.timestamps->tsecr, kClientTs);
+  EXPECT_EQ(synack.pkt.options.wscale, uint8_t{7});
+  EXPECT_TRUE(synack.pkt.options.sack_permitted);
+  EXPECT_EQ(synack.pkt.options.mss, uint16_t{1460});
+  const uint32_t f = synack.pkt.seq();
+  const uint32_t fe_ts = synack.pkt.options.timestamps->tsval;
+
+  // 2. ACK, then the request: the front-end replays SYN and request to be2.
+  v = h.to_fe(from_client().seq(kClientIsn + 1).ack(f + 1).flags(ACK).window(502)
+                  .timestamps(kClientTs + 1, fe_ts).build());
+  EXPECT_EQ(v.kind, VerdictKind::Drop);
+  EXPECT_TRUE(h.fe_raw.take().empty());
+  v = h.to_fe(from_client().seq(kClientIsn + 1).ack(f + 1).flags(ACK | PSH).window(502)
+                  .timestamps(kClientTs + 2, fe_ts).payload(kRequest).build());
+  EXPECT_EQ(v.kind, VerdictKind::Drop);
+  sent = h.fe_raw.take();
+  ASSERT_EQ(sent.size(), 2u);
+  auto syn = parse(sent[0]);
+  EXPECT_EQ(syn.pkt.flags(), SYN);
+  EXPECT_EQ(syn.pkt.src_addr(), kClient.addr);
+  EXPECT_EQ(syn.pkt.dst_addr(), kBe2);  // /docs/b is be2's
+  EXPECT_EQ(syn.pkt.seq(), kClientIsn);
+  auto option = find_handoff_option(syn.pkt);
+  ASSERT_TRUE(option);
+  EXPECT_EQ(option->frontend_isn, f);
+  EXPECT_EQ(option->frontend_ts_base, fe_ts);
+  EXPECT_EQ(option->frontend_wscale, 7);
+  auto data = parse(sent[1]);
+  EXPECT_EQ(data.pkt.seq(), kClientIsn + 1);
+  EXPECT_EQ(data.pkt.ack(), f + 1);
+  EXPECT_EQ(std::string(data.pkt.payload().begin(), data.pkt.payload().end()), kRequest);
+  EXPECT_EQ(h.fe.counters().handoffs, 1u);
+
+  // 3. The back-end passes the SYN to its kernel without the option; the
+  //    request waits for the kernel's SYN/ACK.
+  auto bv = h.to_be(sent[0], io::Hook::kPreRouting);
+  ASSERT_EQ(bv.size(), 1u);
+  EXPECT_EQ(bv[0].kind, VerdictKind::AcceptModified);
+  auto stripped = parse(bv[0].bytes);
+  EXPECT_FALSE(find_handoff_option(stripped.pkt));
+  EXPECT_TRUE(stripped.pkt.tcp_checksum_ok());
+  EXPECT_EQ(stripped.pkt.options.wscale, uint8_t{7});
+  EXPECT_EQ(stripped.pkt.options.timestamps->tsval, kClientTs);
+  EXPECT_TRUE(h.to_be(sent[1], io::Hook::kPreRouting).empty());  // held
+
+  // 4. The kernel's SYN/ACK teaches b: dropped, the request released translated.
+  bv = h.to_be(from_backend().seq(kBackendIsn).ack(kClientIsn + 1).flags(SYN | ACK)
+                   .mss(1460).sack_permitted().timestamps(kBackendTs, kClientTs).wscale(6).build(),
+               io::Hook::kLocalOut);
+  ASSERT_EQ(bv.size(), 2u);
+  EXPECT_EQ(bv[0].kind, VerdictKind::Drop);
+  EXPECT_EQ(bv[1].kind, VerdictKind::AcceptModified);
+  auto request = parse(bv[1].bytes);
+  EXPECT_EQ(request.pkt.ack(), kBackendIsn + 1);
+  EXPECT_EQ(request.pkt.options.timestamps->tsecr, kBackendTs);
+  EXPECT_EQ(request.pkt.dst_addr(), kBe2);
+  EXPECT_TRUE(request.pkt.tcp_checksum_ok());
+  auto msgs = h.be_messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_EQ(msgs[0].to, kFe);
+  h.fe.on_message(kBe2, msgs[0].message);
+  EXPECT_EQ(h.fe.counters().handoff_acks, 1u);
+
+  // 5. The response goes straight to the client, in the front-end's numbers.
+  const uint32_t req_end = kClientIsn + 1 + static_cast<uint32_t>(kRequest.size());
+  const std::vector<uint8_t> body(1000, 'x');
+  bv = h.to_be(from_backend().seq(kBackendIsn + 1).ack(req_end).flags(ACK | PSH).window(1000)
+                   .timestamps(kBackendTs + 10, kClientTs + 2).payload(body).build(),
+               io::Hook::kLocalOut);
+  ASSERT_EQ(bv.size(), 1u);
+  EXPECT_EQ(bv[0].kind, VerdictKind::AcceptModified);
+  auto response = parse(bv[0].bytes);
+  EXPECT_EQ(response.pkt.src_addr(), kVip.addr);
+  EXPECT_EQ(response.pkt.dst_addr(), kClient.addr);
+  EXPECT_EQ(response.pkt.seq(), f + 1);
+  EXPECT_EQ(response.pkt.ack(), req_end);
+  EXPECT_EQ(response.pkt.options.timestamps->tsval, fe_ts + 10);
+  EXPECT_EQ(response.pkt.window(), 500);  // 1000 << 6 >> 7
+  EXPECT_TRUE(response.pkt.tcp_checksum_ok());
+  EXPECT_TRUE(response.pkt.ip_checksum_ok());
+
+  // 6. The client's ACK (with a SACK block) is forwarded and translated.
+  const net::SackBlock sack{f + 1, f + 501};
+  v = h.to_fe(from_client().seq(req_end).ack(f + 1001).flags(ACK).window(502)
+                  .timestamps(kClientTs + 3, fe_ts + 10).sack({sack}).build());
+  ASSERT_EQ(v.kind, VerdictKind::AcceptModified);
+  auto fwd = parse(v.bytes);
+  EXPECT_EQ(fwd.pkt.dst_addr(), kBe2);
+  EXPECT_TRUE(fwd.pkt.tcp_checksum_ok());
+  EXPECT_EQ(h.fe.counters().forwarded_packets, 1u);
+  bv = h.to_be(v.bytes, io::Hook::kPreRouting);
+  ASSERT_EQ(bv.size(), 1u);
+  auto at_be = parse(bv[0].bytes);
+  EXPECT_EQ(at_be.pkt.ack(), kBackendIsn + 1001);
+  EXPECT_EQ(at_be.pkt.options.timestamps->tsecr, kBackendTs + 10);
+  ASSERT_EQ(at_be.pkt.options.sack_count, 1);
+  EXPECT_EQ(at_be.pkt.options.sack[0], (net::SackBlock{kBackendIsn + 1, kBackendIsn + 501}));
+  EXPECT_TRUE(at_be.pkt.tcp_checksum_ok());
+
+  // 7. The back-end's FIN goes through the front-end, which relays it.
+  bv = h.to_be(from_backend().seq(kBackendIsn + 1001).ack(req_end).flags(FIN | ACK).window(1000)
+                   .timestamps(kBackendTs + 20, kClientTs + 3).build(),
+               io::Hook::kLocalOut);
+  ASSERT_EQ(bv.size(), 1u);
+  EXPECT_EQ(bv[0].kind, VerdictKind::Drop);
+  msgs = h.be_messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  h.fe.on_message(kBe2, msgs[0].message);
+  sent = h.fe_raw.take();
+  ASSERT_EQ(sent.size(), 1u);
+  auto fin = parse(sent[0]);
+  EXPECT_EQ(fin.pkt.flags(), FIN | ACK);
+  EXPECT_EQ(fin.pkt.seq(), f + 1001);
+  EXPECT_EQ(fin.pkt.src_addr(), kVip.addr);
+  EXPECT_TRUE(fin.pkt.tcp_checksum_ok());
+  EXPECT_EQ(h.fe.counters().relayed, 1u);
+
+  // 8. The client's FIN acknowledges the server's: both sides close, linger, free.
+  v = h.to_fe(from_client().seq(req_end).ack(f + 1002).flags(FIN | ACK).window(502)
+                  .timestamps(kClientTs + 4, fe_ts + 20).build());
+  ASSERT_EQ(v.kind, VerdictKind::AcceptModified);
+  bv = h.to_be(v.bytes, io::Hook::kPreRouting);
+  ASSERT_EQ(bv.size(), 1u);
+  EXPECT_EQ(parse(bv[0].bytes).pkt.ack(), kBackendIsn + 1002);
+  EXPECT_EQ(h.fe.counters().active, 1u);
+  EXPECT_EQ(h.be.counters().active, 1u);
+  h.now += FrontendConfig::kDefaultLingerMs;
+  h.fe.on_timer();
+  h.be.on_timer();
+  EXPECT_EQ(h.fe.counters().active, 0u);
+  EXPECT_EQ(h.be.counters().active, 0u);
+  EXPECT_EQ(h.fe.counters().freed, 1u);
+  EXPECT_EQ(h.be.counters().freed, 1u);
+}
+
+TEST(HandoffTest, ClientWithoutOptions) {
+  Harness h;
+  h.to_fe(from_client().seq(100).flags(SYN).window(8192).build());
+  auto synack = parse(h.fe_raw.take().at(0));
+  EXPECT_FALSE(synack.pkt.options.timestamps);
+  EXPECT_FALSE(synack.pkt.options.wscale);
+  EXPECT_FALSE(synack.pkt.options.sack_permitted);
+  EXPECT_EQ(synack.pkt.options.mss, uint16_t{536});  // no MSS option: RFC 9293's default
+  const uint32_t f = synack.pkt.seq();
+  h.to_fe(from_client().seq(101).ack(f + 1).flags(ACK | PSH).window(8192).payload(kRequest).build());
+  auto sent = h.fe_raw.take();
+  ASSERT_EQ(sent.size(), 1u + (kRequest.size() + 535) / 536);
+  for (auto& p : sent) EXPECT_TRUE(h.to_be(p, io::Hook::kPreRouting).size() <= 1);
+  auto bv = h.to_be(from_backend().seq(5).ack(101).flags(SYN | ACK).mss(1460).build(),
+                    io::Hook::kLocalOut);
+  ASSERT_EQ(bv.size(), 1u + (kRequest.size() + 535) / 536);
+  bv = h.to_be(from_backend().seq(6).ack(101).flags(ACK).window(29200).payload("hello").build(),
+               io::Hook::kLocalOut);
+  auto response = parse(bv.at(0).bytes);
+  EXPECT_EQ(response.pkt.seq(), f + 1);
+  EXPECT_EQ(response.pkt.window(), 29200);  // no scaling on either side
+  EXPECT_FALSE(response.pkt.options.timestamps);
+}
+
+TEST(HandoffTest, DataWithFinIsSplit) {
+  Harness h;
+  h.to_fe(from_client().seq(kClientIsn).flags(SYN).mss(1460).build());
+  const uint32_t f = parse(h.fe_raw.take().at(0)).pkt.seq();
+  h.to_fe(from_client().seq(kClientIsn + 1).ack(f + 1).flags(ACK).payload(kRequest).build());
+  for (auto& p : h.fe_raw.take()) h.to_be(p, io::Hook::kPreRouting);
+  h.to_be(from_backend().seq(kBackendIsn).ack(kClientIsn + 1).flags(SYN | ACK).build(),
+          io::Hook::kLocalOut);
+  h.be_messages.take();
+  auto bv = h.to_be(from_backend().seq(kBackendIsn + 1).ack(kClientIsn + 1).flags(FIN | ACK | PSH)
+                        .payload("tail").build(),
+                    io::Hook::kLocalOut);
+  ASSERT_EQ(bv.size(), 1u);
+  auto data = parse(bv[0].bytes);
+  EXPECT_EQ(data.pkt.flags() & FIN, 0);
+  EXPECT_EQ(data.pkt.payload_len, 4u);
+  EXPECT_TRUE(data.pkt.tcp_checksum_ok());
+  auto msgs = h.be_messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  const auto& relay = std::get<control::Relay>(msgs[0].message);
+  auto fin = parse(relay.packet);
+  EXPECT_EQ(fin.pkt.flags(), FIN | ACK);
+  EXPECT_EQ(fin.pkt.seq(), f + 1 + 4);
+  EXPECT_EQ(fin.pkt.payload_len, 0u);
+  EXPECT_TRUE(fin.pkt.tcp_checksum_ok());
+}
+
+TEST(HandoffTest, BackendResetIsRelayedAndFreesBothSides) {
+  Harness h;
+  h.to_fe(from_client().seq(1).flags(SYN).build());
+  const uint32_t f = parse(h.fe_raw.take().at(0)).pkt.seq();
+  h.to_fe(from_client().seq(2).ack(f + 1).flags(ACK).payload(kRequest).build());
+  for (auto& p : h.fe_raw.take()) h.to_be(p, io::Hook::kPreRouting);
+  h.to_be(from_backend().seq(9).ack(2).flags(SYN | ACK).build(), io::Hook::kLocalOut);
+  h.fe.on_message(kBe2, h.be_messages.take().at(0).message);
+  auto bv = h.to_be(from_backend().seq(10).ack(2).flags(RST | ACK).build(), io::Hook::kLocalOut);
+  EXPECT_EQ(bv.at(0).kind, VerdictKind::Drop);
+  h.fe.on_message(kBe2, h.be_messages.take().at(0).message);
+  auto rst = parse(h.fe_raw.take().at(0));
+  EXPECT_EQ(rst.pkt.flags() & RST, RST);
+  EXPECT_EQ(rst.pkt.seq(), f + 1);
+  h.now += FrontendConfig::kDefaultLingerMs;
+  h.fe.on_timer();
+  h.be.on_timer();
+  EXPECT_EQ(h.fe.counters().active, 0u);
+  EXPECT_EQ(h.be.counters().active, 0u);
+}
+
+}  // namespace
+}  // namespace hl::engine
