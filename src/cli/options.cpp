@@ -35,9 +35,18 @@ po::options_description make_description() {
   po::options_description role("Role");
   role.add_options()
     ("role", po::value<std::string>()->value_name("ROLE"),
-     "frontend | backend | always | rare | monitor (required to run; only monitor is "
-     "implemented in this build: it queues the port's traffic, counts it and accepts it)")
+     "frontend | backend | always | rare | monitor (required to run). frontend: the dedicated "
+     "front-end of the frontend design (holds the VIP, hands connections off; needs --vip, "
+     "--content-map and a --peer per back-end); backend: its back-end (needs --vip, --node-addr "
+     "and --frontend or --peer fe=ADDR); monitor: queues the port's traffic, counts it and accepts "
+     "it. always and rare are not implemented in this build")
     ("node", po::value<std::string>()->default_value("node")->value_name("NAME"), "this node's name")
+    ("node-addr", po::value<std::string>()->value_name("ADDR"),
+     "this node's own IPv4 address (backend: required; its web server's address)")
+    ("frontend", po::value<std::string>()->value_name("ADDR"),
+     "the front-end's IPv4 address (backend; default: the --peer named fe)")
+    ("control-port", po::value<int>()->default_value(Options::kDefaultControlPort)->value_name("PORT"),
+     "UDP port of the control channel between back-ends and the front-end (1-65535)")
     ("vip", po::value<std::string>()->value_name("ADDR"),
      "the cluster's virtual IPv4 address (default: none; monitor: any address)")
     ("port", po::value<int>()->default_value(Options::kDefaultPort)->value_name("PORT"),
@@ -132,6 +141,15 @@ Options to_options(const po::variables_map& vm) {
     o.vip = vm["vip"].as<std::string>();
     if (!is_ipv4(*o.vip)) throw UsageError("--vip '" + *o.vip + "' is not an IPv4 address");
   }
+  if (vm.count("node-addr")) {
+    o.node_addr = vm["node-addr"].as<std::string>();
+    if (!is_ipv4(*o.node_addr)) throw UsageError("--node-addr '" + *o.node_addr + "' is not an IPv4 address");
+  }
+  if (vm.count("frontend")) {
+    o.frontend = vm["frontend"].as<std::string>();
+    if (!is_ipv4(*o.frontend)) throw UsageError("--frontend '" + *o.frontend + "' is not an IPv4 address");
+  }
+  o.control_port = in_range_u16(vm["control-port"].as<int>(), 1, "--control-port");
   o.port = in_range_u16(vm["port"].as<int>(), 1, "--port");
   o.queue = in_range_u16(vm["queue"].as<int>(), 0, "--queue");
   if (vm.count("peer")) {

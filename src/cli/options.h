@@ -11,7 +11,7 @@
 
 namespace hl::cli {
 
-// The node's part in a cluster (DESIGN.md §1); only kMonitor runs in this build.
+// The node's part in a cluster (DESIGN.md §1); kAlways and kRare do not run in this build yet.
 enum class Role : std::uint8_t { kFrontend, kBackend, kAlways, kRare, kMonitor };
 
 // Verbosity of messages on stderr.
@@ -41,11 +41,16 @@ struct Options {
 
   Action action = Action::kRun;
   std::optional<Role> role;             // required unless action is kCleanup
+  static constexpr std::uint16_t kDefaultControlPort = 8557;
+
   std::string node = "node";
+  std::optional<std::string> node_addr; // dotted IPv4: this node's own address (backend: required)
   std::optional<std::string> vip;       // dotted IPv4
   std::uint16_t port = kDefaultPort;    // host byte order
   std::uint16_t queue = kDefaultQueue;  // NFQUEUE number (also names the chains: HANDOFF-q<N>-*)
   std::vector<Peer> peers;
+  std::optional<std::string> frontend;  // dotted IPv4 (backend; default: the peer named "fe")
+  std::uint16_t control_port = kDefaultControlPort;  // UDP port of the control channel
   std::string content_map;              // path, empty: none
   std::string policy;                   // dispatch policy name, empty: the role's default
   std::string stats_file;               // path, empty: no stats file

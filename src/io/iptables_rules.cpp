@@ -81,7 +81,10 @@ std::vector<Step> install_plan(const RuleSetSpec& spec) {
   return steps;
 }
 
-RuleSetSpec nfqueue_capture_rules(const CaptureSpec& spec) {
+namespace {
+
+// "HANDOFF-<tag>" after checking the tag; throws std::invalid_argument.
+std::string chain_base(const CaptureSpec& spec) {
   if (spec.tag.empty()) throw std::invalid_argument("rule tag is empty");
   for (char ch : spec.tag) {
     if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '_') {
@@ -90,9 +93,60 @@ RuleSetSpec nfqueue_capture_rules(const CaptureSpec& spec) {
   }
   std::string base = std::string(kChainPrefix) + spec.tag;
   if (base.size() + 4 > kMaxChainName) throw std::invalid_argument("rule tag '" + spec.tag + "' is too long");
+  return base;
+}
 
-  std::vector<std::string> queue_target{"-j", "NFQUEUE", "--queue-num", std::to_string(spec.queue_num)};
-  if (spec.queue_bypass) queue_target.push_back("--queue-bypass");
+std::vector<std::string> queue_target(const CaptureSpec& spec) {
+  std::vector<std::string> target{"-j", "NFQUEUE", "--queue-num", std::to_string(spec.queue_num)};
+  if (spec.queue_bypass) target.push_back("--queue-bypass");
+  return target;
+}
+
+// The mark-RETURN rule first (if any), then `match` + the NFQUEUE target.
+std::vector<std::vector<std::string>> queue_rules(const CaptureSpec& spec, std::vector<std::string> match) {
+  std::vector<std::vector<std::string>> rules;
+  if (spec.own_mark != 0) {
+    std::ostringstream mark;
+    mark << "0x" << std::hex << spec.own_mark;
+    rules.push_back({"-m", "mark", "--mark", mark.str(), "-j", "RETURN"});
+  }
+  auto target = queue_target(spec);
+  match.insert(match.end(), target.begin(), target.end());
+  rules.push_back(std::move(match));
+  return rules;
+}
+
+const std::string& required_addr(const CaptureSpec& spec, const char* what) {
+  if (!spec.vip || spec.vip->empty()) throw std::invalid_argument(std::string(what) + " address is required");
+  return *spec.vip;
+}
+
+}  // namespace
+
+RuleSetSpec frontend_capture_rules(const CaptureSpec& spec) {
+  const std::string base = chain_base(spec);
+  const std::string& vip = required_addr(spec, "front-end capture: the VIP");
+  RuleSetSpec out;
+  out.chains.push_back({"mangle", base + "-PRE", {"PREROUTING"},
+                        queue_rules(spec, {"-p", "tcp", "-d", vip, "--dport", std::to_string(spec.port)})});
+  return out;
+}
+
+RuleSetSpec backend_capture_rules(const CaptureSpec& spec) {
+  const std::string base = chain_base(spec);
+  const std::string& node = required_addr(spec, "back-end capture: the node's own");
+  const std::string port = std::to_string(spec.port);
+  RuleSetSpec out;
+  out.chains.push_back({"mangle", base + "-PRE", {"PREROUTING"},
+                        queue_rules(spec, {"-p", "tcp", "-d", node, "--dport", port})});
+  out.chains.push_back({"mangle", base + "-OUT", {"OUTPUT"},
+                        queue_rules(spec, {"-p", "tcp", "-s", node, "--sport", port})});
+  return out;
+}
+
+RuleSetSpec nfqueue_capture_rules(const CaptureSpec& spec) {
+  const std::string base = chain_base(spec);
+  const std::vector<std::string> target = queue_target(spec);
   std::string port = std::to_string(spec.port);
 
   auto make_rules = [&] {
@@ -106,11 +160,11 @@ RuleSetSpec nfqueue_capture_rules(const CaptureSpec& spec) {
     std::vector<std::string> to{"-p", "tcp"};
     if (spec.vip) to.insert(to.end(), {"-d", *spec.vip});
     to.insert(to.end(), {"--dport", port});
-    to.insert(to.end(), queue_target.begin(), queue_target.end());
+    to.insert(to.end(), target.begin(), target.end());
     std::vector<std::string> from{"-p", "tcp"};
     if (spec.vip) from.insert(from.end(), {"-s", *spec.vip});
     from.insert(from.end(), {"--sport", port});
-    from.insert(from.end(), queue_target.begin(), queue_target.end());
+    from.insert(from.end(), target.begin(), target.end());
     rules.push_back(std::move(to));
     rules.push_back(std::move(from));
     return rules;

@@ -59,6 +59,18 @@ struct CaptureSpec {
 // OUTPUT) for `spec`. Throws std::invalid_argument on a bad tag.
 RuleSetSpec nfqueue_capture_rules(const CaptureSpec& spec);
 
+// Per-role capture plans of the frontend design (DESIGN.md §1). Both put the
+// mark-RETURN rule (if own_mark != 0) before the NFQUEUE rule of each chain,
+// and throw std::invalid_argument on a bad tag or a missing address.
+//
+// Front-end: one chain HANDOFF-<tag>-PRE in mangle PREROUTING queueing
+// `-p tcp -d VIP --dport PORT` (spec.vip is the VIP, required): client packets only.
+RuleSetSpec frontend_capture_rules(const CaptureSpec& spec);
+// Back-end: HANDOFF-<tag>-PRE in mangle PREROUTING queueing `-p tcp -d NODE
+// --dport PORT` and HANDOFF-<tag>-OUT in mangle OUTPUT queueing `-p tcp -s NODE
+// --sport PORT`; spec.vip holds the node's own address NODE (required).
+RuleSetSpec backend_capture_rules(const CaptureSpec& spec);
+
 // One rule line of iptables-save: "-A <chain> <args...>", args unquoted.
 struct SavedRule {
   std::string chain;

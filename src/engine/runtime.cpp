@@ -1,0 +1,552 @@
+#include "engine/runtime.h"
+
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <dirent.h>
+#include <iostream>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <system_error>
+#include <thread>
+
+#include "dispatch/dispatcher.h"
+#include "dispatch/policy.h"
+#include "engine/backend.h"
+#include "engine/frontend.h"
+#include "engine/monitor.h"
+#include "io/event_loop.h"
+#include "io/nfqueue.h"
+#include "io/raw_socket.h"
+#include "io/rule_set.h"
+#include "io/stats_file.h"
+#include "io/sysctl_guard.h"
+
+namespace hl::engine {
+namespace {
+
+constexpr const char* kDefaultPolicy = "first";
+constexpr const char* kDefaultFrontendPeer = "fe";
+
+net::Ipv4Addr parse_addr(const std::string& text, const std::string& what) {
+  auto addr = net::Ipv4Addr::from_string(text);
+  if (!addr) throw std::invalid_argument(what + " '" + text + "' is not an IPv4 address");
+  return *addr;
+}
+
+uint64_t monotonic_ms() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000u + static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
+}
+
+io::CaptureSpec capture_spec(const RuntimeConfig& c) {
+  io::CaptureSpec spec;
+  spec.tag = "q";
+  spec.tag += std::to_string(c.queue);  // (not "q" + ...: GCC 12 reports a false -Wrestrict)
+  spec.queue_num = c.queue;
+  spec.port = c.port;
+  spec.own_mark = c.mark;
+  spec.queue_bypass = c.queue_bypass;
+  switch (c.role) {
+    case RuntimeRole::kFrontend: spec.vip = c.vip; break;
+    case RuntimeRole::kBackend: spec.vip = c.node_addr; break;
+    case RuntimeRole::kMonitor: spec.vip = c.vip; break;
+  }
+  return spec;
+}
+
+void log_error(const std::string& msg) { std::cerr << "handoffd: " << msg << '\n'; }
+
+}  // namespace
+
+const char* to_string(RuntimeRole role) {
+  switch (role) {
+    case RuntimeRole::kFrontend: return "frontend";
+    case RuntimeRole::kBackend: return "backend";
+    case RuntimeRole::kMonitor: return "monitor";
+  }
+  return "?";
+}
+
+std::optional<RuntimeRole> runtime_role_from_string(std::string_view name) {
+  if (name == "frontend") return RuntimeRole::kFrontend;
+  if (name == "backend") return RuntimeRole::kBackend;
+  if (name == "monitor") return RuntimeRole::kMonitor;
+  return std::nullopt;
+}
+
+void validate(const RuntimeConfig& c) {
+  const std::string role = to_string(c.role);
+  if (c.node.empty()) throw std::invalid_argument("the node name is empty");
+  if (c.port == 0) throw std::invalid_argument("port 0 is not a service port");
+  if (c.control_port == 0) throw std::invalid_argument("control port 0 is not allowed");
+  if (c.mark == 0) throw std::invalid_argument("the mark of own packets must be non-zero");
+  if (c.stats_interval_ms == 0) throw std::invalid_argument("the stats interval must be > 0 ms");
+  if (c.queue_maxlen == 0) throw std::invalid_argument("the queue length must be > 0");
+  std::set<std::string> names;
+  for (const auto& [name, addr] : c.peers) {
+    if (name.empty()) throw std::invalid_argument("a peer has an empty name");
+    if (!names.insert(name).second) throw std::invalid_argument("peer '" + name + "' is given twice");
+    parse_addr(addr, "peer " + name + ":");
+  }
+  if (c.node_addr) parse_addr(*c.node_addr, "node address");
+  if (c.vip) parse_addr(*c.vip, "VIP");
+  if (c.frontend) parse_addr(*c.frontend, "front-end address");
+  switch (c.role) {
+    case RuntimeRole::kFrontend: {
+      if (!c.vip) throw std::invalid_argument("role frontend needs the VIP (--vip)");
+      if (c.content_map.empty()) throw std::invalid_argument("role frontend needs a content map (--content-map)");
+      if (!c.policy.empty()) {
+        const auto known = dispatch::policy_names();
+        if (std::find(known.begin(), known.end(), c.policy) == known.end()) {
+          throw std::invalid_argument("unknown dispatch policy '" + c.policy + "'");
+        }
+      }
+      break;
+    }
+    case RuntimeRole::kBackend:
+      if (!c.vip) throw std::invalid_argument("role backend needs the VIP (--vip)");
+      if (!c.node_addr) throw std::invalid_argument("role backend needs the node's own address (--node-addr)");
+      (void)frontend_address(c);
+      break;
+    case RuntimeRole::kMonitor:
+      break;
+  }
+}
+
+std::optional<net::Ipv4Addr> peer_address(const RuntimeConfig& c, std::string_view name) {
+  for (const auto& [peer, addr] : c.peers) {
+    if (peer == name) return net::Ipv4Addr::from_string(addr);
+  }
+  return std::nullopt;
+}
+
+net::Ipv4Addr frontend_address(const RuntimeConfig& c) {
+  if (c.frontend) return parse_addr(*c.frontend, "front-end address");
+  if (auto fe = peer_address(c, kDefaultFrontendPeer)) return *fe;
+  throw std::invalid_argument(std::string("role backend needs the front-end's address (--frontend, or --peer ") +
+                              kDefaultFrontendPeer + "=ADDR)");
+}
+
+std::vector<net::Ipv4Addr> backend_addresses(const dispatch::ContentMap& map, const RuntimeConfig& c) {
+  std::vector<net::Ipv4Addr> out;
+  out.reserve(map.backend_count());
+  for (const auto& name : map.backend_names()) {
+    auto addr = peer_address(c, name);
+    if (!addr) throw std::invalid_argument("content map owner '" + name + "' has no address (--peer " + name + "=ADDR)");
+    out.push_back(*addr);
+  }
+  if (out.empty()) throw std::invalid_argument("the content map names no back-end");
+  return out;
+}
+
+io::RuleSetSpec capture_rules(const RuntimeConfig& c) {
+  validate(c);
+  switch (c.role) {
+    case RuntimeRole::kFrontend: return io::frontend_capture_rules(capture_spec(c));
+    case RuntimeRole::kBackend: return io::backend_capture_rules(capture_spec(c));
+    case RuntimeRole::kMonitor: return io::nfqueue_capture_rules(capture_spec(c));
+  }
+  throw std::invalid_argument("unknown role");
+}
+
+std::vector<std::pair<std::string, std::string>> role_sysctls(const RuntimeConfig& c,
+                                                              const std::vector<std::string>& interfaces) {
+  std::vector<std::pair<std::string, std::string>> out;
+  if (c.role == RuntimeRole::kFrontend) {
+    out.emplace_back("net.ipv4.ip_forward", "1");
+    out.emplace_back("net.ipv4.conf.all.send_redirects", "0");
+    out.emplace_back("net.ipv4.conf.default.send_redirects", "0");
+    for (const auto& dev : interfaces) {
+      // sysctl keys use '.' as the separator: a name holding one cannot be addressed this way
+      // ("all" already covers it: redirects are sent only if all AND the device allow them).
+      if (dev.empty() || dev == "all" || dev == "default" || dev.find('.') != std::string::npos) continue;
+      out.emplace_back("net.ipv4.conf." + dev + ".send_redirects", "0");
+    }
+  }
+  out.insert(out.end(), c.sysctls.begin(), c.sysctls.end());
+  return out;
+}
+
+std::vector<std::string> list_interfaces() {
+  std::vector<std::string> out;
+  DIR* dir = ::opendir("/proc/sys/net/ipv4/conf");
+  if (dir == nullptr) return out;
+  while (const dirent* e = ::readdir(dir)) {
+    std::string name = e->d_name;
+    if (name == "." || name == ".." || name == "all" || name == "default") continue;
+    out.push_back(std::move(name));
+  }
+  ::closedir(dir);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+
+struct NodeRuntime::Impl {
+  enum class State : uint8_t { kIdle, kStarted, kRunningHere, kRunningThread };
+
+  explicit Impl(const RuntimeConfig& c) : config(c) {}
+
+  const RuntimeConfig& config;
+  std::mutex life;  // guards state and the setup/cleanup transitions
+  State state = State::kIdle;
+  std::atomic<bool> running{false};
+
+  mutable std::mutex snapshot_mutex;
+  Counters snapshot;
+
+  std::vector<std::unique_ptr<io::SysctlGuard>> sysctls;
+  std::unique_ptr<io::NfQueue> queue;
+  std::unique_ptr<io::RawSocket> raw;
+  std::unique_ptr<UdpMessenger> udp;
+  std::unique_ptr<FrontendEngine> frontend;
+  std::unique_ptr<BackendEngine> backend;
+  std::unique_ptr<Monitor> monitor;
+  std::unique_ptr<io::RuleSet> rules;
+  std::unique_ptr<io::EventLoop> loop;
+  int wake_fd = -1;
+  std::thread thread;
+  int status = 0;
+  uint64_t started_ms = 0;
+  uint64_t last_stats_ms = 0;
+  uint64_t stats_write_errors = 0;
+
+  void setup();
+  void teardown_resources();
+  int cleanup();
+  void wake();
+  void drain();
+  void on_tick();
+  Counters collect() const;
+  void take_snapshot();
+  void write_stats();
+};
+
+void NodeRuntime::Impl::setup() {
+  const RuntimeConfig& c = config;
+  validate(c);
+  started_ms = monotonic_ms();
+  const Clock clock = monotonic_ms;
+
+  // The front-end's engine needs its map and peers before anything is installed.
+  std::unique_ptr<dispatch::Dispatcher> dispatcher;
+  std::vector<net::Ipv4Addr> backends;
+  if (c.role == RuntimeRole::kFrontend) {
+    dispatch::ContentMap map = dispatch::ContentMap::load(c.content_map);
+    backends = backend_addresses(map, c);
+    dispatcher = std::make_unique<dispatch::Dispatcher>(std::move(map), c.policy.empty() ? kDefaultPolicy : c.policy);
+  }
+  const io::RuleSetSpec rule_spec = capture_rules(c);
+
+  for (const auto& [key, value] : role_sysctls(c, list_interfaces())) {
+    sysctls.push_back(std::make_unique<io::SysctlGuard>(key, value));
+  }
+
+  io::NfQueueConfig qc;
+  qc.queue_num = c.queue;
+  qc.max_len = c.queue_maxlen;
+  qc.rcvbuf_bytes = c.rcvbuf;
+  qc.gso = c.gso;
+  qc.fail_open = c.fail_open;
+  queue = std::make_unique<io::NfQueue>(qc);  // bound before the rules: no packet meets an empty queue
+
+  switch (c.role) {
+    case RuntimeRole::kFrontend: {
+      raw = std::make_unique<io::RawSocket>(io::RawSocketConfig{c.mark, io::RawSocketConfig::kDefaultSndBuf});
+      udp = std::make_unique<UdpMessenger>(net::Ipv4Addr{}, c.control_port, c.control_port);
+      FrontendConfig fc;
+      fc.vip = {parse_addr(*c.vip, "VIP"), c.port};
+      fc.backend_addrs = std::move(backends);
+      frontend = std::make_unique<FrontendEngine>(std::move(fc), std::move(dispatcher), *queue, *raw, clock);
+      queue->set_handler([this](const io::QueuedPacket& p) { frontend->on_packet(p); });
+      break;
+    }
+    case RuntimeRole::kBackend: {
+      const net::Ipv4Addr node = parse_addr(*c.node_addr, "node address");
+      udp = std::make_unique<UdpMessenger>(node, 0, c.control_port);
+      BackendConfig bc;
+      bc.node = node;
+      bc.port = c.port;
+      bc.vip = {parse_addr(*c.vip, "VIP"), c.port};
+      bc.frontend = frontend_address(c);
+      backend = std::make_unique<BackendEngine>(bc, *queue, *udp, clock);
+      queue->set_handler([this](const io::QueuedPacket& p) { backend->on_packet(p); });
+      break;
+    }
+    case RuntimeRole::kMonitor:
+      monitor = std::make_unique<Monitor>(*queue);
+      queue->set_handler([this](const io::QueuedPacket& p) { monitor->on_packet(p); });
+      break;
+  }
+
+  loop = std::make_unique<io::EventLoop>();
+  wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
+  loop->add_fd(wake_fd, [this] {
+    uint64_t n = 0;
+    (void)::read(wake_fd, &n, sizeof n);
+    loop->stop();
+  });
+  loop->add_fd(queue->fd(), [this] {
+    auto n = queue->poll_once();
+    if (!n.ok()) {
+      log_error(std::string(n.error().what) + " failed, errno " + std::to_string(n.error().err_no));
+      status = 1;
+      loop->stop();
+    }
+    (void)queue->flush();
+  });
+  if (udp) {
+    loop->add_fd(udp->fd(), [this] {
+      udp->poll_once([this](net::Ipv4Addr from, const control::Message& m) {
+        if (frontend) frontend->on_message(from, m);
+      });
+      (void)queue->flush();
+    });
+  }
+  loop->add_timer(std::chrono::milliseconds(RuntimeConfig::kTimerMs), [this] { on_tick(); });
+
+  rules = std::make_unique<io::RuleSet>(rule_spec);
+  try {
+    rules->install();
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(std::string(e.what()) +
+                             " (left over from a crashed run? 'handoffd --cleanup' removes HANDOFF- chains)");
+  }
+  take_snapshot();
+  last_stats_ms = monotonic_ms();
+  write_stats();
+}
+
+void NodeRuntime::Impl::on_tick() {
+  if (frontend) frontend->on_timer();
+  if (backend) backend->on_timer();
+  (void)queue->flush();
+  take_snapshot();
+  const uint64_t now = monotonic_ms();
+  if (now - last_stats_ms >= config.stats_interval_ms) {
+    last_stats_ms = now;
+    write_stats();
+  }
+}
+
+void NodeRuntime::Impl::drain() {
+  if (!queue) return;
+  (void)queue->poll_once();
+  (void)queue->flush();
+}
+
+NodeRuntime::Counters NodeRuntime::Impl::collect() const {
+  Counters out;
+  out.emplace_back("pid", static_cast<uint64_t>(::getpid()));
+  out.emplace_back("uptime_ms", monotonic_ms() - started_ms);
+  const uint64_t decode_errors = udp ? udp->counters().decode_errors : 0;
+  auto add_engine = [&](const char* name, uint64_t value) {
+    // The engine's control_errors plus the runtime's undecodable datagrams.
+    if (std::string_view(name) == "control_errors") value += decode_errors;
+    out.emplace_back(name, value);
+  };
+  if (frontend) frontend->counters().visit(add_engine);
+  if (backend) backend->counters().visit(add_engine);
+  if (monitor) {
+    const auto& m = monitor->counters();
+    out.insert(out.end(), {{"packets_in", m.packets_in},
+                           {"packets_out", m.packets_out},
+                           {"bytes_in", m.bytes_in},
+                           {"bytes_out", m.bytes_out},
+                           {"tcp_packets", m.tcp_packets},
+                           {"non_tcp_packets", m.non_tcp_packets},
+                           {"parse_failures", m.parse_failures},
+                           {"checksum_partial", m.checksum_partial},
+                           {"gso_packets", m.gso_packets}});
+  }
+  if (udp) {
+    const auto& u = udp->counters();
+    out.insert(out.end(), {{"control_sent", u.sent},
+                           {"control_send_errors", u.send_errors},
+                           {"control_received", u.received},
+                           {"control_decode_errors", u.decode_errors},
+                           {"control_recv_errors", u.recv_errors}});
+  }
+  if (raw) {
+    out.insert(out.end(), {{"raw_sent", raw->counters().sent}, {"raw_errors", raw->counters().errors}});
+  }
+  if (queue) {
+    const auto& q = queue->counters();
+    out.insert(out.end(), {{"nfq_received", q.received},
+                           {"nfq_accepted", q.accepted},
+                           {"nfq_dropped", q.dropped},
+                           {"nfq_modified", q.modified},
+                           {"nfq_batches", q.batches},
+                           {"nfq_enobufs", q.enobufs},
+                           {"nfq_errors", q.errors},
+                           {"nfq_held", queue->held()},
+                           {"nfq_rcvbuf_bytes", queue->rcvbuf_bytes()}});
+    if (auto k = io::read_kernel_queue_stats(config.queue)) {
+      out.emplace_back("kernel_queue_dropped", k->queue_dropped);
+      out.emplace_back("kernel_user_dropped", k->user_dropped);
+    }
+  }
+  out.emplace_back("stats_write_errors", stats_write_errors);
+  return out;
+}
+
+void NodeRuntime::Impl::take_snapshot() {
+  Counters fresh = collect();
+  std::lock_guard lock(snapshot_mutex);
+  snapshot = std::move(fresh);
+}
+
+void NodeRuntime::Impl::write_stats() {
+  if (config.stats_file.empty()) return;
+  io::StatsDoc doc;
+  doc.strings = {{"role", to_string(config.role)}, {"node", config.node}};
+  {
+    std::lock_guard lock(snapshot_mutex);
+    doc.counters = snapshot;
+  }
+  if (!io::write_stats_file(config.stats_file, doc)) ++stats_write_errors;
+}
+
+void NodeRuntime::Impl::wake() {
+  if (wake_fd < 0) return;
+  const uint64_t one = 1;
+  (void)::write(wake_fd, &one, sizeof one);
+}
+
+// Releases everything in reverse order of setup; destructors undo what is left
+// (RuleSet uninstalls, SysctlGuard restores).
+void NodeRuntime::Impl::teardown_resources() {
+  loop.reset();
+  if (wake_fd >= 0) ::close(wake_fd);
+  wake_fd = -1;
+  rules.reset();
+  frontend.reset();
+  backend.reset();
+  monitor.reset();
+  udp.reset();
+  raw.reset();
+  queue.reset();
+  while (!sysctls.empty()) sysctls.pop_back();
+}
+
+int NodeRuntime::Impl::cleanup() {
+  int result = status;
+  // Stop new packets first, then give the packets still queued their verdicts.
+  if (rules && rules->uninstall() != 0) result = 1;
+  drain();
+  take_snapshot();
+  write_stats();
+  if (stats_write_errors != 0 && !config.stats_file.empty()) {
+    log_error("cannot write stats file " + config.stats_file);
+  }
+  for (auto it = sysctls.rbegin(); it != sysctls.rend(); ++it) {
+    if (!(*it)->restore()) result = 1;
+  }
+  teardown_resources();
+  running = false;
+  return result;
+}
+
+// ---------------------------------------------------------------------------
+
+NodeRuntime::NodeRuntime(RuntimeConfig config) : config_(std::move(config)), impl_(std::make_unique<Impl>(config_)) {}
+
+NodeRuntime::~NodeRuntime() {
+  try {
+    stop();
+  } catch (const std::exception& e) {
+    log_error(std::string("cleanup: ") + e.what());
+  }
+}
+
+void NodeRuntime::start() {
+  std::lock_guard lock(impl_->life);
+  start_locked();
+}
+
+void NodeRuntime::start_locked() {
+  if (impl_->state != Impl::State::kIdle) throw std::logic_error("NodeRuntime::start: already started");
+  impl_->status = 0;
+  impl_->stats_write_errors = 0;
+  try {
+    impl_->setup();
+  } catch (...) {
+    impl_->teardown_resources();
+    throw;
+  }
+  impl_->state = Impl::State::kStarted;
+  impl_->running = true;
+}
+
+void NodeRuntime::stop_on_signals(std::initializer_list<int> signals) {
+  std::lock_guard lock(impl_->life);
+  if (impl_->state != Impl::State::kStarted) throw std::logic_error("NodeRuntime::stop_on_signals: call after start()");
+  impl_->loop->add_signals(signals, [this](int) { impl_->loop->stop(); });
+}
+
+int NodeRuntime::run() {
+  {
+    std::lock_guard lock(impl_->life);
+    if (impl_->state != Impl::State::kStarted) throw std::logic_error("NodeRuntime::run: call after start()");
+    impl_->state = Impl::State::kRunningHere;
+  }
+  impl_->loop->run();
+  std::lock_guard lock(impl_->life);
+  const int result = impl_->cleanup();
+  impl_->state = Impl::State::kIdle;
+  return result;
+}
+
+void NodeRuntime::start_thread() {
+  std::lock_guard lock(impl_->life);  // one critical section: a concurrent stop() sees kIdle or kRunningThread
+  start_locked();
+  try {
+    impl_->thread = std::thread([this] { impl_->loop->run(); });
+  } catch (const std::system_error& e) {
+    (void)impl_->cleanup();
+    impl_->state = Impl::State::kIdle;
+    throw std::runtime_error(std::string("cannot start the engine thread: ") + e.what());
+  }
+  impl_->state = Impl::State::kRunningThread;
+}
+
+void NodeRuntime::stop() {
+  std::lock_guard lock(impl_->life);
+  switch (impl_->state) {
+    case Impl::State::kIdle:
+      return;
+    case Impl::State::kStarted:
+      (void)impl_->cleanup();
+      impl_->state = Impl::State::kIdle;
+      return;
+    case Impl::State::kRunningHere:
+      impl_->wake();  // run() cleans up on its own thread
+      return;
+    case Impl::State::kRunningThread:
+      impl_->wake();
+      if (impl_->thread.joinable()) impl_->thread.join();
+      (void)impl_->cleanup();
+      impl_->state = Impl::State::kIdle;
+      return;
+  }
+}
+
+bool NodeRuntime::running() const { return impl_->running; }
+
+NodeRuntime::Counters NodeRuntime::counters() const {
+  std::lock_guard lock(impl_->snapshot_mutex);
+  return impl_->snapshot;
+}
+
+}  // namespace hl::engine

@@ -1,0 +1,121 @@
+// NodeRuntime: runs one role of handoffd (frontend, backend or monitor) on real
+// packet I/O: iptables NFQUEUE capture, raw socket, UDP control channel, sysctls,
+// an epoll loop and a stats file. Everything it installs is removed at stop.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "dispatch/content_map.h"
+#include "engine/udp_messenger.h"
+#include "io/iptables_rules.h"
+#include "net/ipv4_addr.h"
+
+namespace hl::engine {
+
+enum class RuntimeRole : uint8_t { kFrontend, kBackend, kMonitor };
+
+// "frontend", "backend", "monitor".
+const char* to_string(RuntimeRole role);
+// The role named `name`, or nullopt.
+std::optional<RuntimeRole> runtime_role_from_string(std::string_view name);
+
+struct RuntimeConfig {
+  static constexpr uint16_t kDefaultPort = 80;
+  static constexpr uint32_t kDefaultMark = 0x4846;  // "HF"
+  static constexpr uint32_t kDefaultStatsIntervalMs = 1000;
+  static constexpr uint32_t kDefaultQueueMaxLen = 8192;
+  static constexpr uint32_t kDefaultRcvBuf = 16u << 20;
+  static constexpr uint32_t kTimerMs = 100;  // engine housekeeping period
+
+  RuntimeRole role = RuntimeRole::kMonitor;
+  std::string node = "node";                  // name, for stats
+  std::optional<std::string> node_addr;       // own IPv4 address (backend: required)
+  std::optional<std::string> vip;             // VIP (frontend, backend: required; monitor: optional filter)
+  uint16_t port = kDefaultPort;
+  uint16_t queue = 0;                         // NFQUEUE number; chains HANDOFF-q<N>-*
+  uint32_t mark = kDefaultMark;               // SO_MARK of own packets (RETURNed before queueing)
+  uint16_t control_port = kDefaultControlPort;
+  std::vector<std::pair<std::string, std::string>> peers;  // name -> IPv4 address
+  std::string content_map;                    // frontend: required
+  std::string policy;                         // frontend: default "first"
+  std::optional<std::string> frontend;        // backend: default the peer named "fe"
+  std::string stats_file;                     // empty: none
+  uint32_t stats_interval_ms = kDefaultStatsIntervalMs;
+  uint32_t queue_maxlen = kDefaultQueueMaxLen;
+  uint32_t rcvbuf = kDefaultRcvBuf;
+  bool gso = true;
+  bool fail_open = false;
+  bool queue_bypass = true;
+  std::vector<std::pair<std::string, std::string>> sysctls;  // extra ones, restored at exit
+};
+
+// --- Pure setup helpers (no root, no I/O except where noted) ---
+
+// Checks `config` for its role; throws std::invalid_argument naming the problem.
+void validate(const RuntimeConfig& config);
+// The address of peer `name`, or nullopt.
+std::optional<net::Ipv4Addr> peer_address(const RuntimeConfig& config, std::string_view name);
+// The back-end's front-end address: config.frontend, else the peer named "fe".
+// Throws std::invalid_argument if neither is set or valid.
+net::Ipv4Addr frontend_address(const RuntimeConfig& config);
+// Addresses of the map's back-ends, indexed by BackendId, from the peers.
+// Throws std::invalid_argument naming an owner without a peer.
+std::vector<net::Ipv4Addr> backend_addresses(const dispatch::ContentMap& map, const RuntimeConfig& config);
+// The capture chains of the role (validates the config first).
+io::RuleSetSpec capture_rules(const RuntimeConfig& config);
+// The sysctls the role sets while it runs, then config.sysctls. The front-end
+// forwards (ip_forward=1) and must not send ICMP redirects (all, default and
+// each of `interfaces`).
+std::vector<std::pair<std::string, std::string>> role_sysctls(const RuntimeConfig& config,
+                                                              const std::vector<std::string>& interfaces);
+// Interface names of the current network namespace (from /proc/sys/net/ipv4/conf).
+std::vector<std::string> list_interfaces();
+
+// --- The runtime ---
+
+class NodeRuntime {
+ public:
+  using Counters = std::vector<std::pair<std::string, uint64_t>>;
+
+  explicit NodeRuntime(RuntimeConfig config);
+  // Stops (and cleans up) if still running.
+  ~NodeRuntime();
+  NodeRuntime(const NodeRuntime&) = delete;
+  NodeRuntime& operator=(const NodeRuntime&) = delete;
+
+  // Sets up everything (sysctls, queue, sockets, engine, rules, loop). Throws
+  // std::invalid_argument for a bad config and std::runtime_error on any other
+  // failure, after undoing what was done.
+  void start();
+  // After start(), before run(): stop when one of `signals` arrives (blocks them
+  // for the process: call before starting other threads).
+  void stop_on_signals(std::initializer_list<int> signals);
+  // Runs the loop on this thread until stop() or a stop signal, then cleans up.
+  // Returns 0, or 1 if the loop failed or a cleanup step failed.
+  int run();
+  // start() then run() on a background thread.
+  void start_thread();
+  // Thread-safe. Makes the loop return; if it runs on the background thread,
+  // joins it and cleans up (rules removed, sysctls restored, final stats written).
+  // Idempotent.
+  void stop();
+  // True between start() and the end of cleanup.
+  bool running() const;
+  // A snapshot of every counter (refreshed every timer tick and at stop). Thread-safe.
+  Counters counters() const;
+  const RuntimeConfig& config() const { return config_; }
+
+ private:
+  struct Impl;
+  void start_locked();  // start() with Impl::life held
+  RuntimeConfig config_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace hl::engine
