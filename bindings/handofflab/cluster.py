@@ -1,13 +1,29 @@
 """Cluster: a real Mininet web cluster (clients, router r0, front-end fe, back-ends
 with nginx) as a context manager. See handofflab.topo for the topology.
 
-Modes: "direct" (clients fetch straight from an owner's own address: the
-no-distributor ideal) is implemented; "frontend", "always", "rare" and "proxy"
-come later and are rejected with ValueError until then.
+Modes implemented:
+
+- "direct": clients fetch straight from an owner's own address (the
+  no-distributor ideal); fe idles.
+- "frontend": the dedicated front-end design. fe owns the VIP (VIP/32 on its
+  ``lo``; r0 routes VIP/32 via fe) and runs no web server: its engine answers
+  the handshake, reads the request, hands the connection to an owner and then
+  forwards the client's packets there (fe forwards IPv4 for that). Each
+  back-end runs nginx on its own address plus a backend engine that
+  translates the handed-off connection and sends responses straight to the
+  client (source VIP). One node agent (handofflab.agent) per engine node.
+
+- "proxy": the L7 proxy baseline: HAProxy on fe (VIP/32 on its ``lo``, r0
+  routes VIP/32 via fe, as in frontend) routing by the same content map; its
+  lifecycle lives in handofflab.haproxy (``c.proxy``: the HaproxyServer).
+
+"always" and "rare" come later and are rejected with ValueError.
 
 Lifecycle: __enter__ starts everything; __exit__ always stops everything it
-started (nginx by PID, Mininet hosts and links, temp dir), also when the body
-raises or start() fails half-way. Cleanup never uses ``mn -c`` or kill-by-name.
+started (agents and nginx by PID, Mininet hosts and links, temp dir), also when
+the body raises or start() fails half-way; after each agent stops, no HANDOFF-
+iptables chain may remain in its host (``handoffd --cleanup`` otherwise).
+Cleanup never uses ``mn -c`` or kill-by-name.
 """
 from __future__ import annotations
 
@@ -22,6 +38,7 @@ from typing import Any, Optional, Sequence, Union
 
 from . import documents as docs_mod
 from . import netutil, topo
+from .agent import NodeAgent
 from .documents import Document
 from .netutil import FetchResult, WrkResult
 from .nginx import NginxServer
@@ -31,7 +48,9 @@ log = logging.getLogger(__name__)
 __all__ = ["Cluster", "Document", "FetchResult", "MODES", "IMPLEMENTED_MODES", "RUN_ROOT"]
 
 MODES = ("frontend", "always", "rare", "direct", "proxy")
-IMPLEMENTED_MODES = ("direct",)
+IMPLEMENTED_MODES = ("direct", "frontend", "proxy")
+ENGINE_MODES = ("frontend",)  # modes whose nodes run a handoff engine (an agent each)
+POLICIES = ("first", "round-robin", "hash-client", "hash-path", "least-active")
 RUN_ROOT = Path(os.environ.get("HANDOFFLAB_CACHE", "/tmp/handofflab")) / "runs"
 
 HostRef = Union[str, Any]
@@ -49,13 +68,16 @@ def _unique_tag() -> str:
 class Cluster:
     """A real Mininet cluster serving a generated, partitioned document set.
 
-    mode: only "direct" for now; backends, clients: counts; bw_mbit: rate of
+    mode: "direct" or "frontend"; backends, clients: counts; bw_mbit: rate of
     the node links (fe, back-ends; None = unlimited), client links get
     ``client_bw_factor`` times that; loss: drop probability per link direction
     (iptables statistic in every host, at the receiver); seed: documents and
     partition; replicate: share of documents with a second owner; offload:
     False turns tx checksum/TSO/GSO off on every host interface; sizes: the
-    document set ((label, count), ...); access_log: nginx access logs on/off.
+    document set ((label, count), ...); access_log: nginx access logs on/off;
+    policy: the front-end's dispatch policy among a document's owners;
+    engine_options: extra keys merged into every engine's config (e.g.
+    {"gso": False}).
     """
 
     def __init__(self, mode: str = "direct", backends: int = 3, clients: int = 1,
@@ -63,7 +85,9 @@ class Cluster:
                  replicate: float = 0.0, offload: bool = True,
                  client_bw_factor: float = topo.CLIENT_BW_FACTOR,
                  sizes: Sequence[tuple[str, int]] = docs_mod.DEFAULT_SIZES,
-                 access_log: bool = True) -> None:
+                 access_log: bool = True, policy: str = "first",
+                 engine_options: Optional[dict[str, Any]] = None,
+                 proxy_options: Optional[dict[str, Any]] = None) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; modes: {', '.join(MODES)} "
                              f"(implemented: {', '.join(IMPLEMENTED_MODES)})")
@@ -79,6 +103,8 @@ class Cluster:
             raise ValueError("loss must be within [0, 1)")
         if bw_mbit is not None and bw_mbit <= 0:
             raise ValueError("bw_mbit must be positive or None")
+        if policy not in POLICIES:
+            raise ValueError(f"unknown policy {policy!r}; policies: {', '.join(POLICIES)}")
         self.mode = mode
         self.n_backends = backends
         self.n_clients = clients
@@ -90,6 +116,9 @@ class Cluster:
         self.offload = offload
         self.sizes = tuple(sizes)
         self.access_log = access_log
+        self.policy = policy
+        self.engine_options = dict(engine_options or {})
+        self.proxy_options = dict(proxy_options or {})  # proxy: haproxy.ProxyOptions fields
 
         self.vip: str = topo.VIP
         self.backends: list[str] = [topo.backend_name(i) for i in range(1, backends + 1)]
@@ -100,8 +129,10 @@ class Cluster:
         self.servers: dict[str, NginxServer] = {}
         self.net: Any = None
         self.tag: str = ""
+        self.agents: dict[str, NodeAgent] = {}
         self._shells: list[subprocess.Popen] = []
         self._started = False
+        self.proxy: Optional[Any] = None  # proxy mode: the HaproxyServer on fe
 
     # --- lifecycle ----------------------------------------------------------
     def __enter__(self) -> "Cluster":
@@ -154,6 +185,8 @@ class Cluster:
         if self.loss > 0:
             for h in self.net.hosts:
                 netutil.install_loss(h, self.loss)
+        if self.mode in ("frontend", "proxy"):  # proxy: same VIP routing, HAProxy on fe
+            self._route_vip_via_frontend()
 
         for i, name in enumerate(self.backends, start=1):
             server = NginxServer(self.node(name), name, self.docroots[name],
@@ -161,6 +194,12 @@ class Cluster:
             self.servers[name] = server
             server.start(topo.backend_ip(i))
         self._check_routes()
+        if self.mode in ENGINE_MODES:
+            self._start_agents()
+            self._check_vip()
+        if self.mode == "proxy":
+            self._start_proxy()
+            self._check_vip()
         log.info("cluster up: %d back-ends, %d clients, tag %s",
                  self.n_backends, self.n_clients, self.tag)
 
@@ -174,8 +213,85 @@ class Cluster:
                     raise RuntimeError(f"{c.name} -> {name}: got X-Backend {r.backend!r} "
                                        f"(status {r.status})")
 
+    def _route_vip_via_frontend(self) -> None:
+        """frontend mode: VIP/32 on fe's lo, r0 routes VIP/32 via fe; fe forwards
+        (the client packets it rewrites towards a back-end) without ICMP redirects."""
+        fe, r0 = self.node(topo.FRONTEND), self.node(topo.ROUTER)
+        netutil.run(fe, ["ip", "addr", "add", f"{self.vip}/32", "dev", "lo"])
+        netutil.sysctl(fe, "net.ipv4.ip_forward", "1")
+        for conf in ["all", "default"] + netutil.interfaces(fe):
+            netutil.sysctl(fe, f"net.ipv4.conf.{conf}.send_redirects", "0")
+        netutil.run(r0, ["ip", "route", "add", f"{self.vip}/32", "via", topo.FRONTEND_IP])
+        # Responses reach r0 from the back-ends with source VIP, on r0-eth1 where the
+        # VIP route points too (strict rp_filter would pass); a namespace inherits
+        # the root's rp_filter, so state it rather than depend on it.
+        for conf in ["all", "default"] + netutil.interfaces(r0):
+            netutil.sysctl(r0, f"net.ipv4.conf.{conf}.rp_filter", "0")
+
+    def engine_configs(self) -> dict[str, dict[str, Any]]:
+        """{node: engine config} for every engine node of this mode (fe first)."""
+        if self.mode != "frontend":
+            return {}
+        base = {"vip": self.vip, "port": 80}
+        backends = {name: topo.backend_ip(i) for i, name in enumerate(self.backends, start=1)}
+        configs = {topo.FRONTEND: dict(base, role="frontend", node=topo.FRONTEND,
+                                       node_addr=topo.FRONTEND_IP, peers=backends,
+                                       content_map=str(self.content_map_path),
+                                       policy=self.policy, **self.engine_options)}
+        for name, addr in backends.items():
+            configs[name] = dict(base, role="backend", node=name, node_addr=addr,
+                                 frontend=topo.FRONTEND_IP, peers={topo.FRONTEND: topo.FRONTEND_IP},
+                                 **self.engine_options)
+        return configs
+
+    def _start_agents(self) -> None:
+        assert self.tmpdir is not None
+        for name, config in self.engine_configs().items():
+            agent = NodeAgent(self.node(name), name, config, self.tmpdir / "agents")
+            self.agents[name] = agent  # tracked before start: stop() must reap it
+            agent.start()
+        log.info("engines up: %s", ", ".join(f"{n} (pid {a.pid})" for n, a in self.agents.items()))
+
+    def _start_proxy(self) -> None:
+        """proxy mode: HAProxy on fe routing by the content map (handofflab.haproxy)."""
+        from .haproxy import HaproxyServer, ProxyOptions
+
+        assert self.tmpdir is not None
+        servers = {name: topo.backend_ip(i) for i, name in enumerate(self.backends, start=1)}
+        self.proxy = HaproxyServer(self.node(topo.FRONTEND), self.tmpdir / "haproxy",
+                                   {d.path: d.owners for d in self.documents}, servers,
+                                   self.vip, ProxyOptions(**self.proxy_options))
+        self.proxy.start()
+
+    def _check_vip(self) -> None:
+        """Every client fetches a small document of each back-end through the VIP."""
+        for c in self.clients:
+            for name in self.backends:
+                doc = min((d for d in self.documents if name in d.owners),
+                          key=lambda d: d.size, default=None)
+                if doc is None:
+                    continue
+                r = netutil.curl_fetch(c, self.url(doc), self.tmpdir / "fetch", timeout=10)
+                if (r.status, r.sha256) != (200, doc.sha256) or r.backend not in doc.owners:
+                    raise RuntimeError(f"{c.name} -> VIP {doc.path}: status {r.status}, X-Backend "
+                                       f"{r.backend!r} (owners {doc.owners}); engine logs: "
+                                       + "; ".join(f"{n}: {a.log_tail(3)}"
+                                                   for n, a in self.agents.items()))
+
     def stop(self) -> None:
         """Stop everything started so far; safe to call twice; never raises."""
+        if self.proxy is not None:  # proxy mode
+            try:
+                self.proxy.stop()
+            except Exception:  # keep cleaning up
+                log.exception("stopping haproxy")
+            self.proxy = None
+        for name, agent in list(self.agents.items()):
+            try:
+                agent.stop()
+            except Exception:  # keep cleaning up
+                log.exception("stopping the agent on %s", name)
+        self.agents = {}
         for name, server in list(self.servers.items()):
             try:
                 server.stop()
@@ -237,8 +353,13 @@ class Cluster:
 
     def url(self, doc: Union[Document, str], owner: Optional[str] = None) -> str:
         """The URL a client fetches doc from in this mode. direct: an owner's own
-        address (the first owner, or ``owner`` if given; it must own the doc)."""
+        address (the first owner, or ``owner`` if given; it must own the doc);
+        frontend: the VIP (``owner`` is not allowed: the front-end chooses)."""
         doc = self._doc(doc)
+        if self.mode != "direct":
+            if owner is not None:
+                raise ValueError(f"mode {self.mode!r} chooses the owner itself")
+            return f"http://{self.vip}{doc.path}"
         if owner is None:
             owner = doc.owners[0]
         elif owner not in doc.owners:
@@ -250,8 +371,13 @@ class Cluster:
         return f"http://{self.address(node)}{path}"
 
     def stats(self) -> dict[str, dict[str, int]]:
-        """{node: {counter: int}} for nodes running an engine: none in direct mode."""
-        return {}
+        """{node: {counter: int}} for nodes running an engine (none in direct mode),
+        as last written by each node's agent (every ``stats_interval_ms``)."""
+        return {name: agent.stats() for name, agent in self.agents.items()}
+
+    def agent(self, name: str) -> NodeAgent:
+        """The agent running the engine on node ``name``."""
+        return self.agents[name]
 
     # --- helpers ------------------------------------------------------------
     def _doc(self, doc: Union[Document, str]) -> Document:
@@ -300,6 +426,10 @@ class Cluster:
         result = {f"shell:{h.name}": [h.pid] for h in (self.net.hosts if self.net else [])}
         for name, server in self.servers.items():
             result[f"nginx:{name}"] = server.pids
+        for name, agent in self.agents.items():
+            result[f"agent:{name}"] = [agent.pid] if agent.pid else []
+        if self.proxy is not None and self.proxy.pid:
+            result["haproxy:fe"] = [self.proxy.pid]
         return result
 
     def __repr__(self) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -86,6 +87,50 @@ def loss_drops(host: Any) -> int:
         if len(fields) > 3 and fields[0].isdigit() and fields[2] == "DROP":
             total += int(fields[0])
     return total
+
+
+# --- engine rules --------------------------------------------------------------
+HANDOFF_CHAIN_PREFIX = "HANDOFF-"  # every iptables chain an engine owns
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def find_handoffd() -> Path:
+    """The handoffd binary: $HANDOFFD, else build/handoffd, else build-py/handoffd."""
+    env = os.environ.get("HANDOFFD")
+    candidates = [Path(env)] if env else []
+    candidates += [_REPO_ROOT / "build" / "handoffd", _REPO_ROOT / "build-py" / "handoffd"]
+    for path in candidates:
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+    raise FileNotFoundError("handoffd not found (build it, or set HANDOFFD); looked at "
+                            + ", ".join(map(str, candidates)))
+
+
+def handoff_rules(host: Any) -> list[str]:
+    """Lines of the host's iptables-save (all tables) naming a HANDOFF- chain."""
+    out = run(host, ["iptables-save"])
+    return [line for line in out.splitlines() if HANDOFF_CHAIN_PREFIX in line]
+
+
+def cleanup_handoff_rules(host: Any) -> str:
+    """Run ``handoffd --cleanup`` inside host (removes every HANDOFF- chain and jump)."""
+    return run(host, [str(find_handoffd()), "--cleanup"])
+
+
+# --- counters and TCP features ------------------------------------------------
+def tx_bytes(host: Any) -> dict[str, int]:
+    """{interface: bytes transmitted so far} for the host's interfaces (lo excluded)."""
+    result = {}
+    for intf in interfaces(host):
+        result[intf] = int(run(host, ["cat", f"/sys/class/net/{intf}/statistics/tx_bytes"]))
+    return result
+
+
+def set_tcp_features(host: Any, timestamps: bool, sack: bool, window_scaling: bool) -> None:
+    """What the host's TCP offers in its SYNs (sysctls inside host only)."""
+    sysctl(host, "net.ipv4.tcp_timestamps", "1" if timestamps else "0")
+    sysctl(host, "net.ipv4.tcp_sack", "1" if sack else "0")
+    sysctl(host, "net.ipv4.tcp_window_scaling", "1" if window_scaling else "0")
 
 
 @dataclass(frozen=True)

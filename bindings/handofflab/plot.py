@@ -1,0 +1,154 @@
+"""Plots from a results folder alone (results.json; never starts a network).
+
+One style for every experiment: a fixed colour and marker per mode, medians
+with min–max error bars over repetitions, PNG and SVG side by side.
+
+    ./lab plot results/throughput/latest
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Union
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .results import METRICS, ResultsDir, summarize  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+MODE_STYLE = {  # colour-blind-safe (Okabe–Ito), one per mode, fixed across plots
+    "frontend": ("#0072B2", "o"),
+    "always": ("#E69F00", "s"),
+    "rare": ("#009E73", "^"),
+    "proxy": ("#D55E00", "D"),
+    "direct": ("#555555", "v"),
+}
+RC = {"figure.dpi": 110, "font.size": 9, "axes.grid": True, "grid.alpha": 0.3,
+      "axes.spines.top": False, "axes.spines.right": False, "legend.frameon": False}
+
+
+def _style(mode: str) -> tuple[str, str]:
+    return MODE_STYLE.get(mode, ("#CC79A7", "x"))
+
+
+def _label(metric: str) -> str:
+    unit = METRICS.get(metric, ("",))[0]
+    return f"{metric} ({unit})" if unit else metric
+
+
+def _save(fig: Any, rd: ResultsDir, stem: str) -> list[Path]:
+    out = []
+    for ext in ("png", "svg"):
+        p = rd.path / f"{stem}.{ext}"
+        fig.savefig(p, bbox_inches="tight")
+        out.append(p)
+    plt.close(fig)
+    return out
+
+
+def _title(rd: ResultsDir) -> str:
+    m = rd.manifest
+    return (f"{rd.experiment} ({m.get('params', {}).get('profile', '')}, "
+            f"{m.get('started', '')[:16]}, rev {str(m.get('git_revision', ''))[:8]})")
+
+
+def _bars(rd: ResultsDir, metrics: list[str]) -> list[Path]:
+    summary = summarize(rd.rows, metrics)
+    modes = list(dict.fromkeys(e["mode"] for e in summary))
+    cats = list(dict.fromkeys(str(e["x"]) for e in summary))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.2), squeeze=False)
+    width = 0.8 / max(1, len(modes))
+    for ax, metric in zip(axes[0], metrics):
+        for i, mode in enumerate(modes):
+            xs, ys, lo, hi = [], [], [], []
+            for j, cat in enumerate(cats):
+                e = next((e for e in summary if e["mode"] == mode and str(e["x"]) == cat), None)
+                if e and metric in e:
+                    s = e[metric]
+                    xs.append(j + (i - (len(modes) - 1) / 2) * width)
+                    ys.append(s["median"])
+                    lo.append(s["median"] - s["min"])
+                    hi.append(s["max"] - s["median"])
+            colour, _ = _style(mode)
+            ax.bar(xs, ys, width, yerr=[lo, hi], color=colour, label=mode, capsize=2)
+        ax.set_xticks(range(len(cats)), cats)
+        ax.set_ylabel(_label(metric))
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(_title(rd), fontsize=9)
+    fig.tight_layout()
+    return _save(fig, rd, "plot")
+
+
+def _lines(rd: ResultsDir, metrics: list[str], logx: bool) -> list[Path]:
+    summary = summarize(rd.rows, metrics)
+    modes = list(dict.fromkeys(e["mode"] for e in summary))
+    x_name = rd.plot_spec.get("x_name", "x")
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.2), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for mode in modes:
+            es = sorted((e for e in summary if e["mode"] == mode and metric in e),
+                        key=lambda e: float(e["x"]))
+            if not es:
+                continue
+            xs = [float(e["x"]) for e in es]
+            med = [e[metric]["median"] for e in es]
+            err = [[m - e[metric]["min"] for m, e in zip(med, es)],
+                   [e[metric]["max"] - m for m, e in zip(med, es)]]
+            colour, marker = _style(mode)
+            ax.errorbar(xs, med, yerr=err, color=colour, marker=marker, label=mode, capsize=2)
+        if logx:
+            ax.set_xscale("log", base=2)
+        if x_name == "backends":  # whole numbers only
+            ax.set_xticks(sorted({float(e["x"]) for e in summary}))
+        ax.set_xlabel(x_name + (" (bytes)" if x_name == "size" else ""))
+        ax.set_ylabel(_label(metric))
+        ax.set_ylim(bottom=0)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(_title(rd), fontsize=9)
+    fig.tight_layout()
+    return _save(fig, rd, "plot")
+
+
+def _cdf(rd: ResultsDir, stem: str = "plot") -> list[Path]:
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for key, values in rd.samples.items():
+        if not values:
+            continue
+        s = sorted(values)
+        ys = [(i + 1) / len(s) for i in range(len(s))]
+        colour, _ = _style(key.split()[0])
+        ax.step(s, ys, where="post", color=colour, label=f"{key} (n={len(s)})")
+    ax.set_xscale("log")
+    ax.set_xlabel("connect() -> last byte (ms)")
+    ax.set_ylabel("fraction of connections")
+    ax.set_ylim(0, 1.01)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.suptitle(_title(rd), fontsize=9)
+    fig.tight_layout()
+    return _save(fig, rd, stem)
+
+
+def plot_results(results: Union[ResultsDir, Path, str]) -> list[Path]:
+    """Write plot.png and plot.svg (plus cdf.png/svg when latency samples exist)
+    into the results folder; return the files written."""
+    with plt.rc_context(RC):
+        rd = results if isinstance(results, ResultsDir) else ResultsDir.load(Path(results))
+        if not rd.rows:
+            log.warning("%s: no rows, nothing to plot", rd.path)
+            return []
+        spec = rd.plot_spec or {"kind": "bars", "metrics": rd.table_metrics[:3]}
+        kind = spec.get("kind", "bars")
+        if kind == "cdf":
+            return _cdf(rd)
+        metrics = [m for m in spec.get("metrics", []) if any(m in r for r in rd.rows)]
+        if not metrics:
+            return []
+        files = (_lines(rd, metrics, bool(spec.get("logx"))) if kind == "lines"
+                 else _bars(rd, metrics))
+        if rd.samples:  # the latency CDF too, as cdf.png/svg
+            files += _cdf(rd, "cdf")
+        return files

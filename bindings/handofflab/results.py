@@ -1,0 +1,231 @@
+"""Results folders: results/<experiment>/<timestamp>/ with manifest.json, raw/,
+results.json, results.csv, summary.md and plots; a ``latest`` symlink per experiment.
+
+results.json holds everything plotting needs (rows, the plot spec, latency
+samples, skipped and failed modes): ``./lab plot DIR`` reads only these files.
+Row schema (one per mode x point x repetition): the keys in ROW_KEYS, then
+metrics (numbers; see METRICS for units).
+"""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import os
+import platform
+import re
+import socket
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence
+
+SCHEMA_VERSION = 1
+ROW_KEYS = ("experiment", "mode", "workload", "x_name", "x", "rep")
+# metric -> (unit, description); rows carry any subset.
+METRICS: dict[str, tuple[str, str]] = {
+    "conn_rate": ("conn/s", "wrk requests/s (= connections/s with Connection: close)"),
+    "throughput_mbit": ("Mbit/s", "aggregate response bytes/s seen by wrk"),
+    "wrk_p50_ms": ("ms", "wrk latency p50 (request written -> response; no handshake)"),
+    "wrk_p90_ms": ("ms", "wrk latency p90"),
+    "wrk_p99_ms": ("ms", "wrk latency p99"),
+    "conn_p50_ms": ("ms", "probe connect() -> last byte, p50"),
+    "conn_p90_ms": ("ms", "probe connect() -> last byte, p90"),
+    "conn_p99_ms": ("ms", "probe connect() -> last byte, p99"),
+    "sched_p99_ms": ("ms", "probe scheduled start -> last byte, p99 (coordinated omission corrected)"),
+    "connect_p50_ms": ("ms", "probe connect() -> connected, p50"),
+    "requests": ("", "requests wrk completed"),
+    "errors": ("", "wrk socket errors (connect+read+write+timeout)"),
+    "non_2xx": ("", "wrk responses not 2xx/3xx"),
+    "probe_n": ("", "probe requests completed"),
+    "probe_errors": ("", "probe requests that failed"),
+    "misrouted": ("", "probe responses whose X-Backend is not an owner"),
+}
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_ROOT = Path(os.environ.get("HANDOFFLAB_RESULTS", REPO_ROOT / "results"))
+
+
+def _cmd(args: Sequence[str], cwd: Optional[Path] = None) -> str:
+    try:
+        p = subprocess.run(list(args), capture_output=True, text=True, timeout=10, cwd=cwd)
+        return (p.stdout + p.stderr).strip()
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unavailable: {exc}"
+
+
+def environment() -> dict[str, Any]:
+    """Where a run came from: git revision, tool and kernel versions, CPU."""
+    cpu = "unknown"
+    try:
+        m = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+        cpu = m.group(1) if m else cpu
+    except OSError:
+        pass
+    first = lambda s: s.splitlines()[0] if s else s  # noqa: E731
+    try:
+        import mininet.net
+        mn_version = getattr(mininet.net, "VERSION", "unknown")
+    except ImportError:
+        mn_version = "not installed"
+    return {
+        "git_revision": _cmd(["git", "rev-parse", "HEAD"], REPO_ROOT),
+        "git_dirty": bool(_cmd(["git", "status", "--porcelain", "--untracked-files=no"], REPO_ROOT)),
+        "kernel": platform.release(),
+        "os": first(_cmd(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"])),
+        "cpu_model": cpu,
+        "cpu_count": os.cpu_count(),
+        "hostname": socket.gethostname(),
+        "python": sys.version.split()[0],
+        "tools": {
+            "haproxy": first(_cmd(["/usr/sbin/haproxy", "-v"])),
+            "nginx": first(_cmd(["/usr/sbin/nginx", "-v"])),
+            "wrk": first(_cmd(["wrk", "-v"])),
+            "curl": first(_cmd(["curl", "--version"])),
+            "mininet": mn_version,
+        },
+    }
+
+
+def summarize(rows: Iterable[dict[str, Any]], metrics: Sequence[str]) -> list[dict[str, Any]]:
+    """Group rows by (mode, workload, x) over repetitions: {metric: {median, min, max}}."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["mode"], r["workload"], r["x_name"], r["x"]), []).append(r)
+    out = []
+    for (mode, workload, x_name, x), rs in groups.items():
+        entry: dict[str, Any] = {"mode": mode, "workload": workload, "x_name": x_name, "x": x,
+                                 "reps": len(rs)}
+        for m in metrics:
+            vals = [r[m] for r in rs if isinstance(r.get(m), (int, float))]
+            if vals:
+                entry[m] = {"median": statistics.median(vals), "min": min(vals), "max": max(vals)}
+        out.append(entry)
+    return out
+
+
+def _fmt(v: float) -> str:
+    a = abs(v)
+    return f"{v:,.0f}" if a >= 100 else f"{v:.2f}" if a >= 1 else f"{v:.3f}"
+
+
+def markdown_table(summary: Sequence[dict[str, Any]], metrics: Sequence[str]) -> str:
+    """Median (min–max) per metric, one line per mode x workload x point."""
+    head = ["mode", "workload", "x", "reps"] + [
+        f"{m} ({METRICS[m][0]})" if METRICS.get(m, ("",))[0] else m for m in metrics]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for e in summary:
+        cells = [e["mode"], e["workload"], f"{e['x_name']}={e['x']}", str(e["reps"])]
+        for m in metrics:
+            s = e.get(m)
+            cells.append("–" if s is None else
+                         f"{_fmt(s['median'])} ({_fmt(s['min'])}–{_fmt(s['max'])})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+@dataclass
+class ResultsDir:
+    """One run's folder. Create with ResultsDir.create(experiment), load with
+    ResultsDir.load(path)."""
+
+    path: Path
+    experiment: str
+    manifest: dict[str, Any] = field(default_factory=dict)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    counters: dict[str, Any] = field(default_factory=dict)
+    samples: dict[str, list[float]] = field(default_factory=dict)
+    plot_spec: dict[str, Any] = field(default_factory=dict)
+    table_metrics: list[str] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, experiment: str, params: dict[str, Any],
+               root: Optional[Path] = None) -> "ResultsDir":
+        """A new timestamped folder with manifest.json (params + environment)."""
+        root = Path(root) if root is not None else DEFAULT_ROOT
+        base = root / experiment
+        base.mkdir(parents=True, exist_ok=True)
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = base / stamp
+        n = 1
+        while path.exists():
+            n += 1
+            path = base / f"{stamp}-{n}"
+        (path / "raw").mkdir(parents=True)
+        manifest = {"schema": SCHEMA_VERSION, "experiment": experiment,
+                    "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+                    "seed": params.get("seed"), "params": params, **environment()}
+        rd = cls(path, experiment, manifest)
+        rd._write_json("manifest.json", manifest)
+        latest = base / "latest"
+        tmp = base / f".latest-{os.getpid()}"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(path.name)
+        tmp.replace(latest)
+        return rd
+
+    @classmethod
+    def load(cls, path: Path) -> "ResultsDir":
+        """Read a results folder (or an experiment folder's ``latest``)."""
+        path = Path(path).resolve()
+        if not (path / "results.json").exists() and (path / "latest").exists():
+            path = (path / "latest").resolve()
+        data = json.loads((path / "results.json").read_text())
+        manifest = json.loads((path / "manifest.json").read_text())
+        return cls(path, data["experiment"], manifest, data["rows"], data.get("skipped", {}),
+                   data.get("failed", {}), data.get("counters", {}), data.get("samples", {}),
+                   data.get("plot", {}), data.get("table_metrics", []))
+
+    def raw(self, name: str) -> Path:
+        """Path for a raw tool output file."""
+        return self.path / "raw" / name
+
+    def add_row(self, row: dict[str, Any]) -> None:
+        missing = [k for k in ROW_KEYS if k not in row]
+        if missing:
+            raise ValueError(f"row lacks {missing}")
+        self.rows.append(row)
+
+    def modes_run(self) -> list[str]:
+        return list(dict.fromkeys(r["mode"] for r in self.rows))
+
+    def summary(self) -> list[dict[str, Any]]:
+        return summarize(self.rows, self.table_metrics)
+
+    def table(self) -> str:
+        text = markdown_table(self.summary(), self.table_metrics)
+        notes = [f"- {m}: skipped ({why})" for m, why in self.skipped.items()]
+        notes += [f"- {m}: FAILED ({why})" for m, why in self.failed.items()]
+        return text + ("\n\n" + "\n".join(notes) if notes else "")
+
+    def save(self) -> None:
+        """Write results.json, results.csv and summary.md (call after each point:
+        a run cut short keeps what it measured)."""
+        self._write_json("results.json", {
+            "schema": SCHEMA_VERSION, "experiment": self.experiment, "rows": self.rows,
+            "summary": self.summary(), "skipped": self.skipped, "failed": self.failed,
+            "counters": self.counters, "samples": self.samples, "plot": self.plot_spec,
+            "table_metrics": self.table_metrics, "metrics": METRICS})
+        columns = list(ROW_KEYS) + sorted({k for r in self.rows for k in r} - set(ROW_KEYS))
+        with (self.path / "results.csv").open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=columns, restval="")
+            w.writeheader()
+            for r in self.rows:
+                w.writerow(r)
+        (self.path / "summary.md").write_text(
+            f"# {self.experiment} — {self.manifest.get('started', '')}\n\n"
+            "median (min–max) over repetitions\n\n" + self.table() + "\n")
+
+    def finish(self, elapsed_s: float) -> None:
+        self.manifest["finished"] = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+        self.manifest["elapsed_s"] = round(elapsed_s, 2)
+        self._write_json("manifest.json", self.manifest)
+        self.save()
+
+    def _write_json(self, name: str, data: Any) -> None:
+        tmp = self.path / f".{name}.tmp"
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=False, default=str) + "\n")
+        tmp.replace(self.path / name)
