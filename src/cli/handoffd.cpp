@@ -1,5 +1,5 @@
 // handoffd: the handoff engine daemon. Parses options, then runs one role
-// (frontend, backend or monitor, on hl::engine::NodeRuntime), --cleanup or --print-rules.
+// (frontend, backend, always, rare or monitor, on hl::engine::NodeRuntime), --cleanup or --print-rules.
 #include <signal.h>
 
 #include <cstdio>
@@ -33,8 +33,8 @@ std::optional<hl::engine::RuntimeRole> runtime_role(Role role) {
     case Role::kFrontend: return hl::engine::RuntimeRole::kFrontend;
     case Role::kBackend: return hl::engine::RuntimeRole::kBackend;
     case Role::kMonitor: return hl::engine::RuntimeRole::kMonitor;
-    case Role::kAlways:
-    case Role::kRare: return std::nullopt;
+    case Role::kAlways: return hl::engine::RuntimeRole::kAlways;
+    case Role::kRare: return hl::engine::RuntimeRole::kRare;
   }
   return std::nullopt;
 }

@@ -39,14 +39,19 @@ po::options_description make_description() {
      "front-end of the frontend design (holds the VIP, hands connections off; needs --vip, "
      "--content-map and a --peer per back-end); backend: its back-end (needs --vip, --node-addr "
      "and --frontend or --peer fe=ADDR); monitor: queues the port's traffic, counts it and accepts "
-     "it. always and rare are not implemented in this build")
+     "it. always / rare: every node of a symmetric cluster (the VIP on lo, LVS-DR style) takes "
+     "connections and hands them to the content's owner over a persistent TCP control channel; "
+     "always emulates every handshake, rare lets the kernel do it (web server with TCP_DEFER_ACCEPT, "
+     "'listen 80 deferred') and serves local content untouched. Both need --vip, --node NAME, "
+     "--node-addr, --content-map and a --peer per node (this one may be given too)")
     ("node", po::value<std::string>()->default_value("node")->value_name("NAME"), "this node's name")
     ("node-addr", po::value<std::string>()->value_name("ADDR"),
      "this node's own IPv4 address (backend: required; its web server's address)")
     ("frontend", po::value<std::string>()->value_name("ADDR"),
      "the front-end's IPv4 address (backend; default: the --peer named fe)")
     ("control-port", po::value<int>()->default_value(Options::kDefaultControlPort)->value_name("PORT"),
-     "UDP port of the control channel between back-ends and the front-end (1-65535)")
+     "port of the control channel (1-65535): UDP between back-ends and the front-end (frontend "
+     "design); TCP between all nodes (always, rare)")
     ("vip", po::value<std::string>()->value_name("ADDR"),
      "the cluster's virtual IPv4 address (default: none; monitor: any address)")
     ("port", po::value<int>()->default_value(Options::kDefaultPort)->value_name("PORT"),

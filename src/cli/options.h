@@ -11,7 +11,7 @@
 
 namespace hl::cli {
 
-// The node's part in a cluster (DESIGN.md §1); kAlways and kRare do not run in this build yet.
+// The node's part in a cluster (DESIGN.md §1).
 enum class Role : std::uint8_t { kFrontend, kBackend, kAlways, kRare, kMonitor };
 
 // Verbosity of messages on stderr.

@@ -1,5 +1,7 @@
 #include "control/message.h"
 
+#include <algorithm>
+
 #include "net/byte_order.h"
 
 namespace hl::control {
@@ -7,6 +9,19 @@ namespace {
 
 constexpr size_t kEndpointLen = 6;  // addr u32 | port u16
 constexpr size_t kHandoffAckLen = kEndpointLen + 4;
+constexpr size_t kReasonLen = kEndpointLen + 1;  // HandoffRefuse, Termination
+// HandoffRequest's fixed part: client 6 | vip_port 2 | c 4 | f 4 | flags 1 | mss 2 |
+// wscale 1 | syn_tsval 4 | syn_window 2 | client_window 2 | client_tsval 4 |
+// fe_ts_base 4 | fe_wscale 1 | origin 4, then the request bytes.
+constexpr size_t kHandoffRequestFixedLen = 41;
+constexpr size_t kKeepaliveFixedLen = 5;  // sequence u32 | name length u8, then the name
+
+// HandoffRequest flag bits (the rest must be zero).
+constexpr uint8_t kFlagMss = 0x01;
+constexpr uint8_t kFlagWscale = 0x02;
+constexpr uint8_t kFlagSack = 0x04;
+constexpr uint8_t kFlagTimestamps = 0x08;
+constexpr uint8_t kKnownFlags = kFlagMss | kFlagWscale | kFlagSack | kFlagTimestamps;
 
 void put_be16(std::vector<uint8_t>& out, uint16_t v) {
   out.push_back(static_cast<uint8_t>(v >> 8));
@@ -34,19 +49,95 @@ struct BodyWriter {
     put_endpoint(out, m.client);
     out.insert(out.end(), m.packet.begin(), m.packet.end());
   }
+  void operator()(const HandoffRequest& m) const {
+    put_endpoint(out, m.client);
+    put_be16(out, m.vip_port);
+    put_be32(out, m.client_isn);
+    put_be32(out, m.frontend_isn);
+    uint8_t flags = 0;
+    if (m.mss) flags |= kFlagMss;
+    if (m.wscale) flags |= kFlagWscale;
+    if (m.sack_permitted) flags |= kFlagSack;
+    if (m.syn_tsval) flags |= kFlagTimestamps;
+    out.push_back(flags);
+    put_be16(out, m.mss.value_or(0));
+    out.push_back(m.wscale.value_or(0));
+    put_be32(out, m.syn_tsval.value_or(0));
+    put_be16(out, m.syn_window);
+    put_be16(out, m.client_window);
+    put_be32(out, m.client_tsval);
+    put_be32(out, m.frontend_ts_base);
+    out.push_back(m.frontend_wscale);
+    put_be32(out, m.origin.value);
+    out.insert(out.end(), m.request.begin(), m.request.end());
+  }
+  void operator()(const HandoffRefuse& m) const {
+    put_endpoint(out, m.client);
+    out.push_back(static_cast<uint8_t>(m.reason));
+  }
+  void operator()(const Termination& m) const {
+    put_endpoint(out, m.client);
+    out.push_back(static_cast<uint8_t>(m.reason));
+  }
+  void operator()(const Keepalive& m) const {
+    put_be32(out, m.sequence);
+    const size_t n = std::min(m.node.size(), Keepalive::kMaxName);
+    out.push_back(static_cast<uint8_t>(n));
+    out.insert(out.end(), m.node.begin(), m.node.begin() + static_cast<std::ptrdiff_t>(n));
+  }
 };
 
-MessageType type_of(const Message& m) {
-  return std::visit(
-      [](const auto& v) {
-        using T = std::decay_t<decltype(v)>;
-        if constexpr (std::is_same_v<T, HandoffAck>) {
-          return MessageType::kHandoffAck;
-        } else {
-          return MessageType::kRelay;
-        }
-      },
-      m);
+Result<Message, DecodeError> decode_handoff_request(const uint8_t* body, size_t len) {
+  if (len < kHandoffRequestFixedLen || len - kHandoffRequestFixedLen > HandoffRequest::kMaxRequest) {
+    return Err(DecodeError::BadLength);
+  }
+  HandoffRequest m;
+  const uint8_t* p = body;
+  m.client = get_endpoint(p);
+  p += kEndpointLen;
+  m.vip_port = net::load_be16(p);
+  m.client_isn = net::load_be32(p + 2);
+  m.frontend_isn = net::load_be32(p + 6);
+  const uint8_t flags = p[10];
+  if ((flags & ~kKnownFlags) != 0) return Err(DecodeError::BadField);
+  const uint16_t mss = net::load_be16(p + 11);
+  const uint8_t wscale = p[13];
+  const uint32_t syn_tsval = net::load_be32(p + 14);
+  if ((flags & kFlagMss) != 0) m.mss = mss;
+  if ((flags & kFlagWscale) != 0) {
+    if (wscale > HandoffRequest::kMaxWscale) return Err(DecodeError::BadField);
+    m.wscale = wscale;
+  }
+  m.sack_permitted = (flags & kFlagSack) != 0;
+  if ((flags & kFlagTimestamps) != 0) m.syn_tsval = syn_tsval;
+  m.syn_window = net::load_be16(p + 18);
+  m.client_window = net::load_be16(p + 20);
+  m.client_tsval = net::load_be32(p + 22);
+  m.frontend_ts_base = net::load_be32(p + 26);
+  m.frontend_wscale = p[30];
+  if (m.frontend_wscale > HandoffRequest::kMaxWscale) return Err(DecodeError::BadField);
+  m.origin = net::Ipv4Addr{net::load_be32(p + 31)};
+  m.request.assign(body + kHandoffRequestFixedLen, body + len);
+  return Message{std::move(m)};
+}
+
+template <typename T, typename Reason>
+Result<Message, DecodeError> decode_reason(const uint8_t* body, size_t len, uint8_t max_reason) {
+  if (len != kReasonLen) return Err(DecodeError::BadLength);
+  const uint8_t code = body[kEndpointLen];
+  if (code == 0 || code > max_reason) return Err(DecodeError::BadField);
+  return Message{T{get_endpoint(body), static_cast<Reason>(code)}};
+}
+
+Result<Message, DecodeError> decode_keepalive(const uint8_t* body, size_t len) {
+  if (len < kKeepaliveFixedLen) return Err(DecodeError::BadLength);
+  const size_t name_len = body[4];
+  if (name_len > Keepalive::kMaxName) return Err(DecodeError::BadField);
+  if (len != kKeepaliveFixedLen + name_len) return Err(DecodeError::BadLength);
+  Keepalive m;
+  m.sequence = net::load_be32(body);
+  m.node.assign(reinterpret_cast<const char*>(body + kKeepaliveFixedLen), name_len);
+  return Message{std::move(m)};
 }
 
 }  // namespace
@@ -55,6 +146,28 @@ const char* to_string(MessageType type) {
   switch (type) {
     case MessageType::kHandoffAck: return "handoff-ack";
     case MessageType::kRelay: return "relay";
+    case MessageType::kHandoffRequest: return "handoff-request";
+    case MessageType::kHandoffRefuse: return "handoff-refuse";
+    case MessageType::kTermination: return "termination";
+    case MessageType::kKeepalive: return "keepalive";
+  }
+  return "unknown";
+}
+
+const char* to_string(RefuseReason reason) {
+  switch (reason) {
+    case RefuseReason::kBusy: return "busy";
+    case RefuseReason::kBadRequest: return "bad-request";
+    case RefuseReason::kDuplicate: return "duplicate";
+  }
+  return "unknown";
+}
+
+const char* to_string(TerminationReason reason) {
+  switch (reason) {
+    case TerminationReason::kFin: return "fin";
+    case TerminationReason::kRst: return "rst";
+    case TerminationReason::kTimeout: return "timeout";
   }
   return "unknown";
 }
@@ -67,6 +180,7 @@ const char* to_string(DecodeError error) {
     case DecodeError::UnknownType: return "unknown message type";
     case DecodeError::BadLength: return "bad body length";
     case DecodeError::TrailingBytes: return "trailing bytes";
+    case DecodeError::BadField: return "field out of range";
   }
   return "unknown";
 }
@@ -76,7 +190,7 @@ std::vector<uint8_t> encode(const Message& message) {
   out.reserve(kHeaderLen + kHandoffAckLen);
   put_be16(out, kMagic);
   out.push_back(kVersion);
-  out.push_back(static_cast<uint8_t>(type_of(message)));
+  out.push_back(static_cast<uint8_t>(message.index() + 1));  // see Message
   put_be32(out, 0);  // body length, patched below
   std::visit(BodyWriter{out}, message);
   net::store_be32(&out[4], static_cast<uint32_t>(out.size() - kHeaderLen));
@@ -100,6 +214,16 @@ Result<Message, DecodeError> decode(std::span<const uint8_t> frame) {
       if (body_len < kEndpointLen) return Err(DecodeError::BadLength);
       return Message{Relay{get_endpoint(body),
                            std::vector<uint8_t>(body + kEndpointLen, body + body_len)}};
+    case MessageType::kHandoffRequest:
+      return decode_handoff_request(body, body_len);
+    case MessageType::kHandoffRefuse:
+      return decode_reason<HandoffRefuse, RefuseReason>(body, body_len,
+                                                        static_cast<uint8_t>(RefuseReason::kDuplicate));
+    case MessageType::kTermination:
+      return decode_reason<Termination, TerminationReason>(
+          body, body_len, static_cast<uint8_t>(TerminationReason::kTimeout));
+    case MessageType::kKeepalive:
+      return decode_keepalive(body, body_len);
   }
   return Err(DecodeError::UnknownType);
 }

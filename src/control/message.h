@@ -2,7 +2,9 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
+#include <string>
 #include <variant>
 #include <vector>
 
@@ -22,6 +24,10 @@ inline constexpr uint32_t kMaxBodyLen = 128 * 1024;
 enum class MessageType : uint8_t {
   kHandoffAck = 1,  // back-end -> front-end: the handed-off connection exists
   kRelay = 2,       // back-end -> front-end: a segment (FIN/RST) for the front-end to send on
+  kHandoffRequest = 3,  // origin -> chosen node (always, rare): take over this connection
+  kHandoffRefuse = 4,   // chosen node -> origin: it will not take the connection
+  kTermination = 5,     // chosen node -> origin: the connection ended, free its state
+  kKeepalive = 6,       // any node -> any node, every second on the persistent channel
 };
 const char* to_string(MessageType type);
 
@@ -40,7 +46,71 @@ struct Relay {
   friend bool operator==(const Relay&, const Relay&) = default;
 };
 
-using Message = std::variant<HandoffAck, Relay>;
+// The origin node (which accepted the client's connection) asks the chosen node
+// to take it over: everything needed to rebuild the client's SYN and ACK, both
+// ISNs, and the buffered request bytes (client -> server, from sequence c + 1).
+struct HandoffRequest {
+  static constexpr uint8_t kMaxWscale = 14;  // RFC 7323
+  static constexpr size_t kMaxRequest = 64 * 1024;
+
+  net::Endpoint client;
+  uint16_t vip_port = 0;         // the service port the client connected to
+  uint32_t client_isn = 0;       // c
+  uint32_t frontend_isn = 0;     // f: the origin's ISN, which the client believes in
+  // The client's SYN options, as it sent them.
+  std::optional<uint16_t> mss;
+  std::optional<uint8_t> wscale;           // <= kMaxWscale
+  bool sack_permitted = false;
+  std::optional<uint32_t> syn_tsval;       // the SYN's TSval: timestamps offered
+  uint16_t syn_window = 0;                 // window field of the client's SYN
+  uint16_t client_window = 0;              // latest window field from the client
+  uint32_t client_tsval = 0;               // latest TSval from the client (0 without timestamps)
+  // What the origin announced in its SYN/ACK (0 when not negotiated).
+  uint32_t frontend_ts_base = 0;
+  uint8_t frontend_wscale = 0;             // <= kMaxWscale
+  net::Ipv4Addr origin;                    // node address to answer (ack, refuse, termination)
+  std::vector<uint8_t> request;            // at most kMaxRequest bytes
+  friend bool operator==(const HandoffRequest&, const HandoffRequest&) = default;
+};
+
+enum class RefuseReason : uint8_t {
+  kBusy = 1,        // no room for another connection
+  kBadRequest = 2,  // the request could not be replayed (e.g. inconsistent parameters)
+  kDuplicate = 3,   // a different connection of this client endpoint is still held
+};
+const char* to_string(RefuseReason reason);
+
+// The chosen node will not take the connection of `client`.
+struct HandoffRefuse {
+  net::Endpoint client;
+  RefuseReason reason = RefuseReason::kBusy;
+  friend bool operator==(const HandoffRefuse&, const HandoffRefuse&) = default;
+};
+
+enum class TerminationReason : uint8_t {
+  kFin = 1,      // both FINs sent and acknowledged
+  kRst = 2,      // reset by either side
+  kTimeout = 3,  // idle or handshake timeout on the chosen node
+};
+const char* to_string(TerminationReason reason);
+
+// The handed-off connection of `client` is over: the origin frees its state.
+struct Termination {
+  net::Endpoint client;
+  TerminationReason reason = TerminationReason::kFin;
+  friend bool operator==(const Termination&, const Termination&) = default;
+};
+
+// "I am alive": sent on every persistent channel connection once a second.
+struct Keepalive {
+  static constexpr size_t kMaxName = 64;
+  std::string node;       // the sender's node name, at most kMaxName bytes
+  uint32_t sequence = 0;  // increments per keepalive sent on one connection
+  friend bool operator==(const Keepalive&, const Keepalive&) = default;
+};
+
+// Alternative i has MessageType i + 1.
+using Message = std::variant<HandoffAck, Relay, HandoffRequest, HandoffRefuse, Termination, Keepalive>;
 
 enum class DecodeError {
   TooShort,      // fewer bytes than the header, or than the body length says
@@ -49,6 +119,7 @@ enum class DecodeError {
   UnknownType,   // a type this version does not define
   BadLength,     // body length wrong for the type, or over kMaxBodyLen
   TrailingBytes, // bytes after the body
+  BadField,      // a field out of its range (flag bits, wscale, reason code, name length)
 };
 const char* to_string(DecodeError error);
 

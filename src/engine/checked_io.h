@@ -15,6 +15,7 @@ class CheckedVerdicts {
   CheckedVerdicts(io::Verdicts& verdicts, uint64_t& errors) : v_(verdicts), errors_(errors) {}
   void accept(uint32_t id) { check(v_.accept(id)); }
   void drop(uint32_t id) { check(v_.drop(id)); }
+  void accept_with_mark(uint32_t id, uint32_t mark) { check(v_.accept_with_mark(id, mark)); }
   void accept_modified(uint32_t id, std::span<const uint8_t> packet) {
     check(v_.accept_modified(id, packet));
   }

@@ -22,6 +22,8 @@
 #include "engine/backend.h"
 #include "engine/frontend.h"
 #include "engine/monitor.h"
+#include "engine/node_engine.h"
+#include "control/channel.h"
 #include "io/event_loop.h"
 #include "io/nfqueue.h"
 #include "io/raw_socket.h"
@@ -59,11 +61,33 @@ io::CaptureSpec capture_spec(const RuntimeConfig& c) {
     case RuntimeRole::kFrontend: spec.vip = c.vip; break;
     case RuntimeRole::kBackend: spec.vip = c.node_addr; break;
     case RuntimeRole::kMonitor: spec.vip = c.vip; break;
+    case RuntimeRole::kAlways:
+    case RuntimeRole::kRare: spec.vip = c.vip; break;
   }
   return spec;
 }
 
 void log_error(const std::string& msg) { std::cerr << "handoffd: " << msg << '\n'; }
+
+bool symmetric(RuntimeRole role) { return role == RuntimeRole::kAlways || role == RuntimeRole::kRare; }
+
+// The peers of an always/rare node, this node included.
+std::vector<std::pair<std::string, std::string>> cluster_peers(const RuntimeConfig& c) {
+  auto peers = c.peers;
+  const bool has_self = std::any_of(peers.begin(), peers.end(), [&](const auto& p) { return p.first == c.node; });
+  if (!has_self && c.node_addr) peers.emplace_back(c.node, *c.node_addr);
+  return peers;
+}
+
+// The TCP control channel as the engines' MessageSender.
+class ChannelSender final : public MessageSender {
+ public:
+  explicit ChannelSender(control::ControlChannel& channel) : channel_(channel) {}
+  bool send(net::Ipv4Addr to, const control::Message& message) override { return channel_.send(to, message); }
+
+ private:
+  control::ControlChannel& channel_;
+};
 
 }  // namespace
 
@@ -72,6 +96,8 @@ const char* to_string(RuntimeRole role) {
     case RuntimeRole::kFrontend: return "frontend";
     case RuntimeRole::kBackend: return "backend";
     case RuntimeRole::kMonitor: return "monitor";
+    case RuntimeRole::kAlways: return "always";
+    case RuntimeRole::kRare: return "rare";
   }
   return "?";
 }
@@ -80,6 +106,8 @@ std::optional<RuntimeRole> runtime_role_from_string(std::string_view name) {
   if (name == "frontend") return RuntimeRole::kFrontend;
   if (name == "backend") return RuntimeRole::kBackend;
   if (name == "monitor") return RuntimeRole::kMonitor;
+  if (name == "always") return RuntimeRole::kAlways;
+  if (name == "rare") return RuntimeRole::kRare;
   return std::nullopt;
 }
 
@@ -119,6 +147,25 @@ void validate(const RuntimeConfig& c) {
       break;
     case RuntimeRole::kMonitor:
       break;
+    case RuntimeRole::kAlways:
+    case RuntimeRole::kRare: {
+      if (!c.vip) throw std::invalid_argument("role " + role + " needs the VIP (--vip)");
+      if (!c.node_addr) throw std::invalid_argument("role " + role + " needs the node's own address (--node-addr)");
+      if (c.content_map.empty()) throw std::invalid_argument("role " + role + " needs a content map (--content-map)");
+      if (!c.policy.empty()) {
+        const auto known = dispatch::policy_names();
+        if (std::find(known.begin(), known.end(), c.policy) == known.end()) {
+          throw std::invalid_argument("unknown dispatch policy '" + c.policy + "'");
+        }
+      }
+      if (auto self = peer_address(c, c.node); self && self->value != parse_addr(*c.node_addr, "node address").value) {
+        throw std::invalid_argument("--peer " + c.node + " differs from --node-addr");
+      }
+      if (c.role == RuntimeRole::kRare && (c.local_mark == 0 || c.local_mark == c.mark)) {
+        throw std::invalid_argument("the local mark must be non-zero and differ from --mark");
+      }
+      break;
+    }
   }
 }
 
@@ -154,6 +201,9 @@ io::RuleSetSpec capture_rules(const RuntimeConfig& c) {
     case RuntimeRole::kFrontend: return io::frontend_capture_rules(capture_spec(c));
     case RuntimeRole::kBackend: return io::backend_capture_rules(capture_spec(c));
     case RuntimeRole::kMonitor: return io::nfqueue_capture_rules(capture_spec(c));
+    case RuntimeRole::kAlways:
+    case RuntimeRole::kRare:
+      return io::node_capture_rules(capture_spec(c), *c.node_addr, c.role == RuntimeRole::kRare, c.local_mark);
   }
   throw std::invalid_argument("unknown role");
 }
@@ -161,7 +211,7 @@ io::RuleSetSpec capture_rules(const RuntimeConfig& c) {
 std::vector<std::pair<std::string, std::string>> role_sysctls(const RuntimeConfig& c,
                                                               const std::vector<std::string>& interfaces) {
   std::vector<std::pair<std::string, std::string>> out;
-  if (c.role == RuntimeRole::kFrontend) {
+  if (c.role == RuntimeRole::kFrontend || symmetric(c.role)) {  // they forward client packets
     out.emplace_back("net.ipv4.ip_forward", "1");
     out.emplace_back("net.ipv4.conf.all.send_redirects", "0");
     out.emplace_back("net.ipv4.conf.default.send_redirects", "0");
@@ -212,6 +262,9 @@ struct NodeRuntime::Impl {
   std::unique_ptr<FrontendEngine> frontend;
   std::unique_ptr<BackendEngine> backend;
   std::unique_ptr<Monitor> monitor;
+  std::unique_ptr<control::ControlChannel> channel;
+  std::unique_ptr<ChannelSender> channel_sender;
+  std::unique_ptr<NodeEngine> node_engine;
   std::unique_ptr<io::RuleSet> rules;
   std::unique_ptr<io::EventLoop> loop;
   int wake_fd = -1;
@@ -241,9 +294,15 @@ void NodeRuntime::Impl::setup() {
   // The front-end's engine needs its map and peers before anything is installed.
   std::unique_ptr<dispatch::Dispatcher> dispatcher;
   std::vector<net::Ipv4Addr> backends;
-  if (c.role == RuntimeRole::kFrontend) {
+  if (c.role == RuntimeRole::kFrontend || symmetric(c.role)) {
     dispatch::ContentMap map = dispatch::ContentMap::load(c.content_map);
-    backends = backend_addresses(map, c);
+    if (symmetric(c.role)) {
+      RuntimeConfig with_self = c;
+      with_self.peers = cluster_peers(c);
+      backends = backend_addresses(map, with_self);
+    } else {
+      backends = backend_addresses(map, c);
+    }
     dispatcher = std::make_unique<dispatch::Dispatcher>(std::move(map), c.policy.empty() ? kDefaultPolicy : c.policy);
   }
   const io::RuleSetSpec rule_spec = capture_rules(c);
@@ -287,6 +346,28 @@ void NodeRuntime::Impl::setup() {
       monitor = std::make_unique<Monitor>(*queue);
       queue->set_handler([this](const io::QueuedPacket& p) { monitor->on_packet(p); });
       break;
+    case RuntimeRole::kAlways:
+    case RuntimeRole::kRare: {
+      const net::Ipv4Addr self = parse_addr(*c.node_addr, "node address");
+      raw = std::make_unique<io::RawSocket>(io::RawSocketConfig{c.mark, io::RawSocketConfig::kDefaultSndBuf});
+      control::ChannelConfig cc;
+      cc.node = c.node;
+      cc.listen = {self, c.control_port};
+      for (const auto& [name, addr] : cluster_peers(c)) {
+        cc.peers.push_back({name, {parse_addr(addr, "peer " + name + ":"), c.control_port}});
+      }
+      channel = std::make_unique<control::ControlChannel>(std::move(cc), clock);
+      channel_sender = std::make_unique<ChannelSender>(*channel);
+      NodeConfig nc;
+      nc.mode = c.role == RuntimeRole::kRare ? NodeMode::kRare : NodeMode::kAlways;
+      nc.vip = {parse_addr(*c.vip, "VIP"), c.port};
+      nc.node = self;
+      nc.node_addrs = std::move(backends);
+      nc.local_mark = c.local_mark;
+      node_engine = std::make_unique<NodeEngine>(std::move(nc), std::move(dispatcher), *queue, *raw, *channel_sender, clock);
+      queue->set_handler([this](const io::QueuedPacket& p) { node_engine->on_packet(p); });
+      break;
+    }
   }
 
   loop = std::make_unique<io::EventLoop>();
@@ -314,6 +395,13 @@ void NodeRuntime::Impl::setup() {
       (void)queue->flush();
     });
   }
+  if (channel) {
+    loop->add_fd(channel->fd(), [this] {
+      channel->poll_once([this](net::Ipv4Addr from, const control::Message& m) { node_engine->on_message(from, m); });
+      (void)queue->flush();
+    });
+    channel->tick();  // connect to the peers now
+  }
   loop->add_timer(std::chrono::milliseconds(RuntimeConfig::kTimerMs), [this] { on_tick(); });
 
   rules = std::make_unique<io::RuleSet>(rule_spec);
@@ -331,6 +419,8 @@ void NodeRuntime::Impl::setup() {
 void NodeRuntime::Impl::on_tick() {
   if (frontend) frontend->on_timer();
   if (backend) backend->on_timer();
+  if (node_engine) node_engine->on_timer();
+  if (channel) channel->tick();
   (void)queue->flush();
   take_snapshot();
   const uint64_t now = monotonic_ms();
@@ -358,6 +448,23 @@ NodeRuntime::Counters NodeRuntime::Impl::collect() const {
   };
   if (frontend) frontend->counters().visit(add_engine);
   if (backend) backend->counters().visit(add_engine);
+  if (node_engine) node_engine->counters().visit(add_engine);
+  if (channel) {
+    const auto& k = channel->counters();
+    out.insert(out.end(), {{"peers_up", channel->peers_up()},
+                           {"peers_connected", channel->connected()},
+                           {"control_sent", k.sent},
+                           {"control_received", k.received},
+                           {"control_send_dropped", k.send_dropped},
+                           {"control_bad_frames", k.bad_frames},
+                           {"control_connects", k.connects},
+                           {"control_connect_failures", k.connect_failures},
+                           {"control_disconnects", k.disconnects},
+                           {"control_accepted", k.accepted},
+                           {"control_queue_dropped", k.queue_dropped},
+                           {"keepalives_sent", k.keepalives_sent},
+                           {"keepalives_received", k.keepalives_received}});
+  }
   if (monitor) {
     const auto& m = monitor->counters();
     out.insert(out.end(), {{"packets_in", m.packets_in},
@@ -433,6 +540,9 @@ void NodeRuntime::Impl::teardown_resources() {
   rules.reset();
   frontend.reset();
   backend.reset();
+  node_engine.reset();
+  channel_sender.reset();
+  channel.reset();
   monitor.reset();
   udp.reset();
   raw.reset();

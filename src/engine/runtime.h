@@ -1,5 +1,6 @@
-// NodeRuntime: runs one role of handoffd (frontend, backend or monitor) on real
-// packet I/O: iptables NFQUEUE capture, raw socket, UDP control channel, sysctls,
+// NodeRuntime: runs one role of handoffd (frontend, backend, always, rare or monitor)
+// on real packet I/O: iptables NFQUEUE capture, raw socket, control channel (UDP for
+// frontend/backend, persistent TCP for always/rare), sysctls,
 // an epoll loop and a stats file. Everything it installs is removed at stop.
 #pragma once
 
@@ -18,9 +19,9 @@
 
 namespace hl::engine {
 
-enum class RuntimeRole : uint8_t { kFrontend, kBackend, kMonitor };
+enum class RuntimeRole : uint8_t { kFrontend, kBackend, kMonitor, kAlways, kRare };
 
-// "frontend", "backend", "monitor".
+// "frontend", "backend", "monitor", "always", "rare".
 const char* to_string(RuntimeRole role);
 // The role named `name`, or nullopt.
 std::optional<RuntimeRole> runtime_role_from_string(std::string_view name);
@@ -28,6 +29,7 @@ std::optional<RuntimeRole> runtime_role_from_string(std::string_view name);
 struct RuntimeConfig {
   static constexpr uint16_t kDefaultPort = 80;
   static constexpr uint32_t kDefaultMark = 0x4846;  // "HF"
+  static constexpr uint32_t kDefaultLocalMark = 0x484C;  // "HL": rare's released connections
   static constexpr uint32_t kDefaultStatsIntervalMs = 1000;
   static constexpr uint32_t kDefaultQueueMaxLen = 8192;
   static constexpr uint32_t kDefaultRcvBuf = 16u << 20;
@@ -40,9 +42,12 @@ struct RuntimeConfig {
   uint16_t port = kDefaultPort;
   uint16_t queue = 0;                         // NFQUEUE number; chains HANDOFF-q<N>-*
   uint32_t mark = kDefaultMark;               // SO_MARK of own packets (RETURNed before queueing)
+  uint32_t local_mark = kDefaultLocalMark;    // rare: connmark of connections served untouched
   uint16_t control_port = kDefaultControlPort;
   std::vector<std::pair<std::string, std::string>> peers;  // name -> IPv4 address
-  std::string content_map;                    // frontend: required
+  // always/rare: every node incl. this one (--node NAME; added from node_addr if
+  // missing); the TCP control channel connects to each on control_port.
+  std::string content_map;                    // frontend, always, rare: required
   std::string policy;                         // frontend: default "first"
   std::optional<std::string> frontend;        // backend: default the peer named "fe"
   std::string stats_file;                     // empty: none

@@ -144,6 +144,39 @@ RuleSetSpec backend_capture_rules(const CaptureSpec& spec) {
   return out;
 }
 
+RuleSetSpec node_capture_rules(const CaptureSpec& spec, const std::string& node, bool rare,
+                               std::uint32_t local_mark) {
+  const std::string base = chain_base(spec);
+  const std::string& vip = required_addr(spec, "node capture: the VIP");
+  if (node.empty()) throw std::invalid_argument("node capture: the node's own address is required");
+  if (rare && (local_mark == 0 || local_mark == spec.own_mark)) {
+    throw std::invalid_argument("node capture: the local mark must be non-zero and differ from the own mark");
+  }
+  const std::string port = std::to_string(spec.port);
+  const std::vector<std::string> target = queue_target(spec);
+  auto with_target = [&](std::vector<std::string> match) {
+    match.insert(match.end(), target.begin(), target.end());
+    return match;
+  };
+  std::ostringstream lm;
+  lm << "0x" << std::hex << local_mark;
+  auto pre = queue_rules(spec, {"-p", "tcp", "-d", vip, "--dport", port});
+  pre.push_back(with_target({"-p", "tcp", "-d", node, "--dport", port}));
+  if (rare) pre.insert(pre.begin(), {"-m", "connmark", "--mark", lm.str(), "-j", "RETURN"});
+  auto out = queue_rules(spec, {"-p", "tcp", "-s", node, "--sport", port});
+  if (rare) {
+    out.push_back(with_target({"-p", "tcp", "-s", vip, "--sport", port, "--tcp-flags", "SYN,ACK", "SYN,ACK"}));
+  }
+  RuleSetSpec spec_out;
+  spec_out.chains.push_back({"mangle", base + "-PRE", {"PREROUTING"}, std::move(pre)});
+  spec_out.chains.push_back({"mangle", base + "-OUT", {"OUTPUT"}, std::move(out)});
+  if (rare) {
+    spec_out.chains.push_back({"mangle", base + "-IN", {"INPUT"},
+                               {{"-m", "mark", "--mark", lm.str(), "-j", "CONNMARK", "--save-mark"}}});
+  }
+  return spec_out;
+}
+
 RuleSetSpec nfqueue_capture_rules(const CaptureSpec& spec) {
   const std::string base = chain_base(spec);
   const std::vector<std::string> target = queue_target(spec);

@@ -71,6 +71,17 @@ RuleSetSpec frontend_capture_rules(const CaptureSpec& spec);
 // --sport PORT`; spec.vip holds the node's own address NODE (required).
 RuleSetSpec backend_capture_rules(const CaptureSpec& spec);
 
+// Capture of the always and rare designs (every node): HANDOFF-<tag>-PRE in
+// mangle PREROUTING queueing `-p tcp -d VIP --dport PORT` (spec.vip, required) and
+// `-p tcp -d NODE --dport PORT`; HANDOFF-<tag>-OUT in mangle OUTPUT queueing
+// `-p tcp -s NODE --sport PORT`. With `rare`, also: OUT queues the kernel's
+// SYN/ACKs from VIP:PORT (`--tcp-flags SYN,ACK SYN,ACK`) only; HANDOFF-<tag>-IN in
+// mangle INPUT saves skb mark `local_mark` to the connection (CONNMARK
+// --save-mark), and PRE first RETURNs packets of connections carrying it: a
+// connection released locally never meets the queue again.
+RuleSetSpec node_capture_rules(const CaptureSpec& spec, const std::string& node, bool rare,
+                               std::uint32_t local_mark);
+
 // One rule line of iptables-save: "-A <chain> <args...>", args unquoted.
 struct SavedRule {
   std::string chain;

@@ -86,7 +86,7 @@ class NfQueue final : public PacketSource, public Verdicts {
   void accept_deferred(std::uint32_t id) override;
   IoStatus flush() override;
   // Accepts packet `id` and sets its skb mark to `mark`.
-  IoStatus accept_with_mark(std::uint32_t id, std::uint32_t mark);
+  IoStatus accept_with_mark(std::uint32_t id, std::uint32_t mark) override;
 
  private:
   static int on_packet(nfq_q_handle* qh, struct nfgenmsg* msg, nfq_data* nfad, void* self);

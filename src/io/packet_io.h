@@ -58,6 +58,14 @@ class Verdicts {
   virtual IoStatus accept_modified(std::uint32_t id, std::span<const std::uint8_t> packet) = 0;
   // Drops packet `id`, now.
   virtual IoStatus drop(std::uint32_t id) = 0;
+  // Lets packet `id` continue unchanged with its skb mark set to `mark`, now.
+  // Implementations that cannot set marks fail (ENOTSUP) rather than drop the mark.
+  static constexpr int kNotSupported = 95;  // ENOTSUP
+  virtual IoStatus accept_with_mark(std::uint32_t id, std::uint32_t mark) {
+    (void)id;
+    (void)mark;
+    return io_fail(kNotSupported, "accept_with_mark");
+  }
   // Marks packet `id` accepted; the verdict is sent at the next flush(), as one
   // batch verdict when no held packet has a smaller id (a batch verdict covers
   // every queued id up to the one given), else packet by packet.

@@ -239,10 +239,30 @@ def test_bad_options_exit_2_with_one_line(args: list[str], needle: str) -> None:
 
 @needs_handoffd
 @pytest.mark.parametrize("role", ["always", "rare"])
-def test_roles_of_later_work_fail_clearly(role: str) -> None:
+def test_symmetric_roles_name_what_they_miss(role: str) -> None:
     res = run([str(HANDOFFD), "--role", role], check=False)
     assert res.returncode == 2
-    assert f"role '{role}' is not implemented yet" in res.stderr
+    assert f"role {role} needs the VIP (--vip)" in res.stderr
+    res = run([str(HANDOFFD), "--role", role, "--vip", "10.0.100.1"], check=False)
+    assert res.returncode == 2 and "--node-addr" in res.stderr
+
+
+@needs_handoffd
+@pytest.mark.parametrize("role", ["always", "rare"])
+def test_print_rules_of_the_symmetric_roles(role: str, tmp_path: Path) -> None:
+    cmap = tmp_path / "map"
+    cmap.write_text("/a n1\n/b n2\n")
+    res = run([str(HANDOFFD), "--role", role, "--vip", "10.0.100.1", "--node", "n1", "--node-addr", "10.0.2.11",
+               "--peer", "n2=10.0.2.12", "--content-map", str(cmap), "--print-rules"])
+    out = res.stdout
+    assert "-d 10.0.100.1 --dport 80 -j NFQUEUE" in out
+    assert "-d 10.0.2.11 --dport 80 -j NFQUEUE" in out
+    assert "-s 10.0.2.11 --sport 80 -j NFQUEUE" in out
+    if role == "rare":
+        assert "--tcp-flags SYN,ACK SYN,ACK" in out and "CONNMARK --save-mark" in out
+        assert "-m connmark --mark 0x484c -j RETURN" in out
+    else:
+        assert "connmark" not in out
 
 
 @needs_handoffd

@@ -88,5 +88,128 @@ TEST(ControlMessageTest, RandomBytesNeverCrash) {
   EXPECT_GT(decoded, 0u);  // the valid-prefix half does decode sometimes
 }
 
+HandoffRequest sample_request() {
+  HandoffRequest r;
+  r.client = kClient;
+  r.vip_port = 80;
+  r.client_isn = 0xfffffff0;
+  r.frontend_isn = 0x01020304;
+  r.mss = 1460;
+  r.wscale = 7;
+  r.sack_permitted = true;
+  r.syn_tsval = 1000;
+  r.syn_window = 64240;
+  r.client_window = 502;
+  r.client_tsval = 1002;
+  r.frontend_ts_base = 0xabcdef01;
+  r.frontend_wscale = 7;
+  r.origin = net::ipv4(10, 0, 2, 11);
+  const std::string req = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+  r.request.assign(req.begin(), req.end());
+  return r;
+}
+
+TEST(ControlMessageTest, NewMessagesRoundTrip) {
+  HandoffRequest bare;  // no options at all, empty request
+  bare.client = kClient;
+  const std::vector<Message> messages = {
+      sample_request(),
+      bare,
+      HandoffRefuse{kClient, RefuseReason::kBusy},
+      HandoffRefuse{kClient, RefuseReason::kDuplicate},
+      Termination{kClient, TerminationReason::kFin},
+      Termination{kClient, TerminationReason::kTimeout},
+      Keepalive{"be1", 7},
+      Keepalive{"", 0},
+      Keepalive{std::string(Keepalive::kMaxName, 'n'), 0xffffffff},
+  };
+  for (const auto& m : messages) {
+    const auto frame = encode(m);
+    EXPECT_EQ(frame[3], m.index() + 1);
+    const auto decoded = decode(frame);
+    ASSERT_TRUE(decoded.ok()) << to_string(decoded.error());
+    EXPECT_EQ(*decoded, m);
+  }
+}
+
+TEST(ControlMessageTest, HandoffRequestWireLayout) {
+  const auto frame = encode(sample_request());
+  ASSERT_EQ(frame.size(), kHeaderLen + 41 + sample_request().request.size());
+  EXPECT_EQ(frame[3], 3);
+  EXPECT_EQ(frame[kHeaderLen + 6], 0);  // vip port 80
+  EXPECT_EQ(frame[kHeaderLen + 7], 80);
+  EXPECT_EQ(frame[kHeaderLen + 16], 0x0f);  // every option flag
+  EXPECT_EQ(frame[kHeaderLen + 19], 7);     // wscale
+}
+
+TEST(ControlMessageTest, NewMessageDecodeErrors) {
+  struct Case {
+    const char* what;
+    std::vector<uint8_t> frame;
+    DecodeError error;
+  };
+  auto patched = [](Message m, size_t at, uint8_t value) {
+    auto f = encode(m);
+    f[at] = value;
+    return f;
+  };
+  auto header = [](uint8_t type, std::vector<uint8_t> body) {
+    std::vector<uint8_t> f(kHeaderLen + body.size(), 0);
+    const uint8_t head[] = {0x48, 0x4C, 1, type, 0, 0, 0, static_cast<uint8_t>(body.size())};
+    std::copy(std::begin(head), std::end(head), f.begin());
+    std::copy(body.begin(), body.end(), f.begin() + kHeaderLen);
+    return f;
+  };
+  std::vector<uint8_t> huge_request = {0x48, 0x4C, 1, 3, 0, 1, 0, 42};  // 41 + 64 KiB + 1
+  huge_request.resize(kHeaderLen + 42 + HandoffRequest::kMaxRequest, 0);
+  const std::vector<Case> cases = {
+      {"request shorter than its fixed part", header(3, std::vector<uint8_t>(40, 0)), DecodeError::BadLength},
+      {"request over the request limit", huge_request, DecodeError::BadLength},
+      {"request with unknown flag bits", patched(sample_request(), kHeaderLen + 16, 0x10), DecodeError::BadField},
+      {"request with wscale 15", patched(sample_request(), kHeaderLen + 19, 15), DecodeError::BadField},
+      {"request with front-end wscale 15", patched(sample_request(), kHeaderLen + 36, 15), DecodeError::BadField},
+      {"refuse with a short body", header(4, {1, 2, 3}), DecodeError::BadLength},
+      {"refuse with reason 0", patched(HandoffRefuse{kClient, RefuseReason::kBusy}, kHeaderLen + 6, 0),
+       DecodeError::BadField},
+      {"refuse with reason 4", patched(HandoffRefuse{kClient, RefuseReason::kBusy}, kHeaderLen + 6, 4),
+       DecodeError::BadField},
+      {"termination with reason 9", patched(Termination{kClient, TerminationReason::kRst}, kHeaderLen + 6, 9),
+       DecodeError::BadField},
+      {"termination too long", header(5, std::vector<uint8_t>(8, 1)), DecodeError::BadLength},
+      {"keepalive without name length", header(6, {0, 0, 0, 1}), DecodeError::BadLength},
+      {"keepalive name over the limit", header(6, {0, 0, 0, 1, 65}), DecodeError::BadField},
+      {"keepalive name shorter than its length", header(6, {0, 0, 0, 1, 3, 'a'}), DecodeError::BadLength},
+      {"type 7", header(7, {}), DecodeError::UnknownType},
+  };
+  for (const auto& c : cases) {
+    const auto r = decode(c.frame);
+    ASSERT_FALSE(r.ok()) << c.what;
+    EXPECT_EQ(r.error(), c.error) << c.what << ": " << to_string(r.error());
+  }
+}
+
+TEST(ControlMessageTest, RandomBodiesOfEveryTypeNeverCrash) {
+  std::mt19937 rng(2);
+  std::vector<size_t> decoded(7, 0);
+  for (int i = 0; i < 60000; ++i) {
+    const uint8_t type = static_cast<uint8_t>(1 + rng() % 6);
+    const size_t body_len = rng() % 80;
+    std::vector<uint8_t> frame(kHeaderLen + body_len, 0);
+    const uint8_t head[] = {0x48, 0x4C, 1, type, 0, 0, 0, static_cast<uint8_t>(body_len)};
+    std::copy(std::begin(head), std::end(head), frame.begin());
+    for (size_t j = kHeaderLen; j < frame.size(); ++j) {
+      frame[j] = static_cast<uint8_t>(rng() % 4 == 0 ? rng() : rng() % 3);
+    }
+    auto r = decode(frame);
+    if (r.ok()) {
+      ++decoded[type];
+      const auto again = decode(encode(*r));  // what decodes survives a round trip
+      ASSERT_TRUE(again.ok());
+      EXPECT_EQ(*again, *r);
+    }
+  }
+  for (uint8_t t = 1; t <= 6; ++t) EXPECT_GT(decoded[t], 0u) << "type " << int{t};
+}
+
 }  // namespace
 }  // namespace hl::control

@@ -11,12 +11,13 @@
 
 namespace hl::engine::testing {
 
-enum class VerdictKind { Accept, AcceptModified, Drop };
+enum class VerdictKind { Accept, AcceptModified, Drop, AcceptMarked };
 
 struct Verdict {
   uint32_t id;
   VerdictKind kind;
   std::vector<uint8_t> bytes;  // the new bytes of AcceptModified
+  uint32_t mark = 0;           // the mark of AcceptMarked
 };
 
 class FakeVerdicts final : public io::Verdicts {
@@ -26,6 +27,10 @@ class FakeVerdicts final : public io::Verdicts {
     return add(id, VerdictKind::AcceptModified, p);
   }
   io::IoStatus drop(uint32_t id) override { return add(id, VerdictKind::Drop, {}); }
+  io::IoStatus accept_with_mark(uint32_t id, uint32_t mark) override {
+    log_.push_back({id, VerdictKind::AcceptMarked, {}, mark});
+    return io::io_ok();
+  }
   void accept_deferred(uint32_t id) override { (void)add(id, VerdictKind::Accept, {}); }
   io::IoStatus flush() override { return io::io_ok(); }
 
@@ -34,7 +39,7 @@ class FakeVerdicts final : public io::Verdicts {
 
  private:
   io::IoStatus add(uint32_t id, VerdictKind kind, std::span<const uint8_t> p) {
-    log_.push_back({id, kind, {p.begin(), p.end()}});
+    log_.push_back({id, kind, {p.begin(), p.end()}, 0});
     return io::io_ok();
   }
   std::vector<Verdict> log_;

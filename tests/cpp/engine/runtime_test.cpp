@@ -58,11 +58,35 @@ void expect_invalid(const RuntimeConfig& c, const std::string& needle) {
 }
 
 TEST(RuntimeRoleTest, NamesRoundTrip) {
-  for (auto r : {RuntimeRole::kFrontend, RuntimeRole::kBackend, RuntimeRole::kMonitor}) {
+  for (auto r : {RuntimeRole::kFrontend, RuntimeRole::kBackend, RuntimeRole::kMonitor, RuntimeRole::kAlways,
+                 RuntimeRole::kRare}) {
     EXPECT_EQ(runtime_role_from_string(to_string(r)), r);
   }
-  EXPECT_FALSE(runtime_role_from_string("rare"));
+  EXPECT_FALSE(runtime_role_from_string("leader"));
   EXPECT_FALSE(runtime_role_from_string(""));
+}
+
+TEST(RuntimeValidateTest, SymmetricRolesNeedVipNodeAddrAndMap) {
+  for (auto role : {RuntimeRole::kAlways, RuntimeRole::kRare}) {
+    RuntimeConfig c;
+    c.role = role;
+    c.node = "n1";
+    EXPECT_THROW(validate(c), std::invalid_argument);
+    c.vip = "10.0.100.1";
+    EXPECT_THROW(validate(c), std::invalid_argument);
+    c.node_addr = "10.0.2.11";
+    EXPECT_THROW(validate(c), std::invalid_argument);
+    c.content_map = "/nonexistent-is-checked-at-start";
+    EXPECT_NO_THROW(validate(c));
+    c.peers = {{"n1", "10.0.2.99"}};  // this node's peer entry must agree with --node-addr
+    EXPECT_THROW(validate(c), std::invalid_argument);
+    c.peers = {{"n1", "10.0.2.11"}, {"n2", "10.0.2.12"}};
+    EXPECT_NO_THROW(validate(c));
+    const auto rules = capture_rules(c);
+    EXPECT_EQ(rules.chains.size(), role == RuntimeRole::kRare ? 3u : 2u);
+    const auto sys = role_sysctls(c, {});
+    EXPECT_EQ(sys.at(0), (std::pair<std::string, std::string>{"net.ipv4.ip_forward", "1"}));
+  }
 }
 
 TEST(RuntimeValidateTest, AcceptsCompleteConfigsOfEachRole) {

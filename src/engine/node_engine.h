@@ -1,0 +1,119 @@
+// NodeEngine: one node of the always or rare design (seeds 002, 004). Every node
+// takes client connections for the VIP and serves handed-off connections:
+//  - origin part: always — emulates the handshake (BTCP), buffers and parses the
+//    request; rare — lets its kernel do the handshake, learns f from the kernel's
+//    SYN/ACK and holds the first data segments. Then it dispatches: local content
+//    in rare is released untouched (marked, so later packets skip the queue);
+//    otherwise a HandoffRequest goes to the chosen node over the control channel
+//    (rare: plus a RST to the local TCP) and client packets are forwarded to it.
+//    In always, a connection whose chosen node is this node is replayed into the
+//    local TCP (claim 21 of seed 002) and translated in the same verdict.
+//  - serving part: injects the SYN and request into its own TCP, learns b from the
+//    kernel's SYN/ACK, translates both ways, sends responses (FIN/RST included)
+//    straight to the client and a Termination to the origin when it ends.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "control/message.h"
+#include "dispatch/dispatcher.h"
+#include "engine/engine_io.h"
+#include "http/request_parser.h"
+#include "io/packet_io.h"
+#include "net/ipv4_addr.h"
+
+namespace hl::engine {
+
+enum class NodeMode : uint8_t {
+  kAlways,  // BTCP handshake emulation on every connection
+  kRare,    // the kernel's own handshake; handoff only for remote content
+};
+
+struct NodeConfig {
+  static constexpr uint16_t kDefaultMss = 1460;
+  static constexpr uint8_t kDefaultWscale = 7;
+  static constexpr uint16_t kDefaultSynWindow = 64240;
+  static constexpr uint32_t kDefaultLocalMark = 0x484C;  // "HL": released rare connections
+  static constexpr uint32_t kDefaultLingerMs = 2000;
+  static constexpr uint32_t kDefaultHandshakeTimeoutMs = 10000;
+  static constexpr uint32_t kDefaultRequestTimeoutMs = 10000;
+  static constexpr uint32_t kDefaultHandoffTimeoutMs = 5000;
+  static constexpr uint32_t kDefaultIdleTimeoutMs = 120000;
+  static constexpr size_t kDefaultMaxConnections = 65536;
+  static constexpr size_t kDefaultMaxHeld = 64;
+
+  NodeMode mode = NodeMode::kAlways;
+  net::Endpoint vip;                      // the service address (on every node's lo)
+  net::Ipv4Addr node;                     // this node's own address (its sockets' local address)
+  std::vector<net::Ipv4Addr> node_addrs;  // indexed by the dispatcher's BackendId
+  uint16_t mss = kDefaultMss;             // always: announced in the SYN/ACK
+  uint8_t wscale = kDefaultWscale;
+  uint16_t syn_window = kDefaultSynWindow;
+  uint32_t local_mark = kDefaultLocalMark;  // rare: mark of released connections (connmark skip)
+  uint32_t linger_ms = kDefaultLingerMs;
+  uint32_t handshake_timeout_ms = kDefaultHandshakeTimeoutMs;
+  uint32_t request_timeout_ms = kDefaultRequestTimeoutMs;
+  uint32_t handoff_timeout_ms = kDefaultHandoffTimeoutMs;  // no ack by then: reset the client
+  uint32_t idle_timeout_ms = kDefaultIdleTimeoutMs;
+  size_t max_connections = kDefaultMaxConnections;  // per part (origin, serving)
+  size_t max_held = kDefaultMaxHeld;                // packets held per connection
+  http::Limits http_limits;
+  uint64_t seed = 0;  // ISN / timestamp randomness; 0 = from std::random_device
+};
+
+// Monotonic counters, except `active` (origin + serving states held now).
+struct NodeCounters {
+  uint64_t syns = 0;               // client SYNs that created an origin state
+  uint64_t handoffs = 0;           // connections handed off (always: local replays included)
+  uint64_t local = 0;              // rare: connections released to the local kernel untouched
+  uint64_t handoffs_received = 0;  // handoff requests taken (local replays included)
+  uint64_t handoff_acks = 0;
+  uint64_t refused = 0;            // handoff requests refused (sent) or refusals received
+  uint64_t forwarded_packets = 0;  // client packets forwarded to another node
+  uint64_t translated = 0;         // segments translated (both directions, serving part)
+  uint64_t held = 0;               // packets held (rare request, early forwarded packets)
+  uint64_t held_dropped = 0;
+  uint64_t synacks_dropped = 0;    // the kernel's SYN/ACKs of injected SYNs
+  uint64_t resets_sent = 0;        // RSTs sent to clients or (rare) to the local TCP
+  uint64_t terminations_sent = 0;
+  uint64_t terminations_received = 0;
+  uint64_t control_sent = 0;       // control messages sent by the engine
+  uint64_t control_received = 0;   // control messages handled
+  uint64_t control_errors = 0;     // messages refused (unknown client, wrong sender) or not sendable
+  uint64_t dropped_malformed = 0;
+  uint64_t http_errors = 0;
+  uint64_t timeouts = 0;
+  uint64_t unknown_packets = 0;    // packets of no connection (always: answered with RST)
+  uint64_t io_errors = 0;
+  uint64_t active = 0;
+  uint64_t freed = 0;
+
+  void visit(const CounterVisitor& visit) const;
+};
+
+class NodeEngine {
+ public:
+  // The references must outlive the engine. `raw` sends handshake answers (always),
+  // injected SYN/ACK/request segments and RSTs; `messages` reaches the other nodes.
+  NodeEngine(NodeConfig config, std::unique_ptr<dispatch::Dispatcher> dispatcher, io::Verdicts& verdicts,
+             io::PacketSender& raw, MessageSender& messages, Clock clock);
+  ~NodeEngine();
+  NodeEngine(const NodeEngine&) = delete;
+  NodeEngine& operator=(const NodeEngine&) = delete;
+
+  // One queued packet: PREROUTING (to VIP:port or node:port) or LOCAL_OUT
+  // (from node:port; rare: SYN/ACKs from VIP:port). Gives its verdict now or later.
+  void on_packet(const io::QueuedPacket& packet);
+  // One control message from node `from`.
+  void on_message(net::Ipv4Addr from, const control::Message& message);
+  void on_timer();
+  const NodeCounters& counters() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace hl::engine
