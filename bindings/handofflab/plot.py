@@ -115,13 +115,21 @@ def _lines(rd: ResultsDir, metrics: list[str], logx: bool) -> list[Path]:
 
 def _cdf(rd: ResultsDir, stem: str = "plot") -> list[Path]:
     fig, ax = plt.subplots(figsize=(5, 3.4))
+    dashes = ["-", "--", ":", "-."]
+    variants: dict[str, int] = {}  # mode -> curves drawn so far: one line style each
     for key, values in rd.samples.items():
         if not values:
             continue
         s = sorted(values)
         ys = [(i + 1) / len(s) for i in range(len(s))]
-        colour, _ = _style(key.split()[0])
-        ax.step(s, ys, where="post", color=colour, label=f"{key} (n={len(s)})")
+        words = key.split()
+        mode = words[0]
+        colour, _ = _style(mode)
+        n = variants.get(mode, 0)
+        variants[mode] = n + 1
+        label = " ".join(dict.fromkeys(words))  # "frontend small small" -> "frontend small"
+        ax.step(s, ys, where="post", color=colour, linestyle=dashes[n % len(dashes)],
+                label=f"{label} (n={len(s)})")
     ax.set_xscale("log")
     ax.set_xlabel("connect() -> last byte (ms)")
     ax.set_ylabel("fraction of connections")
