@@ -153,7 +153,7 @@ class NodeAgent:
         env["PYTHONPATH"] = os.pathsep.join(
             [str(BINDINGS_DIR)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
         env["PYTHONUNBUFFERED"] = "1"
-        with self.log_path.open("wb") as log_file:
+        with self.log_path.open("ab") as log_file:  # a restart appends
             self.proc = self.host.popen(
                 [PYTHON, "-m", "handofflab.agent", "--config", str(self.config_path)],
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=env)

@@ -17,7 +17,27 @@ Modes implemented:
   routes VIP/32 via fe, as in frontend) routing by the same content map; its
   lifecycle lives in handofflab.haproxy (``c.proxy``: the HaproxyServer).
 
-"always" and "rare" come later and are rejected with ValueError.
+- "always" and "rare": the symmetric designs. Every back-end (node) holds the
+  VIP on its ``lo`` (LVS-DR style: arp_ignore=1, arp_announce=2) and runs nginx
+  (rare: ``listen 80 deferred``, TCP_DEFER_ACCEPT) plus an engine (role always
+  or rare; peers = every node, itself included). r0 spreads the connections to
+  the VIP over the nodes with an ECMP multipath route hashing the 5-tuple
+  (inside r0: ``fib_multipath_hash_policy=3``, ``fib_multipath_hash_fields=
+  0x0037``: addresses, protocol, ports); start() checks that one client's
+  connections land on several nodes, each exactly where ``c.spread_node(client,
+  sport)`` (``ip route get ... sport ... dport``) predicts. fe idles.
+  Why not policy 1: measured here, it short-circuits to the skb's L4 hash when
+  one is present, and on veth that is the *client socket's* random txhash
+  (sk_txhash) — the prediction from the ports was right for 6 of 12
+  connections (chance) with policy 1 and 12 of 12 with policy 3. The txhash is
+  also re-rolled on a retransmission timeout (net.core.txrehash), which with
+  policy 1 can move a live connection to another node. ``locality``: the share
+  of requests whose content is on the node that accepted the connection; as the
+  spreader chooses that node blindly, it is reached by replicating a share r of
+  the documents to every node (documents.all_replicated_share: with N nodes and
+  single owners otherwise, L = r + (1-r)/N, so r = (L - 1/N)/(1 - 1/N); L below
+  1/N is a ValueError). These two modes are in IMPLEMENTED_MODES only when the
+  compiled engine (handofflab._core) knows the roles (engine_roles()).
 
 Lifecycle: __enter__ starts everything; __exit__ always stops everything it
 started (agents and nginx by PID, Mininet hosts and links, temp dir), also when
@@ -48,8 +68,34 @@ log = logging.getLogger(__name__)
 __all__ = ["Cluster", "Document", "FetchResult", "MODES", "IMPLEMENTED_MODES", "RUN_ROOT"]
 
 MODES = ("frontend", "always", "rare", "direct", "proxy")
-IMPLEMENTED_MODES = ("direct", "frontend", "proxy")
-ENGINE_MODES = ("frontend",)  # modes whose nodes run a handoff engine (an agent each)
+SYMMETRIC_MODES = ("always", "rare")  # every node takes connections behind r0's ECMP spread
+ENGINE_MODES = ("frontend",) + SYMMETRIC_MODES  # modes whose nodes run a handoff engine
+# r0's ECMP hash inputs (policy 3): src IP 0x01, dst IP 0x02, IP proto 0x04,
+# src port 0x10, dst port 0x20.
+ECMP_HASH_FIELDS = "0x0037"
+
+
+def engine_roles() -> tuple[str, ...]:
+    """The symmetric roles (always, rare) the compiled engine knows. Asks
+    handofflab._core.Engine to parse {"role": r} (construction validates nothing
+    else and starts nothing); () when _core is not importable."""
+    try:
+        from . import _core
+    except ImportError:
+        return ()
+    roles = []
+    for role in SYMMETRIC_MODES:
+        try:
+            _core.Engine({"role": role})
+        except Exception as exc:  # noqa: BLE001 - only "unknown role" means absent
+            if "unknown role" in str(exc):
+                continue
+        roles.append(role)
+    return tuple(roles)
+
+
+# always/rare become available as soon as the engine has their roles.
+IMPLEMENTED_MODES = ("direct", "frontend", "proxy") + engine_roles()
 POLICIES = ("first", "round-robin", "hash-client", "hash-path", "least-active")
 RUN_ROOT = Path(os.environ.get("HANDOFFLAB_CACHE", "/tmp/handofflab")) / "runs"
 
@@ -75,9 +121,14 @@ class Cluster:
     partition; replicate: share of documents with a second owner; offload:
     False turns tx checksum/TSO/GSO off on every host interface; sizes: the
     document set ((label, count), ...); access_log: nginx access logs on/off;
-    policy: the front-end's dispatch policy among a document's owners;
-    engine_options: extra keys merged into every engine's config (e.g.
-    {"gso": False}).
+    policy: the dispatch policy among a document's owners (front-end, or every
+    node in always/rare); engine_options: extra keys merged into every engine's
+    config (e.g. {"gso": False}); locality (always, rare): the share of requests
+    whose content is on the accepting node, reached by replicating a share
+    ``all_replicated`` of the documents to every node (see the module docstring);
+    engines=False (always, rare): build everything but start no engine, so each
+    node's nginx answers the connections r0 spreads to it (the bare L4 spreader:
+    requests for content the node lacks get its 404).
     """
 
     def __init__(self, mode: str = "direct", backends: int = 3, clients: int = 1,
@@ -87,12 +138,15 @@ class Cluster:
                  sizes: Sequence[tuple[str, int]] = docs_mod.DEFAULT_SIZES,
                  access_log: bool = True, policy: str = "first",
                  engine_options: Optional[dict[str, Any]] = None,
-                 proxy_options: Optional[dict[str, Any]] = None) -> None:
+                 proxy_options: Optional[dict[str, Any]] = None,
+                 locality: Optional[float] = None, engines: bool = True) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; modes: {', '.join(MODES)} "
                              f"(implemented: {', '.join(IMPLEMENTED_MODES)})")
-        if mode not in IMPLEMENTED_MODES:
-            raise ValueError(f"mode {mode!r} is not implemented yet; available: "
+        if mode not in IMPLEMENTED_MODES and not (mode in SYMMETRIC_MODES and not engines):
+            why = (" (the compiled engine, handofflab._core, has no role of that name: "
+                   "rebuild the _core target)" if mode in SYMMETRIC_MODES else "")
+            raise ValueError(f"mode {mode!r} is not implemented yet{why}; available: "
                              f"{', '.join(IMPLEMENTED_MODES)} (planned: "
                              f"{', '.join(m for m in MODES if m not in IMPLEMENTED_MODES)})")
         if not 1 <= backends <= topo.MAX_BACKENDS:
@@ -105,6 +159,12 @@ class Cluster:
             raise ValueError("bw_mbit must be positive or None")
         if policy not in POLICIES:
             raise ValueError(f"unknown policy {policy!r}; policies: {', '.join(POLICIES)}")
+        if locality is not None and mode not in SYMMETRIC_MODES:
+            raise ValueError("locality applies to the always and rare modes only "
+                             "(the nodes an L4 spreader picks)")
+        # r: the share of documents on every node (ValueError if locality is unreachable)
+        self.all_replicated = (0.0 if locality is None else
+                               docs_mod.all_replicated_share(locality, backends, replicate))
         self.mode = mode
         self.n_backends = backends
         self.n_clients = clients
@@ -113,6 +173,8 @@ class Cluster:
         self.loss = loss
         self.seed = seed
         self.replicate = replicate
+        self.locality = locality
+        self.engines = engines
         self.offload = offload
         self.sizes = tuple(sizes)
         self.access_log = access_log
@@ -132,6 +194,7 @@ class Cluster:
         self.agents: dict[str, NodeAgent] = {}
         self._shells: list[subprocess.Popen] = []
         self._started = False
+        self.spread_checked = False  # always/rare: _check_spread passed
         self.proxy: Optional[Any] = None  # proxy mode: the HaproxyServer on fe
 
     # --- lifecycle ----------------------------------------------------------
@@ -160,6 +223,9 @@ class Cluster:
 
         source, plain = docs_mod.generate(self.seed, self.sizes)
         self.documents = docs_mod.partition(plain, self.backends, self.seed, self.replicate)
+        if self.all_replicated > 0:
+            self.documents = docs_mod.replicate_to_all(self.documents, self.backends,
+                                                       self.all_replicated, self.seed)
         self.content_map_path = docs_mod.write_content_map(
             self.documents, self.tmpdir / "content.map")
         self.docroots = docs_mod.populate_docroots(
@@ -187,14 +253,19 @@ class Cluster:
                 netutil.install_loss(h, self.loss)
         if self.mode in ("frontend", "proxy"):  # proxy: same VIP routing, HAProxy on fe
             self._route_vip_via_frontend()
+        if self.mode in SYMMETRIC_MODES:
+            self._spread_vip_over_nodes()
 
         for i, name in enumerate(self.backends, start=1):
             server = NginxServer(self.node(name), name, self.docroots[name],
-                                 self.tmpdir / "nginx" / name, access_log=self.access_log)
+                                 self.tmpdir / "nginx" / name, access_log=self.access_log,
+                                 deferred=self.mode == "rare")
             self.servers[name] = server
             server.start(topo.backend_ip(i))
         self._check_routes()
-        if self.mode in ENGINE_MODES:
+        if self.mode in SYMMETRIC_MODES:
+            self._check_spread()  # before the engines: nginx's X-Backend names the node
+        if self.mode in ENGINE_MODES and self.engines:
             self._start_agents()
             self._check_vip()
         if self.mode == "proxy":
@@ -228,11 +299,96 @@ class Cluster:
         for conf in ["all", "default"] + netutil.interfaces(r0):
             netutil.sysctl(r0, f"net.ipv4.conf.{conf}.rp_filter", "0")
 
+    def _spread_vip_over_nodes(self) -> None:
+        """always/rare: VIP/32 on every node's lo (arp_ignore=1, arp_announce=2, so
+        no node answers ARP for it or sources ARP from it); r0 routes VIP/32 with
+        one ECMP nexthop per node, hashing the 5-tuple (policy 3, fields 0x0037; see
+        the module docstring for why not policy 1)."""
+        r0 = self.node(topo.ROUTER)
+        for name in self.backends:
+            h = self.node(name)
+            netutil.run(h, ["ip", "addr", "add", f"{self.vip}/32", "dev", "lo"])
+            for conf in ["all", "default"] + netutil.interfaces(h):
+                netutil.sysctl(h, f"net.ipv4.conf.{conf}.arp_ignore", "1")
+                netutil.sysctl(h, f"net.ipv4.conf.{conf}.arp_announce", "2")
+        netutil.sysctl(r0, "net.ipv4.fib_multipath_hash_policy", "3")
+        netutil.sysctl(r0, "net.ipv4.fib_multipath_hash_fields", ECMP_HASH_FIELDS)
+        nexthops: list[str] = []
+        for i in range(1, self.n_backends + 1):
+            nexthops += ["nexthop", "via", topo.backend_ip(i), "weight", "1"]
+        if self.n_backends == 1:  # a single nexthop is a plain route
+            nexthops = ["via", topo.backend_ip(1)]
+        netutil.run(r0, ["ip", "route", "add", f"{self.vip}/32"] + nexthops)
+        for conf in ["all", "default"] + netutil.interfaces(r0):
+            netutil.sysctl(r0, f"net.ipv4.conf.{conf}.rp_filter", "0")
+
+    def spread_node(self, client: Optional[HostRef], sport: int, dport: int = 80) -> str:
+        """The node r0's ECMP route picks for a TCP connection from client:sport to
+        VIP:dport (``ip route get ... iif r0-eth0 ipproto tcp sport dport`` in r0,
+        the same 5-tuple hash as forwarding; _check_spread proves they agree)."""
+        if self.mode not in SYMMETRIC_MODES:
+            raise ValueError(f"mode {self.mode!r} has no L4 spread")
+        host = self._host(client)
+        out = netutil.run(self.node(topo.ROUTER), [
+            "ip", "-4", "route", "get", self.vip, "from", host.IP(), "iif", f"{topo.ROUTER}-eth0",
+            "ipproto", "tcp", "sport", str(sport), "dport", str(dport)])
+        by_addr = {topo.backend_ip(i): n for i, n in enumerate(self.backends, start=1)}
+        for word_i, word in enumerate(out.split()):
+            if word == "via":
+                return by_addr[out.split()[word_i + 1]]
+        if self.n_backends == 1:
+            return self.backends[0]
+        raise RuntimeError(f"no nexthop in {out!r}")
+
+    def fetch_from_port(self, doc: Union[Document, str], sport: int,
+                        client: Optional[HostRef] = None, url: Optional[str] = None,
+                        timeout: float = 60.0) -> FetchResult:
+        """Like fetch(), from a fixed client source port (curl --local-port), so that
+        spread_node(client, sport) names the node that accepts the connection. The
+        port must not be in TIME_WAIT towards the VIP (use each port once)."""
+        if self.tmpdir is None:
+            raise RuntimeError("cluster is not running")
+        target = url if url is not None else self.url(doc)
+        return netutil.curl_fetch(self._host(client), target, self.tmpdir / "fetch", timeout,
+                                  extra_args=["--local-port", str(sport)])
+
+    def _check_spread(self, tries: int = 48) -> None:
+        """Before the engines run (nginx answers on the VIP of the node it reaches,
+        with X-Backend naming that node): from each client, connections with
+        different source ports land on more than one node, each on the node that
+        spread_node() predicts. Raises RuntimeError otherwise."""
+        assert self.tmpdir is not None
+        for c in self.clients:
+            seen: set[str] = set()
+            for k in range(tries):
+                sport = 20000 + 97 * k + self.clients.index(c)
+                r = netutil.curl_fetch(c, f"http://{self.vip}/", self.tmpdir / "fetch",
+                                       timeout=10, extra_args=["--local-port", str(sport)])
+                expected = self.spread_node(c, sport)
+                if r.backend != expected:
+                    raise RuntimeError(f"{c.name}:{sport} -> VIP landed on {r.backend!r}, r0's "
+                                       f"route predicts {expected}")
+                seen.add(r.backend)
+                if len(seen) == self.n_backends:
+                    break
+            if len(seen) < min(2, self.n_backends):
+                raise RuntimeError(f"{c.name}: {tries} connections to the VIP all landed on "
+                                   f"{seen}: r0 does not spread by ports")
+        self.spread_checked = True
+
     def engine_configs(self) -> dict[str, dict[str, Any]]:
-        """{node: engine config} for every engine node of this mode (fe first)."""
+        """{node: engine config} for every engine node of this mode: frontend: fe
+        first, then the back-ends; always/rare: every node, each with role = the
+        mode, peers = every node (itself included), the content map and policy."""
+        base = {"vip": self.vip, "port": 80}
+        if self.mode in SYMMETRIC_MODES:
+            nodes = {name: topo.backend_ip(i) for i, name in enumerate(self.backends, start=1)}
+            return {name: dict(base, role=self.mode, node=name, node_addr=addr, peers=nodes,
+                               content_map=str(self.content_map_path), policy=self.policy,
+                               **self.engine_options)
+                    for name, addr in nodes.items()}
         if self.mode != "frontend":
             return {}
-        base = {"vip": self.vip, "port": 80}
         backends = {name: topo.backend_ip(i) for i, name in enumerate(self.backends, start=1)}
         configs = {topo.FRONTEND: dict(base, role="frontend", node=topo.FRONTEND,
                                        node_addr=topo.FRONTEND_IP, peers=backends,
@@ -354,7 +510,7 @@ class Cluster:
     def url(self, doc: Union[Document, str], owner: Optional[str] = None) -> str:
         """The URL a client fetches doc from in this mode. direct: an owner's own
         address (the first owner, or ``owner`` if given; it must own the doc);
-        frontend: the VIP (``owner`` is not allowed: the front-end chooses)."""
+        other modes: the VIP (``owner`` is not allowed: the cluster chooses)."""
         doc = self._doc(doc)
         if self.mode != "direct":
             if owner is not None:
@@ -379,6 +535,17 @@ class Cluster:
         """The agent running the engine on node ``name``."""
         return self.agents[name]
 
+    def restart_agent(self, name: str, timeout: float = 15.0) -> NodeAgent:
+        """Start node ``name``'s agent again (after agent(name).kill() or stop()),
+        with the same config; rules a killed engine left are removed first."""
+        agent = self.agents[name]
+        if agent.proc is not None and agent.proc.poll() is None:
+            raise RuntimeError(f"the agent on {name} is still running")
+        if netutil.handoff_rules(agent.host):
+            netutil.cleanup_handoff_rules(agent.host)
+        agent.start(timeout)
+        return agent
+
     # --- helpers ------------------------------------------------------------
     def _doc(self, doc: Union[Document, str]) -> Document:
         if isinstance(doc, Document):
@@ -392,6 +559,13 @@ class Cluster:
         if ref is None:
             return self.clients[0]
         return self.node(ref) if isinstance(ref, str) else ref
+
+    @property
+    def expected_locality(self) -> float:
+        """always/rare: the share of requests (uniform over the documents) whose
+        content is on the node that accepts the connection, as partitioned (the
+        ``locality`` asked for, rounded to whole documents)."""
+        return docs_mod.expected_locality(self.documents, self.n_backends)
 
     def document(self, path: str) -> Document:
         """The Document with this URL path."""

@@ -125,6 +125,64 @@ def partition(docs: Sequence[Document], backends: Sequence[str], seed: int = 0,
     return [replace(d, owners=tuple(owners[i])) for i, d in enumerate(docs)]
 
 
+def all_replicated_share(locality: float, nodes: int, replicate: float = 0.0) -> float:
+    """The share r of documents to replicate to every node so that a request
+    (uniform over the documents) finds its content on the node that accepted the
+    connection with probability ``locality``, when an L4 spreader picks that node
+    uniformly among ``nodes`` and does not look at the request (always, rare).
+
+    A document on every node is always local; the others are partitioned (one
+    owner, or two for a share ``replicate`` of them: k = 1 + replicate owners on
+    average), so they are local with probability k/N::
+
+        L = r + (1 - r) * k / N   =>   r = (L - k/N) / (1 - k/N)
+
+    With replicate = 0 that is r = (L - 1/N) / (1 - 1/N). ``locality`` below k/N
+    cannot be reached by replication (ValueError); with one node, or k/N = 1,
+    every request is local and only locality 1 is valid."""
+    if not 0.0 <= locality <= 1.0:
+        raise ValueError("locality must be within 0..1")
+    if nodes < 1:
+        raise ValueError("need at least one node")
+    k = 1.0 + (replicate if nodes > 1 else 0.0)
+    floor = min(k / nodes, 1.0)
+    if locality < floor - 1e-9:
+        raise ValueError(f"locality {locality:g} is below {floor:g}, the share of requests "
+                         f"that are local anyway with {nodes} node(s) (k/N, k = {k:g} owners "
+                         f"per document on average): replication can only raise it")
+    if floor >= 1.0:
+        if locality < 1.0 - 1e-9:
+            raise ValueError("with every document on every node, locality is 1")
+        return 0.0
+    return max(0.0, min(1.0, (locality - floor) / (1.0 - floor)))
+
+
+def replicate_to_all(docs: Sequence[Document], backends: Sequence[str], share: float,
+                     seed: int = 0) -> list[Document]:
+    """Give a share (0..1, rounded to whole documents) of the documents every
+    back-end as owner, chosen deterministically from the seed; the others keep
+    their owners. The first owner stays first (the content map lists it first)."""
+    if not 0.0 <= share <= 1.0:
+        raise ValueError("share must be within 0..1")
+    rng = random.Random(f"replicate-all:{seed}")
+    chosen = set(rng.sample(range(len(docs)), round(share * len(docs))))
+    out = []
+    for i, d in enumerate(docs):
+        if i in chosen:
+            owners = tuple(d.owners) + tuple(b for b in backends if b not in d.owners)
+            d = replace(d, owners=owners)
+        out.append(d)
+    return out
+
+
+def expected_locality(docs: Sequence[Document], nodes: int) -> float:
+    """The share of requests (uniform over docs) whose content is on the node an
+    L4 spreader picked uniformly among ``nodes``: mean of len(owners)/N."""
+    if not docs:
+        return 0.0
+    return sum(min(len(d.owners), nodes) for d in docs) / (nodes * len(docs))
+
+
 def write_content_map(docs: Iterable[Document], path: Path) -> Path:
     """Write the partition map: '<path> <owner1>[,<owner2>...]' per line, '#' comments."""
     lines = ["# handofflab content map: <url path> <owner>[,<owner>...]"]

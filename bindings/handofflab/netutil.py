@@ -151,14 +151,15 @@ class FetchResult:
 
 
 def curl_fetch(host: Any, url: str, workdir: Path, timeout: float = 60.0,
-               keep_body: bool = False) -> FetchResult:
-    """Fetch url with curl from inside host; body and headers go to files in workdir."""
+               keep_body: bool = False, extra_args: Sequence[str] = ()) -> FetchResult:
+    """Fetch url with curl from inside host; body and headers go to files in workdir.
+    extra_args go to curl before the URL (e.g. ``--local-port 20000``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     stem = f"{host.name}-{uuid.uuid4().hex[:12]}"
     body, hdrs = workdir / f"{stem}.body", workdir / f"{stem}.hdrs"
     try:
         out = run(host, ["curl", "-sS", "-m", str(timeout), "-o", str(body), "-D", str(hdrs),
-                         "-w", "%{http_code} %{time_total}", url])
+                         "-w", "%{http_code} %{time_total}", *extra_args, url])
         status_s, time_s = out.split()
         headers = parse_headers(hdrs.read_text(errors="replace"))
         digest, size = hashlib.sha256(), 0

@@ -17,10 +17,11 @@
       fe    be1  be2 .. beN                (node links: bw_mbit)
     10.0.2.2  10.0.2.11 ..
 
-The VIP (10.0.100.1) lies outside both subnets so that r0 routes it: later modes
+The VIP (10.0.100.1) lies outside both subnets so that r0 routes it: the modes
 point r0 at ``fe`` (frontend, proxy) or add an ECMP multipath route via all
-back-ends (always, rare; VIP on their ``lo``, LVS-DR style). ``fe`` always
-exists, also in direct mode, where it is idle.
+back-ends (always, rare; VIP on their ``lo``, LVS-DR style; r0 hashes the
+5-tuple: fib_multipath_hash_policy=3, see handofflab.cluster). ``fe`` always
+exists, also in direct, always and rare modes, where it is idle.
 
 Switch names carry a per-cluster ``tag`` so that clusters built at the same
 time by different processes never share a root-namespace interface name.

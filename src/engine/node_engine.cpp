@@ -238,6 +238,11 @@ struct NodeEngine::Impl {
   }
 
   dispatch::BackendId choose(const Origin& o) {
+    // Content this node owns is served here (rare: without a handoff; always:
+    // by a local replay), whatever the policy would pick among the owners.
+    for (const dispatch::BackendId id : dispatcher->map().owners(o.parser.head().path)) {
+      if (id < cfg.node_addrs.size() && cfg.node_addrs[id] == cfg.node) return id;
+    }
     dctx.client_addr = o.client.addr.value;
     dctx.client_port = o.client.port;
     const dispatch::DispatchResult r = dispatcher->dispatch(o.parser.head(), dctx);

@@ -208,15 +208,20 @@ def test_cleanup_when_start_fails_half_way(cluster_requirements: None,
 
 
 def test_unimplemented_modes_are_refused_by_name() -> None:
-    from handofflab.cluster import IMPLEMENTED_MODES, MODES
+    from handofflab.cluster import IMPLEMENTED_MODES, MODES, SYMMETRIC_MODES, engine_roles
 
+    # always/rare are implemented exactly when the compiled engine has the roles.
+    assert set(IMPLEMENTED_MODES) == {"direct", "frontend", "proxy", *engine_roles()}
     planned = [m for m in MODES if m not in IMPLEMENTED_MODES]
-    assert "always" in planned and "rare" in planned
+    assert set(planned) <= set(SYMMETRIC_MODES)
     for mode in planned:
-        with pytest.raises(ValueError, match="direct"):
+        with pytest.raises(ValueError, match="direct") as info:
             Cluster(mode=mode)
+        assert "_core" in str(info.value)  # says why: the engine lacks the role
     with pytest.raises(ValueError, match="modes"):
         Cluster(mode="bogus")
+    with pytest.raises(ValueError, match="locality"):
+        Cluster(mode="direct", locality=0.5)
 
 
 def test_document_set_is_deterministic() -> None:

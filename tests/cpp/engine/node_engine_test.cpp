@@ -57,7 +57,7 @@ struct Node {
     return c;
   }
   static std::unique_ptr<dispatch::Dispatcher> dispatcher() {
-    return std::make_unique<dispatch::Dispatcher>(dispatch::ContentMap::parse("/docs/a a\n/docs/b b\n"), "first");
+    return std::make_unique<dispatch::Dispatcher>(dispatch::ContentMap::parse("/docs/a a\n/docs/b b\n/docs/r a,b\n"), "first");
   }
   std::vector<Verdict> packet(std::vector<uint8_t> bytes, io::Hook hook = io::Hook::kPreRouting) {
     auto q = queued(next_id++, bytes, hook);
@@ -237,6 +237,25 @@ TEST(NodeEngineTest, RareReleasesLocalContentUntouched) {
   EXPECT_EQ(c.handoffs, 0u);
   EXPECT_EQ(c.translated, 0u);
   EXPECT_EQ(c.active, 0u);  // nothing more to do for this connection
+}
+
+TEST(NodeEngineTest, RareServesReplicatedContentWhereItLands) {
+  // /docs/r is on a and b; the policy ("first") would pick a, but b owns it too.
+  uint64_t now = 1000;
+  Node b(NodeMode::kRare, kB, now);
+  b.packet(client_syn());
+  b.packet(PacketBuilder().ipv4(kVip.addr, kClient.addr).tcp(80, kClient.port).seq(kVipKernelIsn)
+               .ack(kClientIsn + 1).flags(SYN | ACK).mss(1460).timestamps(4242, kClientTs).wscale(7).build(),
+           io::Hook::kLocalOut);
+  const std::string request = "GET /docs/r HTTP/1.1\r\nHost: cluster\r\n\r\n";
+  auto v = b.packet(from_client().seq(kClientIsn + 1).ack(kVipKernelIsn + 1).flags(ACK | PSH)
+                        .payload(request).build());
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].kind, VerdictKind::AcceptMarked);
+  EXPECT_TRUE(b.raw.take().empty());       // no RST to the local TCP
+  EXPECT_TRUE(b.messages.take().empty());  // no handoff request
+  EXPECT_EQ(b.engine.counters().local, 1u);
+  EXPECT_EQ(b.engine.counters().handoffs, 0u);
 }
 
 TEST(NodeEngineTest, RareHandsOffWithARstToTheLocalTcp) {
