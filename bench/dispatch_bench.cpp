@@ -1,6 +1,8 @@
 // Micro-benchmarks of content lookup and policy selection over 10k documents.
 #include <benchmark/benchmark.h>
 
+#include "bench_iterations.h"
+
 #include <string>
 #include <vector>
 
@@ -38,7 +40,7 @@ void BM_Lookup(benchmark::State& state) {
     i = (i + 1) % heads.size();
   }
 }
-BENCHMARK(BM_Lookup);
+BENCHMARK(BM_Lookup)->Apply(hl::bench::fixed_iterations);
 
 void BM_Dispatch(benchmark::State& state, const char* policy) {
   hl::dispatch::Dispatcher dispatcher(make_map(), policy);
@@ -53,10 +55,10 @@ void BM_Dispatch(benchmark::State& state, const char* policy) {
     i = (i + 1) % heads.size();
   }
 }
-BENCHMARK_CAPTURE(BM_Dispatch, first, "first");
-BENCHMARK_CAPTURE(BM_Dispatch, round_robin, "round-robin");
-BENCHMARK_CAPTURE(BM_Dispatch, hash_client, "hash-client");
-BENCHMARK_CAPTURE(BM_Dispatch, hash_path, "hash-path");
-BENCHMARK_CAPTURE(BM_Dispatch, least_active, "least-active");
+BENCHMARK_CAPTURE(BM_Dispatch, first, "first")->Apply(hl::bench::fixed_iterations);
+BENCHMARK_CAPTURE(BM_Dispatch, round_robin, "round-robin")->Apply(hl::bench::fixed_iterations);
+BENCHMARK_CAPTURE(BM_Dispatch, hash_client, "hash-client")->Apply(hl::bench::fixed_iterations);
+BENCHMARK_CAPTURE(BM_Dispatch, hash_path, "hash-path")->Apply(hl::bench::fixed_iterations);
+BENCHMARK_CAPTURE(BM_Dispatch, least_active, "least-active")->Apply(hl::bench::fixed_iterations);
 
 }  // namespace

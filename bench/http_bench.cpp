@@ -1,6 +1,8 @@
 // Micro-benchmarks of the HTTP request-head parser.
 #include <benchmark/benchmark.h>
 
+#include "bench_iterations.h"
+
 #include <string_view>
 
 #include "http/request_parser.h"
@@ -24,7 +26,7 @@ void BM_ParseCurlOneShot(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) *
                           static_cast<std::int64_t>(kCurlRequest.size()));
 }
-BENCHMARK(BM_ParseCurlOneShot);
+BENCHMARK(BM_ParseCurlOneShot)->Apply(hl::bench::fixed_iterations);
 
 // Three segments, split inside the request line and inside the final CRLFCRLF.
 void BM_ParseCurlThreeSegments(benchmark::State& state) {
@@ -41,7 +43,7 @@ void BM_ParseCurlThreeSegments(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) *
                           static_cast<std::int64_t>(kCurlRequest.size()));
 }
-BENCHMARK(BM_ParseCurlThreeSegments);
+BENCHMARK(BM_ParseCurlThreeSegments)->Apply(hl::bench::fixed_iterations);
 
 void BM_RejectTlsClientHello(benchmark::State& state) {
   constexpr std::string_view kHello = "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03";
@@ -51,6 +53,6 @@ void BM_RejectTlsClientHello(benchmark::State& state) {
     benchmark::DoNotOptimize(parser.feed(kHello));
   }
 }
-BENCHMARK(BM_RejectTlsClientHello);
+BENCHMARK(BM_RejectTlsClientHello)->Apply(hl::bench::fixed_iterations);
 
 }  // namespace

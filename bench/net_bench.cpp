@@ -1,6 +1,8 @@
 // Micro-benchmarks of hl_net: checksums (full vs incremental) and IPv4/TCP parsing.
 #include <benchmark/benchmark.h>
 
+#include "bench_iterations.h"
+
 #include <vector>
 
 #include "net/checksum.h"
@@ -36,7 +38,7 @@ void BM_TcpChecksumFull(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
                           static_cast<int64_t>(buf.size()));
 }
-BENCHMARK(BM_TcpChecksumFull)->Arg(0)->Arg(1448)->Arg(64000);
+BENCHMARK(BM_TcpChecksumFull)->Arg(0)->Arg(1448)->Arg(64000)->Apply(hl::bench::fixed_iterations);
 
 // One 32-bit field edit with an RFC 1624 update (independent of payload size).
 void BM_SetSeqIncremental(benchmark::State& state) {
@@ -48,7 +50,7 @@ void BM_SetSeqIncremental(benchmark::State& state) {
     benchmark::DoNotOptimize(buf.data());
   }
 }
-BENCHMARK(BM_SetSeqIncremental)->Arg(0)->Arg(1448)->Arg(64000);
+BENCHMARK(BM_SetSeqIncremental)->Arg(0)->Arg(1448)->Arg(64000)->Apply(hl::bench::fixed_iterations);
 
 // Parsing one packet (IPv4 + TCP + options).
 void BM_ParseTcpPacket(benchmark::State& state) {
@@ -58,7 +60,7 @@ void BM_ParseTcpPacket(benchmark::State& state) {
     benchmark::DoNotOptimize(r);
   }
 }
-BENCHMARK(BM_ParseTcpPacket);
+BENCHMARK(BM_ParseTcpPacket)->Apply(hl::bench::fixed_iterations);
 
 void BM_ParseSynWithAllOptions(benchmark::State& state) {
   auto buf = PacketBuilder()
@@ -75,6 +77,6 @@ void BM_ParseSynWithAllOptions(benchmark::State& state) {
     benchmark::DoNotOptimize(r);
   }
 }
-BENCHMARK(BM_ParseSynWithAllOptions);
+BENCHMARK(BM_ParseSynWithAllOptions)->Apply(hl::bench::fixed_iterations);
 
 }  // namespace

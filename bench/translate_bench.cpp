@@ -1,6 +1,8 @@
 // Micro-benchmarks of hl_tcp's translator: ns per packet, with and without options.
 #include <benchmark/benchmark.h>
 
+#include "bench_iterations.h"
+
 #include <vector>
 
 #include "net/packet_builder.h"
@@ -47,7 +49,7 @@ void BM_ToBackend(benchmark::State& state) {
   }
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
 }
-BENCHMARK(BM_ToBackend)->Arg(0)->Arg(1);
+BENCHMARK(BM_ToBackend)->Arg(0)->Arg(1)->Apply(hl::bench::fixed_iterations);
 
 // Parse + to_client on a 1448-byte back-end data segment, Full (incremental)
 // vs Partial (complete recomputation over the payload).
@@ -73,6 +75,6 @@ void BM_ToClient(benchmark::State& state) {
   }
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
 }
-BENCHMARK(BM_ToClient)->Arg(0)->Arg(1);
+BENCHMARK(BM_ToClient)->Arg(0)->Arg(1)->Apply(hl::bench::fixed_iterations);
 
 }  // namespace

@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -82,6 +83,19 @@ def percentile(values: Sequence[float], q: float) -> float:
     lo = int(k)
     hi = min(lo + 1, len(s) - 1)
     return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def cpu_seconds(pid: Optional[int]) -> Optional[float]:
+    """User + system CPU seconds of process pid (all its threads) from /proc/<pid>/stat,
+    or None if it is gone."""
+    if not pid:
+        return None
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text.rsplit(")", 1)[1].split()  # fields[0] is stat's field 3 (state)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def _docset(cfg: dict[str, Any]) -> wl.DocSetSpec:
@@ -292,6 +306,12 @@ class _Runner:
                 log.warning("engine stats: %s", exc)
         if getattr(c, "proxy", None) is not None:
             snap["haproxy"] = c.proxy.stats()
+        # CPU seconds of the engine processes (node agents) and of HAProxy, per node
+        cpu = {name: cpu_seconds(getattr(agent, "pid", None))
+               for name, agent in (getattr(c, "agents", None) or {}).items()}
+        if getattr(c, "proxy", None) is not None:
+            cpu["haproxy"] = cpu_seconds(getattr(c.proxy, "pid", None))
+        snap["cpu_s"] = {k: v for k, v in cpu.items() if v is not None}
         return snap
 
     def _counter_deltas(self, before: dict[str, Any], after: dict[str, Any],
@@ -309,6 +329,7 @@ class _Runner:
             for k in ("handoffs", "local", "forwarded_packets", "dropped_malformed"):
                 if k in totals:
                     row[f"eng_{k}"] = int(totals[k])
+        self._cpu_deltas(before, after, row)
         if "haproxy" in after:
             b, a = before.get("haproxy", {}), after["haproxy"]
             fe = "vip/FRONTEND"
@@ -318,6 +339,29 @@ class _Runner:
                                             for k in servers)
             row["proxy_reuses"] = sum(a[k].get("reuse", 0) - b.get(k, {}).get("reuse", 0)
                                       for k in servers)
+
+    @staticmethod
+    def _cpu_deltas(before: dict[str, Any], after: dict[str, Any], row: dict[str, Any]) -> None:
+        """Engine (agent process) CPU time during the measurement: per node in ms, in
+        total, and per handoff / per connection / per forwarded packet in µs; the
+        front-end alone per handoff (frontend design); HAProxy's per connection."""
+        b, a = before.get("cpu_s", {}), after.get("cpu_s", {})
+        delta = {n: a[n] - b[n] for n in a if n in b}
+        engines = {n: d for n, d in delta.items() if n != "haproxy"}
+        for n, d in sorted(delta.items()):
+            row[f"cpu_ms_{n}"] = round(d * 1e3, 1)
+        if engines:
+            total = sum(engines.values())
+            row["eng_cpu_ms"] = round(total * 1e3, 1)
+            per = {"handoff": row.get("eng_handoffs"), "conn": row.get("requests"),
+                   "pkt": row.get("eng_forwarded_packets")}
+            for what, n in per.items():
+                if n:
+                    row[f"eng_cpu_us_per_{what}"] = round(total * 1e6 / n, 2)
+            if "fe" in engines and row.get("eng_handoffs"):
+                row["fe_cpu_us_per_handoff"] = round(engines["fe"] * 1e6 / row["eng_handoffs"], 2)
+        if "haproxy" in delta and row.get("requests"):
+            row["proxy_cpu_us_per_conn"] = round(delta["haproxy"] * 1e6 / row["requests"], 2)
 
 
 def supported_modes() -> tuple[str, ...]:

@@ -1,5 +1,8 @@
 #include "net/checksum.h"
 
+#include <bit>
+#include <cstring>
+
 #include "net/byte_order.h"
 
 namespace hl::net {
@@ -7,8 +10,33 @@ namespace hl::net {
 uint64_t checksum_add(std::span<const uint8_t> bytes, uint64_t sum) {
   const uint8_t* p = bytes.data();
   size_t n = bytes.size();
-  // 8 bytes per step: four words into a 64-bit accumulator cannot overflow
-  // for any buffer below 2^47 bytes.
+  // The body in native byte order, 32 bytes per step: the one's-complement sum
+  // does not depend on byte order (RFC 1071 2(B)), so 32-bit native words are
+  // summed into a 64-bit accumulator (no overflow below 2^32 words), folded to
+  // 16 bits and byte-swapped into the big-endian sum once. About 5x fewer
+  // instructions than 16-bit big-endian loads (bench: BM_TcpChecksumFull).
+  if (n >= 64) {  // short spans (headers): the fold and swap would cost more
+    uint64_t acc = 0;
+    while (n >= 32) {
+      uint32_t w[8];
+      std::memcpy(w, p, sizeof w);
+      acc += uint64_t{w[0]} + w[1] + w[2] + w[3] + w[4] + w[5] + w[6] + w[7];
+      p += 32;
+      n -= 32;
+    }
+    while (n >= 4) {
+      uint32_t w;
+      std::memcpy(&w, p, sizeof w);
+      acc += w;
+      p += 4;
+      n -= 4;
+    }
+    uint16_t folded = checksum_fold(acc);
+    if constexpr (std::endian::native == std::endian::little) {
+      folded = static_cast<uint16_t>((folded >> 8) | (folded << 8));
+    }
+    sum += folded;
+  }
   while (n >= 8) {
     sum += uint64_t{load_be16(p)} + load_be16(p + 2) + load_be16(p + 4) + load_be16(p + 6);
     p += 8;
