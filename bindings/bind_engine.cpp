@@ -71,6 +71,8 @@ RuntimeConfig config_from(const py::dict& d) {
       c.frontend = opt_str(value);
     } else if (key == "stats_file") {
       c.stats_file = value.is_none() ? std::string() : py::str(value).cast<std::string>();
+    } else if (key == "key_file") {
+      c.key_file = value.is_none() ? std::string() : py::str(value).cast<std::string>();
     } else if (key == "stats_interval_ms") {
       c.stats_interval_ms = as_uint<uint32_t>(value, key);
     } else if (key == "queue_maxlen") {
@@ -140,7 +142,7 @@ void init_engine(py::module_& m) {
                        "process, in its network namespace: NFQUEUE capture rules, sysctls, raw and UDP sockets.\n"
                        "Everything installed is removed by stop(). Options (keywords or one dict): role, node,\n"
                        "node_addr, vip, port, queue, mark, control_port, peers (dict name -> address),\n"
-                       "content_map, policy, frontend, stats_file, stats_interval_ms, queue_maxlen, rcvbuf,\n"
+                       "content_map, policy, frontend, stats_file, key_file, stats_interval_ms, queue_maxlen, rcvbuf,\n"
                        "gso, fail_open, queue_bypass, sysctls (dict). A bad option raises ValueError.")
       .def(py::init<const py::dict&>(), py::arg("config"))
       .def(py::init([](const py::kwargs& kwargs) { return std::make_unique<PyEngine>(kwargs); }))

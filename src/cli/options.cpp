@@ -52,6 +52,10 @@ po::options_description make_description() {
     ("control-port", po::value<int>()->default_value(Options::kDefaultControlPort)->value_name("PORT"),
      "port of the control channel (1-65535): UDP between back-ends and the front-end (frontend "
      "design); TCP between all nodes (always, rare)")
+    ("key-file", po::value<std::string>()->value_name("PATH"),
+     "file holding the cluster key (>= 32 bytes, the same on every node; Python Engine config: key_file): every "
+     "control message is authenticated with HMAC-SHA256 and replays are refused (default: none, "
+     "unauthenticated)")
     ("vip", po::value<std::string>()->value_name("ADDR"),
      "the cluster's virtual IPv4 address (default: none; monitor: any address)")
     ("port", po::value<int>()->default_value(Options::kDefaultPort)->value_name("PORT"),
@@ -167,6 +171,7 @@ Options to_options(const po::variables_map& vm) {
   if (vm.count("content-map")) o.content_map = vm["content-map"].as<std::string>();
   if (vm.count("policy")) o.policy = vm["policy"].as<std::string>();
   if (vm.count("stats-file")) o.stats_file = vm["stats-file"].as<std::string>();
+  if (vm.count("key-file")) o.key_file = vm["key-file"].as<std::string>();
   int interval = vm["stats-interval"].as<int>();
   if (interval <= 0) throw UsageError("--stats-interval must be > 0 ms");
   o.stats_interval_ms = static_cast<std::uint32_t>(interval);

@@ -54,6 +54,8 @@ struct Options {
   std::string content_map;              // path, empty: none
   std::string policy;                   // dispatch policy name, empty: the role's default
   std::string stats_file;               // path, empty: no stats file
+  std::string key_file;                 // path of the cluster key (>= 32 bytes), empty: control
+                                        //   messages unauthenticated. The key never goes on the command line.
   std::uint32_t stats_interval_ms = kDefaultStatsIntervalMs;
   LogLevel log_level = LogLevel::kInfo;
   bool queue_bypass = true;             // --queue-bypass on the NFQUEUE rules

@@ -14,6 +14,7 @@
 #include <system_error>
 #include <unordered_map>
 
+#include "control/auth.h"
 #include "control/framing.h"
 
 namespace hl::control {
@@ -50,6 +51,7 @@ struct ControlChannel::Impl {
     int fd = -1;
     std::deque<std::vector<uint8_t>> queue;  // whole frames; the front may be partly written
     size_t front_written = 0;
+    bool front_sealed = false;  // the front frame is already in its auth envelope
     size_t queued_bytes = 0;
     bool want_write = false;
     uint64_t next_attempt_ms = 0;
@@ -78,6 +80,7 @@ struct ControlChannel::Impl {
   uint64_t next_in_id = 0;
   std::vector<uint8_t> read_buf = std::vector<uint8_t>(kReadChunk);
   std::vector<uint8_t> frame;
+  RateLimitedLog auth_log;
 
   Impl(ChannelConfig c, Clock k) : cfg(std::move(c)), clock(std::move(k)) {
     for (const auto& p : cfg.peers) {
@@ -187,6 +190,7 @@ struct ControlChannel::Impl {
       o.queue.clear();
       o.queued_bytes = 0;
       o.front_written = 0;
+      o.front_sealed = false;
       o.state = Out::State::kIdle;
       o.next_attempt_ms = now + cfg.min_backoff_ms;
       o.backoff_ms = cfg.min_backoff_ms;
@@ -210,6 +214,20 @@ struct ControlChannel::Impl {
 
   void flush(Out& o, size_t index, uint64_t now) {
     while (o.state == Out::State::kConnected && !o.queue.empty()) {
+      // Seal when a frame reaches the front, so sequence numbers go out in order
+      // (the introduction is queued in front of older frames).
+      if (cfg.auth && !o.front_sealed) {
+        auto sealed = cfg.auth->seal(o.queue.front());
+        o.queued_bytes -= o.queue.front().size();
+        if (!sealed.ok()) {
+          o.queue.pop_front();
+          ++counters.send_dropped;
+          continue;
+        }
+        o.queued_bytes += sealed->size();
+        o.queue.front() = std::move(*sealed);
+        o.front_sealed = true;
+      }
       const auto& f = o.queue.front();
       const ssize_t n = ::send(o.fd, f.data() + o.front_written, f.size() - o.front_written, MSG_NOSIGNAL);
       if (n < 0) {
@@ -223,6 +241,7 @@ struct ControlChannel::Impl {
         o.queued_bytes -= f.size();
         o.queue.pop_front();
         o.front_written = 0;
+        o.front_sealed = false;
       }
     }
     if (o.fd >= 0) set_out_events(o, index);
@@ -322,6 +341,17 @@ struct ControlChannel::Impl {
       In& in = it->second;
       const FrameStatus st = in.reader.next(frame);
       if (st == FrameStatus::kNeedMore) return true;
+      if (st == FrameStatus::kFrame && cfg.auth) {
+        auto inner = cfg.auth->open(frame);
+        if (!inner.ok()) {
+          ++counters.auth_refused;
+          auth_log.log(now, std::string("control channel: refused a message from ") + in.source.to_string() + ": " +
+                                to_string(inner.error()) + "; connection closed");
+          close_in(id);
+          return false;
+        }
+        frame = std::move(*inner);
+      }
       auto msg = st == FrameStatus::kFrame ? decode(frame) : Result<Message, DecodeError>(Err(DecodeError::BadMagic));
       if (!msg.ok()) {
         ++counters.bad_frames;

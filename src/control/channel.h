@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "control/auth.h"
 #include "control/message.h"
 #include "net/ipv4_addr.h"
 
@@ -36,6 +37,9 @@ struct ChannelConfig {
   uint32_t max_backoff_ms = kDefaultMaxBackoffMs;
   size_t max_queue_bytes = kDefaultMaxQueueBytes;  // unsent bytes per peer
   size_t max_incoming = kDefaultMaxIncoming;       // accepted connections at once
+  // Cluster-key authentication (control/auth.h): every frame sent is sealed and
+  // every frame received must open, else the connection is closed. Null: none.
+  std::shared_ptr<Authenticator> auth;
 };
 
 struct ChannelCounters {
@@ -51,6 +55,7 @@ struct ChannelCounters {
   uint64_t accepted = 0;       // incoming connections accepted
   uint64_t refused = 0;        // incoming connections closed at once (over max_incoming)
   uint64_t queue_dropped = 0;  // queued messages lost with a broken connection
+  uint64_t auth_refused = 0;   // frames that failed authentication (that connection closed)
 };
 
 // Single-threaded; setup throws std::system_error. fd() is an epoll descriptor,

@@ -52,6 +52,7 @@ struct BackendEngine::Impl {
     bool client_fin = false;
     bool server_fin = false;
     SeqNum server_fin_end;  // in the back-end's own sequence space
+    SeqNum client_next;     // the client's next contiguous sequence number (RST check)
   };
 
   BackendConfig cfg;
@@ -108,6 +109,7 @@ struct BackendEngine::Impl {
     conn.created_ms = conn.last_seen_ms = clock();
     tcp::ConnectionParams& p = conn.params;
     p.client_isn = SeqNum(pkt.seq());
+    conn.client_next = p.client_isn + 1u;
     p.frontend_isn = SeqNum(opt.frontend_isn);
     p.timestamps = pkt.options.timestamps.has_value();
     p.frontend_ts_base = opt.frontend_ts_base;
@@ -123,13 +125,24 @@ struct BackendEngine::Impl {
   }
 
   void translate_in(uint32_t id, net::TcpPacket& pkt, net::ChecksumState state, Conn& conn) {
+    const SeqNum seq(pkt.seq());  // the client's numbers are not translated
+    const SeqNum end = seq + static_cast<uint32_t>(pkt.payload_len + (pkt.has_flags(FIN) ? 1 : 0));
+    if (tcp::seq_le(seq, conn.client_next) && tcp::seq_gt(end, conn.client_next)) conn.client_next = end;
     conn.translator->to_backend(pkt, state);
     if (pkt.has_flags(FIN)) conn.client_fin = true;
     if (conn.server_fin && conn.client_fin && pkt.has_flags(ACK) &&
         tcp::seq_ge(SeqNum(pkt.ack()), conn.server_fin_end)) {
       close_conn(conn);
     }
-    if (pkt.has_flags(RST)) close_conn(conn);
+    if (pkt.has_flags(RST)) {
+      // RFC 5961: only a RST at exactly the next sequence number ends the state;
+      // the kernel gets any RST and answers one in its window with a challenge ACK.
+      if (seq == conn.client_next) {
+        close_conn(conn);
+      } else {
+        ++counters.blind_rejected;
+      }
+    }
     verdicts.accept_modified(id, pkt.bytes);
     ++counters.translated_in;
   }
@@ -321,6 +334,7 @@ void BackendCounters::visit(const CounterVisitor& v) const {
   v("relayed", relayed);
   v("passthrough", passthrough);
   v("dropped_malformed", dropped_malformed);
+  v("blind_rejected", blind_rejected);
   v("handshake_timeouts", handshake_timeouts);
   v("control_errors", control_errors);
   v("io_errors", io_errors);

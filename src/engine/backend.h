@@ -41,6 +41,8 @@ struct BackendCounters {
   uint64_t relayed = 0;             // FIN/RST segments sent to the front-end
   uint64_t passthrough = 0;         // packets of connections not handed off, left alone
   uint64_t dropped_malformed = 0;
+  uint64_t blind_rejected = 0;      // client RSTs not at the expected sequence number (RFC 5961):
+                                    //   passed to the kernel (which challenges them), state kept
   uint64_t handshake_timeouts = 0;
   uint64_t control_errors = 0;      // messages that could not be sent
   uint64_t io_errors = 0;           // verdicts the kernel refused

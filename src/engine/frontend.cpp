@@ -6,6 +6,7 @@
 #include "engine/checked_io.h"
 #include "engine/conn_key.h"
 #include "engine/handoff_option.h"
+#include "engine/http_reply.h"
 #include "net/packet_builder.h"
 #include "tcp/seq.h"
 
@@ -141,6 +142,39 @@ struct FrontendEngine::Impl {
     ++counters.resets_sent;
   }
 
+  // Answers a request head that failed with a whole HTTP error response and
+  // our FIN (RFC 9112 §9.6 allows closing after a 4xx/5xx answer).
+  void send_error_response(const Conn& conn, http::HttpError error) {
+    const uint16_t window =
+        conn.wscale_ok ? static_cast<uint16_t>(cfg.syn_window >> cfg.wscale) : cfg.syn_window;
+    send_raw(make_http_error_segment(cfg.vip, conn.client, (conn.frontend_isn + 1u).value(), conn.rcv_nxt.value(),
+                                     window, our_ts(conn), error));
+    ++counters.error_responses;
+  }
+
+  // RFC 5961 §3.2: a RST ends the connection only at exactly the next expected
+  // sequence number. One elsewhere in the receive window gets a challenge ACK
+  // (the real client answers it with an exact RST), any other is dropped.
+  // Returns whether the RST is acceptable; otherwise the packet was handled.
+  bool accept_rst(const io::QueuedPacket& qp, net::TcpPacket& pkt, Conn& conn) {
+    if (SeqNum(pkt.seq()) == conn.rcv_nxt) return true;
+    ++counters.blind_rejected;
+    const int32_t ahead = tcp::seq_diff(SeqNum(pkt.seq()), conn.rcv_nxt);
+    const int64_t window = int64_t{cfg.syn_window} << (conn.wscale_ok ? cfg.wscale : 0);
+    const bool in_window = ahead > 0 && ahead < window;
+    if (in_window && (conn.state == Conn::State::HandoffSent || conn.state == Conn::State::Forwarding)) {
+      // The back-end's TCP sends the challenge ACK (it alone knows its sequence space).
+      forward(qp, pkt, conn);
+      return false;
+    }
+    verdicts.drop(qp.id);
+    if (in_window && conn.half_open()) {
+      send_ack(conn);
+      ++counters.challenge_acks;
+    }
+    return false;
+  }
+
   // A RST answering a segment of no connection (RFC 9293 §3.10.7.1).
   void send_rst_for(const net::TcpPacket& pkt) {
     const net::Endpoint client{pkt.src_addr(), pkt.src_port()};
@@ -219,7 +253,7 @@ struct FrontendEngine::Impl {
       }
       case http::ParseStatus::Error:
         ++counters.http_errors;
-        send_rst(conn);
+        send_error_response(conn, conn.parser.error());
         return false;
     }
     return true;
@@ -237,7 +271,18 @@ struct FrontendEngine::Impl {
         if (old.state == Conn::State::SynReceived) send_synack(old);  // retransmitted SYN
         return;
       }
-      if (old.state != Conn::State::Closed && !old.half_open()) return;  // new ISN mid-connection
+      if (old.state != Conn::State::Closed && !old.half_open()) {  // new ISN mid-connection
+        ++counters.blind_rejected;
+        return;
+      }
+      if (old.state == Conn::State::AwaitRequest) {
+        // Established: a SYN may be blind (RFC 5961 §4.2). Challenge it; if the
+        // client really restarted, it answers with an exact RST, then SYNs again.
+        ++counters.blind_rejected;
+        send_ack(old);
+        ++counters.challenge_acks;
+        return;
+      }
       free_conn(it);  // the port is reused: the old connection is over
     }
     if (conns.size() >= cfg.max_connections || half_open >= cfg.max_half_open) {
@@ -280,6 +325,12 @@ struct FrontendEngine::Impl {
   void on_segment(const io::QueuedPacket& qp, net::TcpPacket& pkt,
                   std::unordered_map<uint64_t, Conn>::iterator it) {
     Conn& conn = it->second;
+    if (conn.half_open() && !qp.checksum_partial && !pkt.tcp_checksum_ok()) {
+      verdicts.drop(qp.id);  // the front-end consumes these segments itself: check them
+      ++counters.dropped_malformed;
+      return;
+    }
+    if (pkt.has_flags(RST) && !accept_rst(qp, pkt, conn)) return;
     conn.last_seen_ms = clock();
     if (pkt.options.timestamps) conn.client_tsval = pkt.options.timestamps->tsval;
     if (!pkt.has_flags(SYN)) conn.client_window = pkt.window();
@@ -306,11 +357,16 @@ struct FrontendEngine::Impl {
         }
         [[fallthrough]];
       case Conn::State::Forwarding:
-      case Conn::State::Closed:
+      case Conn::State::Closed: {
+        // Track the client's next sequence number (contiguous data only) for accept_rst.
+        const SeqNum seq(pkt.seq());
+        const SeqNum end = seq + static_cast<uint32_t>(pkt.payload_len + (pkt.has_flags(FIN) ? 1 : 0));
+        if (tcp::seq_le(seq, conn.rcv_nxt) && tcp::seq_gt(end, conn.rcv_nxt)) conn.rcv_nxt = end;
         track_close(pkt, conn);
         forward(qp, pkt, conn);
         if (pkt.has_flags(RST)) close_conn(conn);
         return;
+      }
     }
   }
 
@@ -355,6 +411,12 @@ struct FrontendEngine::Impl {
       return;
     }
     const net::Endpoint client{pkt.src_addr(), pkt.src_port()};
+    if (pkt.has_flags(SYN) && ((pkt.flags() & (FIN | RST)) != 0 ||
+                               (!pkt.has_flags(ACK) && !qp.checksum_partial && !pkt.tcp_checksum_ok()))) {
+      verdicts.drop(qp.id);  // SYN+FIN, SYN+RST: no TCP sends these; or a corrupt SYN
+      ++counters.dropped_malformed;
+      return;
+    }
     if (pkt.has_flags(SYN) && !pkt.has_flags(ACK)) {
       on_syn(qp, pkt, client);
       return;
@@ -469,6 +531,9 @@ void FrontendCounters::visit(const CounterVisitor& v) const {
   v("forwarded_bytes", forwarded_bytes);
   v("relayed", relayed);
   v("dropped_malformed", dropped_malformed);
+  v("blind_rejected", blind_rejected);
+  v("challenge_acks", challenge_acks);
+  v("error_responses", error_responses);
   v("http_errors", http_errors);
   v("request_timeouts", request_timeouts);
   v("dispatch_default", dispatch_default);

@@ -57,8 +57,13 @@ struct FrontendCounters {
   uint64_t forwarded_packets = 0;   // client packets forwarded to a back-end
   uint64_t forwarded_bytes = 0;
   uint64_t relayed = 0;             // back-end FIN/RST segments sent on to clients
-  uint64_t dropped_malformed = 0;   // unparseable packets dropped
-  uint64_t http_errors = 0;         // bad request heads (connection reset)
+  uint64_t dropped_malformed = 0;   // unparseable packets dropped, and bad ones the front-end
+                                    //   would consume (bad TCP checksum, SYN with FIN or RST)
+  uint64_t blind_rejected = 0;      // RSTs not at the expected sequence number and SYNs on an
+                                    //   established connection (RFC 5961): dropped or challenged
+  uint64_t challenge_acks = 0;      // ACKs sent in answer to those (RFC 5961 §3.2, §4.2)
+  uint64_t http_errors = 0;         // bad request heads (answered 4xx/505 + FIN, state freed)
+  uint64_t error_responses = 0;     // those HTTP error responses sent
   uint64_t request_timeouts = 0;    // heads that never completed (connection reset)
   uint64_t dispatch_default = 0;    // requests for unknown content, sent to some back-end
   uint64_t resets_sent = 0;         // RSTs the front-end sent itself

@@ -8,6 +8,7 @@
 
 #include "engine/checked_io.h"
 #include "engine/conn_key.h"
+#include "engine/http_reply.h"
 #include "net/packet_builder.h"
 #include "tcp/seq.h"
 #include "tcp/translator.h"
@@ -93,6 +94,7 @@ struct NodeEngine::Impl {
     bool client_fin = false;
     bool server_fin = false;
     SeqNum server_fin_end;  // the back-end's own sequence space
+    SeqNum client_next;     // the client's next contiguous sequence number (RST check)
   };
 
   NodeConfig cfg;
@@ -155,6 +157,14 @@ struct NodeEngine::Impl {
     raw.send(net::make_ack(cfg.vip, o.client, (o.frontend_isn + 1u).value(), o.rcv_nxt.value(), window, our_ts(o)));
   }
 
+  // always: answers a failed request head with the HTTP error and our FIN.
+  void send_error_response(const Origin& o, http::HttpError error) {
+    const uint16_t window = o.wscale_ok ? static_cast<uint16_t>(cfg.syn_window >> cfg.wscale) : cfg.syn_window;
+    raw.send(make_http_error_segment(cfg.vip, o.client, (o.frontend_isn + 1u).value(), o.rcv_nxt.value(), window,
+                                     our_ts(o), error));
+    ++counters.error_responses;
+  }
+
   void reset_client(const Origin& o) {
     raw.send(net::make_rst(cfg.vip, o.client, (o.frontend_isn + 1u).value(), o.rcv_nxt.value()));
     ++counters.resets_sent;
@@ -195,6 +205,18 @@ struct NodeEngine::Impl {
           verdicts.drop(qp.id);
           if (old.state == Origin::State::SynReceived) send_synack(old);
         }
+        return;
+      }
+      if (old.state == Origin::State::HandoffSent || old.state == Origin::State::Forwarding) {
+        verdicts.drop(qp.id);  // a new ISN mid-connection: blind (RFC 5961 §4), state kept
+        ++counters.blind_rejected;
+        return;
+      }
+      if (!rare() && old.state == Origin::State::AwaitRequest) {
+        verdicts.drop(qp.id);  // established with us: challenge it (a real client answers with RST)
+        ++counters.blind_rejected;
+        send_ack(old);
+        ++counters.challenge_acks;
         return;
       }
       free_origin(it);  // the port is reused
@@ -327,7 +349,7 @@ struct NodeEngine::Impl {
         if (rare()) {
           release_held(o);  // the web server answers the bad request itself
         } else {
-          reset_client(o);
+          send_error_response(o, o.parser.error());
         }
         free_origin(it);
         return false;
@@ -360,6 +382,22 @@ struct NodeEngine::Impl {
   void on_client_segment(const io::QueuedPacket& qp, net::TcpPacket& pkt,
                          std::unordered_map<uint64_t, Origin>::iterator it) {
     Origin& o = it->second;
+    if (pkt.has_flags(RST) && (o.state == Origin::State::SynReceived || o.state == Origin::State::AwaitRequest) &&
+        SeqNum(pkt.seq()) != o.rcv_nxt) {
+      // RFC 5961 §3.2: not exactly the next sequence number, so possibly blind.
+      ++counters.blind_rejected;
+      if (rare()) {
+        verdicts.accept(qp.id);  // the kernel judges it (Linux implements RFC 5961)
+        return;
+      }
+      verdicts.drop(qp.id);
+      const int32_t ahead = tcp::seq_diff(SeqNum(pkt.seq()), o.rcv_nxt);
+      if (ahead > 0 && int64_t{ahead} < (int64_t{0xffff} << o.our_wscale)) {
+        send_ack(o);
+        ++counters.challenge_acks;
+      }
+      return;
+    }
     o.last_seen_ms = clock();
     if (pkt.options.timestamps) o.client_tsval = pkt.options.timestamps->tsval;
     o.client_window = pkt.window();
@@ -531,6 +569,7 @@ struct NodeEngine::Impl {
     s.created_ms = s.last_seen_ms = clock();
     tcp::ConnectionParams& p = s.params;
     p.client_isn = SeqNum(req.client_isn);
+    s.client_next = p.client_isn + 1u + static_cast<uint32_t>(req.request.size());
     p.frontend_isn = SeqNum(req.frontend_isn);
     p.timestamps = req.syn_tsval.has_value();  // the origin echoes timestamps when offered
     p.frontend_ts_base = req.frontend_ts_base;
@@ -615,10 +654,19 @@ struct NodeEngine::Impl {
                     std::unordered_map<uint64_t, Serving>::iterator it) {
     Serving& s = it->second;
     s.last_seen_ms = clock();
+    const SeqNum seq(pkt.seq());  // the client's numbers are not translated
+    const SeqNum end = seq + static_cast<uint32_t>(pkt.payload_len + (pkt.has_flags(FIN) ? 1 : 0));
+    if (tcp::seq_le(seq, s.client_next) && tcp::seq_gt(end, s.client_next)) s.client_next = end;
     s.translator->to_backend(pkt, state);
     ++counters.translated;
     verdicts.accept_modified(id, pkt.bytes);
     if (pkt.has_flags(RST)) {
+      // RFC 5961: only a RST at exactly the next sequence number ends the state;
+      // the kernel gets every RST and challenges one inside its window itself.
+      if (seq != s.client_next) {
+        ++counters.blind_rejected;
+        return;
+      }
       terminate(s, control::TerminationReason::kRst);
       return;
     }
@@ -844,6 +892,9 @@ void NodeCounters::visit(const CounterVisitor& v) const {
   v("control_messages_received", control_received);
   v("control_errors", control_errors);
   v("dropped_malformed", dropped_malformed);
+  v("blind_rejected", blind_rejected);
+  v("challenge_acks", challenge_acks);
+  v("error_responses", error_responses);
   v("http_errors", http_errors);
   v("timeouts", timeouts);
   v("unknown_packets", unknown_packets);

@@ -83,7 +83,11 @@ struct NodeCounters {
   uint64_t control_received = 0;   // control messages handled
   uint64_t control_errors = 0;     // messages refused (unknown client, wrong sender) or not sendable
   uint64_t dropped_malformed = 0;
-  uint64_t http_errors = 0;
+  uint64_t blind_rejected = 0;     // RSTs off the expected sequence number, SYNs on a connection
+                                   //   past its handshake (RFC 5961): state kept
+  uint64_t challenge_acks = 0;     // ACKs sent in answer to those (always, before the handoff)
+  uint64_t http_errors = 0;        // bad heads (always: answered 4xx/505 + FIN; rare: left to the server)
+  uint64_t error_responses = 0;    // those HTTP error responses sent
   uint64_t timeouts = 0;
   uint64_t unknown_packets = 0;    // packets of no connection (always: answered with RST)
   uint64_t io_errors = 0;

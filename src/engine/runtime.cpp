@@ -23,6 +23,7 @@
 #include "engine/frontend.h"
 #include "engine/monitor.h"
 #include "engine/node_engine.h"
+#include "control/auth.h"
 #include "control/channel.h"
 #include "io/event_loop.h"
 #include "io/nfqueue.h"
@@ -311,6 +312,16 @@ void NodeRuntime::Impl::setup() {
     sysctls.push_back(std::make_unique<io::SysctlGuard>(key, value));
   }
 
+  // Control-message authentication (control/auth.h): one authenticator, shared
+  // by whichever control transport the role uses.
+  std::shared_ptr<control::Authenticator> auth;
+  if (!c.key_file.empty()) {
+    auth = std::make_shared<control::Authenticator>(
+        control::load_key_file(c.key_file), c.node_addr ? parse_addr(*c.node_addr, "node address").value : 0);
+  } else if (c.role != RuntimeRole::kMonitor) {
+    log_error("warning: no key file (--key-file): control messages are not authenticated");
+  }
+
   io::NfQueueConfig qc;
   qc.queue_num = c.queue;
   qc.max_len = c.queue_maxlen;
@@ -323,6 +334,7 @@ void NodeRuntime::Impl::setup() {
     case RuntimeRole::kFrontend: {
       raw = std::make_unique<io::RawSocket>(io::RawSocketConfig{c.mark, io::RawSocketConfig::kDefaultSndBuf});
       udp = std::make_unique<UdpMessenger>(net::Ipv4Addr{}, c.control_port, c.control_port);
+      udp->set_authenticator(auth);
       FrontendConfig fc;
       fc.vip = {parse_addr(*c.vip, "VIP"), c.port};
       fc.backend_addrs = std::move(backends);
@@ -333,6 +345,7 @@ void NodeRuntime::Impl::setup() {
     case RuntimeRole::kBackend: {
       const net::Ipv4Addr node = parse_addr(*c.node_addr, "node address");
       udp = std::make_unique<UdpMessenger>(node, 0, c.control_port);
+      udp->set_authenticator(auth);
       BackendConfig bc;
       bc.node = node;
       bc.port = c.port;
@@ -353,6 +366,7 @@ void NodeRuntime::Impl::setup() {
       control::ChannelConfig cc;
       cc.node = c.node;
       cc.listen = {self, c.control_port};
+      cc.auth = auth;
       for (const auto& [name, addr] : cluster_peers(c)) {
         cc.peers.push_back({name, {parse_addr(addr, "peer " + name + ":"), c.control_port}});
       }
@@ -462,6 +476,7 @@ NodeRuntime::Counters NodeRuntime::Impl::collect() const {
                            {"control_disconnects", k.disconnects},
                            {"control_accepted", k.accepted},
                            {"control_queue_dropped", k.queue_dropped},
+                           {"control_auth_refused", k.auth_refused},
                            {"keepalives_sent", k.keepalives_sent},
                            {"keepalives_received", k.keepalives_received}});
   }
@@ -483,7 +498,8 @@ NodeRuntime::Counters NodeRuntime::Impl::collect() const {
                            {"control_send_errors", u.send_errors},
                            {"control_received", u.received},
                            {"control_decode_errors", u.decode_errors},
-                           {"control_recv_errors", u.recv_errors}});
+                           {"control_recv_errors", u.recv_errors},
+                           {"control_auth_refused", u.auth_refused}});
   }
   if (raw) {
     out.insert(out.end(), {{"raw_sent", raw->counters().sent}, {"raw_errors", raw->counters().errors}});

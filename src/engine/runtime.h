@@ -51,6 +51,8 @@ struct RuntimeConfig {
   std::string policy;                         // frontend: default "first"
   std::optional<std::string> frontend;        // backend: default the peer named "fe"
   std::string stats_file;                     // empty: none
+  std::string key_file;                       // cluster key (>= 32 bytes) authenticating control
+                                              //   messages (control/auth.h); empty: unauthenticated
   uint32_t stats_interval_ms = kDefaultStatsIntervalMs;
   uint32_t queue_maxlen = kDefaultQueueMaxLen;
   uint32_t rcvbuf = kDefaultRcvBuf;

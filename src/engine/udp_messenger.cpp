@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <ctime>
 #include <string>
 #include <system_error>
 
@@ -18,6 +19,12 @@ sockaddr_in make_sockaddr(net::Ipv4Addr addr, uint16_t port) {
   sa.sin_addr.s_addr = htonl(addr.value);
   sa.sin_port = htons(port);
   return sa;
+}
+
+uint64_t monotonic_ms() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1'000'000;
 }
 
 // Room for the largest frame the codec accepts, and one byte more to see truncation.
@@ -57,7 +64,15 @@ uint16_t UdpMessenger::local_port() const {
 }
 
 bool UdpMessenger::send(net::Ipv4Addr to, const control::Message& message) {
-  const std::vector<uint8_t> frame = control::encode(message);
+  std::vector<uint8_t> frame = control::encode(message);
+  if (auth_) {
+    auto sealed = auth_->seal(frame);
+    if (!sealed.ok()) {
+      ++counters_.send_errors;
+      return false;
+    }
+    frame = std::move(*sealed);
+  }
   const sockaddr_in sa = make_sockaddr(to, peer_port_);
   const ssize_t n = ::sendto(fd_, frame.data(), frame.size(), MSG_DONTWAIT, reinterpret_cast<const sockaddr*>(&sa),
                              sizeof sa);
@@ -86,7 +101,20 @@ size_t UdpMessenger::poll_once(const Handler& handler) {
       ++counters_.decode_errors;  // truncated (larger than any valid frame) or not IPv4
       continue;
     }
-    auto decoded = control::decode(std::span<const uint8_t>(buffer_.data(), len));
+    std::span<const uint8_t> datagram(buffer_.data(), len);
+    std::vector<uint8_t> inner;
+    if (auth_) {
+      auto opened = auth_->open(datagram);
+      if (!opened.ok()) {
+        ++counters_.auth_refused;
+        auth_log_.log(monotonic_ms(), "control message from " + net::Ipv4Addr{ntohl(from.sin_addr.s_addr)}.to_string() +
+                                          " refused: " + control::to_string(opened.error()));
+        continue;
+      }
+      inner = std::move(*opened);
+      datagram = inner;
+    }
+    auto decoded = control::decode(datagram);
     if (!decoded.ok()) {
       ++counters_.decode_errors;
       continue;

@@ -4,8 +4,10 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <vector>
 
+#include "control/auth.h"
 #include "control/message.h"
 #include "engine/engine_io.h"
 #include "net/ipv4_addr.h"
@@ -20,6 +22,7 @@ struct UdpMessengerCounters {
   uint64_t received = 0;       // messages decoded and delivered
   uint64_t decode_errors = 0;  // datagrams that are not one valid control frame
   uint64_t recv_errors = 0;    // failed receives (other than "nothing more to read")
+  uint64_t auth_refused = 0;   // datagrams refused by the authenticator (unauthenticated, replayed)
 };
 
 // A non-blocking UDP socket bound to `bind_addr`:`bind_port` (0.0.0.0 / 0 for
@@ -39,6 +42,10 @@ class UdpMessenger final : public MessageSender {
   // valid message (from = the sender's IPv4 address). Returns the messages delivered.
   size_t poll_once(const Handler& handler);
 
+  // Seals every message sent and accepts only messages that open (control/auth.h).
+  // Null (the default): unauthenticated.
+  void set_authenticator(std::shared_ptr<control::Authenticator> auth) { auth_ = std::move(auth); }
+
   int fd() const { return fd_; }
   // The bound local port (useful with bind_port 0).
   uint16_t local_port() const;
@@ -49,6 +56,8 @@ class UdpMessenger final : public MessageSender {
   uint16_t peer_port_;
   std::vector<uint8_t> buffer_;
   UdpMessengerCounters counters_;
+  std::shared_ptr<control::Authenticator> auth_;
+  control::RateLimitedLog auth_log_;
 };
 
 }  // namespace hl::engine

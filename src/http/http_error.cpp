@@ -22,6 +22,19 @@ std::string_view to_string(HttpError e) {
   return "Unknown";
 }
 
+std::string error_response(HttpError e) {
+  const std::uint16_t code = status_code(e) != 0 ? status_code(e) : 400;
+  const char* reason = "Bad Request";
+  switch (code) {
+    case 414: reason = "URI Too Long"; break;
+    case 431: reason = "Request Header Fields Too Large"; break;
+    case 505: reason = "HTTP Version Not Supported"; break;
+    default: break;
+  }
+  return "HTTP/1.1 " + std::to_string(code) + " " + reason +
+         "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+}
+
 std::uint16_t status_code(HttpError e) {
   switch (e) {
     case HttpError::None: return 0;

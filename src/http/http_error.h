@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 namespace hl::http {
@@ -31,5 +32,9 @@ std::string_view to_string(HttpError e);
 // The HTTP status code the engine should answer with (400, 414, 431 or 505);
 // 0 for HttpError::None.
 std::uint16_t status_code(HttpError e);
+
+// The whole response the engine sends before closing a connection whose head
+// failed: "HTTP/1.1 <code> <reason>" with Content-Length: 0 and Connection: close.
+std::string error_response(HttpError e);
 
 }  // namespace hl::http

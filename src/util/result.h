@@ -11,6 +11,9 @@ namespace hl {
 // Err<E> wraps an error so that Result<T, E> can be built from it unambiguously.
 template <class E>
 struct Err {
+  // A constructor, not an aggregate: clang 14 lacks C++20 parenthesized
+  // aggregate initialization, and Err(e) must build with it (ci/fuzz).
+  constexpr Err(E e) : error(std::move(e)) {}  // NOLINT: implicit by design
   E error;
 };
 template <class E>

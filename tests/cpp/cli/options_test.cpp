@@ -57,7 +57,7 @@ TEST(Options, EveryOptionIsParsed) {
   Options o = parse_ok({"--role=rare", "--node", "be1", "--vip", "10.0.0.100", "--port", "8080", "--queue", "65535",
                         "--peer", "be2=10.0.0.2", "--peer", "be3=10.0.0.3", "--content-map", "/tmp/map",
                         "--policy", "lard", "--stats-file", "/tmp/s.json", "--stats-interval", "250",
-                        "--log-level", "debug", "--queue-bypass=off", "--mark", "0x10", "--queue-maxlen", "100",
+                        "--key-file", "/etc/handofflab/cluster.key", "--log-level", "debug", "--queue-bypass=off", "--mark", "0x10", "--queue-maxlen", "100",
                         "--rcvbuf", "4096", "--gso=off", "--fail-open", "--sysctl", "net.ipv4.ip_forward=1"});
   EXPECT_EQ(o.role, Role::kRare);
   EXPECT_EQ(o.node, "be1");
@@ -70,6 +70,7 @@ TEST(Options, EveryOptionIsParsed) {
   EXPECT_EQ(o.content_map, "/tmp/map");
   EXPECT_EQ(o.policy, "lard");
   EXPECT_EQ(o.stats_file, "/tmp/s.json");
+  EXPECT_EQ(o.key_file, "/etc/handofflab/cluster.key");
   EXPECT_EQ(o.stats_interval_ms, 250u);
   EXPECT_EQ(o.log_level, LogLevel::kDebug);
   EXPECT_FALSE(o.queue_bypass);
@@ -100,7 +101,7 @@ TEST(Options, HelpAndVersionExitZero) {
   for (const char* opt : {"--help", "--version", "--config", "--role", "--node", "--vip", "--port", "--queue",
                           "--peer", "--content-map", "--policy", "--stats-file", "--stats-interval", "--log-level",
                           "--queue-bypass", "--cleanup", "--print-rules", "--mark", "--sysctl", "--gso",
-                          "--fail-open", "--queue-maxlen", "--rcvbuf"}) {
+                          "--fail-open", "--queue-maxlen", "--rcvbuf", "--key-file"}) {
     EXPECT_NE(help.error().message.find(opt), std::string::npos) << opt;
   }
   EXPECT_NE(help.error().message.find("(=80)"), std::string::npos);  // defaults shown

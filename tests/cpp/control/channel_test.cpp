@@ -47,8 +47,9 @@ struct Received {
 struct Node {
   std::unique_ptr<ControlChannel> channel;
   std::vector<Received> got;
-  Node(const std::string& name, net::Ipv4Addr addr, uint16_t port) {
+  Node(const std::string& name, net::Ipv4Addr addr, uint16_t port, std::shared_ptr<Authenticator> auth = nullptr) {
     ChannelConfig c;
+    c.auth = std::move(auth);
     c.node = name;
     c.listen = {addr, port};
     c.peers = {{"a", {kA, port}}, {"b", {kB, port}}};
@@ -135,6 +136,49 @@ TEST(ControlChannelTest, GarbageStreamIsClosedAndCounted) {
   EXPECT_TRUE(run_until({&a}, [&] { return ::recv(fd, buf, sizeof buf, MSG_DONTWAIT) == 0; }));
   ::close(fd);
   EXPECT_TRUE(a.got.empty());
+}
+
+TEST(ControlChannelTest, AuthenticatedChannelRefusesAStrangerAndReplays) {
+  const uint16_t port = free_port();
+  const std::vector<uint8_t> key(32, 0x5a);
+  Node a("a", kA, port, std::make_shared<Authenticator>(key, kA.value));
+  auto b = std::make_unique<Node>("b", kB, port, std::make_shared<Authenticator>(key, kB.value));
+  // Same key: sealed both ways, keepalives included.
+  ASSERT_TRUE(a.channel->send(kB, HandoffAck{kClient, 7}));
+  ASSERT_TRUE(b->channel->send(kA, Termination{kClient, TerminationReason::kFin}));
+  ASSERT_TRUE(run_until({&a, b.get()}, [&] { return !b->got.empty() && !a.got.empty(); }));
+  EXPECT_EQ(b->got[0].message, Message(HandoffAck{kClient, 7}));
+  EXPECT_EQ(a.got[0].message, Message(Termination{kClient, TerminationReason::kFin}));
+  ASSERT_TRUE(run_until({&a, b.get()}, [&] { return a.channel->peer_up("b") && b->channel->peer_up("a"); }));
+  EXPECT_EQ(a.channel->counters().auth_refused, 0u);
+
+  // An unauthenticated frame, and a replayed sealed one, from a stranger's connection.
+  Authenticator other(key, net::ipv4(10, 0, 2, 99).value);  // a third key holder's frame...
+  auto sealed = *other.seal(encode(HandoffAck{kClient, 9}));
+  for (const std::vector<uint8_t>& bytes : {encode(HandoffAck{kClient, 8}), sealed, sealed}) {
+    const uint64_t refused = a.channel->counters().auth_refused;
+    const size_t got = a.got.size();
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(kA.value);
+    sa.sin_port = htons(port);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+    ASSERT_EQ(::send(fd, bytes.data(), bytes.size(), 0), static_cast<ssize_t>(bytes.size()));
+    ASSERT_TRUE(run_until({&a, b.get()}, [&] { return a.got.size() > got || a.channel->counters().auth_refused > refused; }));
+    ::close(fd);
+  }
+  // ...so the first copy opens (same key, fresh sequence), the plain frame and the replay do not.
+  EXPECT_EQ(a.channel->counters().auth_refused, 2u);
+  ASSERT_EQ(a.got.size(), 2u);
+  EXPECT_EQ(a.got[1].message, Message(HandoffAck{kClient, 9}));
+
+  // A node with another key is refused and never marked up.
+  b.reset();
+  b = std::make_unique<Node>("b", kB, port, std::make_shared<Authenticator>(std::vector<uint8_t>(32, 1), kB.value));
+  ASSERT_TRUE(b->channel->send(kA, HandoffAck{kClient, 10}));
+  ASSERT_TRUE(run_until({&a, b.get()}, [&] { return a.channel->counters().auth_refused >= 3; }));
+  EXPECT_EQ(a.got.size(), 2u);
 }
 
 }  // namespace

@@ -17,6 +17,7 @@ using net::Endpoint;
 using net::PacketBuilder;
 using net::tcp_flag::ACK;
 using net::tcp_flag::FIN;
+using net::tcp_flag::PSH;
 using net::tcp_flag::RST;
 using net::tcp_flag::SYN;
 
@@ -105,13 +106,16 @@ TEST(FrontendTest, RetransmittedSynGetsTheSameSynAck) {
   EXPECT_EQ(fe.engine.counters().syns, 1u);
 }
 
-TEST(FrontendTest, MalformedRequestIsReset) {
+TEST(FrontendTest, MalformedRequestIsAnswered400AndClosed) {
   Fe fe;
   const uint32_t f = fe.connect();
   fe.data(101, f, std::string("\x16\x03\x01\x02\x00", 5));  // a TLS ClientHello
   auto sent = fe.raw.take();
   ASSERT_EQ(sent.size(), 1u);
-  EXPECT_EQ(parse(sent[0]).pkt.flags() & RST, RST);
+  auto answer = parse(sent[0]);
+  EXPECT_EQ(answer.pkt.flags(), ACK | PSH | FIN);
+  EXPECT_EQ(std::string(answer.pkt.payload().begin(), answer.pkt.payload().end()),
+            "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
   EXPECT_EQ(fe.engine.counters().http_errors, 1u);
   EXPECT_EQ(fe.engine.counters().active, 0u);
 }
@@ -218,13 +222,14 @@ TEST(FrontendTest, ControlMessagesFromStrangersAreRefused) {
 TEST(FrontendTest, ReusedPortAfterCloseStartsAFreshConnection) {
   Fe fe;
   const uint32_t f1 = fe.connect(kClient, 100);
-  fe.data(101, f1, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+  const std::string request = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+  fe.data(101, f1, request);
   fe.raw.take();
   // A SYN with a new ISN while the old connection is still forwarding: ignored.
   fe.send(PacketBuilder().ipv4(kClient.addr, kVip.addr).tcp(kClient.port, 80).seq(5000).flags(SYN).build());
   EXPECT_TRUE(fe.raw.take().empty());
-  // After a reset the port may be reused at once.
-  fe.data(200, f1, "", RST);
+  // After a reset (at exactly the next sequence number: RFC 5961) the port may be reused at once.
+  fe.data(101 + static_cast<uint32_t>(request.size()), f1, "", RST);
   fe.send(PacketBuilder().ipv4(kClient.addr, kVip.addr).tcp(kClient.port, 80).seq(5000).flags(SYN).build());
   auto synack = parse(fe.raw.take().at(0));
   EXPECT_EQ(synack.pkt.ack(), 5001u);

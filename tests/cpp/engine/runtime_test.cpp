@@ -356,5 +356,42 @@ TEST(UdpMessengerTest, BindingABusyPortFails) {
   ::close(fd);
 }
 
+TEST(UdpMessengerTest, WithAKeyOnlySealedFreshMessagesAreDelivered) {
+  const auto lo = net::ipv4(127, 0, 0, 1);
+  const std::vector<uint8_t> key(32, 7);
+  UdpMessenger receiver(lo, 0, 1);
+  receiver.set_authenticator(std::make_shared<control::Authenticator>(key, net::ipv4(10, 0, 0, 1).value));
+  const uint16_t port = receiver.local_port();
+  UdpMessenger sealed_sender(lo, 0, port), plain_sender(lo, 0, port), wrong_key(lo, 0, port);
+  auto sender_auth = std::make_shared<control::Authenticator>(key, net::ipv4(10, 0, 0, 2).value);
+  sealed_sender.set_authenticator(sender_auth);
+  wrong_key.set_authenticator(
+      std::make_shared<control::Authenticator>(std::vector<uint8_t>(32, 8), net::ipv4(10, 0, 0, 3).value));
+  const control::HandoffAck ack{{net::ipv4(10, 1, 2, 3), 40000}, 1};
+  ASSERT_TRUE(plain_sender.send(lo, ack));
+  ASSERT_TRUE(wrong_key.send(lo, ack));
+  ASSERT_TRUE(sealed_sender.send(lo, ack));
+  // A replay: the same sealed datagram sent again by a stranger.
+  const auto replay = *control::Authenticator(key, net::ipv4(10, 0, 0, 4).value).seal(control::encode(ack));
+  const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(port);
+  to.sin_addr.s_addr = htonl(lo.value);
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_EQ(::sendto(fd, replay.data(), replay.size(), 0, reinterpret_cast<const sockaddr*>(&to), sizeof to),
+              static_cast<ssize_t>(replay.size()));
+  }
+  ::close(fd);
+  size_t got = 0;
+  for (int i = 0; i < 100 && got + receiver.counters().auth_refused < 5; ++i) {
+    got += receiver.poll_once([](net::Ipv4Addr, const control::Message&) {});
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(got, 2u);  // the sealed message and the first copy of the other
+  EXPECT_EQ(receiver.counters().auth_refused, 3u);  // plain, wrong key, replay
+  EXPECT_EQ(sender_auth->counters().sealed, 1u);
+}
+
 }  // namespace
 }  // namespace hl::engine

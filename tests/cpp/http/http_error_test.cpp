@@ -51,5 +51,13 @@ TEST(HttpError, StatusCodes) {
   for (const Case& c : cases) EXPECT_EQ(status_code(c.error), c.status) << to_string(c.error);
 }
 
+TEST(HttpErrorTest, ErrorResponseIsACompleteHttp11Response) {
+  EXPECT_EQ(error_response(HttpError::MissingHost),
+            "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(error_response(HttpError::HeadTooLarge).rfind("HTTP/1.1 431 Request Header Fields Too Large\r\n", 0), 0u);
+  EXPECT_EQ(error_response(HttpError::TargetTooLong).rfind("HTTP/1.1 414 URI Too Long\r\n", 0), 0u);
+  EXPECT_EQ(error_response(HttpError::BadVersion).rfind("HTTP/1.1 505 HTTP Version Not Supported\r\n", 0), 0u);
+}
+
 }  // namespace
 }  // namespace hl::http

@@ -1,0 +1,163 @@
+#include "control/auth.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <stdexcept>
+
+#include "control/message.h"
+#include "net/byte_order.h"
+
+namespace hl::control {
+namespace {
+
+uint64_t wall_clock_us() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
+}
+
+void put_be64(uint8_t* p, uint64_t v) {
+  net::store_be32(p, static_cast<uint32_t>(v >> 32));
+  net::store_be32(p + 4, static_cast<uint32_t>(v));
+}
+uint64_t get_be64(const uint8_t* p) { return uint64_t{net::load_be32(p)} << 32 | net::load_be32(p + 4); }
+
+}  // namespace
+
+const char* to_string(AuthError error) {
+  switch (error) {
+    case AuthError::Truncated: return "truncated";
+    case AuthError::NotSealed: return "not sealed";
+    case AuthError::BadMac: return "bad MAC";
+    case AuthError::Replayed: return "replayed";
+    case AuthError::Stale: return "stale";
+    case AuthError::Reflected: return "reflected";
+    case AuthError::TooLarge: return "too large";
+  }
+  return "?";
+}
+
+std::vector<uint8_t> load_key_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read key file " + path);
+  std::vector<uint8_t> key((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!key.empty() && key.back() == '\n') key.pop_back();
+  if (key.size() < kMinKeyLen) {
+    throw std::runtime_error("key file " + path + " holds " + std::to_string(key.size()) +
+                             " bytes; a cluster key needs at least " + std::to_string(kMinKeyLen));
+  }
+  return key;
+}
+
+Authenticator::Authenticator(std::vector<uint8_t> key, uint32_t self, Clock clock, uint64_t max_skew_ms)
+    : key_(std::move(key)), self_(self), clock_(clock ? std::move(clock) : Clock(wall_clock_us)),
+      max_skew_ms_(max_skew_ms) {
+  if (key_.size() < kMinKeyLen) throw std::invalid_argument("cluster key shorter than 32 bytes");
+  next_seq_ = clock_();
+}
+
+void Authenticator::mac(std::span<const uint8_t> data, uint8_t* out) const {
+  unsigned int len = 0;
+  if (HMAC(EVP_sha256(), key_.data(), static_cast<int>(key_.size()), data.data(), data.size(), out, &len) ==
+          nullptr ||
+      len != kMacLen) {
+    throw std::runtime_error("HMAC-SHA256 failed");
+  }
+}
+
+Result<std::vector<uint8_t>, AuthError> Authenticator::seal(std::span<const uint8_t> frame) {
+  const size_t body = kSealedOverhead + frame.size();
+  if (body > kMaxBodyLen) return Err(AuthError::TooLarge);
+  std::vector<uint8_t> out(kHeaderLen + body);
+  uint8_t* p = out.data();
+  net::store_be16(p, kMagic);
+  p[2] = kVersion;
+  p[3] = kSealedType;
+  net::store_be32(p + 4, static_cast<uint32_t>(body));
+  net::store_be32(p + 8, self_);
+  put_be64(p + 12, next_seq_++);
+  put_be64(p + 20, clock_() / 1000);
+  std::copy(frame.begin(), frame.end(), out.begin() + 28);
+  const size_t covered = out.size() - kMacLen;
+  mac(std::span<const uint8_t>(out.data(), covered), out.data() + covered);
+  ++counters_.sealed;
+  return out;
+}
+
+Result<std::vector<uint8_t>, AuthError> Authenticator::refuse(AuthError e) {
+  switch (e) {
+    case AuthError::Replayed:
+    case AuthError::Stale:
+    case AuthError::Reflected: ++counters_.replayed; break;
+    case AuthError::Truncated:
+    case AuthError::NotSealed:
+    case AuthError::BadMac:
+    case AuthError::TooLarge: ++counters_.unauthenticated; break;
+  }
+  return Err(e);
+}
+
+Result<std::vector<uint8_t>, AuthError> Authenticator::open(std::span<const uint8_t> sealed) {
+  if (sealed.size() < 4) return refuse(AuthError::Truncated);
+  if (net::load_be16(sealed.data()) != kMagic || sealed[2] != kVersion || sealed[3] != kSealedType) {
+    return refuse(AuthError::NotSealed);
+  }
+  if (sealed.size() < kHeaderLen + kSealedOverhead ||
+      net::load_be32(sealed.data() + 4) != sealed.size() - kHeaderLen) {
+    return refuse(AuthError::Truncated);
+  }
+  const size_t covered = sealed.size() - kMacLen;
+  uint8_t expect[kMacLen];
+  mac(sealed.first(covered), expect);
+  if (CRYPTO_memcmp(expect, sealed.data() + covered, kMacLen) != 0) return refuse(AuthError::BadMac);
+
+  const uint32_t sender = net::load_be32(sealed.data() + 8);
+  const uint64_t seq = get_be64(sealed.data() + 12);
+  const uint64_t time_ms = get_be64(sealed.data() + 20);
+  if (self_ != 0 && sender == self_) return refuse(AuthError::Reflected);
+  const uint64_t now_ms = clock_() / 1000;
+  if ((time_ms > now_ms ? time_ms - now_ms : now_ms - time_ms) > max_skew_ms_) return refuse(AuthError::Stale);
+
+  auto it = windows_.find(sender);
+  if (it == windows_.end()) {
+    if (windows_.size() >= kMaxSenders) windows_.clear();  // only key holders get here; start over
+    windows_.emplace(sender, Window{seq, 1});
+  } else {
+    Window& w = it->second;
+    if (seq > w.top) {
+      const uint64_t shift = seq - w.top;
+      w.bits = shift >= kWindow ? 1 : (w.bits << shift) | 1;
+      w.top = seq;
+    } else {
+      const uint64_t back = w.top - seq;
+      if (back >= kWindow) return refuse(AuthError::Replayed);
+      const uint64_t bit = uint64_t{1} << back;
+      if (w.bits & bit) return refuse(AuthError::Replayed);
+      w.bits |= bit;
+    }
+  }
+  ++counters_.opened;
+  return std::vector<uint8_t>(sealed.begin() + 28, sealed.begin() + static_cast<std::ptrdiff_t>(covered));
+}
+
+bool RateLimitedLog::log(uint64_t now_ms, const std::string& line) {
+  if (any_ && now_ms - last_ms_ < interval_ms_) {
+    ++suppressed_;
+    return false;
+  }
+  std::cerr << "handoffd: " << line;
+  if (suppressed_ > 0) std::cerr << " (" << suppressed_ << " similar suppressed)";
+  std::cerr << '\n';
+  any_ = true;
+  last_ms_ = now_ms;
+  suppressed_ = 0;
+  return true;
+}
+
+}  // namespace hl::control
