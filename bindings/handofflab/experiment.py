@@ -39,6 +39,20 @@ log = logging.getLogger(__name__)
 
 EXPERIMENTS_DIR = REPO_ROOT / "experiments"
 ALL_MODES = ("frontend", "always", "rare", "proxy", "direct")
+
+
+def split_mode(label: str) -> tuple[str, Optional[str]]:
+    """"rare@0.9" -> ("rare", "0.9"): a mode run at a locality level (the share of
+    requests whose content is on the node that accepted the connection; "1/N" is
+    plain partitioning). A label without "@" is the mode itself."""
+    base, sep, locality = label.partition("@")
+    return base, (locality if sep else None)
+
+
+def _locality(text: str, backends: int) -> float:
+    if text.upper() == "1/N":
+        return 1.0 / backends
+    return float(text)
 DEFAULT_EXPERIMENT = "always-vs-rare"
 
 
@@ -144,7 +158,11 @@ class _Runner:
             docset = _docset(wcfg["docset"])
             ckw = dict(ckw)
             proxy_opts = ckw.pop("proxy", {})
-            kwargs = dict(mode=mode, seed=self.seed, sizes=docset.cluster_sizes(self.seed),
+            base, locality = split_mode(mode)
+            if locality is not None:  # locality comes from replication to every node alone
+                ckw["replicate"] = 0.0
+                ckw["locality"] = _locality(locality, int(ckw.get("backends", 3)))
+            kwargs = dict(mode=base, seed=self.seed, sizes=docset.cluster_sizes(self.seed),
                           access_log=False, **ckw)
             if mode == "proxy" and proxy_opts:
                 kwargs["proxy_options"] = proxy_opts
@@ -176,7 +194,7 @@ class _Runner:
         paths = [d.path for d in docs]
         zipf = float(wcfg.get("zipf", 1.0))
         keep_alive = bool(wcfg.get("keep_alive", False))
-        tag = f"{mode}-{wname}-{x}-r{rep}"
+        tag = f"{mode}-{wname}-{x}-r{rep}".replace("/", "_")  # "rare@1/N": a file name
         row: dict[str, Any] = {"experiment": self.cfg["name"], "mode": mode, "workload": wname,
                                "x_name": self.cfg["x_name"], "x": x, "rep": rep,
                                "documents": len(docs),
@@ -383,7 +401,7 @@ def run(name: str, quick: bool = False, reps: Optional[int] = None,
     if seed is not None:
         over["seed"] = seed
     if modes is not None:
-        unknown = [m for m in modes if m not in ALL_MODES]
+        unknown = [m for m in modes if split_mode(m)[0] not in ALL_MODES]
         if unknown:
             raise ValueError(f"unknown modes {unknown}; modes: {', '.join(ALL_MODES)}")
         over["modes"] = list(modes)
@@ -394,7 +412,7 @@ def run(name: str, quick: bool = False, reps: Optional[int] = None,
     rd.table_metrics = list(cfg["table_metrics"])
     run_modes = []
     for m in cfg["modes"]:
-        if m in impl:
+        if split_mode(m)[0] in impl:
             run_modes.append(m)
         else:
             rd.skipped[m] = f"not implemented by Cluster yet (implemented: {', '.join(impl)})"

@@ -31,7 +31,14 @@ RC = {"figure.dpi": 110, "font.size": 9, "axes.grid": True, "grid.alpha": 0.3,
       "axes.spines.top": False, "axes.spines.right": False, "legend.frameon": False}
 
 
+LOCALITY_COLOURS = ("#009E73", "#56B4E9", "#CC79A7", "#F0E442")  # rare@L variants
+
+
 def _style(mode: str) -> tuple[str, str]:
+    if "@" in mode:  # a locality variant ("rare@0.9"): the mode's marker, a colour per level
+        base, level = mode.split("@", 1)
+        marker = MODE_STYLE.get(base, ("", "x"))[1]
+        return LOCALITY_COLOURS[sum(map(ord, level)) % len(LOCALITY_COLOURS)], marker
     return MODE_STYLE.get(mode, ("#CC79A7", "x"))
 
 
