@@ -2,83 +2,43 @@
 
 #include <optional>
 #include <unordered_map>
-#include <vector>
 
 #include "engine/checked_io.h"
 #include "engine/conn_key.h"
 #include "engine/handoff_option.h"
+#include "engine/packet_hold.h"
+#include "engine/serving.h"
+#include "engine/sweep.h"
 #include "net/packet_builder.h"
 #include "tcp/seq.h"
-#include "tcp/translator.h"
 
 namespace hl::engine {
 
 using net::tcp_flag::ACK;
 using net::tcp_flag::FIN;
-using net::tcp_flag::RST;
 using net::tcp_flag::SYN;
 using tcp::SeqNum;
 
-namespace {
-
-net::ChecksumState checksum_state(const io::QueuedPacket& qp) {
-  return qp.checksum_partial ? net::ChecksumState::Partial : net::ChecksumState::Full;
-}
-
-}  // namespace
-
 struct BackendEngine::Impl {
-  // One handed-off connection on this back-end.
-  struct Conn {
-    enum class State {
-      SynReplayed,  // the kernel has the replayed SYN; its SYN/ACK (our ISN b) not seen yet
-      Established,  // translating both ways
-      Closed,       // both FINs acknowledged or reset: lingering for retransmissions
-    };
-    State state = State::SynReplayed;
-    net::Endpoint client;
-    tcp::ConnectionParams params;
-    std::optional<tcp::Translator> translator;
-    // Client packets that arrived before the kernel's SYN/ACK: verdict pending.
-    struct Held {
-      uint32_t id;
-      bool partial;
-      std::vector<uint8_t> bytes;
-    };
-    std::vector<Held> held;
-    uint64_t created_ms = 0;
-    uint64_t last_seen_ms = 0;
-    uint64_t closed_ms = 0;
-    bool client_fin = false;
-    bool server_fin = false;
-    SeqNum server_fin_end;  // in the back-end's own sequence space
-    SeqNum client_next;     // the client's next contiguous sequence number (RST check)
-  };
+  // One handed-off connection on this back-end: FIN and RST go to the front-end.
+  using Conn = ServingConn;
 
   BackendConfig cfg;
   BackendCounters counters;
   CheckedVerdicts verdicts;
   MessageSender& messages;
   Clock clock;
+  PacketHold hold;
   std::unordered_map<uint64_t, Conn> conns;
 
   Impl(BackendConfig c, io::Verdicts& v, MessageSender& m, Clock k)
-      : cfg(c), verdicts(v, counters.io_errors), messages(m), clock(std::move(k)) {}
+      : cfg(c), verdicts(v, counters.io_errors), messages(m), clock(std::move(k)),
+        hold(verdicts, cfg.max_held, counters.held, counters.held_dropped) {}
 
   void free_conn(std::unordered_map<uint64_t, Conn>::iterator it) {
-    for (const auto& h : it->second.held) {
-      verdicts.drop(h.id);
-      ++counters.held_dropped;
-    }
+    hold.drop_all(it->second.held);
     conns.erase(it);
     ++counters.freed;
-  }
-
-  void close_conn(Conn& conn) {
-    if (conn.state != Conn::State::Closed) {
-      conn.state = Conn::State::Closed;
-      conn.closed_ms = clock();
-    }
   }
 
   void send_message(const control::Message& m) {
@@ -99,25 +59,19 @@ struct BackendEngine::Impl {
       if (it->second.params.client_isn == SeqNum(pkt.seq())) {  // the handoff was sent again
         verdicts.drop(qp.id);
         ++counters.duplicate_syns;
-        if (it->second.state != Conn::State::SynReplayed) send_ack_to_frontend(it->second);
+        if (it->second.state != Conn::State::AwaitSynAck) send_ack_to_frontend(it->second);
         return;
       }
       free_conn(it);  // a new connection on a reused port
     }
-    Conn conn;
-    conn.client = client;
-    conn.created_ms = conn.last_seen_ms = clock();
-    tcp::ConnectionParams& p = conn.params;
-    p.client_isn = SeqNum(pkt.seq());
-    conn.client_next = p.client_isn + 1u;
-    p.frontend_isn = SeqNum(opt.frontend_isn);
-    p.timestamps = pkt.options.timestamps.has_value();
-    p.frontend_ts_base = opt.frontend_ts_base;
-    p.client_wscale = pkt.options.wscale.value_or(0);
-    p.client_wscale_at_backend = p.client_wscale;  // the SYN is replayed as the client sent it
-    p.frontend_wscale = pkt.options.wscale ? opt.frontend_wscale : uint8_t{0};
-    p.vip = cfg.vip;
-    p.backend = net::Endpoint{cfg.node, cfg.port};
+    SynReplay syn;
+    syn.client_isn = SeqNum(pkt.seq());
+    syn.frontend_isn = SeqNum(opt.frontend_isn);
+    syn.client_wscale = pkt.options.wscale;
+    syn.timestamps = pkt.options.timestamps.has_value();
+    syn.frontend_ts_base = opt.frontend_ts_base;
+    syn.frontend_wscale = opt.frontend_wscale;
+    Conn conn(client, syn, cfg.vip, net::Endpoint{cfg.node, cfg.port}, clock());
     strip_handoff_option(pkt);
     verdicts.accept_modified(qp.id, pkt.bytes);
     conns.emplace(key, std::move(conn));
@@ -125,23 +79,19 @@ struct BackendEngine::Impl {
   }
 
   void translate_in(uint32_t id, net::TcpPacket& pkt, net::ChecksumState state, Conn& conn) {
-    const SeqNum seq(pkt.seq());  // the client's numbers are not translated
-    const SeqNum end = seq + static_cast<uint32_t>(pkt.payload_len + (pkt.has_flags(FIN) ? 1 : 0));
-    if (tcp::seq_le(seq, conn.client_next) && tcp::seq_gt(end, conn.client_next)) conn.client_next = end;
-    conn.translator->to_backend(pkt, state);
-    if (pkt.has_flags(FIN)) conn.client_fin = true;
-    if (conn.server_fin && conn.client_fin && pkt.has_flags(ACK) &&
-        tcp::seq_ge(SeqNum(pkt.ack()), conn.server_fin_end)) {
-      close_conn(conn);
-    }
-    if (pkt.has_flags(RST)) {
-      // RFC 5961: only a RST at exactly the next sequence number ends the state;
-      // the kernel gets any RST and answers one in its window with a challenge ACK.
-      if (seq == conn.client_next) {
-        close_conn(conn);
-      } else {
+    switch (conn.from_client(pkt, state)) {
+      case Conn::ClientEvent::kNone:
+        break;
+      case Conn::ClientEvent::kRst:
+      case Conn::ClientEvent::kFinsAcked:
+        conn.close(clock());
+        break;
+      case Conn::ClientEvent::kBlindRst:
+        // The kernel answers it (challenge ACK); its FIN and ACK still count
+        // towards the close, as they always have here.
         ++counters.blind_rejected;
-      }
+        if (conn.close_tracker.on_client(pkt)) conn.close(clock());
+        break;
     }
     verdicts.accept_modified(id, pkt.bytes);
     ++counters.translated_in;
@@ -164,16 +114,10 @@ struct BackendEngine::Impl {
     Conn& conn = it->second;
     conn.last_seen_ms = clock();
     if (!conn.translator) {
-      if (conn.held.size() >= cfg.max_held) {
-        verdicts.drop(qp.id);
-        ++counters.held_dropped;
-        return;
-      }
-      conn.held.push_back({qp.id, qp.checksum_partial, {qp.data.begin(), qp.data.end()}});
-      ++counters.held;
+      hold.hold(conn.held, qp, true);
       return;
     }
-    translate_in(qp.id, pkt, checksum_state(qp), conn);
+    translate_in(qp.id, pkt, checksum_state(qp.checksum_partial), conn);
   }
 
   // --- back-end -> client ------------------------------------------------
@@ -181,32 +125,14 @@ struct BackendEngine::Impl {
   void on_kernel_synack(const io::QueuedPacket& qp, const net::TcpPacket& pkt, Conn& conn) {
     verdicts.drop(qp.id);  // the client already has the front-end's SYN/ACK
     ++counters.synacks_dropped;
-    if (conn.translator) return;  // a retransmission
-    tcp::ConnectionParams& p = conn.params;
-    p.backend_isn = SeqNum(pkt.seq());
-    if (p.timestamps && pkt.options.timestamps) {
-      p.backend_ts_base = pkt.options.timestamps->tsval;
-    } else {
-      p.timestamps = false;
-    }
-    p.backend_wscale = pkt.options.wscale.value_or(0);
-    conn.translator.emplace(p);
-    conn.state = Conn::State::Established;
-    std::vector<Conn::Held> held;
-    held.swap(conn.held);
-    for (auto& h : held) {
-      auto parsed = net::parse_tcp_packet(h.bytes);
-      if (!parsed) {  // cannot happen: it parsed when it arrived
-        verdicts.drop(h.id);
-        continue;
-      }
-      translate_in(h.id, *parsed,
-                   h.partial ? net::ChecksumState::Partial : net::ChecksumState::Full, conn);
-    }
+    if (!conn.learn_synack(pkt)) return;  // a retransmission
+    replay_held(conn, verdicts, [&](uint32_t id, net::TcpPacket& held, net::ChecksumState state) {
+      translate_in(id, held, state, conn);
+    });
     send_ack_to_frontend(conn);
   }
 
-  void relay(Conn& conn, const net::TcpPacket& pkt) {
+  void relay(const Conn& conn, const net::TcpPacket& pkt) {
     send_message(control::Relay{conn.client, {pkt.bytes.begin(), pkt.bytes.end()}});
     ++counters.relayed;
   }
@@ -232,30 +158,33 @@ struct BackendEngine::Impl {
       verdicts.drop(qp.id);
       return;
     }
-    const SeqNum own_seq(pkt.seq());
-    const uint32_t len = static_cast<uint32_t>(pkt.payload_len);
-    conn.translator->to_client(pkt, checksum_state(qp));
+    const Conn::ServerEvent event = conn.from_server(pkt, checksum_state(qp.checksum_partial));
     ++counters.translated_out;
     counters.translated_out_bytes += pkt.bytes.size();
-    if (pkt.has_flags(RST)) {
-      verdicts.drop(qp.id);
-      relay(conn, pkt);
-      close_conn(conn);
-      return;
+    switch (event) {
+      case Conn::ServerEvent::kData:
+        verdicts.accept_modified(qp.id, pkt.bytes);
+        return;
+      case Conn::ServerEvent::kRst:
+        verdicts.drop(qp.id);
+        relay(conn, pkt);
+        conn.close(clock());
+        return;
+      case Conn::ServerEvent::kFin:
+        if (pkt.payload_len == 0) {
+          verdicts.drop(qp.id);
+          relay(conn, pkt);
+        } else {
+          split_fin(qp, pkt, client);
+        }
+        return;
     }
-    if (!pkt.has_flags(FIN)) {
-      verdicts.accept_modified(qp.id, pkt.bytes);
-      return;
-    }
-    conn.server_fin = true;
-    conn.server_fin_end = own_seq + (len + 1u);
-    if (len == 0) {
-      verdicts.drop(qp.id);
-      relay(conn, pkt);
-      return;
-    }
-    // Data with a FIN: the data goes straight to the client, the FIN (alone)
-    // through the front-end.
+  }
+
+  // Data with a FIN: the data goes straight to the client, the FIN (alone)
+  // through the front-end.
+  void split_fin(const io::QueuedPacket& qp, net::TcpPacket& pkt, const net::Endpoint& client) {
+    const uint32_t len = static_cast<uint32_t>(pkt.payload_len);
     const net::Endpoint vip = cfg.vip;
     std::optional<net::Timestamps> ts = pkt.options.timestamps;
     auto fin = net::PacketBuilder()
@@ -292,33 +221,16 @@ struct BackendEngine::Impl {
     }
   }
 
+  bool expired(const Conn& conn, uint64_t now) {
+    if (!conn.expired(now, cfg.handshake_timeout_ms, cfg.idle_timeout_ms, cfg.linger_ms)) return false;
+    if (conn.state == Conn::State::AwaitSynAck) ++counters.handshake_timeouts;
+    return true;
+  }
+
   void on_timer() {
     const uint64_t now = clock();
-    for (auto it = conns.begin(); it != conns.end();) {
-      const Conn& conn = it->second;
-      bool expire = false;
-      switch (conn.state) {
-        case Conn::State::SynReplayed:
-          if (now - conn.created_ms >= cfg.handshake_timeout_ms) {
-            ++counters.handshake_timeouts;
-            expire = true;
-          }
-          break;
-        case Conn::State::Established:
-          expire = now - conn.last_seen_ms >= cfg.idle_timeout_ms;
-          break;
-        case Conn::State::Closed:
-          expire = now - conn.closed_ms >= cfg.linger_ms;
-          break;
-      }
-      if (expire) {
-        auto next = std::next(it);
-        free_conn(it);
-        it = next;
-      } else {
-        ++it;
-      }
-    }
+    sweep(conns, [&](const Conn& conn) { return expired(conn, now); },
+          [&](std::unordered_map<uint64_t, Conn>::iterator it) { free_conn(it); });
   }
 };
 

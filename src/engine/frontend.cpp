@@ -4,9 +4,12 @@
 #include <optional>
 
 #include "engine/checked_io.h"
+#include "engine/close_tracker.h"
 #include "engine/conn_key.h"
 #include "engine/handoff_option.h"
-#include "engine/http_reply.h"
+#include "engine/handshake.h"
+#include "engine/rfc5961.h"
+#include "engine/sweep.h"
 #include "net/packet_builder.h"
 #include "tcp/seq.h"
 
@@ -17,13 +20,6 @@ using net::tcp_flag::FIN;
 using net::tcp_flag::RST;
 using net::tcp_flag::SYN;
 using tcp::SeqNum;
-
-namespace {
-
-// Linux's default when a SYN carries no MSS option (RFC 9293: 536).
-constexpr uint16_t kDefaultPeerMss = 536;
-
-}  // namespace
 
 // One client connection as the front-end sees it.
 struct FrontendEngine::Conn {
@@ -36,32 +32,16 @@ struct FrontendEngine::Conn {
   };
 
   State state = State::SynReceived;
-  net::Endpoint client;
-  SeqNum client_isn;    // c
-  SeqNum frontend_isn;  // f
-  uint32_t ts_base = 0; // the front-end's TSval (never advanced: see send_ack)
-  net::SynOptions client_syn;  // the options of the client's SYN, replayed as they were
-  uint16_t client_syn_window = 0;
-  bool wscale_ok = false;  // window scaling negotiated
-  bool ts_ok = false;      // timestamps negotiated
-  uint32_t client_tsval = 0;   // latest TSval from the client
-  uint16_t client_window = 0;  // latest window field from the client
-  uint16_t mss = 0;            // what the client may send us / what we replay in
-
-  SeqNum rcv_nxt;                    // next client sequence number expected
-  std::vector<uint8_t> request;      // in-order client bytes until the handoff
-  http::RequestHeadParser parser;
+  ClientHandshake hs;       // f is the front-end's; its TSval never advances (see HandshakeSender::ack)
+  RequestBuffer request;    // in-order client bytes until the handoff
   net::Ipv4Addr backend;
   uint64_t created_ms = 0;
   uint64_t last_seen_ms = 0;
-  uint64_t handoff_ms = 0;           // last time the handoff was sent
+  uint64_t handoff_ms = 0;  // last time the handoff was sent
   uint64_t closed_ms = 0;
+  CloseTracker close_tracker;  // server_fin_end in the client's view
 
-  bool client_fin = false;
-  bool server_fin = false;
-  SeqNum server_fin_end;  // sequence number after the server's FIN (client's view)
-
-  explicit Conn(const http::Limits& limits) : parser(limits) {}
+  explicit Conn(const http::Limits& limits) : request(limits) {}
   bool half_open() const { return state == State::SynReceived || state == State::AwaitRequest; }
 };
 
@@ -71,6 +51,7 @@ struct FrontendEngine::Impl {
   FrontendCounters counters;
   CheckedVerdicts verdicts;
   CheckedSender raw;
+  HandshakeSender answer;
   Clock clock;
   std::mt19937_64 rng;
   std::unordered_map<uint64_t, Conn> conns;
@@ -80,7 +61,8 @@ struct FrontendEngine::Impl {
   Impl(FrontendConfig c, std::unique_ptr<dispatch::Dispatcher> d, io::Verdicts& v,
        io::PacketSender& r, Clock k)
       : cfg(std::move(c)), dispatcher(std::move(d)), verdicts(v, counters.io_errors),
-        raw(r, counters.io_errors), clock(std::move(k)),
+        raw(r, counters.io_errors), answer(cfg.vip, cfg.syn_window, raw, counters.resets_sent),
+        clock(std::move(k)),
         rng(cfg.seed != 0 ? cfg.seed : std::random_device{}()) {
     dctx.active.assign(cfg.backend_addrs.size(), 0);
   }
@@ -110,58 +92,16 @@ struct FrontendEngine::Impl {
 
   void send_raw(std::span<const uint8_t> packet) { raw.send(packet); }
 
-  std::optional<net::Timestamps> our_ts(const Conn& conn) const {
-    if (!conn.ts_ok) return std::nullopt;
-    return net::Timestamps{conn.ts_base, conn.client_tsval};
-  }
-
-  void send_synack(const Conn& conn) {
-    net::SynOptions opts;
-    opts.mss = std::min<uint16_t>(cfg.mss, conn.client_syn.mss.value_or(kDefaultPeerMss));
-    opts.sack_permitted = conn.client_syn.sack_permitted;
-    if (conn.wscale_ok) opts.wscale = cfg.wscale;
-    if (conn.ts_ok) opts.timestamps = net::Timestamps{conn.ts_base, conn.client_syn.timestamps->tsval};
-    send_raw(net::make_synack(cfg.vip, conn.client, conn.frontend_isn.value(),
-                              (conn.client_isn + 1u).value(), cfg.syn_window, opts));
-  }
-
-  // Acknowledges the request bytes received so far. The TSval stays at the
-  // SYN/ACK's: the back-end's translated TSvals start there, so the client
-  // never sees time run backwards (PAWS).
-  void send_ack(const Conn& conn) {
-    const uint16_t window = conn.wscale_ok
-                                ? static_cast<uint16_t>(cfg.syn_window >> cfg.wscale)
-                                : cfg.syn_window;
-    send_raw(net::make_ack(cfg.vip, conn.client, (conn.frontend_isn + 1u).value(),
-                           conn.rcv_nxt.value(), window, our_ts(conn)));
-  }
-
-  void send_rst(const Conn& conn) {
-    send_raw(net::make_rst(cfg.vip, conn.client, (conn.frontend_isn + 1u).value(),
-                           conn.rcv_nxt.value()));
-    ++counters.resets_sent;
-  }
-
-  // Answers a request head that failed with a whole HTTP error response and
-  // our FIN (RFC 9112 §9.6 allows closing after a 4xx/5xx answer).
-  void send_error_response(const Conn& conn, http::HttpError error) {
-    const uint16_t window =
-        conn.wscale_ok ? static_cast<uint16_t>(cfg.syn_window >> cfg.wscale) : cfg.syn_window;
-    send_raw(make_http_error_segment(cfg.vip, conn.client, (conn.frontend_isn + 1u).value(), conn.rcv_nxt.value(),
-                                     window, our_ts(conn), error));
-    ++counters.error_responses;
-  }
-
   // RFC 5961 §3.2: a RST ends the connection only at exactly the next expected
   // sequence number. One elsewhere in the receive window gets a challenge ACK
   // (the real client answers it with an exact RST), any other is dropped.
   // Returns whether the RST is acceptable; otherwise the packet was handled.
   bool accept_rst(const io::QueuedPacket& qp, net::TcpPacket& pkt, Conn& conn) {
-    if (SeqNum(pkt.seq()) == conn.rcv_nxt) return true;
+    const RstCheck check =
+        check_rst(SeqNum(pkt.seq()), conn.hs.rcv_nxt, int64_t{cfg.syn_window} << conn.hs.server_wscale);
+    if (check == RstCheck::kExact) return true;
     ++counters.blind_rejected;
-    const int32_t ahead = tcp::seq_diff(SeqNum(pkt.seq()), conn.rcv_nxt);
-    const int64_t window = int64_t{cfg.syn_window} << (conn.wscale_ok ? cfg.wscale : 0);
-    const bool in_window = ahead > 0 && ahead < window;
+    const bool in_window = check == RstCheck::kInWindow;
     if (in_window && (conn.state == Conn::State::HandoffSent || conn.state == Conn::State::Forwarding)) {
       // The back-end's TCP sends the challenge ACK (it alone knows its sequence space).
       forward(qp, pkt, conn);
@@ -169,50 +109,37 @@ struct FrontendEngine::Impl {
     }
     verdicts.drop(qp.id);
     if (in_window && conn.half_open()) {
-      send_ack(conn);
+      answer.ack(conn.hs);
       ++counters.challenge_acks;
     }
     return false;
-  }
-
-  // A RST answering a segment of no connection (RFC 9293 §3.10.7.1).
-  void send_rst_for(const net::TcpPacket& pkt) {
-    const net::Endpoint client{pkt.src_addr(), pkt.src_port()};
-    if (pkt.has_flags(ACK)) {
-      send_raw(net::make_rst(cfg.vip, client, pkt.ack()));
-    } else {
-      send_raw(net::make_rst(cfg.vip, client, 0,
-                             pkt.seq() + static_cast<uint32_t>(pkt.payload_len)));
-    }
-    ++counters.resets_sent;
   }
 
   // Replays the client's SYN (carrying f in the handoff option) and the
   // buffered request to the back-end, in the client's and front-end's
   // numbers: the back-end translates (it alone knows both ISNs at once).
   void send_handoff(Conn& conn) {
-    const net::Endpoint from = conn.client;
+    const ClientHandshake& hs = conn.hs;
+    const net::Endpoint from = hs.client;
     const net::Endpoint to{conn.backend, cfg.vip.port};
-    HandoffOption option{conn.frontend_isn.value(), conn.ts_ok ? conn.ts_base : 0,
-                         conn.wscale_ok ? cfg.wscale : uint8_t{0}};
+    HandoffOption option{hs.server_isn.value(), hs.ts_ok ? hs.ts_base : 0, hs.server_wscale};
     const auto data = encode_option_data(option);
     send_raw(net::PacketBuilder()
                  .ipv4(from.addr, to.addr)
                  .tcp(from.port, to.port)
-                 .seq(conn.client_isn.value())
+                 .seq(hs.client_isn.value())
                  .flags(SYN)
-                 .window(conn.client_syn_window)
-                 .syn_options(conn.client_syn)
+                 .window(hs.syn_window)
+                 .syn_options(hs.client_syn)
                  .raw_option(kHandoffOptionKind, data)
                  .build());
-    const std::span<const uint8_t> bytes(conn.request);
-    SeqNum seq = conn.client_isn + 1u;
-    for (size_t off = 0; off < bytes.size(); off += conn.mss) {
-      const auto chunk = bytes.subspan(off, std::min<size_t>(conn.mss, bytes.size() - off));
+    const std::span<const uint8_t> bytes(conn.request.bytes);
+    SeqNum seq = hs.client_isn + 1u;
+    for (size_t off = 0; off < bytes.size(); off += hs.mss) {
+      const auto chunk = bytes.subspan(off, std::min<size_t>(hs.mss, bytes.size() - off));
       std::optional<net::Timestamps> ts;
-      if (conn.ts_ok) ts = net::Timestamps{conn.client_tsval, conn.ts_base};
-      send_raw(net::make_ack(from, to, seq.value(), (conn.frontend_isn + 1u).value(),
-                             conn.client_window, ts, chunk));
+      if (hs.ts_ok) ts = net::Timestamps{hs.client_tsval, hs.ts_base};
+      send_raw(net::make_ack(from, to, seq.value(), (hs.server_isn + 1u).value(), hs.client_window, ts, chunk));
       seq = seq + static_cast<uint32_t>(chunk.size());
     }
     conn.handoff_ms = clock();
@@ -221,26 +148,20 @@ struct FrontendEngine::Impl {
   // --- the request -------------------------------------------------------
 
   dispatch::BackendId choose_backend(const Conn& conn) {
-    dctx.client_addr = conn.client.addr.value;
-    dctx.client_port = conn.client.port;
-    const dispatch::DispatchResult r = dispatcher->dispatch(conn.parser.head(), dctx);
+    dctx.client_addr = conn.hs.client.addr.value;
+    dctx.client_port = conn.hs.client.port;
+    const dispatch::DispatchResult r = dispatcher->dispatch(conn.request.parser.head(), dctx);
     if (r.found() && r.backend < cfg.backend_addrs.size()) return r.backend;
     // Unknown content: some back-end answers it (404 there, with X-Backend).
     ++counters.dispatch_default;
-    return static_cast<dispatch::BackendId>(conn_key(conn.client) % cfg.backend_addrs.size());
+    return static_cast<dispatch::BackendId>(conn_key(conn.hs.client) % cfg.backend_addrs.size());
   }
 
   // In-order request bytes of `pkt`; returns false if the connection was reset.
   bool take_request_bytes(Conn& conn, const net::TcpPacket& pkt) {
-    const SeqNum seq(pkt.seq());
-    const auto payload = pkt.payload();
-    // Skip what we already have (retransmissions); drop what is ahead of a gap.
-    const int32_t skip = tcp::seq_diff(conn.rcv_nxt, seq);
-    if (skip < 0 || static_cast<size_t>(skip) >= payload.size()) return true;
-    const auto fresh = payload.subspan(static_cast<size_t>(skip));
-    conn.request.insert(conn.request.end(), fresh.begin(), fresh.end());
-    conn.rcv_nxt = conn.rcv_nxt + static_cast<uint32_t>(fresh.size());
-    switch (conn.parser.feed(fresh)) {
+    const std::optional<http::ParseStatus> status = conn.request.take(conn.hs.rcv_nxt, pkt);
+    if (!status) return true;  // nothing new
+    switch (*status) {
       case http::ParseStatus::Incomplete:
         return true;
       case http::ParseStatus::Complete: {
@@ -253,7 +174,8 @@ struct FrontendEngine::Impl {
       }
       case http::ParseStatus::Error:
         ++counters.http_errors;
-        send_error_response(conn, conn.parser.error());
+        answer.error_response(conn.hs, conn.request.parser.error());
+        ++counters.error_responses;
         return false;
     }
     return true;
@@ -267,8 +189,8 @@ struct FrontendEngine::Impl {
     auto it = conns.find(key);
     if (it != conns.end()) {
       Conn& old = it->second;
-      if (old.client_isn == SeqNum(pkt.seq())) {
-        if (old.state == Conn::State::SynReceived) send_synack(old);  // retransmitted SYN
+      if (old.hs.client_isn == SeqNum(pkt.seq())) {
+        if (old.state == Conn::State::SynReceived) answer.synack(old.hs);  // retransmitted SYN
         return;
       }
       if (old.state != Conn::State::Closed && !old.half_open()) {  // new ISN mid-connection
@@ -279,7 +201,7 @@ struct FrontendEngine::Impl {
         // Established: a SYN may be blind (RFC 5961 §4.2). Challenge it; if the
         // client really restarted, it answers with an exact RST, then SYNs again.
         ++counters.blind_rejected;
-        send_ack(old);
+        answer.ack(old.hs);
         ++counters.challenge_acks;
         return;
       }
@@ -290,25 +212,10 @@ struct FrontendEngine::Impl {
       return;
     }
     Conn conn(cfg.http_limits);
-    conn.client = client;
-    conn.client_isn = SeqNum(pkt.seq());
-    conn.frontend_isn = SeqNum(static_cast<uint32_t>(rng()));
-    conn.rcv_nxt = conn.client_isn + 1u;
-    conn.client_syn.mss = pkt.options.mss;
-    conn.client_syn.wscale = pkt.options.wscale;
-    conn.client_syn.sack_permitted = pkt.options.sack_permitted;
-    conn.client_syn.timestamps = pkt.options.timestamps;
-    conn.client_syn_window = pkt.window();
-    conn.client_window = pkt.window();
-    conn.wscale_ok = pkt.options.wscale.has_value();
-    conn.ts_ok = pkt.options.timestamps.has_value();
-    if (conn.ts_ok) {
-      conn.client_tsval = pkt.options.timestamps->tsval;
-      conn.ts_base = static_cast<uint32_t>(rng());
-    }
-    conn.mss = std::min<uint16_t>(cfg.mss, pkt.options.mss.value_or(kDefaultPeerMss));
+    conn.hs.note_syn(pkt, cfg.mss);
+    conn.hs.answer(rng, cfg.wscale);
     conn.created_ms = conn.last_seen_ms = clock();
-    send_synack(conn);
+    answer.synack(conn.hs);
     conns.emplace(key, std::move(conn));
     ++half_open;
     ++counters.syns;
@@ -332,15 +239,15 @@ struct FrontendEngine::Impl {
     }
     if (pkt.has_flags(RST) && !accept_rst(qp, pkt, conn)) return;
     conn.last_seen_ms = clock();
-    if (pkt.options.timestamps) conn.client_tsval = pkt.options.timestamps->tsval;
-    if (!pkt.has_flags(SYN)) conn.client_window = pkt.window();
+    if (pkt.options.timestamps) conn.hs.client_tsval = pkt.options.timestamps->tsval;
+    if (!pkt.has_flags(SYN)) conn.hs.client_window = pkt.window();
     switch (conn.state) {
       case Conn::State::SynReceived:
         verdicts.drop(qp.id);
         if (pkt.has_flags(RST)) {
           free_conn(it);
-        } else if (!pkt.has_flags(ACK) || SeqNum(pkt.ack()) != conn.frontend_isn + 1u) {
-          send_rst_for(pkt);  // unacceptable ACK in SYN-RECEIVED
+        } else if (!pkt.has_flags(ACK) || SeqNum(pkt.ack()) != conn.hs.server_isn + 1u) {
+          answer.rst_for(pkt);  // unacceptable ACK in SYN-RECEIVED
         } else {
           set_state(conn, Conn::State::AwaitRequest);
           on_request_segment(pkt, it);
@@ -359,10 +266,8 @@ struct FrontendEngine::Impl {
       case Conn::State::Forwarding:
       case Conn::State::Closed: {
         // Track the client's next sequence number (contiguous data only) for accept_rst.
-        const SeqNum seq(pkt.seq());
-        const SeqNum end = seq + static_cast<uint32_t>(pkt.payload_len + (pkt.has_flags(FIN) ? 1 : 0));
-        if (tcp::seq_le(seq, conn.rcv_nxt) && tcp::seq_gt(end, conn.rcv_nxt)) conn.rcv_nxt = end;
-        track_close(pkt, conn);
+        advance_contiguous(conn.hs.rcv_nxt, pkt);
+        if (conn.close_tracker.on_client(pkt)) close_conn(conn);
         forward(qp, pkt, conn);
         if (pkt.has_flags(RST)) close_conn(conn);
         return;
@@ -382,20 +287,11 @@ struct FrontendEngine::Impl {
     }
     if (conn.state != Conn::State::AwaitRequest) return;  // handed off
     if (pkt.has_flags(FIN)) {  // closed before sending a whole request
-      send_rst(conn);
+      answer.rst(conn.hs);
       free_conn(it);
       return;
     }
-    if (pkt.payload_len > 0) send_ack(conn);  // keep a slow or split head coming
-  }
-
-  // Notes FINs and the client's acknowledgement of the server's FIN.
-  void track_close(const net::TcpPacket& pkt, Conn& conn) {
-    if (pkt.has_flags(FIN)) conn.client_fin = true;
-    if (conn.server_fin && conn.client_fin && pkt.has_flags(ACK) &&
-        tcp::seq_ge(SeqNum(pkt.ack()), conn.server_fin_end)) {
-      close_conn(conn);
-    }
+    if (pkt.payload_len > 0) answer.ack(conn.hs);  // keep a slow or split head coming
   }
 
   void on_packet(const io::QueuedPacket& qp) {
@@ -425,7 +321,7 @@ struct FrontendEngine::Impl {
     if (it == conns.end()) {
       verdicts.drop(qp.id);
       ++counters.unknown_packets;
-      if (!pkt.has_flags(RST)) send_rst_for(pkt);
+      if (!pkt.has_flags(RST)) answer.rst_for(pkt);
       return;
     }
     on_segment(qp, pkt, it);
@@ -443,8 +339,7 @@ struct FrontendEngine::Impl {
     Conn& conn = it->second;
     if (conn.state == Conn::State::HandoffSent) {
       set_state(conn, Conn::State::Forwarding);
-      conn.request.clear();
-      conn.request.shrink_to_fit();
+      conn.request.release();
       ++counters.handoff_acks;
     }
   }
@@ -465,8 +360,7 @@ struct FrontendEngine::Impl {
     if (pkt.has_flags(RST)) {
       close_conn(conn);
     } else if (pkt.has_flags(FIN)) {
-      conn.server_fin = true;
-      conn.server_fin_end = SeqNum(pkt.seq()) + static_cast<uint32_t>(pkt.payload_len + 1);
+      conn.close_tracker.on_server_fin(SeqNum(pkt.seq()) + static_cast<uint32_t>(pkt.payload_len + 1));
     }
   }
 
@@ -485,38 +379,28 @@ struct FrontendEngine::Impl {
 
   // --- timers --------------------------------------------------------------
 
+  bool expired(Conn& conn, uint64_t now) {
+    switch (conn.state) {
+      case Conn::State::SynReceived:
+        return now - conn.created_ms >= cfg.handshake_timeout_ms;
+      case Conn::State::AwaitRequest:
+        if (now - conn.created_ms < cfg.request_timeout_ms) return false;
+        ++counters.request_timeouts;
+        answer.rst(conn.hs);
+        return true;
+      case Conn::State::HandoffSent:
+      case Conn::State::Forwarding:
+        return now - conn.last_seen_ms >= cfg.idle_timeout_ms;
+      case Conn::State::Closed:
+        return now - conn.closed_ms >= cfg.linger_ms;
+    }
+    return false;
+  }
+
   void on_timer() {
     const uint64_t now = clock();
-    for (auto it = conns.begin(); it != conns.end();) {
-      Conn& conn = it->second;
-      bool expire = false;
-      switch (conn.state) {
-        case Conn::State::SynReceived:
-          expire = now - conn.created_ms >= cfg.handshake_timeout_ms;
-          break;
-        case Conn::State::AwaitRequest:
-          if (now - conn.created_ms >= cfg.request_timeout_ms) {
-            ++counters.request_timeouts;
-            send_rst(conn);
-            expire = true;
-          }
-          break;
-        case Conn::State::HandoffSent:
-        case Conn::State::Forwarding:
-          expire = now - conn.last_seen_ms >= cfg.idle_timeout_ms;
-          break;
-        case Conn::State::Closed:
-          expire = now - conn.closed_ms >= cfg.linger_ms;
-          break;
-      }
-      if (expire) {
-        auto next = std::next(it);
-        free_conn(it);
-        it = next;
-      } else {
-        ++it;
-      }
-    }
+    sweep(conns, [&](Conn& conn) { return expired(conn, now); },
+          [&](std::unordered_map<uint64_t, Conn>::iterator it) { free_conn(it); });
   }
 };
 

@@ -1,0 +1,136 @@
+// NodeEngine::Impl, private to the engine's sources: the state of one node of the
+// always or rare design. Its origin part (client connections this node accepted)
+// is in node_origin.cpp, its serving part (handed-off connections its kernel
+// serves) in node_serving.cpp, and the control messages, packet demultiplexing
+// and timers that join them in node_engine.cpp.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <unordered_map>
+#include <vector>
+
+#include "control/message.h"
+#include "dispatch/dispatcher.h"
+#include "engine/checked_io.h"
+#include "engine/handshake.h"
+#include "engine/node_engine.h"
+#include "engine/packet_hold.h"
+#include "engine/serving.h"
+#include "io/packet_io.h"
+#include "net/tcp_packet.h"
+
+namespace hl::engine {
+
+struct NodeEngine::Impl {
+  // A client connection this node accepted (VIP side).
+  struct Origin {
+    enum class State {
+      SynReceived,   // always: our SYN/ACK sent; rare: the kernel's SYN/ACK not seen yet
+      AwaitRequest,  // handshake done; buffering (always) or holding (rare) the request
+      HandoffSent,   // request sent to the chosen node; client packets dropped until the ack
+      Forwarding,    // the chosen node has it: client packets forwarded (or translated locally)
+    };
+    State state = State::SynReceived;
+    ClientHandshake hs;  // f: ours (always) or the kernel's (rare)
+    bool f_known = false;
+    RequestBuffer request;
+    std::vector<HeldPacket> held;  // rare: request segments held before the kernel sees them
+    net::Ipv4Addr target;
+    bool local_target = false;
+    uint64_t created_ms = 0;
+    uint64_t last_seen_ms = 0;
+    uint64_t handoff_ms = 0;
+    explicit Origin(const http::Limits& limits) : request(limits) {}
+  };
+
+  // A handed-off connection this node serves (its own address side); FIN and
+  // RST go straight to the client, a Termination to the origin.
+  struct Serving : ServingConn {
+    using ServingConn::ServingConn;
+    net::Ipv4Addr origin;
+    control::HandoffRequest request;  // kept until the request is injected
+  };
+
+  using OriginIt = std::unordered_map<uint64_t, Origin>::iterator;
+  using ServingIt = std::unordered_map<uint64_t, Serving>::iterator;
+
+  NodeConfig cfg;
+  std::unique_ptr<dispatch::Dispatcher> dispatcher;
+  NodeCounters counters;
+  CheckedVerdicts verdicts;
+  CheckedSender raw;
+  HandshakeSender answer;  // always: the emulated handshake; both: RSTs to clients
+  PacketHold hold;
+  MessageSender& messages;
+  Clock clock;
+  std::mt19937_64 rng;
+  std::unordered_map<uint64_t, Origin> origins;
+  std::unordered_map<uint64_t, Serving> servings;
+  dispatch::DispatchContext dctx;
+
+  Impl(NodeConfig c, std::unique_ptr<dispatch::Dispatcher> d, io::Verdicts& v, io::PacketSender& r,
+       MessageSender& m, Clock k);
+
+  bool rare() const { return cfg.mode == NodeMode::kRare; }
+
+  // Frees the state at `it` of `table` (origins or servings), dropping its held packets.
+  template <class Table>
+  void free_state(Table& table, typename Table::iterator it) {
+    hold.drop_all(it->second.held);
+    table.erase(it);
+    ++counters.freed;
+  }
+  void free_origin(OriginIt it) { free_state(origins, it); }
+  void free_serving(ServingIt it) { free_state(servings, it); }
+
+  // --- node_engine.cpp: control messages, packets, timers ---------------------
+  void send_message(net::Ipv4Addr to, const control::Message& m);
+  void on_ack(net::Ipv4Addr from, const control::HandoffAck& ack);
+  void on_refuse(net::Ipv4Addr from, const control::HandoffRefuse& m);
+  void on_termination(net::Ipv4Addr from, const control::Termination& m);
+  void on_message(net::Ipv4Addr from, const control::Message& message);
+  void on_packet(const io::QueuedPacket& qp);
+  void on_timer();
+
+  // --- node_origin.cpp ------------------------------------------------------
+  // A client SYN to the VIP.
+  void on_client_syn(const io::QueuedPacket& qp, const net::TcpPacket& pkt, const net::Endpoint& client);
+  // rare: the kernel's SYN/ACK to a client teaches f, its TS base and wscale.
+  void on_kernel_vip_synack(const io::QueuedPacket& qp, const net::TcpPacket& pkt);
+  dispatch::BackendId choose(const Origin& o);
+  control::HandoffRequest make_request(const Origin& o) const;
+  // The whole head is in: hand the connection off (or, rare, release it). False if `o` was freed.
+  bool dispatch_request(OriginIt it);
+  // In-order request bytes; false if the connection was freed.
+  bool take_request_bytes(OriginIt it, const net::TcpPacket& pkt);
+  void release_held(Origin& o);
+  void forward(const io::QueuedPacket& qp, net::TcpPacket& pkt, Origin& o);
+  void on_client_segment(const io::QueuedPacket& qp, net::TcpPacket& pkt, OriginIt it);
+  // A segment while the request is read. always: its verdict is given already;
+  // rare: this function gives it (hold data, accept the rest).
+  void on_request_segment(const io::QueuedPacket& qp, const net::TcpPacket& pkt, OriginIt it);
+  // A packet to VIP:port.
+  void on_vip_packet(const io::QueuedPacket& qp, net::TcpPacket& pkt);
+  // Whether `o` is expired at `now`; if so, what its end needs (RST, release) is done.
+  bool origin_expired(Origin& o, uint64_t now);
+
+  // --- node_serving.cpp -----------------------------------------------------
+  void terminate(Serving& s, control::TerminationReason reason);
+  void refuse(net::Ipv4Addr to, net::Endpoint client, control::RefuseReason reason);
+  void ack_origin(const Serving& s);
+  // A handoff request (from another node, or this node's own origin part).
+  void take_handoff(net::Ipv4Addr from, control::HandoffRequest req);
+  // The kernel's SYN/ACK of an injected SYN: learn b, inject the request.
+  void on_injected_synack(const io::QueuedPacket& qp, const net::TcpPacket& pkt, Serving& s);
+  // The handshake's ACK and the buffered request, in the back-end's numbers.
+  void inject_request(Serving& s, const net::TcpPacket& synack);
+  void translate_in(uint32_t id, net::TcpPacket& pkt, net::ChecksumState state, Serving& s);
+  // A forwarded client packet (dst = this node) of a serving connection.
+  void on_node_inbound(const io::QueuedPacket& qp, net::TcpPacket& pkt);
+  // The kernel's segment from node:port to a client.
+  void on_node_outbound(const io::QueuedPacket& qp, net::TcpPacket& pkt);
+};
+
+}  // namespace hl::engine

@@ -1,0 +1,332 @@
+// NodeEngine's origin part: client connections this node accepted for the VIP.
+// always: the handshake is emulated and the request buffered; rare: the kernel
+// does the handshake, f is learnt from its SYN/ACK and the request held. Then the
+// request is dispatched: released (rare, local content), replayed locally
+// (always, local content) or handed off, and client packets are forwarded.
+#include <algorithm>
+#include <optional>
+
+#include "engine/conn_key.h"
+#include "engine/node_engine_impl.h"
+#include "engine/rfc5961.h"
+#include "net/packet_builder.h"
+#include "tcp/seq.h"
+
+namespace hl::engine {
+
+using net::tcp_flag::ACK;
+using net::tcp_flag::FIN;
+using net::tcp_flag::RST;
+using net::tcp_flag::SYN;
+using tcp::SeqNum;
+
+void NodeEngine::Impl::on_client_syn(const io::QueuedPacket& qp, const net::TcpPacket& pkt,
+                                     const net::Endpoint& client) {
+  const uint64_t key = conn_key(client);
+  auto it = origins.find(key);
+  if (it != origins.end()) {
+    Origin& old = it->second;
+    if (old.hs.client_isn == SeqNum(pkt.seq())) {  // a retransmitted SYN
+      if (rare()) {
+        verdicts.accept(qp.id);
+      } else {
+        verdicts.drop(qp.id);
+        if (old.state == Origin::State::SynReceived) answer.synack(old.hs);
+      }
+      return;
+    }
+    if (old.state == Origin::State::HandoffSent || old.state == Origin::State::Forwarding) {
+      verdicts.drop(qp.id);  // a new ISN mid-connection: blind (RFC 5961 §4), state kept
+      ++counters.blind_rejected;
+      return;
+    }
+    if (!rare() && old.state == Origin::State::AwaitRequest) {
+      verdicts.drop(qp.id);  // established with us: challenge it (a real client answers with RST)
+      ++counters.blind_rejected;
+      answer.ack(old.hs);
+      ++counters.challenge_acks;
+      return;
+    }
+    free_origin(it);  // the port is reused
+  }
+  if (origins.size() >= cfg.max_connections) {
+    verdicts.drop(qp.id);
+    return;
+  }
+  Origin o(cfg.http_limits);
+  o.hs.note_syn(pkt, cfg.mss);
+  o.created_ms = o.last_seen_ms = clock();
+  if (rare()) {
+    verdicts.accept(qp.id);  // the kernel answers it
+  } else {
+    verdicts.drop(qp.id);
+    o.hs.answer(rng, cfg.wscale);
+    o.f_known = true;
+    answer.synack(o.hs);
+  }
+  origins.emplace(key, std::move(o));
+  ++counters.syns;
+}
+
+void NodeEngine::Impl::on_kernel_vip_synack(const io::QueuedPacket& qp, const net::TcpPacket& pkt) {
+  verdicts.accept(qp.id);
+  auto it = origins.find(conn_key({pkt.dst_addr(), pkt.dst_port()}));
+  if (it == origins.end()) return;
+  Origin& o = it->second;
+  o.hs.learn_synack(pkt);
+  o.f_known = true;
+}
+
+dispatch::BackendId NodeEngine::Impl::choose(const Origin& o) {
+  // Content this node owns is served here (rare: without a handoff; always:
+  // by a local replay), whatever the policy would pick among the owners.
+  const http::RequestHead& head = o.request.parser.head();
+  for (const dispatch::BackendId id : dispatcher->map().owners(head.path)) {
+    if (id < cfg.node_addrs.size() && cfg.node_addrs[id] == cfg.node) return id;
+  }
+  dctx.client_addr = o.hs.client.addr.value;
+  dctx.client_port = o.hs.client.port;
+  const dispatch::DispatchResult r = dispatcher->dispatch(head, dctx);
+  if (r.found() && r.backend < cfg.node_addrs.size()) return r.backend;
+  return static_cast<dispatch::BackendId>(conn_key(o.hs.client) % cfg.node_addrs.size());
+}
+
+control::HandoffRequest NodeEngine::Impl::make_request(const Origin& o) const {
+  const ClientHandshake& hs = o.hs;
+  control::HandoffRequest r;
+  r.client = hs.client;
+  r.vip_port = cfg.vip.port;
+  r.client_isn = hs.client_isn.value();
+  r.frontend_isn = hs.server_isn.value();
+  r.mss = hs.client_syn.mss;
+  r.wscale = hs.client_syn.wscale;
+  r.sack_permitted = hs.client_syn.sack_permitted;
+  if (hs.client_syn.timestamps) r.syn_tsval = hs.client_syn.timestamps->tsval;
+  r.syn_window = hs.syn_window;
+  r.client_window = hs.client_window;
+  r.client_tsval = hs.client_tsval;
+  r.frontend_ts_base = hs.ts_ok ? hs.ts_base : 0;
+  r.frontend_wscale = hs.wscale_ok ? hs.server_wscale : uint8_t{0};
+  r.origin = cfg.node;
+  r.request = o.request.bytes;
+  return r;
+}
+
+bool NodeEngine::Impl::dispatch_request(OriginIt it) {
+  Origin& o = it->second;
+  o.target = cfg.node_addrs[choose(o)];
+  o.local_target = o.target == cfg.node;
+  if (rare() && o.local_target) {
+    // Released untouched: the marked packets teach conntrack to skip the queue.
+    for (const auto& h : o.held) verdicts.accept_with_mark(h.id, cfg.local_mark);
+    o.held.clear();
+    ++counters.local;
+    origins.erase(it);
+    ++counters.freed;
+    return false;
+  }
+  if (rare()) {
+    // Free the local socket (still SYN-RECV under TCP_DEFER_ACCEPT) before the
+    // kernel sees the request: RST with the held segment's seq, no ACK flag.
+    raw.send(net::make_rst(o.hs.client, cfg.vip, (o.hs.client_isn + 1u).value()));
+    ++counters.resets_sent;
+    for (const auto& h : o.held) verdicts.drop(h.id);
+    o.held.clear();
+  }
+  o.state = Origin::State::HandoffSent;
+  o.handoff_ms = clock();
+  ++counters.handoffs;
+  control::HandoffRequest req = make_request(o);
+  o.request.release();
+  if (o.local_target) {
+    take_handoff(cfg.node, std::move(req));
+  } else {
+    send_message(o.target, req);
+  }
+  return true;
+}
+
+bool NodeEngine::Impl::take_request_bytes(OriginIt it, const net::TcpPacket& pkt) {
+  Origin& o = it->second;
+  const std::optional<http::ParseStatus> status = o.request.take(o.hs.rcv_nxt, pkt);
+  if (!status) return true;  // nothing new
+  switch (*status) {
+    case http::ParseStatus::Incomplete:
+      if (!rare()) answer.ack(o.hs);
+      return true;
+    case http::ParseStatus::Complete:
+      return dispatch_request(it);
+    case http::ParseStatus::Error:
+      ++counters.http_errors;
+      if (rare()) {
+        release_held(o);  // the web server answers the bad request itself
+      } else {
+        answer.error_response(o.hs, o.request.parser.error());
+        ++counters.error_responses;
+      }
+      free_origin(it);
+      return false;
+  }
+  return true;
+}
+
+void NodeEngine::Impl::release_held(Origin& o) {
+  for (const auto& h : o.held) verdicts.accept(h.id);
+  o.held.clear();
+}
+
+void NodeEngine::Impl::forward(const io::QueuedPacket& qp, net::TcpPacket& pkt, Origin& o) {
+  if (o.local_target) {
+    // Rewrite and translate in one verdict: the serving state does both.
+    auto s = servings.find(conn_key(o.hs.client));
+    if (s == servings.end() || !s->second.translator) {
+      verdicts.drop(qp.id);  // the client retransmits
+      return;
+    }
+    translate_in(qp.id, pkt, checksum_state(qp.checksum_partial), s->second);
+    return;
+  }
+  pkt.set_dst_addr(o.target);
+  if (qp.checksum_partial) pkt.tcp_checksum_full();
+  verdicts.accept_modified(qp.id, pkt.bytes);
+  ++counters.forwarded_packets;
+}
+
+void NodeEngine::Impl::on_client_segment(const io::QueuedPacket& qp, net::TcpPacket& pkt, OriginIt it) {
+  Origin& o = it->second;
+  if (pkt.has_flags(RST) && (o.state == Origin::State::SynReceived || o.state == Origin::State::AwaitRequest)) {
+    const RstCheck check = check_rst(SeqNum(pkt.seq()), o.hs.rcv_nxt, int64_t{0xffff} << o.hs.server_wscale);
+    if (check != RstCheck::kExact) {
+      // RFC 5961 §3.2: not exactly the next sequence number, so possibly blind.
+      ++counters.blind_rejected;
+      if (rare()) {
+        verdicts.accept(qp.id);  // the kernel judges it (Linux implements RFC 5961)
+        return;
+      }
+      verdicts.drop(qp.id);
+      if (check == RstCheck::kInWindow) {
+        answer.ack(o.hs);
+        ++counters.challenge_acks;
+      }
+      return;
+    }
+  }
+  o.last_seen_ms = clock();
+  if (pkt.options.timestamps) o.hs.client_tsval = pkt.options.timestamps->tsval;
+  o.hs.client_window = pkt.window();
+  switch (o.state) {
+    case Origin::State::SynReceived:
+      if (rare()) {
+        if (pkt.has_flags(RST)) {
+          verdicts.accept(qp.id);
+          free_origin(it);
+          return;
+        }
+        if (!o.f_known || !pkt.has_flags(ACK) || SeqNum(pkt.ack()) != o.hs.server_isn + 1u) {
+          verdicts.accept(qp.id);  // the kernel judges it
+          return;
+        }
+        o.state = Origin::State::AwaitRequest;
+        on_request_segment(qp, pkt, it);
+        return;
+      }
+      verdicts.drop(qp.id);
+      if (pkt.has_flags(RST)) {
+        free_origin(it);
+      } else if (!pkt.has_flags(ACK) || SeqNum(pkt.ack()) != o.hs.server_isn + 1u) {
+        answer.rst_for(pkt);
+      } else {
+        o.state = Origin::State::AwaitRequest;
+        on_request_segment(qp, pkt, it);
+      }
+      return;
+    case Origin::State::AwaitRequest:
+      if (!rare()) verdicts.drop(qp.id);
+      on_request_segment(qp, pkt, it);
+      return;
+    case Origin::State::HandoffSent:
+      verdicts.drop(qp.id);  // retransmitted until the chosen node has the connection
+      return;
+    case Origin::State::Forwarding:
+      forward(qp, pkt, o);
+      return;
+  }
+}
+
+void NodeEngine::Impl::on_request_segment(const io::QueuedPacket& qp, const net::TcpPacket& pkt, OriginIt it) {
+  Origin& o = it->second;
+  if (pkt.has_flags(RST)) {
+    if (rare()) {
+      release_held(o);
+      verdicts.accept(qp.id);
+    }
+    free_origin(it);
+    return;
+  }
+  if (rare()) {
+    if (pkt.payload_len == 0) {
+      if (pkt.has_flags(FIN)) {  // closed before a whole request: the kernel deals with it
+        release_held(o);
+        verdicts.accept(qp.id);
+        free_origin(it);
+        return;
+      }
+      verdicts.accept(qp.id);  // the handshake ACK (TCP_DEFER_ACCEPT ignores it)
+      return;
+    }
+    if (!hold.hold(o.held, qp, false)) return;  // verdict pending; the bytes are not needed
+  }
+  const uint64_t key = conn_key(o.hs.client);  // `o` may be freed below
+  if (pkt.payload_len > 0 && !take_request_bytes(it, pkt)) return;
+  if (rare()) return;
+  auto again = origins.find(key);
+  if (again == origins.end() || again->second.state != Origin::State::AwaitRequest) return;
+  if (pkt.has_flags(FIN)) {
+    answer.rst(again->second.hs);
+    free_origin(again);
+  }
+}
+
+void NodeEngine::Impl::on_vip_packet(const io::QueuedPacket& qp, net::TcpPacket& pkt) {
+  const net::Endpoint client{pkt.src_addr(), pkt.src_port()};
+  if (pkt.has_flags(SYN) && !pkt.has_flags(ACK)) {
+    on_client_syn(qp, pkt, client);
+    return;
+  }
+  auto it = origins.find(conn_key(client));
+  if (it == origins.end()) {
+    ++counters.unknown_packets;
+    if (rare()) {
+      verdicts.accept(qp.id);  // a local connection (released) or the kernel's business
+    } else {
+      verdicts.drop(qp.id);
+      if (!pkt.has_flags(RST)) answer.rst_for(pkt);
+    }
+    return;
+  }
+  on_client_segment(qp, pkt, it);
+}
+
+bool NodeEngine::Impl::origin_expired(Origin& o, uint64_t now) {
+  switch (o.state) {
+    case Origin::State::SynReceived:
+      return now - o.created_ms >= cfg.handshake_timeout_ms;
+    case Origin::State::AwaitRequest:
+      if (now - o.created_ms < cfg.request_timeout_ms) return false;
+      if (rare()) {
+        release_held(o);  // the web server times it out itself
+      } else {
+        answer.rst(o.hs);
+      }
+      return true;
+    case Origin::State::HandoffSent:
+      if (now - o.handoff_ms < cfg.handoff_timeout_ms) return false;
+      answer.rst(o.hs);
+      return true;
+    case Origin::State::Forwarding:
+      return now - o.last_seen_ms >= cfg.idle_timeout_ms;
+  }
+  return false;
+}
+
+}  // namespace hl::engine

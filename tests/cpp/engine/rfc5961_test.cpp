@@ -1,0 +1,86 @@
+// The RFC 5961 checks (rfc5961.h), the FIN/ACK close tracking (close_tracker.h)
+// and the timer sweep (sweep.h) shared by the engines.
+#include "engine/rfc5961.h"
+
+#include <gtest/gtest.h>
+
+#include <unordered_map>
+
+#include "engine/close_tracker.h"
+#include "engine/fakes.h"
+#include "engine/sweep.h"
+#include "net/packet_builder.h"
+
+namespace hl::engine {
+namespace {
+
+namespace flag = net::tcp_flag;
+using tcp::SeqNum;
+
+std::vector<uint8_t> segment(uint32_t seq, uint8_t flags, std::string_view payload = {}, uint32_t ack = 0) {
+  return net::PacketBuilder().ipv4(net::ipv4(10, 0, 1, 11), net::ipv4(10, 0, 100, 1)).tcp(40000, 80)
+      .seq(seq).ack(ack).flags(flags).payload(payload).build();
+}
+
+TEST(Rfc5961Test, RstIsExactInWindowOrOutside) {
+  const struct {
+    const char* what;
+    uint32_t seq;
+    RstCheck expected;
+  } cases[] = {
+      {"at rcv_nxt", 1000, RstCheck::kExact},
+      {"one ahead", 1001, RstCheck::kInWindow},
+      {"last byte of the window", 1000 + 9, RstCheck::kInWindow},
+      {"just past the window", 1000 + 10, RstCheck::kOutside},
+      {"behind", 999, RstCheck::kOutside},
+  };
+  for (const auto& c : cases) {
+    EXPECT_EQ(check_rst(SeqNum(c.seq), SeqNum(1000), 10), c.expected) << c.what;
+  }
+  EXPECT_EQ(check_rst(SeqNum(3), SeqNum(0xfffffffeu), 10), RstCheck::kInWindow) << "across the wrap";
+}
+
+TEST(Rfc5961Test, NextSequenceAdvancesOverContiguousDataAndFin) {
+  SeqNum next(1000);
+  auto data = testing::parse(segment(1000, flag::ACK, "abcd"));
+  advance_contiguous(next, data.pkt);
+  EXPECT_EQ(next, SeqNum(1004));
+  auto gap = testing::parse(segment(1010, flag::ACK, "xy"));
+  advance_contiguous(next, gap.pkt);
+  EXPECT_EQ(next, SeqNum(1004)) << "a segment after a gap leaves it";
+  auto overlap_fin = testing::parse(segment(1002, static_cast<uint8_t>(flag::FIN | flag::ACK), "cdef"));
+  advance_contiguous(next, overlap_fin.pkt);
+  EXPECT_EQ(next, SeqNum(1007)) << "an overlapping segment extends it; the FIN counts one";
+  auto old = testing::parse(segment(1000, flag::ACK, "ab"));
+  advance_contiguous(next, old.pkt);
+  EXPECT_EQ(next, SeqNum(1007)) << "a retransmission leaves it";
+}
+
+TEST(CloseTrackerTest, ClosesWhenBothFinsAreSentAndTheServersIsAcked) {
+  CloseTracker t;
+  auto client_fin = testing::parse(segment(100, static_cast<uint8_t>(flag::FIN | flag::ACK), {}, 500));
+  EXPECT_FALSE(t.on_client(client_fin.pkt)) << "no server FIN yet";
+  t.on_server_fin(SeqNum(601));
+  auto early_ack = testing::parse(segment(101, flag::ACK, {}, 600));
+  EXPECT_FALSE(t.on_client(early_ack.pkt)) << "the server's FIN not acknowledged";
+  auto final_ack = testing::parse(segment(101, flag::ACK, {}, 601));
+  EXPECT_TRUE(t.on_client(final_ack.pkt));
+  auto rst = testing::parse(segment(101, flag::RST, {}, 0));
+  CloseTracker fresh;
+  fresh.on_server_fin(SeqNum(601));
+  EXPECT_FALSE(fresh.on_client(rst.pkt)) << "no client FIN, no ACK flag";
+}
+
+TEST(SweepTest, FreesExactlyTheExpiredEntries) {
+  std::unordered_map<uint64_t, int> table;
+  for (int i = 0; i < 100; ++i) table.emplace(static_cast<uint64_t>(i), i);
+  int seen = 0;
+  sweep(table, [&](int v) { ++seen; return v % 3 == 0; },
+        [&](std::unordered_map<uint64_t, int>::iterator it) { table.erase(it); });
+  EXPECT_EQ(seen, 100);
+  EXPECT_EQ(table.size(), 66u);
+  for (const auto& [k, v] : table) EXPECT_NE(v % 3, 0) << k;
+}
+
+}  // namespace
+}  // namespace hl::engine
