@@ -42,7 +42,9 @@ RuntimeConfig config_from(const py::dict& d) {
     if (key == "role") {
       const auto name = value.cast<std::string>();
       auto role = engine::runtime_role_from_string(name);
-      if (!role) throw std::invalid_argument("Engine: unknown role '" + name + "' (frontend, backend, monitor)");
+      if (!role) {
+        throw std::invalid_argument("Engine: unknown role '" + name + "' (frontend, backend, always, rare, monitor, impair)");
+      }
       c.role = *role;
     } else if (key == "node") {
       c.node = value.cast<std::string>();
@@ -90,6 +92,22 @@ RuntimeConfig config_from(const py::dict& d) {
       for (const auto& [name, v] : value.cast<py::dict>()) {
         c.sysctls.emplace_back(name.cast<std::string>(), py::str(v).cast<std::string>());
       }
+    } else if (key == "delay_ms") {  // role impair (engine/impairer.h)
+      c.impair.delay_ms = as_uint<uint32_t>(value, key);
+    } else if (key == "jitter_ms") {
+      c.impair.jitter_ms = as_uint<uint32_t>(value, key);
+    } else if (key == "reorder_extra_ms") {
+      c.impair.reorder_extra_ms = as_uint<uint32_t>(value, key);
+    } else if (key == "loss") {
+      c.impair.loss = value.cast<double>();
+    } else if (key == "reorder") {
+      c.impair.reorder = value.cast<double>();
+    } else if (key == "duplicate") {
+      c.impair.duplicate = value.cast<double>();
+    } else if (key == "impair_seed") {
+      c.impair.seed = as_uint<uint32_t>(value, key);  // 32 bits are plenty for a seed
+    } else if (key == "impair_max_held") {
+      c.impair.max_held = as_uint<uint32_t>(value, key);
     } else {
       throw std::invalid_argument("Engine: unknown option '" + key + "'");
     }
@@ -143,7 +161,8 @@ void init_engine(py::module_& m) {
                        "Everything installed is removed by stop(). Options (keywords or one dict): role, node,\n"
                        "node_addr, vip, port, queue, mark, control_port, peers (dict name -> address),\n"
                        "content_map, policy, frontend, stats_file, key_file, stats_interval_ms, queue_maxlen, rcvbuf,\n"
-                       "gso, fail_open, queue_bypass, sysctls (dict). A bad option raises ValueError.")
+                       "gso, fail_open, queue_bypass, sysctls (dict); role impair: delay_ms, jitter_ms, loss,\n"
+                       "reorder, reorder_extra_ms, duplicate, impair_seed, impair_max_held. A bad option raises ValueError.")
       .def(py::init<const py::dict&>(), py::arg("config"))
       .def(py::init([](const py::kwargs& kwargs) { return std::make_unique<PyEngine>(kwargs); }))
       .def("start", &PyEngine::start,

@@ -519,11 +519,14 @@ class Dispatcher:
 # --- engine ----------------------------------------------------------------
 
 class Engine:
-    """One handoffd role (frontend, backend, monitor) on a background thread.
+    """One handoffd role (frontend, backend, always, rare, monitor, impair) on a
+    background thread.
 
     Config keys: role, node, node_addr, vip, port, queue, mark, control_port,
     peers (dict name -> address), content_map, policy, frontend, stats_file,
-    stats_interval_ms, gso, queue_bypass, queue_maxlen, rcvbuf, fail_open, sysctls.
+    stats_interval_ms, gso, queue_bypass, queue_maxlen, rcvbuf, fail_open, sysctls;
+    role impair: delay_ms, jitter_ms, loss, reorder, reorder_extra_ms, duplicate,
+    impair_seed, impair_max_held.
     """
     @overload
     def __init__(self, config: dict[str, object]) -> None: ...

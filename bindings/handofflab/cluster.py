@@ -39,6 +39,16 @@ Modes implemented:
   1/N is a ValueError). These two modes are in IMPLEMENTED_MODES only when the
   compiled engine (handofflab._core) knows the roles (engine_roles()).
 
+Impairments (handofflab.impair): ``delay_ms``, ``jitter_ms``, ``reorder``,
+``duplicate`` (per direction) act on r0's forwarded traffic, the path between
+the client subnet and the cluster, the same for every mode; ``wan=True`` is a
+preset of tens of ms there (impair.WAN_DELAY_MS one way, impair.WAN_JITTER_MS
+jitter, unless given). When any of them is set, r0 runs netem if the kernel has
+it, else the user-space stage (handoffd's impair role through a NodeAgent in
+r0), started once the cluster is up and checked; ``loss`` is then applied there
+too (on the WAN path only, per direction; seeded by ``impair_seed``, default
+``seed``) instead of the iptables statistic match on every host.
+
 Lifecycle: __enter__ starts everything; __exit__ always stops everything it
 started (agents and nginx by PID, Mininet hosts and links, temp dir), also when
 the body raises or start() fails half-way; after each agent stops, no HANDOFF-
@@ -59,6 +69,7 @@ from typing import Any, Optional, Sequence, Union
 from . import documents as docs_mod
 from . import netutil, topo
 from .agent import NodeAgent
+from .impair import WAN_DELAY_MS, WAN_JITTER_MS, Impairment, ImpairStage
 from .documents import Document
 from .netutil import FetchResult, WrkResult
 from .nginx import NginxServer
@@ -128,7 +139,9 @@ class Cluster:
     ``all_replicated`` of the documents to every node (see the module docstring);
     engines=False (always, rare): build everything but start no engine, so each
     node's nginx answers the connections r0 spreads to it (the bare L4 spreader:
-    requests for content the node lacks get its 404).
+    requests for content the node lacks get its 404). delay_ms, jitter_ms, reorder,
+    duplicate, wan, impair_seed: impairments of the client <-> cluster path on r0
+    (see the module docstring; with any of them, ``loss`` is applied there too).
     """
 
     def __init__(self, mode: str = "direct", backends: int = 3, clients: int = 1,
@@ -139,7 +152,10 @@ class Cluster:
                  access_log: bool = True, policy: str = "first",
                  engine_options: Optional[dict[str, Any]] = None,
                  proxy_options: Optional[dict[str, Any]] = None,
-                 locality: Optional[float] = None, engines: bool = True) -> None:
+                 locality: Optional[float] = None, engines: bool = True,
+                 delay_ms: int = 0, jitter_ms: int = 0, reorder: float = 0.0,
+                 duplicate: float = 0.0, wan: bool = False,
+                 impair_seed: Optional[int] = None) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; modes: {', '.join(MODES)} "
                              f"(implemented: {', '.join(IMPLEMENTED_MODES)})")
@@ -181,6 +197,13 @@ class Cluster:
         self.policy = policy
         self.engine_options = dict(engine_options or {})
         self.proxy_options = dict(proxy_options or {})  # proxy: haproxy.ProxyOptions fields
+        # r0's impairments (ValueError on bad values); the stage runs when .active
+        self.impairment = Impairment(
+            delay_ms=delay_ms or (WAN_DELAY_MS if wan else 0),
+            jitter_ms=jitter_ms or (WAN_JITTER_MS if wan else 0),
+            loss=loss, reorder=reorder, duplicate=duplicate,
+            seed=seed if impair_seed is None else impair_seed)
+        self.impair_stage: Optional[ImpairStage] = None
 
         self.vip: str = topo.VIP
         self.backends: list[str] = [topo.backend_name(i) for i in range(1, backends + 1)]
@@ -248,7 +271,7 @@ class Cluster:
         if not self.offload:
             for h in self.net.hosts:
                 netutil.set_offload(h, False)
-        if self.loss > 0:
+        if self.loss > 0 and not self.impairment.active:  # else r0's stage drops
             for h in self.net.hosts:
                 netutil.install_loss(h, self.loss)
         if self.mode in ("frontend", "proxy"):  # proxy: same VIP routing, HAProxy on fe
@@ -271,6 +294,10 @@ class Cluster:
         if self.mode == "proxy":
             self._start_proxy()
             self._check_vip()
+        if self.impairment.active:  # last: the checks above ran on the plain path
+            self.impair_stage = ImpairStage(self.node(topo.ROUTER), self.impairment,
+                                            self.tmpdir / "agents")
+            self.impair_stage.start()
         log.info("cluster up: %d back-ends, %d clients, tag %s",
                  self.n_backends, self.n_clients, self.tag)
 
@@ -436,6 +463,12 @@ class Cluster:
 
     def stop(self) -> None:
         """Stop everything started so far; safe to call twice; never raises."""
+        if self.impair_stage is not None:
+            try:
+                self.impair_stage.stop()
+            except Exception:  # keep cleaning up
+                log.exception("stopping the impairment stage")
+            self.impair_stage = None
         if self.proxy is not None:  # proxy mode
             try:
                 self.proxy.stop()
@@ -531,6 +564,12 @@ class Cluster:
         as last written by each node's agent (every ``stats_interval_ms``)."""
         return {name: agent.stats() for name, agent in self.agents.items()}
 
+    def impair_stats(self) -> dict[str, int]:
+        """The counters of r0's impairment stage (impair_*: received, released, lost,
+        reordered, out_of_order, duplicated, overflow, held, ...); {} when no stage
+        runs (no impairment, or netem)."""
+        return self.impair_stage.stats() if self.impair_stage is not None else {}
+
     def agent(self, name: str) -> NodeAgent:
         """The agent running the engine on node ``name``."""
         return self.agents[name]
@@ -604,6 +643,8 @@ class Cluster:
             result[f"agent:{name}"] = [agent.pid] if agent.pid else []
         if self.proxy is not None and self.proxy.pid:
             result["haproxy:fe"] = [self.proxy.pid]
+        if self.impair_stage is not None and self.impair_stage.pid:
+            result[f"impair:{topo.ROUTER}"] = [self.impair_stage.pid]
         return result
 
     def __repr__(self) -> str:

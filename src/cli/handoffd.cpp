@@ -1,5 +1,5 @@
 // handoffd: the handoff engine daemon. Parses options, then runs one role
-// (frontend, backend, always, rare or monitor, on hl::engine::NodeRuntime), --cleanup or --print-rules.
+// (frontend, backend, always, rare, monitor or impair, on hl::engine::NodeRuntime), --cleanup or --print-rules.
 #include <signal.h>
 
 #include <cstdio>
@@ -35,6 +35,7 @@ std::optional<hl::engine::RuntimeRole> runtime_role(Role role) {
     case Role::kMonitor: return hl::engine::RuntimeRole::kMonitor;
     case Role::kAlways: return hl::engine::RuntimeRole::kAlways;
     case Role::kRare: return hl::engine::RuntimeRole::kRare;
+    case Role::kImpair: return hl::engine::RuntimeRole::kImpair;
   }
   return std::nullopt;
 }
@@ -62,6 +63,7 @@ hl::engine::RuntimeConfig runtime_config(const Options& o, hl::engine::RuntimeRo
   c.fail_open = o.fail_open;
   c.queue_bypass = o.queue_bypass;
   c.sysctls = o.sysctls;
+  c.impair = o.impair;
   return c;
 }
 

@@ -35,7 +35,7 @@ po::options_description make_description() {
   po::options_description role("Role");
   role.add_options()
     ("role", po::value<std::string>()->value_name("ROLE"),
-     "frontend | backend | always | rare | monitor (required to run). frontend: the dedicated "
+     "frontend | backend | always | rare | monitor | impair (required to run). frontend: the dedicated "
      "front-end of the frontend design (holds the VIP, hands connections off; needs --vip, "
      "--content-map and a --peer per back-end); backend: its back-end (needs --vip, --node-addr "
      "and --frontend or --peer fe=ADDR); monitor: queues the port's traffic, counts it and accepts "
@@ -43,7 +43,10 @@ po::options_description make_description() {
      "connections and hands them to the content's owner over a persistent TCP control channel; "
      "always emulates every handshake, rare lets the kernel do it (web server with TCP_DEFER_ACCEPT, "
      "'listen 80 deferred') and serves local content untouched. Both need --vip, --node NAME, "
-     "--node-addr, --content-map and a --peer per node (this one may be given too)")
+     "--node-addr, --content-map and a --peer per node (this one may be given too). impair: the "
+     "network impairment stage of a router (no netem here): queues every forwarded packet "
+     "(mangle FORWARD) and releases it after --delay-ms +- --jitter-ms, with --loss, --reorder and "
+     "--duplicate applied from --impair-seed")
     ("node", po::value<std::string>()->default_value("node")->value_name("NAME"), "this node's name")
     ("node-addr", po::value<std::string>()->value_name("ADDR"),
      "this node's own IPv4 address (backend: required; its web server's address)")
@@ -86,6 +89,28 @@ po::options_description make_description() {
     ("sysctl", po::value<std::vector<std::string>>()->composing()->value_name("KEY=VALUE"),
      "set a sysctl of this network namespace while running, restore it at exit (repeatable)");
 
+  po::options_description impair("Impairment (role impair; per direction of the forwarded path)");
+  impair.add_options()
+    ("delay-ms", po::value<std::uint32_t>()->default_value(0)->value_name("MS"),
+     "delay added to every packet (the RTT through the router grows by twice this)")
+    ("jitter-ms", po::value<std::uint32_t>()->default_value(0)->value_name("MS"),
+     "each packet's delay varies uniformly by +-MS (packets keep their order)")
+    ("loss", po::value<double>()->default_value(0.0, "0")->value_name("P"),
+     "probability of dropping a packet, [0, 1)")
+    ("reorder", po::value<double>()->default_value(0.0, "0")->value_name("P"),
+     "probability of holding a packet --reorder-extra-ms longer, so that later ones overtake it, [0, 1)")
+    ("reorder-extra-ms", po::value<std::uint32_t>()
+                             ->default_value(hl::engine::ImpairConfig::kDefaultReorderExtraMs)->value_name("MS"),
+     "extra hold of a reordered packet")
+    ("duplicate", po::value<double>()->default_value(0.0, "0")->value_name("P"),
+     "probability of sending a packet twice (the copy re-injected through the TUN device hlimp<queue>, "
+     "so that the kernel forwards it like the original), [0, 1)")
+    ("impair-seed", po::value<std::uint64_t>()->default_value(1)->value_name("N"),
+     "seed of the impairment's pseudo-random draws (the same seed, the same fate per packet)")
+    ("impair-max-held", po::value<std::size_t>()
+                            ->default_value(hl::engine::ImpairConfig::kDefaultMaxHeld)->value_name("N"),
+     "packets held at once (<= --queue-maxlen); more are dropped and counted (impair_overflow)");
+
   po::options_description stats("Statistics");
   stats.add_options()
     ("stats-file", po::value<std::string>()->value_name("PATH"),
@@ -95,7 +120,7 @@ po::options_description make_description() {
      "milliseconds between stats file writes (> 0)");
 
   po::options_description all("Usage: handoffd --role ROLE [options]\n       handoffd --cleanup\n\nOptions");
-  all.add(general).add(role).add(io).add(stats);
+  all.add(general).add(role).add(io).add(impair).add(stats);
   return all;
 }
 
@@ -118,7 +143,8 @@ Role parse_role(const std::string& s) {
   if (s == "always") return Role::kAlways;
   if (s == "rare") return Role::kRare;
   if (s == "monitor") return Role::kMonitor;
-  throw UsageError("unknown role '" + s + "' (frontend, backend, always, rare, monitor)");
+  if (s == "impair") return Role::kImpair;
+  throw UsageError("unknown role '" + s + "' (frontend, backend, always, rare, monitor, impair)");
 }
 
 LogLevel parse_log_level(const std::string& s) {
@@ -197,6 +223,14 @@ Options to_options(const po::variables_map& vm) {
   if (vm.count("sysctl")) {
     for (const auto& s : vm["sysctl"].as<std::vector<std::string>>()) o.sysctls.push_back(split_pair(s, "--sysctl"));
   }
+  o.impair.delay_ms = vm["delay-ms"].as<std::uint32_t>();
+  o.impair.jitter_ms = vm["jitter-ms"].as<std::uint32_t>();
+  o.impair.loss = vm["loss"].as<double>();
+  o.impair.reorder = vm["reorder"].as<double>();
+  o.impair.reorder_extra_ms = vm["reorder-extra-ms"].as<std::uint32_t>();
+  o.impair.duplicate = vm["duplicate"].as<double>();
+  o.impair.seed = vm["impair-seed"].as<std::uint64_t>();
+  o.impair.max_held = vm["impair-max-held"].as<std::size_t>();  // checked by the runtime's validate()
   return o;
 }
 
@@ -215,6 +249,7 @@ const char* role_name(Role role) {
     case Role::kAlways: return "always";
     case Role::kRare: return "rare";
     case Role::kMonitor: return "monitor";
+    case Role::kImpair: return "impair";
   }
   return "?";
 }

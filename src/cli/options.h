@@ -7,12 +7,13 @@
 #include <utility>
 #include <vector>
 
+#include "engine/impairer.h"
 #include "util/result.h"
 
 namespace hl::cli {
 
 // The node's part in a cluster (DESIGN.md §1).
-enum class Role : std::uint8_t { kFrontend, kBackend, kAlways, kRare, kMonitor };
+enum class Role : std::uint8_t { kFrontend, kBackend, kAlways, kRare, kMonitor, kImpair };
 
 // Verbosity of messages on stderr.
 enum class LogLevel : std::uint8_t { kError, kWarn, kInfo, kDebug };
@@ -65,6 +66,7 @@ struct Options {
   bool gso = true;                      // NFQA_CFG_F_GSO
   bool fail_open = false;               // NFQA_CFG_F_FAIL_OPEN
   std::vector<std::pair<std::string, std::string>> sysctls;  // set while running, then restored
+  hl::engine::ImpairConfig impair;      // role impair: --delay-ms, --jitter-ms, --loss, --reorder, ...
 };
 
 // Parsing ended without Options: print `message` (stdout when code is 0, as
@@ -81,7 +83,7 @@ Result<Options, CliExit> parse_options(int argc, const char* const argv[]);
 // The --help text (every option with its default).
 std::string help_text();
 
-// "frontend", "backend", "always", "rare" or "monitor".
+// "frontend", "backend", "always", "rare", "monitor" or "impair".
 const char* role_name(Role role);
 
 }  // namespace hl::cli

@@ -21,16 +21,19 @@
 #include "dispatch/policy.h"
 #include "engine/backend.h"
 #include "engine/frontend.h"
+#include "engine/impairer.h"
 #include "engine/monitor.h"
 #include "engine/node_engine.h"
 #include "control/auth.h"
 #include "control/channel.h"
+#include "io/deadline_timer.h"
 #include "io/event_loop.h"
 #include "io/nfqueue.h"
 #include "io/raw_socket.h"
 #include "io/rule_set.h"
 #include "io/stats_file.h"
 #include "io/sysctl_guard.h"
+#include "io/tun_device.h"
 
 namespace hl::engine {
 namespace {
@@ -64,6 +67,7 @@ io::CaptureSpec capture_spec(const RuntimeConfig& c) {
     case RuntimeRole::kMonitor: spec.vip = c.vip; break;
     case RuntimeRole::kAlways:
     case RuntimeRole::kRare: spec.vip = c.vip; break;
+    case RuntimeRole::kImpair: break;  // every forwarded packet
   }
   return spec;
 }
@@ -99,6 +103,7 @@ const char* to_string(RuntimeRole role) {
     case RuntimeRole::kMonitor: return "monitor";
     case RuntimeRole::kAlways: return "always";
     case RuntimeRole::kRare: return "rare";
+    case RuntimeRole::kImpair: return "impair";
   }
   return "?";
 }
@@ -109,6 +114,7 @@ std::optional<RuntimeRole> runtime_role_from_string(std::string_view name) {
   if (name == "monitor") return RuntimeRole::kMonitor;
   if (name == "always") return RuntimeRole::kAlways;
   if (name == "rare") return RuntimeRole::kRare;
+  if (name == "impair") return RuntimeRole::kImpair;
   return std::nullopt;
 }
 
@@ -147,6 +153,12 @@ void validate(const RuntimeConfig& c) {
       (void)frontend_address(c);
       break;
     case RuntimeRole::kMonitor:
+      break;
+    case RuntimeRole::kImpair:
+      validate(c.impair);
+      if (c.impair.max_held > c.queue_maxlen) {
+        throw std::invalid_argument("role impair: max held packets exceed the queue length (--queue-maxlen)");
+      }
       break;
     case RuntimeRole::kAlways:
     case RuntimeRole::kRare: {
@@ -202,11 +214,18 @@ io::RuleSetSpec capture_rules(const RuntimeConfig& c) {
     case RuntimeRole::kFrontend: return io::frontend_capture_rules(capture_spec(c));
     case RuntimeRole::kBackend: return io::backend_capture_rules(capture_spec(c));
     case RuntimeRole::kMonitor: return io::nfqueue_capture_rules(capture_spec(c));
+    case RuntimeRole::kImpair: return io::forward_capture_rules(capture_spec(c), impair_tun_name(c));
     case RuntimeRole::kAlways:
     case RuntimeRole::kRare:
       return io::node_capture_rules(capture_spec(c), *c.node_addr, c.role == RuntimeRole::kRare, c.local_mark);
   }
   throw std::invalid_argument("unknown role");
+}
+
+std::string impair_tun_name(const RuntimeConfig& c) {
+  std::string name = "hlimp";
+  name += std::to_string(c.queue);
+  return name;
 }
 
 std::vector<std::pair<std::string, std::string>> role_sysctls(const RuntimeConfig& c,
@@ -266,6 +285,9 @@ struct NodeRuntime::Impl {
   std::unique_ptr<control::ControlChannel> channel;
   std::unique_ptr<ChannelSender> channel_sender;
   std::unique_ptr<NodeEngine> node_engine;
+  std::unique_ptr<Impairer> impairer;
+  std::unique_ptr<io::DeadlineTimer> impair_timer;  // armed at the impairer's next release
+  std::unique_ptr<io::TunDevice> impair_tun;        // where the impairer's copies are re-injected
   std::unique_ptr<io::RuleSet> rules;
   std::unique_ptr<io::EventLoop> loop;
   int wake_fd = -1;
@@ -281,6 +303,7 @@ struct NodeRuntime::Impl {
   void wake();
   void drain();
   void on_tick();
+  void arm_impair_timer();
   Counters collect() const;
   void take_snapshot();
   void write_stats();
@@ -318,7 +341,7 @@ void NodeRuntime::Impl::setup() {
   if (!c.key_file.empty()) {
     auth = std::make_shared<control::Authenticator>(
         control::load_key_file(c.key_file), c.node_addr ? parse_addr(*c.node_addr, "node address").value : 0);
-  } else if (c.role != RuntimeRole::kMonitor) {
+  } else if (c.role != RuntimeRole::kMonitor && c.role != RuntimeRole::kImpair) {  // they send no control messages
     log_error("warning: no key file (--key-file): control messages are not authenticated");
   }
 
@@ -326,7 +349,7 @@ void NodeRuntime::Impl::setup() {
   qc.queue_num = c.queue;
   qc.max_len = c.queue_maxlen;
   qc.rcvbuf_bytes = c.rcvbuf;
-  qc.gso = c.gso;
+  qc.gso = c.gso && c.role != RuntimeRole::kImpair;  // impair: per segment, as a wire would
   qc.fail_open = c.fail_open;
   queue = std::make_unique<io::NfQueue>(qc);  // bound before the rules: no packet meets an empty queue
 
@@ -359,6 +382,20 @@ void NodeRuntime::Impl::setup() {
       monitor = std::make_unique<Monitor>(*queue);
       queue->set_handler([this](const io::QueuedPacket& p) { monitor->on_packet(p); });
       break;
+    case RuntimeRole::kImpair: {
+      // Copies are re-injected through a TUN device, so the kernel forwards them like
+      // the original (same route, same ECMP next hop: a raw socket's packets are
+      // routed as local output, hashed without ports). Loose reverse-path check on
+      // it: the clients' and servers' addresses are routed elsewhere.
+      impair_tun = std::make_unique<io::TunDevice>(impair_tun_name(c));
+      const std::string conf = "net.ipv4.conf." + impair_tun->name();
+      sysctls.push_back(std::make_unique<io::SysctlGuard>(conf + ".rp_filter", "2"));
+      sysctls.push_back(std::make_unique<io::SysctlGuard>(conf + ".forwarding", "1"));
+      impairer = std::make_unique<Impairer>(c.impair, *queue, *impair_tun, io::monotonic_us);
+      impair_timer = std::make_unique<io::DeadlineTimer>();
+      queue->set_handler([this](const io::QueuedPacket& p) { impairer->on_packet(p); });
+      break;
+    }
     case RuntimeRole::kAlways:
     case RuntimeRole::kRare: {
       const net::Ipv4Addr self = parse_addr(*c.node_addr, "node address");
@@ -400,7 +437,15 @@ void NodeRuntime::Impl::setup() {
       loop->stop();
     }
     (void)queue->flush();
+    arm_impair_timer();
   });
+  if (impair_timer) {
+    loop->add_fd(impair_timer->fd(), [this] {
+      impair_timer->consume();
+      impairer->release_due();
+      arm_impair_timer();
+    });
+  }
   if (udp) {
     loop->add_fd(udp->fd(), [this] {
       udp->poll_once([this](net::Ipv4Addr from, const control::Message& m) {
@@ -444,9 +489,18 @@ void NodeRuntime::Impl::on_tick() {
   }
 }
 
+void NodeRuntime::Impl::arm_impair_timer() {
+  if (impair_timer && !impair_timer->arm(impairer->next_due_us())) {
+    log_error("impair: cannot arm the release timer");
+    status = 1;
+    loop->stop();
+  }
+}
+
 void NodeRuntime::Impl::drain() {
   if (!queue) return;
   (void)queue->poll_once();
+  if (impairer) impairer->release_all();  // held packets pass now rather than die with the queue
   (void)queue->flush();
 }
 
@@ -463,6 +517,7 @@ NodeRuntime::Counters NodeRuntime::Impl::collect() const {
   if (frontend) frontend->counters().visit(add_engine);
   if (backend) backend->counters().visit(add_engine);
   if (node_engine) node_engine->counters().visit(add_engine);
+  if (impairer) impairer->counters().visit(add_engine);
   if (channel) {
     const auto& k = channel->counters();
     out.insert(out.end(), {{"peers_up", channel->peers_up()},
@@ -557,6 +612,8 @@ void NodeRuntime::Impl::teardown_resources() {
   frontend.reset();
   backend.reset();
   node_engine.reset();
+  impairer.reset();
+  impair_timer.reset();
   channel_sender.reset();
   channel.reset();
   monitor.reset();
@@ -564,6 +621,7 @@ void NodeRuntime::Impl::teardown_resources() {
   raw.reset();
   queue.reset();
   while (!sysctls.empty()) sysctls.pop_back();
+  impair_tun.reset();  // after the sysctls: some are its own
 }
 
 int NodeRuntime::Impl::cleanup() {

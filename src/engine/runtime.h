@@ -1,4 +1,4 @@
-// NodeRuntime: runs one role of handoffd (frontend, backend, always, rare or monitor)
+// NodeRuntime: runs one role of handoffd (frontend, backend, always, rare, monitor or impair)
 // on real packet I/O: iptables NFQUEUE capture, raw socket, control channel (UDP for
 // frontend/backend, persistent TCP for always/rare), sysctls,
 // an epoll loop and a stats file. Everything it installs is removed at stop.
@@ -13,15 +13,17 @@
 #include <vector>
 
 #include "dispatch/content_map.h"
+#include "engine/impairer.h"
 #include "engine/udp_messenger.h"
 #include "io/iptables_rules.h"
 #include "net/ipv4_addr.h"
 
 namespace hl::engine {
 
-enum class RuntimeRole : uint8_t { kFrontend, kBackend, kMonitor, kAlways, kRare };
+// kImpair: the impairment stage of a router (engine/impairer.h), on its forwarded traffic.
+enum class RuntimeRole : uint8_t { kFrontend, kBackend, kMonitor, kAlways, kRare, kImpair };
 
-// "frontend", "backend", "monitor", "always", "rare".
+// "frontend", "backend", "monitor", "always", "rare", "impair".
 const char* to_string(RuntimeRole role);
 // The role named `name`, or nullopt.
 std::optional<RuntimeRole> runtime_role_from_string(std::string_view name);
@@ -60,6 +62,7 @@ struct RuntimeConfig {
   bool fail_open = false;
   bool queue_bypass = true;
   std::vector<std::pair<std::string, std::string>> sysctls;  // extra ones, restored at exit
+  ImpairConfig impair;                        // impair: what the stage does (max_held <= queue_maxlen)
 };
 
 // --- Pure setup helpers (no root, no I/O except where noted) ---
@@ -81,6 +84,8 @@ io::RuleSetSpec capture_rules(const RuntimeConfig& config);
 // each of `interfaces`).
 std::vector<std::pair<std::string, std::string>> role_sysctls(const RuntimeConfig& config,
                                                               const std::vector<std::string>& interfaces);
+// The TUN interface through which role impair re-injects its duplicates ("hlimp<queue>").
+std::string impair_tun_name(const RuntimeConfig& config);
 // Interface names of the current network namespace (from /proc/sys/net/ipv4/conf).
 std::vector<std::string> list_interfaces();
 

@@ -177,6 +177,15 @@ RuleSetSpec node_capture_rules(const CaptureSpec& spec, const std::string& node,
   return spec_out;
 }
 
+RuleSetSpec forward_capture_rules(const CaptureSpec& spec, const std::string& skip_in) {
+  const std::string base = chain_base(spec);
+  auto rules = queue_rules(spec, {});
+  if (!skip_in.empty()) rules.insert(rules.begin(), {"-i", skip_in, "-j", "RETURN"});
+  RuleSetSpec out;
+  out.chains.push_back({"mangle", base + "-FWD", {"FORWARD"}, std::move(rules)});
+  return out;
+}
+
 RuleSetSpec nfqueue_capture_rules(const CaptureSpec& spec) {
   const std::string base = chain_base(spec);
   const std::vector<std::string> target = queue_target(spec);

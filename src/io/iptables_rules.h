@@ -82,6 +82,13 @@ RuleSetSpec backend_capture_rules(const CaptureSpec& spec);
 RuleSetSpec node_capture_rules(const CaptureSpec& spec, const std::string& node, bool rare,
                                std::uint32_t local_mark);
 
+// Capture of the impairment stage (a router): HANDOFF-<tag>-FWD in mangle FORWARD
+// queueing every forwarded IPv4 packet (any protocol; spec.port and spec.vip are
+// not used), after the mark-RETURN rule if own_mark != 0 and, if `skip_in` is
+// not empty, a rule RETURNing packets that came in on interface `skip_in` (the
+// stage's own re-injected copies). Throws std::invalid_argument on a bad tag.
+RuleSetSpec forward_capture_rules(const CaptureSpec& spec, const std::string& skip_in = "");
+
 // One rule line of iptables-save: "-A <chain> <args...>", args unquoted.
 struct SavedRule {
   std::string chain;
