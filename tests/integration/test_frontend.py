@@ -146,7 +146,9 @@ def _ss_during_transfer(c: Cluster, client: Any, doc: Document) -> str:
     (rate-limited) transfer of doc; the transfer must complete byte-exact."""
     body = c.tmpdir / "fetch" / f"ss-{client.name}.body"
     body.parent.mkdir(parents=True, exist_ok=True)
-    curl = client.popen(["curl", "-sS", "-m", "30", "--limit-rate", "4M", "-o", str(body),
+    # 1 MB/s: the 3 MB transfer lasts ~3 s, long enough to sample it even when
+    # the cores are busy and each `ss` in the host takes a while.
+    curl = client.popen(["curl", "-sS", "-m", "30", "--limit-rate", "1M", "-o", str(body),
                          c.url(doc)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         def sample() -> str:
@@ -154,7 +156,7 @@ def _ss_during_transfer(c: Cluster, client: Any, doc: Document) -> str:
                                        "dst", f"{c.vip}:80"])
             return out if "rtt:" in out else ""
 
-        info = _poll(sample, timeout=5, interval=0.05)
+        info = _poll(sample, timeout=10, interval=0.05)
         assert curl.wait(40) == 0, curl.stderr.read()
         import hashlib
         assert hashlib.sha256(body.read_bytes()).hexdigest() == doc.sha256
