@@ -21,13 +21,14 @@ import importlib.util
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import pytest
 
 
-def missing_requirements() -> list[str]:
-    """What this machine lacks for a real cluster (empty when all is present)."""
+def missing_requirements(extra_tools: Sequence[str] = ()) -> list[str]:
+    """What this machine lacks for a real cluster (empty when all is present);
+    `extra_tools`: further commands the caller needs on PATH."""
     missing = []
     if os.geteuid() != 0:
         missing.append("root")
@@ -36,7 +37,7 @@ def missing_requirements() -> list[str]:
     for path in ("/usr/sbin/nginx", "/usr/sbin/haproxy"):
         if not Path(path).exists():
             missing.append(path)
-    for tool in ("mnexec", "curl", "wrk", "iptables", "ip"):
+    for tool in ("mnexec", "curl", "wrk", "iptables", "ip", *extra_tools):
         if shutil.which(tool) is None:
             missing.append(tool)
     return missing
