@@ -8,22 +8,19 @@ root namespace.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import os
 import shutil
 import signal
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-BUILD = Path(os.environ.get("HANDOFFLAB_BUILD", ROOT / "build"))
-HANDOFFD = BUILD / "handoffd"
+from nslab import HANDOFFD, run, unique_tag, wait_until
+
 PORT = 8080
 QUEUE = 3
 BODY_BYTES = 10 * 1024 * 1024
@@ -34,11 +31,6 @@ needs_tools = pytest.mark.skipif(
     any(shutil.which(t) is None for t in ("ip", "iptables-save", "curl")),
     reason="needs ip, iptables-save and curl",
 )
-_names = itertools.count()
-
-
-def run(argv: list[str], check: bool = True, timeout: float = 20) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, check=check, capture_output=True, text=True, timeout=timeout)
 
 
 @dataclass
@@ -72,18 +64,9 @@ class NetPair:
         return hashlib.sha256(out.read_bytes()).hexdigest()
 
 
-def wait_until(predicate, timeout: float = 5.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
 def net(tmp_path: Path) -> Iterator[NetPair]:
-    tag = f"hl{os.getpid()}x{next(_names)}"
+    tag = unique_tag("hl")
     pair = NetPair(server=tag + "s", client=tag + "c")
     veth_s, veth_c = tag + "a", tag + "b"
     created: list[str] = []

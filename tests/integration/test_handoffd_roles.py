@@ -14,27 +14,23 @@ root namespace.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import os
 import shutil
-import signal
 import subprocess
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-BUILD = Path(os.environ.get("HANDOFFLAB_BUILD", ROOT / "build"))
-HANDOFFD = BUILD / "handoffd"
+from nslab import HANDOFFD, Lab, bridged_lan, run, start_handoffd, stop, unique_tag, wait_until
+
 PORT = 8080
 QUEUE = 5
 CONTROL_PORT = 8557
 SUBNET = "10.232.0"
 VIP = "10.232.1.100"
+ADDRS = {"client": f"{SUBNET}.2", "fe": f"{SUBNET}.1", "be": f"{SUBNET}.11"}
 BODY_BYTES = 1024 * 1024
 
 pytestmark = [
@@ -44,103 +40,24 @@ pytestmark = [
     pytest.mark.skipif(any(shutil.which(t) is None for t in ("ip", "iptables-save", "curl", "ethtool")),
                        reason="needs ip, iptables-save, curl and ethtool"),
 ]
-_names = itertools.count()
-
-
-def run(argv: list[str], check: bool = True, timeout: float = 20) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, check=check, capture_output=True, text=True, timeout=timeout)
-
-
-def wait_until(predicate, timeout: float = 5.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-@dataclass
-class Lan:
-    """client, fe and be namespaces on one bridge (in namespace `switch`)."""
-
-    tag: str
-    addrs: dict[str, str] = field(default_factory=lambda: {"client": f"{SUBNET}.2", "fe": f"{SUBNET}.1",
-                                                           "be": f"{SUBNET}.11"})
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def ns(self, host: str) -> str:
-        return self.tag + host
-
-    def exec_argv(self, host: str, argv: list[str]) -> list[str]:
-        return ["ip", "netns", "exec", self.ns(host), *argv]
-
-    def sh(self, host: str, argv: list[str], check: bool = True, timeout: float = 20) -> subprocess.CompletedProcess[str]:
-        return run(self.exec_argv(host, argv), check=check, timeout=timeout)
-
-    def spawn(self, host: str, argv: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(self.exec_argv(host, argv), **kwargs)  # type: ignore[call-overload]
-        self.procs.append(proc)
-        return proc
-
-    def iptables_save(self, host: str) -> str:
-        return self.sh(host, ["iptables-save"]).stdout
-
-    def sysctl(self, host: str, key: str) -> str:
-        return self.sh(host, ["cat", "/proc/sys/" + key.replace(".", "/")]).stdout.strip()
 
 
 @pytest.fixture
-def lan() -> Iterator[Lan]:
-    net = Lan(tag=f"hr{os.getpid()}x{next(_names)}")
-    created: list[str] = []
-    try:
-        for host in ("switch", "client", "fe", "be"):
-            run(["ip", "netns", "add", net.ns(host)])
-            created.append(net.ns(host))
-        net.sh("switch", ["ip", "link", "add", "br0", "type", "bridge"])
-        net.sh("switch", ["ip", "link", "set", "br0", "up"])
-        for host in ("client", "fe", "be"):
-            port = f"p{host}"
-            run(["ip", "link", "add", port, "netns", net.ns("switch"), "type", "veth", "peer", "name", "eth0",
-                 "netns", net.ns(host)])
-            net.sh("switch", ["ip", "link", "set", port, "master", "br0", "up"])
-            net.sh(host, ["ip", "addr", "add", net.addrs[host] + "/24", "dev", "eth0"])
-            net.sh(host, ["ip", "link", "set", "eth0", "up"])
-            net.sh(host, ["ip", "link", "set", "lo", "up"])
+def lan() -> Iterator[Lab]:
+    """client, fe and be on one bridge; the VIP on fe's lo, routed there by the client."""
+    with bridged_lan(unique_tag("hr"), ADDRS) as net:
         # Checksum offload off on the back-end's path: veth would hide checksum bugs (DESIGN.md §2).
         net.sh("be", ["ethtool", "-K", "eth0", "tx", "off", "tso", "off", "gso", "off"])
         net.sh("fe", ["ip", "addr", "add", VIP + "/32", "dev", "lo"])
         net.sh("client", ["ip", "route", "add", VIP + "/32", "via", net.addrs["fe"]])
         yield net
-    finally:
-        for proc in net.procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=10)
-        for ns in reversed(created):  # deleting a namespace deletes its veths, rules and sysctls
-            subprocess.run(["ip", "netns", "del", ns], check=False)
-
-
-def start_handoffd(lan: Lan, host: str, args: list[str], last_rule: str) -> subprocess.Popen[bytes]:
-    proc = lan.spawn(host, [str(HANDOFFD), *args], stderr=subprocess.PIPE)
-    wait_until(lambda: last_rule in lan.iptables_save(host) or proc.poll() is not None, what=f"{host} rules")
-    assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "handoffd exited"
-    return proc
-
-
-def stop(proc: subprocess.Popen[bytes]) -> str:
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=10)
-    assert proc.returncode == 0, err.decode()
-    return err.decode()
 
 
 def read_stats(path: Path) -> dict[str, object]:
     return json.loads(path.read_text())
 
 
-def test_frontend_hands_a_request_to_its_owner_byte_exact_and_cleans_up(lan: Lan, tmp_path: Path) -> None:
+def test_frontend_hands_a_request_to_its_owner_byte_exact_and_cleans_up(lan: Lab, tmp_path: Path) -> None:
     www = tmp_path / "www"
     www.mkdir()
     body = os.urandom(BODY_BYTES)
@@ -189,7 +106,7 @@ def test_frontend_hands_a_request_to_its_owner_byte_exact_and_cleans_up(lan: Lan
     assert lan.sysctl("fe", "net.ipv4.conf.eth0.send_redirects") == redirects_before
 
 
-def test_frontend_refuses_a_map_owner_without_a_peer(lan: Lan, tmp_path: Path) -> None:
+def test_frontend_refuses_a_map_owner_without_a_peer(lan: Lab, tmp_path: Path) -> None:
     content_map = tmp_path / "content.map"
     content_map.write_text("/a be\n/b be2\n")
     res = lan.sh("fe", [str(HANDOFFD), "--role", "frontend", "--vip", VIP, "--content-map", str(content_map),

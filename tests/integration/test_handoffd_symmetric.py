@@ -16,21 +16,17 @@ Needs root, nginx, curl and a built handoffd (HANDOFFLAB_BUILD); skips otherwise
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import os
 import shutil
-import signal
 import subprocess
-import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-BUILD = Path(os.environ.get("HANDOFFLAB_BUILD", ROOT / "build"))
-HANDOFFD = BUILD / "handoffd"
+from nslab import HANDOFFD, Lab, bridged_lan, start_handoffd, stop, unique_tag, wait_until
+
 PORT = 8081
 QUEUE = 6
 CONTROL_PORT = 8558
@@ -46,60 +42,20 @@ pytestmark = [
     pytest.mark.skipif(any(shutil.which(t) is None for t in ("ip", "iptables-save", "curl", "nginx", "ethtool")),
                        reason="needs ip, iptables-save, curl, nginx and ethtool"),
 ]
-_names = itertools.count()
 
 
-def run(argv: list[str], check: bool = True, timeout: float = 20) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, check=check, capture_output=True, text=True, timeout=timeout)
+class Net(Lab):
+    """The lab plus the folder holding the content map, documents and nginx files."""
 
-
-def wait_until(predicate, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-class Net:
-    def __init__(self, tag: str, tmp: Path) -> None:
-        self.tag = tag
+    def __init__(self, tag: str, addrs: Mapping[str, str], tmp: Path) -> None:
+        super().__init__(tag, addrs)
         self.tmp = tmp
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.created: list[str] = []
-
-    def ns(self, host: str) -> str:
-        return self.tag + host
-
-    def argv(self, host: str, argv: list[str]) -> list[str]:
-        return ["ip", "netns", "exec", self.ns(host), *argv]
-
-    def sh(self, host: str, argv: list[str], check: bool = True, timeout: float = 20) -> subprocess.CompletedProcess[str]:
-        return run(self.argv(host, argv), check=check, timeout=timeout)
-
-    def spawn(self, host: str, argv: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(self.argv(host, argv), **kwargs)  # type: ignore[call-overload]
-        self.procs.append(proc)
-        return proc
 
 
 @pytest.fixture
 def net(tmp_path: Path) -> Iterator[Net]:
-    n = Net(f"hs{os.getpid()}x{next(_names)}", tmp_path)
-    try:
-        for host in ("switch", "client", "n1", "n2"):
-            run(["ip", "netns", "add", n.ns(host)])
-            n.created.append(n.ns(host))
-        n.sh("switch", ["ip", "link", "add", "br0", "type", "bridge"])
-        n.sh("switch", ["ip", "link", "set", "br0", "up"])
-        for host in ("client", "n1", "n2"):
-            run(["ip", "link", "add", f"p{host}", "netns", n.ns("switch"), "type", "veth", "peer", "name", "eth0",
-                 "netns", n.ns(host)])
-            n.sh("switch", ["ip", "link", "set", f"p{host}", "master", "br0", "up"])
-            n.sh(host, ["ip", "addr", "add", ADDRS[host] + "/24", "dev", "eth0"])
-            n.sh(host, ["ip", "link", "set", "eth0", "up"])
-            n.sh(host, ["ip", "link", "set", "lo", "up"])
+    with bridged_lan(unique_tag("hs"), ADDRS, lab_type=lambda tag, addrs: Net(tag, addrs, tmp_path)) as n:
+        assert isinstance(n, Net)
         for host in ("n1", "n2"):
             n.sh(host, ["ip", "addr", "add", VIP + "/32", "dev", "lo"])
             for key, value in (("arp_ignore", "1"), ("arp_announce", "2")):
@@ -138,31 +94,16 @@ http {{
                                                      f"http://{ADDRS[node]}:{PORT}/{OWNED[node]}"],
                                               check=False).returncode == 0, what=f"nginx on {node}")
         yield n
-    finally:
-        for proc in n.procs:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=5)
-        for ns in reversed(n.created):
-            subprocess.run(["ip", "netns", "del", ns], check=False)
 
 
 def start_engine(net: Net, node: str, role: str) -> subprocess.Popen[bytes]:
-    args = [str(HANDOFFD), "--role", role, "--node", node, "--node-addr", ADDRS[node], "--vip", VIP,
+    args = ["--role", role, "--node", node, "--node-addr", ADDRS[node], "--vip", VIP,
             "--port", str(PORT), "--queue", str(QUEUE), "--control-port", str(CONTROL_PORT),
             "--content-map", str(net.tmp / "content.map"), "--stats-file", str(net.tmp / f"{node}.json"),
             "--stats-interval", "100"]
     for peer in OWNED:
         args += ["--peer", f"{peer}={ADDRS[peer]}"]
-    proc = net.spawn(node, args, stderr=subprocess.PIPE)
-    wait_until(lambda: "HANDOFF-q" in net.sh(node, ["iptables-save"]).stdout or proc.poll() is not None,
-               what=f"{node} rules")
-    assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "handoffd exited"
-    return proc
+    return start_handoffd(net, node, args, "HANDOFF-q")
 
 
 def stats(net: Net, node: str) -> dict[str, int]:
@@ -171,12 +112,6 @@ def stats(net: Net, node: str) -> dict[str, int]:
         return {k: v for k, v in doc.items() if isinstance(v, int)}
     except (FileNotFoundError, json.JSONDecodeError, KeyError):
         return {}
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=10)
-    assert proc.returncode == 0, err.decode()
 
 
 def fetch(net: Net, doc: str) -> tuple[bytes, str]:
