@@ -371,6 +371,21 @@ struct Serving {
     n.b.on_packet(k_data.stamp(buf, id++, port, {}, {}, {}, io::Hook::kLocalOut));
     return n.b_v.last == Kind::Modified;
   }
+
+  // The client's FIN (stamped by the caller) goes through a to b; b's Termination
+  // frees a's state; both lingers expire. Returns what failed, or nullptr.
+  static const char* close(Nodes& n, const io::QueuedPacket& client_fin, uint32_t& id) {
+    n.a.on_packet(client_fin);
+    if (n.a_v.last != Kind::Modified) return "FIN not forwarded";
+    n.b_msg.n = 0;
+    n.b.on_packet(as_queued(n.a_v.bytes, id++));
+    if (n.b_msg.n != 1) return "no termination";
+    n.a.on_message(kB, n.b_msg.last);
+    n.now += engine::NodeConfig::kDefaultLingerMs;
+    n.a.on_timer();
+    n.b.on_timer();
+    return nullptr;
+  }
 };
 
 void finish(benchmark::State& state, Nodes& n) {
@@ -413,15 +428,9 @@ void BM_AlwaysConnection(benchmark::State& state) {
     n.a.on_packet(req.stamp(buf, id++, port, f + 1, fe_ts));
     if (n.a_msg.n != 1) return fail(state, "no handoff request");
     if (!serving.run(n, buf, id, port)) return fail(state, "serving part failed");
-    n.a.on_packet(c_fin.stamp(buf, id++, port, f + 2 + kBody, fe_ts + 5));
-    if (n.a_v.last != Kind::Modified) return fail(state, "FIN not forwarded");
-    n.b_msg.n = 0;
-    n.b.on_packet(as_queued(n.a_v.bytes, id++));
-    if (n.b_msg.n != 1) return fail(state, "no termination");
-    n.a.on_message(kB, n.b_msg.last);
-    n.now += engine::NodeConfig::kDefaultLingerMs;
-    n.a.on_timer();
-    n.b.on_timer();
+    if (const char* what = Serving::close(n, c_fin.stamp(buf, id++, port, f + 2 + kBody, fe_ts + 5), id)) {
+      return fail(state, what);
+    }
   }
   finish(state, n);
 }
@@ -455,15 +464,7 @@ void BM_RareConnection(benchmark::State& state) {
     n.a.on_packet(req.stamp(buf, id++, port));
     if (n.a_msg.n != 1) return fail(state, "no handoff request");
     if (!serving.run(n, buf, id, port)) return fail(state, "serving part failed");
-    n.a.on_packet(c_fin.stamp(buf, id++, port));
-    if (n.a_v.last != Kind::Modified) return fail(state, "FIN not forwarded");
-    n.b_msg.n = 0;
-    n.b.on_packet(as_queued(n.a_v.bytes, id++));
-    if (n.b_msg.n != 1) return fail(state, "no termination");
-    n.a.on_message(kB, n.b_msg.last);
-    n.now += engine::NodeConfig::kDefaultLingerMs;
-    n.a.on_timer();
-    n.b.on_timer();
+    if (const char* what = Serving::close(n, c_fin.stamp(buf, id++, port), id)) return fail(state, what);
   }
   finish(state, n);
 }
