@@ -87,18 +87,24 @@ void bind_dispatcher(py::module_& m) {
   using Ctx = dispatch::DispatchContext;
   py::class_<Ctx>(m, "DispatchContext", "What a policy may know about the connection and cluster.")
       .def(py::init([](uint32_t client_addr, uint16_t client_port, std::vector<uint32_t> active) {
-             return Ctx{client_addr, client_port, std::move(active)};
+             Ctx ctx;
+             ctx.client_addr = client_addr;
+             ctx.client_port = client_port;
+             ctx.active = std::move(active);
+             return ctx;
            }),
            py::arg("client_addr") = 0, py::arg("client_port") = 0,
            py::arg("active") = std::vector<uint32_t>{})
       .def_readwrite("client_addr", &Ctx::client_addr)
       .def_readwrite("client_port", &Ctx::client_port)
-      .def_readwrite("active", &Ctx::active);
+      .def_readwrite("active", &Ctx::active)
+      .def_readwrite("down", &Ctx::down);
 
   py::enum_<dispatch::DispatchStatus>(m, "DispatchStatus")
       .value("Document", dispatch::DispatchStatus::Document)
       .value("Default", dispatch::DispatchStatus::Default)
-      .value("NotFound", dispatch::DispatchStatus::NotFound);
+      .value("NotFound", dispatch::DispatchStatus::NotFound)
+      .value("Unavailable", dispatch::DispatchStatus::Unavailable);
 
   using R = dispatch::DispatchResult;
   py::class_<R>(m, "DispatchResult", "The dispatcher's decision for one request.")

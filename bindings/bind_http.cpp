@@ -51,7 +51,8 @@ void bind_enums(py::module_& m) {
       .value("DuplicateHost", http::HttpError::DuplicateHost)
       .value("MissingHost", http::HttpError::MissingHost)
       .value("BadHost", http::HttpError::BadHost)
-      .value("BadContentLength", http::HttpError::BadContentLength);
+      .value("BadContentLength", http::HttpError::BadContentLength)
+      .value("ServiceUnavailable", http::HttpError::ServiceUnavailable);
 
   m.def("status_code", &http::status_code, py::arg("error"),
         "The status code to answer with (400, 414, 431 or 505); 0 for HttpError.None_.");

@@ -381,6 +381,7 @@ class HttpError:
     MissingHost: ClassVar[HttpError]
     BadHost: ClassVar[HttpError]
     BadContentLength: ClassVar[HttpError]
+    ServiceUnavailable: ClassVar[HttpError]
     @property
     def name(self) -> str: ...
     @property
@@ -484,12 +485,14 @@ class DispatchContext:
     client_addr: int
     client_port: int
     active: list[int]
+    down: list[int]
     def __init__(self, client_addr: int = 0, client_port: int = 0, active: list[int] = ...) -> None: ...
 
 class DispatchStatus:
     Document: ClassVar[DispatchStatus]
     Default: ClassVar[DispatchStatus]
     NotFound: ClassVar[DispatchStatus]
+    Unavailable: ClassVar[DispatchStatus]
     @property
     def name(self) -> str: ...
     @property

@@ -62,6 +62,8 @@ hl::engine::RuntimeConfig runtime_config(const Options& o, hl::engine::RuntimeRo
   c.gso = o.gso;
   c.fail_open = o.fail_open;
   c.queue_bypass = o.queue_bypass;
+  static_assert(Options::kDefaultBackendDeadMs == hl::engine::RuntimeConfig::kDefaultBackendDeadMs);
+  c.backend_dead_ms = o.backend_dead_ms;
   c.sysctls = o.sysctls;
   c.impair = o.impair;
   return c;

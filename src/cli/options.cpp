@@ -68,7 +68,11 @@ po::options_description make_description() {
     ("content-map", po::value<std::string>()->value_name("FILE"),
      "which node owns which content (default: none)")
     ("policy", po::value<std::string>()->value_name("NAME"),
-     "dispatch policy (default: the role's default)");
+     "dispatch policy (default: the role's default)")
+    ("backend-dead-ms", po::value<int>()->default_value(static_cast<int>(Options::kDefaultBackendDeadMs))
+                            ->value_name("MS"),
+     "frontend: a back-end is dead after MS without a heartbeat (back-ends send one every 200 ms); "
+     "its clients are reset and new requests avoid it. 0: no health checks");
 
   po::options_description io("Packet I/O");
   io.add_options()
@@ -203,6 +207,9 @@ Options to_options(const po::variables_map& vm) {
   o.stats_interval_ms = static_cast<std::uint32_t>(interval);
   o.log_level = parse_log_level(vm["log-level"].as<std::string>());
   o.queue_bypass = vm["queue-bypass"].as<bool>();
+  const int dead_ms = vm["backend-dead-ms"].as<int>();
+  if (dead_ms < 0) throw UsageError("--backend-dead-ms must be >= 0");
+  o.backend_dead_ms = static_cast<std::uint32_t>(dead_ms);
   const std::string& mark = vm["mark"].as<std::string>();
   std::size_t used = 0;
   unsigned long mark_value = 0;

@@ -84,6 +84,7 @@ struct BodyWriter {
     const size_t n = std::min(m.node.size(), Keepalive::kMaxName);
     out.push_back(static_cast<uint8_t>(n));
     out.insert(out.end(), m.node.begin(), m.node.begin() + static_cast<std::ptrdiff_t>(n));
+    if (!m.healthy) out.push_back(Keepalive::kStatusServerDown);
   }
 };
 
@@ -133,10 +134,16 @@ Result<Message, DecodeError> decode_keepalive(const uint8_t* body, size_t len) {
   if (len < kKeepaliveFixedLen) return Err(DecodeError::BadLength);
   const size_t name_len = body[4];
   if (name_len > Keepalive::kMaxName) return Err(DecodeError::BadField);
-  if (len != kKeepaliveFixedLen + name_len) return Err(DecodeError::BadLength);
+  const size_t named = kKeepaliveFixedLen + name_len;
+  if (len != named && len != named + 1) return Err(DecodeError::BadLength);  // optional status byte
   Keepalive m;
   m.sequence = net::load_be32(body);
   m.node.assign(reinterpret_cast<const char*>(body + kKeepaliveFixedLen), name_len);
+  if (len == named + 1) {
+    const uint8_t status = body[named];
+    if ((status & ~Keepalive::kStatusServerDown) != 0) return Err(DecodeError::BadField);
+    m.healthy = (status & Keepalive::kStatusServerDown) == 0;
+  }
   return Message{std::move(m)};
 }
 

@@ -11,6 +11,7 @@ std::string_view to_string(DispatchStatus s) {
     case DispatchStatus::Document: return "Document";
     case DispatchStatus::Default: return "Default";
     case DispatchStatus::NotFound: return "NotFound";
+    case DispatchStatus::Unavailable: return "Unavailable";
   }
   return "NotFound";
 }
@@ -32,6 +33,19 @@ DispatchResult Dispatcher::dispatch(const http::RequestHead& head, const Dispatc
     owners = map_.default_owners();
     if (owners.empty()) return result;  // NotFound
     result.status = DispatchStatus::Default;
+  }
+  if (!ctx.down.empty()) {
+    // Only live owners are candidates; the policy sees the shorter list (the
+    // rendezvous hashes then move only the keys of the dead owner).
+    live_.clear();
+    for (BackendId id : owners) {
+      if (ctx.alive(id)) live_.push_back(id);
+    }
+    if (live_.empty()) {
+      result.status = DispatchStatus::Unavailable;
+      return result;
+    }
+    owners = live_;
   }
   if (!options_.affinity_cookie.empty()) {
     if (const auto name = head.cookie_value(options_.affinity_cookie)) {

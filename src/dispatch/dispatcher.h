@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "dispatch/backend_id.h"
 #include "dispatch/content_map.h"
@@ -20,18 +21,20 @@ enum class DispatchStatus : std::uint8_t {
   NotFound,  // unknown path and no default set: no backend. The engine answers
              // 404 without a handoff (front-end design) or lets the local web
              // server answer (always/rare designs: it 404s what it does not own)
+  Unavailable,  // owners exist but every one is down (DispatchContext::down):
+                // no backend; the engine answers 503 (or serves a local replica)
 };
 
-// "Document", "Default", "NotFound".
+// "Document", "Default", "NotFound", "Unavailable".
 std::string_view to_string(DispatchStatus s);
 
 // The dispatcher's decision for one request.
 struct DispatchResult {
   DispatchStatus status = DispatchStatus::NotFound;
-  BackendId backend = 0;   // valid unless status == NotFound
+  BackendId backend = 0;   // valid when found()
   bool by_cookie = false;  // chosen by the affinity cookie, not the policy
 
-  bool found() const { return status != DispatchStatus::NotFound; }
+  bool found() const { return status == DispatchStatus::Document || status == DispatchStatus::Default; }
   bool operator==(const DispatchResult&) const = default;
 };
 
@@ -51,7 +54,8 @@ class Dispatcher {
   // Convenience: make_policy(policy_name); throws std::invalid_argument.
   Dispatcher(ContentMap map, std::string_view policy_name, DispatcherOptions options = {});
 
-  // Chooses the back-end for `head` (looked up by head.path).
+  // Chooses the back-end for `head` (looked up by head.path) among its live
+  // owners (ctx.alive); Unavailable if it has owners but none is alive.
   DispatchResult dispatch(const http::RequestHead& head, const DispatchContext& ctx);
 
   const ContentMap& map() const { return map_; }
@@ -62,6 +66,7 @@ class Dispatcher {
   ContentMap map_;
   std::unique_ptr<Policy> policy_;
   DispatcherOptions options_;
+  std::vector<BackendId> live_;  // scratch: the live owners of the current request
 };
 
 }  // namespace hl::dispatch

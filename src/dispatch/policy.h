@@ -20,9 +20,14 @@ struct DispatchContext {
   // Connections currently handed to each back-end, indexed by BackendId; ids
   // beyond the end count as 0. The engine keeps it up to date.
   std::vector<std::uint32_t> active;
+  // Back-ends the engine's health checks consider dead (non-zero), indexed by
+  // BackendId; ids beyond the end are alive. The dispatcher never picks them.
+  std::vector<std::uint8_t> down;
 
   // active[id], or 0 if out of range.
   std::uint32_t active_of(BackendId id) const { return id < active.size() ? active[id] : 0; }
+  // True unless down[id] is set.
+  bool alive(BackendId id) const { return id >= down.size() || down[id] == 0; }
 };
 
 // Chooses one back-end among a document's owners. Implementations may keep

@@ -8,6 +8,7 @@
 #include "engine/conn_key.h"
 #include "engine/handoff_option.h"
 #include "engine/handshake.h"
+#include "engine/health.h"
 #include "engine/rfc5961.h"
 #include "engine/sweep.h"
 #include "net/packet_builder.h"
@@ -29,7 +30,11 @@ struct FrontendEngine::Conn {
     HandoffSent,    // SYN and request replayed to the back-end, no acknowledgement yet
     Forwarding,     // the back-end has it; client packets are forwarded
     Closed,         // both FINs acknowledged (or reset): lingering for retransmissions
+    Reset,          // the back-end died: the client was sent a RST; answering its ACKs
+                    //   with RSTs at their exact ack number until reset_linger_ms
   };
+  // RSTs a reset connection answers at most (a client that got one goes quiet).
+  static constexpr uint32_t kMaxResetAnswers = 8;
 
   State state = State::SynReceived;
   ClientHandshake hs;       // f is the front-end's; its TSval never advances (see HandshakeSender::ack)
@@ -40,6 +45,9 @@ struct FrontendEngine::Conn {
   uint64_t handoff_ms = 0;  // last time the handoff was sent
   uint64_t closed_ms = 0;
   CloseTracker close_tracker;  // server_fin_end in the client's view
+  SeqNum client_ack;           // highest ack number seen from the client (server's bytes it has)
+  SeqNum reset_seq;            // Reset: the sequence number of the last RST sent
+  uint32_t reset_answers = 0;  // Reset: RSTs sent again at a new ack number
 
   explicit Conn(const http::Limits& limits) : request(limits) {}
   bool half_open() const { return state == State::SynReceived || state == State::AwaitRequest; }
@@ -57,14 +65,22 @@ struct FrontendEngine::Impl {
   std::unordered_map<uint64_t, Conn> conns;
   size_t half_open = 0;
   dispatch::DispatchContext dctx;
+  HealthTracker health;
+  uint64_t rst_window_ms = 0;      // start of the current second of unknown-packet RSTs
+  uint32_t rst_window_count = 0;   // RSTs sent for unknown packets in it
 
   Impl(FrontendConfig c, std::unique_ptr<dispatch::Dispatcher> d, io::Verdicts& v,
        io::PacketSender& r, Clock k)
       : cfg(std::move(c)), dispatcher(std::move(d)), verdicts(v, counters.io_errors),
         raw(r, counters.io_errors), answer(cfg.vip, cfg.syn_window, raw, counters.resets_sent),
         clock(std::move(k)),
-        rng(cfg.seed != 0 ? cfg.seed : std::random_device{}()) {
+        rng(cfg.seed != 0 ? cfg.seed : std::random_device{}()),
+        health(cfg.backend_addrs.size(), cfg.backend_dead_ms, clock()) {
     dctx.active.assign(cfg.backend_addrs.size(), 0);
+  }
+
+  void log(const std::string& line) const {
+    if (cfg.log) cfg.log(line);
   }
 
   // --- state bookkeeping -------------------------------------------------
@@ -147,14 +163,23 @@ struct FrontendEngine::Impl {
 
   // --- the request -------------------------------------------------------
 
-  dispatch::BackendId choose_backend(const Conn& conn) {
+  // The live back-end for the request; nullopt when no live back-end can answer it.
+  std::optional<dispatch::BackendId> choose_backend(const Conn& conn) {
     dctx.client_addr = conn.hs.client.addr.value;
     dctx.client_port = conn.hs.client.port;
+    if (health.enabled()) dctx.down = health.down();
     const dispatch::DispatchResult r = dispatcher->dispatch(conn.request.parser.head(), dctx);
     if (r.found() && r.backend < cfg.backend_addrs.size()) return r.backend;
-    // Unknown content: some back-end answers it (404 there, with X-Backend).
+    if (r.status == dispatch::DispatchStatus::Unavailable) return std::nullopt;  // its owners are all dead
+    // Unknown content: some live back-end answers it (404 there, with X-Backend).
     ++counters.dispatch_default;
-    return static_cast<dispatch::BackendId>(conn_key(conn.hs.client) % cfg.backend_addrs.size());
+    const size_t n = cfg.backend_addrs.size();
+    const size_t start = conn_key(conn.hs.client) % n;
+    for (size_t i = 0; i < n; ++i) {
+      const size_t id = (start + i) % n;
+      if (health.alive(id)) return static_cast<dispatch::BackendId>(id);
+    }
+    return std::nullopt;
   }
 
   // In-order request bytes of `pkt`; returns false if the connection was reset.
@@ -165,8 +190,15 @@ struct FrontendEngine::Impl {
       case http::ParseStatus::Incomplete:
         return true;
       case http::ParseStatus::Complete: {
-        const dispatch::BackendId id = choose_backend(conn);
-        conn.backend = cfg.backend_addrs[id];
+        const std::optional<dispatch::BackendId> id = choose_backend(conn);
+        if (!id) {
+          // 503 + FIN (RFC 9110 §15.6.4), like a bad head: the client may retry later.
+          ++counters.unavailable;
+          answer.error_response(conn.hs, http::HttpError::ServiceUnavailable);
+          ++counters.error_responses;
+          return false;
+        }
+        conn.backend = cfg.backend_addrs[*id];
         set_state(conn, Conn::State::HandoffSent);
         send_handoff(conn);
         ++counters.handoffs;
@@ -214,6 +246,7 @@ struct FrontendEngine::Impl {
     Conn conn(cfg.http_limits);
     conn.hs.note_syn(pkt, cfg.mss);
     conn.hs.answer(rng, cfg.wscale);
+    conn.client_ack = conn.hs.server_isn + 1u;
     conn.created_ms = conn.last_seen_ms = clock();
     answer.synack(conn.hs);
     conns.emplace(key, std::move(conn));
@@ -237,8 +270,13 @@ struct FrontendEngine::Impl {
       ++counters.dropped_malformed;
       return;
     }
+    if (conn.state == Conn::State::Reset) {
+      on_reset_segment(qp, pkt, it);
+      return;
+    }
     if (pkt.has_flags(RST) && !accept_rst(qp, pkt, conn)) return;
     conn.last_seen_ms = clock();
+    if (pkt.has_flags(ACK) && tcp::seq_gt(SeqNum(pkt.ack()), conn.client_ack)) conn.client_ack = SeqNum(pkt.ack());
     if (pkt.options.timestamps) conn.hs.client_tsval = pkt.options.timestamps->tsval;
     if (!pkt.has_flags(SYN)) conn.hs.client_window = pkt.window();
     switch (conn.state) {
@@ -272,7 +310,87 @@ struct FrontendEngine::Impl {
         if (pkt.has_flags(RST)) close_conn(conn);
         return;
       }
+      case Conn::State::Reset:  // handled by on_reset_segment above
+        verdicts.drop(qp.id);
+        return;
     }
+  }
+
+  // --- back-end failure ------------------------------------------------------
+
+  // RFC 5961 §3.2 at the client: its TCP accepts a RST only at exactly its
+  // rcv_nxt. The client's latest ack number is the best guess; if data was in
+  // flight, the client answers with a challenge ACK carrying rcv_nxt, which
+  // on_reset_segment turns into a RST at exactly that number.
+  void send_reset(Conn& conn, SeqNum seq) {
+    send_raw(net::make_rst(cfg.vip, conn.hs.client, seq.value(), conn.hs.rcv_nxt.value()));
+    ++counters.resets_sent;
+    conn.reset_seq = seq;
+  }
+
+  // A client segment of a connection reset because its back-end died: never
+  // forwarded (the back-end is gone). An ACK at another number gets a RST there.
+  void on_reset_segment(const io::QueuedPacket& qp, const net::TcpPacket& pkt,
+                        std::unordered_map<uint64_t, Conn>::iterator it) {
+    Conn& conn = it->second;
+    verdicts.drop(qp.id);
+    if (pkt.has_flags(RST)) {  // the client is gone too
+      free_conn(it);
+      return;
+    }
+    if (!pkt.has_flags(ACK) || conn.reset_answers >= Conn::kMaxResetAnswers) return;
+    advance_contiguous(conn.hs.rcv_nxt, pkt);
+    const SeqNum ack(pkt.ack());
+    if (ack == conn.reset_seq && pkt.payload_len == 0 && !pkt.has_flags(FIN)) return;  // already answered there
+    ++conn.reset_answers;
+    ++counters.reset_answers;
+    send_reset(conn, ack);
+  }
+
+  // Back-end `id` is dead: reset every client connection handed to it.
+  void backend_died(size_t id) {
+    const net::Ipv4Addr addr = cfg.backend_addrs[id];
+    uint64_t reset = 0;
+    const uint64_t now = clock();
+    for (auto& [key, conn] : conns) {
+      if (conn.backend != addr || (conn.state != Conn::State::HandoffSent && conn.state != Conn::State::Forwarding)) {
+        continue;
+      }
+      set_state(conn, Conn::State::Reset);
+      conn.closed_ms = now;
+      send_reset(conn, conn.client_ack);
+      ++reset;
+    }
+    counters.resets_backend_down += reset;
+    log("back-end " + addr.to_string() + " is down: " + std::to_string(reset) + " client connection(s) reset");
+  }
+
+  void on_health_change(size_t id, HealthTracker::Change change, const std::string& why) {
+    if (change == HealthTracker::Change::kUp) {
+      log("back-end " + cfg.backend_addrs[id].to_string() + " is up again");
+    } else if (change == HealthTracker::Change::kDown) {
+      log("back-end " + cfg.backend_addrs[id].to_string() + ": " + why);
+      backend_died(id);
+    }
+  }
+
+  void on_heartbeat(net::Ipv4Addr from, const control::Keepalive& ka) {
+    ++counters.heartbeats;
+    for (size_t id = 0; id < cfg.backend_addrs.size(); ++id) {
+      if (cfg.backend_addrs[id] != from) continue;
+      on_health_change(id, health.on_heartbeat(id, ka.healthy, clock()), "reports its web server down");
+    }
+  }
+
+  // Whether a RST may answer one more unknown segment this second.
+  bool unknown_rst_allowed(uint64_t now) {
+    if (now - rst_window_ms >= 1000) {
+      rst_window_ms = now;
+      rst_window_count = 0;
+    }
+    if (rst_window_count >= cfg.unknown_resets_per_sec) return false;
+    ++rst_window_count;
+    return true;
   }
 
   void on_request_segment(const net::TcpPacket& pkt, std::unordered_map<uint64_t, Conn>::iterator it) {
@@ -319,9 +437,16 @@ struct FrontendEngine::Impl {
     }
     auto it = conns.find(conn_key(client));
     if (it == conns.end()) {
+      // E.g. after a restart of this engine: what a kernel does, a RST (rate-limited),
+      // so that the client of a connection lost with the old engine does not hang.
       verdicts.drop(qp.id);
       ++counters.unknown_packets;
-      if (!pkt.has_flags(RST)) answer.rst_for(pkt);
+      if (pkt.has_flags(RST)) return;
+      if (unknown_rst_allowed(clock())) {
+        answer.rst_for(pkt);
+      } else {
+        ++counters.unknown_resets_limited;
+      }
       return;
     }
     on_segment(qp, pkt, it);
@@ -374,6 +499,8 @@ struct FrontendEngine::Impl {
     } else if (const auto* relay = std::get_if<control::Relay>(&message)) {
       control::Relay copy = *relay;
       on_relay(copy);
+    } else if (const auto* ka = std::get_if<control::Keepalive>(&message)) {
+      on_heartbeat(from, *ka);
     }
   }
 
@@ -393,12 +520,17 @@ struct FrontendEngine::Impl {
         return now - conn.last_seen_ms >= cfg.idle_timeout_ms;
       case Conn::State::Closed:
         return now - conn.closed_ms >= cfg.linger_ms;
+      case Conn::State::Reset:
+        return now - conn.closed_ms >= cfg.reset_linger_ms;
     }
     return false;
   }
 
   void on_timer() {
     const uint64_t now = clock();
+    for (size_t id : health.expire(now)) {
+      on_health_change(id, HealthTracker::Change::kDown, "no heartbeat for " + std::to_string(cfg.backend_dead_ms) + " ms");
+    }
     sweep(conns, [&](Conn& conn) { return expired(conn, now); },
           [&](std::unordered_map<uint64_t, Conn>::iterator it) { free_conn(it); });
   }
@@ -423,6 +555,13 @@ void FrontendCounters::visit(const CounterVisitor& v) const {
   v("dispatch_default", dispatch_default);
   v("resets_sent", resets_sent);
   v("unknown_packets", unknown_packets);
+  v("unknown_resets_limited", unknown_resets_limited);
+  v("heartbeats", heartbeats);
+  v("backends_down", backends_down);
+  v("backend_transitions", backend_transitions);
+  v("resets_backend_down", resets_backend_down);
+  v("reset_answers", reset_answers);
+  v("unavailable", unavailable);
   v("control_errors", control_errors);
   v("io_errors", io_errors);
   v("active", active);
@@ -445,6 +584,8 @@ void FrontendEngine::on_message(net::Ipv4Addr from, const control::Message& mess
 void FrontendEngine::on_timer() { impl_->on_timer(); }
 const FrontendCounters& FrontendEngine::counters() const {
   impl_->counters.active = impl_->conns.size();
+  impl_->counters.backends_down = impl_->health.down_count();
+  impl_->counters.backend_transitions = impl_->health.transitions();
   return impl_->counters;
 }
 

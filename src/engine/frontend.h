@@ -4,7 +4,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <string>
 #include <random>
 #include <unordered_map>
 #include <vector>
@@ -30,6 +32,8 @@ struct FrontendConfig {
   static constexpr uint32_t kDefaultIdleTimeoutMs = 120000;
   static constexpr size_t kDefaultMaxConnections = 65536;
   static constexpr size_t kDefaultMaxHalfOpen = 16384;
+  static constexpr uint32_t kDefaultResetLingerMs = 1000;
+  static constexpr uint32_t kDefaultUnknownResetsPerSec = 1000;
 
   net::Endpoint vip;                        // the service address clients connect to
   std::vector<net::Ipv4Addr> backend_addrs; // indexed by the dispatcher's BackendId
@@ -45,6 +49,17 @@ struct FrontendConfig {
   size_t max_half_open = kDefaultMaxHalfOpen;  // SYN-RECEIVED and awaiting-request states
   http::Limits http_limits;
   uint64_t seed = 0;  // ISN / timestamp randomness; 0 = from std::random_device
+  // Health checks: a back-end is dead when no heartbeat (control::Keepalive)
+  // has come from it for this long, or its last one said "unhealthy". Dead
+  // back-ends get no new connections, and the clients of the connections handed
+  // to them are reset. 0: no health checks (every back-end counts as alive).
+  uint32_t backend_dead_ms = 0;
+  // A connection reset because its back-end died stays this long, answering
+  // the client's ACKs (challenge ACKs) with RSTs at their exact ack number.
+  uint32_t reset_linger_ms = kDefaultResetLingerMs;
+  // RSTs answering segments of unknown connections (e.g. after a restart), per second.
+  uint32_t unknown_resets_per_sec = kDefaultUnknownResetsPerSec;
+  std::function<void(const std::string&)> log;  // one line per health transition; may be empty
 };
 
 // Monotonic counters, except `active` (states held now).
@@ -68,6 +83,13 @@ struct FrontendCounters {
   uint64_t dispatch_default = 0;    // requests for unknown content, sent to some back-end
   uint64_t resets_sent = 0;         // RSTs the front-end sent itself
   uint64_t unknown_packets = 0;     // non-SYN packets of no known connection
+  uint64_t unknown_resets_limited = 0;  // of those, left unanswered (RST rate limit)
+  uint64_t heartbeats = 0;          // back-end heartbeats received
+  uint64_t backends_down = 0;       // back-ends dead now (gauge)
+  uint64_t backend_transitions = 0; // alive <-> dead changes of any back-end
+  uint64_t resets_backend_down = 0; // connections reset because their back-end died
+  uint64_t reset_answers = 0;       // RSTs re-sent at a reset client's ack number (RFC 5961)
+  uint64_t unavailable = 0;         // requests answered 503: no live back-end owns the content
   uint64_t control_errors = 0;      // control messages refused (bad sender, bad packet)
   uint64_t io_errors = 0;           // verdicts or raw sends the kernel refused
   uint64_t active = 0;              // connection states held now
@@ -89,9 +111,9 @@ class FrontendEngine {
 
   // One packet queued at PREROUTING (client -> VIP). Gives its verdict.
   void on_packet(const io::QueuedPacket& packet);
-  // One control message from node `from` (handoff ack, relay).
+  // One control message from node `from` (handoff ack, relay, heartbeat).
   void on_message(net::Ipv4Addr from, const control::Message& message);
-  // Periodic housekeeping: timeouts and linger expiry.
+  // Periodic housekeeping: timeouts, linger expiry, back-ends whose heartbeats stopped.
   void on_timer();
 
   const FrontendCounters& counters() const;

@@ -21,6 +21,7 @@
 #include "dispatch/policy.h"
 #include "engine/backend.h"
 #include "engine/frontend.h"
+#include "engine/health.h"
 #include "engine/impairer.h"
 #include "engine/monitor.h"
 #include "engine/node_engine.h"
@@ -296,8 +297,12 @@ struct NodeRuntime::Impl {
   uint64_t started_ms = 0;
   uint64_t last_stats_ms = 0;
   uint64_t stats_write_errors = 0;
+  net::Ipv4Addr heartbeat_to;       // backend: the front-end
+  uint64_t last_heartbeat_ms = 0;
+  uint32_t heartbeat_seq = 0;
 
   void setup();
+  void send_heartbeat(uint64_t now);
   void teardown_resources();
   int cleanup();
   void wake();
@@ -361,6 +366,8 @@ void NodeRuntime::Impl::setup() {
       FrontendConfig fc;
       fc.vip = {parse_addr(*c.vip, "VIP"), c.port};
       fc.backend_addrs = std::move(backends);
+      fc.backend_dead_ms = c.backend_dead_ms;
+      fc.log = [](const std::string& line) { log_error(line); };
       frontend = std::make_unique<FrontendEngine>(std::move(fc), std::move(dispatcher), *queue, *raw, clock);
       queue->set_handler([this](const io::QueuedPacket& p) { frontend->on_packet(p); });
       break;
@@ -374,6 +381,7 @@ void NodeRuntime::Impl::setup() {
       bc.port = c.port;
       bc.vip = {parse_addr(*c.vip, "VIP"), c.port};
       bc.frontend = frontend_address(c);
+      heartbeat_to = bc.frontend;
       backend = std::make_unique<BackendEngine>(bc, *queue, *udp, clock);
       queue->set_handler([this](const io::QueuedPacket& p) { backend->on_packet(p); });
       break;
@@ -475,7 +483,17 @@ void NodeRuntime::Impl::setup() {
   write_stats();
 }
 
+// The back-end's heartbeat to its front-end: alive, and whether the local web
+// server listens (read from /proc at most once per heartbeat, never per packet).
+void NodeRuntime::Impl::send_heartbeat(uint64_t now) {
+  if (!backend || !udp || now - last_heartbeat_ms < RuntimeConfig::kHeartbeatMs) return;
+  last_heartbeat_ms = now;
+  control::Keepalive ka{config.node, heartbeat_seq++, local_server_listening(config.port)};
+  (void)udp->send(heartbeat_to, ka);  // failures are counted by the messenger (control_send_errors)
+}
+
 void NodeRuntime::Impl::on_tick() {
+  send_heartbeat(monotonic_ms());
   if (frontend) frontend->on_timer();
   if (backend) backend->on_timer();
   if (node_engine) node_engine->on_timer();

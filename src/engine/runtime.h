@@ -36,6 +36,8 @@ struct RuntimeConfig {
   static constexpr uint32_t kDefaultQueueMaxLen = 8192;
   static constexpr uint32_t kDefaultRcvBuf = 16u << 20;
   static constexpr uint32_t kTimerMs = 100;  // engine housekeeping period
+  static constexpr uint32_t kHeartbeatMs = 200;  // backend -> front-end heartbeat period
+  static constexpr uint32_t kDefaultBackendDeadMs = 700;  // ~3 heartbeats missed
 
   RuntimeRole role = RuntimeRole::kMonitor;
   std::string node = "node";                  // name, for stats
@@ -61,6 +63,10 @@ struct RuntimeConfig {
   bool gso = true;
   bool fail_open = false;
   bool queue_bypass = true;
+  // frontend: a back-end is dead after this long without a heartbeat (backends
+  // send one every kHeartbeatMs, saying whether their web server listens on
+  // `port`); 0 turns health checks off.
+  uint32_t backend_dead_ms = kDefaultBackendDeadMs;
   std::vector<std::pair<std::string, std::string>> sysctls;  // extra ones, restored at exit
   ImpairConfig impair;                        // impair: what the stage does (max_held <= queue_maxlen)
 };

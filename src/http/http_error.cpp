@@ -18,6 +18,7 @@ std::string_view to_string(HttpError e) {
     case HttpError::MissingHost: return "MissingHost";
     case HttpError::BadHost: return "BadHost";
     case HttpError::BadContentLength: return "BadContentLength";
+    case HttpError::ServiceUnavailable: return "ServiceUnavailable";
   }
   return "Unknown";
 }
@@ -28,6 +29,7 @@ std::string error_response(HttpError e) {
   switch (code) {
     case 414: reason = "URI Too Long"; break;
     case 431: reason = "Request Header Fields Too Large"; break;
+    case 503: reason = "Service Unavailable"; break;
     case 505: reason = "HTTP Version Not Supported"; break;
     default: break;
   }
@@ -42,6 +44,7 @@ std::uint16_t status_code(HttpError e) {
     case HttpError::TooManyHeaders: return 431;
     case HttpError::TargetTooLong: return 414;
     case HttpError::BadVersion: return 505;
+    case HttpError::ServiceUnavailable: return 503;
     case HttpError::NonHttp:
     case HttpError::BadRequestLine:
     case HttpError::BadMethod:

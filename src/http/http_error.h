@@ -24,12 +24,14 @@ enum class HttpError : std::uint8_t {
   BadHost,              // Host (or absolute-form authority) malformed     -> 400
   BadContentLength,     // Content-Length not digits, conflicting, or with
                         // Transfer-Encoding (request smuggling guard)     -> 400
+  ServiceUnavailable,   // not a parse error: the head is fine but no live
+                        // back-end owns the content (failure handling)    -> 503
 };
 
 // A short stable name, e.g. "HeadTooLarge".
 std::string_view to_string(HttpError e);
 
-// The HTTP status code the engine should answer with (400, 414, 431 or 505);
+// The HTTP status code the engine should answer with (400, 414, 431, 503 or 505);
 // 0 for HttpError::None.
 std::uint16_t status_code(HttpError e);
 

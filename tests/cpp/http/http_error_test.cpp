@@ -13,7 +13,7 @@ constexpr HttpError kAll[] = {
     HttpError::TargetTooLong, HttpError::NonHttp,       HttpError::BadRequestLine,
     HttpError::BadMethod,     HttpError::BadVersion,    HttpError::BadTarget,
     HttpError::BadHeaderLine, HttpError::DuplicateHost, HttpError::MissingHost,
-    HttpError::BadHost,       HttpError::BadContentLength,
+    HttpError::BadHost,       HttpError::BadContentLength, HttpError::ServiceUnavailable,
 };
 
 TEST(HttpError, NamesAreDistinctAndKnown) {
@@ -46,6 +46,7 @@ TEST(HttpError, StatusCodes) {
       {HttpError::MissingHost, 400},
       {HttpError::BadHost, 400},
       {HttpError::BadContentLength, 400},
+      {HttpError::ServiceUnavailable, 503},
   };
   static_assert(std::size(cases) == std::size(kAll));
   for (const Case& c : cases) EXPECT_EQ(status_code(c.error), c.status) << to_string(c.error);
@@ -57,6 +58,7 @@ TEST(HttpErrorTest, ErrorResponseIsACompleteHttp11Response) {
   EXPECT_EQ(error_response(HttpError::HeadTooLarge).rfind("HTTP/1.1 431 Request Header Fields Too Large\r\n", 0), 0u);
   EXPECT_EQ(error_response(HttpError::TargetTooLong).rfind("HTTP/1.1 414 URI Too Long\r\n", 0), 0u);
   EXPECT_EQ(error_response(HttpError::BadVersion).rfind("HTTP/1.1 505 HTTP Version Not Supported\r\n", 0), 0u);
+  EXPECT_EQ(error_response(HttpError::ServiceUnavailable).rfind("HTTP/1.1 503 Service Unavailable\r\n", 0), 0u);
 }
 
 }  // namespace

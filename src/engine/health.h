@@ -1,0 +1,75 @@
+// HealthTracker: which peers (back-ends) are alive, from their heartbeats.
+// A peer is dead when no heartbeat has arrived for `dead_after_ms`, or when its
+// last heartbeat said its web server is down; alive again on the next healthy one.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+namespace hl::engine {
+
+class HealthTracker {
+ public:
+  enum class Change : uint8_t { kNone, kDown, kUp };
+
+  // `count` peers, all alive and last heard at `now` (a peer that never sends
+  // a heartbeat goes down after dead_after_ms). dead_after_ms 0: disabled,
+  // every peer stays alive whatever happens.
+  HealthTracker(size_t count, uint32_t dead_after_ms, uint64_t now)
+      : dead_after_ms_(dead_after_ms), last_ms_(count, now), down_(count, 0) {}
+
+  bool enabled() const { return dead_after_ms_ != 0; }
+
+  // A heartbeat of peer `id` (ignored if out of range or disabled).
+  Change on_heartbeat(size_t id, bool healthy, uint64_t now) {
+    if (!enabled() || id >= down_.size()) return Change::kNone;
+    last_ms_[id] = now;
+    return set(id, !healthy);
+  }
+
+  // Marks the peers not heard from for dead_after_ms as down; returns them.
+  std::vector<size_t> expire(uint64_t now) {
+    std::vector<size_t> died;
+    if (!enabled()) return died;
+    for (size_t id = 0; id < down_.size(); ++id) {
+      if (down_[id] == 0 && now - last_ms_[id] >= dead_after_ms_ && set(id, true) == Change::kDown) {
+        died.push_back(id);
+      }
+    }
+    return died;
+  }
+
+  bool alive(size_t id) const { return id >= down_.size() || down_[id] == 0; }
+  // Non-zero for dead peers, indexed by id (dispatch::DispatchContext::down).
+  const std::vector<uint8_t>& down() const { return down_; }
+  uint64_t down_count() const {
+    uint64_t n = 0;
+    for (uint8_t d : down_) {
+      if (d != 0) ++n;
+    }
+    return n;
+  }
+  uint64_t transitions() const { return transitions_; }
+
+ private:
+  Change set(size_t id, bool down) {
+    if ((down_[id] != 0) == down) return Change::kNone;
+    down_[id] = down ? 1 : 0;
+    ++transitions_;
+    return down ? Change::kDown : Change::kUp;
+  }
+
+  uint32_t dead_after_ms_;
+  std::vector<uint64_t> last_ms_;
+  std::vector<uint8_t> down_;
+  uint64_t transitions_ = 0;
+};
+
+// True if `proc_net_tcp` (the text of /proc/net/tcp or /proc/net/tcp6) lists a
+// socket in state LISTEN on local port `port`: the back-end's health check.
+bool proc_net_tcp_listening(std::string_view proc_net_tcp, uint16_t port);
+// Reads /proc/self/net/tcp and tcp6 of this network namespace.
+bool local_server_listening(uint16_t port);
+
+}  // namespace hl::engine
