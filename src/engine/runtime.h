@@ -34,6 +34,7 @@ struct RuntimeConfig {
   static constexpr uint32_t kDefaultLocalMark = 0x484C;  // "HL": rare's released connections
   static constexpr uint32_t kDefaultStatsIntervalMs = 1000;
   static constexpr uint32_t kDefaultQueueMaxLen = 8192;
+  static constexpr size_t kDefaultMaxHalfOpen = 16384;  // = the engines' defaults
   static constexpr uint32_t kDefaultRcvBuf = 16u << 20;
   static constexpr uint32_t kTimerMs = 100;  // engine housekeeping period
 
@@ -61,6 +62,8 @@ struct RuntimeConfig {
   bool gso = true;
   bool fail_open = false;
   bool queue_bypass = true;
+  size_t max_half_open = kDefaultMaxHalfOpen;  // frontend, always: half-open states kept
+  bool syn_cookies = true;                     // frontend, always: SYN cookies past max_half_open
   std::vector<std::pair<std::string, std::string>> sysctls;  // extra ones, restored at exit
   ImpairConfig impair;                        // impair: what the stage does (max_held <= queue_maxlen)
 };
