@@ -89,6 +89,10 @@ RuntimeConfig config_from(const py::dict& d) {
       c.queue_bypass = value.cast<bool>();
     } else if (key == "backend_dead_ms") {
       c.backend_dead_ms = as_uint<uint32_t>(value, key);
+    } else if (key == "max_half_open") {
+      c.max_half_open = as_uint<size_t>(value, key);
+    } else if (key == "syn_cookies") {
+      c.syn_cookies = value.cast<bool>();
     } else if (key == "sysctls") {
       c.sysctls.clear();
       for (const auto& [name, v] : value.cast<py::dict>()) {
@@ -163,7 +167,7 @@ void init_engine(py::module_& m) {
                        "Everything installed is removed by stop(). Options (keywords or one dict): role, node,\n"
                        "node_addr, vip, port, queue, mark, control_port, peers (dict name -> address),\n"
                        "content_map, policy, frontend, stats_file, key_file, stats_interval_ms, queue_maxlen, rcvbuf,\n"
-                       "gso, fail_open, queue_bypass, backend_dead_ms, sysctls (dict); role impair: delay_ms, jitter_ms, loss,\n"
+                       "gso, fail_open, queue_bypass, backend_dead_ms, max_half_open, syn_cookies, sysctls (dict); role impair: delay_ms, jitter_ms, loss,\n"
                        "reorder, reorder_extra_ms, duplicate, impair_seed, impair_max_held. A bad option raises ValueError.")
       .def(py::init<const py::dict&>(), py::arg("config"))
       .def(py::init([](const py::kwargs& kwargs) { return std::make_unique<PyEngine>(kwargs); }))

@@ -61,6 +61,8 @@ hl::engine::RuntimeConfig runtime_config(const Options& o, hl::engine::RuntimeRo
   c.rcvbuf = o.rcvbuf_bytes;
   c.gso = o.gso;
   c.fail_open = o.fail_open;
+  c.max_half_open = o.max_half_open;
+  c.syn_cookies = o.syn_cookies;
   c.queue_bypass = o.queue_bypass;
   static_assert(Options::kDefaultBackendDeadMs == hl::engine::RuntimeConfig::kDefaultBackendDeadMs);
   c.backend_dead_ms = o.backend_dead_ms;

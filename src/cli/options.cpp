@@ -115,6 +115,15 @@ po::options_description make_description() {
                             ->default_value(hl::engine::ImpairConfig::kDefaultMaxHeld)->value_name("N"),
      "packets held at once (<= --queue-maxlen); more are dropped and counted (impair_overflow)");
 
+  po::options_description handshake("Handshake (roles frontend and always, which answer clients' SYNs)");
+  handshake.add_options()
+    ("max-half-open", po::value<std::size_t>()
+                          ->default_value(Options::kDefaultMaxHalfOpen)->value_name("N"),
+     "half-open connection states kept (frontend: until the request is read; always: SYN-RECEIVED); "
+     "past N, SYNs get SYN cookies (0: every SYN does)")
+    ("syn-cookies", po::value<bool>()->default_value(true, "on")->implicit_value(true, "on")->value_name("on|off"),
+     "answer SYNs with stateless SYN cookies when the half-open table is full (off: drop them)");
+
   po::options_description stats("Statistics");
   stats.add_options()
     ("stats-file", po::value<std::string>()->value_name("PATH"),
@@ -124,7 +133,7 @@ po::options_description make_description() {
      "milliseconds between stats file writes (> 0)");
 
   po::options_description all("Usage: handoffd --role ROLE [options]\n       handoffd --cleanup\n\nOptions");
-  all.add(general).add(role).add(io).add(impair).add(stats);
+  all.add(general).add(role).add(io).add(handshake).add(impair).add(stats);
   return all;
 }
 
@@ -227,6 +236,8 @@ Options to_options(const po::variables_map& vm) {
   o.rcvbuf_bytes = vm["rcvbuf"].as<std::uint32_t>();
   o.gso = vm["gso"].as<bool>();
   o.fail_open = vm["fail-open"].as<bool>();
+  o.max_half_open = vm["max-half-open"].as<std::size_t>();
+  o.syn_cookies = vm["syn-cookies"].as<bool>();
   if (vm.count("sysctl")) {
     for (const auto& s : vm["sysctl"].as<std::vector<std::string>>()) o.sysctls.push_back(split_pair(s, "--sysctl"));
   }

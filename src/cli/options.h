@@ -43,6 +43,7 @@ struct Options {
   Action action = Action::kRun;
   std::optional<Role> role;             // required unless action is kCleanup
   static constexpr std::uint16_t kDefaultControlPort = 8557;
+  static constexpr std::size_t kDefaultMaxHalfOpen = 16384;  // the engines' default
 
   std::string node = "node";
   std::optional<std::string> node_addr; // dotted IPv4: this node's own address (backend: required)
@@ -67,6 +68,8 @@ struct Options {
   std::uint32_t rcvbuf_bytes = kDefaultRcvBufBytes;
   bool gso = true;                      // NFQA_CFG_F_GSO
   bool fail_open = false;               // NFQA_CFG_F_FAIL_OPEN
+  std::size_t max_half_open = kDefaultMaxHalfOpen;  // --max-half-open (frontend, always)
+  bool syn_cookies = true;              // --syn-cookies
   std::vector<std::pair<std::string, std::string>> sysctls;  // set while running, then restored
   hl::engine::ImpairConfig impair;      // role impair: --delay-ms, --jitter-ms, --loss, --reorder, ...
 };

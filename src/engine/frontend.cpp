@@ -11,6 +11,7 @@
 #include "engine/health.h"
 #include "engine/rfc5961.h"
 #include "engine/sweep.h"
+#include "engine/syn_cookie.h"
 #include "net/packet_builder.h"
 #include "tcp/seq.h"
 
@@ -62,6 +63,7 @@ struct FrontendEngine::Impl {
   HandshakeSender answer;
   Clock clock;
   std::mt19937_64 rng;
+  SynCookies cookies;  // after rng: keyed from it
   std::unordered_map<uint64_t, Conn> conns;
   size_t half_open = 0;
   dispatch::DispatchContext dctx;
@@ -75,7 +77,7 @@ struct FrontendEngine::Impl {
         raw(r, counters.io_errors), answer(cfg.vip, cfg.syn_window, raw, counters.resets_sent),
         clock(std::move(k)),
         rng(cfg.seed != 0 ? cfg.seed : std::random_device{}()),
-        health(cfg.backend_addrs.size(), cfg.backend_dead_ms, clock()) {
+        cookies(rng), health(cfg.backend_addrs.size(), cfg.backend_dead_ms, clock()) {
     dctx.active.assign(cfg.backend_addrs.size(), 0);
   }
 
@@ -240,7 +242,13 @@ struct FrontendEngine::Impl {
       free_conn(it);  // the port is reused: the old connection is over
     }
     if (conns.size() >= cfg.max_connections || half_open >= cfg.max_half_open) {
-      ++counters.syns_dropped;
+      // Full (a SYN flood, most likely): a cookie keeps legitimate clients coming
+      // in without the table growing; without cookies the SYN is refused.
+      if (cfg.syn_cookies) {
+        send_cookie(pkt);
+      } else {
+        ++counters.syns_dropped;
+      }
       return;
     }
     Conn conn(cfg.http_limits);
@@ -252,6 +260,49 @@ struct FrontendEngine::Impl {
     conns.emplace(key, std::move(conn));
     ++half_open;
     ++counters.syns;
+  }
+
+  // Answers `syn` with a SYN cookie: no state is kept until its ACK.
+  void send_cookie(const net::TcpPacket& syn) {
+    ClientHandshake hs;
+    hs.note_syn(syn, cfg.mss);
+    cookies.answer(hs, cfg.vip, cfg.wscale, clock());
+    answer.synack(hs);
+    ++counters.syn_cookies_sent;
+  }
+
+  // An ACK of no known connection may complete a cookie handshake: then the state
+  // the SYN did not get is built from the cookie and the ACK goes on as in
+  // SYN-RECEIVED. Returns whether the packet was handled (verdict given).
+  bool take_cookie_ack(const io::QueuedPacket& qp, net::TcpPacket& pkt, const net::Endpoint& client) {
+    if (!cfg.syn_cookies || !pkt.has_flags(ACK) || (pkt.flags() & (SYN | RST)) != 0 ||
+        !cookies.recently_sent(clock())) {
+      return false;
+    }
+    if (!qp.checksum_partial && !pkt.tcp_checksum_ok()) {
+      verdicts.drop(qp.id);  // no state for a corrupt ACK
+      ++counters.dropped_malformed;
+      return true;
+    }
+    std::optional<ClientHandshake> hs = cookies.check(pkt, cfg.vip, cfg.wscale, cfg.mss, clock());
+    if (!hs) {
+      ++counters.syn_cookies_invalid;
+      return false;  // an unknown packet after all
+    }
+    if (conns.size() >= cfg.max_connections) {
+      verdicts.drop(qp.id);  // the client retransmits; the cookie stays valid a while
+      ++counters.syns_dropped;
+      return true;
+    }
+    Conn conn(cfg.http_limits);
+    conn.hs = *hs;
+    conn.client_ack = conn.hs.server_isn + 1u;
+    conn.created_ms = conn.last_seen_ms = clock();
+    auto it = conns.emplace(conn_key(client), std::move(conn)).first;
+    ++half_open;
+    ++counters.syn_cookies_valid;
+    on_segment(qp, pkt, it);
+    return true;
   }
 
   void forward(const io::QueuedPacket& qp, net::TcpPacket& pkt, Conn& conn) {
@@ -437,6 +488,7 @@ struct FrontendEngine::Impl {
     }
     auto it = conns.find(conn_key(client));
     if (it == conns.end()) {
+      if (take_cookie_ack(qp, pkt, client)) return;
       // E.g. after a restart of this engine: what a kernel does, a RST (rate-limited),
       // so that the client of a connection lost with the old engine does not hang.
       verdicts.drop(qp.id);
@@ -539,6 +591,9 @@ struct FrontendEngine::Impl {
 void FrontendCounters::visit(const CounterVisitor& v) const {
   v("syns", syns);
   v("syns_dropped", syns_dropped);
+  v("syn_cookies_sent", syn_cookies_sent);
+  v("syn_cookies_valid", syn_cookies_valid);
+  v("syn_cookies_invalid", syn_cookies_invalid);
   v("handoffs", handoffs);
   v("handoff_retries", handoff_retries);
   v("handoff_acks", handoff_acks);

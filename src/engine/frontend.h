@@ -46,7 +46,9 @@ struct FrontendConfig {
   uint32_t request_timeout_ms = kDefaultRequestTimeoutMs;  // whole head must arrive within
   uint32_t idle_timeout_ms = kDefaultIdleTimeoutMs;
   size_t max_connections = kDefaultMaxConnections;
-  size_t max_half_open = kDefaultMaxHalfOpen;  // SYN-RECEIVED and awaiting-request states
+  size_t max_half_open = kDefaultMaxHalfOpen;  // SYN-RECEIVED and awaiting-request states;
+                                               //   past it, SYNs get SYN cookies (or are dropped)
+  bool syn_cookies = true;  // answer SYNs statelessly when the half-open table is full (syn_cookie.h)
   http::Limits http_limits;
   uint64_t seed = 0;  // ISN / timestamp randomness; 0 = from std::random_device
   // Health checks: a back-end is dead when no heartbeat (control::Keepalive)
@@ -65,7 +67,11 @@ struct FrontendConfig {
 // Monotonic counters, except `active` (states held now).
 struct FrontendCounters {
   uint64_t syns = 0;                // SYNs that created a connection state
-  uint64_t syns_dropped = 0;        // SYNs refused: table full
+  uint64_t syns_dropped = 0;        // SYNs refused (table full, no cookies) and valid cookie
+                                    //   ACKs refused (connection table full)
+  uint64_t syn_cookies_sent = 0;    // SYNs answered with a cookie (half-open table full)
+  uint64_t syn_cookies_valid = 0;   // ACKs whose cookie was valid: a connection state created
+  uint64_t syn_cookies_invalid = 0; // unknown ACKs checked against a cookie and refused (RST)
   uint64_t handoffs = 0;            // connections handed off (first attempt)
   uint64_t handoff_retries = 0;     // handoffs sent again (no acknowledgement yet)
   uint64_t handoff_acks = 0;        // handoff acknowledgements from back-ends

@@ -18,7 +18,7 @@ NodeEngine::Impl::Impl(NodeConfig c, std::unique_ptr<dispatch::Dispatcher> d, io
     : cfg(std::move(c)), dispatcher(std::move(d)), verdicts(v, counters.io_errors), raw(r, counters.io_errors),
       answer(cfg.vip, cfg.syn_window, raw, counters.resets_sent),
       hold(verdicts, cfg.max_held, counters.held, counters.held_dropped), messages(m), clock(std::move(k)),
-      rng(cfg.seed != 0 ? cfg.seed : std::random_device{}()) {
+      rng(cfg.seed != 0 ? cfg.seed : std::random_device{}()), cookies(rng) {
   dctx.active.assign(cfg.node_addrs.size(), 0);
 }
 
@@ -135,6 +135,10 @@ void NodeEngine::Impl::on_timer() {
 
 void NodeCounters::visit(const CounterVisitor& v) const {
   v("syns", syns);
+  v("syns_dropped", syns_dropped);
+  v("syn_cookies_sent", syn_cookies_sent);
+  v("syn_cookies_valid", syn_cookies_valid);
+  v("syn_cookies_invalid", syn_cookies_invalid);
   v("handoffs", handoffs);
   v("local", local);
   v("handoffs_received", handoffs_received);

@@ -43,6 +43,7 @@ struct NodeConfig {
   static constexpr uint32_t kDefaultIdleTimeoutMs = 120000;
   static constexpr size_t kDefaultMaxConnections = 65536;
   static constexpr size_t kDefaultMaxHeld = 64;
+  static constexpr size_t kDefaultMaxHalfOpen = 16384;
 
   NodeMode mode = NodeMode::kAlways;
   net::Endpoint vip;                      // the service address (on every node's lo)
@@ -59,6 +60,9 @@ struct NodeConfig {
   uint32_t idle_timeout_ms = kDefaultIdleTimeoutMs;
   size_t max_connections = kDefaultMaxConnections;  // per part (origin, serving)
   size_t max_held = kDefaultMaxHeld;                // packets held per connection
+  size_t max_half_open = kDefaultMaxHalfOpen;  // origins in SYN-RECEIVED; past it (always),
+                                               //   SYNs get SYN cookies (or are dropped)
+  bool syn_cookies = true;  // always: answer SYNs statelessly when the half-open table is full
   http::Limits http_limits;
   uint64_t seed = 0;  // ISN / timestamp randomness; 0 = from std::random_device
 };
@@ -66,6 +70,11 @@ struct NodeConfig {
 // Monotonic counters, except `active` (origin + serving states held now).
 struct NodeCounters {
   uint64_t syns = 0;               // client SYNs that created an origin state
+  uint64_t syns_dropped = 0;       // SYNs refused (table full, no cookies) and valid cookie
+                                   //   ACKs refused (origin table full)
+  uint64_t syn_cookies_sent = 0;   // always: SYNs answered with a cookie (half-open table full)
+  uint64_t syn_cookies_valid = 0;  // ACKs whose cookie was valid: an origin state created
+  uint64_t syn_cookies_invalid = 0;  // unknown ACKs checked against a cookie and refused (RST)
   uint64_t handoffs = 0;           // connections handed off (always: local replays included)
   uint64_t local = 0;              // rare: connections released to the local kernel untouched
   uint64_t handoffs_received = 0;  // handoff requests taken (local replays included)

@@ -18,6 +18,7 @@
 #include "engine/node_engine.h"
 #include "engine/packet_hold.h"
 #include "engine/serving.h"
+#include "engine/syn_cookie.h"
 #include "io/packet_io.h"
 #include "net/tcp_packet.h"
 
@@ -66,7 +67,9 @@ struct NodeEngine::Impl {
   MessageSender& messages;
   Clock clock;
   std::mt19937_64 rng;
+  SynCookies cookies;  // after rng: keyed from it
   std::unordered_map<uint64_t, Origin> origins;
+  size_t half_open = 0;  // origins in SYN-RECEIVED
   std::unordered_map<uint64_t, Serving> servings;
   dispatch::DispatchContext dctx;
 
@@ -82,7 +85,15 @@ struct NodeEngine::Impl {
     table.erase(it);
     ++counters.freed;
   }
-  void free_origin(OriginIt it) { free_state(origins, it); }
+  void free_origin(OriginIt it) {
+    if (it->second.state == Origin::State::SynReceived) --half_open;
+    free_state(origins, it);
+  }
+  // Leaves SYN-RECEIVED: the handshake is complete.
+  void established(Origin& o) {
+    o.state = Origin::State::AwaitRequest;
+    --half_open;
+  }
   void free_serving(ServingIt it) { free_state(servings, it); }
 
   // --- node_engine.cpp: control messages, packets, timers ---------------------
@@ -97,6 +108,10 @@ struct NodeEngine::Impl {
   // --- node_origin.cpp ------------------------------------------------------
   // A client SYN to the VIP.
   void on_client_syn(const io::QueuedPacket& qp, const net::TcpPacket& pkt, const net::Endpoint& client);
+  // always: answers a SYN with a SYN cookie (no state).
+  void send_cookie(const net::TcpPacket& syn);
+  // always: an ACK of no origin that may complete a cookie handshake; true if handled.
+  bool take_cookie_ack(const io::QueuedPacket& qp, net::TcpPacket& pkt, const net::Endpoint& client);
   // rare: the kernel's SYN/ACK to a client teaches f, its TS base and wscale.
   void on_kernel_vip_synack(const io::QueuedPacket& qp, const net::TcpPacket& pkt);
   dispatch::BackendId choose(const Origin& o);

@@ -49,8 +49,16 @@ void NodeEngine::Impl::on_client_syn(const io::QueuedPacket& qp, const net::TcpP
     }
     free_origin(it);  // the port is reused
   }
-  if (origins.size() >= cfg.max_connections) {
+  if (origins.size() >= cfg.max_connections || (!rare() && half_open >= cfg.max_half_open)) {
+    // Full (a SYN flood, most likely). always: a cookie keeps legitimate clients
+    // coming in without the table growing. rare: the kernel answers the SYNs
+    // (its own tcp_syncookies protect it); this node just stops tracking them.
     verdicts.drop(qp.id);
+    if (!rare() && cfg.syn_cookies) {
+      send_cookie(pkt);
+    } else {
+      ++counters.syns_dropped;
+    }
     return;
   }
   Origin o(cfg.http_limits);
@@ -65,7 +73,48 @@ void NodeEngine::Impl::on_client_syn(const io::QueuedPacket& qp, const net::TcpP
     answer.synack(o.hs);
   }
   origins.emplace(key, std::move(o));
+  ++half_open;
   ++counters.syns;
+}
+
+void NodeEngine::Impl::send_cookie(const net::TcpPacket& syn) {
+  ClientHandshake hs;
+  hs.note_syn(syn, cfg.mss);
+  cookies.answer(hs, cfg.vip, cfg.wscale, clock());
+  answer.synack(hs);
+  ++counters.syn_cookies_sent;
+}
+
+bool NodeEngine::Impl::take_cookie_ack(const io::QueuedPacket& qp, net::TcpPacket& pkt,
+                                       const net::Endpoint& client) {
+  if (rare() || !cfg.syn_cookies || !pkt.has_flags(ACK) || (pkt.flags() & (SYN | RST)) != 0 ||
+      !cookies.recently_sent(clock())) {
+    return false;
+  }
+  if (!qp.checksum_partial && !pkt.tcp_checksum_ok()) {
+    verdicts.drop(qp.id);  // no state for a corrupt ACK
+    ++counters.dropped_malformed;
+    return true;
+  }
+  std::optional<ClientHandshake> hs = cookies.check(pkt, cfg.vip, cfg.wscale, cfg.mss, clock());
+  if (!hs) {
+    ++counters.syn_cookies_invalid;
+    return false;  // an unknown packet after all
+  }
+  if (origins.size() >= cfg.max_connections) {
+    verdicts.drop(qp.id);  // the client retransmits; the cookie stays valid a while
+    ++counters.syns_dropped;
+    return true;
+  }
+  Origin o(cfg.http_limits);
+  o.hs = *hs;
+  o.f_known = true;
+  o.created_ms = o.last_seen_ms = clock();
+  auto it = origins.emplace(conn_key(client), std::move(o)).first;
+  ++half_open;
+  ++counters.syn_cookies_valid;
+  on_client_segment(qp, pkt, it);  // the ACK as in SYN-RECEIVED
+  return true;
 }
 
 void NodeEngine::Impl::on_kernel_vip_synack(const io::QueuedPacket& qp, const net::TcpPacket& pkt) {
@@ -226,7 +275,7 @@ void NodeEngine::Impl::on_client_segment(const io::QueuedPacket& qp, net::TcpPac
           verdicts.accept(qp.id);  // the kernel judges it
           return;
         }
-        o.state = Origin::State::AwaitRequest;
+        established(o);
         on_request_segment(qp, pkt, it);
         return;
       }
@@ -236,7 +285,7 @@ void NodeEngine::Impl::on_client_segment(const io::QueuedPacket& qp, net::TcpPac
       } else if (!pkt.has_flags(ACK) || SeqNum(pkt.ack()) != o.hs.server_isn + 1u) {
         answer.rst_for(pkt);
       } else {
-        o.state = Origin::State::AwaitRequest;
+        established(o);
         on_request_segment(qp, pkt, it);
       }
       return;
@@ -295,6 +344,7 @@ void NodeEngine::Impl::on_vip_packet(const io::QueuedPacket& qp, net::TcpPacket&
   }
   auto it = origins.find(conn_key(client));
   if (it == origins.end()) {
+    if (take_cookie_ack(qp, pkt, client)) return;
     ++counters.unknown_packets;
     if (rare()) {
       verdicts.accept(qp.id);  // a local connection (released) or the kernel's business

@@ -368,6 +368,8 @@ void NodeRuntime::Impl::setup() {
       fc.backend_addrs = std::move(backends);
       fc.backend_dead_ms = c.backend_dead_ms;
       fc.log = [](const std::string& line) { log_error(line); };
+      fc.max_half_open = c.max_half_open;
+      fc.syn_cookies = c.syn_cookies;
       frontend = std::make_unique<FrontendEngine>(std::move(fc), std::move(dispatcher), *queue, *raw, clock);
       queue->set_handler([this](const io::QueuedPacket& p) { frontend->on_packet(p); });
       break;
@@ -423,6 +425,8 @@ void NodeRuntime::Impl::setup() {
       nc.node = self;
       nc.node_addrs = std::move(backends);
       nc.local_mark = c.local_mark;
+      nc.max_half_open = c.max_half_open;
+      nc.syn_cookies = c.syn_cookies;
       node_engine = std::make_unique<NodeEngine>(std::move(nc), std::move(dispatcher), *queue, *raw, *channel_sender, clock);
       queue->set_handler([this](const io::QueuedPacket& p) { node_engine->on_packet(p); });
       break;

@@ -34,6 +34,7 @@ struct RuntimeConfig {
   static constexpr uint32_t kDefaultLocalMark = 0x484C;  // "HL": rare's released connections
   static constexpr uint32_t kDefaultStatsIntervalMs = 1000;
   static constexpr uint32_t kDefaultQueueMaxLen = 8192;
+  static constexpr size_t kDefaultMaxHalfOpen = 16384;  // = the engines' defaults
   static constexpr uint32_t kDefaultRcvBuf = 16u << 20;
   static constexpr uint32_t kTimerMs = 100;  // engine housekeeping period
   static constexpr uint32_t kHeartbeatMs = 200;  // backend -> front-end heartbeat period
@@ -67,6 +68,8 @@ struct RuntimeConfig {
   // send one every kHeartbeatMs, saying whether their web server listens on
   // `port`); 0 turns health checks off.
   uint32_t backend_dead_ms = kDefaultBackendDeadMs;
+  size_t max_half_open = kDefaultMaxHalfOpen;  // frontend, always: half-open states kept
+  bool syn_cookies = true;                     // frontend, always: SYN cookies past max_half_open
   std::vector<std::pair<std::string, std::string>> sysctls;  // extra ones, restored at exit
   ImpairConfig impair;                        // impair: what the stage does (max_held <= queue_maxlen)
 };

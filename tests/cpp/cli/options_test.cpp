@@ -51,6 +51,8 @@ TEST(Options, Defaults) {
   EXPECT_EQ(o.rcvbuf_bytes, 16u << 20);
   EXPECT_TRUE(o.gso);
   EXPECT_FALSE(o.fail_open);
+  EXPECT_EQ(o.max_half_open, 16384u);
+  EXPECT_TRUE(o.syn_cookies);
 }
 
 TEST(Options, EveryOptionIsParsed) {
@@ -58,7 +60,8 @@ TEST(Options, EveryOptionIsParsed) {
                         "--peer", "be2=10.0.0.2", "--peer", "be3=10.0.0.3", "--content-map", "/tmp/map",
                         "--policy", "lard", "--stats-file", "/tmp/s.json", "--stats-interval", "250",
                         "--key-file", "/etc/handofflab/cluster.key", "--log-level", "debug", "--queue-bypass=off", "--mark", "0x10", "--queue-maxlen", "100",
-                        "--rcvbuf", "4096", "--gso=off", "--fail-open", "--sysctl", "net.ipv4.ip_forward=1"});
+                        "--rcvbuf", "4096", "--gso=off", "--fail-open", "--sysctl", "net.ipv4.ip_forward=1",
+                        "--max-half-open", "100", "--syn-cookies=off"});
   EXPECT_EQ(o.role, Role::kRare);
   EXPECT_EQ(o.node, "be1");
   EXPECT_EQ(o.vip, "10.0.0.100");
@@ -79,6 +82,8 @@ TEST(Options, EveryOptionIsParsed) {
   EXPECT_EQ(o.rcvbuf_bytes, 4096u);
   EXPECT_FALSE(o.gso);
   EXPECT_TRUE(o.fail_open);
+  EXPECT_EQ(o.max_half_open, 100u);
+  EXPECT_FALSE(o.syn_cookies);
   ASSERT_EQ(o.sysctls.size(), 1u);
   EXPECT_EQ(o.sysctls[0], (std::pair<std::string, std::string>{"net.ipv4.ip_forward", "1"}));
 }
@@ -101,7 +106,8 @@ TEST(Options, HelpAndVersionExitZero) {
   for (const char* opt : {"--help", "--version", "--config", "--role", "--node", "--vip", "--port", "--queue",
                           "--peer", "--content-map", "--policy", "--stats-file", "--stats-interval", "--log-level",
                           "--queue-bypass", "--cleanup", "--print-rules", "--mark", "--sysctl", "--gso",
-                          "--fail-open", "--queue-maxlen", "--rcvbuf", "--key-file"}) {
+                          "--fail-open", "--queue-maxlen", "--rcvbuf", "--key-file", "--max-half-open",
+                          "--syn-cookies"}) {
     EXPECT_NE(help.error().message.find(opt), std::string::npos) << opt;
   }
   EXPECT_NE(help.error().message.find("(=80)"), std::string::npos);  // defaults shown

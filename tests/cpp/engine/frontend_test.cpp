@@ -38,6 +38,7 @@ struct Fe {
     c.vip = kVip;
     c.backend_addrs = {kBe1, kBe2};
     c.max_half_open = max_half_open;
+    c.syn_cookies = false;  // syn_flood_test.cpp covers them
     c.seed = 7;
     return c;
   }
