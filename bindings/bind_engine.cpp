@@ -77,6 +77,8 @@ RuntimeConfig config_from(const py::dict& d) {
       c.key_file = value.is_none() ? std::string() : py::str(value).cast<std::string>();
     } else if (key == "stats_interval_ms") {
       c.stats_interval_ms = as_uint<uint32_t>(value, key);
+    } else if (key == "request_timeout_ms") {
+      c.request_timeout_ms = as_uint<uint32_t>(value, key);
     } else if (key == "queue_maxlen") {
       c.queue_maxlen = as_uint<uint32_t>(value, key);
     } else if (key == "rcvbuf") {
@@ -166,8 +168,9 @@ void init_engine(py::module_& m) {
                        "process, in its network namespace: NFQUEUE capture rules, sysctls, raw and UDP sockets.\n"
                        "Everything installed is removed by stop(). Options (keywords or one dict): role, node,\n"
                        "node_addr, vip, port, queue, mark, control_port, peers (dict name -> address),\n"
-                       "content_map, policy, frontend, stats_file, key_file, stats_interval_ms, queue_maxlen, rcvbuf,\n"
-                       "gso, fail_open, queue_bypass, backend_dead_ms, max_half_open, syn_cookies, sysctls (dict); role impair: delay_ms, jitter_ms, loss,\n"
+                       "content_map, policy, frontend, stats_file, key_file, stats_interval_ms, request_timeout_ms,\n"
+                       "queue_maxlen, rcvbuf, gso, fail_open, queue_bypass, backend_dead_ms, max_half_open, syn_cookies,\n"
+                       "sysctls (dict); role impair: delay_ms, jitter_ms, loss,\n"
                        "reorder, reorder_extra_ms, duplicate, impair_seed, impair_max_held. A bad option raises ValueError.")
       .def(py::init<const py::dict&>(), py::arg("config"))
       .def(py::init([](const py::kwargs& kwargs) { return std::make_unique<PyEngine>(kwargs); }))

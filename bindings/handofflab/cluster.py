@@ -49,6 +49,12 @@ r0), started once the cluster is up and checked; ``loss`` is then applied there
 too (on the WAN path only, per direction; seeded by ``impair_seed``, default
 ``seed``) instead of the iptables statistic match on every host.
 
+Control-channel authentication: with ``auth=True`` (the default) the cluster
+writes a random key (KEY_BYTES bytes, mode 0600) to ``key.bin`` in its temp dir
+and gives it to every engine (config ``key_file``; never on a command line), so
+every control message between the engines is HMAC-authenticated with replay
+protection (control/auth.h); ``auth=False`` runs them unauthenticated.
+
 Lifecycle: __enter__ starts everything; __exit__ always stops everything it
 started (agents and nginx by PID, Mininet hosts and links, temp dir), also when
 the body raises or start() fails half-way; after each agent stops, no HANDOFF-
@@ -109,6 +115,7 @@ def engine_roles() -> tuple[str, ...]:
 IMPLEMENTED_MODES = ("direct", "frontend", "proxy") + engine_roles()
 POLICIES = ("first", "round-robin", "hash-client", "hash-path", "least-active")
 RUN_ROOT = Path(os.environ.get("HANDOFFLAB_CACHE", "/tmp/handofflab")) / "runs"
+KEY_BYTES = 48  # cluster key length; the engines require >= 32 (control::kMinKeyLen)
 
 HostRef = Union[str, Any]
 
@@ -142,6 +149,8 @@ class Cluster:
     requests for content the node lacks get its 404). delay_ms, jitter_ms, reorder,
     duplicate, wan, impair_seed: impairments of the client <-> cluster path on r0
     (see the module docstring; with any of them, ``loss`` is applied there too).
+    auth: a random per-cluster key file authenticating the engines' control
+    messages (``key_path``; see the module docstring); False: unauthenticated.
     """
 
     def __init__(self, mode: str = "direct", backends: int = 3, clients: int = 1,
@@ -155,7 +164,7 @@ class Cluster:
                  locality: Optional[float] = None, engines: bool = True,
                  delay_ms: int = 0, jitter_ms: int = 0, reorder: float = 0.0,
                  duplicate: float = 0.0, wan: bool = False,
-                 impair_seed: Optional[int] = None) -> None:
+                 impair_seed: Optional[int] = None, auth: bool = True) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; modes: {', '.join(MODES)} "
                              f"(implemented: {', '.join(IMPLEMENTED_MODES)})")
@@ -204,6 +213,8 @@ class Cluster:
             loss=loss, reorder=reorder, duplicate=duplicate,
             seed=seed if impair_seed is None else impair_seed)
         self.impair_stage: Optional[ImpairStage] = None
+        self.auth = auth
+        self.key_path: Optional[Path] = None  # the cluster key file (auth), in tmpdir
 
         self.vip: str = topo.VIP
         self.backends: list[str] = [topo.backend_name(i) for i in range(1, backends + 1)]
@@ -243,6 +254,8 @@ class Cluster:
         RUN_ROOT.mkdir(parents=True, exist_ok=True)
         self.tmpdir = Path(tempfile.mkdtemp(prefix="cluster-", dir=RUN_ROOT))
         log.info("cluster %s: temp dir %s", self.mode, self.tmpdir)
+        if self.auth and self.mode in ENGINE_MODES:
+            self.key_path = self._write_key(self.tmpdir / "key.bin")
 
         source, plain = docs_mod.generate(self.seed, self.sizes)
         self.documents = docs_mod.partition(plain, self.backends, self.seed, self.replicate)
@@ -403,11 +416,23 @@ class Cluster:
                                    f"{seen}: r0 does not spread by ports")
         self.spread_checked = True
 
+    @staticmethod
+    def _write_key(path: Path) -> Path:
+        """A fresh random cluster key at path, created with mode 0600 (never readable
+        by others, not even briefly)."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(KEY_BYTES))
+        return path
+
     def engine_configs(self) -> dict[str, dict[str, Any]]:
         """{node: engine config} for every engine node of this mode: frontend: fe
         first, then the back-ends; always/rare: every node, each with role = the
-        mode, peers = every node (itself included), the content map and policy."""
-        base = {"vip": self.vip, "port": 80}
+        mode, peers = every node (itself included), the content map and policy; every
+        one with the cluster key file (key_file) when ``auth`` is on."""
+        base: dict[str, Any] = {"vip": self.vip, "port": 80}
+        if self.key_path is not None:
+            base["key_file"] = str(self.key_path)
         if self.mode in SYMMETRIC_MODES:
             nodes = {name: topo.backend_ip(i) for i, name in enumerate(self.backends, start=1)}
             return {name: dict(base, role=self.mode, node=name, node_addr=addr, peers=nodes,
@@ -503,6 +528,7 @@ class Cluster:
         if self.tmpdir is not None:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
             self.tmpdir = None
+            self.key_path = None
 
     def _remove_leftover_intfs(self) -> None:
         """Delete root-namespace interfaces carrying our tag that Mininet left behind."""

@@ -57,6 +57,7 @@ hl::engine::RuntimeConfig runtime_config(const Options& o, hl::engine::RuntimeRo
   c.stats_file = o.stats_file;
   c.key_file = o.key_file;
   c.stats_interval_ms = o.stats_interval_ms;
+  c.request_timeout_ms = o.request_timeout_ms;
   c.queue_maxlen = o.queue_maxlen;
   c.rcvbuf = o.rcvbuf_bytes;
   c.gso = o.gso;

@@ -59,6 +59,9 @@ po::options_description make_description() {
      "file holding the cluster key (>= 32 bytes, the same on every node; Python Engine config: key_file): every "
      "control message is authenticated with HMAC-SHA256 and replays are refused (default: none, "
      "unauthenticated)")
+    ("request-timeout-ms", po::value<std::uint32_t>()->value_name("MS"),
+     "frontend, always, rare: reset a connection whose request head is not complete this long "
+     "after its handshake (slowloris; default: the engine's, 10000)")
     ("vip", po::value<std::string>()->value_name("ADDR"),
      "the cluster's virtual IPv4 address (default: none; monitor: any address)")
     ("port", po::value<int>()->default_value(Options::kDefaultPort)->value_name("PORT"),
@@ -211,6 +214,10 @@ Options to_options(const po::variables_map& vm) {
   if (vm.count("policy")) o.policy = vm["policy"].as<std::string>();
   if (vm.count("stats-file")) o.stats_file = vm["stats-file"].as<std::string>();
   if (vm.count("key-file")) o.key_file = vm["key-file"].as<std::string>();
+  if (vm.count("request-timeout-ms")) {
+    o.request_timeout_ms = vm["request-timeout-ms"].as<std::uint32_t>();
+    if (o.request_timeout_ms == 0) throw UsageError("--request-timeout-ms must be > 0");
+  }
   int interval = vm["stats-interval"].as<int>();
   if (interval <= 0) throw UsageError("--stats-interval must be > 0 ms");
   o.stats_interval_ms = static_cast<std::uint32_t>(interval);

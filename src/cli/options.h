@@ -59,6 +59,7 @@ struct Options {
   std::string key_file;                 // path of the cluster key (>= 32 bytes), empty: control
                                         //   messages unauthenticated. The key never goes on the command line.
   std::uint32_t stats_interval_ms = kDefaultStatsIntervalMs;
+  std::uint32_t request_timeout_ms = 0;  // 0: the engine's default
   LogLevel log_level = LogLevel::kInfo;
   bool queue_bypass = true;             // --queue-bypass on the NFQUEUE rules
   static constexpr std::uint32_t kDefaultBackendDeadMs = 700;  // == RuntimeConfig::kDefaultBackendDeadMs

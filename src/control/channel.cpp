@@ -317,6 +317,8 @@ struct ControlChannel::Impl {
     for (;;) {
       const ssize_t n = ::recv(it->second.fd, read_buf.data(), read_buf.size(), 0);
       if (n == 0) {
+        // A stream that ends inside a frame (a truncated frame) was not a frame stream either.
+        if (it->second.reader.buffered() > 0) ++counters.bad_frames;
         close_in(id);
         return;
       }

@@ -48,7 +48,7 @@ struct ChannelCounters {
   uint64_t received = 0;       // messages delivered to the handler (keepalives excluded)
   uint64_t keepalives_sent = 0;
   uint64_t keepalives_received = 0;
-  uint64_t bad_frames = 0;     // undecodable frames or streams (that connection closed)
+  uint64_t bad_frames = 0;     // undecodable frames or streams, streams ending mid-frame (closed)
   uint64_t connects = 0;       // outgoing connections established
   uint64_t connect_failures = 0;
   uint64_t disconnects = 0;    // established outgoing connections lost

@@ -279,6 +279,7 @@ struct NodeRuntime::Impl {
   std::vector<std::unique_ptr<io::SysctlGuard>> sysctls;
   std::unique_ptr<io::NfQueue> queue;
   std::unique_ptr<io::RawSocket> raw;
+  std::shared_ptr<control::Authenticator> auth;  // null: control messages unauthenticated
   std::unique_ptr<UdpMessenger> udp;
   std::unique_ptr<FrontendEngine> frontend;
   std::unique_ptr<BackendEngine> backend;
@@ -342,7 +343,7 @@ void NodeRuntime::Impl::setup() {
 
   // Control-message authentication (control/auth.h): one authenticator, shared
   // by whichever control transport the role uses.
-  std::shared_ptr<control::Authenticator> auth;
+  auth.reset();
   if (!c.key_file.empty()) {
     auth = std::make_shared<control::Authenticator>(
         control::load_key_file(c.key_file), c.node_addr ? parse_addr(*c.node_addr, "node address").value : 0);
@@ -370,6 +371,7 @@ void NodeRuntime::Impl::setup() {
       fc.log = [](const std::string& line) { log_error(line); };
       fc.max_half_open = c.max_half_open;
       fc.syn_cookies = c.syn_cookies;
+      if (c.request_timeout_ms != 0) fc.request_timeout_ms = c.request_timeout_ms;
       frontend = std::make_unique<FrontendEngine>(std::move(fc), std::move(dispatcher), *queue, *raw, clock);
       queue->set_handler([this](const io::QueuedPacket& p) { frontend->on_packet(p); });
       break;
@@ -427,6 +429,7 @@ void NodeRuntime::Impl::setup() {
       nc.local_mark = c.local_mark;
       nc.max_half_open = c.max_half_open;
       nc.syn_cookies = c.syn_cookies;
+      if (c.request_timeout_ms != 0) nc.request_timeout_ms = c.request_timeout_ms;
       node_engine = std::make_unique<NodeEngine>(std::move(nc), std::move(dispatcher), *queue, *raw, *channel_sender, clock);
       queue->set_handler([this](const io::QueuedPacket& p) { node_engine->on_packet(p); });
       break;
@@ -596,6 +599,13 @@ NodeRuntime::Counters NodeRuntime::Impl::collect() const {
       out.emplace_back("kernel_queue_dropped", k->queue_dropped);
       out.emplace_back("kernel_user_dropped", k->user_dropped);
     }
+  }
+  if (auth) {  // shows the key is in use: sealed and opened grow with control traffic
+    const auto& a = auth->counters();
+    out.insert(out.end(), {{"auth_sealed", a.sealed},
+                           {"auth_opened", a.opened},
+                           {"auth_unauthenticated", a.unauthenticated},
+                           {"auth_replayed", a.replayed}});
   }
   out.emplace_back("stats_write_errors", stats_write_errors);
   return out;

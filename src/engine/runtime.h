@@ -59,6 +59,9 @@ struct RuntimeConfig {
   std::string key_file;                       // cluster key (>= 32 bytes) authenticating control
                                               //   messages (control/auth.h); empty: unauthenticated
   uint32_t stats_interval_ms = kDefaultStatsIntervalMs;
+  uint32_t request_timeout_ms = 0;            // frontend, always, rare: a request head must be complete
+                                              //   this long after the handshake, else the connection is
+                                              //   reset; 0: the engine's default (10 s)
   uint32_t queue_maxlen = kDefaultQueueMaxLen;
   uint32_t rcvbuf = kDefaultRcvBuf;
   bool gso = true;

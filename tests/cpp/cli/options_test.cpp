@@ -59,7 +59,7 @@ TEST(Options, EveryOptionIsParsed) {
   Options o = parse_ok({"--role=rare", "--node", "be1", "--vip", "10.0.0.100", "--port", "8080", "--queue", "65535",
                         "--peer", "be2=10.0.0.2", "--peer", "be3=10.0.0.3", "--content-map", "/tmp/map",
                         "--policy", "lard", "--stats-file", "/tmp/s.json", "--stats-interval", "250",
-                        "--key-file", "/etc/handofflab/cluster.key", "--log-level", "debug", "--queue-bypass=off", "--mark", "0x10", "--queue-maxlen", "100",
+                        "--key-file", "/etc/handofflab/cluster.key", "--request-timeout-ms", "1500", "--log-level", "debug", "--queue-bypass=off", "--mark", "0x10", "--queue-maxlen", "100",
                         "--rcvbuf", "4096", "--gso=off", "--fail-open", "--sysctl", "net.ipv4.ip_forward=1",
                         "--max-half-open", "100", "--syn-cookies=off"});
   EXPECT_EQ(o.role, Role::kRare);
@@ -74,6 +74,7 @@ TEST(Options, EveryOptionIsParsed) {
   EXPECT_EQ(o.policy, "lard");
   EXPECT_EQ(o.stats_file, "/tmp/s.json");
   EXPECT_EQ(o.key_file, "/etc/handofflab/cluster.key");
+  EXPECT_EQ(o.request_timeout_ms, 1500u);
   EXPECT_EQ(o.stats_interval_ms, 250u);
   EXPECT_EQ(o.log_level, LogLevel::kDebug);
   EXPECT_FALSE(o.queue_bypass);
@@ -131,6 +132,7 @@ TEST(Options, UsageErrors) {
   expect_usage_error({"--role", "monitor", "--peer", "be1"}, "expected NAME=VALUE");
   expect_usage_error({"--role", "monitor", "--peer", "be1=nowhere"}, "not an IPv4 address");
   expect_usage_error({"--role", "monitor", "--stats-interval", "0"}, "--stats-interval");
+  expect_usage_error({"--role", "monitor", "--request-timeout-ms", "0"}, "--request-timeout-ms");
   expect_usage_error({"--role", "monitor", "--log-level", "loud"}, "unknown log level");
   expect_usage_error({"--role", "monitor", "--mark", "0"}, "--mark");
   expect_usage_error({"--role", "monitor", "--mark", "12abc"}, "--mark");

@@ -138,6 +138,36 @@ TEST(ControlChannelTest, GarbageStreamIsClosedAndCounted) {
   EXPECT_TRUE(a.got.empty());
 }
 
+TEST(ControlChannelTest, StreamEndingInsideAFrameIsCounted) {
+  const uint16_t port = free_port();
+  Node a("a", kA, port);
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(kA.value);
+  sa.sin_port = htons(port);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  // A valid header announcing a 100-byte body, then 10 bytes and the end of the stream.
+  std::vector<uint8_t> frame = encode(HandoffAck{kClient, 1});
+  ASSERT_GE(frame.size(), kHeaderLen);
+  frame.resize(kHeaderLen);
+  frame[4] = 0, frame[5] = 0, frame[6] = 0, frame[7] = 100;
+  frame.insert(frame.end(), 10, 0x42);
+  ASSERT_EQ(::send(fd, frame.data(), frame.size(), 0), static_cast<ssize_t>(frame.size()));
+  ::shutdown(fd, SHUT_WR);
+  EXPECT_TRUE(run_until({&a}, [&] { return a.channel->counters().bad_frames == 1; }));
+  ::close(fd);
+  EXPECT_TRUE(a.got.empty());
+  // A connection closed between frames is not counted.
+  const int fd2 = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_EQ(::connect(fd2, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  ::close(fd2);
+  EXPECT_TRUE(run_until({&a}, [&] { return a.channel->counters().accepted == 2; }));
+  const uint64_t until = now_ms() + 100;  // let the channel see that EOF too
+  while (now_ms() < until) a.step();
+  EXPECT_EQ(a.channel->counters().bad_frames, 1u);
+}
+
 TEST(ControlChannelTest, AuthenticatedChannelRefusesAStrangerAndReplays) {
   const uint16_t port = free_port();
   const std::vector<uint8_t> key(32, 0x5a);
