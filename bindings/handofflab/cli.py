@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("handofflab")
 
@@ -27,6 +28,8 @@ def _require_root() -> None:
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
+    from .impair import WAN_DELAY_MS, WAN_JITTER_MS
+
     p.add_argument("--quick", action="store_true",
                    help="the CI-sized profile (seconds; 1 repetition)")
     p.add_argument("--reps", type=int, help="repetitions per point (default: config, 3)")
@@ -35,6 +38,32 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="seed of documents, partition and request streams")
     p.add_argument("--out", type=Path, help="results root (default: results/)")
     p.add_argument("--no-plot", action="store_true", help="skip plotting")
+    p.add_argument("--duration", type=float, metavar="S",
+                   help="seconds of load per mode (soak only; default: config, 600)")
+    imp = p.add_argument_group(
+        "impairments of the client <-> cluster path on r0, per direction, every mode "
+        "(default: the experiment's config; none except for soak)")
+    imp.add_argument("--delay-ms", type=int, metavar="MS", help="one-way delay")
+    imp.add_argument("--jitter-ms", type=int, metavar="MS", help="jitter (+/-) on the delay")
+    imp.add_argument("--loss", type=float, metavar="P",
+                     help="drop probability in [0, 1) (alone: iptables on every host)")
+    imp.add_argument("--reorder", type=float, metavar="P",
+                     help="share of packets held 10 ms longer, overtaken by later ones")
+    imp.add_argument("--duplicate", type=float, metavar="P", help="share of packets sent twice")
+    imp.add_argument("--wan", action="store_true", default=None,
+                     help=f"preset: {WAN_DELAY_MS} ms +/- {WAN_JITTER_MS} ms each way unless "
+                     "--delay-ms/--jitter-ms say")
+
+
+def impairment_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The impairment options given ({} when none), checked like Cluster checks
+    them (ValueError on a bad value), as cluster overrides of the config."""
+    from .experiment import IMPAIRMENT_KEYS
+    from .impair import Impairment
+
+    given = {k: getattr(args, k) for k in IMPAIRMENT_KEYS if getattr(args, k, None) is not None}
+    Impairment(**{k: v for k, v in given.items() if k != "wan"})
+    return given
 
 
 def _run_experiment(name: str, args: argparse.Namespace) -> int:
@@ -42,15 +71,27 @@ def _run_experiment(name: str, args: argparse.Namespace) -> int:
 
     _require_root()
     modes = args.modes.split(",") if args.modes else None
+    overrides: dict[str, Any] = {}
+    impair = impairment_overrides(args)
+    if impair:
+        overrides["cluster"] = impair
+    if args.duration is not None:
+        if "duration_s" not in experiment.load_config(name):
+            sys.exit(f"handofflab: --duration applies to the soak experiment, not {name}")
+        if args.duration < 1:
+            sys.exit("handofflab: --duration must be at least 1 s")
+        overrides["duration_s"] = args.duration
     rd = experiment.run(name, quick=args.quick, reps=args.reps, modes=modes, seed=args.seed,
-                        out_root=args.out, plots=not args.no_plot)
+                        out_root=args.out, plots=not args.no_plot, overrides=overrides)
     print(f"\n## {name} — median (min–max) over {rd.manifest['params']['reps']} repetition(s)\n")
     print(rd.table())
+    if rd.verdicts:
+        print("\n" + rd.verdict_text())
     print(f"\nresults: {rd.path}")
     plots = sorted(p.name for p in rd.path.glob("*.png"))
     if plots:
         print(f"plots:   {', '.join(plots)}")
-    return 1 if rd.failed or not rd.rows else 0
+    return 1 if rd.failed or not rd.rows or not rd.verdicts_ok() else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,6 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     plot.add_argument("dirs", nargs="+", type=Path, metavar="DIR",
                       help="results/<experiment>/<time> (or results/<experiment>)")
     args = parser.parse_args(argv)
+    if args.command != "plot":
+        try:
+            impairment_overrides(args)
+        except ValueError as exc:
+            (run if args.command == "run" else demo).error(str(exc))
 
     if args.command == "plot":
         from .plot import plot_results

@@ -19,6 +19,12 @@ following that owner's share of the stream with a proportional share of the
 connections. Latency: handofflab.workload's probe, open loop at a fixed rate,
 connect() -> last byte per connection (see that module on coordinated
 omission), run during the load so it sees the loaded system.
+
+Impairments of r0's client <-> cluster path (``IMPAIRMENT_KEYS``: Cluster's
+delay_ms, jitter_ms, loss, reorder, duplicate, wan) come from the config's
+``cluster`` or from ``./lab run --delay-ms ...`` (overrides merged into it);
+the manifest records them under ``impairment``. A config with ``"kind":
+"soak"`` is run by handofflab.soak instead (time series and verdicts).
 """
 from __future__ import annotations
 
@@ -38,6 +44,7 @@ from .results import DEFAULT_ROOT, REPO_ROOT, ResultsDir
 log = logging.getLogger(__name__)
 
 EXPERIMENTS_DIR = REPO_ROOT / "experiments"
+IMPAIRMENT_KEYS = ("delay_ms", "jitter_ms", "loss", "reorder", "duplicate", "wan")
 ALL_MODES = ("frontend", "always", "rare", "proxy", "direct")
 
 
@@ -382,6 +389,19 @@ class _Runner:
             row["proxy_cpu_us_per_conn"] = round(delta["haproxy"] * 1e6 / row["requests"], 2)
 
 
+def impairment(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The impairments a config's cluster gets (every key, 0/False when unset), as
+    Cluster applies them: the wan preset's delay and jitter unless given."""
+    from .impair import WAN_DELAY_MS, WAN_JITTER_MS
+
+    ckw = cfg.get("cluster", {})
+    out = {k: ckw.get(k, False if k == "wan" else 0) for k in IMPAIRMENT_KEYS}
+    if out["wan"]:
+        out["delay_ms"] = out["delay_ms"] or WAN_DELAY_MS
+        out["jitter_ms"] = out["jitter_ms"] or WAN_JITTER_MS
+    return out
+
+
 def supported_modes() -> tuple[str, ...]:
     """Modes Cluster implements now."""
     from .cluster import IMPLEMENTED_MODES
@@ -408,6 +428,7 @@ def run(name: str, quick: bool = False, reps: Optional[int] = None,
     cfg = load_config(name, quick, over)
     impl = supported_modes()
     rd = ResultsDir.create(name, cfg, out_root if out_root is not None else DEFAULT_ROOT)
+    rd.manifest["impairment"] = impairment(cfg)
     rd.plot_spec = dict(cfg.get("plot", {}), x_name=cfg["x_name"])
     rd.table_metrics = list(cfg["table_metrics"])
     run_modes = []
@@ -416,7 +437,12 @@ def run(name: str, quick: bool = False, reps: Optional[int] = None,
             run_modes.append(m)
         else:
             rd.skipped[m] = f"not implemented by Cluster yet (implemented: {', '.join(impl)})"
-    runner = _Runner(cfg, rd, Progress(0, name, stream=progress_stream))
+    runner_cls: type[_Runner] = _Runner
+    if cfg.get("kind") == "soak":
+        from .soak import SoakRunner
+
+        runner_cls = SoakRunner
+    runner = runner_cls(cfg, rd, Progress(0, name, stream=progress_stream))
     runner.progress = Progress(runner.steps() * len(run_modes), name, stream=progress_stream)
     t0 = time.monotonic()
     try:

@@ -147,9 +147,46 @@ def _cdf(rd: ResultsDir, stem: str = "plot") -> list[Path]:
     return _save(fig, rd, stem)
 
 
+NODE_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442")
+
+
+def _soak(rd: ResultsDir) -> list[Path]:
+    """rss.png: each engine's RSS vs time, active.png: each node's active count vs
+    time; one panel per mode, the end of the load marked (drain afterwards)."""
+    files: list[Path] = []
+    modes = [m for m, rows in rd.series.items() if rows]
+    if not modes:
+        return files
+    for stem, key, scale, ylabel in (("rss", "rss_kib", 1 / 1024, "engine RSS (MiB)"),
+                                     ("active", "active", 1, "active handoff states")):
+        fig, axes = plt.subplots(len(modes), 1, figsize=(6.4, 2.4 * len(modes)), squeeze=False)
+        for ax, mode in zip(axes[:, 0], modes):
+            rows = rd.series[mode]
+            nodes = sorted({r["node"] for r in rows if r.get(key) is not None})
+            for i, node in enumerate(nodes):
+                pts = [(r["t_s"], r[key] * scale) for r in rows
+                       if r["node"] == node and r.get(key) is not None]
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], linewidth=1.2, label=node,
+                        color=NODE_COLOURS[i % len(NODE_COLOURS)],
+                        linestyle="--" if node == "r0" else "-")  # r0: the impairment stage
+            drain = [r["t_s"] for r in rows if r.get("phase") == "drain"]
+            if drain:
+                ax.axvline(min(drain), color="#999999", linestyle=":", linewidth=1)
+            ax.set_title(mode, fontsize=9)
+            ax.set_ylabel(ylabel)
+            ax.set_ylim(bottom=0)
+            ax.legend(fontsize=7, ncol=len(nodes), loc="lower right")
+        axes[-1][0].set_xlabel("time since the load began (s); dotted: load ends, drain")
+        fig.suptitle(_title(rd), fontsize=9)
+        fig.tight_layout()
+        files += _save(fig, rd, stem)
+    return files
+
+
 def plot_results(results: Union[ResultsDir, Path, str]) -> list[Path]:
     """Write plot.png and plot.svg (plus cdf.png/svg when latency samples exist)
-    into the results folder; return the files written."""
+    into the results folder; return the files written. The soak experiment
+    (plot kind "soak"): rss.png, active.png (+ cdf.png) from its time series."""
     with plt.rc_context(RC):
         rd = results if isinstance(results, ResultsDir) else ResultsDir.load(Path(results))
         if not rd.rows:
@@ -157,6 +194,8 @@ def plot_results(results: Union[ResultsDir, Path, str]) -> list[Path]:
             return []
         spec = rd.plot_spec or {"kind": "bars", "metrics": rd.table_metrics[:3]}
         kind = spec.get("kind", "bars")
+        if kind == "soak":
+            return _soak(rd) + (_cdf(rd, "cdf") if rd.samples else [])
         if kind == "cdf":
             return _cdf(rd)
         metrics = [m for m in spec.get("metrics", []) if any(m in r for r in rd.rows)]

@@ -2,7 +2,8 @@
 results.json, results.csv, summary.md and plots; a ``latest`` symlink per experiment.
 
 results.json holds everything plotting needs (rows, the plot spec, latency
-samples, skipped and failed modes): ``./lab plot DIR`` reads only these files.
+samples, skipped and failed modes; for the soak experiment also its time
+series and verdicts): ``./lab plot DIR`` reads only these files.
 Row schema (one per mode x point x repetition): the keys in ROW_KEYS, then
 metrics (numbers; see METRICS for units).
 """
@@ -42,6 +43,10 @@ METRICS: dict[str, tuple[str, str]] = {
     "probe_n": ("", "probe requests completed"),
     "probe_errors": ("", "probe requests that failed"),
     "misrouted": ("", "probe responses whose X-Backend is not an owner"),
+    "rss_growth_mib": ("MiB", "soak: largest engine RSS growth, last vs first quarter max"),
+    "active_max": ("", "soak: largest active count of a node in a sample"),
+    "drain_s": ("s", "soak: load end -> every node's active 0"),
+    "verdict_ok": ("", "soak: 1 when every verdict holds"),
 }
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ROOT = Path(os.environ.get("HANDOFFLAB_RESULTS", REPO_ROOT / "results"))
@@ -140,6 +145,10 @@ class ResultsDir:
     samples: dict[str, list[float]] = field(default_factory=dict)
     plot_spec: dict[str, Any] = field(default_factory=dict)
     table_metrics: list[str] = field(default_factory=list)
+    # soak: {mode: [sample, ...]}, {mode: {"ok", "checks", ...}}, definitions for summary.md
+    series: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    verdicts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     @classmethod
     def create(cls, experiment: str, params: dict[str, Any],
@@ -177,7 +186,8 @@ class ResultsDir:
         manifest = json.loads((path / "manifest.json").read_text())
         return cls(path, data["experiment"], manifest, data["rows"], data.get("skipped", {}),
                    data.get("failed", {}), data.get("counters", {}), data.get("samples", {}),
-                   data.get("plot", {}), data.get("table_metrics", []))
+                   data.get("plot", {}), data.get("table_metrics", []), data.get("series", {}),
+                   data.get("verdicts", {}), data.get("notes", []))
 
     def raw(self, name: str) -> Path:
         """Path for a raw tool output file."""
@@ -195,6 +205,26 @@ class ResultsDir:
     def summary(self) -> list[dict[str, Any]]:
         return summarize(self.rows, self.table_metrics)
 
+    def verdicts_ok(self) -> bool:
+        """False when a mode's verdict failed (soak); True without verdicts."""
+        return all(v.get("ok") for v in self.verdicts.values())
+
+    def verdict_text(self) -> str:
+        """The verdicts as markdown ("" without verdicts), definitions first."""
+        if not self.verdicts:
+            return ""
+        lines = ["## Verdicts", ""] + [f"- {n}" for n in self.notes]
+        for mode, v in self.verdicts.items():
+            lines += ["", f"### {mode}: {'PASS' if v.get('ok') else 'FAIL'}", ""]
+            for name, check in v.get("checks", {}).items():
+                mark = "ok" if check.get("ok") else "FAIL"
+                if check.get("judged") is False:
+                    mark = "info"
+                lines.append(f"- {name}: {mark} — {check.get('detail', '')}")
+            for name, value in v.get("reported", {}).items():
+                lines.append(f"- {name}: {value} (reported)")
+        return "\n".join(lines)
+
     def table(self) -> str:
         text = markdown_table(self.summary(), self.table_metrics)
         notes = [f"- {m}: skipped ({why})" for m, why in self.skipped.items()]
@@ -208,7 +238,9 @@ class ResultsDir:
             "schema": SCHEMA_VERSION, "experiment": self.experiment, "rows": self.rows,
             "summary": self.summary(), "skipped": self.skipped, "failed": self.failed,
             "counters": self.counters, "samples": self.samples, "plot": self.plot_spec,
-            "table_metrics": self.table_metrics, "metrics": METRICS})
+            "table_metrics": self.table_metrics, "metrics": METRICS,
+            **({"series": self.series, "verdicts": self.verdicts, "notes": self.notes}
+               if self.verdicts or self.series else {})})
         columns = list(ROW_KEYS) + sorted({k for r in self.rows for k in r} - set(ROW_KEYS))
         with (self.path / "results.csv").open("w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=columns, restval="")
@@ -217,7 +249,8 @@ class ResultsDir:
                 w.writerow(r)
         (self.path / "summary.md").write_text(
             f"# {self.experiment} — {self.manifest.get('started', '')}\n\n"
-            "median (min–max) over repetitions\n\n" + self.table() + "\n")
+            "median (min–max) over repetitions\n\n" + self.table() + "\n"
+            + (f"\n{self.verdict_text()}\n" if self.verdicts else ""))
 
     def finish(self, elapsed_s: float) -> None:
         self.manifest["finished"] = dt.datetime.now().astimezone().isoformat(timespec="seconds")

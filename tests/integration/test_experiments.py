@@ -130,3 +130,73 @@ def test_user_suite_with_the_pytest_plugin(cluster_requirements: None, tmp_path:
     if "always" not in IMPLEMENTED_MODES:
         assert "1 passed, 1 skipped" in p.stdout
         assert "not implemented" in p.stdout  # the handofflab_mode skip, with its reason
+
+
+SOAK_MODE = "always"  # one mode keeps the default run short (~15 s of load + start + drain)
+
+
+def test_soak_quick(cluster_requirements: None, tmp_path: Path) -> None:
+    """The soak experiment's quick profile in one mode under its default impairments:
+    time series of every engine's RSS and active count, verdicts, files and plots.
+    (The full soak, ten minutes per mode, is ``./lab run soak``: not in this run.)"""
+    cfg = experiment.load_config("soak", quick=True)
+    rd = experiment.run("soak", quick=True, modes=[SOAK_MODE], out_root=tmp_path)
+    assert not rd.failed, rd.failed
+    assert rd.modes_run() == [SOAK_MODE]
+    (row,) = rd.rows
+    assert all(k in row for k in ROW_KEYS)
+    assert row["requests"] > 0 and row["conn_rate"] > 0 and row["throughput_mbit"] > 0
+    assert row["probe_n"] > 0
+    # impairments cost a few wrk timeouts at most; errors are reported, this is a sanity bound
+    assert row["errors"] <= 0.05 * row["requests"] + 10, row
+    if "impair_lost" in row:  # the user-space stage ran (no netem): 1 % loss happened
+        assert row["impair_lost"] > 0 and row["impair_duplicated"] > 0, row
+    verdict = rd.verdicts[SOAK_MODE]
+    checks = verdict["checks"]
+    judged_rss = [k for k, v in checks.items() if k.startswith("rss_flat") and v.get("judged", True)]
+    assert len(judged_rss) == cfg["cluster"]["backends"], checks  # always: every back-end an engine
+    for name in ("active_drained", "owner_only", "engines_alive"):
+        assert checks[name]["ok"], (name, checks[name])
+    assert row["misrouted"] == 0 and row["non_2xx"] == 0
+    assert verdict["ok"] == all(v["ok"] for v in checks.values()) and row["verdict_ok"] == int(verdict["ok"])
+    assert verdict["ok"], checks  # 15 s of load: the engines' RSS stays within the rule too
+    # the samples: every engine, the whole load, RSS in a plausible range, active back to 0
+    samples = rd.series[SOAK_MODE]
+    nodes = {s["node"] for s in samples}
+    assert {k.split()[1] for k in judged_rss} <= nodes
+    for node in nodes:
+        mine = [s for s in samples if s["node"] == node]
+        assert len(mine) >= cfg["duration_s"] / cfg["sample_interval_s"] / 2, (node, len(mine))
+        assert all(1024 < s["rss_kib"] < 4 * 1024 * 1024 for s in mine), node
+    engine_samples = [s for s in samples if s["active"] is not None]
+    assert max(s["active"] for s in engine_samples) > 0  # the sampler saw live handoff states
+    last = {s["node"]: s for s in engine_samples}
+    assert all(s["active"] == 0 for s in last.values()) and sum(s["freed"] for s in last.values()) > 0
+    # files
+    manifest = json.loads((rd.path / "manifest.json").read_text())
+    assert manifest["impairment"] == experiment.impairment(cfg)
+    assert manifest["impairment"]["loss"] > 0
+    summary = (rd.path / "summary.md").read_text()
+    assert "## Verdicts" in summary and f"### {SOAK_MODE}: PASS" in summary
+    assert "last quarter" in summary  # the RSS rule is stated
+    csv_lines = (rd.path / "samples.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("mode,t_s") and len(csv_lines) == len(samples) + 1
+    assert any(p.name.endswith("-wrk-0.txt") for p in (rd.path / "raw").iterdir())
+    for stem in ("rss", "active"):
+        assert (rd.path / f"{stem}.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_impairment_overrides_reach_the_cluster(cluster_requirements: None, tmp_path: Path) -> None:
+    """``./lab run latency --delay-ms 10`` (the CLI's cluster override): every probe
+    connection's handshake crosses r0 both ways, so connect() takes >= 2 x 10 ms,
+    and the manifest records the impairment."""
+    delay_ms = 10
+    rd = experiment.run("latency", quick=True, modes=["direct"], out_root=tmp_path,
+                        overrides={"cluster": {"delay_ms": delay_ms}}, plots=False)
+    assert not rd.failed, rd.failed
+    (row,) = rd.rows
+    assert row["connect_p50_ms"] >= 2 * delay_ms - 1, row  # -1: timer granularity
+    manifest = json.loads((rd.path / "manifest.json").read_text())
+    assert manifest["impairment"] == {"delay_ms": delay_ms, "jitter_ms": 0, "loss": 0,
+                                      "reorder": 0, "duplicate": 0, "wan": False}
+    assert manifest["params"]["cluster"]["delay_ms"] == delay_ms
