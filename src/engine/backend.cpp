@@ -111,6 +111,13 @@ struct BackendEngine::Impl {
       ++counters.passthrough;
       return;
     }
+    if (!qp.checksum_partial && !pkt.tcp_checksum_ok()) {
+      // Checked here, not left to the kernel: veth marks received packets
+      // CHECKSUM_UNNECESSARY, so this node's TCP would take a corrupt segment.
+      verdicts.drop(qp.id);
+      ++counters.dropped_malformed;
+      return;
+    }
     Conn& conn = it->second;
     conn.last_seen_ms = clock();
     if (!conn.translator) {

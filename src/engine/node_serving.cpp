@@ -152,6 +152,13 @@ void NodeEngine::Impl::on_node_inbound(const io::QueuedPacket& qp, net::TcpPacke
     verdicts.accept(qp.id);  // a connection to the node's own address: not ours
     return;
   }
+  if (!qp.checksum_partial && !pkt.tcp_checksum_ok()) {
+    // Checked here, not left to the kernel: veth marks received packets
+    // CHECKSUM_UNNECESSARY, so this node's TCP would take a corrupt segment.
+    verdicts.drop(qp.id);
+    ++counters.dropped_malformed;
+    return;
+  }
   Serving& s = it->second;
   if (!s.translator) {
     hold.hold(s.held, qp, true);

@@ -117,5 +117,25 @@ TEST(BackendTest, MalformedPacketsAreDroppedAndCounted) {
   EXPECT_EQ(be.engine.counters().dropped_malformed, 1u);
 }
 
+// A corrupt client segment of a handed-off connection is dropped by the engine:
+// veth marks received packets CHECKSUM_UNNECESSARY, so the kernel would take it.
+TEST(BackendTest, ClientSegmentWithBadChecksumIsDropped) {
+  Be be;
+  be.send(be.replayed_syn());
+  be.send(PacketBuilder().ipv4(kBe, kClient.addr).tcp(80, kClient.port).seq(1).ack(101)
+              .flags(SYN | ACK).build(),
+          io::Hook::kLocalOut);
+  auto bad = be.client_ack(101);
+  bad[36] ^= 0x5A;  // TCP checksum (IPv4 20 + 16)
+  auto v = be.send(bad);
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].kind, VerdictKind::Drop);
+  EXPECT_EQ(be.engine.counters().dropped_malformed, 1u);
+  v = be.send(be.client_ack(101));  // the good one is translated
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].kind, VerdictKind::AcceptModified);
+  EXPECT_EQ(be.engine.counters().dropped_malformed, 1u);
+}
+
 }  // namespace
 }  // namespace hl::engine
