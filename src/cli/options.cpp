@@ -75,7 +75,9 @@ po::options_description make_description() {
     ("backend-dead-ms", po::value<int>()->default_value(static_cast<int>(Options::kDefaultBackendDeadMs))
                             ->value_name("MS"),
      "frontend: a back-end is dead after MS without a heartbeat (back-ends send one every 200 ms); "
-     "its clients are reset and new requests avoid it. 0: no health checks");
+     "its clients are reset and new requests avoid it. always, rare: the same for peer nodes "
+     "(their control channel keepalives, every 200 ms; or at once when their channel closes). "
+     "0: no health checks");
 
   po::options_description io("Packet I/O");
   io.add_options()

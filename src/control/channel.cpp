@@ -78,6 +78,7 @@ struct ControlChannel::Impl {
   std::vector<Out> outs;
   std::unordered_map<uint64_t, In> ins;
   uint64_t next_in_id = 0;
+  bool healthy = true;  // sent in our keepalives
   std::vector<uint8_t> read_buf = std::vector<uint8_t>(kReadChunk);
   std::vector<uint8_t> frame;
   RateLimitedLog auth_log;
@@ -204,7 +205,7 @@ struct ControlChannel::Impl {
     o.backoff_ms = cfg.min_backoff_ms;
     ++counters.connects;
     // Introduce ourselves first: the peer maps this connection to our name.
-    auto hello = encode(Keepalive{cfg.node, o.keepalive_seq++});
+    auto hello = encode(Keepalive{cfg.node, o.keepalive_seq++, healthy});
     o.queued_bytes += hello.size();
     o.queue.push_front(std::move(hello));
     ++counters.keepalives_sent;
@@ -308,7 +309,15 @@ struct ControlChannel::Impl {
     if (it == ins.end()) return;
     (void)::epoll_ctl(epfd, EPOLL_CTL_DEL, it->second.fd, nullptr);
     ::close(it->second.fd);
+    const std::optional<size_t> peer = it->second.peer;
     ins.erase(it);
+    // A restarted peer's new connection may be read before the old one's EOF: lost
+    // only when no connection of that peer is left.
+    if (!peer || !cfg.peer_lost ||
+        std::any_of(ins.begin(), ins.end(), [&](const auto& e) { return e.second.peer == peer; })) {
+      return;
+    }
+    cfg.peer_lost(outs[*peer].peer.addr.addr);
   }
 
   void on_in_event(uint64_t id, const Handler& handler, uint64_t now) {
@@ -367,7 +376,10 @@ struct ControlChannel::Impl {
             if (outs[i].peer.name == ka->node) in.peer = i;
           }
         }
-        if (in.peer) outs[*in.peer].last_heard_ms = now;
+        if (in.peer) {
+          outs[*in.peer].last_heard_ms = now;
+          if (cfg.deliver_keepalives) handler(outs[*in.peer].peer.addr.addr, *msg);
+        }
         continue;
       }
       net::Ipv4Addr from = in.source;
@@ -428,7 +440,7 @@ struct ControlChannel::Impl {
         case Out::State::kConnected:
           if (now - o.last_keepalive_ms >= cfg.keepalive_ms) {
             o.last_keepalive_ms = now;
-            auto f = encode(Keepalive{cfg.node, o.keepalive_seq++});
+            auto f = encode(Keepalive{cfg.node, o.keepalive_seq++, healthy});
             o.queued_bytes += f.size();
             o.queue.push_back(std::move(f));
             ++counters.keepalives_sent;
@@ -456,6 +468,7 @@ uint16_t ControlChannel::listen_port() const { return impl_->port; }
 bool ControlChannel::send(net::Ipv4Addr to, const Message& message) { return impl_->send(to, message); }
 void ControlChannel::poll_once(const Handler& handler) { impl_->poll_once(handler); }
 void ControlChannel::tick() { impl_->tick(); }
+void ControlChannel::set_healthy(bool healthy) { impl_->healthy = healthy; }
 size_t ControlChannel::peers_up() const { return impl_->peers_up(); }
 bool ControlChannel::peer_up(const std::string& name) const {
   const uint64_t now = impl_->clock();

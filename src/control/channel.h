@@ -1,6 +1,7 @@
 // ControlChannel: the persistent control channel of the always and rare designs.
 // Every node keeps one outgoing TCP connection to each peer (for sending) and
-// accepts the peers' connections (for receiving); keepalives once a second.
+// accepts the peers' connections (for receiving); keepalives once a second (the
+// node runtime: every 200 ms, carrying its web server's health).
 #pragma once
 
 #include <cstdint>
@@ -40,6 +41,13 @@ struct ChannelConfig {
   // Cluster-key authentication (control/auth.h): every frame sent is sealed and
   // every frame received must open, else the connection is closed. Null: none.
   std::shared_ptr<Authenticator> auth;
+  // Health signal for the engine: peers' keepalives (once the peer introduced
+  // itself) are handed to the handler too, from the peer's configured address.
+  bool deliver_keepalives = false;
+  // Called with a peer's address when its connection to us (identified by its
+  // keepalive) closes: EOF, error, bad or unauthenticated frame. A killed peer
+  // process is noticed here at once (its kernel closes the socket). May be empty.
+  std::function<void(net::Ipv4Addr)> peer_lost;
 };
 
 struct ChannelCounters {
@@ -85,6 +93,9 @@ class ControlChannel {
   void poll_once(const Handler& handler);
   // Keepalives and reconnects that are due.
   void tick();
+  // What our keepalives say from now on (control::Keepalive::healthy): whether
+  // this node's web server accepts connections.
+  void set_healthy(bool healthy);
   // Peers whose messages arrived within peer_timeout_ms.
   size_t peers_up() const;
   bool peer_up(const std::string& name) const;

@@ -27,7 +27,7 @@ enum class MessageType : uint8_t {
   kHandoffRequest = 3,  // origin -> chosen node (always, rare): take over this connection
   kHandoffRefuse = 4,   // chosen node -> origin: it will not take the connection
   kTermination = 5,     // chosen node -> origin: the connection ended, free its state
-  kKeepalive = 6,       // any node -> any node, every second on the persistent channel
+  kKeepalive = 6,       // any node -> any node on the persistent channel (node runtime: every 200 ms)
 };
 const char* to_string(MessageType type);
 

@@ -1,6 +1,7 @@
 #include "engine/node_engine.h"
 
 #include <stdexcept>
+#include <string>
 #include <type_traits>
 #include <variant>
 
@@ -18,7 +19,8 @@ NodeEngine::Impl::Impl(NodeConfig c, std::unique_ptr<dispatch::Dispatcher> d, io
     : cfg(std::move(c)), dispatcher(std::move(d)), verdicts(v, counters.io_errors), raw(r, counters.io_errors),
       answer(cfg.vip, cfg.syn_window, raw, counters.resets_sent),
       hold(verdicts, cfg.max_held, counters.held, counters.held_dropped), messages(m), clock(std::move(k)),
-      rng(cfg.seed != 0 ? cfg.seed : std::random_device{}()), cookies(rng) {
+      rng(cfg.seed != 0 ? cfg.seed : std::random_device{}()), cookies(rng),
+      health(cfg.node_addrs.size(), cfg.peer_dead_ms, clock()) {
   dctx.active.assign(cfg.node_addrs.size(), 0);
 }
 
@@ -65,7 +67,39 @@ void NodeEngine::Impl::on_termination(net::Ipv4Addr from, const control::Termina
   free_origin(it);
 }
 
+// ======================= peer health =========================================
+
+void NodeEngine::Impl::on_health_change(size_t id, HealthTracker::Change change, const std::string& why) {
+  const std::string name = "node " + cfg.node_addrs[id].to_string();
+  if (change == HealthTracker::Change::kUp) {
+    log(name + " is up again");
+  } else if (change == HealthTracker::Change::kDown) {
+    log(name + ": " + why);
+    peer_died(id);
+  }
+}
+
+void NodeEngine::Impl::on_heartbeat(net::Ipv4Addr from, const control::Keepalive& ka) {
+  ++counters.heartbeats;
+  for (size_t id = 0; id < cfg.node_addrs.size(); ++id) {
+    if (cfg.node_addrs[id] != from || from == cfg.node) continue;
+    on_health_change(id, health.on_heartbeat(id, ka.healthy, clock()), "reports its web server down");
+  }
+}
+
+void NodeEngine::Impl::on_peer_lost(net::Ipv4Addr peer) {
+  for (size_t id = 0; id < cfg.node_addrs.size(); ++id) {
+    if (cfg.node_addrs[id] != peer || peer == cfg.node) continue;
+    // Down as if it had said "unhealthy": its next keepalive (a new connection) revives it.
+    on_health_change(id, health.on_heartbeat(id, false, clock()), "its control channel closed");
+  }
+}
+
 void NodeEngine::Impl::on_message(net::Ipv4Addr from, const control::Message& message) {
+  if (const auto* ka = std::get_if<control::Keepalive>(&message)) {
+    on_heartbeat(from, *ka);  // the channel's keepalives: the health signal, not "handled" messages
+    return;
+  }
   ++counters.control_received;
   std::visit(
       [&](const auto& m) {
@@ -78,8 +112,6 @@ void NodeEngine::Impl::on_message(net::Ipv4Addr from, const control::Message& me
           on_refuse(from, m);
         } else if constexpr (std::is_same_v<T, control::Termination>) {
           on_termination(from, m);
-        } else if constexpr (std::is_same_v<T, control::Keepalive>) {
-          // liveness is the channel's business
         } else {
           ++counters.control_errors;  // Relay: the frontend design's, not ours
         }
@@ -114,9 +146,16 @@ void NodeEngine::Impl::on_packet(const io::QueuedPacket& qp) {
 
 void NodeEngine::Impl::on_timer() {
   const uint64_t now = clock();
+  for (size_t id = 0; id < cfg.node_addrs.size(); ++id) {
+    if (cfg.node_addrs[id] == cfg.node) (void)health.on_heartbeat(id, true, now);  // we never hear ourselves
+  }
+  for (size_t id : health.expire(now)) {
+    on_health_change(id, HealthTracker::Change::kDown,
+                     "no keepalive for " + std::to_string(cfg.peer_dead_ms) + " ms");
+  }
   sweep(origins, [&](Origin& o) { return origin_expired(o, now); },
         [&](OriginIt it) {
-          ++counters.timeouts;
+          if (it->second.state != Origin::State::Reset) ++counters.timeouts;  // a reset's linger is over
           free_origin(it);
         });
   sweep(servings,
@@ -162,6 +201,12 @@ void NodeCounters::visit(const CounterVisitor& v) const {
   v("http_errors", http_errors);
   v("timeouts", timeouts);
   v("unknown_packets", unknown_packets);
+  v("heartbeats", heartbeats);
+  v("backends_down", backends_down);
+  v("backend_transitions", backend_transitions);
+  v("resets_backend_down", resets_backend_down);
+  v("reset_answers", reset_answers);
+  v("unavailable", unavailable);
   v("io_errors", io_errors);
   v("active", active);
   v("freed", freed);
@@ -180,9 +225,12 @@ void NodeEngine::on_packet(const io::QueuedPacket& packet) { impl_->on_packet(pa
 void NodeEngine::on_message(net::Ipv4Addr from, const control::Message& message) {
   impl_->on_message(from, message);
 }
+void NodeEngine::on_peer_lost(net::Ipv4Addr peer) { impl_->on_peer_lost(peer); }
 void NodeEngine::on_timer() { impl_->on_timer(); }
 const NodeCounters& NodeEngine::counters() const {
   impl_->counters.active = impl_->origins.size() + impl_->servings.size();
+  impl_->counters.backends_down = impl_->health.down_count();
+  impl_->counters.backend_transitions = impl_->health.transitions();
   return impl_->counters;
 }
 

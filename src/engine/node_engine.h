@@ -14,7 +14,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "control/message.h"
@@ -44,6 +46,7 @@ struct NodeConfig {
   static constexpr size_t kDefaultMaxConnections = 65536;
   static constexpr size_t kDefaultMaxHeld = 64;
   static constexpr size_t kDefaultMaxHalfOpen = 16384;
+  static constexpr uint32_t kDefaultResetLingerMs = 1000;
 
   NodeMode mode = NodeMode::kAlways;
   net::Endpoint vip;                      // the service address (on every node's lo)
@@ -65,6 +68,16 @@ struct NodeConfig {
   bool syn_cookies = true;  // always: answer SYNs statelessly when the half-open table is full
   http::Limits http_limits;
   uint64_t seed = 0;  // ISN / timestamp randomness; 0 = from std::random_device
+  // Peer health (the frontend design's health checks, over the control channel):
+  // a peer is dead when no keepalive has come from it for this long, its channel
+  // connection to us closed (on_peer_lost), or its last keepalive said its web
+  // server is down. Dead peers get no new connections, and the clients of the
+  // connections handed to them are reset. 0: every peer counts as alive.
+  uint32_t peer_dead_ms = 0;
+  // A connection reset because its serving node died stays this long, answering
+  // the client's ACKs (challenge ACKs) with RSTs at their exact ack number.
+  uint32_t reset_linger_ms = kDefaultResetLingerMs;
+  std::function<void(const std::string&)> log;  // one line per health transition; may be empty
 };
 
 // Monotonic counters, except `active` (origin + serving states held now).
@@ -99,6 +112,12 @@ struct NodeCounters {
   uint64_t error_responses = 0;    // those HTTP error responses sent
   uint64_t timeouts = 0;
   uint64_t unknown_packets = 0;    // packets of no connection (always: answered with RST)
+  uint64_t heartbeats = 0;         // peers' keepalives received (the health signal)
+  uint64_t backends_down = 0;      // peers dead now (gauge)
+  uint64_t backend_transitions = 0;  // alive <-> dead changes of any peer
+  uint64_t resets_backend_down = 0;  // origin connections reset because their serving node died
+  uint64_t reset_answers = 0;      // RSTs re-sent at a reset client's ack number (RFC 5961)
+  uint64_t unavailable = 0;        // requests answered 503: no live node owns the content
   uint64_t io_errors = 0;
   uint64_t active = 0;
   uint64_t freed = 0;
@@ -121,6 +140,10 @@ class NodeEngine {
   void on_packet(const io::QueuedPacket& packet);
   // One control message from node `from`.
   void on_message(net::Ipv4Addr from, const control::Message& message);
+  // The control channel from `peer` closed (ControlChannel's peer_lost): it is dead
+  // until its keepalives come again.
+  void on_peer_lost(net::Ipv4Addr peer);
+  // Periodic housekeeping: timeouts, linger expiry, peers whose keepalives stopped.
   void on_timer();
   const NodeCounters& counters() const;
 

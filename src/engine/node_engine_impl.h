@@ -7,7 +7,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <random>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -15,6 +17,7 @@
 #include "dispatch/dispatcher.h"
 #include "engine/checked_io.h"
 #include "engine/handshake.h"
+#include "engine/health.h"
 #include "engine/node_engine.h"
 #include "engine/packet_hold.h"
 #include "engine/serving.h"
@@ -32,7 +35,11 @@ struct NodeEngine::Impl {
       AwaitRequest,  // handshake done; buffering (always) or holding (rare) the request
       HandoffSent,   // request sent to the chosen node; client packets dropped until the ack
       Forwarding,    // the chosen node has it: client packets forwarded (or translated locally)
+      Reset,         // the chosen node died: the client was sent a RST; answering its ACKs
+                     //   with RSTs at their exact ack number until reset_linger_ms
     };
+    // RSTs a reset connection answers at most (a client that got one goes quiet).
+    static constexpr uint32_t kMaxResetAnswers = 8;
     State state = State::SynReceived;
     ClientHandshake hs;  // f: ours (always) or the kernel's (rare)
     bool f_known = false;
@@ -43,6 +50,10 @@ struct NodeEngine::Impl {
     uint64_t created_ms = 0;
     uint64_t last_seen_ms = 0;
     uint64_t handoff_ms = 0;
+    uint64_t reset_ms = 0;       // Reset: when the RST was sent
+    tcp::SeqNum client_ack;      // handed off: highest ack number seen from the client
+    tcp::SeqNum reset_seq;       // Reset: the sequence number of the last RST sent
+    uint32_t reset_answers = 0;  // Reset: RSTs sent again at a new ack number
     explicit Origin(const http::Limits& limits) : request(limits) {}
   };
 
@@ -72,6 +83,7 @@ struct NodeEngine::Impl {
   size_t half_open = 0;  // origins in SYN-RECEIVED
   std::unordered_map<uint64_t, Serving> servings;
   dispatch::DispatchContext dctx;
+  HealthTracker health;  // of the peers, indexed like cfg.node_addrs (this node: always alive)
 
   Impl(NodeConfig c, std::unique_ptr<dispatch::Dispatcher> d, io::Verdicts& v, io::PacketSender& r,
        MessageSender& m, Clock k);
@@ -104,6 +116,12 @@ struct NodeEngine::Impl {
   void on_message(net::Ipv4Addr from, const control::Message& message);
   void on_packet(const io::QueuedPacket& qp);
   void on_timer();
+  void log(const std::string& line) const {
+    if (cfg.log) cfg.log(line);
+  }
+  void on_heartbeat(net::Ipv4Addr from, const control::Keepalive& ka);
+  void on_peer_lost(net::Ipv4Addr peer);
+  void on_health_change(size_t id, HealthTracker::Change change, const std::string& why);
 
   // --- node_origin.cpp ------------------------------------------------------
   // A client SYN to the VIP.
@@ -114,7 +132,9 @@ struct NodeEngine::Impl {
   bool take_cookie_ack(const io::QueuedPacket& qp, net::TcpPacket& pkt, const net::Endpoint& client);
   // rare: the kernel's SYN/ACK to a client teaches f, its TS base and wscale.
   void on_kernel_vip_synack(const io::QueuedPacket& qp, const net::TcpPacket& pkt);
-  dispatch::BackendId choose(const Origin& o);
+  // The node for the request: this node if it owns the content, else a live
+  // owner, else (unknown content) some live node; nullopt if every owner is dead.
+  std::optional<dispatch::BackendId> choose(const Origin& o);
   control::HandoffRequest make_request(const Origin& o) const;
   // The whole head is in: hand the connection off (or, rare, release it). False if `o` was freed.
   bool dispatch_request(OriginIt it);
@@ -128,6 +148,12 @@ struct NodeEngine::Impl {
   void on_request_segment(const io::QueuedPacket& qp, const net::TcpPacket& pkt, OriginIt it);
   // A packet to VIP:port.
   void on_vip_packet(const io::QueuedPacket& qp, net::TcpPacket& pkt);
+  // Peer `id` died: reset the clients of the connections handed to it.
+  void peer_died(size_t id);
+  // A RST to the client at `seq` (RFC 5961 §3.2: it must hit the client's rcv_nxt).
+  void send_reset(Origin& o, tcp::SeqNum seq);
+  // A client segment of a connection in Reset: dropped; an ACK elsewhere gets a RST there.
+  void on_reset_segment(const io::QueuedPacket& qp, const net::TcpPacket& pkt, OriginIt it);
   // Whether `o` is expired at `now`; if so, what its end needs (RST, release) is done.
   bool origin_expired(Origin& o, uint64_t now);
 

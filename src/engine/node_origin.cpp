@@ -126,18 +126,29 @@ void NodeEngine::Impl::on_kernel_vip_synack(const io::QueuedPacket& qp, const ne
   o.f_known = true;
 }
 
-dispatch::BackendId NodeEngine::Impl::choose(const Origin& o) {
+std::optional<dispatch::BackendId> NodeEngine::Impl::choose(const Origin& o) {
   // Content this node owns is served here (rare: without a handoff; always:
-  // by a local replay), whatever the policy would pick among the owners.
+  // by a local replay), whatever the policy would pick among the owners, and
+  // whichever of the other owners are alive.
   const http::RequestHead& head = o.request.parser.head();
   for (const dispatch::BackendId id : dispatcher->map().owners(head.path)) {
     if (id < cfg.node_addrs.size() && cfg.node_addrs[id] == cfg.node) return id;
   }
   dctx.client_addr = o.hs.client.addr.value;
   dctx.client_port = o.hs.client.port;
+  if (health.enabled()) dctx.down = health.down();
   const dispatch::DispatchResult r = dispatcher->dispatch(head, dctx);
   if (r.found() && r.backend < cfg.node_addrs.size()) return r.backend;
-  return static_cast<dispatch::BackendId>(conn_key(o.hs.client) % cfg.node_addrs.size());
+  if (r.status == dispatch::DispatchStatus::Unavailable) return std::nullopt;  // its owners are all dead
+  // Unknown content: some live node answers it (its web server 404s it). This
+  // node is always alive, so one is found.
+  const size_t n = cfg.node_addrs.size();
+  const size_t start = conn_key(o.hs.client) % n;
+  for (size_t i = 0; i < n; ++i) {
+    const size_t id = (start + i) % n;
+    if (health.alive(id) || cfg.node_addrs[id] == cfg.node) return static_cast<dispatch::BackendId>(id);
+  }
+  return std::nullopt;
 }
 
 control::HandoffRequest NodeEngine::Impl::make_request(const Origin& o) const {
@@ -163,7 +174,24 @@ control::HandoffRequest NodeEngine::Impl::make_request(const Origin& o) const {
 
 bool NodeEngine::Impl::dispatch_request(OriginIt it) {
   Origin& o = it->second;
-  o.target = cfg.node_addrs[choose(o)];
+  const std::optional<dispatch::BackendId> id = choose(o);
+  if (!id) {
+    // 503 + FIN (RFC 9110 §15.6.4), as the frontend does: the client may retry later.
+    if (rare()) {
+      // The local socket (SYN-RECV under TCP_DEFER_ACCEPT) must not answer too: RST it
+      // with the held segment's seq, and answer in the kernel's numbers (f learnt).
+      raw.send(net::make_rst(o.hs.client, cfg.vip, (o.hs.client_isn + 1u).value()));
+      ++counters.resets_sent;
+      for (const auto& h : o.held) verdicts.drop(h.id);
+      o.held.clear();
+    }
+    ++counters.unavailable;
+    answer.error_response(o.hs, http::HttpError::ServiceUnavailable);
+    ++counters.error_responses;
+    free_origin(it);
+    return false;
+  }
+  o.target = cfg.node_addrs[*id];
   o.local_target = o.target == cfg.node;
   if (rare() && o.local_target) {
     // Released untouched: the marked packets teach conntrack to skip the queue.
@@ -184,6 +212,7 @@ bool NodeEngine::Impl::dispatch_request(OriginIt it) {
   }
   o.state = Origin::State::HandoffSent;
   o.handoff_ms = clock();
+  o.client_ack = o.hs.server_isn + 1u;  // nothing of the server's has reached the client yet
   ++counters.handoffs;
   control::HandoffRequest req = make_request(o);
   o.request.release();
@@ -243,6 +272,10 @@ void NodeEngine::Impl::forward(const io::QueuedPacket& qp, net::TcpPacket& pkt, 
 
 void NodeEngine::Impl::on_client_segment(const io::QueuedPacket& qp, net::TcpPacket& pkt, OriginIt it) {
   Origin& o = it->second;
+  if (o.state == Origin::State::Reset) {
+    on_reset_segment(qp, pkt, it);
+    return;
+  }
   if (pkt.has_flags(RST) && (o.state == Origin::State::SynReceived || o.state == Origin::State::AwaitRequest)) {
     const RstCheck check = check_rst(SeqNum(pkt.seq()), o.hs.rcv_nxt, int64_t{0xffff} << o.hs.server_wscale);
     if (check != RstCheck::kExact) {
@@ -294,10 +327,18 @@ void NodeEngine::Impl::on_client_segment(const io::QueuedPacket& qp, net::TcpPac
       on_request_segment(qp, pkt, it);
       return;
     case Origin::State::HandoffSent:
-      verdicts.drop(qp.id);  // retransmitted until the chosen node has the connection
-      return;
     case Origin::State::Forwarding:
-      forward(qp, pkt, o);
+      // What a reset needs if the chosen node dies: the client's latest ack and next seq.
+      if (pkt.has_flags(ACK) && tcp::seq_gt(SeqNum(pkt.ack()), o.client_ack)) o.client_ack = SeqNum(pkt.ack());
+      advance_contiguous(o.hs.rcv_nxt, pkt);
+      if (o.state == Origin::State::HandoffSent) {
+        verdicts.drop(qp.id);  // retransmitted until the chosen node has the connection
+      } else {
+        forward(qp, pkt, o);
+      }
+      return;
+    case Origin::State::Reset:  // handled above
+      verdicts.drop(qp.id);
       return;
   }
 }
@@ -375,8 +416,57 @@ bool NodeEngine::Impl::origin_expired(Origin& o, uint64_t now) {
       return true;
     case Origin::State::Forwarding:
       return now - o.last_seen_ms >= cfg.idle_timeout_ms;
+    case Origin::State::Reset:
+      return now - o.reset_ms >= cfg.reset_linger_ms;
   }
   return false;
+}
+
+// --- the chosen node's failure -------------------------------------------------
+
+// RFC 5961 §3.2 at the client: its TCP accepts a RST only at exactly its
+// rcv_nxt. The client's latest ack number is the best guess; if data was in
+// flight, the client answers with a challenge ACK carrying rcv_nxt, which
+// on_reset_segment turns into a RST at exactly that number.
+void NodeEngine::Impl::send_reset(Origin& o, SeqNum seq) {
+  raw.send(net::make_rst(cfg.vip, o.hs.client, seq.value(), o.hs.rcv_nxt.value()));
+  ++counters.resets_sent;
+  o.reset_seq = seq;
+}
+
+void NodeEngine::Impl::on_reset_segment(const io::QueuedPacket& qp, const net::TcpPacket& pkt, OriginIt it) {
+  Origin& o = it->second;
+  verdicts.drop(qp.id);  // never forwarded: the serving node is gone
+  if (pkt.has_flags(RST)) {  // the client is gone too
+    free_origin(it);
+    return;
+  }
+  if (!pkt.has_flags(ACK) || o.reset_answers >= Origin::kMaxResetAnswers) return;
+  advance_contiguous(o.hs.rcv_nxt, pkt);
+  const SeqNum ack(pkt.ack());
+  if (ack == o.reset_seq && pkt.payload_len == 0 && !pkt.has_flags(FIN)) return;  // already answered there
+  ++o.reset_answers;
+  ++counters.reset_answers;
+  send_reset(o, ack);
+}
+
+void NodeEngine::Impl::peer_died(size_t id) {
+  const net::Ipv4Addr addr = cfg.node_addrs[id];
+  uint64_t reset = 0;
+  const uint64_t now = clock();
+  for (auto& [key, o] : origins) {
+    // Local targets are served by this node's own kernel: unaffected.
+    if (o.local_target || o.target != addr ||
+        (o.state != Origin::State::HandoffSent && o.state != Origin::State::Forwarding)) {
+      continue;
+    }
+    o.state = Origin::State::Reset;
+    o.reset_ms = now;
+    send_reset(o, o.client_ack);
+    ++reset;
+  }
+  counters.resets_backend_down += reset;
+  log("node " + addr.to_string() + " is down: " + std::to_string(reset) + " client connection(s) reset");
 }
 
 }  // namespace hl::engine

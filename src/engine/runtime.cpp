@@ -416,6 +416,13 @@ void NodeRuntime::Impl::setup() {
       cc.node = c.node;
       cc.listen = {self, c.control_port};
       cc.auth = auth;
+      // Keepalives are the health signal (as the backends' heartbeats in the frontend
+      // design): often enough for --backend-dead-ms, carrying the web server's state.
+      cc.keepalive_ms = RuntimeConfig::kHeartbeatMs;
+      cc.deliver_keepalives = true;
+      cc.peer_lost = [this](net::Ipv4Addr peer) {
+        if (node_engine) node_engine->on_peer_lost(peer);
+      };
       for (const auto& [name, addr] : cluster_peers(c)) {
         cc.peers.push_back({name, {parse_addr(addr, "peer " + name + ":"), c.control_port}});
       }
@@ -430,6 +437,8 @@ void NodeRuntime::Impl::setup() {
       nc.max_half_open = c.max_half_open;
       nc.syn_cookies = c.syn_cookies;
       if (c.request_timeout_ms != 0) nc.request_timeout_ms = c.request_timeout_ms;
+      nc.peer_dead_ms = c.backend_dead_ms;
+      nc.log = [](const std::string& line) { log_error(line); };
       node_engine = std::make_unique<NodeEngine>(std::move(nc), std::move(dispatcher), *queue, *raw, *channel_sender, clock);
       queue->set_handler([this](const io::QueuedPacket& p) { node_engine->on_packet(p); });
       break;
@@ -492,7 +501,13 @@ void NodeRuntime::Impl::setup() {
 
 // The back-end's heartbeat to its front-end: alive, and whether the local web
 // server listens (read from /proc at most once per heartbeat, never per packet).
+// always/rare: the same check, carried by the control channel's keepalives.
 void NodeRuntime::Impl::send_heartbeat(uint64_t now) {
+  if (channel && now - last_heartbeat_ms >= RuntimeConfig::kHeartbeatMs) {
+    last_heartbeat_ms = now;
+    channel->set_healthy(local_server_listening(config.port));
+    return;
+  }
   if (!backend || !udp || now - last_heartbeat_ms < RuntimeConfig::kHeartbeatMs) return;
   last_heartbeat_ms = now;
   control::Keepalive ka{config.node, heartbeat_seq++, local_server_listening(config.port)};

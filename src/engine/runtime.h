@@ -69,7 +69,8 @@ struct RuntimeConfig {
   bool queue_bypass = true;
   // frontend: a back-end is dead after this long without a heartbeat (backends
   // send one every kHeartbeatMs, saying whether their web server listens on
-  // `port`); 0 turns health checks off.
+  // `port`); always, rare: the same for peers, whose control channel keepalives
+  // (every kHeartbeatMs) carry it. 0 turns health checks off.
   uint32_t backend_dead_ms = kDefaultBackendDeadMs;
   size_t max_half_open = kDefaultMaxHalfOpen;  // frontend, always: half-open states kept
   bool syn_cookies = true;                     // frontend, always: SYN cookies past max_half_open

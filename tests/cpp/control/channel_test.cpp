@@ -13,6 +13,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 
 namespace hl::control {
 namespace {
@@ -47,8 +48,12 @@ struct Received {
 struct Node {
   std::unique_ptr<ControlChannel> channel;
   std::vector<Received> got;
-  Node(const std::string& name, net::Ipv4Addr addr, uint16_t port, std::shared_ptr<Authenticator> auth = nullptr) {
+  std::vector<net::Ipv4Addr> lost;
+  Node(const std::string& name, net::Ipv4Addr addr, uint16_t port, std::shared_ptr<Authenticator> auth = nullptr,
+       bool health = false) {
     ChannelConfig c;
+    c.deliver_keepalives = health;
+    if (health) c.peer_lost = [this](net::Ipv4Addr peer) { lost.push_back(peer); };
     c.auth = std::move(auth);
     c.node = name;
     c.listen = {addr, port};
@@ -117,6 +122,32 @@ TEST(ControlChannelTest, MessagesBothWaysKeepalivesAndReconnect) {
   ASSERT_TRUE(run_until({&a, b.get()}, [&] { return !b->got.empty(); }));
   EXPECT_EQ(b->got.back().message, Message(HandoffRefuse{kClient, RefuseReason::kBusy}));
   EXPECT_GE(a.channel->counters().connects, 2u);
+}
+
+// The node engines' health signal: peers' keepalives (with their web server's
+// state) reach the handler, and a peer whose connection closes is reported lost.
+TEST(ControlChannelTest, KeepalivesCarryHealthAndAClosedPeerIsReportedLost) {
+  const uint16_t port = free_port();
+  Node a("a", kA, port, nullptr, true);
+  auto b = std::make_unique<Node>("b", kB, port, nullptr, true);
+  // The latest keepalive a got ("healthy" field; nullopt before any).
+  auto last_health = [&]() -> std::optional<bool> {
+    for (auto it = a.got.rbegin(); it != a.got.rend(); ++it) {
+      if (const auto* ka = std::get_if<Keepalive>(&it->message)) return ka->healthy;
+    }
+    return std::nullopt;
+  };
+  ASSERT_TRUE(run_until({&a, b.get()}, [&] { return last_health().has_value(); }));
+  EXPECT_EQ(a.got.back().from, kB);
+  EXPECT_EQ(std::get<Keepalive>(a.got.back().message).node, "b");
+  EXPECT_EQ(last_health(), std::optional<bool>(true));
+  EXPECT_EQ(a.channel->counters().received, 0u) << "keepalives are not counted as messages";
+  b->channel->set_healthy(false);
+  ASSERT_TRUE(run_until({&a, b.get()}, [&] { return last_health() == std::optional<bool>(false); }));
+  EXPECT_TRUE(a.lost.empty());
+  b.reset();  // its sockets close: a hears of it at once, not after a timeout
+  ASSERT_TRUE(run_until({&a}, [&] { return !a.lost.empty(); }));
+  EXPECT_EQ(a.lost, std::vector<net::Ipv4Addr>{kB});
 }
 
 TEST(ControlChannelTest, GarbageStreamIsClosedAndCounted) {
