@@ -538,6 +538,7 @@ struct FrontendEngine::Impl {
       close_conn(conn);
     } else if (pkt.has_flags(FIN)) {
       conn.close_tracker.on_server_fin(SeqNum(pkt.seq()) + static_cast<uint32_t>(pkt.payload_len + 1));
+      if (conn.close_tracker.done()) close_conn(conn);  // a retransmitted FIN, already acknowledged
     }
   }
 
