@@ -65,7 +65,6 @@ hl::engine::RuntimeConfig runtime_config(const Options& o, hl::engine::RuntimeRo
   c.max_half_open = o.max_half_open;
   c.syn_cookies = o.syn_cookies;
   c.queue_bypass = o.queue_bypass;
-  static_assert(Options::kDefaultBackendDeadMs == hl::engine::RuntimeConfig::kDefaultBackendDeadMs);
   c.backend_dead_ms = o.backend_dead_ms;
   c.sysctls = o.sysctls;
   c.impair = o.impair;

@@ -72,11 +72,11 @@ po::options_description make_description() {
      "which node owns which content (default: none)")
     ("policy", po::value<std::string>()->value_name("NAME"),
      "dispatch policy (default: the role's default)")
-    ("backend-dead-ms", po::value<int>()->default_value(static_cast<int>(Options::kDefaultBackendDeadMs))
-                            ->value_name("MS"),
-     "frontend: a back-end is dead after MS without a heartbeat (back-ends send one every 200 ms); "
-     "its clients are reset and new requests avoid it. always, rare: the same for peer nodes "
-     "(their control channel keepalives, every 200 ms; or at once when their channel closes). "
+    ("backend-dead-ms", po::value<int>()->value_name("MS"),
+     "frontend: a back-end is dead after MS without a heartbeat (back-ends send one every 200 ms; "
+     "default 700); its clients are reset and new requests avoid it. always, rare: the same for "
+     "peer nodes (their control channel keepalives, every 200 ms, default 2000: a keepalive behind "
+     "a lost TCP segment waits for retransmission; or at once when their channel closes). "
      "0: no health checks");
 
   po::options_description io("Packet I/O");
@@ -225,9 +225,11 @@ Options to_options(const po::variables_map& vm) {
   o.stats_interval_ms = static_cast<std::uint32_t>(interval);
   o.log_level = parse_log_level(vm["log-level"].as<std::string>());
   o.queue_bypass = vm["queue-bypass"].as<bool>();
-  const int dead_ms = vm["backend-dead-ms"].as<int>();
-  if (dead_ms < 0) throw UsageError("--backend-dead-ms must be >= 0");
-  o.backend_dead_ms = static_cast<std::uint32_t>(dead_ms);
+  if (vm.count("backend-dead-ms")) {
+    const int dead_ms = vm["backend-dead-ms"].as<int>();
+    if (dead_ms < 0) throw UsageError("--backend-dead-ms must be >= 0");
+    o.backend_dead_ms = static_cast<std::uint32_t>(dead_ms);
+  }
   const std::string& mark = vm["mark"].as<std::string>();
   std::size_t used = 0;
   unsigned long mark_value = 0;

@@ -62,8 +62,8 @@ struct Options {
   std::uint32_t request_timeout_ms = 0;  // 0: the engine's default
   LogLevel log_level = LogLevel::kInfo;
   bool queue_bypass = true;             // --queue-bypass on the NFQUEUE rules
-  static constexpr std::uint32_t kDefaultBackendDeadMs = 700;  // == RuntimeConfig::kDefaultBackendDeadMs
-  std::uint32_t backend_dead_ms = kDefaultBackendDeadMs;  // frontend, always, rare health checks (--backend-dead-ms)
+  // frontend, always, rare health checks (--backend-dead-ms); unset: the role's default
+  std::optional<std::uint32_t> backend_dead_ms;
   std::uint32_t mark = kDefaultMark;    // SO_MARK of own packets, RETURNed before queueing
   std::uint32_t queue_maxlen = kDefaultQueueMaxLen;
   std::uint32_t rcvbuf_bytes = kDefaultRcvBufBytes;

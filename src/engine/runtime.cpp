@@ -367,7 +367,7 @@ void NodeRuntime::Impl::setup() {
       FrontendConfig fc;
       fc.vip = {parse_addr(*c.vip, "VIP"), c.port};
       fc.backend_addrs = std::move(backends);
-      fc.backend_dead_ms = c.backend_dead_ms;
+      fc.backend_dead_ms = c.backend_dead_ms.value_or(RuntimeConfig::kDefaultBackendDeadMs);
       fc.log = [](const std::string& line) { log_error(line); };
       fc.max_half_open = c.max_half_open;
       fc.syn_cookies = c.syn_cookies;
@@ -437,7 +437,7 @@ void NodeRuntime::Impl::setup() {
       nc.max_half_open = c.max_half_open;
       nc.syn_cookies = c.syn_cookies;
       if (c.request_timeout_ms != 0) nc.request_timeout_ms = c.request_timeout_ms;
-      nc.peer_dead_ms = c.backend_dead_ms;
+      nc.peer_dead_ms = c.backend_dead_ms.value_or(RuntimeConfig::kDefaultPeerDeadMs);
       nc.log = [](const std::string& line) { log_error(line); };
       node_engine = std::make_unique<NodeEngine>(std::move(nc), std::move(dispatcher), *queue, *raw, *channel_sender, clock);
       queue->set_handler([this](const io::QueuedPacket& p) { node_engine->on_packet(p); });

@@ -38,7 +38,11 @@ struct RuntimeConfig {
   static constexpr uint32_t kDefaultRcvBuf = 16u << 20;
   static constexpr uint32_t kTimerMs = 100;  // engine housekeeping period
   static constexpr uint32_t kHeartbeatMs = 200;  // backend -> front-end heartbeat period
-  static constexpr uint32_t kDefaultBackendDeadMs = 700;  // ~3 heartbeats missed
+  static constexpr uint32_t kDefaultBackendDeadMs = 700;  // frontend: ~3 UDP heartbeats missed
+  // always/rare: keepalives ride the TCP channel, so one stuck behind a lost
+  // segment waits for retransmission timeouts (200 ms, then doubling): under
+  // a few % loss 700 ms would declare live peers dead.
+  static constexpr uint32_t kDefaultPeerDeadMs = 2000;
 
   RuntimeRole role = RuntimeRole::kMonitor;
   std::string node = "node";                  // name, for stats
@@ -71,7 +75,7 @@ struct RuntimeConfig {
   // send one every kHeartbeatMs, saying whether their web server listens on
   // `port`); always, rare: the same for peers, whose control channel keepalives
   // (every kHeartbeatMs) carry it. 0 turns health checks off.
-  uint32_t backend_dead_ms = kDefaultBackendDeadMs;
+  std::optional<uint32_t> backend_dead_ms;  // unset: kDefaultBackendDeadMs / kDefaultPeerDeadMs by role
   size_t max_half_open = kDefaultMaxHalfOpen;  // frontend, always: half-open states kept
   bool syn_cookies = true;                     // frontend, always: SYN cookies past max_half_open
   std::vector<std::pair<std::string, std::string>> sysctls;  // extra ones, restored at exit

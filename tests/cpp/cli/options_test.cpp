@@ -53,6 +53,8 @@ TEST(Options, Defaults) {
   EXPECT_FALSE(o.fail_open);
   EXPECT_EQ(o.max_half_open, 16384u);
   EXPECT_TRUE(o.syn_cookies);
+  EXPECT_FALSE(o.backend_dead_ms.has_value()) << "the role's default (700 frontend, 2000 always/rare)";
+  EXPECT_EQ(parse_ok({"--role", "rare", "--backend-dead-ms", "0"}).backend_dead_ms, 0u);
 }
 
 TEST(Options, EveryOptionIsParsed) {
