@@ -2,6 +2,9 @@
 // back-end (RST to its clients with the RFC 5961 dance, 503, avoidance,
 // recovery) and its answer to segments of unknown connections.
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <string>
 
@@ -72,6 +75,25 @@ TEST(HealthTrackerTest, ProcNetTcpListenCheck) {
   EXPECT_TRUE(proc_net_tcp_listening(tcp6, 80));
   EXPECT_FALSE(proc_net_tcp_listening("", 80));
   EXPECT_FALSE(proc_net_tcp_listening("garbage\n  :zz 0A\n", 80));
+}
+
+// The live check asks the kernel (sock_diag): a listener of this test process is
+// seen, and is gone once closed.
+TEST(HealthCheckTest, LocalServerListeningSeesARealListener) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)), 0);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const uint16_t port = ntohs(addr.sin_port);
+  EXPECT_FALSE(local_server_listening(port)) << "bound, not listening";
+  ASSERT_EQ(::listen(fd, 4), 0);
+  EXPECT_TRUE(local_server_listening(port));
+  ::close(fd);
+  EXPECT_FALSE(local_server_listening(port));
 }
 
 // --- Dispatcher with dead owners -------------------------------------------
