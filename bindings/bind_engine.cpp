@@ -95,6 +95,8 @@ RuntimeConfig config_from(const py::dict& d) {
       c.max_half_open = as_uint<size_t>(value, key);
     } else if (key == "syn_cookies") {
       c.syn_cookies = value.cast<bool>();
+    } else if (key == "fast_path") {
+      c.fast_path = value.cast<bool>();
     } else if (key == "sysctls") {
       c.sysctls.clear();
       for (const auto& [name, v] : value.cast<py::dict>()) {
@@ -170,6 +172,7 @@ void init_engine(py::module_& m) {
                        "node_addr, vip, port, queue, mark, control_port, peers (dict name -> address),\n"
                        "content_map, policy, frontend, stats_file, key_file, stats_interval_ms, request_timeout_ms,\n"
                        "queue_maxlen, rcvbuf, gso, fail_open, queue_bypass, backend_dead_ms, max_half_open, syn_cookies,\n"
+                       "fast_path, "
                        "sysctls (dict); role impair: delay_ms, jitter_ms, loss,\n"
                        "reorder, reorder_extra_ms, duplicate, impair_seed, impair_max_held. A bad option raises ValueError.")
       .def(py::init<const py::dict&>(), py::arg("config"))

@@ -11,6 +11,7 @@
 
 #include "cli/options.h"
 #include "engine/runtime.h"
+#include "io/fast_path.h"
 #include "io/iptables_rules.h"
 #include "io/process.h"
 #include "io/rule_set.h"
@@ -64,6 +65,7 @@ hl::engine::RuntimeConfig runtime_config(const Options& o, hl::engine::RuntimeRo
   c.fail_open = o.fail_open;
   c.max_half_open = o.max_half_open;
   c.syn_cookies = o.syn_cookies;
+  c.fast_path = o.fast_path;
   c.queue_bypass = o.queue_bypass;
   c.backend_dead_ms = o.backend_dead_ms;
   c.sysctls = o.sysctls;
@@ -106,6 +108,8 @@ int main(int argc, char** argv) {
     if (o.action == hl::cli::Action::kCleanup) {
       int n = hl::io::cleanup_all(hl::io::kChainPrefix);
       log(LogLevel::kInfo, "cleanup: ran " + std::to_string(n) + " iptables commands");
+      n = hl::io::nft_cleanup_all();
+      log(LogLevel::kInfo, "cleanup: deleted " + std::to_string(n) + " nf_tables tables (fast path)");
       return 0;
     }
     const auto role = runtime_role(*o.role);

@@ -26,7 +26,8 @@ po::options_description make_description() {
     ("config", po::value<std::string>()->value_name("FILE"),
      "read options from FILE (key = value lines, same names as the long options; "
      "the command line overrides the file)")
-    ("cleanup", "remove every HANDOFF- iptables chain and jump in this network namespace "
+    ("cleanup", "remove every HANDOFF- iptables chain and jump and every handoff_ nf_tables table "
+                "(the fast path) in this network namespace "
                 "(e.g. after a crashed run) and exit")
     ("print-rules", "print the iptables commands the role would run and exit")
     ("log-level", po::value<std::string>()->default_value("info")->value_name("LEVEL"),
@@ -93,6 +94,9 @@ po::options_description make_description() {
      "netlink receive buffer of the queue")
     ("gso", po::value<bool>()->default_value(true, "on")->implicit_value(true, "on")->value_name("on|off"),
      "NFQA_CFG_F_GSO: receive GSO super-packets (fewer, larger packets)")
+    ("fast-path", po::value<bool>()->default_value(true, "on")->implicit_value(true, "on")->value_name("on|off"),
+     "frontend: once a back-end has a connection, the kernel forwards the client's pure ACKs and data "
+     "(an nf_tables map, table handoff_q<N>); off: every packet through the queue")
     ("fail-open", po::value<bool>()->default_value(false, "off")->implicit_value(true, "on")->value_name("on|off"),
      "NFQA_CFG_F_FAIL_OPEN: accept packets unseen when the queue is full")
     ("sysctl", po::value<std::vector<std::string>>()->composing()->value_name("KEY=VALUE"),
@@ -249,6 +253,7 @@ Options to_options(const po::variables_map& vm) {
   o.fail_open = vm["fail-open"].as<bool>();
   o.max_half_open = vm["max-half-open"].as<std::size_t>();
   o.syn_cookies = vm["syn-cookies"].as<bool>();
+  o.fast_path = vm["fast-path"].as<bool>();
   if (vm.count("sysctl")) {
     for (const auto& s : vm["sysctl"].as<std::vector<std::string>>()) o.sysctls.push_back(split_pair(s, "--sysctl"));
   }

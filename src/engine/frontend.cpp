@@ -36,6 +36,9 @@ struct FrontendEngine::Conn {
   };
   // RSTs a reset connection answers at most (a client that got one goes quiet).
   static constexpr uint32_t kMaxResetAnswers = 8;
+  // A mapped connection's pure ACK or data reaching the engine is mapped again
+  // at most this often (it may be one queued before the mapping took effect).
+  static constexpr uint64_t kFastRemapMs = 1000;
 
   State state = State::SynReceived;
   ClientHandshake hs;       // f is the front-end's; its TSval never advances (see HandshakeSender::ack)
@@ -49,6 +52,9 @@ struct FrontendEngine::Conn {
   SeqNum client_ack;           // highest ack number seen from the client (server's bytes it has)
   SeqNum reset_seq;            // Reset: the sequence number of the last RST sent
   uint32_t reset_answers = 0;  // Reset: RSTs sent again at a new ack number
+  bool fast = false;           // mapped in the kernel fast path: its pure ACKs and data
+                               //   no longer come here (SYN, FIN, RST still do)
+  uint64_t fast_ms = 0;        // when the mapping was last sent
 
   explicit Conn(const http::Limits& limits) : request(limits) {}
   bool half_open() const { return state == State::SynReceived || state == State::AwaitRequest; }
@@ -71,13 +77,15 @@ struct FrontendEngine::Impl {
   uint64_t rst_window_ms = 0;      // start of the current second of unknown-packet RSTs
   uint32_t rst_window_count = 0;   // RSTs sent for unknown packets in it
 
+  io::FastPath* fast_path;  // null: every packet is forwarded here
+
   Impl(FrontendConfig c, std::unique_ptr<dispatch::Dispatcher> d, io::Verdicts& v,
-       io::PacketSender& r, Clock k)
+       io::PacketSender& r, Clock k, io::FastPath* f)
       : cfg(std::move(c)), dispatcher(std::move(d)), verdicts(v, counters.io_errors),
         raw(r, counters.io_errors), answer(cfg.vip, cfg.syn_window, raw, counters.resets_sent),
         clock(std::move(k)),
         rng(cfg.seed != 0 ? cfg.seed : std::random_device{}()),
-        cookies(rng), health(cfg.backend_addrs.size(), cfg.backend_dead_ms, clock()) {
+        cookies(rng), health(cfg.backend_addrs.size(), cfg.backend_dead_ms, clock()), fast_path(f) {
     dctx.active.assign(cfg.backend_addrs.size(), 0);
   }
 
@@ -95,6 +103,7 @@ struct FrontendEngine::Impl {
 
   void free_conn(std::unordered_map<uint64_t, Conn>::iterator it) {
     if (it->second.half_open()) --half_open;
+    fast_unmap(it->second);
     conns.erase(it);
     ++counters.freed;
   }
@@ -104,6 +113,32 @@ struct FrontendEngine::Impl {
       set_state(conn, Conn::State::Closed);
       conn.closed_ms = clock();
     }
+  }
+
+  // --- the kernel fast path (io/fast_path.h) ----------------------------
+
+  // From now on the kernel forwards the client's pure ACKs and data to the back-end.
+  void fast_map(Conn& conn) {
+    if (fast_path == nullptr) return;
+    fast_path->add(conn.hs.client.addr.value, conn.hs.client.port, conn.backend.value);
+    conn.fast = true;
+    conn.fast_ms = clock();
+    ++counters.fast_path_adds;
+  }
+
+  void fast_unmap(Conn& conn) {
+    if (!conn.fast) return;
+    fast_path->remove(conn.hs.client.addr.value, conn.hs.client.port);
+    conn.fast = false;
+    ++counters.fast_path_removes;
+  }
+
+  // Whether the connection is over. With the fast path the client's last pure
+  // ACK (of the server's FIN, when the client closed first) never comes here:
+  // both FINs are then enough, and the linger covers the rest.
+  static bool closed_both_ways(const Conn& conn) {
+    const CloseTracker& t = conn.close_tracker;
+    return t.done() || (conn.fast && t.client_fin && t.server_fin);
   }
 
   // --- sending ---------------------------------------------------------
@@ -306,6 +341,12 @@ struct FrontendEngine::Impl {
   }
 
   void forward(const io::QueuedPacket& qp, net::TcpPacket& pkt, Conn& conn) {
+    // A pure ACK or data here while mapped: the mapping expired (or is in flight,
+    // hence the pause): map it again.
+    if (conn.fast && conn.state == Conn::State::Forwarding && (pkt.flags() & (SYN | FIN | RST)) == 0 &&
+        clock() - conn.fast_ms >= Conn::kFastRemapMs) {
+      fast_map(conn);
+    }
     pkt.set_dst_addr(conn.backend);
     if (qp.checksum_partial) pkt.tcp_checksum_full();
     verdicts.accept_modified(qp.id, pkt.bytes);
@@ -356,7 +397,8 @@ struct FrontendEngine::Impl {
       case Conn::State::Closed: {
         // Track the client's next sequence number (contiguous data only) for accept_rst.
         advance_contiguous(conn.hs.rcv_nxt, pkt);
-        if (conn.close_tracker.on_client(pkt)) close_conn(conn);
+        conn.close_tracker.on_client(pkt);
+        if (closed_both_ways(conn)) close_conn(conn);
         forward(qp, pkt, conn);
         if (pkt.has_flags(RST)) close_conn(conn);
         return;
@@ -409,6 +451,15 @@ struct FrontendEngine::Impl {
       }
       set_state(conn, Conn::State::Reset);
       conn.closed_ms = now;
+      if (conn.fast) {
+        // Its ACKs went by the kernel: client_ack may be old, and a RST below the
+        // client's window is dropped without an answer. An out-of-window ACK
+        // makes the client answer with its rcv_nxt (RFC 9293 §3.10.7.4), which
+        // comes here now and gets a RST at exactly that number (on_reset_segment).
+        fast_unmap(conn);
+        send_raw(net::make_ack(cfg.vip, conn.hs.client, (conn.client_ack - 1u).value(), conn.hs.rcv_nxt.value(),
+                               0, std::nullopt, {}));
+      }
       send_reset(conn, conn.client_ack);
       ++reset;
     }
@@ -518,6 +569,7 @@ struct FrontendEngine::Impl {
       set_state(conn, Conn::State::Forwarding);
       conn.request.release();
       ++counters.handoff_acks;
+      fast_map(conn);
     }
   }
 
@@ -538,7 +590,7 @@ struct FrontendEngine::Impl {
       close_conn(conn);
     } else if (pkt.has_flags(FIN)) {
       conn.close_tracker.on_server_fin(SeqNum(pkt.seq()) + static_cast<uint32_t>(pkt.payload_len + 1));
-      if (conn.close_tracker.done()) close_conn(conn);  // a retransmitted FIN, already acknowledged
+      if (closed_both_ways(conn)) close_conn(conn);  // e.g. a retransmitted FIN, already acknowledged
     }
   }
 
@@ -601,6 +653,8 @@ void FrontendCounters::visit(const CounterVisitor& v) const {
   v("local", 0);  // a dedicated front-end serves nothing itself
   v("forwarded_packets", forwarded_packets);
   v("forwarded_bytes", forwarded_bytes);
+  v("fast_path_adds", fast_path_adds);
+  v("fast_path_removes", fast_path_removes);
   v("relayed", relayed);
   v("dropped_malformed", dropped_malformed);
   v("blind_rejected", blind_rejected);
@@ -625,9 +679,10 @@ void FrontendCounters::visit(const CounterVisitor& v) const {
 }
 
 FrontendEngine::FrontendEngine(FrontendConfig config, std::unique_ptr<dispatch::Dispatcher> dispatcher,
-                               io::Verdicts& verdicts, io::PacketSender& raw, Clock clock)
+                               io::Verdicts& verdicts, io::PacketSender& raw, Clock clock,
+                               io::FastPath* fast_path)
     : impl_(std::make_unique<Impl>(std::move(config), std::move(dispatcher), verdicts, raw,
-                                   std::move(clock))) {
+                                   std::move(clock), fast_path)) {
   if (impl_->cfg.backend_addrs.empty()) throw std::invalid_argument("frontend: no back-ends");
   if (!impl_->dispatcher) throw std::invalid_argument("frontend: no dispatcher");
 }

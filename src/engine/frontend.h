@@ -14,6 +14,7 @@
 #include "dispatch/dispatcher.h"
 #include "engine/engine_io.h"
 #include "http/request_parser.h"
+#include "io/fast_path.h"
 #include "io/packet_io.h"
 #include "net/ipv4_addr.h"
 #include "net/tcp_packet.h"
@@ -77,6 +78,8 @@ struct FrontendCounters {
   uint64_t handoff_acks = 0;        // handoff acknowledgements from back-ends
   uint64_t forwarded_packets = 0;   // client packets forwarded to a back-end
   uint64_t forwarded_bytes = 0;
+  uint64_t fast_path_adds = 0;      // connections mapped in the kernel fast path (and re-mapped)
+  uint64_t fast_path_removes = 0;   // mappings removed (connection freed or reset)
   uint64_t relayed = 0;             // back-end FIN/RST segments sent on to clients
   uint64_t dropped_malformed = 0;   // unparseable packets dropped, and bad ones the front-end
                                     //   would consume (bad TCP checksum, SYN with FIN or RST)
@@ -108,9 +111,12 @@ class FrontendEngine {
  public:
   // The references must outlive the engine. Packets are sent through `raw`
   // (handshake answers, replayed SYN and request, relayed segments) or passed
-  // on modified through `verdicts` (forwarding).
+  // on modified through `verdicts` (forwarding). With `fast_path`, a connection
+  // the back-end acknowledged is mapped there, and the kernel forwards its
+  // pure ACKs and data (io/fast_path.h); SYN, FIN and RST still come here.
   FrontendEngine(FrontendConfig config, std::unique_ptr<dispatch::Dispatcher> dispatcher,
-                 io::Verdicts& verdicts, io::PacketSender& raw, Clock clock);
+                 io::Verdicts& verdicts, io::PacketSender& raw, Clock clock,
+                 io::FastPath* fast_path = nullptr);
   ~FrontendEngine();
   FrontendEngine(const FrontendEngine&) = delete;
   FrontendEngine& operator=(const FrontendEngine&) = delete;

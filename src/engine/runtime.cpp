@@ -29,6 +29,7 @@
 #include "control/channel.h"
 #include "io/deadline_timer.h"
 #include "io/event_loop.h"
+#include "io/fast_path.h"
 #include "io/nfqueue.h"
 #include "io/raw_socket.h"
 #include "io/rule_set.h"
@@ -84,6 +85,20 @@ std::vector<std::pair<std::string, std::string>> cluster_peers(const RuntimeConf
   if (!has_self && c.node_addr) peers.emplace_back(c.node, *c.node_addr);
   return peers;
 }
+
+// What the front-end engine holds as its FastPath: the engine is built before
+// the rules are installed, the nf_tables fast path after them.
+class FastPathProxy final : public io::FastPath {
+ public:
+  io::FastPath* target = nullptr;  // null: changes are dropped (none come before the rules)
+  void add(uint32_t addr, uint16_t port, uint32_t to) override {
+    if (target != nullptr) target->add(addr, port, to);
+  }
+  void remove(uint32_t addr, uint16_t port) override {
+    if (target != nullptr) target->remove(addr, port);
+  }
+  io::IoStatus flush() override { return target != nullptr ? target->flush() : io::io_ok(); }
+};
 
 // The TCP control channel as the engines' MessageSender.
 class ChannelSender final : public MessageSender {
@@ -291,8 +306,17 @@ struct NodeRuntime::Impl {
   std::unique_ptr<io::DeadlineTimer> impair_timer;  // armed at the impairer's next release
   std::unique_ptr<io::TunDevice> impair_tun;        // where the impairer's copies are re-injected
   std::unique_ptr<io::RuleSet> rules;
+  std::unique_ptr<io::NftFastPath> fast_path;  // frontend: created after the rules (a clash fails there first)
+  FastPathProxy fast_path_proxy;
   std::unique_ptr<io::EventLoop> loop;
   int wake_fd = -1;
+
+  // Verdicts and fast-path changes made while handling events go out together.
+  void flush_out() {
+    (void)queue->flush();
+    if (fast_path) (void)fast_path->flush();
+  }
+
   std::thread thread;
   int status = 0;
   uint64_t started_ms = 0;
@@ -372,7 +396,8 @@ void NodeRuntime::Impl::setup() {
       fc.max_half_open = c.max_half_open;
       fc.syn_cookies = c.syn_cookies;
       if (c.request_timeout_ms != 0) fc.request_timeout_ms = c.request_timeout_ms;
-      frontend = std::make_unique<FrontendEngine>(std::move(fc), std::move(dispatcher), *queue, *raw, clock);
+      frontend = std::make_unique<FrontendEngine>(std::move(fc), std::move(dispatcher), *queue, *raw, clock,
+                                                  c.fast_path ? &fast_path_proxy : nullptr);
       queue->set_handler([this](const io::QueuedPacket& p) { frontend->on_packet(p); });
       break;
     }
@@ -460,7 +485,7 @@ void NodeRuntime::Impl::setup() {
       status = 1;
       loop->stop();
     }
-    (void)queue->flush();
+    flush_out();
     arm_impair_timer();
   });
   if (impair_timer) {
@@ -475,13 +500,13 @@ void NodeRuntime::Impl::setup() {
       udp->poll_once([this](net::Ipv4Addr from, const control::Message& m) {
         if (frontend) frontend->on_message(from, m);
       });
-      (void)queue->flush();
+      flush_out();
     });
   }
   if (channel) {
     loop->add_fd(channel->fd(), [this] {
       channel->poll_once([this](net::Ipv4Addr from, const control::Message& m) { node_engine->on_message(from, m); });
-      (void)queue->flush();
+      flush_out();
     });
     channel->tick();  // connect to the peers now
   }
@@ -493,6 +518,14 @@ void NodeRuntime::Impl::setup() {
   } catch (const std::runtime_error& e) {
     throw std::runtime_error(std::string(e.what()) +
                              " (left over from a crashed run? 'handoffd --cleanup' removes HANDOFF- chains)");
+  }
+  if (c.role == RuntimeRole::kFrontend && c.fast_path) {
+    io::NftFastPathConfig fc;
+    fc.tag = capture_spec(c).tag;
+    fc.vip = parse_addr(*c.vip, "VIP").value;
+    fc.port = c.port;
+    fast_path = std::make_unique<io::NftFastPath>(fc);
+    fast_path_proxy.target = fast_path.get();
   }
   take_snapshot();
   last_stats_ms = monotonic_ms();
@@ -520,7 +553,7 @@ void NodeRuntime::Impl::on_tick() {
   if (backend) backend->on_timer();
   if (node_engine) node_engine->on_timer();
   if (channel) channel->tick();
-  (void)queue->flush();
+  flush_out();
   take_snapshot();
   const uint64_t now = monotonic_ms();
   if (now - last_stats_ms >= config.stats_interval_ms) {
@@ -541,7 +574,7 @@ void NodeRuntime::Impl::drain() {
   if (!queue) return;
   (void)queue->poll_once();
   if (impairer) impairer->release_all();  // held packets pass now rather than die with the queue
-  (void)queue->flush();
+  flush_out();
 }
 
 NodeRuntime::Counters NodeRuntime::Impl::collect() const {
@@ -555,6 +588,10 @@ NodeRuntime::Counters NodeRuntime::Impl::collect() const {
     out.emplace_back(name, value);
   };
   if (frontend) frontend->counters().visit(add_engine);
+  if (fast_path) {
+    out.emplace_back("fast_path_batches", fast_path->counters().batches);
+    out.emplace_back("fast_path_errors", fast_path->counters().errors);
+  }
   if (backend) backend->counters().visit(add_engine);
   if (node_engine) node_engine->counters().visit(add_engine);
   if (impairer) impairer->counters().visit(add_engine);
@@ -656,6 +693,8 @@ void NodeRuntime::Impl::teardown_resources() {
   if (wake_fd >= 0) ::close(wake_fd);
   wake_fd = -1;
   rules.reset();
+  fast_path_proxy.target = nullptr;
+  fast_path.reset();
   frontend.reset();
   backend.reset();
   node_engine.reset();
@@ -676,6 +715,7 @@ int NodeRuntime::Impl::cleanup() {
   // Stop new packets first, then give the packets still queued their verdicts.
   if (rules && rules->uninstall() != 0) result = 1;
   drain();
+  if (fast_path && !fast_path->uninstall()) result = 1;
   take_snapshot();
   write_stats();
   if (stats_write_errors != 0 && !config.stats_file.empty()) {
