@@ -39,6 +39,8 @@ struct FrontendEngine::Conn {
   // A mapped connection's pure ACK or data reaching the engine is mapped again
   // at most this often (it may be one queued before the mapping took effect).
   static constexpr uint64_t kFastRemapMs = 1000;
+  // Pure ACKs and data forwarded here before the connection is mapped.
+  static constexpr uint32_t kFastAfterPackets = 2;
 
   State state = State::SynReceived;
   ClientHandshake hs;       // f is the front-end's; its TSval never advances (see HandshakeSender::ack)
@@ -55,6 +57,7 @@ struct FrontendEngine::Conn {
   bool fast = false;           // mapped in the kernel fast path: its pure ACKs and data
                                //   no longer come here (SYN, FIN, RST still do)
   uint64_t fast_ms = 0;        // when the mapping was last sent
+  uint32_t slow_forwarded = 0; // pure ACKs and data forwarded here while not mapped
 
   explicit Conn(const http::Limits& limits) : request(limits) {}
   bool half_open() const { return state == State::SynReceived || state == State::AwaitRequest; }
@@ -341,11 +344,14 @@ struct FrontendEngine::Impl {
   }
 
   void forward(const io::QueuedPacket& qp, net::TcpPacket& pkt, Conn& conn) {
-    // A pure ACK or data here while mapped: the mapping expired (or is in flight,
-    // hence the pause): map it again.
-    if (conn.fast && conn.state == Conn::State::Forwarding && (pkt.flags() & (SYN | FIN | RST)) == 0 &&
-        clock() - conn.fast_ms >= Conn::kFastRemapMs) {
-      fast_map(conn);
+    if (fast_path != nullptr && conn.state == Conn::State::Forwarding && (pkt.flags() & (SYN | FIN | RST)) == 0) {
+      if (!conn.fast) {
+        // Mapped once it proves long: a mapping costs an nf_tables transaction to add
+        // and one to remove, more than the one or two ACKs a short connection sends.
+        if (++conn.slow_forwarded >= Conn::kFastAfterPackets) fast_map(conn);
+      } else if (clock() - conn.fast_ms >= Conn::kFastRemapMs) {
+        fast_map(conn);  // mapped, yet here: the mapping expired (or was in flight, hence the pause)
+      }
     }
     pkt.set_dst_addr(conn.backend);
     if (qp.checksum_partial) pkt.tcp_checksum_full();
@@ -569,7 +575,6 @@ struct FrontendEngine::Impl {
       set_state(conn, Conn::State::Forwarding);
       conn.request.release();
       ++counters.handoff_acks;
-      fast_map(conn);
     }
   }
 

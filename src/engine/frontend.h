@@ -111,9 +111,10 @@ class FrontendEngine {
  public:
   // The references must outlive the engine. Packets are sent through `raw`
   // (handshake answers, replayed SYN and request, relayed segments) or passed
-  // on modified through `verdicts` (forwarding). With `fast_path`, a connection
-  // the back-end acknowledged is mapped there, and the kernel forwards its
-  // pure ACKs and data (io/fast_path.h); SYN, FIN and RST still come here.
+  // on modified through `verdicts` (forwarding). With `fast_path`, a handed-off
+  // connection that sends more than an ACK or two is mapped there, and the
+  // kernel forwards its pure ACKs and data (io/fast_path.h); SYN, FIN and RST
+  // still come here.
   FrontendEngine(FrontendConfig config, std::unique_ptr<dispatch::Dispatcher> dispatcher,
                  io::Verdicts& verdicts, io::PacketSender& raw, Clock clock,
                  io::FastPath* fast_path = nullptr);

@@ -1,6 +1,8 @@
 // Failure handling: the health tracker, the front-end's reaction to a dead
 // back-end (RST to its clients with the RFC 5961 dance, 503, avoidance,
-// recovery) and its answer to segments of unknown connections.
+// recovery) and its answer to segments of unknown connections; and the
+// front-end's kernel fast path (when connections are mapped and unmapped,
+// and what a dead back-end's mapped clients get).
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -131,6 +133,7 @@ struct Fe {
   uint64_t now = 5000;
   FakeVerdicts verdicts;
   FakeSender raw;
+  FakeFastPath fast;
   std::vector<std::string> logs;
   FrontendEngine engine;
   uint32_t next_id = 1;
@@ -148,7 +151,7 @@ struct Fe {
   Fe()
       : engine(config(),
                std::make_unique<dispatch::Dispatcher>(dispatch::ContentMap::parse("/a be1,be2\n/b be2\n"), "first"),
-               verdicts, raw, [this] { return now; }) {}
+               verdicts, raw, [this] { return now; }, &fast) {}
 
   Verdict send(std::vector<uint8_t> bytes) {
     auto q = queued(next_id++, bytes);
@@ -300,6 +303,118 @@ TEST(FrontendFailureTest, UnknownSegmentsAreAnsweredWithRateLimitedRsts) {
   fe.now += 1000;
   fe.client_ack(1234);
   EXPECT_EQ(fe.raw.take().size(), 1u);
+}
+
+}  // namespace
+}  // namespace hl::engine
+
+namespace hl::engine {
+namespace {
+
+// --- the kernel fast path ----------------------------------------------------
+
+TEST(FrontendFastPathTest, ALongConnectionIsMappedAfterTwoAcksAndUnmappedWhenFreed) {
+  Fe fe;
+  const uint32_t f = fe.request("/b");
+  fe.raw.take();
+  EXPECT_EQ(fe.client_ack(f + 1).kind, VerdictKind::AcceptModified) << "before the ack: forwarded here";
+  fe.engine.on_message(kBe2, control::HandoffAck{kClient, 999});
+  EXPECT_TRUE(fe.fast.take().empty()) << "not at the handoff: most connections end after an ACK or two";
+  EXPECT_EQ(fe.client_ack(f + 1 + 1000).kind, VerdictKind::AcceptModified);
+  EXPECT_TRUE(fe.fast.take().empty());
+  EXPECT_EQ(fe.client_ack(f + 1 + 2000).kind, VerdictKind::AcceptModified) << "still forwarded: queued before";
+  EXPECT_EQ(fe.fast.take(), (std::vector<FastPathOp>{{true, kClient, kBe2}}));
+  EXPECT_EQ(fe.engine.counters().fast_path_adds, 1u);
+  // One queued before the mapping took effect: not mapped again at once.
+  fe.client_ack(f + 1 + 3000);
+  EXPECT_TRUE(fe.fast.take().empty());
+  // A second later a pure ACK still comes here: the mapping expired; mapped again.
+  fe.tick(1000);
+  fe.client_ack(f + 1 + 4000);
+  EXPECT_EQ(fe.fast.take(), (std::vector<FastPathOp>{{true, kClient, kBe2}}));
+  // The client closes first; the server's FIN (relayed) completes the close:
+  // the client's last ACK takes the fast path, so both FINs are enough.
+  EXPECT_EQ(fe.send(PacketBuilder().ipv4(kClient.addr, kVip.addr).tcp(kClient.port, 80).seq(200).ack(f + 1 + 5000)
+                        .flags(FIN | ACK).build())
+                .kind,
+            VerdictKind::AcceptModified);
+  fe.engine.on_message(kBe2, control::Relay{kClient, PacketBuilder().ipv4(kVip.addr, kClient.addr)
+                                                         .tcp(80, kClient.port).seq(f + 1 + 5000).ack(201)
+                                                         .flags(FIN | ACK).build()});
+  fe.raw.take();
+  EXPECT_TRUE(fe.fast.take().empty()) << "kept through the linger: late ACKs still go to the back-end";
+  fe.tick(FrontendConfig::kDefaultLingerMs);
+  EXPECT_EQ(fe.engine.counters().active, 0u);
+  EXPECT_EQ(fe.fast.take(), (std::vector<FastPathOp>{{false, kClient, {}}}));
+  EXPECT_EQ(fe.engine.counters().fast_path_removes, 1u);
+}
+
+TEST(FrontendFastPathTest, AShortConnectionIsNeverMapped) {
+  Fe fe;
+  const uint32_t f = fe.request("/b");
+  fe.engine.on_message(kBe2, control::HandoffAck{kClient, 999});
+  fe.client_ack(f + 1 + 1000);
+  fe.engine.on_message(kBe2, control::Relay{kClient, PacketBuilder().ipv4(kVip.addr, kClient.addr)
+                                                         .tcp(80, kClient.port).seq(f + 1 + 1000).ack(101)
+                                                         .flags(FIN | ACK).build()});
+  fe.send(PacketBuilder().ipv4(kClient.addr, kVip.addr).tcp(kClient.port, 80).seq(200).ack(f + 1 + 1001)
+              .flags(FIN | ACK).build());
+  fe.tick(FrontendConfig::kDefaultLingerMs);
+  EXPECT_EQ(fe.engine.counters().active, 0u);
+  EXPECT_TRUE(fe.fast.take().empty());
+  EXPECT_EQ(fe.engine.counters().fast_path_adds, 0u);
+  EXPECT_EQ(fe.engine.counters().fast_path_removes, 0u);
+}
+
+// A mapped client's ACKs went by the kernel: the engine's idea of its ack number
+// is old, and a RST there would fall below the client's window (dropped unanswered).
+// It unmaps, probes with an out-of-window ACK, and resets at the answer's number.
+TEST(FrontendFastPathTest, ADeadBackendsMappedClientIsUnmappedProbedAndResetAtItsAnswer) {
+  Fe fe;
+  const uint32_t f = fe.request("/b");
+  fe.raw.take();
+  fe.engine.on_message(kBe2, control::HandoffAck{kClient, 999});
+  fe.client_ack(f + 1 + 1000);
+  fe.client_ack(f + 1 + 2000);
+  ASSERT_EQ(fe.fast.take().size(), 1u);
+  // 1 MB more goes by the kernel; then be2 says its server is down.
+  fe.heartbeat(kBe2, false);
+  EXPECT_EQ(fe.fast.take(), (std::vector<FastPathOp>{{false, kClient, {}}}));
+  auto sent = fe.raw.take();
+  ASSERT_EQ(sent.size(), 2u);
+  auto probe = parse(sent[0]);
+  EXPECT_EQ(probe.pkt.flags(), ACK);
+  EXPECT_EQ(probe.pkt.seq(), f + 1 + 2000 - 1) << "below the client's window: it answers with its rcv_nxt";
+  EXPECT_EQ(probe.pkt.payload_len, 0u);
+  EXPECT_TRUE(probe.pkt.tcp_checksum_ok());
+  EXPECT_EQ(parse(sent[1]).pkt.flags() & RST, RST);
+  EXPECT_EQ(parse(sent[1]).pkt.seq(), f + 1 + 2000);
+  // The client's answer (now queued again: unmapped) gets a RST at exactly its number.
+  EXPECT_EQ(fe.client_ack(f + 1 + 1'002'000).kind, VerdictKind::Drop);
+  sent = fe.raw.take();
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(parse(sent[0]).pkt.flags() & RST, RST);
+  EXPECT_EQ(parse(sent[0]).pkt.seq(), f + 1 + 1'002'000);
+  fe.now += FrontendConfig::kDefaultResetLingerMs;
+  fe.heartbeat(kBe1);
+  fe.engine.on_timer();
+  EXPECT_EQ(fe.engine.counters().active, 0u);
+  EXPECT_TRUE(fe.fast.take().empty()) << "removed once";
+}
+
+TEST(FrontendFastPathTest, APortReusedAfterAResetStartsUnmapped) {
+  Fe fe;
+  const uint32_t f = fe.request("/b");
+  fe.engine.on_message(kBe2, control::HandoffAck{kClient, 999});
+  fe.client_ack(f + 1 + 1000);
+  fe.client_ack(f + 1 + 2000);
+  ASSERT_EQ(fe.fast.take().size(), 1u);
+  const uint32_t rcv_nxt = 101 + static_cast<uint32_t>(std::string("GET /b HTTP/1.1\r\nHost: x\r\n\r\n").size());
+  fe.send(PacketBuilder().ipv4(kClient.addr, kVip.addr).tcp(kClient.port, 80).seq(rcv_nxt).ack(f + 1 + 2000)
+              .flags(RST).build());  // exact: the connection ends
+  // The same port again before the linger ran out: the old state (and its mapping) go first.
+  fe.send(PacketBuilder().ipv4(kClient.addr, kVip.addr).tcp(kClient.port, 80).seq(7777).flags(SYN).build());
+  EXPECT_EQ(fe.fast.take(), (std::vector<FastPathOp>{{false, kClient, {}}}));
 }
 
 }  // namespace

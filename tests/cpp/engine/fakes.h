@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "engine/engine_io.h"
+#include "io/fast_path.h"
 #include "io/packet_io.h"
 #include "net/tcp_packet.h"
 
@@ -72,6 +73,26 @@ class FakeMessenger final : public MessageSender {
 
  private:
   std::vector<SentMessage> sent_;
+};
+
+// Records the fast-path changes an engine makes (io/fast_path.h).
+struct FastPathOp {
+  bool add;
+  net::Endpoint client;
+  net::Ipv4Addr to;  // add only
+  bool operator==(const FastPathOp&) const = default;
+};
+class FakeFastPath final : public io::FastPath {
+ public:
+  void add(uint32_t addr, uint16_t port, uint32_t to) override {
+    ops_.push_back({true, {net::Ipv4Addr{addr}, port}, net::Ipv4Addr{to}});
+  }
+  void remove(uint32_t addr, uint16_t port) override { ops_.push_back({false, {net::Ipv4Addr{addr}, port}, {}}); }
+  io::IoStatus flush() override { return io::io_ok(); }
+  std::vector<FastPathOp> take() { return std::exchange(ops_, {}); }
+
+ private:
+  std::vector<FastPathOp> ops_;
 };
 
 // A queued packet over `bytes` (which must outlive it).
