@@ -91,6 +91,7 @@ def loss_drops(host: Any) -> int:
 
 # --- engine rules --------------------------------------------------------------
 HANDOFF_CHAIN_PREFIX = "HANDOFF-"  # every iptables chain an engine owns
+FAST_PATH_TABLE_PREFIX = "handoff_"  # every nf_tables table an engine owns (fast path)
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -107,14 +108,26 @@ def find_handoffd() -> Path:
 
 
 def handoff_rules(host: Any) -> list[str]:
-    """Lines of the host's iptables-save (all tables) naming a HANDOFF- chain."""
+    """What the engines installed in host: lines of its iptables-save (all tables)
+    naming a HANDOFF- chain, and its nf_tables tables named handoff_ (the
+    front-end's fast path)."""
     out = run(host, ["iptables-save"])
-    return [line for line in out.splitlines() if HANDOFF_CHAIN_PREFIX in line]
+    lines = [line for line in out.splitlines() if HANDOFF_CHAIN_PREFIX in line]
+    tables = run(host, ["nft", "list", "tables"], check=False)
+    return lines + [line for line in tables.splitlines() if f" {FAST_PATH_TABLE_PREFIX}" in line]
 
 
 def cleanup_handoff_rules(host: Any) -> str:
-    """Run ``handoffd --cleanup`` inside host (removes every HANDOFF- chain and jump)."""
+    """Run ``handoffd --cleanup`` inside host (removes every HANDOFF- chain and
+    jump, and every handoff_ nf_tables table)."""
     return run(host, [str(find_handoffd()), "--cleanup"])
+
+
+def fast_path_packets(host: Any) -> int:
+    """Packets the front-end's fast path rewrote in host so far (the counter of
+    the rule in its handoff_ table; 0 if there is none)."""
+    out = run(host, ["nft", "list", "ruleset"], check=False)
+    return sum(int(m) for m in re.findall(r"ip daddr set .* counter packets (\d+)", out))
 
 
 # --- counters and TCP features ------------------------------------------------

@@ -237,6 +237,35 @@ def test_responses_bypass_the_frontend(cluster: Cluster) -> None:
     assert 0.95 * body_bytes <= cluster_total <= 1.3 * body_bytes, report
 
 
+def test_a_long_transfer_takes_the_fast_path(cluster: Cluster) -> None:
+    """The client's ACKs of a 10 MB response go to the owner by the front-end's
+    kernel (the fast path's nf_tables rule), not through its queue: byte-exact,
+    counted by the rule, and the mapping is gone once the connection is."""
+    fe = cluster.node("fe")
+    doc = max(cluster.documents, key=lambda d: d.size)
+    before = _quiet_stats(cluster)
+    rewritten = netutil.fast_path_packets(fe)
+    r = cluster.fetch(doc)
+    assert (r.status, r.sha256) == (200, doc.sha256) and r.backend in doc.owners
+    by_kernel = netutil.fast_path_packets(fe) - rewritten
+    after = _quiet_stats(cluster)
+    in_at_owner = _delta(after, before, "translated_in")[r.backend]
+    by_engine = _delta(after, before, "forwarded_packets")["fe"]
+    print(f"client packets of a 10 MB fetch: {in_at_owner} at {r.backend}, "
+          f"{by_kernel} by fe's kernel, {by_engine} through fe's engine")
+    # (GRO makes the client's ACKs few: one per received super-packet.) Every
+    # client packet the owner got came one way or the other, but for the request
+    # fe replayed itself; the engine saw only the first ACKs and the FIN.
+    assert by_kernel >= 20 and by_engine <= 5, (by_kernel, by_engine)
+    assert 0 <= in_at_owner - by_kernel - by_engine <= 2, (in_at_owner, by_kernel, by_engine)
+    assert _delta(after, before, "fast_path_adds")["fe"] >= 1
+    assert after["fe"]["fast_path_errors"] == 0
+    # Freed after the linger: the mapping goes with the state.
+    assert _poll(lambda: cluster.stats()["fe"]["active"] == 0, timeout=8), cluster.stats()["fe"]
+    listed = netutil.run(fe, ["nft", "list", "ruleset"])
+    assert "map conns" in listed and "elements" not in listed, listed
+
+
 def test_load_one_request_per_connection_then_states_are_freed(cluster: Cluster) -> None:
     doc = min(cluster.documents, key=lambda d: d.size)
     before = _quiet_stats(cluster)
@@ -347,6 +376,16 @@ def test_handoffd_cleanup_after_a_killed_engine(engine_requirements: None) -> No
     # The front-end's agent was stopped by SIGTERM: clean exit, its rules gone.
     assert fe_agent.proc.returncode == 0, fe_agent.log_tail()
     assert fe_agent.rules_left_at_stop == []
+
+
+def test_handoffd_cleanup_removes_a_killed_frontends_fast_path(engine_requirements: None) -> None:
+    with Cluster(mode="frontend", backends=1, clients=1, seed=3) as c:
+        fe = c.node("fe")
+        c.agent("fe").kill(signal.SIGKILL)
+        left = netutil.handoff_rules(fe)
+        assert any(line.startswith("table ip handoff_") for line in left), left
+        netutil.cleanup_handoff_rules(fe)
+        assert netutil.handoff_rules(fe) == []
 
 
 def test_agent_reports_a_failed_start(engine_requirements: None, tmp_path: Any) -> None:
