@@ -41,6 +41,9 @@ struct FrontendEngine::Conn {
   static constexpr uint64_t kFastRemapMs = 1000;
   // Pure ACKs and data forwarded here before the connection is mapped.
   static constexpr uint32_t kFastAfterPackets = 2;
+  // How far ahead of the back-end's estimated clock the probe of a reset,
+  // mapped client puts its TSval (see send_probe).
+  static constexpr uint64_t kProbeTsAheadMs = 3'600'000;
 
   State state = State::SynReceived;
   ClientHandshake hs;       // f is the front-end's; its TSval never advances (see HandshakeSender::ack)
@@ -58,6 +61,7 @@ struct FrontendEngine::Conn {
                                //   no longer come here (SYN, FIN, RST still do)
   uint64_t fast_ms = 0;        // when the mapping was last sent
   uint32_t slow_forwarded = 0; // pure ACKs and data forwarded here while not mapped
+  bool probe = false;          // Reset: was mapped, the client gets a probe (backend_died)
 
   explicit Conn(const http::Limits& limits) : request(limits) {}
   bool half_open() const { return state == State::SynReceived || state == State::AwaitRequest; }
@@ -449,28 +453,46 @@ struct FrontendEngine::Impl {
   // Back-end `id` is dead: reset every client connection handed to it.
   void backend_died(size_t id) {
     const net::Ipv4Addr addr = cfg.backend_addrs[id];
-    uint64_t reset = 0;
     const uint64_t now = clock();
+    std::vector<Conn*> hit;
+    bool unmapped = false;
     for (auto& [key, conn] : conns) {
       if (conn.backend != addr || (conn.state != Conn::State::HandoffSent && conn.state != Conn::State::Forwarding)) {
         continue;
       }
       set_state(conn, Conn::State::Reset);
       conn.closed_ms = now;
-      if (conn.fast) {
-        // Its ACKs went by the kernel: client_ack may be old, and a RST below the
-        // client's window is dropped without an answer. An out-of-window ACK
-        // makes the client answer with its rcv_nxt (RFC 9293 §3.10.7.4), which
-        // comes here now and gets a RST at exactly that number (on_reset_segment).
-        fast_unmap(conn);
-        send_raw(net::make_ack(cfg.vip, conn.hs.client, (conn.client_ack - 1u).value(), conn.hs.rcv_nxt.value(),
-                               0, std::nullopt, {}));
-      }
-      send_reset(conn, conn.client_ack);
-      ++reset;
+      conn.probe = conn.fast;
+      unmapped = unmapped || conn.fast;
+      fast_unmap(conn);
+      hit.push_back(&conn);
     }
-    counters.resets_backend_down += reset;
-    log("back-end " + addr.to_string() + " is down: " + std::to_string(reset) + " client connection(s) reset");
+    // The clients' answers must come here, not go to the dead node by the kernel.
+    if (unmapped) (void)fast_path->flush();
+    for (Conn* conn : hit) {
+      if (conn->probe) send_probe(*conn, now);
+      send_reset(*conn, conn->client_ack);
+    }
+    counters.resets_backend_down += hit.size();
+    log("back-end " + addr.to_string() + " is down: " + std::to_string(hit.size()) + " client connection(s) reset");
+  }
+
+  // A mapped client's ACKs went by the kernel: client_ack may be old, and a RST
+  // below the client's window is dropped without an answer. An out-of-window
+  // ACK makes the client answer with its rcv_nxt (RFC 9293 §3.10.7.4), which
+  // comes here now and gets a RST at exactly that number (on_reset_segment).
+  // With timestamps in use it must carry one that passes PAWS (an old one is
+  // dropped unanswered): the back-end's clock, in the front-end's numbers, has
+  // advanced about 1/ms since the handshake; an hour ahead of that passes, and
+  // an out-of-window segment's TSval is not remembered.
+  void send_probe(const Conn& conn, uint64_t now) {
+    std::optional<net::Timestamps> ts;
+    if (conn.hs.ts_ok) {
+      const auto ahead = static_cast<uint32_t>(now - conn.created_ms + Conn::kProbeTsAheadMs);
+      ts = net::Timestamps{conn.hs.ts_base + ahead, conn.hs.client_tsval};
+    }
+    send_raw(net::make_ack(cfg.vip, conn.hs.client, (conn.client_ack - 1u).value(), conn.hs.rcv_nxt.value(), 0,
+                           ts, {}));
   }
 
   void on_health_change(size_t id, HealthTracker::Change change, const std::string& why) {
