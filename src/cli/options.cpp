@@ -95,8 +95,9 @@ po::options_description make_description() {
     ("gso", po::value<bool>()->default_value(true, "on")->implicit_value(true, "on")->value_name("on|off"),
      "NFQA_CFG_F_GSO: receive GSO super-packets (fewer, larger packets)")
     ("fast-path", po::value<bool>()->default_value(true, "on")->implicit_value(true, "on")->value_name("on|off"),
-     "frontend: once a back-end has a connection, the kernel forwards the client's pure ACKs and data "
-     "(an nf_tables map, table handoff_q<N>); off: every packet through the queue")
+     "frontend, always, rare: once a connection handed to another node sends more than an ACK or two, "
+     "the kernel forwards its pure ACKs and data (an nf_tables map, table handoff_q<N>); "
+     "off: every packet through the queue")
     ("fail-open", po::value<bool>()->default_value(false, "off")->implicit_value(true, "on")->value_name("on|off"),
      "NFQA_CFG_F_FAIL_OPEN: accept packets unseen when the queue is full")
     ("sysctl", po::value<std::vector<std::string>>()->composing()->value_name("KEY=VALUE"),

@@ -71,7 +71,7 @@ struct Options {
   bool fail_open = false;               // NFQA_CFG_F_FAIL_OPEN
   std::size_t max_half_open = kDefaultMaxHalfOpen;  // --max-half-open (frontend, always)
   bool syn_cookies = true;              // --syn-cookies
-  bool fast_path = true;                // --fast-path (frontend)
+  bool fast_path = true;                // --fast-path (frontend, always, rare)
   std::vector<std::pair<std::string, std::string>> sysctls;  // set while running, then restored
   hl::engine::ImpairConfig impair;      // role impair: --delay-ms, --jitter-ms, --loss, --reorder, ...
 };

@@ -41,9 +41,6 @@ struct FrontendEngine::Conn {
   static constexpr uint64_t kFastRemapMs = 1000;
   // Pure ACKs and data forwarded here before the connection is mapped.
   static constexpr uint32_t kFastAfterPackets = 2;
-  // How far ahead of the back-end's estimated clock the probe of a reset,
-  // mapped client puts its TSval (see send_probe).
-  static constexpr uint64_t kProbeTsAheadMs = 3'600'000;
 
   State state = State::SynReceived;
   ClientHandshake hs;       // f is the front-end's; its TSval never advances (see HandshakeSender::ack)
@@ -470,29 +467,14 @@ struct FrontendEngine::Impl {
     // The clients' answers must come here, not go to the dead node by the kernel.
     if (unmapped) (void)fast_path->flush();
     for (Conn* conn : hit) {
-      if (conn->probe) send_probe(*conn, now);
+      // A mapped client's ACKs went by the kernel: client_ack may be old, and a
+      // RST below its window is dropped unanswered. Its answer to the probe comes
+      // here and gets a RST at exactly its number (on_reset_segment).
+      if (conn->probe) answer.probe(conn->hs, conn->client_ack, now - conn->created_ms);
       send_reset(*conn, conn->client_ack);
     }
     counters.resets_backend_down += hit.size();
     log("back-end " + addr.to_string() + " is down: " + std::to_string(hit.size()) + " client connection(s) reset");
-  }
-
-  // A mapped client's ACKs went by the kernel: client_ack may be old, and a RST
-  // below the client's window is dropped without an answer. An out-of-window
-  // ACK makes the client answer with its rcv_nxt (RFC 9293 §3.10.7.4), which
-  // comes here now and gets a RST at exactly that number (on_reset_segment).
-  // With timestamps in use it must carry one that passes PAWS (an old one is
-  // dropped unanswered): the back-end's clock, in the front-end's numbers, has
-  // advanced about 1/ms since the handshake; an hour ahead of that passes, and
-  // an out-of-window segment's TSval is not remembered.
-  void send_probe(const Conn& conn, uint64_t now) {
-    std::optional<net::Timestamps> ts;
-    if (conn.hs.ts_ok) {
-      const auto ahead = static_cast<uint32_t>(now - conn.created_ms + Conn::kProbeTsAheadMs);
-      ts = net::Timestamps{conn.hs.ts_base + ahead, conn.hs.client_tsval};
-    }
-    send_raw(net::make_ack(cfg.vip, conn.hs.client, (conn.client_ack - 1u).value(), conn.hs.rcv_nxt.value(), 0,
-                           ts, {}));
   }
 
   void on_health_change(size_t id, HealthTracker::Change change, const std::string& why) {

@@ -89,6 +89,20 @@ void HandshakeSender::rst_for(const net::TcpPacket& pkt) {
   ++resets_;
 }
 
+// With timestamps in use the probe must carry one that passes PAWS: Linux drops
+// an old one unanswered (and one without a TSval). The server's clock, in the
+// client's numbers, started at ts_base and ran about 1/ms since (Linux's);
+// an hour ahead of that passes, and an out-of-window segment's TSval is not
+// remembered by the client.
+void HandshakeSender::probe(const ClientHandshake& hs, tcp::SeqNum acked, uint64_t ms_since_handshake) {
+  constexpr uint64_t kAheadMs = 3'600'000;
+  std::optional<net::Timestamps> ts;
+  if (hs.ts_ok) {
+    ts = net::Timestamps{hs.ts_base + static_cast<uint32_t>(ms_since_handshake + kAheadMs), hs.client_tsval};
+  }
+  raw_.send(net::make_ack(vip_, hs.client, (acked - 1u).value(), hs.rcv_nxt.value(), window(hs), ts, {}));
+}
+
 void HandshakeSender::error_response(const ClientHandshake& hs, http::HttpError error) {
   raw_.send(make_http_error_segment(vip_, hs.client, (hs.server_isn + 1u).value(), hs.rcv_nxt.value(),
                                     window(hs), hs.our_timestamps(), error));

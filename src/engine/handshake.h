@@ -81,6 +81,11 @@ class HandshakeSender {
   void rst(const ClientHandshake& hs);
   // A RST answering a segment of no connection (RFC 9293 §3.10.7.1).
   void rst_for(const net::TcpPacket& pkt);
+  // An ACK below the client's window, which it answers with an ACK carrying its
+  // rcv_nxt (RFC 9293 §3.10.7.4): for when the engine's idea of the client's ack
+  // number may be old (the fast path carried its ACKs). `acked` is the highest
+  // ack number seen; `ms_since_handshake` dates the TSval (see the .cpp).
+  void probe(const ClientHandshake& hs, tcp::SeqNum acked, uint64_t ms_since_handshake);
   // A whole HTTP error response for a failed head, with our FIN (RFC 9112 §9.6
   // allows closing after a 4xx/5xx answer).
   void error_response(const ClientHandshake& hs, http::HttpError error);

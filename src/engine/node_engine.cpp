@@ -15,12 +15,12 @@ using net::tcp_flag::ACK;
 using net::tcp_flag::SYN;
 
 NodeEngine::Impl::Impl(NodeConfig c, std::unique_ptr<dispatch::Dispatcher> d, io::Verdicts& v,
-                       io::PacketSender& r, MessageSender& m, Clock k)
+                       io::PacketSender& r, MessageSender& m, Clock k, io::FastPath* f)
     : cfg(std::move(c)), dispatcher(std::move(d)), verdicts(v, counters.io_errors), raw(r, counters.io_errors),
       answer(cfg.vip, cfg.syn_window, raw, counters.resets_sent),
       hold(verdicts, cfg.max_held, counters.held, counters.held_dropped), messages(m), clock(std::move(k)),
       rng(cfg.seed != 0 ? cfg.seed : std::random_device{}()), cookies(rng),
-      health(cfg.node_addrs.size(), cfg.peer_dead_ms, clock()) {
+      health(cfg.node_addrs.size(), cfg.peer_dead_ms, clock()), fast_path(f) {
   dctx.active.assign(cfg.node_addrs.size(), 0);
 }
 
@@ -184,6 +184,8 @@ void NodeCounters::visit(const CounterVisitor& v) const {
   v("handoff_acks", handoff_acks);
   v("refused", refused);
   v("forwarded_packets", forwarded_packets);
+  v("fast_path_adds", fast_path_adds);
+  v("fast_path_removes", fast_path_removes);
   v("translated", translated);
   v("held", held);
   v("held_dropped", held_dropped);
@@ -213,9 +215,9 @@ void NodeCounters::visit(const CounterVisitor& v) const {
 }
 
 NodeEngine::NodeEngine(NodeConfig config, std::unique_ptr<dispatch::Dispatcher> dispatcher, io::Verdicts& verdicts,
-                       io::PacketSender& raw, MessageSender& messages, Clock clock)
+                       io::PacketSender& raw, MessageSender& messages, Clock clock, io::FastPath* fast_path)
     : impl_(std::make_unique<Impl>(std::move(config), std::move(dispatcher), verdicts, raw, messages,
-                                   std::move(clock))) {
+                                   std::move(clock), fast_path)) {
   if (impl_->cfg.node_addrs.empty()) throw std::invalid_argument("node engine: no nodes");
   if (!impl_->dispatcher) throw std::invalid_argument("node engine: no dispatcher");
 }

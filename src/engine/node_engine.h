@@ -23,6 +23,7 @@
 #include "dispatch/dispatcher.h"
 #include "engine/engine_io.h"
 #include "http/request_parser.h"
+#include "io/fast_path.h"
 #include "io/packet_io.h"
 #include "net/ipv4_addr.h"
 
@@ -94,6 +95,8 @@ struct NodeCounters {
   uint64_t handoff_acks = 0;
   uint64_t refused = 0;            // handoff requests refused (sent) or refusals received
   uint64_t forwarded_packets = 0;  // client packets forwarded to another node
+  uint64_t fast_path_adds = 0;     // connections mapped in the kernel fast path (and re-mapped)
+  uint64_t fast_path_removes = 0;  // mappings removed (connection freed or reset)
   uint64_t translated = 0;         // segments translated (both directions, serving part)
   uint64_t held = 0;               // packets held (rare request, early forwarded packets)
   uint64_t held_dropped = 0;
@@ -129,8 +132,10 @@ class NodeEngine {
  public:
   // The references must outlive the engine. `raw` sends handshake answers (always),
   // injected SYN/ACK/request segments and RSTs; `messages` reaches the other nodes.
+  // With `fast_path`, the kernel forwards the pure ACKs and data of connections
+  // handed to another node once they prove long (io/fast_path.h).
   NodeEngine(NodeConfig config, std::unique_ptr<dispatch::Dispatcher> dispatcher, io::Verdicts& verdicts,
-             io::PacketSender& raw, MessageSender& messages, Clock clock);
+             io::PacketSender& raw, MessageSender& messages, Clock clock, io::FastPath* fast_path = nullptr);
   ~NodeEngine();
   NodeEngine(const NodeEngine&) = delete;
   NodeEngine& operator=(const NodeEngine&) = delete;

@@ -264,6 +264,13 @@ void NodeEngine::Impl::forward(const io::QueuedPacket& qp, net::TcpPacket& pkt, 
     translate_in(qp.id, pkt, checksum_state(qp.checksum_partial), s->second);
     return;
   }
+  if (fast_path != nullptr && o.state == Origin::State::Forwarding && (pkt.flags() & (SYN | FIN | RST)) == 0) {
+    if (!o.fast) {
+      if (++o.slow_forwarded >= kFastAfterPackets) fast_map(o);
+    } else if (clock() - o.fast_ms >= kFastRemapMs) {
+      fast_map(o);  // mapped, yet here: the mapping expired (or was in flight)
+    }
+  }
   pkt.set_dst_addr(o.target);
   if (qp.checksum_partial) pkt.tcp_checksum_full();
   verdicts.accept_modified(qp.id, pkt.bytes);
@@ -452,8 +459,9 @@ void NodeEngine::Impl::on_reset_segment(const io::QueuedPacket& qp, const net::T
 
 void NodeEngine::Impl::peer_died(size_t id) {
   const net::Ipv4Addr addr = cfg.node_addrs[id];
-  uint64_t reset = 0;
   const uint64_t now = clock();
+  std::vector<Origin*> hit;
+  bool unmapped = false;
   for (auto& [key, o] : origins) {
     // Local targets are served by this node's own kernel: unaffected.
     if (o.local_target || o.target != addr ||
@@ -462,11 +470,21 @@ void NodeEngine::Impl::peer_died(size_t id) {
     }
     o.state = Origin::State::Reset;
     o.reset_ms = now;
-    send_reset(o, o.client_ack);
-    ++reset;
+    o.probe = o.fast;
+    unmapped = unmapped || o.fast;
+    fast_unmap(o);
+    hit.push_back(&o);
   }
-  counters.resets_backend_down += reset;
-  log("node " + addr.to_string() + " is down: " + std::to_string(reset) + " client connection(s) reset");
+  // The clients' answers must come here, not go to the dead node by the kernel.
+  if (unmapped) (void)fast_path->flush();
+  for (Origin* o : hit) {
+    // A mapped client's ACKs went by the kernel: client_ack may be old (see
+    // HandshakeSender::probe); its answer gets a RST at exactly its number.
+    if (o->probe) answer.probe(o->hs, o->client_ack, now - o->created_ms);
+    send_reset(*o, o->client_ack);
+  }
+  counters.resets_backend_down += hit.size();
+  log("node " + addr.to_string() + " is down: " + std::to_string(hit.size()) + " client connection(s) reset");
 }
 
 }  // namespace hl::engine

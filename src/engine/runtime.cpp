@@ -306,7 +306,8 @@ struct NodeRuntime::Impl {
   std::unique_ptr<io::DeadlineTimer> impair_timer;  // armed at the impairer's next release
   std::unique_ptr<io::TunDevice> impair_tun;        // where the impairer's copies are re-injected
   std::unique_ptr<io::RuleSet> rules;
-  std::unique_ptr<io::NftFastPath> fast_path;  // frontend: created after the rules (a clash fails there first)
+  std::unique_ptr<io::NftFastPath> fast_path;  // frontend, always, rare: created after the rules
+                                               //   (a clash fails there first)
   FastPathProxy fast_path_proxy;
   std::unique_ptr<io::EventLoop> loop;
   int wake_fd = -1;
@@ -464,7 +465,8 @@ void NodeRuntime::Impl::setup() {
       if (c.request_timeout_ms != 0) nc.request_timeout_ms = c.request_timeout_ms;
       nc.peer_dead_ms = c.backend_dead_ms.value_or(RuntimeConfig::kDefaultPeerDeadMs);
       nc.log = [](const std::string& line) { log_error(line); };
-      node_engine = std::make_unique<NodeEngine>(std::move(nc), std::move(dispatcher), *queue, *raw, *channel_sender, clock);
+      node_engine = std::make_unique<NodeEngine>(std::move(nc), std::move(dispatcher), *queue, *raw, *channel_sender,
+                                                 clock, c.fast_path ? &fast_path_proxy : nullptr);
       queue->set_handler([this](const io::QueuedPacket& p) { node_engine->on_packet(p); });
       break;
     }
@@ -519,7 +521,7 @@ void NodeRuntime::Impl::setup() {
     throw std::runtime_error(std::string(e.what()) +
                              " (left over from a crashed run? 'handoffd --cleanup' removes HANDOFF- chains)");
   }
-  if (c.role == RuntimeRole::kFrontend && c.fast_path) {
+  if ((c.role == RuntimeRole::kFrontend || symmetric(c.role)) && c.fast_path) {
     io::NftFastPathConfig fc;
     fc.tag = capture_spec(c).tag;
     fc.vip = parse_addr(*c.vip, "VIP").value;

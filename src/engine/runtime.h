@@ -78,8 +78,8 @@ struct RuntimeConfig {
   std::optional<uint32_t> backend_dead_ms;  // unset: kDefaultBackendDeadMs / kDefaultPeerDeadMs by role
   size_t max_half_open = kDefaultMaxHalfOpen;  // frontend, always: half-open states kept
   bool syn_cookies = true;                     // frontend, always: SYN cookies past max_half_open
-  bool fast_path = true;                       // frontend: the kernel forwards handed-off connections'
-                                               //   pure ACKs and data (io/fast_path.h, nf_tables)
+  bool fast_path = true;                       // frontend, always, rare: the kernel forwards handed-off
+                                               //   connections' pure ACKs and data (io/fast_path.h)
   std::vector<std::pair<std::string, std::string>> sysctls;  // extra ones, restored at exit
   ImpairConfig impair;                        // impair: what the stage does (max_held <= queue_maxlen)
 };

@@ -3,7 +3,9 @@
 // down). The accepting node resets the clients of the connections it handed to
 // that peer (RST at the client's latest ack, challenge ACKs answered with an
 // exact RST), frees them, sends new requests to live owners (or serves them
-// itself, or answers 503), and uses the peer again once it recovers.
+// itself, or answers 503), and uses the peer again once it recovers. And the
+// accepting node's kernel fast path: when a connection is mapped and unmapped,
+// and the probe a dead peer's mapped clients get.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -45,12 +47,13 @@ struct Node {
   FakeVerdicts verdicts;
   FakeSender raw;
   FakeMessenger messages;
+  FakeFastPath fast;
   NodeEngine engine;
   uint32_t next_id = 1;
 
   explicit Node(NodeMode mode)
       : engine(config(mode), std::make_unique<dispatch::Dispatcher>(dispatch::ContentMap::parse(kMap), "first"),
-               verdicts, raw, messages, [this] { return now; }) {}
+               verdicts, raw, messages, [this] { return now; }, &fast) {}
 
   static NodeConfig config(NodeMode mode) {
     NodeConfig c;
@@ -299,6 +302,75 @@ TEST(NodeFailureTest, RareResetsHandedOffClientsAndAnswers503WithTheKernelsIsn) 
   a.verdicts.take();
   rare_request(a, 40004, get("/docs/ab"));
   EXPECT_EQ(a.engine.counters().local, 1u);
+}
+
+}  // namespace
+}  // namespace hl::engine
+
+namespace hl::engine {
+namespace {
+
+TEST(NodeFastPathTest, ALongConnectionIsMappedAtTheSecondAckAndUnmappedAtTheTermination) {
+  for (NodeMode mode : {NodeMode::kAlways, NodeMode::kRare}) {
+    Node a(mode);
+    const uint32_t req_end = kClientIsn + 1 + static_cast<uint32_t>(get("/docs/b").size());
+    uint32_t f = kVipKernelIsn;
+    if (mode == NodeMode::kAlways) {
+      f = always_request(a, 40001, get("/docs/b"));
+    } else {
+      rare_request(a, 40001, get("/docs/b"));
+    }
+    ASSERT_EQ(ack_handoff(a), kB);
+    const Endpoint client{net::ipv4(10, 0, 1, 11), 40001};
+    for (uint32_t i = 1; i <= 3; ++i) {
+      auto v = a.packet(from_client(40001).seq(req_end).ack(f + 1 + i * 1000).flags(ACK).build());
+      ASSERT_EQ(v.at(0).kind, VerdictKind::AcceptModified);
+      EXPECT_EQ(parse(v[0].bytes).pkt.dst_addr(), kB);
+      const std::vector<FastPathOp> expected =
+          i == 2 ? std::vector<FastPathOp>{{true, client, kB}} : std::vector<FastPathOp>{};
+      EXPECT_EQ(a.fast.take(), expected) << "ACK " << i << " (the third was queued before the mapping took effect)";
+    }
+    a.engine.on_message(kB, control::Termination{client});
+    EXPECT_EQ(a.fast.take(), (std::vector<FastPathOp>{{false, client, {}}}));
+    EXPECT_EQ(a.engine.counters().fast_path_adds, 1u);
+    EXPECT_EQ(a.engine.counters().fast_path_removes, 1u);
+  }
+}
+
+TEST(NodeFastPathTest, ALocallyServedConnectionIsNeverMapped) {
+  Node a(NodeMode::kAlways);
+  const uint32_t req_end = kClientIsn + 1 + static_cast<uint32_t>(get("/docs/a").size());
+  const uint32_t f = always_request(a, 40003, get("/docs/a"));  // a's own
+  for (uint32_t i = 1; i <= 3; ++i) a.packet(from_client(40003).seq(req_end).ack(f + 1 + i * 1000).flags(ACK).build());
+  EXPECT_TRUE(a.fast.take().empty());
+}
+
+TEST(NodeFastPathTest, ADeadPeersMappedClientIsUnmappedProbedAndResetAtItsAnswer) {
+  Node a(NodeMode::kAlways);
+  const uint32_t req_end = kClientIsn + 1 + static_cast<uint32_t>(get("/docs/b").size());
+  const uint32_t f = always_request(a, 40001, get("/docs/b"));
+  ASSERT_EQ(ack_handoff(a), kB);
+  a.packet(from_client(40001).seq(req_end).ack(f + 1 + 1000).flags(ACK).build());
+  a.packet(from_client(40001).seq(req_end).ack(f + 1 + 2000).flags(ACK).build());
+  ASSERT_EQ(a.fast.take().size(), 1u);
+  a.raw.take();
+  a.keepalive(kB, false);  // b's server is down: dead at once
+  const Endpoint client{net::ipv4(10, 0, 1, 11), 40001};
+  EXPECT_EQ(a.fast.take(), (std::vector<FastPathOp>{{false, client, {}}}));
+  auto sent = a.raw.take();
+  ASSERT_EQ(sent.size(), 2u);
+  auto probe = parse(sent[0]);
+  EXPECT_EQ(probe.pkt.flags(), ACK);
+  EXPECT_EQ(probe.pkt.seq(), f + 1 + 2000 - 1);
+  EXPECT_TRUE(probe.pkt.tcp_checksum_ok());
+  EXPECT_EQ(parse(sent[1]).pkt.flags() & RST, RST);
+  // Its answer: a RST at exactly the client's number.
+  auto v = a.packet(from_client(40001).seq(req_end).ack(f + 1 + 900'000).flags(ACK).build());
+  EXPECT_EQ(v.at(0).kind, VerdictKind::Drop);
+  sent = a.raw.take();
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(parse(sent[0]).pkt.seq(), f + 1 + 900'000);
+  EXPECT_EQ(parse(sent[0]).pkt.flags() & RST, RST);
 }
 
 }  // namespace
