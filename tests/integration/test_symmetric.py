@@ -308,6 +308,30 @@ def test_responses_bypass_the_accepting_node(cluster: Cluster) -> None:
     assert 0.95 * body <= sum(sent.values()) <= 1.3 * body, report
 
 
+def test_a_long_transfer_takes_the_fast_path(cluster: Cluster) -> None:
+    """A 10 MB document fetched through a node that does not own it: the
+    client's ACKs go on to the owner by the accepting node's kernel (the fast
+    path's nf_tables rule), not through its queue; the mapping goes with the state."""
+    c = cluster
+    doc = max((d for d in c.documents if len(d.owners) == 1), key=lambda d: d.size)
+    node = next(n for n in c.backends if n not in doc.owners)
+    before = _quiet_stats(c)
+    rewritten = netutil.fast_path_packets(c.node(node))
+    accepted, r = _fetch_via(c, doc, node=node)
+    _exact(doc, r)
+    assert accepted == node and r.backend == doc.owners[0]
+    by_kernel = netutil.fast_path_packets(c.node(node)) - rewritten
+    after = _quiet_stats(c)
+    by_engine = _delta(after, before, "forwarded_packets")[node]
+    print(f"{c.mode}: client packets of a 10 MB fetch accepted by {node}, served by {r.backend}: "
+          f"{by_kernel} by {node}'s kernel, {by_engine} through its engine")
+    assert by_kernel >= 20 and by_engine <= 5, (by_kernel, by_engine)
+    assert _delta(after, before, "fast_path_adds")[node] >= 1
+    assert after[node]["fast_path_errors"] == 0
+    listed = netutil.run(c.node(node), ["nft", "list", "ruleset"])
+    assert "map conns" in listed and "elements" not in listed, listed
+
+
 def test_load_one_request_per_connection_then_states_are_freed(cluster: Cluster) -> None:
     c = cluster
     doc = min((d for d in c.documents if len(d.owners) == 1), key=lambda d: d.size)
