@@ -6,6 +6,7 @@
 #include "engine/checked_io.h"
 #include "engine/close_tracker.h"
 #include "engine/conn_key.h"
+#include "engine/fast_mapper.h"
 #include "engine/handoff_option.h"
 #include "engine/handshake.h"
 #include "engine/health.h"
@@ -36,11 +37,6 @@ struct FrontendEngine::Conn {
   };
   // RSTs a reset connection answers at most (a client that got one goes quiet).
   static constexpr uint32_t kMaxResetAnswers = 8;
-  // A mapped connection's pure ACK or data reaching the engine is mapped again
-  // at most this often (it may be one queued before the mapping took effect).
-  static constexpr uint64_t kFastRemapMs = 1000;
-  // Pure ACKs and data forwarded here before the connection is mapped.
-  static constexpr uint32_t kFastAfterPackets = 2;
 
   State state = State::SynReceived;
   ClientHandshake hs;       // f is the front-end's; its TSval never advances (see HandshakeSender::ack)
@@ -54,10 +50,7 @@ struct FrontendEngine::Conn {
   SeqNum client_ack;           // highest ack number seen from the client (server's bytes it has)
   SeqNum reset_seq;            // Reset: the sequence number of the last RST sent
   uint32_t reset_answers = 0;  // Reset: RSTs sent again at a new ack number
-  bool fast = false;           // mapped in the kernel fast path: its pure ACKs and data
-                               //   no longer come here (SYN, FIN, RST still do)
-  uint64_t fast_ms = 0;        // when the mapping was last sent
-  uint32_t slow_forwarded = 0; // pure ACKs and data forwarded here while not mapped
+  FastMapping fast;            // the kernel fast path's part
   bool probe = false;          // Reset: was mapped, the client gets a probe (backend_died)
 
   explicit Conn(const http::Limits& limits) : request(limits) {}
@@ -81,7 +74,7 @@ struct FrontendEngine::Impl {
   uint64_t rst_window_ms = 0;      // start of the current second of unknown-packet RSTs
   uint32_t rst_window_count = 0;   // RSTs sent for unknown packets in it
 
-  io::FastPath* fast_path;  // null: every packet is forwarded here
+  FastMapper fast;  // disabled: every packet is forwarded here
 
   Impl(FrontendConfig c, std::unique_ptr<dispatch::Dispatcher> d, io::Verdicts& v,
        io::PacketSender& r, Clock k, io::FastPath* f)
@@ -89,7 +82,8 @@ struct FrontendEngine::Impl {
         raw(r, counters.io_errors), answer(cfg.vip, cfg.syn_window, raw, counters.resets_sent),
         clock(std::move(k)),
         rng(cfg.seed != 0 ? cfg.seed : std::random_device{}()),
-        cookies(rng), health(cfg.backend_addrs.size(), cfg.backend_dead_ms, clock()), fast_path(f) {
+        cookies(rng), health(cfg.backend_addrs.size(), cfg.backend_dead_ms, clock()),
+        fast(f, counters.fast_path_adds, counters.fast_path_removes) {
     dctx.active.assign(cfg.backend_addrs.size(), 0);
   }
 
@@ -107,7 +101,7 @@ struct FrontendEngine::Impl {
 
   void free_conn(std::unordered_map<uint64_t, Conn>::iterator it) {
     if (it->second.half_open()) --half_open;
-    fast_unmap(it->second);
+    fast.unmap(it->second.fast, it->second.hs.client);
     conns.erase(it);
     ++counters.freed;
   }
@@ -119,30 +113,14 @@ struct FrontendEngine::Impl {
     }
   }
 
-  // --- the kernel fast path (io/fast_path.h) ----------------------------
-
-  // From now on the kernel forwards the client's pure ACKs and data to the back-end.
-  void fast_map(Conn& conn) {
-    if (fast_path == nullptr) return;
-    fast_path->add(conn.hs.client.addr.value, conn.hs.client.port, conn.backend.value);
-    conn.fast = true;
-    conn.fast_ms = clock();
-    ++counters.fast_path_adds;
-  }
-
-  void fast_unmap(Conn& conn) {
-    if (!conn.fast) return;
-    fast_path->remove(conn.hs.client.addr.value, conn.hs.client.port);
-    conn.fast = false;
-    ++counters.fast_path_removes;
-  }
+  // --- the kernel fast path (fast_mapper.h) ----------------------------
 
   // Whether the connection is over. With the fast path the client's last pure
   // ACK (of the server's FIN, when the client closed first) never comes here:
   // both FINs are then enough, and the linger covers the rest.
   static bool closed_both_ways(const Conn& conn) {
     const CloseTracker& t = conn.close_tracker;
-    return t.done() || (conn.fast && t.client_fin && t.server_fin);
+    return t.done() || (conn.fast.mapped && t.client_fin && t.server_fin);
   }
 
   // --- sending ---------------------------------------------------------
@@ -345,15 +323,7 @@ struct FrontendEngine::Impl {
   }
 
   void forward(const io::QueuedPacket& qp, net::TcpPacket& pkt, Conn& conn) {
-    if (fast_path != nullptr && conn.state == Conn::State::Forwarding && (pkt.flags() & (SYN | FIN | RST)) == 0) {
-      if (!conn.fast) {
-        // Mapped once it proves long: a mapping costs an nf_tables transaction to add
-        // and one to remove, more than the one or two ACKs a short connection sends.
-        if (++conn.slow_forwarded >= Conn::kFastAfterPackets) fast_map(conn);
-      } else if (clock() - conn.fast_ms >= Conn::kFastRemapMs) {
-        fast_map(conn);  // mapped, yet here: the mapping expired (or was in flight, hence the pause)
-      }
-    }
+    if (conn.state == Conn::State::Forwarding) fast.on_forwarded(conn.fast, pkt, conn.hs.client, conn.backend, clock());
     pkt.set_dst_addr(conn.backend);
     if (qp.checksum_partial) pkt.tcp_checksum_full();
     verdicts.accept_modified(qp.id, pkt.bytes);
@@ -459,13 +429,13 @@ struct FrontendEngine::Impl {
       }
       set_state(conn, Conn::State::Reset);
       conn.closed_ms = now;
-      conn.probe = conn.fast;
-      unmapped = unmapped || conn.fast;
-      fast_unmap(conn);
+      conn.probe = conn.fast.mapped;
+      unmapped = unmapped || conn.fast.mapped;
+      fast.unmap(conn.fast, conn.hs.client);
       hit.push_back(&conn);
     }
     // The clients' answers must come here, not go to the dead node by the kernel.
-    if (unmapped) (void)fast_path->flush();
+    if (unmapped) fast.flush();
     for (Conn* conn : hit) {
       // A mapped client's ACKs went by the kernel: client_ack may be old, and a
       // RST below its window is dropped unanswered. Its answer to the probe comes

@@ -20,7 +20,8 @@ NodeEngine::Impl::Impl(NodeConfig c, std::unique_ptr<dispatch::Dispatcher> d, io
       answer(cfg.vip, cfg.syn_window, raw, counters.resets_sent),
       hold(verdicts, cfg.max_held, counters.held, counters.held_dropped), messages(m), clock(std::move(k)),
       rng(cfg.seed != 0 ? cfg.seed : std::random_device{}()), cookies(rng),
-      health(cfg.node_addrs.size(), cfg.peer_dead_ms, clock()), fast_path(f) {
+      health(cfg.node_addrs.size(), cfg.peer_dead_ms, clock()),
+      fast(f, counters.fast_path_adds, counters.fast_path_removes) {
   dctx.active.assign(cfg.node_addrs.size(), 0);
 }
 

@@ -17,6 +17,7 @@
 #include "dispatch/dispatcher.h"
 #include "engine/checked_io.h"
 #include "engine/handshake.h"
+#include "engine/fast_mapper.h"
 #include "engine/health.h"
 #include "engine/node_engine.h"
 #include "engine/packet_hold.h"
@@ -54,9 +55,7 @@ struct NodeEngine::Impl {
     tcp::SeqNum client_ack;      // handed off: highest ack number seen from the client
     tcp::SeqNum reset_seq;       // Reset: the sequence number of the last RST sent
     uint32_t reset_answers = 0;  // Reset: RSTs sent again at a new ack number
-    bool fast = false;           // mapped in the kernel fast path (see FrontendEngine's Conn)
-    uint64_t fast_ms = 0;        // when the mapping was last sent
-    uint32_t slow_forwarded = 0; // pure ACKs and data forwarded here while not mapped
+    FastMapping fast;            // the kernel fast path's part
     bool probe = false;          // Reset: was mapped, the client gets a probe (peer_died)
     explicit Origin(const http::Limits& limits) : request(limits) {}
   };
@@ -88,13 +87,7 @@ struct NodeEngine::Impl {
   std::unordered_map<uint64_t, Serving> servings;
   dispatch::DispatchContext dctx;
   HealthTracker health;  // of the peers, indexed like cfg.node_addrs (this node: always alive)
-  io::FastPath* fast_path;  // null: every client packet is forwarded here
-
-  // The kernel fast path, as at the front-end (FrontendEngine): a connection
-  // handed to another node is mapped at its second pure ACK or data forwarded
-  // here, mapped again if one still comes a second later, unmapped when freed.
-  static constexpr uint32_t kFastAfterPackets = 2;
-  static constexpr uint64_t kFastRemapMs = 1000;
+  FastMapper fast;  // of connections handed to another node; disabled: every packet through here
 
   Impl(NodeConfig c, std::unique_ptr<dispatch::Dispatcher> d, io::Verdicts& v, io::PacketSender& r,
        MessageSender& m, Clock k, io::FastPath* f);
@@ -108,21 +101,9 @@ struct NodeEngine::Impl {
     table.erase(it);
     ++counters.freed;
   }
-  void fast_map(Origin& o) {
-    fast_path->add(o.hs.client.addr.value, o.hs.client.port, o.target.value);
-    o.fast = true;
-    o.fast_ms = clock();
-    ++counters.fast_path_adds;
-  }
-  void fast_unmap(Origin& o) {
-    if (!o.fast) return;
-    fast_path->remove(o.hs.client.addr.value, o.hs.client.port);
-    o.fast = false;
-    ++counters.fast_path_removes;
-  }
   void free_origin(OriginIt it) {
     if (it->second.state == Origin::State::SynReceived) --half_open;
-    fast_unmap(it->second);
+    fast.unmap(it->second.fast, it->second.hs.client);
     free_state(origins, it);
   }
   // Leaves SYN-RECEIVED: the handshake is complete.

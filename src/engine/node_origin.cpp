@@ -264,13 +264,7 @@ void NodeEngine::Impl::forward(const io::QueuedPacket& qp, net::TcpPacket& pkt, 
     translate_in(qp.id, pkt, checksum_state(qp.checksum_partial), s->second);
     return;
   }
-  if (fast_path != nullptr && o.state == Origin::State::Forwarding && (pkt.flags() & (SYN | FIN | RST)) == 0) {
-    if (!o.fast) {
-      if (++o.slow_forwarded >= kFastAfterPackets) fast_map(o);
-    } else if (clock() - o.fast_ms >= kFastRemapMs) {
-      fast_map(o);  // mapped, yet here: the mapping expired (or was in flight)
-    }
-  }
+  if (o.state == Origin::State::Forwarding) fast.on_forwarded(o.fast, pkt, o.hs.client, o.target, clock());
   pkt.set_dst_addr(o.target);
   if (qp.checksum_partial) pkt.tcp_checksum_full();
   verdicts.accept_modified(qp.id, pkt.bytes);
@@ -470,13 +464,13 @@ void NodeEngine::Impl::peer_died(size_t id) {
     }
     o.state = Origin::State::Reset;
     o.reset_ms = now;
-    o.probe = o.fast;
-    unmapped = unmapped || o.fast;
-    fast_unmap(o);
+    o.probe = o.fast.mapped;
+    unmapped = unmapped || o.fast.mapped;
+    fast.unmap(o.fast, o.hs.client);
     hit.push_back(&o);
   }
   // The clients' answers must come here, not go to the dead node by the kernel.
-  if (unmapped) (void)fast_path->flush();
+  if (unmapped) fast.flush();
   for (Origin* o : hit) {
     // A mapped client's ACKs went by the kernel: client_ack may be old (see
     // HandshakeSender::probe); its answer gets a RST at exactly its number.
