@@ -21,6 +21,7 @@
 
 #include "io/nfqueue.h"
 #include "io/pcap_capture.h"
+#include "io/private_netns.h"
 #include "io/process.h"
 #include "io/raw_socket.h"
 #include "io/rule_set.h"
@@ -117,15 +118,7 @@ class UdpPeer {
 
 class LiveIo : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    if (geteuid() != 0) {
-      g_skip_reason = "needs root (CAP_NET_ADMIN) for a private network namespace";
-    } else if (unshare(CLONE_NEWNET) != 0) {
-      g_skip_reason = "unshare(CLONE_NEWNET) failed";
-    } else if (run_command({"/usr/sbin/ip", "link", "set", "lo", "up"}).exit_code != 0) {
-      g_skip_reason = "cannot bring up lo in the new namespace";
-    }
-  }
+  static void SetUpTestSuite() { g_skip_reason = testing::enter_private_netns(); }
   void SetUp() override {
     if (!g_skip_reason.empty()) GTEST_SKIP() << g_skip_reason;
   }
