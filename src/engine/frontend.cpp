@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "engine/checked_io.h"
+#include "engine/client_reset.h"
 #include "engine/close_tracker.h"
 #include "engine/conn_key.h"
 #include "engine/fast_mapper.h"
@@ -34,9 +35,8 @@ struct FrontendEngine::Conn {
     Closed,         // both FINs acknowledged (or reset): lingering for retransmissions
     Reset,          // the back-end died: the client was sent a RST; answering its ACKs
                     //   with RSTs at their exact ack number until reset_linger_ms
+                    //   (client_reset.h)
   };
-  // RSTs a reset connection answers at most (a client that got one goes quiet).
-  static constexpr uint32_t kMaxResetAnswers = 8;
 
   State state = State::SynReceived;
   ClientHandshake hs;       // f is the front-end's; its TSval never advances (see HandshakeSender::ack)
@@ -48,10 +48,8 @@ struct FrontendEngine::Conn {
   uint64_t closed_ms = 0;
   CloseTracker close_tracker;  // server_fin_end in the client's view
   SeqNum client_ack;           // highest ack number seen from the client (server's bytes it has)
-  SeqNum reset_seq;            // Reset: the sequence number of the last RST sent
-  uint32_t reset_answers = 0;  // Reset: RSTs sent again at a new ack number
+  ClientReset reset;           // Reset: the RSTs sent to the client
   FastMapping fast;            // the kernel fast path's part
-  bool probe = false;          // Reset: was mapped, the client gets a probe (backend_died)
 
   explicit Conn(const http::Limits& limits) : request(limits) {}
   bool half_open() const { return state == State::SynReceived || state == State::AwaitRequest; }
@@ -388,33 +386,16 @@ struct FrontendEngine::Impl {
 
   // --- back-end failure ------------------------------------------------------
 
-  // RFC 5961 §3.2 at the client: its TCP accepts a RST only at exactly its
-  // rcv_nxt. The client's latest ack number is the best guess; if data was in
-  // flight, the client answers with a challenge ACK carrying rcv_nxt, which
-  // on_reset_segment turns into a RST at exactly that number.
-  void send_reset(Conn& conn, SeqNum seq) {
-    send_raw(net::make_rst(cfg.vip, conn.hs.client, seq.value(), conn.hs.rcv_nxt.value()));
-    ++counters.resets_sent;
-    conn.reset_seq = seq;
-  }
-
-  // A client segment of a connection reset because its back-end died: never
-  // forwarded (the back-end is gone). An ACK at another number gets a RST there.
+  // A client segment of a connection reset because its back-end died (client_reset.h).
   void on_reset_segment(const io::QueuedPacket& qp, const net::TcpPacket& pkt,
                         std::unordered_map<uint64_t, Conn>::iterator it) {
-    Conn& conn = it->second;
     verdicts.drop(qp.id);
     if (pkt.has_flags(RST)) {  // the client is gone too
       free_conn(it);
       return;
     }
-    if (!pkt.has_flags(ACK) || conn.reset_answers >= Conn::kMaxResetAnswers) return;
-    advance_contiguous(conn.hs.rcv_nxt, pkt);
-    const SeqNum ack(pkt.ack());
-    if (ack == conn.reset_seq && pkt.payload_len == 0 && !pkt.has_flags(FIN)) return;  // already answered there
-    ++conn.reset_answers;
-    ++counters.reset_answers;
-    send_reset(conn, ack);
+    Conn& conn = it->second;
+    if (conn.reset.on_client(answer, conn.hs, pkt)) ++counters.reset_answers;
   }
 
   // Back-end `id` is dead: reset every client connection handed to it.
@@ -422,27 +403,15 @@ struct FrontendEngine::Impl {
     const net::Ipv4Addr addr = cfg.backend_addrs[id];
     const uint64_t now = clock();
     std::vector<Conn*> hit;
-    bool unmapped = false;
     for (auto& [key, conn] : conns) {
       if (conn.backend != addr || (conn.state != Conn::State::HandoffSent && conn.state != Conn::State::Forwarding)) {
         continue;
       }
       set_state(conn, Conn::State::Reset);
       conn.closed_ms = now;
-      conn.probe = conn.fast.mapped;
-      unmapped = unmapped || conn.fast.mapped;
-      fast.unmap(conn.fast, conn.hs.client);
       hit.push_back(&conn);
     }
-    // The clients' answers must come here, not go to the dead node by the kernel.
-    if (unmapped) fast.flush();
-    for (Conn* conn : hit) {
-      // A mapped client's ACKs went by the kernel: client_ack may be old, and a
-      // RST below its window is dropped unanswered. Its answer to the probe comes
-      // here and gets a RST at exactly its number (on_reset_segment).
-      if (conn->probe) answer.probe(conn->hs, conn->client_ack, now - conn->created_ms);
-      send_reset(*conn, conn->client_ack);
-    }
+    reset_clients(hit, fast, answer, now);
     counters.resets_backend_down += hit.size();
     log("back-end " + addr.to_string() + " is down: " + std::to_string(hit.size()) + " client connection(s) reset");
   }

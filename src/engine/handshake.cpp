@@ -79,6 +79,11 @@ void HandshakeSender::rst(const ClientHandshake& hs) {
   ++resets_;
 }
 
+void HandshakeSender::rst_at(const ClientHandshake& hs, tcp::SeqNum seq) {
+  raw_.send(net::make_rst(vip_, hs.client, seq.value(), hs.rcv_nxt.value()));
+  ++resets_;
+}
+
 void HandshakeSender::rst_for(const net::TcpPacket& pkt) {
   const net::Endpoint client{pkt.src_addr(), pkt.src_port()};
   if (pkt.has_flags(ACK)) {

@@ -79,6 +79,8 @@ class HandshakeSender {
   void ack(const ClientHandshake& hs);
   // Resets the connection (seq f + 1, acking rcv_nxt).
   void rst(const ClientHandshake& hs);
+  // A RST at sequence number `seq` (acking rcv_nxt): see client_reset.h.
+  void rst_at(const ClientHandshake& hs, tcp::SeqNum seq);
   // A RST answering a segment of no connection (RFC 9293 §3.10.7.1).
   void rst_for(const net::TcpPacket& pkt);
   // An ACK below the client's window, which it answers with an ACK carrying its

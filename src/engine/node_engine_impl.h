@@ -17,6 +17,7 @@
 #include "dispatch/dispatcher.h"
 #include "engine/checked_io.h"
 #include "engine/handshake.h"
+#include "engine/client_reset.h"
 #include "engine/fast_mapper.h"
 #include "engine/health.h"
 #include "engine/node_engine.h"
@@ -39,8 +40,6 @@ struct NodeEngine::Impl {
       Reset,         // the chosen node died: the client was sent a RST; answering its ACKs
                      //   with RSTs at their exact ack number until reset_linger_ms
     };
-    // RSTs a reset connection answers at most (a client that got one goes quiet).
-    static constexpr uint32_t kMaxResetAnswers = 8;
     State state = State::SynReceived;
     ClientHandshake hs;  // f: ours (always) or the kernel's (rare)
     bool f_known = false;
@@ -53,10 +52,8 @@ struct NodeEngine::Impl {
     uint64_t handoff_ms = 0;
     uint64_t reset_ms = 0;       // Reset: when the RST was sent
     tcp::SeqNum client_ack;      // handed off: highest ack number seen from the client
-    tcp::SeqNum reset_seq;       // Reset: the sequence number of the last RST sent
-    uint32_t reset_answers = 0;  // Reset: RSTs sent again at a new ack number
+    ClientReset reset;           // Reset: the RSTs sent to the client (client_reset.h)
     FastMapping fast;            // the kernel fast path's part
-    bool probe = false;          // Reset: was mapped, the client gets a probe (peer_died)
     explicit Origin(const http::Limits& limits) : request(limits) {}
   };
 
@@ -155,8 +152,6 @@ struct NodeEngine::Impl {
   void on_vip_packet(const io::QueuedPacket& qp, net::TcpPacket& pkt);
   // Peer `id` died: reset the clients of the connections handed to it.
   void peer_died(size_t id);
-  // A RST to the client at `seq` (RFC 5961 §3.2: it must hit the client's rcv_nxt).
-  void send_reset(Origin& o, tcp::SeqNum seq);
   // A client segment of a connection in Reset: dropped; an ACK elsewhere gets a RST there.
   void on_reset_segment(const io::QueuedPacket& qp, const net::TcpPacket& pkt, OriginIt it);
   // Whether `o` is expired at `now`; if so, what its end needs (RST, release) is done.

@@ -425,37 +425,21 @@ bool NodeEngine::Impl::origin_expired(Origin& o, uint64_t now) {
 
 // --- the chosen node's failure -------------------------------------------------
 
-// RFC 5961 §3.2 at the client: its TCP accepts a RST only at exactly its
-// rcv_nxt. The client's latest ack number is the best guess; if data was in
-// flight, the client answers with a challenge ACK carrying rcv_nxt, which
-// on_reset_segment turns into a RST at exactly that number.
-void NodeEngine::Impl::send_reset(Origin& o, SeqNum seq) {
-  raw.send(net::make_rst(cfg.vip, o.hs.client, seq.value(), o.hs.rcv_nxt.value()));
-  ++counters.resets_sent;
-  o.reset_seq = seq;
-}
-
+// A client segment of a connection reset because its node died (client_reset.h).
 void NodeEngine::Impl::on_reset_segment(const io::QueuedPacket& qp, const net::TcpPacket& pkt, OriginIt it) {
-  Origin& o = it->second;
   verdicts.drop(qp.id);  // never forwarded: the serving node is gone
   if (pkt.has_flags(RST)) {  // the client is gone too
     free_origin(it);
     return;
   }
-  if (!pkt.has_flags(ACK) || o.reset_answers >= Origin::kMaxResetAnswers) return;
-  advance_contiguous(o.hs.rcv_nxt, pkt);
-  const SeqNum ack(pkt.ack());
-  if (ack == o.reset_seq && pkt.payload_len == 0 && !pkt.has_flags(FIN)) return;  // already answered there
-  ++o.reset_answers;
-  ++counters.reset_answers;
-  send_reset(o, ack);
+  Origin& o = it->second;
+  if (o.reset.on_client(answer, o.hs, pkt)) ++counters.reset_answers;
 }
 
 void NodeEngine::Impl::peer_died(size_t id) {
   const net::Ipv4Addr addr = cfg.node_addrs[id];
   const uint64_t now = clock();
   std::vector<Origin*> hit;
-  bool unmapped = false;
   for (auto& [key, o] : origins) {
     // Local targets are served by this node's own kernel: unaffected.
     if (o.local_target || o.target != addr ||
@@ -464,19 +448,9 @@ void NodeEngine::Impl::peer_died(size_t id) {
     }
     o.state = Origin::State::Reset;
     o.reset_ms = now;
-    o.probe = o.fast.mapped;
-    unmapped = unmapped || o.fast.mapped;
-    fast.unmap(o.fast, o.hs.client);
     hit.push_back(&o);
   }
-  // The clients' answers must come here, not go to the dead node by the kernel.
-  if (unmapped) fast.flush();
-  for (Origin* o : hit) {
-    // A mapped client's ACKs went by the kernel: client_ack may be old (see
-    // HandshakeSender::probe); its answer gets a RST at exactly its number.
-    if (o->probe) answer.probe(o->hs, o->client_ack, now - o->created_ms);
-    send_reset(*o, o->client_ack);
-  }
+  reset_clients(hit, fast, answer, now);
   counters.resets_backend_down += hit.size();
   log("node " + addr.to_string() + " is down: " + std::to_string(hit.size()) + " client connection(s) reset");
 }
