@@ -51,13 +51,6 @@ uint64_t checksum_add(std::span<const uint8_t> bytes, uint64_t sum) {
   return sum;
 }
 
-uint16_t checksum_fold(uint64_t sum) {
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >> 16);
-  return static_cast<uint16_t>(sum);
-}
-
-uint16_t checksum_finish(uint64_t sum) { return static_cast<uint16_t>(~checksum_fold(sum)); }
-
 uint16_t internet_checksum(std::span<const uint8_t> bytes) {
   return checksum_finish(checksum_add(bytes));
 }
