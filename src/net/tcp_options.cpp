@@ -40,6 +40,13 @@ std::optional<OptionError> parse_tcp_options_into(std::span<const uint8_t> regio
   const uint8_t* p = region.data();
   const size_t n = region.size();
   size_t i = 0;
+  // Linux puts NOP NOP TS first on every segment of a timestamped connection:
+  // taken in one step, with the outcome of the loop below on those 12 bytes.
+  if (n >= 12 && load_be32(p) == 0x0101080au) {
+    out.timestamps = Timestamps{load_be32(p + 4), load_be32(p + 8)};
+    out.timestamps_offset = 4;
+    i = 12;
+  }
   while (i < n) {
     const uint8_t kind = p[i];
     if (kind == tcp_option_kind::kEol) break;

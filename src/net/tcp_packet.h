@@ -7,6 +7,7 @@
 #include <span>
 
 #include "net/byte_order.h"
+#include "net/checksum.h"
 #include "net/ipv4_addr.h"
 #include "net/tcp_options.h"
 #include "util/result.h"
@@ -86,6 +87,7 @@ struct TcpPacket {
   // Setters: write the field and update the IPv4 header checksum (addresses,
   // TTL) and the TCP checksum incrementally (RFC 1624). The TCP update is right
   // for a Full checksum; for a Partial packet finish with tcp_checksum_full().
+  // Several fields at once: TcpPacketEditor, which folds the checksums once.
   void set_src_addr(Ipv4Addr addr);
   void set_dst_addr(Ipv4Addr addr);
   void set_ttl(uint8_t ttl);
@@ -114,12 +116,125 @@ struct TcpPacket {
   bool tcp_checksum_ok() const;
   bool ip_checksum_ok() const;
 
+};
+
+// Edits several fields of one packet and writes each checksum once, in
+// commit(): the per-packet path of the Translator, where one RFC 1624 update
+// per field cost a load, fold and store of the checksum each. Every setter
+// collects the terms of the TcpPacket setter of the same name (those are built
+// on this class), so after commit() the bytes are exactly what the TcpPacket
+// setters called in the same order leave (see ChecksumDelta). With track_tcp
+// false the TCP checksum is not updated at all: for a packet whose TCP
+// checksum is recomputed afterwards (Partial).
+class TcpPacketEditor {
+ public:
+  explicit TcpPacketEditor(TcpPacket& pkt, bool track_tcp = true)
+      : pkt_(pkt), p_(pkt.bytes.data()), tcp_(pkt.tcp_offset()), track_tcp_(track_tcp) {}
+
+  void set_src_addr(Ipv4Addr addr) { set_address(12, addr); }
+  void set_dst_addr(Ipv4Addr addr) { set_address(16, addr); }
+  void set_ttl(uint8_t ttl) {
+    // TTL shares a word with the protocol byte.
+    const uint16_t old_word = load_be16(p_ + 8);
+    p_[8] = ttl;
+    ip_.add16(old_word, load_be16(p_ + 8));
+  }
+  void set_src_port(uint16_t port) { set_be16(tcp_, port); }
+  void set_dst_port(uint16_t port) { set_be16(tcp_ + 2, port); }
+  void set_seq(uint32_t seq) { set_be32(tcp_ + 4, seq); }
+  void set_ack(uint32_t ack) { set_be32(tcp_ + 8, ack); }
+  void set_window(uint16_t window) { set_be16(tcp_ + 14, window); }
+  // TSval / TSecr in place; no-op when the packet has no timestamps option.
+  void set_tsval(uint32_t tsval) {
+    if (!pkt_.options.timestamps) return;
+    rewrite_be32(pkt_.options_offset() + pkt_.options.timestamps_offset, tsval);
+    pkt_.options.timestamps->tsval = tsval;
+  }
+  void set_tsecr(uint32_t tsecr) {
+    if (!pkt_.options.timestamps) return;
+    rewrite_be32(pkt_.options_offset() + pkt_.options.timestamps_offset + 4, tsecr);
+    pkt_.options.timestamps->tsecr = tsecr;
+  }
+  // SACK block i (< options.sack_count) in place.
+  void set_sack_block(size_t i, SackBlock block) {
+    if (i >= pkt_.options.sack_count) return;
+    const uint32_t values[2] = {block.left, block.right};
+    rewrite_be32s(pkt_.options_offset() + pkt_.options.sack_offset + 8 * i, values, 2);
+    pkt_.options.sack[i] = block;
+  }
+
+  // Writes the updated checksums (those with anything to change).
+  void commit() {
+    if (!ip_.empty()) store_be16(p_ + 10, ip_.apply(load_be16(p_ + 10)));
+    if (track_tcp_ && !tcp_sum_.empty()) {
+      store_be16(p_ + tcp_ + 16, tcp_sum_.apply(load_be16(p_ + tcp_ + 16)));
+    }
+  }
+
  private:
-  // Writes new_bytes at absolute offset `at` inside the TCP segment and
-  // adjusts the TCP checksum for the change (any alignment; must not overlap
-  // the checksum field).
-  void rewrite_tcp_bytes(size_t at, std::span<const uint8_t> new_bytes);
-  void rewrite_be32_tcp(size_t at, uint32_t value);
+  // The address at `at` (12 or 16) is in the IPv4 header and in the TCP pseudo-header.
+  void set_address(size_t at, Ipv4Addr addr) {
+    const uint32_t old_value = load_be32(p_ + at);
+    store_be32(p_ + at, addr.value);
+    ip_.add32(old_value, addr.value);
+    if (track_tcp_) tcp_sum_.add32(old_value, addr.value);
+  }
+  // Header fields at even offsets from the segment start: whole words.
+  void set_be16(size_t at, uint16_t value) {
+    const uint16_t old_value = load_be16(p_ + at);
+    store_be16(p_ + at, value);
+    if (track_tcp_) tcp_sum_.add16(old_value, value);
+  }
+  void set_be32(size_t at, uint32_t value) {
+    const uint32_t old_value = load_be32(p_ + at);
+    store_be32(p_ + at, value);
+    if (track_tcp_) tcp_sum_.add32(old_value, value);
+  }
+  void rewrite_be32(size_t at, uint32_t value) { rewrite_be32s(at, &value, 1); }
+  // Writes count (1 or 2) big-endian 32-bit values at `at`, an option field at
+  // any offset. Its terms are those of one RFC 1624 update over the
+  // word-aligned region (relative to the segment start, which is even)
+  // covering the field, summed before and after the write: the region's
+  // 16-bit words, a zero byte padding an odd end past the segment.
+  void rewrite_be32s(size_t at, const uint32_t* values, size_t count) {
+    const size_t n = 4 * count;
+    if (!track_tcp_) {
+      for (size_t k = 0; k < count; ++k) store_be32(p_ + at + 4 * k, values[k]);
+      return;
+    }
+    uint64_t old_sum = 0;
+    uint64_t new_sum = 0;
+    if (((at - tcp_) & 1u) == 0) {
+      for (size_t k = 0; k < count; ++k) {
+        old_sum += words(load_be32(p_ + at + 4 * k));
+        new_sum += words(values[k]);
+        store_be32(p_ + at + 4 * k, values[k]);
+      }
+    } else {
+      // The words straddle the field: its bytes count with their halves'
+      // bytes swapped, plus the neighbour bytes on both sides.
+      uint64_t edges = uint64_t{p_[at - 1]} << 8;
+      if (at + n < pkt_.bytes.size()) edges += p_[at + n];
+      old_sum = edges;
+      new_sum = edges;
+      for (size_t k = 0; k < count; ++k) {
+        old_sum += words(swap_halves(load_be32(p_ + at + 4 * k)));
+        new_sum += words(swap_halves(values[k]));
+        store_be32(p_ + at + 4 * k, values[k]);
+      }
+    }
+    tcp_sum_.add_sum(old_sum, new_sum);
+  }
+  static uint32_t words(uint32_t v) { return (v >> 16) + (v & 0xffff); }
+  // Swaps the two bytes of each 16-bit half.
+  static uint32_t swap_halves(uint32_t v) { return ((v & 0x00ff00ffu) << 8) | ((v >> 8) & 0x00ff00ffu); }
+
+  TcpPacket& pkt_;
+  uint8_t* p_;
+  size_t tcp_;  // the TCP header's offset
+  bool track_tcp_;
+  ChecksumDelta ip_;
+  ChecksumDelta tcp_sum_;
 };
 
 // Parses an IPv4/TCP packet in `buffer`. Trailing bytes beyond the IP total

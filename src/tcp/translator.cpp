@@ -33,34 +33,33 @@ uint16_t rescale_window(uint16_t value, uint8_t from_shift, uint8_t to_shift) {
 }
 
 void apply_rewrite(net::TcpPacket& pkt, const SegmentRewrite& rw, net::ChecksumState state) {
-  if (rw.src_addr && *rw.src_addr != pkt.src_addr()) pkt.set_src_addr(*rw.src_addr);
-  if (rw.dst_addr && *rw.dst_addr != pkt.dst_addr()) pkt.set_dst_addr(*rw.dst_addr);
-  if (rw.src_port && *rw.src_port != pkt.src_port()) pkt.set_src_port(*rw.src_port);
-  if (rw.dst_port && *rw.dst_port != pkt.dst_port()) pkt.set_dst_port(*rw.dst_port);
-  if (rw.seq.delta != 0) pkt.set_seq(pkt.seq() + rw.seq.delta);
+  // One checksum update per packet instead of one per field; a Partial
+  // packet's TCP checksum is recomputed below, so its terms are not collected.
+  const bool full = state == net::ChecksumState::Full;
+  net::TcpPacketEditor edit(pkt, full);
+  if (rw.src_addr && *rw.src_addr != pkt.src_addr()) edit.set_src_addr(*rw.src_addr);
+  if (rw.dst_addr && *rw.dst_addr != pkt.dst_addr()) edit.set_dst_addr(*rw.dst_addr);
+  if (rw.src_port && *rw.src_port != pkt.src_port()) edit.set_src_port(*rw.src_port);
+  if (rw.dst_port && *rw.dst_port != pkt.dst_port()) edit.set_dst_port(*rw.dst_port);
+  if (rw.seq.delta != 0) edit.set_seq(pkt.seq() + rw.seq.delta);
   // The ack field is meaningful only with ACK set; a bare SYN or RST may carry
   // garbage there, which is harmless to translate but left as is.
   if (rw.ack.delta != 0) {
-    if (pkt.has_flags(net::tcp_flag::ACK)) pkt.set_ack(pkt.ack() + rw.ack.delta);
+    if (pkt.has_flags(net::tcp_flag::ACK)) edit.set_ack(pkt.ack() + rw.ack.delta);
     for (size_t i = 0; i < pkt.options.sack_count; ++i) {
       const net::SackBlock block = pkt.options.sack[i];
-      pkt.set_sack_block(i, net::SackBlock{block.left + rw.ack.delta, block.right + rw.ack.delta});
+      edit.set_sack_block(i, net::SackBlock{block.left + rw.ack.delta, block.right + rw.ack.delta});
     }
   }
   if (pkt.options.timestamps) {
-    if (rw.tsval.delta != 0) pkt.set_tsval(pkt.options.timestamps->tsval + rw.tsval.delta);
-    if (rw.tsecr.delta != 0) pkt.set_tsecr(pkt.options.timestamps->tsecr + rw.tsecr.delta);
+    if (rw.tsval.delta != 0) edit.set_tsval(pkt.options.timestamps->tsval + rw.tsval.delta);
+    if (rw.tsecr.delta != 0) edit.set_tsecr(pkt.options.timestamps->tsecr + rw.tsecr.delta);
   }
   if (rw.wscale_from != rw.wscale_to && !pkt.has_flags(net::tcp_flag::SYN)) {
-    pkt.set_window(rescale_window(pkt.window(), rw.wscale_from, rw.wscale_to));
+    edit.set_window(rescale_window(pkt.window(), rw.wscale_from, rw.wscale_to));
   }
-  switch (state) {
-    case net::ChecksumState::Full:
-      break;
-    case net::ChecksumState::Partial:
-      pkt.tcp_checksum_full();
-      break;
-  }
+  edit.commit();
+  if (!full) pkt.tcp_checksum_full();
 }
 
 Translator::Translator(const ConnectionParams& p) {

@@ -26,6 +26,10 @@ class [[nodiscard]] Result {
  public:
   Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}  // NOLINT: implicit by design
   Result(Err<E> err) : v_(std::in_place_index<1>, std::move(err.error)) {}  // NOLINT
+  // Builds the T in place from args: no temporary T to move (large T on the data path).
+  template <class... Args>
+  explicit Result(std::in_place_t, Args&&... args)
+      : v_(std::in_place_index<0>, std::forward<Args>(args)...) {}
 
   bool ok() const { return v_.index() == 0; }
   explicit operator bool() const { return ok(); }

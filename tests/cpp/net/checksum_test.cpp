@@ -164,6 +164,10 @@ TEST(Checksum, WideSumEqualsWordByWordDefinition) {
   }
   const std::vector<uint8_t> ones(65536, 0xff);
   EXPECT_EQ(internet_checksum(ones), reference(ones));
+  // A zero sum folds to 0x0000, not 0xffff: the long path must keep that apart.
+  const std::vector<uint8_t> zeros(1448, 0);
+  EXPECT_EQ(checksum_fold(checksum_add(zeros)), 0x0000);
+  EXPECT_EQ(internet_checksum(zeros), reference(zeros));
 }
 
 TEST(Checksum, ChainedSumsEqualOneSum) {

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <functional>
 #include <random>
 #include <vector>
@@ -254,6 +255,176 @@ TEST(TcpPacketSetters, UnalignedTimestampsUpdateCorrectly) {
   o->set_tsval(0xcafef00d);
   o->set_tsecr(0x0badc0de);
   EXPECT_TRUE(o->tcp_checksum_ok());
+}
+
+// The updates the setters made before TcpPacketEditor, one RFC 1624 update
+// stored per field: the reference the batched editor must match bit for bit.
+struct SequentialReference {
+  std::vector<uint8_t>& b;
+  size_t tcp;
+
+  void store_tcp_check(uint16_t v) { store_be16(&b[tcp + 16], v); }
+  uint16_t tcp_check() const { return load_be16(&b[tcp + 16]); }
+  void address(size_t at, uint32_t v) {
+    const uint32_t old_value = load_be32(&b[at]);
+    store_be32(&b[at], v);
+    store_be16(&b[10], checksum_update32(load_be16(&b[10]), old_value, v));
+    store_tcp_check(checksum_update32(tcp_check(), old_value, v));
+  }
+  void ttl(uint8_t v) {
+    const uint16_t old_word = load_be16(&b[8]);
+    b[8] = v;
+    store_be16(&b[10], checksum_update16(load_be16(&b[10]), old_word, load_be16(&b[8])));
+  }
+  void field16(size_t at, uint16_t v) {
+    const uint16_t old_value = load_be16(&b[at]);
+    store_be16(&b[at], v);
+    store_tcp_check(checksum_update16(tcp_check(), old_value, v));
+  }
+  void field32(size_t at, uint32_t v) {
+    const uint32_t old_value = load_be32(&b[at]);
+    store_be32(&b[at], v);
+    store_tcp_check(checksum_update32(tcp_check(), old_value, v));
+  }
+  void bytes(size_t at, std::span<const uint8_t> value) {
+    const size_t begin = tcp + ((at - tcp) & ~size_t{1});
+    size_t end = at + value.size();
+    if (((end - tcp) & 1u) != 0) ++end;
+    end = std::min(end, b.size());
+    const std::span<const uint8_t> region(b.data() + begin, end - begin);
+    const uint64_t old_sum = checksum_add(region);
+    std::copy(value.begin(), value.end(), b.begin() + static_cast<std::ptrdiff_t>(at));
+    store_tcp_check(checksum_update_sum(tcp_check(), old_sum, checksum_add(region)));
+  }
+};
+
+TEST(TcpPacketEditor, BatchEqualsSequentialUpdatesBitForBit) {
+  std::mt19937 rng(1071);
+  // Half the values have only all-ones and zero words: the terms then vanish
+  // (~0xffff + 0), and from a starting checksum of 0xffff the whole sum can be
+  // zero, the one case where grouping the terms differently shows (0xffff
+  // instead of 0x0000).
+  auto u32 = [&]() -> uint32_t {
+    constexpr uint32_t kSpecial[] = {0, 0xffffffff, 0xffff0000, 0x0000ffff, 0x00ffff00};
+    return rng() % 2 ? kSpecial[rng() % 5] : static_cast<uint32_t>(rng());
+  };
+  int zero_sums = 0;
+  for (int i = 0; i < 30000; ++i) {
+    std::vector<uint8_t> payload(rng() % 8);
+    for (auto& x : payload) x = static_cast<uint8_t>(rng());
+    std::vector<uint8_t> buf = PacketBuilder()
+                                   .ipv4(Ipv4Addr{u32()}, Ipv4Addr{u32()})
+                                   .tcp(static_cast<uint16_t>(rng()), static_cast<uint16_t>(rng()))
+                                   .seq(u32())
+                                   .ack(u32())
+                                   .flags(static_cast<uint8_t>(rng()))
+                                   .payload(payload)
+                                   .build();
+    // Options after 0-3 NOPs each, in either order: TS and SACK at odd and
+    // even offsets, adjacent or not, ending at the header's end or before.
+    TcpOptionWriter w;
+    const bool ts = rng() % 4 != 0;
+    const size_t blocks = rng() % 3 == 0 ? 0 : 1 + rng() % (ts ? 3 : 4);
+    const bool ts_first = rng() % 2 != 0;
+    auto nops = [&] { for (size_t k = rng() % 4; k > 0; --k) w.nop(); };
+    auto add_ts = [&] { if (ts) { nops(); w.timestamps(u32(), u32()); } };
+    if (ts_first) add_ts();
+    if (blocks > 0) {
+      std::vector<SackBlock> sack(blocks);
+      for (auto& blk : sack) blk = SackBlock{u32(), u32()};
+      nops();
+      w.sack(sack);
+    }
+    if (!ts_first) add_ts();
+    if (w.size() > kMaxTcpOptionsLen) continue;
+    const auto opts = w.bytes();
+    buf.insert(buf.begin() + 40, opts.begin(), opts.end());
+    buf[32] = static_cast<uint8_t>(((20 + opts.size()) / 4) << 4);
+    store_be16(&buf[2], static_cast<uint16_t>(buf.size()));
+    // Any starting checksums, the two representations of zero included.
+    const uint16_t starts[] = {0x0000, 0xffff, static_cast<uint16_t>(rng())};
+    store_be16(&buf[10], starts[rng() % 3]);
+    store_be16(&buf[36], starts[rng() % 3]);
+
+    std::vector<uint8_t> ref_buf = buf;
+    std::vector<uint8_t> setters_buf = buf;
+    auto edited = parse_tcp_packet(buf);
+    auto by_setters = parse_tcp_packet(setters_buf);
+    ASSERT_TRUE(edited.ok() && by_setters.ok());
+    TcpPacket& e = *edited;
+    TcpPacket& s = *by_setters;
+    SequentialReference ref{ref_buf, 20};
+    TcpPacketEditor editor(e);
+    for (int edit = 0, edits = 1 + static_cast<int>(rng() % 3); edit < edits; ++edit) {
+      // Zero values and unchanged fields (all-zero terms) a fair share of the time.
+      uint32_t v = u32();
+      const auto kind = static_cast<unsigned>(rng() % 11);
+      const size_t opt = e.options_offset();
+      switch (kind) {
+        case 0:
+          if (rng() % 4 == 0) v = e.src_addr().value;
+          ref.address(12, v); editor.set_src_addr(Ipv4Addr{v}); s.set_src_addr(Ipv4Addr{v});
+          break;
+        case 1:
+          ref.address(16, v); editor.set_dst_addr(Ipv4Addr{v}); s.set_dst_addr(Ipv4Addr{v});
+          break;
+        case 2: {
+          const auto p16 = static_cast<uint16_t>(v);
+          ref.field16(20, p16); editor.set_src_port(p16); s.set_src_port(p16);
+          break;
+        }
+        case 3: {
+          const auto p16 = static_cast<uint16_t>(v);
+          ref.field16(22, p16); editor.set_dst_port(p16); s.set_dst_port(p16);
+          break;
+        }
+        case 4:
+          if (rng() % 4 == 0) v = e.seq();
+          ref.field32(24, v); editor.set_seq(v); s.set_seq(v);
+          break;
+        case 5: ref.field32(28, v); editor.set_ack(v); s.set_ack(v); break;
+        case 6: {
+          const auto w16 = static_cast<uint16_t>(v);
+          ref.field16(34, w16); editor.set_window(w16); s.set_window(w16);
+          break;
+        }
+        case 7:
+        case 8: {
+          if (!e.options.timestamps) break;
+          uint8_t raw[4];
+          store_be32(raw, v);
+          ref.bytes(opt + e.options.timestamps_offset + (kind == 8 ? 4 : 0), raw);
+          if (kind == 7) { editor.set_tsval(v); s.set_tsval(v); }
+          else { editor.set_tsecr(v); s.set_tsecr(v); }
+          break;
+        }
+        case 9: {
+          if (e.options.sack_count == 0) break;
+          const size_t k = rng() % e.options.sack_count;
+          const SackBlock blk{v, u32()};
+          uint8_t raw[8];
+          store_be32(raw, blk.left);
+          store_be32(raw + 4, blk.right);
+          ref.bytes(opt + e.options.sack_offset + 8 * k, raw);
+          editor.set_sack_block(k, blk);
+          s.set_sack_block(k, blk);
+          break;
+        }
+        default: {
+          const auto t = static_cast<uint8_t>(v);
+          ref.ttl(t); editor.set_ttl(t); s.set_ttl(t);
+          break;
+        }
+      }
+    }
+    editor.commit();
+    if (load_be16(&ref_buf[36]) == 0xffff) ++zero_sums;
+    ASSERT_EQ(buf, ref_buf) << "editor, case " << i;
+    ASSERT_EQ(setters_buf, ref_buf) << "setters, case " << i;
+    ASSERT_EQ(e.options.timestamps, s.options.timestamps);
+    ASSERT_EQ(e.options.sack, s.options.sack);
+  }
+  EXPECT_GT(zero_sums, 100) << "the corner case should be exercised";
 }
 
 TEST(ParseTcpPacket, RandomGarbageNeverCrashes) {
