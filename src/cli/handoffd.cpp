@@ -129,6 +129,9 @@ int main(int argc, char** argv) {
       for (const auto& step : hl::io::install_plan(hl::engine::capture_rules(config))) {
         std::cout << hl::io::join_argv(step.command) << '\n';
       }
+      if (const auto fast = hl::engine::fast_path_config(config)) {
+        for (const auto& line : hl::io::nft_fast_path_install(*fast)) std::cout << hl::io::kNft << ' ' << line << '\n';
+      }
       return 0;
     }
     return run_role(config);

@@ -29,7 +29,7 @@ po::options_description make_description() {
     ("cleanup", "remove every HANDOFF- iptables chain and jump and every handoff_ nf_tables table "
                 "(the fast path) in this network namespace "
                 "(e.g. after a crashed run) and exit")
-    ("print-rules", "print the iptables commands the role would run and exit")
+    ("print-rules", "print the iptables (and nft: the fast path) commands the role would run and exit")
     ("log-level", po::value<std::string>()->default_value("info")->value_name("LEVEL"),
      "error | warn | info | debug");
 

@@ -238,6 +238,15 @@ io::RuleSetSpec capture_rules(const RuntimeConfig& c) {
   throw std::invalid_argument("unknown role");
 }
 
+std::optional<io::NftFastPathConfig> fast_path_config(const RuntimeConfig& c) {
+  if (!c.fast_path || !(c.role == RuntimeRole::kFrontend || symmetric(c.role))) return std::nullopt;
+  io::NftFastPathConfig fc;
+  fc.tag = capture_spec(c).tag;
+  fc.vip = parse_addr(*c.vip, "VIP").value;
+  fc.port = c.port;
+  return fc;
+}
+
 std::string impair_tun_name(const RuntimeConfig& c) {
   std::string name = "hlimp";
   name += std::to_string(c.queue);
@@ -521,12 +530,8 @@ void NodeRuntime::Impl::setup() {
     throw std::runtime_error(std::string(e.what()) +
                              " (left over from a crashed run? 'handoffd --cleanup' removes HANDOFF- chains)");
   }
-  if ((c.role == RuntimeRole::kFrontend || symmetric(c.role)) && c.fast_path) {
-    io::NftFastPathConfig fc;
-    fc.tag = capture_spec(c).tag;
-    fc.vip = parse_addr(*c.vip, "VIP").value;
-    fc.port = c.port;
-    fast_path = std::make_unique<io::NftFastPath>(fc);
+  if (const auto fc = fast_path_config(c)) {
+    fast_path = std::make_unique<io::NftFastPath>(*fc);
     fast_path_proxy.target = fast_path.get();
   }
   take_snapshot();

@@ -15,6 +15,7 @@
 #include "dispatch/content_map.h"
 #include "engine/impairer.h"
 #include "engine/udp_messenger.h"
+#include "io/fast_path.h"
 #include "io/iptables_rules.h"
 #include "net/ipv4_addr.h"
 
@@ -98,6 +99,9 @@ net::Ipv4Addr frontend_address(const RuntimeConfig& config);
 std::vector<net::Ipv4Addr> backend_addresses(const dispatch::ContentMap& map, const RuntimeConfig& config);
 // The capture chains of the role (validates the config first).
 io::RuleSetSpec capture_rules(const RuntimeConfig& config);
+// The role's kernel fast path (io/fast_path.h), if it has one (frontend,
+// always, rare with fast_path on).
+std::optional<io::NftFastPathConfig> fast_path_config(const RuntimeConfig& config);
 // The sysctls the role sets while it runs, then config.sysctls. The front-end
 // forwards (ip_forward=1) and must not send ICMP redirects (all, default and
 // each of `interfaces`).

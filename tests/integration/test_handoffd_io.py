@@ -246,6 +246,12 @@ def test_print_rules_of_the_symmetric_roles(role: str, tmp_path: Path) -> None:
         assert "-m connmark --mark 0x484c -j RETURN" in out
     else:
         assert "connmark" not in out
+    # The fast path: its own nf_tables table, one rewrite rule ahead of the capture chain.
+    assert "nft add map ip handoff_q0 conns" in out
+    assert "ip daddr 10.0.100.1 tcp dport 80 tcp flags & (syn|fin|rst) == 0 ip daddr set" in out
+    off = run([str(HANDOFFD), "--role", role, "--vip", "10.0.100.1", "--node", "n1", "--node-addr", "10.0.2.11",
+               "--peer", "n2=10.0.2.12", "--content-map", str(cmap), "--fast-path", "off", "--print-rules"])
+    assert "nft" not in off.stdout and "-d 10.0.100.1 --dport 80 -j NFQUEUE" in off.stdout
 
 
 @needs_handoffd
