@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "io/packet_io.h"
 
@@ -30,10 +31,14 @@ class CheckedSender {
  public:
   CheckedSender(io::PacketSender& sender, uint64_t& errors) : s_(sender), errors_(errors) {}
   void send(std::span<const uint8_t> packet) { if (!s_.send(packet)) ++errors_; }
+  // A buffer to build a packet in (PacketBuilder::build_into, net::make_* into a
+  // buffer) just before send(): reused, so synthesized packets allocate nothing.
+  std::vector<uint8_t>& buffer() { return buf_; }
 
  private:
   io::PacketSender& s_;
   uint64_t& errors_;
+  std::vector<uint8_t> buf_;
 };
 
 }  // namespace hl::engine

@@ -165,14 +165,14 @@ struct FrontendEngine::Impl {
                  .window(hs.syn_window)
                  .syn_options(hs.client_syn)
                  .raw_option(kHandoffOptionKind, data)
-                 .build());
+                 .build_into(raw.buffer()));
     const std::span<const uint8_t> bytes(conn.request.bytes);
     SeqNum seq = hs.client_isn + 1u;
     for (size_t off = 0; off < bytes.size(); off += hs.mss) {
       const auto chunk = bytes.subspan(off, std::min<size_t>(hs.mss, bytes.size() - off));
       std::optional<net::Timestamps> ts;
       if (hs.ts_ok) ts = net::Timestamps{hs.client_tsval, hs.ts_base};
-      send_raw(net::make_ack(from, to, seq.value(), (hs.server_isn + 1u).value(), hs.client_window, ts, chunk));
+      send_raw(net::make_ack(raw.buffer(), from, to, seq.value(), (hs.server_isn + 1u).value(), hs.client_window, ts, chunk));
       seq = seq + static_cast<uint32_t>(chunk.size());
     }
     conn.handoff_ms = clock();
@@ -521,15 +521,18 @@ struct FrontendEngine::Impl {
     }
   }
 
-  void on_relay(control::Relay& relay) {
-    auto parsed = net::parse_tcp_packet(relay.packet);
+  void on_relay(const control::Relay& relay) {
+    // Parsing needs mutable bytes: a copy in the reused send buffer, not of the message.
+    std::vector<uint8_t>& bytes = raw.buffer();
+    bytes.assign(relay.packet.begin(), relay.packet.end());
+    auto parsed = net::parse_tcp_packet(bytes);
     if (!parsed || parsed->src_addr() != cfg.vip.addr || parsed->src_port() != cfg.vip.port ||
         parsed->dst_addr() != relay.client.addr || parsed->dst_port() != relay.client.port) {
       ++counters.control_errors;
       return;
     }
     const net::TcpPacket& pkt = *parsed;
-    send_raw(relay.packet);
+    send_raw(bytes);
     ++counters.relayed;
     auto it = conns.find(conn_key(relay.client));
     if (it == conns.end()) return;
@@ -550,8 +553,7 @@ struct FrontendEngine::Impl {
     if (const auto* ack = std::get_if<control::HandoffAck>(&message)) {
       on_handoff_ack(*ack);
     } else if (const auto* relay = std::get_if<control::Relay>(&message)) {
-      control::Relay copy = *relay;
-      on_relay(copy);
+      on_relay(*relay);
     } else if (const auto* ka = std::get_if<control::Keepalive>(&message)) {
       on_heartbeat(from, *ka);
     }

@@ -20,8 +20,8 @@ const net::RawOption* find_raw(const net::TcpPacket& pkt) {
 
 }  // namespace
 
-std::vector<uint8_t> encode_option_data(const HandoffOption& option) {
-  std::vector<uint8_t> data(kHandoffOptionLen - 2u, 0);
+std::array<uint8_t, kHandoffOptionLen - 2u> encode_option_data(const HandoffOption& option) {
+  std::array<uint8_t, kHandoffOptionLen - 2u> data{};
   net::store_be16(&data[0], kHandoffExperimentId);
   net::store_be32(&data[2], option.frontend_isn);
   net::store_be32(&data[6], option.frontend_ts_base);

@@ -1,10 +1,10 @@
 // The in-band handoff option: what a replayed SYN carries from the front-end to the back-end.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <span>
-#include <vector>
 
 #include "net/tcp_packet.h"
 
@@ -26,7 +26,7 @@ struct HandoffOption {
 };
 
 // The option's data bytes (after kind and length), for PacketBuilder::raw_option.
-std::vector<uint8_t> encode_option_data(const HandoffOption& option);
+std::array<uint8_t, kHandoffOptionLen - 2u> encode_option_data(const HandoffOption& option);
 
 // The handoff option of `pkt`, if it carries a well-formed one.
 std::optional<HandoffOption> find_handoff_option(const net::TcpPacket& pkt);

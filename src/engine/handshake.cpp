@@ -65,31 +65,31 @@ void HandshakeSender::synack(const ClientHandshake& hs) {
   opts.sack_permitted = hs.client_syn.sack_permitted;
   if (hs.wscale_ok) opts.wscale = hs.server_wscale;
   if (hs.ts_ok) opts.timestamps = net::Timestamps{hs.ts_base, hs.client_syn.timestamps->tsval};
-  raw_.send(net::make_synack(vip_, hs.client, hs.server_isn.value(), (hs.client_isn + 1u).value(),
+  raw_.send(net::make_synack(raw_.buffer(), vip_, hs.client, hs.server_isn.value(), (hs.client_isn + 1u).value(),
                              syn_window_, opts));
 }
 
 void HandshakeSender::ack(const ClientHandshake& hs) {
-  raw_.send(net::make_ack(vip_, hs.client, (hs.server_isn + 1u).value(), hs.rcv_nxt.value(), window(hs),
+  raw_.send(net::make_ack(raw_.buffer(), vip_, hs.client, (hs.server_isn + 1u).value(), hs.rcv_nxt.value(), window(hs),
                           hs.our_timestamps()));
 }
 
 void HandshakeSender::rst(const ClientHandshake& hs) {
-  raw_.send(net::make_rst(vip_, hs.client, (hs.server_isn + 1u).value(), hs.rcv_nxt.value()));
+  raw_.send(net::make_rst(raw_.buffer(), vip_, hs.client, (hs.server_isn + 1u).value(), hs.rcv_nxt.value()));
   ++resets_;
 }
 
 void HandshakeSender::rst_at(const ClientHandshake& hs, tcp::SeqNum seq) {
-  raw_.send(net::make_rst(vip_, hs.client, seq.value(), hs.rcv_nxt.value()));
+  raw_.send(net::make_rst(raw_.buffer(), vip_, hs.client, seq.value(), hs.rcv_nxt.value()));
   ++resets_;
 }
 
 void HandshakeSender::rst_for(const net::TcpPacket& pkt) {
   const net::Endpoint client{pkt.src_addr(), pkt.src_port()};
   if (pkt.has_flags(ACK)) {
-    raw_.send(net::make_rst(vip_, client, pkt.ack()));
+    raw_.send(net::make_rst(raw_.buffer(), vip_, client, pkt.ack()));
   } else {
-    raw_.send(net::make_rst(vip_, client, 0, pkt.seq() + static_cast<uint32_t>(pkt.payload_len)));
+    raw_.send(net::make_rst(raw_.buffer(), vip_, client, 0, pkt.seq() + static_cast<uint32_t>(pkt.payload_len)));
   }
   ++resets_;
 }
@@ -105,7 +105,7 @@ void HandshakeSender::probe(const ClientHandshake& hs, tcp::SeqNum acked, uint64
   if (hs.ts_ok) {
     ts = net::Timestamps{hs.ts_base + static_cast<uint32_t>(ms_since_handshake + kAheadMs), hs.client_tsval};
   }
-  raw_.send(net::make_ack(vip_, hs.client, (acked - 1u).value(), hs.rcv_nxt.value(), window(hs), ts, {}));
+  raw_.send(net::make_ack(raw_.buffer(), vip_, hs.client, (acked - 1u).value(), hs.rcv_nxt.value(), window(hs), ts, {}));
 }
 
 void HandshakeSender::error_response(const ClientHandshake& hs, http::HttpError error) {

@@ -180,7 +180,7 @@ bool NodeEngine::Impl::dispatch_request(OriginIt it) {
     if (rare()) {
       // The local socket (SYN-RECV under TCP_DEFER_ACCEPT) must not answer too: RST it
       // with the held segment's seq, and answer in the kernel's numbers (f learnt).
-      raw.send(net::make_rst(o.hs.client, cfg.vip, (o.hs.client_isn + 1u).value()));
+      raw.send(net::make_rst(raw.buffer(), o.hs.client, cfg.vip, (o.hs.client_isn + 1u).value()));
       ++counters.resets_sent;
       for (const auto& h : o.held) verdicts.drop(h.id);
       o.held.clear();
@@ -205,7 +205,7 @@ bool NodeEngine::Impl::dispatch_request(OriginIt it) {
   if (rare()) {
     // Free the local socket (still SYN-RECV under TCP_DEFER_ACCEPT) before the
     // kernel sees the request: RST with the held segment's seq, no ACK flag.
-    raw.send(net::make_rst(o.hs.client, cfg.vip, (o.hs.client_isn + 1u).value()));
+    raw.send(net::make_rst(raw.buffer(), o.hs.client, cfg.vip, (o.hs.client_isn + 1u).value()));
     ++counters.resets_sent;
     for (const auto& h : o.held) verdicts.drop(h.id);
     o.held.clear();

@@ -88,7 +88,7 @@ void NodeEngine::Impl::take_handoff(net::Ipv4Addr from, control::HandoffRequest 
                .flags(SYN)
                .window(req.syn_window)
                .syn_options(opts)
-               .build());
+               .build_into(raw.buffer()));
   s.request = std::move(req);
   servings.emplace(key, std::move(s));
   ++counters.handoffs_received;
@@ -116,10 +116,10 @@ void NodeEngine::Impl::inject_request(Serving& s, const net::TcpPacket& synack) 
       std::min<uint16_t>(synack.options.mss.value_or(kDefaultPeerMss), r.mss.value_or(kDefaultPeerMss));
   SeqNum seq = s.params.client_isn + 1u;
   const std::span<const uint8_t> bytes(r.request);
-  if (bytes.empty()) raw.send(net::make_ack(from, to, seq.value(), ack, r.client_window, ts));
+  if (bytes.empty()) raw.send(net::make_ack(raw.buffer(), from, to, seq.value(), ack, r.client_window, ts));
   for (size_t off = 0; off < bytes.size(); off += mss) {
     const auto chunk = bytes.subspan(off, std::min<size_t>(mss, bytes.size() - off));
-    raw.send(net::make_ack(from, to, seq.value(), ack, r.client_window, ts, chunk));
+    raw.send(net::make_ack(raw.buffer(), from, to, seq.value(), ack, r.client_window, ts, chunk));
     seq = seq + static_cast<uint32_t>(chunk.size());
   }
   s.request.request.clear();

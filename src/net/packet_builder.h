@@ -2,6 +2,7 @@
 // (tests and synthesized segments), plus make_rst / make_ack / make_synack.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <initializer_list>
 #include <optional>
@@ -58,6 +59,9 @@ class PacketBuilder {
   // The packet bytes. Throws std::length_error if options exceed 40 bytes or
   // the packet exceeds 65535 bytes (setup-time misuse).
   std::vector<uint8_t> build() const;
+  // The same into `out` (resized; its capacity is kept, so a reused buffer
+  // allocates nothing); returns the packet.
+  std::span<const uint8_t> build_into(std::vector<uint8_t>& out) const;
 
  private:
   Ipv4Addr src_{}, dst_{};
@@ -66,8 +70,13 @@ class PacketBuilder {
   bool dont_fragment_ = true;
   uint32_t seq_ = 0, ack_ = 0;
   SynOptions syn_{};
-  std::vector<SackBlock> sack_;
-  std::vector<std::pair<uint8_t, std::vector<uint8_t>>> raw_;
+  std::array<SackBlock, kMaxSackBlocks> sack_{};
+  size_t sack_count_ = 0;
+  // The raw options encoded (kind, length, data); more than fit is remembered
+  // so that build() throws.
+  std::array<uint8_t, kMaxTcpOptionsLen> raw_{};
+  size_t raw_len_ = 0;
+  bool raw_overflow_ = false;
   std::vector<uint8_t> payload_;
   ChecksumState checksum_state_ = ChecksumState::Full;
 };
@@ -85,5 +94,16 @@ std::vector<uint8_t> make_ack(Endpoint from, Endpoint to, uint32_t seq, uint32_t
 // A SYN/ACK with initial sequence number isn and the given handshake options.
 std::vector<uint8_t> make_synack(Endpoint from, Endpoint to, uint32_t isn, uint32_t ack,
                                  uint16_t window, const SynOptions& options);
+
+// The same packets built into `out` (see PacketBuilder::build_into), for the
+// engines' per-connection segments.
+std::span<const uint8_t> make_rst(std::vector<uint8_t>& out, Endpoint from, Endpoint to, uint32_t seq,
+                                  std::optional<uint32_t> ack = std::nullopt);
+std::span<const uint8_t> make_ack(std::vector<uint8_t>& out, Endpoint from, Endpoint to, uint32_t seq,
+                                  uint32_t ack, uint16_t window,
+                                  std::optional<Timestamps> timestamps = std::nullopt,
+                                  std::span<const uint8_t> payload = {});
+std::span<const uint8_t> make_synack(std::vector<uint8_t>& out, Endpoint from, Endpoint to, uint32_t isn,
+                                     uint32_t ack, uint16_t window, const SynOptions& options);
 
 }  // namespace hl::net
