@@ -83,6 +83,11 @@ struct BackendEngine::Impl {
       case Conn::ClientEvent::kNone:
         break;
       case Conn::ClientEvent::kRst:
+        // The front-end judges RSTs against its own idea of the client's next
+        // sequence number, which is old once the fast path carried the client's
+        // data: it learns the end here (it keeps the state until its linger).
+        if (conn.close(clock())) send_message(control::Termination{conn.client, control::TerminationReason::kRst});
+        break;
       case Conn::ClientEvent::kFinsAcked:
         conn.close(clock());
         break;

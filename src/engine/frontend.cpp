@@ -545,6 +545,19 @@ struct FrontendEngine::Impl {
     }
   }
 
+  // The back-end saw the client reset the connection at exactly its next
+  // sequence number (which this engine may not know: see backend.cpp).
+  void on_termination(net::Ipv4Addr from, const control::Termination& t) {
+    auto it = conns.find(conn_key(t.client));
+    if (it == conns.end()) return;  // gone already
+    Conn& conn = it->second;
+    if (conn.backend != from) {
+      ++counters.control_errors;
+      return;
+    }
+    if (conn.state == Conn::State::HandoffSent || conn.state == Conn::State::Forwarding) close_conn(conn);
+  }
+
   void on_message(net::Ipv4Addr from, const control::Message& message) {
     if (!known_backend(from)) {
       ++counters.control_errors;
@@ -556,6 +569,8 @@ struct FrontendEngine::Impl {
       on_relay(*relay);
     } else if (const auto* ka = std::get_if<control::Keepalive>(&message)) {
       on_heartbeat(from, *ka);
+    } else if (const auto* t = std::get_if<control::Termination>(&message)) {
+      on_termination(from, *t);
     }
   }
 

@@ -316,3 +316,53 @@ TEST(HandoffTest, BackendResetIsRelayedAndFreesBothSides) {
 
 }  // namespace
 }  // namespace hl::engine
+
+namespace hl::engine {
+namespace {
+
+// The client's data went by the fast path (straight to the back-end), so the
+// front-end's idea of its next sequence number is old: an exact RST looks merely
+// in-window there. The back-end, which saw everything, tells it the end.
+TEST(HandoffTest, ARstTheBackendFindsExactEndsTheFrontendsStateToo) {
+  Harness h;
+  h.to_fe(from_client().seq(kClientIsn).flags(SYN).mss(1460).build());
+  const uint32_t f = parse(h.fe_raw.take().at(0)).pkt.seq();
+  h.to_fe(from_client().seq(kClientIsn + 1).ack(f + 1).flags(ACK).payload(kRequest).build());
+  for (auto& p : h.fe_raw.take()) h.to_be(p, io::Hook::kPreRouting);
+  h.to_be(from_backend().seq(kBackendIsn).ack(kClientIsn + 1).flags(SYN | ACK).build(), io::Hook::kLocalOut);
+  auto msgs = h.be_messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  h.fe.on_message(kBe2, msgs[0].message);  // handoff ack
+  // A second request (keep-alive) goes by the kernel, rewritten as the front-end would.
+  uint32_t seq = kClientIsn + 1 + static_cast<uint32_t>(kRequest.size());
+  auto second = from_client().seq(seq).ack(f + 1).flags(ACK | PSH).payload(kRequest).build();
+  {
+    auto p = parse(second);
+    p.pkt.set_dst_addr(kBe2);
+    ASSERT_EQ(h.to_be(p.bytes, io::Hook::kPreRouting).size(), 1u);
+  }
+  seq += static_cast<uint32_t>(kRequest.size());
+  // The client resets at exactly its next sequence number.
+  auto v = h.to_fe(from_client().seq(seq).ack(f + 1).flags(RST).build());
+  ASSERT_EQ(v.kind, VerdictKind::AcceptModified) << "in-window for the front-end: the back-end's kernel judges";
+  EXPECT_EQ(h.fe.counters().blind_rejected, 1u);
+  ASSERT_EQ(h.to_be(v.bytes, io::Hook::kPreRouting).size(), 1u);
+  msgs = h.be_messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  const auto* t = std::get_if<control::Termination>(&msgs[0].message);
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->client, kClient);
+  EXPECT_EQ(t->reason, control::TerminationReason::kRst);
+  h.fe.on_message(kBe2, msgs[0].message);
+  h.now += FrontendConfig::kDefaultLingerMs;
+  h.fe.on_timer();
+  h.be.on_timer();
+  EXPECT_EQ(h.fe.counters().active, 0u) << "freed after the linger, not the idle timeout";
+  EXPECT_EQ(h.be.counters().active, 0u);
+  // A late one (the state is gone) is no error.
+  h.fe.on_message(kBe2, msgs[0].message);
+  EXPECT_EQ(h.fe.counters().control_errors, 0u);
+}
+
+}  // namespace
+}  // namespace hl::engine
