@@ -290,32 +290,18 @@ struct FrontendEngine::Impl {
   // the SYN did not get is built from the cookie and the ACK goes on as in
   // SYN-RECEIVED. Returns whether the packet was handled (verdict given).
   bool take_cookie_ack(const io::QueuedPacket& qp, net::TcpPacket& pkt, const net::Endpoint& client) {
-    if (!cfg.syn_cookies || !pkt.has_flags(ACK) || (pkt.flags() & (SYN | RST)) != 0 ||
-        !cookies.recently_sent(clock())) {
-      return false;
-    }
-    if (!qp.checksum_partial && !pkt.tcp_checksum_ok()) {
-      verdicts.drop(qp.id);  // no state for a corrupt ACK
-      ++counters.dropped_malformed;
-      return true;
-    }
-    std::optional<ClientHandshake> hs = cookies.check(pkt, cfg.vip, cfg.wscale, cfg.mss, clock());
-    if (!hs) {
-      ++counters.syn_cookies_invalid;
-      return false;  // an unknown packet after all
-    }
-    if (conns.size() >= cfg.max_connections) {
-      verdicts.drop(qp.id);  // the client retransmits; the cookie stays valid a while
-      ++counters.syns_dropped;
-      return true;
-    }
+    if (!cfg.syn_cookies) return false;
+    bool handled = false;
+    std::optional<ClientHandshake> hs =
+        engine::take_cookie_ack(cookies, qp, pkt, cfg.vip, cfg.wscale, cfg.mss, clock(),
+                                conns.size() >= cfg.max_connections, verdicts, counters, handled);
+    if (!hs) return handled;
     Conn conn(cfg.http_limits);
     conn.hs = *hs;
     conn.client_ack = conn.hs.server_isn + 1u;
     conn.created_ms = conn.last_seen_ms = clock();
     auto it = conns.emplace(conn_key(client), std::move(conn)).first;
     ++half_open;
-    ++counters.syn_cookies_valid;
     on_segment(qp, pkt, it);
     return true;
   }

@@ -87,32 +87,18 @@ void NodeEngine::Impl::send_cookie(const net::TcpPacket& syn) {
 
 bool NodeEngine::Impl::take_cookie_ack(const io::QueuedPacket& qp, net::TcpPacket& pkt,
                                        const net::Endpoint& client) {
-  if (rare() || !cfg.syn_cookies || !pkt.has_flags(ACK) || (pkt.flags() & (SYN | RST)) != 0 ||
-      !cookies.recently_sent(clock())) {
-    return false;
-  }
-  if (!qp.checksum_partial && !pkt.tcp_checksum_ok()) {
-    verdicts.drop(qp.id);  // no state for a corrupt ACK
-    ++counters.dropped_malformed;
-    return true;
-  }
-  std::optional<ClientHandshake> hs = cookies.check(pkt, cfg.vip, cfg.wscale, cfg.mss, clock());
-  if (!hs) {
-    ++counters.syn_cookies_invalid;
-    return false;  // an unknown packet after all
-  }
-  if (origins.size() >= cfg.max_connections) {
-    verdicts.drop(qp.id);  // the client retransmits; the cookie stays valid a while
-    ++counters.syns_dropped;
-    return true;
-  }
+  if (rare() || !cfg.syn_cookies) return false;
+  bool handled = false;
+  std::optional<ClientHandshake> hs =
+      engine::take_cookie_ack(cookies, qp, pkt, cfg.vip, cfg.wscale, cfg.mss, clock(),
+                              origins.size() >= cfg.max_connections, verdicts, counters, handled);
+  if (!hs) return handled;
   Origin o(cfg.http_limits);
   o.hs = *hs;
   o.f_known = true;
   o.created_ms = o.last_seen_ms = clock();
   auto it = origins.emplace(conn_key(client), std::move(o)).first;
   ++half_open;
-  ++counters.syn_cookies_valid;
   on_client_segment(qp, pkt, it);  // the ACK as in SYN-RECEIVED
   return true;
 }

@@ -12,7 +12,9 @@
 #include <optional>
 #include <random>
 
+#include "engine/checked_io.h"
 #include "engine/handshake.h"
+#include "io/packet_io.h"
 #include "net/ipv4_addr.h"
 #include "net/tcp_packet.h"
 
@@ -69,5 +71,42 @@ class SynCookies {
   uint32_t ts_offset_;
   std::optional<uint64_t> last_sent_ms_;
 };
+
+// An ACK of no known connection in an engine that answers SYNs (frontend,
+// always), with cookies on: the handshake state it completes, if any, with the
+// verdict and the counts that go with it. Returns the state to build (the ACK
+// then goes on as in SYN-RECEIVED); otherwise `handled` says whether the ACK
+// got its verdict here (dropped: corrupt, or the connection table is `full`:
+// the client retransmits and the cookie stays valid a while) or is an unknown
+// packet after all (a forged or old cookie is counted). `Counters` has
+// dropped_malformed, syn_cookies_invalid, syns_dropped and syn_cookies_valid.
+template <class Counters>
+std::optional<ClientHandshake> take_cookie_ack(const SynCookies& cookies, const io::QueuedPacket& qp,
+                                               const net::TcpPacket& pkt, const net::Endpoint& vip, uint8_t wscale,
+                                               uint16_t max_mss, uint64_t now_ms, bool full,
+                                               CheckedVerdicts& verdicts, Counters& counters, bool& handled) {
+  using namespace net::tcp_flag;
+  handled = false;
+  if (!pkt.has_flags(ACK) || (pkt.flags() & (SYN | RST)) != 0 || !cookies.recently_sent(now_ms)) return std::nullopt;
+  if (!qp.checksum_partial && !pkt.tcp_checksum_ok()) {
+    verdicts.drop(qp.id);  // no state for a corrupt ACK
+    ++counters.dropped_malformed;
+    handled = true;
+    return std::nullopt;
+  }
+  std::optional<ClientHandshake> hs = cookies.check(pkt, vip, wscale, max_mss, now_ms);
+  if (!hs) {
+    ++counters.syn_cookies_invalid;
+    return std::nullopt;
+  }
+  if (full) {
+    verdicts.drop(qp.id);
+    ++counters.syns_dropped;
+    handled = true;
+    return std::nullopt;
+  }
+  ++counters.syn_cookies_valid;
+  return hs;
+}
 
 }  // namespace hl::engine
