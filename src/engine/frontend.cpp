@@ -190,13 +190,9 @@ struct FrontendEngine::Impl {
     if (r.status == dispatch::DispatchStatus::Unavailable) return std::nullopt;  // its owners are all dead
     // Unknown content: some live back-end answers it (404 there, with X-Backend).
     ++counters.dispatch_default;
-    const size_t n = cfg.backend_addrs.size();
-    const size_t start = conn_key(conn.hs.client) % n;
-    for (size_t i = 0; i < n; ++i) {
-      const size_t id = (start + i) % n;
-      if (health.alive(id)) return static_cast<dispatch::BackendId>(id);
-    }
-    return std::nullopt;
+    const std::optional<size_t> id = health.first_alive(conn_key(conn.hs.client) % cfg.backend_addrs.size());
+    if (!id) return std::nullopt;
+    return static_cast<dispatch::BackendId>(*id);
   }
 
   // In-order request bytes of `pkt`; returns false if the connection was reset.

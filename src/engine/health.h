@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -41,6 +42,15 @@ class HealthTracker {
   }
 
   bool alive(size_t id) const { return id >= down_.size() || down_[id] == 0; }
+  // The first live peer from `start` on, wrapping around (where requests for
+  // content no one owns go); nullopt when every peer is dead.
+  std::optional<size_t> first_alive(size_t start) const {
+    const size_t n = down_.size();
+    for (size_t i = 0; i < n; ++i) {
+      if (alive((start + i) % n)) return (start + i) % n;
+    }
+    return std::nullopt;
+  }
   // Non-zero for dead peers, indexed by id (dispatch::DispatchContext::down).
   const std::vector<uint8_t>& down() const { return down_; }
   uint64_t down_count() const {

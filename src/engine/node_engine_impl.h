@@ -150,6 +150,8 @@ struct NodeEngine::Impl {
   void on_request_segment(const io::QueuedPacket& qp, const net::TcpPacket& pkt, OriginIt it);
   // A packet to VIP:port.
   void on_vip_packet(const io::QueuedPacket& qp, net::TcpPacket& pkt);
+  // rare: RSTs the local socket of a connection not served here; drops its held segments.
+  void drop_local_socket(Origin& o);
   // Peer `id` died: reset the clients of the connections handed to it.
   void peer_died(size_t id);
   // A client segment of a connection in Reset: dropped; an ACK elsewhere gets a RST there.

@@ -127,14 +127,10 @@ std::optional<dispatch::BackendId> NodeEngine::Impl::choose(const Origin& o) {
   if (r.found() && r.backend < cfg.node_addrs.size()) return r.backend;
   if (r.status == dispatch::DispatchStatus::Unavailable) return std::nullopt;  // its owners are all dead
   // Unknown content: some live node answers it (its web server 404s it). This
-  // node is always alive, so one is found.
-  const size_t n = cfg.node_addrs.size();
-  const size_t start = conn_key(o.hs.client) % n;
-  for (size_t i = 0; i < n; ++i) {
-    const size_t id = (start + i) % n;
-    if (health.alive(id) || cfg.node_addrs[id] == cfg.node) return static_cast<dispatch::BackendId>(id);
-  }
-  return std::nullopt;
+  // node counts as alive (on_timer), so one is found.
+  const std::optional<size_t> id = health.first_alive(conn_key(o.hs.client) % cfg.node_addrs.size());
+  if (!id) return std::nullopt;
+  return static_cast<dispatch::BackendId>(*id);
 }
 
 control::HandoffRequest NodeEngine::Impl::make_request(const Origin& o) const {
@@ -158,19 +154,22 @@ control::HandoffRequest NodeEngine::Impl::make_request(const Origin& o) const {
   return r;
 }
 
+// rare: frees the local socket (still SYN-RECV under TCP_DEFER_ACCEPT) with a RST
+// at the held segment's seq, no ACK flag, and drops the held request segments.
+void NodeEngine::Impl::drop_local_socket(Origin& o) {
+  raw.send(net::make_rst(raw.buffer(), o.hs.client, cfg.vip, (o.hs.client_isn + 1u).value()));
+  ++counters.resets_sent;
+  for (const auto& h : o.held) verdicts.drop(h.id);
+  o.held.clear();
+}
+
 bool NodeEngine::Impl::dispatch_request(OriginIt it) {
   Origin& o = it->second;
   const std::optional<dispatch::BackendId> id = choose(o);
   if (!id) {
     // 503 + FIN (RFC 9110 §15.6.4), as the frontend does: the client may retry later.
-    if (rare()) {
-      // The local socket (SYN-RECV under TCP_DEFER_ACCEPT) must not answer too: RST it
-      // with the held segment's seq, and answer in the kernel's numbers (f learnt).
-      raw.send(net::make_rst(raw.buffer(), o.hs.client, cfg.vip, (o.hs.client_isn + 1u).value()));
-      ++counters.resets_sent;
-      for (const auto& h : o.held) verdicts.drop(h.id);
-      o.held.clear();
-    }
+    // rare: the local socket must not answer too; the answer is in the kernel's numbers (f learnt).
+    if (rare()) drop_local_socket(o);
     ++counters.unavailable;
     answer.error_response(o.hs, http::HttpError::ServiceUnavailable);
     ++counters.error_responses;
@@ -188,14 +187,7 @@ bool NodeEngine::Impl::dispatch_request(OriginIt it) {
     ++counters.freed;
     return false;
   }
-  if (rare()) {
-    // Free the local socket (still SYN-RECV under TCP_DEFER_ACCEPT) before the
-    // kernel sees the request: RST with the held segment's seq, no ACK flag.
-    raw.send(net::make_rst(raw.buffer(), o.hs.client, cfg.vip, (o.hs.client_isn + 1u).value()));
-    ++counters.resets_sent;
-    for (const auto& h : o.held) verdicts.drop(h.id);
-    o.held.clear();
-  }
+  if (rare()) drop_local_socket(o);  // before the kernel sees the request
   o.state = Origin::State::HandoffSent;
   o.handoff_ms = clock();
   o.client_ack = o.hs.server_isn + 1u;  // nothing of the server's has reached the client yet

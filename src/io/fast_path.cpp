@@ -246,14 +246,14 @@ void NftFastPath::add(std::uint32_t client_addr, std::uint16_t client_port, std:
   if (!installed_) return;
   batch_.add(client_addr, client_port, to);
   ++counters_.adds;
-  if (batch_.changes() * 96 >= kFlushBytes) (void)flush();
+  if (batch_.bytes() >= kFlushBytes) (void)flush();
 }
 
 void NftFastPath::remove(std::uint32_t client_addr, std::uint16_t client_port) {
   if (!installed_) return;
   batch_.remove(client_addr, client_port);
   ++counters_.removes;
-  if (batch_.changes() * 96 >= kFlushBytes) (void)flush();
+  if (batch_.bytes() >= kFlushBytes) (void)flush();
 }
 
 IoStatus NftFastPath::flush() {

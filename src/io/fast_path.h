@@ -55,6 +55,7 @@ class NftElementBatch {
   void add(std::uint32_t client_addr, std::uint16_t client_port, std::uint32_t to);
   void remove(std::uint32_t client_addr, std::uint16_t client_port);
   std::size_t changes() const { return changes_; }
+  std::size_t bytes() const { return messages_.size(); }
   // The batch (BEGIN, the changes, END), numbered from `seq`, which is advanced
   // past them; empty if no change. Forgets the changes.
   std::vector<std::uint8_t> finish(std::uint32_t& seq);

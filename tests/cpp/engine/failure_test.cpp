@@ -56,6 +56,16 @@ TEST(HealthTrackerTest, UnhealthyHeartbeatIsDownAtOnce) {
   EXPECT_EQ(h.on_heartbeat(7, false, 500), HealthTracker::Change::kNone) << "unknown id ignored";
 }
 
+TEST(HealthTrackerTest, FirstAliveWrapsAroundAndFindsNoneWhenAllAreDead) {
+  HealthTracker h(3, 700, 0);
+  EXPECT_EQ(h.first_alive(1), std::optional<size_t>{1});
+  EXPECT_EQ(h.on_heartbeat(1, false, 10), HealthTracker::Change::kDown);
+  EXPECT_EQ(h.on_heartbeat(2, false, 10), HealthTracker::Change::kDown);
+  EXPECT_EQ(h.first_alive(1), std::optional<size_t>{0});
+  EXPECT_EQ(h.on_heartbeat(0, false, 10), HealthTracker::Change::kDown);
+  EXPECT_EQ(h.first_alive(1), std::nullopt);
+}
+
 TEST(HealthTrackerTest, DisabledKeepsEveryoneAlive) {
   HealthTracker h(2, 0, 0);
   EXPECT_FALSE(h.enabled());
