@@ -150,7 +150,7 @@ class Sender final : public io::PacketSender {
   size_t n = 0;  // packets sent since the caller last reset it
 };
 
-class Messenger final : public engine::MessageSender {
+class Messenger final : public control::MessageSender {
  public:
   bool send(net::Ipv4Addr, const control::Message& m) override {
     last = m;

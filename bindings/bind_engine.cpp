@@ -1,5 +1,5 @@
 // handofflab._core, engine part: class Engine runs one handoffd role
-// (hl::engine::NodeRuntime) on a background thread of this process.
+// (hl::runtime::NodeRuntime) on a background thread of this process.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -12,13 +12,13 @@
 #include <string>
 
 #include "bind_common.h"
-#include "engine/runtime.h"
+#include "runtime/runtime.h"
 
 namespace hl::bind {
 
 namespace {
 
-using engine::RuntimeConfig;
+using runtime::RuntimeConfig;
 
 template <class T>
 T as_uint(const py::handle& value, const std::string& key) {
@@ -35,13 +35,13 @@ std::optional<std::string> opt_str(const py::handle& value) {
 }
 
 // RuntimeConfig from a dict of its field names; unknown keys are errors.
-RuntimeConfig config_from(const py::dict& d) {
-  RuntimeConfig c;
+runtime::RuntimeConfig config_from(const py::dict& d) {
+  runtime::RuntimeConfig c;
   for (const auto& [k, value] : d) {
     const auto key = k.cast<std::string>();
     if (key == "role") {
       const auto name = value.cast<std::string>();
-      auto role = engine::runtime_role_from_string(name);
+      auto role = runtime::runtime_role_from_string(name);
       if (!role) {
         throw std::invalid_argument("Engine: unknown role '" + name + "' (frontend, backend, always, rare, monitor, impair)");
       }
@@ -102,7 +102,7 @@ RuntimeConfig config_from(const py::dict& d) {
       for (const auto& [name, v] : value.cast<py::dict>()) {
         c.sysctls.emplace_back(name.cast<std::string>(), py::str(v).cast<std::string>());
       }
-    } else if (key == "delay_ms") {  // role impair (engine/impairer.h)
+    } else if (key == "delay_ms") {  // role impair (lab/impairer.h)
       c.impair.delay_ms = as_uint<uint32_t>(value, key);
     } else if (key == "jitter_ms") {
       c.impair.jitter_ms = as_uint<uint32_t>(value, key);
@@ -122,13 +122,13 @@ RuntimeConfig config_from(const py::dict& d) {
       throw std::invalid_argument("Engine: unknown option '" + key + "'");
     }
   }
-  engine::validate(c);
+  runtime::validate(c);
   return c;
 }
 
 class PyEngine {
  public:
-  explicit PyEngine(const py::dict& config) : runtime_(std::make_unique<engine::NodeRuntime>(config_from(config))) {}
+  explicit PyEngine(const py::dict& config) : runtime_(std::make_unique<runtime::NodeRuntime>(config_from(config))) {}
 
   void start() {
     std::string error;
@@ -155,11 +155,11 @@ class PyEngine {
   }
 
   bool running() const { return runtime_->running(); }
-  std::string role() const { return engine::to_string(runtime_->config().role); }
+  std::string role() const { return runtime::to_string(runtime_->config().role); }
   std::string node() const { return runtime_->config().node; }
 
  private:
-  std::unique_ptr<engine::NodeRuntime> runtime_;
+  std::unique_ptr<runtime::NodeRuntime> runtime_;
 };
 
 }  // namespace

@@ -9,7 +9,7 @@ Two back-ends behind one interface (``ImpairStage``):
   exactly that inside r0; kept small (its reordering sends the chosen packets
   at once instead of holding them, and its jitter may reorder).
 - otherwise (the kernel here has no netem: DESIGN.md §3) the **user-space
-  stage**: handoffd's ``impair`` role (``src/engine/impairer.h``) run by a
+  stage**: handoffd's ``impair`` role (``src/lab/impairer.h``) run by a
   ``NodeAgent`` in r0. It queues every forwarded packet (iptables mangle
   FORWARD, ``--queue-bypass``: traffic passes if the agent dies) and releases
   each after delay ± jitter (order kept); ``reorder``: a packet is held

@@ -1,5 +1,5 @@
 // handoffd: the handoff engine daemon. Parses options, then runs one role
-// (frontend, backend, always, rare, monitor or impair, on hl::engine::NodeRuntime), --cleanup or --print-rules.
+// (frontend, backend, always, rare, monitor or impair, on hl::runtime::NodeRuntime), --cleanup or --print-rules.
 #include <signal.h>
 
 #include <cstdio>
@@ -10,7 +10,7 @@
 #include <string>
 
 #include "cli/options.h"
-#include "engine/runtime.h"
+#include "runtime/runtime.h"
 #include "io/fast_path.h"
 #include "io/iptables_rules.h"
 #include "io/process.h"
@@ -29,20 +29,20 @@ void log(LogLevel level, const std::string& msg) {
 }
 
 // The runtime's role for `role`, or nullopt if this build cannot run it.
-std::optional<hl::engine::RuntimeRole> runtime_role(Role role) {
+std::optional<hl::runtime::RuntimeRole> runtime_role(Role role) {
   switch (role) {
-    case Role::kFrontend: return hl::engine::RuntimeRole::kFrontend;
-    case Role::kBackend: return hl::engine::RuntimeRole::kBackend;
-    case Role::kMonitor: return hl::engine::RuntimeRole::kMonitor;
-    case Role::kAlways: return hl::engine::RuntimeRole::kAlways;
-    case Role::kRare: return hl::engine::RuntimeRole::kRare;
-    case Role::kImpair: return hl::engine::RuntimeRole::kImpair;
+    case Role::kFrontend: return hl::runtime::RuntimeRole::kFrontend;
+    case Role::kBackend: return hl::runtime::RuntimeRole::kBackend;
+    case Role::kMonitor: return hl::runtime::RuntimeRole::kMonitor;
+    case Role::kAlways: return hl::runtime::RuntimeRole::kAlways;
+    case Role::kRare: return hl::runtime::RuntimeRole::kRare;
+    case Role::kImpair: return hl::runtime::RuntimeRole::kImpair;
   }
   return std::nullopt;
 }
 
-hl::engine::RuntimeConfig runtime_config(const Options& o, hl::engine::RuntimeRole role) {
-  hl::engine::RuntimeConfig c;
+hl::runtime::RuntimeConfig runtime_config(const Options& o, hl::runtime::RuntimeRole role) {
+  hl::runtime::RuntimeConfig c;
   c.role = role;
   c.node = o.node;
   c.node_addr = o.node_addr;
@@ -73,16 +73,16 @@ hl::engine::RuntimeConfig runtime_config(const Options& o, hl::engine::RuntimeRo
   return c;
 }
 
-std::string describe(const hl::engine::RuntimeConfig& c) {
-  std::string s = std::string(hl::engine::to_string(c.role)) + " '" + c.node + "' on queue " +
+std::string describe(const hl::runtime::RuntimeConfig& c) {
+  std::string s = std::string(hl::runtime::to_string(c.role)) + " '" + c.node + "' on queue " +
                   std::to_string(c.queue) + ", port " + std::to_string(c.port);
   if (c.vip) s += ", vip " + *c.vip;
   if (c.node_addr) s += ", node address " + *c.node_addr;
   return s;
 }
 
-int run_role(const hl::engine::RuntimeConfig& config) {
-  hl::engine::NodeRuntime runtime(config);
+int run_role(const hl::runtime::RuntimeConfig& config) {
+  hl::runtime::NodeRuntime runtime(config);
   runtime.start();
   runtime.stop_on_signals({SIGINT, SIGTERM});
   log(LogLevel::kInfo, "running " + describe(config));
@@ -118,18 +118,18 @@ int main(int argc, char** argv) {
                 << "' is not implemented yet in this build (frontend, backend and monitor are)\n";
       return 2;
     }
-    const hl::engine::RuntimeConfig config = runtime_config(o, *role);
+    const hl::runtime::RuntimeConfig config = runtime_config(o, *role);
     try {
-      hl::engine::validate(config);
+      hl::runtime::validate(config);
     } catch (const std::invalid_argument& e) {
       std::cerr << "handoffd: " << e.what() << " (see handoffd --help)\n";
       return 2;
     }
     if (o.action == hl::cli::Action::kPrintRules) {
-      for (const auto& step : hl::io::install_plan(hl::engine::capture_rules(config))) {
+      for (const auto& step : hl::io::install_plan(hl::runtime::capture_rules(config))) {
         std::cout << hl::io::join_argv(step.command) << '\n';
       }
-      if (const auto fast = hl::engine::fast_path_config(config)) {
+      if (const auto fast = hl::runtime::fast_path_config(config)) {
         for (const auto& line : hl::io::nft_fast_path_install(*fast)) std::cout << hl::io::kNft << ' ' << line << '\n';
       }
       return 0;

@@ -114,7 +114,7 @@ po::options_description make_description() {
     ("reorder", po::value<double>()->default_value(0.0, "0")->value_name("P"),
      "probability of holding a packet --reorder-extra-ms longer, so that later ones overtake it, [0, 1)")
     ("reorder-extra-ms", po::value<std::uint32_t>()
-                             ->default_value(hl::engine::ImpairConfig::kDefaultReorderExtraMs)->value_name("MS"),
+                             ->default_value(hl::lab::ImpairConfig::kDefaultReorderExtraMs)->value_name("MS"),
      "extra hold of a reordered packet")
     ("duplicate", po::value<double>()->default_value(0.0, "0")->value_name("P"),
      "probability of sending a packet twice (the copy re-injected through the TUN device hlimp<queue>, "
@@ -122,7 +122,7 @@ po::options_description make_description() {
     ("impair-seed", po::value<std::uint64_t>()->default_value(1)->value_name("N"),
      "seed of the impairment's pseudo-random draws (the same seed, the same fate per packet)")
     ("impair-max-held", po::value<std::size_t>()
-                            ->default_value(hl::engine::ImpairConfig::kDefaultMaxHeld)->value_name("N"),
+                            ->default_value(hl::lab::ImpairConfig::kDefaultMaxHeld)->value_name("N"),
      "packets held at once (<= --queue-maxlen); more are dropped and counted (impair_overflow)");
 
   po::options_description handshake("Handshake (roles frontend and always, which answer clients' SYNs)");

@@ -7,7 +7,7 @@
 #include <utility>
 #include <vector>
 
-#include "engine/impairer.h"
+#include "lab/impairer.h"
 #include "util/result.h"
 
 namespace hl::cli {
@@ -73,7 +73,7 @@ struct Options {
   bool syn_cookies = true;              // --syn-cookies
   bool fast_path = true;                // --fast-path (frontend, always, rare)
   std::vector<std::pair<std::string, std::string>> sysctls;  // set while running, then restored
-  hl::engine::ImpairConfig impair;      // role impair: --delay-ms, --jitter-ms, --loss, --reorder, ...
+  hl::lab::ImpairConfig impair;      // role impair: --delay-ms, --jitter-ms, --loss, --reorder, ...
 };
 
 // Parsing ended without Options: print `message` (stdout when code is 0, as

@@ -3,11 +3,11 @@
 #include <optional>
 #include <unordered_map>
 
-#include "engine/checked_io.h"
+#include "io/checked_io.h"
 #include "engine/conn_key.h"
-#include "engine/handoff_option.h"
-#include "engine/packet_hold.h"
-#include "engine/serving.h"
+#include "net/handoff_option.h"
+#include "io/packet_hold.h"
+#include "tcp/serving.h"
 #include "engine/sweep.h"
 #include "net/packet_builder.h"
 #include "tcp/seq.h"
@@ -21,17 +21,17 @@ using tcp::SeqNum;
 
 struct BackendEngine::Impl {
   // One handed-off connection on this back-end: FIN and RST go to the front-end.
-  using Conn = ServingConn;
+  using Conn = tcp::ServingConn;
 
   BackendConfig cfg;
   BackendCounters counters;
-  CheckedVerdicts verdicts;
-  MessageSender& messages;
+  io::CheckedVerdicts verdicts;
+  control::MessageSender& messages;
   Clock clock;
-  PacketHold hold;
+  io::PacketHold hold;
   std::unordered_map<uint64_t, Conn> conns;
 
-  Impl(BackendConfig c, io::Verdicts& v, MessageSender& m, Clock k)
+  Impl(BackendConfig c, io::Verdicts& v, control::MessageSender& m, Clock k)
       : cfg(c), verdicts(v, counters.io_errors), messages(m), clock(std::move(k)),
         hold(verdicts, cfg.max_held, counters.held, counters.held_dropped) {}
 
@@ -51,7 +51,7 @@ struct BackendEngine::Impl {
 
   // --- client -> back-end ----------------------------------------------
 
-  void on_replayed_syn(const io::QueuedPacket& qp, net::TcpPacket& pkt, const HandoffOption& opt,
+  void on_replayed_syn(const io::QueuedPacket& qp, net::TcpPacket& pkt, const net::HandoffOption& opt,
                        const net::Endpoint& client) {
     const uint64_t key = conn_key(client);
     auto it = conns.find(key);
@@ -64,7 +64,7 @@ struct BackendEngine::Impl {
       }
       free_conn(it);  // a new connection on a reused port
     }
-    SynReplay syn;
+    tcp::SynReplay syn;
     syn.client_isn = SeqNum(pkt.seq());
     syn.frontend_isn = SeqNum(opt.frontend_isn);
     syn.client_wscale = pkt.options.wscale;
@@ -72,7 +72,7 @@ struct BackendEngine::Impl {
     syn.frontend_ts_base = opt.frontend_ts_base;
     syn.frontend_wscale = opt.frontend_wscale;
     Conn conn(client, syn, cfg.vip, net::Endpoint{cfg.node, cfg.port}, clock());
-    strip_handoff_option(pkt);
+    net::strip_handoff_option(pkt);
     verdicts.accept_modified(qp.id, pkt.bytes);
     conns.emplace(key, std::move(conn));
     ++counters.handoffs_received;
@@ -105,7 +105,7 @@ struct BackendEngine::Impl {
   void on_inbound(const io::QueuedPacket& qp, net::TcpPacket& pkt) {
     const net::Endpoint client{pkt.src_addr(), pkt.src_port()};
     if (pkt.has_flags(SYN) && !pkt.has_flags(ACK)) {
-      if (const auto opt = find_handoff_option(pkt)) {
+      if (const auto opt = net::find_handoff_option(pkt)) {
         on_replayed_syn(qp, pkt, *opt, client);
         return;
       }
@@ -129,7 +129,7 @@ struct BackendEngine::Impl {
       hold.hold(conn.held, qp, true);
       return;
     }
-    translate_in(qp.id, pkt, checksum_state(qp.checksum_partial), conn);
+    translate_in(qp.id, pkt, io::checksum_state(qp.checksum_partial), conn);
   }
 
   // --- back-end -> client ------------------------------------------------
@@ -138,7 +138,7 @@ struct BackendEngine::Impl {
     verdicts.drop(qp.id);  // the client already has the front-end's SYN/ACK
     ++counters.synacks_dropped;
     if (!conn.learn_synack(pkt)) return;  // a retransmission
-    replay_held(conn, verdicts, [&](uint32_t id, net::TcpPacket& held, net::ChecksumState state) {
+    tcp::replay_held(conn, verdicts, [&](uint32_t id, net::TcpPacket& held, net::ChecksumState state) {
       translate_in(id, held, state, conn);
     });
     send_ack_to_frontend(conn);
@@ -170,7 +170,7 @@ struct BackendEngine::Impl {
       verdicts.drop(qp.id);
       return;
     }
-    const Conn::ServerEvent event = conn.from_server(pkt, checksum_state(qp.checksum_partial));
+    const Conn::ServerEvent event = conn.from_server(pkt, io::checksum_state(qp.checksum_partial));
     ++counters.translated_out;
     counters.translated_out_bytes += pkt.bytes.size();
     switch (event) {
@@ -269,7 +269,7 @@ void BackendCounters::visit(const CounterVisitor& v) const {
   v("freed", freed);
 }
 
-BackendEngine::BackendEngine(BackendConfig config, io::Verdicts& verdicts, MessageSender& messages,
+BackendEngine::BackendEngine(BackendConfig config, io::Verdicts& verdicts, control::MessageSender& messages,
                              Clock clock)
     : impl_(std::make_unique<Impl>(config, verdicts, messages, std::move(clock))) {}
 BackendEngine::~BackendEngine() = default;

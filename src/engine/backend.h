@@ -7,7 +7,8 @@
 #include <cstdint>
 #include <memory>
 
-#include "engine/engine_io.h"
+#include "control/messenger.h"
+#include "util/clock.h"
 #include "io/packet_io.h"
 #include "net/ipv4_addr.h"
 
@@ -55,7 +56,7 @@ struct BackendCounters {
 class BackendEngine {
  public:
   // The references must outlive the engine.
-  BackendEngine(BackendConfig config, io::Verdicts& verdicts, MessageSender& messages, Clock clock);
+  BackendEngine(BackendConfig config, io::Verdicts& verdicts, control::MessageSender& messages, Clock clock);
   ~BackendEngine();
   BackendEngine(const BackendEngine&) = delete;
   BackendEngine& operator=(const BackendEngine&) = delete;

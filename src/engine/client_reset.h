@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "engine/fast_mapper.h"
-#include "engine/handshake.h"
-#include "engine/rfc5961.h"
+#include "tcp/handshake.h"
+#include "tcp/rfc5961.h"
 #include "net/tcp_packet.h"
 #include "tcp/seq.h"
 
@@ -27,7 +27,7 @@ struct ClientReset {
   uint32_t answers = 0;  // RSTs sent again at a new ack number
 
   // Sends a RST at `at` (acking the client's bytes up to rcv_nxt).
-  void send(HandshakeSender& answer, const ClientHandshake& hs, tcp::SeqNum at) {
+  void send(tcp::HandshakeSender& answer, const tcp::ClientHandshake& hs, tcp::SeqNum at) {
     answer.rst_at(hs, at);
     seq = at;
   }
@@ -35,9 +35,9 @@ struct ClientReset {
   // A segment from the reset client (not a RST: that frees the state). Answers an
   // ACK at a new number with a RST there; true if it did. The segment is never
   // forwarded (the node is gone).
-  bool on_client(HandshakeSender& answer, ClientHandshake& hs, const net::TcpPacket& pkt) {
+  bool on_client(tcp::HandshakeSender& answer, tcp::ClientHandshake& hs, const net::TcpPacket& pkt) {
     if (!pkt.has_flags(net::tcp_flag::ACK) || answers >= kMaxAnswers) return false;
-    advance_contiguous(hs.rcv_nxt, pkt);
+    tcp::advance_contiguous(hs.rcv_nxt, pkt);
     const tcp::SeqNum ack(pkt.ack());
     if (ack == seq && pkt.payload_len == 0 && !pkt.has_flags(net::tcp_flag::FIN)) return false;  // answered there
     ++answers;
@@ -51,7 +51,7 @@ struct ClientReset {
 // state). Mapped ones are unmapped, and the change sent, before anything goes
 // to a client: its answer must reach the engine, not the dead node.
 template <class State>
-void reset_clients(const std::vector<State*>& hit, FastMapper& fast, HandshakeSender& answer, uint64_t now) {
+void reset_clients(const std::vector<State*>& hit, FastMapper& fast, tcp::HandshakeSender& answer, uint64_t now) {
   std::vector<bool> probe(hit.size());
   bool unmapped = false;
   for (size_t i = 0; i < hit.size(); ++i) {

@@ -3,17 +3,17 @@
 #include <algorithm>
 #include <optional>
 
-#include "engine/checked_io.h"
+#include "io/checked_io.h"
 #include "engine/client_reset.h"
-#include "engine/close_tracker.h"
+#include "tcp/close_tracker.h"
 #include "engine/conn_key.h"
 #include "engine/fast_mapper.h"
-#include "engine/handoff_option.h"
-#include "engine/handshake.h"
+#include "net/handoff_option.h"
+#include "tcp/handshake.h"
 #include "engine/health.h"
-#include "engine/rfc5961.h"
+#include "tcp/rfc5961.h"
 #include "engine/sweep.h"
-#include "engine/syn_cookie.h"
+#include "tcp/syn_cookie.h"
 #include "net/packet_builder.h"
 #include "tcp/seq.h"
 
@@ -39,14 +39,14 @@ struct FrontendEngine::Conn {
   };
 
   State state = State::SynReceived;
-  ClientHandshake hs;       // f is the front-end's; its TSval never advances (see HandshakeSender::ack)
-  RequestBuffer request;    // in-order client bytes until the handoff
+  tcp::ClientHandshake hs;       // f is the front-end's; its TSval never advances (see HandshakeSender::ack)
+  tcp::RequestBuffer request;    // in-order client bytes until the handoff
   net::Ipv4Addr backend;
   uint64_t created_ms = 0;
   uint64_t last_seen_ms = 0;
   uint64_t handoff_ms = 0;  // last time the handoff was sent
   uint64_t closed_ms = 0;
-  CloseTracker close_tracker;  // server_fin_end in the client's view
+  tcp::CloseTracker close_tracker;  // server_fin_end in the client's view
   SeqNum client_ack;           // highest ack number seen from the client (server's bytes it has)
   ClientReset reset;           // Reset: the RSTs sent to the client
   FastMapping fast;            // the kernel fast path's part
@@ -59,12 +59,12 @@ struct FrontendEngine::Impl {
   FrontendConfig cfg;
   std::unique_ptr<dispatch::Dispatcher> dispatcher;
   FrontendCounters counters;
-  CheckedVerdicts verdicts;
-  CheckedSender raw;
-  HandshakeSender answer;
+  io::CheckedVerdicts verdicts;
+  io::CheckedSender raw;
+  tcp::HandshakeSender answer;
   Clock clock;
   std::mt19937_64 rng;
-  SynCookies cookies;  // after rng: keyed from it
+  tcp::SynCookies cookies;  // after rng: keyed from it
   std::unordered_map<uint64_t, Conn> conns;
   size_t half_open = 0;
   dispatch::DispatchContext dctx;
@@ -117,7 +117,7 @@ struct FrontendEngine::Impl {
   // ACK (of the server's FIN, when the client closed first) never comes here:
   // both FINs are then enough, and the linger covers the rest.
   static bool closed_both_ways(const Conn& conn) {
-    const CloseTracker& t = conn.close_tracker;
+    const tcp::CloseTracker& t = conn.close_tracker;
     return t.done() || (conn.fast.mapped && t.client_fin && t.server_fin);
   }
 
@@ -130,11 +130,11 @@ struct FrontendEngine::Impl {
   // (the real client answers it with an exact RST), any other is dropped.
   // Returns whether the RST is acceptable; otherwise the packet was handled.
   bool accept_rst(const io::QueuedPacket& qp, net::TcpPacket& pkt, Conn& conn) {
-    const RstCheck check =
-        check_rst(SeqNum(pkt.seq()), conn.hs.rcv_nxt, int64_t{cfg.syn_window} << conn.hs.server_wscale);
-    if (check == RstCheck::kExact) return true;
+    const tcp::RstCheck check =
+        tcp::check_rst(SeqNum(pkt.seq()), conn.hs.rcv_nxt, int64_t{cfg.syn_window} << conn.hs.server_wscale);
+    if (check == tcp::RstCheck::kExact) return true;
     ++counters.blind_rejected;
-    const bool in_window = check == RstCheck::kInWindow;
+    const bool in_window = check == tcp::RstCheck::kInWindow;
     if (in_window && (conn.state == Conn::State::HandoffSent || conn.state == Conn::State::Forwarding)) {
       // The back-end's TCP sends the challenge ACK (it alone knows its sequence space).
       forward(qp, pkt, conn);
@@ -152,11 +152,11 @@ struct FrontendEngine::Impl {
   // buffered request to the back-end, in the client's and front-end's
   // numbers: the back-end translates (it alone knows both ISNs at once).
   void send_handoff(Conn& conn) {
-    const ClientHandshake& hs = conn.hs;
+    const tcp::ClientHandshake& hs = conn.hs;
     const net::Endpoint from = hs.client;
     const net::Endpoint to{conn.backend, cfg.vip.port};
-    HandoffOption option{hs.server_isn.value(), hs.ts_ok ? hs.ts_base : 0, hs.server_wscale};
-    const auto data = encode_option_data(option);
+    net::HandoffOption option{hs.server_isn.value(), hs.ts_ok ? hs.ts_base : 0, hs.server_wscale};
+    const auto data = net::encode_option_data(option);
     send_raw(net::PacketBuilder()
                  .ipv4(from.addr, to.addr)
                  .tcp(from.port, to.port)
@@ -164,7 +164,7 @@ struct FrontendEngine::Impl {
                  .flags(SYN)
                  .window(hs.syn_window)
                  .syn_options(hs.client_syn)
-                 .raw_option(kHandoffOptionKind, data)
+                 .raw_option(net::kHandoffOptionKind, data)
                  .build_into(raw.buffer()));
     const std::span<const uint8_t> bytes(conn.request.bytes);
     SeqNum seq = hs.client_isn + 1u;
@@ -275,7 +275,7 @@ struct FrontendEngine::Impl {
 
   // Answers `syn` with a SYN cookie: no state is kept until its ACK.
   void send_cookie(const net::TcpPacket& syn) {
-    ClientHandshake hs;
+    tcp::ClientHandshake hs;
     hs.note_syn(syn, cfg.mss);
     cookies.answer(hs, cfg.vip, cfg.wscale, clock());
     answer.synack(hs);
@@ -288,8 +288,8 @@ struct FrontendEngine::Impl {
   bool take_cookie_ack(const io::QueuedPacket& qp, net::TcpPacket& pkt, const net::Endpoint& client) {
     if (!cfg.syn_cookies) return false;
     bool handled = false;
-    std::optional<ClientHandshake> hs =
-        engine::take_cookie_ack(cookies, qp, pkt, cfg.vip, cfg.wscale, cfg.mss, clock(),
+    std::optional<tcp::ClientHandshake> hs =
+        tcp::take_cookie_ack(cookies, qp, pkt, cfg.vip, cfg.wscale, cfg.mss, clock(),
                                 conns.size() >= cfg.max_connections, verdicts, counters, handled);
     if (!hs) return handled;
     Conn conn(cfg.http_limits);
@@ -353,7 +353,7 @@ struct FrontendEngine::Impl {
       case Conn::State::Forwarding:
       case Conn::State::Closed: {
         // Track the client's next sequence number (contiguous data only) for accept_rst.
-        advance_contiguous(conn.hs.rcv_nxt, pkt);
+        tcp::advance_contiguous(conn.hs.rcv_nxt, pkt);
         conn.close_tracker.on_client(pkt);
         if (closed_both_ways(conn)) close_conn(conn);
         forward(qp, pkt, conn);

@@ -12,7 +12,8 @@
 #include <vector>
 
 #include "dispatch/dispatcher.h"
-#include "engine/engine_io.h"
+#include "control/messenger.h"
+#include "util/clock.h"
 #include "http/request_parser.h"
 #include "io/fast_path.h"
 #include "io/packet_io.h"

@@ -15,7 +15,7 @@ using net::tcp_flag::ACK;
 using net::tcp_flag::SYN;
 
 NodeEngine::Impl::Impl(NodeConfig c, std::unique_ptr<dispatch::Dispatcher> d, io::Verdicts& v,
-                       io::PacketSender& r, MessageSender& m, Clock k, io::FastPath* f)
+                       io::PacketSender& r, control::MessageSender& m, Clock k, io::FastPath* f)
     : cfg(std::move(c)), dispatcher(std::move(d)), verdicts(v, counters.io_errors), raw(r, counters.io_errors),
       answer(cfg.vip, cfg.syn_window, raw, counters.resets_sent),
       hold(verdicts, cfg.max_held, counters.held, counters.held_dropped), messages(m), clock(std::move(k)),
@@ -216,7 +216,7 @@ void NodeCounters::visit(const CounterVisitor& v) const {
 }
 
 NodeEngine::NodeEngine(NodeConfig config, std::unique_ptr<dispatch::Dispatcher> dispatcher, io::Verdicts& verdicts,
-                       io::PacketSender& raw, MessageSender& messages, Clock clock, io::FastPath* fast_path)
+                       io::PacketSender& raw, control::MessageSender& messages, Clock clock, io::FastPath* fast_path)
     : impl_(std::make_unique<Impl>(std::move(config), std::move(dispatcher), verdicts, raw, messages,
                                    std::move(clock), fast_path)) {
   if (impl_->cfg.node_addrs.empty()) throw std::invalid_argument("node engine: no nodes");

@@ -21,7 +21,8 @@
 
 #include "control/message.h"
 #include "dispatch/dispatcher.h"
-#include "engine/engine_io.h"
+#include "control/messenger.h"
+#include "util/clock.h"
 #include "http/request_parser.h"
 #include "io/fast_path.h"
 #include "io/packet_io.h"
@@ -135,7 +136,7 @@ class NodeEngine {
   // With `fast_path`, the kernel forwards the pure ACKs and data of connections
   // handed to another node once they prove long (io/fast_path.h).
   NodeEngine(NodeConfig config, std::unique_ptr<dispatch::Dispatcher> dispatcher, io::Verdicts& verdicts,
-             io::PacketSender& raw, MessageSender& messages, Clock clock, io::FastPath* fast_path = nullptr);
+             io::PacketSender& raw, control::MessageSender& messages, Clock clock, io::FastPath* fast_path = nullptr);
   ~NodeEngine();
   NodeEngine(const NodeEngine&) = delete;
   NodeEngine& operator=(const NodeEngine&) = delete;

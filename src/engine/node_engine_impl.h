@@ -15,15 +15,15 @@
 
 #include "control/message.h"
 #include "dispatch/dispatcher.h"
-#include "engine/checked_io.h"
-#include "engine/handshake.h"
+#include "io/checked_io.h"
+#include "tcp/handshake.h"
 #include "engine/client_reset.h"
 #include "engine/fast_mapper.h"
 #include "engine/health.h"
 #include "engine/node_engine.h"
-#include "engine/packet_hold.h"
-#include "engine/serving.h"
-#include "engine/syn_cookie.h"
+#include "io/packet_hold.h"
+#include "tcp/serving.h"
+#include "tcp/syn_cookie.h"
 #include "io/packet_io.h"
 #include "net/tcp_packet.h"
 
@@ -41,10 +41,10 @@ struct NodeEngine::Impl {
                      //   with RSTs at their exact ack number until reset_linger_ms
     };
     State state = State::SynReceived;
-    ClientHandshake hs;  // f: ours (always) or the kernel's (rare)
+    tcp::ClientHandshake hs;  // f: ours (always) or the kernel's (rare)
     bool f_known = false;
-    RequestBuffer request;
-    std::vector<HeldPacket> held;  // rare: request segments held before the kernel sees them
+    tcp::RequestBuffer request;
+    std::vector<io::HeldPacket> held;  // rare: request segments held before the kernel sees them
     net::Ipv4Addr target;
     bool local_target = false;
     uint64_t created_ms = 0;
@@ -59,8 +59,8 @@ struct NodeEngine::Impl {
 
   // A handed-off connection this node serves (its own address side); FIN and
   // RST go straight to the client, a Termination to the origin.
-  struct Serving : ServingConn {
-    using ServingConn::ServingConn;
+  struct Serving : tcp::ServingConn {
+    using tcp::ServingConn::ServingConn;
     net::Ipv4Addr origin;
     control::HandoffRequest request;  // kept until the request is injected
   };
@@ -71,14 +71,14 @@ struct NodeEngine::Impl {
   NodeConfig cfg;
   std::unique_ptr<dispatch::Dispatcher> dispatcher;
   NodeCounters counters;
-  CheckedVerdicts verdicts;
-  CheckedSender raw;
-  HandshakeSender answer;  // always: the emulated handshake; both: RSTs to clients
-  PacketHold hold;
-  MessageSender& messages;
+  io::CheckedVerdicts verdicts;
+  io::CheckedSender raw;
+  tcp::HandshakeSender answer;  // always: the emulated handshake; both: RSTs to clients
+  io::PacketHold hold;
+  control::MessageSender& messages;
   Clock clock;
   std::mt19937_64 rng;
-  SynCookies cookies;  // after rng: keyed from it
+  tcp::SynCookies cookies;  // after rng: keyed from it
   std::unordered_map<uint64_t, Origin> origins;
   size_t half_open = 0;  // origins in SYN-RECEIVED
   std::unordered_map<uint64_t, Serving> servings;
@@ -87,7 +87,7 @@ struct NodeEngine::Impl {
   FastMapper fast;  // of connections handed to another node; disabled: every packet through here
 
   Impl(NodeConfig c, std::unique_ptr<dispatch::Dispatcher> d, io::Verdicts& v, io::PacketSender& r,
-       MessageSender& m, Clock k, io::FastPath* f);
+       control::MessageSender& m, Clock k, io::FastPath* f);
 
   bool rare() const { return cfg.mode == NodeMode::kRare; }
 

@@ -8,7 +8,7 @@
 
 #include "engine/conn_key.h"
 #include "engine/node_engine_impl.h"
-#include "engine/rfc5961.h"
+#include "tcp/rfc5961.h"
 #include "net/packet_builder.h"
 #include "tcp/seq.h"
 
@@ -78,7 +78,7 @@ void NodeEngine::Impl::on_client_syn(const io::QueuedPacket& qp, const net::TcpP
 }
 
 void NodeEngine::Impl::send_cookie(const net::TcpPacket& syn) {
-  ClientHandshake hs;
+  tcp::ClientHandshake hs;
   hs.note_syn(syn, cfg.mss);
   cookies.answer(hs, cfg.vip, cfg.wscale, clock());
   answer.synack(hs);
@@ -89,8 +89,8 @@ bool NodeEngine::Impl::take_cookie_ack(const io::QueuedPacket& qp, net::TcpPacke
                                        const net::Endpoint& client) {
   if (rare() || !cfg.syn_cookies) return false;
   bool handled = false;
-  std::optional<ClientHandshake> hs =
-      engine::take_cookie_ack(cookies, qp, pkt, cfg.vip, cfg.wscale, cfg.mss, clock(),
+  std::optional<tcp::ClientHandshake> hs =
+      tcp::take_cookie_ack(cookies, qp, pkt, cfg.vip, cfg.wscale, cfg.mss, clock(),
                               origins.size() >= cfg.max_connections, verdicts, counters, handled);
   if (!hs) return handled;
   Origin o(cfg.http_limits);
@@ -134,7 +134,7 @@ std::optional<dispatch::BackendId> NodeEngine::Impl::choose(const Origin& o) {
 }
 
 control::HandoffRequest NodeEngine::Impl::make_request(const Origin& o) const {
-  const ClientHandshake& hs = o.hs;
+  const tcp::ClientHandshake& hs = o.hs;
   control::HandoffRequest r;
   r.client = hs.client;
   r.vip_port = cfg.vip.port;
@@ -239,7 +239,7 @@ void NodeEngine::Impl::forward(const io::QueuedPacket& qp, net::TcpPacket& pkt, 
       verdicts.drop(qp.id);  // the client retransmits
       return;
     }
-    translate_in(qp.id, pkt, checksum_state(qp.checksum_partial), s->second);
+    translate_in(qp.id, pkt, io::checksum_state(qp.checksum_partial), s->second);
     return;
   }
   if (o.state == Origin::State::Forwarding) fast.on_forwarded(o.fast, pkt, o.hs.client, o.target, clock());
@@ -256,8 +256,8 @@ void NodeEngine::Impl::on_client_segment(const io::QueuedPacket& qp, net::TcpPac
     return;
   }
   if (pkt.has_flags(RST) && (o.state == Origin::State::SynReceived || o.state == Origin::State::AwaitRequest)) {
-    const RstCheck check = check_rst(SeqNum(pkt.seq()), o.hs.rcv_nxt, int64_t{0xffff} << o.hs.server_wscale);
-    if (check != RstCheck::kExact) {
+    const tcp::RstCheck check = tcp::check_rst(SeqNum(pkt.seq()), o.hs.rcv_nxt, int64_t{0xffff} << o.hs.server_wscale);
+    if (check != tcp::RstCheck::kExact) {
       // RFC 5961 §3.2: not exactly the next sequence number, so possibly blind.
       ++counters.blind_rejected;
       if (rare()) {
@@ -265,7 +265,7 @@ void NodeEngine::Impl::on_client_segment(const io::QueuedPacket& qp, net::TcpPac
         return;
       }
       verdicts.drop(qp.id);
-      if (check == RstCheck::kInWindow) {
+      if (check == tcp::RstCheck::kInWindow) {
         answer.ack(o.hs);
         ++counters.challenge_acks;
       }
@@ -309,7 +309,7 @@ void NodeEngine::Impl::on_client_segment(const io::QueuedPacket& qp, net::TcpPac
     case Origin::State::Forwarding:
       // What a reset needs if the chosen node dies: the client's latest ack and next seq.
       if (pkt.has_flags(ACK) && tcp::seq_gt(SeqNum(pkt.ack()), o.client_ack)) o.client_ack = SeqNum(pkt.ack());
-      advance_contiguous(o.hs.rcv_nxt, pkt);
+      tcp::advance_contiguous(o.hs.rcv_nxt, pkt);
       if (o.state == Origin::State::HandoffSent) {
         verdicts.drop(qp.id);  // retransmitted until the chosen node has the connection
       } else {

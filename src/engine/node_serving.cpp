@@ -65,7 +65,7 @@ void NodeEngine::Impl::take_handoff(net::Ipv4Addr from, control::HandoffRequest 
     refuse(from, req.client, control::RefuseReason::kBusy);
     return;
   }
-  SynReplay syn;
+  tcp::SynReplay syn;
   syn.client_isn = SeqNum(req.client_isn);
   syn.frontend_isn = SeqNum(req.frontend_isn);
   syn.client_wscale = req.wscale;
@@ -99,7 +99,7 @@ void NodeEngine::Impl::on_injected_synack(const io::QueuedPacket& qp, const net:
   ++counters.synacks_dropped;
   if (!s.learn_synack(pkt)) return;  // a retransmission
   inject_request(s, pkt);
-  replay_held(s, verdicts, [&](uint32_t id, net::TcpPacket& held, net::ChecksumState state) {
+  tcp::replay_held(s, verdicts, [&](uint32_t id, net::TcpPacket& held, net::ChecksumState state) {
     translate_in(id, held, state, s);
   });
   ack_origin(s);
@@ -113,7 +113,7 @@ void NodeEngine::Impl::inject_request(Serving& s, const net::TcpPacket& synack) 
   std::optional<net::Timestamps> ts;
   if (s.params.timestamps) ts = net::Timestamps{r.client_tsval, synack.options.timestamps->tsval};
   const uint16_t mss =
-      std::min<uint16_t>(synack.options.mss.value_or(kDefaultPeerMss), r.mss.value_or(kDefaultPeerMss));
+      std::min<uint16_t>(synack.options.mss.value_or(tcp::kDefaultPeerMss), r.mss.value_or(tcp::kDefaultPeerMss));
   SeqNum seq = s.params.client_isn + 1u;
   const std::span<const uint8_t> bytes(r.request);
   if (bytes.empty()) raw.send(net::make_ack(raw.buffer(), from, to, seq.value(), ack, r.client_window, ts));
@@ -128,19 +128,19 @@ void NodeEngine::Impl::inject_request(Serving& s, const net::TcpPacket& synack) 
 
 void NodeEngine::Impl::translate_in(uint32_t id, net::TcpPacket& pkt, net::ChecksumState state, Serving& s) {
   s.last_seen_ms = clock();
-  const ServingConn::ClientEvent event = s.from_client(pkt, state);
+  const tcp::ServingConn::ClientEvent event = s.from_client(pkt, state);
   ++counters.translated;
   verdicts.accept_modified(id, pkt.bytes);
   switch (event) {
-    case ServingConn::ClientEvent::kNone:
+    case tcp::ServingConn::ClientEvent::kNone:
       return;
-    case ServingConn::ClientEvent::kRst:
+    case tcp::ServingConn::ClientEvent::kRst:
       terminate(s, control::TerminationReason::kRst);
       return;
-    case ServingConn::ClientEvent::kBlindRst:
+    case tcp::ServingConn::ClientEvent::kBlindRst:
       ++counters.blind_rejected;  // the kernel challenges one inside its window itself
       return;
-    case ServingConn::ClientEvent::kFinsAcked:
+    case tcp::ServingConn::ClientEvent::kFinsAcked:
       terminate(s, control::TerminationReason::kFin);
       return;
   }
@@ -164,7 +164,7 @@ void NodeEngine::Impl::on_node_inbound(const io::QueuedPacket& qp, net::TcpPacke
     hold.hold(s.held, qp, true);
     return;
   }
-  translate_in(qp.id, pkt, checksum_state(qp.checksum_partial), s);
+  translate_in(qp.id, pkt, io::checksum_state(qp.checksum_partial), s);
 }
 
 void NodeEngine::Impl::on_node_outbound(const io::QueuedPacket& qp, net::TcpPacket& pkt) {
@@ -187,10 +187,10 @@ void NodeEngine::Impl::on_node_outbound(const io::QueuedPacket& qp, net::TcpPack
     return;
   }
   s.last_seen_ms = clock();
-  const ServingConn::ServerEvent event = s.from_server(pkt, checksum_state(qp.checksum_partial));
+  const tcp::ServingConn::ServerEvent event = s.from_server(pkt, io::checksum_state(qp.checksum_partial));
   ++counters.translated;
   verdicts.accept_modified(qp.id, pkt.bytes);  // straight to the client, FIN and RST included
-  if (event == ServingConn::ServerEvent::kRst) terminate(s, control::TerminationReason::kRst);
+  if (event == tcp::ServingConn::ServerEvent::kRst) terminate(s, control::TerminationReason::kRst);
 }
 
 }  // namespace hl::engine

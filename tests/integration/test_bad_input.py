@@ -47,7 +47,7 @@ from badpkt import FIN, IP_MF, RST, SYN
 pytestmark = pytest.mark.integration
 
 TOOL = str(Path(__file__).with_name("badpkt.py"))
-CONTROL_PORT = 8557          # engine/udp_messenger.h kDefaultControlPort
+CONTROL_PORT = 8557          # control/udp_messenger.h kDefaultControlPort
 REQUEST_TIMEOUT_MS = 3000    # the slowloris case waits this long (default 10 s)
 HOST = "handofflab"
 TIMEOUT = 15.0               # generous functional timeout of one poll

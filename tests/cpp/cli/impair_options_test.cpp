@@ -38,7 +38,7 @@ TEST(ImpairOptions, DefaultsChangeNothing) {
   auto r = parse({"--role", "impair"});
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_FALSE(r->impair.active());
-  EXPECT_EQ(r->impair.max_held, hl::engine::ImpairConfig::kDefaultMaxHeld);
+  EXPECT_EQ(r->impair.max_held, hl::lab::ImpairConfig::kDefaultMaxHeld);
 }
 
 TEST(ImpairOptions, HelpNamesThemAndBadNumbersAreUsageErrors) {

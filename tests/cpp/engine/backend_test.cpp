@@ -4,7 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "engine/fakes.h"
-#include "engine/handoff_option.h"
+#include "net/handoff_option.h"
 #include "net/packet_builder.h"
 
 namespace hl::engine {
@@ -44,9 +44,9 @@ struct Be {
     return verdicts.take();
   }
   std::vector<uint8_t> replayed_syn(uint32_t isn = 100) {
-    const auto opt = encode_option_data(HandoffOption{5000, 0, 0});
+    const auto opt = net::encode_option_data(net::HandoffOption{5000, 0, 0});
     return PacketBuilder().ipv4(kClient.addr, kBe).tcp(kClient.port, 80).seq(isn).flags(SYN)
-        .raw_option(kHandoffOptionKind, opt).build();
+        .raw_option(net::kHandoffOptionKind, opt).build();
   }
   std::vector<uint8_t> client_ack(uint32_t seq) {
     return PacketBuilder().ipv4(kClient.addr, kBe).tcp(kClient.port, 80).seq(seq).ack(5001)

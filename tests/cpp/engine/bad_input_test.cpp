@@ -10,7 +10,7 @@
 #include "engine/backend.h"
 #include "engine/fakes.h"
 #include "engine/frontend.h"
-#include "engine/handoff_option.h"
+#include "net/handoff_option.h"
 #include "engine/node_engine.h"
 #include "net/byte_order.h"
 #include "net/packet_builder.h"

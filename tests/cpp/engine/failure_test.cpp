@@ -14,6 +14,7 @@
 #include "engine/fakes.h"
 #include "engine/frontend.h"
 #include "engine/health.h"
+#include "io/listen_probe.h"
 #include "net/packet_builder.h"
 
 namespace hl::engine {
@@ -79,14 +80,14 @@ TEST(HealthTrackerTest, ProcNetTcpListenCheck) {
       "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
       "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1\n"
       "   1: 0B02000A:0050 0B01000A:9C40 01 00000000:00000000 00:00000000 00000000     0        0 2\n";
-  EXPECT_TRUE(proc_net_tcp_listening(tcp, 8080));   // 0x1F90, LISTEN
-  EXPECT_FALSE(proc_net_tcp_listening(tcp, 80));    // port 80 only ESTABLISHED
+  EXPECT_TRUE(io::proc_net_tcp_listening(tcp, 8080));   // 0x1F90, LISTEN
+  EXPECT_FALSE(io::proc_net_tcp_listening(tcp, 80));    // port 80 only ESTABLISHED
   const std::string tcp6 =
       "  sl  local_address                         remote_address                        st\n"
       "   0: 00000000000000000000000000000000:0050 00000000000000000000000000000000:0000 0A 0\n";
-  EXPECT_TRUE(proc_net_tcp_listening(tcp6, 80));
-  EXPECT_FALSE(proc_net_tcp_listening("", 80));
-  EXPECT_FALSE(proc_net_tcp_listening("garbage\n  :zz 0A\n", 80));
+  EXPECT_TRUE(io::proc_net_tcp_listening(tcp6, 80));
+  EXPECT_FALSE(io::proc_net_tcp_listening("", 80));
+  EXPECT_FALSE(io::proc_net_tcp_listening("garbage\n  :zz 0A\n", 80));
 }
 
 // The live check asks the kernel (sock_diag): a listener of this test process is
@@ -101,11 +102,11 @@ TEST(HealthCheckTest, LocalServerListeningSeesARealListener) {
   socklen_t len = sizeof(addr);
   ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
   const uint16_t port = ntohs(addr.sin_port);
-  EXPECT_FALSE(local_server_listening(port)) << "bound, not listening";
+  EXPECT_FALSE(io::local_server_listening(port)) << "bound, not listening";
   ASSERT_EQ(::listen(fd, 4), 0);
-  EXPECT_TRUE(local_server_listening(port));
+  EXPECT_TRUE(io::local_server_listening(port));
   ::close(fd);
-  EXPECT_FALSE(local_server_listening(port));
+  EXPECT_FALSE(io::local_server_listening(port));
 }
 
 // --- Dispatcher with dead owners -------------------------------------------

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "engine/fakes.h"
-#include "engine/handoff_option.h"
+#include "net/handoff_option.h"
 #include "net/packet_builder.h"
 
 namespace hl::engine {

@@ -8,7 +8,7 @@
 #include "engine/backend.h"
 #include "engine/fakes.h"
 #include "engine/frontend.h"
-#include "engine/handoff_option.h"
+#include "net/handoff_option.h"
 #include "net/packet_builder.h"
 
 namespace hl::engine {
@@ -129,7 +129,7 @@ TEST(HandoffTest, WholeConnectionWithTimestampsSackAndWindowScaling) {
   EXPECT_EQ(syn.pkt.src_addr(), kClient.addr);
   EXPECT_EQ(syn.pkt.dst_addr(), kBe2);  // /docs/b is be2's
   EXPECT_EQ(syn.pkt.seq(), kClientIsn);
-  auto option = find_handoff_option(syn.pkt);
+  auto option = net::find_handoff_option(syn.pkt);
   ASSERT_TRUE(option);
   EXPECT_EQ(option->frontend_isn, f);
   EXPECT_EQ(option->frontend_ts_base, fe_ts);
@@ -146,7 +146,7 @@ TEST(HandoffTest, WholeConnectionWithTimestampsSackAndWindowScaling) {
   ASSERT_EQ(bv.size(), 1u);
   EXPECT_EQ(bv[0].kind, VerdictKind::AcceptModified);
   auto stripped = parse(bv[0].bytes);
-  EXPECT_FALSE(find_handoff_option(stripped.pkt));
+  EXPECT_FALSE(net::find_handoff_option(stripped.pkt));
   EXPECT_TRUE(stripped.pkt.tcp_checksum_ok());
   EXPECT_EQ(stripped.pkt.options.wscale, uint8_t{7});
   EXPECT_EQ(stripped.pkt.options.timestamps->tsval, kClientTs);

@@ -2,7 +2,7 @@
 // forged and old ACKs) and the engines that answer clients' SYNs (frontend,
 // always) under a flood of spoofed SYNs: the table stays bounded and a
 // legitimate handshake in the middle of it is handed off intact.
-#include "engine/syn_cookie.h"
+#include "tcp/syn_cookie.h"
 
 #include <gtest/gtest.h>
 
@@ -10,7 +10,7 @@
 
 #include "engine/fakes.h"
 #include "engine/frontend.h"
-#include "engine/handoff_option.h"
+#include "net/handoff_option.h"
 #include "engine/node_engine.h"
 #include "net/packet_builder.h"
 
@@ -63,23 +63,23 @@ TEST(SynCookieTest, SipHashMatchesTheReferenceVector) {
   const std::array<uint64_t, 2> key = {0x0706050403020100ULL, 0x0f0e0d0c0b0a0908ULL};
   uint8_t msg[15];
   for (uint8_t i = 0; i < sizeof msg; ++i) msg[i] = i;
-  EXPECT_EQ(siphash24(key, msg, sizeof msg), 0xa129ca6149be45e5ULL);
+  EXPECT_EQ(tcp::siphash24(key, msg, sizeof msg), 0xa129ca6149be45e5ULL);
 }
 
 struct CookieRig {
   std::mt19937_64 rng{42};
-  SynCookies cookies{rng};
+  tcp::SynCookies cookies{rng};
   uint64_t now = 1'000'000;
 
   // The handshake the cookie SYN/ACK answering `syn` announced.
-  ClientHandshake answer(std::vector<uint8_t> syn, uint16_t max_mss = 1460) {
-    ClientHandshake hs;
+  tcp::ClientHandshake answer(std::vector<uint8_t> syn, uint16_t max_mss = 1460) {
+    tcp::ClientHandshake hs;
     hs.note_syn(parsed_view(syn), max_mss);
     cookies.answer(hs, kVip, 7, now);
     return hs;
   }
   // The client's ACK of that SYN/ACK, checked.
-  std::optional<ClientHandshake> ack(const ClientHandshake& hs, uint32_t ack_delta = 0, uint16_t window = 502) {
+  std::optional<tcp::ClientHandshake> ack(const tcp::ClientHandshake& hs, uint32_t ack_delta = 0, uint16_t window = 502) {
     PacketBuilder b = from(hs.client).seq(kClientIsn + 1).ack((hs.server_isn + 1u + ack_delta).value())
                           .flags(ACK).window(window);
     if (hs.ts_ok) b.timestamps(kClientTs + 1, hs.ts_base);
@@ -90,11 +90,11 @@ struct CookieRig {
 
 TEST(SynCookieTest, OptionsSurviveTheRoundTrip) {
   CookieRig rig;
-  const ClientHandshake sent = rig.answer(full_syn());
+  const tcp::ClientHandshake sent = rig.answer(full_syn());
   EXPECT_EQ(sent.mss, 1460);
   EXPECT_TRUE(sent.ts_ok);
   EXPECT_TRUE(sent.wscale_ok);
-  EXPECT_EQ(sent.ts_base & SynCookies::kTsOptMask, 7u | SynCookies::kTsSackBit);
+  EXPECT_EQ(sent.ts_base & tcp::SynCookies::kTsOptMask, 7u | tcp::SynCookies::kTsSackBit);
   EXPECT_TRUE(rig.cookies.recently_sent(rig.now));
 
   rig.now += 3000;  // the ACK a little later
@@ -121,7 +121,7 @@ TEST(SynCookieTest, OptionsSurviveTheRoundTrip) {
 TEST(SynCookieTest, MssIsRoundedDownAndOptionsWithoutTimestampsAreForgotten) {
   CookieRig rig;
   auto syn = from(kClient).seq(kClientIsn).flags(SYN).window(29200).mss(1000).sack_permitted().wscale(9).build();
-  const ClientHandshake sent = rig.answer(syn);
+  const tcp::ClientHandshake sent = rig.answer(syn);
   EXPECT_EQ(sent.mss, 536);  // the largest table value not above 1000
   EXPECT_FALSE(sent.ts_ok);
   EXPECT_FALSE(sent.wscale_ok);  // our SYN/ACK offers no scaling (nowhere to keep the shift)
@@ -136,7 +136,7 @@ TEST(SynCookieTest, MssIsRoundedDownAndOptionsWithoutTimestampsAreForgotten) {
   EXPECT_EQ(got->syn_window, 29200);
 
   // Every MSS the table holds comes back as itself.
-  for (const uint16_t mss : SynCookies::kMssTable) {
+  for (const uint16_t mss : tcp::SynCookies::kMssTable) {
     const auto back = rig.ack(rig.answer(full_syn(kClient, mss)));
     ASSERT_TRUE(back) << mss;
     EXPECT_EQ(back->mss, mss);
@@ -145,25 +145,25 @@ TEST(SynCookieTest, MssIsRoundedDownAndOptionsWithoutTimestampsAreForgotten) {
 
 TEST(SynCookieTest, ForgedAndOldAcksAreRejected) {
   CookieRig rig;
-  const ClientHandshake sent = rig.answer(full_syn());
+  const tcp::ClientHandshake sent = rig.answer(full_syn());
   // Any other ACK number: a guess at the cookie.
   int accepted = 0;
   for (uint32_t delta = 1; delta <= 4096; ++delta) accepted += rig.ack(sent, delta * 977u).has_value();
   EXPECT_EQ(accepted, 0);
   // The same ACK from another port.
-  ClientHandshake other = sent;
+  tcp::ClientHandshake other = sent;
   other.client.port += 1;
   EXPECT_FALSE(rig.ack(other));
   // Another secret (another process) does not know it.
   CookieRig stranger;
   stranger.rng.seed(43);
-  stranger.cookies = SynCookies(stranger.rng);
+  stranger.cookies = tcp::SynCookies(stranger.rng);
   stranger.now = rig.now;
   EXPECT_FALSE(stranger.ack(sent));
   // Blind guesses (random ports and cookies), as an ACK flood would make them.
   int forged = 0;
   for (uint32_t i = 0; i < 100000; ++i) {
-    ClientHandshake guess = sent;
+    tcp::ClientHandshake guess = sent;
     guess.client.port = static_cast<uint16_t>(1024 + i % 60000);
     guess.server_isn = tcp::SeqNum(static_cast<uint32_t>(rig.rng()));
     forged += rig.ack(guess).has_value();
@@ -171,11 +171,11 @@ TEST(SynCookieTest, ForgedAndOldAcksAreRejected) {
   EXPECT_LE(forged, 1);  // 8 valid of 2^24 per guess: ~0.05 expected
   // Valid in its time slot and the next, not after.
   const uint64_t sent_at = rig.now;
-  rig.now = (sent_at / SynCookies::kSlotMs + 2) * SynCookies::kSlotMs - 1;
+  rig.now = (sent_at / tcp::SynCookies::kSlotMs + 2) * tcp::SynCookies::kSlotMs - 1;
   EXPECT_TRUE(rig.ack(sent));
-  rig.now = (sent_at / SynCookies::kSlotMs + 2) * SynCookies::kSlotMs;
+  rig.now = (sent_at / tcp::SynCookies::kSlotMs + 2) * tcp::SynCookies::kSlotMs;
   EXPECT_FALSE(rig.ack(sent));
-  EXPECT_FALSE(rig.cookies.recently_sent(sent_at + SynCookies::kMaxAgeSlots * SynCookies::kSlotMs));
+  EXPECT_FALSE(rig.cookies.recently_sent(sent_at + tcp::SynCookies::kMaxAgeSlots * tcp::SynCookies::kSlotMs));
 }
 
 // --- the dedicated front-end under a flood -----------------------------------
@@ -259,7 +259,7 @@ TEST(SynFloodTest, FrontendStaysBoundedAndServesALegitimateClient) {
   EXPECT_TRUE(syn.pkt.options.sack_permitted);
   ASSERT_TRUE(syn.pkt.options.timestamps);
   EXPECT_TRUE(syn.pkt.tcp_checksum_ok());
-  const auto option = find_handoff_option(syn.pkt);
+  const auto option = net::find_handoff_option(syn.pkt);
   ASSERT_TRUE(option);
   EXPECT_EQ(option->frontend_isn, f);
   EXPECT_EQ(option->frontend_ts_base, ts);
@@ -298,7 +298,7 @@ TEST(SynFloodTest, FrontendRefusesForgedAndOldCookieAcks) {
   EXPECT_EQ(fe.engine.counters().active, active);
 
   // The right cookie, too late.
-  fe.now += SynCookies::kMaxAgeSlots * SynCookies::kSlotMs;
+  fe.now += tcp::SynCookies::kMaxAgeSlots * tcp::SynCookies::kSlotMs;
   fe.send(from(kClient).seq(kClientIsn + 1).ack(f + 1).flags(ACK).build());
   EXPECT_EQ(parse(fe.raw.take().at(0)).pkt.flags(), RST);
   EXPECT_EQ(fe.engine.counters().syn_cookies_valid, 0u);
