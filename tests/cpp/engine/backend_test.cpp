@@ -3,7 +3,7 @@
 
 #include <gtest/gtest.h>
 
-#include "engine/fakes.h"
+#include "engine/harness.h"
 #include "net/handoff_option.h"
 #include "net/packet_builder.h"
 
@@ -11,55 +11,38 @@ namespace hl::engine {
 namespace {
 
 using namespace hl::engine::testing;
-using net::Endpoint;
-using net::PacketBuilder;
-using net::tcp_flag::ACK;
-using net::tcp_flag::SYN;
 
-const Endpoint kVip{net::ipv4(10, 0, 100, 1), 80};
-const net::Ipv4Addr kFe = net::ipv4(10, 0, 2, 2);
-const net::Ipv4Addr kBe = net::ipv4(10, 0, 2, 11);
-const Endpoint kClient{net::ipv4(10, 0, 1, 11), 40000};
-
-struct Be {
+struct Be : EngineFakes {
   uint64_t now = 0;
-  FakeVerdicts verdicts;
-  FakeMessenger messages;
   BackendEngine engine;
-  uint32_t next_id = 1;
 
   static BackendConfig config() {
-    BackendConfig c;
-    c.node = kBe;
-    c.vip = kVip;
-    c.frontend = kFe;
+    BackendConfig c = backend_config(kBe1);
     c.max_held = 2;
     return c;
   }
   Be() : engine(config(), verdicts, messages, [this] { return now; }) {}
 
   std::vector<Verdict> send(std::vector<uint8_t> bytes, io::Hook hook = io::Hook::kPreRouting) {
-    auto q = queued(next_id++, bytes, hook);
-    engine.on_packet(q);
-    return verdicts.take();
+    return run(engine, bytes, hook);
   }
   std::vector<uint8_t> replayed_syn(uint32_t isn = 100) {
     const auto opt = net::encode_option_data(net::HandoffOption{5000, 0, 0});
-    return PacketBuilder().ipv4(kClient.addr, kBe).tcp(kClient.port, 80).seq(isn).flags(SYN)
+    return PacketBuilder().ipv4(kClient.addr, kBe1).tcp(kClient.port, 80).seq(isn).flags(SYN)
         .raw_option(net::kHandoffOptionKind, opt).build();
   }
   std::vector<uint8_t> client_ack(uint32_t seq) {
-    return PacketBuilder().ipv4(kClient.addr, kBe).tcp(kClient.port, 80).seq(seq).ack(5001)
+    return PacketBuilder().ipv4(kClient.addr, kBe1).tcp(kClient.port, 80).seq(seq).ack(5001)
         .flags(ACK).payload("x").build();
   }
 };
 
 TEST(BackendTest, ConnectionsNotHandedOffPassUntouched) {
   Be be;
-  auto v = be.send(PacketBuilder().ipv4(kClient.addr, kBe).tcp(kClient.port, 80).flags(SYN).build());
+  auto v = be.send(PacketBuilder().ipv4(kClient.addr, kBe1).tcp(kClient.port, 80).flags(SYN).build());
   ASSERT_EQ(v.size(), 1u);
   EXPECT_EQ(v[0].kind, VerdictKind::Accept);
-  v = be.send(PacketBuilder().ipv4(kBe, kClient.addr).tcp(80, kClient.port).flags(SYN | ACK).build(),
+  v = be.send(PacketBuilder().ipv4(kBe1, kClient.addr).tcp(80, kClient.port).flags(SYN | ACK).build(),
               io::Hook::kLocalOut);
   EXPECT_EQ(v.at(0).kind, VerdictKind::Accept);
   EXPECT_EQ(be.engine.counters().passthrough, 2u);
@@ -86,7 +69,7 @@ TEST(BackendTest, HeldPacketsAreBoundedAndFreedOnTimeout) {
 TEST(BackendTest, DuplicateHandoffIsAcknowledgedAgain) {
   Be be;
   be.send(be.replayed_syn());
-  be.send(PacketBuilder().ipv4(kBe, kClient.addr).tcp(80, kClient.port).seq(1).ack(101)
+  be.send(PacketBuilder().ipv4(kBe1, kClient.addr).tcp(80, kClient.port).seq(1).ack(101)
               .flags(SYN | ACK).build(),
           io::Hook::kLocalOut);
   ASSERT_EQ(be.messages.take().size(), 1u);
@@ -97,7 +80,7 @@ TEST(BackendTest, DuplicateHandoffIsAcknowledgedAgain) {
   EXPECT_EQ(std::get<control::HandoffAck>(m[0].message).backend_isn, 1u);
   EXPECT_EQ(be.engine.counters().duplicate_syns, 1u);
   // A retransmitted kernel SYN/ACK never reaches the client.
-  v = be.send(PacketBuilder().ipv4(kBe, kClient.addr).tcp(80, kClient.port).seq(1).ack(101)
+  v = be.send(PacketBuilder().ipv4(kBe1, kClient.addr).tcp(80, kClient.port).seq(1).ack(101)
                   .flags(SYN | ACK).build(),
               io::Hook::kLocalOut);
   EXPECT_EQ(v.at(0).kind, VerdictKind::Drop);
@@ -122,7 +105,7 @@ TEST(BackendTest, MalformedPacketsAreDroppedAndCounted) {
 TEST(BackendTest, ClientSegmentWithBadChecksumIsDropped) {
   Be be;
   be.send(be.replayed_syn());
-  be.send(PacketBuilder().ipv4(kBe, kClient.addr).tcp(80, kClient.port).seq(1).ack(101)
+  be.send(PacketBuilder().ipv4(kBe1, kClient.addr).tcp(80, kClient.port).seq(1).ack(101)
               .flags(SYN | ACK).build(),
           io::Hook::kLocalOut);
   auto bad = be.client_ack(101);

@@ -8,7 +8,7 @@
 #include "control/message.h"
 #include "dispatch/dispatcher.h"
 #include "engine/backend.h"
-#include "engine/fakes.h"
+#include "engine/harness.h"
 #include "engine/frontend.h"
 #include "net/handoff_option.h"
 #include "engine/node_engine.h"
@@ -19,75 +19,15 @@ namespace hl::engine {
 namespace {
 
 using namespace hl::engine::testing;
-using net::Endpoint;
-using net::PacketBuilder;
-using net::tcp_flag::ACK;
-using net::tcp_flag::FIN;
-using net::tcp_flag::PSH;
-using net::tcp_flag::RST;
-using net::tcp_flag::SYN;
 
-const Endpoint kVip{net::ipv4(10, 0, 100, 1), 80};
-const net::Ipv4Addr kFe = net::ipv4(10, 0, 2, 2);
-const net::Ipv4Addr kBe1 = net::ipv4(10, 0, 2, 11);
-const net::Ipv4Addr kBe2 = net::ipv4(10, 0, 2, 12);
-const net::Ipv4Addr kClientAddr = net::ipv4(10, 0, 1, 11);
 constexpr uint32_t kClientIsn = 0xfffffff0;
 constexpr uint32_t kBackendIsn = 0x12345678;
 const std::string kRequest = "GET /docs/b HTTP/1.1\r\nHost: cluster\r\n\r\n";
 
-PacketBuilder from_client(uint16_t port) {
-  return std::move(PacketBuilder().ipv4(kClientAddr, kVip.addr).tcp(port, kVip.port));
-}
-PacketBuilder from_backend(uint16_t port) {
-  return std::move(PacketBuilder().ipv4(kBe2, kClientAddr).tcp(80, port));
-}
 std::string payload_of(const Parsed& p) { return {p.pkt.payload().begin(), p.pkt.payload().end()}; }
 
-// Front-end and back-end be2 with their fakes (as in handoff_test.cpp).
-struct Cluster {
-  uint64_t now = 1000;
-  FakeVerdicts fe_verdicts, be_verdicts;
-  FakeSender fe_raw;
-  FakeMessenger be_messages;
-  FrontendEngine fe;
-  BackendEngine be;
-  uint32_t next_id = 1;
-
-  static FrontendConfig fe_config() {
-    FrontendConfig c;
-    c.vip = kVip;
-    c.backend_addrs = {kBe1, kBe2};
-    c.seed = 42;
-    return c;
-  }
-  static BackendConfig be_config() {
-    BackendConfig c;
-    c.node = kBe2;
-    c.port = 80;
-    c.vip = kVip;
-    c.frontend = kFe;
-    return c;
-  }
-  Cluster()
-      : fe(fe_config(),
-           std::make_unique<dispatch::Dispatcher>(dispatch::ContentMap::parse("/docs/a be1\n/docs/b be2\n"), "first"),
-           fe_verdicts, fe_raw, [this] { return now; }),
-        be(be_config(), be_verdicts, be_messages, [this] { return now; }) {}
-
-  Verdict to_fe(std::vector<uint8_t> bytes) {
-    auto q = queued(next_id++, bytes);
-    fe.on_packet(q);
-    auto v = fe_verdicts.take();
-    EXPECT_EQ(v.size(), 1u);
-    return v.empty() ? Verdict{0, VerdictKind::Accept, {}, 0} : v.at(0);
-  }
-  std::vector<Verdict> to_be(std::vector<uint8_t> bytes, io::Hook hook) {
-    auto q = queued(next_id++, bytes, hook);
-    be.on_packet(q);
-    return be_verdicts.take();
-  }
-
+// The front-end and back-end be2 (harness.h) and a whole good connection through them.
+struct Cluster : FrontBackPair {
   // SYN, SYN/ACK, ACK from client `port`: returns f.
   uint32_t handshake(uint16_t port) {
     EXPECT_EQ(to_fe(from_client(port).seq(kClientIsn).flags(SYN).mss(1460).wscale(7).build()).kind,
@@ -284,20 +224,10 @@ TEST(BadInputTest, NodeEngineKeepsStateOnBlindReset) {
   FakeVerdicts verdicts;
   FakeSender raw;
   FakeMessenger messages;
-  NodeConfig nc;
-  nc.mode = NodeMode::kAlways;
-  nc.vip = kVip;
-  nc.node = kBe1;
-  nc.node_addrs = {kBe1, kBe2};
-  nc.seed = 7;
-  NodeEngine node(nc, std::make_unique<dispatch::Dispatcher>(dispatch::ContentMap::parse("/docs/a a\n/docs/b b\n"), "first"),
+  NodeEngine node(node_config(NodeMode::kAlways, kBe1, {kBe1, kBe2}, 7), first_dispatcher("/docs/a a\n/docs/b b\n"),
                   verdicts, raw, messages, [&now] { return now; });
   uint32_t id = 1;
-  auto packet = [&](std::vector<uint8_t> bytes) {
-    auto q = queued(id++, bytes);
-    node.on_packet(q);
-    return verdicts.take();
-  };
+  auto packet = [&](std::vector<uint8_t> bytes) { return run_packet(node, verdicts, id++, bytes); };
   packet(from_client(41500).seq(kClientIsn).flags(SYN).mss(1460).build());
   const uint32_t f = parse(raw.take().at(0)).pkt.seq();
   packet(from_client(41500).seq(kClientIsn + 1).ack(f + 1).flags(ACK).build());
@@ -392,18 +322,18 @@ TEST(BadInputTest, PipelinedRequestsAreReplayedWhole) {
 TEST(BadInputTest, BadControlMessagesAreRefusedAndCounted) {
   Cluster c;
   // Not a back-end.
-  c.fe.on_message(net::ipv4(10, 9, 9, 9), control::HandoffAck{{kClientAddr, 41900}, 1});
+  c.fe.on_message(net::ipv4(10, 9, 9, 9), control::HandoffAck{{kClient.addr, 41900}, 1});
   // A relay whose packet is garbage, or not from the VIP to the client.
-  c.fe.on_message(kBe2, control::Relay{{kClientAddr, 41900}, std::vector<uint8_t>(30, 0x45)});
-  c.fe.on_message(kBe2, control::Relay{{kClientAddr, 41900}, from_client(41900).flags(RST).build()});
+  c.fe.on_message(kBe2, control::Relay{{kClient.addr, 41900}, std::vector<uint8_t>(30, 0x45)});
+  c.fe.on_message(kBe2, control::Relay{{kClient.addr, 41900}, from_client(41900).flags(RST).build()});
   EXPECT_EQ(c.fe.counters().control_errors, 3u);
   EXPECT_TRUE(c.fe_raw.take().empty());
   // An ack for no connection changes nothing.
-  c.fe.on_message(kBe2, control::HandoffAck{{kClientAddr, 41901}, 1});
+  c.fe.on_message(kBe2, control::HandoffAck{{kClient.addr, 41901}, 1});
   EXPECT_EQ(c.fe.counters().active, 0u);
 
   // Frames that never reach an engine: garbage, truncated, wrong version.
-  auto frame = control::encode(control::HandoffAck{{kClientAddr, 41900}, 1});
+  auto frame = control::encode(control::HandoffAck{{kClient.addr, 41900}, 1});
   EXPECT_FALSE(control::decode(std::vector<uint8_t>(frame.size(), 0xab)).ok());
   EXPECT_EQ(control::decode(std::span<const uint8_t>(frame.data(), frame.size() - 1)).error(),
             control::DecodeError::TooShort);

@@ -11,7 +11,7 @@
 #include <string>
 
 #include "dispatch/dispatcher.h"
-#include "engine/fakes.h"
+#include "engine/harness.h"
 #include "engine/frontend.h"
 #include "engine/health.h"
 #include "io/listen_probe.h"
@@ -21,13 +21,6 @@ namespace hl::engine {
 namespace {
 
 using namespace hl::engine::testing;
-using net::Endpoint;
-using net::PacketBuilder;
-using net::tcp_flag::ACK;
-using net::tcp_flag::FIN;
-using net::tcp_flag::PSH;
-using net::tcp_flag::RST;
-using net::tcp_flag::SYN;
 
 // --- HealthTracker ---------------------------------------------------------
 
@@ -134,43 +127,23 @@ TEST(DispatchDownTest, OnlyLiveOwnersAreChosen) {
 
 // --- FrontendEngine --------------------------------------------------------
 
-const Endpoint kVip{net::ipv4(10, 0, 100, 1), 80};
-const net::Ipv4Addr kBe1 = net::ipv4(10, 0, 2, 11);
-const net::Ipv4Addr kBe2 = net::ipv4(10, 0, 2, 12);
-const Endpoint kClient{net::ipv4(10, 0, 1, 11), 40000};
 constexpr uint32_t kDeadMs = 700;
 
-struct Fe {
+struct Fe : EngineFakes {
   uint64_t now = 5000;
-  FakeVerdicts verdicts;
-  FakeSender raw;
-  FakeFastPath fast;
   std::vector<std::string> logs;
   FrontendEngine engine;
-  uint32_t next_id = 1;
 
   FrontendConfig config() {
-    FrontendConfig c;
-    c.vip = kVip;
-    c.backend_addrs = {kBe1, kBe2};
-    c.seed = 7;
+    FrontendConfig c = frontend_config(7);
     c.backend_dead_ms = kDeadMs;
     c.unknown_resets_per_sec = 2;
     c.log = [this](const std::string& line) { logs.push_back(line); };
     return c;
   }
-  Fe()
-      : engine(config(),
-               std::make_unique<dispatch::Dispatcher>(dispatch::ContentMap::parse("/a be1,be2\n/b be2\n"), "first"),
-               verdicts, raw, [this] { return now; }, &fast) {}
+  Fe() : engine(config(), first_dispatcher("/a be1,be2\n/b be2\n"), verdicts, raw, [this] { return now; }, &fast) {}
 
-  Verdict send(std::vector<uint8_t> bytes) {
-    auto q = queued(next_id++, bytes);
-    engine.on_packet(q);
-    auto v = verdicts.take();
-    EXPECT_EQ(v.size(), 1u);
-    return v.at(0);
-  }
+  Verdict send(std::vector<uint8_t> bytes) { return run_one(engine, bytes); }
   void heartbeat(net::Ipv4Addr from, bool healthy = true) {
     engine.on_message(from, control::Keepalive{"be", 1, healthy});
   }

@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "engine/fakes.h"
+#include "engine/harness.h"
 #include "net/handoff_option.h"
 #include "net/packet_builder.h"
 
@@ -13,48 +13,21 @@ namespace hl::engine {
 namespace {
 
 using namespace hl::engine::testing;
-using net::Endpoint;
-using net::PacketBuilder;
-using net::tcp_flag::ACK;
-using net::tcp_flag::FIN;
-using net::tcp_flag::PSH;
-using net::tcp_flag::RST;
-using net::tcp_flag::SYN;
 
-const Endpoint kVip{net::ipv4(10, 0, 100, 1), 80};
-const net::Ipv4Addr kBe1 = net::ipv4(10, 0, 2, 11);
-const net::Ipv4Addr kBe2 = net::ipv4(10, 0, 2, 12);
-const Endpoint kClient{net::ipv4(10, 0, 1, 11), 40000};
-
-struct Fe {
+struct Fe : EngineFakes {
   uint64_t now = 5000;
-  FakeVerdicts verdicts;
-  FakeSender raw;
   FrontendEngine engine;
-  uint32_t next_id = 1;
 
   static FrontendConfig config(size_t max_half_open) {
-    FrontendConfig c;
-    c.vip = kVip;
-    c.backend_addrs = {kBe1, kBe2};
+    FrontendConfig c = frontend_config(7);
     c.max_half_open = max_half_open;
     c.syn_cookies = false;  // syn_flood_test.cpp covers them
-    c.seed = 7;
     return c;
   }
   explicit Fe(size_t max_half_open = FrontendConfig::kDefaultMaxHalfOpen)
-      : engine(config(max_half_open),
-               std::make_unique<dispatch::Dispatcher>(
-                   dispatch::ContentMap::parse("/a be1\n/b be2\n"), "first"),
-               verdicts, raw, [this] { return now; }) {}
+      : engine(config(max_half_open), first_dispatcher("/a be1\n/b be2\n"), verdicts, raw, [this] { return now; }) {}
 
-  Verdict send(std::vector<uint8_t> bytes) {
-    auto q = queued(next_id++, bytes);
-    engine.on_packet(q);
-    auto v = verdicts.take();
-    EXPECT_EQ(v.size(), 1u);
-    return v.at(0);
-  }
+  Verdict send(std::vector<uint8_t> bytes) { return run_one(engine, bytes); }
   // Completes a handshake from `client`; returns the front-end's ISN.
   uint32_t connect(Endpoint client = kClient, uint32_t isn = 100) {
     send(PacketBuilder().ipv4(client.addr, kVip.addr).tcp(client.port, 80).seq(isn).flags(SYN)

@@ -6,7 +6,7 @@
 
 #include "dispatch/dispatcher.h"
 #include "engine/backend.h"
-#include "engine/fakes.h"
+#include "engine/harness.h"
 #include "engine/frontend.h"
 #include "net/handoff_option.h"
 #include "net/packet_builder.h"
@@ -15,84 +15,15 @@ namespace hl::engine {
 namespace {
 
 using namespace hl::engine::testing;
-using net::Endpoint;
-using net::PacketBuilder;
-using net::tcp_flag::ACK;
-using net::tcp_flag::FIN;
-using net::tcp_flag::PSH;
-using net::tcp_flag::RST;
-using net::tcp_flag::SYN;
 
-const Endpoint kVip{net::ipv4(10, 0, 100, 1), 80};
-const net::Ipv4Addr kFe = net::ipv4(10, 0, 2, 2);
-const net::Ipv4Addr kBe1 = net::ipv4(10, 0, 2, 11);
-const net::Ipv4Addr kBe2 = net::ipv4(10, 0, 2, 12);
-const Endpoint kClient{net::ipv4(10, 0, 1, 11), 40000};
 constexpr uint32_t kClientIsn = 0xfffffff0;  // wraps during the request: 2^32 arithmetic
 constexpr uint32_t kBackendIsn = 0x12345678;
 constexpr uint32_t kClientTs = 1000;
 constexpr uint32_t kBackendTs = 777777;
 const std::string kRequest = "GET /docs/b HTTP/1.1\r\nHost: cluster\r\nUser-Agent: curl/7.88.1\r\n\r\n";
 
-// Front-end, back-end be2 and the fakes around them.
-struct Harness {
-  uint64_t now = 1000;
-  FakeVerdicts fe_verdicts, be_verdicts;
-  FakeSender fe_raw;
-  FakeMessenger be_messages;
-  FrontendEngine fe;
-  BackendEngine be;
-  uint32_t next_id = 1;
-
-  static FrontendConfig fe_config() {
-    FrontendConfig c;
-    c.vip = kVip;
-    c.backend_addrs = {kBe1, kBe2};
-    c.seed = 42;
-    return c;
-  }
-  static std::unique_ptr<dispatch::Dispatcher> dispatcher() {
-    auto map = dispatch::ContentMap::parse("/docs/a be1\n/docs/b be2\n");
-    return std::make_unique<dispatch::Dispatcher>(std::move(map), "first");
-  }
-  static BackendConfig be_config() {
-    BackendConfig c;
-    c.node = kBe2;
-    c.port = 80;
-    c.vip = kVip;
-    c.frontend = kFe;
-    return c;
-  }
-
-  Harness()
-      : fe(fe_config(), dispatcher(), fe_verdicts, fe_raw, [this] { return now; }),
-        be(be_config(), be_verdicts, be_messages, [this] { return now; }) {}
-
-  // Runs one packet through the front-end; returns its verdict.
-  Verdict to_fe(std::vector<uint8_t> bytes) {
-    auto q = queued(next_id++, bytes);
-    fe.on_packet(q);
-    auto v = fe_verdicts.take();
-    EXPECT_EQ(v.size(), 1u);
-    return v.at(0);
-  }
-  // Runs one packet through the back-end; returns its verdicts (none if held).
-  std::vector<Verdict> to_be(std::vector<uint8_t> bytes, io::Hook hook) {
-    auto q = queued(next_id++, bytes, hook);
-    be.on_packet(q);
-    return be_verdicts.take();
-  }
-};
-
-PacketBuilder from_client() {
-  return std::move(PacketBuilder().ipv4(kClient.addr, kVip.addr).tcp(kClient.port, kVip.port));
-}
-PacketBuilder from_backend() {
-  return std::move(PacketBuilder().ipv4(kBe2, kClient.addr).tcp(80, kClient.port));
-}
-
 TEST(HandoffTest, WholeConnectionWithTimestampsSackAndWindowScaling) {
-  Harness h;
+  FrontBackPair h;
 
   // 1. The client's SYN is answered by the front-end itself.
   auto v = h.to_fe(from_client().seq(kClientIsn).flags(SYN).window(64240)
@@ -243,7 +174,7 @@ TEST(HandoffTest, WholeConnectionWithTimestampsSackAndWindowScaling) {
 }
 
 TEST(HandoffTest, ClientWithoutOptions) {
-  Harness h;
+  FrontBackPair h;
   h.to_fe(from_client().seq(100).flags(SYN).window(8192).build());
   auto synack = parse(h.fe_raw.take().at(0));
   EXPECT_FALSE(synack.pkt.options.timestamps);
@@ -267,7 +198,7 @@ TEST(HandoffTest, ClientWithoutOptions) {
 }
 
 TEST(HandoffTest, DataWithFinIsSplit) {
-  Harness h;
+  FrontBackPair h;
   h.to_fe(from_client().seq(kClientIsn).flags(SYN).mss(1460).build());
   const uint32_t f = parse(h.fe_raw.take().at(0)).pkt.seq();
   h.to_fe(from_client().seq(kClientIsn + 1).ack(f + 1).flags(ACK).payload(kRequest).build());
@@ -294,7 +225,7 @@ TEST(HandoffTest, DataWithFinIsSplit) {
 }
 
 TEST(HandoffTest, BackendResetIsRelayedAndFreesBothSides) {
-  Harness h;
+  FrontBackPair h;
   h.to_fe(from_client().seq(1).flags(SYN).build());
   const uint32_t f = parse(h.fe_raw.take().at(0)).pkt.seq();
   h.to_fe(from_client().seq(2).ack(f + 1).flags(ACK).payload(kRequest).build());
@@ -324,7 +255,7 @@ namespace {
 // front-end's idea of its next sequence number is old: an exact RST looks merely
 // in-window there. The back-end, which saw everything, tells it the end.
 TEST(HandoffTest, ARstTheBackendFindsExactEndsTheFrontendsStateToo) {
-  Harness h;
+  FrontBackPair h;
   h.to_fe(from_client().seq(kClientIsn).flags(SYN).mss(1460).build());
   const uint32_t f = parse(h.fe_raw.take().at(0)).pkt.seq();
   h.to_fe(from_client().seq(kClientIsn + 1).ack(f + 1).flags(ACK).payload(kRequest).build());

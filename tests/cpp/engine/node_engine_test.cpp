@@ -7,25 +7,14 @@
 
 #include <string>
 
-#include "engine/fakes.h"
+#include "engine/harness.h"
 #include "net/packet_builder.h"
 
 namespace hl::engine {
 namespace {
 
 using namespace hl::engine::testing;
-using net::Endpoint;
-using net::PacketBuilder;
-using net::tcp_flag::ACK;
-using net::tcp_flag::FIN;
-using net::tcp_flag::PSH;
-using net::tcp_flag::RST;
-using net::tcp_flag::SYN;
 
-const Endpoint kVip{net::ipv4(10, 0, 100, 1), 80};
-const net::Ipv4Addr kA = net::ipv4(10, 0, 2, 11);
-const net::Ipv4Addr kB = net::ipv4(10, 0, 2, 12);
-const Endpoint kClient{net::ipv4(10, 0, 1, 11), 40000};
 constexpr uint32_t kClientIsn = 0xfffffff0;
 constexpr uint32_t kKernelIsn = 0x12345678;  // the serving kernel's b
 constexpr uint32_t kVipKernelIsn = 0x0badf00d;  // rare: the origin kernel's f
@@ -35,43 +24,23 @@ const std::string kRequestA = "GET /docs/a HTTP/1.1\r\nHost: cluster\r\n\r\n";
 const std::string kRequestB = "GET /docs/b HTTP/1.1\r\nHost: cluster\r\n\r\n";
 
 // One node: its engine and the fakes around it.
-struct Node {
+struct Node : EngineFakes {
   uint64_t& now;
   net::Ipv4Addr addr;
-  FakeVerdicts verdicts;
-  FakeSender raw;
-  FakeMessenger messages;
   NodeEngine engine;
-  uint32_t next_id = 1;
 
   Node(NodeMode mode, net::Ipv4Addr a, uint64_t& clock)
       : now(clock), addr(a), engine(config(mode, a), dispatcher(), verdicts, raw, messages, [this] { return now; }) {}
 
-  static NodeConfig config(NodeMode mode, net::Ipv4Addr a) {
-    NodeConfig c;
-    c.mode = mode;
-    c.vip = kVip;
-    c.node = a;
-    c.node_addrs = {kA, kB};
-    c.seed = 7;
-    return c;
-  }
+  static NodeConfig config(NodeMode mode, net::Ipv4Addr a) { return node_config(mode, a, {kA, kB}, 7); }
   static std::unique_ptr<dispatch::Dispatcher> dispatcher() {
-    return std::make_unique<dispatch::Dispatcher>(dispatch::ContentMap::parse("/docs/a a\n/docs/b b\n/docs/r a,b\n"), "first");
+    return first_dispatcher("/docs/a a\n/docs/b b\n/docs/r a,b\n");
   }
   std::vector<Verdict> packet(std::vector<uint8_t> bytes, io::Hook hook = io::Hook::kPreRouting) {
-    auto q = queued(next_id++, bytes, hook);
-    engine.on_packet(q);
-    return verdicts.take();
+    return run(engine, bytes, hook);
   }
 };
 
-PacketBuilder from_client() {
-  return std::move(PacketBuilder().ipv4(kClient.addr, kVip.addr).tcp(kClient.port, kVip.port));
-}
-PacketBuilder from_kernel(net::Ipv4Addr node) {
-  return std::move(PacketBuilder().ipv4(node, kClient.addr).tcp(80, kClient.port));
-}
 std::vector<uint8_t> client_syn() {
   return from_client().seq(kClientIsn).flags(SYN).window(64240).mss(1460).sack_permitted()
       .timestamps(kClientTs, 0).wscale(7).build();

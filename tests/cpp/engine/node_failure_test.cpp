@@ -11,7 +11,7 @@
 #include <string>
 
 #include "dispatch/dispatcher.h"
-#include "engine/fakes.h"
+#include "engine/harness.h"
 #include "engine/node_engine.h"
 #include "net/packet_builder.h"
 
@@ -19,18 +19,7 @@ namespace hl::engine {
 namespace {
 
 using namespace hl::engine::testing;
-using net::Endpoint;
-using net::PacketBuilder;
-using net::tcp_flag::ACK;
-using net::tcp_flag::FIN;
-using net::tcp_flag::PSH;
-using net::tcp_flag::RST;
-using net::tcp_flag::SYN;
 
-const Endpoint kVip{net::ipv4(10, 0, 100, 1), 80};
-const net::Ipv4Addr kA = net::ipv4(10, 0, 2, 11);
-const net::Ipv4Addr kB = net::ipv4(10, 0, 2, 12);
-const net::Ipv4Addr kC = net::ipv4(10, 0, 2, 13);
 constexpr uint32_t kDeadMs = 700;
 constexpr uint32_t kClientIsn = 0x7000;
 constexpr uint32_t kVipKernelIsn = 0x0badf00d;  // rare: the accepting kernel's f
@@ -42,32 +31,20 @@ const char* const kMap = "/docs/a a\n/docs/b b\n/docs/c c\n/docs/r b,c\n/docs/ab
 std::string get(const std::string& path) { return "GET " + path + " HTTP/1.1\r\nHost: cluster\r\n\r\n"; }
 
 // Node a (the accepting node) of a three-node cluster; the peers are played by the test.
-struct Node {
+struct Node : EngineFakes {
   uint64_t now = 1000;
-  FakeVerdicts verdicts;
-  FakeSender raw;
-  FakeMessenger messages;
-  FakeFastPath fast;
   NodeEngine engine;
-  uint32_t next_id = 1;
 
   explicit Node(NodeMode mode)
-      : engine(config(mode), std::make_unique<dispatch::Dispatcher>(dispatch::ContentMap::parse(kMap), "first"),
-               verdicts, raw, messages, [this] { return now; }, &fast) {}
+      : engine(config(mode), first_dispatcher(kMap), verdicts, raw, messages, [this] { return now; }, &fast) {}
 
   static NodeConfig config(NodeMode mode) {
-    NodeConfig c;
-    c.mode = mode;
-    c.vip = kVip;
-    c.node = kA;
-    c.node_addrs = {kA, kB, kC};
-    c.seed = 11;
+    NodeConfig c = node_config(mode, kA, {kA, kB, kC}, 11);
     c.peer_dead_ms = kDeadMs;
     return c;
   }
   std::vector<Verdict> packet(std::vector<uint8_t> bytes, io::Hook hook = io::Hook::kPreRouting) {
-    engine.on_packet(queued(next_id++, bytes, hook));
-    return verdicts.take();
+    return run(engine, bytes, hook);
   }
   void keepalive(net::Ipv4Addr from, bool healthy = true) {
     engine.on_message(from, control::Keepalive{from == kB ? "b" : "c", 1, healthy});
@@ -82,10 +59,6 @@ struct Node {
     }
   }
 };
-
-PacketBuilder from_client(uint16_t port) {
-  return std::move(PacketBuilder().ipv4(net::ipv4(10, 0, 1, 11), kVip.addr).tcp(port, kVip.port));
-}
 
 // always: handshake and request of a client on `port`; returns f (our ISN).
 uint32_t always_request(Node& a, uint16_t port, const std::string& request) {
@@ -254,7 +227,7 @@ TEST(NodeFailureTest, NoHealthChecksWhenDisabled) {
   FakeVerdicts verdicts;
   FakeSender raw;
   FakeMessenger messages;
-  NodeEngine engine(c, std::make_unique<dispatch::Dispatcher>(dispatch::ContentMap::parse(kMap), "first"), verdicts,
+  NodeEngine engine(c, first_dispatcher(kMap), verdicts,
                     raw, messages, [&] { return now; });
   now += 10 * kDeadMs;
   engine.on_timer();

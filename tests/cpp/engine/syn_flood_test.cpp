@@ -8,7 +8,7 @@
 
 #include <string>
 
-#include "engine/fakes.h"
+#include "engine/harness.h"
 #include "engine/frontend.h"
 #include "net/handoff_option.h"
 #include "engine/node_engine.h"
@@ -18,30 +18,16 @@ namespace hl::engine {
 namespace {
 
 using namespace hl::engine::testing;
-using net::Endpoint;
-using net::PacketBuilder;
-using net::tcp_flag::ACK;
-using net::tcp_flag::PSH;
-using net::tcp_flag::RST;
-using net::tcp_flag::SYN;
 
-const Endpoint kVip{net::ipv4(10, 0, 100, 1), 80};
-const net::Ipv4Addr kBe1 = net::ipv4(10, 0, 2, 11);
-const net::Ipv4Addr kBe2 = net::ipv4(10, 0, 2, 12);
-const Endpoint kClient{net::ipv4(10, 0, 1, 11), 40000};
 constexpr uint32_t kClientIsn = 0xfffffff0;  // wraps: the cookie arithmetic is modular
 constexpr uint32_t kClientTs = 1000;
 constexpr size_t kMaxHalfOpen = 64;
 constexpr int kFloodSyns = 20000;
 const std::string kRequest = "GET /a HTTP/1.1\r\nHost: cluster\r\n\r\n";
 
-PacketBuilder from(Endpoint client) {
-  return std::move(PacketBuilder().ipv4(client.addr, kVip.addr).tcp(client.port, kVip.port));
-}
-
 // A Linux-like SYN: MSS, SACK, timestamps, window scale.
 std::vector<uint8_t> full_syn(Endpoint client = kClient, uint16_t mss = 1460) {
-  return from(client).seq(kClientIsn).flags(SYN).window(64240).mss(mss).sack_permitted()
+  return from_client(client).seq(kClientIsn).flags(SYN).window(64240).mss(mss).sack_permitted()
       .timestamps(kClientTs, 0).wscale(7).build();
 }
 
@@ -50,7 +36,7 @@ std::vector<uint8_t> spoofed_syn(int i) {
   const Endpoint src{net::ipv4(198, static_cast<uint8_t>(18 + (i >> 16 & 1)), static_cast<uint8_t>(i >> 8),
                                static_cast<uint8_t>(i)),
                      static_cast<uint16_t>(1024 + i % 50000)};
-  return from(src).seq(static_cast<uint32_t>(i) * 7919u).flags(SYN).mss(1460).sack_permitted()
+  return from_client(src).seq(static_cast<uint32_t>(i) * 7919u).flags(SYN).mss(1460).sack_permitted()
       .timestamps(static_cast<uint32_t>(i), 0).wscale(7).build();
 }
 
@@ -80,7 +66,7 @@ struct CookieRig {
   }
   // The client's ACK of that SYN/ACK, checked.
   std::optional<tcp::ClientHandshake> ack(const tcp::ClientHandshake& hs, uint32_t ack_delta = 0, uint16_t window = 502) {
-    PacketBuilder b = from(hs.client).seq(kClientIsn + 1).ack((hs.server_isn + 1u + ack_delta).value())
+    PacketBuilder b = from_client(hs.client).seq(kClientIsn + 1).ack((hs.server_isn + 1u + ack_delta).value())
                           .flags(ACK).window(window);
     if (hs.ts_ok) b.timestamps(kClientTs + 1, hs.ts_base);
     auto bytes = b.build();
@@ -120,7 +106,7 @@ TEST(SynCookieTest, OptionsSurviveTheRoundTrip) {
 
 TEST(SynCookieTest, MssIsRoundedDownAndOptionsWithoutTimestampsAreForgotten) {
   CookieRig rig;
-  auto syn = from(kClient).seq(kClientIsn).flags(SYN).window(29200).mss(1000).sack_permitted().wscale(9).build();
+  auto syn = from_client(kClient).seq(kClientIsn).flags(SYN).window(29200).mss(1000).sack_permitted().wscale(9).build();
   const tcp::ClientHandshake sent = rig.answer(syn);
   EXPECT_EQ(sent.mss, 536);  // the largest table value not above 1000
   EXPECT_FALSE(sent.ts_ok);
@@ -180,32 +166,19 @@ TEST(SynCookieTest, ForgedAndOldAcksAreRejected) {
 
 // --- the dedicated front-end under a flood -----------------------------------
 
-struct Fe {
+struct Fe : EngineFakes {
   uint64_t now = 5000;
-  FakeVerdicts verdicts;
-  FakeSender raw;
   FrontendEngine engine;
-  uint32_t next_id = 1;
 
-  explicit Fe(bool cookies = true) : engine(config(cookies), std::make_unique<dispatch::Dispatcher>(
-                                                                 dispatch::ContentMap::parse("/a be1\n/b be2\n"), "first"),
-                                            verdicts, raw, [this] { return now; }) {}
+  explicit Fe(bool cookies = true)
+      : engine(config(cookies), first_dispatcher("/a be1\n/b be2\n"), verdicts, raw, [this] { return now; }) {}
   static FrontendConfig config(bool cookies) {
-    FrontendConfig c;
-    c.vip = kVip;
-    c.backend_addrs = {kBe1, kBe2};
+    FrontendConfig c = frontend_config(7);
     c.max_half_open = kMaxHalfOpen;
     c.syn_cookies = cookies;
-    c.seed = 7;
     return c;
   }
-  Verdict send(std::vector<uint8_t> bytes) {
-    auto q = queued(next_id++, bytes);
-    engine.on_packet(q);
-    auto v = verdicts.take();
-    EXPECT_EQ(v.size(), 1u);
-    return v.at(0);
-  }
+  Verdict send(std::vector<uint8_t> bytes) { return run_one(engine, bytes); }
   void flood(int from_i, int to_i) {
     for (int i = from_i; i < to_i; ++i) {
       EXPECT_EQ(send(spoofed_syn(i)).kind, VerdictKind::Drop);
@@ -236,13 +209,13 @@ TEST(SynFloodTest, FrontendStaysBoundedAndServesALegitimateClient) {
 
   fe.flood(kFloodSyns / 2, kFloodSyns / 2 + 1000);
   fe.now += 500;
-  EXPECT_EQ(fe.send(from(kClient).seq(kClientIsn + 1).ack(f + 1).flags(ACK).window(502)
+  EXPECT_EQ(fe.send(from_client(kClient).seq(kClientIsn + 1).ack(f + 1).flags(ACK).window(502)
                         .timestamps(kClientTs + 1, ts).build()).kind,
             VerdictKind::Drop);
   EXPECT_EQ(fe.engine.counters().syn_cookies_valid, 1u);
   EXPECT_EQ(fe.engine.counters().active, before + 1);
   EXPECT_TRUE(fe.raw.take().empty());
-  fe.send(from(kClient).seq(kClientIsn + 1).ack(f + 1).flags(ACK | PSH).window(502)
+  fe.send(from_client(kClient).seq(kClientIsn + 1).ack(f + 1).flags(ACK | PSH).window(502)
               .timestamps(kClientTs + 2, ts).payload(kRequest).build());
 
   // Handed off: the SYN replayed to be1 with the client's options, then the request.
@@ -272,7 +245,7 @@ TEST(SynFloodTest, FrontendStaysBoundedAndServesALegitimateClient) {
   EXPECT_EQ(fe.engine.counters().handoffs, 1u);
 
   // Then its packets are forwarded to be1.
-  auto v = fe.send(from(kClient).seq(kClientIsn + 1 + static_cast<uint32_t>(kRequest.size())).ack(f + 1)
+  auto v = fe.send(from_client(kClient).seq(kClientIsn + 1 + static_cast<uint32_t>(kRequest.size())).ack(f + 1)
                        .flags(ACK).timestamps(kClientTs + 3, ts).build());
   ASSERT_EQ(v.kind, VerdictKind::AcceptModified);
   EXPECT_EQ(parse(v.bytes).pkt.dst_addr(), kBe1);
@@ -291,7 +264,7 @@ TEST(SynFloodTest, FrontendRefusesForgedAndOldCookieAcks) {
   const size_t active = fe.engine.counters().active;
 
   // A blind ACK with a guessed cookie: answered as an unknown packet, no state.
-  fe.send(from(kClient).seq(kClientIsn + 1).ack(f + 2).flags(ACK).timestamps(kClientTs + 1, 0).build());
+  fe.send(from_client(kClient).seq(kClientIsn + 1).ack(f + 2).flags(ACK).timestamps(kClientTs + 1, 0).build());
   auto rst = parse(fe.raw.take().at(0));
   EXPECT_EQ(rst.pkt.flags(), RST);
   EXPECT_EQ(fe.engine.counters().syn_cookies_invalid, 1u);
@@ -299,7 +272,7 @@ TEST(SynFloodTest, FrontendRefusesForgedAndOldCookieAcks) {
 
   // The right cookie, too late.
   fe.now += tcp::SynCookies::kMaxAgeSlots * tcp::SynCookies::kSlotMs;
-  fe.send(from(kClient).seq(kClientIsn + 1).ack(f + 1).flags(ACK).build());
+  fe.send(from_client(kClient).seq(kClientIsn + 1).ack(f + 1).flags(ACK).build());
   EXPECT_EQ(parse(fe.raw.take().at(0)).pkt.flags(), RST);
   EXPECT_EQ(fe.engine.counters().syn_cookies_valid, 0u);
   EXPECT_EQ(fe.engine.counters().active, active);
@@ -315,34 +288,19 @@ TEST(SynFloodTest, FrontendWithoutCookiesDropsSynsPastTheBound) {
 
 // --- an always node under a flood ------------------------------------------
 
-struct Node {
+struct Node : EngineFakes {
   uint64_t now = 1000;
   net::Ipv4Addr addr;
-  FakeVerdicts verdicts;
-  FakeSender raw;
-  FakeMessenger messages;
   NodeEngine engine;
-  uint32_t next_id = 1;
 
   explicit Node(net::Ipv4Addr a)
-      : addr(a), engine(config(a),
-                        std::make_unique<dispatch::Dispatcher>(dispatch::ContentMap::parse("/a be1\n/b be2\n"), "first"),
-                        verdicts, raw, messages, [this] { return now; }) {}
+      : addr(a), engine(config(a), first_dispatcher("/a be1\n/b be2\n"), verdicts, raw, messages, [this] { return now; }) {}
   static NodeConfig config(net::Ipv4Addr a) {
-    NodeConfig c;
-    c.mode = NodeMode::kAlways;
-    c.vip = kVip;
-    c.node = a;
-    c.node_addrs = {kBe1, kBe2};
+    NodeConfig c = node_config(NodeMode::kAlways, a, {kBe1, kBe2}, 7);
     c.max_half_open = kMaxHalfOpen;
-    c.seed = 7;
     return c;
   }
-  std::vector<Verdict> packet(std::vector<uint8_t> bytes) {
-    auto q = queued(next_id++, bytes);
-    engine.on_packet(q);
-    return verdicts.take();
-  }
+  std::vector<Verdict> packet(std::vector<uint8_t> bytes) { return run(engine, bytes); }
 };
 
 TEST(SynFloodTest, AlwaysNodeStaysBoundedAndHandsOffALegitimateClient) {
@@ -366,9 +324,9 @@ TEST(SynFloodTest, AlwaysNodeStaysBoundedAndHandsOffALegitimateClient) {
   const uint32_t ts = synack.pkt.options.timestamps->tsval;
 
   node.now += 200;
-  node.packet(from(kClient).seq(kClientIsn + 1).ack(f + 1).flags(ACK).window(502).timestamps(kClientTs + 1, ts).build());
+  node.packet(from_client(kClient).seq(kClientIsn + 1).ack(f + 1).flags(ACK).window(502).timestamps(kClientTs + 1, ts).build());
   EXPECT_EQ(node.engine.counters().syn_cookies_valid, 1u);
-  node.packet(from(kClient).seq(kClientIsn + 1).ack(f + 1).flags(ACK | PSH).window(502)
+  node.packet(from_client(kClient).seq(kClientIsn + 1).ack(f + 1).flags(ACK | PSH).window(502)
                   .timestamps(kClientTs + 2, ts).payload(kRequest).build());
   auto msgs = node.messages.take();
   ASSERT_EQ(msgs.size(), 1u);
@@ -398,7 +356,7 @@ TEST(SynFloodTest, AlwaysNodeStaysBoundedAndHandsOffALegitimateClient) {
 
   // A forged cookie ACK gets a RST and no state.
   const uint64_t active = node.engine.counters().active;
-  node.packet(from({kClient.addr, 40001}).seq(5).ack(f + 1).flags(ACK).build());
+  node.packet(from_client({kClient.addr, 40001}).seq(5).ack(f + 1).flags(ACK).build());
   EXPECT_EQ(parse(node.raw.take().at(0)).pkt.flags(), RST);
   EXPECT_EQ(node.engine.counters().syn_cookies_invalid, 1u);
   EXPECT_EQ(node.engine.counters().active, active);
