@@ -7,19 +7,11 @@
 #include <string>
 
 #include "io/checked_io.h"
-#include "net/byte_order.h"
-#include "net/checksum.h"
+#include "net/ipv4_packet.h"
 
 namespace hl::lab {
 namespace {
 
-constexpr std::size_t kIpv4MinHeader = 20;
-constexpr uint8_t kProtoTcp = 6;
-constexpr uint8_t kProtoUdp = 17;
-constexpr std::size_t kTcpMinHeader = 20;
-constexpr std::size_t kUdpHeader = 8;
-constexpr std::size_t kTcpChecksumAt = 16;
-constexpr std::size_t kUdpChecksumAt = 6;
 constexpr uint64_t kUsPerMs = 1000;
 constexpr double kUsPerMsF = 1000.0;
 
@@ -63,39 +55,10 @@ void ImpairCounters::visit(const CounterVisitor& v) const {
 }
 
 bool complete_checksum(std::vector<uint8_t>& p, bool checksum_partial) {
-  if (p.size() < kIpv4MinHeader || (p[0] >> 4) != 4) return false;
-  const std::size_t ihl = std::size_t{p[0] & 0x0fu} * 4u;
-  const std::size_t total = net::load_be16(&p[2]);
-  if (ihl < kIpv4MinHeader || total < ihl || total > p.size()) return false;
-  p.resize(total);  // drop link-layer padding, if any
-  if (!checksum_partial) return true;
-  const net::Ipv4Addr src{net::load_be32(&p[12])};
-  const net::Ipv4Addr dst{net::load_be32(&p[16])};
-  uint8_t* l4 = p.data() + ihl;
-  const std::size_t l4_len = total - ihl;
-  switch (p[9]) {
-    case kProtoTcp: {
-      if (l4_len < kTcpMinHeader) return false;
-      net::store_be16(l4 + kTcpChecksumAt, 0);
-      net::store_be16(l4 + kTcpChecksumAt, net::tcp_checksum(src, dst, {l4, l4_len}));
-      return true;
-    }
-    case kProtoUdp: {
-      if (l4_len < kUdpHeader) return false;
-      net::store_be16(l4 + kUdpChecksumAt, 0);
-      uint8_t pseudo[12];
-      net::store_be32(pseudo, src.value);
-      net::store_be32(pseudo + 4, dst.value);
-      pseudo[8] = 0;
-      pseudo[9] = kProtoUdp;
-      net::store_be16(pseudo + 10, static_cast<uint16_t>(l4_len));
-      uint16_t sum = net::checksum_finish(net::checksum_add({l4, l4_len}, net::checksum_add(pseudo)));
-      net::store_be16(l4 + kUdpChecksumAt, sum == 0 ? 0xffff : sum);  // 0 means "none" in UDP
-      return true;
-    }
-    default:
-      return false;
-  }
+  const auto parsed = net::parse_ipv4_packet(p);
+  if (!parsed) return false;
+  p.resize(parsed->bytes.size());  // drop link-layer padding, if any (shrinking: the view stays valid)
+  return !checksum_partial || net::fill_l4_checksum(*parsed);
 }
 
 struct Impairer::Impl {

@@ -1,10 +1,9 @@
 #include "lab/monitor.h"
 
+#include "net/ipv4_packet.h"
+
 namespace hl::lab {
 namespace {
-
-constexpr std::size_t kIpv4MinHeader = 20;
-constexpr std::uint8_t kProtoTcp = 6;
 
 bool is_inbound(io::Hook hook) {
   switch (hook) {
@@ -22,24 +21,17 @@ bool is_inbound(io::Hook hook) {
 }  // namespace
 
 void Monitor::on_packet(const io::QueuedPacket& packet) {
-  const auto data = packet.data;
-  std::uint64_t bytes = data.size();
+  std::uint64_t bytes = packet.data.size();
   bool inbound = is_inbound(packet.hook);
-  if (data.size() < kIpv4MinHeader || (data[0] >> 4) != 4) {
-    ++counters_.parse_failures;
-  } else {
-    std::size_t header_len = std::size_t{data[0] & 0x0fu} * 4u;
-    std::size_t total_len = (std::size_t{data[2]} << 8) | data[3];
-    if (header_len < kIpv4MinHeader || header_len > data.size() || total_len < header_len) {
-      ++counters_.parse_failures;
+  if (const auto header = net::parse_ipv4_header(packet.data)) {
+    bytes = header->total_len;  // the packet's, also when the copy is truncated
+    if (header->protocol == net::kIpProtoTcp) {
+      ++counters_.tcp_packets;
     } else {
-      bytes = total_len;
-      if (data[9] == kProtoTcp) {
-        ++counters_.tcp_packets;
-      } else {
-        ++counters_.non_tcp_packets;
-      }
+      ++counters_.non_tcp_packets;
     }
+  } else {
+    ++counters_.parse_failures;
   }
   if (inbound) {
     ++counters_.packets_in;
