@@ -1,12 +1,57 @@
-// libFuzzer target: parse_tcp_packet on arbitrary bytes, then exercise every
-// getter, checksum check and setter on what parses (all must stay in bounds).
+// libFuzzer target: parse_ipv4_header / parse_ipv4_packet (with checksum
+// completion) and parse_tcp_packet on arbitrary bytes, then exercise every getter,
+// checksum check and setter on what parses (all must stay in bounds).
 #include <cstddef>
 #include <cstdint>
 #include <vector>
 
+#include "net/byte_order.h"
+#include "net/checksum.h"
+#include "net/ipv4_packet.h"
 #include "net/tcp_packet.h"
 
+namespace {
+
+// The IPv4 view of any protocol: its header and packet lie inside the buffer, agree
+// with each other, and a completed TCP/UDP checksum verifies.
+void check_ipv4(const uint8_t* data, size_t size) {
+  std::vector<uint8_t> buf(data, data + size);
+  const auto header = hl::net::parse_ipv4_header(buf);
+  auto packet = hl::net::parse_ipv4_packet(buf);
+  if (!header.ok()) {
+    (void)hl::net::to_string(header.error());
+    if (packet.ok()) __builtin_trap();  // a packet has a header
+    return;
+  }
+  if (header->header_len < hl::net::kIpv4MinHeaderLen || header->header_len > buf.size() ||
+      header->total_len < header->header_len) {
+    __builtin_trap();
+  }
+  if (!packet.ok()) {
+    if (header->total_len <= buf.size()) __builtin_trap();  // only a total length beyond the buffer
+    return;
+  }
+  const hl::net::Ipv4Packet& p = *packet;
+  if (p.bytes.data() != buf.data() || p.bytes.size() != header->total_len ||
+      p.l4().size() != header->l4_len() || p.header.protocol != header->protocol) {
+    __builtin_trap();
+  }
+  if (hl::net::fill_l4_checksum(p)) {
+    // The pseudo-header (even length) first: only the last chunk of a sum may be odd.
+    const auto l4 = p.l4();
+    uint8_t pseudo[12] = {};
+    hl::net::store_be32(pseudo, p.header.src.value);
+    hl::net::store_be32(pseudo + 4, p.header.dst.value);
+    pseudo[9] = p.header.protocol;
+    hl::net::store_be16(pseudo + 10, static_cast<uint16_t>(l4.size()));
+    if (hl::net::checksum_fold(hl::net::checksum_add(l4, hl::net::checksum_add(pseudo))) != 0xffff) __builtin_trap();
+  }
+}
+
+}  // namespace
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  check_ipv4(data, size);
   std::vector<uint8_t> buf(data, data + size);
   auto parsed = hl::net::parse_tcp_packet(buf);
   if (!parsed.ok()) {

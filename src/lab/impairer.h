@@ -93,10 +93,11 @@ class Impairer {
   std::unique_ptr<Impl> impl_;
 };
 
-// One (copied) IPv4 packet made fit to be sent again as is: if `checksum_partial`,
-// the TCP or UDP checksum is completed in place. False (packet unchanged) if it
-// cannot be: not IPv4, shorter than its total length, or another protocol's
-// partial checksum.
+// One (copied) IPv4 packet made fit to be sent again as is: link padding past the
+// total length cut and, if `checksum_partial`, the TCP or UDP checksum completed in
+// place (net::fill_l4_checksum). False if it cannot be: not IPv4 (packet
+// unchanged), shorter than its total length (unchanged), or another protocol's
+// partial checksum (only the padding cut).
 bool complete_checksum(std::vector<uint8_t>& packet, bool checksum_partial);
 
 }  // namespace hl::lab
