@@ -42,7 +42,7 @@ TEST(BackendTest, ConnectionsNotHandedOffPassUntouched) {
   auto v = be.send(PacketBuilder().ipv4(kClient.addr, kBe1).tcp(kClient.port, 80).flags(SYN).build());
   ASSERT_EQ(v.size(), 1u);
   EXPECT_EQ(v[0].kind, VerdictKind::Accept);
-  v = be.send(PacketBuilder().ipv4(kBe1, kClient.addr).tcp(80, kClient.port).flags(SYN | ACK).build(),
+  v = be.send(from_kernel(kBe1).flags(SYN | ACK).build(),
               io::Hook::kLocalOut);
   EXPECT_EQ(v.at(0).kind, VerdictKind::Accept);
   EXPECT_EQ(be.engine.counters().passthrough, 2u);
@@ -69,7 +69,7 @@ TEST(BackendTest, HeldPacketsAreBoundedAndFreedOnTimeout) {
 TEST(BackendTest, DuplicateHandoffIsAcknowledgedAgain) {
   Be be;
   be.send(be.replayed_syn());
-  be.send(PacketBuilder().ipv4(kBe1, kClient.addr).tcp(80, kClient.port).seq(1).ack(101)
+  be.send(from_kernel(kBe1).seq(1).ack(101)
               .flags(SYN | ACK).build(),
           io::Hook::kLocalOut);
   ASSERT_EQ(be.messages.take().size(), 1u);
@@ -80,7 +80,7 @@ TEST(BackendTest, DuplicateHandoffIsAcknowledgedAgain) {
   EXPECT_EQ(std::get<control::HandoffAck>(m[0].message).backend_isn, 1u);
   EXPECT_EQ(be.engine.counters().duplicate_syns, 1u);
   // A retransmitted kernel SYN/ACK never reaches the client.
-  v = be.send(PacketBuilder().ipv4(kBe1, kClient.addr).tcp(80, kClient.port).seq(1).ack(101)
+  v = be.send(from_kernel(kBe1).seq(1).ack(101)
                   .flags(SYN | ACK).build(),
               io::Hook::kLocalOut);
   EXPECT_EQ(v.at(0).kind, VerdictKind::Drop);
@@ -105,7 +105,7 @@ TEST(BackendTest, MalformedPacketsAreDroppedAndCounted) {
 TEST(BackendTest, ClientSegmentWithBadChecksumIsDropped) {
   Be be;
   be.send(be.replayed_syn());
-  be.send(PacketBuilder().ipv4(kBe1, kClient.addr).tcp(80, kClient.port).seq(1).ack(101)
+  be.send(from_kernel(kBe1).seq(1).ack(101)
               .flags(SYN | ACK).build(),
           io::Hook::kLocalOut);
   auto bad = be.client_ack(101);

@@ -322,7 +322,7 @@ TEST(BadInputTest, PipelinedRequestsAreReplayedWhole) {
 TEST(BadInputTest, BadControlMessagesAreRefusedAndCounted) {
   Cluster c;
   // Not a back-end.
-  c.fe.on_message(net::ipv4(10, 9, 9, 9), control::HandoffAck{{kClient.addr, 41900}, 1});
+  c.fe.on_message(kStranger, control::HandoffAck{{kClient.addr, 41900}, 1});
   // A relay whose packet is garbage, or not from the VIP to the client.
   c.fe.on_message(kBe2, control::Relay{{kClient.addr, 41900}, std::vector<uint8_t>(30, 0x45)});
   c.fe.on_message(kBe2, control::Relay{{kClient.addr, 41900}, from_client(41900).flags(RST).build()});

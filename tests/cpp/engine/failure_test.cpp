@@ -156,16 +156,16 @@ struct Fe : EngineFakes {
   }
   // A whole connection of `client` that requested `path`; returns f.
   uint32_t request(const std::string& path, Endpoint client = kClient) {
-    send(PacketBuilder().ipv4(client.addr, kVip.addr).tcp(client.port, 80).seq(100).flags(SYN).mss(1460).build());
+    send(from_client(client).seq(100).flags(SYN).mss(1460).build());
     const uint32_t f = parse(raw.take().at(0)).pkt.seq();
-    send(PacketBuilder().ipv4(client.addr, kVip.addr).tcp(client.port, 80).seq(101).ack(f + 1).flags(ACK).build());
+    send(from_client(client).seq(101).ack(f + 1).flags(ACK).build());
     const std::string head = "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n";
-    send(PacketBuilder().ipv4(client.addr, kVip.addr).tcp(client.port, 80).seq(101).ack(f + 1)
+    send(from_client(client).seq(101).ack(f + 1)
              .flags(ACK | PSH).payload(head).build());
     return f;
   }
   Verdict client_ack(uint32_t ack, Endpoint client = kClient) {
-    return send(PacketBuilder().ipv4(client.addr, kVip.addr).tcp(client.port, 80).seq(200).ack(ack)
+    return send(from_client(client).seq(200).ack(ack)
                     .flags(ACK).build());
   }
 };
@@ -225,7 +225,7 @@ TEST(FrontendFailureTest, ResetConnectionIsFreedByTheClientsRst) {
   auto sent = fe.raw.take();
   ASSERT_EQ(sent.size(), 1u);
   EXPECT_EQ(parse(sent[0]).pkt.seq(), f + 1) << "nothing acknowledged yet beyond the SYN/ACK";
-  EXPECT_EQ(fe.send(PacketBuilder().ipv4(kClient.addr, kVip.addr).tcp(kClient.port, 80).seq(101).flags(RST).build())
+  EXPECT_EQ(fe.send(from_client().seq(101).flags(RST).build())
                 .kind,
             VerdictKind::Drop);
   EXPECT_EQ(fe.engine.counters().active, 0u);
@@ -318,13 +318,12 @@ TEST(FrontendFastPathTest, ALongConnectionIsMappedAfterTwoAcksAndUnmappedWhenFre
   EXPECT_EQ(fe.fast.take(), (std::vector<FastPathOp>{{true, kClient, kBe2}}));
   // The client closes first; the server's FIN (relayed) completes the close:
   // the client's last ACK takes the fast path, so both FINs are enough.
-  EXPECT_EQ(fe.send(PacketBuilder().ipv4(kClient.addr, kVip.addr).tcp(kClient.port, 80).seq(200).ack(f + 1 + 5000)
+  EXPECT_EQ(fe.send(from_client().seq(200).ack(f + 1 + 5000)
                         .flags(FIN | ACK).build())
                 .kind,
             VerdictKind::AcceptModified);
-  fe.engine.on_message(kBe2, control::Relay{kClient, PacketBuilder().ipv4(kVip.addr, kClient.addr)
-                                                         .tcp(80, kClient.port).seq(f + 1 + 5000).ack(201)
-                                                         .flags(FIN | ACK).build()});
+  fe.engine.on_message(kBe2,
+                       control::Relay{kClient, from_kernel(kVip.addr).seq(f + 1 + 5000).ack(201).flags(FIN | ACK).build()});
   fe.raw.take();
   EXPECT_TRUE(fe.fast.take().empty()) << "kept through the linger: late ACKs still go to the back-end";
   fe.tick(FrontendConfig::kDefaultLingerMs);
@@ -338,10 +337,9 @@ TEST(FrontendFastPathTest, AShortConnectionIsNeverMapped) {
   const uint32_t f = fe.request("/b");
   fe.engine.on_message(kBe2, control::HandoffAck{kClient, 999});
   fe.client_ack(f + 1 + 1000);
-  fe.engine.on_message(kBe2, control::Relay{kClient, PacketBuilder().ipv4(kVip.addr, kClient.addr)
-                                                         .tcp(80, kClient.port).seq(f + 1 + 1000).ack(101)
-                                                         .flags(FIN | ACK).build()});
-  fe.send(PacketBuilder().ipv4(kClient.addr, kVip.addr).tcp(kClient.port, 80).seq(200).ack(f + 1 + 1001)
+  fe.engine.on_message(kBe2,
+                       control::Relay{kClient, from_kernel(kVip.addr).seq(f + 1 + 1000).ack(101).flags(FIN | ACK).build()});
+  fe.send(from_client().seq(200).ack(f + 1 + 1001)
               .flags(FIN | ACK).build());
   fe.tick(FrontendConfig::kDefaultLingerMs);
   EXPECT_EQ(fe.engine.counters().active, 0u);
@@ -394,10 +392,10 @@ TEST(FrontendFastPathTest, APortReusedAfterAResetStartsUnmapped) {
   fe.client_ack(f + 1 + 2000);
   ASSERT_EQ(fe.fast.take().size(), 1u);
   const uint32_t rcv_nxt = 101 + static_cast<uint32_t>(std::string("GET /b HTTP/1.1\r\nHost: x\r\n\r\n").size());
-  fe.send(PacketBuilder().ipv4(kClient.addr, kVip.addr).tcp(kClient.port, 80).seq(rcv_nxt).ack(f + 1 + 2000)
+  fe.send(from_client().seq(rcv_nxt).ack(f + 1 + 2000)
               .flags(RST).build());  // exact: the connection ends
   // The same port again before the linger ran out: the old state (and its mapping) go first.
-  fe.send(PacketBuilder().ipv4(kClient.addr, kVip.addr).tcp(kClient.port, 80).seq(7777).flags(SYN).build());
+  fe.send(from_client().seq(7777).flags(SYN).build());
   EXPECT_EQ(fe.fast.take(), (std::vector<FastPathOp>{{false, kClient, {}}}));
 }
 

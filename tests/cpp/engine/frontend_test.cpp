@@ -30,15 +30,15 @@ struct Fe : EngineFakes {
   Verdict send(std::vector<uint8_t> bytes) { return run_one(engine, bytes); }
   // Completes a handshake from `client`; returns the front-end's ISN.
   uint32_t connect(Endpoint client = kClient, uint32_t isn = 100) {
-    send(PacketBuilder().ipv4(client.addr, kVip.addr).tcp(client.port, 80).seq(isn).flags(SYN)
+    send(from_client(client).seq(isn).flags(SYN)
              .mss(1460).build());
     const uint32_t f = parse(raw.take().at(0)).pkt.seq();
-    send(PacketBuilder().ipv4(client.addr, kVip.addr).tcp(client.port, 80).seq(isn + 1)
+    send(from_client(client).seq(isn + 1)
              .ack(f + 1).flags(ACK).build());
     return f;
   }
   Verdict data(uint32_t seq, uint32_t f, std::string_view payload, uint8_t flags = ACK) {
-    return send(PacketBuilder().ipv4(kClient.addr, kVip.addr).tcp(kClient.port, 80).seq(seq)
+    return send(from_client().seq(seq)
                     .ack(f + 1).flags(flags).payload(payload).build());
   }
 };
@@ -71,7 +71,7 @@ TEST(FrontendTest, RequestSplitAcrossSegmentsIsAckedUntilComplete) {
 
 TEST(FrontendTest, RetransmittedSynGetsTheSameSynAck) {
   Fe fe;
-  auto syn = PacketBuilder().ipv4(kClient.addr, kVip.addr).tcp(kClient.port, 80).seq(9).flags(SYN).build();
+  auto syn = from_client().seq(9).flags(SYN).build();
   fe.send(syn);
   fe.send(syn);
   auto sent = fe.raw.take();
@@ -116,7 +116,7 @@ TEST(FrontendTest, SlowHeadTimesOut) {
 
 TEST(FrontendTest, UnknownAndMalformedPackets) {
   Fe fe;
-  auto v = fe.send(PacketBuilder().ipv4(kClient.addr, kVip.addr).tcp(kClient.port, 80).seq(1)
+  auto v = fe.send(from_client().seq(1)
                        .ack(55).flags(ACK).build());
   EXPECT_EQ(v.kind, VerdictKind::Drop);
   auto rst = parse(fe.raw.take().at(0));
@@ -136,7 +136,7 @@ TEST(FrontendTest, UnknownAndMalformedPackets) {
 TEST(FrontendTest, HalfOpenTableIsBounded) {
   Fe fe(2);
   for (uint16_t port = 1; port <= 3; ++port) {
-    fe.send(PacketBuilder().ipv4(kClient.addr, kVip.addr).tcp(port, 80).seq(port).flags(SYN).build());
+    fe.send(from_client(port).seq(port).flags(SYN).build());
   }
   EXPECT_EQ(fe.raw.take().size(), 2u);
   EXPECT_EQ(fe.engine.counters().syns_dropped, 1u);
@@ -184,10 +184,10 @@ TEST(FrontendTest, UnknownContentGoesToSomeBackend) {
 
 TEST(FrontendTest, ControlMessagesFromStrangersAreRefused) {
   Fe fe;
-  fe.engine.on_message(net::ipv4(10, 9, 9, 9), control::HandoffAck{kClient, 1});
+  fe.engine.on_message(kStranger, control::HandoffAck{kClient, 1});
   EXPECT_EQ(fe.engine.counters().control_errors, 1u);
   // A relay whose packet is not from the VIP to that client is refused too.
-  auto bogus = PacketBuilder().ipv4(kBe1, kClient.addr).tcp(80, kClient.port).flags(RST).build();
+  auto bogus = from_kernel(kBe1).flags(RST).build();
   fe.engine.on_message(kBe1, control::Relay{kClient, bogus});
   EXPECT_EQ(fe.engine.counters().control_errors, 2u);
   EXPECT_TRUE(fe.raw.take().empty());
@@ -200,11 +200,11 @@ TEST(FrontendTest, ReusedPortAfterCloseStartsAFreshConnection) {
   fe.data(101, f1, request);
   fe.raw.take();
   // A SYN with a new ISN while the old connection is still forwarding: ignored.
-  fe.send(PacketBuilder().ipv4(kClient.addr, kVip.addr).tcp(kClient.port, 80).seq(5000).flags(SYN).build());
+  fe.send(from_client().seq(5000).flags(SYN).build());
   EXPECT_TRUE(fe.raw.take().empty());
   // After a reset (at exactly the next sequence number: RFC 5961) the port may be reused at once.
   fe.data(101 + static_cast<uint32_t>(request.size()), f1, "", RST);
-  fe.send(PacketBuilder().ipv4(kClient.addr, kVip.addr).tcp(kClient.port, 80).seq(5000).flags(SYN).build());
+  fe.send(from_client().seq(5000).flags(SYN).build());
   auto synack = parse(fe.raw.take().at(0));
   EXPECT_EQ(synack.pkt.ack(), 5001u);
   EXPECT_EQ(fe.engine.counters().active, 1u);

@@ -183,7 +183,7 @@ TEST(NodeEngineTest, RareReleasesLocalContentUntouched) {
   Node a(NodeMode::kRare, kA, now);
   auto v = a.packet(client_syn());
   EXPECT_EQ(v.at(0).kind, VerdictKind::Accept);  // the kernel answers
-  v = a.packet(PacketBuilder().ipv4(kVip.addr, kClient.addr).tcp(80, kClient.port).seq(kVipKernelIsn)
+  v = a.packet(from_kernel(kVip.addr).seq(kVipKernelIsn)
                    .ack(kClientIsn + 1).flags(SYN | ACK).mss(1460).timestamps(4242, kClientTs).wscale(7).build(),
                io::Hook::kLocalOut);
   EXPECT_EQ(v.at(0).kind, VerdictKind::Accept);
@@ -213,7 +213,7 @@ TEST(NodeEngineTest, RareServesReplicatedContentWhereItLands) {
   uint64_t now = 1000;
   Node b(NodeMode::kRare, kB, now);
   b.packet(client_syn());
-  b.packet(PacketBuilder().ipv4(kVip.addr, kClient.addr).tcp(80, kClient.port).seq(kVipKernelIsn)
+  b.packet(from_kernel(kVip.addr).seq(kVipKernelIsn)
                .ack(kClientIsn + 1).flags(SYN | ACK).mss(1460).timestamps(4242, kClientTs).wscale(7).build(),
            io::Hook::kLocalOut);
   const std::string request = "GET /docs/r HTTP/1.1\r\nHost: cluster\r\n\r\n";
@@ -231,7 +231,7 @@ TEST(NodeEngineTest, RareHandsOffWithARstToTheLocalTcp) {
   uint64_t now = 1000;
   Node a(NodeMode::kRare, kA, now), b(NodeMode::kRare, kB, now);
   a.packet(client_syn());
-  a.packet(PacketBuilder().ipv4(kVip.addr, kClient.addr).tcp(80, kClient.port).seq(kVipKernelIsn)
+  a.packet(from_kernel(kVip.addr).seq(kVipKernelIsn)
                .ack(kClientIsn + 1).flags(SYN | ACK).mss(1460).sack_permitted().timestamps(4242, kClientTs)
                .wscale(7).build(),
            io::Hook::kLocalOut);
@@ -288,7 +288,7 @@ TEST(NodeEngineTest, BadControlMessagesAreCountedAndDropped) {
   control::HandoffRequest req;
   req.client = kClient;
   req.vip_port = 80;
-  req.origin = net::ipv4(10, 9, 9, 9);
+  req.origin = kStranger;
   a.engine.on_message(kB, req);
   EXPECT_EQ(a.engine.counters().control_errors, 5u);
   EXPECT_EQ(a.engine.counters().handoffs_received, 0u);

@@ -73,7 +73,7 @@ uint32_t always_request(Node& a, uint16_t port, const std::string& request) {
 // rare: the kernel's handshake seen, then the request (held, dispatched).
 void rare_request(Node& a, uint16_t port, const std::string& request) {
   a.packet(from_client(port).seq(kClientIsn).flags(SYN).window(64240).mss(1460).wscale(7).build());
-  a.packet(PacketBuilder().ipv4(kVip.addr, net::ipv4(10, 0, 1, 11)).tcp(80, port).seq(kVipKernelIsn)
+  a.packet(from_kernel(kVip.addr, port).seq(kVipKernelIsn)
                .ack(kClientIsn + 1).flags(SYN | ACK).mss(1460).wscale(7).build(),
            io::Hook::kLocalOut);
   a.packet(from_client(port).seq(kClientIsn + 1).ack(kVipKernelIsn + 1).flags(ACK | PSH).payload(request).build());
@@ -294,7 +294,7 @@ TEST(NodeFastPathTest, ALongConnectionIsMappedAtTheSecondAckAndUnmappedAtTheTerm
       rare_request(a, 40001, get("/docs/b"));
     }
     ASSERT_EQ(ack_handoff(a), kB);
-    const Endpoint client{net::ipv4(10, 0, 1, 11), 40001};
+    const Endpoint client{kClient.addr, 40001};
     for (uint32_t i = 1; i <= 3; ++i) {
       auto v = a.packet(from_client(40001).seq(req_end).ack(f + 1 + i * 1000).flags(ACK).build());
       ASSERT_EQ(v.at(0).kind, VerdictKind::AcceptModified);
@@ -328,7 +328,7 @@ TEST(NodeFastPathTest, ADeadPeersMappedClientIsUnmappedProbedAndResetAtItsAnswer
   ASSERT_EQ(a.fast.take().size(), 1u);
   a.raw.take();
   a.keepalive(kB, false);  // b's server is down: dead at once
-  const Endpoint client{net::ipv4(10, 0, 1, 11), 40001};
+  const Endpoint client{kClient.addr, 40001};
   EXPECT_EQ(a.fast.take(), (std::vector<FastPathOp>{{false, client, {}}}));
   auto sent = a.raw.take();
   ASSERT_EQ(sent.size(), 2u);

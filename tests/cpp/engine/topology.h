@@ -32,6 +32,8 @@ inline constexpr net::Ipv4Addr kB = kBe2;
 inline constexpr net::Ipv4Addr kC = net::ipv4(10, 0, 2, 13);
 // The client (other ports of its address are other clients).
 inline constexpr Endpoint kClient{net::ipv4(10, 0, 1, 11), 40000};
+// An address that is no node of the cluster (a stray control message's sender).
+inline constexpr net::Ipv4Addr kStranger = net::ipv4(10, 9, 9, 9);
 
 // A segment from `client` to the VIP.
 inline PacketBuilder from_client(Endpoint client) {
