@@ -28,6 +28,7 @@
 #include <optional>
 #include <string>
 
+#include "bpf/adopt_counters.h"
 #include "io/io_status.h"
 #include "net/ipv4_addr.h"
 
@@ -61,19 +62,6 @@ struct AdoptAttrs {
   bool tsval_from_segment = false;  // rcv_tsval := the forwarded segment's TSval
 
   friend constexpr bool operator==(const AdoptAttrs&, const AdoptAttrs&) = default;
-};
-
-// The program's counters, summed over CPUs (names as in the stats file).
-struct AdoptCounters {
-  uint64_t seen = 0;          // non-SYN, non-RST TCP segments to the VIP:port
-  uint64_t adopted = 0;       // sockets handed to the kernel to create
-  uint64_t no_entry = 0;      // LISTEN socket, no authorisation
-  uint64_t mismatch = 0;      // authorisation whose seq/ack/TS the segment does not match
-  uint64_t assign_error = 0;  // bpf_sk_assign_tcp_reqsk() refused
-  uint64_t established = 0;   // a socket existed: passed untouched
-  uint64_t retired = 0;       // ... and its authorisation was deleted
-  uint64_t no_socket = 0;     // no listener at all: passed to the kernel
-  uint64_t malformed = 0;     // unreadable TCP header: passed to the kernel
 };
 
 // The last call of the kfunc (diagnostics for tests and logs).
