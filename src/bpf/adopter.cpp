@@ -7,6 +7,9 @@
 #include <bpf/libbpf.h>
 #include <dirent.h>
 #include <net/if.h>
+#include <net/if_arp.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -108,6 +111,20 @@ int detach_filter(int ifindex, uint32_t handle, uint32_t priority, bool remove_q
   return err;
 }
 
+// True when `ifname` (in this thread's network namespace) carries a 14-byte
+// Ethernet header at tc ingress, as the program assumes: Ethernet or loopback.
+bool has_ethernet_header(const std::string& ifname) {
+  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  ifreq req{};
+  ifname.copy(req.ifr_name, IFNAMSIZ - 1);
+  const bool ok = ioctl(fd, SIOCGIFHWADDR, &req) == 0 &&
+                  (req.ifr_hwaddr.sa_family == ARPHRD_ETHER ||
+                   req.ifr_hwaddr.sa_family == ARPHRD_LOOPBACK);
+  close(fd);
+  return ok;
+}
+
 void write_attachment(bpf_map* map, const hl_adopt_attachment& value) {
   uint32_t zero = 0;
   bpf_map__update_elem(map, &zero, sizeof zero, &value, sizeof value, BPF_ANY);
@@ -178,6 +195,10 @@ void Adopter::attach(const std::string& ifname) {
   if (ifindex_ != 0) throw std::runtime_error("the adopt program is attached already");
   const unsigned index = if_nametoindex(ifname.c_str());
   if (index == 0) throw std::runtime_error("no interface " + ifname);
+  if (!has_ethernet_header(ifname)) {
+    throw std::runtime_error("the adopt program reads an Ethernet header: " + ifname +
+                             " is neither Ethernet nor loopback");
+  }
   const int ifindex = static_cast<int>(index);
   bpf_tc_hook hook = ingress_hook(ifindex);
   const int created = bpf_tc_hook_create(&hook);

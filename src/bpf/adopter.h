@@ -89,7 +89,8 @@ class Adopter {
   Adopter& operator=(const Adopter&) = delete;
 
   // Attaches to interface `ifname`'s tc clsact ingress (creating clsact if
-  // missing). One interface per Adopter. Throws std::runtime_error.
+  // missing). One interface per Adopter; Ethernet or loopback only (the
+  // program expects a 14-byte L2 header). Throws std::runtime_error.
   void attach(const std::string& ifname);
   // Detaches (and removes the clsact qdisc if attach created it); idempotent.
   void detach();

@@ -21,6 +21,8 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
+#include <stdexcept>
 #include <optional>
 #include <string>
 #include <vector>
@@ -243,6 +245,34 @@ TEST_F(AdoptLive, AuthorisedSegmentIsAdoptedInTheClientsSequenceSpace) {
   send_segment(40000, kClientIsn + 1, kFrontendIsn + 1, kRequest);
   EXPECT_EQ(accept_within(200), -1);
   EXPECT_EQ(adopter_->counters().adopted, 1u);
+}
+
+// The first forwarded segment is lost and the second overtakes it: the second
+// mismatches and is dropped, the entry stays, the retransmitted first one still
+// creates the socket, and the retransmitted second one completes the request.
+TEST_F(AdoptLive, LostFirstSegmentRetransmittedStillCreatesTheSocket) {
+  const AdoptKey key{{kClientAddr, 40004}, kVip};
+  ASSERT_TRUE(adopter_->authorise(key, attrs_for_handshake()).ok());
+  const std::string first = "GET /long HTTP/1.0\r\n", second = "Host: x\r\n\r\n";
+  const uint32_t second_seq = kClientIsn + 1 + static_cast<uint32_t>(first.size());
+  send_segment(40004, second_seq, kFrontendIsn + 1, second, kClientTsval + 1);
+  EXPECT_FALSE(capture(40004, 300).has_value());
+  EXPECT_EQ(adopter_->counters().mismatch, 1u);
+  EXPECT_TRUE(adopter_->authorisation(key).has_value()) << "the entry must outlive a mismatch";
+
+  send_segment(40004, kClientIsn + 1, kFrontendIsn + 1, first);
+  const int conn = accept_within(2000);
+  ASSERT_GE(conn, 0) << "the retransmitted first segment created nothing";
+  Fd conn_fd{conn};
+  send_segment(40004, second_seq, kFrontendIsn + 1, second, kClientTsval + 2);
+  EXPECT_EQ(read_within(conn, first.size() + second.size(), 1000), first + second);
+  EXPECT_EQ(adopter_->counters().adopted, 1u);
+}
+
+TEST_F(AdoptLive, AttachRefusesASecondAttachAndUnknownInterfaces) {
+  EXPECT_THROW(adopter_->attach("veth-s"), std::runtime_error);
+  Adopter other{AdopterConfig{}};
+  EXPECT_THROW(other.attach("no-such-if"), std::runtime_error);
 }
 
 TEST_F(AdoptLive, DestructionDetaches) {
