@@ -13,11 +13,16 @@
  * the origin forwards. For a non-SYN, non-RST TCP segment to the VIP:port:
  *   - a socket other than a LISTEN one exists (the connection was adopted or
  *     is the node's own): pass it untouched; if an entry for it is still there,
- *     the adoption is complete: delete the entry (counter `retired`);
+ *     the adoption is complete: delete the entry (counter `retired`). Except a
+ *     TIME_WAIT socket with an entry: the client reused the port of a
+ *     connection this node closed first; the kernel cannot create the new
+ *     socket beside it: drop, keep the entry (`time_wait`);
  *   - only a LISTEN socket, and an entry whose seq and ack match the segment:
  *     bpf_sk_assign_tcp_reqsk() with the entry's attributes, pass (`adopted`);
  *     the kernel then creates the socket (rcv_isn = seq - 1, snt_isn = ack - 1)
- *     and queues the segment's data for accept();
+ *     and queues the segment's data for accept(). `adopted` counts the kfunc's
+ *     successes: a segment the kernel drops afterwards (bad checksum) creates
+ *     nothing, and as its entry stays, its retransmission tries again;
  *   - only a LISTEN socket and no entry (`no_entry`), or an entry whose seq/ack
  *     differ (`mismatch`), or the kfunc refused (`assign_error`): DROP. Nothing
  *     is created and nothing answers (no RST to a forger, and no RST that would
@@ -151,6 +156,32 @@ static __always_inline int make_attrs(struct __sk_buff *skb, const struct hl_ado
   return 0;
 }
 
+/* Hands the segment to LISTEN socket `skc` with `attrs` (releases `skc`);
+ * the verdict. */
+static __always_inline int assign(struct __sk_buff *skb, struct bpf_sock *skc,
+                                  const struct hl_adopt_entry *entry,
+                                  struct bpf_tcp_req_attrs *attrs) {
+  struct tcp_sock *tp = bpf_skc_to_tcp_sock(skc);
+  int ret;
+  if (!tp) {
+    last_error = -22; /* EINVAL: a LISTEN socket that is not TCP */
+    count(HL_ADOPT_ASSIGN_ERROR);
+    bpf_sk_release(skc);
+    return TC_ACT_SHOT;
+  }
+  last_offered = *entry;
+  last_offered.rcv_tsval = attrs->rcv_tsval;
+  ret = bpf_sk_assign_tcp_reqsk(skb, (struct sock *)tp, attrs, sizeof *attrs);
+  bpf_sk_release(skc);
+  if (ret < 0) {
+    last_error = ret;
+    count(HL_ADOPT_ASSIGN_ERROR);
+    return TC_ACT_SHOT;
+  }
+  count(HL_ADOPT_ADOPTED);
+  return TC_ACT_OK;
+}
+
 SEC("tc")
 int adopt(struct __sk_buff *skb) {
   struct iphdr ip;
@@ -160,10 +191,8 @@ int adopt(struct __sk_buff *skb) {
   struct bpf_tcp_req_attrs attrs;
   struct hl_adopt_entry *entry;
   struct bpf_sock *skc;
-  struct tcp_sock *tp;
   __u32 l4;
   int matches = 0;
-  int ret;
 
   if (skb->protocol != bpf_htons(ETH_P_IP_)) return TC_ACT_OK;
   if (bpf_skb_load_bytes(skb, ETH_HLEN_, &ip, sizeof ip)) return TC_ACT_OK;
@@ -202,6 +231,17 @@ int adopt(struct __sk_buff *skb) {
   }
 
   skc = bpf_skc_lookup_tcp(skb, &tuple, sizeof tuple.ipv4, CURRENT_NETNS, 0);
+  if (skc && entry && skc->state == BPF_TCP_TIME_WAIT) {
+    /* A new handoff of a 4-tuple whose previous connection this node closed
+     * first (HTTP/1.0 servers do; clients reuse ports). The kernel refuses to
+     * hash a new socket beside the TIME_WAIT one, which would answer the
+     * segment with its old numbers: drop it and keep the entry. User space
+     * destroys such TIME_WAIT sockets when it authorises (Adopter::authorise),
+     * so this is a race; a retransmission after that is adopted. */
+    count(HL_ADOPT_TIME_WAIT);
+    bpf_sk_release(skc);
+    return TC_ACT_SHOT;
+  }
   if (!skc) {
     count(HL_ADOPT_NO_SOCKET);
     return TC_ACT_OK;
@@ -222,25 +262,7 @@ int adopt(struct __sk_buff *skb) {
     bpf_sk_release(skc);
     return TC_ACT_SHOT;
   }
-
-  tp = bpf_skc_to_tcp_sock(skc);
-  if (!tp) {
-    last_error = -22; /* EINVAL: a LISTEN socket that is not TCP */
-    count(HL_ADOPT_ASSIGN_ERROR);
-    bpf_sk_release(skc);
-    return TC_ACT_SHOT;
-  }
-  last_offered = *entry;
-  last_offered.rcv_tsval = attrs.rcv_tsval;
-  ret = bpf_sk_assign_tcp_reqsk(skb, (struct sock *)tp, &attrs, sizeof attrs);
-  bpf_sk_release(skc);
-  if (ret < 0) {
-    last_error = ret;
-    count(HL_ADOPT_ASSIGN_ERROR);
-    return TC_ACT_SHOT;
-  }
-  count(HL_ADOPT_ADOPTED);
-  return TC_ACT_OK;
+  return assign(skb, skc, entry, &attrs);
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -51,6 +51,7 @@ enum hl_adopt_counter {
   HL_ADOPT_RETIRED,         /* ... and its authorisation was deleted */
   HL_ADOPT_NO_SOCKET,       /* no socket at all (no listener): passed to the kernel */
   HL_ADOPT_MALFORMED,       /* a header could not be read: passed to the kernel */
+  HL_ADOPT_TIME_WAIT,       /* an entry for a tuple still in TIME_WAIT here: dropped, entry kept */
   HL_ADOPT_COUNTER_COUNT
 };
 

@@ -14,6 +14,7 @@ std::vector<std::pair<std::string, uint64_t>> named_counters(const AdoptCounters
       {"bpf_adopt_retired", c.retired},
       {"bpf_adopt_no_socket", c.no_socket},
       {"bpf_adopt_malformed", c.malformed},
+      {"bpf_adopt_time_wait", c.time_wait},
   };
 }
 

@@ -19,6 +19,7 @@ struct AdoptCounters {
   uint64_t retired = 0;       // ... and its authorisation was deleted
   uint64_t no_socket = 0;     // no listener at all: passed to the kernel
   uint64_t malformed = 0;     // unreadable TCP header: passed to the kernel
+  uint64_t time_wait = 0;     // authorised tuple still in TIME_WAIT here: dropped, entry kept
 };
 
 // The counters as the engines export theirs (io::StatsDoc::counters), each

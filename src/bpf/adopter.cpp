@@ -230,6 +230,9 @@ void Adopter::detach() {
 }
 
 io::IoStatus Adopter::authorise(const AdoptKey& key, const AdoptAttrs& attrs) {
+  if (auto killed = time_wait_.destroy(key.vip, key.client); !killed.ok()) {
+    return Err(killed.error());
+  }
   const hl_adopt_key wire_key = to_wire(key);
   const hl_adopt_entry entry = to_wire(attrs);
   const int err = bpf_map__update_elem(skel_->maps.authorised, &wire_key, sizeof wire_key, &entry,
@@ -276,6 +279,7 @@ AdoptCounters Adopter::counters() const {
   c.retired = read(HL_ADOPT_RETIRED);
   c.no_socket = read(HL_ADOPT_NO_SOCKET);
   c.malformed = read(HL_ADOPT_MALFORMED);
+  c.time_wait = read(HL_ADOPT_TIME_WAIT);
   return c;
 }
 

@@ -13,6 +13,10 @@
 // AdopterConfig::pass_unauthorised), with other seq/ack too (mismatch). A
 // client cannot create an entry, so a forged segment creates nothing.
 //
+// TIME_WAIT: HTTP/1.0 servers close first, so this node may still hold
+// TIME_WAIT for a client port the client reuses; authorise() destroys it
+// (sock_diag), since the kernel will not create a socket beside it.
+//
 // Loss: an entry stays until a later segment finds the established socket (the
 // program deletes it: counter retired) or revoke() removes it, so a
 // retransmission of a lost forwarded segment still creates the socket.
@@ -29,6 +33,7 @@
 #include <string>
 
 #include "bpf/adopt_counters.h"
+#include "bpf/time_wait.h"
 #include "io/io_status.h"
 #include "net/ipv4_addr.h"
 
@@ -82,7 +87,8 @@ struct AdopterConfig {
 class Adopter {
  public:
   // Opens and loads the program with `config` (pinning if asked; mounts bpffs
-  // at /sys/fs/bpf when it is not). Throws std::runtime_error with the reason.
+  // at /sys/fs/bpf when it is not). TIME_WAIT sockets are destroyed in the
+  // network namespace of the calling thread. Throws std::runtime_error.
   explicit Adopter(const AdopterConfig& config);
   ~Adopter();
   Adopter(const Adopter&) = delete;
@@ -95,7 +101,11 @@ class Adopter {
   // Detaches (and removes the clsact qdisc if attach created it); idempotent.
   void detach();
 
-  // Authorises one handoff (creates or replaces its entry).
+  // Authorises one handoff (creates or replaces its entry). A TIME_WAIT
+  // socket of this node on the same 4-tuple (an earlier connection from that
+  // client port, closed first here) is destroyed first: the kernel would not
+  // create the new socket beside it (the program drops such segments and
+  // counts time_wait).
   io::IoStatus authorise(const AdoptKey& key, const AdoptAttrs& attrs);
   // Removes an entry; false when there was none.
   bool revoke(const AdoptKey& key);
@@ -125,6 +135,7 @@ class Adopter {
   uint32_t handle_ = 0;
   uint32_t priority_ = 0;
   bool created_qdisc_ = false;
+  TimeWaitKiller time_wait_;
 };
 
 // "" when this kernel can adopt connections (bpf_sk_assign_tcp_reqsk in its

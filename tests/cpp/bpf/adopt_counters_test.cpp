@@ -22,8 +22,9 @@ TEST(AdoptCounters, NamedLikeTheEnginesCountersOneNamePerField) {
   c.retired = 7;
   c.no_socket = 8;
   c.malformed = 9;
+  c.time_wait = 10;
   const auto named = named_counters(c);
-  ASSERT_EQ(named.size(), 9u);
+  ASSERT_EQ(named.size(), 10u);
   std::set<std::string> names;
   for (size_t i = 0; i < named.size(); ++i) {
     EXPECT_EQ(named[i].second, i + 1) << named[i].first;

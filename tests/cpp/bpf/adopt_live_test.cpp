@@ -100,10 +100,11 @@ class AdoptLive : public ::testing::Test {
 
   // The forwarded segment of client port `port` (ACK|PSH, TS), sent from the client side.
   void send_segment(uint16_t port, uint32_t seq, uint32_t ack, const std::string& data,
-                    uint32_t tsval = kClientTsval) {
+                    uint32_t tsval = kClientTsval, uint8_t flags = flag::ACK | flag::PSH,
+                    uint32_t tsecr = kTsBase) {
     net::PacketBuilder b;
     b.ipv4(kClientAddr, kVip.addr).tcp(port, kVip.port).seq(seq).ack(ack)
-        .flags(flag::ACK | flag::PSH).window(502).timestamps(tsval, kTsBase).payload(data);
+        .flags(flags).window(502).timestamps(tsval, tsecr).payload(data);
     const std::vector<uint8_t> packet = b.build();
     sockaddr_in to{};
     to.sin_family = AF_INET;
@@ -273,6 +274,53 @@ TEST_F(AdoptLive, AttachRefusesASecondAttachAndUnknownInterfaces) {
   EXPECT_THROW(adopter_->attach("veth-s"), std::runtime_error);
   Adopter other{AdopterConfig{}};
   EXPECT_THROW(other.attach("no-such-if"), std::runtime_error);
+}
+
+// HTTP/1.0 servers close first, so the serving node keeps TIME_WAIT for the
+// client's port; a client reusing that port (tcp_tw_reuse on clients) gets a
+// new handoff for the same 4-tuple: authorise() clears the TIME_WAIT socket,
+// without which the kernel would not create the new one.
+TEST_F(AdoptLive, ClientPortReusedWhileTheServingNodeHoldsTimeWait) {
+  constexpr uint16_t kPort = 40006;
+  const AdoptKey key{{kClientAddr, kPort}, kVip};
+  ASSERT_TRUE(adopter_->authorise(key, attrs_for_handshake()).ok());
+  send_segment(kPort, kClientIsn + 1, kFrontendIsn + 1, kRequest);
+  const int first = accept_within(2000);
+  ASSERT_GE(first, 0);
+  ASSERT_EQ(read_within(first, kRequest.size(), 1000), kRequest);
+  const std::string response = "HTTP/1.0 200 OK\r\n\r\nbye";
+  ASSERT_EQ(send(first, response.data(), response.size(), 0), static_cast<ssize_t>(response.size()));
+  close(first);  // the server closes first: FIN after the response
+  const auto fin = capture(kPort, 2000, [](const Seen& s) { return (s.flags & flag::FIN) != 0; });
+  ASSERT_TRUE(fin.has_value());
+  ASSERT_TRUE(fin->ts.has_value());
+  const uint32_t request_end = kClientIsn + 1 + static_cast<uint32_t>(kRequest.size());
+  const uint32_t fin_seq = fin->seq + static_cast<uint32_t>(fin->payload.size());
+  send_segment(kPort, request_end, fin_seq + 1, "", kClientTsval + 1, flag::ACK | flag::FIN,
+               fin->ts->tsval);
+  ASSERT_TRUE(capture(kPort, 2000, [&](const Seen& s) { return s.ack == request_end + 1; }));
+  auto time_wait = [&] {
+    const std::string out = io::run_command({"/usr/bin/ss", "-tan", "state", "time-wait"}).out;
+    return out.find(":" + std::to_string(kPort)) != std::string::npos;
+  };
+  ASSERT_TRUE(time_wait()) << "the serving node should hold TIME_WAIT now";
+
+  // The same 4-tuple handed off again: new ISNs, later timestamps.
+  AdoptAttrs again = attrs_for_handshake();
+  again.expected_seq = kClientIsn + 100000 + 1;
+  again.expected_ack = kFrontendIsn + 200000 + 1;
+  again.rcv_tsecr = kTsBase + 5000;
+  ASSERT_TRUE(adopter_->authorise(key, again).ok());
+  EXPECT_FALSE(time_wait()) << "authorise() must clear the TIME_WAIT socket";
+  send_segment(kPort, again.expected_seq, again.expected_ack, kRequest, kClientTsval + 100,
+               flag::ACK | flag::PSH, again.rcv_tsecr);
+  const int second = accept_within(2000);
+  ASSERT_GE(second, 0) << "not adopted after TIME_WAIT; adopted=" << adopter_->counters().adopted
+                       << " time_wait=" << adopter_->counters().time_wait;
+  Fd second_fd{second};
+  EXPECT_EQ(read_within(second, kRequest.size(), 1000), kRequest);
+  EXPECT_EQ(adopter_->counters().adopted, 2u);
+  EXPECT_EQ(adopter_->counters().time_wait, 0u);
 }
 
 TEST_F(AdoptLive, DestructionDetaches) {

@@ -51,6 +51,7 @@ inline AdoptCounters delta(const AdoptCounters& a, const AdoptCounters& b) {
   d.retired = a.retired - b.retired;
   d.no_socket = a.no_socket - b.no_socket;
   d.malformed = a.malformed - b.malformed;
+  d.time_wait = a.time_wait - b.time_wait;
   return d;
 }
 
@@ -60,7 +61,8 @@ inline std::string to_string(const AdoptCounters& c) {
          " no_entry=" + std::to_string(c.no_entry) + " mismatch=" + std::to_string(c.mismatch) +
          " assign_error=" + std::to_string(c.assign_error) +
          " established=" + std::to_string(c.established) + " retired=" + std::to_string(c.retired) +
-         " no_socket=" + std::to_string(c.no_socket) + " malformed=" + std::to_string(c.malformed);
+         " no_socket=" + std::to_string(c.no_socket) + " malformed=" + std::to_string(c.malformed) +
+         " time_wait=" + std::to_string(c.time_wait);
 }
 
 }  // namespace hl::bpf::testing
