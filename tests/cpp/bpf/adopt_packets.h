@@ -4,6 +4,7 @@
 
 #include <bpf/bpf.h>
 
+#include <array>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -18,8 +19,10 @@ inline constexpr int kTcActShot = 2;  // TC_ACT_SHOT
 
 // `ip_packet` behind an Ethernet header (IPv4 ethertype), as tc ingress sees it.
 inline std::vector<uint8_t> ethernet(const std::vector<uint8_t>& ip_packet) {
-  std::vector<uint8_t> frame = {0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x08, 0x00};
-  frame.insert(frame.end(), ip_packet.begin(), ip_packet.end());
+  static constexpr std::array<uint8_t, 14> kHeader = {0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x08, 0x00};
+  std::vector<uint8_t> frame(kHeader.begin(), kHeader.end());
+  frame.reserve(kHeader.size() + ip_packet.size());
+  for (uint8_t byte : ip_packet) frame.push_back(byte);
   return frame;
 }
 

@@ -12,8 +12,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bpf/adopter.h"
@@ -192,6 +194,29 @@ TEST_F(AdoptTestRun, TableOfSegments) {
   // the adopted one was retired by the later segment.
   EXPECT_TRUE(adopter_->authorisation({kClient, kVip}).has_value());
   EXPECT_FALSE(adopter_->authorisation({kEstablished, kVip}).has_value());
+}
+
+// An entry whose tuple is still in TIME_WAIT here (the connection closed
+// after authorise(), which clears earlier ones): dropped, entry kept.
+TEST_F(AdoptTestRun, EntryMeetingTimeWaitIsDroppedAndKept) {
+  const int server = accept(listener_.fd, nullptr, nullptr);
+  ASSERT_GE(server, 0);
+  close(server);  // the server side closes first: TIME_WAIT there
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  close(connected_.fd);
+  connected_.fd = -1;
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const std::string tw = io::run_command({"/usr/bin/ss", "-tan", "state", "time-wait"}).out;
+  ASSERT_NE(tw.find("10.0.0.3:40003"), std::string::npos) << tw;
+
+  const AdoptCounters before = adopter_->counters();
+  EXPECT_EQ(run(request(kEstablished, kVip)), kTcActShot);
+  AdoptCounters want;
+  want.seen = 1;
+  want.time_wait = 1;
+  EXPECT_EQ(testing::to_string(testing::delta(adopter_->counters(), before)),
+            testing::to_string(want));
+  EXPECT_TRUE(adopter_->authorisation({kEstablished, kVip}).has_value());
 }
 
 TEST_F(AdoptTestRun, ValidSegmentOffersTheEntrysAttributesWithTheSegmentsTsval) {
