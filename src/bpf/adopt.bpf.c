@@ -47,8 +47,16 @@
  * (hl::bpf::Adopter) or, when pinned, until Adopter::cleanup() removes the
  * pins; the entries of revoked or finished handoffs are deleted by user space.
  *
- * Header access goes through bpf_skb_load_bytes (no packet pointers), so IP
- * options and any TCP option layout are handled without verifier tricks. */
+ * Not the program's: SYNs (the kernel's own handshakes), RSTs, fragments,
+ * non-TCP, other addresses/ports than cfg_vip_*: passed untouched, uncounted.
+ * A full map (HL_ADOPT_MAX_ENTRIES) makes authorise() fail: user space must
+ * revoke entries of handoffs that never arrive.
+ *
+ * Header access goes through bpf_skb_load_bytes (no packet pointers), after a
+ * 14-byte Ethernet header (Ethernet or loopback devices; Adopter::attach
+ * checks), so IP options are handled. The segment's TSval is read only where
+ * every stack puts it in a non-SYN segment (segment_tsval): a loop over TCP
+ * options made the verifier explore too many states. */
 #include "vmlinux.h"
 
 #include <bpf/bpf_endian.h>
