@@ -90,6 +90,7 @@ struct hl_adopt_entry last_offered = {};
 
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(map_flags, BPF_F_NO_PREALLOC); /* memory per live handoff, not 64k up front */
   __uint(max_entries, HL_ADOPT_MAX_ENTRIES);
   __type(key, struct hl_adopt_key);
   __type(value, struct hl_adopt_entry);

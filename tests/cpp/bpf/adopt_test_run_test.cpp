@@ -142,6 +142,17 @@ std::vector<uint8_t> as_protocol(std::vector<uint8_t> packet, uint8_t protocol) 
   return packet;
 }
 
+std::vector<uint8_t> truncated(std::vector<uint8_t> packet) {
+  packet.resize(20 + 10);  // the IP header and half a TCP header
+  return packet;
+}
+
+AdoptCounters malformed() {
+  AdoptCounters c;
+  c.malformed = 1;
+  return c;
+}
+
 std::vector<uint8_t> as_fragment(std::vector<uint8_t> packet) {
   packet[6] = 0x20;  // MF: a first fragment
   return packet;
@@ -183,6 +194,8 @@ TEST_F(AdoptTestRun, TableOfSegments) {
        counts(0, 0, 0, 0, 0, 0)},
       {"IP fragment passes", as_fragment(request(kForger, kVip).build()), kTcActOk,
        counts(0, 0, 0, 0, 0, 0)},
+      {"truncated TCP header passes, counted", truncated(request(kForger, kVip).build()),
+       kTcActOk, malformed()},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.description);
