@@ -24,6 +24,7 @@
 #include <memory>
 #include <stdexcept>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -268,6 +269,58 @@ TEST_F(AdoptLive, LostFirstSegmentRetransmittedStillCreatesTheSocket) {
   send_segment(40004, second_seq, kFrontendIsn + 1, second, kClientTsval + 2);
   EXPECT_EQ(read_within(conn, first.size() + second.size(), 1000), first + second);
   EXPECT_EQ(adopter_->counters().adopted, 1u);
+}
+
+// A client whose SYN offered no timestamps, SACK or window scaling.
+TEST_F(AdoptLive, ClientWithoutOptionsIsAdoptedWithoutThem) {
+  constexpr uint16_t kPort = 40007;
+  AdoptAttrs plain;
+  plain.expected_seq = kClientIsn + 1;
+  plain.expected_ack = kFrontendIsn + 1;
+  plain.mss = 1400;
+  ASSERT_TRUE(adopter_->authorise({{kClientAddr, kPort}, kVip}, plain).ok());
+  net::PacketBuilder b;
+  b.ipv4(kClientAddr, kVip.addr).tcp(kPort, kVip.port).seq(plain.expected_seq)
+      .ack(plain.expected_ack).flags(flag::ACK | flag::PSH).window(8192).payload(kRequest);
+  const std::vector<uint8_t> packet = b.build();
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_addr.s_addr = htonl(kVip.addr.value);
+  ASSERT_EQ(sendto(raw_.fd, packet.data(), packet.size(), 0, reinterpret_cast<sockaddr*>(&to),
+                   sizeof to),
+            static_cast<ssize_t>(packet.size()));
+  const int conn = accept_within(2000);
+  ASSERT_GE(conn, 0);
+  Fd conn_fd{conn};
+  EXPECT_EQ(read_within(conn, kRequest.size(), 1000), kRequest);
+  const std::string response = "HTTP/1.0 200 OK\r\n\r\n";
+  ASSERT_EQ(send(conn, response.data(), response.size(), 0), static_cast<ssize_t>(response.size()));
+  const auto data = capture(kPort, 2000, [](const Seen& s) { return !s.payload.empty(); });
+  ASSERT_TRUE(data.has_value());
+  EXPECT_EQ(data->seq, plain.expected_ack);
+  EXPECT_FALSE(data->ts.has_value()) << "timestamps were not negotiated";
+}
+
+// Several handoffs in flight at once, each with its own numbers.
+TEST_F(AdoptLive, ParallelHandoffsEachGetTheirOwnSocket) {
+  constexpr int kClients = 8;
+  for (int i = 0; i < kClients; ++i) {
+    AdoptAttrs a = attrs_for_handshake();
+    a.expected_seq += static_cast<uint32_t>(i) * 7919u;
+    a.expected_ack += static_cast<uint32_t>(i) * 104729u;
+    const uint16_t port = static_cast<uint16_t>(41000 + i);
+    ASSERT_TRUE(adopter_->authorise({{kClientAddr, port}, kVip}, a).ok());
+    send_segment(port, a.expected_seq, a.expected_ack, "GET /" + std::to_string(i) + " HTTP/1.0\r\n\r\n");
+  }
+  std::set<std::string> requests;
+  for (int i = 0; i < kClients; ++i) {
+    const int conn = accept_within(2000);
+    ASSERT_GE(conn, 0) << "accepted only " << i;
+    Fd conn_fd{conn};
+    requests.insert(read_within(conn, std::string("GET /0 HTTP/1.0\r\n\r\n").size(), 1000));
+  }
+  EXPECT_EQ(requests.size(), static_cast<size_t>(kClients));
+  EXPECT_EQ(adopter_->counters().adopted, static_cast<uint64_t>(kClients));
 }
 
 TEST_F(AdoptLive, AttachRefusesASecondAttachAndUnknownInterfaces) {
