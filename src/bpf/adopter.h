@@ -51,6 +51,15 @@ struct AdoptKey {
 
 // What the kernel needs to create the socket, and the one segment allowed to
 // create it (host byte order). See struct hl_adopt_entry (adopt_abi.h).
+// From a control::HandoffRequest r whose request segment the origin forwards:
+//   expected_seq = r.client_isn + 1   expected_ack = r.frontend_isn + 1 (+ bytes the origin sent)
+//   mss = r.mss or 536                snd_wscale = r.wscale or 0, wscale_ok = r.wscale given
+//   rcv_wscale = r.frontend_wscale    sack_ok = r.sack_permitted, tstamp_ok = r.syn_tsval given
+//   tsval_from_segment = true         rcv_tsecr = the latest TSval the origin sent (its base
+//                                     + elapsed ms), never merely the value the client echoed
+// The serving node's sysctls must allow what is asked (tcp_window_scaling,
+// tcp_sack, tcp_timestamps: EINVAL, counted assign_error) and tcp_syncookies
+// must be 1 or 2 (with 0 the kernel answers RST despite the kfunc's success).
 struct AdoptAttrs {
   uint32_t expected_seq = 0;  // the forwarded segment's seq (client ISN + 1 + bytes the origin took)
   uint32_t expected_ack = 0;  // the forwarded segment's ack (origin ISN + 1 + bytes it sent)
