@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <stdexcept>
 #include <vector>
@@ -125,6 +126,16 @@ bool has_ethernet_header(const std::string& ifname) {
   return ok;
 }
 
+// net.ipv4.tcp_syncookies of the calling thread's network namespace (-1: unreadable).
+int tcp_syncookies() {
+  FILE* f = std::fopen("/proc/sys/net/ipv4/tcp_syncookies", "re");
+  if (f == nullptr) return -1;
+  int value = -1;
+  if (std::fscanf(f, "%d", &value) != 1) value = -1;
+  std::fclose(f);
+  return value;
+}
+
 void write_attachment(bpf_map* map, const hl_adopt_attachment& value) {
   uint32_t zero = 0;
   bpf_map__update_elem(map, &zero, sizeof zero, &value, sizeof value, BPF_ANY);
@@ -195,6 +206,10 @@ void Adopter::attach(const std::string& ifname) {
   if (ifindex_ != 0) throw std::runtime_error("the adopt program is attached already");
   const unsigned index = if_nametoindex(ifname.c_str());
   if (index == 0) throw std::runtime_error("no interface " + ifname);
+  if (tcp_syncookies() == 0) {
+    throw std::runtime_error("net.ipv4.tcp_syncookies is 0: the kernel would answer adopted "
+                             "segments with RST (set it to 1)");
+  }
   if (!has_ethernet_header(ifname)) {
     throw std::runtime_error("the adopt program reads an Ethernet header: " + ifname +
                              " is neither Ethernet nor loopback");

@@ -105,7 +105,8 @@ class Adopter {
 
   // Attaches to interface `ifname`'s tc clsact ingress (creating clsact if
   // missing). One interface per Adopter; Ethernet or loopback only (the
-  // program expects a 14-byte L2 header). Throws std::runtime_error.
+  // program expects a 14-byte L2 header); refused while tcp_syncookies is 0
+  // in the calling thread's namespace. Throws std::runtime_error.
   void attach(const std::string& ifname);
   // Detaches (and removes the clsact qdisc if attach created it); idempotent.
   void detach();
