@@ -1,0 +1,277 @@
+/* adopt.bpf.c: the serving node's kernel data path (issue 13): a tc ingress
+ * classifier that lets the serving node's own kernel TCP adopt a connection
+ * whose handshake was done elsewhere (by the origin), through
+ * bpf_sk_assign_tcp_reqsk() (Linux 6.11+; DESIGN.md section 3b).
+ *
+ * What is authorised, and how. Only the serving engine writes the map
+ * `authorised`, and only when an authenticated control message (a handoff
+ * request from the origin, HMAC-checked by src/control/auth) says that
+ * connection is coming. An entry is keyed by the connection's 4-tuple as this
+ * node sees it (client addr:port, VIP:port) and holds everything the kernel
+ * needs to build the socket (the client's SYN options, the scale it was told,
+ * the TSval base it has seen) plus the exact seq and ack of the one segment
+ * the origin forwards. For a non-SYN, non-RST TCP segment to the VIP:port:
+ *   - a socket other than a LISTEN one exists (the connection was adopted or
+ *     is the node's own): pass it untouched; if an entry for it is still there,
+ *     the adoption is complete: delete the entry (counter `retired`). Except a
+ *     TIME_WAIT socket with an entry: the client reused the port of a
+ *     connection this node closed first; the kernel cannot create the new
+ *     socket beside it: drop, keep the entry (`time_wait`);
+ *   - only a LISTEN socket, and an entry whose seq and ack match the segment:
+ *     bpf_sk_assign_tcp_reqsk() with the entry's attributes, pass (`adopted`);
+ *     the kernel then creates the socket (rcv_isn = seq - 1, snt_isn = ack - 1)
+ *     and queues the segment's data for accept(). `adopted` counts the kfunc's
+ *     successes: a segment the kernel drops afterwards (bad checksum) creates
+ *     nothing, and as its entry stays, its retransmission tries again;
+ *   - only a LISTEN socket and no entry (`no_entry`), or an entry whose seq/ack
+ *     differ (`mismatch`), or the kfunc refused (`assign_error`): DROP. Nothing
+ *     is created and nothing answers (no RST to a forger, and no RST that would
+ *     kill a genuine client whose entry arrives late: the origin retransmits).
+ *     cfg_pass_unauthorised = 1 passes the no-entry case to the kernel instead
+ *     (it answers RST, or checks its own SYN cookie): for nodes that also take
+ *     clients directly and rely on the kernel's SYN cookies.
+ * Why that is safe against forgery: a client (or anyone off the cluster) can
+ * send any segment, but cannot create an entry: the map is written only from
+ * user space, by the serving engine, on a message it authenticated. A forged
+ * segment for a tuple with no entry is dropped; one for a tuple with an entry
+ * must also carry the exact 32-bit seq and ack the origin announced.
+ *
+ * Loss and retransmission. The entry stays until a later segment of the flow
+ * finds the established socket (or user space revokes it), so a lost forwarded
+ * segment retransmitted by the origin (or the client) still creates the
+ * socket; a retransmission after creation finds the socket and is plain TCP.
+ * A later segment that overtakes a lost first one mismatches and is dropped
+ * (its sender retransmits after the socket exists).
+ *
+ * Cleanup. The maps and the program live as long as the C++ wrapper
+ * (hl::bpf::Adopter) or, when pinned, until Adopter::cleanup() removes the
+ * pins; the entries of revoked or finished handoffs are deleted by user space.
+ *
+ * Not the program's: SYNs (the kernel's own handshakes), RSTs, fragments,
+ * non-TCP, other addresses/ports than cfg_vip_*: passed untouched, uncounted.
+ * A full map (HL_ADOPT_MAX_ENTRIES) makes authorise() fail: user space must
+ * revoke entries of handoffs that never arrive.
+ *
+ * Header access goes through bpf_skb_load_bytes (no packet pointers), after a
+ * 14-byte Ethernet header (Ethernet or loopback devices; Adopter::attach
+ * checks), so IP options are handled. The segment's TSval is read only where
+ * every stack puts it in a non-SYN segment (segment_tsval): a loop over TCP
+ * options made the verifier explore too many states. */
+#include "vmlinux.h"
+
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "adopt_abi.h"
+
+#define TC_ACT_OK 0
+#define TC_ACT_SHOT 2
+#define ETH_HLEN_ 14
+#define ETH_P_IP_ 0x0800
+#define IP_FRAG_MASK 0x3fff /* MF flag and fragment offset */
+#define TCPOPT_EOL_ 0
+#define TCPOPT_NOP_ 1
+#define TCPOPT_TIMESTAMP_ 8
+#define TCPOLEN_TIMESTAMP_ 10
+#define CURRENT_NETNS ((__u64)-1L) /* BPF_F_CURRENT_NETNS */
+
+extern int bpf_sk_assign_tcp_reqsk(struct __sk_buff *skb, struct sock *sk,
+                                   struct bpf_tcp_req_attrs *attrs, int attrs__sz) __ksym;
+
+/* Set by user space before load (skeleton rodata). Network byte order; 0 = any. */
+const volatile __u32 cfg_vip_addr = 0;
+const volatile __u16 cfg_vip_port = 0;
+const volatile __u8 cfg_pass_unauthorised = 0;
+
+/* Diagnostics for tests: the last kfunc error and the attributes last offered
+ * (as an entry: the kernel's struct bpf_tcp_req_attrs is no UAPI type). */
+__s32 last_error = 0;
+struct hl_adopt_entry last_offered = {};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(map_flags, BPF_F_NO_PREALLOC); /* memory per live handoff, not 64k up front */
+  __uint(max_entries, HL_ADOPT_MAX_ENTRIES);
+  __type(key, struct hl_adopt_key);
+  __type(value, struct hl_adopt_entry);
+} authorised SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, HL_ADOPT_COUNTER_COUNT);
+  __type(key, __u32);
+  __type(value, __u64);
+} counters SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct hl_adopt_attachment);
+} attachment SEC(".maps");
+
+static __always_inline void count(__u32 which) {
+  __u64 *value = bpf_map_lookup_elem(&counters, &which);
+  if (value) *value += 1;
+}
+
+/* The segment's TSval (host order) into *tsval: 0, or -1 when the timestamp
+ * option is not where every stack puts it in a non-SYN segment: first, or
+ * after two NOPs (RFC 7323 appendix A). No loop: the verifier stays small. */
+static __always_inline int segment_tsval(struct __sk_buff *skb, __u32 options_off,
+                                         __u32 options_end, __u32 *tsval) {
+  __u8 opt[12];
+  __u32 at;
+  if (options_off + sizeof opt <= options_end) {
+    if (bpf_skb_load_bytes(skb, options_off, opt, sizeof opt)) return -1;
+  } else if (options_off + TCPOLEN_TIMESTAMP_ <= options_end) {
+    if (bpf_skb_load_bytes(skb, options_off, opt, TCPOLEN_TIMESTAMP_)) return -1;
+    opt[10] = opt[11] = TCPOPT_EOL_;
+  } else {
+    return -1;
+  }
+  if (opt[0] == TCPOPT_TIMESTAMP_ && opt[1] == TCPOLEN_TIMESTAMP_) {
+    at = 2;
+  } else if (opt[0] == TCPOPT_NOP_ && opt[1] == TCPOPT_NOP_ && opt[2] == TCPOPT_TIMESTAMP_ &&
+             opt[3] == TCPOLEN_TIMESTAMP_) {
+    at = 4;
+  } else {
+    return -1;
+  }
+  *tsval = (__u32)opt[at] << 24 | (__u32)opt[at + 1] << 16 | (__u32)opt[at + 2] << 8 |
+           (__u32)opt[at + 3];
+  return 0;
+}
+
+/* The attributes for the kfunc from an entry; 0, or -1 when the entry wants
+ * the segment's TSval and the segment has none. */
+static __always_inline int make_attrs(struct __sk_buff *skb, const struct hl_adopt_entry *entry,
+                                      __u32 options_off, __u32 options_end,
+                                      struct bpf_tcp_req_attrs *attrs) {
+  __builtin_memset(attrs, 0, sizeof *attrs);
+  attrs->rcv_tsval = entry->rcv_tsval;
+  attrs->rcv_tsecr = entry->rcv_tsecr;
+  attrs->mss = entry->mss;
+  attrs->rcv_wscale = entry->rcv_wscale;
+  attrs->snd_wscale = entry->snd_wscale;
+  attrs->ecn_ok = entry->ecn_ok;
+  attrs->wscale_ok = entry->wscale_ok;
+  attrs->sack_ok = entry->sack_ok;
+  attrs->tstamp_ok = entry->tstamp_ok;
+  attrs->usec_ts_ok = entry->usec_ts_ok;
+  if (entry->tstamp_ok && (entry->flags & HL_ADOPT_TSVAL_FROM_SEGMENT)) {
+    if (segment_tsval(skb, options_off, options_end, &attrs->rcv_tsval) != 0) return -1;
+  }
+  return 0;
+}
+
+/* Hands the segment to LISTEN socket `skc` with `attrs` (releases `skc`);
+ * the verdict. */
+static __always_inline int assign(struct __sk_buff *skb, struct bpf_sock *skc,
+                                  const struct hl_adopt_entry *entry,
+                                  struct bpf_tcp_req_attrs *attrs) {
+  struct tcp_sock *tp = bpf_skc_to_tcp_sock(skc);
+  int ret;
+  if (!tp) {
+    last_error = -22; /* EINVAL: a LISTEN socket that is not TCP */
+    count(HL_ADOPT_ASSIGN_ERROR);
+    bpf_sk_release(skc);
+    return TC_ACT_SHOT;
+  }
+  last_offered = *entry;
+  last_offered.rcv_tsval = attrs->rcv_tsval;
+  ret = bpf_sk_assign_tcp_reqsk(skb, (struct sock *)tp, attrs, sizeof *attrs);
+  bpf_sk_release(skc);
+  if (ret < 0) {
+    last_error = ret;
+    count(HL_ADOPT_ASSIGN_ERROR);
+    return TC_ACT_SHOT;
+  }
+  count(HL_ADOPT_ADOPTED);
+  return TC_ACT_OK;
+}
+
+SEC("tc")
+int adopt(struct __sk_buff *skb) {
+  struct iphdr ip;
+  struct tcphdr tcp;
+  struct bpf_sock_tuple tuple = {};
+  struct hl_adopt_key key = {};
+  struct bpf_tcp_req_attrs attrs;
+  struct hl_adopt_entry *entry;
+  struct bpf_sock *skc;
+  __u32 l4;
+  int matches = 0;
+
+  if (skb->protocol != bpf_htons(ETH_P_IP_)) return TC_ACT_OK;
+  if (bpf_skb_load_bytes(skb, ETH_HLEN_, &ip, sizeof ip)) return TC_ACT_OK;
+  if (ip.version != 4 || ip.protocol != IPPROTO_TCP || ip.ihl < 5) return TC_ACT_OK;
+  if (ip.frag_off & bpf_htons(IP_FRAG_MASK)) return TC_ACT_OK;
+  if (cfg_vip_addr && ip.daddr != cfg_vip_addr) return TC_ACT_OK;
+  l4 = ETH_HLEN_ + (__u32)ip.ihl * 4;
+  if (bpf_skb_load_bytes(skb, l4, &tcp, sizeof tcp)) {
+    count(HL_ADOPT_MALFORMED);
+    return TC_ACT_OK;
+  }
+  if (cfg_vip_port && tcp.dest != cfg_vip_port) return TC_ACT_OK;
+  if (tcp.syn || tcp.rst) return TC_ACT_OK;
+  if (tcp.doff < 5) {
+    count(HL_ADOPT_MALFORMED);
+    return TC_ACT_OK;
+  }
+  count(HL_ADOPT_SEEN);
+
+  tuple.ipv4.saddr = ip.saddr;
+  tuple.ipv4.daddr = ip.daddr;
+  tuple.ipv4.sport = tcp.source;
+  tuple.ipv4.dport = tcp.dest;
+  key.client_addr = ip.saddr;
+  key.vip_addr = ip.daddr;
+  key.client_port = tcp.source;
+  key.vip_port = tcp.dest;
+
+  /* The entry and its attributes first: no socket reference is held while
+   * the options are walked. */
+  entry = bpf_map_lookup_elem(&authorised, &key);
+  if (entry) {
+    matches = tcp.ack && bpf_ntohl(tcp.seq) == entry->expected_seq &&
+              bpf_ntohl(tcp.ack_seq) == entry->expected_ack &&
+              make_attrs(skb, entry, l4 + sizeof tcp, l4 + (__u32)tcp.doff * 4, &attrs) == 0;
+  }
+
+  skc = bpf_skc_lookup_tcp(skb, &tuple, sizeof tuple.ipv4, CURRENT_NETNS, 0);
+  if (skc && entry && skc->state == BPF_TCP_TIME_WAIT) {
+    /* A new handoff of a 4-tuple whose previous connection this node closed
+     * first (HTTP/1.0 servers do; clients reuse ports). The kernel refuses to
+     * hash a new socket beside the TIME_WAIT one, which would answer the
+     * segment with its old numbers: drop it and keep the entry. User space
+     * destroys such TIME_WAIT sockets when it authorises (Adopter::authorise),
+     * so this is a race; a retransmission after that is adopted. */
+    count(HL_ADOPT_TIME_WAIT);
+    bpf_sk_release(skc);
+    return TC_ACT_SHOT;
+  }
+  if (!skc) {
+    count(HL_ADOPT_NO_SOCKET);
+    return TC_ACT_OK;
+  }
+  if (skc->state != BPF_TCP_LISTEN) {
+    count(HL_ADOPT_ESTABLISHED);
+    bpf_sk_release(skc);
+    if (entry && bpf_map_delete_elem(&authorised, &key) == 0) count(HL_ADOPT_RETIRED);
+    return TC_ACT_OK;
+  }
+  if (!entry) {
+    count(HL_ADOPT_NO_ENTRY);
+    bpf_sk_release(skc);
+    return cfg_pass_unauthorised ? TC_ACT_OK : TC_ACT_SHOT;
+  }
+  if (!matches) {
+    count(HL_ADOPT_MISMATCH);
+    bpf_sk_release(skc);
+    return TC_ACT_SHOT;
+  }
+  return assign(skb, skc, entry, &attrs);
+}
+
+char LICENSE[] SEC("license") = "GPL";

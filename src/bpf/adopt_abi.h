@@ -1,0 +1,70 @@
+/* The maps shared by adopt.bpf.c and its C++ wrapper (adopter.h): one layout
+ * for both compilers (clang -target bpf, g++). C, not C++: the BPF side has no
+ * C++ front-end. Keep every struct free of implicit padding. */
+#ifndef HL_BPF_ADOPT_ABI_H
+#define HL_BPF_ADOPT_ABI_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+/* Key of the authorisation map: one handed-off connection, as the serving node
+ * sees it (the client's address and port, the VIP and its port), all in
+ * network byte order, exactly as they are in the forwarded segment. */
+struct hl_adopt_key {
+  __u32 client_addr; /* network byte order */
+  __u32 vip_addr;    /* network byte order */
+  __u16 client_port; /* network byte order */
+  __u16 vip_port;    /* network byte order */
+};
+
+/* hl_adopt_entry.flags */
+#define HL_ADOPT_TSVAL_FROM_SEGMENT 0x1u /* rcv_tsval := the segment's TSval (rcv_tsval ignored) */
+
+/* Value of the authorisation map: what the origin learnt from the client's SYN
+ * and its own SYN/ACK, and the one segment it will forward. Host byte order. */
+struct hl_adopt_entry {
+  __u32 expected_seq; /* the forwarded segment's seq: client ISN + 1 + bytes already acknowledged */
+  __u32 expected_ack; /* the forwarded segment's ack: origin ISN + 1 + bytes the client has received */
+  __u32 rcv_tsval;    /* ts_recent of the new socket (<= the segment's TSval; 0: no PAWS) */
+  __u32 rcv_tsecr;    /* the latest TSval the client has received: this node's TSvals continue from it */
+  __u16 mss;          /* the client's SYN MSS (>= 536) */
+  __u8 rcv_wscale;    /* the window scale the client was told in the SYN/ACK */
+  __u8 snd_wscale;    /* the client's window scale (exact) */
+  __u8 wscale_ok;     /* the client's SYN offered window scaling */
+  __u8 sack_ok;       /* ... SACK */
+  __u8 tstamp_ok;     /* ... timestamps */
+  __u8 ecn_ok;        /* ECN negotiated */
+  __u8 usec_ts_ok;    /* microsecond timestamps in use (0 normally) */
+  __u8 flags;         /* HL_ADOPT_* */
+  __u8 pad[2];        /* zero */
+};
+
+/* Index of each counter in the per-CPU counter array. */
+enum hl_adopt_counter {
+  HL_ADOPT_SEEN = 0,        /* TCP non-SYN, non-RST segments to the VIP:port */
+  HL_ADOPT_ADOPTED,         /* bpf_sk_assign_tcp_reqsk() succeeded: a socket will be created */
+  HL_ADOPT_NO_ENTRY,        /* LISTEN socket, no authorisation: dropped (or passed, see drop_unauthorised) */
+  HL_ADOPT_MISMATCH,        /* entry present, seq/ack/TS differ from it: dropped */
+  HL_ADOPT_ASSIGN_ERROR,    /* the kfunc refused (errno in last_error): dropped */
+  HL_ADOPT_ESTABLISHED,     /* a socket exists already: passed untouched */
+  HL_ADOPT_RETIRED,         /* ... and its authorisation was deleted */
+  HL_ADOPT_NO_SOCKET,       /* no socket at all (no listener): passed to the kernel */
+  HL_ADOPT_MALFORMED,       /* a header could not be read: passed to the kernel */
+  HL_ADOPT_TIME_WAIT,       /* an entry for a tuple still in TIME_WAIT here: dropped, entry kept */
+  HL_ADOPT_COUNTER_COUNT
+};
+
+/* The one entry of the map `attachment`: where user space attached the
+ * program (tc clsact ingress), so that a cleanup after a crash can detach it.
+ * Not read by the program. */
+struct hl_adopt_attachment {
+  __u32 ifindex;       /* 0: not attached */
+  __u32 handle;        /* tc filter handle */
+  __u32 priority;      /* tc filter priority */
+  __u32 created_qdisc; /* 1: the clsact qdisc was created by the attach (remove it too) */
+};
+
+#define HL_ADOPT_MAX_ENTRIES 65536
+
+#endif /* HL_BPF_ADOPT_ABI_H */

@@ -1,0 +1,21 @@
+// AdoptCounters' names in the stats file.
+#include "bpf/adopt_counters.h"
+
+namespace hl::bpf {
+
+std::vector<std::pair<std::string, uint64_t>> named_counters(const AdoptCounters& c) {
+  return {
+      {"bpf_adopt_seen", c.seen},
+      {"bpf_adopt_adopted", c.adopted},
+      {"bpf_adopt_no_entry", c.no_entry},
+      {"bpf_adopt_mismatch", c.mismatch},
+      {"bpf_adopt_assign_error", c.assign_error},
+      {"bpf_adopt_established", c.established},
+      {"bpf_adopt_retired", c.retired},
+      {"bpf_adopt_no_socket", c.no_socket},
+      {"bpf_adopt_malformed", c.malformed},
+      {"bpf_adopt_time_wait", c.time_wait},
+  };
+}
+
+}  // namespace hl::bpf

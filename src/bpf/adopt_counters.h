@@ -1,0 +1,29 @@
+// AdoptCounters: the adopt program's counters, and their names in the stats file.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace hl::bpf {
+
+// The program's counters, summed over CPUs (see enum hl_adopt_counter).
+struct AdoptCounters {
+  uint64_t seen = 0;          // non-SYN, non-RST TCP segments to the VIP:port
+  uint64_t adopted = 0;       // sockets handed to the kernel to create
+  uint64_t no_entry = 0;      // LISTEN socket, no authorisation
+  uint64_t mismatch = 0;      // authorisation whose seq/ack/TS the segment does not match
+  uint64_t assign_error = 0;  // bpf_sk_assign_tcp_reqsk() refused
+  uint64_t established = 0;   // a socket existed: passed untouched
+  uint64_t retired = 0;       // ... and its authorisation was deleted
+  uint64_t no_socket = 0;     // no listener at all: passed to the kernel
+  uint64_t malformed = 0;     // unreadable TCP header: passed to the kernel
+  uint64_t time_wait = 0;     // authorised tuple still in TIME_WAIT here: dropped, entry kept
+};
+
+// The counters as the engines export theirs (io::StatsDoc::counters), each
+// named "bpf_adopt_<field>", in declaration order.
+std::vector<std::pair<std::string, uint64_t>> named_counters(const AdoptCounters& c);
+
+}  // namespace hl::bpf

@@ -1,0 +1,353 @@
+// Adopter: loads, attaches, pins and feeds adopt.bpf.c (see adopter.h).
+#include "bpf/adopter.h"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+#include <dirent.h>
+#include <net/if.h>
+#include <net/if_arp.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+#include "bpf/adopt_abi.h"
+// Generated into the build tree (src/bpf/CMakeLists.txt); after adopt_abi.h,
+// whose types it names.
+#include "adopt.skel.h"
+
+namespace hl::bpf {
+namespace {
+
+constexpr const char* kBpffs = "/sys/fs/bpf";
+constexpr long kBpffsMagic = 0xcafe4a11;  // BPF_FS_MAGIC
+
+std::string errno_text(int err) { return std::strerror(err < 0 ? -err : err); }
+
+hl_adopt_key to_wire(const AdoptKey& key) {
+  hl_adopt_key wire{};
+  wire.client_addr = htonl(key.client.addr.value);
+  wire.vip_addr = htonl(key.vip.addr.value);
+  wire.client_port = htons(key.client.port);
+  wire.vip_port = htons(key.vip.port);
+  return wire;
+}
+
+hl_adopt_entry to_wire(const AdoptAttrs& a) {
+  hl_adopt_entry e{};
+  e.expected_seq = a.expected_seq;
+  e.expected_ack = a.expected_ack;
+  e.rcv_tsval = a.rcv_tsval;
+  e.rcv_tsecr = a.rcv_tsecr;
+  e.mss = a.mss;
+  e.rcv_wscale = a.rcv_wscale;
+  e.snd_wscale = a.snd_wscale;
+  e.wscale_ok = a.wscale_ok ? 1 : 0;
+  e.sack_ok = a.sack_ok ? 1 : 0;
+  e.tstamp_ok = a.tstamp_ok ? 1 : 0;
+  e.ecn_ok = a.ecn_ok ? 1 : 0;
+  e.usec_ts_ok = a.usec_ts_ok ? 1 : 0;
+  e.flags = a.tsval_from_segment ? HL_ADOPT_TSVAL_FROM_SEGMENT : 0;
+  return e;
+}
+
+AdoptAttrs from_wire(const hl_adopt_entry& e) {
+  AdoptAttrs a;
+  a.expected_seq = e.expected_seq;
+  a.expected_ack = e.expected_ack;
+  a.rcv_tsval = e.rcv_tsval;
+  a.rcv_tsecr = e.rcv_tsecr;
+  a.mss = e.mss;
+  a.rcv_wscale = e.rcv_wscale;
+  a.snd_wscale = e.snd_wscale;
+  a.wscale_ok = e.wscale_ok != 0;
+  a.sack_ok = e.sack_ok != 0;
+  a.tstamp_ok = e.tstamp_ok != 0;
+  a.ecn_ok = e.ecn_ok != 0;
+  a.usec_ts_ok = e.usec_ts_ok != 0;
+  a.tsval_from_segment = (e.flags & HL_ADOPT_TSVAL_FROM_SEGMENT) != 0;
+  return a;
+}
+
+// Mounts bpffs at /sys/fs/bpf unless it is there already.
+void ensure_bpffs() {
+  struct statfs fs {};
+  if (statfs(kBpffs, &fs) == 0 && static_cast<long>(fs.f_type) == kBpffsMagic) return;
+  if (mount("bpf", kBpffs, "bpf", 0, "mode=0700") != 0) {
+    throw std::runtime_error(std::string("cannot mount bpffs at /sys/fs/bpf: ") + errno_text(errno));
+  }
+}
+
+bpf_tc_hook ingress_hook(int ifindex) {
+  bpf_tc_hook hook{};
+  hook.sz = sizeof hook;
+  hook.ifindex = ifindex;
+  hook.attach_point = BPF_TC_INGRESS;
+  return hook;
+}
+
+// Removes filter (handle, priority) from ifindex's ingress, and the clsact
+// qdisc when `remove_qdisc`; returns libbpf's error of the filter removal.
+int detach_filter(int ifindex, uint32_t handle, uint32_t priority, bool remove_qdisc) {
+  bpf_tc_hook hook = ingress_hook(ifindex);
+  bpf_tc_opts opts{};
+  opts.sz = sizeof opts;
+  opts.handle = handle;
+  opts.priority = priority;
+  int err = bpf_tc_detach(&hook, &opts);
+  if (remove_qdisc) {
+    hook.attach_point = static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS);
+    bpf_tc_hook_destroy(&hook);
+  }
+  return err;
+}
+
+// True when `ifname` (in this thread's network namespace) carries a 14-byte
+// Ethernet header at tc ingress, as the program assumes: Ethernet or loopback.
+bool has_ethernet_header(const std::string& ifname) {
+  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  ifreq req{};
+  ifname.copy(req.ifr_name, IFNAMSIZ - 1);
+  const bool ok = ioctl(fd, SIOCGIFHWADDR, &req) == 0 &&
+                  (req.ifr_hwaddr.sa_family == ARPHRD_ETHER ||
+                   req.ifr_hwaddr.sa_family == ARPHRD_LOOPBACK);
+  close(fd);
+  return ok;
+}
+
+// net.ipv4.tcp_syncookies of the calling thread's network namespace (-1: unreadable).
+int tcp_syncookies() {
+  FILE* f = std::fopen("/proc/sys/net/ipv4/tcp_syncookies", "re");
+  if (f == nullptr) return -1;
+  int value = -1;
+  if (std::fscanf(f, "%d", &value) != 1) value = -1;
+  std::fclose(f);
+  return value;
+}
+
+void write_attachment(bpf_map* map, const hl_adopt_attachment& value) {
+  uint32_t zero = 0;
+  bpf_map__update_elem(map, &zero, sizeof zero, &value, sizeof value, BPF_ANY);
+}
+
+}  // namespace
+
+Adopter::Adopter(const AdopterConfig& config) : config_(config) {
+  skel_ = hl_adopt_bpf__open();
+  if (skel_ == nullptr) {
+    throw std::runtime_error("cannot open the adopt BPF object: " + errno_text(errno));
+  }
+  skel_->rodata->cfg_vip_addr = htonl(config.vip.value);
+  skel_->rodata->cfg_vip_port = htons(config.vip_port);
+  skel_->rodata->cfg_pass_unauthorised = config.pass_unauthorised ? 1 : 0;
+  if (int err = hl_adopt_bpf__load(skel_); err != 0) {
+    hl_adopt_bpf__destroy(skel_);
+    skel_ = nullptr;
+    throw std::runtime_error("cannot load the adopt BPF program (needs root and Linux 6.11+ with "
+                             "bpf_sk_assign_tcp_reqsk): " + errno_text(err));
+  }
+  if (config.pin) {
+    try {
+      pin_all();
+    } catch (...) {
+      unpin_all();
+      hl_adopt_bpf__destroy(skel_);
+      skel_ = nullptr;
+      throw;
+    }
+  }
+}
+
+Adopter::~Adopter() {
+  detach();
+  unpin_all();
+  hl_adopt_bpf__destroy(skel_);
+}
+
+std::string Adopter::pin_dir(const std::string& name) {
+  return std::string(kBpffs) + "/handoff_" + name;
+}
+
+void Adopter::pin_all() {
+  ensure_bpffs();
+  const std::string dir = pin_dir(config_.name);
+  if (mkdir(dir.c_str(), 0700) != 0) {
+    throw std::runtime_error("cannot create " + dir + ": " + errno_text(errno) +
+                             (errno == EEXIST ? " (another handoffd, or leftovers: --cleanup)" : ""));
+  }
+  pinned_ = true;  // from here on, unpin_all() removes whatever got pinned
+  auto check = [&](int err, const char* what) {
+    if (err != 0) throw std::runtime_error("cannot pin " + dir + "/" + what + ": " + errno_text(err));
+  };
+  check(bpf_map__pin(skel_->maps.authorised, (dir + "/authorised").c_str()), "authorised");
+  check(bpf_map__pin(skel_->maps.counters, (dir + "/counters").c_str()), "counters");
+  check(bpf_map__pin(skel_->maps.attachment, (dir + "/attachment").c_str()), "attachment");
+  check(bpf_program__pin(skel_->progs.adopt, (dir + "/adopt").c_str()), "adopt");
+}
+
+void Adopter::unpin_all() noexcept {
+  if (!pinned_) return;
+  pinned_ = false;
+  cleanup(config_.name);  // detached already: this removes the pins and the directory
+}
+
+void Adopter::attach(const std::string& ifname) {
+  if (ifindex_ != 0) throw std::runtime_error("the adopt program is attached already");
+  const unsigned index = if_nametoindex(ifname.c_str());
+  if (index == 0) throw std::runtime_error("no interface " + ifname);
+  if (tcp_syncookies() == 0) {
+    throw std::runtime_error("net.ipv4.tcp_syncookies is 0: the kernel would answer adopted "
+                             "segments with RST (set it to 1)");
+  }
+  if (!has_ethernet_header(ifname)) {
+    throw std::runtime_error("the adopt program reads an Ethernet header: " + ifname +
+                             " is neither Ethernet nor loopback");
+  }
+  const int ifindex = static_cast<int>(index);
+  bpf_tc_hook hook = ingress_hook(ifindex);
+  const int created = bpf_tc_hook_create(&hook);
+  if (created != 0 && created != -EEXIST) {
+    throw std::runtime_error("cannot create clsact on " + ifname + ": " + errno_text(created));
+  }
+  bpf_tc_opts opts{};
+  opts.sz = sizeof opts;
+  opts.prog_fd = program_fd();
+  if (int err = bpf_tc_attach(&hook, &opts); err != 0) {
+    if (created == 0) detach_filter(ifindex, 0, 0, true);
+    throw std::runtime_error("cannot attach the adopt program to " + ifname + " ingress: " +
+                             errno_text(err));
+  }
+  ifindex_ = ifindex;
+  handle_ = opts.handle;
+  priority_ = opts.priority;
+  created_qdisc_ = created == 0;
+  write_attachment(skel_->maps.attachment,
+                   hl_adopt_attachment{static_cast<uint32_t>(ifindex_), handle_, priority_,
+                                       created_qdisc_ ? 1u : 0u});
+}
+
+void Adopter::detach() {
+  if (ifindex_ == 0) return;
+  detach_filter(ifindex_, handle_, priority_, created_qdisc_);
+  ifindex_ = 0;
+  write_attachment(skel_->maps.attachment, hl_adopt_attachment{});
+}
+
+io::IoStatus Adopter::authorise(const AdoptKey& key, const AdoptAttrs& attrs) {
+  if (auto killed = time_wait_.destroy(key.vip, key.client); !killed.ok()) {
+    return Err(killed.error());
+  }
+  const hl_adopt_key wire_key = to_wire(key);
+  const hl_adopt_entry entry = to_wire(attrs);
+  const int err = bpf_map__update_elem(skel_->maps.authorised, &wire_key, sizeof wire_key, &entry,
+                                       sizeof entry, BPF_ANY);
+  if (err != 0) return io::io_fail(-err, "bpf_map_update_elem(authorised)");
+  return io::io_ok();
+}
+
+bool Adopter::revoke(const AdoptKey& key) {
+  const hl_adopt_key wire_key = to_wire(key);
+  return bpf_map__delete_elem(skel_->maps.authorised, &wire_key, sizeof wire_key, 0) == 0;
+}
+
+std::optional<AdoptAttrs> Adopter::authorisation(const AdoptKey& key) const {
+  const hl_adopt_key wire_key = to_wire(key);
+  hl_adopt_entry entry{};
+  if (bpf_map__lookup_elem(skel_->maps.authorised, &wire_key, sizeof wire_key, &entry,
+                           sizeof entry, 0) != 0) {
+    return std::nullopt;
+  }
+  return from_wire(entry);
+}
+
+AdoptCounters Adopter::counters() const {
+  const int cpus = libbpf_num_possible_cpus();
+  std::vector<uint64_t> per_cpu(cpus > 0 ? static_cast<size_t>(cpus) : 1u);
+  auto read = [&](hl_adopt_counter which) {
+    const uint32_t key = which;
+    if (bpf_map__lookup_elem(skel_->maps.counters, &key, sizeof key, per_cpu.data(),
+                             per_cpu.size() * sizeof(uint64_t), 0) != 0) {
+      return uint64_t{0};
+    }
+    uint64_t sum = 0;
+    for (uint64_t v : per_cpu) sum += v;
+    return sum;
+  };
+  AdoptCounters c;
+  c.seen = read(HL_ADOPT_SEEN);
+  c.adopted = read(HL_ADOPT_ADOPTED);
+  c.no_entry = read(HL_ADOPT_NO_ENTRY);
+  c.mismatch = read(HL_ADOPT_MISMATCH);
+  c.assign_error = read(HL_ADOPT_ASSIGN_ERROR);
+  c.established = read(HL_ADOPT_ESTABLISHED);
+  c.retired = read(HL_ADOPT_RETIRED);
+  c.no_socket = read(HL_ADOPT_NO_SOCKET);
+  c.malformed = read(HL_ADOPT_MALFORMED);
+  c.time_wait = read(HL_ADOPT_TIME_WAIT);
+  return c;
+}
+
+LastAttempt Adopter::last_attempt() const {
+  LastAttempt last;
+  last.error = skel_->bss->last_error;
+  last.attrs = from_wire(skel_->bss->last_offered);
+  return last;
+}
+
+int Adopter::program_fd() const { return bpf_program__fd(skel_->progs.adopt); }
+
+std::string Adopter::cleanup(const std::string& name) {
+  const std::string dir = pin_dir(name);
+  std::string removed;
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return removed;
+  // The tc filter first: it holds the program, and outlives every process.
+  if (int fd = bpf_obj_get((dir + "/attachment").c_str()); fd >= 0) {
+    uint32_t zero = 0;
+    hl_adopt_attachment at{};
+    if (bpf_map_lookup_elem(fd, &zero, &at) == 0 && at.ifindex != 0 &&
+        detach_filter(static_cast<int>(at.ifindex), at.handle, at.priority,
+                      at.created_qdisc != 0) == 0) {
+      removed += "tc filter on ifindex " + std::to_string(at.ifindex) + " ingress\n";
+    }
+    close(fd);
+  }
+  std::vector<std::string> names;
+  while (const dirent* e = readdir(d)) {
+    const std::string entry = e->d_name;
+    if (entry != "." && entry != "..") names.push_back(entry);
+  }
+  closedir(d);
+  for (const std::string& entry : names) {
+    if (unlink((dir + "/" + entry).c_str()) == 0) removed += dir + "/" + entry + "\n";
+  }
+  if (rmdir(dir.c_str()) == 0) removed += dir + "\n";
+  return removed;
+}
+
+std::string kernel_supports_adopt() {
+  btf* vmlinux = btf__load_vmlinux_btf();
+  if (vmlinux == nullptr) return "no kernel BTF (/sys/kernel/btf/vmlinux): " + errno_text(errno);
+  const int kfunc = btf__find_by_name_kind(vmlinux, "bpf_sk_assign_tcp_reqsk", BTF_KIND_FUNC);
+  const int attrs = btf__find_by_name_kind(vmlinux, "bpf_tcp_req_attrs", BTF_KIND_STRUCT);
+  btf__free(vmlinux);
+  if (kfunc < 0 || attrs < 0) return "the kernel lacks the kfunc bpf_sk_assign_tcp_reqsk (Linux 6.11+)";
+  if (geteuid() != 0) return "loading BPF programs needs root";
+  hl_adopt_bpf* probe = hl_adopt_bpf__open_and_load();
+  if (probe == nullptr) return "the adopt program does not load: " + errno_text(errno);
+  hl_adopt_bpf__destroy(probe);
+  return "";
+}
+
+}  // namespace hl::bpf

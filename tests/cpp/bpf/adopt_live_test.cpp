@@ -1,0 +1,426 @@
+// adopt.bpf.c live: two network namespaces joined by a veth pair. The serving
+// side has the VIP on lo, a plain listening socket, tcp_syncookies=1 and the
+// program on veth-s ingress. The client side plays the front-end's forwarding:
+// a raw socket sends the request segment of a connection whose handshake was
+// done elsewhere (client ISN 1000, front-end ISN 5000, TSval base 90000), and a
+// packet socket captures what the serving kernel answers. The client's own
+// kernel has no socket for it, so an iptables rule there keeps it from
+// answering RST.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "bpf/adopter.h"
+#include "bpf/netns_pair.h"
+#include "net/packet_builder.h"
+#include "net/tcp_packet.h"
+
+namespace hl::bpf {
+namespace {
+
+using net::Endpoint;
+using net::ipv4;
+namespace flag = net::tcp_flag;
+
+const Endpoint kVip{ipv4(10, 0, 0, 100), 8080};
+const net::Ipv4Addr kClientAddr = ipv4(192, 168, 77, 2);
+constexpr uint32_t kClientIsn = 1000, kFrontendIsn = 5000, kClientTsval = 777, kTsBase = 90000;
+const std::string kRequest = "GET /x HTTP/1.0\r\n\r\n";
+
+struct Fd {
+  int fd = -1;
+  ~Fd() { if (fd >= 0) close(fd); }
+};
+
+// What the client side saw from the VIP.
+struct Seen {
+  uint32_t seq = 0, ack = 0;
+  uint8_t flags = 0;
+  std::optional<net::Timestamps> ts;
+  std::string payload;
+};
+
+class AdoptLive : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!ns_.error().empty()) GTEST_SKIP() << ns_.error();
+    if (std::string why = kernel_supports_adopt(); !why.empty()) GTEST_SKIP() << why;
+    using testing::NetnsPair;
+    ASSERT_TRUE(NetnsPair::run({"/usr/sbin/ip", "addr", "add", "192.168.77.1/24", "dev", "veth-s"}));
+    ASSERT_TRUE(NetnsPair::run({"/usr/sbin/ip", "addr", "add", "10.0.0.100/32", "dev", "lo"}));
+    ASSERT_TRUE(NetnsPair::run({"/usr/sbin/sysctl", "-qw", "net.ipv4.tcp_syncookies=1"}));
+    listener_.fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    int one = 1;
+    setsockopt(listener_.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in any{};
+    any.sin_family = AF_INET;
+    any.sin_port = htons(kVip.port);
+    ASSERT_EQ(bind(listener_.fd, reinterpret_cast<sockaddr*>(&any), sizeof any), 0);
+    ASSERT_EQ(listen(listener_.fd, 16), 0);
+    AdopterConfig config;
+    config.vip = kVip.addr;
+    config.vip_port = kVip.port;
+    adopter_ = std::make_unique<Adopter>(config);
+    adopter_->attach("veth-s");
+
+    ns_.enter_client();
+    const bool client_ok =
+        NetnsPair::run({"/usr/sbin/ip", "addr", "add", "192.168.77.2/24", "dev", "veth-c"}) &&
+        NetnsPair::run({"/usr/sbin/ip", "route", "add", "10.0.0.100/32", "via", "192.168.77.1"}) &&
+        NetnsPair::run({"/usr/sbin/iptables", "-A", "INPUT", "-s", "10.0.0.100", "-p", "tcp", "-j",
+                        "DROP"});
+    raw_.fd = socket(AF_INET, SOCK_RAW, IPPROTO_RAW);
+    capture_.fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_NONBLOCK, htons(ETH_P_IP));
+    sockaddr_ll ll{};
+    ll.sll_family = AF_PACKET;
+    ll.sll_protocol = htons(ETH_P_IP);
+    ll.sll_ifindex = static_cast<int>(if_nametoindex("veth-c"));
+    const bool bound = bind(capture_.fd, reinterpret_cast<sockaddr*>(&ll), sizeof ll) == 0;
+    ns_.enter_serving();
+    ASSERT_TRUE(client_ok) << "client side setup (ip, iptables)";
+    ASSERT_TRUE(raw_.fd >= 0 && bound) << "client raw / packet socket";
+  }
+
+  // The forwarded segment of client port `port` (ACK|PSH, TS), sent from the client side.
+  void send_segment(uint16_t port, uint32_t seq, uint32_t ack, const std::string& data,
+                    uint32_t tsval = kClientTsval, uint8_t flags = flag::ACK | flag::PSH,
+                    uint32_t tsecr = kTsBase) {
+    net::PacketBuilder b;
+    b.ipv4(kClientAddr, kVip.addr).tcp(port, kVip.port).seq(seq).ack(ack)
+        .flags(flags).window(502).timestamps(tsval, tsecr).payload(data);
+    const std::vector<uint8_t> packet = b.build();
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_addr.s_addr = htonl(kVip.addr.value);
+    ASSERT_EQ(sendto(raw_.fd, packet.data(), packet.size(), 0, reinterpret_cast<sockaddr*>(&to),
+                     sizeof to),
+              static_cast<ssize_t>(packet.size()));
+  }
+
+  // The first segment from the VIP to client port `port` satisfying `want`,
+  // within `timeout_ms`.
+  std::optional<Seen> capture(uint16_t port, int timeout_ms,
+                              const std::function<bool(const Seen&)>& want = nullptr) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    std::vector<uint8_t> buf(65536);
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now()).count();
+      if (left <= 0) return std::nullopt;
+      pollfd p{capture_.fd, POLLIN, 0};
+      if (poll(&p, 1, static_cast<int>(left)) <= 0) continue;
+      sockaddr_ll from{};
+      socklen_t from_len = sizeof from;
+      const ssize_t n = recvfrom(capture_.fd, buf.data(), buf.size(), 0,
+                                 reinterpret_cast<sockaddr*>(&from), &from_len);
+      if (n <= 0 || from.sll_pkttype == PACKET_OUTGOING) continue;
+      auto parsed = net::parse_tcp_packet(std::span<uint8_t>(buf.data(), static_cast<size_t>(n)));
+      if (!parsed.ok()) continue;
+      const net::TcpPacket& pkt = parsed.value();
+      if (pkt.src_addr() != kVip.addr || pkt.src_port() != kVip.port || pkt.dst_port() != port) continue;
+      Seen seen{pkt.seq(), pkt.ack(), pkt.flags(), pkt.options.timestamps,
+                std::string(pkt.payload().begin(), pkt.payload().end())};
+      if (!want || want(seen)) return seen;
+    }
+  }
+
+  // A connection the listener accepts within `timeout_ms` (-1: none).
+  int accept_within(int timeout_ms) {
+    pollfd p{listener_.fd, POLLIN, 0};
+    if (poll(&p, 1, timeout_ms) <= 0) return -1;
+    return accept4(listener_.fd, nullptr, nullptr, SOCK_CLOEXEC);
+  }
+
+  static std::string read_within(int fd, size_t want, int timeout_ms) {
+    std::string got;
+    char buf[4096];
+    while (got.size() < want) {
+      pollfd p{fd, POLLIN, 0};
+      if (poll(&p, 1, timeout_ms) <= 0) break;
+      const ssize_t n = recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      got.append(buf, static_cast<size_t>(n));
+    }
+    return got;
+  }
+
+  static AdoptAttrs attrs_for_handshake() {
+    AdoptAttrs a;
+    a.expected_seq = kClientIsn + 1;
+    a.expected_ack = kFrontendIsn + 1;
+    a.rcv_tsecr = kTsBase;
+    a.mss = 1460;
+    a.rcv_wscale = 7;
+    a.snd_wscale = 7;
+    a.wscale_ok = a.sack_ok = a.tstamp_ok = true;
+    a.tsval_from_segment = true;
+    return a;
+  }
+
+  testing::NetnsPair ns_;
+  Fd listener_, raw_, capture_;
+  std::unique_ptr<Adopter> adopter_;
+};
+
+TEST_F(AdoptLive, ForgedSegmentCreatesNothingAndIsNotAnswered) {
+  send_segment(40001, kClientIsn + 1, kFrontendIsn + 1, kRequest);
+  EXPECT_FALSE(capture(40001, 500).has_value()) << "the serving node answered a forged segment";
+  EXPECT_EQ(accept_within(100), -1) << "a forged segment created a connection";
+  EXPECT_EQ(adopter_->counters().no_entry, 1u);
+  EXPECT_EQ(adopter_->counters().adopted, 0u);
+  const std::string sockets = io::run_command({"/usr/bin/ss", "-tan"}).out;
+  EXPECT_EQ(sockets.find(":40001"), std::string::npos) << sockets;
+}
+
+TEST_F(AdoptLive, SegmentWithOtherNumbersThanAuthorisedCreatesNothing) {
+  ASSERT_TRUE(adopter_->authorise({{kClientAddr, 40002}, kVip}, attrs_for_handshake()).ok());
+  send_segment(40002, kClientIsn + 1 + 4096, kFrontendIsn + 1, kRequest);
+  EXPECT_FALSE(capture(40002, 500).has_value());
+  EXPECT_EQ(accept_within(100), -1);
+  EXPECT_EQ(adopter_->counters().mismatch, 1u);
+  EXPECT_TRUE(adopter_->authorisation({{kClientAddr, 40002}, kVip}).has_value());
+}
+
+TEST_F(AdoptLive, AuthorisedSegmentIsAdoptedInTheClientsSequenceSpace) {
+  const AdoptKey key{{kClientAddr, 40000}, kVip};
+  ASSERT_TRUE(adopter_->authorise(key, attrs_for_handshake()).ok());
+  send_segment(40000, kClientIsn + 1, kFrontendIsn + 1, kRequest);
+
+  const uint32_t request_end = kClientIsn + 1 + static_cast<uint32_t>(kRequest.size());
+  const auto answer = capture(40000, 2000, [&](const Seen& s) { return s.ack == request_end; });
+  ASSERT_TRUE(answer.has_value()) << "no ACK of the request from the serving node; counters: "
+                                  << adopter_->counters().adopted << " adopted, error "
+                                  << adopter_->last_attempt().error;
+  EXPECT_EQ(answer->seq, kFrontendIsn + 1) << "not in the front-end's sequence space";
+  EXPECT_EQ(answer->flags & (flag::RST | flag::SYN), 0);
+  ASSERT_TRUE(answer->ts.has_value());
+  EXPECT_EQ(answer->ts->tsecr, kClientTsval);
+  EXPECT_GE(answer->ts->tsval, kTsBase) << "TSvals must continue the front-end's";
+  EXPECT_LT(answer->ts->tsval, kTsBase + 10000);
+  EXPECT_EQ(adopter_->counters().adopted, 1u);
+
+  const int conn = accept_within(2000);
+  ASSERT_GE(conn, 0) << "the listener accepted nothing";
+  Fd conn_fd{conn};
+  sockaddr_in peer{};
+  socklen_t peer_len = sizeof peer;
+  ASSERT_EQ(getpeername(conn, reinterpret_cast<sockaddr*>(&peer), &peer_len), 0);
+  EXPECT_EQ(ntohl(peer.sin_addr.s_addr), kClientAddr.value);
+  EXPECT_EQ(ntohs(peer.sin_port), 40000);
+  EXPECT_EQ(read_within(conn, kRequest.size(), 1000), kRequest);
+
+  // The response leaves in the client's sequence space.
+  const std::string response = "HTTP/1.0 200 OK\r\n\r\nhello";
+  ASSERT_EQ(send(conn, response.data(), response.size(), 0), static_cast<ssize_t>(response.size()));
+  const auto data = capture(40000, 2000, [](const Seen& s) { return !s.payload.empty(); });
+  ASSERT_TRUE(data.has_value());
+  EXPECT_EQ(data->seq, kFrontendIsn + 1);
+  EXPECT_EQ(data->payload, response);
+
+  // Multi-segment: the next segment finds the socket; the entry is retired.
+  const std::string more = "more";
+  send_segment(40000, request_end, kFrontendIsn + 1, more, kClientTsval + 1);
+  EXPECT_EQ(read_within(conn, more.size(), 1000), more);
+  EXPECT_EQ(adopter_->counters().retired, 1u);
+  EXPECT_GE(adopter_->counters().established, 1u);
+  EXPECT_FALSE(adopter_->authorisation(key).has_value());
+
+  // A late retransmission of the first segment creates no second connection.
+  send_segment(40000, kClientIsn + 1, kFrontendIsn + 1, kRequest);
+  EXPECT_EQ(accept_within(200), -1);
+  EXPECT_EQ(adopter_->counters().adopted, 1u);
+}
+
+// The first forwarded segment is lost and the second overtakes it: the second
+// mismatches and is dropped, the entry stays, the retransmitted first one still
+// creates the socket, and the retransmitted second one completes the request.
+TEST_F(AdoptLive, LostFirstSegmentRetransmittedStillCreatesTheSocket) {
+  const AdoptKey key{{kClientAddr, 40004}, kVip};
+  ASSERT_TRUE(adopter_->authorise(key, attrs_for_handshake()).ok());
+  const std::string first = "GET /long HTTP/1.0\r\n", second = "Host: x\r\n\r\n";
+  const uint32_t second_seq = kClientIsn + 1 + static_cast<uint32_t>(first.size());
+  send_segment(40004, second_seq, kFrontendIsn + 1, second, kClientTsval + 1);
+  EXPECT_FALSE(capture(40004, 300).has_value());
+  EXPECT_EQ(adopter_->counters().mismatch, 1u);
+  EXPECT_TRUE(adopter_->authorisation(key).has_value()) << "the entry must outlive a mismatch";
+
+  send_segment(40004, kClientIsn + 1, kFrontendIsn + 1, first);
+  const int conn = accept_within(2000);
+  ASSERT_GE(conn, 0) << "the retransmitted first segment created nothing";
+  Fd conn_fd{conn};
+  send_segment(40004, second_seq, kFrontendIsn + 1, second, kClientTsval + 2);
+  EXPECT_EQ(read_within(conn, first.size() + second.size(), 1000), first + second);
+  EXPECT_EQ(adopter_->counters().adopted, 1u);
+}
+
+// A client whose SYN offered no timestamps, SACK or window scaling.
+TEST_F(AdoptLive, ClientWithoutOptionsIsAdoptedWithoutThem) {
+  constexpr uint16_t kPort = 40007;
+  AdoptAttrs plain;
+  plain.expected_seq = kClientIsn + 1;
+  plain.expected_ack = kFrontendIsn + 1;
+  plain.mss = 1400;
+  ASSERT_TRUE(adopter_->authorise({{kClientAddr, kPort}, kVip}, plain).ok());
+  net::PacketBuilder b;
+  b.ipv4(kClientAddr, kVip.addr).tcp(kPort, kVip.port).seq(plain.expected_seq)
+      .ack(plain.expected_ack).flags(flag::ACK | flag::PSH).window(8192).payload(kRequest);
+  const std::vector<uint8_t> packet = b.build();
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_addr.s_addr = htonl(kVip.addr.value);
+  ASSERT_EQ(sendto(raw_.fd, packet.data(), packet.size(), 0, reinterpret_cast<sockaddr*>(&to),
+                   sizeof to),
+            static_cast<ssize_t>(packet.size()));
+  const int conn = accept_within(2000);
+  ASSERT_GE(conn, 0);
+  Fd conn_fd{conn};
+  EXPECT_EQ(read_within(conn, kRequest.size(), 1000), kRequest);
+  const std::string response = "HTTP/1.0 200 OK\r\n\r\n";
+  ASSERT_EQ(send(conn, response.data(), response.size(), 0), static_cast<ssize_t>(response.size()));
+  const auto data = capture(kPort, 2000, [](const Seen& s) { return !s.payload.empty(); });
+  ASSERT_TRUE(data.has_value());
+  EXPECT_EQ(data->seq, plain.expected_ack);
+  EXPECT_FALSE(data->ts.has_value()) << "timestamps were not negotiated";
+}
+
+// Several handoffs in flight at once, each with its own numbers.
+TEST_F(AdoptLive, ParallelHandoffsEachGetTheirOwnSocket) {
+  constexpr int kClients = 8;
+  for (int i = 0; i < kClients; ++i) {
+    AdoptAttrs a = attrs_for_handshake();
+    a.expected_seq += static_cast<uint32_t>(i) * 7919u;
+    a.expected_ack += static_cast<uint32_t>(i) * 104729u;
+    const uint16_t port = static_cast<uint16_t>(41000 + i);
+    ASSERT_TRUE(adopter_->authorise({{kClientAddr, port}, kVip}, a).ok());
+    send_segment(port, a.expected_seq, a.expected_ack, "GET /" + std::to_string(i) + " HTTP/1.0\r\n\r\n");
+  }
+  std::set<std::string> requests;
+  for (int i = 0; i < kClients; ++i) {
+    const int conn = accept_within(2000);
+    ASSERT_GE(conn, 0) << "accepted only " << i;
+    Fd conn_fd{conn};
+    requests.insert(read_within(conn, std::string("GET /0 HTTP/1.0\r\n\r\n").size(), 1000));
+  }
+  EXPECT_EQ(requests.size(), static_cast<size_t>(kClients));
+  EXPECT_EQ(adopter_->counters().adopted, static_cast<uint64_t>(kClients));
+}
+
+TEST_F(AdoptLive, AttachRefusesASecondAttachAndUnknownInterfaces) {
+  EXPECT_THROW(adopter_->attach("veth-s"), std::runtime_error);
+  Adopter other{AdopterConfig{}};
+  EXPECT_THROW(other.attach("no-such-if"), std::runtime_error);
+  // With tcp_syncookies=0 the kernel answers RST although the kfunc succeeds.
+  ASSERT_TRUE(testing::NetnsPair::run({"/usr/sbin/sysctl", "-qw", "net.ipv4.tcp_syncookies=0"}));
+  EXPECT_THROW(other.attach("veth-s"), std::runtime_error);
+}
+
+// HTTP/1.0 servers close first, so the serving node keeps TIME_WAIT for the
+// client's port; a client reusing that port (tcp_tw_reuse on clients) gets a
+// new handoff for the same 4-tuple: authorise() clears the TIME_WAIT socket,
+// without which the kernel would not create the new one.
+TEST_F(AdoptLive, ClientPortReusedWhileTheServingNodeHoldsTimeWait) {
+  constexpr uint16_t kPort = 40006;
+  const AdoptKey key{{kClientAddr, kPort}, kVip};
+  ASSERT_TRUE(adopter_->authorise(key, attrs_for_handshake()).ok());
+  send_segment(kPort, kClientIsn + 1, kFrontendIsn + 1, kRequest);
+  const int first = accept_within(2000);
+  ASSERT_GE(first, 0);
+  ASSERT_EQ(read_within(first, kRequest.size(), 1000), kRequest);
+  const std::string response = "HTTP/1.0 200 OK\r\n\r\nbye";
+  ASSERT_EQ(send(first, response.data(), response.size(), 0), static_cast<ssize_t>(response.size()));
+  close(first);  // the server closes first: FIN after the response
+  const auto fin = capture(kPort, 2000, [](const Seen& s) { return (s.flags & flag::FIN) != 0; });
+  ASSERT_TRUE(fin.has_value());
+  ASSERT_TRUE(fin->ts.has_value());
+  const uint32_t request_end = kClientIsn + 1 + static_cast<uint32_t>(kRequest.size());
+  const uint32_t fin_seq = fin->seq + static_cast<uint32_t>(fin->payload.size());
+  send_segment(kPort, request_end, fin_seq + 1, "", kClientTsval + 1, flag::ACK | flag::FIN,
+               fin->ts->tsval);
+  ASSERT_TRUE(capture(kPort, 2000, [&](const Seen& s) { return s.ack == request_end + 1; }));
+  auto time_wait = [&] {
+    const std::string out = io::run_command({"/usr/bin/ss", "-tan", "state", "time-wait"}).out;
+    return out.find(":" + std::to_string(kPort)) != std::string::npos;
+  };
+  ASSERT_TRUE(time_wait()) << "the serving node should hold TIME_WAIT now";
+
+  // The same 4-tuple handed off again: new ISNs, later timestamps.
+  AdoptAttrs again = attrs_for_handshake();
+  again.expected_seq = kClientIsn + 100000 + 1;
+  again.expected_ack = kFrontendIsn + 200000 + 1;
+  again.rcv_tsecr = kTsBase + 5000;
+  ASSERT_TRUE(adopter_->authorise(key, again).ok());
+  EXPECT_FALSE(time_wait()) << "authorise() must clear the TIME_WAIT socket";
+  send_segment(kPort, again.expected_seq, again.expected_ack, kRequest, kClientTsval + 100,
+               flag::ACK | flag::PSH, again.rcv_tsecr);
+  const int second = accept_within(2000);
+  ASSERT_GE(second, 0) << "not adopted after TIME_WAIT; adopted=" << adopter_->counters().adopted
+                       << " time_wait=" << adopter_->counters().time_wait;
+  Fd second_fd{second};
+  EXPECT_EQ(read_within(second, kRequest.size(), 1000), kRequest);
+  EXPECT_EQ(adopter_->counters().adopted, 2u);
+  EXPECT_EQ(adopter_->counters().time_wait, 0u);
+}
+
+TEST_F(AdoptLive, DestructionDetaches) {
+  adopter_.reset();
+  const std::string filters =
+      io::run_command({"/usr/sbin/tc", "filter", "show", "dev", "veth-s", "ingress"}).out;
+  EXPECT_EQ(filters.find("bpf"), std::string::npos) << filters;
+}
+
+// A process that dies with its Adopter pinned and attached leaves the pins and
+// the tc filter; Adopter::cleanup(name) removes both (handoffd --cleanup).
+TEST(AdoptCleanup, RemovesWhatACrashedProcessLeft) {
+  if (std::string why = io::testing::enter_private_netns(); !why.empty()) GTEST_SKIP() << why;
+  if (std::string why = kernel_supports_adopt(); !why.empty()) GTEST_SKIP() << why;
+  const std::string name = "test_" + std::to_string(getpid());
+  const pid_t child = fork();
+  if (child == 0) {
+    try {
+      AdopterConfig config;
+      config.name = name;
+      config.pin = true;
+      auto* leaked = new Adopter(config);  // never destroyed: the crash
+      leaked->attach("lo");
+      _exit(0);
+    } catch (...) {
+      _exit(1);
+    }
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  struct stat st {};
+  ASSERT_EQ(stat((Adopter::pin_dir(name) + "/authorised").c_str(), &st), 0);
+  auto filters = [] {
+    return io::run_command({"/usr/sbin/tc", "filter", "show", "dev", "lo", "ingress"}).out;
+  };
+  ASSERT_NE(filters().find("bpf"), std::string::npos) << "the leftover filter";
+
+  const std::string removed = Adopter::cleanup(name);
+  EXPECT_NE(removed.find("tc filter"), std::string::npos) << removed;
+  EXPECT_NE(stat(Adopter::pin_dir(name).c_str(), &st), 0) << "pin directory left";
+  EXPECT_EQ(filters().find("bpf"), std::string::npos) << filters();
+  EXPECT_EQ(Adopter::cleanup(name), "") << "a second cleanup finds nothing";
+}
+
+}  // namespace
+}  // namespace hl::bpf
