@@ -5,7 +5,6 @@
 #include <cstdio>
 #include <exception>
 #include <iostream>
-#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -20,57 +19,11 @@ namespace {
 
 using hl::cli::LogLevel;
 using hl::cli::Options;
-using hl::cli::Role;
 
 LogLevel g_level = LogLevel::kInfo;
 
 void log(LogLevel level, const std::string& msg) {
   if (static_cast<int>(level) <= static_cast<int>(g_level)) std::cerr << "handoffd: " << msg << '\n';
-}
-
-// The runtime's role for `role`, or nullopt if this build cannot run it.
-std::optional<hl::runtime::RuntimeRole> runtime_role(Role role) {
-  switch (role) {
-    case Role::kFrontend: return hl::runtime::RuntimeRole::kFrontend;
-    case Role::kBackend: return hl::runtime::RuntimeRole::kBackend;
-    case Role::kMonitor: return hl::runtime::RuntimeRole::kMonitor;
-    case Role::kAlways: return hl::runtime::RuntimeRole::kAlways;
-    case Role::kRare: return hl::runtime::RuntimeRole::kRare;
-    case Role::kImpair: return hl::runtime::RuntimeRole::kImpair;
-  }
-  return std::nullopt;
-}
-
-hl::runtime::RuntimeConfig runtime_config(const Options& o, hl::runtime::RuntimeRole role) {
-  hl::runtime::RuntimeConfig c;
-  c.role = role;
-  c.node = o.node;
-  c.node_addr = o.node_addr;
-  c.vip = o.vip;
-  c.port = o.port;
-  c.queue = o.queue;
-  c.mark = o.mark;
-  c.control_port = o.control_port;
-  for (const auto& p : o.peers) c.peers.emplace_back(p.name, p.addr);
-  c.content_map = o.content_map;
-  c.policy = o.policy;
-  c.frontend = o.frontend;
-  c.stats_file = o.stats_file;
-  c.key_file = o.key_file;
-  c.stats_interval_ms = o.stats_interval_ms;
-  c.request_timeout_ms = o.request_timeout_ms;
-  c.queue_maxlen = o.queue_maxlen;
-  c.rcvbuf = o.rcvbuf_bytes;
-  c.gso = o.gso;
-  c.fail_open = o.fail_open;
-  c.max_half_open = o.max_half_open;
-  c.syn_cookies = o.syn_cookies;
-  c.fast_path = o.fast_path;
-  c.queue_bypass = o.queue_bypass;
-  c.backend_dead_ms = o.backend_dead_ms;
-  c.sysctls = o.sysctls;
-  c.impair = o.impair;
-  return c;
 }
 
 std::string describe(const hl::runtime::RuntimeConfig& c) {
@@ -112,13 +65,7 @@ int main(int argc, char** argv) {
       log(LogLevel::kInfo, "cleanup: deleted " + std::to_string(n) + " nf_tables tables (fast path)");
       return 0;
     }
-    const auto role = runtime_role(*o.role);
-    if (!role) {
-      std::cerr << "handoffd: role '" << hl::cli::role_name(*o.role)
-                << "' is not implemented yet in this build (frontend, backend and monitor are)\n";
-      return 2;
-    }
-    const hl::runtime::RuntimeConfig config = runtime_config(o, *role);
+    const hl::runtime::RuntimeConfig& config = o.config;
     try {
       hl::runtime::validate(config);
     } catch (const std::invalid_argument& e) {

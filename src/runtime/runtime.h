@@ -2,6 +2,9 @@
 // on real packet I/O: iptables NFQUEUE capture, raw socket, control channel (UDP for
 // frontend/backend, persistent TCP for always/rare), sysctls,
 // an epoll loop and a stats file. Everything it installs is removed at stop.
+// Each role's engine and own I/O come from its builder (roles/role.h); the
+// options that fill a RuntimeConfig are one table (options.h); the pure setup
+// helpers below live in setup.cpp.
 #pragma once
 
 #include <cstdint>

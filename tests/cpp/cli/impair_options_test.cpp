@@ -21,24 +21,23 @@ TEST(ImpairOptions, ParsedIntoTheImpairConfig) {
                   "0.1", "--reorder-extra-ms", "7", "--duplicate", "0.02", "--impair-seed", "99",
                   "--impair-max-held", "1000"});
   ASSERT_TRUE(r.ok()) << r.error().message;
-  const Options& o = *r;
-  EXPECT_EQ(o.role, Role::kImpair);
-  EXPECT_STREQ(role_name(Role::kImpair), "impair");
-  EXPECT_EQ(o.impair.delay_ms, 20u);
-  EXPECT_EQ(o.impair.jitter_ms, 3u);
-  EXPECT_DOUBLE_EQ(o.impair.loss, 0.05);
-  EXPECT_DOUBLE_EQ(o.impair.reorder, 0.1);
-  EXPECT_EQ(o.impair.reorder_extra_ms, 7u);
-  EXPECT_DOUBLE_EQ(o.impair.duplicate, 0.02);
-  EXPECT_EQ(o.impair.seed, 99u);
-  EXPECT_EQ(o.impair.max_held, 1000u);
+  const runtime::RuntimeConfig& c = r->config;
+  EXPECT_EQ(c.role, runtime::RuntimeRole::kImpair);
+  EXPECT_EQ(c.impair.delay_ms, 20u);
+  EXPECT_EQ(c.impair.jitter_ms, 3u);
+  EXPECT_DOUBLE_EQ(c.impair.loss, 0.05);
+  EXPECT_DOUBLE_EQ(c.impair.reorder, 0.1);
+  EXPECT_EQ(c.impair.reorder_extra_ms, 7u);
+  EXPECT_DOUBLE_EQ(c.impair.duplicate, 0.02);
+  EXPECT_EQ(c.impair.seed, 99u);
+  EXPECT_EQ(c.impair.max_held, 1000u);
 }
 
 TEST(ImpairOptions, DefaultsChangeNothing) {
   auto r = parse({"--role", "impair"});
   ASSERT_TRUE(r.ok()) << r.error().message;
-  EXPECT_FALSE(r->impair.active());
-  EXPECT_EQ(r->impair.max_held, hl::lab::ImpairConfig::kDefaultMaxHeld);
+  EXPECT_FALSE(r->config.impair.active());
+  EXPECT_EQ(r->config.impair.max_held, hl::lab::ImpairConfig::kDefaultMaxHeld);
 }
 
 TEST(ImpairOptions, HelpNamesThemAndBadNumbersAreUsageErrors) {

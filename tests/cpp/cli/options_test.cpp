@@ -12,6 +12,8 @@
 namespace hl::cli {
 namespace {
 
+using runtime::RuntimeRole;
+
 Result<Options, CliExit> parse(const std::vector<std::string>& args) {
   std::vector<const char*> argv{"handoffd"};
   for (const auto& a : args) argv.push_back(a.c_str());
@@ -37,24 +39,27 @@ void expect_usage_error(const std::vector<std::string>& args, const std::string&
 TEST(Options, Defaults) {
   Options o = parse_ok({"--role", "monitor"});
   EXPECT_EQ(o.action, Action::kRun);
-  EXPECT_EQ(o.role, Role::kMonitor);
-  EXPECT_EQ(o.node, "node");
-  EXPECT_FALSE(o.vip.has_value());
-  EXPECT_EQ(o.port, 80);
-  EXPECT_EQ(o.queue, 0);
-  EXPECT_TRUE(o.peers.empty());
-  EXPECT_EQ(o.stats_interval_ms, 1000u);
   EXPECT_EQ(o.log_level, LogLevel::kInfo);
-  EXPECT_TRUE(o.queue_bypass);
-  EXPECT_EQ(o.mark, 0x4846u);
-  EXPECT_EQ(o.queue_maxlen, 8192u);
-  EXPECT_EQ(o.rcvbuf_bytes, 16u << 20);
-  EXPECT_TRUE(o.gso);
-  EXPECT_FALSE(o.fail_open);
-  EXPECT_EQ(o.max_half_open, 16384u);
-  EXPECT_TRUE(o.syn_cookies);
-  EXPECT_FALSE(o.backend_dead_ms.has_value()) << "the role's default (700 frontend, 2000 always/rare)";
-  EXPECT_EQ(parse_ok({"--role", "rare", "--backend-dead-ms", "0"}).backend_dead_ms, 0u);
+  const runtime::RuntimeConfig& c = o.config;
+  EXPECT_EQ(c.role, RuntimeRole::kMonitor);
+  EXPECT_EQ(c.node, "node");
+  EXPECT_FALSE(c.vip.has_value());
+  EXPECT_EQ(c.port, 80);
+  EXPECT_EQ(c.queue, 0);
+  EXPECT_TRUE(c.peers.empty());
+  EXPECT_EQ(c.stats_interval_ms, 1000u);
+  EXPECT_TRUE(c.queue_bypass);
+  EXPECT_EQ(c.mark, 0x4846u);
+  EXPECT_EQ(c.queue_maxlen, 8192u);
+  EXPECT_EQ(c.rcvbuf, 16u << 20);
+  EXPECT_TRUE(c.gso);
+  EXPECT_FALSE(c.fail_open);
+  EXPECT_EQ(c.max_half_open, 16384u);
+  EXPECT_TRUE(c.syn_cookies);
+  EXPECT_TRUE(c.fast_path);
+  EXPECT_EQ(c.request_timeout_ms, 0u) << "the engine's default";
+  EXPECT_FALSE(c.backend_dead_ms.has_value()) << "the role's default (700 frontend, 2000 always/rare)";
+  EXPECT_EQ(parse_ok({"--role", "rare", "--backend-dead-ms", "0"}).config.backend_dead_ms, 0u);
 }
 
 TEST(Options, EveryOptionIsParsed) {
@@ -64,36 +69,38 @@ TEST(Options, EveryOptionIsParsed) {
                         "--key-file", "/etc/handofflab/cluster.key", "--request-timeout-ms", "1500", "--log-level", "debug", "--queue-bypass=off", "--mark", "0x10", "--queue-maxlen", "100",
                         "--rcvbuf", "4096", "--gso=off", "--fail-open", "--sysctl", "net.ipv4.ip_forward=1",
                         "--max-half-open", "100", "--syn-cookies=off"});
-  EXPECT_EQ(o.role, Role::kRare);
-  EXPECT_EQ(o.node, "be1");
-  EXPECT_EQ(o.vip, "10.0.0.100");
-  EXPECT_EQ(o.port, 8080);
-  EXPECT_EQ(o.queue, 65535);
-  ASSERT_EQ(o.peers.size(), 2u);
-  EXPECT_EQ(o.peers[1].name, "be3");
-  EXPECT_EQ(o.peers[1].addr, "10.0.0.3");
-  EXPECT_EQ(o.content_map, "/tmp/map");
-  EXPECT_EQ(o.policy, "lard");
-  EXPECT_EQ(o.stats_file, "/tmp/s.json");
-  EXPECT_EQ(o.key_file, "/etc/handofflab/cluster.key");
-  EXPECT_EQ(o.request_timeout_ms, 1500u);
-  EXPECT_EQ(o.stats_interval_ms, 250u);
+  const runtime::RuntimeConfig& c = o.config;
+  EXPECT_EQ(c.role, RuntimeRole::kRare);
+  EXPECT_EQ(c.node, "be1");
+  EXPECT_EQ(c.vip, "10.0.0.100");
+  EXPECT_EQ(c.port, 8080);
+  EXPECT_EQ(c.queue, 65535);
+  ASSERT_EQ(c.peers.size(), 2u);
+  EXPECT_EQ(c.peers[1].first, "be3");
+  EXPECT_EQ(c.peers[1].second, "10.0.0.3");
+  EXPECT_EQ(c.content_map, "/tmp/map");
+  EXPECT_EQ(c.policy, "lard");
+  EXPECT_EQ(c.stats_file, "/tmp/s.json");
+  EXPECT_EQ(c.key_file, "/etc/handofflab/cluster.key");
+  EXPECT_EQ(c.request_timeout_ms, 1500u);
+  EXPECT_EQ(c.stats_interval_ms, 250u);
   EXPECT_EQ(o.log_level, LogLevel::kDebug);
-  EXPECT_FALSE(o.queue_bypass);
-  EXPECT_EQ(o.mark, 0x10u);
-  EXPECT_EQ(o.queue_maxlen, 100u);
-  EXPECT_EQ(o.rcvbuf_bytes, 4096u);
-  EXPECT_FALSE(o.gso);
-  EXPECT_TRUE(o.fail_open);
-  EXPECT_EQ(o.max_half_open, 100u);
-  EXPECT_FALSE(o.syn_cookies);
-  ASSERT_EQ(o.sysctls.size(), 1u);
-  EXPECT_EQ(o.sysctls[0], (std::pair<std::string, std::string>{"net.ipv4.ip_forward", "1"}));
+  EXPECT_FALSE(c.queue_bypass);
+  EXPECT_EQ(c.mark, 0x10u);
+  EXPECT_EQ(c.queue_maxlen, 100u);
+  EXPECT_EQ(c.rcvbuf, 4096u);
+  EXPECT_FALSE(c.gso);
+  EXPECT_TRUE(c.fail_open);
+  EXPECT_EQ(c.max_half_open, 100u);
+  EXPECT_FALSE(c.syn_cookies);
+  ASSERT_EQ(c.sysctls.size(), 1u);
+  EXPECT_EQ(c.sysctls[0], (std::pair<std::string, std::string>{"net.ipv4.ip_forward", "1"}));
 }
 
 TEST(Options, EveryRoleName) {
-  for (Role r : {Role::kFrontend, Role::kBackend, Role::kAlways, Role::kRare, Role::kMonitor}) {
-    EXPECT_EQ(parse_ok({"--role", role_name(r)}).role, r);
+  for (RuntimeRole r : {RuntimeRole::kFrontend, RuntimeRole::kBackend, RuntimeRole::kAlways, RuntimeRole::kRare,
+                        RuntimeRole::kMonitor, RuntimeRole::kImpair}) {
+    EXPECT_EQ(parse_ok({"--role", runtime::to_string(r)}).config.role, r);
   }
 }
 
@@ -134,7 +141,7 @@ TEST(Options, UsageErrors) {
   expect_usage_error({"--role", "monitor", "--peer", "be1"}, "expected NAME=VALUE");
   expect_usage_error({"--role", "monitor", "--peer", "be1=nowhere"}, "not an IPv4 address");
   expect_usage_error({"--role", "monitor", "--stats-interval", "0"}, "--stats-interval");
-  expect_usage_error({"--role", "monitor", "--request-timeout-ms", "0"}, "--request-timeout-ms");
+  expect_usage_error({"--role", "monitor", "--request-timeout-ms", "-1"}, "--request-timeout-ms");
   expect_usage_error({"--role", "monitor", "--log-level", "loud"}, "unknown log level");
   expect_usage_error({"--role", "monitor", "--mark", "0"}, "--mark");
   expect_usage_error({"--role", "monitor", "--mark", "12abc"}, "--mark");
@@ -171,13 +178,13 @@ TEST(Options, ConfigFileAndCommandLineOverride) {
       "queue-bypass = off\n"
       "peer = be1=10.0.0.1\n");
   Options o = parse_ok({"--config", conf.path(), "--port", "9090"});
-  EXPECT_EQ(o.role, Role::kMonitor);
-  EXPECT_EQ(o.port, 9090);  // command line wins
-  EXPECT_EQ(o.vip, "10.0.0.100");
-  EXPECT_EQ(o.node, "fe");
-  EXPECT_FALSE(o.queue_bypass);
-  ASSERT_EQ(o.peers.size(), 1u);
-  EXPECT_EQ(o.peers[0].name, "be1");
+  EXPECT_EQ(o.config.role, RuntimeRole::kMonitor);
+  EXPECT_EQ(o.config.port, 9090);  // command line wins
+  EXPECT_EQ(o.config.vip, "10.0.0.100");
+  EXPECT_EQ(o.config.node, "fe");
+  EXPECT_FALSE(o.config.queue_bypass);
+  ASSERT_EQ(o.config.peers.size(), 1u);
+  EXPECT_EQ(o.config.peers[0].first, "be1");
 }
 
 TEST(Options, ConfigFileErrorsAreUsageErrors) {

@@ -1,0 +1,80 @@
+// Role backend: a back-end of the frontend design. A UDP messenger to its
+// front-end (heartbeats every RuntimeConfig::kHeartbeatMs), the BackendEngine.
+#include <memory>
+
+#include "control/udp_messenger.h"
+#include "engine/backend.h"
+#include "io/listen_probe.h"
+#include "runtime/roles/role.h"
+
+namespace hl::runtime {
+namespace {
+
+// The back-end engine takes the control messages if it has on_message (today it
+// only sends: its front-end's requests ride the SYN); otherwise they are dropped.
+template <class Engine>
+void deliver(Engine& engine, net::Ipv4Addr from, const control::Message& message) {
+  if constexpr (requires { engine.on_message(from, message); }) engine.on_message(from, message);
+}
+
+class BackendRole final : public Role {
+ public:
+  explicit BackendRole(RoleContext& ctx)
+      : config_(ctx.config),
+        node_(parse_addr(*ctx.config.node_addr, "node address")),
+        udp_(node_, 0, ctx.config.control_port),
+        transport_(udp_) {
+    const RuntimeConfig& c = ctx.config;
+    udp_.set_authenticator(ctx.auth);
+    engine::BackendConfig bc;
+    bc.node = node_;
+    bc.port = c.port;
+    bc.vip = {parse_addr(*c.vip, "VIP"), c.port};
+    bc.frontend = frontend_address(c);
+    frontend_ = bc.frontend;
+    engine_ = std::make_unique<engine::BackendEngine>(bc, ctx.verdicts, udp_, ctx.clock);
+  }
+
+  void on_packet(const io::QueuedPacket& packet) override { engine_->on_packet(packet); }
+
+  void on_message(net::Ipv4Addr from, const control::Message& message) override {
+    deliver(*engine_, from, message);
+  }
+
+  void on_tick(uint64_t now_ms) override {
+    send_heartbeat(now_ms);
+    engine_->on_timer();
+  }
+
+  ControlTransport* control() override { return &transport_; }
+
+  void visit_counters(const CounterVisitor& visit) const override {
+    engine_->counters().visit(adding_decode_errors(visit, udp_.counters().decode_errors));
+    visit_udp_counters(udp_, visit);
+  }
+
+ private:
+  // The heartbeat to the front-end: alive, and whether the local web server
+  // listens (read from /proc at most once per heartbeat, never per packet).
+  void send_heartbeat(uint64_t now_ms) {
+    if (now_ms - last_heartbeat_ms_ < RuntimeConfig::kHeartbeatMs) return;
+    last_heartbeat_ms_ = now_ms;
+    control::Keepalive ka{config_.node, heartbeat_seq_++, io::local_server_listening(config_.port)};
+    (void)udp_.send(frontend_, ka);  // failures are counted by the messenger (control_send_errors)
+  }
+
+  const RuntimeConfig& config_;
+  net::Ipv4Addr node_;
+  control::UdpMessenger udp_;
+  PolledTransport<control::UdpMessenger> transport_;
+  std::unique_ptr<engine::BackendEngine> engine_;
+  net::Ipv4Addr frontend_;
+  uint64_t last_heartbeat_ms_ = 0;
+  uint32_t heartbeat_seq_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Role> make_backend_role(RoleContext& context) { return std::make_unique<BackendRole>(context); }
+
+}  // namespace hl::runtime

@@ -1,0 +1,56 @@
+// Role frontend: the dedicated front-end of the frontend design. A raw socket
+// for the packets it sends, a UDP messenger to its back-ends, the FrontendEngine.
+#include <memory>
+#include <string>
+
+#include "control/udp_messenger.h"
+#include "engine/frontend.h"
+#include "io/raw_socket.h"
+#include "runtime/roles/role.h"
+
+namespace hl::runtime {
+namespace {
+
+class FrontendRole final : public Role {
+ public:
+  explicit FrontendRole(RoleContext& ctx)
+      : raw_(io::RawSocketConfig{ctx.config.mark, io::RawSocketConfig::kDefaultSndBuf}),
+        udp_(net::Ipv4Addr{}, ctx.config.control_port, ctx.config.control_port),
+        transport_(udp_) {
+    const RuntimeConfig& c = ctx.config;
+    udp_.set_authenticator(ctx.auth);
+    engine::FrontendConfig fc;
+    fc.vip = {parse_addr(*c.vip, "VIP"), c.port};
+    fc.backend_addrs = std::move(ctx.nodes);
+    fc.backend_dead_ms = c.backend_dead_ms.value_or(RuntimeConfig::kDefaultBackendDeadMs);
+    fc.log = [](const std::string& line) { log_error(line); };
+    fc.max_half_open = c.max_half_open;
+    fc.syn_cookies = c.syn_cookies;
+    if (c.request_timeout_ms != 0) fc.request_timeout_ms = c.request_timeout_ms;
+    engine_ = std::make_unique<engine::FrontendEngine>(std::move(fc), std::move(ctx.dispatcher), ctx.verdicts, raw_,
+                                                       ctx.clock, ctx.fast_path);
+  }
+
+  void on_packet(const io::QueuedPacket& packet) override { engine_->on_packet(packet); }
+  void on_message(net::Ipv4Addr from, const control::Message& message) override { engine_->on_message(from, message); }
+  void on_tick(uint64_t /*now_ms*/) override { engine_->on_timer(); }
+  ControlTransport* control() override { return &transport_; }
+
+  void visit_counters(const CounterVisitor& visit) const override {
+    engine_->counters().visit(adding_decode_errors(visit, udp_.counters().decode_errors));
+    visit_udp_counters(udp_, visit);
+    visit_raw_counters(raw_, visit);
+  }
+
+ private:
+  io::RawSocket raw_;
+  control::UdpMessenger udp_;
+  PolledTransport<control::UdpMessenger> transport_;
+  std::unique_ptr<engine::FrontendEngine> engine_;
+};
+
+}  // namespace
+
+std::unique_ptr<Role> make_frontend_role(RoleContext& context) { return std::make_unique<FrontendRole>(context); }
+
+}  // namespace hl::runtime

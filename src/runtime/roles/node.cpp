@@ -1,0 +1,125 @@
+// Roles always and rare: every node of a symmetric cluster. A raw socket, the
+// persistent TCP control channel to every node (its keepalives carry this
+// node's health), the NodeEngine.
+#include <memory>
+#include <string>
+
+#include "control/channel.h"
+#include "engine/node_engine.h"
+#include "io/listen_probe.h"
+#include "io/raw_socket.h"
+#include "runtime/roles/role.h"
+
+namespace hl::runtime {
+namespace {
+
+// The TCP control channel as the engine's MessageSender.
+class ChannelSender final : public control::MessageSender {
+ public:
+  explicit ChannelSender(control::ControlChannel& channel) : channel_(channel) {}
+  bool send(net::Ipv4Addr to, const control::Message& message) override { return channel_.send(to, message); }
+
+ private:
+  control::ControlChannel& channel_;
+};
+
+class NodeRole final : public Role {
+ public:
+  explicit NodeRole(RoleContext& ctx)
+      : config_(ctx.config),
+        self_(parse_addr(*ctx.config.node_addr, "node address")),
+        raw_(io::RawSocketConfig{ctx.config.mark, io::RawSocketConfig::kDefaultSndBuf}),
+        channel_(channel_config(ctx), ctx.clock),
+        sender_(channel_),
+        transport_(channel_) {
+    const RuntimeConfig& c = ctx.config;
+    engine::NodeConfig nc;
+    nc.mode = c.role == RuntimeRole::kRare ? engine::NodeMode::kRare : engine::NodeMode::kAlways;
+    nc.vip = {parse_addr(*c.vip, "VIP"), c.port};
+    nc.node = self_;
+    nc.node_addrs = std::move(ctx.nodes);
+    nc.local_mark = c.local_mark;
+    nc.max_half_open = c.max_half_open;
+    nc.syn_cookies = c.syn_cookies;
+    if (c.request_timeout_ms != 0) nc.request_timeout_ms = c.request_timeout_ms;
+    nc.peer_dead_ms = c.backend_dead_ms.value_or(RuntimeConfig::kDefaultPeerDeadMs);
+    nc.log = [](const std::string& line) { log_error(line); };
+    engine_ = std::make_unique<engine::NodeEngine>(std::move(nc), std::move(ctx.dispatcher), ctx.verdicts, raw_, sender_,
+                                                   ctx.clock, ctx.fast_path);
+    channel_.tick();  // connect to the peers now
+  }
+  ~NodeRole() override { engine_.reset(); }  // first: the channel's peer_lost sees no engine
+  NodeRole(const NodeRole&) = delete;
+  NodeRole& operator=(const NodeRole&) = delete;
+
+  void on_packet(const io::QueuedPacket& packet) override { engine_->on_packet(packet); }
+  void on_message(net::Ipv4Addr from, const control::Message& message) override { engine_->on_message(from, message); }
+
+  // The heartbeat: the control channel's keepalives say whether the local web
+  // server listens (read from /proc at most once per heartbeat, never per packet).
+  void on_tick(uint64_t now_ms) override {
+    if (now_ms - last_heartbeat_ms_ >= RuntimeConfig::kHeartbeatMs) {
+      last_heartbeat_ms_ = now_ms;
+      channel_.set_healthy(io::local_server_listening(config_.port));
+    }
+    engine_->on_timer();
+    channel_.tick();
+  }
+
+  ControlTransport* control() override { return &transport_; }
+
+  void visit_counters(const CounterVisitor& visit) const override {
+    engine_->counters().visit(visit);
+    const auto& k = channel_.counters();
+    visit("peers_up", channel_.peers_up());
+    visit("peers_connected", channel_.connected());
+    visit("control_sent", k.sent);
+    visit("control_received", k.received);
+    visit("control_send_dropped", k.send_dropped);
+    visit("control_bad_frames", k.bad_frames);
+    visit("control_connects", k.connects);
+    visit("control_connect_failures", k.connect_failures);
+    visit("control_disconnects", k.disconnects);
+    visit("control_accepted", k.accepted);
+    visit("control_queue_dropped", k.queue_dropped);
+    visit("control_auth_refused", k.auth_refused);
+    visit("keepalives_sent", k.keepalives_sent);
+    visit("keepalives_received", k.keepalives_received);
+    visit_raw_counters(raw_, visit);
+  }
+
+ private:
+  control::ChannelConfig channel_config(const RoleContext& ctx) {
+    const RuntimeConfig& c = ctx.config;
+    control::ChannelConfig cc;
+    cc.node = c.node;
+    cc.listen = {self_, c.control_port};
+    cc.auth = ctx.auth;
+    // Keepalives are the health signal (as the backends' heartbeats in the frontend
+    // design): often enough for --backend-dead-ms, carrying the web server's state.
+    cc.keepalive_ms = RuntimeConfig::kHeartbeatMs;
+    cc.deliver_keepalives = true;
+    cc.peer_lost = [this](net::Ipv4Addr peer) {
+      if (engine_) engine_->on_peer_lost(peer);
+    };
+    for (const auto& [name, addr] : cluster_peers(c)) {
+      cc.peers.push_back({name, {parse_addr(addr, "peer " + name + ":"), c.control_port}});
+    }
+    return cc;
+  }
+
+  const RuntimeConfig& config_;
+  net::Ipv4Addr self_;
+  io::RawSocket raw_;
+  control::ControlChannel channel_;
+  ChannelSender sender_;
+  PolledTransport<control::ControlChannel> transport_;
+  std::unique_ptr<engine::NodeEngine> engine_;
+  uint64_t last_heartbeat_ms_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Role> make_node_role(RoleContext& context) { return std::make_unique<NodeRole>(context); }
+
+}  // namespace hl::runtime

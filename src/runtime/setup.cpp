@@ -1,0 +1,214 @@
+// The runtime's pure setup helpers (runtime.h): role names, config validation,
+// peer resolution, each role's capture rules, fast path and sysctls.
+#include <dirent.h>
+
+#include <algorithm>
+#include <set>
+#include <stdexcept>
+
+#include "dispatch/policy.h"
+#include "runtime/roles/role.h"
+#include "runtime/runtime.h"
+
+namespace hl::runtime {
+namespace {
+
+constexpr const char* kDefaultFrontendPeer = "fe";
+
+io::CaptureSpec capture_spec(const RuntimeConfig& c) {
+  io::CaptureSpec spec;
+  spec.tag = std::to_string(c.queue);
+  spec.tag.insert(spec.tag.begin(), 'q');  // (not "q" + ...: GCC 12 reports a false -Wrestrict)
+  spec.queue_num = c.queue;
+  spec.port = c.port;
+  spec.own_mark = c.mark;
+  spec.queue_bypass = c.queue_bypass;
+  switch (c.role) {
+    case RuntimeRole::kFrontend: spec.vip = c.vip; break;
+    case RuntimeRole::kBackend: spec.vip = c.node_addr; break;
+    case RuntimeRole::kMonitor: spec.vip = c.vip; break;
+    case RuntimeRole::kAlways:
+    case RuntimeRole::kRare: spec.vip = c.vip; break;
+    case RuntimeRole::kImpair: break;  // every forwarded packet
+  }
+  return spec;
+}
+
+bool symmetric(RuntimeRole role) { return role == RuntimeRole::kAlways || role == RuntimeRole::kRare; }
+
+}  // namespace
+
+const char* to_string(RuntimeRole role) {
+  switch (role) {
+    case RuntimeRole::kFrontend: return "frontend";
+    case RuntimeRole::kBackend: return "backend";
+    case RuntimeRole::kMonitor: return "monitor";
+    case RuntimeRole::kAlways: return "always";
+    case RuntimeRole::kRare: return "rare";
+    case RuntimeRole::kImpair: return "impair";
+  }
+  return "?";
+}
+
+std::optional<RuntimeRole> runtime_role_from_string(std::string_view name) {
+  if (name == "frontend") return RuntimeRole::kFrontend;
+  if (name == "backend") return RuntimeRole::kBackend;
+  if (name == "monitor") return RuntimeRole::kMonitor;
+  if (name == "always") return RuntimeRole::kAlways;
+  if (name == "rare") return RuntimeRole::kRare;
+  if (name == "impair") return RuntimeRole::kImpair;
+  return std::nullopt;
+}
+
+void validate(const RuntimeConfig& c) {
+  const std::string role = to_string(c.role);
+  if (c.node.empty()) throw std::invalid_argument("the node name is empty");
+  if (c.port == 0) throw std::invalid_argument("port 0 is not a service port");
+  if (c.control_port == 0) throw std::invalid_argument("control port 0 is not allowed");
+  if (c.mark == 0) throw std::invalid_argument("the mark of own packets must be non-zero");
+  if (c.stats_interval_ms == 0) throw std::invalid_argument("the stats interval must be > 0 ms");
+  if (c.queue_maxlen == 0) throw std::invalid_argument("the queue length must be > 0");
+  std::set<std::string> names;
+  for (const auto& [name, addr] : c.peers) {
+    if (name.empty()) throw std::invalid_argument("a peer has an empty name");
+    if (!names.insert(name).second) throw std::invalid_argument("peer '" + name + "' is given twice");
+    parse_addr(addr, "peer " + name + ":");
+  }
+  if (c.node_addr) parse_addr(*c.node_addr, "node address");
+  if (c.vip) parse_addr(*c.vip, "VIP");
+  if (c.frontend) parse_addr(*c.frontend, "front-end address");
+  switch (c.role) {
+    case RuntimeRole::kFrontend: {
+      if (!c.vip) throw std::invalid_argument("role frontend needs the VIP (--vip)");
+      if (c.content_map.empty()) throw std::invalid_argument("role frontend needs a content map (--content-map)");
+      if (!c.policy.empty()) {
+        const auto known = dispatch::policy_names();
+        if (std::find(known.begin(), known.end(), c.policy) == known.end()) {
+          throw std::invalid_argument("unknown dispatch policy '" + c.policy + "'");
+        }
+      }
+      break;
+    }
+    case RuntimeRole::kBackend:
+      if (!c.vip) throw std::invalid_argument("role backend needs the VIP (--vip)");
+      if (!c.node_addr) throw std::invalid_argument("role backend needs the node's own address (--node-addr)");
+      (void)frontend_address(c);
+      break;
+    case RuntimeRole::kMonitor:
+      break;
+    case RuntimeRole::kImpair:
+      validate(c.impair);
+      if (c.impair.max_held > c.queue_maxlen) {
+        throw std::invalid_argument("role impair: max held packets exceed the queue length (--queue-maxlen)");
+      }
+      break;
+    case RuntimeRole::kAlways:
+    case RuntimeRole::kRare: {
+      if (!c.vip) throw std::invalid_argument("role " + role + " needs the VIP (--vip)");
+      if (!c.node_addr) throw std::invalid_argument("role " + role + " needs the node's own address (--node-addr)");
+      if (c.content_map.empty()) throw std::invalid_argument("role " + role + " needs a content map (--content-map)");
+      if (!c.policy.empty()) {
+        const auto known = dispatch::policy_names();
+        if (std::find(known.begin(), known.end(), c.policy) == known.end()) {
+          throw std::invalid_argument("unknown dispatch policy '" + c.policy + "'");
+        }
+      }
+      if (auto self = peer_address(c, c.node); self && self->value != parse_addr(*c.node_addr, "node address").value) {
+        throw std::invalid_argument("--peer " + c.node + " differs from --node-addr");
+      }
+      if (c.role == RuntimeRole::kRare && (c.local_mark == 0 || c.local_mark == c.mark)) {
+        throw std::invalid_argument("the local mark must be non-zero and differ from --mark");
+      }
+      break;
+    }
+  }
+}
+
+std::optional<net::Ipv4Addr> peer_address(const RuntimeConfig& c, std::string_view name) {
+  for (const auto& [peer, addr] : c.peers) {
+    if (peer == name) return net::Ipv4Addr::from_string(addr);
+  }
+  return std::nullopt;
+}
+
+net::Ipv4Addr frontend_address(const RuntimeConfig& c) {
+  if (c.frontend) return parse_addr(*c.frontend, "front-end address");
+  if (auto fe = peer_address(c, kDefaultFrontendPeer)) return *fe;
+  throw std::invalid_argument(std::string("role backend needs the front-end's address (--frontend, or --peer ") +
+                              kDefaultFrontendPeer + "=ADDR)");
+}
+
+std::vector<net::Ipv4Addr> backend_addresses(const dispatch::ContentMap& map, const RuntimeConfig& c) {
+  std::vector<net::Ipv4Addr> out;
+  out.reserve(map.backend_count());
+  for (const auto& name : map.backend_names()) {
+    auto addr = peer_address(c, name);
+    if (!addr) throw std::invalid_argument("content map owner '" + name + "' has no address (--peer " + name + "=ADDR)");
+    out.push_back(*addr);
+  }
+  if (out.empty()) throw std::invalid_argument("the content map names no back-end");
+  return out;
+}
+
+io::RuleSetSpec capture_rules(const RuntimeConfig& c) {
+  validate(c);
+  switch (c.role) {
+    case RuntimeRole::kFrontend: return io::frontend_capture_rules(capture_spec(c));
+    case RuntimeRole::kBackend: return io::backend_capture_rules(capture_spec(c));
+    case RuntimeRole::kMonitor: return io::nfqueue_capture_rules(capture_spec(c));
+    case RuntimeRole::kImpair: return io::forward_capture_rules(capture_spec(c), impair_tun_name(c));
+    case RuntimeRole::kAlways:
+    case RuntimeRole::kRare:
+      return io::node_capture_rules(capture_spec(c), *c.node_addr, c.role == RuntimeRole::kRare, c.local_mark);
+  }
+  throw std::invalid_argument("unknown role");
+}
+
+std::optional<io::NftFastPathConfig> fast_path_config(const RuntimeConfig& c) {
+  if (!c.fast_path || !(c.role == RuntimeRole::kFrontend || symmetric(c.role))) return std::nullopt;
+  io::NftFastPathConfig fc;
+  fc.tag = capture_spec(c).tag;
+  fc.vip = parse_addr(*c.vip, "VIP").value;
+  fc.port = c.port;
+  return fc;
+}
+
+std::string impair_tun_name(const RuntimeConfig& c) {
+  std::string name = "hlimp";
+  name += std::to_string(c.queue);
+  return name;
+}
+
+std::vector<std::pair<std::string, std::string>> role_sysctls(const RuntimeConfig& c,
+                                                              const std::vector<std::string>& interfaces) {
+  std::vector<std::pair<std::string, std::string>> out;
+  if (c.role == RuntimeRole::kFrontend || symmetric(c.role)) {  // they forward client packets
+    out.emplace_back("net.ipv4.ip_forward", "1");
+    out.emplace_back("net.ipv4.conf.all.send_redirects", "0");
+    out.emplace_back("net.ipv4.conf.default.send_redirects", "0");
+    for (const auto& dev : interfaces) {
+      // sysctl keys use '.' as the separator: a name holding one cannot be addressed this way
+      // ("all" already covers it: redirects are sent only if all AND the device allow them).
+      if (dev.empty() || dev == "all" || dev == "default" || dev.find('.') != std::string::npos) continue;
+      out.emplace_back("net.ipv4.conf." + dev + ".send_redirects", "0");
+    }
+  }
+  out.insert(out.end(), c.sysctls.begin(), c.sysctls.end());
+  return out;
+}
+
+std::vector<std::string> list_interfaces() {
+  std::vector<std::string> out;
+  DIR* dir = ::opendir("/proc/sys/net/ipv4/conf");
+  if (dir == nullptr) return out;
+  while (const dirent* e = ::readdir(dir)) {
+    std::string name = e->d_name;
+    if (name == "." || name == ".." || name == "all" || name == "default") continue;
+    out.push_back(std::move(name));
+  }
+  ::closedir(dir);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace hl::runtime
