@@ -13,6 +13,7 @@ import pytest
 
 pytest.importorskip("mininet.topo")
 
+from handofflab import topo  # noqa: E402,F401 - makes `topologies` importable without the root on sys.path
 from topologies import cluster as tc  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,8 +90,6 @@ def test_wan_topo() -> None:
 
 
 def test_handofflab_topo_is_a_re_export() -> None:
-    from handofflab import topo
-
     assert topo.ClusterTopo is tc.ClusterTopo and topo.IpBridge is tc.IpBridge
     assert topo.VIP == "10.0.100.1" and topo.backend_ip(1) == "10.0.2.11"
     assert set(topo.topos) == {"handofflab", "handofflab-multife", "handofflab-wan"}
