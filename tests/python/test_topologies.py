@@ -120,3 +120,16 @@ def test_the_file_works_as_mn_custom_execs_it(tmp_path: Path) -> None:
     assert hosts["handofflab"] == sorted(["r0", "fe", "be1", "be2", "c1"])
     assert hosts["handofflab-multife"] == sorted(["r0", "fe1", "fe2", "be1", "be2", "c1"])
     assert hosts["handofflab-wan"] == sorted(["r0", "r1", "fe", "be1", "be2", "c1"])
+
+
+def test_the_file_imports_only_the_standard_library_and_mininet() -> None:
+    import ast
+
+    roots = set()
+    for node in ast.walk(ast.parse(TOPO_FILE.read_text())):
+        if isinstance(node, ast.Import):
+            roots |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, "no relative imports: mn --custom execs the file"
+            roots.add((node.module or "").split(".")[0])
+    assert roots - {"mininet"} <= set(sys.stdlib_module_names) | {"__future__"}, roots
