@@ -235,7 +235,10 @@ class WanClusterTopo(ClusterTopo):
     ``ip route get ... iif r0-eth0`` work unchanged; r0 routes the client subnet
     via r1, r1 routes everything else via r0. build(wan_delay_ms=, wan_bw_mbit=,
     wan_loss_pct=, wan_jitter_ms=, ...): the WAN link (0/None: none); every
-    other option as ClusterTopo."""
+    other option as ClusterTopo. The rate is htb; delay, jitter and loss are
+    netem, which a kernel without sch_netem lacks (Mininet then reports the
+    error and leaves the link unimpaired): there, impair r0's forwarding with
+    handofflab's impairment stage instead (handofflab.spec.Impairments)."""
 
     def router_params(self, **_opts: Any) -> dict[str, Any]:
         return {"routes": [(CLIENT_SUBNET, CLIENT_ROUTER_WAN_IP)]}
