@@ -31,29 +31,14 @@ Modes implemented:
   (sk_txhash) — the prediction from the ports was right for 6 of 12
   connections (chance) with policy 1 and 12 of 12 with policy 3. The txhash is
   also re-rolled on a retransmission timeout (net.core.txrehash), which with
-  policy 1 can move a live connection to another node. ``locality``: the share
-  of requests whose content is on the node that accepted the connection; as the
-  spreader chooses that node blindly, it is reached by replicating a share r of
-  the documents to every node (documents.all_replicated_share: with N nodes and
-  single owners otherwise, L = r + (1-r)/N, so r = (L - 1/N)/(1 - 1/N); L below
-  1/N is a ValueError). These two modes are in IMPLEMENTED_MODES only when the
-  compiled engine (handofflab._core) knows the roles (engine_roles()).
+  policy 1 can move a live connection to another node. ``locality``: see
+  handofflab.spec.Content. These two modes are in IMPLEMENTED_MODES only when
+  the compiled engine (handofflab._core) knows the roles (engine_roles()).
 
-Impairments (handofflab.impair): ``delay_ms``, ``jitter_ms``, ``reorder``,
-``duplicate`` (per direction) act on r0's forwarded traffic, the path between
-the client subnet and the cluster, the same for every mode; ``wan=True`` is a
-preset of tens of ms there (impair.WAN_DELAY_MS one way, impair.WAN_JITTER_MS
-jitter, unless given). When any of them is set, r0 runs netem if the kernel has
-it, else the user-space stage (handoffd's impair role through a NodeAgent in
-r0), started once the cluster is up and checked; ``loss`` is then applied there
-too (on the WAN path only, per direction; seeded by ``impair_seed``, default
-``seed``) instead of the iptables statistic match on every host.
-
-Control-channel authentication: with ``auth=True`` (the default) the cluster
-writes a random key (KEY_BYTES bytes, mode 0600) to ``key.bin`` in its temp dir
-and gives it to every engine (config ``key_file``; never on a command line), so
-every control message between the engines is HMAC-authenticated with replay
-protection (control/auth.h); ``auth=False`` runs them unauthenticated.
+Impairments of r0's client <-> cluster path (handofflab.impair) and the
+control-channel authentication (a random per-cluster key file, ``key.bin`` in
+the temp dir, KEY_BYTES bytes): see the Impairments and Engines groups of
+handofflab.spec.
 
 Lifecycle: __enter__ starts everything; __exit__ always stops everything it
 started (agents and nginx by PID, Mininet hosts and links, temp dir), also when
@@ -75,45 +60,21 @@ from typing import Any, Optional, Sequence, Union
 from . import documents as docs_mod
 from . import netutil, topo
 from .agent import NodeAgent
-from .impair import WAN_DELAY_MS, WAN_JITTER_MS, Impairment, ImpairStage
+from .impair import ImpairStage
 from .documents import Document
 from .netutil import FetchResult, WrkResult
 from .nginx import NginxServer
+from .spec import (ENGINE_MODES, IMPLEMENTED_MODES, MODES, POLICIES,  # re-exported
+                   SYMMETRIC_MODES, ClusterSpec, engine_roles)
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Cluster", "Document", "FetchResult", "MODES", "IMPLEMENTED_MODES", "RUN_ROOT"]
+__all__ = ["Cluster", "ClusterSpec", "Document", "ENGINE_MODES", "FetchResult", "IMPLEMENTED_MODES",
+           "MODES", "POLICIES", "RUN_ROOT", "SYMMETRIC_MODES", "engine_roles"]
 
-MODES = ("frontend", "always", "rare", "direct", "proxy")
-SYMMETRIC_MODES = ("always", "rare")  # every node takes connections behind r0's ECMP spread
-ENGINE_MODES = ("frontend",) + SYMMETRIC_MODES  # modes whose nodes run a handoff engine
 # r0's ECMP hash inputs (policy 3): src IP 0x01, dst IP 0x02, IP proto 0x04,
 # src port 0x10, dst port 0x20.
 ECMP_HASH_FIELDS = "0x0037"
-
-
-def engine_roles() -> tuple[str, ...]:
-    """The symmetric roles (always, rare) the compiled engine knows. Asks
-    handofflab._core.Engine to parse {"role": r} (construction validates nothing
-    else and starts nothing); () when _core is not importable."""
-    try:
-        from . import _core
-    except ImportError:
-        return ()
-    roles = []
-    for role in SYMMETRIC_MODES:
-        try:
-            _core.Engine({"role": role})
-        except Exception as exc:  # noqa: BLE001 - only "unknown role" means absent
-            if "unknown role" in str(exc):
-                continue
-        roles.append(role)
-    return tuple(roles)
-
-
-# always/rare become available as soon as the engine has their roles.
-IMPLEMENTED_MODES = ("direct", "frontend", "proxy") + engine_roles()
-POLICIES = ("first", "round-robin", "hash-client", "hash-path", "least-active")
 RUN_ROOT = Path(os.environ.get("HANDOFFLAB_CACHE", "/tmp/handofflab")) / "runs"
 KEY_BYTES = 48  # cluster key length; the engines require >= 32 (control::kMinKeyLen)
 
@@ -130,94 +91,46 @@ def _unique_tag() -> str:
 
 
 class Cluster:
-    """A real Mininet cluster serving a generated, partitioned document set.
+    """A real Mininet cluster serving a generated, partitioned document set, as
+    described by a ClusterSpec (handofflab.spec: mode, seed, and the Topology,
+    Content, Impairments and Engines groups; see there for every option).
 
-    mode: "direct" or "frontend"; backends, clients: counts; bw_mbit: rate of
-    the node links (fe, back-ends; None = unlimited), client links get
-    ``client_bw_factor`` times that; loss: drop probability per link direction
-    (iptables statistic in every host, at the receiver); seed: documents and
-    partition; replicate: share of documents with a second owner; offload:
-    False turns tx checksum/TSO/GSO off on every host interface; sizes: the
-    document set ((label, count), ...); access_log: nginx access logs on/off;
-    policy: the dispatch policy among a document's owners (front-end, or every
-    node in always/rare); engine_options: extra keys merged into every engine's
-    config (e.g. {"gso": False}); locality (always, rare): the share of requests
-    whose content is on the accepting node, reached by replicating a share
-    ``all_replicated`` of the documents to every node (see the module docstring);
-    engines=False (always, rare): build everything but start no engine, so each
-    node's nginx answers the connections r0 spreads to it (the bare L4 spreader:
-    requests for content the node lacks get its 404). delay_ms, jitter_ms, reorder,
-    duplicate, wan, impair_seed: impairments of the client <-> cluster path on r0
-    (see the module docstring; with any of them, ``loss`` is applied there too).
-    auth: a random per-cluster key file authenticating the engines' control
-    messages (``key_path``; see the module docstring); False: unauthenticated.
+    ``Cluster(spec=spec)`` or ``Cluster.from_spec(spec)``; the keywords Cluster
+    always took (``Cluster(mode="frontend", backends=3, replicate=0.5, ...)``,
+    the first six also positionally) map onto the spec (ClusterSpec.from_keywords;
+    with a spec too, they change it). ValueError for a spec that does not hold.
     """
 
-    def __init__(self, mode: str = "direct", backends: int = 3, clients: int = 1,
-                 bw_mbit: Optional[float] = None, loss: float = 0.0, seed: int = 0, *,
-                 replicate: float = 0.0, offload: bool = True,
-                 client_bw_factor: float = topo.CLIENT_BW_FACTOR,
-                 sizes: Sequence[tuple[str, int]] = docs_mod.DEFAULT_SIZES,
-                 access_log: bool = True, policy: str = "first",
-                 engine_options: Optional[dict[str, Any]] = None,
-                 proxy_options: Optional[dict[str, Any]] = None,
-                 locality: Optional[float] = None, engines: bool = True,
-                 delay_ms: int = 0, jitter_ms: int = 0, reorder: float = 0.0,
-                 duplicate: float = 0.0, wan: bool = False,
-                 impair_seed: Optional[int] = None, auth: bool = True) -> None:
-        if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}; modes: {', '.join(MODES)} "
-                             f"(implemented: {', '.join(IMPLEMENTED_MODES)})")
-        if mode not in IMPLEMENTED_MODES and not (mode in SYMMETRIC_MODES and not engines):
-            why = (" (the compiled engine, handofflab._core, has no role of that name: "
-                   "rebuild the _core target)" if mode in SYMMETRIC_MODES else "")
-            raise ValueError(f"mode {mode!r} is not implemented yet{why}; available: "
-                             f"{', '.join(IMPLEMENTED_MODES)} (planned: "
-                             f"{', '.join(m for m in MODES if m not in IMPLEMENTED_MODES)})")
-        if not 1 <= backends <= topo.MAX_BACKENDS:
-            raise ValueError(f"backends must be within 1..{topo.MAX_BACKENDS}")
-        if not 1 <= clients <= topo.MAX_CLIENTS:
-            raise ValueError(f"clients must be within 1..{topo.MAX_CLIENTS}")
-        if not 0.0 <= loss < 1.0:
-            raise ValueError("loss must be within [0, 1)")
-        if bw_mbit is not None and bw_mbit <= 0:
-            raise ValueError("bw_mbit must be positive or None")
-        if policy not in POLICIES:
-            raise ValueError(f"unknown policy {policy!r}; policies: {', '.join(POLICIES)}")
-        if locality is not None and mode not in SYMMETRIC_MODES:
-            raise ValueError("locality applies to the always and rare modes only "
-                             "(the nodes an L4 spreader picks)")
-        # r: the share of documents on every node (ValueError if locality is unreachable)
-        self.all_replicated = (0.0 if locality is None else
-                               docs_mod.all_replicated_share(locality, backends, replicate))
-        self.mode = mode
-        self.n_backends = backends
-        self.n_clients = clients
-        self.bw_mbit = bw_mbit
-        self.client_bw_mbit = bw_mbit * client_bw_factor if bw_mbit else None
-        self.loss = loss
-        self.seed = seed
-        self.replicate = replicate
-        self.locality = locality
-        self.engines = engines
-        self.offload = offload
-        self.sizes = tuple(sizes)
-        self.access_log = access_log
-        self.policy = policy
-        self.engine_options = dict(engine_options or {})
-        self.proxy_options = dict(proxy_options or {})  # proxy: haproxy.ProxyOptions fields
-        # r0's impairments (ValueError on bad values); the stage runs when .active
-        self.impairment = Impairment(
-            delay_ms=delay_ms or (WAN_DELAY_MS if wan else 0),
-            jitter_ms=jitter_ms or (WAN_JITTER_MS if wan else 0),
-            loss=loss, reorder=reorder, duplicate=duplicate,
-            seed=seed if impair_seed is None else impair_seed)
+    def __init__(self, *args: Any, spec: Optional[ClusterSpec] = None, **keywords: Any) -> None:
+        if spec is None or args or keywords:
+            spec = ClusterSpec.from_keywords(*args, base=spec, **keywords)
+        self.spec: ClusterSpec = spec
+        shape, content, engines = spec.topology, spec.content, spec.engines
+        # r: the share of documents on every node (the spec checked it can be reached)
+        self.all_replicated = spec.all_replicated
+        self.mode = spec.mode
+        self.n_backends = shape.backends
+        self.n_clients = shape.clients
+        self.bw_mbit = shape.bw_mbit
+        self.client_bw_mbit = shape.client_bw_mbit
+        self.loss = spec.impairments.loss
+        self.seed = spec.seed
+        self.replicate = content.replicate
+        self.locality = content.locality
+        self.engines = engines.enabled
+        self.offload = shape.offload
+        self.sizes = content.sizes
+        self.access_log = engines.access_log
+        self.policy = content.policy
+        self.engine_options = dict(engines.options)
+        self.proxy_options = dict(engines.proxy_options)  # proxy: haproxy.ProxyOptions fields
+        self.impairment = spec.impairment()  # r0's impairments; the stage runs when .active
         self.impair_stage: Optional[ImpairStage] = None
-        self.auth = auth
+        self.auth = engines.auth
         self.key_path: Optional[Path] = None  # the cluster key file (auth), in tmpdir
 
         self.vip: str = topo.VIP
-        self.backends: list[str] = [topo.backend_name(i) for i in range(1, backends + 1)]
+        self.backends: list[str] = [topo.backend_name(i) for i in range(1, shape.backends + 1)]
         self.documents: list[Document] = []
         self.tmpdir: Optional[Path] = None
         self.content_map_path: Optional[Path] = None
@@ -230,6 +143,11 @@ class Cluster:
         self._started = False
         self.spread_checked = False  # always/rare: _check_spread passed
         self.proxy: Optional[Any] = None  # proxy mode: the HaproxyServer on fe
+
+    @classmethod
+    def from_spec(cls, spec: ClusterSpec) -> "Cluster":
+        """The cluster a ClusterSpec describes (not started: use ``with``)."""
+        return cls(spec=spec)
 
     # --- lifecycle ----------------------------------------------------------
     def __enter__(self) -> "Cluster":

@@ -5,71 +5,61 @@
     print(rd.table(), rd.path)
 
 A run: for each mode Cluster supports now (the others are listed as skipped,
-with the reason), for each cluster configuration the experiment's points need
-(one per workload, per back-end count, or one for a size sweep), start a
-cluster, then for each point and repetition drive the load and the probe from
-the clients and record one row. Modes whose cluster fails are recorded as
-failed with the error and the run goes on. Results are saved after every row.
-
-Load: wrk, closed loop (``connections`` outstanding), following a seeded Zipf
-request stream through a generated Lua script (one request per connection, or
-keep-alive connections that stay within one partition). In direct mode a client
-must address each owner itself, so one wrk per owner runs concurrently, each
-following that owner's share of the stream with a proportional share of the
-connections. Latency: handofflab.workload's probe, open loop at a fixed rate,
-connect() -> last byte per connection (see that module on coordinated
-omission), run during the load so it sees the loaded system.
+with the reason), the experiment's runner (handofflab.runner.Runner, or the
+``Runner`` of the experiment folder's ``experiment.py``; see
+handofflab.registry) records its rows into one results folder; then the plots
+(the folder's ``plot`` hook, else the config's ``plot`` spec).
 
 Impairments of r0's client <-> cluster path (``IMPAIRMENT_KEYS``: Cluster's
 delay_ms, jitter_ms, loss, reorder, duplicate, wan) come from the config's
 ``cluster`` or from ``./lab run --delay-ms ...`` (overrides merged into it);
-the manifest records them under ``impairment``. A config with ``"kind":
-"soak"`` is run by handofflab.soak instead (time series and verdicts).
+the manifest records them under ``impairment``. The soak experiment brings its
+own Runner (experiments/soak/experiment.py: time series and verdicts).
 """
 from __future__ import annotations
 
 import copy
 import json
 import logging
-import os
-import subprocess
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
-from . import workload as wl
+from . import registry
 from .progress import Progress
-from .results import DEFAULT_ROOT, REPO_ROOT, ResultsDir
+from .registry import EXPERIMENTS_DIR
+from .results import DEFAULT_ROOT, ResultsDir
+from .runner import Runner, _docset, _Runner, cpu_seconds, docset_spec, percentile, split_mode
 
 log = logging.getLogger(__name__)
 
-EXPERIMENTS_DIR = REPO_ROOT / "experiments"
+# The runner's helpers stay importable from here (they lived here before).
+__all__ = ["ALL_MODES", "DEFAULT_EXPERIMENT", "EXPERIMENTS_DIR", "IMPAIRMENT_KEYS", "Runner",
+           "_Runner", "_docset", "available", "cpu_seconds", "docset_spec", "impairment",
+           "load_config", "percentile", "run", "runner_class", "split_mode", "supported_modes"]
+
 IMPAIRMENT_KEYS = ("delay_ms", "jitter_ms", "loss", "reorder", "duplicate", "wan")
 ALL_MODES = ("frontend", "always", "rare", "proxy", "direct")
-
-
-def split_mode(label: str) -> tuple[str, Optional[str]]:
-    """"rare@0.9" -> ("rare", "0.9"): a mode run at a locality level (the share of
-    requests whose content is on the node that accepted the connection; "1/N" is
-    plain partitioning). A label without "@" is the mode itself."""
-    base, sep, locality = label.partition("@")
-    return base, (locality if sep else None)
-
-
-def _locality(text: str, backends: int) -> float:
-    if text.upper() == "1/N":
-        return 1.0 / backends
-    return float(text)
 DEFAULT_EXPERIMENT = "always-vs-rare"
 
 
 # --- configs ---------------------------------------------------------------------
 def available() -> dict[str, str]:
-    """{experiment name: one-line description} from experiments/*/config.json."""
-    result = {}
-    for cfg in sorted(EXPERIMENTS_DIR.glob("*/config.json")):
-        result[cfg.parent.name] = json.loads(cfg.read_text()).get("description", "")
-    return result
+    """{experiment name: one-line description} from experiments/*/config.json: every
+    folder with a config is an experiment (handofflab.registry)."""
+    return registry.descriptions(EXPERIMENTS_DIR)
+
+
+def runner_class(name: str) -> type[Runner]:
+    """The Runner of experiment ``name``: its folder's experiment.py ``Runner`` if it
+    defines one, else the generic handofflab.runner.Runner."""
+    custom = registry.hook_attr(name, "Runner", EXPERIMENTS_DIR)
+    if custom is None:
+        return Runner
+    if not (isinstance(custom, type) and issubclass(custom, Runner)):
+        raise TypeError(f"experiments/{name}/experiment.py: Runner must subclass "
+                        "handofflab.runner.Runner")
+    return custom
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -92,301 +82,6 @@ def load_config(name: str, quick: bool = False,
     cfg = _merge(cfg, {k: v for k, v in (overrides or {}).items() if v is not None})
     cfg["name"], cfg["profile"] = name, "quick" if quick else "full"
     return cfg
-
-
-# --- helpers ------------------------------------------------------------------------
-def percentile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolated q-th percentile (0..100) of values (non-empty)."""
-    if not values:
-        raise ValueError("no values")
-    s = sorted(values)
-    k = (len(s) - 1) * q / 100.0
-    lo = int(k)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
-
-
-def cpu_seconds(pid: Optional[int]) -> Optional[float]:
-    """User + system CPU seconds of process pid (all its threads) from /proc/<pid>/stat,
-    or None if it is gone."""
-    if not pid:
-        return None
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text.rsplit(")", 1)[1].split()  # fields[0] is stat's field 3 (state)
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
-
-
-def _docset(cfg: dict[str, Any]) -> wl.DocSetSpec:
-    d = dict(cfg)
-    if "fixed_sizes" in d:
-        d["fixed_sizes"] = tuple(int(x) for x in d["fixed_sizes"])
-    return wl.DocSetSpec(**d)
-
-
-def _host_of(url: str) -> str:
-    return url.split("//", 1)[1].split("/", 1)[0]
-
-
-class _Runner:
-    """Runs one experiment config into one ResultsDir."""
-
-    def __init__(self, cfg: dict[str, Any], rd: ResultsDir, progress: Progress) -> None:
-        self.cfg = cfg
-        self.rd = rd
-        self.progress = progress
-        self.seed = int(cfg.get("seed", 0))
-
-    # groups: [(cluster kwargs, docset, workload name, [x values])]
-    def groups(self) -> list[tuple[dict[str, Any], dict[str, Any], str, list[Any]]]:
-        cfg, x_name = self.cfg, self.cfg["x_name"]
-        base = dict(cfg.get("cluster", {}))
-        wls = cfg["workloads"]
-        if x_name == "workload":
-            return [(base, wls[w], w, [w]) for w in cfg["points"]]
-        (wname, wcfg), = wls.items()
-        if x_name == "backends":
-            return [(dict(base, backends=int(b)), wcfg, wname, [int(b)]) for b in cfg["points"]]
-        if x_name == "size":
-            return [(base, wcfg, wname, [int(s) for s in cfg["points"]])]
-        if x_name == "none":
-            return [(base, wcfg, wname, ["-"])]
-        raise ValueError(f"unknown x_name {x_name!r}")
-
-    def steps(self) -> int:
-        return sum(len(xs) for *_, xs in self.groups()) * int(self.cfg["reps"])
-
-    def run_mode(self, mode: str) -> None:
-        from .cluster import Cluster
-
-        for ckw, wcfg, wname, xs in self.groups():
-            docset = _docset(wcfg["docset"])
-            ckw = dict(ckw)
-            proxy_opts = ckw.pop("proxy", {})
-            base, locality = split_mode(mode)
-            if locality is not None:  # locality comes from replication to every node alone
-                ckw["replicate"] = 0.0
-                ckw["locality"] = _locality(locality, int(ckw.get("backends", 3)))
-            kwargs = dict(mode=base, seed=self.seed, sizes=docset.cluster_sizes(self.seed),
-                          access_log=False, **ckw)
-            if mode == "proxy" and proxy_opts:
-                kwargs["proxy_options"] = proxy_opts
-            self.progress.begin(f"{mode} {wname}: starting cluster")
-            try:
-                with Cluster(**kwargs) as c:
-                    for x in xs:
-                        for rep in range(int(self.cfg["reps"])):
-                            self.progress.begin(f"{mode} {wname} {self.cfg['x_name']}={x} rep {rep + 1}")
-                            row = self.measure(c, mode, wname, wcfg, x, rep)
-                            self.rd.add_row(row)
-                            self.rd.save()
-                            self.progress.step()
-            except Exception as exc:  # record, go on with the next mode
-                log.exception("mode %s failed", mode)
-                self.rd.failed[mode] = f"{type(exc).__name__}: {exc}"[:500]
-                self.rd.save()
-                return
-
-    # --- one measurement ------------------------------------------------------------
-    def measure(self, c: Any, mode: str, wname: str, wcfg: dict[str, Any], x: Any,
-                rep: int) -> dict[str, Any]:
-        docs = c.documents
-        if self.cfg["x_name"] == "size":
-            docs = [d for d in docs if d.size == x]
-            if not docs:
-                raise RuntimeError(f"no document of size {x}")
-        owners = {d.path: d.owners for d in docs}
-        paths = [d.path for d in docs]
-        zipf = float(wcfg.get("zipf", 1.0))
-        keep_alive = bool(wcfg.get("keep_alive", False))
-        tag = f"{mode}-{wname}-{x}-r{rep}".replace("/", "_")  # "rare@1/N": a file name
-        row: dict[str, Any] = {"experiment": self.cfg["name"], "mode": mode, "workload": wname,
-                               "x_name": self.cfg["x_name"], "x": x, "rep": rep,
-                               "documents": len(docs),
-                               "mean_doc_bytes": round(sum(d.size for d in docs) / len(docs))}
-        before = self._counters(c)
-        procs: list[tuple[str, subprocess.Popen, Path]] = []
-        load, probe = self.cfg.get("load"), self.cfg.get("probe")
-        if load:
-            for ci, host in enumerate(c.clients):
-                stream = wl.request_stream(paths, int(self.cfg.get("stream_len", 2000)), zipf,
-                                           self.seed, client=ci)
-                procs += self._start_wrk(c, host, stream, owners, load, keep_alive, f"{tag}-c{ci}")
-        probe_proc = None
-        if probe:
-            probe_proc = self._start_probe(c, paths, owners, zipf, probe, tag)
-        try:
-            wrk_stats = self._wait_wrk(procs, float(load["seconds"]) + 60 if load else 60.0)
-            if probe_proc is not None:
-                self._finish_probe(probe_proc, owners, row, mode, wname, x, tag)
-        finally:  # on any failure: end what this measurement started, by Popen
-            for p in [p for _, p, _ in procs] + ([probe_proc] if probe_proc else []):
-                if p.poll() is None:
-                    p.kill()
-                    p.wait(5)
-        if wrk_stats:
-            reqs = sum(s["requests"] for s in wrk_stats)
-            dur = max(s["duration_us"] for s in wrk_stats) / 1e6
-            row["requests"] = int(reqs)
-            row["conn_rate"] = round(reqs / dur, 1)
-            row["throughput_mbit"] = round(sum(s["bytes"] for s in wrk_stats) * 8 / 1e6 / dur, 2)
-            row["errors"] = int(sum(s["connect"] + s["read"] + s["write"] + s["timeout"]
-                                    for s in wrk_stats))
-            row["non_2xx"] = int(sum(s["status"] for s in wrk_stats))
-            for q in (50, 90, 99):  # request-weighted over processes (exact for one)
-                row[f"wrk_p{q}_ms"] = round(sum(s[f"p{q}"] * s["requests"] for s in wrk_stats)
-                                            / max(1, reqs) / 1e3, 3)
-        after = self._counters(c)
-        self._counter_deltas(before, after, row, tag)
-        return row
-
-    def _wait_wrk(self, procs: list[tuple[str, subprocess.Popen, Path]],
-                  timeout: float) -> list[dict[str, float]]:
-        stats = []
-        for name, p, out_path in procs:
-            out, err = p.communicate(timeout=timeout)
-            text, err_text = out.decode(errors="replace"), err.decode(errors="replace")
-            out_path.write_text(text + ("\n# stderr\n" + err_text if err_text else ""))
-            if p.returncode != 0:
-                raise RuntimeError(f"{name} exited {p.returncode}: {(err_text or text)[-300:]}")
-            stats.append(wl.parse_hl_wrk(text))
-        return stats
-
-    def _start_wrk(self, c: Any, host: Any, stream: list[str], owners: dict[str, Any],
-                   load: dict[str, Any], keep_alive: bool, tag: str
-                   ) -> list[tuple[str, subprocess.Popen, Path]]:
-        conns = int(load["connections"])
-        secs = max(1, round(float(load["seconds"])))  # wrk takes whole seconds
-        by_owner = wl.split_by_owner(stream, owners)
-        if c.mode == "direct":  # one wrk per owner at its own address
-            jobs = [(f"http://{c.address(o)}/", [sub], max(1, round(conns * len(sub) / len(stream))), 1)
-                    for o, sub in sorted(by_owner.items())]
-        elif keep_alive:  # a thread per partition: its connections stay within it
-            groups = [sub for _, sub in sorted(by_owner.items())]
-            jobs = [(f"http://{c.vip}/", groups, max(conns, len(groups)), len(groups))]
-        else:
-            threads = int(load.get("threads", 2))
-            jobs = [(f"http://{c.vip}/", [stream], max(conns, threads), threads)]
-        procs = []
-        for i, (url, groups, n_conns, threads) in enumerate(jobs):
-            script = self.rd.raw(f"{tag}-{i}.lua")
-            script.write_text(wl.wrk_lua(groups, keep_alive=keep_alive))
-            args = ["wrk", "-t", str(threads), "-c", str(n_conns), "-d", f"{secs:g}s",
-                    "--timeout", f"{load.get('timeout_s', 10)}s", "-s", str(script), url]
-            procs.append((f"wrk {url}", host.popen(args, stdout=subprocess.PIPE,
-                                                  stderr=subprocess.PIPE),
-                          self.rd.raw(f"{tag}-wrk-{i}.txt")))
-        return procs
-
-    def _start_probe(self, c: Any, paths: list[str], owners: dict[str, Any], zipf: float,
-                     probe: dict[str, Any], tag: str) -> subprocess.Popen:
-        stream = wl.request_stream(paths, int(probe["count"]), zipf, self.seed, client=1000)
-        targets = []
-        turn: dict[str, int] = {}
-        for p in stream:
-            if c.mode == "direct":
-                k = turn.get(p, 0)
-                turn[p] = k + 1
-                o = owners[p][k % len(owners[p])]
-                targets.append(f"{c.address(o)}{p}")
-            else:
-                targets.append(f"{c.vip}{p}")
-        tfile = self.rd.raw(f"{tag}-probe-targets.txt")
-        tfile.write_text("\n".join(targets) + "\n")
-        args = ["/usr/bin/python3", wl.__file__, "probe", "--targets", str(tfile),
-                "--rate", str(probe.get("rate", 0)), "--timeout", str(probe.get("timeout_s", 10))]
-        return c.clients[0].popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-    def _finish_probe(self, p: subprocess.Popen, owners: dict[str, Any], row: dict[str, Any],
-                      mode: str, wname: str, x: Any, tag: str) -> None:
-        out, err = p.communicate(timeout=300)
-        text = out.decode(errors="replace")
-        self.rd.raw(f"{tag}-probe.jsonl").write_text(text)
-        if p.returncode != 0:
-            raise RuntimeError(f"probe exited {p.returncode}: {err.decode(errors='replace')[-300:]}")
-        results = [json.loads(line) for line in text.splitlines() if line.strip()]
-        ok = [r for r in results if r["error"] is None and r["status"] == 200]
-        row["probe_n"] = len(ok)
-        row["probe_errors"] = len(results) - len(ok)
-        row["misrouted"] = sum(1 for r in ok
-                               if r["backend"] not in owners["/" + r["target"].split("/", 1)[1]])
-        if ok:
-            totals = [r["total"] * 1e3 for r in ok]
-            for q in (50, 90, 99):
-                row[f"conn_p{q}_ms"] = round(percentile(totals, q), 3)
-            row["sched_p99_ms"] = round(percentile([r["sched_total"] * 1e3 for r in ok], 99), 3)
-            row["connect_p50_ms"] = round(percentile([r["connect"] * 1e3 for r in ok], 50), 3)
-            key = mode if self.cfg["x_name"] in ("none", "workload") and len(self.cfg["points"]) <= 1 \
-                else f"{mode} {wname} {x}"
-            self.rd.samples.setdefault(key, []).extend(round(t, 4) for t in totals)
-
-    def _counters(self, c: Any) -> dict[str, Any]:
-        snap: dict[str, Any] = {}
-        if getattr(c, "agents", None):
-            try:
-                snap["engines"] = c.stats()
-            except Exception as exc:  # counters are extra; never fail the run on them
-                log.warning("engine stats: %s", exc)
-        if getattr(c, "proxy", None) is not None:
-            snap["haproxy"] = c.proxy.stats()
-        # CPU seconds of the engine processes (node agents) and of HAProxy, per node
-        cpu = {name: cpu_seconds(getattr(agent, "pid", None))
-               for name, agent in (getattr(c, "agents", None) or {}).items()}
-        if getattr(c, "proxy", None) is not None:
-            cpu["haproxy"] = cpu_seconds(getattr(c.proxy, "pid", None))
-        snap["cpu_s"] = {k: v for k, v in cpu.items() if v is not None}
-        return snap
-
-    def _counter_deltas(self, before: dict[str, Any], after: dict[str, Any],
-                        row: dict[str, Any], tag: str) -> None:
-        if after:
-            self.rd.counters[tag] = after
-        if "engines" in after:
-            totals: dict[str, int] = {}
-            for node, counters in after["engines"].items():
-                for k, v in counters.items():
-                    if isinstance(v, (int, float)):
-                        prev = before.get("engines", {}).get(node, {}).get(k, 0)
-                        delta = v - prev if k != "active" else v
-                        totals[k] = totals.get(k, 0) + delta
-            for k in ("handoffs", "local", "forwarded_packets", "dropped_malformed"):
-                if k in totals:
-                    row[f"eng_{k}"] = int(totals[k])
-        self._cpu_deltas(before, after, row)
-        if "haproxy" in after:
-            b, a = before.get("haproxy", {}), after["haproxy"]
-            fe = "vip/FRONTEND"
-            row["proxy_sessions"] = a.get(fe, {}).get("stot", 0) - b.get(fe, {}).get("stot", 0)
-            servers = [k for k in a if not k.endswith(("/FRONTEND", "/BACKEND"))]
-            row["proxy_server_conns"] = sum(a[k].get("connect", 0) - b.get(k, {}).get("connect", 0)
-                                            for k in servers)
-            row["proxy_reuses"] = sum(a[k].get("reuse", 0) - b.get(k, {}).get("reuse", 0)
-                                      for k in servers)
-
-    @staticmethod
-    def _cpu_deltas(before: dict[str, Any], after: dict[str, Any], row: dict[str, Any]) -> None:
-        """Engine (agent process) CPU time during the measurement: per node in ms, in
-        total, and per handoff / per connection / per forwarded packet in µs; the
-        front-end alone per handoff (frontend design); HAProxy's per connection."""
-        b, a = before.get("cpu_s", {}), after.get("cpu_s", {})
-        delta = {n: a[n] - b[n] for n in a if n in b}
-        engines = {n: d for n, d in delta.items() if n != "haproxy"}
-        for n, d in sorted(delta.items()):
-            row[f"cpu_ms_{n}"] = round(d * 1e3, 1)
-        if engines:
-            total = sum(engines.values())
-            row["eng_cpu_ms"] = round(total * 1e3, 1)
-            per = {"handoff": row.get("eng_handoffs"), "conn": row.get("requests"),
-                   "pkt": row.get("eng_forwarded_packets")}
-            for what, n in per.items():
-                if n:
-                    row[f"eng_cpu_us_per_{what}"] = round(total * 1e6 / n, 2)
-            if "fe" in engines and row.get("eng_handoffs"):
-                row["fe_cpu_us_per_handoff"] = round(engines["fe"] * 1e6 / row["eng_handoffs"], 2)
-        if "haproxy" in delta and row.get("requests"):
-            row["proxy_cpu_us_per_conn"] = round(delta["haproxy"] * 1e6 / row["requests"], 2)
 
 
 def impairment(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -437,12 +132,7 @@ def run(name: str, quick: bool = False, reps: Optional[int] = None,
             run_modes.append(m)
         else:
             rd.skipped[m] = f"not implemented by Cluster yet (implemented: {', '.join(impl)})"
-    runner_cls: type[_Runner] = _Runner
-    if cfg.get("kind") == "soak":
-        from .soak import SoakRunner
-
-        runner_cls = SoakRunner
-    runner = runner_cls(cfg, rd, Progress(0, name, stream=progress_stream))
+    runner = runner_class(name)(cfg, rd, Progress(0, name, stream=progress_stream))
     runner.progress = Progress(runner.steps() * len(run_modes), name, stream=progress_stream)
     t0 = time.monotonic()
     try:

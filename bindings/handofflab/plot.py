@@ -16,6 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from . import registry  # noqa: E402
 from .results import METRICS, ResultsDir, summarize  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -186,12 +187,17 @@ def _soak(rd: ResultsDir) -> list[Path]:
 def plot_results(results: Union[ResultsDir, Path, str]) -> list[Path]:
     """Write plot.png and plot.svg (plus cdf.png/svg when latency samples exist)
     into the results folder; return the files written. The soak experiment
-    (plot kind "soak"): rss.png, active.png (+ cdf.png) from its time series."""
+    (plot kind "soak"): rss.png, active.png (+ cdf.png) from its time series.
+    An experiment whose folder's experiment.py defines ``plot(rd)`` gets that
+    instead (handofflab.registry)."""
     with plt.rc_context(RC):
         rd = results if isinstance(results, ResultsDir) else ResultsDir.load(Path(results))
         if not rd.rows:
             log.warning("%s: no rows, nothing to plot", rd.path)
             return []
+        custom = registry.hook_attr(rd.experiment, "plot")
+        if custom is not None:
+            return list(custom(rd))
         spec = rd.plot_spec or {"kind": "bars", "metrics": rd.table_metrics[:3]}
         kind = spec.get("kind", "bars")
         if kind == "soak":

@@ -13,10 +13,11 @@ import itertools
 import os
 import signal
 import subprocess
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
+
+from helpers import wait_until  # noqa: F401 - the suites import it from here too
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("HANDOFFLAB_BUILD", ROOT / "build"))
@@ -29,13 +30,6 @@ def run(argv: list[str], check: bool = True, timeout: float = 20) -> subprocess.
     return subprocess.run(argv, check=check, capture_output=True, text=True, timeout=timeout)
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 5.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def unique_tag(prefix: str) -> str:

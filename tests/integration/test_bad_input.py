@@ -42,6 +42,7 @@ from handofflab import Cluster, Document, topo
 from handofflab.agent import PYTHON
 
 import badpkt
+from helpers import poller
 from badpkt import FIN, IP_MF, RST, SYN
 
 pytestmark = pytest.mark.integration
@@ -54,13 +55,7 @@ TIMEOUT = 15.0               # generous functional timeout of one poll
 
 
 # --- helpers -------------------------------------------------------------------
-def _poll(predicate: Callable[[], Any], timeout: float = TIMEOUT, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
+_poll = poller(timeout=TIMEOUT)  # (predicate, timeout=TIMEOUT, interval=0.1)
 
 
 def _tool(c: Cluster, host: str, *args: str) -> Any:

@@ -15,12 +15,14 @@ import re
 import signal
 import subprocess
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 
 from handofflab import Cluster, Document
 from handofflab import netutil, topo
+
+from helpers import poller
 
 pytestmark = pytest.mark.integration
 
@@ -56,14 +58,7 @@ def cluster(engine_requirements: None) -> Iterator[Cluster]:
 
 
 # --- helpers -------------------------------------------------------------------
-def _poll(predicate: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
-    """The first truthy predicate() within timeout, else the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
+_poll = poller(interval=0.1)  # the first truthy predicate() within timeout, else the last value
 
 
 def _quiet_stats(c: Cluster, timeout: float = 10.0) -> dict[str, dict[str, int]]:

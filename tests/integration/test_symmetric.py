@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import itertools
 import signal
-import time
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import pytest
 
@@ -30,6 +29,8 @@ from handofflab import Cluster, Document
 from handofflab import documents as docs_mod
 from handofflab import netutil, topo
 from handofflab.cluster import IMPLEMENTED_MODES, SYMMETRIC_MODES
+
+from helpers import poller
 
 pytestmark = pytest.mark.integration
 
@@ -58,13 +59,7 @@ def cluster(request: Any, cluster_requirements: None) -> Iterator[Cluster]:
 
 
 # --- helpers -------------------------------------------------------------------
-def _poll(predicate: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
+_poll = poller(interval=0.1)
 
 
 _STEADY = ("active", "freed", "handoffs", "local", "handoffs_received", "syns")

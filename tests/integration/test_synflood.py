@@ -23,12 +23,14 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 
 from handofflab import Cluster
 from handofflab import netutil, topo
+
+from helpers import poller
 
 pytestmark = pytest.mark.integration
 
@@ -92,13 +94,7 @@ def _sum(stats: dict[str, dict[str, int]], nodes: Any, counter: str) -> int:
     return sum(stats[n].get(counter, 0) for n in nodes)
 
 
-def _poll(predicate: Callable[[], Any], timeout: float, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
+_poll = poller(interval=0.2)
 
 
 def _settled_stats(c: Cluster, nodes: list[str], timeout: float = 5.0) -> dict[str, dict[str, int]]:

@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from conftest import rfc1071, tcp_checksum_py
+from checksums import rfc1071, tcp_checksum_py
 from handofflab import _core as core
 
 

@@ -14,8 +14,10 @@ from handofflab.impair import WAN_DELAY_MS
 from handofflab.plot import plot_results
 from handofflab.progress import Progress
 from handofflab.results import ResultsDir
-from handofflab.soak import (KIB_PER_MIB, RssRule, SoakRunner, parse_vmrss, rss_flat,
-                             slope_kib_per_min, write_samples_csv)
+from handofflab.soak import (KIB_PER_MIB, RssRule, parse_vmrss, rss_flat, slope_kib_per_min,
+                             write_samples_csv)
+
+SoakRunner = experiment.runner_class("soak")  # experiments/soak/experiment.py
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 RULE = RssRule(warmup_share=0.10, factor=1.10, slack_mib=2.0)

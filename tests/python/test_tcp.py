@@ -5,7 +5,7 @@ import copy
 
 import pytest
 
-from conftest import tcp_checksum_py
+from checksums import tcp_checksum_py
 from handofflab import _core as core
 
 CLIENT = ("10.0.0.1", 40000)
