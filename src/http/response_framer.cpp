@@ -1,30 +1,34 @@
 #include "http/response_framer.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 namespace hl::http {
 
 namespace {
 
-// RFC 9110 §5.6.2 tchar.
-bool is_tchar(std::uint8_t b) {
-  if (b >= '0' && b <= '9') return true;
-  if (b >= 'a' && b <= 'z') return true;
-  if (b >= 'A' && b <= 'Z') return true;
-  switch (b) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
-      return true;
-    default:
-      return false;
-  }
-}
+// Character classes, one table lookup per byte on the head's hot loops.
+constexpr std::uint8_t kTchar = 1;  // RFC 9110 §5.6.2 tchar
+constexpr std::uint8_t kCtl = 2;    // control characters other than HTAB (a bare CR included)
+
+constexpr std::array<std::uint8_t, 256> kCharClass = [] {
+  std::array<std::uint8_t, 256> t{};
+  for (int c = '0'; c <= '9'; ++c) t[static_cast<std::size_t>(c)] = kTchar;
+  for (int c = 'a'; c <= 'z'; ++c) t[static_cast<std::size_t>(c)] = kTchar;
+  for (int c = 'A'; c <= 'Z'; ++c) t[static_cast<std::size_t>(c)] = kTchar;
+  for (char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<std::uint8_t>(c)] = kTchar;
+  for (int c = 0; c < 0x20; ++c) t[static_cast<std::size_t>(c)] = kCtl;
+  t['\t'] = 0;
+  t[0x7F] = kCtl;
+  return t;
+}();
+
+bool is_tchar(std::uint8_t b) { return (kCharClass[b] & kTchar) != 0; }
+
+bool is_ctl(std::uint8_t b) { return (kCharClass[b] & kCtl) != 0; }
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
-
-// Control characters other than HTAB (a bare CR included).
-bool is_ctl(std::uint8_t b) { return (b < 0x20 && b != '\t') || b == 0x7F; }
 
 // The value of a hex digit, or -1.
 int hex_value(std::uint8_t b) {
@@ -314,9 +318,10 @@ void ResponseFramer::complete() {
   state_ = State::Idle;
 }
 
-// Copies up to the next LF (within the section and line limits) and finishes
-// the line there. The first bytes of a status line are taken one at a time so
-// that a stream that is not HTTP fails at its first wrong byte.
+// Consumes up to the next LF (within the section and line limits) and finishes
+// the line there, copying only a line split across chunks. The first bytes of
+// a status line are taken one at a time so that a stream that is not HTTP
+// fails at its first wrong byte.
 void ResponseFramer::consume_line(const std::uint8_t* p, std::size_t n) {
   const bool trailers = state_ == State::Trailers;
   const std::size_t section_limit = trailers ? limits_.max_trailer_bytes : limits_.max_head_bytes;
@@ -329,23 +334,33 @@ void ResponseFramer::consume_line(const std::uint8_t* p, std::size_t n) {
     return;
   }
   std::size_t take = std::min({n, section_limit - section_bytes_, limits_.max_line_bytes - line_.size()});
-  if (state_ == State::StatusLine && line_.size() < kHttpPrefix.size()) take = 1;
+  if (state_ == State::StatusLine && line_.size() < kHttpPrefix.size()) {
+    take = 1;
+    if (p[0] != static_cast<std::uint8_t>(kHttpPrefix[line_.size()])) {
+      ++section_bytes_;
+      ++offset_;
+      fail(FramingError::NotHttp);
+      return;
+    }
+  }
   const void* lf = std::memchr(p, '\n', take);
   const std::size_t len =
       lf == nullptr ? take : static_cast<std::size_t>(static_cast<const std::uint8_t*>(lf) - p) + 1;
-  line_.append(reinterpret_cast<const char*>(p), len);
   section_bytes_ += len;
   offset_ += len;
-  if (state_ == State::StatusLine && line_.size() <= kHttpPrefix.size() &&
-      line_.back() != kHttpPrefix[line_.size() - 1]) {
-    fail(FramingError::NotHttp);
+  const std::string_view piece(reinterpret_cast<const char*>(p), len);
+  if (lf != nullptr && line_.empty()) {
+    finish_line(piece);  // the whole line is in this chunk: no copy
     return;
   }
-  if (lf != nullptr) finish_line();
+  line_.append(piece);
+  if (lf != nullptr) {
+    finish_line(line_);
+    line_.clear();
+  }
 }
 
-void ResponseFramer::finish_line() {
-  std::string_view line = line_;
+void ResponseFramer::finish_line(std::string_view line) {
   line.remove_suffix(1);  // LF
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
   std::string_view name;
@@ -367,7 +382,6 @@ void ResponseFramer::finish_line() {
   } else if (!split_field_line(line, name, value)) {
     fail(FramingError::BadHeaderLine);  // trailer fields are checked, not interpreted
   }
-  line_.clear();
 }
 
 // "HTTP/d.d SP 3DIGIT [SP reason-phrase]"; the reason may be absent altogether

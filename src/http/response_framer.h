@@ -191,7 +191,7 @@ class ResponseFramer {
   };
 
   void consume_line(const std::uint8_t* p, std::size_t n);
-  void finish_line();
+  void finish_line(std::string_view line);  // a whole line with its LF
   void finish_status_line(std::string_view line);
   void apply_header(std::string_view name, std::string_view value);
   void finish_head();
@@ -206,7 +206,7 @@ class ResponseFramer {
   std::vector<RequestKind> pending_;  // ring of max_pending entries
   std::size_t pending_first_ = 0;
   std::size_t pending_count_ = 0;
-  std::string line_;                  // the current head or trailer line (<= max_line_bytes)
+  std::string line_;                  // a head or trailer line split across chunks (<= max_line_bytes)
   std::size_t section_bytes_ = 0;     // bytes of the current head or trailer section
   std::size_t header_count_ = 0;
   std::size_t chunk_digits_ = 0;      // hex digits of the current chunk-size line
