@@ -28,6 +28,7 @@
 
 #include "bpf/netns_pair.h"
 #include "bpf/origin_path.h"
+#include "net/packet_builder.h"
 #include "net/tcp_packet.h"
 #include "tcp/syn_cookie.h"
 
@@ -90,19 +91,28 @@ class OriginLive : public ::testing::Test {
 
   // The first segment from the client to the VIP with payload, within `timeout_ms`.
   std::optional<std::vector<uint8_t>> captured_request(int timeout_ms) {
+    return captured(capture_.fd, kVip.addr, timeout_ms, true);
+  }
+
+  // The first IPv4/TCP packet to `dst` received on `fd` (a packet socket),
+  // with payload if `payload`, within `timeout_ms`.
+  static std::optional<std::vector<uint8_t>> captured(int fd, net::Ipv4Addr dst, int timeout_ms,
+                                                      bool payload) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
     std::vector<uint8_t> buf(65536);
     for (;;) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           deadline - std::chrono::steady_clock::now()).count();
       if (left <= 0) return std::nullopt;
-      pollfd p{capture_.fd, POLLIN, 0};
+      pollfd p{fd, POLLIN, 0};
       if (poll(&p, 1, static_cast<int>(left)) <= 0) continue;
-      const ssize_t n = recv(capture_.fd, buf.data(), buf.size(), 0);
-      if (n <= 0) continue;
+      sockaddr_ll from{};
+      socklen_t from_len = sizeof from;
+      const ssize_t n = recvfrom(fd, buf.data(), buf.size(), 0, reinterpret_cast<sockaddr*>(&from), &from_len);
+      if (n <= 0 || from.sll_pkttype == PACKET_OUTGOING) continue;
       std::vector<uint8_t> packet(buf.begin(), buf.begin() + n);
       auto parsed = net::parse_tcp_packet(packet);
-      if (!parsed.ok() || parsed->dst_addr() != kVip.addr || parsed->payload_len == 0) continue;
+      if (!parsed.ok() || parsed->dst_addr() != dst || (payload && parsed->payload_len == 0)) continue;
       return packet;
     }
   }
@@ -159,6 +169,58 @@ TEST_F(OriginLive, KernelClientHandshakeCompletedByTheProgramAloneThenRequestRea
   EXPECT_EQ(c.ack_dropped, 1u) << to_string_counters();
   EXPECT_GE(c.to_user, 1u) << to_string_counters();
   EXPECT_EQ(c.malformed + c.error + c.syn_no_key + c.syn_passed, 0u) << to_string_counters();
+}
+
+// A mapped connection's segments are rewritten to the serving node and routed
+// by the origin's kernel; its FIN goes to user space (here: dropped at INPUT).
+// The "node" is a second address of the client side.
+TEST_F(OriginLive, MappedConnectionIsForwardedByTheKernelButItsFinIsNot) {
+  const Endpoint client{ipv4(192, 168, 77, 2), 40000};
+  const net::Ipv4Addr node = ipv4(192, 168, 77, 3);
+  ASSERT_TRUE(NetnsPair::run({"/usr/sbin/sysctl", "-qw", "net.ipv4.ip_forward=1"}));
+  ASSERT_TRUE(NetnsPair::run({"/usr/sbin/sysctl", "-qw", "net.ipv4.conf.all.send_redirects=0"}));
+  ASSERT_TRUE(NetnsPair::run({"/usr/sbin/sysctl", "-qw", "net.ipv4.conf.veth-s.send_redirects=0"}));
+  ASSERT_TRUE(path_->map_forward({client, kVip}, node).ok());
+  Fd raw, node_capture;
+  ns_.enter_client();
+  const bool node_ok = NetnsPair::run({"/usr/sbin/ip", "addr", "add", "192.168.77.3/24", "dev", "veth-c"});
+  raw.fd = socket(AF_INET, SOCK_RAW, IPPROTO_RAW);
+  node_capture.fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_NONBLOCK, htons(ETH_P_IP));
+  sockaddr_ll ll{};
+  ll.sll_family = AF_PACKET;
+  ll.sll_protocol = htons(ETH_P_IP);
+  ll.sll_ifindex = static_cast<int>(if_nametoindex("veth-c"));
+  const bool bound = bind(node_capture.fd, reinterpret_cast<sockaddr*>(&ll), sizeof ll) == 0;
+  ns_.enter_serving();
+  ASSERT_TRUE(node_ok && raw.fd >= 0 && bound);
+
+  auto send = [&](uint8_t flags, const std::string& data) {
+    net::PacketBuilder b;
+    b.ipv4(client.addr, kVip.addr).tcp(client.port, kVip.port).seq(1001).ack(5001)
+        .flags(flags).window(502).timestamps(11, 22).payload(data);
+    const std::vector<uint8_t> packet = b.build();
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_addr.s_addr = htonl(kVip.addr.value);
+    return sendto(raw.fd, packet.data(), packet.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to) ==
+           static_cast<ssize_t>(packet.size());
+  };
+  ASSERT_TRUE(send(net::tcp_flag::ACK | net::tcp_flag::PSH, "GET /next HTTP/1.1\r\n\r\n"));
+  std::optional<std::vector<uint8_t>> at_node = captured(node_capture.fd, node, 3000, true);
+  ASSERT_TRUE(at_node) << "nothing reached the node; " << to_string_counters();
+  auto pkt = net::parse_tcp_packet(*at_node);
+  ASSERT_TRUE(pkt.ok());
+  EXPECT_EQ(pkt->src_addr(), client.addr);
+  EXPECT_EQ(pkt->src_port(), client.port);
+  EXPECT_EQ(pkt->dst_port(), kVip.port);
+  EXPECT_TRUE(pkt->ip_checksum_ok());
+  EXPECT_TRUE(pkt->tcp_checksum_ok());
+  EXPECT_EQ((*at_node)[8], 63) << "routed once (TTL)";
+  EXPECT_EQ(path_->counters().forwarded, 1u) << to_string_counters();
+
+  ASSERT_TRUE(send(net::tcp_flag::ACK | net::tcp_flag::FIN, ""));
+  EXPECT_FALSE(captured(node_capture.fd, node, 300, false)) << "the FIN was forwarded by the kernel";
+  EXPECT_EQ(path_->counters().end_to_user, 1u) << to_string_counters();
 }
 
 }  // namespace
