@@ -6,7 +6,10 @@
 #include <gtest/gtest.h>
 
 #include <bpf/bpf.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <memory>
 #include <optional>
@@ -15,9 +18,11 @@
 #include <utility>
 #include <vector>
 
+#include "bpf/origin_fast_path.h"
 #include "bpf/origin_path.h"
 #include "io/checked_io.h"
 #include "io/private_netns.h"
+#include "io/process.h"
 #include "net/packet_builder.h"
 #include "net/tcp_packet.h"
 #include "tcp/handshake.h"
@@ -310,6 +315,48 @@ TEST_F(OriginTestRun, SynBeforeTheKeyGoesToUserSpace) {
   EXPECT_EQ(r.verdict, kTcActOk);
   EXPECT_EQ(std::vector<uint8_t>(r.frame.begin() + 14, r.frame.end()), ip);
   EXPECT_EQ(delta(path_->counters(), before).syn_no_key, 1u);
+}
+
+TEST_F(OriginTestRun, FastPathAdapterWritesTheMap) {
+  OriginFastPath fast(*path_, kVip);
+  fast.add(kMapped.addr.value, kMapped.port, kNode.value);
+  EXPECT_TRUE(fast.flush().ok());
+  EXPECT_EQ(path_->forward_of({kMapped, kVip}), kNode);
+  fast.remove(kMapped.addr.value, kMapped.port);
+  fast.remove(kMapped.addr.value, kMapped.port);  // not mapped: no error
+  EXPECT_TRUE(fast.flush().ok());
+  EXPECT_FALSE(path_->forward_of({kMapped, kVip}));
+}
+
+// A process that dies pinned and attached leaves its tc filter and pins;
+// cleanup(name) removes both.
+TEST_F(OriginTestRun, CleanupRemovesWhatACrashedProcessLeft) {
+  const std::string name = "origin_test_" + std::to_string(getpid());
+  const pid_t child = fork();
+  if (child == 0) {
+    try {
+      OriginPathConfig config;
+      config.name = name;
+      config.pin = true;
+      auto* leaked = new OriginPath(config);  // never destroyed: the "crash"
+      leaked->attach("lo");
+    } catch (...) {
+      _exit(1);
+    }
+    _exit(0);
+  }
+  int status = -1;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  struct stat st {};
+  ASSERT_EQ(stat((OriginPath::pin_dir(name) + "/forwards").c_str(), &st), 0);
+  EXPECT_NE(io::run_command({"/usr/sbin/tc", "filter", "show", "dev", "lo", "ingress"}).out, "");
+  const std::string removed = OriginPath::cleanup(name);
+  EXPECT_NE(removed.find("tc filter on ifindex 1 ingress"), std::string::npos) << removed;
+  EXPECT_NE(removed.find("/forwards"), std::string::npos) << removed;
+  EXPECT_NE(stat(OriginPath::pin_dir(name).c_str(), &st), 0);
+  EXPECT_EQ(io::run_command({"/usr/sbin/tc", "filter", "show", "dev", "lo", "ingress"}).out, "");
+  EXPECT_EQ(OriginPath::cleanup(name), "");
 }
 
 TEST(OriginCounterNames, InDeclarationOrder) {
