@@ -39,7 +39,7 @@ struct hl_origin_forward {
 /* Index of each counter in the per-CPU counter array. */
 enum hl_origin_counter {
   HL_ORIGIN_SYN_ANSWERED = 0, /* SYN answered in BPF with a cookie SYN/ACK (redirected out) */
-  HL_ORIGIN_SYN_NO_KEY,       /* SYN before the secret was set: to user space */
+  HL_ORIGIN_SYN_NO_KEY,       /* SYN while no secret is set: to user space (or the kernel: rare) */
   HL_ORIGIN_SYN_PASSED,       /* unusual SYN (SYN+FIN/RST/ACK, mapped tuple): to user space */
   HL_ORIGIN_ACK_DROPPED,      /* pure ACK completing a valid cookie handshake: dropped */
   HL_ORIGIN_TO_USER,          /* unknown connection, payload or other ACK: to user space */

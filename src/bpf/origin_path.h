@@ -24,6 +24,10 @@
 // syn_window and cfg.wscale. The engine must treat cookies as sent recently
 // while the program answers (SynCookies::recently_sent gates take_cookie_ack).
 //
+// rare keeps the kernel's own handshake: never call set_cookie_key there; SYNs
+// and handshake ACKs then pass to the kernel (counted syn_no_key, to_user) and
+// the program only forwards mapped connections.
+//
 // Cleanup: the destructor detaches the program (and the clsact qdisc if it
 // created it), removes its pins and frees everything. Pinned maps and program
 // live under /sys/fs/bpf/handoff_<name>/; OriginPath::cleanup(name) removes
