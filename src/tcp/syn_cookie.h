@@ -56,6 +56,11 @@ class SynCookies {
   std::optional<ClientHandshake> check(const net::TcpPacket& ack, const net::Endpoint& vip, uint8_t wscale,
                                        uint16_t max_mss, uint64_t now_ms) const;
 
+  // The secret (both SipHash keys, the TS clock offset), for a kernel data
+  // path that answers SYNs with this engine's cookies (bpf::OriginPath).
+  const std::array<std::array<uint64_t, 2>, 2>& keys() const { return keys_; }
+  uint32_t ts_offset() const { return ts_offset_; }
+
   // Whether a cookie was sent recently enough to still be valid (else an
   // unknown ACK is not worth checking, as Linux's tcp_synq_no_recent_overflow).
   bool recently_sent(uint64_t now_ms) const {

@@ -1,0 +1,474 @@
+/* origin.bpf.c: the origin's kernel data path (issue 13 items 2 and 5): a tc
+ * ingress classifier on the node that accepts the clients' connections (the
+ * front-end, or the accepting node of always/rare), for TCP to cfg_vip_*.
+ *
+ * (a) A SYN (no ACK, FIN, RST) of a connection the forwarding map does not
+ *     know is answered here: the SYN/ACK carries the engine's SYN cookie
+ *     (tcp::SynCookies, SipHash-2-4 with the secret user space puts in the map
+ *     `settings`), with the options, window and TSval tcp::HandshakeSender
+ *     writes for a cookie answer, bit for bit, so that the engine's
+ *     SynCookies::check accepts the client's ACK as if it had answered itself.
+ *     The segment is rewritten in place (addresses, ports and MACs swapped)
+ *     and redirected out of the interface it came in on (tc egress of the
+ *     same device: what works on veth, where XDP_TX needs a peer program).
+ *     Counter syn_answered. Before the secret is set: to user space
+ *     (syn_no_key). Data on the SYN is dropped with it (as Linux's cookies).
+ * (b) A pure ACK (flags exactly ACK, no payload) of an unknown connection
+ *     whose ack - 1 is a valid cookie for seq - 1: the third segment of a
+ *     handshake done here: dropped (ack_dropped). The engine learns the
+ *     connection from the request segment, which carries the same ack number
+ *     (its cookie check happens in user space then). Any other pure ACK of an
+ *     unknown connection (a probe's answer, a window update of a connection
+ *     the engine holds) goes to user space.
+ * (c) A segment with payload (or anything else) of an unknown connection goes
+ *     to user space (TC_ACT_OK: the NFQUEUE rules see it): to_user.
+ * (d) A connection in the map `forwards` (client addr:port, VIP:port -> node)
+ *     gets its destination rewritten to the serving node (IP and TCP
+ *     checksums fixed incrementally) and passes on: the kernel routes it
+ *     (ip_forward=1 on the origin; the rewritten segment no longer matches
+ *     NFQUEUE rules on -d VIP). Counter forwarded. Except FIN and RST: they go
+ *     to user space untouched (end_to_user), so the engine still sees every
+ *     connection end; it forwards them itself and removes the entry (or keeps
+ *     it until the client's last ACK). A SYN of a mapped tuple (port reuse
+ *     before the entry is removed) goes to user space too (syn_passed).
+ * Not the program's: non-IPv4, fragments, other addresses/ports: untouched,
+ * uncounted. An unreadable TCP header or SYN options: untouched, malformed.
+ *
+ * Clock: the cookie's counter and the TSval come from bpf_ktime_get_ns()
+ * (CLOCK_MONOTONIC), the engines' clock() in production (ms). SipHash's input
+ * is laid out as SynCookies::hash lays it out on a little-endian host.
+ *
+ * Checksums of the SYN/ACK are computed in full. A SYN from a local stack over
+ * veth is CHECKSUM_PARTIAL; the peer's stack takes such a packet as verified,
+ * and a SYN from a real NIC is never PARTIAL, so a full checksum is right in
+ * both cases. */
+#include "vmlinux.h"
+
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "origin_abi.h"
+
+#define TC_ACT_OK 0
+#define TC_ACT_SHOT 2
+#define ETH_HLEN_ 14
+#define ETH_P_IP_ 0x0800
+#define IP_FRAG_MASK 0x3fff
+#define IP_CSUM_OFF (ETH_HLEN_ + 10)
+#define IP_DST_OFF (ETH_HLEN_ + 16)
+#define TCP_CSUM_OFF 16
+#define BPF_F_PSEUDO_HDR_ (1ULL << 4)
+#define MAX_OPTIONS 40
+#define FRAME_LEN 96 /* Ethernet + IP + TCP with 40 bytes of options = 94 */
+#define TCP_AT (ETH_HLEN_ + 20)
+#define OPTS_AT (TCP_AT + 20)
+
+/* tcp::SynCookies' constants. */
+#define SLOT_MS 64000ULL
+#define MAX_AGE_SLOTS 2
+#define COUNT_SHIFT 24
+#define LOW_MASK ((1u << COUNT_SHIFT) - 1)
+#define TS_OPT_MASK 0x3fu
+#define TS_NO_WSCALE 0xfu
+#define TS_SACK_BIT 0x10u
+#define MAX_WSCALE 14
+#define DEFAULT_PEER_MSS 536
+
+/* Set by user space before load (skeleton rodata). Network byte order; 0 = any. */
+const volatile __u32 cfg_vip_addr = 0;
+const volatile __u16 cfg_vip_port = 0;
+
+/* SynCookies::kMssTable[i] (a switch: clang 14 puts a const table in a
+ * section whose BTF the kernel refuses). */
+static __always_inline __u16 mss_table(__u32 i) {
+  switch (i & 7) {
+    case 0: return 88;
+    case 1: return 536;
+    case 2: return 1200;
+    case 3: return 1300;
+    case 4: return 1380;
+    case 5: return 1420;
+    case 6: return 1440;
+    default: return 1460;
+  }
+}
+
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct hl_origin_settings);
+} settings SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __uint(max_entries, HL_ORIGIN_MAX_FORWARDS);
+  __type(key, struct hl_origin_key);
+  __type(value, struct hl_origin_forward);
+} forwards SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, HL_ORIGIN_COUNTER_COUNT);
+  __type(key, __u32);
+  __type(value, __u64);
+} counters SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct hl_origin_attachment);
+} attachment SEC(".maps");
+
+static __always_inline void count(__u32 which) {
+  __u64 *value = bpf_map_lookup_elem(&counters, &which);
+  if (value) *value += 1;
+}
+
+/* ---- SipHash-2-4 of two words (tcp::siphash24 with a 16-byte input) ---- */
+
+#define ROTL(x, b) (((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                          \
+  do {                                                                    \
+    v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32);             \
+    v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2;                                \
+    v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0;                                \
+    v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);             \
+  } while (0)
+
+static __always_inline __u64 siphash16(__u64 k0, __u64 k1, __u64 m0, __u64 m1) {
+  __u64 v0 = k0 ^ 0x736f6d6570736575ULL, v1 = k1 ^ 0x646f72616e646f6dULL;
+  __u64 v2 = k0 ^ 0x6c7967656e657261ULL, v3 = k1 ^ 0x7465646279746573ULL;
+  const __u64 last = 16ULL << 56;
+  v3 ^= m0; SIPROUND; SIPROUND; v0 ^= m0;
+  v3 ^= m1; SIPROUND; SIPROUND; v0 ^= m1;
+  v3 ^= last; SIPROUND; SIPROUND; v0 ^= last;
+  v2 ^= 0xff;
+  SIPROUND; SIPROUND; SIPROUND; SIPROUND;
+  return v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* The connection, as SynCookies::hash reads it (host-order values, memcpy'd
+ * on a little-endian host, as two little-endian words). */
+struct flow {
+  __u32 client_addr, vip_addr; /* host order */
+  __u16 client_port, vip_port; /* host order */
+};
+
+/* SynCookies::hash(client, vip, count, key). */
+static __always_inline __u32 cookie_hash(const struct hl_origin_settings *s, int key,
+                                         const struct flow *f, __u32 count) {
+  const __u64 m0 = (__u64)f->client_addr | (__u64)f->vip_addr << 32;
+  const __u64 m1 = (__u64)f->client_port | (__u64)f->vip_port << 16 | (__u64)count << 32;
+  return (__u32)(key ? siphash16(s->keys[2], s->keys[3], m0, m1)
+                     : siphash16(s->keys[0], s->keys[1], m0, m1));
+}
+
+static __always_inline __u64 now_ms(void) { return bpf_ktime_get_ns() / 1000000ULL; }
+
+/* SynCookies::make. */
+static __always_inline __u32 make_cookie(const struct hl_origin_settings *s, const struct flow *f,
+                                         __u32 client_isn, __u32 count, __u32 index) {
+  return cookie_hash(s, 0, f, 0) + client_isn + (count << COUNT_SHIFT) +
+         ((cookie_hash(s, 1, f, count) + index) & LOW_MASK);
+}
+
+/* SynCookies::check's verdict alone: does ack - 1 hold a valid cookie for seq - 1? */
+static __always_inline int cookie_valid(const struct hl_origin_settings *s, const struct flow *f,
+                                        __u32 seq, __u32 ack) {
+  const __u32 count = (__u32)(now_ms() / SLOT_MS);
+  const __u32 c = (ack - 1) - cookie_hash(s, 0, f, 0) - (seq - 1);
+  const __u32 age = (count - (c >> COUNT_SHIFT)) & 0xff;
+  if (age >= MAX_AGE_SLOTS) return 0;
+  return ((c - cookie_hash(s, 1, f, count - age)) & LOW_MASK) < 8;
+}
+
+/* ---- the SYN's options (bpf_loop: the verifier checks one step) ---- */
+
+struct syn_options {
+  __u8 buf[MAX_OPTIONS];
+  __u32 off, len;
+  __u32 tsval;
+  __u16 mss;
+  __u8 has_mss, has_wscale, wscale, sack, has_ts, bad;
+};
+
+static long parse_option(__u32 index, void *data) {
+  struct syn_options *o = data;
+  __u32 off = o->off, len = o->len, size;
+  __u8 kind;
+  (void)index;
+  if (off >= len || off >= MAX_OPTIONS) return 1;
+  kind = o->buf[off];
+  if (kind == 0) return 1; /* EOL */
+  if (kind == 1) {         /* NOP */
+    o->off = off + 1;
+    return 0;
+  }
+  if (off + 1 >= len || off >= MAX_OPTIONS - 1) goto bad;
+  size = o->buf[off + 1];
+  if (size < 2 || off + size > len) goto bad;
+  switch (kind) {
+    case 2: /* MSS */
+      if (size != 4 || off > MAX_OPTIONS - 4) goto bad;
+      o->mss = (__u16)(o->buf[off + 2] << 8 | o->buf[off + 3]);
+      o->has_mss = 1;
+      break;
+    case 3: /* window scale */
+      if (size != 3 || off > MAX_OPTIONS - 3) goto bad;
+      o->wscale = o->buf[off + 2];
+      o->has_wscale = 1;
+      break;
+    case 4: /* SACK permitted */
+      if (size != 2) goto bad;
+      o->sack = 1;
+      break;
+    case 8: /* timestamps */
+      if (size != 10 || off > MAX_OPTIONS - 10) goto bad;
+      o->tsval = (__u32)o->buf[off + 2] << 24 | (__u32)o->buf[off + 3] << 16 |
+                 (__u32)o->buf[off + 4] << 8 | (__u32)o->buf[off + 5];
+      o->has_ts = 1;
+      break;
+    default:
+      break;
+  }
+  o->off = off + size;
+  return 0;
+bad:
+  o->bad = 1;
+  return 1;
+}
+
+/* ---- the SYN/ACK ---- */
+
+static __always_inline void put16(__u8 *p, __u16 v) {
+  p[0] = v >> 8;
+  p[1] = v & 0xff;
+}
+static __always_inline void put32(__u8 *p, __u32 v) {
+  p[0] = v >> 24;
+  p[1] = (v >> 16) & 0xff;
+  p[2] = (v >> 8) & 0xff;
+  p[3] = v & 0xff;
+}
+static __always_inline __u16 word(const __u8 *p) { return (__u16)(p[0] << 8 | p[1]); }
+static __always_inline __u16 fold(__u32 sum) {
+  sum = (sum & 0xffff) + (sum >> 16);
+  sum = (sum & 0xffff) + (sum >> 16);
+  return (__u16)~sum;
+}
+
+/* Answers SYN `tcp` (IP header `ip`, options at `opts_off`) with the engine's
+ * cookie SYN/ACK, in place; the verdict. */
+static __always_inline int answer_syn(struct __sk_buff *skb, const struct iphdr *ip,
+                                      const struct tcphdr *tcp, __u32 opts_off) {
+  const __u32 zero = 0;
+  const struct hl_origin_settings *s = bpf_map_lookup_elem(&settings, &zero);
+  struct syn_options o = {};
+  __u8 frame[FRAME_LEN] = {};
+  struct flow f;
+  __u32 optlen, total, client_isn, slot, index = 0, isn, ts_base = 0, sum = 0, i;
+  __u16 mss;
+  __u8 wscale_ok, sack_ok;
+  __u64 now;
+
+  if (!s || !s->key_set) {
+    count(HL_ORIGIN_SYN_NO_KEY);
+    return TC_ACT_OK;
+  }
+  o.len = (__u32)tcp->doff * 4 - 20;
+  if (o.len > MAX_OPTIONS) o.len = MAX_OPTIONS; /* doff <= 15 anyway */
+  if (o.len > 0 && bpf_skb_load_bytes(skb, opts_off, o.buf, o.len)) goto malformed;
+  if (o.len > 0) bpf_loop(MAX_OPTIONS, parse_option, &o, 0);
+  if (o.bad) goto malformed;
+
+  /* ClientHandshake::note_syn, then SynCookies::answer. */
+  mss = o.has_mss ? o.mss : DEFAULT_PEER_MSS;
+  if (mss > s->max_mss) mss = s->max_mss;
+#pragma unroll
+  for (i = 7; i > 0; i--) {
+    if (mss_table(i) <= mss) {
+      index = i;
+      break;
+    }
+  }
+  mss = mss_table(index);
+  wscale_ok = o.has_ts && o.has_wscale;
+  sack_ok = o.has_ts && o.sack;
+  if (o.wscale > MAX_WSCALE) o.wscale = MAX_WSCALE;
+  now = now_ms();
+  slot = (__u32)(now / SLOT_MS);
+  client_isn = bpf_ntohl(tcp->seq);
+  f.client_addr = bpf_ntohl(ip->saddr);
+  f.vip_addr = bpf_ntohl(ip->daddr);
+  f.client_port = bpf_ntohs(tcp->source);
+  f.vip_port = bpf_ntohs(tcp->dest);
+  isn = make_cookie(s, &f, client_isn, slot, index);
+  if (o.has_ts) {
+    ts_base = ((s->ts_offset + (__u32)now) & ~TS_OPT_MASK) |
+              (wscale_ok ? o.wscale : TS_NO_WSCALE) | (sack_ok ? TS_SACK_BIT : 0);
+  }
+
+  /* Ethernet: back to the sender. */
+  if (bpf_skb_load_bytes(skb, 0, frame, 12)) goto malformed;
+  __builtin_memcpy(frame + 12, frame, 6); /* swap the MACs through bytes 12..17 */
+  __builtin_memcpy(frame, frame + 6, 6);
+  __builtin_memcpy(frame + 6, frame + 12, 6);
+  frame[12] = 0x08;
+  frame[13] = 0x00;
+
+  /* TCP options as HandshakeSender::synack (net::write_options): MSS, then
+   * SACK-perm+TS or NOP NOP TS, then NOP WS. */
+  frame[OPTS_AT] = 2;
+  frame[OPTS_AT + 1] = 4;
+  put16(frame + OPTS_AT + 2, mss);
+  optlen = 4;
+  if (o.has_ts) {
+    if (sack_ok) {
+      frame[OPTS_AT + 4] = 4;
+      frame[OPTS_AT + 5] = 2;
+    } else {
+      frame[OPTS_AT + 4] = 1;
+      frame[OPTS_AT + 5] = 1;
+    }
+    frame[OPTS_AT + 6] = 8;
+    frame[OPTS_AT + 7] = 10;
+    put32(frame + OPTS_AT + 8, ts_base);
+    put32(frame + OPTS_AT + 12, o.tsval);
+    optlen = 16;
+    if (wscale_ok) {
+      frame[OPTS_AT + 16] = 1;
+      frame[OPTS_AT + 17] = 3;
+      frame[OPTS_AT + 18] = 3;
+      frame[OPTS_AT + 19] = s->wscale;
+      optlen = 20;
+    }
+  }
+  total = OPTS_AT + optlen;
+
+  /* IPv4: TTL 64, DF, id 0 (net::write_packet). */
+  frame[ETH_HLEN_] = 0x45;
+  put16(frame + ETH_HLEN_ + 2, (__u16)(20 + 20 + optlen));
+  put16(frame + ETH_HLEN_ + 6, 0x4000);
+  frame[ETH_HLEN_ + 8] = 64;
+  frame[ETH_HLEN_ + 9] = IPPROTO_TCP;
+  __builtin_memcpy(frame + ETH_HLEN_ + 12, &ip->daddr, 4);
+  __builtin_memcpy(frame + ETH_HLEN_ + 16, &ip->saddr, 4);
+#pragma unroll
+  for (i = 0; i < 20; i += 2) sum += word(frame + ETH_HLEN_ + i);
+  put16(frame + ETH_HLEN_ + 10, fold(sum));
+
+  /* TCP: SYN|ACK, seq = cookie, ack = client ISN + 1, the configured window. */
+  __builtin_memcpy(frame + TCP_AT, &tcp->dest, 2);
+  __builtin_memcpy(frame + TCP_AT + 2, &tcp->source, 2);
+  put32(frame + TCP_AT + 4, isn);
+  put32(frame + TCP_AT + 8, client_isn + 1);
+  frame[TCP_AT + 12] = (__u8)(((20 + optlen) / 4) << 4);
+  frame[TCP_AT + 13] = 0x12;
+  put16(frame + TCP_AT + 14, s->syn_window);
+  /* Pseudo-header, then the header and options (zeros beyond count nothing). */
+  sum = 0;
+#pragma unroll
+  for (i = 12; i < 20; i += 2) sum += word(frame + ETH_HLEN_ + i);
+  sum += IPPROTO_TCP + 20 + optlen;
+#pragma unroll
+  for (i = TCP_AT; i < FRAME_LEN; i += 2) sum += word(frame + i);
+  put16(frame + TCP_AT + 16, fold(sum));
+
+  if (total > FRAME_LEN) goto error; /* never: tells the verifier */
+  if (bpf_skb_change_tail(skb, total, 0)) goto error;
+  if (bpf_skb_store_bytes(skb, 0, frame, total, 0)) {
+    count(HL_ORIGIN_ERROR);
+    return TC_ACT_SHOT; /* half rewritten */
+  }
+  count(HL_ORIGIN_SYN_ANSWERED);
+  return bpf_redirect(skb->ifindex, 0);
+malformed:
+  count(HL_ORIGIN_MALFORMED);
+  return TC_ACT_OK;
+error:
+  count(HL_ORIGIN_ERROR);
+  return TC_ACT_OK;
+}
+
+/* Rewrites the destination of the segment (IP header at ETH_HLEN_, TCP at l4)
+ * to `node`; the verdict. */
+static __always_inline int forward(struct __sk_buff *skb, __u32 l4, __u32 old_addr, __u32 node) {
+  if (bpf_skb_store_bytes(skb, IP_DST_OFF, &node, sizeof node, 0) ||
+      bpf_l3_csum_replace(skb, IP_CSUM_OFF, old_addr, node, sizeof node) ||
+      bpf_l4_csum_replace(skb, l4 + TCP_CSUM_OFF, old_addr, node, BPF_F_PSEUDO_HDR_ | sizeof node)) {
+    count(HL_ORIGIN_ERROR);
+    return TC_ACT_SHOT; /* possibly half rewritten */
+  }
+  count(HL_ORIGIN_FORWARDED);
+  return TC_ACT_OK;
+}
+
+SEC("tc")
+int origin(struct __sk_buff *skb) {
+  const __u32 zero = 0;
+  const struct hl_origin_settings *s;
+  struct hl_origin_forward *fwd;
+  struct hl_origin_key key = {};
+  struct iphdr ip;
+  struct tcphdr tcp;
+  struct flow f;
+  __u32 l4, ip_len, headers;
+
+  if (skb->protocol != bpf_htons(ETH_P_IP_)) return TC_ACT_OK;
+  if (bpf_skb_load_bytes(skb, ETH_HLEN_, &ip, sizeof ip)) return TC_ACT_OK;
+  if (ip.version != 4 || ip.protocol != IPPROTO_TCP || ip.ihl < 5) return TC_ACT_OK;
+  if (ip.frag_off & bpf_htons(IP_FRAG_MASK)) return TC_ACT_OK;
+  if (cfg_vip_addr && ip.daddr != cfg_vip_addr) return TC_ACT_OK;
+  l4 = ETH_HLEN_ + (__u32)ip.ihl * 4;
+  if (bpf_skb_load_bytes(skb, l4, &tcp, sizeof tcp)) {
+    count(HL_ORIGIN_MALFORMED);
+    return TC_ACT_OK;
+  }
+  if (cfg_vip_port && tcp.dest != cfg_vip_port) return TC_ACT_OK;
+  ip_len = bpf_ntohs(ip.tot_len);
+  headers = (__u32)ip.ihl * 4 + (__u32)tcp.doff * 4;
+  if (tcp.doff < 5 || ip_len < headers) {
+    count(HL_ORIGIN_MALFORMED);
+    return TC_ACT_OK;
+  }
+
+  key.client_addr = ip.saddr;
+  key.vip_addr = ip.daddr;
+  key.client_port = tcp.source;
+  key.vip_port = tcp.dest;
+  fwd = bpf_map_lookup_elem(&forwards, &key);
+
+  if (tcp.syn) {
+    if (tcp.ack || tcp.fin || tcp.rst || fwd) {
+      count(HL_ORIGIN_SYN_PASSED);
+      return TC_ACT_OK;
+    }
+    return answer_syn(skb, &ip, &tcp, l4 + sizeof tcp);
+  }
+  if (fwd) {
+    if (tcp.fin || tcp.rst) {
+      count(HL_ORIGIN_END_TO_USER);
+      return TC_ACT_OK;
+    }
+    return forward(skb, l4, ip.daddr, fwd->node_addr);
+  }
+  /* Unknown connection: the third segment of a cookie handshake is dropped. */
+  if (ip_len == headers && tcp.ack && !tcp.psh && !tcp.fin && !tcp.rst && !tcp.urg) {
+    s = bpf_map_lookup_elem(&settings, &zero);
+    f.client_addr = bpf_ntohl(ip.saddr);
+    f.vip_addr = bpf_ntohl(ip.daddr);
+    f.client_port = bpf_ntohs(tcp.source);
+    f.vip_port = bpf_ntohs(tcp.dest);
+    if (s && s->key_set && cookie_valid(s, &f, bpf_ntohl(tcp.seq), bpf_ntohl(tcp.ack_seq))) {
+      count(HL_ORIGIN_ACK_DROPPED);
+      return TC_ACT_SHOT;
+    }
+  }
+  count(HL_ORIGIN_TO_USER);
+  return TC_ACT_OK;
+}
+
+char LICENSE[] SEC("license") = "GPL";

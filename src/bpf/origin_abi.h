@@ -1,0 +1,64 @@
+/* The maps shared by origin.bpf.c and its C++ wrapper (origin_path.h): one
+ * layout for both compilers (clang -target bpf, g++). C, not C++. Keep every
+ * struct free of implicit padding. */
+#ifndef HL_BPF_ORIGIN_ABI_H
+#define HL_BPF_ORIGIN_ABI_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+/* The one entry of the map `settings`: the engine's SYN cookie secret and how
+ * it answers a SYN (tcp::SynCookies, tcp::HandshakeSender). Host byte order.
+ * Until user space sets key_set, SYNs go to user space (counter syn_no_key). */
+struct hl_origin_settings {
+  __u64 keys[4];      /* SynCookies' two SipHash keys: {k0[0], k0[1], k1[0], k1[1]} */
+  __u32 ts_offset;    /* SynCookies' TSval clock offset */
+  __u16 max_mss;      /* the engine's MSS cap (note_syn's max_mss) */
+  __u16 syn_window;   /* the window field of our SYN/ACK (HandshakeSender's syn_window) */
+  __u8 wscale;        /* the shift our SYN/ACK announces when the client scales */
+  __u8 key_set;       /* 1: answer SYNs */
+  __u8 pad[6];        /* zero */
+};
+
+/* Key of the forwarding map: one connection as the origin sees it (client
+ * addr:port, VIP:port), network byte order as in the segment. */
+struct hl_origin_key {
+  __u32 client_addr;
+  __u32 vip_addr;
+  __u16 client_port;
+  __u16 vip_port;
+};
+
+/* Value of the forwarding map: where the connection's segments go. */
+struct hl_origin_forward {
+  __u32 node_addr; /* network byte order: the serving node */
+  __u32 pad;       /* zero */
+};
+
+/* Index of each counter in the per-CPU counter array. */
+enum hl_origin_counter {
+  HL_ORIGIN_SYN_ANSWERED = 0, /* SYN answered in BPF with a cookie SYN/ACK (redirected out) */
+  HL_ORIGIN_SYN_NO_KEY,       /* SYN while no secret is set: to user space (or the kernel: rare) */
+  HL_ORIGIN_SYN_PASSED,       /* unusual SYN (SYN+FIN/RST/ACK, mapped tuple): to user space */
+  HL_ORIGIN_ACK_DROPPED,      /* pure ACK completing a valid cookie handshake: dropped */
+  HL_ORIGIN_TO_USER,          /* unknown connection, payload or other ACK: to user space */
+  HL_ORIGIN_FORWARDED,        /* mapped connection: destination rewritten, passed on */
+  HL_ORIGIN_END_TO_USER,      /* mapped connection, FIN or RST: to user space untouched */
+  HL_ORIGIN_MALFORMED,        /* unreadable TCP header or options: passed untouched */
+  HL_ORIGIN_ERROR,            /* a helper failed while answering or rewriting */
+  HL_ORIGIN_COUNTER_COUNT
+};
+
+/* The one entry of the map `attachment` (as hl_adopt_attachment): where user
+ * space attached the program, so that a cleanup after a crash can detach it. */
+struct hl_origin_attachment {
+  __u32 ifindex;       /* 0: not attached */
+  __u32 handle;        /* tc filter handle */
+  __u32 priority;      /* tc filter priority */
+  __u32 created_qdisc; /* 1: the clsact qdisc was created by the attach */
+};
+
+#define HL_ORIGIN_MAX_FORWARDS 262144
+
+#endif /* HL_BPF_ORIGIN_ABI_H */

@@ -1,0 +1,210 @@
+// OriginPath: loads, attaches, pins and feeds origin.bpf.c (see origin_path.h).
+#include "bpf/origin_path.h"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <stdexcept>
+
+#include "bpf/origin_abi.h"
+// Generated into the build tree (src/bpf/CMakeLists.txt); after origin_abi.h,
+// whose types it names.
+#include "origin.skel.h"
+
+namespace hl::bpf {
+namespace {
+
+using tc::errno_text;
+
+hl_origin_key to_wire(const OriginKey& key) {
+  hl_origin_key wire{};
+  wire.client_addr = htonl(key.client.addr.value);
+  wire.vip_addr = htonl(key.vip.addr.value);
+  wire.client_port = htons(key.client.port);
+  wire.vip_port = htons(key.vip.port);
+  return wire;
+}
+
+void write_attachment(bpf_map* map, const tc::Attachment& at) {
+  const hl_origin_attachment value{static_cast<uint32_t>(at.ifindex), at.handle, at.priority,
+                                   at.created_qdisc ? 1u : 0u};
+  uint32_t zero = 0;
+  bpf_map__update_elem(map, &zero, sizeof zero, &value, sizeof value, BPF_ANY);
+}
+
+io::IoStatus write_settings(bpf_map* map, const hl_origin_settings& value) {
+  uint32_t zero = 0;
+  const int err = bpf_map__update_elem(map, &zero, sizeof zero, &value, sizeof value, BPF_ANY);
+  if (err != 0) return io::io_fail(-err, "bpf_map_update_elem(settings)");
+  return io::io_ok();
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, uint64_t>> named_counters(const OriginCounters& c) {
+  return {
+      {"bpf_origin_syn_answered", c.syn_answered},
+      {"bpf_origin_syn_no_key", c.syn_no_key},
+      {"bpf_origin_syn_passed", c.syn_passed},
+      {"bpf_origin_ack_dropped", c.ack_dropped},
+      {"bpf_origin_to_user", c.to_user},
+      {"bpf_origin_forwarded", c.forwarded},
+      {"bpf_origin_end_to_user", c.end_to_user},
+      {"bpf_origin_malformed", c.malformed},
+      {"bpf_origin_error", c.error},
+  };
+}
+
+OriginPath::OriginPath(const OriginPathConfig& config) : config_(config) {
+  skel_ = hl_origin_bpf__open();
+  if (skel_ == nullptr) {
+    throw std::runtime_error("cannot open the origin BPF object: " + errno_text(errno));
+  }
+  skel_->rodata->cfg_vip_addr = htonl(config.vip.value);
+  skel_->rodata->cfg_vip_port = htons(config.vip_port);
+  if (int err = hl_origin_bpf__load(skel_); err != 0) {
+    hl_origin_bpf__destroy(skel_);
+    skel_ = nullptr;
+    throw std::runtime_error("cannot load the origin BPF program (needs root, bpf_loop: Linux 5.17+): " +
+                             errno_text(err));
+  }
+  if (config.pin) {
+    try {
+      pin_all();
+    } catch (...) {
+      unpin_all();
+      hl_origin_bpf__destroy(skel_);
+      skel_ = nullptr;
+      throw;
+    }
+  }
+}
+
+OriginPath::~OriginPath() {
+  detach();
+  unpin_all();
+  hl_origin_bpf__destroy(skel_);
+}
+
+std::string OriginPath::pin_dir(const std::string& name) { return "/sys/fs/bpf/handoff_" + name; }
+
+void OriginPath::pin_all() {
+  tc::ensure_bpffs();
+  const std::string dir = pin_dir(config_.name);
+  if (mkdir(dir.c_str(), 0700) != 0) {
+    throw std::runtime_error("cannot create " + dir + ": " + errno_text(errno) +
+                             (errno == EEXIST ? " (another handoffd, or leftovers: --cleanup)" : ""));
+  }
+  pinned_ = true;  // from here on, unpin_all() removes whatever got pinned
+  auto check = [&](int err, const char* what) {
+    if (err != 0) throw std::runtime_error("cannot pin " + dir + "/" + what + ": " + errno_text(err));
+  };
+  check(bpf_map__pin(skel_->maps.settings, (dir + "/settings").c_str()), "settings");
+  check(bpf_map__pin(skel_->maps.forwards, (dir + "/forwards").c_str()), "forwards");
+  check(bpf_map__pin(skel_->maps.counters, (dir + "/counters").c_str()), "counters");
+  check(bpf_map__pin(skel_->maps.attachment, (dir + "/attachment").c_str()), "attachment");
+  check(bpf_program__pin(skel_->progs.origin, (dir + "/origin").c_str()), "origin");
+}
+
+void OriginPath::unpin_all() noexcept {
+  if (!pinned_) return;
+  pinned_ = false;
+  cleanup(config_.name);  // detached already: this removes the pins and the directory
+}
+
+void OriginPath::attach(const std::string& ifname) {
+  if (attached_.ifindex != 0) throw std::runtime_error("the origin program is attached already");
+  attached_ = tc::attach_ingress(ifname, program_fd(), "origin");
+  write_attachment(skel_->maps.attachment, attached_);
+}
+
+void OriginPath::detach() {
+  if (attached_.ifindex == 0) return;
+  tc::detach_ingress(attached_);
+  attached_ = tc::Attachment{};
+  write_attachment(skel_->maps.attachment, attached_);
+}
+
+io::IoStatus OriginPath::set_cookie_key(const CookieSecret& secret, const SynAnswer& answer) {
+  hl_origin_settings value{};
+  value.keys[0] = secret.keys[0][0];
+  value.keys[1] = secret.keys[0][1];
+  value.keys[2] = secret.keys[1][0];
+  value.keys[3] = secret.keys[1][1];
+  value.ts_offset = secret.ts_offset;
+  value.max_mss = answer.max_mss;
+  value.syn_window = answer.syn_window;
+  value.wscale = answer.wscale;
+  value.key_set = 1;
+  return write_settings(skel_->maps.settings, value);
+}
+
+io::IoStatus OriginPath::clear_cookie_key() { return write_settings(skel_->maps.settings, {}); }
+
+io::IoStatus OriginPath::map_forward(const OriginKey& key, net::Ipv4Addr node) {
+  const hl_origin_key wire_key = to_wire(key);
+  const hl_origin_forward value{htonl(node.value), 0};
+  const int err = bpf_map__update_elem(skel_->maps.forwards, &wire_key, sizeof wire_key, &value,
+                                       sizeof value, BPF_ANY);
+  if (err != 0) return io::io_fail(-err, "bpf_map_update_elem(forwards)");
+  return io::io_ok();
+}
+
+bool OriginPath::unmap(const OriginKey& key) {
+  const hl_origin_key wire_key = to_wire(key);
+  return bpf_map__delete_elem(skel_->maps.forwards, &wire_key, sizeof wire_key, 0) == 0;
+}
+
+std::optional<net::Ipv4Addr> OriginPath::forward_of(const OriginKey& key) const {
+  const hl_origin_key wire_key = to_wire(key);
+  hl_origin_forward value{};
+  if (bpf_map__lookup_elem(skel_->maps.forwards, &wire_key, sizeof wire_key, &value, sizeof value,
+                           0) != 0) {
+    return std::nullopt;
+  }
+  return net::Ipv4Addr{ntohl(value.node_addr)};
+}
+
+OriginCounters OriginPath::counters() const {
+  const int cpus = libbpf_num_possible_cpus();
+  std::vector<uint64_t> per_cpu(cpus > 0 ? static_cast<size_t>(cpus) : 1u);
+  auto read = [&](hl_origin_counter which) {
+    const uint32_t key = which;
+    if (bpf_map__lookup_elem(skel_->maps.counters, &key, sizeof key, per_cpu.data(),
+                             per_cpu.size() * sizeof(uint64_t), 0) != 0) {
+      return uint64_t{0};
+    }
+    uint64_t sum = 0;
+    for (uint64_t v : per_cpu) sum += v;
+    return sum;
+  };
+  OriginCounters c;
+  c.syn_answered = read(HL_ORIGIN_SYN_ANSWERED);
+  c.syn_no_key = read(HL_ORIGIN_SYN_NO_KEY);
+  c.syn_passed = read(HL_ORIGIN_SYN_PASSED);
+  c.ack_dropped = read(HL_ORIGIN_ACK_DROPPED);
+  c.to_user = read(HL_ORIGIN_TO_USER);
+  c.forwarded = read(HL_ORIGIN_FORWARDED);
+  c.end_to_user = read(HL_ORIGIN_END_TO_USER);
+  c.malformed = read(HL_ORIGIN_MALFORMED);
+  c.error = read(HL_ORIGIN_ERROR);
+  return c;
+}
+
+int OriginPath::program_fd() const { return bpf_program__fd(skel_->progs.origin); }
+
+std::string OriginPath::cleanup(const std::string& name) { return tc::remove_pins(pin_dir(name)); }
+
+std::string kernel_supports_origin() {
+  if (geteuid() != 0) return "loading BPF programs needs root";
+  hl_origin_bpf* probe = hl_origin_bpf__open_and_load();
+  if (probe == nullptr) return "the origin program does not load: " + errno_text(errno);
+  hl_origin_bpf__destroy(probe);
+  return "";
+}
+
+}  // namespace hl::bpf

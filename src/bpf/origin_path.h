@@ -1,0 +1,151 @@
+// OriginPath: the origin's kernel data path (issue 13 items 2 and 5). Loads
+// origin.bpf.c (libbpf skeleton), attaches it to an interface's tc clsact
+// ingress, and keeps its two maps: the SYN cookie secret the engine shares
+// (set_cookie_key) and the connections the kernel forwards (map_forward).
+//
+// What the program does for TCP to the VIP:port (origin.bpf.c has the detail):
+//   - a SYN is answered in BPF with the engine's cookie SYN/ACK (the same
+//     cookie, options, window and TSval tcp::SynCookies::answer and
+//     tcp::HandshakeSender::synack produce), so SynCookies::check accepts the
+//     client's ACK: no state, no user space (counter syn_answered);
+//   - the pure ACK that completes such a handshake is dropped (ack_dropped):
+//     the engine learns the connection from the request segment, which
+//     carries the same ack number (take_cookie_ack);
+//   - the request (payload of an unknown connection), anything unusual, and a
+//     SYN before set_cookie_key go to user space (the NFQUEUE rules);
+//   - a mapped connection's segments get the serving node as destination and
+//     are routed by the kernel (ip_forward=1), one map entry per connection
+//     (one syscall, instead of an nf_tables transaction); its FIN and RST go
+//     to user space untouched, so the engine sees every end, forwards them
+//     itself and unmaps.
+//
+// The engine's side (for the wiring): tcp::SynCookies::secret() gives the
+// CookieSecret; SynAnswer holds the engine's cfg.mss, HandshakeSender's
+// syn_window and cfg.wscale. The engine must treat cookies as sent recently
+// while the program answers (SynCookies::recently_sent gates take_cookie_ack).
+//
+// rare keeps the kernel's own handshake: never call set_cookie_key there; SYNs
+// and handshake ACKs then pass to the kernel (counted syn_no_key, to_user) and
+// the program only forwards mapped connections.
+//
+// Cleanup: the destructor detaches the program (and the clsact qdisc if it
+// created it), removes its pins and frees everything. Pinned maps and program
+// live under /sys/fs/bpf/handoff_<name>/; OriginPath::cleanup(name) removes
+// what a crashed process left (tc filter, pins).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "bpf/tc_attach.h"
+#include "io/io_status.h"
+#include "net/ipv4_addr.h"
+
+struct hl_origin_bpf;  // the generated skeleton (origin.skel.h), private to origin_path.cpp
+
+namespace hl::bpf {
+
+// One client connection as the origin sees it (host byte order).
+struct OriginKey {
+  net::Endpoint client;  // the client's address and port
+  net::Endpoint vip;     // the VIP and its port
+
+  friend constexpr auto operator<=>(const OriginKey&, const OriginKey&) = default;
+};
+
+// tcp::SynCookies' secret: its two SipHash keys and its TSval clock offset.
+struct CookieSecret {
+  std::array<std::array<uint64_t, 2>, 2> keys{};
+  uint32_t ts_offset = 0;
+};
+
+// How the engine answers a SYN (what the SYN/ACK must say to be its own).
+struct SynAnswer {
+  uint16_t max_mss = 1460;     // the MSS cap (ClientHandshake::note_syn's max_mss, the engine's cfg.mss)
+  uint16_t syn_window = 65535; // the SYN/ACK's window field (HandshakeSender's syn_window)
+  uint8_t wscale = 7;          // the shift announced when the client scales (cfg.wscale)
+};
+
+// The program's counters, summed over CPUs (see enum hl_origin_counter).
+struct OriginCounters {
+  uint64_t syn_answered = 0;  // SYNs answered in BPF with a cookie SYN/ACK
+  uint64_t syn_no_key = 0;    // SYNs before set_cookie_key: to user space
+  uint64_t syn_passed = 0;    // unusual SYNs (other flags, mapped tuple): to user space
+  uint64_t ack_dropped = 0;   // pure ACKs completing a cookie handshake: dropped
+  uint64_t to_user = 0;       // unknown connection (request, other ACKs): to user space
+  uint64_t forwarded = 0;     // mapped: destination rewritten to the serving node
+  uint64_t end_to_user = 0;   // mapped, FIN or RST: to user space untouched
+  uint64_t malformed = 0;     // unreadable TCP header or SYN options: passed untouched
+  uint64_t error = 0;         // a helper failed while answering or rewriting
+};
+
+// The counters as the engines export theirs, each named "bpf_origin_<field>",
+// in declaration order.
+std::vector<std::pair<std::string, uint64_t>> named_counters(const OriginCounters& c);
+
+// How to load the program.
+struct OriginPathConfig {
+  std::string name = "origin";  // pin directory /sys/fs/bpf/handoff_<name>
+  net::Ipv4Addr vip;            // only segments to this address (0.0.0.0: any)
+  uint16_t vip_port = 0;        // only segments to this port (0: any)
+  bool pin = false;             // pin program and maps under pin_dir(name)
+};
+
+class OriginPath {
+ public:
+  // Opens and loads the program (pinning if asked; mounts bpffs when it is
+  // not). Throws std::runtime_error.
+  explicit OriginPath(const OriginPathConfig& config);
+  ~OriginPath();
+  OriginPath(const OriginPath&) = delete;
+  OriginPath& operator=(const OriginPath&) = delete;
+
+  // Attaches to `ifname`'s tc clsact ingress (creating clsact if missing);
+  // one interface per OriginPath, Ethernet or loopback. SYN/ACKs leave by the
+  // interface their SYN came in on. Throws std::runtime_error.
+  void attach(const std::string& ifname);
+  // Detaches (and removes the clsact qdisc if attach created it); idempotent.
+  void detach();
+
+  // Shares the engine's cookie secret and SYN answer: from now on SYNs are
+  // answered in BPF. clear_cookie_key() sends them to user space again.
+  io::IoStatus set_cookie_key(const CookieSecret& secret, const SynAnswer& answer);
+  io::IoStatus clear_cookie_key();
+
+  // The kernel forwards `key`'s segments (but FIN and RST) to `node` from now
+  // on (creates or replaces the entry: one syscall).
+  io::IoStatus map_forward(const OriginKey& key, net::Ipv4Addr node);
+  // Removes an entry; false when there was none.
+  bool unmap(const OriginKey& key);
+  // Where `key` is forwarded, if it is.
+  std::optional<net::Ipv4Addr> forward_of(const OriginKey& key) const;
+
+  OriginCounters counters() const;
+  // The program's fd (BPF_PROG_TEST_RUN in tests).
+  int program_fd() const;
+
+  // /sys/fs/bpf/handoff_<name>.
+  static std::string pin_dir(const std::string& name);
+  // Removes what an OriginPath named `name` left behind (its tc filter, its
+  // pins, the pin directory); returns what it removed, one line each. Never throws.
+  static std::string cleanup(const std::string& name);
+
+ private:
+  void pin_all();
+  void unpin_all() noexcept;
+
+  OriginPathConfig config_;
+  hl_origin_bpf* skel_ = nullptr;
+  bool pinned_ = false;
+  tc::Attachment attached_;
+};
+
+// "" when this kernel can run the origin program (it loads: bpf_loop, tc
+// redirect); otherwise why not, for the fallback to user space. Needs root.
+std::string kernel_supports_origin();
+
+}  // namespace hl::bpf

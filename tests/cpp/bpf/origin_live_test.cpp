@@ -1,0 +1,227 @@
+// origin.bpf.c live: two network namespaces joined by a veth pair (netns_pair.h).
+// The "serving" side plays the origin: the VIP on lo, no listening socket, the
+// program on veth-s ingress with a SynCookies secret, and an iptables rule that
+// drops what reaches its INPUT for the VIP (the stand-in for the engine's
+// NFQUEUE rule; it also keeps the origin's kernel from answering RST). A
+// packet socket on veth-s sees every segment before tc. The client side makes
+// a real TCP connection to the VIP: its handshake is completed by the program
+// alone, and the request that follows reaches the origin's capture with
+// ack = cookie + 1, which the engine's SynCookies::check accepts.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bpf/netns_pair.h"
+#include "bpf/origin_path.h"
+#include "net/packet_builder.h"
+#include "net/tcp_packet.h"
+#include "tcp/syn_cookie.h"
+
+namespace hl::bpf {
+namespace {
+
+using net::Endpoint;
+using net::ipv4;
+using testing::NetnsPair;
+
+const Endpoint kVip{ipv4(10, 0, 0, 100), 8080};
+constexpr uint16_t kMaxMss = 1460, kSynWindow = 64240;
+constexpr uint8_t kWscale = 7;
+const std::string kRequest = "GET /live HTTP/1.1\r\nHost: vip\r\n\r\n";
+
+struct Fd {
+  int fd = -1;
+  ~Fd() { if (fd >= 0) close(fd); }
+};
+
+uint64_t monotonic_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000u + static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
+}
+
+class OriginLive : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!ns_.error().empty()) GTEST_SKIP() << ns_.error();
+    if (std::string why = kernel_supports_origin(); !why.empty()) GTEST_SKIP() << why;
+    ASSERT_TRUE(NetnsPair::run({"/usr/sbin/ip", "addr", "add", "192.168.77.1/24", "dev", "veth-s"}));
+    ASSERT_TRUE(NetnsPair::run({"/usr/sbin/ip", "addr", "add", "10.0.0.100/32", "dev", "lo"}));
+    ASSERT_TRUE(NetnsPair::run({"/usr/sbin/iptables", "-A", "INPUT", "-d", "10.0.0.100", "-p", "tcp",
+                                "--dport", std::to_string(kVip.port), "-j", "DROP"}));
+    capture_.fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_NONBLOCK, htons(ETH_P_IP));
+    sockaddr_ll ll{};
+    ll.sll_family = AF_PACKET;
+    ll.sll_protocol = htons(ETH_P_IP);
+    ll.sll_ifindex = static_cast<int>(if_nametoindex("veth-s"));
+    ASSERT_EQ(bind(capture_.fd, reinterpret_cast<sockaddr*>(&ll), sizeof ll), 0);
+
+    OriginPathConfig config;
+    config.vip = kVip.addr;
+    config.vip_port = kVip.port;
+    path_ = std::make_unique<OriginPath>(config);
+    ASSERT_TRUE(path_->set_cookie_key(CookieSecret{cookies_.keys(), cookies_.ts_offset()},
+                                      SynAnswer{kMaxMss, kSynWindow, kWscale}).ok());
+    path_->attach("veth-s");
+
+    ns_.enter_client();
+    const bool client_ok =
+        NetnsPair::run({"/usr/sbin/ip", "addr", "add", "192.168.77.2/24", "dev", "veth-c"}) &&
+        NetnsPair::run({"/usr/sbin/ip", "route", "add", "10.0.0.100/32", "via", "192.168.77.1"});
+    client_.fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    ns_.enter_serving();
+    ASSERT_TRUE(client_ok) << "client side setup";
+    ASSERT_GE(client_.fd, 0);
+  }
+
+  // The first segment from the client to the VIP with payload, within `timeout_ms`.
+  std::optional<std::vector<uint8_t>> captured_request(int timeout_ms) {
+    return captured(capture_.fd, kVip.addr, timeout_ms, true);
+  }
+
+  // The first IPv4/TCP packet to `dst` received on `fd` (a packet socket),
+  // with payload if `payload`, within `timeout_ms`.
+  static std::optional<std::vector<uint8_t>> captured(int fd, net::Ipv4Addr dst, int timeout_ms,
+                                                      bool payload) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    std::vector<uint8_t> buf(65536);
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now()).count();
+      if (left <= 0) return std::nullopt;
+      pollfd p{fd, POLLIN, 0};
+      if (poll(&p, 1, static_cast<int>(left)) <= 0) continue;
+      sockaddr_ll from{};
+      socklen_t from_len = sizeof from;
+      const ssize_t n = recvfrom(fd, buf.data(), buf.size(), 0, reinterpret_cast<sockaddr*>(&from), &from_len);
+      if (n <= 0 || from.sll_pkttype == PACKET_OUTGOING) continue;
+      std::vector<uint8_t> packet(buf.begin(), buf.begin() + n);
+      auto parsed = net::parse_tcp_packet(packet);
+      if (!parsed.ok() || parsed->dst_addr() != dst || (payload && parsed->payload_len == 0)) continue;
+      return packet;
+    }
+  }
+
+  std::string to_string_counters() const {
+    std::string out = "counters:";
+    for (const auto& [name, value] : named_counters(path_->counters())) {
+      out += " " + name + "=" + std::to_string(value);
+    }
+    return out;
+  }
+
+  NetnsPair ns_;
+  std::mt19937_64 rng_{77};
+  tcp::SynCookies cookies_{rng_};
+  std::unique_ptr<OriginPath> path_;
+  Fd capture_, client_;
+};
+
+TEST_F(OriginLive, KernelClientHandshakeCompletedByTheProgramAloneThenRequestReachesUserSpace) {
+  // connect() in the client namespace (the socket was made there).
+  sockaddr_in vip{};
+  vip.sin_family = AF_INET;
+  vip.sin_addr.s_addr = htonl(kVip.addr.value);
+  vip.sin_port = htons(kVip.port);
+  const int rc = connect(client_.fd, reinterpret_cast<sockaddr*>(&vip), sizeof vip);
+  ASSERT_TRUE(rc == 0 || errno == EINPROGRESS) << std::strerror(errno);
+  pollfd p{client_.fd, POLLOUT, 0};
+  ASSERT_EQ(poll(&p, 1, 3000), 1) << "the handshake did not complete; " << to_string_counters();
+  int err = -1;
+  socklen_t len = sizeof err;
+  ASSERT_EQ(getsockopt(client_.fd, SOL_SOCKET, SO_ERROR, &err, &len), 0);
+  ASSERT_EQ(err, 0) << std::strerror(err);
+  ASSERT_EQ(send(client_.fd, kRequest.data(), kRequest.size(), 0), static_cast<ssize_t>(kRequest.size()));
+
+  std::optional<std::vector<uint8_t>> request = captured_request(3000);
+  ASSERT_TRUE(request) << "no request at the origin; " << to_string_counters();
+  auto pkt = net::parse_tcp_packet(*request);
+  ASSERT_TRUE(pkt.ok());
+  EXPECT_EQ(std::string(pkt->payload().begin(), pkt->payload().end()), kRequest);
+  const std::optional<tcp::ClientHandshake> hs =
+      cookies_.check(*pkt, kVip, kWscale, kMaxMss, monotonic_ms());
+  ASSERT_TRUE(hs) << "SynCookies::check refuses the request's ack " << pkt->ack();
+  EXPECT_EQ(hs->server_isn.value() + 1, pkt->ack());
+  EXPECT_EQ(hs->client_isn.value() + 1, pkt->seq());
+  // Linux's SYN: MSS 1460 (veth MTU 1500), SACK, timestamps, wscale 7 (or its own).
+  EXPECT_EQ(hs->mss, 1460);
+  EXPECT_TRUE(hs->ts_ok);
+  EXPECT_TRUE(hs->client_syn.sack_permitted);
+  EXPECT_TRUE(hs->client_syn.wscale.has_value());
+
+  const OriginCounters c = path_->counters();
+  EXPECT_EQ(c.syn_answered, 1u) << to_string_counters();
+  EXPECT_EQ(c.ack_dropped, 1u) << to_string_counters();
+  EXPECT_GE(c.to_user, 1u) << to_string_counters();
+  EXPECT_EQ(c.malformed + c.error + c.syn_no_key + c.syn_passed, 0u) << to_string_counters();
+}
+
+// A mapped connection's segments are rewritten to the serving node and routed
+// by the origin's kernel; its FIN goes to user space (here: dropped at INPUT).
+// The "node" is a second address of the client side.
+TEST_F(OriginLive, MappedConnectionIsForwardedByTheKernelButItsFinIsNot) {
+  const Endpoint client{ipv4(192, 168, 77, 2), 40000};
+  const net::Ipv4Addr node = ipv4(192, 168, 77, 3);
+  ASSERT_TRUE(NetnsPair::run({"/usr/sbin/sysctl", "-qw", "net.ipv4.ip_forward=1"}));
+  ASSERT_TRUE(NetnsPair::run({"/usr/sbin/sysctl", "-qw", "net.ipv4.conf.all.send_redirects=0"}));
+  ASSERT_TRUE(NetnsPair::run({"/usr/sbin/sysctl", "-qw", "net.ipv4.conf.veth-s.send_redirects=0"}));
+  ASSERT_TRUE(path_->map_forward({client, kVip}, node).ok());
+  Fd raw, node_capture;
+  ns_.enter_client();
+  const bool node_ok = NetnsPair::run({"/usr/sbin/ip", "addr", "add", "192.168.77.3/24", "dev", "veth-c"});
+  raw.fd = socket(AF_INET, SOCK_RAW, IPPROTO_RAW);
+  node_capture.fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_NONBLOCK, htons(ETH_P_IP));
+  sockaddr_ll ll{};
+  ll.sll_family = AF_PACKET;
+  ll.sll_protocol = htons(ETH_P_IP);
+  ll.sll_ifindex = static_cast<int>(if_nametoindex("veth-c"));
+  const bool bound = bind(node_capture.fd, reinterpret_cast<sockaddr*>(&ll), sizeof ll) == 0;
+  ns_.enter_serving();
+  ASSERT_TRUE(node_ok && raw.fd >= 0 && bound);
+
+  auto send = [&](uint8_t flags, const std::string& data) {
+    net::PacketBuilder b;
+    b.ipv4(client.addr, kVip.addr).tcp(client.port, kVip.port).seq(1001).ack(5001)
+        .flags(flags).window(502).timestamps(11, 22).payload(data);
+    const std::vector<uint8_t> packet = b.build();
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_addr.s_addr = htonl(kVip.addr.value);
+    return sendto(raw.fd, packet.data(), packet.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to) ==
+           static_cast<ssize_t>(packet.size());
+  };
+  ASSERT_TRUE(send(net::tcp_flag::ACK | net::tcp_flag::PSH, "GET /next HTTP/1.1\r\n\r\n"));
+  std::optional<std::vector<uint8_t>> at_node = captured(node_capture.fd, node, 3000, true);
+  ASSERT_TRUE(at_node) << "nothing reached the node; " << to_string_counters();
+  auto pkt = net::parse_tcp_packet(*at_node);
+  ASSERT_TRUE(pkt.ok());
+  EXPECT_EQ(pkt->src_addr(), client.addr);
+  EXPECT_EQ(pkt->src_port(), client.port);
+  EXPECT_EQ(pkt->dst_port(), kVip.port);
+  EXPECT_TRUE(pkt->ip_checksum_ok());
+  EXPECT_TRUE(pkt->tcp_checksum_ok());
+  EXPECT_EQ((*at_node)[8], 63) << "routed once (TTL)";
+  EXPECT_EQ(path_->counters().forwarded, 1u) << to_string_counters();
+
+  ASSERT_TRUE(send(net::tcp_flag::ACK | net::tcp_flag::FIN, ""));
+  EXPECT_FALSE(captured(node_capture.fd, node, 300, false)) << "the FIN was forwarded by the kernel";
+  EXPECT_EQ(path_->counters().end_to_user, 1u) << to_string_counters();
+}
+
+}  // namespace
+}  // namespace hl::bpf
