@@ -21,7 +21,17 @@ NodeEngine::Impl::Impl(NodeConfig c, std::unique_ptr<dispatch::Dispatcher> d, io
       hold(verdicts, cfg.max_held, counters.held, counters.held_dropped), messages(m), clock(std::move(k)),
       rng(cfg.seed != 0 ? cfg.seed : std::random_device{}()), cookies(rng),
       health(cfg.node_addrs.size(), cfg.peer_dead_ms, clock()),
-      fast(f, counters.fast_path_adds, counters.fast_path_removes) {
+      fast(f, counters.fast_path_adds, counters.fast_path_removes),
+      link([this](net::Ipv4Addr to, const control::Message& msg) { to_origin(to, msg); }, serving_counters),
+      carrier(TranslationConfig{.vip = cfg.vip,
+                                .node = {cfg.node, cfg.vip.port},
+                                .linger_ms = cfg.linger_ms,
+                                .handshake_timeout_ms = cfg.handshake_timeout_ms,
+                                .idle_timeout_ms = cfg.idle_timeout_ms,
+                                .max_connections = cfg.max_connections,
+                                .max_held = cfg.max_held},
+              v, &r, link, serving_counters, clock),
+      serving(carrier, link, serving_counters, cfg.vip) {
   dctx.active.assign(cfg.node_addrs.size(), 0);
 }
 
@@ -31,6 +41,41 @@ void NodeEngine::Impl::send_message(net::Ipv4Addr to, const control::Message& m)
   } else {
     ++counters.control_errors;
   }
+}
+
+void NodeEngine::Impl::to_origin(net::Ipv4Addr to, const control::Message& m) {
+  if (to != cfg.node) {
+    send_message(to, m);
+  } else if (const auto* ack = std::get_if<control::HandoffAck>(&m)) {
+    on_ack(cfg.node, *ack);
+  } else if (const auto* refuse = std::get_if<control::HandoffRefuse>(&m)) {
+    on_refuse(cfg.node, *refuse);
+  } else if (const auto* t = std::get_if<control::Termination>(&m)) {
+    on_termination(cfg.node, *t);
+  }
+}
+
+const NodeCounters& NodeEngine::Impl::report() {
+  const ServingCounters& s = serving_counters;
+  NodeCounters& r = reported;
+  r = counters;
+  r.handoffs_received += s.handoffs_received;
+  r.refused += s.refused;
+  r.translated += s.translated_in + s.translated_out;
+  r.held += s.held;
+  r.held_dropped += s.held_dropped;
+  r.synacks_dropped += s.synacks_dropped;
+  r.terminations_sent += s.terminations_sent;
+  r.control_errors += s.control_errors;
+  r.dropped_malformed += s.dropped_malformed;
+  r.blind_rejected += s.blind_rejected;
+  r.timeouts += s.timeouts;
+  r.io_errors += s.io_errors;
+  r.freed += s.freed;
+  r.active = origins.size() + carrier.active();
+  r.backends_down = health.down_count();
+  r.backend_transitions = health.transitions();
+  return r;
 }
 
 // ======================= control messages ====================================
@@ -106,7 +151,7 @@ void NodeEngine::Impl::on_message(net::Ipv4Addr from, const control::Message& me
       [&](const auto& m) {
         using T = std::decay_t<decltype(m)>;
         if constexpr (std::is_same_v<T, control::HandoffRequest>) {
-          take_handoff(from, m);
+          serving.take_request(from, m);
         } else if constexpr (std::is_same_v<T, control::HandoffAck>) {
           on_ack(from, m);
         } else if constexpr (std::is_same_v<T, control::HandoffRefuse>) {
@@ -134,9 +179,9 @@ void NodeEngine::Impl::on_packet(const io::QueuedPacket& qp) {
   if (pkt.dst_addr() == cfg.vip.addr && pkt.dst_port() == port) {
     on_vip_packet(qp, pkt);
   } else if (pkt.dst_addr() == cfg.node && pkt.dst_port() == port) {
-    on_node_inbound(qp, pkt);
+    serving.on_packet(qp, pkt, true, verdicts);
   } else if (pkt.src_addr() == cfg.node && pkt.src_port() == port) {
-    on_node_outbound(qp, pkt);
+    serving.on_packet(qp, pkt, false, verdicts);
   } else if (rare() && pkt.src_addr() == cfg.vip.addr && pkt.src_port() == port &&
              pkt.has_flags(SYN | ACK)) {
     on_kernel_vip_synack(qp, pkt);
@@ -159,18 +204,7 @@ void NodeEngine::Impl::on_timer() {
           if (it->second.state != Origin::State::Reset) ++counters.timeouts;  // a reset's linger is over
           free_origin(it);
         });
-  sweep(servings,
-        [&](const Serving& s) {
-          return s.expired(now, cfg.handshake_timeout_ms, cfg.idle_timeout_ms, cfg.linger_ms);
-        },
-        [&](ServingIt it) {
-          Serving& s = it->second;
-          if (s.state != Serving::State::Closed) {
-            ++counters.timeouts;
-            terminate(s, control::TerminationReason::kTimeout);
-          }
-          free_serving(it);
-        });
+  carrier.on_timer(now);
 }
 
 void NodeCounters::visit(const CounterVisitor& v) const {
@@ -230,11 +264,6 @@ void NodeEngine::on_message(net::Ipv4Addr from, const control::Message& message)
 }
 void NodeEngine::on_peer_lost(net::Ipv4Addr peer) { impl_->on_peer_lost(peer); }
 void NodeEngine::on_timer() { impl_->on_timer(); }
-const NodeCounters& NodeEngine::counters() const {
-  impl_->counters.active = impl_->origins.size() + impl_->servings.size();
-  impl_->counters.backends_down = impl_->health.down_count();
-  impl_->counters.backend_transitions = impl_->health.transitions();
-  return impl_->counters;
-}
+const NodeCounters& NodeEngine::counters() const { return impl_->report(); }
 
 }  // namespace hl::engine

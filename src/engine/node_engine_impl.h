@@ -1,8 +1,9 @@
 // NodeEngine::Impl, private to the engine's sources: the state of one node of the
 // always or rare design. Its origin part (client connections this node accepted)
-// is in node_origin.cpp, its serving part (handed-off connections its kernel
-// serves) in node_serving.cpp, and the control messages, packet demultiplexing
-// and timers that join them in node_engine.cpp.
+// is in node_origin.cpp, its serving part is the shared ServingSide
+// (serving_side.h: control-channel intake, translation carrier, ControlLink),
+// and the control messages, packet demultiplexing and timers that join them are
+// in node_engine.cpp.
 #pragma once
 
 #include <cstdint>
@@ -21,8 +22,10 @@
 #include "engine/fast_mapper.h"
 #include "engine/health.h"
 #include "engine/node_engine.h"
+#include "engine/origin_link.h"
+#include "engine/serving_side.h"
+#include "engine/translation_carrier.h"
 #include "io/packet_hold.h"
-#include "tcp/serving.h"
 #include "tcp/syn_cookie.h"
 #include "io/packet_io.h"
 #include "net/tcp_packet.h"
@@ -57,20 +60,13 @@ struct NodeEngine::Impl {
     explicit Origin(const http::Limits& limits) : request(limits) {}
   };
 
-  // A handed-off connection this node serves (its own address side); FIN and
-  // RST go straight to the client, a Termination to the origin.
-  struct Serving : tcp::ServingConn {
-    using tcp::ServingConn::ServingConn;
-    net::Ipv4Addr origin;
-    control::HandoffRequest request;  // kept until the request is injected
-  };
-
   using OriginIt = std::unordered_map<uint64_t, Origin>::iterator;
-  using ServingIt = std::unordered_map<uint64_t, Serving>::iterator;
 
   NodeConfig cfg;
   std::unique_ptr<dispatch::Dispatcher> dispatcher;
-  NodeCounters counters;
+  NodeCounters counters;   // the origin part's and the engine's own
+  ServingCounters serving_counters;  // the serving part's
+  NodeCounters reported;   // both, as counters() reports them
   io::CheckedVerdicts verdicts;
   io::CheckedSender raw;
   tcp::HandshakeSender answer;  // always: the emulated handshake; both: RSTs to clients
@@ -81,10 +77,13 @@ struct NodeEngine::Impl {
   tcp::SynCookies cookies;  // after rng: keyed from it
   std::unordered_map<uint64_t, Origin> origins;
   size_t half_open = 0;  // origins in SYN-RECEIVED
-  std::unordered_map<uint64_t, Serving> servings;
   dispatch::DispatchContext dctx;
   HealthTracker health;  // of the peers, indexed like cfg.node_addrs (this node: always alive)
   FastMapper fast;  // of connections handed to another node; disabled: every packet through here
+  // The serving part: handed-off connections this node's kernel serves.
+  ControlLink link;
+  TranslationCarrier carrier;
+  ServingSide serving;
 
   Impl(NodeConfig c, std::unique_ptr<dispatch::Dispatcher> d, io::Verdicts& v, io::PacketSender& r,
        control::MessageSender& m, Clock k, io::FastPath* f);
@@ -108,10 +107,13 @@ struct NodeEngine::Impl {
     o.state = Origin::State::AwaitRequest;
     --half_open;
   }
-  void free_serving(ServingIt it) { free_state(servings, it); }
 
   // --- node_engine.cpp: control messages, packets, timers ---------------------
   void send_message(net::Ipv4Addr to, const control::Message& m);
+  // The serving part's message to the origin at `to`: sent, or handled here if `to` is this node.
+  void to_origin(net::Ipv4Addr to, const control::Message& m);
+  // Sums the parts' counters into `reported`.
+  const NodeCounters& report();
   void on_ack(net::Ipv4Addr from, const control::HandoffAck& ack);
   void on_refuse(net::Ipv4Addr from, const control::HandoffRefuse& m);
   void on_termination(net::Ipv4Addr from, const control::Termination& m);
@@ -159,21 +161,6 @@ struct NodeEngine::Impl {
   // Whether `o` is expired at `now`; if so, what its end needs (RST, release) is done.
   bool origin_expired(Origin& o, uint64_t now);
 
-  // --- node_serving.cpp -----------------------------------------------------
-  void terminate(Serving& s, control::TerminationReason reason);
-  void refuse(net::Ipv4Addr to, net::Endpoint client, control::RefuseReason reason);
-  void ack_origin(const Serving& s);
-  // A handoff request (from another node, or this node's own origin part).
-  void take_handoff(net::Ipv4Addr from, control::HandoffRequest req);
-  // The kernel's SYN/ACK of an injected SYN: learn b, inject the request.
-  void on_injected_synack(const io::QueuedPacket& qp, const net::TcpPacket& pkt, Serving& s);
-  // The handshake's ACK and the buffered request, in the back-end's numbers.
-  void inject_request(Serving& s, const net::TcpPacket& synack);
-  void translate_in(uint32_t id, net::TcpPacket& pkt, net::ChecksumState state, Serving& s);
-  // A forwarded client packet (dst = this node) of a serving connection.
-  void on_node_inbound(const io::QueuedPacket& qp, net::TcpPacket& pkt);
-  // The kernel's segment from node:port to a client.
-  void on_node_outbound(const io::QueuedPacket& qp, net::TcpPacket& pkt);
 };
 
 }  // namespace hl::engine

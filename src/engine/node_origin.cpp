@@ -195,7 +195,7 @@ bool NodeEngine::Impl::dispatch_request(OriginIt it) {
   control::HandoffRequest req = make_request(o);
   o.request.release();
   if (o.local_target) {
-    take_handoff(cfg.node, std::move(req));
+    serving.take_request(cfg.node, std::move(req));
   } else {
     send_message(o.target, req);
   }
@@ -233,13 +233,7 @@ void NodeEngine::Impl::release_held(Origin& o) {
 
 void NodeEngine::Impl::forward(const io::QueuedPacket& qp, net::TcpPacket& pkt, Origin& o) {
   if (o.local_target) {
-    // Rewrite and translate in one verdict: the serving state does both.
-    auto s = servings.find(conn_key(o.hs.client));
-    if (s == servings.end() || !s->second.translator) {
-      verdicts.drop(qp.id);  // the client retransmits
-      return;
-    }
-    translate_in(qp.id, pkt, io::checksum_state(qp.checksum_partial), s->second);
+    carrier.from_local_origin(qp, pkt);  // rewritten and carried in one verdict
     return;
   }
   if (o.state == Origin::State::Forwarding) fast.on_forwarded(o.fast, pkt, o.hs.client, o.target, clock());
