@@ -133,7 +133,6 @@ class FrontendEngine {
   const FrontendCounters& counters() const;
 
  private:
-  struct Conn;
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

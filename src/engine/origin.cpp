@@ -27,7 +27,7 @@ Origin::Origin(OriginConfig config, std::unique_ptr<dispatch::Dispatcher> dispat
     : cfg_(std::move(config)), dispatcher_(std::move(dispatcher)), verdicts_(verdicts, counters_.io_errors),
       raw_(raw, counters_.io_errors), answer_(cfg_.vip, cfg_.syn_window, raw_, counters_.resets_sent),
       hold_(verdicts_, cfg_.max_held, counters_.held, counters_.held_dropped), transport_(transport),
-      local_(local), clock_(std::move(clock)), rng_(cfg_.seed != 0 ? cfg_.seed : std::random_device{}()),
+      in_band_(transport.in_band()), kernel_(cfg_.handshake == Handshake::kKernel), local_(local), clock_(std::move(clock)), rng_(cfg_.seed != 0 ? cfg_.seed : std::random_device{}()),
       cookies_(rng_), health_(cfg_.targets.size(), cfg_.dead_ms, clock_()),
       fast_(fast_path, counters_.fast_path_adds, counters_.fast_path_removes) {
   dctx_.active.assign(cfg_.targets.size(), 0);
@@ -68,15 +68,17 @@ bool Origin::is_target(net::Ipv4Addr addr) const {
 
 void Origin::on_vip_packet(const io::QueuedPacket& qp, net::TcpPacket& pkt) {
   const net::Endpoint client{pkt.src_addr(), pkt.src_port()};
-  if (cfg_.check_consumed && pkt.has_flags(SYN) &&
-      ((pkt.flags() & (FIN | RST)) != 0 || (!pkt.has_flags(ACK) && !qp.checksum_partial && !pkt.tcp_checksum_ok()))) {
-    verdicts_.drop(qp.id);  // SYN+FIN, SYN+RST: no TCP sends these; or a corrupt SYN
-    ++counters_.dropped_malformed;
-    return;
-  }
-  if (pkt.has_flags(SYN) && !pkt.has_flags(ACK)) {
-    on_syn(qp, pkt, client);
-    return;
+  if (pkt.has_flags(SYN)) {
+    if (cfg_.check_consumed && ((pkt.flags() & (FIN | RST)) != 0 ||
+                                (!pkt.has_flags(ACK) && !qp.checksum_partial && !pkt.tcp_checksum_ok()))) {
+      verdicts_.drop(qp.id);  // SYN+FIN, SYN+RST: no TCP sends these; or a corrupt SYN
+      ++counters_.dropped_malformed;
+      return;
+    }
+    if (!pkt.has_flags(ACK)) {
+      on_syn(qp, pkt, client);
+      return;
+    }
   }
   auto it = conns_.find(conn_key(client));
   if (it != conns_.end()) {
@@ -125,7 +127,7 @@ void Origin::on_syn(const io::QueuedPacket& qp, const net::TcpPacket& pkt, const
       return;
     }
     if (old.state == State::HandoffSent || old.state == State::Forwarding ||
-        (transport_.in_band() && old.state == State::Reset)) {
+        (in_band_ && old.state == State::Reset)) {
       verdicts_.drop(qp.id);  // a new ISN mid-connection: blind (RFC 5961 §4), state kept
       ++counters_.blind_rejected;
       return;
@@ -206,7 +208,7 @@ void Origin::on_kernel_synack(const io::QueuedPacket& qp, const net::TcpPacket& 
 
 bool Origin::accept_rst(const io::QueuedPacket& qp, net::TcpPacket& pkt, OriginConn& conn) {
   const bool consumed = conn.state == State::SynReceived || conn.state == State::AwaitRequest;
-  if (!consumed && !transport_.in_band()) return true;  // the serving node judges it
+  if (!consumed && !in_band_) return true;  // the serving node judges it
   const tcp::RstCheck check =
       tcp::check_rst(SeqNum(pkt.seq()), conn.hs.rcv_nxt, int64_t{cfg_.rst_window} << conn.hs.server_wscale);
   if (check == tcp::RstCheck::kExact) return true;
@@ -274,7 +276,7 @@ void Origin::on_segment(const io::QueuedPacket& qp, net::TcpPacket& pkt, ConnIt 
       on_request_segment(qp, pkt, it);
       return;
     case State::HandoffSent:
-      if (!transport_.in_band()) {
+      if (!in_band_) {
         tcp::advance_contiguous(conn.hs.rcv_nxt, pkt);
         verdicts_.drop(qp.id);  // retransmitted until the serving node has the connection
         return;
@@ -289,17 +291,31 @@ void Origin::on_segment(const io::QueuedPacket& qp, net::TcpPacket& pkt, ConnIt 
     case State::Closed:
       // Track the client's next sequence number (contiguous data only) for accept_rst and resets.
       tcp::advance_contiguous(conn.hs.rcv_nxt, pkt);
-      if (transport_.in_band()) {
+      if (in_band_) {
         conn.close_tracker.on_client(pkt);
         if (closed_both_ways(conn)) close_conn(conn);
       }
       forward(qp, pkt, conn);
-      if (transport_.in_band() && pkt.has_flags(RST)) close_conn(conn);
+      if (in_band_ && pkt.has_flags(RST)) close_conn(conn);
       return;
     case State::Reset:  // handled by on_reset_segment above
       verdicts_.drop(qp.id);
       return;
   }
+}
+
+// Inline, in the same source as its callers: the per-packet path (BM_FrontendForwardAtScale).
+inline void Origin::forward(const io::QueuedPacket& qp, net::TcpPacket& pkt, OriginConn& conn) {
+  if (conn.local_target) {
+    local_->from_local_origin(qp, pkt);  // rewritten and carried in one verdict
+    return;
+  }
+  if (conn.state == State::Forwarding) fast_.on_forwarded(conn.fast, pkt, conn.hs.client, conn.target, clock_());
+  pkt.set_dst_addr(conn.target);
+  if (qp.checksum_partial) pkt.tcp_checksum_full();
+  verdicts_.accept_modified(qp.id, pkt.bytes);
+  ++counters_.forwarded_packets;
+  counters_.forwarded_bytes += pkt.bytes.size();
 }
 
 void Origin::release_held(OriginConn& conn) {

@@ -4,8 +4,9 @@
 // dispatches, hands the connection off through a HandoffTransport
 // (handoff_transport.h), forwards the client's packets (with the kernel fast
 // path), resets the clients of a dead serving node, and frees what times out.
-// Sources: origin.cpp (accepting and the request), origin_forward.cpp (after the
-// handoff: forwarding, the origin's messages, health, resets, timers).
+// Sources: origin.cpp (accepting, the request, the per-packet path incl.
+// forwarding), origin_forward.cpp (after the handoff: the serving nodes'
+// messages, health, resets, timers).
 #pragma once
 
 #include <cstdint>
@@ -182,7 +183,7 @@ class Origin {
   const HealthTracker& health() const { return health_; }
 
  private:
-  bool kernel() const { return cfg_.handshake == Handshake::kKernel; }
+  bool kernel() const { return kernel_; }
   bool counts_half_open(OriginConn::State s) const;
   void set_state(OriginConn& conn, OriginConn::State next);
   void free_conn(ConnIt it);
@@ -208,10 +209,18 @@ class Origin {
   void release_held(OriginConn& conn);
   // Kernel: RSTs the local socket of a connection not served here; drops its held segments.
   void drop_local_socket(OriginConn& conn);
+  // The client's packet to the serving node (rewritten), or to the local carrier.
+  void forward(const io::QueuedPacket& qp, net::TcpPacket& pkt, OriginConn& conn);
 
   // origin_forward.cpp.
-  static bool closed_both_ways(const OriginConn& conn);
-  void forward(const io::QueuedPacket& qp, net::TcpPacket& pkt, OriginConn& conn);
+  // In band: whether the connection is over. With the fast path the client's
+  // last pure ACK (of the server's FIN, when the client closed first) never comes
+  // here: both FINs are then enough, and the linger covers the rest.
+  static bool closed_both_ways(const OriginConn& conn) {
+    const tcp::CloseTracker& t = conn.close_tracker;
+    return t.done() || (conn.fast.mapped && t.client_fin && t.server_fin);
+  }
+  // A client segment of a connection in Reset: dropped; an ACK elsewhere gets a RST there.
   void on_reset_segment(const io::QueuedPacket& qp, const net::TcpPacket& pkt, ConnIt it);
   void peer_died(size_t id);
   void on_health_change(size_t id, HealthTracker::Change change, const std::string& why);
@@ -228,6 +237,8 @@ class Origin {
   tcp::HandshakeSender answer_;
   io::PacketHold hold_;
   HandoffTransport& transport_;
+  const bool in_band_;  // transport_.in_band(), asked once (it never changes)
+  const bool kernel_;   // the kernel's handshake
   Carrier* local_;
   Clock clock_;
   std::mt19937_64 rng_;

@@ -1,6 +1,6 @@
-// Origin (origin.h) after the handoff: forwarding the client's packets, the
-// serving nodes' messages (ack, refusal, termination, relayed FIN/RST), their
-// health and the resets of a dead one's clients, and the timers.
+// Origin (origin.h) after the handoff: the serving nodes' messages (ack,
+// refusal, termination, relayed FIN/RST), their health and the resets of a dead
+// one's clients, and the timers.
 #include <string>
 
 #include "engine/conn_key.h"
@@ -16,34 +16,13 @@ using net::tcp_flag::RST;
 using tcp::SeqNum;
 using State = OriginConn::State;
 
-// With the fast path the client's last pure ACK (of the server's FIN, when the
-// client closed first) never comes here: both FINs are then enough, and the
-// linger covers the rest.
-bool Origin::closed_both_ways(const OriginConn& conn) {
-  const tcp::CloseTracker& t = conn.close_tracker;
-  return t.done() || (conn.fast.mapped && t.client_fin && t.server_fin);
-}
-
-void Origin::forward(const io::QueuedPacket& qp, net::TcpPacket& pkt, OriginConn& conn) {
-  if (conn.local_target) {
-    local_->from_local_origin(qp, pkt);  // rewritten and carried in one verdict
-    return;
-  }
-  if (conn.state == State::Forwarding) fast_.on_forwarded(conn.fast, pkt, conn.hs.client, conn.target, clock_());
-  pkt.set_dst_addr(conn.target);
-  if (qp.checksum_partial) pkt.tcp_checksum_full();
-  verdicts_.accept_modified(qp.id, pkt.bytes);
-  ++counters_.forwarded_packets;
-  counters_.forwarded_bytes += pkt.bytes.size();
-}
-
 // --- the serving nodes' messages ----------------------------------------------
 
 void Origin::on_handoff_ack(net::Ipv4Addr from, const control::HandoffAck& ack) {
   auto it = conns_.find(conn_key(ack.client));
   // In band the front-end takes an ack of any back-end it knows (the engine checked).
-  if (it == conns_.end() || (!transport_.in_band() && it->second.target != from)) {
-    if (!transport_.in_band()) ++counters_.control_errors;
+  if (it == conns_.end() || (!in_band_ && it->second.target != from)) {
+    if (!in_band_) ++counters_.control_errors;
     return;
   }
   OriginConn& conn = it->second;
@@ -68,7 +47,7 @@ void Origin::on_refuse(net::Ipv4Addr from, const control::HandoffRefuse& refuse)
 void Origin::on_termination(net::Ipv4Addr from, const control::Termination& t) {
   auto it = conns_.find(conn_key(t.client));
   if (it == conns_.end()) {
-    if (!transport_.in_band()) ++counters_.control_errors;  // in band: gone already
+    if (!in_band_) ++counters_.control_errors;  // in band: gone already
     return;
   }
   OriginConn& conn = it->second;
@@ -76,7 +55,7 @@ void Origin::on_termination(net::Ipv4Addr from, const control::Termination& t) {
     ++counters_.control_errors;
     return;
   }
-  if (transport_.in_band()) {
+  if (in_band_) {
     // The back-end saw the client reset the connection at exactly its next
     // sequence number (which this origin may not know: the fast path carried the
     // client's data). The state lingers.
