@@ -177,25 +177,38 @@ class Origin {
   // Timeouts, linger expiry, peers whose health signal stopped.
   void on_timer();
 
+  // Whether `addr` is one of the serving nodes.
   bool is_target(net::Ipv4Addr addr) const;
   const OriginCounters& counters() const { return counters_; }
+  // Connection states held now.
   size_t active() const { return conns_.size(); }
+  // The serving nodes' health (gauges for the engines' counters).
   const HealthTracker& health() const { return health_; }
 
  private:
   bool kernel() const { return kernel_; }
+  // Whether a connection in state `s` counts against max_half_open.
   bool counts_half_open(OriginConn::State s) const;
+  // Moves `conn` to `next`, keeping the half-open count.
   void set_state(OriginConn& conn, OriginConn::State next);
+  // Frees the state at `it`: its fast-path mapping, held packets and half-open count go too.
   void free_conn(ConnIt it);
+  // In band: the connection is over; it lingers (linger_ms) for retransmissions.
   void close_conn(OriginConn& conn);
 
   // origin.cpp: accepting and the request.
+  // A client SYN: a new state (answered, or left to the kernel), a retransmission,
+  // a blind SYN (RFC 5961 §4), or a SYN cookie when the table is full.
   void on_syn(const io::QueuedPacket& qp, const net::TcpPacket& pkt, const net::Endpoint& client);
+  // Emulated: answers `syn` with a SYN cookie (no state).
   void send_cookie(const net::TcpPacket& syn);
+  // Emulated: an ACK of no state that may complete a cookie handshake; true if handled.
   bool take_cookie_ack(const io::QueuedPacket& qp, net::TcpPacket& pkt, const net::Endpoint& client);
+  // Whether a RST may answer one more unknown segment in the second of `now` (ms).
   bool unknown_rst_allowed(uint64_t now);
   // RFC 5961 §3.2: whether a RST is acceptable; otherwise the packet was handled.
   bool accept_rst(const io::QueuedPacket& qp, net::TcpPacket& pkt, OriginConn& conn);
+  // A client segment (no SYN) of a known connection, in any state.
   void on_segment(const io::QueuedPacket& qp, net::TcpPacket& pkt, ConnIt it);
   // A segment while the request is read. Emulated: its verdict is given already;
   // kernel: this function gives it (hold data, accept the rest).
@@ -206,6 +219,7 @@ class Origin {
   std::optional<dispatch::BackendId> choose(const OriginConn& conn);
   // The whole head is in: hand off (or, kernel + local, release). False if freed.
   bool dispatch_request(ConnIt it);
+  // Kernel: gives the held request segments to the kernel.
   void release_held(OriginConn& conn);
   // Kernel: RSTs the local socket of a connection not served here; drops its held segments.
   void drop_local_socket(OriginConn& conn);
@@ -222,8 +236,11 @@ class Origin {
   }
   // A client segment of a connection in Reset: dropped; an ACK elsewhere gets a RST there.
   void on_reset_segment(const io::QueuedPacket& qp, const net::TcpPacket& pkt, ConnIt it);
+  // Peer `id` died: its clients are reset (client_reset.h).
   void peer_died(size_t id);
+  // Logs a health transition of peer `id` (`why` it went down) and acts on a death.
   void on_health_change(size_t id, HealthTracker::Change change, const std::string& why);
+  // Whether `conn` is expired at `now`; if so, what its end needs (RST, release) is done.
   bool expired(OriginConn& conn, uint64_t now);
   void log(const std::string& line) const {
     if (cfg_.log) cfg_.log(line);

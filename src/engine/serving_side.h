@@ -141,8 +141,6 @@ class ServingSide {
   // A packet to or from this node's port: carried, or accepted untouched (passthrough).
   void on_packet(const io::QueuedPacket& qp, net::TcpPacket& pkt, bool to_node, io::CheckedVerdicts& verdicts);
 
-  Carrier& carrier() { return carrier_; }
-
  private:
   Carrier& carrier_;
   OriginLink& link_;
