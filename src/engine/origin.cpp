@@ -27,8 +27,8 @@ Origin::Origin(OriginConfig config, std::unique_ptr<dispatch::Dispatcher> dispat
     : cfg_(std::move(config)), dispatcher_(std::move(dispatcher)), verdicts_(verdicts, counters_.io_errors),
       raw_(raw, counters_.io_errors), answer_(cfg_.vip, cfg_.syn_window, raw_, counters_.resets_sent),
       hold_(verdicts_, cfg_.max_held, counters_.held, counters_.held_dropped), transport_(transport),
-      in_band_(transport.in_band()), kernel_(cfg_.handshake == Handshake::kKernel), local_(local), clock_(std::move(clock)), rng_(cfg_.seed != 0 ? cfg_.seed : std::random_device{}()),
-      cookies_(rng_), health_(cfg_.targets.size(), cfg_.dead_ms, clock_()),
+      in_band_(transport.in_band()), kernel_(cfg_.handshake == Handshake::kKernel), local_(local),
+      clock_(std::move(clock)), rng_(cfg_.seed != 0 ? cfg_.seed : std::random_device{}()), cookies_(rng_), health_(cfg_.targets.size(), cfg_.dead_ms, clock_()),
       fast_(fast_path, counters_.fast_path_adds, counters_.fast_path_removes) {
   dctx_.active.assign(cfg_.targets.size(), 0);
 }
