@@ -23,7 +23,7 @@ bool ServingSide::take_replayed_syn(const io::QueuedPacket& qp, net::TcpPacket& 
   }
   HandIn in;
   in.client = client;
-  in.origin = vip_.addr;  // unused: the frontend link has one origin
+  // in.origin stays unset: in band the link (RelayLink) knows its one front-end.
   in.syn.client_isn = tcp::SeqNum(pkt.seq());
   in.syn.frontend_isn = tcp::SeqNum(opt->frontend_isn);
   in.syn.client_wscale = pkt.options.wscale;

@@ -25,7 +25,8 @@ namespace hl::engine {
 // it sent it, both ISNs (c, f) and, over the control channel, the request.
 struct HandIn {
   net::Endpoint client;
-  net::Ipv4Addr origin;        // where its acknowledgement and end are reported
+  net::Ipv4Addr origin;        // where its acknowledgement and end are reported (in band:
+                               //   unset, the link knows its one front-end)
   tcp::SynReplay syn;          // c, f, the shifts and the TS base the client got
   net::SynOptions client_syn;  // the options of the client's SYN
   uint16_t syn_window = 0;     // the window field of the client's SYN
