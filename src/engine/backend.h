@@ -1,7 +1,9 @@
 // BackendEngine: the back-end's BTCP (seeds 000/001): it lets the unmodified kernel
 // accept a replayed SYN, learns the kernel's ISN from its SYN/ACK, translates every
 // segment of the handed-off connection both ways, and sends responses straight to
-// the client; FIN and RST go back to the front-end, which relays them.
+// the client; FIN and RST go back to the front-end, which relays them. Built from
+// the shared serving side (serving_side.h): the in-band intake, the translation
+// carrier and the relay link (origin_link.h).
 #pragma once
 
 #include <cstdint>

@@ -1,6 +1,7 @@
 // FrontendEngine: the dedicated front-end's BTCP and BIP (seeds 000/001): it answers
 // the client's handshake itself, reads the request, hands the connection to the
 // back-end that owns the content by replaying the SYN, then forwards the client's packets.
+// Built from the shared origin (origin.h) with the in-band transport (handoff_transport.h).
 #pragma once
 
 #include <cstdint>
@@ -133,7 +134,6 @@ class FrontendEngine {
   const FrontendCounters& counters() const;
 
  private:
-  struct Conn;
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

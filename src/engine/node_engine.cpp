@@ -1,29 +1,75 @@
+// NodeEngine: the always/rare node's parts joined (node_engine_impl.h).
 #include "engine/node_engine.h"
 
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <variant>
 
-#include "engine/conn_key.h"
 #include "engine/node_engine_impl.h"
-#include "engine/sweep.h"
 
 namespace hl::engine {
 
 using net::tcp_flag::ACK;
 using net::tcp_flag::SYN;
 
-NodeEngine::Impl::Impl(NodeConfig c, std::unique_ptr<dispatch::Dispatcher> d, io::Verdicts& v,
-                       io::PacketSender& r, control::MessageSender& m, Clock k, io::FastPath* f)
-    : cfg(std::move(c)), dispatcher(std::move(d)), verdicts(v, counters.io_errors), raw(r, counters.io_errors),
-      answer(cfg.vip, cfg.syn_window, raw, counters.resets_sent),
-      hold(verdicts, cfg.max_held, counters.held, counters.held_dropped), messages(m), clock(std::move(k)),
-      rng(cfg.seed != 0 ? cfg.seed : std::random_device{}()), cookies(rng),
-      health(cfg.node_addrs.size(), cfg.peer_dead_ms, clock()),
-      fast(f, counters.fast_path_adds, counters.fast_path_removes) {
-  dctx.active.assign(cfg.node_addrs.size(), 0);
+namespace {
+
+OriginConfig origin_config(const NodeConfig& c) {
+  OriginConfig o;
+  o.handshake = c.mode == NodeMode::kRare ? Handshake::kKernel : Handshake::kEmulated;
+  o.vip = c.vip;
+  o.targets = c.node_addrs;
+  o.self = c.node;
+  o.peer_noun = "node";
+  o.health_signal = "keepalive";
+  o.mss = c.mss;
+  o.wscale = c.wscale;
+  o.syn_window = c.syn_window;
+  o.rst_window = 0xffff;  // the largest unscaled window
+  o.local_mark = c.local_mark;
+  o.handoff_timeout_ms = c.handoff_timeout_ms;
+  o.linger_ms = c.linger_ms;
+  o.handshake_timeout_ms = c.handshake_timeout_ms;
+  o.request_timeout_ms = c.request_timeout_ms;
+  o.idle_timeout_ms = c.idle_timeout_ms;
+  o.reset_linger_ms = c.reset_linger_ms;
+  o.dead_ms = c.peer_dead_ms;
+  o.max_connections = c.max_connections;
+  o.max_half_open = c.max_half_open;
+  o.max_held = c.max_held;
+  o.syn_cookies = c.syn_cookies;
+  o.http_limits = c.http_limits;
+  o.seed = c.seed;
+  o.log = c.log;
+  return o;
 }
+
+}  // namespace
+
+NodeEngine::Impl::Impl(NodeConfig c, std::unique_ptr<dispatch::Dispatcher> d, io::Verdicts& v, io::PacketSender& r,
+                       control::MessageSender& m, Clock k, io::FastPath* f)
+    : cfg(std::move(c)), verdicts(v, counters.io_errors), messages(m), clock(std::move(k)),
+      link([this](net::Ipv4Addr to, const control::Message& msg) { to_origin(to, msg); }, serving_counters),
+      carrier(TranslationConfig{.vip = cfg.vip,
+                                .node = {cfg.node, cfg.vip.port},
+                                .linger_ms = cfg.linger_ms,
+                                .handshake_timeout_ms = cfg.handshake_timeout_ms,
+                                .idle_timeout_ms = cfg.idle_timeout_ms,
+                                .max_connections = cfg.max_connections,
+                                .max_held = cfg.max_held},
+              v, &r, link, serving_counters, clock),
+      serving(carrier, link, serving_counters, cfg.vip),
+      transport(cfg.node, cfg.vip.port,
+                [this](net::Ipv4Addr to, control::HandoffRequest req) {
+                  if (to == cfg.node) {
+                    serving.take_request(cfg.node, std::move(req));
+                  } else {
+                    send_message(to, req);
+                  }
+                }),
+      origin(origin_config(cfg), std::move(d), v, r, transport, clock, f, &carrier) {}
 
 void NodeEngine::Impl::send_message(net::Ipv4Addr to, const control::Message& m) {
   if (messages.send(to, m)) {
@@ -33,72 +79,21 @@ void NodeEngine::Impl::send_message(net::Ipv4Addr to, const control::Message& m)
   }
 }
 
-// ======================= control messages ====================================
-
-void NodeEngine::Impl::on_ack(net::Ipv4Addr from, const control::HandoffAck& ack) {
-  auto it = origins.find(conn_key(ack.client));
-  if (it == origins.end() || it->second.target != from) {
-    ++counters.control_errors;
-    return;
-  }
-  if (it->second.state == Origin::State::HandoffSent) {
-    it->second.state = Origin::State::Forwarding;
-    ++counters.handoff_acks;
-  }
-}
-
-void NodeEngine::Impl::on_refuse(net::Ipv4Addr from, const control::HandoffRefuse& m) {
-  auto it = origins.find(conn_key(m.client));
-  if (it == origins.end() || it->second.target != from) {
-    ++counters.control_errors;
-    return;
-  }
-  if (from != cfg.node) ++counters.refused;
-  answer.rst(it->second.hs);
-  free_origin(it);
-}
-
-void NodeEngine::Impl::on_termination(net::Ipv4Addr from, const control::Termination& m) {
-  auto it = origins.find(conn_key(m.client));
-  if (it == origins.end() || it->second.target != from) {
-    ++counters.control_errors;
-    return;
-  }
-  ++counters.terminations_received;
-  free_origin(it);
-}
-
-// ======================= peer health =========================================
-
-void NodeEngine::Impl::on_health_change(size_t id, HealthTracker::Change change, const std::string& why) {
-  const std::string name = "node " + cfg.node_addrs[id].to_string();
-  if (change == HealthTracker::Change::kUp) {
-    log(name + " is up again");
-  } else if (change == HealthTracker::Change::kDown) {
-    log(name + ": " + why);
-    peer_died(id);
-  }
-}
-
-void NodeEngine::Impl::on_heartbeat(net::Ipv4Addr from, const control::Keepalive& ka) {
-  ++counters.heartbeats;
-  for (size_t id = 0; id < cfg.node_addrs.size(); ++id) {
-    if (cfg.node_addrs[id] != from || from == cfg.node) continue;
-    on_health_change(id, health.on_heartbeat(id, ka.healthy, clock()), "reports its web server down");
-  }
-}
-
-void NodeEngine::Impl::on_peer_lost(net::Ipv4Addr peer) {
-  for (size_t id = 0; id < cfg.node_addrs.size(); ++id) {
-    if (cfg.node_addrs[id] != peer || peer == cfg.node) continue;
-    // Down as if it had said "unhealthy": its next keepalive (a new connection) revives it.
-    on_health_change(id, health.on_heartbeat(id, false, clock()), "its control channel closed");
+void NodeEngine::Impl::to_origin(net::Ipv4Addr to, const control::Message& m) {
+  if (to != cfg.node) {
+    send_message(to, m);
+  } else if (const auto* ack = std::get_if<control::HandoffAck>(&m)) {
+    origin.on_handoff_ack(cfg.node, *ack);
+  } else if (const auto* refuse = std::get_if<control::HandoffRefuse>(&m)) {
+    origin.on_refuse(cfg.node, *refuse);
+  } else if (const auto* t = std::get_if<control::Termination>(&m)) {
+    origin.on_termination(cfg.node, *t);
   }
 }
 
 void NodeEngine::Impl::on_message(net::Ipv4Addr from, const control::Message& message) {
   if (const auto* ka = std::get_if<control::Keepalive>(&message)) {
-    on_heartbeat(from, *ka);  // the channel's keepalives: the health signal, not "handled" messages
+    origin.on_heartbeat(from, *ka);  // the channel's keepalives: the health signal, not "handled" messages
     return;
   }
   ++counters.control_received;
@@ -106,21 +101,19 @@ void NodeEngine::Impl::on_message(net::Ipv4Addr from, const control::Message& me
       [&](const auto& m) {
         using T = std::decay_t<decltype(m)>;
         if constexpr (std::is_same_v<T, control::HandoffRequest>) {
-          take_handoff(from, m);
+          serving.take_request(from, m);
         } else if constexpr (std::is_same_v<T, control::HandoffAck>) {
-          on_ack(from, m);
+          origin.on_handoff_ack(from, m);
         } else if constexpr (std::is_same_v<T, control::HandoffRefuse>) {
-          on_refuse(from, m);
+          origin.on_refuse(from, m);
         } else if constexpr (std::is_same_v<T, control::Termination>) {
-          on_termination(from, m);
+          origin.on_termination(from, m);
         } else {
           ++counters.control_errors;  // Relay: the frontend design's, not ours
         }
       },
       message);
 }
-
-// ======================= packets and timers ==================================
 
 void NodeEngine::Impl::on_packet(const io::QueuedPacket& qp) {
   auto parsed = net::parse_tcp_packet(qp.data);
@@ -132,45 +125,66 @@ void NodeEngine::Impl::on_packet(const io::QueuedPacket& qp) {
   net::TcpPacket& pkt = *parsed;
   const uint16_t port = cfg.vip.port;
   if (pkt.dst_addr() == cfg.vip.addr && pkt.dst_port() == port) {
-    on_vip_packet(qp, pkt);
+    origin.on_vip_packet(qp, pkt);
   } else if (pkt.dst_addr() == cfg.node && pkt.dst_port() == port) {
-    on_node_inbound(qp, pkt);
+    serving.on_packet(qp, pkt, true, verdicts);
   } else if (pkt.src_addr() == cfg.node && pkt.src_port() == port) {
-    on_node_outbound(qp, pkt);
-  } else if (rare() && pkt.src_addr() == cfg.vip.addr && pkt.src_port() == port &&
-             pkt.has_flags(SYN | ACK)) {
-    on_kernel_vip_synack(qp, pkt);
+    serving.on_packet(qp, pkt, false, verdicts);
+  } else if (rare() && pkt.src_addr() == cfg.vip.addr && pkt.src_port() == port && pkt.has_flags(SYN | ACK)) {
+    origin.on_kernel_synack(qp, pkt);
   } else {
     verdicts.accept(qp.id);
   }
 }
 
 void NodeEngine::Impl::on_timer() {
-  const uint64_t now = clock();
-  for (size_t id = 0; id < cfg.node_addrs.size(); ++id) {
-    if (cfg.node_addrs[id] == cfg.node) (void)health.on_heartbeat(id, true, now);  // we never hear ourselves
-  }
-  for (size_t id : health.expire(now)) {
-    on_health_change(id, HealthTracker::Change::kDown,
-                     "no keepalive for " + std::to_string(cfg.peer_dead_ms) + " ms");
-  }
-  sweep(origins, [&](Origin& o) { return origin_expired(o, now); },
-        [&](OriginIt it) {
-          if (it->second.state != Origin::State::Reset) ++counters.timeouts;  // a reset's linger is over
-          free_origin(it);
-        });
-  sweep(servings,
-        [&](const Serving& s) {
-          return s.expired(now, cfg.handshake_timeout_ms, cfg.idle_timeout_ms, cfg.linger_ms);
-        },
-        [&](ServingIt it) {
-          Serving& s = it->second;
-          if (s.state != Serving::State::Closed) {
-            ++counters.timeouts;
-            terminate(s, control::TerminationReason::kTimeout);
-          }
-          free_serving(it);
-        });
+  origin.on_timer();
+  carrier.on_timer(clock());
+}
+
+const NodeCounters& NodeEngine::Impl::report() {
+  const OriginCounters& o = origin.counters();
+  const ServingCounters& s = serving_counters;
+  NodeCounters& r = reported;
+  r = counters;
+  r.syns = o.syns;
+  r.syns_dropped = o.syns_dropped;
+  r.syn_cookies_sent = o.syn_cookies_sent;
+  r.syn_cookies_valid = o.syn_cookies_valid;
+  r.syn_cookies_invalid = o.syn_cookies_invalid;
+  r.handoffs = o.handoffs;
+  r.local = o.local;
+  r.handoffs_received = s.handoffs_received;
+  r.handoff_acks = o.handoff_acks;
+  r.refused = o.refused + s.refused;
+  r.forwarded_packets = o.forwarded_packets;
+  r.fast_path_adds = o.fast_path_adds;
+  r.fast_path_removes = o.fast_path_removes;
+  r.translated = s.translated_in + s.translated_out;
+  r.held = o.held + s.held;
+  r.held_dropped = o.held_dropped + s.held_dropped;
+  r.synacks_dropped = s.synacks_dropped;
+  r.resets_sent = o.resets_sent;
+  r.terminations_sent = s.terminations_sent;
+  r.terminations_received = o.terminations_received;
+  r.control_errors += o.control_errors + s.control_errors;
+  r.dropped_malformed += o.dropped_malformed + s.dropped_malformed;
+  r.blind_rejected = o.blind_rejected + s.blind_rejected;
+  r.challenge_acks = o.challenge_acks;
+  r.http_errors = o.http_errors;
+  r.error_responses = o.error_responses;
+  r.timeouts = o.timeouts + s.timeouts;
+  r.unknown_packets = o.unknown_packets;
+  r.heartbeats = o.heartbeats;
+  r.backends_down = origin.health().down_count();
+  r.backend_transitions = origin.health().transitions();
+  r.resets_backend_down = o.resets_backend_down;
+  r.reset_answers = o.reset_answers;
+  r.unavailable = o.unavailable;
+  r.io_errors += o.io_errors + s.io_errors;
+  r.active = origin.active() + carrier.active();
+  r.freed = o.freed + s.freed;
+  return r;
 }
 
 void NodeCounters::visit(const CounterVisitor& v) const {
@@ -216,11 +230,11 @@ void NodeCounters::visit(const CounterVisitor& v) const {
 }
 
 NodeEngine::NodeEngine(NodeConfig config, std::unique_ptr<dispatch::Dispatcher> dispatcher, io::Verdicts& verdicts,
-                       io::PacketSender& raw, control::MessageSender& messages, Clock clock, io::FastPath* fast_path)
-    : impl_(std::make_unique<Impl>(std::move(config), std::move(dispatcher), verdicts, raw, messages,
-                                   std::move(clock), fast_path)) {
-  if (impl_->cfg.node_addrs.empty()) throw std::invalid_argument("node engine: no nodes");
-  if (!impl_->dispatcher) throw std::invalid_argument("node engine: no dispatcher");
+                       io::PacketSender& raw, control::MessageSender& messages, Clock clock, io::FastPath* fast_path) {
+  if (config.node_addrs.empty()) throw std::invalid_argument("node engine: no nodes");
+  if (!dispatcher) throw std::invalid_argument("node engine: no dispatcher");
+  impl_ = std::make_unique<Impl>(std::move(config), std::move(dispatcher), verdicts, raw, messages, std::move(clock),
+                                 fast_path);
 }
 NodeEngine::~NodeEngine() = default;
 
@@ -228,13 +242,8 @@ void NodeEngine::on_packet(const io::QueuedPacket& packet) { impl_->on_packet(pa
 void NodeEngine::on_message(net::Ipv4Addr from, const control::Message& message) {
   impl_->on_message(from, message);
 }
-void NodeEngine::on_peer_lost(net::Ipv4Addr peer) { impl_->on_peer_lost(peer); }
+void NodeEngine::on_peer_lost(net::Ipv4Addr peer) { impl_->origin.on_peer_lost(peer); }
 void NodeEngine::on_timer() { impl_->on_timer(); }
-const NodeCounters& NodeEngine::counters() const {
-  impl_->counters.active = impl_->origins.size() + impl_->servings.size();
-  impl_->counters.backends_down = impl_->health.down_count();
-  impl_->counters.backend_transitions = impl_->health.transitions();
-  return impl_->counters;
-}
+const NodeCounters& NodeEngine::counters() const { return impl_->report(); }
 
 }  // namespace hl::engine

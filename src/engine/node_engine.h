@@ -11,6 +11,8 @@
 //  - serving part: injects the SYN and request into its own TCP, learns b from the
 //    kernel's SYN/ACK, translates both ways, sends responses (FIN/RST included)
 //    straight to the client and a Termination to the origin when it ends.
+// Built from the shared origin (origin.h) with the control-channel transport and
+// the shared serving side (serving_side.h); see node_engine_impl.h.
 #pragma once
 
 #include <cstdint>

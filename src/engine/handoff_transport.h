@@ -1,0 +1,58 @@
+// The two HandoffTransports of the origin (origin.h): how a handoff travels to
+// the serving node in each design.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+#include "control/message.h"
+#include "engine/origin.h"
+#include "io/checked_io.h"
+#include "io/packet_io.h"
+#include "net/ipv4_addr.h"
+
+namespace hl::engine {
+
+// The frontend design (seeds 000/001): the client's SYN is replayed to the
+// back-end, carrying f, the TS base and the shift in the handoff option
+// (net/handoff_option.h), then the buffered request, both in the client's and the
+// front-end's numbers: the back-end translates (it alone knows both ISNs at once).
+// The request stays buffered until the ack, for resends.
+class InBandTransport final : public HandoffTransport {
+ public:
+  // `raw` must outlive this; `errors` counts refused sends.
+  InBandTransport(net::Endpoint vip, uint32_t retry_ms, io::PacketSender& raw, uint64_t& errors)
+      : vip_(vip), retry_ms_(retry_ms), raw_(raw, errors) {}
+
+  void send(OriginConn& conn) override;
+  bool in_band() const override { return true; }
+  uint32_t retry_ms() const override { return retry_ms_; }
+
+ private:
+  net::Endpoint vip_;
+  uint32_t retry_ms_;
+  io::CheckedSender raw_;
+};
+
+// always/rare (seeds 002/004): a control::HandoffRequest (the SYN's parameters,
+// both ISNs, the request) over the control channel, to another node or to this
+// node's own serving side; the request is released once sent.
+class ControlTransport final : public HandoffTransport {
+ public:
+  // Sends `req` to node `to` (this node: taken locally).
+  using Send = std::function<void(net::Ipv4Addr to, control::HandoffRequest req)>;
+
+  // `self`: this node's address (the request's origin); `vip_port`: the service port.
+  ControlTransport(net::Ipv4Addr self, uint16_t vip_port, Send send)
+      : self_(self), vip_port_(vip_port), send_(std::move(send)) {}
+
+  void send(OriginConn& conn) override;
+  bool in_band() const override { return false; }
+
+ private:
+  net::Ipv4Addr self_;
+  uint16_t vip_port_;
+  Send send_;
+};
+
+}  // namespace hl::engine

@@ -1,0 +1,272 @@
+// Origin: the acceptor of client connections, one for every design (the dedicated
+// front-end, the origin part of always and rare nodes). It takes the handshake
+// (emulated, or the kernel's for rare), buffers and parses the request,
+// dispatches, hands the connection off through a HandoffTransport
+// (handoff_transport.h), forwards the client's packets (with the kernel fast
+// path), resets the clients of a dead serving node, and frees what times out.
+// Sources: origin.cpp (accepting, the request, the per-packet path incl.
+// forwarding), origin_forward.cpp (after the handoff: the serving nodes'
+// messages, health, resets, timers).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "control/message.h"
+#include "dispatch/dispatcher.h"
+#include "engine/client_reset.h"
+#include "engine/fast_mapper.h"
+#include "engine/health.h"
+#include "http/request_parser.h"
+#include "io/checked_io.h"
+#include "io/fast_path.h"
+#include "io/packet_hold.h"
+#include "io/packet_io.h"
+#include "net/ipv4_addr.h"
+#include "net/tcp_packet.h"
+#include "tcp/close_tracker.h"
+#include "tcp/handshake.h"
+#include "tcp/syn_cookie.h"
+#include "util/clock.h"
+
+namespace hl::engine {
+
+class Carrier;
+class HandoffTransport;
+
+// Who answers the client's handshake.
+enum class Handshake : uint8_t {
+  kEmulated,  // the origin (BTCP): its own SYN/ACK and ISN f; the request is buffered
+  kKernel,    // the node's kernel (rare): f learnt from its SYN/ACK; the request is held
+};
+
+// What an origin does; times in milliseconds. The flags keep the two engines'
+// behaviours where they differed before they shared this code.
+struct OriginConfig {
+  Handshake handshake = Handshake::kEmulated;
+  net::Endpoint vip;                     // the service address clients connect to
+  std::vector<net::Ipv4Addr> targets;    // serving nodes, indexed by the dispatcher's BackendId
+  std::optional<net::Ipv4Addr> self;     // this node, if it serves too (always/rare): content
+                                         //   it owns is served here
+  const char* peer_noun = "back-end";    // in log lines: "back-end" or "node"
+  const char* health_signal = "heartbeat";  // in log lines: "heartbeat" or "keepalive"
+  uint16_t mss = 0;                      // most announced (emulated handshake)
+  uint8_t wscale = 0;
+  uint16_t syn_window = 0;
+  uint16_t rst_window = 0;               // unscaled receive window RSTs are judged against (RFC 5961)
+  uint32_t local_mark = 0;               // kernel handshake: mark of connections released locally
+  uint32_t handoff_timeout_ms = 0;       // no ack by then: the client is reset (0: idle timeout only)
+  uint32_t linger_ms = 0;                // in band: state kept after the connection closed
+  uint32_t handshake_timeout_ms = 0;
+  uint32_t request_timeout_ms = 0;
+  uint32_t idle_timeout_ms = 0;
+  uint32_t reset_linger_ms = 0;
+  uint32_t dead_ms = 0;                  // health: peers silent this long are dead (0: off)
+  uint32_t unknown_resets_per_sec = UINT32_MAX;  // RSTs answering unknown segments (emulated)
+  size_t max_connections = 0;
+  size_t max_half_open = 0;
+  size_t max_held = 0;                   // kernel handshake: request segments held per connection
+  bool syn_cookies = true;               // emulated handshake: when the half-open table is full
+  http::Limits http_limits;
+  uint64_t seed = 0;                     // ISN / timestamp randomness; 0 = from std::random_device
+  // The front-end's ways: half-open lasts until the handoff (not only the
+  // handshake); corrupt SYNs and corrupt segments the origin consumes itself are
+  // dropped; every request segment is acknowledged (always: only new bytes).
+  bool half_open_until_handoff = false;
+  bool check_consumed = false;
+  bool ack_every_request_segment = false;
+  std::function<void(const std::string&)> log;  // one line per health transition; may be empty
+};
+
+// Monotonic counters of an origin (FrontendCounters and NodeCounters report theirs).
+struct OriginCounters {
+  uint64_t syns = 0, syns_dropped = 0, syn_cookies_sent = 0, syn_cookies_valid = 0, syn_cookies_invalid = 0;
+  uint64_t handoffs = 0, handoff_retries = 0, handoff_acks = 0, local = 0, refused = 0;
+  uint64_t forwarded_packets = 0, forwarded_bytes = 0, fast_path_adds = 0, fast_path_removes = 0;
+  uint64_t relayed = 0, held = 0, held_dropped = 0;
+  uint64_t dropped_malformed = 0, blind_rejected = 0, challenge_acks = 0;
+  uint64_t http_errors = 0, error_responses = 0, request_timeouts = 0, timeouts = 0, dispatch_default = 0;
+  uint64_t resets_sent = 0, unknown_packets = 0, unknown_resets_limited = 0;
+  uint64_t heartbeats = 0, resets_backend_down = 0, reset_answers = 0, unavailable = 0;
+  uint64_t terminations_received = 0, control_errors = 0, io_errors = 0, freed = 0;
+};
+
+// One client connection at its origin.
+struct OriginConn {
+  enum class State {
+    SynReceived,   // emulated: our SYN/ACK sent; kernel: its SYN/ACK maybe not seen yet
+    AwaitRequest,  // handshake done; buffering (emulated) or holding (kernel) the request
+    HandoffSent,   // handed off, no acknowledgement yet: in band, client packets are
+                   //   forwarded and the handoff resent; otherwise they are dropped
+    Forwarding,    // the serving node has it: client packets forwarded (or carried locally)
+    Closed,        // in band: both FINs acknowledged (or reset): lingering for retransmissions
+    Reset,         // the serving node died: the client was sent a RST; answering its ACKs
+                   //   with RSTs at their exact ack number until reset_linger_ms (client_reset.h)
+  };
+
+  State state = State::SynReceived;
+  tcp::ClientHandshake hs;            // f: the origin's (emulated) or the kernel's
+  bool f_known = false;
+  tcp::RequestBuffer request;         // in-order client bytes until handed over
+  std::vector<io::HeldPacket> held;   // kernel: request segments held before the kernel sees them
+  net::Ipv4Addr target;               // the serving node
+  bool local_target = false;          // the serving node is this one
+  uint64_t created_ms = 0;
+  uint64_t last_seen_ms = 0;
+  uint64_t handoff_ms = 0;            // last time the handoff was sent
+  uint64_t closed_ms = 0;             // Closed or Reset: since when
+  tcp::CloseTracker close_tracker;    // in band: server_fin_end in the client's view
+  tcp::SeqNum client_ack;             // highest ack number seen from the client
+  ClientReset reset;                  // Reset: the RSTs sent to the client
+  FastMapping fast;                   // the kernel fast path's part
+
+  explicit OriginConn(const http::Limits& limits) : request(limits) {}
+};
+
+// How a handoff travels to the serving node.
+class HandoffTransport {
+ public:
+  virtual ~HandoffTransport() = default;
+  // Sends (or resends) the handoff of `conn` to conn.target.
+  virtual void send(OriginConn& conn) = 0;
+  // In band (the replayed SYN): the origin stays in the connection's path. Client
+  // packets follow the handoff at once (it is resent on them until acknowledged),
+  // the origin sees the end (relayed FIN/RST) and lingers after it. Otherwise
+  // (control channel) they wait for the ack and a Termination frees the state.
+  virtual bool in_band() const = 0;
+  // In band: resend an unacknowledged handoff after this long (ms).
+  virtual uint32_t retry_ms() const { return 0; }
+};
+
+class Origin {
+ public:
+  using ConnIt = std::unordered_map<uint64_t, OriginConn>::iterator;
+
+  // The references must outlive the origin. `raw` sends handshake answers,
+  // RSTs and relayed segments; `local` (always) carries the connections handed
+  // to this node itself, in the verdict of the forwarded client packet.
+  Origin(OriginConfig config, std::unique_ptr<dispatch::Dispatcher> dispatcher, io::Verdicts& verdicts,
+         io::PacketSender& raw, HandoffTransport& transport, Clock clock, io::FastPath* fast_path,
+         Carrier* local = nullptr);
+
+  // --- origin.cpp ---------------------------------------------------------
+  // A packet to VIP:port (parsed). Gives its verdict now or later (held).
+  void on_vip_packet(const io::QueuedPacket& qp, net::TcpPacket& pkt);
+  // Kernel handshake: the kernel's SYN/ACK to a client teaches f, its TS base and shift.
+  void on_kernel_synack(const io::QueuedPacket& qp, const net::TcpPacket& pkt);
+
+  // --- origin_forward.cpp -------------------------------------------------
+  // The serving node `from` has the connection.
+  void on_handoff_ack(net::Ipv4Addr from, const control::HandoffAck& ack);
+  // The serving node `from` refused it: the client is reset.
+  void on_refuse(net::Ipv4Addr from, const control::HandoffRefuse& refuse);
+  // The connection ended at the serving node `from`.
+  void on_termination(net::Ipv4Addr from, const control::Termination& t);
+  // In band: a server FIN/RST for the client, sent on from the VIP.
+  void on_relay(const control::Relay& relay);
+  // A peer's health signal.
+  void on_heartbeat(net::Ipv4Addr from, const control::Keepalive& ka);
+  // The control channel of `peer` closed: dead until its keepalives come again.
+  void on_peer_lost(net::Ipv4Addr peer);
+  // Timeouts, linger expiry, peers whose health signal stopped.
+  void on_timer();
+
+  // Whether `addr` is one of the serving nodes.
+  bool is_target(net::Ipv4Addr addr) const;
+  const OriginCounters& counters() const { return counters_; }
+  // Connection states held now.
+  size_t active() const { return conns_.size(); }
+  // The serving nodes' health (gauges for the engines' counters).
+  const HealthTracker& health() const { return health_; }
+
+ private:
+  bool kernel() const { return kernel_; }
+  // Whether a connection in state `s` counts against max_half_open.
+  bool counts_half_open(OriginConn::State s) const;
+  // Moves `conn` to `next`, keeping the half-open count.
+  void set_state(OriginConn& conn, OriginConn::State next);
+  // Frees the state at `it`: its fast-path mapping, held packets and half-open count go too.
+  void free_conn(ConnIt it);
+  // In band: the connection is over; it lingers (linger_ms) for retransmissions.
+  void close_conn(OriginConn& conn);
+
+  // origin.cpp: accepting and the request.
+  // A client SYN: a new state (answered, or left to the kernel), a retransmission,
+  // a blind SYN (RFC 5961 §4), or a SYN cookie when the table is full.
+  void on_syn(const io::QueuedPacket& qp, const net::TcpPacket& pkt, const net::Endpoint& client);
+  // Emulated: answers `syn` with a SYN cookie (no state).
+  void send_cookie(const net::TcpPacket& syn);
+  // Emulated: an ACK of no state that may complete a cookie handshake; true if handled.
+  bool take_cookie_ack(const io::QueuedPacket& qp, net::TcpPacket& pkt, const net::Endpoint& client);
+  // Whether a RST may answer one more unknown segment in the second of `now` (ms).
+  bool unknown_rst_allowed(uint64_t now);
+  // RFC 5961 §3.2: whether a RST is acceptable; otherwise the packet was handled.
+  bool accept_rst(const io::QueuedPacket& qp, net::TcpPacket& pkt, OriginConn& conn);
+  // A client segment (no SYN) of a known connection, in any state.
+  void on_segment(const io::QueuedPacket& qp, net::TcpPacket& pkt, ConnIt it);
+  // A segment while the request is read. Emulated: its verdict is given already;
+  // kernel: this function gives it (hold data, accept the rest).
+  void on_request_segment(const io::QueuedPacket& qp, const net::TcpPacket& pkt, ConnIt it);
+  // In-order request bytes; false if the connection was freed.
+  bool take_request_bytes(ConnIt it, const net::TcpPacket& pkt);
+  // The node for the request; nullopt if every owner is dead.
+  std::optional<dispatch::BackendId> choose(const OriginConn& conn);
+  // The whole head is in: hand off (or, kernel + local, release). False if freed.
+  bool dispatch_request(ConnIt it);
+  // Kernel: gives the held request segments to the kernel.
+  void release_held(OriginConn& conn);
+  // Kernel: RSTs the local socket of a connection not served here; drops its held segments.
+  void drop_local_socket(OriginConn& conn);
+  // The client's packet to the serving node (rewritten), or to the local carrier.
+  void forward(const io::QueuedPacket& qp, net::TcpPacket& pkt, OriginConn& conn);
+
+  // origin_forward.cpp.
+  // In band: whether the connection is over. With the fast path the client's
+  // last pure ACK (of the server's FIN, when the client closed first) never comes
+  // here: both FINs are then enough, and the linger covers the rest.
+  static bool closed_both_ways(const OriginConn& conn) {
+    const tcp::CloseTracker& t = conn.close_tracker;
+    return t.done() || (conn.fast.mapped && t.client_fin && t.server_fin);
+  }
+  // A client segment of a connection in Reset: dropped; an ACK elsewhere gets a RST there.
+  void on_reset_segment(const io::QueuedPacket& qp, const net::TcpPacket& pkt, ConnIt it);
+  // Peer `id` died: its clients are reset (client_reset.h).
+  void peer_died(size_t id);
+  // Logs a health transition of peer `id` (`why` it went down) and acts on a death.
+  void on_health_change(size_t id, HealthTracker::Change change, const std::string& why);
+  // Whether `conn` is expired at `now`; if so, what its end needs (RST, release) is done.
+  bool expired(OriginConn& conn, uint64_t now);
+  void log(const std::string& line) const {
+    if (cfg_.log) cfg_.log(line);
+  }
+
+  OriginConfig cfg_;
+  std::unique_ptr<dispatch::Dispatcher> dispatcher_;
+  OriginCounters counters_;
+  io::CheckedVerdicts verdicts_;
+  io::CheckedSender raw_;
+  tcp::HandshakeSender answer_;
+  io::PacketHold hold_;
+  HandoffTransport& transport_;
+  const bool in_band_;  // transport_.in_band(), asked once (it never changes)
+  const bool kernel_;   // the kernel's handshake
+  Carrier* local_;
+  Clock clock_;
+  std::mt19937_64 rng_;
+  tcp::SynCookies cookies_;  // after rng_: keyed from it
+  std::unordered_map<uint64_t, OriginConn> conns_;
+  size_t half_open_ = 0;
+  dispatch::DispatchContext dctx_;
+  HealthTracker health_;
+  FastMapper fast_;
+  uint64_t rst_window_ms_ = 0;     // start of the current second of unknown-packet RSTs
+  uint32_t rst_window_count_ = 0;  // RSTs sent for unknown packets in it
+};
+
+}  // namespace hl::engine

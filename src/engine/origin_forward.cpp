@@ -1,0 +1,198 @@
+// Origin (origin.h) after the handoff: the serving nodes' messages (ack,
+// refusal, termination, relayed FIN/RST), their health and the resets of a dead
+// one's clients, and the timers.
+#include <string>
+
+#include "engine/conn_key.h"
+#include "engine/origin.h"
+#include "engine/serving_side.h"
+#include "engine/sweep.h"
+#include "tcp/seq.h"
+
+namespace hl::engine {
+
+using net::tcp_flag::FIN;
+using net::tcp_flag::RST;
+using tcp::SeqNum;
+using State = OriginConn::State;
+
+// --- the serving nodes' messages ----------------------------------------------
+
+void Origin::on_handoff_ack(net::Ipv4Addr from, const control::HandoffAck& ack) {
+  auto it = conns_.find(conn_key(ack.client));
+  // In band the front-end takes an ack of any back-end it knows (the engine checked).
+  if (it == conns_.end() || (!in_band_ && it->second.target != from)) {
+    if (!in_band_) ++counters_.control_errors;
+    return;
+  }
+  OriginConn& conn = it->second;
+  if (conn.state == State::HandoffSent) {
+    set_state(conn, State::Forwarding);
+    conn.request.release();
+    ++counters_.handoff_acks;
+  }
+}
+
+void Origin::on_refuse(net::Ipv4Addr from, const control::HandoffRefuse& refuse) {
+  auto it = conns_.find(conn_key(refuse.client));
+  if (it == conns_.end() || it->second.target != from) {
+    ++counters_.control_errors;
+    return;
+  }
+  if (!cfg_.self || from != *cfg_.self) ++counters_.refused;  // this node's refusals count as sent
+  answer_.rst(it->second.hs);
+  free_conn(it);
+}
+
+void Origin::on_termination(net::Ipv4Addr from, const control::Termination& t) {
+  auto it = conns_.find(conn_key(t.client));
+  if (it == conns_.end()) {
+    if (!in_band_) ++counters_.control_errors;  // in band: gone already
+    return;
+  }
+  OriginConn& conn = it->second;
+  if (conn.target != from) {
+    ++counters_.control_errors;
+    return;
+  }
+  if (in_band_) {
+    // The back-end saw the client reset the connection at exactly its next
+    // sequence number (which this origin may not know: the fast path carried the
+    // client's data). The state lingers.
+    if (conn.state == State::HandoffSent || conn.state == State::Forwarding) close_conn(conn);
+    return;
+  }
+  ++counters_.terminations_received;
+  free_conn(it);
+}
+
+void Origin::on_relay(const control::Relay& relay) {
+  // Parsing needs mutable bytes: a copy in the reused send buffer, not of the message.
+  std::vector<uint8_t>& bytes = raw_.buffer();
+  bytes.assign(relay.packet.begin(), relay.packet.end());
+  auto parsed = net::parse_tcp_packet(bytes);
+  if (!parsed || parsed->src_addr() != cfg_.vip.addr || parsed->src_port() != cfg_.vip.port ||
+      parsed->dst_addr() != relay.client.addr || parsed->dst_port() != relay.client.port) {
+    ++counters_.control_errors;
+    return;
+  }
+  const net::TcpPacket& pkt = *parsed;
+  raw_.send(bytes);
+  ++counters_.relayed;
+  auto it = conns_.find(conn_key(relay.client));
+  if (it == conns_.end()) return;
+  OriginConn& conn = it->second;
+  if (pkt.has_flags(RST)) {
+    close_conn(conn);
+  } else if (pkt.has_flags(FIN)) {
+    conn.close_tracker.on_server_fin(SeqNum(pkt.seq()) + static_cast<uint32_t>(pkt.payload_len + 1));
+    if (closed_both_ways(conn)) close_conn(conn);  // e.g. a retransmitted FIN, already acknowledged
+  }
+}
+
+// --- health and resets ------------------------------------------------------------
+
+// A client segment of a connection reset because its serving node died (client_reset.h).
+void Origin::on_reset_segment(const io::QueuedPacket& qp, const net::TcpPacket& pkt, ConnIt it) {
+  verdicts_.drop(qp.id);  // never forwarded: the serving node is gone
+  if (pkt.has_flags(RST)) {  // the client is gone too
+    free_conn(it);
+    return;
+  }
+  OriginConn& conn = it->second;
+  if (conn.reset.on_client(answer_, conn.hs, pkt)) ++counters_.reset_answers;
+}
+
+void Origin::peer_died(size_t id) {
+  const net::Ipv4Addr addr = cfg_.targets[id];
+  const uint64_t now = clock_();
+  std::vector<OriginConn*> hit;
+  for (auto& [key, conn] : conns_) {
+    // Local targets are served by this node's own kernel: unaffected.
+    if (conn.local_target || conn.target != addr ||
+        (conn.state != State::HandoffSent && conn.state != State::Forwarding)) {
+      continue;
+    }
+    set_state(conn, State::Reset);
+    conn.closed_ms = now;
+    hit.push_back(&conn);
+  }
+  reset_clients(hit, fast_, answer_, now);
+  counters_.resets_backend_down += hit.size();
+  log(std::string(cfg_.peer_noun) + " " + addr.to_string() + " is down: " + std::to_string(hit.size()) +
+      " client connection(s) reset");
+}
+
+void Origin::on_health_change(size_t id, HealthTracker::Change change, const std::string& why) {
+  const std::string name = std::string(cfg_.peer_noun) + " " + cfg_.targets[id].to_string();
+  if (change == HealthTracker::Change::kUp) {
+    log(name + " is up again");
+  } else if (change == HealthTracker::Change::kDown) {
+    log(name + ": " + why);
+    peer_died(id);
+  }
+}
+
+void Origin::on_heartbeat(net::Ipv4Addr from, const control::Keepalive& ka) {
+  ++counters_.heartbeats;
+  for (size_t id = 0; id < cfg_.targets.size(); ++id) {
+    if (cfg_.targets[id] != from || (cfg_.self && from == *cfg_.self)) continue;
+    on_health_change(id, health_.on_heartbeat(id, ka.healthy, clock_()), "reports its web server down");
+  }
+}
+
+void Origin::on_peer_lost(net::Ipv4Addr peer) {
+  for (size_t id = 0; id < cfg_.targets.size(); ++id) {
+    if (cfg_.targets[id] != peer || (cfg_.self && peer == *cfg_.self)) continue;
+    // Down as if it had said "unhealthy": its next keepalive (a new connection) revives it.
+    on_health_change(id, health_.on_heartbeat(id, false, clock_()), "its control channel closed");
+  }
+}
+
+// --- timers ----------------------------------------------------------------------
+
+bool Origin::expired(OriginConn& conn, uint64_t now) {
+  switch (conn.state) {
+    case State::SynReceived:
+      return now - conn.created_ms >= cfg_.handshake_timeout_ms;
+    case State::AwaitRequest:
+      if (now - conn.created_ms < cfg_.request_timeout_ms) return false;
+      ++counters_.request_timeouts;
+      if (kernel()) {
+        release_held(conn);  // the web server times it out itself
+      } else {
+        answer_.rst(conn.hs);
+      }
+      return true;
+    case State::HandoffSent:
+      if (cfg_.handoff_timeout_ms == 0) return now - conn.last_seen_ms >= cfg_.idle_timeout_ms;
+      if (now - conn.handoff_ms < cfg_.handoff_timeout_ms) return false;
+      answer_.rst(conn.hs);
+      return true;
+    case State::Forwarding:
+      return now - conn.last_seen_ms >= cfg_.idle_timeout_ms;
+    case State::Closed:
+      return now - conn.closed_ms >= cfg_.linger_ms;
+    case State::Reset:
+      return now - conn.closed_ms >= cfg_.reset_linger_ms;
+  }
+  return false;
+}
+
+void Origin::on_timer() {
+  const uint64_t now = clock_();
+  for (size_t id = 0; id < cfg_.targets.size(); ++id) {
+    if (cfg_.self && cfg_.targets[id] == *cfg_.self) (void)health_.on_heartbeat(id, true, now);  // never heard
+  }
+  for (size_t id : health_.expire(now)) {
+    on_health_change(id, HealthTracker::Change::kDown,
+                     std::string("no ") + cfg_.health_signal + " for " + std::to_string(cfg_.dead_ms) + " ms");
+  }
+  sweep(conns_, [&](OriginConn& conn) { return expired(conn, now); },
+        [&](ConnIt it) {
+          if (it->second.state != State::Reset && it->second.state != State::Closed) ++counters_.timeouts;
+          free_conn(it);
+        });
+}
+
+}  // namespace hl::engine

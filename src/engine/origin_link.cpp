@@ -1,0 +1,51 @@
+#include "engine/origin_link.h"
+
+#include <utility>
+
+namespace hl::engine {
+
+void RelayLink::send(const control::Message& m) {
+  if (!messages_.send(frontend_, m)) ++counters_.control_errors;
+}
+
+void RelayLink::acked(net::Ipv4Addr, net::Endpoint client, uint32_t local_isn) {
+  send(control::HandoffAck{client, local_isn});
+}
+
+void RelayLink::ended(net::Ipv4Addr, net::Endpoint client, EndCause cause) {
+  if (cause == EndCause::kClientRst) send(control::Termination{client, control::TerminationReason::kRst});
+}
+
+void RelayLink::refused(net::Ipv4Addr, net::Endpoint, control::RefuseReason) {}  // in band: nothing to refuse
+
+void RelayLink::relay(net::Ipv4Addr, net::Endpoint client, std::vector<uint8_t> packet) {
+  send(control::Relay{client, std::move(packet)});
+}
+
+void ControlLink::acked(net::Ipv4Addr origin, net::Endpoint client, uint32_t local_isn) {
+  send_(origin, control::HandoffAck{client, local_isn});
+}
+
+void ControlLink::ended(net::Ipv4Addr origin, net::Endpoint client, EndCause cause) {
+  control::TerminationReason reason = control::TerminationReason::kRst;
+  switch (cause) {
+    case EndCause::kClientRst:
+    case EndCause::kServerRst:
+      reason = control::TerminationReason::kRst;
+      break;
+    case EndCause::kFinsAcked:
+      reason = control::TerminationReason::kFin;
+      break;
+    case EndCause::kTimeout:
+      reason = control::TerminationReason::kTimeout;
+      break;
+  }
+  send_(origin, control::Termination{client, reason});
+  ++counters_.terminations_sent;
+}
+
+void ControlLink::refused(net::Ipv4Addr origin, net::Endpoint client, control::RefuseReason reason) {
+  send_(origin, control::HandoffRefuse{client, reason});
+}
+
+}  // namespace hl::engine

@@ -1,0 +1,82 @@
+#include "engine/serving_side.h"
+
+#include <utility>
+
+#include "net/handoff_option.h"
+
+namespace hl::engine {
+
+using net::tcp_flag::ACK;
+using net::tcp_flag::SYN;
+
+bool ServingSide::take_replayed_syn(const io::QueuedPacket& qp, net::TcpPacket& pkt,
+                                    io::CheckedVerdicts& verdicts) {
+  if (!pkt.has_flags(SYN) || pkt.has_flags(ACK)) return false;
+  const std::optional<net::HandoffOption> opt = net::find_handoff_option(pkt);
+  if (!opt) return false;
+  const net::Endpoint client{pkt.src_addr(), pkt.src_port()};
+  if (const auto old = carrier_.existing(client, pkt.seq())) {  // the handoff was sent again
+    verdicts.drop(qp.id);
+    ++counters_.duplicate_handoffs;
+    if (old->phase != Carrier::Phase::kHandshaking) link_.acked(vip_.addr, client, old->local_isn);
+    return true;
+  }
+  HandIn in;
+  in.client = client;
+  // in.origin stays unset: in band the link (RelayLink) knows its one front-end.
+  in.syn.client_isn = tcp::SeqNum(pkt.seq());
+  in.syn.frontend_isn = tcp::SeqNum(opt->frontend_isn);
+  in.syn.client_wscale = pkt.options.wscale;
+  in.syn.timestamps = pkt.options.timestamps.has_value();
+  in.syn.frontend_ts_base = opt->frontend_ts_base;
+  in.syn.frontend_wscale = opt->frontend_wscale;
+  in.syn_window = pkt.window();
+  (void)carrier_.hand_in(std::move(in), &qp, &pkt);  // no bound in band
+  return true;
+}
+
+void ServingSide::take_request(net::Ipv4Addr from, control::HandoffRequest req) {
+  if (req.vip_port != vip_.port || req.origin != from) {
+    ++counters_.control_errors;
+    ++counters_.refused;
+    link_.refused(from, req.client, control::RefuseReason::kBadRequest);
+    return;
+  }
+  if (const auto old = carrier_.existing(req.client, req.client_isn)) {  // sent again
+    if (old->phase == Carrier::Phase::kCarrying) link_.acked(from, req.client, old->local_isn);
+    return;
+  }
+  HandIn in;
+  in.client = req.client;
+  in.origin = from;
+  in.syn.client_isn = tcp::SeqNum(req.client_isn);
+  in.syn.frontend_isn = tcp::SeqNum(req.frontend_isn);
+  in.syn.client_wscale = req.wscale;
+  in.syn.timestamps = req.syn_tsval.has_value();  // the origin echoes timestamps when offered
+  in.syn.frontend_ts_base = req.frontend_ts_base;
+  in.syn.frontend_wscale = req.frontend_wscale;
+  in.client_syn.mss = req.mss;
+  in.client_syn.wscale = req.wscale;
+  in.client_syn.sack_permitted = req.sack_permitted;
+  if (req.syn_tsval) in.client_syn.timestamps = net::Timestamps{*req.syn_tsval, 0};
+  in.syn_window = req.syn_window;
+  in.inject = true;
+  in.client_window = req.client_window;
+  in.client_tsval = req.client_tsval;
+  in.request = std::move(req.request);
+  const net::Endpoint client = in.client;
+  if (carrier_.hand_in(std::move(in), nullptr, nullptr) == Carrier::Intake::kBusy) {
+    ++counters_.refused;
+    link_.refused(from, client, control::RefuseReason::kBusy);
+  }
+}
+
+void ServingSide::on_packet(const io::QueuedPacket& qp, net::TcpPacket& pkt, bool to_node,
+                            io::CheckedVerdicts& verdicts) {
+  const bool carried = to_node ? carrier_.from_client(qp, pkt) : carrier_.from_server(qp, pkt);
+  if (carried) return;
+  verdicts.accept(qp.id);  // a connection to the node's own address: not ours
+  ++counters_.passthrough;
+}
+
+}  // namespace hl::engine

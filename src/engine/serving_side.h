@@ -1,0 +1,152 @@
+// ServingSide: the node side of handed-off connections, one for every design. An
+// intake takes a handed-in connection (the frontend design's replayed SYN with the
+// handoff option, or always/rare's control::HandoffRequest), a Carrier carries it
+// on this node (today: translation, translation_carrier.h), and an OriginLink
+// reports to the origin (the handoff's acknowledgement, the connection's end).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "control/message.h"
+#include "io/checked_io.h"
+#include "io/packet_io.h"
+#include "net/ipv4_addr.h"
+#include "net/packet_builder.h"
+#include "net/tcp_packet.h"
+#include "tcp/serving.h"
+#include "util/clock.h"
+
+namespace hl::engine {
+
+// What the serving node learns of a connection handed to it: the client's SYN as
+// it sent it, both ISNs (c, f) and, over the control channel, the request.
+struct HandIn {
+  net::Endpoint client;
+  net::Ipv4Addr origin;        // where its acknowledgement and end are reported (in band:
+                               //   unset, the link knows its one front-end)
+  tcp::SynReplay syn;          // c, f, the shifts and the TS base the client got
+  net::SynOptions client_syn;  // the options of the client's SYN
+  uint16_t syn_window = 0;     // the window field of the client's SYN
+  // Control channel: the carrier completes the handshake and injects `request`
+  // itself, with the client's latest window and TSval. In band (false): the
+  // origin replays the handshake's ACK and the request as client packets.
+  bool inject = false;
+  uint16_t client_window = 0;
+  uint32_t client_tsval = 0;
+  std::vector<uint8_t> request;
+};
+
+// Why a carried connection ended.
+enum class EndCause : uint8_t {
+  kClientRst,  // the client reset it at exactly its next sequence number
+  kFinsAcked,  // both FINs sent and the server's acknowledged
+  kServerRst,  // the server reset it
+  kTimeout,    // no SYN/ACK in time, or idle
+};
+
+// Monotonic counters of a serving side; each engine reports the ones its design
+// has (BackendCounters, NodeCounters).
+struct ServingCounters {
+  uint64_t handoffs_received = 0;    // connections handed in
+  uint64_t duplicate_handoffs = 0;   // hand-ins of a connection already taken (in band: SYNs)
+  uint64_t refused = 0;              // control requests refused (bad, busy)
+  uint64_t translated_in = 0;        // client -> server segments carried
+  uint64_t translated_out = 0;       // server -> client segments carried (sent straight or relayed)
+  uint64_t translated_out_bytes = 0;
+  uint64_t held = 0;                 // client packets held until the kernel's SYN/ACK
+  uint64_t held_dropped = 0;
+  uint64_t synacks_dropped = 0;      // the kernel's SYN/ACKs (the client has the origin's)
+  uint64_t relayed = 0;              // server FIN/RST segments sent through the origin
+  uint64_t passthrough = 0;          // packets of no handed-in connection, left alone
+  uint64_t dropped_malformed = 0;    // bad TCP checksums of handed-in connections' packets
+  uint64_t blind_rejected = 0;       // client RSTs off the next sequence number (the kernel judges)
+  uint64_t handshake_timeouts = 0;   // no SYN/ACK in time
+  uint64_t timeouts = 0;             // states that expired before their connection ended
+  uint64_t terminations_sent = 0;
+  uint64_t control_sent = 0;
+  uint64_t control_errors = 0;       // messages refused or not sendable
+  uint64_t io_errors = 0;
+  uint64_t freed = 0;
+};
+
+// How the serving side reports to a connection's origin.
+class OriginLink {
+ public:
+  virtual ~OriginLink() = default;
+  // The serving node's kernel has the connection (its ISN `local_isn`): the origin forwards.
+  virtual void acked(net::Ipv4Addr origin, net::Endpoint client, uint32_t local_isn) = 0;
+  // The connection ended (`cause`); the origin frees its state (or lingers).
+  virtual void ended(net::Ipv4Addr origin, net::Endpoint client, EndCause cause) = 0;
+  // A control request was refused.
+  virtual void refused(net::Ipv4Addr origin, net::Endpoint client, control::RefuseReason reason) = 0;
+  // Whether the server's FIN and RST go to the client through the origin
+  // (relay(), frontend design) rather than straight from this node.
+  virtual bool relays_server_end() const = 0;
+  // Sends the server's FIN or RST segment `packet` (in the client's numbers) through the origin.
+  virtual void relay(net::Ipv4Addr origin, net::Endpoint client, std::vector<uint8_t> packet) = 0;
+};
+
+// How a handed-in connection is carried on this node. The carrier owns its
+// connections' state and gives the verdicts of their packets.
+class Carrier {
+ public:
+  // The outcome of hand_in.
+  enum class Intake : uint8_t {
+    kNew,        // taken: the kernel is getting the client's SYN
+    kDuplicate,  // the same connection (same c) again; nothing was done
+    kBusy,       // no room; nothing was done
+  };
+  // Where a connection already taken is.
+  enum class Phase : uint8_t { kHandshaking, kCarrying, kEnded };
+  struct Existing {
+    Phase phase;
+    uint32_t local_isn;  // the serving kernel's ISN (b), once past kHandshaking
+  };
+
+  virtual ~Carrier() = default;
+  // Takes the connection `in`. `syn`: in band, the client's replayed SYN as queued
+  // (the carrier gives its verdict); null: the carrier delivers the SYN itself.
+  virtual Intake hand_in(HandIn in, const io::QueuedPacket* qp, net::TcpPacket* syn) = 0;
+  // The connection of `client` if it was taken with client ISN `c`.
+  virtual std::optional<Existing> existing(net::Endpoint client, uint32_t c) const = 0;
+  // A client packet to this node's port (`qp`, parsed as `pkt`); false if it is
+  // of no carried connection (no verdict given).
+  virtual bool from_client(const io::QueuedPacket& qp, net::TcpPacket& pkt) = 0;
+  // A client packet that this node's origin part carries here itself (always,
+  // local target), its destination still the VIP: carried in the same verdict,
+  // or dropped if the connection is not ready (the client retransmits).
+  virtual void from_local_origin(const io::QueuedPacket& qp, net::TcpPacket& pkt) = 0;
+  // A packet from this node's port to a client; false if of no carried connection.
+  virtual bool from_server(const io::QueuedPacket& qp, net::TcpPacket& pkt) = 0;
+  // Frees what has run its time (timeouts are reported as ended).
+  virtual void on_timer(uint64_t now) = 0;
+  // Connection states held now.
+  virtual size_t active() const = 0;
+};
+
+// The serving side: the two intakes in front of a carrier.
+class ServingSide {
+ public:
+  // `carrier` and `link` must outlive this; counters are the carrier's too.
+  ServingSide(Carrier& carrier, OriginLink& link, ServingCounters& counters, net::Endpoint vip)
+      : carrier_(carrier), link_(link), counters_(counters), vip_(vip) {}
+
+  // In band: `pkt` is a client SYN to this node's port carrying the handoff
+  // option. Takes it (verdict given) and returns true; false if it carries none.
+  bool take_replayed_syn(const io::QueuedPacket& qp, net::TcpPacket& pkt, io::CheckedVerdicts& verdicts);
+  // Control channel: a HandoffRequest from node `from` (this node for a local target).
+  void take_request(net::Ipv4Addr from, control::HandoffRequest req);
+  // A packet to or from this node's port: carried, or accepted untouched (passthrough).
+  void on_packet(const io::QueuedPacket& qp, net::TcpPacket& pkt, bool to_node, io::CheckedVerdicts& verdicts);
+
+ private:
+  Carrier& carrier_;
+  OriginLink& link_;
+  ServingCounters& counters_;
+  net::Endpoint vip_;
+};
+
+}  // namespace hl::engine

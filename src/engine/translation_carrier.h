@@ -1,0 +1,76 @@
+// TranslationCarrier: carries handed-in connections by translation. The kernel gets
+// the client's SYN (the replayed one, or one built from the HandoffRequest), its
+// SYN/ACK teaches b and is dropped, the request is injected (control channel),
+// and every segment is rewritten both ways through NFQUEUE verdicts (tcp::ServingConn).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <unordered_map>
+
+#include "engine/serving_side.h"
+#include "io/checked_io.h"
+#include "io/packet_hold.h"
+#include "io/packet_io.h"
+#include "tcp/serving.h"
+#include "util/clock.h"
+
+namespace hl::engine {
+
+struct TranslationConfig {
+  net::Endpoint vip;          // what clients connected to (source of translated responses)
+  net::Endpoint node;         // this node's address and web server port (its sockets' side)
+  uint32_t linger_ms = 0;     // state kept after the connection ended
+  uint32_t handshake_timeout_ms = 0;  // the kernel's SYN/ACK must show within
+  uint32_t idle_timeout_ms = 0;
+  size_t max_connections = SIZE_MAX;  // hand-ins past it are refused (kBusy)
+  size_t max_held = 0;                // client packets held per connection until b is known
+};
+
+class TranslationCarrier final : public Carrier {
+ public:
+  // `raw` sends the built SYN and injected segments (control channel; may be null
+  // in band). The references must outlive this.
+  TranslationCarrier(TranslationConfig config, io::Verdicts& verdicts, io::PacketSender* raw, OriginLink& link,
+                     ServingCounters& counters, Clock clock);
+
+  Intake hand_in(HandIn in, const io::QueuedPacket* qp, net::TcpPacket* syn) override;
+  std::optional<Existing> existing(net::Endpoint client, uint32_t c) const override;
+  bool from_client(const io::QueuedPacket& qp, net::TcpPacket& pkt) override;
+  void from_local_origin(const io::QueuedPacket& qp, net::TcpPacket& pkt) override;
+  bool from_server(const io::QueuedPacket& qp, net::TcpPacket& pkt) override;
+  void on_timer(uint64_t now) override;
+  size_t active() const override { return conns_.size(); }
+
+ private:
+  // One carried connection: the translation state and what the hand-in left to do.
+  struct Conn : tcp::ServingConn {
+    using tcp::ServingConn::ServingConn;
+    HandIn in;  // its request is freed once injected
+  };
+  using ConnIt = std::unordered_map<uint64_t, Conn>::iterator;
+
+  void free_conn(ConnIt it);
+  // Ends `conn` for `cause` (once) and tells the origin.
+  void end(Conn& conn, EndCause cause);
+  // Sends the client's SYN, as it sent it, to this node (SO_MARK: not queued).
+  void send_syn(const HandIn& in);
+  // The kernel's SYN/ACK: learn b, inject the request, carry the held packets, ack the origin.
+  void on_synack(const io::QueuedPacket& qp, const net::TcpPacket& synack, Conn& conn);
+  // The handshake's ACK and the request, in the kernel's numbers.
+  void inject_request(Conn& conn, const net::TcpPacket& synack);
+  void translate_in(uint32_t id, net::TcpPacket& pkt, net::ChecksumState state, Conn& conn);
+  // Server data with a FIN, the FIN relayed: the data goes straight, the FIN (alone) through the origin.
+  void split_fin(const io::QueuedPacket& qp, net::TcpPacket& pkt, const Conn& conn);
+
+  TranslationConfig cfg_;
+  ServingCounters& counters_;
+  io::CheckedVerdicts verdicts_;
+  std::optional<io::CheckedSender> raw_;
+  OriginLink& link_;
+  Clock clock_;
+  io::PacketHold hold_;
+  std::unordered_map<uint64_t, Conn> conns_;
+};
+
+}  // namespace hl::engine
