@@ -609,6 +609,10 @@ class Engine:
         once a connection handed to another node sends more than an ACK or two, the kernel
         forwards its pure ACKs and data (an nf_tables map, table handoff_q<N>); off: every
         packet through the queue
+    datapath: str = 'auto'  (--datapath; frontend, backend, always, rare)
+        kernel: BPF programs take the handshake and forward at the origin and the serving node's
+        kernel adopts handed-off connections (src/bpf/); nfqueue: NFQUEUE and raw sockets (the
+        reference); auto: kernel where this kernel can
     max_half_open: int = 16384  (--max-half-open; frontend, always)
         half-open connection states kept (frontend: until the request is read; always:
         SYN-RECEIVED); past N, SYNs get SYN cookies (0: every SYN does)

@@ -186,6 +186,11 @@ constexpr OptionSpec kTable[] = {
     "once a connection handed to another node sends more than an ACK or two, the kernel forwards its pure "
     "ACKs and data (an nf_tables map, table handoff_q<N>); off: every packet through the queue"),
 
+  option<&C::datapath>("datapath", "datapath", T::kText, kCluster, "auto|kernel|nfqueue",
+    "kernel: BPF programs take the handshake and forward at the origin and the serving node's kernel adopts "
+    "handed-off connections (src/bpf/); nfqueue: NFQUEUE and raw sockets (the reference); auto: kernel where "
+    "this kernel can"),
+
   option<&C::max_half_open>("max-half-open", "max_half_open", T::kUint, F | A, "N",
     "half-open connection states kept (frontend: until the request is read; always: SYN-RECEIVED); past N, "
     "SYNs get SYN cookies (0: every SYN does)"),

@@ -68,6 +68,7 @@ struct NodeRuntime::Impl {
   std::unique_ptr<io::NftFastPath> fast_path;  // frontend, always, rare: created after the rules
                                                //   (a clash fails there first)
   FastPathProxy fast_path_proxy;
+  DataPath datapath = DataPath::kNfqueue;  // resolved at setup
   std::unique_ptr<io::EventLoop> loop;
   int wake_fd = -1;
 
@@ -131,7 +132,12 @@ void NodeRuntime::Impl::setup() {
   qc.fail_open = c.fail_open;
   queue = std::make_unique<io::NfQueue>(qc);  // bound before the rules: no packet meets an empty queue
 
-  RoleContext context{c, *queue, auth, c.fast_path ? &fast_path_proxy : nullptr, monotonic_ms,
+  std::string why_not_kernel;
+  datapath = resolve_datapath(c, &why_not_kernel);
+  if (c.datapath == "auto" && !why_not_kernel.empty()) {
+    log_error("data path nfqueue (the kernel path needs: " + why_not_kernel + ")");
+  }
+  RoleContext context{c, *queue, auth, c.fast_path ? &fast_path_proxy : nullptr, datapath, monotonic_ms,
                       std::move(dispatch.dispatcher), std::move(dispatch.nodes),
                       [this](const std::string& key, const std::string& value) {
                         sysctls.push_back(std::make_unique<io::SysctlGuard>(key, value));
@@ -215,6 +221,7 @@ NodeRuntime::Counters NodeRuntime::Impl::collect() const {
   auto add = [&out](const char* name, uint64_t value) { out.emplace_back(name, value); };
   add("pid", static_cast<uint64_t>(::getpid()));
   add("uptime_ms", monotonic_ms() - started_ms);
+  add("datapath_kernel", datapath == DataPath::kKernel ? 1 : 0);
   if (role) role->visit_counters(add);
   if (fast_path) {
     add("fast_path_batches", fast_path->counters().batches);

@@ -84,6 +84,9 @@ struct RuntimeConfig {
   bool syn_cookies = true;                     // frontend, always: SYN cookies past max_half_open
   bool fast_path = true;                       // frontend, always, rare: the kernel forwards handed-off
                                                //   connections' pure ACKs and data (io/fast_path.h)
+  std::string datapath = "auto";               // frontend, backend, always, rare: "kernel" (BPF: src/bpf/),
+                                               //   "nfqueue" (NFQUEUE + raw socket), "auto" (kernel where
+                                               //   this kernel can: resolve_datapath)
   std::vector<std::pair<std::string, std::string>> sysctls;  // extra ones, restored at exit
   lab::ImpairConfig impair;                        // impair: what the stage does (max_held <= queue_maxlen)
 };
@@ -102,6 +105,16 @@ net::Ipv4Addr frontend_address(const RuntimeConfig& config);
 std::vector<net::Ipv4Addr> backend_addresses(const dispatch::ContentMap& map, const RuntimeConfig& config);
 // The capture chains of the role (validates the config first).
 io::RuleSetSpec capture_rules(const RuntimeConfig& config);
+// The data path a handoff role runs: DataPath::kKernel (BPF programs adopt and
+// forward connections, src/bpf/) or DataPath::kNfqueue (NFQUEUE and raw sockets).
+// "auto" is kernel when this kernel has what the role needs (bpf::kernel_supports_adopt,
+// and for roles that take clients' connections bpf::kernel_supports_origin), else
+// nfqueue, with the reason in `why` (if given). Roles monitor and impair: kNfqueue.
+enum class DataPath : uint8_t { kNfqueue, kKernel };
+DataPath resolve_datapath(const RuntimeConfig& config, std::string* why = nullptr);
+// "nfqueue" or "kernel".
+const char* to_string(DataPath datapath);
+
 // The role's kernel fast path (io/fast_path.h), if it has one (frontend,
 // always, rare with fast_path on).
 std::optional<io::NftFastPathConfig> fast_path_config(const RuntimeConfig& config);

@@ -10,6 +10,9 @@
 #include "runtime/roles/role.h"
 #include "runtime/runtime.h"
 
+#include "bpf/adopter.h"
+#include "bpf/origin_path.h"
+
 namespace hl::runtime {
 namespace {
 
@@ -73,6 +76,9 @@ void validate(const RuntimeConfig& c) {
     if (name.empty()) throw std::invalid_argument("a peer has an empty name");
     if (!names.insert(name).second) throw std::invalid_argument("peer '" + name + "' is given twice");
     parse_addr(addr, "peer " + name + ":");
+  }
+  if (c.datapath != "auto" && c.datapath != "kernel" && c.datapath != "nfqueue") {
+    throw std::invalid_argument("unknown data path '" + c.datapath + "' (auto, kernel or nfqueue)");
   }
   if (c.node_addr) parse_addr(*c.node_addr, "node address");
   if (c.vip) parse_addr(*c.vip, "VIP");
@@ -162,6 +168,24 @@ io::RuleSetSpec capture_rules(const RuntimeConfig& c) {
       return io::node_capture_rules(capture_spec(c), *c.node_addr, c.role == RuntimeRole::kRare, c.local_mark);
   }
   throw std::invalid_argument("unknown role");
+}
+
+const char* to_string(DataPath datapath) {
+  switch (datapath) {
+    case DataPath::kNfqueue: return "nfqueue";
+    case DataPath::kKernel: return "kernel";
+  }
+  return "?";
+}
+
+DataPath resolve_datapath(const RuntimeConfig& c, std::string* why) {
+  const bool handoff_role = c.role == RuntimeRole::kFrontend || c.role == RuntimeRole::kBackend || symmetric(c.role);
+  if (!handoff_role || c.datapath == "nfqueue") return DataPath::kNfqueue;
+  if (c.datapath == "kernel") return DataPath::kKernel;
+  std::string missing = c.role == RuntimeRole::kFrontend ? "" : bpf::kernel_supports_adopt();
+  if (missing.empty() && c.role != RuntimeRole::kBackend) missing = bpf::kernel_supports_origin();
+  if (why) *why = missing;
+  return missing.empty() ? DataPath::kKernel : DataPath::kNfqueue;
 }
 
 std::optional<io::NftFastPathConfig> fast_path_config(const RuntimeConfig& c) {

@@ -31,6 +31,8 @@ def sample(option: dict[str, Any]) -> Any:
     kind = option["type"]
     if kind == "role":
         return "rare"
+    if kind == "str" and "|" in option["value_name"]:  # one of a few words: another than the default
+        return next(w for w in option["value_name"].split("|") if w != option["default"])
     if kind == "str":
         return f"t-{option['key']}"
     if kind == "path":

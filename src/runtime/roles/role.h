@@ -61,6 +61,7 @@ struct RoleContext {
   io::Verdicts& verdicts;                         // the queue's
   std::shared_ptr<control::Authenticator> auth;  // null: control messages unauthenticated
   io::FastPath* fast_path = nullptr;              // the engines' fast path; null: off
+  DataPath datapath = DataPath::kNfqueue;         // resolved (resolve_datapath) before the role is built
   Clock clock;                                    // monotonic milliseconds
   // frontend, always, rare: loaded before anything was installed (load_dispatch()).
   std::unique_ptr<dispatch::Dispatcher> dispatcher;

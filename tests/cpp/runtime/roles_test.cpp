@@ -27,7 +27,7 @@ Counters counters_of(const Role& role) {
 }
 
 RoleContext context_for(const RuntimeConfig& config, io::Verdicts& verdicts) {
-  return RoleContext{config, verdicts, nullptr, nullptr, [] { return uint64_t{0}; }, nullptr, {}, {}};
+  return RoleContext{config, verdicts, nullptr, nullptr, DataPath::kNfqueue, [] { return uint64_t{0}; }, nullptr, {}, {}};
 }
 
 TEST(RolesTest, MonitorAcceptsAndCountsEveryPacket) {

@@ -95,6 +95,30 @@ TEST(RuntimeValidateTest, AcceptsCompleteConfigsOfEachRole) {
   EXPECT_NO_THROW(validate(runtime::RuntimeConfig{}));  // monitor: any address, defaults
 }
 
+TEST(RuntimeDatapathTest, ExplicitChoicesAreKeptAndUnknownOnesRefused) {
+  auto c = frontend_config();
+  c.datapath = "nfqueue";
+  EXPECT_EQ(runtime::resolve_datapath(c), runtime::DataPath::kNfqueue);
+  c.datapath = "kernel";
+  EXPECT_EQ(runtime::resolve_datapath(c), runtime::DataPath::kKernel);
+  EXPECT_NO_THROW(validate(c));
+  c.datapath = "bpf";
+  EXPECT_THROW(validate(c), std::invalid_argument);
+}
+
+TEST(RuntimeDatapathTest, AutoIsKernelExactlyWhereTheKernelCan) {
+  auto c = frontend_config();  // auto by default
+  EXPECT_EQ(c.datapath, "auto");
+  std::string why;
+  const auto resolved = runtime::resolve_datapath(c, &why);
+  EXPECT_EQ(resolved == runtime::DataPath::kKernel, why.empty()) << why;
+  runtime::RuntimeConfig monitor;  // no handoff role: always the queue
+  monitor.datapath = "kernel";
+  EXPECT_EQ(runtime::resolve_datapath(monitor), runtime::DataPath::kNfqueue);
+  EXPECT_STREQ(runtime::to_string(runtime::DataPath::kKernel), "kernel");
+  EXPECT_STREQ(runtime::to_string(runtime::DataPath::kNfqueue), "nfqueue");
+}
+
 TEST(RuntimeValidateTest, FrontendNeedsVipMapAndAKnownPolicy) {
   auto c = frontend_config();
   c.vip.reset();
