@@ -41,7 +41,8 @@ class FrontendRole final : public Role {
   ControlTransport* control() override { return &transport_; }
 
   void visit_counters(const CounterVisitor& visit) const override {
-    engine_->counters().visit(adding_decode_errors(visit, udp_.counters().decode_errors));
+    const CounterVisitor engine_visit = kernel_ ? kernel_->adding_kernel_cookies(visit) : visit;
+    engine_->counters().visit(adding_decode_errors(engine_visit, udp_.counters().decode_errors));
     visit_udp_counters(udp_, visit);
     visit_raw_counters(raw_, visit);
     if (kernel_) kernel_->visit_counters(visit);

@@ -11,6 +11,7 @@
 
 #include <cstring>
 #include <stdexcept>
+#include <string_view>
 
 #include "bpf/origin_fast_path.h"
 #include "runtime/roles/role.h"
@@ -111,7 +112,7 @@ void KernelOrigin::answer_syns(const tcp::SynCookies& cookies, const SynAnswer& 
   }
 }
 
-void KernelOrigin::visit_counters(const CounterVisitor& visit) const {
+bpf::OriginCounters KernelOrigin::sum() const {
   bpf::OriginCounters sum;
   for (const auto& p : paths_) {
     const bpf::OriginCounters c = p->path.counters();
@@ -125,8 +126,19 @@ void KernelOrigin::visit_counters(const CounterVisitor& visit) const {
     sum.malformed += c.malformed;
     sum.error += c.error;
   }
-  for (const auto& [name, value] : bpf::named_counters(sum)) visit(name.c_str(), value);
+  return sum;
+}
+
+void KernelOrigin::visit_counters(const CounterVisitor& visit) const {
+  for (const auto& [name, value] : bpf::named_counters(sum())) visit(name.c_str(), value);
   visit("kernel_origin_errors", errors_);
+}
+
+CounterVisitor KernelOrigin::adding_kernel_cookies(const CounterVisitor& visit) const {
+  return [&visit, answered = sum().syn_answered](const char* name, uint64_t value) {
+    if (std::string_view(name) == "syn_cookies_sent") value += answered;
+    visit(name, value);
+  };
 }
 
 std::string cleanup_kernel_origin() {

@@ -41,9 +41,15 @@ class KernelOrigin final : public engine::OriginKernelPath {
   // The programs' counters (bpf_origin_*, summed over the interfaces) and
   // kernel_origin_errors (map or settings updates the kernel refused).
   void visit_counters(const CounterVisitor& visit) const;
+  // `visit` with the SYNs the kernel answered with a cookie added to the
+  // engine's syn_cookies_sent ("SYNs answered with a cookie": by the engine or
+  // for it), so that syns + syn_cookies_sent + syns_dropped still counts every
+  // SYN. The result refers to `visit`: use it while `visit` lives.
+  CounterVisitor adding_kernel_cookies(const CounterVisitor& visit) const;
 
  private:
   struct Attached;
+  bpf::OriginCounters sum() const;
   std::vector<std::unique_ptr<Attached>> paths_;
   net::Endpoint vip_;
   bool forwards_;

@@ -72,7 +72,7 @@ class NodeRole final : public Role {
   ControlTransport* control() override { return &transport_; }
 
   void visit_counters(const CounterVisitor& visit) const override {
-    engine_->counters().visit(visit);
+    engine_->counters().visit(kernel_origin_ ? kernel_origin_->adding_kernel_cookies(visit) : visit);
     const auto& k = channel_.counters();
     visit("peers_up", channel_.peers_up());
     visit("peers_connected", channel_.connected());
