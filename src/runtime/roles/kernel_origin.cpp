@@ -3,12 +3,13 @@
 #include "runtime/roles/kernel_origin.h"
 
 #include <dirent.h>
+#include <ifaddrs.h>
 #include <net/if.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 #include <string_view>
@@ -41,20 +42,18 @@ struct KernelOrigin::Attached {
 
 std::vector<std::string> client_facing_interfaces() {
   std::vector<std::string> out;
-  struct if_nameindex* names = ::if_nameindex();
-  if (names == nullptr) return out;
-  const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  for (const struct if_nameindex* n = names; fd >= 0 && n->if_index != 0; ++n) {
-    ifreq req{};
-    std::strncpy(req.ifr_name, n->if_name, IFNAMSIZ - 1);
-    if (::ioctl(fd, SIOCGIFFLAGS, &req) != 0) continue;
-    const auto flags = static_cast<unsigned>(req.ifr_flags);
-    if ((flags & IFF_UP) == 0 || (flags & IFF_LOOPBACK) != 0) continue;
-    if (!bpf::tc::has_ethernet_header(n->if_name)) continue;
-    out.emplace_back(n->if_name);
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) return out;
+  for (const ifaddrs* a = list; a != nullptr; a = a->ifa_next) {
+    // An address of its own: a host's interface, not a bridge's port (the root
+    // namespace of a lab holds its switches' ports too).
+    if (a->ifa_addr == nullptr || a->ifa_addr->sa_family != AF_INET) continue;
+    if ((a->ifa_flags & IFF_UP) == 0 || (a->ifa_flags & IFF_LOOPBACK) != 0) continue;
+    const std::string name = a->ifa_name;
+    if (std::find(out.begin(), out.end(), name) != out.end() || !bpf::tc::has_ethernet_header(name)) continue;
+    out.push_back(name);
   }
-  if (fd >= 0) ::close(fd);
-  ::if_freenameindex(names);
+  ::freeifaddrs(list);
   return out;
 }
 
@@ -156,19 +155,22 @@ std::string cleanup_kernel_origin() {
   return out;
 }
 
+bool kernel_origin_wanted(const RuntimeConfig& c) {
+  if (c.role == RuntimeRole::kRare) return c.fast_path;  // no key: forwarding is all it does
+  return c.role == RuntimeRole::kFrontend || c.role == RuntimeRole::kAlways;
+}
+
 std::vector<std::string> kernel_origin_plan(const RuntimeConfig& c) {
-  const bool origin = c.role == RuntimeRole::kFrontend || c.role == RuntimeRole::kAlways ||
-                      c.role == RuntimeRole::kRare;
-  if (!origin || c.datapath == "nfqueue" || !c.vip) return {};
-  const std::string what = c.role == RuntimeRole::kRare
-                               ? "forwarding of handed-off connections"
-                               : "SYN cookie answers, handshake ACKs dropped, forwarding of handed-off connections";
-  const std::string when = c.datapath == "auto" ? " (--datapath auto: where this kernel can; nft otherwise)" : "";
+  if (!kernel_origin_wanted(c) || c.datapath == "nfqueue" || !c.vip) return {};
+  std::string what = c.role == RuntimeRole::kRare ? "" : "SYN cookie answers, handshake ACKs dropped, ";
+  what += c.fast_path ? "forwarding of handed-off connections" : "no forwarding (--fast-path off)";
+  const std::string when =
+      c.datapath == "auto" ? " (--datapath auto: where this kernel can, else the nf_tables fast path below)" : "";
   std::vector<std::string> out;
   for (const std::string& ifname : client_facing_interfaces()) {
     out.push_back("# kernel data path" + when + ": BPF program origin.bpf.c at tc ingress of " + ifname + " for " +
                   *c.vip + ":" + std::to_string(c.port) + " (" + what + "), pinned at " +
-                  bpf::OriginPath::pin_dir(kernel_origin_name(ifname)) + "; no nf_tables fast path");
+                  bpf::OriginPath::pin_dir(kernel_origin_name(ifname)));
   }
   return out;
 }

@@ -1,7 +1,7 @@
 // KernelOrigin: the origin's kernel data path as the roles build it (issue 13
 // item 3, kernel_design.md): bpf::OriginPath loaded and attached (tc ingress)
 // to each client-facing interface of this node (every interface that is up,
-// not loopback: a lab node has one), behind engine::OriginKernelPath, which
+// not loopback, with an IPv4 address: a lab node has one), behind engine::OriginKernelPath, which
 // the role gives its engine as the origin's fast path. The origin then shares
 // its SYN cookie secret (frontend, always: SYNs and handshake ACKs never reach
 // user space) and maps each connection at its handoff's acknowledgement (one
@@ -57,6 +57,9 @@ class KernelOrigin final : public engine::OriginKernelPath {
   io::IoStatus pending_ = io::io_ok();
 };
 
+// Whether the role loads a KernelOrigin on the kernel data path (frontend,
+// always; rare only to forward, with the fast path on).
+bool kernel_origin_wanted(const RuntimeConfig& config);
 // The interfaces KernelOrigin attaches to in this network namespace.
 std::vector<std::string> client_facing_interfaces();
 // The pin directory's name (bpf::OriginPath's `name`) for `ifname` in this network namespace.

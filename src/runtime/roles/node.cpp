@@ -97,7 +97,7 @@ class NodeRole final : public Role {
   // always: SYNs answered and handshake ACKs dropped in BPF, forwarding by its
   // map; rare: forwarding only (the engine never shares a cookie secret).
   static std::unique_ptr<KernelOrigin> make_kernel_origin(const RoleContext& ctx) {
-    if (ctx.datapath != DataPath::kKernel) return nullptr;
+    if (ctx.datapath != DataPath::kKernel || !kernel_origin_wanted(ctx.config)) return nullptr;
     return std::make_unique<KernelOrigin>(ctx.config, ctx.config.fast_path);
   }
   io::FastPath* origin_fast_path(const RoleContext& ctx) {
