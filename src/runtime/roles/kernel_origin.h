@@ -54,7 +54,6 @@ class KernelOrigin final : public engine::OriginKernelPath {
   net::Endpoint vip_;
   bool forwards_;
   uint64_t errors_ = 0;
-  io::IoStatus pending_ = io::io_ok();
 };
 
 // Whether the role loads a KernelOrigin on the kernel data path (frontend,
