@@ -12,7 +12,10 @@
  *     and redirected out of the interface it came in on (tc egress of the
  *     same device: what works on veth, where XDP_TX needs a peer program).
  *     Counter syn_answered. Before the secret is set: to user space
- *     (syn_no_key). Data on the SYN is dropped with it (as Linux's cookies).
+ *     (syn_no_key). A SYN with data (TFO) or a bad TCP checksum goes to user
+ *     space (syn_passed), whose engine judges it (CHECKSUM_PARTIAL SYNs, from
+ *     a local stack over veth, count as good: the field holds the pseudo
+ *     header's sum, as the kernel would trust it).
  * (b) A pure ACK (flags exactly ACK, no payload) of an unknown connection
  *     whose ack - 1 is a valid cookie for seq - 1: the third segment of a
  *     handshake done here: dropped (ack_dropped). The engine learns the
@@ -260,6 +263,30 @@ static __always_inline __u16 fold(__u32 sum) {
   return (__u16)~sum;
 }
 
+/* Whether SYN `tcp` (IP header `ip`, TCP header of `tcp_len` bytes at `l4`,
+ * no payload) may be answered: its TCP checksum verifies, or it is
+ * CHECKSUM_PARTIAL (from a local stack over veth: the field holds the
+ * pseudo-header's sum only; the engine trusts those too, NFQUEUE tells it).
+ * A corrupt SYN goes to user space, whose engine drops and counts it. */
+static __always_inline int syn_checksum_ok(struct __sk_buff *skb, const struct iphdr *ip,
+                                           const struct tcphdr *tcp, __u32 l4, __u32 tcp_len) {
+  __u32 hdr[15] = {};
+  __u32 pseudo[3];
+  __s64 psum, sum;
+
+  tcp_len &= 0x3c;
+  if (tcp_len < 20 || bpf_skb_load_bytes(skb, l4, hdr, tcp_len)) return 0;
+  pseudo[0] = ip->saddr;
+  pseudo[1] = ip->daddr;
+  pseudo[2] = bpf_htonl((__u32)IPPROTO_TCP << 16 | tcp_len);
+  psum = bpf_csum_diff(0, 0, pseudo, sizeof pseudo, 0);
+  if (psum < 0) return 0;
+  sum = bpf_csum_diff(0, 0, hdr, tcp_len, (__u32)psum);
+  if (sum < 0) return 0;
+  if (fold((__u32)sum) == 0) return 1;           /* the full checksum verifies */
+  return (__u16)~fold((__u32)psum) == tcp->check; /* CHECKSUM_PARTIAL */
+}
+
 /* Answers SYN `tcp` (IP header `ip`, options at `opts_off`) with the engine's
  * cookie SYN/ACK, in place; the verdict. */
 static __always_inline int answer_syn(struct __sk_buff *skb, const struct iphdr *ip,
@@ -442,7 +469,9 @@ int origin(struct __sk_buff *skb) {
   fwd = bpf_map_lookup_elem(&forwards, &key);
 
   if (tcp.syn) {
-    if (tcp.ack || tcp.fin || tcp.rst || fwd) {
+    /* Data on a SYN (TFO) and corrupt SYNs: user space judges them. */
+    if (tcp.ack || tcp.fin || tcp.rst || fwd || ip_len != headers ||
+        !syn_checksum_ok(skb, &ip, &tcp, l4, headers - (__u32)ip.ihl * 4)) {
       count(HL_ORIGIN_SYN_PASSED);
       return TC_ACT_OK;
     }

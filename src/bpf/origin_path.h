@@ -19,10 +19,11 @@
 //     to user space untouched, so the engine sees every end, forwards them
 //     itself and unmaps.
 //
-// The engine's side (for the wiring): tcp::SynCookies::secret() gives the
+// The engine's side (wired by runtime/roles/kernel_origin.h through
+// engine::OriginKernelPath): tcp::SynCookies::keys() and ts_offset() give the
 // CookieSecret; SynAnswer holds the engine's cfg.mss, HandshakeSender's
-// syn_window and cfg.wscale. The engine must treat cookies as sent recently
-// while the program answers (SynCookies::recently_sent gates take_cookie_ack).
+// syn_window and cfg.wscale. The engine treats cookies as sent recently while
+// the program answers (SynCookies::note_sent before take_cookie_ack).
 //
 // rare keeps the kernel's own handshake: never call set_cookie_key there; SYNs
 // and handshake ACKs then pass to the kernel (counted syn_no_key, to_user) and

@@ -63,6 +63,8 @@ int main(int argc, char** argv) {
       log(LogLevel::kInfo, "cleanup: ran " + std::to_string(n) + " iptables commands");
       n = hl::io::nft_cleanup_all();
       log(LogLevel::kInfo, "cleanup: deleted " + std::to_string(n) + " nf_tables tables (fast path)");
+      const std::string origin = hl::runtime::cleanup_kernel_origin();
+      log(LogLevel::kInfo, "cleanup: kernel data path origin: " + (origin.empty() ? std::string("nothing") : origin));
       return 0;
     }
     const hl::runtime::RuntimeConfig& config = o.config;
@@ -76,7 +78,8 @@ int main(int argc, char** argv) {
       for (const auto& step : hl::io::install_plan(hl::runtime::capture_rules(config))) {
         std::cout << hl::io::join_argv(step.command) << '\n';
       }
-      if (const auto fast = hl::runtime::fast_path_config(config)) {
+      for (const auto& line : hl::runtime::kernel_origin_plan(config)) std::cout << line << '\n';
+      if (const auto fast = hl::runtime::fast_path_config(config); fast && config.datapath != "kernel") {
         for (const auto& line : hl::io::nft_fast_path_install(*fast)) std::cout << hl::io::kNft << ' ' << line << '\n';
       }
       return 0;

@@ -1,7 +1,14 @@
 // FastMapper: the kernel fast path (io/fast_path.h) as the engines use it. A
-// connection forwarded to another node is mapped once it proves long, mapped
+// connection forwarded to another node is mapped once it proves long (nft),
+// or at its handoff's acknowledgement (the kernel data path's BPF map), mapped
 // again if its packets still come through the queue a second later (the
 // mapping expired, or was in flight), and unmapped when its state goes.
+//
+// OriginKernelPath: the origin's kernel data path (issue 13; bpf::OriginPath
+// behind it, built by the runtime) as the origin sees it. It comes to the
+// origin as its FastPath (so every engine composing an origin passes it on
+// unchanged): a fast path whose changes are cheap (one bpf() call), which may
+// also answer SYNs in the kernel with the origin's SYN cookies.
 #pragma once
 
 #include <cstdint>
@@ -9,8 +16,26 @@
 #include "io/fast_path.h"
 #include "net/ipv4_addr.h"
 #include "net/tcp_packet.h"
+#include "tcp/syn_cookie.h"
 
 namespace hl::engine {
+
+class OriginKernelPath : public io::FastPath {
+ public:
+  // How the origin answers a SYN: what the kernel's SYN/ACK must say to be its own.
+  struct SynAnswer {
+    uint16_t max_mss = 0;     // OriginConfig::mss (note_syn's cap)
+    uint16_t syn_window = 0;  // OriginConfig::syn_window (HandshakeSender's)
+    uint8_t wscale = 0;       // OriginConfig::wscale
+  };
+  // From now on SYNs to the VIP are answered in the kernel with `cookies`'
+  // secret; their handshake ACKs never reach the origin, which builds the
+  // connection from the request's ack number. Never called for the kernel's
+  // own handshake (rare): forwarding only.
+  virtual void answer_syns(const tcp::SynCookies& cookies, const SynAnswer& answer) = 0;
+  // Whether add() really forwards (false: the engine forwards every packet itself).
+  virtual bool forwards() const = 0;
+};
 
 // One connection's part.
 struct FastMapping {
@@ -30,10 +55,20 @@ class FastMapper {
   // at most this often (it may be one queued before the mapping took effect).
   static constexpr uint64_t kRemapMs = 1000;
 
-  // `path` null: nothing is ever mapped. The counters must outlive this.
-  FastMapper(io::FastPath* path, uint64_t& adds, uint64_t& removes) : path_(path), adds_(adds), removes_(removes) {}
+  // `path` null: nothing is ever mapped. `at_handoff`: changes are cheap (one
+  // syscall), connections are mapped at their handoff's acknowledgement
+  // (map_now) so that later packets never cross user space. The counters must
+  // outlive this.
+  FastMapper(io::FastPath* path, uint64_t& adds, uint64_t& removes, bool at_handoff = false)
+      : path_(path), adds_(adds), removes_(removes), at_handoff_(at_handoff) {}
 
   bool enabled() const { return path_ != nullptr; }
+  bool at_handoff() const { return path_ != nullptr && at_handoff_; }
+
+  // The handoff of `client`'s connection to `to` was acknowledged: mapped now if at_handoff().
+  void on_handoff_acked(FastMapping& m, net::Endpoint client, net::Ipv4Addr to, uint64_t now) {
+    if (at_handoff() && !m.mapped) map(m, client, to, now);
+  }
 
   // `pkt` of `client`, in a connection forwarded to `to`, went through the queue.
   void on_forwarded(FastMapping& m, const net::TcpPacket& pkt, net::Endpoint client, net::Ipv4Addr to, uint64_t now) {
@@ -65,6 +100,7 @@ class FastMapper {
   io::FastPath* path_;
   uint64_t& adds_;
   uint64_t& removes_;
+  bool at_handoff_;
 };
 
 }  // namespace hl::engine

@@ -72,7 +72,8 @@ struct FrontendCounters {
   uint64_t syns = 0;                // SYNs that created a connection state
   uint64_t syns_dropped = 0;        // SYNs refused (table full, no cookies) and valid cookie
                                     //   ACKs refused (connection table full)
-  uint64_t syn_cookies_sent = 0;    // SYNs answered with a cookie (half-open table full)
+  uint64_t syn_cookies_sent = 0;    // SYNs answered with a cookie (half-open table full; the
+                                    //   kernel data path: every SYN, answered in BPF, added by the runtime)
   uint64_t syn_cookies_valid = 0;   // ACKs whose cookie was valid: a connection state created
   uint64_t syn_cookies_invalid = 0; // unknown ACKs checked against a cookie and refused (RST)
   uint64_t handoffs = 0;            // connections handed off (first attempt)

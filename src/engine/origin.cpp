@@ -28,9 +28,16 @@ Origin::Origin(OriginConfig config, std::unique_ptr<dispatch::Dispatcher> dispat
       raw_(raw, counters_.io_errors), answer_(cfg_.vip, cfg_.syn_window, raw_, counters_.resets_sent),
       hold_(verdicts_, cfg_.max_held, counters_.held, counters_.held_dropped), transport_(transport),
       in_band_(transport.in_band()), kernel_(cfg_.handshake == Handshake::kKernel), local_(local),
-      clock_(std::move(clock)), rng_(cfg_.seed != 0 ? cfg_.seed : std::random_device{}()), cookies_(rng_), health_(cfg_.targets.size(), cfg_.dead_ms, clock_()),
-      fast_(fast_path, counters_.fast_path_adds, counters_.fast_path_removes) {
+      kernel_path_(dynamic_cast<OriginKernelPath*>(fast_path)), clock_(std::move(clock)),
+      rng_(cfg_.seed != 0 ? cfg_.seed : std::random_device{}()), cookies_(rng_),
+      health_(cfg_.targets.size(), cfg_.dead_ms, clock_()),
+      fast_(kernel_path_ != nullptr && !kernel_path_->forwards() ? nullptr : fast_path, counters_.fast_path_adds,
+            counters_.fast_path_removes, kernel_path_ != nullptr) {
   dctx_.active.assign(cfg_.targets.size(), 0);
+  if (kernel_path_ != nullptr && !kernel()) {  // the kernel's own handshake (rare): forwarding only
+    kernel_path_->answer_syns(cookies_, {cfg_.mss, cfg_.syn_window, cfg_.wscale});
+    kernel_syns_ = true;
+  }
 }
 
 // --- state bookkeeping -------------------------------------------------------
@@ -181,7 +188,9 @@ void Origin::send_cookie(const net::TcpPacket& syn) {
 }
 
 bool Origin::take_cookie_ack(const io::QueuedPacket& qp, net::TcpPacket& pkt, const net::Endpoint& client) {
-  if (kernel() || !cfg_.syn_cookies) return false;
+  if (kernel() || !(cfg_.syn_cookies || kernel_syns_)) return false;
+  // The kernel answers every SYN with a cookie: its handshakes end here, at the request.
+  if (kernel_syns_) cookies_.note_sent(clock_());
   bool handled = false;
   std::optional<tcp::ClientHandshake> hs =
       tcp::take_cookie_ack(cookies_, qp, pkt, cfg_.vip, cfg_.wscale, cfg_.mss, clock_(),

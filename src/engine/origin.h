@@ -151,6 +151,10 @@ class Origin {
   // The references must outlive the origin. `raw` sends handshake answers,
   // RSTs and relayed segments; `local` (always) carries the connections handed
   // to this node itself, in the verdict of the forwarded client packet.
+  // `fast_path` may be an OriginKernelPath (fast_mapper.h: the kernel data
+  // path): the emulated handshake's SYNs are then answered in the kernel with
+  // this origin's cookies (the request's ack completes the handshake here), and
+  // connections are mapped at the handoff's acknowledgement.
   Origin(OriginConfig config, std::unique_ptr<dispatch::Dispatcher> dispatcher, io::Verdicts& verdicts,
          io::PacketSender& raw, HandoffTransport& transport, Clock clock, io::FastPath* fast_path,
          Carrier* local = nullptr);
@@ -257,6 +261,8 @@ class Origin {
   const bool in_band_;  // transport_.in_band(), asked once (it never changes)
   const bool kernel_;   // the kernel's handshake
   Carrier* local_;
+  OriginKernelPath* kernel_path_;  // the fast path, if it is the kernel data path's
+  bool kernel_syns_ = false;       // SYNs are answered in the kernel with cookies_
   Clock clock_;
   std::mt19937_64 rng_;
   tcp::SynCookies cookies_;  // after rng_: keyed from it

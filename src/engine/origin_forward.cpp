@@ -30,6 +30,8 @@ void Origin::on_handoff_ack(net::Ipv4Addr from, const control::HandoffAck& ack) 
     set_state(conn, State::Forwarding);
     conn.request.release();
     ++counters_.handoff_acks;
+    // The kernel data path: one syscall, so that no later segment crosses user space.
+    if (!conn.local_target) fast_.on_handoff_acked(conn.fast, conn.hs.client, conn.target, clock_());
   }
 }
 

@@ -154,7 +154,8 @@ void NodeRuntime::Impl::setup() {
     throw std::runtime_error(std::string(e.what()) +
                              " (left over from a crashed run? 'handoffd --cleanup' removes HANDOFF- chains)");
   }
-  if (const auto fc = fast_path_config(c)) {
+  // The kernel data path's origin forwards through its BPF map (roles/kernel_origin.h) instead.
+  if (const auto fc = fast_path_config(c); fc && datapath != DataPath::kKernel) {
     fast_path = std::make_unique<io::NftFastPath>(*fc);
     fast_path_proxy.target = fast_path.get();
   }

@@ -116,8 +116,17 @@ DataPath resolve_datapath(const RuntimeConfig& config, std::string* why = nullpt
 const char* to_string(DataPath datapath);
 
 // The role's kernel fast path (io/fast_path.h), if it has one (frontend,
-// always, rare with fast_path on).
+// always, rare with fast_path on; not on the kernel data path, whose origin
+// program forwards: roles/kernel_origin.h).
 std::optional<io::NftFastPathConfig> fast_path_config(const RuntimeConfig& config);
+// The kernel data path's origin program (roles/kernel_origin.cpp). For
+// --print-rules: what it installs for `config`, one comment line each
+// (nothing with --datapath nfqueue or for a role without an origin; auto: said
+// to depend on the kernel, the nft fast path printed too). For --cleanup:
+// removes what a crashed run in this network namespace left (tc filters,
+// pins); what it removed, one line each; never throws.
+std::vector<std::string> kernel_origin_plan(const RuntimeConfig& config);
+std::string cleanup_kernel_origin();
 // The sysctls the role sets while it runs, then config.sysctls. The front-end
 // forwards (ip_forward=1) and must not send ICMP redirects (all, default and
 // each of `interfaces`).

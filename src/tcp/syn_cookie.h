@@ -66,6 +66,10 @@ class SynCookies {
   bool recently_sent(uint64_t now_ms) const {
     return last_sent_ms_ && now_ms - *last_sent_ms_ < kMaxAgeSlots * kSlotMs;
   }
+  // Counts as a cookie sent at `now_ms` without answering a SYN here: for a
+  // kernel data path that answers SYNs with this secret (bpf::OriginPath),
+  // whose cookies user space never sees leave.
+  void note_sent(uint64_t now_ms) { last_sent_ms_ = now_ms; }
 
  private:
   uint32_t hash(const net::Endpoint& client, const net::Endpoint& vip, uint32_t count, size_t key) const;

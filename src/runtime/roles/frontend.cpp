@@ -1,11 +1,13 @@
 // Role frontend: the dedicated front-end of the frontend design. A raw socket
-// for the packets it sends, a UDP messenger to its back-ends, the FrontendEngine.
+// for the packets it sends, a UDP messenger to its back-ends, the FrontendEngine;
+// on the kernel data path, the origin program (kernel_origin.h) as its fast path.
 #include <memory>
 #include <string>
 
 #include "control/udp_messenger.h"
 #include "engine/frontend.h"
 #include "io/raw_socket.h"
+#include "runtime/roles/kernel_origin.h"
 #include "runtime/roles/role.h"
 
 namespace hl::runtime {
@@ -16,7 +18,9 @@ class FrontendRole final : public Role {
   explicit FrontendRole(RoleContext& ctx)
       : raw_(io::RawSocketConfig{ctx.config.mark, io::RawSocketConfig::kDefaultSndBuf}),
         udp_(net::Ipv4Addr{}, ctx.config.control_port, ctx.config.control_port),
-        transport_(udp_) {
+        transport_(udp_),
+        kernel_(ctx.datapath == DataPath::kKernel ? std::make_unique<KernelOrigin>(ctx.config, ctx.config.fast_path)
+                                                  : nullptr) {
     const RuntimeConfig& c = ctx.config;
     udp_.set_authenticator(ctx.auth);
     engine::FrontendConfig fc;
@@ -28,7 +32,7 @@ class FrontendRole final : public Role {
     fc.syn_cookies = c.syn_cookies;
     if (c.request_timeout_ms != 0) fc.request_timeout_ms = c.request_timeout_ms;
     engine_ = std::make_unique<engine::FrontendEngine>(std::move(fc), std::move(ctx.dispatcher), ctx.verdicts, raw_,
-                                                       ctx.clock, ctx.fast_path);
+                                                       ctx.clock, kernel_ ? kernel_.get() : ctx.fast_path);
   }
 
   void on_packet(const io::QueuedPacket& packet) override { engine_->on_packet(packet); }
@@ -37,15 +41,18 @@ class FrontendRole final : public Role {
   ControlTransport* control() override { return &transport_; }
 
   void visit_counters(const CounterVisitor& visit) const override {
-    engine_->counters().visit(adding_decode_errors(visit, udp_.counters().decode_errors));
+    const CounterVisitor engine_visit = kernel_ ? kernel_->adding_kernel_cookies(visit) : visit;
+    engine_->counters().visit(adding_decode_errors(engine_visit, udp_.counters().decode_errors));
     visit_udp_counters(udp_, visit);
     visit_raw_counters(raw_, visit);
+    if (kernel_) kernel_->visit_counters(visit);
   }
 
  private:
   io::RawSocket raw_;
   control::UdpMessenger udp_;
   PolledTransport<control::UdpMessenger> transport_;
+  std::unique_ptr<KernelOrigin> kernel_;  // the kernel data path: before the engine, which uses it
   std::unique_ptr<engine::FrontendEngine> engine_;
 };
 

@@ -1,6 +1,7 @@
 // Roles always and rare: every node of a symmetric cluster. A raw socket, the
 // persistent TCP control channel to every node (its keepalives carry this
-// node's health), the NodeEngine.
+// node's health), the NodeEngine; on the kernel data path, the origin
+// program (kernel_origin.h) as the origin's fast path.
 #include <memory>
 #include <string>
 
@@ -8,6 +9,7 @@
 #include "engine/node_engine.h"
 #include "io/listen_probe.h"
 #include "io/raw_socket.h"
+#include "runtime/roles/kernel_origin.h"
 #include "runtime/roles/role.h"
 
 namespace hl::runtime {
@@ -31,7 +33,8 @@ class NodeRole final : public Role {
         raw_(io::RawSocketConfig{ctx.config.mark, io::RawSocketConfig::kDefaultSndBuf}),
         channel_(channel_config(ctx), ctx.clock),
         sender_(channel_),
-        transport_(channel_) {
+        transport_(channel_),
+        kernel_origin_(make_kernel_origin(ctx)) {
     const RuntimeConfig& c = ctx.config;
     engine::NodeConfig nc;
     nc.mode = c.role == RuntimeRole::kRare ? engine::NodeMode::kRare : engine::NodeMode::kAlways;
@@ -45,7 +48,7 @@ class NodeRole final : public Role {
     nc.peer_dead_ms = c.backend_dead_ms.value_or(RuntimeConfig::kDefaultPeerDeadMs);
     nc.log = [](const std::string& line) { log_error(line); };
     engine_ = std::make_unique<engine::NodeEngine>(std::move(nc), std::move(ctx.dispatcher), ctx.verdicts, raw_, sender_,
-                                                   ctx.clock, ctx.fast_path);
+                                                   ctx.clock, origin_fast_path(ctx));
     channel_.tick();  // connect to the peers now
   }
   ~NodeRole() override { engine_.reset(); }  // first: the channel's peer_lost sees no engine
@@ -69,7 +72,7 @@ class NodeRole final : public Role {
   ControlTransport* control() override { return &transport_; }
 
   void visit_counters(const CounterVisitor& visit) const override {
-    engine_->counters().visit(visit);
+    engine_->counters().visit(kernel_origin_ ? kernel_origin_->adding_kernel_cookies(visit) : visit);
     const auto& k = channel_.counters();
     visit("peers_up", channel_.peers_up());
     visit("peers_connected", channel_.connected());
@@ -86,9 +89,21 @@ class NodeRole final : public Role {
     visit("keepalives_sent", k.keepalives_sent);
     visit("keepalives_received", k.keepalives_received);
     visit_raw_counters(raw_, visit);
+    if (kernel_origin_) kernel_origin_->visit_counters(visit);
   }
 
  private:
+  // --- the origin's kernel data path (kernel_design.md item 3) ---
+  // always: SYNs answered and handshake ACKs dropped in BPF, forwarding by its
+  // map; rare: forwarding only (the engine never shares a cookie secret).
+  static std::unique_ptr<KernelOrigin> make_kernel_origin(const RoleContext& ctx) {
+    if (ctx.datapath != DataPath::kKernel || !kernel_origin_wanted(ctx.config)) return nullptr;
+    return std::make_unique<KernelOrigin>(ctx.config, ctx.config.fast_path);
+  }
+  io::FastPath* origin_fast_path(const RoleContext& ctx) {
+    return kernel_origin_ ? kernel_origin_.get() : ctx.fast_path;
+  }
+
   control::ChannelConfig channel_config(const RoleContext& ctx) {
     const RuntimeConfig& c = ctx.config;
     control::ChannelConfig cc;
@@ -114,6 +129,7 @@ class NodeRole final : public Role {
   control::ControlChannel channel_;
   ChannelSender sender_;
   PolledTransport<control::ControlChannel> transport_;
+  std::unique_ptr<KernelOrigin> kernel_origin_;  // the kernel data path's origin: before the engine
   std::unique_ptr<engine::NodeEngine> engine_;
   uint64_t last_heartbeat_ms_ = 0;
 };

@@ -307,6 +307,35 @@ TEST_F(OriginTestRun, MappedSegmentGoesToTheNodeWithValidChecksums) {
   EXPECT_EQ(net::parse_tcp_packet(out)->dst_addr(), kVip.addr);
 }
 
+// A corrupt SYN or one with data goes to user space (the engine judges it); a
+// CHECKSUM_PARTIAL one (the field holds the pseudo header's sum) is answered.
+TEST_F(OriginTestRun, CorruptOrDataSynGoesToUserSpacePartialIsAnswered) {
+  const SynCase linux_syn{"linux", 1460, 7, true, true};
+  std::vector<uint8_t> bad = syn(linux_syn).build();
+  bad[20 + 16] ^= 0x01;  // the TCP checksum
+  std::vector<uint8_t> data = syn(linux_syn).payload("early").build();
+  for (const auto& ip : {bad, data}) {
+    const OriginCounters before = path_->counters();
+    const RunResult r = run(ip);
+    EXPECT_EQ(r.verdict, kTcActOk);
+    EXPECT_EQ(std::vector<uint8_t>(r.frame.begin() + 14, r.frame.end()), ip);
+    EXPECT_EQ(delta(path_->counters(), before).syn_passed, 1u) << to_string(delta(path_->counters(), before));
+  }
+  // CHECKSUM_PARTIAL: the un-complemented sum of the pseudo header (source,
+  // destination, protocol, TCP length) in place of the checksum.
+  std::vector<uint8_t> partial = syn(linux_syn).build();
+  const size_t tcp_len = partial.size() - 20;
+  uint32_t sum = 0;
+  for (size_t i = 12; i < 20; i += 2) sum += uint32_t{partial[i]} << 8 | partial[i + 1];
+  sum += 6 + static_cast<uint32_t>(tcp_len);
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  partial[20 + 16] = static_cast<uint8_t>(sum >> 8);
+  partial[20 + 17] = static_cast<uint8_t>(sum);
+  const OriginCounters before = path_->counters();
+  EXPECT_EQ(run(partial).verdict, kTcActRedirect);
+  EXPECT_EQ(delta(path_->counters(), before).syn_answered, 1u);
+}
+
 TEST_F(OriginTestRun, SynBeforeTheKeyGoesToUserSpace) {
   ASSERT_TRUE(path_->clear_cookie_key().ok());
   const std::vector<uint8_t> ip = syn({"linux", 1460, 7, true, true}).build();

@@ -1,0 +1,178 @@
+// KernelOrigin (kernel_origin.h): bpf::OriginPath per client-facing interface
+// behind engine::OriginKernelPath.
+#include "runtime/roles/kernel_origin.h"
+
+#include <dirent.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <string_view>
+
+#include "bpf/origin_fast_path.h"
+#include "runtime/roles/role.h"
+
+namespace hl::runtime {
+namespace {
+
+constexpr const char* kBpffs = "/sys/fs/bpf";
+constexpr const char* kPinPrefix = "handoff_";  // bpf::OriginPath::pin_dir's
+
+// This network namespace's identity (the inode of /proc/self/ns/net).
+std::string netns_id() {
+  struct stat st {};
+  if (::stat("/proc/self/ns/net", &st) != 0) return "0";
+  return std::to_string(static_cast<unsigned long long>(st.st_ino));
+}
+
+std::string name_prefix() { return "origin_" + netns_id() + "_"; }
+
+}  // namespace
+
+struct KernelOrigin::Attached {
+  bpf::OriginPath path;
+  bpf::OriginFastPath fast;
+  Attached(const bpf::OriginPathConfig& config, net::Endpoint vip) : path(config), fast(path, vip) {}
+};
+
+std::vector<std::string> client_facing_interfaces() {
+  std::vector<std::string> out;
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) return out;
+  for (const ifaddrs* a = list; a != nullptr; a = a->ifa_next) {
+    // An address of its own: a host's interface, not a bridge's port (the root
+    // namespace of a lab holds its switches' ports too).
+    if (a->ifa_addr == nullptr || a->ifa_addr->sa_family != AF_INET) continue;
+    if ((a->ifa_flags & IFF_UP) == 0 || (a->ifa_flags & IFF_LOOPBACK) != 0) continue;
+    const std::string name = a->ifa_name;
+    if (std::find(out.begin(), out.end(), name) != out.end() || !bpf::tc::has_ethernet_header(name)) continue;
+    out.push_back(name);
+  }
+  ::freeifaddrs(list);
+  return out;
+}
+
+std::string kernel_origin_name(const std::string& ifname) { return name_prefix() + ifname; }
+
+KernelOrigin::KernelOrigin(const RuntimeConfig& c, bool forwards)
+    : vip_{parse_addr(*c.vip, "VIP"), c.port}, forwards_(forwards) {
+  const std::vector<std::string> interfaces = client_facing_interfaces();
+  if (interfaces.empty()) throw std::runtime_error("kernel data path: no interface to attach the origin program to");
+  for (const std::string& ifname : interfaces) {
+    bpf::OriginPathConfig pc;
+    pc.name = kernel_origin_name(ifname);
+    pc.vip = vip_.addr;
+    pc.vip_port = vip_.port;
+    pc.pin = true;  // a crashed run's tc filter stays: --cleanup finds it through the pins
+    paths_.push_back(std::make_unique<Attached>(pc, vip_));
+    paths_.back()->path.attach(ifname);
+  }
+}
+
+KernelOrigin::~KernelOrigin() = default;  // each OriginPath detaches and unpins
+
+void KernelOrigin::add(uint32_t client_addr, uint16_t client_port, uint32_t to) {
+  for (auto& p : paths_) p->fast.add(client_addr, client_port, to);
+}
+
+void KernelOrigin::remove(uint32_t client_addr, uint16_t client_port) {
+  for (auto& p : paths_) p->fast.remove(client_addr, client_port);
+}
+
+io::IoStatus KernelOrigin::flush() {
+  io::IoStatus first = io::io_ok();
+  for (auto& p : paths_) {
+    io::IoStatus s = p->fast.flush();
+    if (!s.ok()) {
+      ++errors_;
+      if (first.ok()) first = std::move(s);
+    }
+  }
+  return first;
+}
+
+void KernelOrigin::answer_syns(const tcp::SynCookies& cookies, const SynAnswer& answer) {
+  bpf::CookieSecret secret;
+  secret.keys = cookies.keys();
+  secret.ts_offset = cookies.ts_offset();
+  const bpf::SynAnswer a{answer.max_mss, answer.syn_window, answer.wscale};
+  for (auto& p : paths_) {
+    io::IoStatus s = p->path.set_cookie_key(secret, a);
+    // Without the key the program sends SYNs up: the engine answers them itself.
+    if (!s.ok()) {
+      ++errors_;
+      log_error(std::string("kernel data path: cannot share the SYN cookie secret: ") + s.error().what);
+    }
+  }
+}
+
+bpf::OriginCounters KernelOrigin::sum() const {
+  bpf::OriginCounters sum;
+  for (const auto& p : paths_) {
+    const bpf::OriginCounters c = p->path.counters();
+    sum.syn_answered += c.syn_answered;
+    sum.syn_no_key += c.syn_no_key;
+    sum.syn_passed += c.syn_passed;
+    sum.ack_dropped += c.ack_dropped;
+    sum.to_user += c.to_user;
+    sum.forwarded += c.forwarded;
+    sum.end_to_user += c.end_to_user;
+    sum.malformed += c.malformed;
+    sum.error += c.error;
+  }
+  return sum;
+}
+
+void KernelOrigin::visit_counters(const CounterVisitor& visit) const {
+  for (const auto& [name, value] : bpf::named_counters(sum())) visit(name.c_str(), value);
+  visit("kernel_origin_errors", errors_);
+}
+
+CounterVisitor KernelOrigin::adding_kernel_cookies(const CounterVisitor& visit) const {
+  return [&visit, answered = sum().syn_answered](const char* name, uint64_t value) {
+    if (std::string_view(name) == "syn_cookies_sent") value += answered;
+    visit(name, value);
+  };
+}
+
+std::string cleanup_kernel_origin() {
+  std::string out;
+  DIR* dir = ::opendir(kBpffs);
+  if (dir == nullptr) return out;
+  const std::string wanted = kPinPrefix + name_prefix();
+  std::vector<std::string> names;
+  while (const dirent* e = ::readdir(dir)) {
+    const std::string entry = e->d_name;
+    if (entry.rfind(wanted, 0) == 0) names.push_back(entry.substr(std::strlen(kPinPrefix)));
+  }
+  ::closedir(dir);
+  for (const std::string& name : names) out += bpf::OriginPath::cleanup(name);
+  return out;
+}
+
+bool kernel_origin_wanted(const RuntimeConfig& c) {
+  if (c.role == RuntimeRole::kRare) return c.fast_path;  // no key: forwarding is all it does
+  return c.role == RuntimeRole::kFrontend || c.role == RuntimeRole::kAlways;
+}
+
+std::vector<std::string> kernel_origin_plan(const RuntimeConfig& c) {
+  if (!kernel_origin_wanted(c) || c.datapath == "nfqueue" || !c.vip) return {};
+  std::string what = c.role == RuntimeRole::kRare ? "" : "SYN cookie answers, handshake ACKs dropped, ";
+  what += c.fast_path ? "forwarding of handed-off connections" : "no forwarding (--fast-path off)";
+  const std::string when =
+      c.datapath == "auto" ? " (--datapath auto: where this kernel can, else the nf_tables fast path below)" : "";
+  std::vector<std::string> out;
+  for (const std::string& ifname : client_facing_interfaces()) {
+    out.push_back("# kernel data path" + when + ": BPF program origin.bpf.c at tc ingress of " + ifname + " for " +
+                  *c.vip + ":" + std::to_string(c.port) + " (" + what + "), pinned at " +
+                  bpf::OriginPath::pin_dir(kernel_origin_name(ifname)));
+  }
+  return out;
+}
+
+}  // namespace hl::runtime

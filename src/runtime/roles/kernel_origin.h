@@ -1,0 +1,68 @@
+// KernelOrigin: the origin's kernel data path as the roles build it (issue 13
+// item 3, kernel_design.md): bpf::OriginPath loaded and attached (tc ingress)
+// to each client-facing interface of this node (every interface that is up,
+// not loopback, with an IPv4 address: a lab node has one), behind engine::OriginKernelPath, which
+// the role gives its engine as the origin's fast path. The origin then shares
+// its SYN cookie secret (frontend, always: SYNs and handshake ACKs never reach
+// user space) and maps each connection at its handoff's acknowledgement (one
+// bpf() call; the nf_tables fast path is not used). rare: forwarding only.
+//
+// Pins: /sys/fs/bpf/handoff_origin_<netns inode>_<ifname> (bpffs is shared by
+// the lab's network namespaces; the inode keeps each node's own), removed on
+// a clean stop; cleanup_kernel_origin() removes a crashed run's (--cleanup).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bpf/origin_path.h"
+#include "engine/fast_mapper.h"
+#include "runtime/runtime.h"
+
+namespace hl::runtime {
+
+class KernelOrigin final : public engine::OriginKernelPath {
+ public:
+  // Loads and attaches the program for `config`'s VIP:port. `forwards`: false
+  // (--no-fast-path): nothing is mapped, the engine forwards every packet.
+  // Throws std::runtime_error (nothing left behind).
+  KernelOrigin(const RuntimeConfig& config, bool forwards);
+  ~KernelOrigin() override;
+  KernelOrigin(const KernelOrigin&) = delete;
+  KernelOrigin& operator=(const KernelOrigin&) = delete;
+
+  void add(uint32_t client_addr, uint16_t client_port, uint32_t to) override;
+  void remove(uint32_t client_addr, uint16_t client_port) override;
+  io::IoStatus flush() override;
+  void answer_syns(const tcp::SynCookies& cookies, const SynAnswer& answer) override;
+  bool forwards() const override { return forwards_; }
+
+  // The programs' counters (bpf_origin_*, summed over the interfaces) and
+  // kernel_origin_errors (map or settings updates the kernel refused).
+  void visit_counters(const CounterVisitor& visit) const;
+  // `visit` with the SYNs the kernel answered with a cookie added to the
+  // engine's syn_cookies_sent ("SYNs answered with a cookie": by the engine or
+  // for it), so that syns + syn_cookies_sent + syns_dropped still counts every
+  // SYN. The result refers to `visit`: use it while `visit` lives.
+  CounterVisitor adding_kernel_cookies(const CounterVisitor& visit) const;
+
+ private:
+  struct Attached;
+  bpf::OriginCounters sum() const;
+  std::vector<std::unique_ptr<Attached>> paths_;
+  net::Endpoint vip_;
+  bool forwards_;
+  uint64_t errors_ = 0;
+};
+
+// Whether the role loads a KernelOrigin on the kernel data path (frontend,
+// always; rare only to forward, with the fast path on).
+bool kernel_origin_wanted(const RuntimeConfig& config);
+// The interfaces KernelOrigin attaches to in this network namespace.
+std::vector<std::string> client_facing_interfaces();
+// The pin directory's name (bpf::OriginPath's `name`) for `ifname` in this network namespace.
+std::string kernel_origin_name(const std::string& ifname);
+// cleanup_kernel_origin() and kernel_origin_plan(): runtime.h.
+
+}  // namespace hl::runtime

@@ -1,0 +1,229 @@
+// The origin on the kernel data path (issue 13; fast_mapper.h's
+// OriginKernelPath, faked here): the kernel answers SYNs with the origin's
+// cookies, so the first segment the engine sees is the request, whose cookie it
+// accepts without having sent it; the connection is mapped at the handoff's
+// acknowledgement, unmapped when its state goes; FIN and RST still come to the
+// engine and are forwarded by it. rare keeps its kernel handshake: no cookies.
+#include <gtest/gtest.h>
+
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/fast_mapper.h"
+#include "engine/harness.h"
+#include "net/packet_builder.h"
+#include "tcp/syn_cookie.h"
+
+namespace hl::engine {
+namespace {
+
+using namespace hl::engine::testing;
+
+const std::string kRequestA = "GET /a HTTP/1.1\r\nHost: cluster\r\n\r\n";
+const std::string kRequestB = "GET /b HTTP/1.1\r\nHost: cluster\r\n\r\n";
+constexpr uint32_t kIsn = 5000;
+constexpr uint32_t kTsval = 777;
+
+// What origin.bpf.c is to the engine: the secret it got, the map it keeps.
+class FakeKernelPath final : public OriginKernelPath {
+ public:
+  void add(uint32_t addr, uint16_t port, uint32_t to) override {
+    ops.push_back({true, {net::Ipv4Addr{addr}, port}, net::Ipv4Addr{to}});
+  }
+  void remove(uint32_t addr, uint16_t port) override { ops.push_back({false, {net::Ipv4Addr{addr}, port}, {}}); }
+  io::IoStatus flush() override { return io::io_ok(); }
+  void answer_syns(const tcp::SynCookies& c, const SynAnswer& a) override {
+    cookies.emplace(c);  // a copy: what the kernel answers with is never "sent" by the engine
+    answer = a;
+  }
+  bool forwards() const override { return true; }
+
+  // The kernel's cookie SYN/ACK to a Linux-like SYN of `client` at `now`: the handshake it announced.
+  tcp::ClientHandshake answer_syn(Endpoint client, uint64_t now) {
+    auto syn = from_client(client).seq(kIsn).flags(SYN).window(64240).mss(1460).sack_permitted()
+                   .timestamps(kTsval, 0).wscale(7).build();
+    tcp::ClientHandshake hs;
+    hs.note_syn(*net::parse_tcp_packet(syn), answer.max_mss);
+    cookies->answer(hs, kVip, answer.wscale, now);
+    return hs;
+  }
+
+  std::optional<tcp::SynCookies> cookies;
+  SynAnswer answer;
+  std::vector<FastPathOp> ops;
+};
+
+// The client's request segment after the kernel's handshake (its pure ACK was dropped there).
+std::vector<uint8_t> request(const tcp::ClientHandshake& hs, const std::string& text, Endpoint client = kClient) {
+  return from_client(client).seq(kIsn + 1).ack((hs.server_isn + 1u).value()).flags(ACK | PSH)
+      .timestamps(kTsval + 1, hs.ts_base).window(502).payload(text).build();
+}
+
+std::vector<uint8_t> client_segment(const tcp::ClientHandshake& hs, uint32_t seq_delta, uint8_t flags,
+                                    Endpoint client = kClient) {
+  return from_client(client).seq(kIsn + 1 + seq_delta).ack((hs.server_isn + 1u).value() + 100).flags(flags)
+      .timestamps(kTsval + 2, hs.ts_base).window(502).build();
+}
+
+struct KernelFe : EngineFakes {
+  uint64_t now = 1'000'000;
+  FakeKernelPath kpath;
+  FrontendEngine engine;
+
+  KernelFe()
+      : engine(frontend_config(7), first_dispatcher("/a be1\n/b be2\n"), verdicts, raw, [this] { return now; },
+               &kpath) {}
+};
+
+TEST(KernelOriginTest, FrontendSharesItsSecretAndSynAnswer) {
+  KernelFe fe;
+  ASSERT_TRUE(fe.kpath.cookies.has_value());
+  EXPECT_EQ(fe.kpath.answer.max_mss, FrontendConfig::kDefaultMss);
+  EXPECT_EQ(fe.kpath.answer.syn_window, FrontendConfig::kDefaultSynWindow);
+  EXPECT_EQ(fe.kpath.answer.wscale, FrontendConfig::kDefaultWscale);
+}
+
+TEST(KernelOriginTest, RequestCompletesTheKernelsCookieHandshakeAndIsMappedAtTheAck) {
+  KernelFe fe;
+  const tcp::ClientHandshake hs = fe.kpath.answer_syn(kClient, fe.now);
+  auto req = request(hs, kRequestA);
+  EXPECT_EQ(fe.run_one(fe.engine, req).kind, VerdictKind::Drop);  // consumed: replayed to be1
+  EXPECT_EQ(fe.engine.counters().syn_cookies_valid, 1u);
+  EXPECT_EQ(fe.engine.counters().syn_cookies_sent, 0u);  // the kernel answered
+  EXPECT_EQ(fe.engine.counters().syns, 0u);
+  EXPECT_EQ(fe.engine.counters().handoffs, 1u);
+  auto sent = fe.raw.take();
+  ASSERT_EQ(sent.size(), 2u);  // the replayed SYN (with the cookie's numbers) and the request
+  const Parsed syn = parse(sent[0]);
+  EXPECT_EQ(syn.pkt.dst_addr(), kBe1);
+  EXPECT_EQ(syn.pkt.seq(), kIsn);
+  const Parsed replayed = parse(sent[1]);
+  EXPECT_EQ(std::string(replayed.pkt.payload().begin(), replayed.pkt.payload().end()), kRequestA);
+  EXPECT_TRUE(fe.kpath.ops.empty()) << "not mapped before the back-end has it";
+
+  fe.engine.on_message(kBe1, control::HandoffAck{kClient, 1234});
+  ASSERT_EQ(fe.kpath.ops.size(), 1u);
+  EXPECT_TRUE(fe.kpath.ops[0].add);
+  EXPECT_EQ(fe.kpath.ops[0].client, kClient);
+  EXPECT_EQ(fe.kpath.ops[0].to, kBe1);
+  EXPECT_EQ(fe.engine.counters().fast_path_adds, 1u);
+  EXPECT_EQ(fe.engine.counters().forwarded_packets, 0u) << "nothing but the request crossed user space";
+}
+
+TEST(KernelOriginTest, FinAndRstStillComeToTheEngineWhichForwardsThemAndUnmapsAtTheEnd) {
+  KernelFe fe;
+  const tcp::ClientHandshake hs = fe.kpath.answer_syn(kClient, fe.now);
+  auto req = request(hs, kRequestA);
+  fe.run_one(fe.engine, req);
+  fe.raw.take();
+  fe.engine.on_message(kBe1, control::HandoffAck{kClient, 1234});
+  fe.kpath.ops.clear();
+
+  const uint32_t len = static_cast<uint32_t>(kRequestA.size());
+  auto fin = client_segment(hs, len, ACK | FIN);
+  const Verdict v = fe.run_one(fe.engine, fin);
+  ASSERT_EQ(v.kind, VerdictKind::AcceptModified);
+  EXPECT_EQ(parse(v.bytes).pkt.dst_addr(), kBe1);
+  EXPECT_EQ(fe.engine.counters().forwarded_packets, 1u);
+  auto rst = client_segment(hs, len + 1, RST);
+  EXPECT_EQ(parse(fe.run_one(fe.engine, rst).bytes).pkt.dst_addr(), kBe1);
+  EXPECT_EQ(fe.engine.counters().forwarded_packets, 2u);
+  EXPECT_TRUE(fe.kpath.ops.empty()) << "still mapped while the state lingers";
+
+  fe.now += FrontendConfig::kDefaultLingerMs;
+  fe.engine.on_timer();
+  ASSERT_EQ(fe.kpath.ops.size(), 1u);
+  EXPECT_FALSE(fe.kpath.ops[0].add);
+  EXPECT_EQ(fe.kpath.ops[0].client, kClient);
+  EXPECT_EQ(fe.engine.counters().active, 0u);
+}
+
+TEST(KernelOriginTest, ForgedCookieIsRefused) {
+  KernelFe fe;
+  tcp::ClientHandshake hs = fe.kpath.answer_syn(kClient, fe.now);
+  hs.server_isn = hs.server_isn + 1u;
+  auto req = request(hs, kRequestA);
+  EXPECT_EQ(fe.run_one(fe.engine, req).kind, VerdictKind::Drop);
+  EXPECT_EQ(fe.engine.counters().syn_cookies_invalid, 1u);
+  EXPECT_EQ(fe.engine.counters().handoffs, 0u);
+  EXPECT_EQ(fe.engine.counters().active, 0u);
+}
+
+TEST(KernelOriginTest, RequestOverSeveralSegments) {
+  KernelFe fe;
+  const tcp::ClientHandshake hs = fe.kpath.answer_syn(kClient, fe.now);
+  const std::string head = kRequestA.substr(0, 10);
+  auto first = request(hs, head);
+  fe.run_one(fe.engine, first);
+  EXPECT_EQ(fe.engine.counters().handoffs, 0u);
+  auto rest = from_client().seq(kIsn + 1 + static_cast<uint32_t>(head.size())).ack((hs.server_isn + 1u).value())
+                  .flags(ACK | PSH).timestamps(kTsval + 2, hs.ts_base).payload(kRequestA.substr(10)).build();
+  fe.run_one(fe.engine, rest);
+  EXPECT_EQ(fe.engine.counters().handoffs, 1u);
+  EXPECT_EQ(fe.engine.counters().syn_cookies_valid, 1u);
+}
+
+TEST(KernelOriginTest, WithoutTheKernelPathAnUnsentCookieIsNotEvenChecked) {
+  EngineFakes f;
+  uint64_t now = 1'000'000;
+  FrontendEngine engine(frontend_config(7), first_dispatcher("/a be1\n"), f.verdicts, f.raw, [&] { return now; },
+                        &f.fast);
+  FakeKernelPath other;  // only to produce a cookie of some secret
+  std::mt19937_64 rng(99);
+  other.answer_syns(tcp::SynCookies(rng), {1460, 64240, 7});
+  const tcp::ClientHandshake hs = other.answer_syn(kClient, now);
+  auto req = request(hs, kRequestA);
+  f.run_one(engine, req);
+  EXPECT_EQ(engine.counters().syn_cookies_valid + engine.counters().syn_cookies_invalid, 0u);
+  EXPECT_EQ(engine.counters().unknown_packets, 1u);
+}
+
+// always: the handoff travels on the control channel; the Termination frees and unmaps.
+struct KernelNode : EngineFakes {
+  uint64_t now = 1'000'000;
+  FakeKernelPath kpath;
+  NodeEngine engine;
+
+  explicit KernelNode(NodeMode mode = NodeMode::kAlways)
+      : engine(node_config(mode, kA, {kA, kB}, 7), first_dispatcher("/a a\n/b b\n"), verdicts, raw, messages,
+               [this] { return now; }, &kpath) {}
+};
+
+TEST(KernelOriginTest, AlwaysMapsAtTheHandoffAckAndUnmapsAtTheTermination) {
+  KernelNode a;
+  ASSERT_TRUE(a.kpath.cookies.has_value());
+  const tcp::ClientHandshake hs = a.kpath.answer_syn(kClient, a.now);
+  auto req = request(hs, kRequestB);
+  a.run(a.engine, req);
+  EXPECT_EQ(a.engine.counters().syn_cookies_valid, 1u);
+  auto msgs = a.messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_EQ(msgs[0].to, kB);
+  EXPECT_TRUE(std::holds_alternative<control::HandoffRequest>(msgs[0].message));
+  EXPECT_TRUE(a.kpath.ops.empty());
+
+  a.engine.on_message(kB, control::HandoffAck{kClient, 1});
+  ASSERT_EQ(a.kpath.ops.size(), 1u);
+  EXPECT_TRUE(a.kpath.ops[0].add);
+  EXPECT_EQ(a.kpath.ops[0].to, kB);
+
+  auto fin = client_segment(hs, static_cast<uint32_t>(kRequestB.size()), ACK | FIN);
+  const Verdict v = a.run_one(a.engine, fin);
+  EXPECT_EQ(parse(v.bytes).pkt.dst_addr(), kB);
+
+  a.kpath.ops.clear();
+  a.engine.on_message(kB, control::Termination{kClient, control::TerminationReason::kFin});
+  ASSERT_EQ(a.kpath.ops.size(), 1u);
+  EXPECT_FALSE(a.kpath.ops[0].add);
+  EXPECT_EQ(a.kpath.ops[0].client, kClient);
+}
+
+TEST(KernelOriginTest, RareForwardsOnlyAndKeepsTheKernelHandshake) {
+  KernelNode a(NodeMode::kRare);
+  EXPECT_FALSE(a.kpath.cookies.has_value()) << "rare never shares a cookie secret";
+}
+
+}  // namespace
+}  // namespace hl::engine
