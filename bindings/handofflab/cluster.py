@@ -40,7 +40,10 @@ Modes implemented:
 
 The engines' data path (``datapath``: "auto", the default, "kernel" or
 "nfqueue"; see handofflab.spec.Engines) goes to every engine's config;
-``c.datapaths()`` says which one each engine resolved.
+``c.datapaths()`` says which one each engine resolved. With the environment
+variable HANDOFFLAB_DATAPATH (kernel or nfqueue) set, clusters left at "auto"
+ask their engines for that one instead (run a whole test suite on one path:
+``HANDOFFLAB_DATAPATH=nfqueue ./lab test tests/integration``).
 
 Impairments of r0's client <-> cluster path (handofflab.impair) and the
 control-channel authentication (a random per-cluster key file, ``key.bin`` in
@@ -82,6 +85,7 @@ __all__ = ["Cluster", "ClusterSpec", "DATAPATHS", "Document", "ENGINE_MODES", "F
            "MODES", "POLICIES", "RUN_ROOT", "SYMMETRIC_MODES", "engine_roles"]
 
 RUN_ROOT = Path(os.environ.get("HANDOFFLAB_CACHE", "/tmp/handofflab")) / "runs"
+DATAPATH_ENV = "HANDOFFLAB_DATAPATH"  # what datapath="auto" asks the engines for, when set
 KEY_BYTES = 48  # cluster key length; the engines require >= 32 (control::kMinKeyLen)
 
 HostRef = Union[str, Any]
@@ -129,7 +133,13 @@ class Cluster:
         self.access_log = engines.access_log
         self.policy = content.policy
         self.engine_options = dict(engines.options)
-        self.datapath = engines.datapath  # asked for; each engine's resolved one: datapaths()
+        # asked for (an "auto" spec: $HANDOFFLAB_DATAPATH if set); resolved: datapaths()
+        self.datapath = engines.datapath
+        if self.datapath == "auto" and os.environ.get(DATAPATH_ENV):
+            self.datapath = os.environ[DATAPATH_ENV]
+            if self.datapath not in DATAPATHS:
+                raise ValueError(f"{DATAPATH_ENV}={self.datapath!r}: data paths: "
+                                 f"{', '.join(DATAPATHS)}")
         self.proxy_options = dict(engines.proxy_options)  # proxy: haproxy.ProxyOptions fields
         self.impairment = spec.impairment()  # r0's impairments; the stage runs when .active
         self.impair_stage: Optional[ImpairStage] = None

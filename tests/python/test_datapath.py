@@ -29,8 +29,11 @@ def test_the_spec_takes_a_datapath_in_the_engines_group() -> None:
 
 @pytest.mark.parametrize("mode", ["frontend", "always", "rare"])
 @pytest.mark.parametrize("datapath", DATAPATHS)
-def test_every_engine_gets_the_datapath(mode: str, datapath: str) -> None:
+def test_every_engine_gets_the_datapath(mode: str, datapath: str,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
     from handofflab.spec import IMPLEMENTED_MODES
+
+    monkeypatch.delenv("HANDOFFLAB_DATAPATH", raising=False)
 
     if mode not in IMPLEMENTED_MODES:
         pytest.skip(f"the compiled engine has no role {mode!r}")
@@ -42,6 +45,19 @@ def test_every_engine_gets_the_datapath(mode: str, datapath: str) -> None:
     assert len(configs) == (3 if mode == "frontend" else 2)
     assert all(cfg["datapath"] == datapath for cfg in configs.values())
     assert Cluster(mode=mode).engine_configs()["be1"]["datapath"] == "auto"
+
+
+def test_the_environment_chooses_for_auto(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HANDOFFLAB_DATAPATH", "nfqueue")
+    c = Cluster(mode="frontend")
+    assert c.spec.engines.datapath == "auto" and c.datapath == "nfqueue"
+    assert {cfg["datapath"] for cfg in c.engine_configs().values()} == {"nfqueue"}
+    assert Cluster(mode="frontend", datapath="kernel").datapath == "kernel"  # asked: kept
+    monkeypatch.setenv("HANDOFFLAB_DATAPATH", "ebpf")
+    with pytest.raises(ValueError, match="HANDOFFLAB_DATAPATH"):
+        Cluster(mode="frontend")
+    monkeypatch.delenv("HANDOFFLAB_DATAPATH")
+    assert Cluster(mode="frontend").datapath == "auto"
 
 
 def test_the_engine_checks_the_key() -> None:
