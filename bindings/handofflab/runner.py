@@ -33,13 +33,13 @@ from typing import Any, Optional, Sequence
 from . import workload as wl
 from .progress import Progress
 from .results import ResultsDir
+from .spec import DATAPATHS
 
 log = logging.getLogger(__name__)
 
 __all__ = ["ModeLabel", "Runner", "cpu_seconds", "docset_spec", "parse_mode", "percentile",
            "split_mode", "user_space_packets"]
 
-DATAPATHS = ("auto", "kernel", "nfqueue")  # = handofflab.spec.DATAPATHS (no import: light)
 
 
 @dataclass(frozen=True)
