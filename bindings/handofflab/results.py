@@ -235,9 +235,20 @@ class ResultsDir:
                 lines.append(f"- {name}: {value} (reported)")
         return "\n".join(lines)
 
+    def datapath_notes(self) -> list[str]:
+        """One line per mode label whose engines ran: the data path asked for and
+        what they resolved (manifest ``datapaths``)."""
+        out = []
+        for mode, d in self.manifest.get("datapaths", {}).items():
+            resolved = sorted(set(d.get("resolved", {}).values()))
+            out.append(f"- {mode}: data path {'/'.join(resolved) or '?'} "
+                       f"(asked: {d.get('requested', '?')})")
+        return out
+
     def table(self) -> str:
         text = markdown_table(self.summary(), self.table_metrics)
-        notes = [f"- {m}: skipped ({why})" for m, why in self.skipped.items()]
+        notes = self.datapath_notes()
+        notes += [f"- {m}: skipped ({why})" for m, why in self.skipped.items()]
         notes += [f"- {m}: FAILED ({why})" for m, why in self.failed.items()]
         return text + ("\n\n" + "\n".join(notes) if notes else "")
 

@@ -148,3 +148,23 @@ def test_user_space_packets_per_connection() -> None:
     # A restarted engine (counters went back) counts 0, not a negative share.
     restarted = dict(after, be1={"nfq_received": 3, "handoffs_received": 1})
     assert user_space_packets(before, restarted, {"fe"})["serving_uspace_pkts_per_conn"] == 0.0
+
+
+def test_the_summary_says_which_data_path_ran(tmp_path: Any) -> None:
+    from handofflab.results import ResultsDir
+
+    rd = ResultsDir.create("dp", {"seed": 0}, root=tmp_path)
+    rd.manifest["datapaths"] = {
+        "frontend": {"requested": "auto", "resolved": {"fe": "kernel", "be1": "kernel"}},
+        "always/nfqueue": {"requested": "nfqueue", "resolved": {"be1": "nfqueue"}}}
+    rd.add_row({"experiment": "dp", "mode": "frontend", "workload": "w", "x_name": "none",
+                "x": "-", "rep": 0, "datapath": "kernel", "uspace_pkts_per_conn": 1.0})
+    rd.table_metrics = ["uspace_pkts_per_conn"]
+    rd.finish(1.0)
+    table = (rd.path / "summary.md").read_text()
+    assert "- frontend: data path kernel (asked: auto)" in table
+    assert "- always/nfqueue: data path nfqueue (asked: nfqueue)" in table
+    assert "uspace_pkts_per_conn (pkt/conn)" in table
+    back = ResultsDir.load(rd.path)
+    assert back.rows[0]["datapath"] == "kernel" and back.manifest["datapaths"]["frontend"]
+    assert "datapath" in (rd.path / "results.csv").read_text().splitlines()[0]
