@@ -34,7 +34,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="the CI-sized profile (seconds; 1 repetition)")
     p.add_argument("--reps", type=int, help="repetitions per point (default: config, 3)")
     p.add_argument("--modes", help="comma-separated subset of frontend,always,rare,proxy,direct; "
-                   "MODE@L runs MODE at locality L (e.g. rare@0.9, rare@1/N)")
+                   "MODE@L runs MODE at locality L (e.g. rare@0.9, rare@1/N); MODE/DP runs "
+                   "an engine mode on data path DP, auto|kernel|nfqueue (e.g. frontend/kernel, "
+                   "always/nfqueue, rare@0.9/kernel)")
     p.add_argument("--seed", type=int, help="seed of documents, partition and request streams")
     p.add_argument("--out", type=Path, help="results root (default: results/)")
     p.add_argument("--no-plot", action="store_true", help="skip plotting")

@@ -9,9 +9,12 @@ Modes implemented:
   ``lo``; r0 routes VIP/32 via fe) and runs no web server: its engine answers
   the handshake, reads the request, hands the connection to an owner and then
   forwards the client's packets there (fe forwards IPv4 for that). Each
-  back-end runs nginx on its own address plus a backend engine that
-  translates the handed-off connection and sends responses straight to the
-  client (source VIP). One node agent (handofflab.agent) per engine node.
+  back-end runs nginx (on every address) plus a backend engine that carries
+  the handed-off connection and sends responses straight to the client
+  (source VIP). The back-ends hold the VIP on ``lo`` as always/rare nodes do
+  (arp_ignore=1, arp_announce=2; r0 still routes it via fe): the kernel data
+  path adopts a connection to VIP:80 there. One node agent
+  (handofflab.agent) per engine node.
 
 - "proxy": the L7 proxy baseline: HAProxy on fe (VIP/32 on its ``lo``, r0
   routes VIP/32 via fe, as in frontend) routing by the same content map; its
@@ -34,6 +37,13 @@ Modes implemented:
   policy 1 can move a live connection to another node. ``locality``: see
   handofflab.spec.Content. These two modes are in IMPLEMENTED_MODES only when
   the compiled engine (handofflab._core) knows the roles (engine_roles()).
+
+The engines' data path (``datapath``: "auto", the default, "kernel" or
+"nfqueue"; see handofflab.spec.Engines) goes to every engine's config;
+``c.datapaths()`` says which one each engine resolved. With the environment
+variable HANDOFFLAB_DATAPATH (kernel or nfqueue) set, clusters left at "auto"
+ask their engines for that one instead (run a whole test suite on one path:
+``HANDOFFLAB_DATAPATH=nfqueue ./lab test tests/integration``).
 
 Impairments of r0's client <-> cluster path (handofflab.impair) and the
 control-channel authentication (a random per-cluster key file, ``key.bin`` in
@@ -58,24 +68,24 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 from . import documents as docs_mod
-from . import netutil, topo
+from . import netutil, topo, vip
 from .agent import NodeAgent
 from .impair import ImpairStage
 from .documents import Document
 from .netutil import FetchResult, WrkResult
 from .nginx import NginxServer
-from .spec import (ENGINE_MODES, IMPLEMENTED_MODES, MODES, POLICIES,  # re-exported
-                   SYMMETRIC_MODES, ClusterSpec, engine_roles)
+from .spec import (DATAPATHS, ENGINE_MODES, IMPLEMENTED_MODES, MODES,  # re-exported
+                   POLICIES, SYMMETRIC_MODES, ClusterSpec, engine_roles)
+from .vip import ECMP_HASH_FIELDS
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Cluster", "ClusterSpec", "Document", "ENGINE_MODES", "FetchResult", "IMPLEMENTED_MODES",
+__all__ = ["Cluster", "ClusterSpec", "DATAPATHS", "Document", "ENGINE_MODES", "FetchResult",
+           "IMPLEMENTED_MODES",
            "MODES", "POLICIES", "RUN_ROOT", "SYMMETRIC_MODES", "engine_roles"]
 
-# r0's ECMP hash inputs (policy 3): src IP 0x01, dst IP 0x02, IP proto 0x04,
-# src port 0x10, dst port 0x20.
-ECMP_HASH_FIELDS = "0x0037"
 RUN_ROOT = Path(os.environ.get("HANDOFFLAB_CACHE", "/tmp/handofflab")) / "runs"
+DATAPATH_ENV = "HANDOFFLAB_DATAPATH"  # what datapath="auto" asks the engines for, when set
 KEY_BYTES = 48  # cluster key length; the engines require >= 32 (control::kMinKeyLen)
 
 HostRef = Union[str, Any]
@@ -123,6 +133,13 @@ class Cluster:
         self.access_log = engines.access_log
         self.policy = content.policy
         self.engine_options = dict(engines.options)
+        # asked for (an "auto" spec: $HANDOFFLAB_DATAPATH if set); resolved: datapaths()
+        self.datapath = engines.datapath
+        if self.datapath == "auto" and os.environ.get(DATAPATH_ENV):
+            self.datapath = os.environ[DATAPATH_ENV]
+            if self.datapath not in DATAPATHS:
+                raise ValueError(f"{DATAPATH_ENV}={self.datapath!r}: data paths: "
+                                 f"{', '.join(DATAPATHS)}")
         self.proxy_options = dict(engines.proxy_options)  # proxy: haproxy.ProxyOptions fields
         self.impairment = spec.impairment()  # r0's impairments; the stage runs when .active
         self.impair_stage: Optional[ImpairStage] = None
@@ -205,10 +222,15 @@ class Cluster:
         if self.loss > 0 and not self.impairment.active:  # else r0's stage drops
             for h in self.net.hosts:
                 netutil.install_loss(h, self.loss)
+        r0 = self.node(topo.ROUTER)
         if self.mode in ("frontend", "proxy"):  # proxy: same VIP routing, HAProxy on fe
-            self._route_vip_via_frontend()
+            vip.route_via_frontend(self.node(topo.FRONTEND), r0, self.vip, topo.FRONTEND_IP)
+        if self.mode in ENGINE_MODES:  # frontend's back-ends too: kernel data path adoption
+            for name in self.backends:
+                vip.hold_on_lo(self.node(name), self.vip)
         if self.mode in SYMMETRIC_MODES:
-            self._spread_vip_over_nodes()
+            vip.spread_over_nodes(r0, self.vip, [topo.backend_ip(i)
+                                                 for i in range(1, self.n_backends + 1)])
 
         for i, name in enumerate(self.backends, start=1):
             server = NginxServer(self.node(name), name, self.docroots[name],
@@ -241,44 +263,6 @@ class Cluster:
                 if r.backend != name:
                     raise RuntimeError(f"{c.name} -> {name}: got X-Backend {r.backend!r} "
                                        f"(status {r.status})")
-
-    def _route_vip_via_frontend(self) -> None:
-        """frontend mode: VIP/32 on fe's lo, r0 routes VIP/32 via fe; fe forwards
-        (the client packets it rewrites towards a back-end) without ICMP redirects."""
-        fe, r0 = self.node(topo.FRONTEND), self.node(topo.ROUTER)
-        netutil.run(fe, ["ip", "addr", "add", f"{self.vip}/32", "dev", "lo"])
-        netutil.sysctl(fe, "net.ipv4.ip_forward", "1")
-        for conf in ["all", "default"] + netutil.interfaces(fe):
-            netutil.sysctl(fe, f"net.ipv4.conf.{conf}.send_redirects", "0")
-        netutil.run(r0, ["ip", "route", "add", f"{self.vip}/32", "via", topo.FRONTEND_IP])
-        # Responses reach r0 from the back-ends with source VIP, on r0-eth1 where the
-        # VIP route points too (strict rp_filter would pass); a namespace inherits
-        # the root's rp_filter, so state it rather than depend on it.
-        for conf in ["all", "default"] + netutil.interfaces(r0):
-            netutil.sysctl(r0, f"net.ipv4.conf.{conf}.rp_filter", "0")
-
-    def _spread_vip_over_nodes(self) -> None:
-        """always/rare: VIP/32 on every node's lo (arp_ignore=1, arp_announce=2, so
-        no node answers ARP for it or sources ARP from it); r0 routes VIP/32 with
-        one ECMP nexthop per node, hashing the 5-tuple (policy 3, fields 0x0037; see
-        the module docstring for why not policy 1)."""
-        r0 = self.node(topo.ROUTER)
-        for name in self.backends:
-            h = self.node(name)
-            netutil.run(h, ["ip", "addr", "add", f"{self.vip}/32", "dev", "lo"])
-            for conf in ["all", "default"] + netutil.interfaces(h):
-                netutil.sysctl(h, f"net.ipv4.conf.{conf}.arp_ignore", "1")
-                netutil.sysctl(h, f"net.ipv4.conf.{conf}.arp_announce", "2")
-        netutil.sysctl(r0, "net.ipv4.fib_multipath_hash_policy", "3")
-        netutil.sysctl(r0, "net.ipv4.fib_multipath_hash_fields", ECMP_HASH_FIELDS)
-        nexthops: list[str] = []
-        for i in range(1, self.n_backends + 1):
-            nexthops += ["nexthop", "via", topo.backend_ip(i), "weight", "1"]
-        if self.n_backends == 1:  # a single nexthop is a plain route
-            nexthops = ["via", topo.backend_ip(1)]
-        netutil.run(r0, ["ip", "route", "add", f"{self.vip}/32"] + nexthops)
-        for conf in ["all", "default"] + netutil.interfaces(r0):
-            netutil.sysctl(r0, f"net.ipv4.conf.{conf}.rp_filter", "0")
 
     def spread_node(self, client: Optional[HostRef], sport: int, dport: int = 80) -> str:
         """The node r0's ECMP route picks for a TCP connection from client:sport to
@@ -348,7 +332,7 @@ class Cluster:
         first, then the back-ends; always/rare: every node, each with role = the
         mode, peers = every node (itself included), the content map and policy; every
         one with the cluster key file (key_file) when ``auth`` is on."""
-        base: dict[str, Any] = {"vip": self.vip, "port": 80}
+        base: dict[str, Any] = {"vip": self.vip, "port": 80, "datapath": self.datapath}
         if self.key_path is not None:
             base["key_file"] = str(self.key_path)
         if self.mode in SYMMETRIC_MODES:
@@ -508,6 +492,19 @@ class Cluster:
         as last written by each node's agent (every ``stats_interval_ms``)."""
         return {name: agent.stats() for name, agent in self.agents.items()}
 
+    def datapaths(self) -> dict[str, str]:
+        """{node: "kernel" or "nfqueue"}: the data path each running engine resolved
+        (its counter datapath_kernel; "auto" picks kernel where the kernel can);
+        {} without engines. ``resolved_datapath()`` sums it up."""
+        return {name: "kernel" if counters.get("datapath_kernel") else "nfqueue"
+                for name, counters in self.stats().items() if "datapath_kernel" in counters}
+
+    def resolved_datapath(self) -> Optional[str]:
+        """"kernel" or "nfqueue" when every engine resolved that one, "mixed" when
+        they differ, None without engines."""
+        paths = set(self.datapaths().values())
+        return None if not paths else paths.pop() if len(paths) == 1 else "mixed"
+
     def impair_stats(self) -> dict[str, int]:
         """The counters of r0's impairment stage (impair_*: received, released, lost,
         reordered, out_of_order, duplicated, overflow, held, ...); {} when no stage
@@ -593,6 +590,7 @@ class Cluster:
 
     def __repr__(self) -> str:
         state = "running" if self.net is not None else "stopped"
-        return (f"Cluster(mode={self.mode!r}, backends={self.n_backends}, "
+        return (f"Cluster(mode={self.mode!r}, datapath={self.datapath!r}, "
+                f"backends={self.n_backends}, "
                 f"clients={self.n_clients}, bw_mbit={self.bw_mbit}, loss={self.loss}, "
                 f"seed={self.seed}, {state})")

@@ -29,17 +29,20 @@ from . import registry
 from .progress import Progress
 from .registry import EXPERIMENTS_DIR
 from .results import DEFAULT_ROOT, ResultsDir
-from .runner import Runner, _docset, _Runner, cpu_seconds, docset_spec, percentile, split_mode
+from .runner import (Runner, _docset, _Runner, cpu_seconds, docset_spec, parse_mode, percentile,
+                     split_mode)
 
 log = logging.getLogger(__name__)
 
 # The runner's helpers stay importable from here (they lived here before).
 __all__ = ["ALL_MODES", "DEFAULT_EXPERIMENT", "EXPERIMENTS_DIR", "IMPAIRMENT_KEYS", "Runner",
            "_Runner", "_docset", "available", "cpu_seconds", "docset_spec", "impairment",
-           "load_config", "percentile", "run", "runner_class", "split_mode", "supported_modes"]
+           "check_modes", "load_config", "parse_mode", "percentile", "run", "runner_class",
+           "split_mode", "supported_modes"]
 
 IMPAIRMENT_KEYS = ("delay_ms", "jitter_ms", "loss", "reorder", "duplicate", "wan")
 ALL_MODES = ("frontend", "always", "rare", "proxy", "direct")
+DATAPATH_MODES = ("frontend", "always", "rare")  # the modes whose engines have a data path
 DEFAULT_EXPERIMENT = "always-vs-rare"
 
 
@@ -97,6 +100,26 @@ def impairment(cfg: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def check_modes(labels: Sequence[str]) -> None:
+    """ValueError for a mode label naming no mode (ALL_MODES), an unknown data
+    path, or a data path on a mode without engines ("proxy/kernel")."""
+    unknown, no_engine = [], []
+    for m in labels:
+        try:
+            label = parse_mode(m)
+        except ValueError as exc:
+            raise ValueError(f"mode label {m!r}: {exc}") from None
+        if label.mode not in ALL_MODES:
+            unknown.append(m)
+        elif label.datapath is not None and label.mode not in DATAPATH_MODES:
+            no_engine.append(m)
+    if unknown:
+        raise ValueError(f"unknown modes {unknown}; modes: {', '.join(ALL_MODES)}")
+    if no_engine:
+        raise ValueError(f"{no_engine}: a data path applies to the engine modes only "
+                         f"({', '.join(DATAPATH_MODES)})")
+
+
 def supported_modes() -> tuple[str, ...]:
     """Modes Cluster implements now."""
     from .cluster import IMPLEMENTED_MODES
@@ -116,11 +139,10 @@ def run(name: str, quick: bool = False, reps: Optional[int] = None,
     if seed is not None:
         over["seed"] = seed
     if modes is not None:
-        unknown = [m for m in modes if split_mode(m)[0] not in ALL_MODES]
-        if unknown:
-            raise ValueError(f"unknown modes {unknown}; modes: {', '.join(ALL_MODES)}")
+        check_modes(modes)
         over["modes"] = list(modes)
     cfg = load_config(name, quick, over)
+    check_modes(cfg["modes"])
     impl = supported_modes()
     rd = ResultsDir.create(name, cfg, out_root if out_root is not None else DEFAULT_ROOT)
     rd.manifest["impairment"] = impairment(cfg)

@@ -109,17 +109,38 @@ def find_handoffd() -> Path:
 
 def handoff_rules(host: Any) -> list[str]:
     """What the engines installed in host: lines of its iptables-save (all tables)
-    naming a HANDOFF- chain, and its nf_tables tables named handoff_ (the
-    front-end's fast path)."""
+    naming a HANDOFF- chain, its nf_tables tables named handoff_ (the fast path),
+    and the BPF programs on its interfaces' tc ingress (the kernel data path;
+    bpf_filters)."""
     out = run(host, ["iptables-save"])
     lines = [line for line in out.splitlines() if HANDOFF_CHAIN_PREFIX in line]
     tables = run(host, ["nft", "list", "tables"], check=False)
-    return lines + [line for line in tables.splitlines() if f" {FAST_PATH_TABLE_PREFIX}" in line]
+    lines += [line for line in tables.splitlines() if f" {FAST_PATH_TABLE_PREFIX}" in line]
+    return lines + bpf_filters(host)
+
+
+def bpf_filters(host: Any) -> list[str]:
+    """The BPF tc filters on the ingress of host's interfaces, lo included (the
+    kernel data path attaches its programs there), as "dev: filter line"; no
+    engine of the cluster's hosts puts any other BPF filter there."""
+    found = []
+    for dev in ["lo"] + interfaces(host):
+        out = run(host, ["tc", "filter", "show", "dev", dev, "ingress"], check=False)
+        found += [f"{dev}: {line.strip()}" for line in out.splitlines() if " bpf " in f" {line} "
+                  and re.search(r"\bid \d+", line)]
+    return found
+
+
+def bpf_prog_ids(host: Any) -> set[int]:
+    """The ids of the BPF programs attached to host's tc ingress (bpf_filters)."""
+    return {int(m.group(1)) for line in bpf_filters(host)
+            if (m := re.search(r"\bid (\d+)", line))}
 
 
 def cleanup_handoff_rules(host: Any) -> str:
     """Run ``handoffd --cleanup`` inside host (removes every HANDOFF- chain and
-    jump, and every handoff_ nf_tables table)."""
+    jump, every handoff_ nf_tables table, and what the kernel data path left:
+    its tc filters and its pins under /sys/fs/bpf/handoff_*)."""
     return run(host, [str(find_handoffd()), "--cleanup"])
 
 

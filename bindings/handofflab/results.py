@@ -5,7 +5,11 @@ results.json holds everything plotting needs (rows, the plot spec, latency
 samples, skipped and failed modes; for the soak experiment also its time
 series and verdicts): ``./lab plot DIR`` reads only these files.
 Row schema (one per mode x point x repetition): the keys in ROW_KEYS, then
-metrics (numbers; see METRICS for units).
+metrics (numbers; see METRICS for units); rows of clusters with engines also
+carry ``datapath`` (what the engines resolved: "kernel", "nfqueue" or "mixed";
+the mode label says what was asked for, e.g. ``frontend/kernel``), and the
+manifest's ``datapaths`` records each mode label's requested and per-node
+resolved data path.
 """
 from __future__ import annotations
 
@@ -43,6 +47,12 @@ METRICS: dict[str, tuple[str, str]] = {
     "probe_n": ("", "probe requests completed"),
     "probe_errors": ("", "probe requests that failed"),
     "misrouted": ("", "probe responses whose X-Backend is not an owner"),
+    "uspace_pkts_per_conn": ("pkt/conn", "packets the engines handled in user space (nfq_received) "
+                             "per connection taken, all nodes"),
+    "origin_uspace_pkts_per_conn": ("pkt/conn", "frontend: the front-end's user-space packets per "
+                                    "connection (kernel data path target <= 1)"),
+    "serving_uspace_pkts_per_conn": ("pkt/conn", "frontend: the back-ends' user-space packets per "
+                                     "connection (kernel data path target 0)"),
     "rss_growth_mib": ("MiB", "soak: largest engine RSS growth, last vs first quarter max"),
     "active_max": ("", "soak: largest active count of a node in a sample"),
     "drain_s": ("s", "soak: load end -> every node's active 0"),
@@ -225,9 +235,20 @@ class ResultsDir:
                 lines.append(f"- {name}: {value} (reported)")
         return "\n".join(lines)
 
+    def datapath_notes(self) -> list[str]:
+        """One line per mode label whose engines ran: the data path asked for and
+        what they resolved (manifest ``datapaths``)."""
+        out = []
+        for mode, d in self.manifest.get("datapaths", {}).items():
+            resolved = sorted(set(d.get("resolved", {}).values()))
+            out.append(f"- {mode}: data path {'/'.join(resolved) or '?'} "
+                       f"(asked: {d.get('requested', '?')})")
+        return out
+
     def table(self) -> str:
         text = markdown_table(self.summary(), self.table_metrics)
-        notes = [f"- {m}: skipped ({why})" for m, why in self.skipped.items()]
+        notes = self.datapath_notes()
+        notes += [f"- {m}: skipped ({why})" for m, why in self.skipped.items()]
         notes += [f"- {m}: FAILED ({why})" for m, why in self.failed.items()]
         return text + ("\n\n" + "\n".join(notes) if notes else "")
 

@@ -26,24 +26,57 @@ import json
 import logging
 import os
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from . import workload as wl
 from .progress import Progress
 from .results import ResultsDir
+from .spec import DATAPATHS
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Runner", "cpu_seconds", "docset_spec", "percentile", "split_mode"]
+__all__ = ["ModeLabel", "Runner", "cpu_seconds", "docset_spec", "parse_mode", "percentile",
+           "split_mode", "user_space_packets"]
+
+
+
+@dataclass(frozen=True)
+class ModeLabel:
+    """A mode label of an experiment config, parsed: the mode, the locality level
+    (or None) and the engines' data path (or None: the cluster's default, auto)."""
+
+    mode: str
+    locality: Optional[str] = None
+    datapath: Optional[str] = None
+
+
+def parse_mode(label: str) -> ModeLabel:
+    """"rare@0.9" -> rare at a locality level (the share of requests whose content
+    is on the node that accepted the connection; "1/N" is plain partitioning);
+    "frontend/kernel", "always/nfqueue", "rare@0.9/kernel" (or "rare/kernel@0.9"):
+    the engines on that data path (DATAPATHS), so one run compares both paths
+    per design. A plain label is the mode itself."""
+    datapath = None
+    for dp in DATAPATHS:
+        if label.endswith("/" + dp):
+            label, datapath = label[:-len(dp) - 1], dp
+            break
+    base, sep, locality = label.partition("@")
+    if datapath is None and "/" in base:
+        base, _, datapath = base.partition("/")
+        if datapath not in DATAPATHS:
+            raise ValueError(f"unknown data path {datapath!r} in mode label; data paths: "
+                             f"{', '.join(DATAPATHS)}")
+    return ModeLabel(base, locality if sep else None, datapath)
 
 
 def split_mode(label: str) -> tuple[str, Optional[str]]:
-    """"rare@0.9" -> ("rare", "0.9"): a mode run at a locality level (the share of
-    requests whose content is on the node that accepted the connection; "1/N" is
-    plain partitioning). A label without "@" is the mode itself."""
-    base, sep, locality = label.partition("@")
-    return base, (locality if sep else None)
+    """"rare@0.9" -> ("rare", "0.9"); "frontend/kernel" -> ("frontend", None): the
+    mode and its locality level (parse_mode has the data path too)."""
+    parsed = parse_mode(label)
+    return parsed.mode, parsed.locality
 
 
 def _locality(text: str, backends: int) -> float:
@@ -82,6 +115,38 @@ def docset_spec(cfg: dict[str, Any]) -> wl.DocSetSpec:
     if "fixed_sizes" in d:
         d["fixed_sizes"] = tuple(int(x) for x in d["fixed_sizes"])
     return wl.DocSetSpec(**d)
+
+
+def user_space_packets(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]],
+                       origins: Optional[set[str]] = None) -> dict[str, float]:
+    """Packets the engines handled in user space per connection over a
+    measurement, from their counters ({node: counters} before and after):
+    connections = the handoffs and local connections the origins took (every
+    node's ``handoffs`` + ``local``); packets = ``nfq_received`` (each packet the
+    kernel queued to the engine; an engine without it: ``forwarded_packets`` +
+    ``handoffs``, a lower bound). ``uspace_pkts_per_conn``: all engines;
+    with ``origins`` (the frontend design: {"fe"}) also
+    ``origin_uspace_pkts_per_conn`` and ``serving_uspace_pkts_per_conn`` (the
+    others). The kernel data path's targets: <= 1 at the origin, 0 at the
+    serving node. {} when no connection was taken."""
+    def delta(node: str, key: str) -> int:
+        return max(0, int(after[node].get(key, 0)) - int(before.get(node, {}).get(key, 0)))
+
+    def packets(node: str) -> int:
+        if "nfq_received" in after[node]:
+            return delta(node, "nfq_received")
+        return delta(node, "forwarded_packets") + delta(node, "handoffs")
+
+    conns = sum(delta(n, "handoffs") + delta(n, "local") for n in after)
+    if conns <= 0:
+        return {}
+    out = {"uspace_pkts_per_conn": round(sum(packets(n) for n in after) / conns, 3)}
+    if origins:
+        at_origin = sum(packets(n) for n in after if n in origins)
+        out["origin_uspace_pkts_per_conn"] = round(at_origin / conns, 3)
+        out["serving_uspace_pkts_per_conn"] = round(
+            sum(packets(n) for n in after if n not in origins) / conns, 3)
+    return out
 
 
 def _host_of(url: str) -> str:
@@ -125,17 +190,20 @@ class Runner:
             docset = docset_spec(wcfg["docset"])
             ckw = dict(ckw)
             proxy_opts = ckw.pop("proxy", {})
-            base, locality = split_mode(mode)
-            if locality is not None:  # locality comes from replication to every node alone
+            label = parse_mode(mode)
+            if label.locality is not None:  # locality comes from replication to every node alone
                 ckw["replicate"] = 0.0
-                ckw["locality"] = _locality(locality, int(ckw.get("backends", 3)))
-            kwargs = dict(mode=base, seed=self.seed, sizes=docset.cluster_sizes(self.seed),
-                          access_log=False, **ckw)
+                ckw["locality"] = _locality(label.locality, int(ckw.get("backends", 3)))
+            if label.datapath is not None:
+                ckw["datapath"] = label.datapath
+            kwargs = dict(mode=label.mode, seed=self.seed,
+                          sizes=docset.cluster_sizes(self.seed), access_log=False, **ckw)
             if mode == "proxy" and proxy_opts:
                 kwargs["proxy_options"] = proxy_opts
             self.progress.begin(f"{mode} {wname}: starting cluster")
             try:
                 with Cluster(**kwargs) as c:
+                    self.record_datapath(c, mode)
                     for x in xs:
                         for rep in range(int(self.cfg["reps"])):
                             self.progress.begin(f"{mode} {wname} {self.cfg['x_name']}={x} rep {rep + 1}")
@@ -148,6 +216,14 @@ class Runner:
                 self.rd.failed[mode] = f"{type(exc).__name__}: {exc}"[:500]
                 self.rd.save()
                 return
+
+    def record_datapath(self, c: Any, mode: str) -> None:
+        """The manifest's ``datapaths``: {mode label: {"requested": ..., "resolved":
+        {node: "kernel" | "nfqueue"}}} for a cluster with engines."""
+        resolved = c.datapaths() if getattr(c, "agents", None) else {}
+        if resolved:
+            self.rd.manifest.setdefault("datapaths", {})[mode] = {
+                "requested": getattr(c, "datapath", "auto"), "resolved": resolved}
 
     # --- one measurement ------------------------------------------------------------
     def measure(self, c: Any, mode: str, wname: str, wcfg: dict[str, Any], x: Any,
@@ -164,7 +240,7 @@ class Runner:
         tag = f"{mode}-{wname}-{x}-r{rep}".replace("/", "_")  # "rare@1/N": a file name
         row: dict[str, Any] = {"experiment": self.cfg["name"], "mode": mode, "workload": wname,
                                "x_name": self.cfg["x_name"], "x": x, "rep": rep,
-                               "documents": len(docs),
+                               "documents": len(docs), **self._datapath_of(c),
                                "mean_doc_bytes": round(sum(d.size for d in docs) / len(docs))}
         before = self._counters(c)
         procs: list[tuple[str, subprocess.Popen, Path]] = []
@@ -199,8 +275,21 @@ class Runner:
                 row[f"wrk_p{q}_ms"] = round(sum(s[f"p{q}"] * s["requests"] for s in wrk_stats)
                                             / max(1, reqs) / 1e3, 3)
         after = self._counters(c)
-        self._counter_deltas(before, after, row, tag)
+        self._counter_deltas(before, after, row, tag, c)
         return row
+
+    @staticmethod
+    def _datapath_of(c: Any) -> dict[str, Any]:
+        """{"datapath": "kernel" | "nfqueue" | "mixed"} for a cluster with engines
+        (what they resolved), else {}."""
+        if not getattr(c, "agents", None):
+            return {}
+        try:
+            path = c.resolved_datapath()
+        except Exception as exc:  # noqa: BLE001 - extra information; never fail the run on it
+            log.warning("engine data path: %s", exc)
+            return {}
+        return {"datapath": path} if path else {}
 
     def _wait_wrk(self, procs: list[tuple[str, subprocess.Popen, Path]],
                   timeout: float) -> list[dict[str, float]]:
@@ -300,7 +389,7 @@ class Runner:
         return snap
 
     def _counter_deltas(self, before: dict[str, Any], after: dict[str, Any],
-                        row: dict[str, Any], tag: str) -> None:
+                        row: dict[str, Any], tag: str, c: Any = None) -> None:
         if after:
             self.rd.counters[tag] = after
         if "engines" in after:
@@ -311,9 +400,12 @@ class Runner:
                         prev = before.get("engines", {}).get(node, {}).get(k, 0)
                         delta = v - prev if k != "active" else v
                         totals[k] = totals.get(k, 0) + delta
-            for k in ("handoffs", "local", "forwarded_packets", "dropped_malformed"):
+            for k in ("handoffs", "local", "forwarded_packets", "dropped_malformed",
+                      "nfq_received"):
                 if k in totals:
                     row[f"eng_{k}"] = int(totals[k])
+            origins = {"fe"} if getattr(c, "mode", None) == "frontend" else None
+            row.update(user_space_packets(before.get("engines", {}), after["engines"], origins))
         self._cpu_deltas(before, after, row)
         if "haproxy" in after:
             b, a = before.get("haproxy", {}), after["haproxy"]

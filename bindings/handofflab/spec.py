@@ -33,7 +33,7 @@ from . import documents as docs_mod
 from . import topo
 from .impair import WAN_DELAY_MS, WAN_JITTER_MS, Impairment
 
-__all__ = ["ClusterSpec", "Content", "ENGINE_MODES", "Engines", "IMPLEMENTED_MODES",
+__all__ = ["ClusterSpec", "Content", "DATAPATHS", "ENGINE_MODES", "Engines", "IMPLEMENTED_MODES",
            "Impairments", "KEYWORDS", "MODES", "POLICIES", "POSITIONAL", "SYMMETRIC_MODES",
            "Topology", "engine_roles"]
 
@@ -41,6 +41,9 @@ MODES = ("frontend", "always", "rare", "direct", "proxy")
 SYMMETRIC_MODES = ("always", "rare")  # every node takes connections behind r0's ECMP spread
 ENGINE_MODES = ("frontend",) + SYMMETRIC_MODES  # modes whose nodes run a handoff engine
 POLICIES = ("first", "round-robin", "hash-client", "hash-path", "least-active")
+# The engines' data paths (handoffd --datapath): auto = kernel where this kernel
+# can (bpf_sk_assign_tcp_reqsk, the origin program), else nfqueue.
+DATAPATHS = ("auto", "kernel", "nfqueue")
 
 
 def engine_roles() -> tuple[str, ...]:
@@ -143,13 +146,21 @@ class Engines:
     bytes, mode 0600) to ``key.bin`` in its temp dir and gives it to every engine
     (config ``key_file``; never on a command line), so every control message
     between the engines is HMAC-authenticated with replay protection
-    (control/auth.h); False runs them unauthenticated."""
+    (control/auth.h); False runs them unauthenticated.
+
+    datapath: the engines' data path (DATAPATHS; config key ``datapath`` of every
+    engine, handoffd --datapath): "kernel" (BPF: SYNs and handshake ACKs answered
+    at the origin's tc ingress, handed-off connections adopted by the serving
+    node's kernel, forwarding by a BPF map), "nfqueue" (NFQUEUE and raw
+    sockets), "auto" (the default: kernel where this kernel can, else
+    nfqueue). Which one each engine resolved: Cluster.datapaths()."""
 
     enabled: bool = True
     options: Mapping[str, Any] = field(default_factory=dict, hash=False)
     auth: bool = True
     proxy_options: Mapping[str, Any] = field(default_factory=dict, hash=False)
     access_log: bool = True
+    datapath: str = "auto"
 
     def __post_init__(self) -> None:  # read-only copies: the spec never changes
         object.__setattr__(self, "options", types.MappingProxyType(dict(self.options or {})))
@@ -171,7 +182,7 @@ KEYWORDS: dict[str, tuple[str, str]] = {
     "impair_seed": ("impairments", "seed"),
     "engines": ("engines", "enabled"), "engine_options": ("engines", "options"),
     "auth": ("engines", "auth"), "proxy_options": ("engines", "proxy_options"),
-    "access_log": ("engines", "access_log"),
+    "access_log": ("engines", "access_log"), "datapath": ("engines", "datapath"),
 }
 POSITIONAL = ("mode", "backends", "clients", "bw_mbit", "loss", "seed")  # as Cluster took them
 
@@ -208,6 +219,11 @@ class ClusterSpec:
             raise ValueError("loss must be within [0, 1)")
         if shape.bw_mbit is not None and shape.bw_mbit <= 0:
             raise ValueError("bw_mbit must be positive or None")
+        if self.engines.datapath not in DATAPATHS:
+            raise ValueError(f"unknown datapath {self.engines.datapath!r}; data paths: "
+                             f"{', '.join(DATAPATHS)}")
+        if "datapath" in self.engines.options:
+            raise ValueError("give the data path as datapath=..., not in engine_options")
         if content.policy not in POLICIES:
             raise ValueError(f"unknown policy {content.policy!r}; policies: {', '.join(POLICIES)}")
         if content.locality is not None and mode not in SYMMETRIC_MODES:

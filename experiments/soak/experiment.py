@@ -45,7 +45,7 @@ from typing import Any, Optional
 
 from handofflab import workload as wl
 from handofflab.runner import Runner as BaseRunner
-from handofflab.runner import docset_spec, split_mode
+from handofflab.runner import docset_spec, parse_mode
 from handofflab.soak import (KIB_PER_MIB, RssRule, rss_flat, rss_kib, slope_kib_per_min,
                              write_samples_csv)
 
@@ -120,7 +120,8 @@ class SoakRunner(BaseRunner):
     def run_mode(self, mode: str) -> None:
         from handofflab.cluster import Cluster
 
-        base, _ = split_mode(mode)
+        label = parse_mode(mode)  # e.g. "frontend/kernel": that data path
+        base = label.mode
         if base not in SOAK_MODES:
             self.rd.skipped[mode] = f"no engine to soak (soak modes: {', '.join(SOAK_MODES)})"
             self.rd.save()
@@ -129,9 +130,12 @@ class SoakRunner(BaseRunner):
         docset = docset_spec(wcfg["docset"])
         kwargs = dict(mode=base, seed=self.seed, sizes=docset.cluster_sizes(self.seed),
                       access_log=False, **self.cfg.get("cluster", {}))
+        if label.datapath is not None:
+            kwargs["datapath"] = label.datapath
         self.progress.begin(f"{mode}: starting cluster")
         try:
             with Cluster(**kwargs) as c:
+                self.record_datapath(c, mode)
                 self._soak(c, mode, wname, wcfg)
         except Exception as exc:  # record, go on with the next mode
             log.exception("soak of mode %s failed", mode)

@@ -31,10 +31,11 @@ DEAD_MS = 700           # the front-end's --backend-dead-ms default
 _poll = poller(interval=0.05)
 
 
-@pytest.fixture(scope="module")
-def cluster(engine_requirements: None) -> Iterator[Cluster]:  # noqa: F811
+@pytest.fixture(scope="module", params=("kernel", "nfqueue"))  # the data paths (issue 13)
+def cluster(request: Any, engine_requirements: None) -> Iterator[Cluster]:  # noqa: F811
     with Cluster(mode="frontend", backends=3, clients=2, seed=0, replicate=0.5,
-                 sizes=(("1K", 9), ("10M", 6))) as c:
+                 sizes=(("1K", 9), ("10M", 6)), datapath=request.param) as c:
+        assert set(c.datapaths().values()) == {request.param}, c.datapaths()
         yield c
 
 

@@ -37,15 +37,19 @@ _ports = itertools.count(41000)  # client source ports, each used once (TIME_WAI
 _poll = poller(interval=0.05)
 
 
-@pytest.fixture(scope="module", params=SYMMETRIC_MODES)
+@pytest.fixture(scope="module", params=[(m, p) for m in SYMMETRIC_MODES
+                                        for p in ("kernel", "nfqueue")],  # the data paths
+                ids=lambda mp: f"{mp[0]}-{mp[1]}")
 def cluster(request: Any, cluster_requirements: None) -> Iterator[Cluster]:
-    reason = _engine_missing(request.param)
+    mode, datapath = request.param
+    reason = _engine_missing(mode)
     if reason:
         pytest.skip(reason)
     # 10 MB documents: more than the client's largest receive buffer (tcp_rmem 6 MB),
     # so the crash finds the transfer in progress at the TCP level, not just in curl.
-    with Cluster(mode=request.param, backends=3, clients=2, seed=0, replicate=0.5,
-                 sizes=(("1K", 9), ("10M", 6))) as c:
+    with Cluster(mode=mode, backends=3, clients=2, seed=0, replicate=0.5,
+                 sizes=(("1K", 9), ("10M", 6)), datapath=datapath) as c:
+        assert set(c.datapaths().values()) == {datapath}, c.datapaths()
         yield c
 
 

@@ -51,9 +51,12 @@ def engine_requirements(cluster_requirements: None) -> None:
         pytest.skip(reason)
 
 
+# Tests of the NFQUEUE data path's mechanism (translation, the nf_tables fast
+# path) pin datapath="nfqueue"; test_datapath.py covers both paths.
 @pytest.fixture(scope="module")
 def cluster(engine_requirements: None) -> Iterator[Cluster]:
-    with Cluster(mode="frontend", backends=3, clients=2, seed=0, replicate=0.25) as c:
+    with Cluster(mode="frontend", backends=3, clients=2, seed=0, replicate=0.25,
+                 datapath="nfqueue") as c:
         yield c
 
 
@@ -356,7 +359,7 @@ def test_byte_exact_with_offloads_off(engine_requirements: None) -> None:
 
 # --- engine lifecycle ---------------------------------------------------------------
 def test_handoffd_cleanup_after_a_killed_engine(engine_requirements: None) -> None:
-    with Cluster(mode="frontend", backends=1, clients=1, seed=3) as c:
+    with Cluster(mode="frontend", backends=1, clients=1, seed=3, datapath="nfqueue") as c:
         be1, fe_agent = c.node("be1"), c.agent("fe")
         assert netutil.handoff_rules(be1)
         c.agent("be1").kill(signal.SIGKILL)
@@ -374,7 +377,7 @@ def test_handoffd_cleanup_after_a_killed_engine(engine_requirements: None) -> No
 
 
 def test_handoffd_cleanup_removes_a_killed_frontends_fast_path(engine_requirements: None) -> None:
-    with Cluster(mode="frontend", backends=1, clients=1, seed=3) as c:
+    with Cluster(mode="frontend", backends=1, clients=1, seed=3, datapath="nfqueue") as c:
         fe = c.node("fe")
         c.agent("fe").kill(signal.SIGKILL)
         left = netutil.handoff_rules(fe)

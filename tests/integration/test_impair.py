@@ -22,6 +22,7 @@ from handofflab.impair import WAN_DELAY_MS, WAN_JITTER_MS, Impairment
 pytestmark = pytest.mark.integration
 
 HANDOFF_MODES = ("frontend", "always", "rare")
+DATAPATHS = ("kernel", "nfqueue")  # the engines' data paths (issue 13): both stay byte-exact
 SIZES = (("1K", 2), ("10K", 1), ("100K", 1), ("1M", 1))  # small: 5 documents, <= 1 MB
 ROUNDS = 2
 
@@ -117,8 +118,10 @@ def test_wan_preset_adds_twice_the_delay_to_the_rtt(stage_requirements: None) ->
             assert stats["impair_late_us_max"] < 25000
 
 
+@pytest.mark.parametrize("datapath", DATAPATHS)
 @pytest.mark.parametrize("mode", HANDOFF_MODES)
-def test_byte_exact_through_an_impaired_wan(mode: str, stage_requirements: None) -> None:
+def test_byte_exact_through_an_impaired_wan(mode: str, datapath: str,
+                                            stage_requirements: None) -> None:
     if mode not in IMPLEMENTED_MODES:
         pytest.skip(f"mode {mode!r} is not in this build")
     try:
@@ -126,15 +129,16 @@ def test_byte_exact_through_an_impaired_wan(mode: str, stage_requirements: None)
     except FileNotFoundError as exc:
         pytest.skip(str(exc))
     with Cluster(mode=mode, backends=3, clients=1, seed=1, sizes=SIZES, delay_ms=20,
-                 loss=0.05, reorder=0.05, duplicate=0.02) as c:
+                 loss=0.05, reorder=0.05, duplicate=0.02, datapath=datapath) as c:
         assert c.loss_drops() == {h.name: 0 for h in c.net.hosts}  # loss is r0's stage's
+        assert set(c.datapaths().values()) == {datapath}, c.datapaths()
         for _round in range(ROUNDS):
             for doc in c.documents:
                 r = c.fetch(doc, timeout=90)
                 assert (r.status, r.size, r.sha256) == (200, doc.size, doc.sha256), doc.path
                 assert r.backend in doc.owners, (doc.path, r.backend, doc.owners)
         stats = c.impair_stats()
-        print(f"{mode}: stage {stats}")
+        print(f"{mode}/{datapath}: stage {stats}")
         if c.impair_stage is not None and c.impair_stage.backend == "stage":
             for counter in ("impair_lost", "impair_reordered", "impair_out_of_order",
                             "impair_duplicated"):

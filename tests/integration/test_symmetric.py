@@ -54,7 +54,10 @@ def cluster(request: Any, cluster_requirements: None) -> Iterator[Cluster]:
     reason = _engine_missing(request.param)
     if reason:
         pytest.skip(reason)
-    with Cluster(mode=request.param, backends=3, clients=2, seed=0, locality=LOCALITY) as c:
+    # The NFQUEUE data path's mechanism (translation, the nf_tables fast path):
+    # test_datapath.py covers both paths.
+    with Cluster(mode=request.param, backends=3, clients=2, seed=0, locality=LOCALITY,
+                 datapath="nfqueue") as c:
         yield c
 
 

@@ -17,14 +17,14 @@ from handofflab.impair import WAN_DELAY_MS, WAN_JITTER_MS, Impairment  # noqa: E
 from handofflab.spec import (KEYWORDS, POSITIONAL, ClusterSpec, Content, Engines,  # noqa: E402
                              Impairments, Topology)
 
-# Cluster's 23 keywords and the defaults they always had.
+# Cluster's 24 keywords and the defaults they always had (datapath: issue 13).
 OLD_DEFAULTS: dict[str, Any] = {
     "mode": "direct", "backends": 3, "clients": 1, "bw_mbit": None, "loss": 0.0, "seed": 0,
     "replicate": 0.0, "offload": True, "client_bw_factor": topo.CLIENT_BW_FACTOR,
     "sizes": docs_mod.DEFAULT_SIZES, "access_log": True, "policy": "first",
     "engine_options": {}, "proxy_options": {}, "locality": None, "engines": True,
     "delay_ms": 0, "jitter_ms": 0, "reorder": 0.0, "duplicate": 0.0, "wan": False,
-    "impair_seed": None, "auth": True,
+    "impair_seed": None, "auth": True, "datapath": "auto",
 }
 ATTRS = ("mode", "n_backends", "n_clients", "bw_mbit", "client_bw_mbit", "loss", "seed",
          "replicate", "locality", "engines", "offload", "sizes", "access_log", "policy",
@@ -50,7 +50,7 @@ def _attrs(c: Cluster) -> dict[str, Any]:
 
 
 def test_every_keyword_has_one_place_in_the_spec() -> None:
-    assert set(KEYWORDS) == set(OLD_DEFAULTS) and len(KEYWORDS) == 23
+    assert set(KEYWORDS) == set(OLD_DEFAULTS) and len(KEYWORDS) == 24
     assert POSITIONAL == ("mode", "backends", "clients", "bw_mbit", "loss", "seed")
     assert ClusterSpec().keywords() == OLD_DEFAULTS  # the defaults did not move
     places = list(KEYWORDS.values())
