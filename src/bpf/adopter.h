@@ -31,6 +31,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "bpf/adopt_counters.h"
 #include "bpf/time_wait.h"
@@ -91,6 +92,10 @@ struct AdopterConfig {
   uint16_t vip_port = 0;         // only segments to this port (0: any)
   bool pass_unauthorised = false;  // no entry: pass to the kernel (RST/SYN cookie) instead of drop
   bool pin = false;              // pin program and maps under pin_dir(name)
+  // Un-DNAT (needs vip): segments to this address (the node's own) of adopted
+  // or authorised tuples go to the VIP instead, marked `mark`. 0.0.0.0: off.
+  net::Ipv4Addr node_addr;
+  uint32_t mark = 0;
 };
 
 class Adopter {
@@ -104,11 +109,13 @@ class Adopter {
   Adopter& operator=(const Adopter&) = delete;
 
   // Attaches to interface `ifname`'s tc clsact ingress (creating clsact if
-  // missing). One interface per Adopter; Ethernet or loopback only (the
+  // missing). Up to HL_ADOPT_MAX_ATTACHMENTS (8) interfaces per Adopter, each
+  // once, sharing the maps; Ethernet or loopback only (the
   // program expects a 14-byte L2 header); refused while tcp_syncookies is 0
   // in the calling thread's namespace. Throws std::runtime_error.
   void attach(const std::string& ifname);
-  // Detaches (and removes the clsact qdisc if attach created it); idempotent.
+  // Detaches from every interface (and removes the clsact qdiscs attach
+  // created); idempotent.
   void detach();
 
   // Authorises one handoff (creates or replaces its entry). A TIME_WAIT
@@ -141,10 +148,13 @@ class Adopter {
   AdopterConfig config_;
   hl_adopt_bpf* skel_ = nullptr;
   bool pinned_ = false;
-  int ifindex_ = 0;
-  uint32_t handle_ = 0;
-  uint32_t priority_ = 0;
-  bool created_qdisc_ = false;
+  struct Attached {
+    int ifindex = 0;
+    uint32_t handle = 0;
+    uint32_t priority = 0;
+    bool created_qdisc = false;
+  };
+  std::vector<Attached> attached_;  // index i: entry i of the map `attachment`
   TimeWaitKiller time_wait_;
 };
 
