@@ -93,7 +93,15 @@ KernelServing::KernelServing(RoleContext& ctx, net::Endpoint vip, net::Ipv4Addr 
   ac.pin = true;  // handoffd --cleanup finds what a killed process left
   ac.node_addr = node;
   ac.mark = c.mark;
-  adopter_ = std::make_unique<bpf::Adopter>(ac);
+  try {
+    adopter_ = std::make_unique<bpf::Adopter>(ac);
+  } catch (const std::runtime_error& e) {
+    // Where /sys/fs/bpf takes no pins (seen in Mininet hosts, whose /sys is
+    // their own sysfs): unpinned, the tc filters go with the namespace.
+    log_error(std::string("kernel data path: ") + e.what() + "; running unpinned (--cleanup cannot find it)");
+    ac.pin = false;
+    adopter_ = std::make_unique<bpf::Adopter>(ac);
+  }
   for (const std::string& dev : adopt_interfaces()) {
     try {
       adopter_->attach(dev);
