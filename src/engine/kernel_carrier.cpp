@@ -137,8 +137,10 @@ void KernelCarrier::end(Conn& conn, EndCause cause, uint64_t now) {
 
 void KernelCarrier::check(Conn& conn, uint64_t now) {
   if (kernel_.alive(conn.client)) {
+    // After a destroy notification: the server closed and waits for the
+    // client's FIN (FIN_WAIT2, kept by a minisock), or the notification was of
+    // an earlier connection on the tuple: looked up again every tick.
     conn.seen_alive = true;
-    conn.destroyed = false;
     conn.check_at_ms = now + cfg_.check_ms;
     return;
   }

@@ -61,7 +61,9 @@ class KernelAdoption {
   // (appended to `out`); true if some may have been missed (then every
   // connection is checked).
   virtual bool take_destroyed(std::vector<net::Endpoint>& out) = 0;
-  // Whether a socket VIP:port <-> client exists and is neither TIME_WAIT nor closed.
+  // Whether the connection VIP:port <-> client still lives in this kernel: a
+  // socket neither TIME_WAIT nor closed, or a FIN_WAIT2 minisock (the server
+  // closed; the client's FIN is still to come).
   virtual bool alive(net::Endpoint client) = 0;
 };
 
@@ -97,7 +99,7 @@ class KernelCarrier final : public Carrier {
     uint64_t check_at_ms = 0;   // next lookup of a live connection
     uint64_t ended_ms = 0;      // 0: not ended
     bool seen_alive = false;
-    bool destroyed = false;     // a destroy notification named its tuple
+    bool destroyed = false;     // a destroy notification named its tuple: looked up every tick
   };
   using ConnIt = std::unordered_map<uint64_t, Conn>::iterator;
 

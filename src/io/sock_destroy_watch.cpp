@@ -127,6 +127,8 @@ Result<bool, IoError> SockDestroyWatch::alive(net::Endpoint remote) {
   std::memcpy(&found, reply + NLMSG_HDRLEN, sizeof found);
   // The exact lookup falls back to the listener: only this 4-tuple counts.
   if (found.id.idiag_dport != htons(remote.port) || found.id.idiag_dst[0] != htonl(remote.addr.value)) return false;
+  // A minisock (timer 3: the TIME_WAIT timer) in substate FIN_WAIT2 still
+  // waits for the client's FIN; in TIME_WAIT the connection is over.
   return found.idiag_state != kTcpTimeWait && found.idiag_state != kTcpClose && found.idiag_state != kTcpListen;
 }
 

@@ -28,7 +28,8 @@ class SockDestroyWatch {
   // the caller must look its sockets up.
   bool drain(std::vector<net::Endpoint>& out);
   // Whether the socket local <-> remote exists in a state other than LISTEN,
-  // TIME_WAIT or CLOSE (one sock_diag request).
+  // TIME_WAIT or CLOSE (one sock_diag request); a FIN_WAIT2 minisock (the
+  // server closed, orphaned, the client's FIN still to come) counts as alive.
   Result<bool, IoError> alive(net::Endpoint remote);
 
   // The subscription's descriptor (readable when notifications wait).

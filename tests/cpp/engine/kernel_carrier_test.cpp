@@ -209,6 +209,29 @@ TEST(KernelCarrierTest, TheEndComesFromTheKernelAndRevokesTheEntry) {
   EXPECT_EQ(n.counters.freed, 1u);
 }
 
+// The server closed first: its socket is destroyed, a FIN_WAIT2 minisock waits
+// for the client's FIN; looked up every tick until it is gone or TIME_WAIT.
+TEST(KernelCarrierTest, AfterADestroyNotificationTheConnectionIsLookedUpEveryTickUntilGone) {
+  Node n;
+  n.side.take_request(kOrigin, request());
+  (void)n.messages.take();
+  n.kernel.live.insert(FakeKernel::conn_key(kClient));
+  n.carrier.on_timer(n.now);
+  n.kernel.destroyed.push_back(kClient);
+  n.now += 100;
+  n.carrier.on_timer(n.now);  // still alive (FIN_WAIT2)
+  EXPECT_TRUE(n.messages.take().empty());
+  const int lookups = n.kernel.lookups;
+  n.now += 100;
+  n.carrier.on_timer(n.now);
+  EXPECT_EQ(n.kernel.lookups, lookups + 1);
+  n.kernel.live.clear();  // the client's FIN came: TIME_WAIT
+  n.now += 100;
+  n.carrier.on_timer(n.now);
+  EXPECT_EQ(n.messages.take().size(), 1u);
+  EXPECT_EQ(n.counters.kernel_ends, 1u);
+}
+
 TEST(KernelCarrierTest, AConnectionThatEndedBeforeItWasSeenEndsOnItsDestroyNotification) {
   Node n;
   n.side.take_request(kOrigin, request());
