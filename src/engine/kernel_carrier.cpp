@@ -131,6 +131,7 @@ bool KernelCarrier::from_server(const io::QueuedPacket&, net::TcpPacket&) {
 void KernelCarrier::end(Conn& conn, EndCause cause, uint64_t now) {
   if (conn.ended_ms != 0) return;
   conn.ended_ms = now;
+  conn.cause = cause;
   kernel_.revoke(conn.client);
   link_.ended(conn.origin, conn.client, cause);
 }
@@ -162,7 +163,15 @@ void KernelCarrier::on_timer(uint64_t now) {
   }
   sweep(conns_,
         [&](Conn& conn) {
-          if (conn.ended_ms != 0) return now - conn.ended_ms >= cfg_.linger_ms;
+          if (conn.ended_ms != 0) {
+            // Nothing retries a lost UDP Termination (the front-end would keep its state): told again.
+            if (!link_.reliable() && conn.end_repeats < kEndRepeats &&
+                now - conn.ended_ms >= kEndRepeatMs * (conn.end_repeats + 1u)) {
+              ++conn.end_repeats;
+              link_.ended(conn.origin, conn.client, conn.cause);
+            }
+            return now - conn.ended_ms >= cfg_.linger_ms;
+          }
           if (missed || conn.destroyed || !conn.seen_alive || now >= conn.check_at_ms) check(conn, now);
           return conn.ended_ms != 0 && cfg_.linger_ms == 0;
         },

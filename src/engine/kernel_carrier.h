@@ -98,6 +98,8 @@ class KernelCarrier final : public Carrier {
     uint64_t since_ms = 0;
     uint64_t check_at_ms = 0;   // next lookup of a live connection
     uint64_t ended_ms = 0;      // 0: not ended
+    EndCause cause = EndCause::kKernelEnd;
+    uint8_t end_repeats = 0;    // an unreliable link: the end told again (kEndRepeats)
     bool seen_alive = false;
     bool destroyed = false;     // a destroy notification named its tuple: looked up every tick
   };
@@ -109,6 +111,9 @@ class KernelCarrier final : public Carrier {
   void end(Conn& conn, EndCause cause, uint64_t now);
   // Looks the socket up; ends the connection if it is gone (or never came).
   void check(Conn& conn, uint64_t now);
+
+  static constexpr uint8_t kEndRepeats = 3;       // over an unreliable link (UDP), while lingering
+  static constexpr uint64_t kEndRepeatMs = 300;
 
   KernelCarrierConfig cfg_;
   KernelAdoption& kernel_;

@@ -95,6 +95,9 @@ class OriginLink {
   virtual bool relays_server_end() const = 0;
   // Sends the server's FIN or RST segment `packet` (in the client's numbers) through the origin.
   virtual void relay(net::Ipv4Addr origin, net::Endpoint client, std::vector<uint8_t> packet) = 0;
+  // Whether a message reaches the origin or is retried by the transport (TCP
+  // control channel); false (UDP): a carrier repeats what nothing else would.
+  virtual bool reliable() const { return true; }
 };
 
 // How a handed-in connection is carried on this node. The carrier owns its

@@ -296,7 +296,8 @@ TEST(KernelCarrierTest, InBandTheSynIsTheHandInAndEarlySegmentsGoToTheVip) {
   hl::testing::FakeVerdicts verdicts;
   hl::testing::FakeSender raw;
   RelayLink link(messages, kOrigin, counters);
-  KernelCarrier carrier(KernelCarrierConfig{.vip = kVip, .handshake_timeout_ms = 2000}, kernel, verdicts, raw, link,
+  KernelCarrier carrier(KernelCarrierConfig{.vip = kVip, .linger_ms = 2000, .handshake_timeout_ms = 2000}, kernel,
+                        verdicts, raw, link,
                         counters, [] { return uint64_t{5}; });
   ServingSide side(carrier, link, counters, kVip);
   hl::testing::FakeVerdicts unused;
@@ -353,12 +354,17 @@ TEST(KernelCarrierTest, InBandTheSynIsTheHandInAndEarlySegmentsGoToTheVip) {
   EXPECT_TRUE(seg->ip_checksum_ok());
   EXPECT_EQ(counters.kernel_reinjected, 1u);
 
-  // The kernel's end reaches the front-end as a Termination.
+  // The kernel's end reaches the front-end as a Termination, told again a few
+  // times while the state lingers (UDP: nothing else would retry it).
   kernel.destroyed.push_back(kClient);
   carrier.on_timer(6);
   msgs = messages.take();
   ASSERT_EQ(msgs.size(), 1u);
   EXPECT_TRUE(std::holds_alternative<control::Termination>(msgs[0].message));
+  for (uint64_t t = 6; t < 6 + 5000; t += 100) carrier.on_timer(t);
+  msgs = messages.take();
+  EXPECT_EQ(msgs.size(), 3u);
+  for (const auto& m : msgs) EXPECT_TRUE(std::holds_alternative<control::Termination>(m.message));
 }
 
 }  // namespace
