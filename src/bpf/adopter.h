@@ -21,6 +21,11 @@
 // program deletes it: counter retired) or revoke() removes it, so a
 // retransmission of a lost forwarded segment still creates the socket.
 //
+// Un-DNAT (AdopterConfig::node_addr): the origin forwards a handed-off
+// connection's later segments to this node's own address; the program sends
+// those of authorised or adopted tuples to the VIP, marked with the engine's
+// mark (AdopterConfig::mark), so that the capture rules RETURN them.
+//
 // Cleanup: the destructor detaches the program (and the clsact qdisc if it
 // created it), removes its pins and frees everything. With pinning the maps
 // and program live under /sys/fs/bpf/handoff_<name>/ while the object lives;
