@@ -1,5 +1,5 @@
 // Adopter: the serving node's kernel data path (issue 13). Loads adopt.bpf.c
-// (libbpf skeleton), attaches it to an interface's tc clsact ingress, and keeps
+// (libbpf skeleton), attaches it to interfaces' tc clsact ingress, and keeps
 // its authorisation map: the node's own kernel TCP then adopts a connection
 // handshaken elsewhere through bpf_sk_assign_tcp_reqsk() (DESIGN.md 3b).
 //
