@@ -10,11 +10,25 @@
 #include <stdexcept>
 
 namespace hl::runtime {
+namespace {
+
+// bpffs refuses names with dots (EPERM: reserved): 10.0.0.2 -> 10-0-0-2.
+std::string pin_safe(std::string text) {
+  for (char& ch : text) {
+    if (ch == '.') ch = '-';
+  }
+  return text;
+}
+
+}  // namespace
 
 std::string adopt_name(const RuntimeConfig& c) {
   std::string name = "adopt_q";
   name += std::to_string(c.queue);
-  if (c.node_addr && !c.node_addr->empty()) name += "_" + *c.node_addr;
+  if (c.node_addr && !c.node_addr->empty()) {
+    name += '_';
+    name += pin_safe(*c.node_addr);
+  }
   return name;
 }
 
@@ -55,7 +69,7 @@ std::string cleanup_kernel_datapath() {
       if (a->ifa_addr == nullptr || a->ifa_addr->sa_family != AF_INET) continue;
       char text[INET_ADDRSTRLEN];
       const auto* in = reinterpret_cast<const sockaddr_in*>(a->ifa_addr);
-      if (inet_ntop(AF_INET, &in->sin_addr, text, sizeof text) != nullptr) local.insert(text);
+      if (inet_ntop(AF_INET, &in->sin_addr, text, sizeof text) != nullptr) local.insert(pin_safe(text));
     }
     freeifaddrs(addrs);
   }
@@ -96,8 +110,8 @@ KernelServing::KernelServing(RoleContext& ctx, net::Endpoint vip, net::Ipv4Addr 
   try {
     adopter_ = std::make_unique<bpf::Adopter>(ac);
   } catch (const std::runtime_error& e) {
-    // Where /sys/fs/bpf takes no pins (seen in Mininet hosts, whose /sys is
-    // their own sysfs): unpinned, the tc filters go with the namespace.
+    // Where /sys/fs/bpf takes no pins (read-only, no bpffs mountable):
+    // unpinned, the tc filters go with the namespace.
     log_error(std::string("kernel data path: ") + e.what() + "; running unpinned (--cleanup cannot find it)");
     ac.pin = false;
     adopter_ = std::make_unique<bpf::Adopter>(ac);

@@ -42,8 +42,8 @@ class KernelServing final : public engine::KernelAdoption {
   uint64_t lookup_errors_ = 0;
 };
 
-// The adopt program's pin name of a runtime ("adopt_q<queue>[_<node address>]":
-// Mininet's hosts share /sys/fs/bpf).
+// The adopt program's pin name of a runtime ("adopt_q<queue>[_<node address,
+// dots as dashes>]": Mininet's hosts may share /sys/fs/bpf; bpffs takes no dots).
 std::string adopt_name(const RuntimeConfig& config);
 // The interfaces the adopt program is attached to: lo and every other of the namespace.
 std::vector<std::string> adopt_interfaces();
