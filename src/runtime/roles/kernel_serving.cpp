@@ -107,6 +107,12 @@ KernelServing::KernelServing(RoleContext& ctx, net::Endpoint vip, net::Ipv4Addr 
   ac.pin = true;  // handoffd --cleanup finds what a killed process left
   ac.node_addr = node;
   ac.mark = c.mark;
+  // What a killed run of this runtime left (same queue, same node: the queue is
+  // bound by now, so no live one has this name). Its filters would otherwise
+  // run first and turn this run's handoffs away.
+  if (const std::string stale = bpf::Adopter::cleanup(ac.name); !stale.empty()) {
+    log_error("kernel data path: removed what a previous run left:\n" + stale);
+  }
   try {
     adopter_ = std::make_unique<bpf::Adopter>(ac);
   } catch (const std::runtime_error& e) {
