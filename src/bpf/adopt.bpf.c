@@ -47,6 +47,18 @@
  * (hl::bpf::Adopter) or, when pinned, until Adopter::cleanup() removes the
  * pins; the entries of revoked or finished handoffs are deleted by user space.
  *
+ * Un-DNAT (cfg_node_addr set). The origin forwards a handed-off connection's
+ * later segments to this node's own address (user space, nft or BPF rewrite
+ * the destination); the adopted socket's local address is the VIP. A non-SYN
+ * segment to node_addr:port whose (client, VIP:port) tuple has an entry or a
+ * socket other than the listener gets its destination rewritten to the VIP
+ * (both checksums fixed, counter `undnat`) and skb->mark := cfg_mark (the
+ * engine's own mark, which its capture rules RETURN: neither the node's origin
+ * capture of VIP:port nor its serving capture of node:port queues it), then
+ * goes through the checks below as if it had come to the VIP. Every other
+ * segment to the node's address (direct clients, health checks, connections of
+ * the NFQUEUE path, replayed SYNs) is passed untouched and uncounted.
+ *
  * Not the program's: SYNs (the kernel's own handshakes), RSTs, fragments,
  * non-TCP, other addresses/ports than cfg_vip_*: passed untouched, uncounted.
  * A full map (HL_ADOPT_MAX_ENTRIES) makes authorise() fail: user space must
@@ -82,6 +94,11 @@ extern int bpf_sk_assign_tcp_reqsk(struct __sk_buff *skb, struct sock *sk,
 const volatile __u32 cfg_vip_addr = 0;
 const volatile __u16 cfg_vip_port = 0;
 const volatile __u8 cfg_pass_unauthorised = 0;
+/* Un-DNAT (0: off; needs cfg_vip_addr): the node's own address, to which the
+ * origin forwards the segments of connections it handed here, and the mark
+ * the rewritten segments get (the engine's own: its capture rules RETURN it). */
+const volatile __u32 cfg_node_addr = 0;
+const volatile __u32 cfg_mark = 0;
 
 /* Diagnostics for tests: the last kfunc error and the attributes last offered
  * (as an entry: the kernel's struct bpf_tcp_req_attrs is no UAPI type). */
@@ -105,7 +122,7 @@ struct {
 
 struct {
   __uint(type, BPF_MAP_TYPE_ARRAY);
-  __uint(max_entries, 1);
+  __uint(max_entries, HL_ADOPT_MAX_ATTACHMENTS);
   __type(key, __u32);
   __type(value, struct hl_adopt_attachment);
 } attachment SEC(".maps");
@@ -191,6 +208,37 @@ static __always_inline int assign(struct __sk_buff *skb, struct bpf_sock *skc,
   return TC_ACT_OK;
 }
 
+/* Whether a non-SYN segment from the client in `key` (its vip_* the VIP's) to
+ * this node's own address belongs to a connection adopted or authorised here:
+ * an entry, or a socket other than the listener on the VIP tuple. */
+static __always_inline int adopted_here(struct __sk_buff *skb, const struct hl_adopt_key *key) {
+  struct bpf_sock_tuple tuple = {};
+  struct bpf_sock *skc;
+  int found;
+  if (bpf_map_lookup_elem(&authorised, key)) return 1;
+  tuple.ipv4.saddr = key->client_addr;
+  tuple.ipv4.daddr = key->vip_addr;
+  tuple.ipv4.sport = key->client_port;
+  tuple.ipv4.dport = key->vip_port;
+  skc = bpf_skc_lookup_tcp(skb, &tuple, sizeof tuple.ipv4, CURRENT_NETNS, 0);
+  if (!skc) return 0;
+  found = skc->state != BPF_TCP_LISTEN;
+  bpf_sk_release(skc);
+  return found;
+}
+
+/* Rewrites the destination address (at `l4`: the TCP header) from the node's
+ * to the VIP, fixing both checksums, and marks the segment; 0 or -1. */
+static __always_inline int undnat(struct __sk_buff *skb, __u32 l4) {
+  __u32 from = cfg_node_addr;
+  __u32 to = cfg_vip_addr;
+  if (bpf_l4_csum_replace(skb, l4 + 16, from, to, BPF_F_PSEUDO_HDR | sizeof to)) return -1;
+  if (bpf_l3_csum_replace(skb, ETH_HLEN_ + 10, from, to, sizeof to)) return -1;
+  if (bpf_skb_store_bytes(skb, ETH_HLEN_ + 16, &to, sizeof to, 0)) return -1;
+  skb->mark = cfg_mark;
+  return 0;
+}
+
 SEC("tc")
 int adopt(struct __sk_buff *skb) {
   struct iphdr ip;
@@ -207,13 +255,31 @@ int adopt(struct __sk_buff *skb) {
   if (bpf_skb_load_bytes(skb, ETH_HLEN_, &ip, sizeof ip)) return TC_ACT_OK;
   if (ip.version != 4 || ip.protocol != IPPROTO_TCP || ip.ihl < 5) return TC_ACT_OK;
   if (ip.frag_off & bpf_htons(IP_FRAG_MASK)) return TC_ACT_OK;
-  if (cfg_vip_addr && ip.daddr != cfg_vip_addr) return TC_ACT_OK;
+  const int to_node = cfg_node_addr && cfg_vip_addr && ip.daddr == cfg_node_addr;
+  if (cfg_vip_addr && ip.daddr != cfg_vip_addr && !to_node) return TC_ACT_OK;
   l4 = ETH_HLEN_ + (__u32)ip.ihl * 4;
   if (bpf_skb_load_bytes(skb, l4, &tcp, sizeof tcp)) {
     count(HL_ADOPT_MALFORMED);
     return TC_ACT_OK;
   }
   if (cfg_vip_port && tcp.dest != cfg_vip_port) return TC_ACT_OK;
+  if (to_node) {
+    /* Un-DNAT: the origin forwards a handed-off connection's segments to this
+     * node's address; its socket is on the VIP. SYNs stay (a replayed SYN is
+     * the engine's); anything not adopted here is not ours. */
+    if (tcp.syn) return TC_ACT_OK;
+    key.client_addr = ip.saddr;
+    key.vip_addr = cfg_vip_addr;
+    key.client_port = tcp.source;
+    key.vip_port = tcp.dest;
+    if (!adopted_here(skb, &key)) return TC_ACT_OK;
+    if (undnat(skb, l4)) {
+      count(HL_ADOPT_MALFORMED);
+      return TC_ACT_OK;
+    }
+    count(HL_ADOPT_UNDNAT);
+    ip.daddr = cfg_vip_addr;
+  }
   if (tcp.syn || tcp.rst) return TC_ACT_OK;
   if (tcp.doff < 5) {
     count(HL_ADOPT_MALFORMED);

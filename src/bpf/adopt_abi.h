@@ -52,10 +52,12 @@ enum hl_adopt_counter {
   HL_ADOPT_NO_SOCKET,       /* no socket at all (no listener): passed to the kernel */
   HL_ADOPT_MALFORMED,       /* a header could not be read: passed to the kernel */
   HL_ADOPT_TIME_WAIT,       /* an entry for a tuple still in TIME_WAIT here: dropped, entry kept */
+  HL_ADOPT_UNDNAT,          /* segments to the node's address of an adopted/authorised tuple: sent to the VIP */
   HL_ADOPT_COUNTER_COUNT
 };
 
-/* The one entry of the map `attachment`: where user space attached the
+/* The entries of the map `attachment` (one per interface, up to
+ * HL_ADOPT_MAX_ATTACHMENTS; ifindex 0: unused): where user space attached the
  * program (tc clsact ingress), so that a cleanup after a crash can detach it.
  * Not read by the program. */
 struct hl_adopt_attachment {
@@ -66,5 +68,6 @@ struct hl_adopt_attachment {
 };
 
 #define HL_ADOPT_MAX_ENTRIES 65536
+#define HL_ADOPT_MAX_ATTACHMENTS 8
 
 #endif /* HL_BPF_ADOPT_ABI_H */

@@ -20,6 +20,7 @@ struct AdoptCounters {
   uint64_t no_socket = 0;     // no listener at all: passed to the kernel
   uint64_t malformed = 0;     // unreadable TCP header: passed to the kernel
   uint64_t time_wait = 0;     // authorised tuple still in TIME_WAIT here: dropped, entry kept
+  uint64_t undnat = 0;        // segments to the node's address sent to the VIP (adopted tuples)
 };
 
 // The counters as the engines export theirs (io::StatsDoc::counters), each

@@ -136,9 +136,8 @@ int tcp_syncookies() {
   return value;
 }
 
-void write_attachment(bpf_map* map, const hl_adopt_attachment& value) {
-  uint32_t zero = 0;
-  bpf_map__update_elem(map, &zero, sizeof zero, &value, sizeof value, BPF_ANY);
+void write_attachment(bpf_map* map, uint32_t index, const hl_adopt_attachment& value) {
+  bpf_map__update_elem(map, &index, sizeof index, &value, sizeof value, BPF_ANY);
 }
 
 }  // namespace
@@ -151,6 +150,8 @@ Adopter::Adopter(const AdopterConfig& config) : config_(config) {
   skel_->rodata->cfg_vip_addr = htonl(config.vip.value);
   skel_->rodata->cfg_vip_port = htons(config.vip_port);
   skel_->rodata->cfg_pass_unauthorised = config.pass_unauthorised ? 1 : 0;
+  skel_->rodata->cfg_node_addr = htonl(config.node_addr.value);
+  skel_->rodata->cfg_mark = config.mark;
   if (int err = hl_adopt_bpf__load(skel_); err != 0) {
     hl_adopt_bpf__destroy(skel_);
     skel_ = nullptr;
@@ -203,9 +204,17 @@ void Adopter::unpin_all() noexcept {
 }
 
 void Adopter::attach(const std::string& ifname) {
-  if (ifindex_ != 0) throw std::runtime_error("the adopt program is attached already");
   const unsigned index = if_nametoindex(ifname.c_str());
   if (index == 0) throw std::runtime_error("no interface " + ifname);
+  for (const Attached& a : attached_) {
+    if (a.ifindex == static_cast<int>(index)) {
+      throw std::runtime_error("the adopt program is attached to " + ifname + " already");
+    }
+  }
+  if (attached_.size() >= HL_ADOPT_MAX_ATTACHMENTS) {
+    throw std::runtime_error("the adopt program is attached to " + std::to_string(attached_.size()) +
+                             " interfaces already");
+  }
   if (tcp_syncookies() == 0) {
     throw std::runtime_error("net.ipv4.tcp_syncookies is 0: the kernel would answer adopted "
                              "segments with RST (set it to 1)");
@@ -228,20 +237,19 @@ void Adopter::attach(const std::string& ifname) {
     throw std::runtime_error("cannot attach the adopt program to " + ifname + " ingress: " +
                              errno_text(err));
   }
-  ifindex_ = ifindex;
-  handle_ = opts.handle;
-  priority_ = opts.priority;
-  created_qdisc_ = created == 0;
-  write_attachment(skel_->maps.attachment,
-                   hl_adopt_attachment{static_cast<uint32_t>(ifindex_), handle_, priority_,
-                                       created_qdisc_ ? 1u : 0u});
+  attached_.push_back(Attached{ifindex, opts.handle, opts.priority, created == 0});
+  write_attachment(skel_->maps.attachment, static_cast<uint32_t>(attached_.size() - 1),
+                   hl_adopt_attachment{static_cast<uint32_t>(ifindex), opts.handle, opts.priority,
+                                       created == 0 ? 1u : 0u});
 }
 
 void Adopter::detach() {
-  if (ifindex_ == 0) return;
-  detach_filter(ifindex_, handle_, priority_, created_qdisc_);
-  ifindex_ = 0;
-  write_attachment(skel_->maps.attachment, hl_adopt_attachment{});
+  for (size_t i = attached_.size(); i-- > 0;) {  // the last attached first
+    const Attached& a = attached_[i];
+    detach_filter(a.ifindex, a.handle, a.priority, a.created_qdisc);
+    write_attachment(skel_->maps.attachment, static_cast<uint32_t>(i), hl_adopt_attachment{});
+  }
+  attached_.clear();
 }
 
 io::IoStatus Adopter::authorise(const AdoptKey& key, const AdoptAttrs& attrs) {
@@ -295,6 +303,7 @@ AdoptCounters Adopter::counters() const {
   c.no_socket = read(HL_ADOPT_NO_SOCKET);
   c.malformed = read(HL_ADOPT_MALFORMED);
   c.time_wait = read(HL_ADOPT_TIME_WAIT);
+  c.undnat = read(HL_ADOPT_UNDNAT);
   return c;
 }
 
@@ -314,12 +323,13 @@ std::string Adopter::cleanup(const std::string& name) {
   if (d == nullptr) return removed;
   // The tc filter first: it holds the program, and outlives every process.
   if (int fd = bpf_obj_get((dir + "/attachment").c_str()); fd >= 0) {
-    uint32_t zero = 0;
-    hl_adopt_attachment at{};
-    if (bpf_map_lookup_elem(fd, &zero, &at) == 0 && at.ifindex != 0 &&
-        detach_filter(static_cast<int>(at.ifindex), at.handle, at.priority,
-                      at.created_qdisc != 0) == 0) {
-      removed += "tc filter on ifindex " + std::to_string(at.ifindex) + " ingress\n";
+    for (uint32_t i = HL_ADOPT_MAX_ATTACHMENTS; i-- > 0;) {  // the last attached first
+      hl_adopt_attachment at{};
+      if (bpf_map_lookup_elem(fd, &i, &at) == 0 && at.ifindex != 0 &&
+          detach_filter(static_cast<int>(at.ifindex), at.handle, at.priority,
+                        at.created_qdisc != 0) == 0) {
+        removed += "tc filter on ifindex " + std::to_string(at.ifindex) + " ingress\n";
+      }
     }
     close(fd);
   }

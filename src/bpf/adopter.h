@@ -1,5 +1,5 @@
 // Adopter: the serving node's kernel data path (issue 13). Loads adopt.bpf.c
-// (libbpf skeleton), attaches it to an interface's tc clsact ingress, and keeps
+// (libbpf skeleton), attaches it to interfaces' tc clsact ingress, and keeps
 // its authorisation map: the node's own kernel TCP then adopts a connection
 // handshaken elsewhere through bpf_sk_assign_tcp_reqsk() (DESIGN.md 3b).
 //
@@ -21,6 +21,11 @@
 // program deletes it: counter retired) or revoke() removes it, so a
 // retransmission of a lost forwarded segment still creates the socket.
 //
+// Un-DNAT (AdopterConfig::node_addr): the origin forwards a handed-off
+// connection's later segments to this node's own address; the program sends
+// those of authorised or adopted tuples to the VIP, marked with the engine's
+// mark (AdopterConfig::mark), so that the capture rules RETURN them.
+//
 // Cleanup: the destructor detaches the program (and the clsact qdisc if it
 // created it), removes its pins and frees everything. With pinning the maps
 // and program live under /sys/fs/bpf/handoff_<name>/ while the object lives;
@@ -31,6 +36,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "bpf/adopt_counters.h"
 #include "bpf/time_wait.h"
@@ -91,6 +97,10 @@ struct AdopterConfig {
   uint16_t vip_port = 0;         // only segments to this port (0: any)
   bool pass_unauthorised = false;  // no entry: pass to the kernel (RST/SYN cookie) instead of drop
   bool pin = false;              // pin program and maps under pin_dir(name)
+  // Un-DNAT (needs vip): segments to this address (the node's own) of adopted
+  // or authorised tuples go to the VIP instead, marked `mark`. 0.0.0.0: off.
+  net::Ipv4Addr node_addr;
+  uint32_t mark = 0;
 };
 
 class Adopter {
@@ -104,11 +114,13 @@ class Adopter {
   Adopter& operator=(const Adopter&) = delete;
 
   // Attaches to interface `ifname`'s tc clsact ingress (creating clsact if
-  // missing). One interface per Adopter; Ethernet or loopback only (the
+  // missing). Up to HL_ADOPT_MAX_ATTACHMENTS (8) interfaces per Adopter, each
+  // once, sharing the maps; Ethernet or loopback only (the
   // program expects a 14-byte L2 header); refused while tcp_syncookies is 0
   // in the calling thread's namespace. Throws std::runtime_error.
   void attach(const std::string& ifname);
-  // Detaches (and removes the clsact qdisc if attach created it); idempotent.
+  // Detaches from every interface (and removes the clsact qdiscs attach
+  // created); idempotent.
   void detach();
 
   // Authorises one handoff (creates or replaces its entry). A TIME_WAIT
@@ -141,10 +153,13 @@ class Adopter {
   AdopterConfig config_;
   hl_adopt_bpf* skel_ = nullptr;
   bool pinned_ = false;
-  int ifindex_ = 0;
-  uint32_t handle_ = 0;
-  uint32_t priority_ = 0;
-  bool created_qdisc_ = false;
+  struct Attached {
+    int ifindex = 0;
+    uint32_t handle = 0;
+    uint32_t priority = 0;
+    bool created_qdisc = false;
+  };
+  std::vector<Attached> attached_;  // index i: entry i of the map `attachment`
   TimeWaitKiller time_wait_;
 };
 

@@ -65,6 +65,9 @@ int main(int argc, char** argv) {
       log(LogLevel::kInfo, "cleanup: deleted " + std::to_string(n) + " nf_tables tables (fast path)");
       const std::string origin = hl::runtime::cleanup_kernel_origin();
       log(LogLevel::kInfo, "cleanup: kernel data path origin: " + (origin.empty() ? std::string("nothing") : origin));
+      if (const std::string kernel = hl::runtime::cleanup_kernel_datapath(); !kernel.empty()) {
+        log(LogLevel::kInfo, "cleanup: removed (kernel data path):\n" + kernel);
+      }
       return 0;
     }
     const hl::runtime::RuntimeConfig& config = o.config;
@@ -82,6 +85,7 @@ int main(int argc, char** argv) {
       if (const auto fast = hl::runtime::fast_path_config(config); fast && config.datapath != "kernel") {
         for (const auto& line : hl::io::nft_fast_path_install(*fast)) std::cout << hl::io::kNft << ' ' << line << '\n';
       }
+      for (const auto& line : hl::runtime::kernel_datapath_plan(config)) std::cout << line << '\n';
       return 0;
     }
     return run_role(config);

@@ -4,6 +4,7 @@
 
 #include <utility>
 
+#include "engine/kernel_carrier.h"
 #include "engine/origin_link.h"
 #include "engine/serving_side.h"
 #include "engine/translation_carrier.h"
@@ -20,19 +21,30 @@ struct BackendEngine::Impl {
   Clock clock;
   io::CheckedVerdicts verdicts;
   RelayLink link;
-  TranslationCarrier carrier;
+  std::unique_ptr<Carrier> carrier_owned;
+  Carrier& carrier;
   ServingSide side;
 
   Impl(const BackendConfig& c, io::Verdicts& v, control::MessageSender& m, Clock k)
       : cfg(c), clock(std::move(k)), verdicts(v, serving.io_errors), link(m, cfg.frontend, serving),
-        carrier(TranslationConfig{.vip = cfg.vip,
-                                  .node = {cfg.node, cfg.port},
-                                  .linger_ms = cfg.linger_ms,
-                                  .handshake_timeout_ms = cfg.handshake_timeout_ms,
-                                  .idle_timeout_ms = cfg.idle_timeout_ms,
-                                  .max_held = cfg.max_held},
-                v, nullptr, link, serving, clock),
-        side(carrier, link, serving, cfg.vip) {}
+        carrier_owned(make_carrier(v)), carrier(*carrier_owned), side(carrier, link, serving, cfg.vip) {}
+
+  // Translation, or the kernel data path when the config names its parts.
+  std::unique_ptr<Carrier> make_carrier(io::Verdicts& v) {
+    if (cfg.kernel != nullptr && cfg.raw != nullptr) {
+      return std::make_unique<KernelCarrier>(KernelCarrierConfig{.vip = cfg.vip,
+                                                                 .linger_ms = cfg.linger_ms,
+                                                                 .handshake_timeout_ms = cfg.handshake_timeout_ms},
+                                             *cfg.kernel, v, *cfg.raw, link, serving, clock);
+    }
+    return std::make_unique<TranslationCarrier>(TranslationConfig{.vip = cfg.vip,
+                                                                  .node = {cfg.node, cfg.port},
+                                                                  .linger_ms = cfg.linger_ms,
+                                                                  .handshake_timeout_ms = cfg.handshake_timeout_ms,
+                                                                  .idle_timeout_ms = cfg.idle_timeout_ms,
+                                                                  .max_held = cfg.max_held},
+                                                v, nullptr, link, serving, clock);
+  }
 
   void on_packet(const io::QueuedPacket& qp) {
     auto parsed = net::parse_tcp_packet(qp.data);
@@ -73,6 +85,11 @@ struct BackendEngine::Impl {
     c.io_errors = s.io_errors;
     c.active = carrier.active();
     c.freed = s.freed;
+    c.kernel_adopted = s.kernel_adopted;
+    c.kernel_injected = s.kernel_injected;
+    c.kernel_reinjected = s.kernel_reinjected;
+    c.kernel_ends = s.kernel_ends;
+    c.kernel_errors = s.kernel_errors;
     return c;
   }
 };
@@ -98,6 +115,11 @@ void BackendCounters::visit(const CounterVisitor& v) const {
   v("forwarded_packets", 0);
   v("active", active);
   v("freed", freed);
+  v("kernel_adopted", kernel_adopted);
+  v("kernel_injected", kernel_injected);
+  v("kernel_reinjected", kernel_reinjected);
+  v("kernel_ends", kernel_ends);
+  v("kernel_errors", kernel_errors);
 }
 
 BackendEngine::BackendEngine(BackendConfig config, io::Verdicts& verdicts, control::MessageSender& messages,

@@ -16,6 +16,8 @@
 
 namespace hl::engine {
 
+class KernelAdoption;  // kernel_carrier.h
+
 struct BackendConfig {
   static constexpr uint32_t kDefaultLingerMs = 2000;
   static constexpr uint32_t kDefaultHandshakeTimeoutMs = 5000;
@@ -30,6 +32,10 @@ struct BackendConfig {
   uint32_t handshake_timeout_ms = kDefaultHandshakeTimeoutMs;  // SYN/ACK must show within
   uint32_t idle_timeout_ms = kDefaultIdleTimeoutMs;
   size_t max_held = kDefaultMaxHeld;  // client packets held per connection until the ISN is known
+  // The kernel data path (kernel_carrier.h): set both to carry connections in
+  // the kernel instead of translating them (raw: SO_MARK, to the VIP via lo).
+  KernelAdoption* kernel = nullptr;
+  io::PacketSender* raw = nullptr;
 };
 
 struct BackendCounters {
@@ -51,6 +57,11 @@ struct BackendCounters {
   uint64_t io_errors = 0;           // verdicts the kernel refused
   uint64_t active = 0;              // connection states held now
   uint64_t freed = 0;
+  uint64_t kernel_adopted = 0;      // the kernel data path (ServingCounters)
+  uint64_t kernel_injected = 0;
+  uint64_t kernel_reinjected = 0;
+  uint64_t kernel_ends = 0;
+  uint64_t kernel_errors = 0;
 
   void visit(const CounterVisitor& visit) const;
 };

@@ -7,6 +7,7 @@
 #include <utility>
 #include <variant>
 
+#include "engine/kernel_carrier.h"
 #include "engine/node_engine_impl.h"
 
 namespace hl::engine {
@@ -52,14 +53,7 @@ NodeEngine::Impl::Impl(NodeConfig c, std::unique_ptr<dispatch::Dispatcher> d, io
                        control::MessageSender& m, Clock k, io::FastPath* f)
     : cfg(std::move(c)), verdicts(v, counters.io_errors), messages(m), clock(std::move(k)),
       link([this](net::Ipv4Addr to, const control::Message& msg) { to_origin(to, msg); }, serving_counters),
-      carrier(TranslationConfig{.vip = cfg.vip,
-                                .node = {cfg.node, cfg.vip.port},
-                                .linger_ms = cfg.linger_ms,
-                                .handshake_timeout_ms = cfg.handshake_timeout_ms,
-                                .idle_timeout_ms = cfg.idle_timeout_ms,
-                                .max_connections = cfg.max_connections,
-                                .max_held = cfg.max_held},
-              v, &r, link, serving_counters, clock),
+      carrier_owned(make_carrier(v, r)), carrier(*carrier_owned),
       serving(carrier, link, serving_counters, cfg.vip),
       transport(cfg.node, cfg.vip.port,
                 [this](net::Ipv4Addr to, control::HandoffRequest req) {
@@ -70,6 +64,24 @@ NodeEngine::Impl::Impl(NodeConfig c, std::unique_ptr<dispatch::Dispatcher> d, io
                   }
                 }),
       origin(origin_config(cfg), std::move(d), v, r, transport, clock, f, &carrier) {}
+
+std::unique_ptr<Carrier> NodeEngine::Impl::make_carrier(io::Verdicts& v, io::PacketSender& r) {
+  if (cfg.kernel != nullptr) {
+    return std::make_unique<KernelCarrier>(KernelCarrierConfig{.vip = cfg.vip,
+                                                               .linger_ms = cfg.linger_ms,
+                                                               .handshake_timeout_ms = cfg.handshake_timeout_ms,
+                                                               .max_connections = cfg.max_connections},
+                                           *cfg.kernel, v, r, link, serving_counters, clock);
+  }
+  return std::make_unique<TranslationCarrier>(TranslationConfig{.vip = cfg.vip,
+                                                                .node = {cfg.node, cfg.vip.port},
+                                                                .linger_ms = cfg.linger_ms,
+                                                                .handshake_timeout_ms = cfg.handshake_timeout_ms,
+                                                                .idle_timeout_ms = cfg.idle_timeout_ms,
+                                                                .max_connections = cfg.max_connections,
+                                                                .max_held = cfg.max_held},
+                                              v, &r, link, serving_counters, clock);
+}
 
 void NodeEngine::Impl::send_message(net::Ipv4Addr to, const control::Message& m) {
   if (messages.send(to, m)) {
@@ -184,6 +196,11 @@ const NodeCounters& NodeEngine::Impl::report() {
   r.io_errors += o.io_errors + s.io_errors;
   r.active = origin.active() + carrier.active();
   r.freed = o.freed + s.freed;
+  r.kernel_adopted = s.kernel_adopted;
+  r.kernel_injected = s.kernel_injected;
+  r.kernel_reinjected = s.kernel_reinjected;
+  r.kernel_ends = s.kernel_ends;
+  r.kernel_errors = s.kernel_errors;
   return r;
 }
 
@@ -227,6 +244,11 @@ void NodeCounters::visit(const CounterVisitor& v) const {
   v("io_errors", io_errors);
   v("active", active);
   v("freed", freed);
+  v("kernel_adopted", kernel_adopted);
+  v("kernel_injected", kernel_injected);
+  v("kernel_reinjected", kernel_reinjected);
+  v("kernel_ends", kernel_ends);
+  v("kernel_errors", kernel_errors);
 }
 
 NodeEngine::NodeEngine(NodeConfig config, std::unique_ptr<dispatch::Dispatcher> dispatcher, io::Verdicts& verdicts,

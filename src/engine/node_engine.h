@@ -32,6 +32,8 @@
 
 namespace hl::engine {
 
+class KernelAdoption;  // kernel_carrier.h
+
 enum class NodeMode : uint8_t {
   kAlways,  // BTCP handshake emulation on every connection
   kRare,    // the kernel's own handshake; handoff only for remote content
@@ -82,6 +84,9 @@ struct NodeConfig {
   // the client's ACKs (challenge ACKs) with RSTs at their exact ack number.
   uint32_t reset_linger_ms = kDefaultResetLingerMs;
   std::function<void(const std::string&)> log;  // one line per health transition; may be empty
+  // The kernel data path of the serving part (kernel_carrier.h): connections
+  // handed to this node are adopted by its kernel instead of translated.
+  KernelAdoption* kernel = nullptr;
 };
 
 // Monotonic counters, except `active` (origin + serving states held now).
@@ -127,6 +132,11 @@ struct NodeCounters {
   uint64_t io_errors = 0;
   uint64_t active = 0;
   uint64_t freed = 0;
+  uint64_t kernel_adopted = 0;     // the serving part's kernel data path (ServingCounters)
+  uint64_t kernel_injected = 0;
+  uint64_t kernel_reinjected = 0;
+  uint64_t kernel_ends = 0;
+  uint64_t kernel_errors = 0;
 
   void visit(const CounterVisitor& visit) const;
 };

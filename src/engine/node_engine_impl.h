@@ -35,7 +35,8 @@ struct NodeEngine::Impl {
   Clock clock;
   // The serving part: handed-off connections this node's kernel serves.
   ControlLink link;
-  TranslationCarrier carrier;
+  std::unique_ptr<Carrier> carrier_owned;  // translation, or the kernel's (cfg.kernel)
+  Carrier& carrier;
   ServingSide serving;
   // The origin part: client connections this node accepted for the VIP.
   ControlTransport transport;
@@ -44,6 +45,7 @@ struct NodeEngine::Impl {
   Impl(NodeConfig c, std::unique_ptr<dispatch::Dispatcher> d, io::Verdicts& v, io::PacketSender& r,
        control::MessageSender& m, Clock k, io::FastPath* f);
 
+  std::unique_ptr<Carrier> make_carrier(io::Verdicts& v, io::PacketSender& r);
   bool rare() const { return cfg.mode == NodeMode::kRare; }
   // Sends `m` to node `to` over the control channel (counted).
   void send_message(net::Ipv4Addr to, const control::Message& m);

@@ -13,7 +13,9 @@ void RelayLink::acked(net::Ipv4Addr, net::Endpoint client, uint32_t local_isn) {
 }
 
 void RelayLink::ended(net::Ipv4Addr, net::Endpoint client, EndCause cause) {
+  // The kernel data path relays nothing: the front-end learns the end only from this.
   if (cause == EndCause::kClientRst) send(control::Termination{client, control::TerminationReason::kRst});
+  if (cause == EndCause::kKernelEnd) send(control::Termination{client, control::TerminationReason::kFin});
 }
 
 void RelayLink::refused(net::Ipv4Addr, net::Endpoint, control::RefuseReason) {}  // in band: nothing to refuse
@@ -34,6 +36,7 @@ void ControlLink::ended(net::Ipv4Addr origin, net::Endpoint client, EndCause cau
       reason = control::TerminationReason::kRst;
       break;
     case EndCause::kFinsAcked:
+    case EndCause::kKernelEnd:
       reason = control::TerminationReason::kFin;
       break;
     case EndCause::kTimeout:

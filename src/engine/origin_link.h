@@ -28,6 +28,7 @@ class RelayLink final : public OriginLink {
   void refused(net::Ipv4Addr origin, net::Endpoint client, control::RefuseReason reason) override;
   bool relays_server_end() const override { return true; }
   void relay(net::Ipv4Addr origin, net::Endpoint client, std::vector<uint8_t> packet) override;
+  bool reliable() const override { return false; }  // UDP
 
  private:
   void send(const control::Message& m);

@@ -1,7 +1,8 @@
 // ServingSide: the node side of handed-off connections, one for every design. An
 // intake takes a handed-in connection (the frontend design's replayed SYN with the
 // handoff option, or always/rare's control::HandoffRequest), a Carrier carries it
-// on this node (today: translation, translation_carrier.h), and an OriginLink
+// on this node (translation: translation_carrier.h; the kernel data path:
+// kernel_carrier.h), and an OriginLink
 // reports to the origin (the handoff's acknowledgement, the connection's end).
 #pragma once
 
@@ -45,6 +46,7 @@ enum class EndCause : uint8_t {
   kFinsAcked,  // both FINs sent and the server's acknowledged
   kServerRst,  // the server reset it
   kTimeout,    // no SYN/ACK in time, or idle
+  kKernelEnd,  // the kernel data path: the serving kernel's socket is gone (closed or reset)
 };
 
 // Monotonic counters of a serving side; each engine reports the ones its design
@@ -70,6 +72,12 @@ struct ServingCounters {
   uint64_t control_errors = 0;       // messages refused or not sendable
   uint64_t io_errors = 0;
   uint64_t freed = 0;
+  // The kernel data path (kernel_carrier.h).
+  uint64_t kernel_adopted = 0;     // hand-ins authorised in the adopt map
+  uint64_t kernel_injected = 0;    // request segments injected to the VIP
+  uint64_t kernel_reinjected = 0;  // replayed client segments that beat the entry, re-sent to the VIP
+  uint64_t kernel_ends = 0;        // connections whose socket the kernel destroyed (sock_diag)
+  uint64_t kernel_errors = 0;      // authorisations the map refused
 };
 
 // How the serving side reports to a connection's origin.
@@ -87,6 +95,9 @@ class OriginLink {
   virtual bool relays_server_end() const = 0;
   // Sends the server's FIN or RST segment `packet` (in the client's numbers) through the origin.
   virtual void relay(net::Ipv4Addr origin, net::Endpoint client, std::vector<uint8_t> packet) = 0;
+  // Whether a message reaches the origin or is retried by the transport (TCP
+  // control channel); false (UDP): a carrier repeats what nothing else would.
+  virtual bool reliable() const { return true; }
 };
 
 // How a handed-in connection is carried on this node. The carrier owns its

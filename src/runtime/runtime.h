@@ -136,6 +136,13 @@ std::vector<std::pair<std::string, std::string>> role_sysctls(const RuntimeConfi
 std::string impair_tun_name(const RuntimeConfig& config);
 // Interface names of the current network namespace (from /proc/sys/net/ipv4/conf).
 std::vector<std::string> list_interfaces();
+// The serving side's kernel data path (roles/kernel_serving.h), for handoffd:
+// what it installs, as '#' comment lines for --print-rules (none on the NFQUEUE
+// path or for roles without a serving side), and --cleanup: removes what a
+// killed runtime of this network namespace left (the adopt program's tc filters
+// and pins); returns what it removed, one line each.
+std::vector<std::string> kernel_datapath_plan(const RuntimeConfig& config);
+std::string cleanup_kernel_datapath();
 
 // --- The runtime ---
 

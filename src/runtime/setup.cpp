@@ -1,6 +1,9 @@
 // The runtime's pure setup helpers (runtime.h): role names, config validation,
 // peer resolution, each role's capture rules, fast path and sysctls.
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 
 #include <algorithm>
 #include <set>
@@ -17,6 +20,22 @@ namespace hl::runtime {
 namespace {
 
 constexpr const char* kDefaultFrontendPeer = "fe";
+
+// Whether `addr` (dotted quad) is an address of an interface of this namespace.
+bool local_address(const std::string& addr) {
+  ifaddrs* all = nullptr;
+  if (getifaddrs(&all) != 0) return false;
+  in_addr want{};
+  bool found = false;
+  if (inet_pton(AF_INET, addr.c_str(), &want) == 1) {
+    for (const ifaddrs* a = all; a != nullptr && !found; a = a->ifa_next) {
+      if (a->ifa_addr == nullptr || a->ifa_addr->sa_family != AF_INET) continue;
+      found = reinterpret_cast<const sockaddr_in*>(a->ifa_addr)->sin_addr.s_addr == want.s_addr;
+    }
+  }
+  freeifaddrs(all);
+  return found;
+}
 
 io::CaptureSpec capture_spec(const RuntimeConfig& c) {
   io::CaptureSpec spec;
@@ -184,6 +203,10 @@ DataPath resolve_datapath(const RuntimeConfig& c, std::string* why) {
   if (c.datapath == "kernel") return DataPath::kKernel;
   std::string missing = c.role == RuntimeRole::kFrontend ? "" : bpf::kernel_supports_adopt();
   if (missing.empty() && c.role != RuntimeRole::kBackend) missing = bpf::kernel_supports_origin();
+  // A back-end's adopted sockets are on the VIP: it must be a local address (on lo).
+  if (missing.empty() && c.role == RuntimeRole::kBackend && c.vip && !local_address(*c.vip)) {
+    missing = "the VIP " + *c.vip + " on this node (lo, arp_ignore=1, arp_announce=2)";
+  }
   if (why) *why = missing;
   return missing.empty() ? DataPath::kKernel : DataPath::kNfqueue;
 }

@@ -1,10 +1,14 @@
 // Role backend: a back-end of the frontend design. A UDP messenger to its
-// front-end (heartbeats every RuntimeConfig::kHeartbeatMs), the BackendEngine.
+// front-end (heartbeats every RuntimeConfig::kHeartbeatMs), the BackendEngine;
+// in the kernel data path also a raw socket and the adopt program
+// (roles/kernel_serving.h; the VIP must be on lo).
 #include <memory>
 
 #include "control/udp_messenger.h"
 #include "engine/backend.h"
 #include "io/listen_probe.h"
+#include "io/raw_socket.h"
+#include "runtime/roles/kernel_serving.h"
 #include "runtime/roles/role.h"
 
 namespace hl::runtime {
@@ -32,6 +36,12 @@ class BackendRole final : public Role {
     bc.vip = {parse_addr(*c.vip, "VIP"), c.port};
     bc.frontend = frontend_address(c);
     frontend_ = bc.frontend;
+    if (ctx.datapath == DataPath::kKernel) {
+      raw_ = std::make_unique<io::RawSocket>(io::RawSocketConfig{c.mark, io::RawSocketConfig::kDefaultSndBuf});
+      kernel_ = std::make_unique<KernelServing>(ctx, bc.vip, node_, false);
+      bc.kernel = kernel_.get();
+      bc.raw = raw_.get();
+    }
     engine_ = std::make_unique<engine::BackendEngine>(bc, ctx.verdicts, udp_, ctx.clock);
   }
 
@@ -51,6 +61,10 @@ class BackendRole final : public Role {
   void visit_counters(const CounterVisitor& visit) const override {
     engine_->counters().visit(adding_decode_errors(visit, udp_.counters().decode_errors));
     visit_udp_counters(udp_, visit);
+    if (kernel_) {
+      kernel_->visit_counters(visit);
+      visit_raw_counters(*raw_, visit);
+    }
   }
 
  private:
@@ -67,6 +81,8 @@ class BackendRole final : public Role {
   net::Ipv4Addr node_;
   control::UdpMessenger udp_;
   PolledTransport<control::UdpMessenger> transport_;
+  std::unique_ptr<io::RawSocket> raw_;        // the kernel data path's injections
+  std::unique_ptr<KernelServing> kernel_;     // the kernel data path; null: translation
   std::unique_ptr<engine::BackendEngine> engine_;
   net::Ipv4Addr frontend_;
   uint64_t last_heartbeat_ms_ = 0;

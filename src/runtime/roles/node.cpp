@@ -10,6 +10,7 @@
 #include "io/listen_probe.h"
 #include "io/raw_socket.h"
 #include "runtime/roles/kernel_origin.h"
+#include "runtime/roles/kernel_serving.h"
 #include "runtime/roles/role.h"
 
 namespace hl::runtime {
@@ -47,6 +48,7 @@ class NodeRole final : public Role {
     if (c.request_timeout_ms != 0) nc.request_timeout_ms = c.request_timeout_ms;
     nc.peer_dead_ms = c.backend_dead_ms.value_or(RuntimeConfig::kDefaultPeerDeadMs);
     nc.log = [](const std::string& line) { log_error(line); };
+    nc.kernel = serving_kernel(ctx, nc.vip);
     engine_ = std::make_unique<engine::NodeEngine>(std::move(nc), std::move(ctx.dispatcher), ctx.verdicts, raw_, sender_,
                                                    ctx.clock, origin_fast_path(ctx));
     channel_.tick();  // connect to the peers now
@@ -90,6 +92,7 @@ class NodeRole final : public Role {
     visit("keepalives_received", k.keepalives_received);
     visit_raw_counters(raw_, visit);
     if (kernel_origin_) kernel_origin_->visit_counters(visit);
+    if (kernel_) kernel_->visit_counters(visit);
   }
 
  private:
@@ -102,6 +105,15 @@ class NodeRole final : public Role {
   }
   io::FastPath* origin_fast_path(const RoleContext& ctx) {
     return kernel_origin_ ? kernel_origin_.get() : ctx.fast_path;
+  }
+
+  // The serving part's kernel data path (roles/kernel_serving.h): the adopt
+  // program passes segments without an entry on (this node's origin takes
+  // clients on the VIP). Null on the NFQUEUE path.
+  engine::KernelAdoption* serving_kernel(RoleContext& ctx, net::Endpoint vip) {
+    if (ctx.datapath != DataPath::kKernel) return nullptr;
+    kernel_ = std::make_unique<KernelServing>(ctx, vip, self_, true);
+    return kernel_.get();
   }
 
   control::ChannelConfig channel_config(const RoleContext& ctx) {
@@ -130,6 +142,7 @@ class NodeRole final : public Role {
   ChannelSender sender_;
   PolledTransport<control::ControlChannel> transport_;
   std::unique_ptr<KernelOrigin> kernel_origin_;  // the kernel data path's origin: before the engine
+  std::unique_ptr<KernelServing> kernel_;  // the serving part's kernel data path; null: translation
   std::unique_ptr<engine::NodeEngine> engine_;
   uint64_t last_heartbeat_ms_ = 0;
 };

@@ -23,8 +23,9 @@ TEST(AdoptCounters, NamedLikeTheEnginesCountersOneNamePerField) {
   c.no_socket = 8;
   c.malformed = 9;
   c.time_wait = 10;
+  c.undnat = 11;
   const auto named = named_counters(c);
-  ASSERT_EQ(named.size(), 10u);
+  ASSERT_EQ(named.size(), 11u);
   std::set<std::string> names;
   for (size_t i = 0; i < named.size(); ++i) {
     EXPECT_EQ(named[i].second, i + 1) << named[i].first;

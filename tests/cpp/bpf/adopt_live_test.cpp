@@ -102,14 +102,14 @@ class AdoptLive : public ::testing::Test {
   // The forwarded segment of client port `port` (ACK|PSH, TS), sent from the client side.
   void send_segment(uint16_t port, uint32_t seq, uint32_t ack, const std::string& data,
                     uint32_t tsval = kClientTsval, uint8_t flags = flag::ACK | flag::PSH,
-                    uint32_t tsecr = kTsBase) {
+                    uint32_t tsecr = kTsBase, net::Ipv4Addr dst = kVip.addr) {
     net::PacketBuilder b;
-    b.ipv4(kClientAddr, kVip.addr).tcp(port, kVip.port).seq(seq).ack(ack)
+    b.ipv4(kClientAddr, dst).tcp(port, kVip.port).seq(seq).ack(ack)
         .flags(flags).window(502).timestamps(tsval, tsecr).payload(data);
     const std::vector<uint8_t> packet = b.build();
     sockaddr_in to{};
     to.sin_family = AF_INET;
-    to.sin_addr.s_addr = htonl(kVip.addr.value);
+    to.sin_addr.s_addr = htonl(dst.value);
     ASSERT_EQ(sendto(raw_.fd, packet.data(), packet.size(), 0, reinterpret_cast<sockaddr*>(&to),
                      sizeof to),
               static_cast<ssize_t>(packet.size()));
@@ -179,6 +179,51 @@ class AdoptLive : public ::testing::Test {
   Fd listener_, raw_, capture_;
   std::unique_ptr<Adopter> adopter_;
 };
+
+// The origin forwards to the serving node's own address (DNAT): with node_addr
+// configured the program sends the segments of authorised and adopted tuples
+// to the VIP, marked, and the kernel adopts and carries them as usual.
+TEST_F(AdoptLive, SegmentsForwardedToTheNodeAddressAreUnDnattedAndMarked) {
+  const net::Ipv4Addr node = ipv4(192, 168, 77, 1);
+  adopter_.reset();
+  AdopterConfig config;
+  config.vip = kVip.addr;
+  config.vip_port = kVip.port;
+  config.node_addr = node;
+  config.mark = 0x4846;
+  adopter_ = std::make_unique<Adopter>(config);
+  adopter_->attach("veth-s");
+  ASSERT_TRUE(testing::NetnsPair::run({"/usr/sbin/iptables", "-t", "mangle", "-A", "PREROUTING", "-m", "mark",
+                                       "--mark", "0x4846", "-j", "ACCEPT"}));
+  ASSERT_TRUE(adopter_->authorise({{kClientAddr, 40010}, kVip}, attrs_for_handshake()).ok());
+  send_segment(40010, kClientIsn + 1, kFrontendIsn + 1, kRequest, kClientTsval, flag::ACK | flag::PSH, kTsBase, node);
+  const uint32_t request_end = kClientIsn + 1 + static_cast<uint32_t>(kRequest.size());
+  const auto answer = capture(40010, 2000, [&](const Seen& s) { return s.ack == request_end; });
+  ASSERT_TRUE(answer.has_value()) << "no ACK from the VIP; undnat " << adopter_->counters().undnat;
+  EXPECT_EQ(answer->seq, kFrontendIsn + 1);
+  const int conn = accept_within(2000);
+  ASSERT_GE(conn, 0);
+  Fd conn_fd{conn};
+  sockaddr_in local{};
+  socklen_t local_len = sizeof local;
+  ASSERT_EQ(getsockname(conn, reinterpret_cast<sockaddr*>(&local), &local_len), 0);
+  EXPECT_EQ(ntohl(local.sin_addr.s_addr), kVip.addr.value) << "the socket is on the VIP";
+  EXPECT_EQ(read_within(conn, kRequest.size(), 1000), kRequest);
+  // A later segment to the node's address finds the socket: to the VIP too.
+  const std::string more = "more";
+  send_segment(40010, request_end, kFrontendIsn + 1, more, kClientTsval + 1, flag::ACK | flag::PSH, kTsBase, node);
+  EXPECT_EQ(read_within(conn, more.size(), 1000), more);
+  const AdoptCounters c = adopter_->counters();
+  EXPECT_EQ(c.undnat, 2u);
+  EXPECT_EQ(c.adopted, 1u);
+  EXPECT_EQ(c.retired, 1u);
+  const std::string rules = io::run_command({"/usr/sbin/iptables", "-t", "mangle", "-L", "PREROUTING", "-v", "-n",
+                                             "-x"}).out;
+  EXPECT_NE(rules.find("    2 "), std::string::npos) << "both segments carried the mark: " << rules;
+  // Another client port to the node's address is not the program's.
+  send_segment(40011, kClientIsn + 1, kFrontendIsn + 1, kRequest, kClientTsval, flag::ACK | flag::PSH, kTsBase, node);
+  EXPECT_EQ(adopter_->counters().undnat, 2u);
+}
 
 TEST_F(AdoptLive, ForgedSegmentCreatesNothingAndIsNotAnswered) {
   send_segment(40001, kClientIsn + 1, kFrontendIsn + 1, kRequest);

@@ -42,6 +42,38 @@ inline int test_run(int prog_fd, const std::vector<uint8_t>& frame) {
   return static_cast<int>(opts.retval);
 }
 
+// Runs program `prog_fd` once on `frame` with skb context (BPF_PROG_TEST_RUN);
+// its return code, the frame as the program left it and the skb's mark.
+struct RunResult {
+  int verdict = 0;
+  std::vector<uint8_t> frame;
+  uint32_t mark = 0;
+};
+inline RunResult test_run_ctx(int prog_fd, const std::vector<uint8_t>& frame) {
+  RunResult r;
+  r.frame.resize(frame.size() + 256);
+  __sk_buff ctx_in{};
+  __sk_buff ctx_out{};
+  bpf_test_run_opts opts{};
+  opts.sz = sizeof opts;
+  opts.data_in = frame.data();
+  opts.data_size_in = static_cast<uint32_t>(frame.size());
+  opts.data_out = r.frame.data();
+  opts.data_size_out = static_cast<uint32_t>(r.frame.size());
+  opts.ctx_in = &ctx_in;
+  opts.ctx_size_in = sizeof ctx_in;
+  opts.ctx_out = &ctx_out;
+  opts.ctx_size_out = sizeof ctx_out;
+  opts.repeat = 1;
+  if (int err = bpf_prog_test_run_opts(prog_fd, &opts); err != 0) {
+    throw std::runtime_error("bpf_prog_test_run_opts: " + std::to_string(err));
+  }
+  r.frame.resize(opts.data_size_out);
+  r.verdict = static_cast<int>(opts.retval);
+  r.mark = ctx_out.mark;
+  return r;
+}
+
 // a - b (after - before), field by field.
 inline AdoptCounters delta(const AdoptCounters& a, const AdoptCounters& b) {
   AdoptCounters d;
@@ -55,6 +87,7 @@ inline AdoptCounters delta(const AdoptCounters& a, const AdoptCounters& b) {
   d.no_socket = a.no_socket - b.no_socket;
   d.malformed = a.malformed - b.malformed;
   d.time_wait = a.time_wait - b.time_wait;
+  d.undnat = a.undnat - b.undnat;
   return d;
 }
 
@@ -65,7 +98,7 @@ inline std::string to_string(const AdoptCounters& c) {
          " assign_error=" + std::to_string(c.assign_error) +
          " established=" + std::to_string(c.established) + " retired=" + std::to_string(c.retired) +
          " no_socket=" + std::to_string(c.no_socket) + " malformed=" + std::to_string(c.malformed) +
-         " time_wait=" + std::to_string(c.time_wait);
+         " time_wait=" + std::to_string(c.time_wait) + " undnat=" + std::to_string(c.undnat);
 }
 
 }  // namespace hl::bpf::testing

@@ -1,0 +1,46 @@
+// SockDestroyWatch: which of this node's TCP sockets on one local address:port
+// the kernel destroyed, through sock_diag (NETLINK_SOCK_DIAG multicast group
+// SKNLGRP_INET_TCP_DESTROY), and an exact lookup of one socket. The kernel
+// data path's serving side learns the end of an adopted connection from it
+// (engine/kernel_carrier.h): a socket is destroyed when it is freed (closed by
+// the server and past its FIN exchange, or reset), its TIME_WAIT a separate one.
+#pragma once
+
+#include <vector>
+
+#include "io/io_status.h"
+#include "net/ipv4_addr.h"
+#include "util/result.h"
+
+namespace hl::io {
+
+class SockDestroyWatch {
+ public:
+  // Subscribes in the calling thread's network namespace (needs CAP_NET_ADMIN).
+  // Throws std::system_error.
+  explicit SockDestroyWatch(net::Endpoint local);
+  ~SockDestroyWatch();
+  SockDestroyWatch(const SockDestroyWatch&) = delete;
+  SockDestroyWatch& operator=(const SockDestroyWatch&) = delete;
+
+  // Appends the remote ends of the sockets on `local` destroyed since the last
+  // call (never blocks); true when notifications were lost (receive buffer full):
+  // the caller must look its sockets up.
+  bool drain(std::vector<net::Endpoint>& out);
+  // Whether the socket local <-> remote exists in a state other than LISTEN,
+  // TIME_WAIT or CLOSE (one sock_diag request); a FIN_WAIT2 minisock (the
+  // server closed, orphaned, the client's FIN still to come) counts as alive.
+  Result<bool, IoError> alive(net::Endpoint remote);
+
+  // The subscription's descriptor (readable when notifications wait).
+  int fd() const { return group_fd_; }
+  uint64_t notifications() const { return notifications_; }
+
+ private:
+  net::Endpoint local_;
+  int group_fd_ = -1;  // the multicast subscription (non-blocking)
+  int query_fd_ = -1;  // exact lookups
+  uint64_t notifications_ = 0;
+};
+
+}  // namespace hl::io

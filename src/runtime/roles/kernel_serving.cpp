@@ -1,0 +1,170 @@
+// KernelServing: bpf::Adopter and io::SockDestroyWatch behind engine::KernelAdoption.
+#include "runtime/roles/kernel_serving.h"
+
+#include <dirent.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <set>
+#include <stdexcept>
+
+namespace hl::runtime {
+namespace {
+
+// bpffs refuses names with dots (EPERM: reserved): 10.0.0.2 -> 10-0-0-2.
+std::string pin_safe(std::string text) {
+  for (char& ch : text) {
+    if (ch == '.') ch = '-';
+  }
+  return text;
+}
+
+}  // namespace
+
+std::string adopt_name(const RuntimeConfig& c) {
+  std::string name = "adopt_q";
+  name += std::to_string(c.queue);
+  if (c.node_addr && !c.node_addr->empty()) {
+    name += '_';
+    name += pin_safe(*c.node_addr);
+  }
+  return name;
+}
+
+std::vector<std::string> adopt_interfaces() {
+  std::vector<std::string> out{"lo"};
+  for (const std::string& dev : list_interfaces()) {
+    if (dev != "lo") out.push_back(dev);
+  }
+  return out;
+}
+
+std::vector<std::string> kernel_datapath_plan(const RuntimeConfig& c) {
+  const bool serving = c.role == RuntimeRole::kBackend || c.role == RuntimeRole::kAlways || c.role == RuntimeRole::kRare;
+  if (!serving || c.datapath == "nfqueue") return {};
+  std::string ifaces;
+  for (const std::string& dev : adopt_interfaces()) ifaces += (ifaces.empty() ? "" : ", ") + dev;
+  const std::string when = c.datapath == "auto" ? " (if auto resolves to kernel)" : "";
+  char mark[16];
+  std::snprintf(mark, sizeof mark, "0x%x", c.mark);
+  return {
+      "# kernel data path" + when + ": sysctl net.ipv4.tcp_syncookies=1 tcp_timestamps=1 tcp_sack=1 "
+      "tcp_window_scaling=1 (restored at exit)",
+      "# kernel data path" + when + ": BPF program adopt (tc clsact ingress) on " + ifaces + ": adopts handed-off "
+      "connections authorised in its map; un-DNATs " + c.node_addr.value_or("<node>") + ":" + std::to_string(c.port) +
+      " of adopted connections to the VIP " + c.vip.value_or("<vip>") + ", mark " + mark,
+      "# kernel data path" + when + ": pins " + bpf::Adopter::pin_dir(adopt_name(c)) + "/ (removed at exit; "
+      "handoffd --cleanup after a crash)",
+  };
+}
+
+std::string cleanup_kernel_datapath() {
+  // Mininet's hosts share /sys/fs/bpf: remove only the pins named after an
+  // address of this namespace (adopt_name), or of no address at all.
+  std::set<std::string> local;
+  ifaddrs* addrs = nullptr;
+  if (getifaddrs(&addrs) == 0) {
+    for (const ifaddrs* a = addrs; a != nullptr; a = a->ifa_next) {
+      if (a->ifa_addr == nullptr || a->ifa_addr->sa_family != AF_INET) continue;
+      char text[INET_ADDRSTRLEN];
+      const auto* in = reinterpret_cast<const sockaddr_in*>(a->ifa_addr);
+      if (inet_ntop(AF_INET, &in->sin_addr, text, sizeof text) != nullptr) local.insert(pin_safe(text));
+    }
+    freeifaddrs(addrs);
+  }
+  const std::string prefix = "handoff_adopt_q";
+  std::vector<std::string> names;
+  if (DIR* dir = opendir("/sys/fs/bpf"); dir != nullptr) {
+    while (const dirent* e = readdir(dir)) {
+      const std::string entry = e->d_name;
+      if (entry.rfind(prefix, 0) != 0) continue;
+      const std::string name = entry.substr(std::string("handoff_").size());  // adopt_q<N>[_<addr>]
+      const size_t sep = name.find('_', prefix.size() - std::string("handoff_").size());
+      if (sep == std::string::npos || local.count(name.substr(sep + 1)) != 0) names.push_back(name);
+    }
+    closedir(dir);
+  }
+  std::string removed;
+  for (const std::string& name : names) removed += bpf::Adopter::cleanup(name);
+  return removed;
+}
+
+KernelServing::KernelServing(RoleContext& ctx, net::Endpoint vip, net::Ipv4Addr node, bool pass_unauthorised)
+    : vip_(vip), watch_(vip) {
+  const RuntimeConfig& c = ctx.config;
+  // What the kfunc needs of this namespace: with tcp_syncookies 0 the kernel
+  // answers adopted segments with RST; the options the client negotiated must be on.
+  ctx.set_sysctl("net.ipv4.tcp_syncookies", "1");
+  ctx.set_sysctl("net.ipv4.tcp_timestamps", "1");
+  ctx.set_sysctl("net.ipv4.tcp_sack", "1");
+  ctx.set_sysctl("net.ipv4.tcp_window_scaling", "1");
+  bpf::AdopterConfig ac;
+  ac.name = adopt_name(c);
+  ac.vip = vip.addr;
+  ac.vip_port = vip.port;
+  ac.pass_unauthorised = pass_unauthorised;
+  ac.pin = true;  // handoffd --cleanup finds what a killed process left
+  ac.node_addr = node;
+  ac.mark = c.mark;
+  // What a killed run of this runtime left (same queue, same node: the queue is
+  // bound by now, so no live one has this name). Its filters would otherwise
+  // run first and turn this run's handoffs away.
+  if (const std::string stale = bpf::Adopter::cleanup(ac.name); !stale.empty()) {
+    log_error("kernel data path: removed what a previous run left:\n" + stale);
+  }
+  try {
+    adopter_ = std::make_unique<bpf::Adopter>(ac);
+  } catch (const std::runtime_error& e) {
+    // Where /sys/fs/bpf takes no pins (read-only, no bpffs mountable):
+    // unpinned, the tc filters go with the namespace.
+    log_error(std::string("kernel data path: ") + e.what() + "; running unpinned (--cleanup cannot find it)");
+    ac.pin = false;
+    adopter_ = std::make_unique<bpf::Adopter>(ac);
+  }
+  for (const std::string& dev : adopt_interfaces()) {
+    try {
+      adopter_->attach(dev);
+    } catch (const std::runtime_error& e) {
+      if (dev == "lo") throw;  // the injected requests enter there
+      log_error(std::string("kernel data path: ") + e.what() + " (skipped)");
+    }
+  }
+}
+
+bool KernelServing::authorise(const engine::AdoptGrant& g) {
+  bpf::AdoptAttrs a;
+  a.expected_seq = g.expected_seq;
+  a.expected_ack = g.expected_ack;
+  a.rcv_tsecr = g.rcv_tsecr;
+  a.mss = g.mss;
+  a.rcv_wscale = g.rcv_wscale;
+  a.snd_wscale = g.snd_wscale;
+  a.wscale_ok = g.wscale_ok;
+  a.sack_ok = g.sack_ok;
+  a.tstamp_ok = g.tstamp_ok;
+  a.tsval_from_segment = g.tstamp_ok;
+  if (adopter_->authorise({g.client, vip_}, a).ok()) return true;
+  ++authorise_errors_;
+  return false;
+}
+
+void KernelServing::revoke(net::Endpoint client) { (void)adopter_->revoke({client, vip_}); }
+
+bool KernelServing::take_destroyed(std::vector<net::Endpoint>& out) { return watch_.drain(out); }
+
+bool KernelServing::alive(net::Endpoint client) {
+  const auto alive = watch_.alive(client);
+  if (alive.ok()) return alive.value();
+  ++lookup_errors_;
+  return true;  // unknown: kept (the next check asks again)
+}
+
+void KernelServing::visit_counters(const CounterVisitor& visit) const {
+  for (const auto& [name, value] : bpf::named_counters(adopter_->counters())) visit(name.c_str(), value);
+  visit("kernel_authorise_errors", authorise_errors_);
+  visit("kernel_lookup_errors", lookup_errors_);
+  visit("kernel_destroy_notifications", watch_.notifications());
+}
+
+}  // namespace hl::runtime

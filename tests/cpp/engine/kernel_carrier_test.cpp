@@ -1,0 +1,371 @@
+// KernelCarrier (kernel_carrier.h) against a fake KernelAdoption: what it
+// authorises, the request it injects, what it tells the origin, and how it
+// learns the end of a connection from the kernel.
+#include "engine/kernel_carrier.h"
+
+#include <gtest/gtest.h>
+
+#include <optional>
+#include <set>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "engine/fakes.h"
+#include "engine/origin_link.h"
+#include "net/handoff_option.h"
+#include "net/packet_builder.h"
+
+namespace hl::engine {
+namespace {
+
+using namespace hl::engine::testing;
+using net::tcp_flag::ACK;
+using net::tcp_flag::SYN;
+
+constexpr net::Endpoint kVip{net::ipv4(10, 0, 0, 100), 80};
+constexpr net::Ipv4Addr kNode = net::ipv4(10, 0, 0, 2);
+constexpr net::Ipv4Addr kOrigin = net::ipv4(10, 0, 0, 1);
+constexpr net::Endpoint kClient{net::ipv4(10, 0, 1, 5), 40000};
+constexpr uint32_t kClientIsn = 1000;
+constexpr uint32_t kOriginIsn = 7000;
+
+class FakeKernel final : public KernelAdoption {
+ public:
+  bool authorise(const AdoptGrant& grant) override {
+    if (refuse) return false;
+    grants.push_back(grant);
+    entries.insert(conn_key(grant.client));
+    return true;
+  }
+  void revoke(net::Endpoint client) override {
+    revoked.push_back(client);
+    entries.erase(conn_key(client));
+  }
+  bool take_destroyed(std::vector<net::Endpoint>& out) override {
+    out.insert(out.end(), destroyed.begin(), destroyed.end());
+    destroyed.clear();
+    return std::exchange(missed, false);
+  }
+  bool alive(net::Endpoint client) override {
+    ++lookups;
+    return live.count(conn_key(client)) != 0;
+  }
+
+  static uint64_t conn_key(net::Endpoint c) { return (uint64_t{c.addr.value} << 16) | c.port; }
+
+  bool refuse = false;
+  bool missed = false;
+  int lookups = 0;
+  std::vector<AdoptGrant> grants;
+  std::vector<net::Endpoint> revoked;
+  std::vector<net::Endpoint> destroyed;
+  std::set<uint64_t> entries;
+  std::set<uint64_t> live;
+};
+
+control::HandoffRequest request() {
+  control::HandoffRequest r;
+  r.client = kClient;
+  r.vip_port = kVip.port;
+  r.client_isn = kClientIsn;
+  r.frontend_isn = kOriginIsn;
+  r.mss = 1460;
+  r.wscale = 7;
+  r.sack_permitted = true;
+  r.syn_tsval = 11;
+  r.syn_window = 64240;
+  r.client_window = 502;
+  r.client_tsval = 12;
+  r.frontend_ts_base = 99;
+  r.frontend_wscale = 6;
+  r.origin = kOrigin;
+  const std::string head = "GET / HTTP/1.1\r\n\r\n";
+  r.request.assign(head.begin(), head.end());
+  return r;
+}
+
+struct Node {
+  uint64_t now = 1000;
+  ServingCounters counters;
+  FakeMessenger messages;
+  FakeKernel kernel;
+  hl::testing::FakeVerdicts verdicts;
+  hl::testing::FakeSender raw;
+  ControlLink link{[this](net::Ipv4Addr to, const control::Message& m) { (void)messages.send(to, m); }, counters};
+  KernelCarrier carrier{KernelCarrierConfig{.vip = kVip, .linger_ms = 500, .handshake_timeout_ms = 2000},
+                        kernel, verdicts, raw, link, counters, [this] { return now; }};
+  ServingSide side{carrier, link, counters, kVip};
+};
+
+TEST(KernelCarrierTest, AHandoffRequestIsAuthorisedInjectedAndAcknowledged) {
+  Node n;
+  n.side.take_request(kOrigin, request());
+  ASSERT_EQ(n.kernel.grants.size(), 1u);
+  const AdoptGrant& g = n.kernel.grants[0];
+  EXPECT_EQ(g.client, kClient);
+  EXPECT_EQ(g.expected_seq, kClientIsn + 1);
+  EXPECT_EQ(g.expected_ack, kOriginIsn + 1);
+  EXPECT_EQ(g.rcv_tsecr, 99u) << "the TSval the client got from the origin";
+  EXPECT_EQ(g.mss, 1460);
+  EXPECT_TRUE(g.wscale_ok);
+  EXPECT_EQ(g.snd_wscale, 7);
+  EXPECT_EQ(g.rcv_wscale, 6) << "the scale the client was told";
+  EXPECT_TRUE(g.sack_ok);
+  EXPECT_TRUE(g.tstamp_ok);
+
+  auto sent = n.raw.take();
+  ASSERT_EQ(sent.size(), 1u);
+  auto seg = net::parse_tcp_packet(sent[0]);
+  ASSERT_TRUE(seg);
+  EXPECT_EQ(seg->src_addr(), kClient.addr);
+  EXPECT_EQ(seg->src_port(), kClient.port);
+  EXPECT_EQ(seg->dst_addr(), kVip.addr) << "to the VIP: through lo, where the adopt program runs";
+  EXPECT_EQ(seg->dst_port(), kVip.port);
+  EXPECT_EQ(seg->seq(), kClientIsn + 1);
+  EXPECT_EQ(seg->ack(), kOriginIsn + 1);
+  EXPECT_TRUE(seg->has_flags(ACK));
+  EXPECT_EQ(seg->window(), 502);
+  ASSERT_TRUE(seg->options.timestamps);
+  EXPECT_EQ(seg->options.timestamps->tsval, 12u);
+  EXPECT_EQ(seg->options.timestamps->tsecr, 99u);
+  EXPECT_EQ(std::string(seg->payload().begin(), seg->payload().end()), "GET / HTTP/1.1\r\n\r\n");
+  EXPECT_TRUE(seg->tcp_checksum_ok());
+
+  auto msgs = n.messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_EQ(msgs[0].to, kOrigin);
+  EXPECT_EQ(std::get<control::HandoffAck>(msgs[0].message).backend_isn, kOriginIsn) << "the kernel's ISN is f";
+  EXPECT_EQ(n.counters.handoffs_received, 1u);
+  EXPECT_EQ(n.counters.kernel_adopted, 1u);
+  EXPECT_EQ(n.counters.kernel_injected, 1u);
+  EXPECT_TRUE(n.verdicts.take().empty()) << "nothing was queued";
+
+  n.side.take_request(kOrigin, request());  // sent again: acked again, nothing redone
+  msgs = n.messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_TRUE(std::holds_alternative<control::HandoffAck>(msgs[0].message));
+  EXPECT_EQ(n.kernel.grants.size(), 1u);
+  EXPECT_TRUE(n.raw.take().empty());
+}
+
+TEST(KernelCarrierTest, ALongRequestIsInjectedInSegmentsOfTheClientsMss) {
+  Node n;
+  control::HandoffRequest r = request();
+  r.mss = 600;
+  r.request.assign(1500, 'x');
+  n.side.take_request(kOrigin, r);
+  auto sent = n.raw.take();
+  ASSERT_EQ(sent.size(), 3u);
+  uint32_t seq = kClientIsn + 1;
+  for (auto& bytes : sent) {
+    auto seg = net::parse_tcp_packet(bytes);
+    ASSERT_TRUE(seg);
+    EXPECT_EQ(seg->seq(), seq);
+    seq += static_cast<uint32_t>(seg->payload_len);
+  }
+  EXPECT_EQ(seq, kClientIsn + 1 + 1500);
+}
+
+TEST(KernelCarrierTest, AMapThatRefusesTheEntryRefusesTheHandoff) {
+  Node n;
+  n.kernel.refuse = true;
+  n.side.take_request(kOrigin, request());
+  auto msgs = n.messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_EQ(std::get<control::HandoffRefuse>(msgs[0].message).reason, control::RefuseReason::kBusy);
+  EXPECT_TRUE(n.raw.take().empty()) << "nothing injected without an entry";
+  EXPECT_EQ(n.counters.kernel_errors, 1u);
+  EXPECT_EQ(n.carrier.active(), 0u);
+}
+
+TEST(KernelCarrierTest, TheEndComesFromTheKernelAndRevokesTheEntry) {
+  Node n;
+  n.side.take_request(kOrigin, request());
+  (void)n.messages.take();
+  n.kernel.live.insert(FakeKernel::conn_key(kClient));
+  n.carrier.on_timer(n.now);  // seen alive: no end
+  EXPECT_TRUE(n.messages.take().empty());
+  const int lookups = n.kernel.lookups;
+  n.now += 100;
+  n.carrier.on_timer(n.now);
+  EXPECT_EQ(n.kernel.lookups, lookups) << "a live connection is not looked up every tick";
+
+  n.kernel.live.clear();
+  n.kernel.destroyed.push_back(kClient);
+  n.now += 100;
+  n.carrier.on_timer(n.now);
+  auto msgs = n.messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_EQ(std::get<control::Termination>(msgs[0].message).reason, control::TerminationReason::kFin);
+  ASSERT_EQ(n.kernel.revoked.size(), 1u);
+  EXPECT_EQ(n.kernel.revoked[0], kClient);
+  EXPECT_EQ(n.counters.kernel_ends, 1u);
+  // Lingers (a repeated request is acked, not adopted again), then freed.
+  EXPECT_EQ(n.carrier.existing(kClient, kClientIsn)->phase, Carrier::Phase::kEnded);
+  n.now += 500;
+  n.carrier.on_timer(n.now);
+  EXPECT_EQ(n.carrier.active(), 0u);
+  EXPECT_EQ(n.counters.freed, 1u);
+}
+
+// The server closed first: its socket is destroyed, a FIN_WAIT2 minisock waits
+// for the client's FIN; looked up every tick until it is gone or TIME_WAIT.
+TEST(KernelCarrierTest, AfterADestroyNotificationTheConnectionIsLookedUpEveryTickUntilGone) {
+  Node n;
+  n.side.take_request(kOrigin, request());
+  (void)n.messages.take();
+  n.kernel.live.insert(FakeKernel::conn_key(kClient));
+  n.carrier.on_timer(n.now);
+  n.kernel.destroyed.push_back(kClient);
+  n.now += 100;
+  n.carrier.on_timer(n.now);  // still alive (FIN_WAIT2)
+  EXPECT_TRUE(n.messages.take().empty());
+  const int lookups = n.kernel.lookups;
+  n.now += 100;
+  n.carrier.on_timer(n.now);
+  EXPECT_EQ(n.kernel.lookups, lookups + 1);
+  n.kernel.live.clear();  // the client's FIN came: TIME_WAIT
+  n.now += 100;
+  n.carrier.on_timer(n.now);
+  EXPECT_EQ(n.messages.take().size(), 1u);
+  EXPECT_EQ(n.counters.kernel_ends, 1u);
+}
+
+TEST(KernelCarrierTest, AConnectionThatEndedBeforeItWasSeenEndsOnItsDestroyNotification) {
+  Node n;
+  n.side.take_request(kOrigin, request());
+  (void)n.messages.take();
+  n.kernel.destroyed.push_back(kClient);  // created and gone between two ticks
+  n.carrier.on_timer(n.now);
+  auto msgs = n.messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_EQ(std::get<control::Termination>(msgs[0].message).reason, control::TerminationReason::kFin);
+}
+
+TEST(KernelCarrierTest, ASocketThatNeverComesTimesOutAndIsRevoked) {
+  Node n;
+  n.side.take_request(kOrigin, request());
+  (void)n.messages.take();
+  n.carrier.on_timer(n.now);
+  n.now += 1999;
+  n.carrier.on_timer(n.now);
+  EXPECT_TRUE(n.messages.take().empty());
+  n.now += 1;
+  n.carrier.on_timer(n.now);
+  auto msgs = n.messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_EQ(std::get<control::Termination>(msgs[0].message).reason, control::TerminationReason::kTimeout);
+  EXPECT_EQ(n.counters.handshake_timeouts, 1u);
+  EXPECT_TRUE(n.kernel.entries.empty());
+}
+
+TEST(KernelCarrierTest, AMissedNotificationMakesEveryConnectionLookedUp) {
+  Node n;
+  n.side.take_request(kOrigin, request());
+  n.kernel.live.insert(FakeKernel::conn_key(kClient));
+  n.carrier.on_timer(n.now);
+  (void)n.messages.take();
+  n.kernel.live.clear();
+  n.kernel.missed = true;  // ENOBUFS: notifications lost
+  n.now += 100;
+  n.carrier.on_timer(n.now);
+  EXPECT_EQ(n.messages.take().size(), 1u);
+  EXPECT_EQ(n.counters.kernel_ends, 1u);
+}
+
+TEST(KernelCarrierTest, ANewConnectionOnAReusedPortReplacesTheOldEntry) {
+  Node n;
+  n.side.take_request(kOrigin, request());
+  control::HandoffRequest again = request();
+  again.client_isn = kClientIsn + 100000;
+  n.side.take_request(kOrigin, again);
+  ASSERT_EQ(n.kernel.grants.size(), 2u);
+  EXPECT_EQ(n.kernel.grants[1].expected_seq, kClientIsn + 100001);
+  ASSERT_EQ(n.kernel.revoked.size(), 1u);
+  EXPECT_EQ(n.carrier.active(), 1u);
+}
+
+// In band (the frontend design): the replayed SYN is dropped, the entry made
+// from its options, the front-end acked at once; a replayed segment that beat
+// the entry to the adopt program is re-sent to the VIP.
+TEST(KernelCarrierTest, InBandTheSynIsTheHandInAndEarlySegmentsGoToTheVip) {
+  ServingCounters counters;
+  FakeMessenger messages;
+  FakeKernel kernel;
+  hl::testing::FakeVerdicts verdicts;
+  hl::testing::FakeSender raw;
+  RelayLink link(messages, kOrigin, counters);
+  KernelCarrier carrier(KernelCarrierConfig{.vip = kVip, .linger_ms = 2000, .handshake_timeout_ms = 2000}, kernel,
+                        verdicts, raw, link,
+                        counters, [] { return uint64_t{5}; });
+  ServingSide side(carrier, link, counters, kVip);
+  hl::testing::FakeVerdicts unused;
+  ServingCounters errors;
+  io::CheckedVerdicts checked(unused, errors.io_errors);
+
+  const auto data = net::encode_option_data(net::HandoffOption{kOriginIsn, 99, 7});
+  std::vector<uint8_t> syn = net::PacketBuilder()
+                                 .ipv4(kClient.addr, kNode)
+                                 .tcp(kClient.port, 80)
+                                 .seq(kClientIsn)
+                                 .flags(SYN)
+                                 .window(64240)
+                                 .mss(1400)
+                                 .wscale(8)
+                                 .sack_permitted()
+                                 .timestamps(55, 0)
+                                 .raw_option(net::kHandoffOptionKind, data)
+                                 .build();
+  auto syn_pkt = net::parse_tcp_packet(syn);
+  io::QueuedPacket syn_qp{.id = 1, .data = syn};
+  ASSERT_TRUE(side.take_replayed_syn(syn_qp, *syn_pkt, checked));
+  auto v = verdicts.take();
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].kind, hl::testing::VerdictKind::Drop) << "the kernel gets no SYN";
+  ASSERT_EQ(kernel.grants.size(), 1u);
+  EXPECT_EQ(kernel.grants[0].mss, 1400);
+  EXPECT_EQ(kernel.grants[0].snd_wscale, 8);
+  EXPECT_EQ(kernel.grants[0].rcv_wscale, 7);
+  EXPECT_EQ(kernel.grants[0].rcv_tsecr, 99u);
+  EXPECT_TRUE(kernel.grants[0].sack_ok);
+  EXPECT_TRUE(kernel.grants[0].tstamp_ok);
+  EXPECT_TRUE(raw.take().empty()) << "in band the front-end replays the request";
+  auto msgs = messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_EQ(std::get<control::HandoffAck>(msgs[0].message).backend_isn, kOriginIsn);
+
+  const std::string head = "GET / HTTP/1.0\r\n\r\n";
+  std::vector<uint8_t> req = net::make_ack(kClient, {kNode, 80}, kClientIsn + 1, kOriginIsn + 1, 502,
+                                           net::Timestamps{56, 99}, {reinterpret_cast<const uint8_t*>(head.data()),
+                                                                     head.size()});
+  auto req_pkt = net::parse_tcp_packet(req);
+  io::QueuedPacket req_qp{.id = 2, .data = req};
+  side.on_packet(req_qp, *req_pkt, true, checked);
+  v = verdicts.take();
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].kind, hl::testing::VerdictKind::Drop);
+  auto sent = raw.take();
+  ASSERT_EQ(sent.size(), 1u);
+  auto seg = net::parse_tcp_packet(sent[0]);
+  EXPECT_EQ(seg->dst_addr(), kVip.addr);
+  EXPECT_EQ(seg->seq(), kClientIsn + 1);
+  EXPECT_TRUE(seg->tcp_checksum_ok());
+  EXPECT_TRUE(seg->ip_checksum_ok());
+  EXPECT_EQ(counters.kernel_reinjected, 1u);
+
+  // The kernel's end reaches the front-end as a Termination, told again a few
+  // times while the state lingers (UDP: nothing else would retry it).
+  kernel.destroyed.push_back(kClient);
+  carrier.on_timer(6);
+  msgs = messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_TRUE(std::holds_alternative<control::Termination>(msgs[0].message));
+  for (uint64_t t = 6; t < 6 + 5000; t += 100) carrier.on_timer(t);
+  msgs = messages.take();
+  EXPECT_EQ(msgs.size(), 3u);
+  for (const auto& m : msgs) EXPECT_TRUE(std::holds_alternative<control::Termination>(m.message));
+}
+
+}  // namespace
+}  // namespace hl::engine
