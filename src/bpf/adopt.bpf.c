@@ -77,6 +77,10 @@
 #include "adopt_abi.h"
 
 #define TC_ACT_OK 0
+/* TC_ACT_UNSPEC: not consumed here; the next tc filter (origin.bpf.c on an
+ * always/rare node), then the stack, see it untouched. TC_ACT_OK (a segment
+ * this program rewrote or assigned) ends the filter chain. */
+#define TC_PASS (-1)
 #define TC_ACT_SHOT 2
 #define ETH_HLEN_ 14
 #define ETH_P_IP_ 0x0800
@@ -251,39 +255,39 @@ int adopt(struct __sk_buff *skb) {
   __u32 l4;
   int matches = 0;
 
-  if (skb->protocol != bpf_htons(ETH_P_IP_)) return TC_ACT_OK;
-  if (bpf_skb_load_bytes(skb, ETH_HLEN_, &ip, sizeof ip)) return TC_ACT_OK;
-  if (ip.version != 4 || ip.protocol != IPPROTO_TCP || ip.ihl < 5) return TC_ACT_OK;
-  if (ip.frag_off & bpf_htons(IP_FRAG_MASK)) return TC_ACT_OK;
+  if (skb->protocol != bpf_htons(ETH_P_IP_)) return TC_PASS;
+  if (bpf_skb_load_bytes(skb, ETH_HLEN_, &ip, sizeof ip)) return TC_PASS;
+  if (ip.version != 4 || ip.protocol != IPPROTO_TCP || ip.ihl < 5) return TC_PASS;
+  if (ip.frag_off & bpf_htons(IP_FRAG_MASK)) return TC_PASS;
   const int to_node = cfg_node_addr && cfg_vip_addr && ip.daddr == cfg_node_addr;
-  if (cfg_vip_addr && ip.daddr != cfg_vip_addr && !to_node) return TC_ACT_OK;
+  if (cfg_vip_addr && ip.daddr != cfg_vip_addr && !to_node) return TC_PASS;
   l4 = ETH_HLEN_ + (__u32)ip.ihl * 4;
   if (bpf_skb_load_bytes(skb, l4, &tcp, sizeof tcp)) {
     count(HL_ADOPT_MALFORMED);
-    return TC_ACT_OK;
+    return TC_PASS;
   }
-  if (cfg_vip_port && tcp.dest != cfg_vip_port) return TC_ACT_OK;
+  if (cfg_vip_port && tcp.dest != cfg_vip_port) return TC_PASS;
   if (to_node) {
     /* Un-DNAT: the origin forwards a handed-off connection's segments to this
      * node's address; its socket is on the VIP. SYNs stay (a replayed SYN is
      * the engine's); anything not adopted here is not ours. */
-    if (tcp.syn) return TC_ACT_OK;
+    if (tcp.syn) return TC_PASS;
     key.client_addr = ip.saddr;
     key.vip_addr = cfg_vip_addr;
     key.client_port = tcp.source;
     key.vip_port = tcp.dest;
-    if (!adopted_here(skb, &key)) return TC_ACT_OK;
+    if (!adopted_here(skb, &key)) return TC_PASS;
     if (undnat(skb, l4)) {
       count(HL_ADOPT_MALFORMED);
-      return TC_ACT_OK;
+      return TC_PASS;
     }
     count(HL_ADOPT_UNDNAT);
     ip.daddr = cfg_vip_addr;
   }
-  if (tcp.syn || tcp.rst) return TC_ACT_OK;
+  if (tcp.syn || tcp.rst) return to_node ? TC_ACT_OK : TC_PASS;
   if (tcp.doff < 5) {
     count(HL_ADOPT_MALFORMED);
-    return TC_ACT_OK;
+    return to_node ? TC_ACT_OK : TC_PASS;
   }
   count(HL_ADOPT_SEEN);
 
@@ -319,18 +323,18 @@ int adopt(struct __sk_buff *skb) {
   }
   if (!skc) {
     count(HL_ADOPT_NO_SOCKET);
-    return TC_ACT_OK;
+    return to_node ? TC_ACT_OK : TC_PASS;
   }
   if (skc->state != BPF_TCP_LISTEN) {
     count(HL_ADOPT_ESTABLISHED);
     bpf_sk_release(skc);
     if (entry && bpf_map_delete_elem(&authorised, &key) == 0) count(HL_ADOPT_RETIRED);
-    return TC_ACT_OK;
+    return to_node ? TC_ACT_OK : TC_PASS;
   }
   if (!entry) {
     count(HL_ADOPT_NO_ENTRY);
     bpf_sk_release(skc);
-    return cfg_pass_unauthorised ? TC_ACT_OK : TC_ACT_SHOT;
+    return cfg_pass_unauthorised ? (to_node ? TC_ACT_OK : TC_PASS) : TC_ACT_SHOT;
   }
   if (!matches) {
     count(HL_ADOPT_MISMATCH);

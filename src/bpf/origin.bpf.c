@@ -53,6 +53,10 @@
 #include "origin_abi.h"
 
 #define TC_ACT_OK 0
+/* TC_ACT_UNSPEC: not consumed here; the next tc filter (e.g. adopt.bpf.c on an
+ * always/rare node), then the stack, see it untouched. TC_ACT_OK would end the
+ * filter chain. */
+#define TC_PASS (-1)
 #define TC_ACT_SHOT 2
 #define ETH_HLEN_ 14
 #define ETH_P_IP_ 0x0800
@@ -303,7 +307,7 @@ static __always_inline int answer_syn(struct __sk_buff *skb, const struct iphdr 
 
   if (!s || !s->key_set) {
     count(HL_ORIGIN_SYN_NO_KEY);
-    return TC_ACT_OK;
+    return TC_PASS;
   }
   o.len = (__u32)tcp->doff * 4 - 20;
   if (o.len > MAX_OPTIONS) o.len = MAX_OPTIONS; /* doff <= 15 anyway */
@@ -414,7 +418,7 @@ static __always_inline int answer_syn(struct __sk_buff *skb, const struct iphdr 
   return bpf_redirect(skb->ifindex, 0);
 malformed:
   count(HL_ORIGIN_MALFORMED);
-  return TC_ACT_OK;
+  return TC_PASS;
 error:
   count(HL_ORIGIN_ERROR);
   return TC_ACT_OK;
@@ -444,22 +448,22 @@ int origin(struct __sk_buff *skb) {
   struct flow f;
   __u32 l4, ip_len, headers;
 
-  if (skb->protocol != bpf_htons(ETH_P_IP_)) return TC_ACT_OK;
-  if (bpf_skb_load_bytes(skb, ETH_HLEN_, &ip, sizeof ip)) return TC_ACT_OK;
-  if (ip.version != 4 || ip.protocol != IPPROTO_TCP || ip.ihl < 5) return TC_ACT_OK;
-  if (ip.frag_off & bpf_htons(IP_FRAG_MASK)) return TC_ACT_OK;
-  if (cfg_vip_addr && ip.daddr != cfg_vip_addr) return TC_ACT_OK;
+  if (skb->protocol != bpf_htons(ETH_P_IP_)) return TC_PASS;
+  if (bpf_skb_load_bytes(skb, ETH_HLEN_, &ip, sizeof ip)) return TC_PASS;
+  if (ip.version != 4 || ip.protocol != IPPROTO_TCP || ip.ihl < 5) return TC_PASS;
+  if (ip.frag_off & bpf_htons(IP_FRAG_MASK)) return TC_PASS;
+  if (cfg_vip_addr && ip.daddr != cfg_vip_addr) return TC_PASS;
   l4 = ETH_HLEN_ + (__u32)ip.ihl * 4;
   if (bpf_skb_load_bytes(skb, l4, &tcp, sizeof tcp)) {
     count(HL_ORIGIN_MALFORMED);
-    return TC_ACT_OK;
+    return TC_PASS;
   }
-  if (cfg_vip_port && tcp.dest != cfg_vip_port) return TC_ACT_OK;
+  if (cfg_vip_port && tcp.dest != cfg_vip_port) return TC_PASS;
   ip_len = bpf_ntohs(ip.tot_len);
   headers = (__u32)ip.ihl * 4 + (__u32)tcp.doff * 4;
   if (tcp.doff < 5 || ip_len < headers) {
     count(HL_ORIGIN_MALFORMED);
-    return TC_ACT_OK;
+    return TC_PASS;
   }
 
   key.client_addr = ip.saddr;
@@ -473,14 +477,14 @@ int origin(struct __sk_buff *skb) {
     if (tcp.ack || tcp.fin || tcp.rst || fwd || ip_len != headers ||
         !syn_checksum_ok(skb, &ip, &tcp, l4, headers - (__u32)ip.ihl * 4)) {
       count(HL_ORIGIN_SYN_PASSED);
-      return TC_ACT_OK;
+      return TC_PASS;
     }
     return answer_syn(skb, &ip, &tcp, l4 + sizeof tcp);
   }
   if (fwd) {
     if (tcp.fin || tcp.rst) {
       count(HL_ORIGIN_END_TO_USER);
-      return TC_ACT_OK;
+      return TC_PASS;
     }
     return forward(skb, l4, ip.daddr, fwd->node_addr);
   }
@@ -497,7 +501,7 @@ int origin(struct __sk_buff *skb) {
     }
   }
   count(HL_ORIGIN_TO_USER);
-  return TC_ACT_OK;
+  return TC_PASS;
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -282,7 +282,10 @@ def test_a_long_transfer_stays_in_the_kernel(cluster: Cluster) -> None:
     print(f"{c.mode}/{c.datapath}: 10 MB fetch, packets in user space: {queued}")
     if c.datapath == "kernel":
         assert queued[r.backend] <= (HAND_IN if c.mode == "frontend" else 0) + 1, queued
-        assert queued[origin] <= 4, queued
+        # the request, the FIN, and the client's first ACKs when they reach the origin
+        # before its engine has taken the serving node's handoff ack (the response
+        # can outrun that ack); every later packet goes by the origin's BPF map
+        assert queued[origin] <= 8, queued
         assert _delta(after, before, "bpf_origin_forwarded")[origin] >= 20, after[origin]
     else:
         assert queued[r.backend] >= 20, queued  # translated by the owner's engine

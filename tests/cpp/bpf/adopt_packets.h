@@ -14,7 +14,8 @@
 
 namespace hl::bpf::testing {
 
-inline constexpr int kTcActOk = 0;    // TC_ACT_OK
+inline constexpr int kTcActOk = 0;    // TC_ACT_OK: the program rewrote or assigned the segment; the filter chain ends
+inline constexpr int kTcPass = -1;     // TC_ACT_UNSPEC: not consumed; the next filter, then the stack
 inline constexpr int kTcActShot = 2;  // TC_ACT_SHOT
 
 // `ip_packet` behind an Ethernet header (IPv4 ethertype), as tc ingress sees it.

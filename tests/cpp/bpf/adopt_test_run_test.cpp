@@ -32,7 +32,7 @@ using net::ipv4;
 using net::PacketBuilder;
 namespace flag = net::tcp_flag;
 using testing::ethernet;
-using testing::kTcActOk;
+using testing::kTcPass;
 using testing::kTcActShot;
 
 const Endpoint kVip{ipv4(10, 0, 0, 100), 8080};
@@ -183,19 +183,19 @@ TEST_F(AdoptTestRun, TableOfSegments) {
       {"entry wants the segment's TSval, segment has none", no_ts.build(), kTcActShot,
        counts(1, 0, 1, 0, 0, 0)},
       {"multi-segment: a later segment finds the socket, retires the entry",
-       request(kEstablished, kVip, kSeq + 18).build(), kTcActOk, counts(1, 0, 0, 0, 1, 1)},
+       request(kEstablished, kVip, kSeq + 18).build(), kTcPass, counts(1, 0, 0, 0, 1, 1)},
       {"multi-segment: the next one passes, nothing to retire",
-       request(kEstablished, kVip, kSeq + 36).build(), kTcActOk, counts(1, 0, 0, 0, 1, 0)},
+       request(kEstablished, kVip, kSeq + 36).build(), kTcPass, counts(1, 0, 0, 0, 1, 0)},
       {"unknown flow: another port is not the program's", request(kClient, other_port).build(),
-       kTcActOk, counts(0, 0, 0, 0, 0, 0)},
-      {"SYN: the kernel's own handshake", syn.build(), kTcActOk, counts(0, 0, 0, 0, 0, 0)},
-      {"RST passes", rst.build(), kTcActOk, counts(0, 0, 0, 0, 0, 0)},
-      {"non-TCP (UDP) passes", as_protocol(request(kForger, kVip).build(), 17), kTcActOk,
+       kTcPass, counts(0, 0, 0, 0, 0, 0)},
+      {"SYN: the kernel's own handshake", syn.build(), kTcPass, counts(0, 0, 0, 0, 0, 0)},
+      {"RST passes", rst.build(), kTcPass, counts(0, 0, 0, 0, 0, 0)},
+      {"non-TCP (UDP) passes", as_protocol(request(kForger, kVip).build(), 17), kTcPass,
        counts(0, 0, 0, 0, 0, 0)},
-      {"IP fragment passes", as_fragment(request(kForger, kVip).build()), kTcActOk,
+      {"IP fragment passes", as_fragment(request(kForger, kVip).build()), kTcPass,
        counts(0, 0, 0, 0, 0, 0)},
       {"truncated TCP header passes, counted", truncated(request(kForger, kVip).build()),
-       kTcActOk, malformed()},
+       kTcPass, malformed()},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.description);
@@ -266,7 +266,7 @@ TEST_F(AdoptTestRun, PassUnauthorisedLeavesTheForgedSegmentToTheKernel) {
   Adopter lenient(config);
   const AdoptCounters before = lenient.counters();
   EXPECT_EQ(testing::test_run(lenient.program_fd(), ethernet(request(kForger, kVip).build())),
-            kTcActOk);
+            kTcPass);
   EXPECT_EQ(testing::delta(lenient.counters(), before).no_entry, 1u);
 }
 
@@ -275,7 +275,7 @@ TEST_F(AdoptTestRun, AnyPortWithoutListenerIsNoSocket) {
   const AdoptCounters before = any.counters();
   EXPECT_EQ(testing::test_run(any.program_fd(), ethernet(request(kClient, {kVip.addr, 9})
                                                              .build())),
-            kTcActOk);
+            kTcPass);
   EXPECT_EQ(testing::to_string(testing::delta(any.counters(), before)),
             testing::to_string(counts(1, 0, 0, 0, 0, 0, 1)));
 }

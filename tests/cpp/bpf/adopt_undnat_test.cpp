@@ -28,6 +28,7 @@ using net::PacketBuilder;
 namespace flag = net::tcp_flag;
 using testing::ethernet;
 using testing::kTcActOk;
+using testing::kTcPass;
 using testing::kTcActShot;
 
 const Endpoint kVip{ipv4(10, 0, 0, 100), 8080};
@@ -143,7 +144,7 @@ TEST_F(AdoptUndnat, EverythingElseToTheNodeIsLeftAsItWas) {
     SCOPED_TRACE(c.description);
     const AdoptCounters before = adopter_->counters();
     testing::RunResult r = run(c.packet);
-    EXPECT_EQ(r.verdict, kTcActOk);
+    EXPECT_EQ(r.verdict, kTcPass);
     EXPECT_EQ(r.mark, 0u);
     EXPECT_EQ(std::vector<uint8_t>(r.frame.begin() + 14, r.frame.end()), c.packet);
     EXPECT_EQ(testing::to_string(testing::delta(adopter_->counters(), before)),
@@ -162,7 +163,7 @@ TEST_F(AdoptUndnat, WithoutANodeAddressNothingIsRewritten) {
   ASSERT_TRUE(plain.authorise({kClient, kVip}, attrs).ok());
   const std::vector<uint8_t> packet = segment(kClient, kNode).build();
   testing::RunResult r = testing::test_run_ctx(plain.program_fd(), ethernet(packet));
-  EXPECT_EQ(r.verdict, kTcActOk);
+  EXPECT_EQ(r.verdict, kTcPass);
   EXPECT_EQ(std::vector<uint8_t>(r.frame.begin() + 14, r.frame.end()), packet);
 }
 

@@ -37,6 +37,7 @@ using net::PacketBuilder;
 namespace flag = net::tcp_flag;
 
 constexpr int kTcActOk = 0, kTcActShot = 2, kTcActRedirect = 7;
+constexpr int kTcPass = -1;  // TC_ACT_UNSPEC: not consumed (the next filter, then the stack)
 const Endpoint kVip{ipv4(10, 0, 0, 100), 80};
 const Endpoint kClient{ipv4(10, 0, 0, 1), 40000};
 const Endpoint kMapped{ipv4(10, 0, 0, 2), 40002};
@@ -213,7 +214,7 @@ TEST_F(OriginTestRun, SynAnsweredWithTheEnginesCookieSynAckAndItsAckChecks) {
     request.flags(flag::ACK | flag::PSH).payload("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     std::vector<uint8_t> request_ip = request.build();
     const RunResult req = run(request_ip);
-    EXPECT_EQ(req.verdict, kTcActOk);
+    EXPECT_EQ(req.verdict, kTcPass);
     EXPECT_EQ(std::vector<uint8_t>(req.frame.begin() + 14, req.frame.end()), request_ip);
     auto req_pkt = net::parse_tcp_packet(request_ip);
     ASSERT_TRUE(req_pkt.ok());
@@ -244,22 +245,22 @@ TEST_F(OriginTestRun, VerdictsOfOtherSegments) {
       PacketBuilder{}.ipv4(kClient.addr, kVip.addr).tcp(kClient.port, kVip.port).flags(flag::SYN)
           .raw_option(2, std::vector<uint8_t>{5}).build();  // MSS of length 3
   const std::vector<VerdictCase> cases = {
-      {"pure ACK, no cookie", from(kClient).build(), kTcActOk, &OriginCounters::to_user},
-      {"request, no cookie", from(kClient).flags(flag::ACK | flag::PSH).payload("GET /").build(), kTcActOk,
+      {"pure ACK, no cookie", from(kClient).build(), kTcPass, &OriginCounters::to_user},
+      {"request, no cookie", from(kClient).flags(flag::ACK | flag::PSH).payload("GET /").build(), kTcPass,
        &OriginCounters::to_user},
-      {"FIN of unknown", from(kClient).flags(flag::ACK | flag::FIN).build(), kTcActOk, &OriginCounters::to_user},
-      {"mapped FIN", from(kMapped).flags(flag::ACK | flag::FIN).build(), kTcActOk, &OriginCounters::end_to_user},
-      {"mapped RST", from(kMapped).flags(flag::RST).build(), kTcActOk, &OriginCounters::end_to_user},
-      {"mapped SYN", from(kMapped).flags(flag::SYN).build(), kTcActOk, &OriginCounters::syn_passed},
-      {"SYN+ACK", from(kClient).flags(flag::SYN | flag::ACK).build(), kTcActOk, &OriginCounters::syn_passed},
+      {"FIN of unknown", from(kClient).flags(flag::ACK | flag::FIN).build(), kTcPass, &OriginCounters::to_user},
+      {"mapped FIN", from(kMapped).flags(flag::ACK | flag::FIN).build(), kTcPass, &OriginCounters::end_to_user},
+      {"mapped RST", from(kMapped).flags(flag::RST).build(), kTcPass, &OriginCounters::end_to_user},
+      {"mapped SYN", from(kMapped).flags(flag::SYN).build(), kTcPass, &OriginCounters::syn_passed},
+      {"SYN+ACK", from(kClient).flags(flag::SYN | flag::ACK).build(), kTcPass, &OriginCounters::syn_passed},
       {"other address",
        PacketBuilder{}.ipv4(kClient.addr, ipv4(10, 0, 0, 99)).tcp(1, kVip.port).flags(flag::SYN).build(),
-       kTcActOk, nullptr},
-      {"other port", PacketBuilder{}.ipv4(kClient.addr, kVip.addr).tcp(1, 81).flags(flag::SYN).build(), kTcActOk,
+       kTcPass, nullptr},
+      {"other port", PacketBuilder{}.ipv4(kClient.addr, kVip.addr).tcp(1, 81).flags(flag::SYN).build(), kTcPass,
        nullptr},
-      {"truncated TCP header", short_tcp, kTcActOk, &OriginCounters::malformed},
-      {"data offset 4", bad_doff, kTcActOk, &OriginCounters::malformed},
-      {"bad SYN options", bad_syn_options, kTcActOk, &OriginCounters::malformed},
+      {"truncated TCP header", short_tcp, kTcPass, &OriginCounters::malformed},
+      {"data offset 4", bad_doff, kTcPass, &OriginCounters::malformed},
+      {"bad SYN options", bad_syn_options, kTcPass, &OriginCounters::malformed},
   };
   for (const VerdictCase& c : cases) {
     SCOPED_TRACE(c.name);
@@ -302,7 +303,7 @@ TEST_F(OriginTestRun, MappedSegmentGoesToTheNodeWithValidChecksums) {
   EXPECT_FALSE(path_->unmap({kMapped, kVip}));
   const RunResult r = run(PacketBuilder{}.ipv4(kMapped.addr, kVip.addr).tcp(kMapped.port, kVip.port)
                               .flags(flag::ACK).payload("x").build());
-  EXPECT_EQ(r.verdict, kTcActOk);
+  EXPECT_EQ(r.verdict, kTcPass);
   auto out = std::vector<uint8_t>(r.frame.begin() + 14, r.frame.end());
   EXPECT_EQ(net::parse_tcp_packet(out)->dst_addr(), kVip.addr);
 }
@@ -317,7 +318,7 @@ TEST_F(OriginTestRun, CorruptOrDataSynGoesToUserSpacePartialIsAnswered) {
   for (const auto& ip : {bad, data}) {
     const OriginCounters before = path_->counters();
     const RunResult r = run(ip);
-    EXPECT_EQ(r.verdict, kTcActOk);
+    EXPECT_EQ(r.verdict, kTcPass);
     EXPECT_EQ(std::vector<uint8_t>(r.frame.begin() + 14, r.frame.end()), ip);
     EXPECT_EQ(delta(path_->counters(), before).syn_passed, 1u) << to_string(delta(path_->counters(), before));
   }
@@ -341,7 +342,7 @@ TEST_F(OriginTestRun, SynBeforeTheKeyGoesToUserSpace) {
   const std::vector<uint8_t> ip = syn({"linux", 1460, 7, true, true}).build();
   const OriginCounters before = path_->counters();
   const RunResult r = run(ip);
-  EXPECT_EQ(r.verdict, kTcActOk);
+  EXPECT_EQ(r.verdict, kTcPass);
   EXPECT_EQ(std::vector<uint8_t>(r.frame.begin() + 14, r.frame.end()), ip);
   EXPECT_EQ(delta(path_->counters(), before).syn_no_key, 1u);
 }
