@@ -249,7 +249,10 @@ def test_user_space_packets_per_connection(cluster: Cluster) -> None:
         # engine; the frontend design's hand-in is itself a packet (the replayed SYN
         # with the handoff option, and the replayed request the back-end drops).
         assert queued[owner] <= (HAND_IN * BATCH if c.mode == "frontend" else 1), per_conn
-        assert queued[origin] <= 3 * BATCH, per_conn  # the request (and the client's FIN)
+        # the request and the client's FIN; rare still watches its kernel's handshake
+        # in user space (the client's SYN, the kernel's SYN/ACK, the handshake ACK:
+        # they teach the handoff's parameters), so up to 6 there
+        assert queued[origin] <= (6 if c.mode == "rare" else 3) * BATCH, per_conn
         adopted = _delta(after, before, "bpf_adopt_adopted")[owner]
         assert adopted == BATCH, (adopted, after[owner])
         if c.mode != "rare":  # cookie SYN/ACKs from BPF; rare: the kernel's handshake
@@ -454,7 +457,9 @@ def test_a_syn_flood_is_answered_in_the_kernel(mode: str, cluster_requirements: 
               f"space; RSS growth {growth} MiB")
         assert sent >= sf.MIN_RATE * sf.FLOOD_SECONDS * 0.9, sent
         assert answered >= 0.5 * sent, (answered, sent)
-        assert queued <= 4 * len(results) + 100, (queued, len(results))  # the flood: none
+        # the flood: none; a legitimate connection: at most 6 (frontend: the back-end's
+        # 2 hand-in packets, the front-end's request, FIN and ACKs racing the handoff ack)
+        assert queued <= 6 * len(results) + 100, (queued, len(results))
         assert sum(_delta(after, before, "syns").values()) <= len(results) + 100
         assert len(results) >= sf.MIN_REQUESTS
         assert sum(results) >= sf.MIN_SERVED * len(results), results.count(False)
