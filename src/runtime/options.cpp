@@ -188,8 +188,8 @@ constexpr OptionSpec kTable[] = {
 
   option<&C::datapath>("datapath", "datapath", T::kText, kCluster, "auto|kernel|nfqueue",
     "kernel: BPF programs take the handshake and forward at the origin and the serving node's kernel adopts "
-    "handed-off connections (src/bpf/); nfqueue: NFQUEUE and raw sockets (the reference); auto: kernel where "
-    "this kernel can"),
+    "handed-off connections (src/bpf/); nfqueue: NFQUEUE and raw sockets (the reference); auto: nfqueue "
+    "until the kernel path handles node failures"),
 
   option<&C::max_half_open>("max-half-open", "max_half_open", T::kUint, F | A, "N",
     "half-open connection states kept (frontend: until the request is read; always: SYN-RECEIVED); past N, "

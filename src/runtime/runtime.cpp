@@ -135,7 +135,7 @@ void NodeRuntime::Impl::setup() {
   std::string why_not_kernel;
   datapath = resolve_datapath(c, &why_not_kernel);
   if (c.datapath == "auto" && !why_not_kernel.empty()) {
-    log_error("data path nfqueue (the kernel path needs: " + why_not_kernel + ")");
+    log_error("data path nfqueue: " + why_not_kernel);
   }
   RoleContext context{c, *queue, auth, c.fast_path ? &fast_path_proxy : nullptr, datapath, monotonic_ms,
                       std::move(dispatch.dispatcher), std::move(dispatch.nodes),

@@ -107,10 +107,15 @@ std::vector<net::Ipv4Addr> backend_addresses(const dispatch::ContentMap& map, co
 io::RuleSetSpec capture_rules(const RuntimeConfig& config);
 // The data path a handoff role runs: DataPath::kKernel (BPF programs adopt and
 // forward connections, src/bpf/) or DataPath::kNfqueue (NFQUEUE and raw sockets).
-// "auto" is kernel when this kernel has what the role needs (bpf::kernel_supports_adopt,
-// and for roles that take clients' connections bpf::kernel_supports_origin), else
-// nfqueue, with the reason in `why` (if given). Roles monitor and impair: kNfqueue.
+// "auto" is nfqueue for now: the kernel path does not yet handle node failures
+// (dead serving node, link down, web server down, engine restart); `why` (if
+// given) says so and whether this node could run it (kernel_datapath_missing).
+// Roles monitor and impair: kNfqueue.
 enum class DataPath : uint8_t { kNfqueue, kKernel };
+// What the kernel data path needs that this node lacks, "" if it can run it:
+// bpf::kernel_supports_adopt (serving roles), bpf::kernel_supports_origin (roles
+// that take clients' connections), the VIP as a local address (backend).
+std::string kernel_datapath_missing(const RuntimeConfig& config);
 DataPath resolve_datapath(const RuntimeConfig& config, std::string* why = nullptr);
 // "nfqueue" or "kernel".
 const char* to_string(DataPath datapath);

@@ -197,18 +197,29 @@ const char* to_string(DataPath datapath) {
   return "?";
 }
 
-DataPath resolve_datapath(const RuntimeConfig& c, std::string* why) {
-  const bool handoff_role = c.role == RuntimeRole::kFrontend || c.role == RuntimeRole::kBackend || symmetric(c.role);
-  if (!handoff_role || c.datapath == "nfqueue") return DataPath::kNfqueue;
-  if (c.datapath == "kernel") return DataPath::kKernel;
+std::string kernel_datapath_missing(const RuntimeConfig& c) {
   std::string missing = c.role == RuntimeRole::kFrontend ? "" : bpf::kernel_supports_adopt();
   if (missing.empty() && c.role != RuntimeRole::kBackend) missing = bpf::kernel_supports_origin();
   // A back-end's adopted sockets are on the VIP: it must be a local address (on lo).
   if (missing.empty() && c.role == RuntimeRole::kBackend && c.vip && !local_address(*c.vip)) {
     missing = "the VIP " + *c.vip + " on this node (lo, arp_ignore=1, arp_announce=2)";
   }
-  if (why) *why = missing;
-  return missing.empty() ? DataPath::kKernel : DataPath::kNfqueue;
+  return missing;
+}
+
+DataPath resolve_datapath(const RuntimeConfig& c, std::string* why) {
+  const bool handoff_role = c.role == RuntimeRole::kFrontend || c.role == RuntimeRole::kBackend || symmetric(c.role);
+  if (!handoff_role || c.datapath == "nfqueue") return DataPath::kNfqueue;
+  if (c.datapath == "kernel") return DataPath::kKernel;
+  // auto: the reference path until the kernel path passes the failure scenarios
+  // too (a dead serving node's clients reset, link down, web server down, an
+  // engine restart: tests/integration/test_failures*.py, marked xfail there).
+  if (why) {
+    const std::string missing = kernel_datapath_missing(c);
+    *why = "auto keeps the reference path until the kernel path handles node failures; --datapath kernel "
+           "runs it" + (missing.empty() ? std::string(" (this node can)") : "; this node lacks " + missing);
+  }
+  return DataPath::kNfqueue;
 }
 
 std::optional<io::NftFastPathConfig> fast_path_config(const RuntimeConfig& c) {

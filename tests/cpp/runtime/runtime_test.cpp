@@ -106,12 +106,14 @@ TEST(RuntimeDatapathTest, ExplicitChoicesAreKeptAndUnknownOnesRefused) {
   EXPECT_THROW(validate(c), std::invalid_argument);
 }
 
-TEST(RuntimeDatapathTest, AutoIsKernelExactlyWhereTheKernelCan) {
+TEST(RuntimeDatapathTest, AutoIsTheReferencePathAndSaysWhy) {
   auto c = frontend_config();  // auto by default
   EXPECT_EQ(c.datapath, "auto");
   std::string why;
-  const auto resolved = runtime::resolve_datapath(c, &why);
-  EXPECT_EQ(resolved == runtime::DataPath::kKernel, why.empty()) << why;
+  EXPECT_EQ(runtime::resolve_datapath(c, &why), runtime::DataPath::kNfqueue);
+  EXPECT_NE(why.find("--datapath kernel"), std::string::npos) << why;
+  const std::string missing = runtime::kernel_datapath_missing(c);
+  EXPECT_NE(why.find(missing.empty() ? "this node can" : missing), std::string::npos) << why;
   runtime::RuntimeConfig monitor;  // no handoff role: always the queue
   monitor.datapath = "kernel";
   EXPECT_EQ(runtime::resolve_datapath(monitor), runtime::DataPath::kNfqueue);
