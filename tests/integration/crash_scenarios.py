@@ -24,6 +24,7 @@ from helpers import poller
 
 RATE = "1M"             # curl --limit-rate for the transfer hit by the crash
 SPARED_RATE = "4M"      # and for the one that must go on
+HIT_CLIENT_RMEM = "4096 131072 1048576"  # tcp_rmem of the client hit by the crash (see crash_and_recover)
 CURL_RESET = 56         # curl: failure receiving network data (connection reset)
 CURL_TIMEOUT = 28
 DETECT_TO_RESET_S = 1.5  # detection -> client reset (target 1 s; generous on a busy machine)
@@ -153,6 +154,12 @@ class CrashScenario:
         assert _poll(self.settled, self.settle_timeout), self.settle_detail()
         assert self.served_by(p.replicated) == p.victim
         before = self.stats()
+        # The hit transfer must still be under way at the crash: with Linux's
+        # defaults the client's receive buffer (up to 6 MB) and the server's send
+        # buffer (up to 4 MB) can hold a whole 10 MB document, and the server then
+        # finishes (FIN relayed, state freed) before the crash, seen in CI. Cap the
+        # hit client's receive buffer (its own network namespace only).
+        c.cmd("c1", ["sysctl", "-qw", f"net.ipv4.tcp_rmem={HIT_CLIENT_RMEM}"])
         hit = self.start(p.slow, "c1", RATE)
         spared = self.start(p.other, "c2", SPARED_RATE)
         assert hit.receiving() and spared.receiving()
