@@ -7,12 +7,8 @@
 #include <bpf/libbpf.h>
 #include <dirent.h>
 #include <net/if.h>
-#include <net/if_arp.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
-#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -22,6 +18,7 @@
 #include <vector>
 
 #include "bpf/adopt_abi.h"
+#include "bpf/tc_attach.h"
 // Generated into the build tree (src/bpf/CMakeLists.txt); after adopt_abi.h,
 // whose types it names.
 #include "adopt.skel.h"
@@ -30,9 +27,10 @@ namespace hl::bpf {
 namespace {
 
 constexpr const char* kBpffs = "/sys/fs/bpf";
-constexpr long kBpffsMagic = 0xcafe4a11;  // BPF_FS_MAGIC
 
-std::string errno_text(int err) { return std::strerror(err < 0 ? -err : err); }
+using tc::errno_text;
+using tc::ensure_bpffs;
+using tc::has_ethernet_header;
 
 hl_adopt_key to_wire(const AdoptKey& key) {
   hl_adopt_key wire{};
@@ -79,15 +77,6 @@ AdoptAttrs from_wire(const hl_adopt_entry& e) {
   return a;
 }
 
-// Mounts bpffs at /sys/fs/bpf unless it is there already.
-void ensure_bpffs() {
-  struct statfs fs {};
-  if (statfs(kBpffs, &fs) == 0 && static_cast<long>(fs.f_type) == kBpffsMagic) return;
-  if (mount("bpf", kBpffs, "bpf", 0, "mode=0700") != 0) {
-    throw std::runtime_error(std::string("cannot mount bpffs at /sys/fs/bpf: ") + errno_text(errno));
-  }
-}
-
 bpf_tc_hook ingress_hook(int ifindex) {
   bpf_tc_hook hook{};
   hook.sz = sizeof hook;
@@ -112,19 +101,6 @@ int detach_filter(int ifindex, uint32_t handle, uint32_t priority, bool remove_q
   return err;
 }
 
-// True when `ifname` (in this thread's network namespace) carries a 14-byte
-// Ethernet header at tc ingress, as the program assumes: Ethernet or loopback.
-bool has_ethernet_header(const std::string& ifname) {
-  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  ifreq req{};
-  ifname.copy(req.ifr_name, IFNAMSIZ - 1);
-  const bool ok = ioctl(fd, SIOCGIFHWADDR, &req) == 0 &&
-                  (req.ifr_hwaddr.sa_family == ARPHRD_ETHER ||
-                   req.ifr_hwaddr.sa_family == ARPHRD_LOOPBACK);
-  close(fd);
-  return ok;
-}
 
 // net.ipv4.tcp_syncookies of the calling thread's network namespace (-1: unreadable).
 int tcp_syncookies() {

@@ -1,6 +1,7 @@
-// What the tc programs' wrappers share (OriginPath; Adopter has its own copy
-// in adopter.cpp): bpffs, attaching to an interface's clsact ingress, and
-// removing a crashed process's tc filter and pins.
+// What the tc programs' wrappers share (OriginPath; Adopter uses errno_text,
+// ensure_bpffs and has_ethernet_header, and attaches to several interfaces its
+// own way): bpffs, attaching to an interface's clsact ingress, and removing a
+// crashed process's tc filter and pins.
 #pragma once
 
 #include <cstdint>
