@@ -15,6 +15,10 @@ constexpr size_t kReasonLen = kEndpointLen + 1;  // HandoffRefuse, Termination
 // fe_ts_base 4 | fe_wscale 1 | origin 4, then the request bytes.
 constexpr size_t kHandoffRequestFixedLen = 41;
 constexpr size_t kKeepaliveFixedLen = 5;  // sequence u32 | name length u8, then the name
+// Release: client 6 | requests 4 | client_seq 4 | client_ack 4 | client_tsval 4 | client_window 2.
+constexpr size_t kReleaseLen = kEndpointLen + 18;
+// Released: client 6 | status 1 | server_next 4 | ts_floor 4.
+constexpr size_t kReleasedLen = kEndpointLen + 9;
 
 // HandoffRequest flag bits (the rest must be zero).
 constexpr uint8_t kFlagMss = 0x01;
@@ -86,6 +90,20 @@ struct BodyWriter {
     out.insert(out.end(), m.node.begin(), m.node.begin() + static_cast<std::ptrdiff_t>(n));
     if (!m.healthy) out.push_back(Keepalive::kStatusServerDown);
   }
+  void operator()(const Release& m) const {
+    put_endpoint(out, m.client);
+    put_be32(out, m.requests);
+    put_be32(out, m.client_seq);
+    put_be32(out, m.client_ack);
+    put_be32(out, m.client_tsval);
+    put_be16(out, m.client_window);
+  }
+  void operator()(const Released& m) const {
+    put_endpoint(out, m.client);
+    out.push_back(static_cast<uint8_t>(m.status));
+    put_be32(out, m.server_next);
+    put_be32(out, m.ts_floor);
+  }
 };
 
 Result<Message, DecodeError> decode_handoff_request(const uint8_t* body, size_t len) {
@@ -147,6 +165,32 @@ Result<Message, DecodeError> decode_keepalive(const uint8_t* body, size_t len) {
   return Message{std::move(m)};
 }
 
+Result<Message, DecodeError> decode_release(const uint8_t* body, size_t len) {
+  if (len != kReleaseLen) return Err(DecodeError::BadLength);
+  Release m;
+  m.client = get_endpoint(body);
+  const uint8_t* p = body + kEndpointLen;
+  m.requests = net::load_be32(p);
+  m.client_seq = net::load_be32(p + 4);
+  m.client_ack = net::load_be32(p + 8);
+  m.client_tsval = net::load_be32(p + 12);
+  m.client_window = net::load_be16(p + 16);
+  if (m.requests == 0) return Err(DecodeError::BadField);  // the hand-in's request counts
+  return Message{m};
+}
+
+Result<Message, DecodeError> decode_released(const uint8_t* body, size_t len) {
+  if (len != kReleasedLen) return Err(DecodeError::BadLength);
+  const uint8_t code = body[kEndpointLen];
+  if (code == 0 || code > static_cast<uint8_t>(ReleaseStatus::kUnknown)) return Err(DecodeError::BadField);
+  Released m;
+  m.client = get_endpoint(body);
+  m.status = static_cast<ReleaseStatus>(code);
+  m.server_next = net::load_be32(body + kEndpointLen + 1);
+  m.ts_floor = net::load_be32(body + kEndpointLen + 5);
+  return Message{m};
+}
+
 }  // namespace
 
 const char* to_string(MessageType type) {
@@ -157,6 +201,17 @@ const char* to_string(MessageType type) {
     case MessageType::kHandoffRefuse: return "handoff-refuse";
     case MessageType::kTermination: return "termination";
     case MessageType::kKeepalive: return "keepalive";
+    case MessageType::kRelease: return "release";
+    case MessageType::kReleased: return "released";
+  }
+  return "unknown";
+}
+
+const char* to_string(ReleaseStatus status) {
+  switch (status) {
+    case ReleaseStatus::kReleased: return "released";
+    case ReleaseStatus::kTimeout: return "timeout";
+    case ReleaseStatus::kUnknown: return "unknown";
   }
   return "unknown";
 }
@@ -231,6 +286,10 @@ Result<Message, DecodeError> decode(std::span<const uint8_t> frame) {
           body, body_len, static_cast<uint8_t>(TerminationReason::kTimeout));
     case MessageType::kKeepalive:
       return decode_keepalive(body, body_len);
+    case MessageType::kRelease:
+      return decode_release(body, body_len);
+    case MessageType::kReleased:
+      return decode_released(body, body_len);
   }
   return Err(DecodeError::UnknownType);
 }

@@ -28,6 +28,8 @@ enum class MessageType : uint8_t {
   kHandoffRefuse = 4,   // chosen node -> origin: it will not take the connection
   kTermination = 5,     // chosen node -> origin: the connection ended, free its state
   kKeepalive = 6,       // any node -> any node on the persistent channel (node runtime: every 200 ms)
+  kRelease = 7,         // origin -> serving node: give the connection up at its next quiet point (a move)
+  kReleased = 8,        // serving node -> origin: given up (or why not)
 };
 const char* to_string(MessageType type);
 
@@ -115,8 +117,44 @@ struct Keepalive {
   friend bool operator==(const Keepalive&, const Keepalive&) = default;
 };
 
+// A move (per-request handoff on a persistent connection, engine/origin.h): the
+// origin holds the client's next request, which belongs elsewhere, and asks the
+// serving node to give the connection of `client` up once it is quiet: its
+// server received `requests` requests on it (counted from the hand-in, which is
+// the first), answered every one completely, and the client acknowledged all of
+// it (`client_ack`, the ack of the held request's segment, counts). The serving
+// node then retires its server's socket without a packet reaching the client
+// and answers Released. Repeating a Release is harmless: the same answer comes.
+struct Release {
+  net::Endpoint client;
+  uint32_t requests = 0;      // requests forwarded to this node on the connection, the hand-in's included
+  uint32_t client_seq = 0;    // the client's next sequence number: where the held request starts
+  uint32_t client_ack = 0;    // the client's latest ack (server sequence space, as the client sees it)
+  uint32_t client_tsval = 0;  // the client's latest TSval (0 without timestamps)
+  uint16_t client_window = 0; // the client's latest window field
+  friend bool operator==(const Release&, const Release&) = default;
+};
+
+enum class ReleaseStatus : uint8_t {
+  kReleased = 1,  // retired: the connection resumes elsewhere at (client_seq, server_next)
+  kTimeout = 2,   // not quiet in time (the server kept sending, or the client never acknowledged)
+  kUnknown = 3,   // no such connection here (it ended, or was never taken)
+};
+const char* to_string(ReleaseStatus status);
+
+// The serving node's answer to Release. With kReleased the connection resumes
+// on its next node with server ISN server_next - 1 and TSvals from ts_floor on.
+struct Released {
+  net::Endpoint client;
+  ReleaseStatus status = ReleaseStatus::kReleased;
+  uint32_t server_next = 0;  // the server's next sequence number, in the client's view
+  uint32_t ts_floor = 0;     // >= every TSval the client got from this node (0: no timestamps)
+  friend bool operator==(const Released&, const Released&) = default;
+};
+
 // Alternative i has MessageType i + 1.
-using Message = std::variant<HandoffAck, Relay, HandoffRequest, HandoffRefuse, Termination, Keepalive>;
+using Message =
+    std::variant<HandoffAck, Relay, HandoffRequest, HandoffRefuse, Termination, Keepalive, Release, Released>;
 
 enum class DecodeError {
   TooShort,      // fewer bytes than the header, or than the body length says

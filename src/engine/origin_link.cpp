@@ -24,6 +24,8 @@ void RelayLink::relay(net::Ipv4Addr, net::Endpoint client, std::vector<uint8_t> 
   send(control::Relay{client, std::move(packet)});
 }
 
+void RelayLink::released(net::Ipv4Addr, const control::Released& answer) { send(answer); }
+
 void ControlLink::acked(net::Ipv4Addr origin, net::Endpoint client, uint32_t local_isn) {
   send_(origin, control::HandoffAck{client, local_isn});
 }
@@ -50,5 +52,7 @@ void ControlLink::ended(net::Ipv4Addr origin, net::Endpoint client, EndCause cau
 void ControlLink::refused(net::Ipv4Addr origin, net::Endpoint client, control::RefuseReason reason) {
   send_(origin, control::HandoffRefuse{client, reason});
 }
+
+void ControlLink::released(net::Ipv4Addr origin, const control::Released& answer) { send_(origin, answer); }
 
 }  // namespace hl::engine

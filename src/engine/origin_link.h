@@ -29,6 +29,7 @@ class RelayLink final : public OriginLink {
   bool relays_server_end() const override { return true; }
   void relay(net::Ipv4Addr origin, net::Endpoint client, std::vector<uint8_t> packet) override;
   bool reliable() const override { return false; }  // UDP
+  void released(net::Ipv4Addr origin, const control::Released& answer) override;
 
  private:
   void send(const control::Message& m);
@@ -53,6 +54,7 @@ class ControlLink final : public OriginLink {
   void refused(net::Ipv4Addr origin, net::Endpoint client, control::RefuseReason reason) override;
   bool relays_server_end() const override { return false; }
   void relay(net::Ipv4Addr, net::Endpoint, std::vector<uint8_t>) override {}  // never: straight to the client
+  void released(net::Ipv4Addr origin, const control::Released& answer) override;
 
  private:
   Send send_;

@@ -71,6 +71,11 @@ void ServingSide::take_request(net::Ipv4Addr from, control::HandoffRequest req) 
   }
 }
 
+void ServingSide::take_release(net::Ipv4Addr from, const control::Release& order) {
+  ++counters_.release_orders;
+  carrier_.release(from, order);
+}
+
 void ServingSide::on_packet(const io::QueuedPacket& qp, net::TcpPacket& pkt, bool to_node,
                             io::CheckedVerdicts& verdicts) {
   const bool carried = to_node ? carrier_.from_client(qp, pkt) : carrier_.from_server(qp, pkt);

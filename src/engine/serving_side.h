@@ -78,6 +78,11 @@ struct ServingCounters {
   uint64_t kernel_reinjected = 0;  // replayed client segments that beat the entry, re-sent to the VIP
   uint64_t kernel_ends = 0;        // connections whose socket the kernel destroyed (sock_diag)
   uint64_t kernel_errors = 0;      // authorisations the map refused
+  // Moves (control::Release): a persistent connection given up between two requests.
+  uint64_t release_orders = 0;     // Release messages taken (repeats included)
+  uint64_t released = 0;           // connections retired quietly and reported Released
+  uint64_t release_timeouts = 0;   // never quiet in time: reported kTimeout
+  uint64_t release_unknown = 0;    // Release of no carried connection: reported kUnknown
 };
 
 // How the serving side reports to a connection's origin.
@@ -98,6 +103,9 @@ class OriginLink {
   // Whether a message reaches the origin or is retried by the transport (TCP
   // control channel); false (UDP): a carrier repeats what nothing else would.
   virtual bool reliable() const { return true; }
+  // The answer to a Release (a move): the connection was retired here (or why not).
+  // Unlike ended(), nothing of the connection remains for the origin to free.
+  virtual void released(net::Ipv4Addr origin, const control::Released& answer) = 0;
 };
 
 // How a handed-in connection is carried on this node. The carrier owns its
@@ -132,6 +140,16 @@ class Carrier {
   virtual void from_local_origin(const io::QueuedPacket& qp, net::TcpPacket& pkt) = 0;
   // A packet from this node's port to a client; false if of no carried connection.
   virtual bool from_server(const io::QueuedPacket& qp, net::TcpPacket& pkt) = 0;
+  // A move (control::Release): once the connection of `order.client` is quiet
+  // (its server got `order.requests` requests, answered each completely, and
+  // the client acknowledged all of it; order.client_ack counts), its server's
+  // socket is retired without a packet reaching the client (its web server sees
+  // an ordinary reset connection), every later packet of it is dropped, and
+  // link.released() answers `origin` (kReleased with server_next and ts_floor,
+  // kTimeout when never quiet in time, kUnknown for no carried connection),
+  // now or later (on a packet or on_timer). No ended() follows. A repeated
+  // order gets the same answer again.
+  virtual void release(net::Ipv4Addr origin, const control::Release& order) = 0;
   // Frees what has run its time (timeouts are reported as ended).
   virtual void on_timer(uint64_t now) = 0;
   // Connection states held now.
@@ -150,6 +168,8 @@ class ServingSide {
   bool take_replayed_syn(const io::QueuedPacket& qp, net::TcpPacket& pkt, io::CheckedVerdicts& verdicts);
   // Control channel: a HandoffRequest from node `from` (this node for a local target).
   void take_request(net::Ipv4Addr from, control::HandoffRequest req);
+  // A move: the origin `from` takes the connection away (Carrier::release).
+  void take_release(net::Ipv4Addr from, const control::Release& order);
   // A packet to or from this node's port: carried, or accepted untouched (passthrough).
   void on_packet(const io::QueuedPacket& qp, net::TcpPacket& pkt, bool to_node, io::CheckedVerdicts& verdicts);
 

@@ -231,4 +231,11 @@ void TranslationCarrier::on_timer(uint64_t now) {
         [&](ConnIt it) { free_conn(it); });
 }
 
+// Moves are not carried yet: every Release is answered "unknown" (the origin
+// keeps the connection where it is). Replaced by the moves work (issue 14).
+void TranslationCarrier::release(net::Ipv4Addr origin, const control::Release& order) {
+  ++counters_.release_unknown;
+  link_.released(origin, control::Released{order.client, control::ReleaseStatus::kUnknown, 0, 0});
+}
+
 }  // namespace hl::engine

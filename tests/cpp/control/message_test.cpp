@@ -123,6 +123,11 @@ TEST(ControlMessageTest, NewMessagesRoundTrip) {
       Keepalive{"", 0},
       Keepalive{std::string(Keepalive::kMaxName, 'n'), 0xffffffff},
       Keepalive{"be2", 9, false},
+      Release{kClient, 3, 0xfffffff0, 0x80000001, 12345, 501},
+      Release{kClient, 1, 0, 0, 0, 0},
+      Released{kClient, ReleaseStatus::kReleased, 0xdeadbeef, 77},
+      Released{kClient, ReleaseStatus::kTimeout, 0, 0},
+      Released{kClient, ReleaseStatus::kUnknown, 1, 2},
   };
   for (const auto& m : messages) {
     const auto frame = encode(m);
@@ -208,7 +213,8 @@ TEST(ControlMessageTest, NewMessageDecodeErrors) {
       {"keepalive without name length", header(6, {0, 0, 0, 1}), DecodeError::BadLength},
       {"keepalive name over the limit", header(6, {0, 0, 0, 1, 65}), DecodeError::BadField},
       {"keepalive name shorter than its length", header(6, {0, 0, 0, 1, 3, 'a'}), DecodeError::BadLength},
-      {"type 7", header(7, {}), DecodeError::UnknownType},
+      {"release with an empty body", header(7, {}), DecodeError::BadLength},
+      {"type 9", header(9, {}), DecodeError::UnknownType},
   };
   for (const auto& c : cases) {
     const auto r = decode(c.frame);
@@ -220,10 +226,11 @@ TEST(ControlMessageTest, NewMessageDecodeErrors) {
 
 TEST(ControlMessageTest, RandomBodiesOfEveryTypeNeverCrash) {
   std::mt19937 rng(2);
-  std::vector<size_t> decoded(7, 0);
-  for (int i = 0; i < 60000; ++i) {
-    const uint8_t type = static_cast<uint8_t>(1 + rng() % 6);
-    const size_t body_len = rng() % 80;
+  std::vector<size_t> decoded(9, 0);
+  for (int i = 0; i < 80000; ++i) {
+    const uint8_t type = static_cast<uint8_t>(1 + rng() % 8);
+    // Release and Released have one length each: hit it often.
+    const size_t body_len = type == 7 && rng() % 2 ? 24 : type == 8 && rng() % 2 ? 15 : rng() % 80;
     std::vector<uint8_t> frame(kHeaderLen + body_len, 0);
     const uint8_t head[] = {0x48, 0x4C, 1, type, 0, 0, 0, static_cast<uint8_t>(body_len)};
     std::copy(std::begin(head), std::end(head), frame.begin());
@@ -238,7 +245,30 @@ TEST(ControlMessageTest, RandomBodiesOfEveryTypeNeverCrash) {
       EXPECT_EQ(*again, *r);
     }
   }
-  for (uint8_t t = 1; t <= 6; ++t) EXPECT_GT(decoded[t], 0u) << "type " << int{t};
+  for (uint8_t t = 1; t <= 8; ++t) EXPECT_GT(decoded[t], 0u) << "type " << int{t};
+}
+
+// Release and Released: exact lengths, a Release of zero requests (the hand-in's
+// counts) and unknown statuses are refused.
+TEST(ControlMessageTest, ReleaseDecodeErrors) {
+  auto release = encode(Release{kClient, 2, 1, 2, 3, 4});
+  ASSERT_EQ(release.size(), kHeaderLen + 24);
+  auto zero = release;
+  std::fill(zero.begin() + kHeaderLen + 6, zero.begin() + kHeaderLen + 10, 0);
+  EXPECT_EQ(decode(zero).error(), DecodeError::BadField);
+  auto longer = release;
+  longer.push_back(0);
+  longer[7] = 25;
+  EXPECT_EQ(decode(longer).error(), DecodeError::BadLength);
+  auto released = encode(Released{kClient, ReleaseStatus::kReleased, 5, 6});
+  ASSERT_EQ(released.size(), kHeaderLen + 15);
+  for (const uint8_t bad : {uint8_t{0}, uint8_t{4}, uint8_t{255}}) {
+    auto b = released;
+    b[kHeaderLen + 6] = bad;
+    EXPECT_EQ(decode(b).error(), DecodeError::BadField) << int{bad};
+  }
+  EXPECT_STREQ(to_string(MessageType::kRelease), "release");
+  EXPECT_STREQ(to_string(ReleaseStatus::kTimeout), "timeout");
 }
 
 }  // namespace

@@ -47,9 +47,13 @@ class RecordingCarrier final : public Carrier {
   bool from_client(const io::QueuedPacket&, net::TcpPacket&) override { return false; }
   void from_local_origin(const io::QueuedPacket&, net::TcpPacket&) override {}
   bool from_server(const io::QueuedPacket&, net::TcpPacket&) override { return false; }
+  void release(net::Ipv4Addr origin, const control::Release& order) override {
+    releases.emplace_back(origin, order);
+  }
   void on_timer(uint64_t) override {}
   size_t active() const override { return taken.size(); }
 
+  std::vector<std::pair<net::Ipv4Addr, control::Release>> releases;
   bool busy = false;
   Phase phase = Phase::kCarrying;
   std::vector<HandIn> taken;
