@@ -1,0 +1,56 @@
+// ExchangeWatch: one carried connection's two byte streams as its serving node
+// sees them, in the client's sequence numbers: the requests its server received
+// and the responses it sent. It finds the quiet point of a move (control::Release):
+// every request answered completely and all of it acknowledged by the client.
+// Requests are delimited by http::RequestStream (their kinds feed the framer),
+// responses by http::ResponseFramer. Bytes may come in any order, repeated or
+// overlapping (retransmissions, GSO super-packets, copies from BPF): each
+// stream is reassembled in a bounded out-of-order store.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "http/request_parser.h"
+
+namespace hl::tcp {
+
+class ExchangeWatch {
+ public:
+  // The client's stream starts at `client_next` (the hand-in's first request
+  // byte), the server's at `server_next` (its first response byte).
+  ExchangeWatch(uint32_t client_next, uint32_t server_next, http::Limits limits = {});
+  ~ExchangeWatch();
+  ExchangeWatch(ExchangeWatch&&) noexcept;
+  ExchangeWatch& operator=(ExchangeWatch&&) noexcept;
+
+  // Client bytes at `seq` / server bytes at `seq` (client's view).
+  void on_client(uint32_t seq, std::span<const uint8_t> payload);
+  void on_server(uint32_t seq, std::span<const uint8_t> payload);
+  // The client acknowledged the server's bytes up to `ack`.
+  void on_client_ack(uint32_t ack);
+
+  // Request heads received (in order) and final responses completed so far.
+  uint64_t requests() const;
+  uint64_t answered() const;
+  // The end of the contiguous server bytes seen (client's view).
+  uint32_t server_next() const;
+  // Quiet for a move: at least `requests` requests received, every received
+  // request answered completely, no request or response byte outstanding, and
+  // every server byte acknowledged (by an ack seen or `client_ack`).
+  bool quiet(uint32_t requests, uint32_t client_ack) const;
+  // Framing is lost (not HTTP, a limit exceeded, a tunnel, the store
+  // overflowed): no quiet point can be found any more.
+  bool broken() const;
+  // Bytes before these positions need not be seen (a body skipped by its
+  // length): a copier may leave them out.
+  uint32_t client_needed_from() const;
+  uint32_t server_needed_from() const;
+
+ private:
+  struct Impl;
+  Impl* impl_;
+};
+
+}  // namespace hl::tcp
