@@ -605,6 +605,11 @@ class Engine:
         same for peer nodes (their control channel keepalives, every 200 ms, default 2000: a
         keepalive behind a lost TCP segment waits for retransmission; or at once when their
         channel closes). 0: no health checks
+    moves: bool = True  (--moves; frontend, always, rare)
+        dispatch every request of a persistent (keep-alive) connection: one for content its
+        serving node lacks moves the connection there between two requests (a Release to the
+        serving node, then a handoff at the connection's current sequence numbers); off: the
+        first request decides for the whole connection
     fast_path: bool = True  (--fast-path; frontend, always, rare)
         once a connection handed to another node sends more than an ACK or two, the kernel
         forwards its pure ACKs and data (an nf_tables map, table handoff_q<N>); off: every

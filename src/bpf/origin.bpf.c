@@ -486,6 +486,10 @@ int origin(struct __sk_buff *skb) {
       count(HL_ORIGIN_END_TO_USER);
       return TC_PASS;
     }
+    if (fwd->acks_only && ip_len != headers) { /* a later request: the origin reads it */
+      count(HL_ORIGIN_DATA_TO_USER);
+      return TC_PASS;
+    }
     return forward(skb, l4, ip.daddr, fwd->node_addr);
   }
   /* Unknown connection: the third segment of a cookie handshake is dropped. */

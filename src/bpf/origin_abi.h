@@ -33,7 +33,7 @@ struct hl_origin_key {
 /* Value of the forwarding map: where the connection's segments go. */
 struct hl_origin_forward {
   __u32 node_addr; /* network byte order: the serving node */
-  __u32 pad;       /* zero */
+  __u32 acks_only; /* 1: segments with payload go to user space (the origin reads each request) */
 };
 
 /* Index of each counter in the per-CPU counter array. */
@@ -47,6 +47,7 @@ enum hl_origin_counter {
   HL_ORIGIN_END_TO_USER,      /* mapped connection, FIN or RST: to user space untouched */
   HL_ORIGIN_MALFORMED,        /* unreadable TCP header or options: passed untouched */
   HL_ORIGIN_ERROR,            /* a helper failed while answering or rewriting */
+  HL_ORIGIN_DATA_TO_USER,     /* mapped acks-only connection, payload: to user space untouched */
   HL_ORIGIN_COUNTER_COUNT
 };
 

@@ -22,6 +22,7 @@ class OriginFastPath final : public io::FastPath {
   OriginFastPath(OriginPath& path, net::Endpoint vip) : path_(path), vip_(vip) {}
 
   void add(std::uint32_t client_addr, std::uint16_t client_port, std::uint32_t to) override;
+  bool add_without_payload(std::uint32_t client_addr, std::uint16_t client_port, std::uint32_t to) override;
   void remove(std::uint32_t client_addr, std::uint16_t client_port) override;
   io::IoStatus flush() override;
 

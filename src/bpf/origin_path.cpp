@@ -56,6 +56,7 @@ std::vector<std::pair<std::string, uint64_t>> named_counters(const OriginCounter
       {"bpf_origin_end_to_user", c.end_to_user},
       {"bpf_origin_malformed", c.malformed},
       {"bpf_origin_error", c.error},
+      {"bpf_origin_data_to_user", c.data_to_user},
   };
 }
 
@@ -145,9 +146,9 @@ io::IoStatus OriginPath::set_cookie_key(const CookieSecret& secret, const SynAns
 
 io::IoStatus OriginPath::clear_cookie_key() { return write_settings(skel_->maps.settings, {}); }
 
-io::IoStatus OriginPath::map_forward(const OriginKey& key, net::Ipv4Addr node) {
+io::IoStatus OriginPath::map_forward(const OriginKey& key, net::Ipv4Addr node, bool acks_only) {
   const hl_origin_key wire_key = to_wire(key);
-  const hl_origin_forward value{htonl(node.value), 0};
+  const hl_origin_forward value{htonl(node.value), acks_only ? 1u : 0u};
   const int err = bpf_map__update_elem(skel_->maps.forwards, &wire_key, sizeof wire_key, &value,
                                        sizeof value, BPF_ANY);
   if (err != 0) return io::io_fail(-err, "bpf_map_update_elem(forwards)");
@@ -190,6 +191,7 @@ OriginCounters OriginPath::counters() const {
   c.to_user = read(HL_ORIGIN_TO_USER);
   c.forwarded = read(HL_ORIGIN_FORWARDED);
   c.end_to_user = read(HL_ORIGIN_END_TO_USER);
+  c.data_to_user = read(HL_ORIGIN_DATA_TO_USER);
   c.malformed = read(HL_ORIGIN_MALFORMED);
   c.error = read(HL_ORIGIN_ERROR);
   return c;

@@ -82,6 +82,7 @@ struct OriginCounters {
   uint64_t end_to_user = 0;   // mapped, FIN or RST: to user space untouched
   uint64_t malformed = 0;     // unreadable TCP header or SYN options: passed untouched
   uint64_t error = 0;         // a helper failed while answering or rewriting
+  uint64_t data_to_user = 0;  // mapped acks-only, payload (a later request): to user space
 };
 
 // The counters as the engines export theirs, each named "bpf_origin_<field>",
@@ -117,9 +118,10 @@ class OriginPath {
   io::IoStatus set_cookie_key(const CookieSecret& secret, const SynAnswer& answer);
   io::IoStatus clear_cookie_key();
 
-  // The kernel forwards `key`'s segments (but FIN and RST) to `node` from now
-  // on (creates or replaces the entry: one syscall).
-  io::IoStatus map_forward(const OriginKey& key, net::Ipv4Addr node);
+  // The kernel forwards `key`'s segments (but FIN and RST; with `acks_only`
+  // also but those with payload) to `node` from now on (creates or replaces
+  // the entry: one syscall).
+  io::IoStatus map_forward(const OriginKey& key, net::Ipv4Addr node, bool acks_only = false);
   // Removes an entry; false when there was none.
   bool unmap(const OriginKey& key);
   // Where `key` is forwarded, if it is.

@@ -41,6 +41,8 @@ class OriginKernelPath : public io::FastPath {
 struct FastMapping {
   bool mapped = false;          // its pure ACKs and data no longer come to the engine
                                 //   (SYN, FIN and RST still do)
+  bool acks_only = false;       // mapped, but its segments with payload still come (a
+                                //   persistent connection whose requests the origin reads)
   uint64_t mapped_ms = 0;       // when the mapping was last sent
   uint32_t slow_forwarded = 0;  // pure ACKs and data forwarded through the queue while not mapped
 };
@@ -65,22 +67,35 @@ class FastMapper {
   bool enabled() const { return path_ != nullptr; }
   bool at_handoff() const { return path_ != nullptr && at_handoff_; }
 
-  // The handoff of `client`'s connection to `to` was acknowledged: mapped now if at_handoff().
-  void on_handoff_acked(FastMapping& m, net::Endpoint client, net::Ipv4Addr to, uint64_t now) {
-    if (at_handoff() && !m.mapped) map(m, client, to, now);
+  // The handoff of `client`'s connection to `to` was acknowledged: mapped now if
+  // at_handoff(). `payload`: its segments with payload may take the path too
+  // (false: they must still come to the engine, which reads every request).
+  void on_handoff_acked(FastMapping& m, net::Endpoint client, net::Ipv4Addr to, uint64_t now, bool payload) {
+    if (at_handoff() && !m.mapped) map(m, client, to, now, payload);
   }
 
-  // `pkt` of `client`, in a connection forwarded to `to`, went through the queue.
-  void on_forwarded(FastMapping& m, const net::TcpPacket& pkt, net::Endpoint client, net::Ipv4Addr to, uint64_t now) {
+  // `pkt` of `client`, in a connection forwarded to `to`, went through the queue
+  // (`payload` as for on_handoff_acked).
+  void on_forwarded(FastMapping& m, const net::TcpPacket& pkt, net::Endpoint client, net::Ipv4Addr to, uint64_t now,
+                    bool payload) {
     using namespace net::tcp_flag;
     if (path_ == nullptr || (pkt.flags() & (SYN | FIN | RST)) != 0) return;
-    if (m.mapped ? now - m.mapped_ms >= kRemapMs : ++m.slow_forwarded >= kAfterPackets) map(m, client, to, now);
+    if (!payload && pkt.payload_len > 0) return;  // it comes here on purpose
+    if (m.mapped ? now - m.mapped_ms >= kRemapMs : ++m.slow_forwarded >= kAfterPackets) {
+      map(m, client, to, now, payload);
+    }
+  }
+
+  // The connection's payload may take the path from now on: mapped again if it was mapped acks-only.
+  void allow_payload(FastMapping& m, net::Endpoint client, net::Ipv4Addr to, uint64_t now) {
+    if (m.mapped && m.acks_only) map(m, client, to, now, true);
   }
 
   void unmap(FastMapping& m, net::Endpoint client) {
     if (!m.mapped) return;
     path_->remove(client.addr.value, client.port);
     m.mapped = false;
+    m.acks_only = false;
     ++removes_;
   }
 
@@ -90,8 +105,13 @@ class FastMapper {
   }
 
  private:
-  void map(FastMapping& m, net::Endpoint client, net::Ipv4Addr to, uint64_t now) {
-    path_->add(client.addr.value, client.port, to.value);
+  void map(FastMapping& m, net::Endpoint client, net::Ipv4Addr to, uint64_t now, bool payload) {
+    if (payload) {
+      path_->add(client.addr.value, client.port, to.value);
+    } else if (!path_->add_without_payload(client.addr.value, client.port, to.value)) {
+      return;  // this path cannot leave the payload here: the engine forwards everything
+    }
+    m.acks_only = !payload;
     m.mapped = true;
     m.mapped_ms = now;
     ++adds_;

@@ -41,6 +41,7 @@ OriginConfig origin_config(const FrontendConfig& c) {
   o.half_open_until_handoff = true;
   o.check_consumed = true;
   o.ack_every_request_segment = true;
+  o.moves = c.moves && c.messages != nullptr;
   o.log = c.log;
   return o;
 }
@@ -59,7 +60,7 @@ struct FrontendEngine::Impl {
 
   Impl(FrontendConfig c, std::unique_ptr<dispatch::Dispatcher> d, io::Verdicts& v, io::PacketSender& r, Clock k,
        io::FastPath* f)
-      : verdicts(v, io_errors), vip(c.vip), transport(c.vip, c.handoff_retry_ms, r, io_errors),
+      : verdicts(v, io_errors), vip(c.vip), transport(c.vip, c.handoff_retry_ms, r, io_errors, c.messages),
         origin(origin_config(c), std::move(d), v, r, transport, std::move(k), f) {}
 
   void on_packet(const io::QueuedPacket& qp) {
@@ -89,6 +90,8 @@ struct FrontendEngine::Impl {
       origin.on_heartbeat(from, *ka);
     } else if (const auto* t = std::get_if<control::Termination>(&message)) {
       origin.on_termination(from, *t);
+    } else if (const auto* answer = std::get_if<control::Released>(&message)) {
+      origin.on_released(from, *answer);
     }
   }
 
@@ -128,6 +131,7 @@ struct FrontendEngine::Impl {
     c.io_errors = io_errors + o.io_errors;
     c.active = origin.active();
     c.freed = o.freed;
+    c.moves = o.moves;
     return c;
   }
 };
@@ -167,6 +171,7 @@ void FrontendCounters::visit(const CounterVisitor& v) const {
   v("io_errors", io_errors);
   v("active", active);
   v("freed", freed);
+  moves.visit(v);
 }
 
 FrontendEngine::FrontendEngine(FrontendConfig config, std::unique_ptr<dispatch::Dispatcher> dispatcher,

@@ -14,6 +14,7 @@
 
 #include "dispatch/dispatcher.h"
 #include "control/messenger.h"
+#include "engine/move_counters.h"
 #include "util/clock.h"
 #include "http/request_parser.h"
 #include "io/fast_path.h"
@@ -65,6 +66,11 @@ struct FrontendConfig {
   // RSTs answering segments of unknown connections (e.g. after a restart), per second.
   uint32_t unknown_resets_per_sec = kDefaultUnknownResetsPerSec;
   std::function<void(const std::string&)> log;  // one line per health transition; may be empty
+  // Moves (origin.h): a persistent connection's later requests are dispatched
+  // one by one; `messages` reaches the back-ends (their Release). Without it
+  // connections never move.
+  bool moves = true;
+  control::MessageSender* messages = nullptr;
 };
 
 // Monotonic counters, except `active` (states held now).
@@ -106,6 +112,7 @@ struct FrontendCounters {
   uint64_t io_errors = 0;           // verdicts or raw sends the kernel refused
   uint64_t active = 0;              // connection states held now
   uint64_t freed = 0;               // connection states freed
+  MoveCounters moves;               // later requests of persistent connections (origin.h)
 
   void visit(const CounterVisitor& visit) const;
 };

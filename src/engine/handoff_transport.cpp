@@ -41,6 +41,10 @@ void InBandTransport::send(OriginConn& conn) {
   }
 }
 
+void InBandTransport::release(const OriginConn& conn, const control::Release& order) {
+  if (messages_ == nullptr || !messages_->send(conn.target, order)) ++errors_;
+}
+
 void ControlTransport::send(OriginConn& conn) {
   const tcp::ClientHandshake& hs = conn.hs;
   control::HandoffRequest r;

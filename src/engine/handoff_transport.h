@@ -6,6 +6,7 @@
 #include <functional>
 
 #include "control/message.h"
+#include "control/messenger.h"
 #include "engine/origin.h"
 #include "io/checked_io.h"
 #include "io/packet_io.h"
@@ -20,18 +21,24 @@ namespace hl::engine {
 // The request stays buffered until the ack, for resends.
 class InBandTransport final : public HandoffTransport {
  public:
-  // `raw` must outlive this; `errors` counts refused sends.
-  InBandTransport(net::Endpoint vip, uint32_t retry_ms, io::PacketSender& raw, uint64_t& errors)
-      : vip_(vip), retry_ms_(retry_ms), raw_(raw, errors) {}
+  // `raw` must outlive this; `errors` counts refused sends. `messages` reaches
+  // the back-ends (a Release of a move); null: connections never move.
+  InBandTransport(net::Endpoint vip, uint32_t retry_ms, io::PacketSender& raw, uint64_t& errors,
+                  control::MessageSender* messages = nullptr)
+      : vip_(vip), retry_ms_(retry_ms), raw_(raw, errors), errors_(errors), messages_(messages) {}
 
   void send(OriginConn& conn) override;
   bool in_band() const override { return true; }
   uint32_t retry_ms() const override { return retry_ms_; }
+  bool can_move() const override { return messages_ != nullptr; }
+  void release(const OriginConn& conn, const control::Release& order) override;
 
  private:
   net::Endpoint vip_;
   uint32_t retry_ms_;
   io::CheckedSender raw_;
+  uint64_t& errors_;
+  control::MessageSender* messages_;
 };
 
 // always/rare (seeds 002/004): a control::HandoffRequest (the SYN's parameters,
@@ -39,8 +46,8 @@ class InBandTransport final : public HandoffTransport {
 // node's own serving side; the request is released once sent.
 class ControlTransport final : public HandoffTransport {
  public:
-  // Sends `req` to node `to` (this node: taken locally).
-  using Send = std::function<void(net::Ipv4Addr to, control::HandoffRequest req)>;
+  // Sends `m` (a HandoffRequest or a Release) to node `to` (this node: taken locally).
+  using Send = std::function<void(net::Ipv4Addr to, control::Message m)>;
 
   // `self`: this node's address (the request's origin); `vip_port`: the service port.
   ControlTransport(net::Ipv4Addr self, uint16_t vip_port, Send send)
@@ -48,6 +55,8 @@ class ControlTransport final : public HandoffTransport {
 
   void send(OriginConn& conn) override;
   bool in_band() const override { return false; }
+  bool can_move() const override { return true; }
+  void release(const OriginConn& conn, const control::Release& order) override { send_(conn.target, order); }
 
  private:
   net::Ipv4Addr self_;

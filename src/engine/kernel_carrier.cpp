@@ -124,6 +124,15 @@ void KernelCarrier::from_local_origin(const io::QueuedPacket& qp, net::TcpPacket
   ++counters_.translated_in;
 }
 
+void KernelCarrier::deliver(net::TcpPacket& pkt) {
+  if (conns_.find(conn_key({pkt.src_addr(), pkt.src_port()})) == conns_.end()) {
+    ++counters_.held_dropped;
+    return;
+  }
+  raw_.send(pkt.bytes);  // to the VIP through lo: the adopted socket takes it
+  ++counters_.kernel_injected;
+}
+
 bool KernelCarrier::from_server(const io::QueuedPacket&, net::TcpPacket&) {
   return false;  // adopted sockets send from the VIP, straight to the client: never queued
 }

@@ -43,6 +43,7 @@ OriginConfig origin_config(const NodeConfig& c) {
   o.syn_cookies = c.syn_cookies;
   o.http_limits = c.http_limits;
   o.seed = c.seed;
+  o.moves = c.moves;
   o.log = c.log;
   return o;
 }
@@ -56,11 +57,13 @@ NodeEngine::Impl::Impl(NodeConfig c, std::unique_ptr<dispatch::Dispatcher> d, io
       carrier_owned(make_carrier(v, r)), carrier(*carrier_owned),
       serving(carrier, link, serving_counters, cfg.vip),
       transport(cfg.node, cfg.vip.port,
-                [this](net::Ipv4Addr to, control::HandoffRequest req) {
-                  if (to == cfg.node) {
-                    serving.take_request(cfg.node, std::move(req));
-                  } else {
-                    send_message(to, req);
+                [this](net::Ipv4Addr to, control::Message msg) {
+                  if (to != cfg.node) {
+                    send_message(to, msg);
+                  } else if (auto* req = std::get_if<control::HandoffRequest>(&msg)) {
+                    serving.take_request(cfg.node, std::move(*req));
+                  } else if (const auto* order = std::get_if<control::Release>(&msg)) {
+                    serving.take_release(cfg.node, *order);
                   }
                 }),
       origin(origin_config(cfg), std::move(d), v, r, transport, clock, f, &carrier) {}
@@ -100,6 +103,8 @@ void NodeEngine::Impl::to_origin(net::Ipv4Addr to, const control::Message& m) {
     origin.on_refuse(cfg.node, *refuse);
   } else if (const auto* t = std::get_if<control::Termination>(&m)) {
     origin.on_termination(cfg.node, *t);
+  } else if (const auto* answer = std::get_if<control::Released>(&m)) {
+    origin.on_released(cfg.node, *answer);
   }
 }
 
@@ -120,6 +125,10 @@ void NodeEngine::Impl::on_message(net::Ipv4Addr from, const control::Message& me
           origin.on_refuse(from, m);
         } else if constexpr (std::is_same_v<T, control::Termination>) {
           origin.on_termination(from, m);
+        } else if constexpr (std::is_same_v<T, control::Release>) {
+          serving.take_release(from, m);
+        } else if constexpr (std::is_same_v<T, control::Released>) {
+          origin.on_released(from, m);
         } else {
           ++counters.control_errors;  // Relay: the frontend design's, not ours
         }
@@ -201,6 +210,11 @@ const NodeCounters& NodeEngine::Impl::report() {
   r.kernel_reinjected = s.kernel_reinjected;
   r.kernel_ends = s.kernel_ends;
   r.kernel_errors = s.kernel_errors;
+  r.moves = o.moves;
+  r.release_orders = s.release_orders;
+  r.released = s.released;
+  r.release_timeouts = s.release_timeouts;
+  r.release_unknown = s.release_unknown;
   return r;
 }
 
@@ -249,6 +263,11 @@ void NodeCounters::visit(const CounterVisitor& v) const {
   v("kernel_reinjected", kernel_reinjected);
   v("kernel_ends", kernel_ends);
   v("kernel_errors", kernel_errors);
+  moves.visit(v);
+  v("release_orders", release_orders);
+  v("released", released);
+  v("release_timeouts", release_timeouts);
+  v("release_unknown", release_unknown);
 }
 
 NodeEngine::NodeEngine(NodeConfig config, std::unique_ptr<dispatch::Dispatcher> dispatcher, io::Verdicts& verdicts,

@@ -24,6 +24,7 @@
 #include "control/message.h"
 #include "dispatch/dispatcher.h"
 #include "control/messenger.h"
+#include "engine/move_counters.h"
 #include "util/clock.h"
 #include "http/request_parser.h"
 #include "io/fast_path.h"
@@ -84,6 +85,9 @@ struct NodeConfig {
   // the client's ACKs (challenge ACKs) with RSTs at their exact ack number.
   uint32_t reset_linger_ms = kDefaultResetLingerMs;
   std::function<void(const std::string&)> log;  // one line per health transition; may be empty
+  // Moves (origin.h): a persistent connection's later requests are dispatched
+  // one by one (false: its first request decides for the whole connection).
+  bool moves = true;
   // The kernel data path of the serving part (kernel_carrier.h): connections
   // handed to this node are adopted by its kernel instead of translated.
   KernelAdoption* kernel = nullptr;
@@ -137,6 +141,9 @@ struct NodeCounters {
   uint64_t kernel_reinjected = 0;
   uint64_t kernel_ends = 0;
   uint64_t kernel_errors = 0;
+  MoveCounters moves;  // later requests of persistent connections (origin.h)
+  // Moves, the serving part (serving_side.h): connections given up between two requests.
+  uint64_t release_orders = 0, released = 0, release_timeouts = 0, release_unknown = 0;
 
   void visit(const CounterVisitor& visit) const;
 };

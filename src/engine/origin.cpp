@@ -254,7 +254,10 @@ void Origin::on_segment(const io::QueuedPacket& qp, net::TcpPacket& pkt, ConnIt 
   if (pkt.has_flags(RST) && !accept_rst(qp, pkt, conn)) return;
   conn.last_seen_ms = clock_();
   if (pkt.has_flags(ACK) && tcp::seq_gt(SeqNum(pkt.ack()), conn.client_ack)) conn.client_ack = SeqNum(pkt.ack());
-  if (pkt.options.timestamps) conn.hs.client_tsval = pkt.options.timestamps->tsval;
+  if (pkt.options.timestamps) {
+    conn.hs.client_tsval = pkt.options.timestamps->tsval;
+    if (conn.track) conn.track->client_tsecr = pkt.options.timestamps->tsecr;
+  }
   if (!pkt.has_flags(SYN)) conn.hs.client_window = pkt.window();
   switch (conn.state) {
     case State::SynReceived: {
@@ -300,6 +303,11 @@ void Origin::on_segment(const io::QueuedPacket& qp, net::TcpPacket& pkt, ConnIt 
     case State::Closed:
       // Track the client's next sequence number (contiguous data only) for accept_rst and resets.
       tcp::advance_contiguous(conn.hs.rcv_nxt, pkt);
+      if (conn.track && !conn.track->pinned && conn.state != State::Closed &&
+          (pkt.payload_len > 0 || pkt.has_flags(FIN)) && !pkt.has_flags(RST)) {
+        on_later_segment(qp, pkt, it);  // a later request, or what follows one
+        return;
+      }
       if (in_band_) {
         conn.close_tracker.on_client(pkt);
         if (closed_both_ways(conn)) close_conn(conn);
@@ -319,12 +327,18 @@ inline void Origin::forward(const io::QueuedPacket& qp, net::TcpPacket& pkt, Ori
     local_->from_local_origin(qp, pkt);  // rewritten and carried in one verdict
     return;
   }
-  if (conn.state == State::Forwarding) fast_.on_forwarded(conn.fast, pkt, conn.hs.client, conn.target, clock_());
+  if (conn.state == State::Forwarding) {
+    fast_.on_forwarded(conn.fast, pkt, conn.hs.client, conn.target, clock_(), !conn.track || conn.track->pinned);
+  }
   pkt.set_dst_addr(conn.target);
   if (qp.checksum_partial) pkt.tcp_checksum_full();
   verdicts_.accept_modified(qp.id, pkt.bytes);
   ++counters_.forwarded_packets;
   counters_.forwarded_bytes += pkt.bytes.size();
+}
+
+void Origin::forward_packet(const io::QueuedPacket& qp, net::TcpPacket& pkt, OriginConn& conn) {
+  forward(qp, pkt, conn);
 }
 
 void Origin::release_held(OriginConn& conn) {
@@ -393,8 +407,7 @@ bool Origin::take_request_bytes(ConnIt it, const net::TcpPacket& pkt) {
   return true;
 }
 
-std::optional<dispatch::BackendId> Origin::choose(const OriginConn& conn) {
-  const http::RequestHead& head = conn.request.parser.head();
+std::optional<dispatch::BackendId> Origin::choose(const http::RequestHead& head, const OriginConn& conn) {
   if (cfg_.self) {
     // Content this node owns is served here (kernel: without a handoff; emulated:
     // by a local handoff), whatever the policy would pick among the owners.
@@ -426,7 +439,7 @@ void Origin::drop_local_socket(OriginConn& conn) {
 
 bool Origin::dispatch_request(ConnIt it) {
   OriginConn& conn = it->second;
-  const std::optional<dispatch::BackendId> id = choose(conn);
+  const std::optional<dispatch::BackendId> id = choose(conn.request.parser.head(), conn);
   if (!id) {
     // 503 + FIN (RFC 9110 §15.6.4), like a bad head: the client may retry later.
     // Kernel: the local socket must not answer too; the answer is in its numbers (f learnt).
@@ -439,7 +452,8 @@ bool Origin::dispatch_request(ConnIt it) {
   }
   conn.target = cfg_.targets[*id];
   conn.local_target = cfg_.self && conn.target == *cfg_.self;
-  if (kernel() && conn.local_target) {
+  start_tracking(conn);
+  if (kernel() && conn.local_target && !conn.track) {
     // Released untouched: the marked packets teach conntrack to skip the queue.
     for (const auto& h : conn.held) verdicts_.accept_with_mark(h.id, cfg_.local_mark);
     conn.held.clear();

@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -23,6 +24,8 @@
 #include "engine/client_reset.h"
 #include "engine/fast_mapper.h"
 #include "engine/health.h"
+#include "engine/move_counters.h"
+#include "engine/request_track.h"
 #include "http/request_parser.h"
 #include "io/checked_io.h"
 #include "io/fast_path.h"
@@ -81,6 +84,12 @@ struct OriginConfig {
   bool half_open_until_handoff = false;
   bool check_consumed = false;
   bool ack_every_request_segment = false;
+  // Moves (request_track.h): a persistent connection's later requests are
+  // dispatched one by one; one for content its serving node lacks moves it
+  // (false: the first request decides for the whole connection).
+  bool moves = false;
+  uint32_t release_retry_ms = 200;   // a Release unanswered this long is sent again
+  uint32_t move_timeout_ms = 15000;  // a move not done by then resets the client
   std::function<void(const std::string&)> log;  // one line per health transition; may be empty
 };
 
@@ -95,6 +104,7 @@ struct OriginCounters {
   uint64_t resets_sent = 0, unknown_packets = 0, unknown_resets_limited = 0;
   uint64_t heartbeats = 0, resets_backend_down = 0, reset_answers = 0, unavailable = 0;
   uint64_t terminations_received = 0, control_errors = 0, io_errors = 0, freed = 0;
+  MoveCounters moves;
 };
 
 // One client connection at its origin.
@@ -125,6 +135,7 @@ struct OriginConn {
   tcp::SeqNum client_ack;             // highest ack number seen from the client
   ClientReset reset;                  // Reset: the RSTs sent to the client
   FastMapping fast;                   // the kernel fast path's part
+  std::unique_ptr<RequestTrack> track;  // a persistent connection's later requests (moves); else null
 
   explicit OriginConn(const http::Limits& limits) : request(limits) {}
 };
@@ -142,6 +153,10 @@ class HandoffTransport {
   virtual bool in_band() const = 0;
   // In band: resend an unacknowledged handoff after this long (ms).
   virtual uint32_t retry_ms() const { return 0; }
+  // Whether connections can move (a Release reaches the serving node).
+  virtual bool can_move() const = 0;
+  // A move: asks conn.target to give the connection up (control::Release).
+  virtual void release(const OriginConn& conn, const control::Release& order) = 0;
 };
 
 class Origin {
@@ -170,6 +185,10 @@ class Origin {
   void on_handoff_ack(net::Ipv4Addr from, const control::HandoffAck& ack);
   // The serving node `from` refused it: the client is reset.
   void on_refuse(net::Ipv4Addr from, const control::HandoffRefuse& refuse);
+  // --- origin_requests.cpp ------------------------------------------------
+  // The serving node `from` answered a Release: the connection goes on to its
+  // next node (or, if it could not be released, the client is reset).
+  void on_released(net::Ipv4Addr from, const control::Released& answer);
   // The connection ended at the serving node `from`.
   void on_termination(net::Ipv4Addr from, const control::Termination& t);
   // In band: a server FIN/RST for the client, sent on from the VIP.
@@ -219,8 +238,8 @@ class Origin {
   void on_request_segment(const io::QueuedPacket& qp, const net::TcpPacket& pkt, ConnIt it);
   // In-order request bytes; false if the connection was freed.
   bool take_request_bytes(ConnIt it, const net::TcpPacket& pkt);
-  // The node for the request; nullopt if every owner is dead.
-  std::optional<dispatch::BackendId> choose(const OriginConn& conn);
+  // The node for the request `head` of `conn`; nullopt if every owner is dead.
+  std::optional<dispatch::BackendId> choose(const http::RequestHead& head, const OriginConn& conn);
   // The whole head is in: hand off (or, kernel + local, release). False if freed.
   bool dispatch_request(ConnIt it);
   // Kernel: gives the held request segments to the kernel.
@@ -229,6 +248,34 @@ class Origin {
   void drop_local_socket(OriginConn& conn);
   // The client's packet to the serving node (rewritten), or to the local carrier.
   void forward(const io::QueuedPacket& qp, net::TcpPacket& pkt, OriginConn& conn);
+  // The same, out of line (forward() is inline in origin.cpp, the per-packet path).
+  void forward_packet(const io::QueuedPacket& qp, net::TcpPacket& pkt, OriginConn& conn);
+
+  // origin_requests.cpp: later requests and moves (request_track.h).
+  // At the first request's dispatch: tracks the connection if it may carry more
+  // requests; bytes after the first request are held (taken from conn.request).
+  void start_tracking(OriginConn& conn);
+  // A tracked connection's client segment with payload or a FIN (Forwarding, or
+  // HandoffSent in band). Gives its verdict.
+  void on_later_segment(const io::QueuedPacket& qp, net::TcpPacket& pkt, ConnIt it);
+  // Dispatches the held requests while the connection stays put. `qp`/`pkt`:
+  // the packet whose bytes were just taken (forwarded whole if it is exactly
+  // one request for the serving node; then `*forwarded` is set). False if freed.
+  bool route_pending(ConnIt it, const io::QueuedPacket* qp, net::TcpPacket* pkt, bool* forwarded);
+  // The handoff (first or a move's) was acknowledged: the held requests go on.
+  void after_handoff(ConnIt it);
+  // Client bytes [seq, seq + bytes) (and the FIN after them) to the serving node, as client segments.
+  void deliver(OriginConn& conn, tcp::SeqNum seq, std::span<const uint8_t> bytes, bool fin);
+  // No more requests will be parsed: what is held goes to the serving node.
+  void pin(OriginConn& conn);
+  // Whether the connection stays with its serving node for `head` (nullopt: every owner is dead).
+  std::optional<bool> stays(const http::RequestHead& head, const OriginConn& conn, dispatch::BackendId& next);
+  void start_move(OriginConn& conn, dispatch::BackendId next);
+  void send_release(OriginConn& conn);
+  // A move failed (`refused` counts why): the client is reset.
+  void move_failed(OriginConn& conn, uint64_t& refused);
+  // The move's timers: Release resent, the move given up. False if nothing to do.
+  void move_timers(OriginConn& conn, uint64_t now);
 
   // origin_forward.cpp.
   // In band: whether the connection is over. With the fast path the client's

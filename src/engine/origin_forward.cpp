@@ -30,8 +30,11 @@ void Origin::on_handoff_ack(net::Ipv4Addr from, const control::HandoffAck& ack) 
     set_state(conn, State::Forwarding);
     conn.request.release();
     ++counters_.handoff_acks;
-    // The kernel data path: one syscall, so that no later segment crosses user space.
-    if (!conn.local_target) fast_.on_handoff_acked(conn.fast, conn.hs.client, conn.target, clock_());
+    // The kernel data path: one syscall, so that no later segment crosses user
+    // space (but a persistent connection's requests, which this origin reads).
+    const bool payload = !conn.track || conn.track->pinned;
+    if (!conn.local_target) fast_.on_handoff_acked(conn.fast, conn.hs.client, conn.target, clock_(), payload);
+    if (conn.track) after_handoff(it);
   }
 }
 
@@ -42,6 +45,7 @@ void Origin::on_refuse(net::Ipv4Addr from, const control::HandoffRefuse& refuse)
     return;
   }
   if (!cfg_.self || from != *cfg_.self) ++counters_.refused;  // this node's refusals count as sent
+  if (it->second.track && it->second.track->handing_over) ++counters_.moves.refused_busy;
   answer_.rst(it->second.hs);
   free_conn(it);
 }
@@ -172,6 +176,10 @@ bool Origin::expired(OriginConn& conn, uint64_t now) {
       answer_.rst(conn.hs);
       return true;
     case State::Forwarding:
+      if (conn.track && conn.track->move != RequestTrack::Move::kNone) {
+        move_timers(conn, now);  // the Release resent, or the move given up (the state is Reset then)
+        return false;
+      }
       return now - conn.last_seen_ms >= cfg_.idle_timeout_ms;
     case State::Closed:
       return now - conn.closed_ms >= cfg_.linger_ms;

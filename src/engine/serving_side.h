@@ -140,6 +140,11 @@ class Carrier {
   virtual void from_local_origin(const io::QueuedPacket& qp, net::TcpPacket& pkt) = 0;
   // A packet from this node's port to a client; false if of no carried connection.
   virtual bool from_server(const io::QueuedPacket& qp, net::TcpPacket& pkt) = 0;
+  // A client segment this node's origin part built itself (bytes of a
+  // persistent connection's request that it held, origin_requests.cpp), its
+  // destination the VIP: carried as from_local_origin's packets are, and sent
+  // (dropped, and counted held_dropped, if the connection is not carried yet).
+  virtual void deliver(net::TcpPacket& pkt) = 0;
   // A move (control::Release): once the connection of `order.client` is quiet
   // (its server got `order.requests` requests, answered each completely, and
   // the client acknowledged all of it; order.client_ack counts), its server's

@@ -164,6 +164,20 @@ void TranslationCarrier::from_local_origin(const io::QueuedPacket& qp, net::TcpP
   translate_in(qp.id, pkt, io::checksum_state(qp.checksum_partial), it->second);
 }
 
+void TranslationCarrier::deliver(net::TcpPacket& pkt) {
+  auto it = conns_.find(conn_key({pkt.src_addr(), pkt.src_port()}));
+  if (it == conns_.end() || !it->second.translator || !raw_) {
+    ++counters_.held_dropped;
+    return;
+  }
+  Conn& conn = it->second;
+  conn.last_seen_ms = clock_();
+  const Conn::ClientEvent event = conn.from_client(pkt, net::ChecksumState::Full);
+  ++counters_.translated_in;
+  raw_->send(pkt.bytes);  // to this node's socket (SO_MARK: not queued)
+  if (event == Conn::ClientEvent::kFinsAcked) end(conn, EndCause::kFinsAcked);
+}
+
 bool TranslationCarrier::from_server(const io::QueuedPacket& qp, net::TcpPacket& pkt) {
   auto it = conns_.find(conn_key({pkt.dst_addr(), pkt.dst_port()}));
   if (it == conns_.end()) return false;

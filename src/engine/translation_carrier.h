@@ -39,6 +39,7 @@ class TranslationCarrier final : public Carrier {
   bool from_client(const io::QueuedPacket& qp, net::TcpPacket& pkt) override;
   void from_local_origin(const io::QueuedPacket& qp, net::TcpPacket& pkt) override;
   bool from_server(const io::QueuedPacket& qp, net::TcpPacket& pkt) override;
+  void deliver(net::TcpPacket& pkt) override;
   void release(net::Ipv4Addr origin, const control::Release& order) override;
   void on_timer(uint64_t now) override;
   size_t active() const override { return conns_.size(); }

@@ -25,6 +25,13 @@ class FastPath {
   virtual ~FastPath() = default;
   // Packets of client addr:port (host order) go to node `to` (host order).
   virtual void add(std::uint32_t client_addr, std::uint16_t client_port, std::uint32_t to) = 0;
+  // The same, for all but the segments with payload (they still come to the
+  // engine: it reads every request of the connection); false if this path
+  // cannot tell them apart (then nothing was mapped).
+  virtual bool add_without_payload(std::uint32_t /*client_addr*/, std::uint16_t /*client_port*/,
+                                   std::uint32_t /*to*/) {
+    return false;
+  }
   // The client's packets come to the queue again (no error if not mapped).
   virtual void remove(std::uint32_t client_addr, std::uint16_t client_port) = 0;
   // Sends the changes made since the last flush.

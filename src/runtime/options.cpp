@@ -182,6 +182,10 @@ constexpr OptionSpec kTable[] = {
     "its clients are reset and new requests avoid it. always, rare: the same for peer nodes (their control "
     "channel keepalives, every 200 ms, default 2000: a keepalive behind a lost TCP segment waits for "
     "retransmission; or at once when their channel closes). 0: no health checks"),
+  option<&C::moves>("moves", "moves", T::kBool, kOrigins, "on|off",
+    "dispatch every request of a persistent (keep-alive) connection: one for content its serving node lacks "
+    "moves the connection there between two requests (a Release to the serving node, then a handoff at the "
+    "connection's current sequence numbers); off: the first request decides for the whole connection"),
   option<&C::fast_path>("fast-path", "fast_path", T::kBool, kOrigins, "on|off",
     "once a connection handed to another node sends more than an ACK or two, the kernel forwards its pure "
     "ACKs and data (an nf_tables map, table handoff_q<N>); off: every packet through the queue"),

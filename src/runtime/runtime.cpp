@@ -39,6 +39,9 @@ class FastPathProxy final : public io::FastPath {
   void add(uint32_t addr, uint16_t port, uint32_t to) override {
     if (target != nullptr) target->add(addr, port, to);
   }
+  bool add_without_payload(uint32_t addr, uint16_t port, uint32_t to) override {
+    return target != nullptr && target->add_without_payload(addr, port, to);
+  }
   void remove(uint32_t addr, uint16_t port) override {
     if (target != nullptr) target->remove(addr, port);
   }

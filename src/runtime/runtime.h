@@ -82,6 +82,8 @@ struct RuntimeConfig {
   std::optional<uint32_t> backend_dead_ms;  // unset: kDefaultBackendDeadMs / kDefaultPeerDeadMs by role
   size_t max_half_open = kDefaultMaxHalfOpen;  // frontend, always: half-open states kept
   bool syn_cookies = true;                     // frontend, always: SYN cookies past max_half_open
+  bool moves = true;                           // frontend, always, rare: a persistent connection's later
+                                               //   requests are dispatched one by one (moves)
   bool fast_path = true;                       // frontend, always, rare: the kernel forwards handed-off
                                                //   connections' pure ACKs and data (io/fast_path.h)
   std::string datapath = "auto";               // frontend, backend, always, rare: "kernel" (BPF: src/bpf/),

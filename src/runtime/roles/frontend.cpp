@@ -30,6 +30,8 @@ class FrontendRole final : public Role {
     fc.log = [](const std::string& line) { log_error(line); };
     fc.max_half_open = c.max_half_open;
     fc.syn_cookies = c.syn_cookies;
+    fc.moves = c.moves;
+    fc.messages = &udp_;
     if (c.request_timeout_ms != 0) fc.request_timeout_ms = c.request_timeout_ms;
     engine_ = std::make_unique<engine::FrontendEngine>(std::move(fc), std::move(ctx.dispatcher), ctx.verdicts, raw_,
                                                        ctx.clock, kernel_ ? kernel_.get() : ctx.fast_path);

@@ -80,6 +80,12 @@ void KernelOrigin::add(uint32_t client_addr, uint16_t client_port, uint32_t to) 
   for (auto& p : paths_) p->fast.add(client_addr, client_port, to);
 }
 
+bool KernelOrigin::add_without_payload(uint32_t client_addr, uint16_t client_port, uint32_t to) {
+  if (!forwards_) return false;
+  for (auto& p : paths_) p->fast.add_without_payload(client_addr, client_port, to);
+  return true;
+}
+
 void KernelOrigin::remove(uint32_t client_addr, uint16_t client_port) {
   for (auto& p : paths_) p->fast.remove(client_addr, client_port);
 }
@@ -122,6 +128,7 @@ bpf::OriginCounters KernelOrigin::sum() const {
     sum.to_user += c.to_user;
     sum.forwarded += c.forwarded;
     sum.end_to_user += c.end_to_user;
+    sum.data_to_user += c.data_to_user;
     sum.malformed += c.malformed;
     sum.error += c.error;
   }

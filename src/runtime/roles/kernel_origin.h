@@ -33,6 +33,7 @@ class KernelOrigin final : public engine::OriginKernelPath {
   KernelOrigin& operator=(const KernelOrigin&) = delete;
 
   void add(uint32_t client_addr, uint16_t client_port, uint32_t to) override;
+  bool add_without_payload(uint32_t client_addr, uint16_t client_port, uint32_t to) override;
   void remove(uint32_t client_addr, uint16_t client_port) override;
   io::IoStatus flush() override;
   void answer_syns(const tcp::SynCookies& cookies, const SynAnswer& answer) override;

@@ -45,6 +45,7 @@ class NodeRole final : public Role {
     nc.local_mark = c.local_mark;
     nc.max_half_open = c.max_half_open;
     nc.syn_cookies = c.syn_cookies;
+    nc.moves = c.moves;
     if (c.request_timeout_ms != 0) nc.request_timeout_ms = c.request_timeout_ms;
     nc.peer_dead_ms = c.backend_dead_ms.value_or(RuntimeConfig::kDefaultPeerDeadMs);
     nc.log = [](const std::string& line) { log_error(line); };

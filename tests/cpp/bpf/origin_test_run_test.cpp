@@ -393,10 +393,12 @@ TEST(OriginCounterNames, InDeclarationOrder) {
   OriginCounters c;
   c.syn_answered = 1;
   c.error = 9;
+  c.data_to_user = 10;
   const auto named = named_counters(c);
-  ASSERT_EQ(named.size(), 9u);
+  ASSERT_EQ(named.size(), 10u);
   EXPECT_EQ(named.front(), (std::pair<std::string, uint64_t>{"bpf_origin_syn_answered", 1}));
-  EXPECT_EQ(named.back(), (std::pair<std::string, uint64_t>{"bpf_origin_error", 9}));
+  EXPECT_EQ(named[8], (std::pair<std::string, uint64_t>{"bpf_origin_error", 9}));
+  EXPECT_EQ(named.back(), (std::pair<std::string, uint64_t>{"bpf_origin_data_to_user", 10}));
 }
 
 }  // namespace

@@ -21,8 +21,9 @@ namespace {
 
 using namespace hl::engine::testing;
 
-const std::string kRequestA = "GET /a HTTP/1.1\r\nHost: cluster\r\n\r\n";
-const std::string kRequestB = "GET /b HTTP/1.1\r\nHost: cluster\r\n\r\n";
+// One request per connection: never moves, so mapped with its payload.
+const std::string kRequestA = "GET /a HTTP/1.1\r\nHost: cluster\r\nConnection: close\r\n\r\n";
+const std::string kRequestB = "GET /b HTTP/1.1\r\nHost: cluster\r\nConnection: close\r\n\r\n";
 constexpr uint32_t kIsn = 5000;
 constexpr uint32_t kTsval = 777;
 

@@ -20,8 +20,9 @@ constexpr uint32_t kKernelIsn = 0x12345678;  // the serving kernel's b
 constexpr uint32_t kVipKernelIsn = 0x0badf00d;  // rare: the origin kernel's f
 constexpr uint32_t kClientTs = 1000;
 constexpr uint32_t kKernelTs = 777777;
-const std::string kRequestA = "GET /docs/a HTTP/1.1\r\nHost: cluster\r\n\r\n";
-const std::string kRequestB = "GET /docs/b HTTP/1.1\r\nHost: cluster\r\n\r\n";
+// One request per connection (Connection: close): the connection never moves (moves: origin_moves_test).
+const std::string kRequestA = "GET /docs/a HTTP/1.1\r\nHost: cluster\r\nConnection: close\r\n\r\n";
+const std::string kRequestB = "GET /docs/b HTTP/1.1\r\nHost: cluster\r\nConnection: close\r\n\r\n";
 
 // One node: its engine and the fakes around it.
 struct Node : EngineFakes {
@@ -216,7 +217,7 @@ TEST(NodeEngineTest, RareServesReplicatedContentWhereItLands) {
   b.packet(from_kernel(kVip.addr).seq(kVipKernelIsn)
                .ack(kClientIsn + 1).flags(SYN | ACK).mss(1460).timestamps(4242, kClientTs).wscale(7).build(),
            io::Hook::kLocalOut);
-  const std::string request = "GET /docs/r HTTP/1.1\r\nHost: cluster\r\n\r\n";
+  const std::string request = "GET /docs/r HTTP/1.1\r\nHost: cluster\r\nConnection: close\r\n\r\n";
   auto v = b.packet(from_client().seq(kClientIsn + 1).ack(kVipKernelIsn + 1).flags(ACK | PSH)
                         .payload(request).build());
   ASSERT_EQ(v.size(), 1u);

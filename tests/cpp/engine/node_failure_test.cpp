@@ -28,7 +28,7 @@ constexpr uint32_t kResponseBytes = 5000;       // what the client has of the re
 // /docs/b on b alone, /docs/r on b and c ("first": b), /docs/ab on a and b.
 const char* const kMap = "/docs/a a\n/docs/b b\n/docs/c c\n/docs/r b,c\n/docs/ab a,b\n";
 
-std::string get(const std::string& path) { return "GET " + path + " HTTP/1.1\r\nHost: cluster\r\n\r\n"; }
+std::string get(const std::string& path) { return "GET " + path + " HTTP/1.1\r\nHost: cluster\r\nConnection: close\r\n\r\n"; }
 
 // Node a (the accepting node) of a three-node cluster; the peers are played by the test.
 struct Node : EngineFakes {

@@ -37,6 +37,8 @@ class RecordingTransport final : public HandoffTransport {
   }
   bool in_band() const override { return in_band_; }
   uint32_t retry_ms() const override { return 100; }
+  bool can_move() const override { return false; }
+  void release(const OriginConn&, const control::Release&) override {}
 
   std::vector<net::Ipv4Addr> targets;
   std::vector<std::string> requests;

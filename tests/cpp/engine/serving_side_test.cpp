@@ -47,6 +47,7 @@ class RecordingCarrier final : public Carrier {
   bool from_client(const io::QueuedPacket&, net::TcpPacket&) override { return false; }
   void from_local_origin(const io::QueuedPacket&, net::TcpPacket&) override {}
   bool from_server(const io::QueuedPacket&, net::TcpPacket&) override { return false; }
+  void deliver(net::TcpPacket&) override {}
   void release(net::Ipv4Addr origin, const control::Release& order) override {
     releases.emplace_back(origin, order);
   }

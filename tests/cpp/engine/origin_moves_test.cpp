@@ -1,0 +1,226 @@
+// Moves at the origin (origin_requests.cpp): a persistent connection's later
+// requests dispatched one by one, on node A of an always cluster {A, B, C}. The
+// serving nodes are played by the test: their messages (HandoffAck, Released)
+// are built here, so this tests the origin's half of a move alone.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <variant>
+
+#include "engine/harness.h"
+#include "engine/node_engine.h"
+#include "net/packet_builder.h"
+
+namespace hl::engine {
+namespace {
+
+using namespace hl::engine::testing;
+
+constexpr uint32_t kClientIsn = 5000;
+constexpr uint32_t kClientTs = 1000;
+const std::string kGetB = "GET /docs/b HTTP/1.1\r\nHost: cluster\r\n\r\n";
+const std::string kGetB2 = "GET /docs/b2 HTTP/1.1\r\nHost: cluster\r\n\r\n";
+const std::string kGetC = "GET /docs/c HTTP/1.1\r\nHost: cluster\r\n\r\n";
+const std::string kGetCLast = "GET /docs/c HTTP/1.1\r\nHost: cluster\r\nConnection: close\r\n\r\n";
+const std::string kGetNowhere = "GET /nowhere HTTP/1.1\r\nHost: cluster\r\n\r\n";
+
+struct Origin3 : EngineFakes {
+  uint64_t now = 1000;
+  NodeEngine engine;
+  uint32_t f = 0;       // the origin's ISN
+  uint32_t ts = 0;      // its TS base
+  uint32_t seq = kClientIsn + 1;  // the client's next sequence number
+  uint32_t ack = 0;     // the client's ack (server bytes it has)
+
+  explicit Origin3(bool moves = true) : engine(config(moves), dispatcher(), verdicts, raw, messages, [this] { return now; }) {}
+  static NodeConfig config(bool moves) {
+    NodeConfig c = node_config(NodeMode::kAlways, kA, {kA, kB, kC}, 9);
+    c.moves = moves;
+    return c;
+  }
+  static std::unique_ptr<dispatch::Dispatcher> dispatcher() {
+    return first_dispatcher("/docs/a a\n/docs/b b\n/docs/b2 b\n/docs/c c\n");
+  }
+  std::vector<Verdict> packet(std::vector<uint8_t> bytes) { return run(engine, bytes); }
+
+  // The handshake and a first request for B's content, handed to B and acknowledged.
+  void connect_to_b() {
+    packet(from_client().seq(kClientIsn).flags(SYN).window(64240).mss(1460).sack_permitted()
+               .timestamps(kClientTs, 0).wscale(7).build());
+    auto synack = parse(raw.take().at(0));
+    f = synack.pkt.seq();
+    ts = synack.pkt.options.timestamps->tsval;
+    ack = f + 1;
+    send(kGetB);
+    auto msgs = messages.take();
+    ASSERT_EQ(msgs.size(), 1u);
+    ASSERT_EQ(msgs[0].to, kB);
+    ASSERT_TRUE(std::holds_alternative<control::HandoffRequest>(msgs[0].message));
+    engine.on_message(kB, control::HandoffAck{kClient, 0});
+  }
+  // A client segment carrying `payload` at the next sequence number.
+  std::vector<Verdict> send(const std::string& payload) {
+    auto v = packet(from_client().seq(seq).ack(ack).flags(ACK | PSH).window(500)
+                        .timestamps(kClientTs + 10, ts + 3).payload(payload).build());
+    seq += static_cast<uint32_t>(payload.size());
+    return v;
+  }
+};
+
+TEST(OriginMovesTest, ARequestForTheServingNodesContentGoesOnAsItIs) {
+  Origin3 o;
+  o.connect_to_b();
+  o.ack += 5000;  // response 1 received
+  auto v = o.send(kGetB2);
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].kind, VerdictKind::AcceptModified);
+  EXPECT_EQ(parse(v[0].bytes).pkt.dst_addr(), kB);
+  const NodeCounters& c = o.engine.counters();
+  EXPECT_EQ(c.moves.later_requests, 1u);
+  EXPECT_EQ(c.moves.served_in_place, 1u);
+  EXPECT_EQ(c.moves.rehandoffs, 0u);
+  EXPECT_TRUE(o.messages.take().empty());
+}
+
+TEST(OriginMovesTest, ARequestForOtherContentMovesTheConnectionAtItsCurrentNumbers) {
+  Origin3 o;
+  o.connect_to_b();
+  o.ack += 5000;
+  o.send(kGetB2);  // served in place: B has 2 requests now
+  o.ack += 700;
+  const uint32_t request3_seq = o.seq;
+  auto v = o.send(kGetC);
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].kind, VerdictKind::Drop);  // held until the move is done
+  auto msgs = o.messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_EQ(msgs[0].to, kB);
+  const auto* release = std::get_if<control::Release>(&msgs[0].message);
+  ASSERT_NE(release, nullptr);
+  EXPECT_EQ(release->requests, 2u);
+  EXPECT_EQ(release->client_seq, request3_seq);
+  EXPECT_EQ(release->client_ack, o.ack);
+  EXPECT_EQ(release->client_tsval, kClientTs + 10);
+
+  // Unanswered: sent again after the retry interval.
+  o.now += 250;
+  o.engine.on_timer();
+  msgs = o.messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_TRUE(std::holds_alternative<control::Release>(msgs[0].message));
+
+  // An answer from a node that does not carry the connection changes nothing.
+  o.engine.on_message(kC, control::Released{kClient, control::ReleaseStatus::kReleased, o.ack, 424242});
+  EXPECT_TRUE(o.messages.take().empty());
+
+  // B gave it up: C gets it as if its handshake had just happened at these numbers.
+  o.engine.on_message(kB, control::Released{kClient, control::ReleaseStatus::kReleased, o.ack, 424242});
+  msgs = o.messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_EQ(msgs[0].to, kC);
+  const auto* req = std::get_if<control::HandoffRequest>(&msgs[0].message);
+  ASSERT_NE(req, nullptr);
+  EXPECT_EQ(req->client_isn, request3_seq - 1);
+  EXPECT_EQ(req->frontend_isn, o.ack - 1);
+  EXPECT_EQ(req->frontend_ts_base, 424242u);
+  EXPECT_EQ(req->mss, 1460);
+  EXPECT_EQ(req->wscale, 7);
+  EXPECT_EQ(std::string(req->request.begin(), req->request.end()), kGetC);
+  EXPECT_EQ(o.engine.counters().moves.rehandoffs, 1u);
+
+  // Once C has it, the client's packets go to C.
+  o.engine.on_message(kC, control::HandoffAck{kClient, 0});
+  auto a = o.packet(from_client().seq(o.seq).ack(o.ack + 100).flags(ACK).timestamps(kClientTs + 11, 424250).build());
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(parse(a[0].bytes).pkt.dst_addr(), kC);
+  // And C's own content stays there.
+  o.ack += 100;
+  auto d = o.send(kGetC);
+  EXPECT_EQ(parse(d.at(0).bytes).pkt.dst_addr(), kC);
+  EXPECT_EQ(o.engine.counters().moves.served_in_place, 2u);
+}
+
+TEST(OriginMovesTest, PipelinedRequestsAreSplitAtTheirBoundary) {
+  Origin3 o;
+  o.connect_to_b();
+  o.ack += 5000;
+  const uint32_t start = o.seq;
+  auto v = o.send(kGetB2 + kGetC);  // one segment, two owners
+  EXPECT_EQ(v.at(0).kind, VerdictKind::Drop);
+  // The first request goes to B as a segment of its own, the second is held.
+  auto sent = o.raw.take();
+  ASSERT_EQ(sent.size(), 1u);
+  auto first = parse(sent[0]);
+  EXPECT_EQ(first.pkt.dst_addr(), kB);
+  EXPECT_EQ(first.pkt.seq(), start);
+  EXPECT_EQ(std::string(first.pkt.payload().begin(), first.pkt.payload().end()), kGetB2);
+  EXPECT_TRUE(first.pkt.tcp_checksum_ok());
+  auto msgs = o.messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  const auto* release = std::get_if<control::Release>(&msgs[0].message);
+  ASSERT_NE(release, nullptr);
+  EXPECT_EQ(release->requests, 2u);  // B must answer both of its requests first
+  EXPECT_EQ(release->client_seq, start + kGetB2.size());
+}
+
+TEST(OriginMovesTest, AFailedMoveResetsTheClient) {
+  Origin3 o;
+  o.connect_to_b();
+  o.ack += 5000;
+  o.send(kGetC);
+  o.messages.take();
+  o.raw.take();
+  o.engine.on_message(kB, control::Released{kClient, control::ReleaseStatus::kTimeout, 0, 0});
+  auto sent = o.raw.take();
+  ASSERT_FALSE(sent.empty());
+  EXPECT_TRUE(parse(sent.back()).pkt.has_flags(RST));
+  EXPECT_EQ(o.engine.counters().moves.refused_timeout, 1u);
+}
+
+TEST(OriginMovesTest, NoAnswerInTimeResetsTheClient) {
+  Origin3 o;
+  o.connect_to_b();
+  o.send(kGetC);
+  o.raw.take();
+  for (int i = 0; i < 100; ++i) {
+    o.now += 200;
+    o.engine.on_timer();
+  }
+  EXPECT_EQ(o.engine.counters().moves.refused_timeout, 1u);
+  bool rst = false;
+  for (auto& p : o.raw.take()) rst = rst || parse(p).pkt.has_flags(RST);
+  EXPECT_TRUE(rst);
+}
+
+TEST(OriginMovesTest, UnknownContentAndTheLastRequestStayWhereTheyAre) {
+  Origin3 o;
+  o.connect_to_b();
+  o.ack += 5000;
+  auto v = o.send(kGetNowhere);  // no owner: answered (404) where it is
+  EXPECT_EQ(parse(v.at(0).bytes).pkt.dst_addr(), kB);
+  // The client's last request for other content still moves, then nothing more is read.
+  o.ack += 200;
+  o.send(kGetCLast);
+  auto msgs = o.messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  o.engine.on_message(kB, control::Released{kClient, control::ReleaseStatus::kReleased, o.ack, 99});
+  msgs = o.messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  o.engine.on_message(kC, control::HandoffAck{kClient, 0});
+  EXPECT_EQ(o.engine.counters().moves.pinned, 1u);
+  auto after = o.send(kGetB);  // not parsed any more: to C as it is
+  EXPECT_EQ(parse(after.at(0).bytes).pkt.dst_addr(), kC);
+  EXPECT_EQ(o.engine.counters().moves.rehandoffs, 1u);
+}
+
+TEST(OriginMovesTest, WithMovesOffTheFirstRequestDecides) {
+  Origin3 o(false);
+  o.connect_to_b();
+  auto v = o.send(kGetC);
+  EXPECT_EQ(parse(v.at(0).bytes).pkt.dst_addr(), kB);
+  EXPECT_TRUE(o.messages.take().empty());
+  EXPECT_EQ(o.engine.counters().moves.later_requests, 0u);
+}
+
+}  // namespace
+}  // namespace hl::engine
