@@ -88,12 +88,18 @@ class FastMapper {
 
   // The connection's payload may take the path from now on: mapped again if it was mapped acks-only.
   void allow_payload(FastMapping& m, net::Endpoint client, net::Ipv4Addr to, uint64_t now) {
-    if (m.mapped && m.acks_only) map(m, client, to, now, true);
+    if (!m.mapped || !m.acks_only) return;
+    path_->remove_without_payload(client.addr.value, client.port);  // (nft has two maps)
+    map(m, client, to, now, true);
   }
 
   void unmap(FastMapping& m, net::Endpoint client) {
     if (!m.mapped) return;
-    path_->remove(client.addr.value, client.port);
+    if (m.acks_only) {
+      path_->remove_without_payload(client.addr.value, client.port);
+    } else {
+      path_->remove(client.addr.value, client.port);
+    }
     m.mapped = false;
     m.acks_only = false;
     ++removes_;

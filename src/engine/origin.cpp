@@ -303,14 +303,14 @@ void Origin::on_segment(const io::QueuedPacket& qp, net::TcpPacket& pkt, ConnIt 
     case State::Closed:
       // Track the client's next sequence number (contiguous data only) for accept_rst and resets.
       tcp::advance_contiguous(conn.hs.rcv_nxt, pkt);
+      if (in_band_) {
+        conn.close_tracker.on_client(pkt);
+        if (closed_both_ways(conn)) close_conn(conn);
+      }
       if (conn.track && !conn.track->pinned && conn.state != State::Closed &&
           (pkt.payload_len > 0 || pkt.has_flags(FIN)) && !pkt.has_flags(RST)) {
         on_later_segment(qp, pkt, it);  // a later request, or what follows one
         return;
-      }
-      if (in_band_) {
-        conn.close_tracker.on_client(pkt);
-        if (closed_both_ways(conn)) close_conn(conn);
       }
       forward(qp, pkt, conn);
       if (in_band_ && pkt.has_flags(RST)) close_conn(conn);

@@ -20,6 +20,7 @@ namespace hl::io {
 namespace {
 
 constexpr const char* kMapName = "conns";
+constexpr const char* kAcksMapName = "acks";  // mapped for all but the segments with payload
 constexpr const char* kChainName = "pre";
 // Ahead of iptables' mangle PREROUTING (-150), where the capture chain queues:
 // a rewritten packet no longer matches the capture rule (its destination is not the VIP).
@@ -116,11 +117,26 @@ std::vector<std::string> nft_fast_path_install(const NftFastPathConfig& config) 
   std::ostringstream map;
   map << "add map " << t << ' ' << kMapName
       << " { type ipv4_addr . inet_service : ipv4_addr; flags timeout; timeout " << config.timeout_s << "s; }";
+  std::ostringstream acks_map;
+  acks_map << "add map " << t << ' ' << kAcksMapName
+           << " { type ipv4_addr . inet_service : ipv4_addr; flags timeout; timeout " << config.timeout_s << "s; }";
   std::ostringstream chain;
   chain << "add chain " << t << ' ' << kChainName << " { type filter hook prerouting priority " << kPriority
         << "; policy accept; }";
   // "add; delete; add" replaces a leftover of the same name in one transaction.
-  return {"add table " + t, "delete table " + t, "add table " + t, map.str(), chain.str(), rule.str()};
+  std::vector<std::string> lines = {"add table " + t, "delete table " + t, "add table " + t, map.str(),
+                                    acks_map.str(), chain.str(),       rule.str()};
+  // The acks map: segments without payload only (a persistent connection whose
+  // requests the engine reads). nf_tables cannot compare two fields, so one rule
+  // per TCP header length: IP length == 20 + the TCP header (no IP options).
+  for (unsigned doff = 5; doff <= 15; ++doff) {
+    std::ostringstream acks;
+    acks << "add rule " << t << ' ' << kChainName << " ip daddr " << addr_text(config.vip) << " tcp dport "
+         << config.port << " tcp flags & (syn|fin|rst) == 0 ip hdrlength 5 tcp doff " << doff << " ip length "
+         << 20 + 4 * doff << " ip daddr set ip saddr . tcp sport map @" << kAcksMapName << " counter";
+    lines.push_back(acks.str());
+  }
+  return lines;
 }
 
 std::vector<std::string> nft_fast_path_uninstall(const NftFastPathConfig& config) {
@@ -202,7 +218,8 @@ void NftElementBatch::clear() {
 // --- NftFastPath ----------------------------------------------------------------------
 
 NftFastPath::NftFastPath(NftFastPathConfig config)
-    : config_(std::move(config)), batch_(nft_table_name(config_), kMapName) {
+    : config_(std::move(config)), batch_(nft_table_name(config_), kMapName),
+      acks_batch_(nft_table_name(config_), kAcksMapName) {
   std::string script;
   for (const auto& line : nft_fast_path_install(config_)) script += line + ";\n";
   const CommandResult r = nft(script);
@@ -231,6 +248,7 @@ bool NftFastPath::uninstall() {
   if (!installed_) return true;
   installed_ = false;
   batch_.clear();
+  acks_batch_.clear();
   bool ok = true;
   for (const auto& line : nft_fast_path_uninstall(config_)) {
     const CommandResult r = nft(line);
@@ -249,6 +267,14 @@ void NftFastPath::add(std::uint32_t client_addr, std::uint16_t client_port, std:
   if (batch_.bytes() >= kFlushBytes) (void)flush();
 }
 
+bool NftFastPath::add_without_payload(std::uint32_t client_addr, std::uint16_t client_port, std::uint32_t to) {
+  if (!installed_) return false;
+  acks_batch_.add(client_addr, client_port, to);
+  ++counters_.adds;
+  if (acks_batch_.bytes() >= kFlushBytes) (void)flush();
+  return true;
+}
+
 void NftFastPath::remove(std::uint32_t client_addr, std::uint16_t client_port) {
   if (!installed_) return;
   batch_.remove(client_addr, client_port);
@@ -256,9 +282,22 @@ void NftFastPath::remove(std::uint32_t client_addr, std::uint16_t client_port) {
   if (batch_.bytes() >= kFlushBytes) (void)flush();
 }
 
+void NftFastPath::remove_without_payload(std::uint32_t client_addr, std::uint16_t client_port) {
+  if (!installed_) return;
+  acks_batch_.remove(client_addr, client_port);
+  ++counters_.removes;
+  if (acks_batch_.bytes() >= kFlushBytes) (void)flush();
+}
+
 IoStatus NftFastPath::flush() {
-  if (batch_.changes() == 0 || fd_ < 0) return io_ok();
-  const std::vector<std::uint8_t> bytes = batch_.finish(seq_);
+  IoStatus first = send(batch_);
+  IoStatus acks = send(acks_batch_);
+  return first.ok() ? acks : first;
+}
+
+IoStatus NftFastPath::send(NftElementBatch& batch) {
+  if (batch.changes() == 0 || fd_ < 0) return io_ok();
+  const std::vector<std::uint8_t> bytes = batch.finish(seq_);
   sockaddr_nl kernel{};
   kernel.nl_family = AF_NETLINK;
   ++counters_.batches;

@@ -32,6 +32,10 @@ class FastPath {
                                    std::uint32_t /*to*/) {
     return false;
   }
+  // Removes a mapping made by add_without_payload.
+  virtual void remove_without_payload(std::uint32_t client_addr, std::uint16_t client_port) {
+    remove(client_addr, client_port);
+  }
   // The client's packets come to the queue again (no error if not mapped).
   virtual void remove(std::uint32_t client_addr, std::uint16_t client_port) = 0;
   // Sends the changes made since the last flush.
@@ -94,7 +98,10 @@ class NftFastPath final : public FastPath {
   NftFastPath& operator=(const NftFastPath&) = delete;
 
   void add(std::uint32_t client_addr, std::uint16_t client_port, std::uint32_t to) override;
+  // Into the second map (acks), whose rules match segments without payload only.
+  bool add_without_payload(std::uint32_t client_addr, std::uint16_t client_port, std::uint32_t to) override;
   void remove(std::uint32_t client_addr, std::uint16_t client_port) override;
+  void remove_without_payload(std::uint32_t client_addr, std::uint16_t client_port) override;
   IoStatus flush() override;
   // Deletes the table now (idempotent); false if nft failed.
   bool uninstall();
@@ -104,8 +111,10 @@ class NftFastPath final : public FastPath {
 
  private:
   void drain_errors();
+  IoStatus send(NftElementBatch& batch);
   NftFastPathConfig config_;
-  NftElementBatch batch_;
+  NftElementBatch batch_;       // the conns map: every segment but SYN, FIN, RST
+  NftElementBatch acks_batch_;  // the acks map: the same, without payload
   FastPathCounters counters_;
   int fd_ = -1;
   std::uint32_t seq_ = 1;

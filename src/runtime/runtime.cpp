@@ -45,6 +45,9 @@ class FastPathProxy final : public io::FastPath {
   void remove(uint32_t addr, uint16_t port) override {
     if (target != nullptr) target->remove(addr, port);
   }
+  void remove_without_payload(uint32_t addr, uint16_t port) override {
+    if (target != nullptr) target->remove_without_payload(addr, port);
+  }
   io::IoStatus flush() override { return target != nullptr ? target->flush() : io::io_ok(); }
 };
 

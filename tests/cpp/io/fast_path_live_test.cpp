@@ -95,6 +95,20 @@ TEST_F(FastPathLive, BatchesAddAndRemoveMappings) {
   EXPECT_EQ(fp.counters().removes, 3u);
 }
 
+// A persistent connection whose requests the engine reads: its mapping goes to
+// the acks map, whose rules match segments without payload only.
+TEST_F(FastPathLive, MappingsWithoutPayloadGoToTheAcksMap) {
+  NftFastPath fp(config());
+  ASSERT_TRUE(fp.add_without_payload(addr("10.1.2.5"), 4242, addr("10.9.9.7")));
+  ASSERT_TRUE(fp.flush().ok());
+  EXPECT_NE(nft_out("list map ip handoff_live acks").find("10.1.2.5 . 4242"), std::string::npos);
+  EXPECT_EQ(nft_out("list map ip handoff_live conns").find("10.1.2.5"), std::string::npos);
+  fp.remove_without_payload(addr("10.1.2.5"), 4242);
+  ASSERT_TRUE(fp.flush().ok());
+  EXPECT_EQ(nft_out("list map ip handoff_live acks").find("10.1.2.5"), std::string::npos);
+  EXPECT_EQ(fp.counters().errors, 0u);
+}
+
 TEST_F(FastPathLive, ManyChangesGoOutInSeveralBatches) {
   NftFastPath fp(config());
   for (std::uint16_t port = 1000; port < 3000; ++port) fp.add(addr("10.2.0.1"), port, addr("10.9.9.9"));
@@ -109,7 +123,8 @@ TEST_F(FastPathLive, ReplacesALeftoverTableOfTheSameName) {
   NftFastPath fp(config());
   const std::string table = nft_out("list table ip handoff_live");
   EXPECT_EQ(table.find("stale"), std::string::npos) << table;
-  EXPECT_EQ(count(table, "ip daddr set"), 1u) << table;
+  EXPECT_EQ(count(table, "map @conns"), 1u) << table;
+  EXPECT_EQ(count(table, "map @acks"), 11u) << table;  // one per TCP header length
 }
 
 TEST_F(FastPathLive, CleanupRemovesLeftoversOnly) {
