@@ -30,20 +30,22 @@ uint64_t exchange_mark(const tcp::ExchangeWatch& w) {
 }  // namespace
 
 TranslationCarrier::Conn::Conn(net::Endpoint c, const tcp::SynReplay& syn, net::Endpoint vip, net::Endpoint backend,
-                               uint64_t now)
-    : tcp::ServingConn(c, syn, vip, backend, now),
-      watch((syn.client_isn + 1u).value(), (syn.frontend_isn + 1u).value()),
-      ts_high(syn.frontend_ts_base) {}
+                               uint64_t now, tcp::ExchangeWatch w)
+    : tcp::ServingConn(c, syn, vip, backend, now), watch(std::move(w)), ts_high(syn.frontend_ts_base) {
+  watch.reset((syn.client_isn + 1u).value(), (syn.frontend_isn + 1u).value());
+}
 
 TranslationCarrier::TranslationCarrier(TranslationConfig config, io::Verdicts& verdicts, io::PacketSender* raw,
                                        OriginLink& link, ServingCounters& counters, Clock clock)
     : cfg_(config), counters_(counters), verdicts_(verdicts, counters.io_errors), link_(link),
       clock_(std::move(clock)), hold_(verdicts_, cfg_.max_held, counters.held, counters.held_dropped) {
   if (raw != nullptr) raw_.emplace(*raw, counters.io_errors);
+  spare_watches_.reserve(kMaxSpareWatches);
 }
 
 void TranslationCarrier::free_conn(ConnIt it) {
   hold_.drop_all(it->second.held);
+  if (spare_watches_.size() < kMaxSpareWatches) spare_watches_.push_back(std::move(it->second.watch));
   conns_.erase(it);
   ++counters_.freed;
 }
@@ -61,7 +63,9 @@ Carrier::Intake TranslationCarrier::hand_in(HandIn in, const io::QueuedPacket* q
     free_conn(it);  // a new connection on a reused port
   }
   if (conns_.size() >= cfg_.max_connections) return Intake::kBusy;
-  Conn conn(in.client, in.syn, cfg_.vip, cfg_.node, clock_());
+  tcp::ExchangeWatch watch = spare_watches_.empty() ? tcp::ExchangeWatch(0, 0) : std::move(spare_watches_.back());
+  if (!spare_watches_.empty()) spare_watches_.pop_back();
+  Conn conn(in.client, in.syn, cfg_.vip, cfg_.node, clock_(), std::move(watch));
   if (in.inject) {  // injected by us
     conn.watch.on_client(conn.client_next.value(), in.request);
     conn.client_next = conn.client_next + static_cast<uint32_t>(in.request.size());

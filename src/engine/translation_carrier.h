@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <optional>
 #include <unordered_map>
+#include <vector>
 
 #include "engine/serving_side.h"
 #include "io/checked_io.h"
@@ -70,7 +71,9 @@ class TranslationCarrier final : public Carrier {
     control::Released answer;
   };
   struct Conn : tcp::ServingConn {
-    Conn(net::Endpoint client, const tcp::SynReplay& syn, net::Endpoint vip, net::Endpoint backend, uint64_t now);
+    // `watch` is reset for this connection (a spare one, or new).
+    Conn(net::Endpoint client, const tcp::SynReplay& syn, net::Endpoint vip, net::Endpoint backend, uint64_t now,
+         tcp::ExchangeWatch watch);
     HandIn in;                  // its request is freed once injected
     tcp::ExchangeWatch watch;   // requests and responses, in the client's numbers
     std::optional<Move> move;
@@ -110,6 +113,10 @@ class TranslationCarrier final : public Carrier {
   Clock clock_;
   io::PacketHold hold_;
   std::unordered_map<uint64_t, Conn> conns_;
+  // Watches of freed connections, reused (their allocations kept): a hand-in
+  // allocates nothing for its watch in the steady state.
+  static constexpr size_t kMaxSpareWatches = 64;
+  std::vector<tcp::ExchangeWatch> spare_watches_;
 };
 
 }  // namespace hl::engine

@@ -32,6 +32,10 @@ class ExchangeWatch {
   ExchangeWatch(ExchangeWatch&&) noexcept;
   ExchangeWatch& operator=(ExchangeWatch&&) noexcept;
 
+  // Starts over, as if just constructed with these arguments (the same limits),
+  // keeping the memory it holds: a carrier may reuse watches of freed connections.
+  void reset(uint32_t client_next, uint32_t server_next);
+
   // Client bytes at `seq` / server bytes at `seq` (client's view). Bytes before
   // the contiguous end are ignored (repeats); bytes after it wait in the store,
   // except that a gap lying wholly in a body (see *_needed_from) is skipped.
@@ -58,7 +62,11 @@ class ExchangeWatch {
   // overflowed): no quiet point can be found any more.
   bool broken() const;
   // Bytes before these positions need not be seen (a body skipped by its
-  // length): a copier may leave them out.
+  // length): a copier may leave them out. The client's bytes are parsed lazily
+  // (most connections carry one request and never move: its method token is
+  // enough): until a second response starts, a gap shows, 2 KiB are kept, or
+  // requests(), broken() or quiet() is called, client_needed_from() is the
+  // contiguous end.
   uint32_t client_needed_from() const;
   uint32_t server_needed_from() const;
 

@@ -182,6 +182,8 @@ TEST(ExchangeWatch, BodiesMayBeLeftOut) {
   ExchangeWatch w(0, 0);
   w.on_client(0, bytes(post));
   const auto body_at = static_cast<uint32_t>(post.size());
+  EXPECT_EQ(w.client_needed_from(), body_at) << "unparsed yet: every byte is needed";
+  EXPECT_EQ(w.requests(), 1u);  // parses
   EXPECT_EQ(w.client_needed_from(), body_at + 10000);
   // The next request right after the body, its body never seen.
   w.on_client(body_at + 10000, bytes(kGet));
@@ -197,6 +199,50 @@ TEST(ExchangeWatch, BodiesMayBeLeftOut) {
   EXPECT_EQ(w.answered(), 2u);
   EXPECT_EQ(w.server_needed_from(), w.server_next());
   EXPECT_TRUE(w.quiet(2, w.server_next()));
+}
+
+TEST(ExchangeWatch, ABodyGapIsParsedAndSkipped) {
+  const std::string post = "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n";
+  ExchangeWatch w(0, 0);
+  w.on_client(0, bytes(post));
+  w.on_client(static_cast<uint32_t>(post.size()) + 100, bytes(kGet));  // the body never seen
+  EXPECT_EQ(w.client_next(), post.size() + 100 + kGet.size());
+  EXPECT_EQ(w.requests(), 2u);
+}
+
+TEST(ExchangeWatch, ManyRequestBytesAreParsedAsTheyCome) {
+  {  // over the 2 KiB kept unparsed: parsed at once, past the framer's 64 pending requests
+    ExchangeWatch w(0, 0);
+    std::string reqs;
+    for (int i = 0; i < 100; ++i) reqs += kGet;
+    w.on_client(0, bytes(reqs));
+    EXPECT_TRUE(w.broken());
+  }
+  {  // kept unparsed until the second response starts
+    ExchangeWatch w(0, 0);
+    std::string reqs, resps;
+    for (int i = 0; i < 10; ++i) reqs += i % 2 ? std::string(kHead) : std::string(kGet);
+    for (int i = 0; i < 10; ++i) resps += i % 2 ? std::string(kOkHead) : std::string(kOk);
+    w.on_client(0, bytes(reqs));
+    in_pieces(resps, 0, 13, [&](uint32_t seq, auto b) { w.on_server(seq, b); });
+    EXPECT_EQ(w.answered(), 10u);
+    EXPECT_EQ(w.requests(), 10u);
+    EXPECT_TRUE(w.quiet(10, static_cast<uint32_t>(resps.size())));
+  }
+}
+
+TEST(ExchangeWatch, TheFirstRequestsKindComesFromItsMethod) {
+  for (const bool head : {false, true}) {
+    ExchangeWatch w(0, 0);
+    w.on_client(0, bytes("\r\nHEA"));
+    w.on_client(5, bytes(head ? "D / HTTP/1.1\r\nHost: x\r\n\r\n" : "DX / HTTP/1.1\r\nHost: x\r\n\r\n"));
+    w.on_server(0, bytes(kOkHead));  // complete for HEAD, waiting for a body otherwise
+    EXPECT_EQ(w.answered(), head ? 1u : 0u);
+    EXPECT_EQ(w.quiet(1, static_cast<uint32_t>(kOkHead.size())), head);
+  }
+  ExchangeWatch w(0, 0);
+  w.on_client(0, bytes("GET\x01 / HTTP/1.1\r\n"));
+  EXPECT_TRUE(w.broken());
 }
 
 TEST(ExchangeWatch, GarbageIsBroken) {
@@ -270,6 +316,25 @@ TEST(ExchangeWatch, InterimResponseThenFinal) {
   EXPECT_FALSE(x.w.quiet(1, x.s));
   x.response(kOk);
   EXPECT_TRUE(x.w.quiet(1, x.s));
+}
+
+TEST(ExchangeWatch, ResetStartsOver) {
+  ExchangeWatch w(0, 0, {}, 100);
+  w.on_client(0, bytes(kGet));
+  w.on_client(500, bytes(std::string(101, 'x')));  // overflows the store
+  EXPECT_TRUE(w.broken());
+  w.reset(0xfffffff0, 77);
+  EXPECT_FALSE(w.broken());
+  EXPECT_EQ(w.requests(), 0u);
+  EXPECT_EQ(w.client_next(), 0xfffffff0u);
+  EXPECT_EQ(w.server_next(), 77u);
+  EXPECT_EQ(w.acked(), 77u);
+  w.on_client(0xfffffff0, bytes(kHead));
+  w.on_server(77, bytes(kOkHead));
+  EXPECT_TRUE(w.quiet(1, 77 + static_cast<uint32_t>(kOkHead.size())));
+  w.on_server(77 + 200, bytes("HTTP/1.1 200"));  // the store keeps its limit
+  w.on_server(77 + 400, bytes(std::string(90, 'x')));
+  EXPECT_TRUE(w.broken());
 }
 
 TEST(ExchangeWatch, Movable) {
