@@ -95,9 +95,8 @@ struct ExchangeWatch::Impl {
   void settle() {
     if (requests) return;
     requests.emplace(limits);
-    std::vector<uint8_t> bytes;
-    bytes.swap(unparsed);
-    parse_client(bytes);
+    parse_client(unparsed);
+    unparsed.clear();  // (its capacity kept for reuse)
   }
 
   // Announces the first request's kind to the framer from its method token
