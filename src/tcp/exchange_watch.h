@@ -29,6 +29,7 @@ class ExchangeWatch {
   ExchangeWatch(uint32_t client_next, uint32_t server_next, http::Limits limits = {},
                 std::size_t max_store_bytes = kDefaultMaxStoreBytes);
   ~ExchangeWatch();
+  // A moved-from watch may only be assigned to or destroyed.
   ExchangeWatch(ExchangeWatch&&) noexcept;
   ExchangeWatch& operator=(ExchangeWatch&&) noexcept;
 
