@@ -3,6 +3,7 @@
 #include "engine/backend.h"
 
 #include <utility>
+#include <variant>
 
 #include "engine/kernel_carrier.h"
 #include "engine/origin_link.h"
@@ -42,8 +43,9 @@ struct BackendEngine::Impl {
                                                                   .linger_ms = cfg.linger_ms,
                                                                   .handshake_timeout_ms = cfg.handshake_timeout_ms,
                                                                   .idle_timeout_ms = cfg.idle_timeout_ms,
-                                                                  .max_held = cfg.max_held},
-                                                v, nullptr, link, serving, clock);
+                                                                  .max_held = cfg.max_held,
+                                                                  .release_timeout_ms = cfg.release_timeout_ms},
+                                                v, cfg.raw, link, serving, clock);
   }
 
   void on_packet(const io::QueuedPacket& qp) {
@@ -63,6 +65,16 @@ struct BackendEngine::Impl {
       verdicts.accept(qp.id);
       ++serving.passthrough;
     }
+  }
+
+  void on_message(net::Ipv4Addr from, const control::Message& message) {
+    const auto* order = std::get_if<control::Release>(&message);
+    if (order == nullptr) return;
+    if (from != cfg.frontend) {
+      ++serving.control_errors;
+      return;
+    }
+    side.take_release(from, *order);
   }
 
   const BackendCounters& report() {
@@ -90,6 +102,10 @@ struct BackendEngine::Impl {
     c.kernel_reinjected = s.kernel_reinjected;
     c.kernel_ends = s.kernel_ends;
     c.kernel_errors = s.kernel_errors;
+    c.release_orders = s.release_orders;
+    c.released = s.released;
+    c.release_timeouts = s.release_timeouts;
+    c.release_unknown = s.release_unknown;
     return c;
   }
 };
@@ -120,6 +136,10 @@ void BackendCounters::visit(const CounterVisitor& v) const {
   v("kernel_reinjected", kernel_reinjected);
   v("kernel_ends", kernel_ends);
   v("kernel_errors", kernel_errors);
+  v("release_orders", release_orders);
+  v("released", released);
+  v("release_timeouts", release_timeouts);
+  v("release_unknown", release_unknown);
 }
 
 BackendEngine::BackendEngine(BackendConfig config, io::Verdicts& verdicts, control::MessageSender& messages,
@@ -128,6 +148,9 @@ BackendEngine::BackendEngine(BackendConfig config, io::Verdicts& verdicts, contr
 BackendEngine::~BackendEngine() = default;
 
 void BackendEngine::on_packet(const io::QueuedPacket& packet) { impl_->on_packet(packet); }
+void BackendEngine::on_message(net::Ipv4Addr from, const control::Message& message) {
+  impl_->on_message(from, message);
+}
 void BackendEngine::on_timer() { impl_->carrier.on_timer(impl_->clock()); }
 const BackendCounters& BackendEngine::counters() const { return impl_->report(); }
 

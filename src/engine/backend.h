@@ -23,6 +23,7 @@ struct BackendConfig {
   static constexpr uint32_t kDefaultHandshakeTimeoutMs = 5000;
   static constexpr uint32_t kDefaultIdleTimeoutMs = 120000;
   static constexpr size_t kDefaultMaxHeld = 64;
+  static constexpr uint32_t kDefaultReleaseTimeoutMs = 10000;
 
   net::Ipv4Addr node;       // this back-end's own address (its sockets' local address)
   uint16_t port = 80;       // the web server's port
@@ -32,8 +33,11 @@ struct BackendConfig {
   uint32_t handshake_timeout_ms = kDefaultHandshakeTimeoutMs;  // SYN/ACK must show within
   uint32_t idle_timeout_ms = kDefaultIdleTimeoutMs;
   size_t max_held = kDefaultMaxHeld;  // client packets held per connection until the ISN is known
+  uint32_t release_timeout_ms = kDefaultReleaseTimeoutMs;  // a move (control::Release) waits this long without progress
   // The kernel data path (kernel_carrier.h): set both to carry connections in
   // the kernel instead of translating them (raw: SO_MARK, to the VIP via lo).
+  // Translation uses `raw` (if set) for the RSTs that retire moved connections;
+  // without it every move times out.
   KernelAdoption* kernel = nullptr;
   io::PacketSender* raw = nullptr;
 };
@@ -62,6 +66,10 @@ struct BackendCounters {
   uint64_t kernel_reinjected = 0;
   uint64_t kernel_ends = 0;
   uint64_t kernel_errors = 0;
+  uint64_t release_orders = 0;      // moves (control::Release) ordered by the front-end, repeats included
+  uint64_t released = 0;            // connections retired at their quiet point
+  uint64_t release_timeouts = 0;
+  uint64_t release_unknown = 0;
 
   void visit(const CounterVisitor& visit) const;
 };
@@ -76,6 +84,10 @@ class BackendEngine {
 
   // One packet queued at PREROUTING (to node:port) or LOCAL_OUT (from node:port).
   void on_packet(const io::QueuedPacket& packet);
+  // A control message from `from`: a Release from the front-end is a move of one
+  // of its connections (a Release from anyone else is a control error); other
+  // messages are ignored.
+  void on_message(net::Ipv4Addr from, const control::Message& message);
   void on_timer();
   const BackendCounters& counters() const;
 

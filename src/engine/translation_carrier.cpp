@@ -15,23 +15,43 @@ namespace hl::engine {
 
 using net::tcp_flag::ACK;
 using net::tcp_flag::FIN;
+using net::tcp_flag::RST;
 using net::tcp_flag::SYN;
 using tcp::SeqNum;
+
+namespace {
+
+// What a connection's exchange looks like, to tell whether it advanced.
+uint64_t exchange_mark(const tcp::ExchangeWatch& w) {
+  return (w.answered() * 0x9e3779b97f4a7c15ull) ^ (uint64_t{w.server_next()} << 32) ^ w.acked() ^
+         (uint64_t{w.client_next()} * 0xff51afd7ed558ccdull) ^ w.requests();
+}
+
+}  // namespace
+
+TranslationCarrier::Conn::Conn(net::Endpoint c, const tcp::SynReplay& syn, net::Endpoint vip, net::Endpoint backend,
+                               uint64_t now, tcp::ExchangeWatch w)
+    : tcp::ServingConn(c, syn, vip, backend, now), watch(std::move(w)), ts_high(syn.frontend_ts_base) {
+  watch.reset((syn.client_isn + 1u).value(), (syn.frontend_isn + 1u).value());
+}
 
 TranslationCarrier::TranslationCarrier(TranslationConfig config, io::Verdicts& verdicts, io::PacketSender* raw,
                                        OriginLink& link, ServingCounters& counters, Clock clock)
     : cfg_(config), counters_(counters), verdicts_(verdicts, counters.io_errors), link_(link),
       clock_(std::move(clock)), hold_(verdicts_, cfg_.max_held, counters.held, counters.held_dropped) {
   if (raw != nullptr) raw_.emplace(*raw, counters.io_errors);
+  spare_watches_.reserve(kMaxSpareWatches);
 }
 
 void TranslationCarrier::free_conn(ConnIt it) {
   hold_.drop_all(it->second.held);
+  if (spare_watches_.size() < kMaxSpareWatches) spare_watches_.push_back(std::move(it->second.watch));
   conns_.erase(it);
   ++counters_.freed;
 }
 
 void TranslationCarrier::end(Conn& conn, EndCause cause) {
+  conn.move.reset();  // a repeated order finds it ended: kUnknown
   if (conn.close(clock_())) link_.ended(conn.in.origin, conn.client, cause);
 }
 
@@ -43,8 +63,13 @@ Carrier::Intake TranslationCarrier::hand_in(HandIn in, const io::QueuedPacket* q
     free_conn(it);  // a new connection on a reused port
   }
   if (conns_.size() >= cfg_.max_connections) return Intake::kBusy;
-  Conn conn(in.client, in.syn, cfg_.vip, cfg_.node, clock_());
-  if (in.inject) conn.client_next = conn.client_next + static_cast<uint32_t>(in.request.size());  // injected by us
+  tcp::ExchangeWatch watch = spare_watches_.empty() ? tcp::ExchangeWatch(0, 0) : std::move(spare_watches_.back());
+  if (!spare_watches_.empty()) spare_watches_.pop_back();
+  Conn conn(in.client, in.syn, cfg_.vip, cfg_.node, clock_(), std::move(watch));
+  if (in.inject) {  // injected by us
+    conn.watch.on_client(conn.client_next.value(), in.request);
+    conn.client_next = conn.client_next + static_cast<uint32_t>(in.request.size());
+  }
   if (syn != nullptr) {
     net::strip_handoff_option(*syn);
     verdicts_.accept_modified(qp->id, syn->bytes);
@@ -116,9 +141,13 @@ void TranslationCarrier::inject_request(Conn& conn, const net::TcpPacket& synack
 
 void TranslationCarrier::translate_in(uint32_t id, net::TcpPacket& pkt, net::ChecksumState state, Conn& conn) {
   conn.last_seen_ms = clock_();
+  // The exchange, in the client's numbers (before the ack is translated).
+  if (pkt.payload_len > 0) conn.watch.on_client(pkt.seq(), pkt.payload());
+  if (pkt.has_flags(ACK)) conn.watch.on_client_ack(pkt.ack());
   const Conn::ClientEvent event = conn.from_client(pkt, state);
   ++counters_.translated_in;
   verdicts_.accept_modified(id, pkt.bytes);
+  if (conn.move && event == Conn::ClientEvent::kNone) check_move(conn);
   switch (event) {
     case Conn::ClientEvent::kNone:
       return;
@@ -147,6 +176,10 @@ bool TranslationCarrier::from_client(const io::QueuedPacket& qp, net::TcpPacket&
     return true;
   }
   Conn& conn = it->second;
+  if (conn.retired) {  // the kernel's socket is gone: nothing may reach a listener
+    verdicts_.drop(qp.id);
+    return true;
+  }
   if (!conn.translator) {
     hold_.hold(conn.held, qp, true);
     return true;
@@ -157,8 +190,8 @@ bool TranslationCarrier::from_client(const io::QueuedPacket& qp, net::TcpPacket&
 
 void TranslationCarrier::from_local_origin(const io::QueuedPacket& qp, net::TcpPacket& pkt) {
   auto it = conns_.find(conn_key({pkt.src_addr(), pkt.src_port()}));
-  if (it == conns_.end() || !it->second.translator) {
-    verdicts_.drop(qp.id);  // the client retransmits
+  if (it == conns_.end() || !it->second.translator || it->second.retired) {
+    verdicts_.drop(qp.id);  // the client retransmits (or the connection moved away)
     return;
   }
   translate_in(qp.id, pkt, io::checksum_state(qp.checksum_partial), it->second);
@@ -182,6 +215,10 @@ bool TranslationCarrier::from_server(const io::QueuedPacket& qp, net::TcpPacket&
   auto it = conns_.find(conn_key({pkt.dst_addr(), pkt.dst_port()}));
   if (it == conns_.end()) return false;
   Conn& conn = it->second;
+  if (conn.retired) {
+    verdicts_.drop(qp.id);
+    return true;
+  }
   if (pkt.has_flags(SYN)) {
     if (pkt.has_flags(ACK)) {
       on_synack(qp, pkt, conn);
@@ -198,6 +235,19 @@ bool TranslationCarrier::from_server(const io::QueuedPacket& qp, net::TcpPacket&
   const Conn::ServerEvent event = conn.from_server(pkt, io::checksum_state(qp.checksum_partial));
   ++counters_.translated_out;
   counters_.translated_out_bytes += pkt.bytes.size();
+  // The exchange and the TSvals, in the client's numbers (after translation).
+  if (pkt.payload_len > 0) conn.watch.on_server(pkt.seq(), pkt.payload());
+  if (const auto& ts = pkt.options.timestamps; ts && tcp::seq_gt(SeqNum(ts->tsval), SeqNum(conn.ts_high))) {
+    conn.ts_high = ts->tsval;
+  }
+  if (event != Conn::ServerEvent::kData) conn.server_fin = true;
+  if (conn.move) {
+    check_move(conn);  // a pure ACK may find it quiet: then it stays here
+    if (conn.retired) {
+      verdicts_.drop(qp.id);
+      return true;
+    }
+  }
   if (event == Conn::ServerEvent::kData || !link_.relays_server_end()) {
     verdicts_.accept_modified(qp.id, pkt.bytes);  // straight to the client, FIN and RST included
     if (event == Conn::ServerEvent::kRst) end(conn, EndCause::kServerRst);
@@ -234,7 +284,15 @@ void TranslationCarrier::split_fin(const io::QueuedPacket& qp, net::TcpPacket& p
 void TranslationCarrier::on_timer(uint64_t now) {
   sweep(conns_,
         [&](Conn& conn) {
-          if (!conn.expired(now, cfg_.handshake_timeout_ms, cfg_.idle_timeout_ms, cfg_.linger_ms)) return false;
+          if (conn.move && now - conn.move->progress_ms >= cfg_.release_timeout_ms) {
+            const Move move = *conn.move;
+            conn.move.reset();
+            ++counters_.release_timeouts;
+            answer(conn, move.origin, move.order, control::ReleaseStatus::kTimeout);
+          }
+          const uint32_t linger =
+              conn.retired ? std::max(cfg_.linger_ms, TranslationConfig::kMinRetiredLingerMs) : cfg_.linger_ms;
+          if (!conn.expired(now, cfg_.handshake_timeout_ms, cfg_.idle_timeout_ms, linger)) return false;
           if (conn.state == Conn::State::AwaitSynAck) ++counters_.handshake_timeouts;
           if (conn.state != Conn::State::Closed) {
             ++counters_.timeouts;
@@ -245,11 +303,87 @@ void TranslationCarrier::on_timer(uint64_t now) {
         [&](ConnIt it) { free_conn(it); });
 }
 
-// Moves are not carried yet: every Release is answered "unknown" (the origin
-// keeps the connection where it is). Replaced by the moves work (issue 14).
+// A move: the order is kept until the connection is quiet for it (checked now,
+// on each of its packets) or makes no progress for release_timeout_ms. A
+// repeated order keeps its wait; one answered already is answered again.
 void TranslationCarrier::release(net::Ipv4Addr origin, const control::Release& order) {
-  ++counters_.release_unknown;
-  link_.released(origin, control::Released{order.client, control::ReleaseStatus::kUnknown, 0, 0});
+  auto it = conns_.find(conn_key(order.client));
+  if (it == conns_.end() || (it->second.state == Conn::State::Closed && !it->second.retired)) {
+    ++counters_.release_unknown;
+    link_.released(origin, control::Released{order.client, control::ReleaseStatus::kUnknown, 0, 0});
+    return;
+  }
+  Conn& conn = it->second;
+  const auto same = [&](const control::Release& o) {
+    return o.client_seq == order.client_seq && o.requests == order.requests;
+  };
+  if (conn.retired) {
+    link_.released(origin, conn.answer->answer);
+    return;
+  }
+  if (conn.answer && same(conn.answer->order) && !conn.move) {
+    // Timed out before (the answer may have been lost): quiet now, or the same answer.
+    if (quiet_for(conn, order)) {
+      conn.move = Move{origin, order, clock_(), 0};
+      retire(conn);
+    } else {
+      link_.released(origin, conn.answer->answer);
+    }
+    return;
+  }
+  if (conn.move && same(conn.move->order)) {
+    conn.move->origin = origin;
+    conn.move->order = order;
+  } else {
+    conn.move = Move{origin, order, clock_(), exchange_mark(conn.watch)};
+  }
+  check_move(conn);
+}
+
+bool TranslationCarrier::quiet_for(const Conn& conn, const control::Release& order) const {
+  return raw_ && conn.state == Conn::State::Established && !conn.server_fin &&
+         conn.watch.client_next() == order.client_seq && conn.watch.quiet(order.requests, order.client_ack);
+}
+
+void TranslationCarrier::check_move(Conn& conn) {
+  Move& move = *conn.move;
+  if (quiet_for(conn, move.order)) {
+    retire(conn);
+    return;
+  }
+  if (const uint64_t mark = exchange_mark(conn.watch); mark != move.mark) {
+    move.mark = mark;
+    move.progress_ms = clock_();
+  }
+}
+
+void TranslationCarrier::retire(Conn& conn) {
+  const Move move = *conn.move;
+  conn.move.reset();
+  // As if from the client, at exactly the socket's rcv_nxt: the kernel destroys
+  // the socket and answers nothing (RFC 5961); SO_MARK keeps it out of the queue.
+  raw_->send(net::PacketBuilder()
+                 .ipv4(conn.client.addr, conn.params.backend.addr)
+                 .tcp(conn.client.port, conn.params.backend.port)
+                 .seq(move.order.client_seq)
+                 .flags(RST)
+                 .build_into(raw_->buffer()));
+  conn.retired = true;
+  conn.close(clock_());  // lingers, no ended(): the origin moves it on
+  hold_.drop_all(conn.held);
+  ++counters_.released;
+  answer(conn, move.origin, move.order, control::ReleaseStatus::kReleased);
+}
+
+void TranslationCarrier::answer(Conn& conn, net::Ipv4Addr origin, const control::Release& order,
+                                control::ReleaseStatus status) {
+  control::Released a{order.client, status, 0, 0};
+  if (status == control::ReleaseStatus::kReleased) {
+    a.server_next = conn.watch.server_next();
+    a.ts_floor = conn.params.timestamps ? std::max<uint32_t>(conn.ts_high + 1u, 1u) : 0u;
+  }
+  conn.answer = Answer{order, a};
+  link_.released(origin, a);
 }
 
 }  // namespace hl::engine

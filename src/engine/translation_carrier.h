@@ -2,22 +2,33 @@
 // the client's SYN (the replayed one, or one built from the HandoffRequest), its
 // SYN/ACK teaches b and is dropped, the request is injected (control channel),
 // and every segment is rewritten both ways through NFQUEUE verdicts (tcp::ServingConn).
+// Moves (control::Release): each connection's two byte streams feed a
+// tcp::ExchangeWatch; at the quiet point the kernel's socket is retired by an
+// exact-seq RST injected into this node's own kernel, and every later packet of
+// the connection is dropped.
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <unordered_map>
+#include <vector>
 
 #include "engine/serving_side.h"
 #include "io/checked_io.h"
 #include "io/packet_hold.h"
 #include "io/packet_io.h"
+#include "tcp/exchange_watch.h"
 #include "tcp/serving.h"
 #include "util/clock.h"
 
 namespace hl::engine {
 
 struct TranslationConfig {
+  static constexpr uint32_t kDefaultReleaseTimeoutMs = 10000;
+  // A retired connection's state lingers at least this long (repeated Release
+  // orders are answered again; its stray packets are dropped).
+  static constexpr uint32_t kMinRetiredLingerMs = 2000;
+
   net::Endpoint vip;          // what clients connected to (source of translated responses)
   net::Endpoint node;         // this node's address and web server port (its sockets' side)
   uint32_t linger_ms = 0;     // state kept after the connection ended
@@ -25,12 +36,14 @@ struct TranslationConfig {
   uint32_t idle_timeout_ms = 0;
   size_t max_connections = SIZE_MAX;  // hand-ins past it are refused (kBusy)
   size_t max_held = 0;                // client packets held per connection until b is known
+  uint32_t release_timeout_ms = kDefaultReleaseTimeoutMs;  // a move waits this long without progress
 };
 
 class TranslationCarrier final : public Carrier {
  public:
-  // `raw` sends the built SYN and injected segments (control channel; may be null
-  // in band). The references must outlive this.
+  // `raw` sends the built SYN and injected segments (control channel) and the
+  // RSTs that retire moved connections (may be null in band: then no move is
+  // ever carried out, every Release times out). The references must outlive this.
   TranslationCarrier(TranslationConfig config, io::Verdicts& verdicts, io::PacketSender* raw, OriginLink& link,
                      ServingCounters& counters, Clock clock);
 
@@ -46,9 +59,29 @@ class TranslationCarrier final : public Carrier {
 
  private:
   // One carried connection: the translation state and what the hand-in left to do.
+  // A move being waited for (control::Release).
+  struct Move {
+    net::Ipv4Addr origin;
+    control::Release order;
+    uint64_t progress_ms = 0;  // when the exchange last advanced
+    uint64_t mark = 0;         // what the exchange looked like then
+  };
+  // The last answer to a Release (a repeated order gets it again).
+  struct Answer {
+    control::Release order;
+    control::Released answer;
+  };
   struct Conn : tcp::ServingConn {
-    using tcp::ServingConn::ServingConn;
-    HandIn in;  // its request is freed once injected
+    // `watch` is reset for this connection (a spare one, or new).
+    Conn(net::Endpoint client, const tcp::SynReplay& syn, net::Endpoint vip, net::Endpoint backend, uint64_t now,
+         tcp::ExchangeWatch watch);
+    HandIn in;                  // its request is freed once injected
+    tcp::ExchangeWatch watch;   // requests and responses, in the client's numbers
+    std::optional<Move> move;
+    std::optional<Answer> answer;
+    uint32_t ts_high = 0;       // the highest TSval the client got (client's view)
+    bool server_fin = false;    // the server closed its side: nothing to move
+    bool retired = false;       // moved away: its socket is gone, its packets are dropped
   };
   using ConnIt = std::unordered_map<uint64_t, Conn>::iterator;
 
@@ -64,6 +97,14 @@ class TranslationCarrier final : public Carrier {
   void translate_in(uint32_t id, net::TcpPacket& pkt, net::ChecksumState state, Conn& conn);
   // Server data with a FIN, the FIN relayed: the data goes straight, the FIN (alone) through the origin.
   void split_fin(const io::QueuedPacket& qp, net::TcpPacket& pkt, const Conn& conn);
+  // Moves: whether `conn` is at the quiet point `order` asks for (the server got
+  // everything before order.client_seq, answered it all, the client acked it all).
+  bool quiet_for(const Conn& conn, const control::Release& order) const;
+  // Retires `conn` if it is quiet for its order, else notes progress.
+  void check_move(Conn& conn);
+  // Injects the exact-seq RST, drops everything after, answers kReleased.
+  void retire(Conn& conn);
+  void answer(Conn& conn, net::Ipv4Addr origin, const control::Release& order, control::ReleaseStatus status);
 
   TranslationConfig cfg_;
   ServingCounters& counters_;
@@ -73,6 +114,10 @@ class TranslationCarrier final : public Carrier {
   Clock clock_;
   io::PacketHold hold_;
   std::unordered_map<uint64_t, Conn> conns_;
+  // Watches of freed connections, reused (their allocations kept): a hand-in
+  // allocates nothing for its watch in the steady state.
+  static constexpr size_t kMaxSpareWatches = 64;
+  std::vector<tcp::ExchangeWatch> spare_watches_;
 };
 
 }  // namespace hl::engine

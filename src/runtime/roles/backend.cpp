@@ -1,6 +1,6 @@
 // Role backend: a back-end of the frontend design. A UDP messenger to its
-// front-end (heartbeats every RuntimeConfig::kHeartbeatMs), the BackendEngine;
-// in the kernel data path also a raw socket and the adopt program
+// front-end (heartbeats every RuntimeConfig::kHeartbeatMs), a raw socket, the
+// BackendEngine; in the kernel data path also the adopt program
 // (roles/kernel_serving.h; the VIP must be on lo).
 #include <memory>
 
@@ -14,8 +14,8 @@
 namespace hl::runtime {
 namespace {
 
-// The back-end engine takes the control messages if it has on_message (today it
-// only sends: its front-end's requests ride the SYN); otherwise they are dropped.
+// The back-end engine takes the control messages if it has on_message (moves:
+// its front-end's Release orders); otherwise they are dropped.
 template <class Engine>
 void deliver(Engine& engine, net::Ipv4Addr from, const control::Message& message) {
   if constexpr (requires { engine.on_message(from, message); }) engine.on_message(from, message);
@@ -36,11 +36,13 @@ class BackendRole final : public Role {
     bc.vip = {parse_addr(*c.vip, "VIP"), c.port};
     bc.frontend = frontend_address(c);
     frontend_ = bc.frontend;
+    // Both data paths inject with it: the kernel path its adoptions, translation
+    // the RSTs that retire moved connections (SO_MARK: never queued).
+    raw_ = std::make_unique<io::RawSocket>(io::RawSocketConfig{c.mark, io::RawSocketConfig::kDefaultSndBuf});
+    bc.raw = raw_.get();
     if (ctx.datapath == DataPath::kKernel) {
-      raw_ = std::make_unique<io::RawSocket>(io::RawSocketConfig{c.mark, io::RawSocketConfig::kDefaultSndBuf});
       kernel_ = std::make_unique<KernelServing>(ctx, bc.vip, node_, false);
       bc.kernel = kernel_.get();
-      bc.raw = raw_.get();
     }
     engine_ = std::make_unique<engine::BackendEngine>(bc, ctx.verdicts, udp_, ctx.clock);
   }
@@ -61,10 +63,8 @@ class BackendRole final : public Role {
   void visit_counters(const CounterVisitor& visit) const override {
     engine_->counters().visit(adding_decode_errors(visit, udp_.counters().decode_errors));
     visit_udp_counters(udp_, visit);
-    if (kernel_) {
-      kernel_->visit_counters(visit);
-      visit_raw_counters(*raw_, visit);
-    }
+    if (kernel_) kernel_->visit_counters(visit);
+    visit_raw_counters(*raw_, visit);
   }
 
  private:
@@ -81,7 +81,7 @@ class BackendRole final : public Role {
   net::Ipv4Addr node_;
   control::UdpMessenger udp_;
   PolledTransport<control::UdpMessenger> transport_;
-  std::unique_ptr<io::RawSocket> raw_;        // the kernel data path's injections
+  std::unique_ptr<io::RawSocket> raw_;        // injections (adoptions; retiring RSTs)
   std::unique_ptr<KernelServing> kernel_;     // the kernel data path; null: translation
   std::unique_ptr<engine::BackendEngine> engine_;
   net::Ipv4Addr frontend_;
