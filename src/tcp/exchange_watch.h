@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 
 #include "http/request_parser.h"
@@ -18,14 +19,22 @@ namespace hl::tcp {
 
 class ExchangeWatch {
  public:
+  // Bytes each stream's out-of-order store holds at most (beyond: broken()).
+  static constexpr std::size_t kDefaultMaxStoreBytes = 256 * 1024;
+  // Segments each store holds at most (beyond: broken()).
+  static constexpr std::size_t kMaxStoreSegments = 256;
+
   // The client's stream starts at `client_next` (the hand-in's first request
   // byte), the server's at `server_next` (its first response byte).
-  ExchangeWatch(uint32_t client_next, uint32_t server_next, http::Limits limits = {});
+  ExchangeWatch(uint32_t client_next, uint32_t server_next, http::Limits limits = {},
+                std::size_t max_store_bytes = kDefaultMaxStoreBytes);
   ~ExchangeWatch();
   ExchangeWatch(ExchangeWatch&&) noexcept;
   ExchangeWatch& operator=(ExchangeWatch&&) noexcept;
 
-  // Client bytes at `seq` / server bytes at `seq` (client's view).
+  // Client bytes at `seq` / server bytes at `seq` (client's view). Bytes before
+  // the contiguous end are ignored (repeats); bytes after it wait in the store,
+  // except that a gap lying wholly in a body (see *_needed_from) is skipped.
   void on_client(uint32_t seq, std::span<const uint8_t> payload);
   void on_server(uint32_t seq, std::span<const uint8_t> payload);
   // The client acknowledged the server's bytes up to `ack`.
@@ -36,9 +45,14 @@ class ExchangeWatch {
   uint64_t answered() const;
   // The end of the contiguous server bytes seen (client's view).
   uint32_t server_next() const;
+  // The end of the contiguous client bytes seen.
+  uint32_t client_next() const;
+  // The latest client ack seen (starts at the server stream's start).
+  uint32_t acked() const;
   // Quiet for a move: at least `requests` requests received, every received
   // request answered completely, no request or response byte outstanding, and
-  // every server byte acknowledged (by an ack seen or `client_ack`).
+  // every server byte acknowledged (by an ack seen or `client_ack`). Never
+  // when broken() or when a request said it is the last (Connection: close).
   bool quiet(uint32_t requests, uint32_t client_ack) const;
   // Framing is lost (not HTTP, a limit exceeded, a tunnel, the store
   // overflowed): no quiet point can be found any more.
@@ -50,7 +64,7 @@ class ExchangeWatch {
 
  private:
   struct Impl;
-  Impl* impl_;
+  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace hl::tcp
