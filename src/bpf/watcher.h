@@ -32,8 +32,8 @@ namespace hl::bpf {
 
 struct WatcherConfig {
   std::string name = "watch";  // pin directory /sys/fs/bpf/handoff_<name>
-  net::Endpoint vip;           // the carried connections' local side
-  net::Ipv4Addr node_addr;     // client segments to this address:vip.port are watched too (0.0.0.0: not)
+  net::Endpoint vip{};         // the carried connections' local side
+  net::Ipv4Addr node_addr{};   // client segments to this address:vip.port are watched too (0.0.0.0: not)
   bool pin = false;            // pin programs and maps under pin_dir(name)
 };
 
