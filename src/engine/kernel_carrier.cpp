@@ -229,17 +229,20 @@ void KernelCarrier::start_watch(Conn& conn, const HandIn& in) {
   }
   conn.watched_client_from = conn.watch->client_needed_from();
   conn.watched_server_from = conn.watch->server_needed_from();
-  conn.watch_trusted = kernel_.watch(conn.client, conn.watched_client_from, conn.watched_server_from);
-  kernel_.count(conn.watch_trusted ? KernelMoveEvent::kWatched : KernelMoveEvent::kWatchRefused);
+  const bool watched = kernel_.watch(conn.client, conn.watched_client_from, conn.watched_server_from);
+  kernel_.count(watched ? KernelMoveEvent::kWatched : KernelMoveEvent::kWatchRefused);
+  if (!watched) conn.watch.reset();  // nothing will be copied: the queues alone
 }
 
 void KernelCarrier::take_watched() {
   const bool lost = kernel_.take_watched([this](const WatchedSegment& seg) { on_watched(seg); });
   for (auto& [key, conn] : conns_) {
-    if (!conn.watch || !conn.watch_trusted || conn.retired) continue;
+    if (!conn.watch || conn.retired) continue;
     if (lost) {
       // Some copy is missing: no watch is exact any more (sock_diag alone).
-      conn.watch_trusted = false;
+      conn.watch.reset();
+      conn.unacked.clear();
+      conn.unacked_bytes = 0;
       kernel_.unwatch(conn.client);
       continue;
     }
@@ -337,7 +340,7 @@ void KernelCarrier::send_order_ack(const Conn& conn, const control::Release& ord
 
 bool KernelCarrier::quiet(Conn& conn) {
   const control::Release& order = *conn.order;
-  if (conn.watch && conn.watch_trusted && !conn.watch->quiet(order.requests, order.client_ack)) return false;
+  if (conn.watch && !conn.watch->quiet(order.requests, order.client_ack)) return false;
   // sock_diag: its server read every byte that reached it and all it wrote is
   // acknowledged (the order's ack was injected). Without a trusted watch this
   // alone decides: exact for clients that do not pipeline (the held request
@@ -345,6 +348,7 @@ bool KernelCarrier::quiet(Conn& conn) {
   // still owes can hide behind empty queues); a pipelining client's earlier
   // request still being processed would look quiet too.
   const std::optional<SocketQueues> q = kernel_.queues(conn.client);
+  if (q) conn.queues_seen = uint64_t{q->unread} << 32 | q->unacked;
   return q && q->unread == 0 && q->unacked == 0;
 }
 
@@ -353,7 +357,16 @@ void KernelCarrier::try_release(Conn& conn, uint64_t now) {
     retire(conn, now);
     return;
   }
-  if (now - conn.order_ms < cfg_.release_timeout_ms) return;
+  // The wait runs from the last progress (bytes sent or acknowledged, the
+  // queues changing); framing lost (not HTTP, a tunnel) never becomes quiet.
+  const uint64_t progress = conn.watch ? uint64_t{conn.watch->server_next()} << 32 | conn.watch->acked()
+                                       : conn.queues_seen;
+  if (progress != conn.progress) {
+    conn.progress = progress;
+    conn.order_ms = now;
+  }
+  const bool hopeless = conn.watch && conn.watch->broken();
+  if (!hopeless && now - conn.order_ms < cfg_.release_timeout_ms) return;
   ++counters_.release_timeouts;
   const control::Release order = *conn.order;
   conn.timed_out = order;
@@ -363,8 +376,7 @@ void KernelCarrier::try_release(Conn& conn, uint64_t now) {
 
 void KernelCarrier::retire(Conn& conn, uint64_t now) {
   const control::Release order = *conn.order;
-  kernel_.count(conn.watch && conn.watch_trusted ? KernelMoveEvent::kReleasedExact
-                                                 : KernelMoveEvent::kReleasedUnwatched);
+  kernel_.count(conn.watch ? KernelMoveEvent::kReleasedExact : KernelMoveEvent::kReleasedUnwatched);
   if (conn.watch) kernel_.unwatch(conn.client);
   kernel_.revoke(conn.client);
   // Client -> VIP:port, RST only, seq = the socket's rcv_nxt: accepted, the
@@ -400,7 +412,10 @@ void KernelCarrier::release(net::Ipv4Addr origin, const control::Release& order)
     return;
   }
   const uint64_t now = clock_();
-  if (!conn.order) conn.order_ms = now;  // a changed order keeps the wait's start
+  if (!conn.order) {
+    conn.order_ms = now;
+    conn.progress = 0;
+  }
   conn.order = order;
   conn.order_from = origin;
   send_order_ack(conn, order);

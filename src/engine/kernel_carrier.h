@@ -130,7 +130,7 @@ struct KernelCarrierConfig {
   uint32_t handshake_timeout_ms = 0;  // the socket must show within
   uint32_t check_ms = 30000;          // live connections are looked up at least this often
   size_t max_connections = SIZE_MAX;  // hand-ins past it are refused (kBusy)
-  uint32_t release_timeout_ms = 10000;  // a Release never quiet this long: kTimeout
+  uint32_t release_timeout_ms = 10000;  // a Release without quiet nor progress this long: kTimeout
   uint32_t retired_linger_ms = 5000;    // a retired connection is remembered at least this long
                                         //   (repeated orders answered again, late packets dropped)
 };
@@ -166,8 +166,8 @@ class KernelCarrier final : public Carrier {
     // Moves.
     uint32_t ts_base = 0;       // the grant's rcv_tsecr (the socket's first TSval)
     bool tstamp_ok = false;
-    std::unique_ptr<tcp::ExchangeWatch> watch;  // null: not watched (sock_diag alone)
-    bool watch_trusted = false;  // the kernel copies its segments and none were lost
+    // Null: not watched (a last request, the kernel refused, copies were lost): sock_diag alone.
+    std::unique_ptr<tcp::ExchangeWatch> watch;
     uint32_t watched_client_from = 0;  // the positions last written to the kernel's entry
     uint32_t watched_server_from = 0;
     uint32_t server_acked = 0;  // the server's latest ack (of client bytes its kernel got)
@@ -175,7 +175,9 @@ class KernelCarrier final : public Carrier {
     size_t unacked_bytes = 0;
     std::optional<control::Release> order;  // a move under way
     net::Ipv4Addr order_from;
-    uint64_t order_ms = 0;
+    uint64_t order_ms = 0;      // the order's arrival, or its last progress
+    uint64_t progress = 0;      // what progress is measured by (try_release)
+    uint64_t queues_seen = 0;   // the socket's queues at the last lookup
     std::optional<control::Release> timed_out;  // the last order answered kTimeout (repeats: again)
     bool retired = false;       // released: its socket reset here, nothing more to report
     control::Released answer;   // ... and the answer (repeats: again)

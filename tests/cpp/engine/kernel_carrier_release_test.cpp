@@ -239,6 +239,36 @@ TEST(KernelCarrierReleaseTest, NeverQuietTimesOutAndCarriesOn) {
   EXPECT_TRUE(std::holds_alternative<control::Termination>(msgs[0].message)) << "its end is reported as before";
 }
 
+TEST(KernelCarrierReleaseTest, ProgressPostponesTheTimeout) {
+  Node n;
+  n.queues(0, 0);
+  const std::string head = "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n";
+  const uint32_t body_at = kF + 1 + static_cast<uint32_t>(head.size());
+  n.kernel.server_sends(kClient, kF + 1, kReq1, head);
+  n.side.take_release(kOrigin, order());
+  for (uint32_t i = 1; i <= 15; ++i) {  // 15 s of a slow response, acked bit by bit
+    n.kernel.client_sends(kClient, kReq1, body_at + i * 1000, "");
+    n.now += 1000;
+    n.carrier.on_timer(n.now);
+  }
+  EXPECT_TRUE(n.answers().empty()) << "progress: still waiting";
+  n.now += 10000;
+  n.carrier.on_timer(n.now);
+  auto answers = n.answers();
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(answers[0].status, control::ReleaseStatus::kTimeout);
+}
+
+TEST(KernelCarrierReleaseTest, LostFramingIsATimeoutAtOnce) {
+  Node n;
+  n.queues(0, 0);
+  n.kernel.server_sends(kClient, kF + 1, kReq1, "SSH-2.0-not-http\r\n");
+  n.side.take_release(kOrigin, order());
+  auto answers = n.answers();
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(answers[0].status, control::ReleaseStatus::kTimeout) << "no quiet point can be found";
+}
+
 TEST(KernelCarrierReleaseTest, AReleaseOfNoConnectionIsUnknown) {
   Node n;
   control::Release other = order();
