@@ -297,6 +297,7 @@ TEST(KernelCarrierTest, InBandTheSynIsTheHandInAndEarlySegmentsGoToTheVip) {
   EXPECT_TRUE(kernel.grants[0].sack_ok);
   EXPECT_TRUE(kernel.grants[0].tstamp_ok);
   EXPECT_TRUE(raw.take().empty()) << "in band the front-end replays the request";
+  EXPECT_EQ(kernel.watched.size(), 1u) << "in band the request is not seen here: watched always (moves)";
   auto msgs = messages.take();
   ASSERT_EQ(msgs.size(), 1u);
   EXPECT_EQ(std::get<control::HandoffAck>(msgs[0].message).backend_isn, kOriginIsn);
