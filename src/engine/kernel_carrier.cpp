@@ -347,9 +347,15 @@ bool KernelCarrier::quiet(Conn& conn) {
   // came after the client had every earlier response, so nothing the server
   // still owes can hide behind empty queues); a pipelining client's earlier
   // request still being processed would look quiet too.
+  // With tcp_info also exactly where the order says: its rcv_nxt is the held
+  // request's start (so the RST is exact: no challenge ACK to the client) and
+  // its snd_una the client's ack.
   const std::optional<SocketQueues> q = kernel_.queues(conn.client);
-  if (q) conn.queues_seen = uint64_t{q->unread} << 32 | q->unacked;
-  return q && q->unread == 0 && q->unacked == 0;
+  if (!q) return false;
+  conn.queues_seen = uint64_t{q->unread} << 32 | q->unacked;
+  if (q->received && conn.c + 1u + static_cast<uint32_t>(*q->received) != order.client_seq) return false;
+  if (q->acked && conn.f + 1u + static_cast<uint32_t>(*q->acked) != order.client_ack) return false;
+  return q->unread == 0 && q->unacked == 0;
 }
 
 void KernelCarrier::try_release(Conn& conn, uint64_t now) {

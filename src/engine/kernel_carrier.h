@@ -79,6 +79,10 @@ struct WatchedSegment {
 struct SocketQueues {
   uint32_t unread = 0;   // received, not read by the server (rcv_nxt - copied_seq)
   uint32_t unacked = 0;  // written by the server, not acknowledged (write_seq - snd_una)
+  // tcp_info (INET_DIAG_INFO), if the kernel gave it: bytes received
+  // (rcv_nxt - c - 1) and bytes acknowledged (snd_una - f - 1).
+  std::optional<uint64_t> received{};
+  std::optional<uint64_t> acked{};
 };
 
 // What the carrier tells the kernel side to count (its counters are the runtime's).

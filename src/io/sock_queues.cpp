@@ -92,8 +92,12 @@ Result<std::optional<SockQueues>, IoError> SockQueueQuery::lookup(net::Endpoint 
     if (attr.nla_len < kAttrHeader || at + attr.nla_len > len) break;
     if (attr.nla_type == INET_DIAG_INFO) {
       tcp_info info{};
+      // Older kernels send a shorter struct: what is missing stays 0.
+      q.has_info = attr.nla_len - kAttrHeader >= offsetof(tcp_info, tcpi_bytes_received) + sizeof info.tcpi_bytes_received;
       std::memcpy(&info, reply + at + kAttrHeader, std::min<size_t>(sizeof info, attr.nla_len - kAttrHeader));
       q.unacked_segments = info.tcpi_unacked;
+      q.bytes_received = info.tcpi_bytes_received;
+      q.bytes_acked = info.tcpi_bytes_acked;
     }
     at += (attr.nla_len + 3u) & ~size_t{3};  // NLA_ALIGN
   }

@@ -19,6 +19,9 @@ struct SockQueues {
   uint32_t unread = 0;   // idiag_rqueue: received, not read (rcv_nxt - copied_seq)
   uint32_t unacked = 0;  // idiag_wqueue: written, not acknowledged (write_seq - snd_una)
   uint32_t unacked_segments = 0;  // tcp_info.tcpi_unacked (0 without INET_DIAG_INFO)
+  bool has_info = false;          // the reply carried INET_DIAG_INFO (the fields below)
+  uint64_t bytes_received = 0;    // tcp_info.tcpi_bytes_received: rcv_nxt - (rcv_isn + 1)
+  uint64_t bytes_acked = 0;       // tcp_info.tcpi_bytes_acked: snd_una - (snd_isn + 1)
 };
 
 class SockQueueQuery {

@@ -236,7 +236,12 @@ std::optional<engine::SocketQueues> KernelServing::queues(net::Endpoint client) 
   }
   const std::optional<io::SockQueues>& q = found.value();
   if (!q) return std::nullopt;
-  return engine::SocketQueues{q->unread, q->unacked};
+  engine::SocketQueues out{q->unread, q->unacked, std::nullopt, std::nullopt};
+  if (q->has_info) {
+    out.received = q->bytes_received;
+    out.acked = q->bytes_acked;
+  }
+  return out;
 }
 
 void KernelServing::count(engine::KernelMoveEvent event) {

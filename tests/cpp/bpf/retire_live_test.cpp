@@ -225,6 +225,9 @@ TEST_F(RetireLive, AQuietAdoptedConnectionIsRetiredWithNoPacketToTheClient) {
   EXPECT_EQ(q->unacked, 0u) << "the injected ack was not taken";
   EXPECT_EQ(q->unread, 0u);
   EXPECT_EQ(q->state, 1u) << "ESTABLISHED";
+  EXPECT_TRUE(q->has_info);
+  EXPECT_EQ(q->bytes_received, kRequest.size()) << "rcv_nxt - (rcv_isn + 1): where the RST must be";
+  EXPECT_EQ(q->bytes_acked, kResponse.size()) << "snd_una - (snd_isn + 1): the client's ack";
 
   // Retire: entries gone, an exact-seq RST as from the client, into the own kernel.
   (void)adopter_->revoke({kClient, kVip});

@@ -80,8 +80,13 @@ struct Node {
     kernel.server_sends(kClient, kF + 1, kReq1, kResponse);
     kernel.client_sends(kClient, kReq1, kResp1End, "");
   }
-  void queues(uint32_t unread, uint32_t unacked) {
-    kernel.socket_queues[FakeKernel::conn_key(kClient)] = SocketQueues{unread, unacked};
+  // The socket's queues; with tcp_info where it stands (rcv_nxt, snd_una) too.
+  void queues(uint32_t unread, uint32_t unacked, std::optional<uint32_t> rcv_nxt = std::nullopt,
+              std::optional<uint32_t> snd_una = std::nullopt) {
+    SocketQueues q{unread, unacked};
+    if (rcv_nxt) q.received = *rcv_nxt - (kC + 1);
+    if (snd_una) q.acked = *snd_una - (kF + 1);
+    kernel.socket_queues[FakeKernel::conn_key(kClient)] = q;
   }
   std::vector<control::Released> answers() {
     std::vector<control::Released> out;
@@ -109,7 +114,7 @@ TEST(KernelCarrierReleaseTest, ALastRequestIsNotWatched) {
 TEST(KernelCarrierReleaseTest, AQuietConnectionIsRetiredWithAnExactSeqRstAndReleased) {
   Node n;
   n.answer_and_ack();
-  n.queues(0, 0);
+  n.queues(0, 0, kReq1, kResp1End);
   n.now += 250;
   n.side.take_release(kOrigin, order());
   auto sent = n.raw.take();
@@ -205,6 +210,24 @@ TEST(KernelCarrierReleaseTest, BothSourcesMustSayQuiet) {
   n.side.take_release(kOrigin, order());
   EXPECT_TRUE(n.answers().empty());
   n.queues(0, 0);
+  n.now += 100;
+  n.carrier.on_timer(n.now);
+  EXPECT_EQ(n.answers().size(), 1u);
+}
+
+// tcp_info says where the socket stands: the RST must be exact (else the
+// kernel would answer the client with a challenge ACK), its sent bytes the client's ack.
+TEST(KernelCarrierReleaseTest, TheSocketMustStandWhereTheOrderSays) {
+  Node n;
+  n.answer_and_ack();
+  n.queues(0, 0, kReq1 - 4, kResp1End);  // the last 4 request bytes never reached it
+  n.side.take_release(kOrigin, order());
+  EXPECT_TRUE(n.answers().empty());
+  n.queues(0, 0, kReq1, kResp1End - 1);
+  n.now += 100;
+  n.carrier.on_timer(n.now);
+  EXPECT_TRUE(n.answers().empty());
+  n.queues(0, 0, kReq1, kResp1End);
   n.now += 100;
   n.carrier.on_timer(n.now);
   EXPECT_EQ(n.answers().size(), 1u);
