@@ -386,9 +386,12 @@ void KernelCarrier::retire(Conn& conn, uint64_t now) {
   if (conn.watch) kernel_.unwatch(conn.client);
   kernel_.revoke(conn.client);
   // Client -> VIP:port, RST only, seq = the socket's rcv_nxt: accepted, the
-  // socket freed with nothing sent back (SO_MARK: not queued). From here the
-  // connection's packets that reach the engine are dropped (from_client); the
-  // adopt program drops those to the VIP that find no entry and no socket.
+  // socket freed with nothing sent back (SO_MARK: not queued). Late client
+  // segments: to this node's address (the origin's forwarding) the adopt
+  // program leaves them (no entry, no socket) to the serving capture, and
+  // from_client drops them while the retired state lingers; to the VIP it
+  // drops them itself (no entry: dropped, unless pass_unauthorised, where the
+  // VIP's segments are this node's own origin's to take).
   raw_.send(net::make_rst(raw_.buffer(), order.client, cfg_.vip, order.client_seq));
   conn.retired = true;
   conn.ended_ms = now;
