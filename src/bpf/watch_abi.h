@@ -67,7 +67,7 @@ struct hl_watch_attachment {
 #define HL_WATCH_ATTACH_CREATED_QDISC 0x2u  /* the attach created the clsact qdisc */
 
 #define HL_WATCH_MAX_ENTRIES 65536
-#define HL_WATCH_MAX_ATTACHMENTS 16
+#define HL_WATCH_MAX_ATTACHMENTS 32  /* two per interface */
 #define HL_WATCH_CHUNK 2048      /* payload bytes per record */
 #define HL_WATCH_MAX_CHUNKS 32   /* records per segment (64 KiB: a GSO super-packet) */
 #define HL_WATCH_RING_BYTES (4u << 20)
