@@ -6,13 +6,24 @@
 
 #include "engine/conn_key.h"
 #include "engine/sweep.h"
+#include "http/request_stream.h"
 #include "net/packet_builder.h"
+#include "tcp/seq.h"
 
 namespace hl::engine {
 
 namespace {
 
 constexpr uint16_t kDefaultMss = 536;
+
+// Zeros for the body bytes the kernel left out (their content is never looked at).
+const std::vector<uint8_t>& zeros() {
+  static const std::vector<uint8_t> bytes(16 * 1024, 0);
+  return bytes;
+}
+
+// The earlier of two sequence numbers.
+uint32_t earlier(uint32_t a, uint32_t b) { return tcp::seq_lt(tcp::SeqNum(a), tcp::SeqNum(b)) ? a : b; }
 
 // The grant for `in`; `syn`: the replayed SYN in band (its options are the client's).
 AdoptGrant make_grant(const HandIn& in, const net::TcpPacket* syn) {
@@ -49,7 +60,8 @@ Carrier::Intake KernelCarrier::hand_in(HandIn in, const io::QueuedPacket* qp, ne
       if (qp != nullptr) verdicts_.drop(qp->id);
       return Intake::kDuplicate;
     }
-    kernel_.revoke(in.client);  // a new connection on a reused port
+    kernel_.revoke(in.client);  // a new connection on a reused port (or moved back here)
+    if (it->second.watch) kernel_.unwatch(in.client);
     conns_.erase(it);
     ++counters_.freed;
   }
@@ -63,15 +75,19 @@ Carrier::Intake KernelCarrier::hand_in(HandIn in, const io::QueuedPacket* qp, ne
   ++counters_.kernel_adopted;
   ++counters_.handoffs_received;
   const uint64_t now = clock_();
-  Conn conn{.client = in.client,
-            .origin = in.origin,
-            .c = in.syn.client_isn.value(),
-            .f = in.syn.frontend_isn.value(),
-            .since_ms = now,
-            .check_at_ms = now};
+  Conn conn;
+  conn.client = in.client;
+  conn.origin = in.origin;
+  conn.c = in.syn.client_isn.value();
+  conn.f = in.syn.frontend_isn.value();
+  conn.since_ms = now;
+  conn.check_at_ms = now;
+  conn.ts_base = grant.rcv_tsecr;
+  conn.tstamp_ok = grant.tstamp_ok;
   if (in.inject) inject(in, grant.mss);
-  conns_.emplace(key, conn);
-  link_.acked(in.origin, in.client, conn.f);  // the kernel's ISN is the origin's
+  Conn& added = conns_.emplace(key, std::move(conn)).first->second;
+  start_watch(added, in);
+  link_.acked(in.origin, in.client, added.f);  // the kernel's ISN is the origin's
   return Intake::kNew;
 }
 
@@ -142,6 +158,7 @@ void KernelCarrier::end(Conn& conn, EndCause cause, uint64_t now) {
   conn.ended_ms = now;
   conn.cause = cause;
   kernel_.revoke(conn.client);
+  if (conn.watch) kernel_.unwatch(conn.client);
   link_.ended(conn.origin, conn.client, cause);
 }
 
@@ -165,6 +182,7 @@ void KernelCarrier::check(Conn& conn, uint64_t now) {
 }
 
 void KernelCarrier::on_timer(uint64_t now) {
+  take_watched();
   destroyed_.clear();
   const bool missed = kernel_.take_destroyed(destroyed_);
   for (const net::Endpoint& client : destroyed_) {
@@ -172,6 +190,7 @@ void KernelCarrier::on_timer(uint64_t now) {
   }
   sweep(conns_,
         [&](Conn& conn) {
+          if (conn.retired) return now - conn.ended_ms >= std::max(cfg_.linger_ms, cfg_.retired_linger_ms);
           if (conn.ended_ms != 0) {
             // Nothing retries a lost UDP Termination (the front-end would keep its state): told again.
             if (!link_.reliable() && conn.end_repeats < kEndRepeats &&
@@ -181,6 +200,8 @@ void KernelCarrier::on_timer(uint64_t now) {
             }
             return now - conn.ended_ms >= cfg_.linger_ms;
           }
+          if (conn.order) try_release(conn, now);
+          if (conn.retired) return false;
           if (missed || conn.destroyed || !conn.seen_alive || now >= conn.check_at_ms) check(conn, now);
           return conn.ended_ms != 0 && cfg_.linger_ms == 0;
         },
@@ -190,11 +211,234 @@ void KernelCarrier::on_timer(uint64_t now) {
         });
 }
 
-// Moves are not carried yet: every Release is answered "unknown" (the origin
-// keeps the connection where it is). Replaced by the moves work (issue 14).
+// --- Moves ---
+
+void KernelCarrier::start_watch(Conn& conn, const HandIn& in) {
+  // Only connections that may carry more requests: on the control path the
+  // hand-in's request says whether it is the last; in band it is not seen here.
+  if (in.inject) {
+    http::RequestStream stream;
+    std::span<const uint8_t> rest(in.request);
+    for (;;) {
+      const http::StreamStatus st = stream.feed(rest);
+      if (st == http::StreamStatus::Head) {
+        rest = rest.subspan(stream.last_consumed());
+        continue;
+      }
+      if (st != http::StreamStatus::NeedMore) return;  // Closing, Unframed, Error: never moved
+      break;
+    }
+  }
+  const uint32_t client_next = conn.c + 1u;
+  conn.watch = std::make_unique<tcp::ExchangeWatch>(client_next, conn.f + 1u);
+  conn.server_acked = client_next;
+  if (in.inject) {
+    conn.watch->on_client(client_next, in.request);  // injected by this carrier: its server gets it
+    conn.server_acked = client_next + static_cast<uint32_t>(in.request.size());
+  }
+  conn.watched_client_from = conn.watch->client_needed_from();
+  conn.watched_server_from = conn.watch->server_needed_from();
+  const bool watched = kernel_.watch(conn.client, conn.watched_client_from, conn.watched_server_from);
+  kernel_.count(watched ? KernelMoveEvent::kWatched : KernelMoveEvent::kWatchRefused);
+  if (!watched) conn.watch.reset();  // nothing will be copied: the queues alone
+}
+
+void KernelCarrier::take_watched() {
+  const bool lost = kernel_.take_watched([this](const WatchedSegment& seg) { on_watched(seg); });
+  for (auto& [key, conn] : conns_) {
+    if (!conn.watch || conn.retired) continue;
+    if (lost) {
+      // Some copy is missing: no watch is exact any more (sock_diag alone).
+      conn.watch.reset();
+      conn.unacked.clear();
+      conn.unacked_bytes = 0;
+      kernel_.unwatch(conn.client);
+      continue;
+    }
+    const uint32_t cf = conn.watch->client_needed_from();
+    const uint32_t sf = conn.watch->server_needed_from();
+    if (cf != conn.watched_client_from || sf != conn.watched_server_from) {
+      conn.watched_client_from = cf;
+      conn.watched_server_from = sf;
+      (void)kernel_.watch(conn.client, cf, sf);  // a failure copies more than needed, nothing worse
+    }
+  }
+  if (lost) kernel_.count(KernelMoveEvent::kWatchLost);
+}
+
+
+void KernelCarrier::on_watched(const WatchedSegment& seg) {
+  auto it = conns_.find(conn_key(seg.client));
+  if (it == conns_.end() || !it->second.watch || it->second.ended_ms != 0) return;
+  Conn& conn = it->second;
+  tcp::ExchangeWatch& w = *conn.watch;
+  const bool ack = (seg.tcp_flags & net::tcp_flag::ACK) != 0;
+  if (seg.from_server) {
+    if (!seg.payload.empty()) {
+      w.on_server(seg.seq, seg.payload);
+    } else if (tcp::seq_gt(tcp::SeqNum(seg.seq), tcp::SeqNum(w.server_next()))) {
+      // Body bytes left out up to seg.seq (the segment's end): sent, never looked at.
+      const uint32_t to = earlier(seg.seq, w.server_needed_from());
+      for (uint32_t at = w.server_next(); tcp::seq_lt(tcp::SeqNum(at), tcp::SeqNum(to));) {
+        const uint32_t n = std::min<uint32_t>(to - at, static_cast<uint32_t>(zeros().size()));
+        w.on_server(at, std::span(zeros()).first(n));
+        at += n;
+      }
+    }
+    if (ack && tcp::seq_gt(tcp::SeqNum(seg.ack), tcp::SeqNum(conn.server_acked))) {
+      conn.server_acked = seg.ack;
+      flush_acked(conn);
+    }
+    return;
+  }
+  if (ack) w.on_client_ack(seg.ack);
+  if (!seg.payload.empty()) {
+    feed_client(conn, seg.seq, seg.payload);
+  } else if (tcp::seq_gt(tcp::SeqNum(seg.seq), tcp::SeqNum(w.client_next()))) {
+    const uint32_t to = earlier(seg.seq, w.client_needed_from());
+    for (uint32_t at = w.client_next(); tcp::seq_lt(tcp::SeqNum(at), tcp::SeqNum(to));) {
+      const uint32_t n = std::min<uint32_t>(to - at, static_cast<uint32_t>(zeros().size()));
+      feed_client(conn, at, std::span(zeros()).first(n));
+      at += n;
+    }
+  }
+}
+
+void KernelCarrier::feed_client(Conn& conn, uint32_t seq, std::span<const uint8_t> payload) {
+  const uint32_t end = seq + static_cast<uint32_t>(payload.size());
+  if (tcp::seq_le(tcp::SeqNum(end), tcp::SeqNum(conn.server_acked))) {
+    conn.watch->on_client(seq, payload);
+    return;
+  }
+  if (conn.unacked_bytes + payload.size() > kMaxUnacked) {
+    // The server does not take what comes: no quiet point soon; keep the newest.
+    conn.unacked.clear();
+    conn.unacked_bytes = 0;
+  }
+  conn.unacked.emplace_back(seq, std::vector<uint8_t>(payload.begin(), payload.end()));
+  conn.unacked_bytes += payload.size();
+}
+
+void KernelCarrier::flush_acked(Conn& conn) {
+  const tcp::SeqNum acked(conn.server_acked);
+  size_t kept = 0;
+  for (auto& [seq, bytes] : conn.unacked) {
+    const tcp::SeqNum start(seq);
+    if (tcp::seq_ge(start, acked)) {
+      conn.unacked[kept++] = {seq, std::move(bytes)};
+      continue;
+    }
+    const size_t n = std::min<size_t>(bytes.size(), conn.server_acked - seq);
+    conn.watch->on_client(seq, std::span<const uint8_t>(bytes).first(n));
+    conn.unacked_bytes -= bytes.size();
+    if (n < bytes.size()) {
+      std::vector<uint8_t> rest(bytes.begin() + static_cast<std::ptrdiff_t>(n), bytes.end());
+      conn.unacked_bytes += rest.size();
+      conn.unacked[kept++] = {seq + static_cast<uint32_t>(n), std::move(rest)};
+    }
+  }
+  conn.unacked.resize(kept);
+}
+
+void KernelCarrier::send_order_ack(const Conn& conn, const control::Release& order) {
+  std::optional<net::Timestamps> ts;
+  if (conn.tstamp_ok) ts = net::Timestamps{order.client_tsval, 0};  // TSecr 0: no RTT sample taken from it
+  raw_.send(net::make_ack(raw_.buffer(), order.client, cfg_.vip, order.client_seq, order.client_ack,
+                          order.client_window, ts));
+}
+
+bool KernelCarrier::quiet(Conn& conn) {
+  const control::Release& order = *conn.order;
+  if (conn.watch && !conn.watch->quiet(order.requests, order.client_ack)) return false;
+  // sock_diag: its server read every byte that reached it and all it wrote is
+  // acknowledged (the order's ack was injected). Without a trusted watch this
+  // alone decides: exact for clients that do not pipeline (the held request
+  // came after the client had every earlier response, so nothing the server
+  // still owes can hide behind empty queues); a pipelining client's earlier
+  // request still being processed would look quiet too.
+  // With tcp_info also exactly where the order says: its rcv_nxt is the held
+  // request's start (so the RST is exact: no challenge ACK to the client) and
+  // its snd_una the client's ack.
+  const std::optional<SocketQueues> q = kernel_.queues(conn.client);
+  if (!q) return false;
+  conn.queues_seen = uint64_t{q->unread} << 32 | q->unacked;
+  if (q->received && conn.c + 1u + static_cast<uint32_t>(*q->received) != order.client_seq) return false;
+  if (q->acked && conn.f + 1u + static_cast<uint32_t>(*q->acked) != order.client_ack) return false;
+  return q->unread == 0 && q->unacked == 0;
+}
+
+void KernelCarrier::try_release(Conn& conn, uint64_t now) {
+  if (quiet(conn)) {
+    retire(conn, now);
+    return;
+  }
+  // The wait runs from the last progress (bytes sent or acknowledged, the
+  // queues changing); framing lost (not HTTP, a tunnel) never becomes quiet.
+  const uint64_t progress = conn.watch ? uint64_t{conn.watch->server_next()} << 32 | conn.watch->acked()
+                                       : conn.queues_seen;
+  if (progress != conn.progress) {
+    conn.progress = progress;
+    conn.order_ms = now;
+  }
+  const bool hopeless = conn.watch && conn.watch->broken();
+  if (!hopeless && now - conn.order_ms < cfg_.release_timeout_ms) return;
+  ++counters_.release_timeouts;
+  const control::Release order = *conn.order;
+  conn.timed_out = order;
+  conn.order.reset();
+  link_.released(conn.order_from, control::Released{order.client, control::ReleaseStatus::kTimeout, 0, 0});
+}
+
+void KernelCarrier::retire(Conn& conn, uint64_t now) {
+  const control::Release order = *conn.order;
+  kernel_.count(conn.watch ? KernelMoveEvent::kReleasedExact : KernelMoveEvent::kReleasedUnwatched);
+  if (conn.watch) kernel_.unwatch(conn.client);
+  kernel_.revoke(conn.client);
+  // Client -> VIP:port, RST only, seq = the socket's rcv_nxt: accepted, the
+  // socket freed with nothing sent back (SO_MARK: not queued). Late client
+  // segments: to this node's address (the origin's forwarding) the adopt
+  // program leaves them (no entry, no socket) to the serving capture, and
+  // from_client drops them while the retired state lingers; to the VIP it
+  // drops them itself (no entry: dropped, unless pass_unauthorised, where the
+  // VIP's segments are this node's own origin's to take).
+  raw_.send(net::make_rst(raw_.buffer(), order.client, cfg_.vip, order.client_seq));
+  conn.retired = true;
+  conn.ended_ms = now;
+  conn.order.reset();
+  conn.watch.reset();
+  conn.unacked.clear();
+  const uint32_t ts_floor = conn.tstamp_ok ? conn.ts_base + static_cast<uint32_t>(now - conn.since_ms) + kTsSlackMs : 0;
+  conn.answer = control::Released{order.client, control::ReleaseStatus::kReleased, order.client_ack, ts_floor};
+  ++counters_.released;
+  link_.released(conn.order_from, conn.answer);
+}
+
 void KernelCarrier::release(net::Ipv4Addr origin, const control::Release& order) {
-  ++counters_.release_unknown;
-  link_.released(origin, control::Released{order.client, control::ReleaseStatus::kUnknown, 0, 0});
+  auto it = conns_.find(conn_key(order.client));
+  if (it == conns_.end() || (it->second.ended_ms != 0 && !it->second.retired)) {
+    ++counters_.release_unknown;
+    link_.released(origin, control::Released{order.client, control::ReleaseStatus::kUnknown, 0, 0});
+    return;
+  }
+  Conn& conn = it->second;
+  if (conn.retired) {
+    link_.released(origin, conn.answer);  // a repeat: the answer again
+    return;
+  }
+  if (conn.timed_out == order) {
+    link_.released(origin, control::Released{order.client, control::ReleaseStatus::kTimeout, 0, 0});
+    return;
+  }
+  const uint64_t now = clock_();
+  if (!conn.order) {
+    conn.order_ms = now;
+    conn.progress = 0;
+  }
+  conn.order = order;
+  conn.order_from = origin;
+  send_order_ack(conn, order);
+  take_watched();
+  try_release(conn, now);
 }
 
 }  // namespace hl::engine

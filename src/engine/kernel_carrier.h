@@ -12,6 +12,18 @@
 // destroy notifications, checked by an exact lookup) -> OriginLink::ended and
 // the entry revoked.
 //
+// Moves (control::Release, issue 14): the carrier finds the quiet point of a
+// connection whose packets it never sees from two sources: (a) exact, the
+// kernel's watch (src/bpf/watch.bpf.c) copies the segments of connections that
+// may carry more requests into a tcp::ExchangeWatch each (requests received,
+// answered, acknowledged); (b) sock_diag: the socket's receive queue empty (its
+// server read every request) and its send queue empty (all it wrote acked),
+// after one pure ACK with the order's ack was injected so that the socket
+// learns the held segment's ack. With a watch, quiet needs both; without one
+// (b) alone. Then it retires the socket with an exact-seq RST injected as from
+// the client (the kernel frees it silently), keeps the connection as retired
+// (its later packets are dropped, no ended()) and answers Released.
+//
 // In band (the frontend design's replayed SYN): the SYN is dropped, the entry
 // written and the origin acked at once; the handshake ACK and the request the
 // front-end replays to this node's address reach the engine only if they beat
@@ -20,13 +32,17 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <optional>
+#include <span>
 #include <unordered_map>
 #include <vector>
 
 #include "engine/serving_side.h"
 #include "io/checked_io.h"
 #include "io/packet_io.h"
+#include "tcp/exchange_watch.h"
 #include "util/clock.h"
 
 namespace hl::engine {
@@ -48,6 +64,36 @@ struct AdoptGrant {
   friend bool operator==(const AdoptGrant&, const AdoptGrant&) = default;
 };
 
+// One segment of a watched connection (or a chunk of a long one) as the
+// kernel's watch copied it (see bpf::Watcher), in the client's numbers.
+struct WatchedSegment {
+  net::Endpoint client;
+  bool from_server = false;          // VIP -> client (else client -> VIP)
+  uint8_t tcp_flags = 0;             // the segment's flags byte
+  uint32_t seq = 0;                  // of payload[0]; the segment's end when payload is empty
+  uint32_t ack = 0;
+  std::span<const uint8_t> payload;  // bytes before the watch's needed_from are left out
+};
+
+// A carried socket's queues (sock_diag, idiag_rqueue / idiag_wqueue).
+struct SocketQueues {
+  uint32_t unread = 0;   // received, not read by the server (rcv_nxt - copied_seq)
+  uint32_t unacked = 0;  // written by the server, not acknowledged (write_seq - snd_una)
+  // tcp_info (INET_DIAG_INFO), if the kernel gave it: bytes received
+  // (rcv_nxt - c - 1) and bytes acknowledged (snd_una - f - 1).
+  std::optional<uint64_t> received{};
+  std::optional<uint64_t> acked{};
+};
+
+// What the carrier tells the kernel side to count (its counters are the runtime's).
+enum class KernelMoveEvent : uint8_t {
+  kWatched,            // a connection's watch entry written
+  kWatchRefused,       // ... refused (no watch program, map full): sock_diag alone
+  kWatchLost,          // copies were lost (ring buffer full): the watches fall back to sock_diag alone
+  kReleasedExact,      // retired on the watch's and sock_diag's quiet point
+  kReleasedUnwatched,  // retired on sock_diag alone (exact for clients that do not pipeline)
+};
+
 // The kernel side the carrier drives (the real one joins bpf::Adopter and
 // io::SockDestroyWatch in the runtime; tests use a fake). All for this node's VIP:port.
 class KernelAdoption {
@@ -65,6 +111,21 @@ class KernelAdoption {
   // socket neither TIME_WAIT nor closed, or a FIN_WAIT2 minisock (the server
   // closed; the client's FIN is still to come).
   virtual bool alive(net::Endpoint client) = 0;
+
+  // Moves. The defaults: no watch (sock_diag alone), no queue lookup (never quiet).
+  // Copies the segments of `client`'s connection from now on (creates or
+  // updates its entry): payload before the positions is left out. False: no watch.
+  virtual bool watch(net::Endpoint /*client*/, uint32_t /*client_needed_from*/, uint32_t /*server_needed_from*/) {
+    return false;
+  }
+  // Stops copying `client`'s segments.
+  virtual void unwatch(net::Endpoint /*client*/) {}
+  // Calls `sink` for every segment copied since the last call; true if some
+  // were lost (then no watch can be trusted any more).
+  virtual bool take_watched(const std::function<void(const WatchedSegment&)>& /*sink*/) { return false; }
+  // The queues of the socket VIP:port <-> client; none: no such socket (or the lookup failed).
+  virtual std::optional<SocketQueues> queues(net::Endpoint /*client*/) { return std::nullopt; }
+  virtual void count(KernelMoveEvent /*event*/) {}
 };
 
 struct KernelCarrierConfig {
@@ -73,6 +134,9 @@ struct KernelCarrierConfig {
   uint32_t handshake_timeout_ms = 0;  // the socket must show within
   uint32_t check_ms = 30000;          // live connections are looked up at least this often
   size_t max_connections = SIZE_MAX;  // hand-ins past it are refused (kBusy)
+  uint32_t release_timeout_ms = 10000;  // a Release without quiet nor progress this long: kTimeout
+  uint32_t retired_linger_ms = 5000;    // a retired connection is remembered at least this long
+                                        //   (repeated orders answered again, late packets dropped)
 };
 
 class KernelCarrier final : public Carrier {
@@ -104,6 +168,24 @@ class KernelCarrier final : public Carrier {
     uint8_t end_repeats = 0;    // an unreliable link: the end told again (kEndRepeats)
     bool seen_alive = false;
     bool destroyed = false;     // a destroy notification named its tuple: looked up every tick
+    // Moves.
+    uint32_t ts_base = 0;       // the grant's rcv_tsecr (the socket's first TSval)
+    bool tstamp_ok = false;
+    // Null: not watched (a last request, the kernel refused, copies were lost): sock_diag alone.
+    std::unique_ptr<tcp::ExchangeWatch> watch;
+    uint32_t watched_client_from = 0;  // the positions last written to the kernel's entry
+    uint32_t watched_server_from = 0;
+    uint32_t server_acked = 0;  // the server's latest ack (of client bytes its kernel got)
+    std::vector<std::pair<uint32_t, std::vector<uint8_t>>> unacked;  // client bytes the server has not acked yet
+    size_t unacked_bytes = 0;
+    std::optional<control::Release> order;  // a move under way
+    net::Ipv4Addr order_from;
+    uint64_t order_ms = 0;      // the order's arrival, or its last progress
+    uint64_t progress = 0;      // what progress is measured by (try_release)
+    uint64_t queues_seen = 0;   // the socket's queues at the last lookup
+    std::optional<control::Release> timed_out;  // the last order answered kTimeout (repeats: again)
+    bool retired = false;       // released: its socket reset here, nothing more to report
+    control::Released answer;   // ... and the answer (repeats: again)
   };
   using ConnIt = std::unordered_map<uint64_t, Conn>::iterator;
 
@@ -113,9 +195,28 @@ class KernelCarrier final : public Carrier {
   void end(Conn& conn, EndCause cause, uint64_t now);
   // Looks the socket up; ends the connection if it is gone (or never came).
   void check(Conn& conn, uint64_t now);
+  // Moves.
+  // Starts the watch of a connection that may carry more requests (`request`:
+  // the hand-in's request on the control path, fed at once; in band: empty).
+  void start_watch(Conn& conn, const HandIn& in);
+  // Feeds the segments the kernel copied to their watches; updates the entries.
+  void take_watched();
+  void on_watched(const WatchedSegment& seg);
+  // Client bytes go to the watch once the server's ack covers them: the held
+  // request of a local origin passes tc ingress, yet never reaches the socket.
+  void feed_client(Conn& conn, uint32_t seq, std::span<const uint8_t> payload);
+  void flush_acked(Conn& conn);
+  // Whether the move of `conn` may retire it now (its order set).
+  bool quiet(Conn& conn);
+  // Retires `conn` if quiet, answers kTimeout if past the time; the order stays otherwise.
+  void try_release(Conn& conn, uint64_t now);
+  void retire(Conn& conn, uint64_t now);
+  void send_order_ack(const Conn& conn, const control::Release& order);
 
   static constexpr uint8_t kEndRepeats = 3;       // over an unreliable link (UDP), while lingering
   static constexpr uint64_t kEndRepeatMs = 300;
+  static constexpr uint32_t kTsSlackMs = 100;      // ts_floor: TSvals are ms-granular plus jitter
+  static constexpr size_t kMaxUnacked = 256 * 1024;  // client bytes waiting for the server's ack
 
   KernelCarrierConfig cfg_;
   KernelAdoption& kernel_;

@@ -1,4 +1,5 @@
-// KernelServing: bpf::Adopter and io::SockDestroyWatch behind engine::KernelAdoption.
+// KernelServing: bpf::Adopter, bpf::Watcher, io::SockDestroyWatch and
+// io::SockQueueQuery behind engine::KernelAdoption.
 #include "runtime/roles/kernel_serving.h"
 
 #include <dirent.h>
@@ -7,6 +8,7 @@
 #include <arpa/inet.h>
 
 #include <set>
+#include <utility>
 #include <stdexcept>
 
 namespace hl::runtime {
@@ -22,8 +24,10 @@ std::string pin_safe(std::string text) {
 
 }  // namespace
 
-std::string adopt_name(const RuntimeConfig& c) {
-  std::string name = "adopt_q";
+namespace {
+
+std::string pin_name(const char* prefix, const RuntimeConfig& c) {
+  std::string name = prefix;
   name += std::to_string(c.queue);
   if (c.node_addr && !c.node_addr->empty()) {
     name += '_';
@@ -31,6 +35,11 @@ std::string adopt_name(const RuntimeConfig& c) {
   }
   return name;
 }
+
+}  // namespace
+
+std::string adopt_name(const RuntimeConfig& c) { return pin_name("adopt_q", c); }
+std::string watch_name(const RuntimeConfig& c) { return pin_name("watch_q", c); }
 
 std::vector<std::string> adopt_interfaces() {
   std::vector<std::string> out{"lo"};
@@ -54,8 +63,10 @@ std::vector<std::string> kernel_datapath_plan(const RuntimeConfig& c) {
       "# kernel data path" + when + ": BPF program adopt (tc clsact ingress) on " + ifaces + ": adopts handed-off "
       "connections authorised in its map; un-DNATs " + c.node_addr.value_or("<node>") + ":" + std::to_string(c.port) +
       " of adopted connections to the VIP " + c.vip.value_or("<vip>") + ", mark " + mark,
-      "# kernel data path" + when + ": pins " + bpf::Adopter::pin_dir(adopt_name(c)) + "/ (removed at exit; "
-      "handoffd --cleanup after a crash)",
+      "# kernel data path" + when + ": BPF programs watch_in/watch_out (tc clsact ingress/egress, before adopt) "
+      "on " + ifaces + ": copy the segments of carried persistent connections to user space (moves)",
+      "# kernel data path" + when + ": pins " + bpf::Adopter::pin_dir(adopt_name(c)) + "/ and " +
+          bpf::Watcher::pin_dir(watch_name(c)) + "/ (removed at exit; handoffd --cleanup after a crash)",
   };
 }
 
@@ -73,25 +84,29 @@ std::string cleanup_kernel_datapath() {
     }
     freeifaddrs(addrs);
   }
-  const std::string prefix = "handoff_adopt_q";
-  std::vector<std::string> names;
+  std::vector<std::string> adopt, watch;
   if (DIR* dir = opendir("/sys/fs/bpf"); dir != nullptr) {
     while (const dirent* e = readdir(dir)) {
       const std::string entry = e->d_name;
-      if (entry.rfind(prefix, 0) != 0) continue;
-      const std::string name = entry.substr(std::string("handoff_").size());  // adopt_q<N>[_<addr>]
-      const size_t sep = name.find('_', prefix.size() - std::string("handoff_").size());
-      if (sep == std::string::npos || local.count(name.substr(sep + 1)) != 0) names.push_back(name);
+      for (const char* prefix : {"handoff_adopt_q", "handoff_watch_q"}) {
+        const std::string p = prefix;
+        if (entry.rfind(p, 0) != 0) continue;
+        const std::string name = entry.substr(std::string("handoff_").size());  // <kind>_q<N>[_<addr>]
+        const size_t sep = name.find('_', p.size() - std::string("handoff_").size());
+        if (sep != std::string::npos && local.count(name.substr(sep + 1)) == 0) continue;
+        (p == "handoff_adopt_q" ? adopt : watch).push_back(name);
+      }
     }
     closedir(dir);
   }
   std::string removed;
-  for (const std::string& name : names) removed += bpf::Adopter::cleanup(name);
+  for (const std::string& name : watch) removed += bpf::Watcher::cleanup(name);
+  for (const std::string& name : adopt) removed += bpf::Adopter::cleanup(name);
   return removed;
 }
 
 KernelServing::KernelServing(RoleContext& ctx, net::Endpoint vip, net::Ipv4Addr node, bool pass_unauthorised)
-    : vip_(vip), watch_(vip) {
+    : vip_(vip), watch_(vip), queues_(vip) {
   const RuntimeConfig& c = ctx.config;
   // What the kfunc needs of this namespace: with tcp_syncookies 0 the kernel
   // answers adopted segments with RST; the options the client negotiated must be on.
@@ -130,6 +145,42 @@ KernelServing::KernelServing(RoleContext& ctx, net::Endpoint vip, net::Ipv4Addr 
       log_error(std::string("kernel data path: ") + e.what() + " (skipped)");
     }
   }
+  start_watcher(c, vip, node);
+}
+
+void KernelServing::start_watcher(const RuntimeConfig& c, net::Endpoint vip, net::Ipv4Addr node) {
+  bpf::WatcherConfig wc;
+  wc.name = watch_name(c);
+  wc.vip = vip;
+  wc.node_addr = node;
+  wc.pin = true;
+  if (const std::string stale = bpf::Watcher::cleanup(wc.name); !stale.empty()) {
+    log_error("kernel data path: removed what a previous run left:\n" + stale);
+  }
+  // Moves work without the watch (sock_diag alone, exact for clients that do
+  // not pipeline): a failure here is logged, not fatal.
+  try {
+    try {
+      watcher_ = std::make_unique<bpf::Watcher>(wc);
+    } catch (const std::runtime_error& e) {
+      log_error(std::string("kernel data path: ") + e.what() + "; watch running unpinned");
+      wc.pin = false;
+      watcher_ = std::make_unique<bpf::Watcher>(wc);
+    }
+    // After adopt on each interface: a filter attached later runs first.
+    for (const std::string& dev : adopt_interfaces()) {
+      try {
+        watcher_->attach(dev);
+      } catch (const std::runtime_error& e) {
+        if (dev == "lo") throw;
+        log_error(std::string("kernel data path: ") + e.what() + " (skipped)");
+      }
+    }
+  } catch (const std::runtime_error& e) {
+    log_error(std::string("kernel data path: no watch of carried connections (moves use the socket queues "
+                          "alone): ") + e.what());
+    watcher_.reset();
+  }
 }
 
 bool KernelServing::authorise(const engine::AdoptGrant& g) {
@@ -160,11 +211,60 @@ bool KernelServing::alive(net::Endpoint client) {
   return true;  // unknown: kept (the next check asks again)
 }
 
+bool KernelServing::watch(net::Endpoint client, uint32_t client_needed_from, uint32_t server_needed_from) {
+  return watcher_ && watcher_->watch(client, client_needed_from, server_needed_from).ok();
+}
+
+void KernelServing::unwatch(net::Endpoint client) {
+  if (watcher_) (void)watcher_->unwatch(client);
+}
+
+bool KernelServing::take_watched(const std::function<void(const engine::WatchedSegment&)>& sink) {
+  if (!watcher_) return false;
+  watcher_->poll([&](const bpf::WatchedSegment& s) {
+    sink(engine::WatchedSegment{s.client, s.from_server, s.tcp_flags, s.seq, s.ack, s.payload});
+  });
+  const uint64_t lost = watcher_->counters().lost;
+  return std::exchange(watch_lost_seen_, lost) != lost;
+}
+
+std::optional<engine::SocketQueues> KernelServing::queues(net::Endpoint client) {
+  auto found = queues_.lookup(client);
+  if (!found.ok()) {
+    ++queue_errors_;
+    return std::nullopt;
+  }
+  const std::optional<io::SockQueues>& q = found.value();
+  if (!q) return std::nullopt;
+  engine::SocketQueues out{q->unread, q->unacked, std::nullopt, std::nullopt};
+  if (q->has_info) {
+    out.received = q->bytes_received;
+    out.acked = q->bytes_acked;
+  }
+  return out;
+}
+
+void KernelServing::count(engine::KernelMoveEvent event) {
+  const auto i = static_cast<size_t>(event);
+  if (i < kMoveEvents) ++move_events_[i];
+}
+
 void KernelServing::visit_counters(const CounterVisitor& visit) const {
   for (const auto& [name, value] : bpf::named_counters(adopter_->counters())) visit(name.c_str(), value);
+  const bpf::WatchCounters none{};
+  for (const auto& [name, value] : bpf::named_counters(watcher_ ? watcher_->counters() : none)) {
+    visit(name.c_str(), value);
+  }
   visit("kernel_authorise_errors", authorise_errors_);
   visit("kernel_lookup_errors", lookup_errors_);
   visit("kernel_destroy_notifications", watch_.notifications());
+  using engine::KernelMoveEvent;
+  visit("kernel_watched", move_events_[static_cast<size_t>(KernelMoveEvent::kWatched)]);
+  visit("kernel_watch_refused", move_events_[static_cast<size_t>(KernelMoveEvent::kWatchRefused)]);
+  visit("kernel_watch_lost", move_events_[static_cast<size_t>(KernelMoveEvent::kWatchLost)]);
+  visit("kernel_released_exact", move_events_[static_cast<size_t>(KernelMoveEvent::kReleasedExact)]);
+  visit("kernel_released_unwatched", move_events_[static_cast<size_t>(KernelMoveEvent::kReleasedUnwatched)]);
+  visit("kernel_queue_lookup_errors", queue_errors_);
 }
 
 }  // namespace hl::runtime

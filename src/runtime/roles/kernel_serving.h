@@ -5,7 +5,11 @@
 // un-DNAT of node_addr:port to the VIP, the engine's mark), attaches it to lo
 // (where the carrier injects requests) and to every other Ethernet interface
 // of the namespace (where the origin forwards), and watches the VIP's sockets
-// end (io::SockDestroyWatch).
+// end (io::SockDestroyWatch). For moves it loads watch.bpf.c (bpf::Watcher,
+// pinned under /sys/fs/bpf/handoff_<watch_name()>, attached after adopt on the
+// same interfaces so that it runs first, ingress and egress) and looks sockets'
+// queues up (io::SockQueueQuery); if the watch does not load, moves rely on
+// the queues alone (logged, counted kernel_watch_refused).
 #pragma once
 
 #include <memory>
@@ -13,8 +17,10 @@
 #include <vector>
 
 #include "bpf/adopter.h"
+#include "bpf/watcher.h"
 #include "engine/kernel_carrier.h"
 #include "io/sock_destroy_watch.h"
+#include "io/sock_queues.h"
 #include "runtime/roles/role.h"
 
 namespace hl::runtime {
@@ -30,21 +36,38 @@ class KernelServing final : public engine::KernelAdoption {
   void revoke(net::Endpoint client) override;
   bool take_destroyed(std::vector<net::Endpoint>& out) override;
   bool alive(net::Endpoint client) override;
+  bool watch(net::Endpoint client, uint32_t client_needed_from, uint32_t server_needed_from) override;
+  void unwatch(net::Endpoint client) override;
+  bool take_watched(const std::function<void(const engine::WatchedSegment&)>& sink) override;
+  std::optional<engine::SocketQueues> queues(net::Endpoint client) override;
+  void count(engine::KernelMoveEvent event) override;
 
-  // bpf_adopt_* and the watcher's counters.
+  // bpf_adopt_*, bpf_watch_* and the watchers' counters.
   void visit_counters(const CounterVisitor& visit) const;
 
  private:
+  static constexpr size_t kMoveEvents = 5;  // engine::KernelMoveEvent's values
+
+  // Loads and attaches the watch; on failure logs and leaves watcher_ null.
+  void start_watcher(const RuntimeConfig& config, net::Endpoint vip, net::Ipv4Addr node);
+
   net::Endpoint vip_;
   std::unique_ptr<bpf::Adopter> adopter_;
+  std::unique_ptr<bpf::Watcher> watcher_;  // null: the watch did not load (queues alone)
   io::SockDestroyWatch watch_;
+  io::SockQueueQuery queues_;
   uint64_t authorise_errors_ = 0;
   uint64_t lookup_errors_ = 0;
+  uint64_t queue_errors_ = 0;
+  uint64_t watch_lost_seen_ = 0;  // the program's lost counter at the last take_watched
+  uint64_t move_events_[kMoveEvents] = {};
 };
 
 // The adopt program's pin name of a runtime ("adopt_q<queue>[_<node address,
 // dots as dashes>]": Mininet's hosts may share /sys/fs/bpf; bpffs takes no dots).
 std::string adopt_name(const RuntimeConfig& config);
+// The watch programs' pin name ("watch_q<queue>[_<node address>]", as adopt_name).
+std::string watch_name(const RuntimeConfig& config);
 // The interfaces the adopt program is attached to: lo and every other of the namespace.
 std::vector<std::string> adopt_interfaces();
 

@@ -6,11 +6,11 @@
 #include <gtest/gtest.h>
 
 #include <optional>
-#include <set>
 #include <string>
 #include <variant>
 #include <vector>
 
+#include "engine/fake_kernel.h"
 #include "engine/fakes.h"
 #include "engine/origin_link.h"
 #include "net/handoff_option.h"
@@ -29,40 +29,6 @@ constexpr net::Ipv4Addr kOrigin = net::ipv4(10, 0, 0, 1);
 constexpr net::Endpoint kClient{net::ipv4(10, 0, 1, 5), 40000};
 constexpr uint32_t kClientIsn = 1000;
 constexpr uint32_t kOriginIsn = 7000;
-
-class FakeKernel final : public KernelAdoption {
- public:
-  bool authorise(const AdoptGrant& grant) override {
-    if (refuse) return false;
-    grants.push_back(grant);
-    entries.insert(conn_key(grant.client));
-    return true;
-  }
-  void revoke(net::Endpoint client) override {
-    revoked.push_back(client);
-    entries.erase(conn_key(client));
-  }
-  bool take_destroyed(std::vector<net::Endpoint>& out) override {
-    out.insert(out.end(), destroyed.begin(), destroyed.end());
-    destroyed.clear();
-    return std::exchange(missed, false);
-  }
-  bool alive(net::Endpoint client) override {
-    ++lookups;
-    return live.count(conn_key(client)) != 0;
-  }
-
-  static uint64_t conn_key(net::Endpoint c) { return (uint64_t{c.addr.value} << 16) | c.port; }
-
-  bool refuse = false;
-  bool missed = false;
-  int lookups = 0;
-  std::vector<AdoptGrant> grants;
-  std::vector<net::Endpoint> revoked;
-  std::vector<net::Endpoint> destroyed;
-  std::set<uint64_t> entries;
-  std::set<uint64_t> live;
-};
 
 control::HandoffRequest request() {
   control::HandoffRequest r;
@@ -331,6 +297,7 @@ TEST(KernelCarrierTest, InBandTheSynIsTheHandInAndEarlySegmentsGoToTheVip) {
   EXPECT_TRUE(kernel.grants[0].sack_ok);
   EXPECT_TRUE(kernel.grants[0].tstamp_ok);
   EXPECT_TRUE(raw.take().empty()) << "in band the front-end replays the request";
+  EXPECT_EQ(kernel.watched.size(), 1u) << "in band the request is not seen here: watched always (moves)";
   auto msgs = messages.take();
   ASSERT_EQ(msgs.size(), 1u);
   EXPECT_EQ(std::get<control::HandoffAck>(msgs[0].message).backend_isn, kOriginIsn);

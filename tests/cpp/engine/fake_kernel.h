@@ -1,0 +1,96 @@
+// FakeKernel: engine::KernelAdoption for the KernelCarrier tests: records what
+// the carrier authorises, revokes and watches; the test sets which sockets
+// live, which were destroyed, their queues and the segments the watch copied.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engine/kernel_carrier.h"
+
+namespace hl::engine::testing {
+
+class FakeKernel final : public KernelAdoption {
+ public:
+  bool authorise(const AdoptGrant& grant) override {
+    if (refuse) return false;
+    grants.push_back(grant);
+    entries.insert(conn_key(grant.client));
+    return true;
+  }
+  void revoke(net::Endpoint client) override {
+    revoked.push_back(client);
+    entries.erase(conn_key(client));
+  }
+  bool take_destroyed(std::vector<net::Endpoint>& out) override {
+    out.insert(out.end(), destroyed.begin(), destroyed.end());
+    destroyed.clear();
+    return std::exchange(missed, false);
+  }
+  bool alive(net::Endpoint client) override {
+    ++lookups;
+    return live.count(conn_key(client)) != 0;
+  }
+  bool watch(net::Endpoint client, uint32_t client_from, uint32_t server_from) override {
+    if (!can_watch) return false;
+    watched[conn_key(client)] = {client_from, server_from};
+    return true;
+  }
+  void unwatch(net::Endpoint client) override { watched.erase(conn_key(client)); }
+  bool take_watched(const std::function<void(const WatchedSegment&)>& sink) override {
+    for (const Copied& c : copied) {
+      WatchedSegment seg{c.client, c.from_server, c.flags, c.seq, c.ack, c.payload};
+      sink(seg);
+    }
+    copied.clear();
+    return std::exchange(lost, false);
+  }
+  std::optional<SocketQueues> queues(net::Endpoint client) override {
+    ++queue_lookups;
+    auto it = socket_queues.find(conn_key(client));
+    if (it == socket_queues.end()) return std::nullopt;
+    return it->second;
+  }
+  void count(KernelMoveEvent event) override { ++events[event]; }
+
+  // A segment the watch copied: client -> VIP (from_server false) or back.
+  void client_sends(net::Endpoint client, uint32_t seq, uint32_t ack, const std::string& payload) {
+    copied.push_back({client, false, net::tcp_flag::ACK, seq, ack, {payload.begin(), payload.end()}});
+  }
+  void server_sends(net::Endpoint client, uint32_t seq, uint32_t ack, const std::string& payload) {
+    copied.push_back({client, true, net::tcp_flag::ACK, seq, ack, {payload.begin(), payload.end()}});
+  }
+
+  static uint64_t conn_key(net::Endpoint c) { return (uint64_t{c.addr.value} << 16) | c.port; }
+
+  struct Copied {
+    net::Endpoint client;
+    bool from_server;
+    uint8_t flags;
+    uint32_t seq, ack;
+    std::vector<uint8_t> payload;
+  };
+
+  bool refuse = false;
+  bool missed = false;
+  bool can_watch = true;
+  bool lost = false;
+  int lookups = 0;
+  int queue_lookups = 0;
+  std::vector<AdoptGrant> grants;
+  std::vector<net::Endpoint> revoked;
+  std::vector<net::Endpoint> destroyed;
+  std::set<uint64_t> entries;
+  std::set<uint64_t> live;
+  std::map<uint64_t, std::pair<uint32_t, uint32_t>> watched;
+  std::vector<Copied> copied;
+  std::map<uint64_t, SocketQueues> socket_queues;
+  std::map<KernelMoveEvent, int> events;
+};
+
+}  // namespace hl::engine::testing
