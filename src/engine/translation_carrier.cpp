@@ -205,6 +205,8 @@ void TranslationCarrier::deliver(net::TcpPacket& pkt) {
   }
   Conn& conn = it->second;
   conn.last_seen_ms = clock_();
+  if (pkt.payload_len > 0) conn.watch.on_client(pkt.seq(), pkt.payload());
+  if (pkt.has_flags(ACK)) conn.watch.on_client_ack(pkt.ack());
   const Conn::ClientEvent event = conn.from_client(pkt, net::ChecksumState::Full);
   ++counters_.translated_in;
   raw_->send(pkt.bytes);  // to this node's socket (SO_MARK: not queued)

@@ -26,7 +26,7 @@ class BackendRole final : public Role {
   explicit BackendRole(RoleContext& ctx)
       : config_(ctx.config),
         node_(parse_addr(*ctx.config.node_addr, "node address")),
-        udp_(node_, 0, ctx.config.control_port),
+        udp_(node_, ctx.config.control_port, ctx.config.control_port),  // its front-end sends Release here
         transport_(udp_) {
     const RuntimeConfig& c = ctx.config;
     udp_.set_authenticator(ctx.auth);
