@@ -45,10 +45,13 @@ constexpr uint32_t kClientTs = 1000;
 constexpr uint32_t kKernelTs = 777777;
 constexpr uint32_t kVipKernelTs = 4242;
 constexpr size_t kBody = 1000;
-const std::string kRequestA = "GET /docs/a HTTP/1.1\r\nHost: cluster\r\nUser-Agent: wrk\r\n\r\n";
-const std::string kRequestB = "GET /docs/b HTTP/1.1\r\nHost: cluster\r\nUser-Agent: wrk\r\n\r\n";
-constexpr uint32_t kReqEnd = kClientIsn + 1 + 56;  // both requests are 56 bytes
-static_assert(sizeof("GET /docs/b HTTP/1.1\r\nHost: cluster\r\nUser-Agent: wrk\r\n\r\n") - 1 == 56);
+// One request per connection, as wrk sends it in the experiments (Connection:
+// close): the connection never moves, so the origin does not read on (moves:
+// origin_requests.cpp).
+const std::string kRequestA = "GET /docs/a HTTP/1.1\r\nHost: cluster\r\nUser-Agent: wrk\r\nConnection: close\r\n\r\n";
+const std::string kRequestB = "GET /docs/b HTTP/1.1\r\nHost: cluster\r\nUser-Agent: wrk\r\nConnection: close\r\n\r\n";
+constexpr uint32_t kReqEnd = kClientIsn + 1 + 75;  // both requests are 75 bytes
+static_assert(sizeof("GET /docs/b HTTP/1.1\r\nHost: cluster\r\nUser-Agent: wrk\r\nConnection: close\r\n\r\n") - 1 == 75);
 constexpr size_t kIp = 20;  // IPv4 header length of every template
 
 // --- the kernel's side: packet templates stamped into reused buffers ---------------

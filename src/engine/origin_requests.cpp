@@ -35,17 +35,20 @@ constexpr size_t kMaxPending = control::HandoffRequest::kMaxRequest;
 
 void Origin::start_tracking(OriginConn& conn) {
   if (!cfg_.moves || !transport_.can_move()) return;
+  // The first request's head is parsed already: whether more may follow, and where it ends.
+  const http::RequestHead& head = conn.request.parser.head();
+  if (!head.keep_alive || head.transfer_encoding || http::request_kind_from_token(head.method) ==
+                                                          http::RequestKind::Connect) {
+    return;  // its last (or unframed): nothing to track, no cost
+  }
   auto track = std::make_unique<RequestTrack>(cfg_.http_limits, conn.hs.client_isn + 1u);
   std::vector<uint8_t>& bytes = conn.request.bytes;
-  // The first request's head is complete in `bytes`; the stream finds its end.
-  if (track->stream.feed(bytes) != StreamStatus::Head) return;  // its last: nothing to track
-  const uint64_t end = track->stream.request().end;
+  const uint64_t end = conn.request.parser.head_length() + head.content_length.value_or(0);
   track->routed = track->routed + static_cast<uint32_t>(end);
   if (end < bytes.size()) {  // pipelined bytes after the first request: held
     track->pending.assign(bytes.begin() + static_cast<std::ptrdiff_t>(end), bytes.end());
     bytes.resize(static_cast<size_t>(end));
   }
-  track->stream = http::RequestStream(cfg_.http_limits);
   conn.track = std::move(track);
 }
 
