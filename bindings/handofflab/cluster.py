@@ -284,15 +284,18 @@ class Cluster:
 
     def fetch_from_port(self, doc: Union[Document, str], sport: int,
                         client: Optional[HostRef] = None, url: Optional[str] = None,
-                        timeout: float = 60.0) -> FetchResult:
+                        timeout: float = 60.0, headers: Sequence[str] = ()) -> FetchResult:
         """Like fetch(), from a fixed client source port (curl --local-port), so that
         spread_node(client, sport) names the node that accepts the connection. The
-        port must not be in TIME_WAIT towards the VIP (use each port once)."""
+        port must not be in TIME_WAIT towards the VIP (use each port once).
+        `headers`: extra request headers (e.g. "Connection: close")."""
         if self.tmpdir is None:
             raise RuntimeError("cluster is not running")
         target = url if url is not None else self.url(doc)
-        return netutil.curl_fetch(self._host(client), target, self.tmpdir / "fetch", timeout,
-                                  extra_args=["--local-port", str(sport)])
+        extra = ["--local-port", str(sport)]
+        for h in headers:
+            extra += ["-H", h]
+        return netutil.curl_fetch(self._host(client), target, self.tmpdir / "fetch", timeout, extra_args=extra)
 
     def _check_spread(self, tries: int = 48) -> None:
         """Before the engines run (nginx answers on the VIP of the node it reaches,

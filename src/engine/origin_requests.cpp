@@ -55,6 +55,13 @@ void Origin::start_tracking(OriginConn& conn) {
 void Origin::on_later_segment(const io::QueuedPacket& qp, net::TcpPacket& pkt, ConnIt it) {
   OriginConn& conn = it->second;
   RequestTrack& t = *conn.track;
+  if (!qp.checksum_partial && !pkt.tcp_checksum_ok()) {
+    // Its bytes would be read, held and sent on with a new checksum: judged here
+    // as the serving kernel would (dropped; the client sends it again).
+    verdicts_.drop(qp.id);
+    ++counters_.dropped_malformed;
+    return;
+  }
   const SeqNum seq(pkt.seq());
   const SeqNum end = seq + static_cast<uint32_t>(pkt.payload_len);
   const bool holding = t.move != RequestTrack::Move::kNone || !t.pending.empty();

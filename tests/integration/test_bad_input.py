@@ -332,17 +332,21 @@ class TestFrontend:
         _assert_healthy(c)
 
     def test_pipelined_requests_other_owner(self, fe_cluster: Cluster) -> None:
-        """Defined behaviour: a connection is handed off once, by its first request;
-        a pipelined request for another node's content is answered by the first
-        owner (its server's 404), never by a second handoff."""
+        """Pipelined requests in one segment for two owners: the first goes with the
+        handoff, the second is held until the first response is complete and
+        acknowledged, then the connection moves to the second's owner (issue 14);
+        both answered in order, byte-exact, by their owners."""
         c = fe_cluster
         first, second = _small_doc(c, c.backends[0]), _small_doc(c, c.backends[2])
         req = (f"GET {first.path} HTTP/1.1\r\nHost: {HOST}\r\n\r\n"
                f"GET {second.path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n").encode()
+        moves = _counter(c, "fe", "rehandoffs")
         result = _http(c, req)
         got = [(r["status"], r["backend"]) for r in result["responses"]]
-        assert got == [(200, c.backends[0]), (404, c.backends[0])], result
+        assert got == [(200, c.backends[0]), (200, c.backends[2])], result
         assert result["responses"][0]["sha256"] == first.sha256
+        assert result["responses"][1]["sha256"] == second.sha256
+        assert _rises(c, "fe", "rehandoffs", moves) == moves + 1
         _assert_healthy(c)
 
     # --- the UDP control port of fe -----------------------------------------

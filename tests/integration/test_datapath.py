@@ -251,8 +251,12 @@ def test_user_space_packets_per_connection(cluster: Cluster) -> None:
         assert queued[owner] <= (HAND_IN * BATCH if c.mode == "frontend" else 1), per_conn
         # the request and the client's FIN; rare still watches its kernel's handshake
         # in user space (the client's SYN, the kernel's SYN/ACK, the handshake ACK:
-        # they teach the handoff's parameters), so up to 8 there (5-6 measured)
-        assert queued[origin] <= (8 if c.mode == "rare" else 3) * BATCH, per_conn
+        # they teach the handoff's parameters), so up to 8 there (5-6 measured).
+        # frontend: the client's first ACK of the response can beat the handoff's
+        # acknowledgement (UDP, through the front-end's busy event loop) and so
+        # the mapping: 2.4-3.1 measured with or without --moves.
+        allowed = {"rare": 8, "frontend": 4}.get(c.mode, 3)
+        assert queued[origin] <= allowed * BATCH, per_conn
         adopted = _delta(after, before, "bpf_adopt_adopted")[owner]
         assert adopted == BATCH, (adopted, after[owner])
         if c.mode != "rare":  # cookie SYN/ACKs from BPF; rare: the kernel's handshake
