@@ -84,9 +84,12 @@ Carrier::Intake KernelCarrier::hand_in(HandIn in, const io::QueuedPacket* qp, ne
   conn.check_at_ms = now;
   conn.ts_base = grant.rcv_tsecr;
   conn.tstamp_ok = grant.tstamp_ok;
-  if (in.inject) inject(in, grant.mss);
   Conn& added = conns_.emplace(key, std::move(conn)).first->second;
+  // The watch's entry before the request: the server may answer it (nginx on
+  // the other core) before inject returns, and a response the watch did not
+  // copy never lets the connection be quiet (every move from it would time out).
   start_watch(added, in);
+  if (in.inject) inject(in, grant.mss);
   link_.acked(in.origin, in.client, added.f);  // the kernel's ISN is the origin's
   return Intake::kNew;
 }
@@ -349,6 +352,7 @@ void KernelCarrier::send_order_ack(const Conn& conn, const control::Release& ord
 
 bool KernelCarrier::quiet(Conn& conn) {
   const control::Release& order = *conn.order;
+  conn.not_quiet = KernelMoveEvent::kTimeoutWatch;
   if (conn.watch && !conn.watch->quiet(order.requests, order.client_ack)) return false;
   // sock_diag: its server read every byte that reached it and all it wrote is
   // acknowledged (the order's ack was injected). Without a trusted watch this
@@ -359,11 +363,14 @@ bool KernelCarrier::quiet(Conn& conn) {
   // With tcp_info also exactly where the order says: its rcv_nxt is the held
   // request's start (so the RST is exact: no challenge ACK to the client) and
   // its snd_una the client's ack.
+  conn.not_quiet = KernelMoveEvent::kTimeoutNoSocket;
   const std::optional<SocketQueues> q = kernel_.queues(conn.client);
   if (!q) return false;
   conn.queues_seen = uint64_t{q->unread} << 32 | q->unacked;
+  conn.not_quiet = KernelMoveEvent::kTimeoutPosition;
   if (q->received && conn.c + 1u + static_cast<uint32_t>(*q->received) != order.client_seq) return false;
   if (q->acked && conn.f + 1u + static_cast<uint32_t>(*q->acked) != order.client_ack) return false;
+  conn.not_quiet = KernelMoveEvent::kTimeoutQueues;
   return q->unread == 0 && q->unacked == 0;
 }
 
@@ -383,6 +390,7 @@ void KernelCarrier::try_release(Conn& conn, uint64_t now) {
   const bool hopeless = conn.watch && conn.watch->broken();
   if (!hopeless && now - conn.order_ms < cfg_.release_timeout_ms) return;
   ++counters_.release_timeouts;
+  kernel_.count(conn.not_quiet);
   const control::Release order = *conn.order;
   conn.timed_out = order;
   conn.order.reset();

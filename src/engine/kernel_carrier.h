@@ -92,6 +92,11 @@ enum class KernelMoveEvent : uint8_t {
   kWatchLost,          // copies were lost (ring buffer full): the watches fall back to sock_diag alone
   kReleasedExact,      // retired on the watch's and sock_diag's quiet point
   kReleasedUnwatched,  // retired on sock_diag alone (exact for clients that do not pipeline)
+  // A Release answered kTimeout, by what its last look found not quiet:
+  kTimeoutWatch,       // the watch: a request unanswered, a response unacknowledged (or never copied)
+  kTimeoutNoSocket,    // sock_diag: no such socket (or the lookup failed)
+  kTimeoutPosition,    // tcp_info: rcv_nxt / snd_una not where the order says
+  kTimeoutQueues,      // sock_diag: a queue not empty
 };
 
 // The kernel side the carrier drives (the real one joins bpf::Adopter and
@@ -135,8 +140,9 @@ struct KernelCarrierConfig {
   uint32_t check_ms = 30000;          // live connections are looked up at least this often
   size_t max_connections = SIZE_MAX;  // hand-ins past it are refused (kBusy)
   uint32_t release_timeout_ms = 10000;  // a Release without quiet nor progress this long: kTimeout
-  uint32_t retired_linger_ms = 5000;    // a retired connection is remembered at least this long
-                                        //   (repeated orders answered again, late packets dropped)
+  uint32_t retired_linger_ms = 2000;    // a retired connection is remembered at least this long
+                                        //   (repeated orders answered again, late packets dropped);
+                                        //   as the translation path's: freed well within 5 s
 };
 
 class KernelCarrier final : public Carrier {
@@ -183,6 +189,7 @@ class KernelCarrier final : public Carrier {
     uint64_t order_ms = 0;      // the order's arrival, or its last progress
     uint64_t progress = 0;      // what progress is measured by (try_release)
     uint64_t queues_seen = 0;   // the socket's queues at the last lookup
+    KernelMoveEvent not_quiet = KernelMoveEvent::kTimeoutWatch;  // what the last quiet() found (a timeout counts it)
     std::optional<control::Release> timed_out;  // the last order answered kTimeout (repeats: again)
     bool retired = false;       // released: its socket reset here, nothing more to report
     control::Released answer;   // ... and the answer (repeats: again)

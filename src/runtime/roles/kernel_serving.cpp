@@ -264,6 +264,11 @@ void KernelServing::visit_counters(const CounterVisitor& visit) const {
   visit("kernel_watch_lost", move_events_[static_cast<size_t>(KernelMoveEvent::kWatchLost)]);
   visit("kernel_released_exact", move_events_[static_cast<size_t>(KernelMoveEvent::kReleasedExact)]);
   visit("kernel_released_unwatched", move_events_[static_cast<size_t>(KernelMoveEvent::kReleasedUnwatched)]);
+  // Why a move's Release timed out (what its last look found not quiet).
+  visit("kernel_release_timeout_watch", move_events_[static_cast<size_t>(KernelMoveEvent::kTimeoutWatch)]);
+  visit("kernel_release_timeout_socket", move_events_[static_cast<size_t>(KernelMoveEvent::kTimeoutNoSocket)]);
+  visit("kernel_release_timeout_position", move_events_[static_cast<size_t>(KernelMoveEvent::kTimeoutPosition)]);
+  visit("kernel_release_timeout_queues", move_events_[static_cast<size_t>(KernelMoveEvent::kTimeoutQueues)]);
   visit("kernel_queue_lookup_errors", queue_errors_);
 }
 

@@ -46,7 +46,8 @@ class KernelServing final : public engine::KernelAdoption {
   void visit_counters(const CounterVisitor& visit) const;
 
  private:
-  static constexpr size_t kMoveEvents = 5;  // engine::KernelMoveEvent's values
+  static constexpr size_t kMoveEvents = 9;  // engine::KernelMoveEvent's values
+  static_assert(static_cast<size_t>(engine::KernelMoveEvent::kTimeoutQueues) + 1 == kMoveEvents);
 
   // Loads and attaches the watch; on failure logs and leaves watcher_ null.
   void start_watcher(const RuntimeConfig& config, net::Endpoint vip, net::Ipv4Addr node);

@@ -4,6 +4,7 @@
 // and what follows a retire (no Termination, late packets dropped).
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -106,6 +107,36 @@ TEST(KernelCarrierReleaseTest, AKeepAliveHandInIsWatchedFromItsFirstByteOn) {
   EXPECT_EQ(n.kernel.events[KernelMoveEvent::kWatched], 1);
 }
 
+// The server may answer the injected request before inject returns (nginx on
+// the other core): the watch's entry must be there by the first injected
+// segment, or the response goes uncopied and no move from it is ever quiet.
+TEST(KernelCarrierReleaseTest, TheWatchEntryIsWrittenBeforeTheRequestIsInjected) {
+  struct WatchCheckingSender final : io::PacketSender {
+    FakeKernel* kernel = nullptr;
+    std::vector<bool> watched_at_send;
+    io::IoStatus send(std::span<const uint8_t>) override {
+      watched_at_send.push_back(kernel->watched.count(FakeKernel::conn_key(kClient)) != 0);
+      return io::io_ok();
+    }
+  };
+  ServingCounters counters;
+  FakeMessenger messages;
+  FakeKernel kernel;
+  hl::testing::FakeVerdicts verdicts;
+  WatchCheckingSender raw;
+  raw.kernel = &kernel;
+  ControlLink link{[&](net::Ipv4Addr to, const control::Message& m) { (void)messages.send(to, m); }, counters};
+  KernelCarrier carrier{KernelCarrierConfig{.vip = kVip, .linger_ms = 500, .handshake_timeout_ms = 2000}, kernel,
+                        verdicts, raw, link, counters, [] { return uint64_t{1000}; }};
+  ServingSide side{carrier, link, counters, kVip};
+  side.take_request(kOrigin, hand_in(std::string(3000, 'x').insert(0, "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3000\r\n\r\n")));
+  ASSERT_EQ(kernel.events[KernelMoveEvent::kWatched], 1);
+  ASSERT_GE(raw.watched_at_send.size(), 2u) << "the request in several segments";
+  for (size_t i = 0; i < raw.watched_at_send.size(); ++i) {
+    EXPECT_TRUE(raw.watched_at_send[i]) << "segment " << i << " injected before the watch's entry";
+  }
+}
+
 TEST(KernelCarrierReleaseTest, ALastRequestIsNotWatched) {
   Node n("GET /a HTTP/1.1\r\nConnection: close\r\n\r\n");
   EXPECT_TRUE(n.kernel.watched.empty());
@@ -156,9 +187,10 @@ TEST(KernelCarrierReleaseTest, AQuietConnectionIsRetiredWithAnExactSeqRstAndRele
   EXPECT_TRUE(n.raw.take().empty());
 
   // The kernel frees the socket: no Termination.
+  const uint64_t retired_at = n.now;
   n.kernel.live.clear();
   n.kernel.destroyed.push_back(kClient);
-  for (int i = 0; i < 20; ++i) {
+  for (int i = 0; i < 10; ++i) {
     n.now += 100;
     n.carrier.on_timer(n.now);
   }
@@ -179,8 +211,11 @@ TEST(KernelCarrierReleaseTest, AQuietConnectionIsRetiredWithAnExactSeqRstAndRele
   EXPECT_EQ(v[0].kind, hl::testing::VerdictKind::Drop);
   EXPECT_TRUE(n.raw.take().empty()) << "never re-sent to the VIP";
 
-  // Remembered a while, then freed.
-  n.now += 5000;
+  // Remembered a while, then freed (tests want every state gone within 5 s of the last packet).
+  n.now = retired_at + 1900;
+  n.carrier.on_timer(n.now);
+  EXPECT_EQ(n.carrier.active(), 1u);
+  n.now = retired_at + 2000;
   n.carrier.on_timer(n.now);
   EXPECT_EQ(n.carrier.active(), 0u);
 }
@@ -248,6 +283,7 @@ TEST(KernelCarrierReleaseTest, NeverQuietTimesOutAndCarriesOn) {
   ASSERT_EQ(answers.size(), 1u);
   EXPECT_EQ(answers[0].status, control::ReleaseStatus::kTimeout);
   EXPECT_EQ(n.counters.release_timeouts, 1u);
+  EXPECT_EQ(n.kernel.events[KernelMoveEvent::kTimeoutWatch], 1) << "no response seen: the watch was not quiet";
   n.side.take_release(kOrigin, order());  // a late repeat: answered again
   answers = n.answers();
   ASSERT_EQ(answers.size(), 1u);
@@ -394,6 +430,38 @@ TEST(KernelCarrierReleaseTest, ABodyLeftOutByTheKernelStillEndsItsResponse) {
   ASSERT_EQ(answers.size(), 1u);
   EXPECT_EQ(answers[0].status, control::ReleaseStatus::kReleased);
   EXPECT_EQ(answers[0].server_next, done);
+}
+
+// A timeout counts what its last look found not quiet (the node's
+// kernel_release_timeout_* counters: where a move that never succeeds waits).
+TEST(KernelCarrierReleaseTest, ATimeoutCountsWhatWasNotQuiet) {
+  struct Case {
+    const char* what;
+    std::function<void(Node&)> set;
+    KernelMoveEvent counted;
+  };
+  const std::vector<Case> cases{
+      {"no socket", [](Node&) {}, KernelMoveEvent::kTimeoutNoSocket},
+      {"rcv_nxt short", [](Node& n) { n.queues(0, 0, kReq1 - 4, kResp1End); }, KernelMoveEvent::kTimeoutPosition},
+      {"snd_una short", [](Node& n) { n.queues(0, 0, kReq1, kResp1End - 1); }, KernelMoveEvent::kTimeoutPosition},
+      {"unacked bytes", [](Node& n) { n.queues(0, 12); }, KernelMoveEvent::kTimeoutQueues},
+      {"unread bytes", [](Node& n) { n.queues(3, 0); }, KernelMoveEvent::kTimeoutQueues},
+  };
+  for (const Case& c : cases) {
+    Node n;
+    n.answer_and_ack();
+    c.set(n);
+    n.side.take_release(kOrigin, order());
+    for (int i = 0; i <= 100; ++i) {
+      n.now += 100;
+      n.carrier.on_timer(n.now);
+    }
+    auto answers = n.answers();
+    ASSERT_EQ(answers.size(), 1u) << c.what;
+    EXPECT_EQ(answers[0].status, control::ReleaseStatus::kTimeout) << c.what;
+    EXPECT_EQ(n.kernel.events[c.counted], 1) << c.what;
+    EXPECT_EQ(n.kernel.events[KernelMoveEvent::kTimeoutWatch], 0) << c.what;
+  }
 }
 
 }  // namespace
