@@ -254,8 +254,10 @@ def test_user_space_packets_per_connection(cluster: Cluster) -> None:
         # they teach the handoff's parameters), so up to 8 there (5-6 measured).
         # frontend: the client's first ACK of the response can beat the handoff's
         # acknowledgement (UDP, through the front-end's busy event loop) and so
-        # the mapping: 2.4-3.1 measured with or without --moves.
-        allowed = {"rare": 8, "frontend": 4}.get(c.mode, 3)
+        # the mapping: 2.4-3.1 measured with or without --moves. always has the
+        # same race (the ack comes over the control channel after the request is
+        # injected): 2.3-3.0 measured on an idle machine, up to 3.6 under load.
+        allowed = {"rare": 8, "frontend": 4, "always": 4}.get(c.mode, 3)
         assert queued[origin] <= allowed * BATCH, per_conn
         adopted = _delta(after, before, "bpf_adopt_adopted")[owner]
         assert adopted == BATCH, (adopted, after[owner])
