@@ -6,6 +6,13 @@ the UDP control messenger, every 200 ms), resets the clients of the connections
 it had handed to that back-end, and sends new requests to live owners only (503
 when none is left); the back-end is used again once it recovers. The front-end's
 own engine restarting leaves no client hanging (RST or completion).
+
+Both data paths (issue 13). In the kernel path a back-end's kernel, not its
+engine, carries the connections handed to it: killed, the engine leaves them
+sending; the front-end, on detection, resets the node's sockets too (a RST as
+from the client) and asks a reset client again while its state lingers, so the
+client is reset as in the reference path, within the same bound.
+crash_scenarios.py holds the sequence (and why the hit client's link is capped).
 """
 from __future__ import annotations
 
@@ -31,13 +38,7 @@ DEAD_MS = 700           # the front-end's --backend-dead-ms default
 _poll = poller(interval=0.05)
 
 
-KERNEL_FAILURES = pytest.mark.xfail(
-    reason="the kernel data path does not handle node failures yet (issue 13, open): adopted connections "
-                    "outlive a killed engine in the serving node's kernel, and the origin's reset of a dead "
-                    "node's clients and the web-server-down recovery differ; run, expected to fail")
-
-
-@pytest.fixture(scope="module", params=(pytest.param("kernel", marks=KERNEL_FAILURES), "nfqueue"))  # issue 13
+@pytest.fixture(scope="module", params=("kernel", "nfqueue"))  # issue 13: both data paths
 def cluster(request: Any, engine_requirements: None) -> Iterator[Cluster]:  # noqa: F811
     with Cluster(mode="frontend", backends=3, clients=2, seed=0, replicate=0.5,
                  sizes=(("1K", 9), ("10M", 6)), datapath=request.param) as c:
