@@ -24,9 +24,9 @@ import pytest
 from handofflab import Cluster, Document
 from handofflab import topo
 
-from crash_scenarios import (CURL_RESET, CURL_TIMEOUT, RATE, CrashScenario, Plan, Transfer,
-                             start_transfer)
-from helpers import poller
+from crash_scenarios import (CURL_RESET, CURL_TIMEOUT, HIT_DOWNLINK_MBIT, RATE, CrashScenario, Plan,
+                             Transfer, start_transfer)
+from helpers import ShapedDownlink, poller
 from test_frontend import engine_requirements  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.integration
@@ -145,15 +145,18 @@ def test_backend_web_server_down_is_avoided_then_used_again(cluster: Cluster) ->
 def test_frontend_engine_restart_leaves_no_client_hanging(cluster: Cluster) -> None:
     c = cluster
     doc = next(d for d in c.documents if d.size > 1_000_000)
-    t = _start(c, doc, "c1", max_time=20)
-    assert t.receiving()
-    c.agent("fe").kill()  # SIGKILL: rules stay (--queue-bypass): the fe kernel sees the packets
-    time.sleep(0.5)
-    c.restart_agent("fe")
-    code, waited, err = t.wait(20)
+    # The link capped: under way at the restart on either data path (ShapedDownlink).
+    with ShapedDownlink(c, "c1", HIT_DOWNLINK_MBIT):
+        t = _start(c, doc, "c1", max_time=20)
+        assert t.receiving()
+        c.agent("fe").kill()  # SIGKILL: rules stay (--queue-bypass): the fe kernel sees the packets
+        time.sleep(0.5)
+        c.restart_agent("fe")
+        code, waited, err = t.wait(20)
     # Either it completed, or it was reset: never a hang until curl's --max-time.
     assert code != CURL_TIMEOUT, err
     assert code == 0 and t.exact() or code == CURL_RESET, (code, err)
+    print(f"\nfront-end restart: curl exit {code} after {waited:.1f} s")
     # New connections work after the restart (once the back-ends' heartbeats are heard).
     assert _poll(lambda: _fe(c).get("heartbeats", 0) > 0, 5), _fe(c)
     for d in c.documents[:4]:
