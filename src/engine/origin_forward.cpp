@@ -1,12 +1,14 @@
 // Origin (origin.h) after the handoff: the serving nodes' messages (ack,
 // refusal, termination, relayed FIN/RST), their health and the resets of a dead
 // one's clients, and the timers.
+#include <algorithm>
 #include <string>
 
 #include "engine/conn_key.h"
 #include "engine/origin.h"
 #include "engine/serving_side.h"
 #include "engine/sweep.h"
+#include "net/packet_builder.h"
 #include "tcp/seq.h"
 
 namespace hl::engine {
@@ -15,6 +17,47 @@ using net::tcp_flag::FIN;
 using net::tcp_flag::RST;
 using tcp::SeqNum;
 using State = OriginConn::State;
+
+namespace {
+
+// The kernel data path: the node's kernel, not its engine, carries its adopted
+// connections, and outlives a killed engine (its adopt program stays attached):
+// their sockets go on sending to the clients being reset (see reprobe), and,
+// the clients gone, are kept until TCP gives up (~15 min, the web server's
+// connection with them). A RST as from the client, at its next sequence number
+// (the request's end: what the node's socket expects), to the node's address
+// (its adopt program un-DNATs it to the socket) stops and frees them. To a node
+// really gone it is lost, harmlessly. The reference path's serving sockets stop
+// with their engine (nothing translates their segments; the client's RST to
+// their own address frees them).
+void reset_adopted(io::CheckedSender& raw, net::Endpoint node, const std::vector<OriginConn*>& hit) {
+  for (const OriginConn* conn : hit) {
+    raw.send(net::make_rst(raw.buffer(), conn->hs.client, node, conn->hs.rcv_nxt.value()));
+  }
+}
+
+// A reset client's receive point may still move after the reset: what the dead
+// node sent is still on the way (e.g. in a queue, with the RSTs behind it), and
+// in the kernel data path the node's kernel may have sent on until
+// reset_adopted reached it. The RSTs ClientReset answers its ACKs with can then
+// all arrive out of date and its answers run out, leaving an idle client
+// connected. While the state lingers the client is reset again every
+// kReprobeMs: a RST at the latest ack number it sent (on_reset_segment keeps it
+// in client_ack; exact once that data is in) and a probe (its answer, if the
+// client is elsewhere, gets a RST there: the answers start over; Linux answers
+// such segments at most every 500 ms). A client gone answers the probe with a
+// RST, which frees the state (on_reset_segment). In Reset nothing else reads
+// last_seen_ms: it holds the last time asked.
+void reprobe(tcp::HandshakeSender& answer, OriginConn& conn, uint64_t now) {
+  constexpr uint64_t kReprobeMs = 300;
+  if (now - std::max(conn.last_seen_ms, conn.closed_ms) < kReprobeMs) return;
+  conn.last_seen_ms = now;
+  conn.reset.answers = 0;
+  conn.reset.send(answer, conn.hs, conn.client_ack);
+  answer.probe(conn.hs, conn.client_ack, now - conn.created_ms);
+}
+
+}  // namespace
 
 // --- the serving nodes' messages ----------------------------------------------
 
@@ -100,12 +143,28 @@ void Origin::on_relay(const control::Relay& relay) {
 
 // A client segment of a connection reset because its serving node died (client_reset.h).
 void Origin::on_reset_segment(const io::QueuedPacket& qp, const net::TcpPacket& pkt, ConnIt it) {
-  verdicts_.drop(qp.id);  // never forwarded: the serving node is gone
   if (pkt.has_flags(RST)) {  // the client is gone too
+    // The kernel data path: the serving node's kernel, not its engine, carries the
+    // connection, and may outlive the engine (SIGKILL): its socket goes on sending
+    // to the client, whose RST answers it at exactly that socket's rcv_nxt. Passed
+    // on, it frees the socket there (else kept until TCP gives up, ~15 min); to a
+    // node really gone it is lost, harmlessly. The reference path's serving socket
+    // speaks in its own numbers: the client's RST means nothing to it.
+    if (kernel_path_ != nullptr && !it->second.local_target) {
+      net::TcpPacket rst = pkt;  // a view of the queued bytes, rewritten in place by forward()
+      forward_packet(qp, rst, it->second);
+    } else {
+      verdicts_.drop(qp.id);
+    }
     free_conn(it);
     return;
   }
+  verdicts_.drop(qp.id);  // never forwarded: the serving node is gone
   OriginConn& conn = it->second;
+  // The client's latest ack number, for reprobe (whatever ClientReset answers).
+  if (pkt.has_flags(net::tcp_flag::ACK) && tcp::seq_gt(SeqNum(pkt.ack()), conn.client_ack)) {
+    conn.client_ack = SeqNum(pkt.ack());
+  }
   if (conn.reset.on_client(answer_, conn.hs, pkt)) ++counters_.reset_answers;
 }
 
@@ -123,6 +182,7 @@ void Origin::peer_died(size_t id) {
     conn.closed_ms = now;
     hit.push_back(&conn);
   }
+  if (kernel_path_ != nullptr) reset_adopted(raw_, net::Endpoint{addr, cfg_.vip.port}, hit);
   reset_clients(hit, fast_, answer_, now);
   counters_.resets_backend_down += hit.size();
   log(std::string(cfg_.peer_noun) + " " + addr.to_string() + " is down: " + std::to_string(hit.size()) +
@@ -184,7 +244,9 @@ bool Origin::expired(OriginConn& conn, uint64_t now) {
     case State::Closed:
       return now - conn.closed_ms >= cfg_.linger_ms;
     case State::Reset:
-      return now - conn.closed_ms >= cfg_.reset_linger_ms;
+      if (now - conn.closed_ms >= cfg_.reset_linger_ms) return true;
+      reprobe(answer_, conn, now);
+      return false;
   }
   return false;
 }

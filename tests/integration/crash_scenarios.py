@@ -20,11 +20,12 @@ from typing import Any, Callable, Optional
 
 from handofflab import Cluster, Document, topo
 
-from helpers import poller
+from helpers import ShapedDownlink, poller
 
 RATE = "1M"             # curl --limit-rate for the transfer hit by the crash
 SPARED_RATE = "4M"      # and for the one that must go on
 HIT_CLIENT_RMEM = "4096 131072 1048576"  # tcp_rmem of the client hit by the crash (see crash_and_recover)
+HIT_DOWNLINK_MBIT = 16  # its downlink while the crash happens: 2 MB/s, twice RATE (see crash_and_recover)
 CURL_RESET = 56         # curl: failure receiving network data (connection reset)
 CURL_TIMEOUT = 28
 DETECT_TO_RESET_S = 1.5  # detection -> client reset (target 1 s; generous on a busy machine)
@@ -51,6 +52,12 @@ class Transfer:
         err = self.proc.stderr.read().decode(errors="replace")
         self.proc.stderr.close()
         return code, time.monotonic() - start, err
+
+    def stop(self) -> None:
+        """Kill curl if it still runs (a failed test: nothing left for the next)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
     def exact(self) -> bool:
         return hashlib.sha256(self.body.read_bytes()).hexdigest() == self.doc.sha256
@@ -145,26 +152,9 @@ class CrashScenario:
     def report(self, t0: float, detected: float, gone: float) -> str:
         raise NotImplementedError
 
-    # --- the scenarios -----------------------------------------------------------------
-    def crash_and_recover(self, crash: Callable[[str], None],
-                          recover: Callable[[str], None]) -> float:
-        """Crash the victim mid-transfer, check the reset, the avoidance and the
-        503, recover it and check it is used again. Returns crash -> client reset (s)."""
-        c, p = self.c, self.plan
-        assert _poll(self.settled, self.settle_timeout), self.settle_detail()
-        assert self.served_by(p.replicated) == p.victim
-        before = self.stats()
-        # The hit transfer must still be under way at the crash: with Linux's
-        # defaults the client's receive buffer (up to 6 MB) and the server's send
-        # buffer (up to 4 MB) can hold a whole 10 MB document, and the server then
-        # finishes (FIN relayed, state freed) before the crash, seen in CI. Cap the
-        # hit client's receive buffer (its own network namespace only).
-        c.cmd("c1", ["sysctl", "-qw", f"net.ipv4.tcp_rmem={HIT_CLIENT_RMEM}"])
-        hit = self.start(p.slow, "c1", RATE)
-        spared = self.start(p.other, "c2", SPARED_RATE)
-        assert hit.receiving() and spared.receiving()
-        t0 = time.monotonic()
-        crash(p.victim)
+    def _check_reset(self, hit: Transfer, before: dict[str, int], t0: float) -> tuple[float, float]:
+        """The hit client is reset within the bounds; (detected, gone) times."""
+        c = self.c
         # Detection: the observer resets the victim's connections; then the client's
         # kernel drops the connection (curl itself may notice later: it sleeps to
         # keep its rate limit).
@@ -181,6 +171,11 @@ class CrashScenario:
         assert "reset" in err.lower(), err
         self.check_detection_time(t0, detected, gone)
         assert gone - detected < DETECT_TO_RESET_S, (detected - t0, gone - t0)
+        return detected, gone
+
+    def _check_avoided(self, spared: Transfer, before: dict[str, int]) -> None:
+        """The victim counted down and avoided; the spared transfer complete; state freed."""
+        p = self.plan
         self.check_marked_down(before)
         # New requests: replicated content from a live owner, byte-exact; content on
         # the dead node alone: 503.
@@ -193,6 +188,48 @@ class CrashScenario:
         assert code == 0, err
         assert spared.exact()
         self.check_freed()
+
+    # --- the scenarios -----------------------------------------------------------------
+    def crash_and_recover(self, crash: Callable[[str], None],
+                          recover: Callable[[str], None]) -> float:
+        """Crash the victim mid-transfer, check the reset, the avoidance and the
+        503, recover it and check it is used again. Returns crash -> client reset (s)."""
+        c, p = self.c, self.plan
+        assert _poll(self.settled, self.settle_timeout), self.settle_detail()
+        assert self.served_by(p.replicated) == p.victim
+        before = self.stats()
+        # The hit transfer must still be under way at the crash: with Linux's
+        # defaults the client's receive buffer (up to 6 MB) and the server's send
+        # buffer (up to 4 MB) can hold a whole 10 MB document, and the server then
+        # finishes (FIN relayed, state freed) before the crash, seen in CI. Cap the
+        # hit client's receive buffer (its own network namespace only).
+        c.cmd("c1", ["sysctl", "-qw", f"net.ipv4.tcp_rmem={HIT_CLIENT_RMEM}"])
+        # And cap its downlink (helpers.ShapedDownlink: curl's rate limit alone does
+        # not hold back a sender as fast as the kernel data path's).
+        crashed = False
+        transfers: list[Transfer] = []
+        try:
+            with ShapedDownlink(c, "c1", HIT_DOWNLINK_MBIT):
+                hit = self.start(p.slow, "c1", RATE)
+                spared = self.start(p.other, "c2", SPARED_RATE)
+                transfers += [hit, spared]
+                assert hit.receiving() and spared.receiving()
+                t0 = time.monotonic()
+                crashed = True
+                crash(p.victim)
+                detected, gone = self._check_reset(hit, before, t0)
+            self._check_avoided(spared, before)
+        except BaseException:
+            # A failed check: the module's next tests need no curl left over (it
+            # would count as the next hit client's connection) and the node back.
+            for t in transfers:
+                t.stop()
+            if crashed:
+                try:
+                    recover(p.victim)
+                except Exception:  # noqa: BLE001 - the first failure is the one to report
+                    pass
+            raise
         # Recovery: the node is used again.
         recover(p.victim)
         assert _poll(lambda: self.stats().get("backends_down", -1) == 0, 10), self.stats()
