@@ -115,9 +115,12 @@ def stats(net: Net, node: str) -> dict[str, int]:
 
 
 def fetch(net: Net, doc: str) -> tuple[bytes, str]:
+    """One request per connection (Connection: close): rare serves its own
+    content untouched only then; a persistent connection goes through its own
+    serving side, so that a later request can move it (issue 14)."""
     out = net.tmp / "fetched"
-    res = net.sh("client", ["curl", "-sS", "--max-time", "10", "-D", "-", "-o", str(out),
-                            f"http://{VIP}:{PORT}/{doc}"], check=False)
+    res = net.sh("client", ["curl", "-sS", "--max-time", "10", "-H", "Connection: close", "-D", "-", "-o",
+                            str(out), f"http://{VIP}:{PORT}/{doc}"], check=False)
     assert res.returncode == 0, res.stderr
     return out.read_bytes(), res.stdout
 
