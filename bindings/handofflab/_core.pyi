@@ -617,7 +617,8 @@ class Engine:
     datapath: str = 'auto'  (--datapath; frontend, backend, always, rare)
         kernel: BPF programs take the handshake and forward at the origin and the serving node's
         kernel adopts handed-off connections (src/bpf/); nfqueue: NFQUEUE and raw sockets (the
-        reference); auto: nfqueue until the kernel path handles node failures
+        reference); auto: kernel where this node's kernel can run it (bpf_sk_assign_tcp_reqsk,
+        Linux 6.11+), else nfqueue
     max_half_open: int = 16384  (--max-half-open; frontend, always)
         half-open connection states kept (frontend: until the request is read; always:
         SYN-RECEIVED); past N, SYNs get SYN cookies (0: every SYN does)

@@ -192,8 +192,8 @@ constexpr OptionSpec kTable[] = {
 
   option<&C::datapath>("datapath", "datapath", T::kText, kCluster, "auto|kernel|nfqueue",
     "kernel: BPF programs take the handshake and forward at the origin and the serving node's kernel adopts "
-    "handed-off connections (src/bpf/); nfqueue: NFQUEUE and raw sockets (the reference); auto: nfqueue "
-    "until the kernel path handles node failures"),
+    "handed-off connections (src/bpf/); nfqueue: NFQUEUE and raw sockets (the reference); auto: kernel "
+    "where this node's kernel can run it (bpf_sk_assign_tcp_reqsk, Linux 6.11+), else nfqueue"),
 
   option<&C::max_half_open>("max-half-open", "max_half_open", T::kUint, F | A, "N",
     "half-open connection states kept (frontend: until the request is read; always: SYN-RECEIVED); past N, "

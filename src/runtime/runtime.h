@@ -109,9 +109,8 @@ std::vector<net::Ipv4Addr> backend_addresses(const dispatch::ContentMap& map, co
 io::RuleSetSpec capture_rules(const RuntimeConfig& config);
 // The data path a handoff role runs: DataPath::kKernel (BPF programs adopt and
 // forward connections, src/bpf/) or DataPath::kNfqueue (NFQUEUE and raw sockets).
-// "auto" is nfqueue for now: the kernel path does not yet handle node failures
-// (dead serving node, link down, web server down, engine restart); `why` (if
-// given) says so and whether this node could run it (kernel_datapath_missing).
+// "auto" is kernel where this node can run it (kernel_datapath_missing empty),
+// else nfqueue; then `why` (if given) says what the node lacks.
 // Roles monitor and impair: kNfqueue.
 enum class DataPath : uint8_t { kNfqueue, kKernel };
 // What the kernel data path needs that this node lacks, "" if it can run it:

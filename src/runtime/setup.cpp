@@ -211,14 +211,11 @@ DataPath resolve_datapath(const RuntimeConfig& c, std::string* why) {
   const bool handoff_role = c.role == RuntimeRole::kFrontend || c.role == RuntimeRole::kBackend || symmetric(c.role);
   if (!handoff_role || c.datapath == "nfqueue") return DataPath::kNfqueue;
   if (c.datapath == "kernel") return DataPath::kKernel;
-  // auto: the reference path until the kernel path passes the failure scenarios
-  // too (a dead serving node's clients reset, link down, web server down, an
-  // engine restart: tests/integration/test_failures*.py, marked xfail there).
-  if (why) {
-    const std::string missing = kernel_datapath_missing(c);
-    *why = "auto keeps the reference path until the kernel path handles node failures; --datapath kernel "
-           "runs it" + (missing.empty() ? std::string(" (this node can)") : "; this node lacks " + missing);
-  }
+  // auto: the kernel path where this node can run it (it passes the failure
+  // scenarios too: tests/integration/test_failures*.py), else the reference.
+  const std::string missing = kernel_datapath_missing(c);
+  if (missing.empty()) return DataPath::kKernel;
+  if (why) *why = "auto takes the reference path: the kernel path needs " + missing + ", which this node lacks";
   return DataPath::kNfqueue;
 }
 

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/client_reset.h"
 #include "engine/fast_mapper.h"
 #include "engine/harness.h"
 #include "net/packet_builder.h"
@@ -187,9 +188,15 @@ struct KernelNode : EngineFakes {
   FakeKernelPath kpath;
   NodeEngine engine;
 
-  explicit KernelNode(NodeMode mode = NodeMode::kAlways)
-      : engine(node_config(mode, kA, {kA, kB}, 7), first_dispatcher("/a a\n/b b\n"), verdicts, raw, messages,
+  explicit KernelNode(NodeMode mode = NodeMode::kAlways, uint32_t peer_dead_ms = 0)
+      : engine(config(mode, peer_dead_ms), first_dispatcher("/a a\n/b b\n"), verdicts, raw, messages,
                [this] { return now; }, &kpath) {}
+
+  static NodeConfig config(NodeMode mode, uint32_t peer_dead_ms) {
+    NodeConfig c = node_config(mode, kA, {kA, kB}, 7);
+    c.peer_dead_ms = peer_dead_ms;
+    return c;
+  }
 };
 
 TEST(KernelOriginTest, AlwaysMapsAtTheHandoffAckAndUnmapsAtTheTermination) {
@@ -219,6 +226,66 @@ TEST(KernelOriginTest, AlwaysMapsAtTheHandoffAckAndUnmapsAtTheTermination) {
   ASSERT_EQ(a.kpath.ops.size(), 1u);
   EXPECT_FALSE(a.kpath.ops[0].add);
   EXPECT_EQ(a.kpath.ops[0].client, kClient);
+}
+
+// A dead node's kernel may outlive its engine and go on sending: its adopted
+// socket is reset (a RST as from the client, to the node's address); the client's
+// ACKs of data still on the way use up the RSTs answering them, so while the
+// state lingers the client is asked again; its own RST is passed on to the node.
+TEST(KernelOriginTest, ADeadNodesSocketIsResetAndItsClientAskedAgainUntilGone) {
+  KernelNode a(NodeMode::kAlways, 2000);
+  const tcp::ClientHandshake hs = a.kpath.answer_syn(kClient, a.now);
+  auto req = request(hs, kRequestB);
+  a.run(a.engine, req);
+  a.messages.take();
+  a.engine.on_message(kB, control::HandoffAck{kClient, 1});
+  a.raw.take();
+  const uint32_t req_end = kIsn + 1 + static_cast<uint32_t>(kRequestB.size());
+  const uint32_t f1 = (hs.server_isn + 1u).value();
+
+  a.engine.on_peer_lost(kB);
+  auto sent = a.raw.take();
+  ASSERT_EQ(sent.size(), 3u);  // b's socket's RST, then the client's probe and RST
+  const Parsed node_rst = parse(sent[0]);
+  EXPECT_EQ(node_rst.pkt.flags(), RST);
+  EXPECT_EQ(node_rst.pkt.src_addr(), kClient.addr);
+  EXPECT_EQ(node_rst.pkt.src_port(), kClient.port);
+  EXPECT_EQ(node_rst.pkt.dst_addr(), kB);
+  EXPECT_EQ(node_rst.pkt.dst_port(), kVip.port);
+  EXPECT_EQ(node_rst.pkt.seq(), req_end);  // what b's socket expects next
+  EXPECT_TRUE(node_rst.pkt.tcp_checksum_ok());
+  EXPECT_EQ(parse(sent[2]).pkt.dst_addr(), kClient.addr);
+  EXPECT_TRUE(parse(sent[2]).pkt.has_flags(RST));
+
+  // The client's ACKs of what b sent on: each answered until the answers run out.
+  for (uint32_t i = 1; i <= ClientReset::kMaxAnswers + 1; ++i) {
+    auto ack = from_client().seq(req_end).ack(f1 + 1000 * i).flags(ACK).build();
+    a.run(a.engine, ack);
+  }
+  EXPECT_EQ(a.engine.counters().reset_answers, ClientReset::kMaxAnswers);
+  EXPECT_EQ(a.raw.take().size(), ClientReset::kMaxAnswers);
+
+  // Asked again while the state lingers: a RST at its latest ack, and a probe.
+  a.now += 300;
+  a.engine.on_timer();
+  sent = a.raw.take();
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_TRUE(parse(sent[0]).pkt.has_flags(RST));
+  EXPECT_EQ(parse(sent[0]).pkt.seq(), f1 + 1000 * (ClientReset::kMaxAnswers + 1));
+  EXPECT_EQ(parse(sent[1]).pkt.flags(), ACK);
+  // Its answer elsewhere gets a RST there (the answers start over).
+  auto answer = from_client().seq(req_end).ack(f1 + 20000).flags(ACK).build();
+  a.run(a.engine, answer);
+  sent = a.raw.take();
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(parse(sent[0]).pkt.seq(), f1 + 20000);
+
+  // The client, gone, answers with a RST: passed on to b, the state freed.
+  auto rst = from_client().seq(req_end).flags(RST).build();
+  const Verdict v = a.run_one(a.engine, rst);
+  ASSERT_EQ(v.kind, VerdictKind::AcceptModified);
+  EXPECT_EQ(parse(v.bytes).pkt.dst_addr(), kB);
+  EXPECT_EQ(a.engine.counters().active, 0u);
 }
 
 TEST(KernelOriginTest, RareForwardsOnlyAndKeepsTheKernelHandshake) {
