@@ -9,6 +9,8 @@ connection per owner, since there is no single address):
 
 - a. curl with twelve URLs on one command line: one connection (curl's
   ``%{num_connects}``, and the client namespace's TCP ActiveOpens counter);
+  always and rare: once accepted by a node that lacks the first document and
+  once by its owner (a source port r0 spreads there);
 - b. Python's http.client: one persistent HTTPConnection, twelve requests
   (handofflab.workload's ``keepalive`` client, run inside the client host);
 - c. pipelining: twelve GETs in one write on one socket, the responses read in
@@ -59,6 +61,7 @@ CASES = (("frontend", "kernel"), ("frontend", "nfqueue"), ("always", "kernel"),
          ("always", "nfqueue"), ("rare", "kernel"), ("rare", "nfqueue"),
          ("proxy", None), ("direct", None))
 ENGINE_MODES = ("frontend", "always", "rare")
+SYMMETRIC = ("always", "rare")  # r0 spreads connections over the nodes
 SEED = 0
 # Single owners (replicate 0): at least four .bin documents per back-end, 1 KB..1 MB,
 # and the web page with 18 images spread over every back-end (seed 0: 7, 4, 7).
@@ -70,6 +73,7 @@ WRK_CONNS, WRK_THREADS, WRK_SECONDS = 4, 2, 2
 WRK_MAX_DOC = 100 * 1024
 BROWSER = "chromium"
 BROWSER_MAX_CONNS = 8  # "a handful": Chromium opens up to 6 per host (+ a speculative one)
+_ports = itertools.count(45000)  # client source ports, each used once (TIME_WAIT blocks bind)
 _CURL_FORMAT = "%{http_code} %{num_connects} %{local_port} %header{x-backend}\\n"
 
 
@@ -158,15 +162,24 @@ def _hosts(urls: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(u.split("//", 1)[1].split("/", 1)[0] for u in urls))
 
 
-def _check_responses(records: Sequence[dict[str, Any]], docs: Sequence[Document]) -> None:
-    """One record per document, in order: 200, full size, sha256, from an owner."""
-    got = [(r.get("path"), r.get("status"), r.get("backend"), r.get("error")) for r in records]
-    assert len(records) == len(docs), got
-    for i, (r, d) in enumerate(zip(records, docs)):
-        assert r.get("error") is None, (i, d.path, r["error"], got)
-        assert (r["status"], r["size"]) == (200, d.size), (i, d.path, d.owners, got)
-        assert r["sha256"] == d.sha256, (i, d.path)
-        assert r["backend"] in d.owners, (i, d.path, r["backend"], d.owners, got)
+def _check_responses(records: Sequence[dict[str, Any]], docs: Sequence[Document],
+                     what: str = "") -> None:
+    """One record per document, in order: 200, full size, sha256, from an owner.
+    The message lists every response: 'i path (owners): status X-Backend size'."""
+    def listing() -> str:
+        lines = []
+        for i, (r, d) in enumerate(itertools.zip_longest(records, docs)):
+            r = r or {}
+            want = f"{d.path} ({','.join(d.owners)})" if d else "-"
+            got = r.get("error") or f"{r.get('status')} {r.get('backend')} {r.get('size')} B"
+            lines.append(f"  {i:2d} {want}: {got}")
+        return f"{what} responses:\n" + "\n".join(lines)
+
+    assert len(records) == len(docs), listing()
+    for r, d in zip(records, docs):
+        ok = (r.get("error") is None and (r["status"], r["size"], r["sha256"]) ==
+              (200, d.size, d.sha256) and r["backend"] in d.owners)
+        assert ok, listing()
 
 
 def _check_served(c: Cluster, agent: str, docs: Sequence[Document],
@@ -196,14 +209,14 @@ def _check_served(c: Cluster, agent: str, docs: Sequence[Document],
 
 
 # --- the clients ---------------------------------------------------------------------
-def _curl(c: Cluster, urls: Sequence[str], agent: str, timeout: float = 120
-          ) -> tuple[list[dict[str, Any]], int]:
+def _curl(c: Cluster, urls: Sequence[str], agent: str, timeout: float = 120,
+          extra: Sequence[str] = ()) -> tuple[list[dict[str, Any]], int]:
     """curl URL1 ... URLn (one command: curl reuses connections per host); returns
     a record per URL and the connects curl reports in total."""
     assert c.tmpdir is not None
     out_dir = c.tmpdir / "keepalive" / uuid.uuid4().hex[:8]
     out_dir.mkdir(parents=True)
-    args = ["curl", "-sS", "-m", str(timeout), "-A", agent, "-w", _CURL_FORMAT]
+    args = ["curl", "-sS", "-m", str(timeout), "-A", agent, "-w", _CURL_FORMAT, *extra]
     bodies = []
     for i, url in enumerate(urls):
         bodies.append(out_dir / f"{i}.body")
@@ -231,15 +244,52 @@ def _workload_client(c: Cluster, args: Sequence[str]) -> tuple[list[dict[str, An
     return rows[:-1], rows[-1]["connects"]
 
 
+def _curl_from(c: Cluster, urls: Sequence[str], agent: str, origin: Optional[str]
+               ) -> tuple[list[dict[str, Any]], int]:
+    """_curl, from a source port r0 spreads to node ``origin`` (always, rare; None:
+    any port), retrying another port while one is in TIME_WAIT (curl exit 45)."""
+    if origin is None:
+        return _curl(c, urls, agent)
+    for _ in range(20):
+        port = next(_ports)
+        while c.spread_node(c.clients[0], port) != origin:
+            port = next(_ports)
+        try:
+            return _curl(c, urls, agent, extra=["--local-port", str(port)])
+        except netutil.HostCommandError as exc:
+            if "exit 45" not in str(exc):
+                raise
+    raise AssertionError("no free source port")
+
+
 def _curl_one_connection(c: Cluster) -> None:
+    """always, rare: twice, accepted by a node that lacks the first document (the
+    connection is handed off, then moves) and by its owner (the first request is
+    served where the connection landed, then it moves)."""
     docs = _alternating(c)
+    if c.mode in SYMMETRIC:
+        first = docs[0].owners[0]
+        origins: list[Optional[str]] = [next(b for b in c.backends if b != first), first]
+    else:
+        origins = [None]
+    failures = []
+    for origin in origins:  # both, then report both
+        try:
+            _curl_case(c, docs, origin)
+        except AssertionError as exc:
+            failures.append(str(exc).split("\nassert ")[0])
+    if failures:
+        pytest.fail("\n".join(failures), pytrace=False)
+
+
+def _curl_case(c: Cluster, docs: Sequence[Document], origin: Optional[str]) -> None:
     urls = [c.url(d) for d in docs]
     agent = _agent("curl")
     client = c.clients[0]
     opens = tcp_active_opens(client)
-    records, connects = _curl(c, urls, agent)
+    records, connects = _curl_from(c, urls, agent, origin)
     opened = tcp_active_opens(client) - opens
-    _check_responses(records, docs)
+    _check_responses(records, docs, f"curl (accepted by {origin or 'the VIP'})")
     # curl reused one connection per host: the VIP (direct: each owner) once
     assert connects == len(_hosts(urls)) == opened, (connects, opened, _hosts(urls))
     for host in _hosts(urls):
@@ -258,7 +308,7 @@ def _http_client_one_connection(c: Cluster) -> None:
     records, connects = _workload_client(c, ["keepalive", "--header", f"User-Agent: {agent}",
                                              *urls])
     opened = tcp_active_opens(client) - opens
-    _check_responses(records, docs)
+    _check_responses(records, docs, "http.client")
     assert connects == len(_hosts(urls)) == opened, (connects, opened)
     assert len({r["port"] for r in records}) == len(_hosts(urls))
     _check_served(c, agent, docs)
@@ -287,7 +337,7 @@ def test_pipelined_requests_for_different_owners(cluster: Cluster) -> None:
                                       f"User-Agent: {agent}", *[d.path for d in mine]])
         records += got
         ordered += mine
-    _check_responses(records, ordered)
+    _check_responses(records, ordered, "pipelined")
     assert len({r["port"] for r in records}) == len(_hosts(urls))
     _check_served(c, agent, ordered)
     engines_idle(c, 5.0)
