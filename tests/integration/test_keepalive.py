@@ -320,6 +320,24 @@ def test_curl_several_urls_one_connection(cluster: Cluster) -> None:
     _curl_one_connection(cluster)
 
 
+def test_curl_one_owner_one_connection_control(cluster: Cluster) -> None:
+    """The control: twelve URLs of one owner on one connection need no move (one
+    handoff, or none, per connection already does it): byte-exact, from the
+    owner, logged, no state left. When this passes and the mixed-owner tests
+    fail, the difference is the moves."""
+    c = cluster
+    owner = c.backends[-1]
+    mine = _by_owner(c)[owner]
+    docs = [mine[i % len(mine)] for i in range(3 * ROUNDS)]
+    urls = [c.url(d) for d in docs]
+    agent = _agent("curl-one-owner")
+    records, connects = _curl(c, urls, agent)
+    _check_responses(records, docs, f"curl, every document on {owner}")
+    assert connects == 1 and len({r["port"] for r in records}) == 1, connects
+    _check_served(c, agent, docs)
+    engines_idle(c, 5.0)
+
+
 def test_http_client_one_persistent_connection(cluster: Cluster) -> None:
     _http_client_one_connection(cluster)
 
