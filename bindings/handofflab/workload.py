@@ -374,11 +374,13 @@ class _CountingConnection(http.client.HTTPConnection):
 
 
 def keepalive_fetch(urls: Sequence[str], headers: Optional[Mapping[str, str]] = None,
-                    timeout: float = 30.0) -> tuple[list[dict[str, Any]], int]:
+                    timeout: float = 30.0, fail_early: bool = False
+                    ) -> tuple[list[dict[str, Any]], int]:
     """GET each URL in order with Python's http.client over one persistent
     HTTPConnection per host:port (the VIP: one for all). Returns (a record per
     response, connects made); a failed request records its error and the next
-    request goes on (over a new connection)."""
+    request goes on (over a new connection), or with fail_early the rest are
+    recorded as not tried."""
     _CountingConnection.connects = 0
     conns: dict[str, _CountingConnection] = {}
     out: list[dict[str, Any]] = []
@@ -400,6 +402,11 @@ def keepalive_fetch(urls: Sequence[str], headers: Optional[Mapping[str, str]] = 
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
                 out.append({"path": path, "error": f"{type(exc).__name__}: {exc}"})
+                if fail_early:
+                    out += [{"path": urllib.parse.urlsplit(u).path,
+                             "error": "not tried (stopped at a failure)"}
+                            for u in urls[len(out):]]
+                    break
     finally:
         for conn in conns.values():
             conn.close()
@@ -462,7 +469,8 @@ def _header_args(values: Sequence[str]) -> dict[str, str]:
 
 
 def _main(argv: Optional[Sequence[str]] = None) -> int:
-    ap = argparse.ArgumentParser(description="handofflab clients: latency probe, keep-alive, pipelining")
+    ap = argparse.ArgumentParser(
+        description="handofflab clients: latency probe, keep-alive, pipelining")
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("probe", help="fetch targets ('ip/path' per line); JSON lines out")
     p.add_argument("--targets", required=True)
@@ -472,6 +480,7 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     k.add_argument("urls", nargs="+")
     k.add_argument("--header", action="append", default=[], help="'Name: value' (repeatable)")
     k.add_argument("--timeout", type=float, default=30.0)
+    k.add_argument("--fail-early", action="store_true", help="stop at the first failed request")
     q = sub.add_parser("pipeline", help="GET paths pipelined on one connection")
     q.add_argument("paths", nargs="+")
     q.add_argument("--host", required=True)
@@ -480,7 +489,8 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     q.add_argument("--timeout", type=float, default=30.0)
     args = ap.parse_args(argv)
     if args.cmd == "keepalive":
-        records, connects = keepalive_fetch(args.urls, _header_args(args.header), args.timeout)
+        records, connects = keepalive_fetch(args.urls, _header_args(args.header), args.timeout,
+                                             args.fail_early)
         for r in records:
             sys.stdout.write(json.dumps(r) + "\n")
         sys.stdout.write(json.dumps({"connects": connects}) + "\n")

@@ -73,6 +73,10 @@ WRK_CONNS, WRK_THREADS, WRK_SECONDS = 4, 2, 2
 WRK_MAX_DOC = 100 * 1024
 BROWSER = "chromium"
 BROWSER_MAX_CONNS = 8  # "a handful": Chromium opens up to 6 per host (+ a speculative one)
+# A stalled request fails within these (each transfer here takes well under a second,
+# also under loss): a broken design fails the module in minutes, not hours.
+CLIENT_TIMEOUT_S = 20
+BROWSER_TIMEOUT_S = 45
 _ports = itertools.count(45000)  # client source ports, each used once (TIME_WAIT blocks bind)
 _CURL_FORMAT = "%{http_code} %{num_connects} %{local_port} %header{x-backend}\\n"
 
@@ -209,7 +213,7 @@ def _check_served(c: Cluster, agent: str, docs: Sequence[Document],
 
 
 # --- the clients ---------------------------------------------------------------------
-def _curl(c: Cluster, urls: Sequence[str], agent: str, timeout: float = 60,
+def _curl(c: Cluster, urls: Sequence[str], agent: str, timeout: float = CLIENT_TIMEOUT_S,
           extra: Sequence[str] = ()) -> tuple[list[dict[str, Any]], int]:
     """curl URL1 ... URLn (one command: curl reuses connections per host); returns
     a record per URL and the connects curl reports in total. curl stops at the
@@ -318,8 +322,9 @@ def _http_client_one_connection(c: Cluster) -> None:
     agent = _agent("httpclient")
     client = c.clients[0]
     opens = tcp_active_opens(client)
-    records, connects = _workload_client(c, ["keepalive", "--header", f"User-Agent: {agent}",
-                                             *urls])
+    records, connects = _workload_client(c, ["keepalive", "--fail-early", "--timeout",
+                                             str(CLIENT_TIMEOUT_S), "--header",
+                                             f"User-Agent: {agent}", *urls])
     opened = tcp_active_opens(client) - opens
     _check_responses(records, docs, "http.client")
     assert connects == len(_hosts(urls)) == opened, (connects, opened)
@@ -364,8 +369,9 @@ def test_pipelined_requests_for_different_owners(cluster: Cluster) -> None:
     ordered: list[Document] = []
     for host in _hosts(urls):  # the VIP: all twelve in one write; direct: per owner
         mine = [d for d, u in zip(docs, urls) if f"//{host}/" in u]
-        got, _ = _workload_client(c, ["pipeline", "--host", host, "--header",
-                                      f"User-Agent: {agent}", *[d.path for d in mine]])
+        got, _ = _workload_client(c, ["pipeline", "--host", host, "--timeout",
+                                      str(CLIENT_TIMEOUT_S), "--header", f"User-Agent: {agent}",
+                                      *[d.path for d in mine]])
         records += got
         ordered += mine
     _check_responses(records, ordered, "pipelined")
@@ -441,12 +447,13 @@ def test_chromium_loads_a_page_with_images_on_every_backend(cluster: Cluster) ->
     client = c.clients[0]
     profile = c.tmpdir / f"chromium-{uuid.uuid4().hex[:8]}"
     opens = tcp_active_opens(client)
-    dom = c.cmd(client, ["timeout", "-k", "5", "90", BROWSER, "--headless", "--no-sandbox",
+    dom = c.cmd(client, ["timeout", "-k", "5", str(BROWSER_TIMEOUT_S), BROWSER,
+                         "--headless", "--no-sandbox",
                          "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                          "--disable-background-networking", "--disable-component-update",
                          "--disable-sync", "--disable-extensions", "--no-proxy-server",
                          f"--user-data-dir={profile}", f"--user-agent={agent}",
-                         "--virtual-time-budget=30000", "--dump-dom", c.url(page)])
+                         "--virtual-time-budget=20000", "--dump-dom", c.url(page)])
     opened = tcp_active_opens(client) - opens
     m = _RESULT.search(dom)
     assert m, dom[-2000:]
