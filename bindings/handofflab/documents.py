@@ -12,7 +12,9 @@ import logging
 import os
 import random
 import shutil
+import struct
 import tempfile
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -23,6 +25,20 @@ CACHE_ROOT = Path(os.environ.get("HANDOFFLAB_CACHE", "/tmp/handofflab")) / "docs
 URL_PREFIX = "/docs/"
 _FORMAT_VERSION = 1
 _UNITS = {"K": 1024, "M": 1024 * 1024}
+
+# Two labels of ``sizes`` make a web page instead of random bytes (the browser
+# tests): WEB_IMAGE, PNG images png-<i>.png (image i is PNG_MIN_WIDTH + i pixels
+# wide: naturalWidth names it), and WEB_PAGE, an HTML page page-<i>.html that
+# shows every image of the set and, on load, writes each one's naturalWidth into
+# its <pre id="hl-result"> (a headless browser's --dump-dom then proves them
+# loaded). Partitioned like any other document, so the images live on every
+# back-end. nginx serves them as application/octet-stream unless its types map
+# html and png (a browser sniffs images, not pages).
+WEB_IMAGE = "png"
+WEB_PAGE = "page"
+PNG_MIN_WIDTH = 16
+PNG_HEIGHT = 160
+WEB_RESULT_ID = "hl-result"
 
 # (size label, how many documents of that size): 1 KB .. 10 MB, 16 documents.
 DEFAULT_SIZES: tuple[tuple[str, int], ...] = (
@@ -48,7 +64,7 @@ class Document:
 
 
 def parse_size(label: str) -> int:
-    """'10K' -> 10240, '3M' -> 3145728, '512' -> 512."""
+    """'10K' -> 10240, '3M' -> 3145728, '512' -> 512 (not WEB_IMAGE, WEB_PAGE)."""
     label = label.strip().upper()
     if label and label[-1] in _UNITS:
         return int(label[:-1]) * _UNITS[label[-1]]
@@ -79,13 +95,13 @@ def generate(seed: int = 0, sizes: Sequence[tuple[str, int]] = DEFAULT_SIZES,
     staging = Path(tempfile.mkdtemp(prefix=".gen-", dir=cache_root))
     try:
         docs = []
+        images = [URL_PREFIX + image_name(i)
+                  for label, count in sizes if label == WEB_IMAGE for i in range(count)]
         for label, count in sizes:
-            size = parse_size(label)
             for i in range(count):
-                name = f"{label}-{i}.bin"
-                data = random.Random(f"{seed}:{name}").randbytes(size)
+                name, data = _content(seed, label, i, images)
                 (staging / name).write_bytes(data)
-                docs.append(Document(URL_PREFIX + name, size,
+                docs.append(Document(URL_PREFIX + name, len(data),
                                      hashlib.sha256(data).hexdigest()))
         (staging / "manifest.json").write_text(json.dumps(
             [{"path": d.path, "size": d.size, "sha256": d.sha256} for d in docs], indent=1))
@@ -99,6 +115,69 @@ def generate(seed: int = 0, sizes: Sequence[tuple[str, int]] = DEFAULT_SIZES,
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _content(seed: int, label: str, i: int, images: Sequence[str]) -> tuple[str, bytes]:
+    """(file name, content) of document i of a size label."""
+    if label == WEB_IMAGE:
+        name = image_name(i)
+        return name, png_image(PNG_MIN_WIDTH + i, PNG_HEIGHT, f"{seed}:{name}")
+    if label == WEB_PAGE:
+        return f"{WEB_PAGE}-{i}.html", web_page(images, title=f"handofflab page {i}")
+    name = f"{label}-{i}.bin"
+    return name, random.Random(f"{seed}:{name}").randbytes(parse_size(label))
+
+
+# --- the web page (browser tests) ------------------------------------------------
+def image_name(i: int) -> str:
+    """The file name of WEB_IMAGE image i."""
+    return f"{WEB_IMAGE}-{i}.png"
+
+
+def image_width(path: str) -> int:
+    """The width in pixels of a WEB_IMAGE document, from its path (/docs/png-3.png: 19)."""
+    stem = path.rsplit("/", 1)[-1]
+    if not (stem.startswith(WEB_IMAGE + "-") and stem.endswith(".png")):
+        raise ValueError(f"{path!r} is not an image of the web page")
+    return PNG_MIN_WIDTH + int(stem[len(WEB_IMAGE) + 1:-4])
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return (struct.pack(">I", len(data)) + kind + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+
+def png_image(width: int, height: int, seed_text: str) -> bytes:
+    """A valid RGB PNG of width x height pixels of seeded noise (incompressible:
+    a few KB that cross several segments)."""
+    rng = random.Random(f"png:{seed_text}")
+    raw = b"".join(b"\0" + rng.randbytes(3 * width) for _ in range(height))  # filter 0 rows
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
+            + _png_chunk(b"IDAT", zlib.compress(raw, 9)) + _png_chunk(b"IEND", b""))
+
+
+def web_page(images: Sequence[str], title: str = "handofflab page") -> bytes:
+    """An HTML page showing ``images`` (URL paths); on load its script writes
+    "loaded N" and one "<path> <naturalWidth>" line per image into
+    <pre id="WEB_RESULT_ID"> (0: not loaded)."""
+    imgs = "\n".join(f'<img src="{p}" alt="{p}">' for p in images)
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{title}</title></head>
+<body>
+{imgs}
+<pre id="{WEB_RESULT_ID}">pending</pre>
+<script>
+window.addEventListener("load", function () {{
+  var lines = [], imgs = document.querySelectorAll("img");
+  for (var i = 0; i < imgs.length; i++)
+    lines.push(imgs[i].getAttribute("src") + " " + imgs[i].naturalWidth);
+  document.getElementById("{WEB_RESULT_ID}").textContent =
+    "loaded " + imgs.length + "\\n" + lines.join("\\n");
+}});
+</script>
+</body></html>
+""".encode()
 
 
 def partition(docs: Sequence[Document], backends: Sequence[str], seed: int = 0,

@@ -1,12 +1,20 @@
 """Workloads: a seeded document-set spec, Zipf popularity, per-client request
-streams, the wrk Lua script that follows a stream, and a small per-connection
-latency probe (connect() to last byte) that runs inside a client host.
+streams, the wrk Lua script that follows a stream (also over mixed-owner
+keep-alive connections), a small per-connection latency probe (connect() to
+last byte) and two persistent-connection clients (Python's http.client, and
+raw pipelining) that run inside a client host.
 
-Everything but the probe's network I/O is pure and deterministic from the seed.
-This file imports only the standard library, so that the probe can run as a
-plain script inside a Mininet host::
+Everything but the clients' network I/O is pure and deterministic from the seed.
+This file imports only the standard library, so that the clients can run as
+plain scripts inside a Mininet host::
 
     /usr/bin/python3 workload.py probe --targets FILE --rate R --count N
+    /usr/bin/python3 workload.py keepalive [--header H] URL...   # one HTTPConnection per host
+    /usr/bin/python3 workload.py pipeline --host IP [--header H] PATH...  # one write, one socket
+
+Both persistent-connection clients print one JSON line per response (status,
+X-Backend, size, sha256 of the body, the connection's local port, an error)
+and end with a ``{"connects": N}`` line.
 
 Coordinated omission: wrk (closed loop) cannot correct for it, and wrk2 is not
 available. The probe is open loop: request i is *scheduled* at t0 + i/rate and
@@ -20,12 +28,15 @@ from __future__ import annotations
 import argparse
 import bisect
 import concurrent.futures
+import hashlib
+import http.client
 import json
 import math
 import random
 import socket
 import sys
 import time
+import urllib.parse
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
@@ -152,6 +163,39 @@ def split_by_owner(stream: Sequence[str], owners: Mapping[str, Sequence[str]]) -
     return result
 
 
+def mixed_owner_stream(by_owner: Mapping[str, Sequence[str]], n: int, seed: int = 0) -> list[str]:
+    """n request paths whose owner changes from every request to the next: the
+    next owner is drawn (seeded) among the owners other than the previous one,
+    and each owner's paths are taken in turn. Any subsequence a keep-alive
+    connection takes from it (wrk hands a thread's requests to whichever of its
+    connections is ready) still mixes owners: there is no period to lock onto.
+    by_owner: {owner: its paths} (at least two owners with paths, unless only
+    one owner exists: then its paths in turn)."""
+    owners = sorted(o for o, ps in by_owner.items() if ps)
+    if not owners:
+        raise ValueError("need at least one owner with paths")
+    rng = random.Random(f"mixed:{seed}")
+    turn = {o: 0 for o in owners}
+    out: list[str] = []
+    prev: Optional[str] = None
+    for _ in range(n):
+        choices = [o for o in owners if o != prev] or owners
+        o = rng.choice(choices)
+        paths = by_owner[o]
+        out.append(paths[turn[o] % len(paths)])
+        turn[o] += 1
+        prev = o
+    return out
+
+
+def owner_changes(stream: Sequence[str], owners: Mapping[str, Sequence[str]]) -> float:
+    """The share of consecutive requests of a stream whose (first) owners differ."""
+    if len(stream) < 2:
+        return 0.0
+    firsts = [owners[p][0] for p in stream]
+    return sum(a != b for a, b in zip(firsts, firsts[1:])) / (len(stream) - 1)
+
+
 # --- wrk Lua -------------------------------------------------------------------
 def _lua_list(paths: Sequence[str]) -> str:
     for p in paths:
@@ -160,17 +204,39 @@ def _lua_list(paths: Sequence[str]) -> str:
     return "{" + ",".join(f'"{p}"' for p in paths) + "}"
 
 
-def wrk_lua(groups: Sequence[Sequence[str]], keep_alive: bool = False) -> str:
+def _lua_headers(headers: Mapping[str, str]) -> str:
+    lines = []
+    for k, v in headers.items():
+        if any(c in k + v for c in '"\\\r\n'):
+            raise ValueError(f"unsafe header for Lua: {k!r}: {v!r}")
+        lines.append(f'wrk.headers["{k}"] = "{v}"\n')
+    return "".join(lines)
+
+
+def wrk_lua_mixed(by_owner: Mapping[str, Sequence[str]], n: int = 4000, seed: int = 0,
+                  headers: Optional[Mapping[str, str]] = None) -> str:
+    """The mixed-owner keep-alive mode of wrk_lua: every wrk thread follows one
+    mixed_owner_stream (threads at different offsets) over keep-alive
+    connections, so every connection's requests go to changing owners (the
+    requests a content-aware cluster must route one by one)."""
+    return wrk_lua([mixed_owner_stream(by_owner, n, seed)], keep_alive=True, headers=headers)
+
+
+def wrk_lua(groups: Sequence[Sequence[str]], keep_alive: bool = False,
+            headers: Optional[Mapping[str, str]] = None) -> str:
     """A wrk script following request streams. groups: one stream per group; wrk
     thread t follows group t mod len(groups), starting at an offset so threads
     sharing a group interleave differently. keep_alive False sends
     ``Connection: close`` (one request per connection); True keeps connections
     open, and since a thread's connections only request its group's paths, a
-    group = a partition keeps each connection within one partition. done()
-    prints one machine-readable line: HL_WRK ... (latency in microseconds)."""
+    group = a partition keeps each connection within one partition (one group
+    mixing owners: see wrk_lua_mixed). headers: extra request headers (e.g. a
+    User-Agent to find the requests in the servers' logs). done() prints one
+    machine-readable line: HL_WRK ... (latency in microseconds)."""
     if not groups or not all(groups):
         raise ValueError("need at least one non-empty group")
     header = "" if keep_alive else 'wrk.headers["Connection"] = "close"\n'
+    header += _lua_headers(headers or {})
     body = ",\n".join("  " + _lua_list(g) for g in groups)
     return f"""-- generated by handofflab.workload: follows a seeded request stream
 {header}local groups = {{
@@ -289,14 +355,153 @@ def probe(targets: Sequence[str], rate: float, timeout: float = 10.0,
         return [f.result() for f in futures]
 
 
+# --- persistent-connection clients ---------------------------------------------------
+def _response_record(path: str, status: int, backend: Optional[str], body: bytes,
+                     port: Optional[int]) -> dict[str, Any]:
+    return {"path": path, "status": status, "backend": backend, "size": len(body),
+            "sha256": hashlib.sha256(body).hexdigest(), "port": port, "error": None}
+
+
+class _CountingConnection(http.client.HTTPConnection):
+    """An HTTPConnection that counts its connects (it reconnects by itself when
+    the server closed the connection: a keep-alive client must not need to)."""
+
+    connects = 0
+
+    def connect(self) -> None:
+        _CountingConnection.connects += 1
+        super().connect()
+
+
+def keepalive_fetch(urls: Sequence[str], headers: Optional[Mapping[str, str]] = None,
+                    timeout: float = 30.0, fail_early: bool = False
+                    ) -> tuple[list[dict[str, Any]], int]:
+    """GET each URL in order with Python's http.client over one persistent
+    HTTPConnection per host:port (the VIP: one for all). Returns (a record per
+    response, connects made); a failed request records its error and the next
+    request goes on (over a new connection), or with fail_early the rest are
+    recorded as not tried."""
+    _CountingConnection.connects = 0
+    conns: dict[str, _CountingConnection] = {}
+    out: list[dict[str, Any]] = []
+    try:
+        for url in urls:
+            u = urllib.parse.urlsplit(url)
+            conn = conns.get(u.netloc)
+            if conn is None:
+                conn = conns[u.netloc] = _CountingConnection(u.hostname or "", u.port or 80,
+                                                             timeout=timeout)
+            path = u.path + (f"?{u.query}" if u.query else "")
+            try:
+                conn.request("GET", path, headers=dict(headers or {}))
+                port = conn.sock.getsockname()[1] if conn.sock else None
+                resp = conn.getresponse()
+                body = resp.read()
+                out.append(_response_record(path, resp.status, resp.getheader("X-Backend"),
+                                            body, port))
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                out.append({"path": path, "error": f"{type(exc).__name__}: {exc}"})
+                if fail_early:
+                    out += [{"path": urllib.parse.urlsplit(u).path,
+                             "error": "not tried (stopped at a failure)"}
+                            for u in urls[len(out):]]
+                    break
+    finally:
+        for conn in conns.values():
+            conn.close()
+    return out, _CountingConnection.connects
+
+
+def _read_head(sock: socket.socket, buf: bytearray) -> tuple[bytes, bytearray]:
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"connection closed inside a response head ({len(buf)} bytes)")
+        buf += chunk
+    head, _, rest = bytes(buf).partition(b"\r\n\r\n")
+    return head, bytearray(rest)
+
+
+def pipeline_fetch(host: str, paths: Sequence[str], headers: Optional[Mapping[str, str]] = None,
+                   port: int = 80, timeout: float = 30.0) -> list[dict[str, Any]]:
+    """HTTP/1.1 pipelining on one socket: every GET written in one send(), then the
+    responses read in order, each by its Content-Length. A record per response
+    read; on an error, a last record with it (the rest are missing)."""
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    wire = "".join(f"GET {p} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n" for p in paths)
+    out: list[dict[str, Any]] = []
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        local = s.getsockname()[1]
+        s.sendall(wire.encode())
+        buf = bytearray()
+        for p in paths:
+            try:
+                head, buf = _read_head(s, buf)
+                lines = head.decode("latin-1").split("\r\n")
+                fields = {k.strip().lower(): v.strip() for k, _, v in
+                          (line.partition(":") for line in lines[1:])}
+                if "content-length" not in fields:
+                    raise ValueError(f"no Content-Length in the response to {p}: {lines[0]}")
+                length = int(fields["content-length"])
+                while len(buf) < length:
+                    chunk = s.recv(1 << 20)
+                    if not chunk:
+                        raise ConnectionError(f"connection closed inside the body of {p}")
+                    buf += chunk
+                body, buf = bytes(buf[:length]), buf[length:]
+                out.append(_response_record(p, int(lines[0].split()[1]), fields.get("x-backend"),
+                                            body, local))
+            except (OSError, ValueError, IndexError) as exc:
+                out.append({"path": p, "error": f"{type(exc).__name__}: {exc}"})
+                break
+    return out
+
+
+def _header_args(values: Sequence[str]) -> dict[str, str]:
+    result = {}
+    for h in values:
+        k, sep, v = h.partition(":")
+        if not sep:
+            raise ValueError(f"header {h!r}: want 'Name: value'")
+        result[k.strip()] = v.strip()
+    return result
+
+
 def _main(argv: Optional[Sequence[str]] = None) -> int:
-    ap = argparse.ArgumentParser(description="handofflab per-connection latency probe")
+    ap = argparse.ArgumentParser(
+        description="handofflab clients: latency probe, keep-alive, pipelining")
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("probe", help="fetch targets ('ip/path' per line); JSON lines out")
     p.add_argument("--targets", required=True)
     p.add_argument("--rate", type=float, default=0.0, help="requests/s, open loop (0: closed loop)")
     p.add_argument("--timeout", type=float, default=10.0)
+    k = sub.add_parser("keepalive", help="GET URLs over persistent http.client connections")
+    k.add_argument("urls", nargs="+")
+    k.add_argument("--header", action="append", default=[], help="'Name: value' (repeatable)")
+    k.add_argument("--timeout", type=float, default=30.0)
+    k.add_argument("--fail-early", action="store_true", help="stop at the first failed request")
+    q = sub.add_parser("pipeline", help="GET paths pipelined on one connection")
+    q.add_argument("paths", nargs="+")
+    q.add_argument("--host", required=True)
+    q.add_argument("--port", type=int, default=80)
+    q.add_argument("--header", action="append", default=[], help="'Name: value' (repeatable)")
+    q.add_argument("--timeout", type=float, default=30.0)
     args = ap.parse_args(argv)
+    if args.cmd == "keepalive":
+        records, connects = keepalive_fetch(args.urls, _header_args(args.header), args.timeout,
+                                             args.fail_early)
+        for r in records:
+            sys.stdout.write(json.dumps(r) + "\n")
+        sys.stdout.write(json.dumps({"connects": connects}) + "\n")
+        return 0
+    if args.cmd == "pipeline":
+        records = pipeline_fetch(args.host, args.paths, _header_args(args.header), args.port,
+                                 args.timeout)
+        for r in records:
+            sys.stdout.write(json.dumps(r) + "\n")
+        sys.stdout.write(json.dumps({"connects": 1}) + "\n")
+        return 0
     with open(args.targets) as f:
         targets = [line.strip() for line in f if line.strip()]
     for r in probe(targets, args.rate, args.timeout):

@@ -2,7 +2,10 @@
 ``helpers``: pytest puts this folder on sys.path, as for nslab and badpkt)."""
 from __future__ import annotations
 
+import re
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 from handofflab import topo
@@ -85,3 +88,98 @@ class ShapedDownlink:
     def __exit__(self, *exc: Any) -> None:
         if self.node is not None and self.dev is not None:
             self.c.cmd(self.node, ["tc", "qdisc", "del", "dev", self.dev, "root"], check=False)
+# --- persistent connections (test_keepalive): where the bytes flowed -------------------
+# nginx's "combined" format: addr - user [time] "request" status bytes "referer" "agent"
+_COMBINED = re.compile(r'^(\S+) \S+ \S+ \[[^\]]*\] "(\S+) (\S+) [^"]*" (\d{3}) (\d+) '
+                       r'"[^"]*" "([^"]*)"')
+
+
+@dataclass(frozen=True)
+class Served:
+    """One request a back-end's nginx answered, from its access log."""
+
+    backend: str
+    path: str
+    status: int
+    size: int  # body bytes sent
+    agent: str
+
+
+def served(cluster: Any, agent: str) -> list[Served]:
+    """Every request the back-ends' nginx logged with User-Agent ``agent`` (the
+    cluster must run with access_log on; nginx flushes its log buffer every
+    second, so poll for what was just served)."""
+    out = []
+    for name, server in cluster.servers.items():
+        path: Path = server.access_log_path
+        try:
+            text = path.read_text(errors="replace")
+        except FileNotFoundError:
+            continue
+        for line in text.splitlines():
+            m = _COMBINED.match(line)
+            if m and m.group(6) == agent:
+                out.append(Served(name, m.group(3), int(m.group(4)), int(m.group(5)), agent))
+    return out
+
+
+def tcp_active_opens(host: Any) -> int:
+    """The host's (network namespace's) TCP ActiveOpens counter: connect()s that
+    sent a SYN, from /proc/net/snmp read inside the host."""
+    out, _, _ = host.pexec(["cat", "/proc/net/snmp"])
+    rows = [line.split() for line in out.splitlines() if line.startswith("Tcp:")]
+    if len(rows) < 2:
+        raise RuntimeError(f"{host.name}: no Tcp: rows in /proc/net/snmp")
+    return int(rows[1][rows[0].index("ActiveOpens")])
+
+
+def engines_idle(cluster: Any, timeout: float = 5.0) -> dict[str, dict[str, int]]:
+    """Wait until every engine's ``active`` counter is 0 (no connection state
+    left); AssertionError naming the nodes otherwise. {} without engines."""
+    last: dict[str, dict[str, int]] = {}
+
+    def idle() -> bool:
+        nonlocal last
+        last = cluster.stats()
+        return all(s.get("active", 0) == 0 for s in last.values())
+
+    if not poll(idle, timeout, interval=0.1):
+        raise AssertionError("engine state left after %.0f s: %s" % (
+            timeout, {n: s.get("active") for n, s in last.items() if s.get("active")}))
+    return last
+
+
+_NGINX_TYPES = "types { application/octet-stream bin; text/plain txt; }"
+_WEB_TYPES = ("types { application/octet-stream bin; text/plain txt; text/html html; "
+              "image/png png; }")
+
+
+def serve_web_types(cluster: Any, timeout: float = 10.0) -> None:
+    """Make every back-end's nginx send text/html for .html and image/png for .png
+    (its generated config maps only bin and txt: a browser would download the
+    page): rewrite the types line of each config and reload nginx (nginx -s
+    reload inside the host; the master keeps its PID and listening socket), then
+    wait until each answers the new type."""
+    for name, server in cluster.servers.items():
+        conf = server.config_path.read_text()
+        if _WEB_TYPES not in conf:
+            if _NGINX_TYPES not in conf:
+                raise RuntimeError(f"{name}: unexpected nginx types in {server.config_path}")
+            server.config_path.write_text(conf.replace(_NGINX_TYPES, _WEB_TYPES))
+        out, err, rc = server.host.pexec(["/usr/sbin/nginx", "-p", f"{server.prefix}/", "-c",
+                                          str(server.config_path), "-s", "reload"])
+        if rc != 0:
+            raise RuntimeError(f"{name}: nginx -s reload: {err or out}")
+    for name, server in cluster.servers.items():
+        page = next((d for d in cluster.documents
+                     if name in d.owners and d.path.endswith(".html")), None)
+        if page is None:
+            continue
+        url = cluster.url_at(name, page.path)
+
+        def html() -> bool:
+            out, _, _ = server.host.pexec(["curl", "-s", "-o", "/dev/null", "-m", "2", "-w",
+                                           "%{content_type}", url])
+            return out.strip().startswith("text/html")
+
+        wait_until(html, timeout, what=f"{name}'s nginx serving text/html")

@@ -24,7 +24,7 @@ from handofflab.results import ROW_KEYS, ResultsDir
 pytestmark = pytest.mark.integration
 
 REQUIRED_MODES = tuple(m for m in os.environ.get("HANDOFFLAB_REQUIRE_MODES", "").split(",") if m)
-EXPERIMENTS = ("always-vs-rare", "throughput", "latency", "size-sweep")
+EXPERIMENTS = ("always-vs-rare", "throughput", "latency", "size-sweep", "keepalive")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -101,6 +101,36 @@ def test_throughput_direct_scales_with_backends(run: tuple[str, ResultsDir]) -> 
     by_x = {r["x"]: r["throughput_mbit"] for r in rd.rows if r["mode"] == "direct"}
     assert by_x[1] < 110  # one 100 Mbit/s link (+ slack for the htb burst)
     assert by_x[2] > by_x[1] * 1.3
+
+
+def test_keepalive_reports_moves_and_the_proxy_ratio(run: tuple[str, ResultsDir]) -> None:
+    """keepalive: every row has requests/s, the 2xx share of them and the ratio to
+    HAProxy's; engine rows have moves per request; the connections' streams mix
+    owners (direct: one connection per owner)."""
+    name, rd = run
+    if name != "keepalive":
+        pytest.skip("keepalive only")
+    proxy = [r for r in rd.rows if r["mode"] == "proxy"]
+    assert proxy and all(r["vs_proxy"] == pytest.approx(1.0) for r in proxy)
+    for row in rd.rows:
+        assert row["req_rate"] > 0 and 0 <= row["ok_rate"] <= row["req_rate"], row
+        assert row["vs_proxy"] > 0, row
+        if row["mode"] in ("frontend", "always", "rare"):
+            assert row["moves_per_request"] >= 0 and "eng_rehandoffs" in row, row
+        assert row["owner_changes"] == (0.0 if row["mode"] == "direct" else pytest.approx(1.0))
+    summary = (rd.path / "summary.md").read_text()
+    assert "vs_proxy" in summary and "moves_per_request" in summary
+
+
+def test_keepalive_takes_data_path_labels(cluster_requirements: None, tmp_path: Path) -> None:
+    """``./lab run keepalive --modes always/kernel,proxy`` (as the other experiments)."""
+    labels = ["always/kernel", "proxy"]
+    rd = experiment.run("keepalive", quick=True, modes=labels, out_root=tmp_path, plots=False)
+    assert rd.modes_run() == labels and not rd.failed, rd.failed
+    (row, _) = rd.rows
+    assert row["datapath"] == "kernel" and "moves_per_request" in row and "vs_proxy" in row
+    manifest = json.loads((rd.path / "manifest.json").read_text())
+    assert manifest["datapaths"]["always/kernel"]["requested"] == "kernel"
 
 
 def test_user_suite_with_the_pytest_plugin(cluster_requirements: None, tmp_path: Path) -> None:
