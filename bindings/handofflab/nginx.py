@@ -33,7 +33,7 @@ events {{
     multi_accept on;
 }}
 http {{
-    types {{ application/octet-stream bin; text/plain txt; }}
+    types {{ application/octet-stream bin; text/plain txt; text/html html; image/png png; }}
     default_type application/octet-stream;
     access_log {access_log};
     sendfile on;

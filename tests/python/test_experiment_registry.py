@@ -14,7 +14,7 @@ from handofflab import cli, experiment, registry
 from handofflab.results import ResultsDir
 from handofflab.runner import Runner
 
-REPO_EXPERIMENTS = ("always-vs-rare", "latency", "size-sweep", "soak", "throughput")
+REPO_EXPERIMENTS = ("always-vs-rare", "keepalive", "latency", "size-sweep", "soak", "throughput")
 
 CONFIG = {
     "description": "a folder-only test experiment",
@@ -119,6 +119,7 @@ def test_a_runner_must_subclass_runner(exp_dir: Path) -> None:
 def test_the_repository_experiments_are_unchanged() -> None:
     assert tuple(experiment.available()) == REPO_EXPERIMENTS
     assert experiment.runner_class("soak").__name__ == "SoakRunner"
+    assert experiment.runner_class("keepalive").__name__ == "KeepAliveRunner"
     for name in REPO_EXPERIMENTS:
-        if name != "soak":
+        if name not in ("soak", "keepalive"):
             assert experiment.runner_class(name) is Runner, name
