@@ -360,16 +360,20 @@ bool KernelCarrier::quiet(Conn& conn) {
   // came after the client had every earlier response, so nothing the server
   // still owes can hide behind empty queues); a pipelining client's earlier
   // request still being processed would look quiet too.
-  // With tcp_info also exactly where the order says: its rcv_nxt is the held
+  // With tcp_info also where the order says: its rcv_nxt is exactly the held
   // request's start (so the RST is exact: no challenge ACK to the client) and
-  // its snd_una the client's ack.
+  // its snd_una at least the order's ack (the origin's idea of the client's
+  // ack is old when the kernel carried the client's ACKs: the socket's is newer).
   conn.not_quiet = KernelMoveEvent::kTimeoutNoSocket;
   const std::optional<SocketQueues> q = kernel_.queues(conn.client);
   if (!q) return false;
   conn.queues_seen = uint64_t{q->unread} << 32 | q->unacked;
   conn.not_quiet = KernelMoveEvent::kTimeoutPosition;
   if (q->received && conn.c + 1u + static_cast<uint32_t>(*q->received) != order.client_seq) return false;
-  if (q->acked && conn.f + 1u + static_cast<uint32_t>(*q->acked) != order.client_ack) return false;
+  if (q->acked) {
+    conn.snd_una = conn.f + 1u + static_cast<uint32_t>(*q->acked);
+    if (tcp::seq_lt(tcp::SeqNum(*conn.snd_una), tcp::SeqNum(order.client_ack))) return false;
+  }
   conn.not_quiet = KernelMoveEvent::kTimeoutQueues;
   return q->unread == 0 && q->unacked == 0;
 }
@@ -399,6 +403,8 @@ void KernelCarrier::try_release(Conn& conn, uint64_t now) {
 
 void KernelCarrier::retire(Conn& conn, uint64_t now) {
   const control::Release order = *conn.order;
+  std::optional<uint32_t> watch_end;
+  if (conn.watch) watch_end = conn.watch->server_next();
   kernel_.count(conn.watch ? KernelMoveEvent::kReleasedExact : KernelMoveEvent::kReleasedUnwatched);
   if (conn.watch) kernel_.unwatch(conn.client);
   kernel_.revoke(conn.client);
@@ -416,7 +422,15 @@ void KernelCarrier::retire(Conn& conn, uint64_t now) {
   conn.watch.reset();
   conn.unacked.clear();
   const uint32_t ts_floor = conn.tstamp_ok ? conn.ts_base + static_cast<uint32_t>(now - conn.since_ms) + kTsSlackMs : 0;
-  conn.answer = control::Released{order.client, control::ReleaseStatus::kReleased, order.client_ack, ts_floor};
+  // The server's next sequence number: all it sent is acknowledged, so its
+  // snd_una (tcp_info), else the end the watch saw, else the order's ack.
+  uint32_t server_next = order.client_ack;
+  if (conn.snd_una) {
+    server_next = *conn.snd_una;
+  } else if (watch_end) {
+    server_next = *watch_end;
+  }
+  conn.answer = control::Released{order.client, control::ReleaseStatus::kReleased, server_next, ts_floor};
   ++counters_.released;
   link_.released(conn.order_from, conn.answer);
 }
@@ -444,7 +458,13 @@ void KernelCarrier::release(net::Ipv4Addr origin, const control::Release& order)
   }
   conn.order = order;
   conn.order_from = origin;
-  send_order_ack(conn, order);
+  // The held segment's ack, unless the socket has a newer one already (an old
+  // ACK far below it would draw a challenge ACK to the client).
+  const std::optional<SocketQueues> q = kernel_.queues(conn.client);
+  if (!q || !q->acked ||
+      tcp::seq_lt(tcp::SeqNum(conn.f + 1u + static_cast<uint32_t>(*q->acked)), tcp::SeqNum(order.client_ack))) {
+    send_order_ack(conn, order);
+  }
   take_watched();
   try_release(conn, now);
 }

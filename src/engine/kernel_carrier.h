@@ -189,6 +189,7 @@ class KernelCarrier final : public Carrier {
     uint64_t order_ms = 0;      // the order's arrival, or its last progress
     uint64_t progress = 0;      // what progress is measured by (try_release)
     uint64_t queues_seen = 0;   // the socket's queues at the last lookup
+    std::optional<uint32_t> snd_una;  // the socket's, at the last lookup with tcp_info (client's view)
     KernelMoveEvent not_quiet = KernelMoveEvent::kTimeoutWatch;  // what the last quiet() found (a timeout counts it)
     std::optional<control::Release> timed_out;  // the last order answered kTimeout (repeats: again)
     bool retired = false;       // released: its socket reset here, nothing more to report

@@ -283,6 +283,9 @@ void Origin::on_released(net::Ipv4Addr from, const control::Released& answer) {
   const size_t n = static_cast<size_t>(std::min<uint64_t>(req.end, t.pending.size()));
   conn.hs.client_isn = t.routed - 1u;
   conn.hs.server_isn = SeqNum(answer.server_next) - 1u;
+  // The client has every byte the server sent (quiet): its ack is there now,
+  // whatever this origin saw (the kernel may have carried the client's ACKs).
+  if (tcp::seq_gt(SeqNum(answer.server_next), conn.client_ack)) conn.client_ack = SeqNum(answer.server_next);
   if (conn.hs.ts_ok) conn.hs.ts_base = answer.ts_floor;
   conn.request.bytes.assign(t.pending.begin(), t.pending.begin() + static_cast<std::ptrdiff_t>(n));
   conn.target = cfg_.targets[t.next];
