@@ -277,6 +277,12 @@ void KernelCarrier::on_watched(const WatchedSegment& seg) {
   tcp::ExchangeWatch& w = *conn.watch;
   const bool ack = (seg.tcp_flags & net::tcp_flag::ACK) != 0;
   if (seg.from_server) {
+    // Its ack first: the request it acknowledges goes to the watch before the
+    // response the payload may begin (else the framer sees an unasked response).
+    if (ack && tcp::seq_gt(tcp::SeqNum(seg.ack), tcp::SeqNum(conn.server_acked))) {
+      conn.server_acked = seg.ack;
+      flush_acked(conn);
+    }
     if (!seg.payload.empty()) {
       w.on_server(seg.seq, seg.payload);
     } else if (tcp::seq_gt(tcp::SeqNum(seg.seq), tcp::SeqNum(w.server_next()))) {
@@ -287,10 +293,6 @@ void KernelCarrier::on_watched(const WatchedSegment& seg) {
         w.on_server(at, std::span(zeros()).first(n));
         at += n;
       }
-    }
-    if (ack && tcp::seq_gt(tcp::SeqNum(seg.ack), tcp::SeqNum(conn.server_acked))) {
-      conn.server_acked = seg.ack;
-      flush_acked(conn);
     }
     return;
   }

@@ -440,6 +440,26 @@ TEST(KernelCarrierReleaseTest, APipelinedSecondRequestMustBeAnsweredToo) {
   EXPECT_EQ(answers[0].server_next, o.client_ack);
 }
 
+// The copy of a response segment whose ack is the first to cover its request:
+// the request goes to the watch before the response (else the framer would see
+// a response nobody asked for and the watch be broken: every move a timeout).
+TEST(KernelCarrierReleaseTest, AResponseCarryingTheAckOfItsRequestIsFramedAfterIt) {
+  Node n;
+  n.answer_and_ack();
+  const std::string second = "GET /b HTTP/1.1\r\nHost: x\r\n\r\n";
+  const uint32_t req2_end = kReq1 + static_cast<uint32_t>(second.size());
+  const uint32_t resp2_end = kResp1End + static_cast<uint32_t>(kResponse.size());
+  n.kernel.client_sends(kClient, kReq1, kResp1End, second);          // not acked by the server yet
+  n.kernel.server_sends(kClient, kResp1End, req2_end, kResponse);    // acks it and answers it
+  n.kernel.client_sends(kClient, req2_end, resp2_end, "");
+  n.queues(0, 0, req2_end, resp2_end);
+  n.side.take_release(kOrigin, control::Release{kClient, 2, req2_end, resp2_end, 555, 501});
+  auto answers = n.answers();
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(answers[0].status, control::ReleaseStatus::kReleased);
+  EXPECT_EQ(answers[0].server_next, resp2_end);
+}
+
 // A body left out by the kernel (before needed_from) still completes its response.
 TEST(KernelCarrierReleaseTest, ABodyLeftOutByTheKernelStillEndsItsResponse) {
   Node n;
