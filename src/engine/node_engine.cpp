@@ -203,7 +203,9 @@ const NodeCounters& NodeEngine::Impl::report() {
   r.reset_answers = o.reset_answers;
   r.unavailable = o.unavailable;
   r.io_errors += o.io_errors + s.io_errors;
-  r.active = origin.active() + carrier.active();
+  r.origin_active = origin.active();
+  r.serving_active = carrier.active();
+  r.active = r.origin_active + r.serving_active;
   r.freed = o.freed + s.freed;
   r.kernel_adopted = s.kernel_adopted;
   r.kernel_injected = s.kernel_injected;
@@ -264,6 +266,8 @@ void NodeCounters::visit(const CounterVisitor& v) const {
   v("kernel_ends", kernel_ends);
   v("kernel_errors", kernel_errors);
   moves.visit(v);
+  v("origin_active", origin_active);
+  v("serving_active", serving_active);
   v("release_orders", release_orders);
   v("released", released);
   v("release_timeouts", release_timeouts);

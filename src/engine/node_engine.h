@@ -142,6 +142,7 @@ struct NodeCounters {
   uint64_t kernel_ends = 0;
   uint64_t kernel_errors = 0;
   MoveCounters moves;  // later requests of persistent connections (origin.h)
+  uint64_t origin_active = 0, serving_active = 0;  // `active`, by part
   // Moves, the serving part (serving_side.h): connections given up between two requests.
   uint64_t release_orders = 0, released = 0, release_timeouts = 0, release_unknown = 0;
 
