@@ -55,7 +55,9 @@ KernelCarrier::KernelCarrier(KernelCarrierConfig config, KernelAdoption& kernel,
 
 Carrier::Intake KernelCarrier::hand_in(HandIn in, const io::QueuedPacket* qp, net::TcpPacket* syn) {
   const uint64_t key = conn_key(in.client);
+  bool after_retired = false;
   if (auto it = conns_.find(key); it != conns_.end()) {
+    after_retired = it->second.retired;
     if (it->second.c == in.syn.client_isn.value()) {
       if (qp != nullptr) verdicts_.drop(qp->id);
       return Intake::kDuplicate;
@@ -68,12 +70,6 @@ Carrier::Intake KernelCarrier::hand_in(HandIn in, const io::QueuedPacket* qp, ne
   if (qp != nullptr) verdicts_.drop(qp->id);  // in band: the kernel gets no SYN
   if (conns_.size() >= cfg_.max_connections) return Intake::kBusy;
   const AdoptGrant grant = make_grant(in, syn);
-  if (!kernel_.authorise(grant)) {
-    ++counters_.kernel_errors;
-    return Intake::kBusy;
-  }
-  ++counters_.kernel_adopted;
-  ++counters_.handoffs_received;
   const uint64_t now = clock_();
   Conn conn;
   conn.client = in.client;
@@ -84,11 +80,22 @@ Carrier::Intake KernelCarrier::hand_in(HandIn in, const io::QueuedPacket* qp, ne
   conn.check_at_ms = now;
   conn.ts_base = grant.rcv_tsecr;
   conn.tstamp_ok = grant.tstamp_ok;
+  conn.after_retired = after_retired;
   Conn& added = conns_.emplace(key, std::move(conn)).first->second;
-  // The watch's entry before the request: the server may answer it (nginx on
-  // the other core) before inject returns, and a response the watch did not
-  // copy never lets the connection be quiet (every move from it would time out).
+  // The watch's entry before the adopt entry and the request: the first
+  // segment may be adopted (in band: the front-end's replayed request, right
+  // behind its SYN) or answered (nginx on the other core) at once, and a
+  // request or response the watch did not copy never lets the connection be
+  // quiet (every move from it would time out).
   start_watch(added, in);
+  if (!kernel_.authorise(grant)) {
+    if (added.watch) kernel_.unwatch(in.client);
+    conns_.erase(key);
+    ++counters_.kernel_errors;
+    return Intake::kBusy;
+  }
+  ++counters_.kernel_adopted;
+  ++counters_.handoffs_received;
   if (in.inject) inject(in, grant.mss);
   link_.acked(in.origin, in.client, added.f);  // the kernel's ISN is the origin's
   return Intake::kNew;
@@ -189,7 +196,11 @@ void KernelCarrier::on_timer(uint64_t now) {
   destroyed_.clear();
   const bool missed = kernel_.take_destroyed(destroyed_);
   for (const net::Endpoint& client : destroyed_) {
-    if (auto it = conns_.find(conn_key(client)); it != conns_.end()) it->second.destroyed = true;
+    if (auto it = conns_.find(conn_key(client)); it != conns_.end()) {
+      Conn& c = it->second;
+      if (c.after_retired && !c.seen_alive) continue;  // the retired socket's, not this one's
+      c.destroyed = true;
+    }
   }
   sweep(conns_,
         [&](Conn& conn) {

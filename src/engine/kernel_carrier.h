@@ -174,6 +174,8 @@ class KernelCarrier final : public Carrier {
     uint8_t end_repeats = 0;    // an unreliable link: the end told again (kEndRepeats)
     bool seen_alive = false;
     bool destroyed = false;     // a destroy notification named its tuple: looked up every tick
+    bool after_retired = false; // took the tuple of a connection retired here (moved back): until
+                                //   its socket is seen, a destroy notification is the old socket's
     // Moves.
     uint32_t ts_base = 0;       // the grant's rcv_tsecr (the socket's first TSval)
     bool tstamp_ok = false;

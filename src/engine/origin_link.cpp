@@ -16,6 +16,10 @@ void RelayLink::ended(net::Ipv4Addr, net::Endpoint client, EndCause cause) {
   // The kernel data path relays nothing: the front-end learns the end only from this.
   if (cause == EndCause::kClientRst) send(control::Termination{client, control::TerminationReason::kRst});
   if (cause == EndCause::kKernelEnd) send(control::Termination{client, control::TerminationReason::kFin});
+  // The kernel path's socket never showed (or ended unseen, e.g. moved back
+  // here and closed within a tick): the front-end would keep its state until
+  // its idle timeout otherwise.
+  if (cause == EndCause::kTimeout) send(control::Termination{client, control::TerminationReason::kTimeout});
 }
 
 void RelayLink::refused(net::Ipv4Addr, net::Endpoint, control::RefuseReason) {}  // in band: nothing to refuse

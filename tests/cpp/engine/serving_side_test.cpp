@@ -193,8 +193,11 @@ TEST(OriginLinkTest, EachDesignHearsOfTheEndItsOwnWay) {
   EXPECT_TRUE(relay.relays_server_end());
   relay.ended(kOrigin, kClient, EndCause::kFinsAcked);  // the front-end saw the FINs itself
   relay.ended(kOrigin, kClient, EndCause::kServerRst);  // relayed already
-  relay.ended(kOrigin, kClient, EndCause::kTimeout);
   EXPECT_TRUE(messages.take().empty());
+  relay.ended(kOrigin, kClient, EndCause::kTimeout);  // else kept until the front-end's idle timeout
+  auto timed_out = messages.take();
+  ASSERT_EQ(timed_out.size(), 1u);
+  EXPECT_EQ(std::get<control::Termination>(timed_out[0].message).reason, control::TerminationReason::kTimeout);
   relay.ended(kOrigin, kClient, EndCause::kClientRst);
   relay.relay(kOrigin, kClient, {1, 2, 3});
   auto sent = messages.take();
