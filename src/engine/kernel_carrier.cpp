@@ -198,7 +198,10 @@ void KernelCarrier::on_timer(uint64_t now) {
   for (const net::Endpoint& client : destroyed_) {
     if (auto it = conns_.find(conn_key(client)); it != conns_.end()) {
       Conn& c = it->second;
-      if (c.after_retired && !c.seen_alive) continue;  // the retired socket's, not this one's
+      if (c.after_retired && !c.seen_alive) {
+        if (c.destroy_deferred_ms == 0) c.destroy_deferred_ms = now;  // perhaps the retired socket's
+        continue;
+      }
       c.destroyed = true;
     }
   }
@@ -216,6 +219,9 @@ void KernelCarrier::on_timer(uint64_t now) {
           }
           if (conn.order) try_release(conn, now);
           if (conn.retired) return false;
+          if (conn.destroy_deferred_ms != 0 && !conn.seen_alive && now - conn.destroy_deferred_ms >= 300) {
+            conn.destroyed = true;  // nothing alive since: it was this socket's own end
+          }
           if (missed || conn.destroyed || !conn.seen_alive || now >= conn.check_at_ms) check(conn, now);
           return conn.ended_ms != 0 && cfg_.linger_ms == 0;
         },

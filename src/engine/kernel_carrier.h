@@ -175,7 +175,8 @@ class KernelCarrier final : public Carrier {
     bool seen_alive = false;
     bool destroyed = false;     // a destroy notification named its tuple: looked up every tick
     bool after_retired = false; // took the tuple of a connection retired here (moved back): until
-                                //   its socket is seen, a destroy notification is the old socket's
+                                //   its socket is seen, a destroy notification may be the old socket's
+    uint64_t destroy_deferred_ms = 0;  // such a notification: believed if nothing alive 300 ms on
     // Moves.
     uint32_t ts_base = 0;       // the grant's rcv_tsecr (the socket's first TSval)
     bool tstamp_ok = false;
