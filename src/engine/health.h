@@ -1,8 +1,12 @@
 // HealthTracker: which peers (back-ends) are alive, from their heartbeats.
 // A peer is dead when no heartbeat has arrived for `dead_after_ms`, or when its
 // last heartbeat said its web server is down; alive again on the next healthy one.
+// A peer never heard from gets a longer grace (kStartGraceMs): a cluster's nodes
+// start one after another, each loading its data path, and the last one starts
+// its heartbeats well after the first node's dead_after_ms has gone by.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string_view>
@@ -14,11 +18,13 @@ class HealthTracker {
  public:
   enum class Change : uint8_t { kNone, kDown, kUp };
 
+  static constexpr uint32_t kStartGraceMs = 5000;
+
   // `count` peers, all alive and last heard at `now` (a peer that never sends
-  // a heartbeat goes down after dead_after_ms). dead_after_ms 0: disabled,
-  // every peer stays alive whatever happens.
+  // a heartbeat goes down after max(dead_after_ms, kStartGraceMs)).
+  // dead_after_ms 0: disabled, every peer stays alive whatever happens.
   HealthTracker(size_t count, uint32_t dead_after_ms, uint64_t now)
-      : dead_after_ms_(dead_after_ms), last_ms_(count, now), down_(count, 0) {}
+      : dead_after_ms_(dead_after_ms), last_ms_(count, now), heard_(count, 0), down_(count, 0) {}
 
   bool enabled() const { return dead_after_ms_ != 0; }
 
@@ -26,6 +32,7 @@ class HealthTracker {
   Change on_heartbeat(size_t id, bool healthy, uint64_t now) {
     if (!enabled() || id >= down_.size()) return Change::kNone;
     last_ms_[id] = now;
+    heard_[id] = 1;
     return set(id, !healthy);
   }
 
@@ -34,7 +41,8 @@ class HealthTracker {
     std::vector<size_t> died;
     if (!enabled()) return died;
     for (size_t id = 0; id < down_.size(); ++id) {
-      if (down_[id] == 0 && now - last_ms_[id] >= dead_after_ms_ && set(id, true) == Change::kDown) {
+      const uint64_t grace = heard_[id] != 0 ? dead_after_ms_ : std::max(dead_after_ms_, kStartGraceMs);
+      if (down_[id] == 0 && now - last_ms_[id] >= grace && set(id, true) == Change::kDown) {
         died.push_back(id);
       }
     }
@@ -72,6 +80,7 @@ class HealthTracker {
 
   uint32_t dead_after_ms_;
   std::vector<uint64_t> last_ms_;
+  std::vector<uint8_t> heard_;  // non-zero once a heartbeat came
   std::vector<uint8_t> down_;
   uint64_t transitions_ = 0;
 };

@@ -25,20 +25,27 @@ using namespace hl::engine::testing;
 // --- HealthTracker ---------------------------------------------------------
 
 TEST(HealthTrackerTest, DeadAfterSilenceAliveOnHeartbeat) {
-  HealthTracker h(2, 700, 1000);
+  constexpr uint64_t t0 = 1000, grace_end = t0 + HealthTracker::kStartGraceMs;
+  HealthTracker h(2, 700, t0);
   EXPECT_TRUE(h.alive(0));
-  EXPECT_TRUE(h.expire(1699).empty());
   EXPECT_EQ(h.on_heartbeat(0, true, 1600), HealthTracker::Change::kNone);
-  EXPECT_EQ(h.expire(1700), std::vector<size_t>{1});  // 1 never spoke
+  EXPECT_TRUE(h.expire(1700).empty()) << "1 never spoke: still starting, within its start grace";
+  EXPECT_EQ(h.expire(2300), std::vector<size_t>{0});  // 0 last heard at 1600: 700 ms
+  EXPECT_EQ(h.on_heartbeat(0, true, 2400), HealthTracker::Change::kUp);
+  EXPECT_EQ(h.on_heartbeat(0, true, grace_end - 100), HealthTracker::Change::kNone);
+  EXPECT_TRUE(h.expire(grace_end - 1).empty());
+  EXPECT_EQ(h.expire(grace_end), std::vector<size_t>{1});  // the start grace is over
   EXPECT_TRUE(h.alive(0));
   EXPECT_FALSE(h.alive(1));
-  EXPECT_TRUE(h.expire(1800).empty()) << "a dead peer is reported once";
+  EXPECT_TRUE(h.expire(grace_end + 100).empty()) << "a dead peer is reported once";
   EXPECT_EQ(h.down(), (std::vector<uint8_t>{0, 1}));
-  EXPECT_EQ(h.on_heartbeat(1, true, 1900), HealthTracker::Change::kUp);
+  EXPECT_EQ(h.on_heartbeat(1, true, grace_end + 200), HealthTracker::Change::kUp);
+  EXPECT_EQ(h.on_heartbeat(0, true, grace_end + 200), HealthTracker::Change::kNone);
   EXPECT_TRUE(h.alive(1));
-  EXPECT_EQ(h.transitions(), 2u);
+  EXPECT_EQ(h.transitions(), 4u);
   EXPECT_EQ(h.down_count(), 0u);
-  EXPECT_EQ(h.expire(2300), std::vector<size_t>{0});  // 0 last heard at 1600
+  EXPECT_TRUE(h.expire(grace_end + 899).empty());
+  EXPECT_EQ(h.expire(grace_end + 900), (std::vector<size_t>{0, 1})) << "heard once: 700 ms, no grace";
 }
 
 TEST(HealthTrackerTest, UnhealthyHeartbeatIsDownAtOnce) {
