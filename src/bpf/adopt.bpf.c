@@ -214,7 +214,13 @@ static __always_inline int assign(struct __sk_buff *skb, struct bpf_sock *skc,
 
 /* Whether a non-SYN segment from the client in `key` (its vip_* the VIP's) to
  * this node's own address belongs to a connection adopted or authorised here:
- * an entry, or a socket other than the listener on the VIP tuple. */
+ * an entry, or a socket other than the listener on the VIP tuple. A TIME_WAIT
+ * socket is not one: its connection is over, and a client reusing the port
+ * sends the new connection's first segment here before its entry (the origin
+ * forwards it while the hand-in is on its way): passed untouched, the segment
+ * reaches the engine, which holds it for the hand-in (that clears the
+ * TIME_WAIT socket); un-DNATted, the TIME_WAIT socket would take it and answer
+ * with its old numbers, and the client would wait a retransmission timeout. */
 static __always_inline int adopted_here(struct __sk_buff *skb, const struct hl_adopt_key *key) {
   struct bpf_sock_tuple tuple = {};
   struct bpf_sock *skc;
@@ -226,7 +232,7 @@ static __always_inline int adopted_here(struct __sk_buff *skb, const struct hl_a
   tuple.ipv4.dport = key->vip_port;
   skc = bpf_skc_lookup_tcp(skb, &tuple, sizeof tuple.ipv4, CURRENT_NETNS, 0);
   if (!skc) return 0;
-  found = skc->state != BPF_TCP_LISTEN;
+  found = skc->state != BPF_TCP_LISTEN && skc->state != BPF_TCP_TIME_WAIT;
   bpf_sk_release(skc);
   return found;
 }

@@ -424,6 +424,67 @@ TEST_F(AdoptLive, ClientPortReusedWhileTheServingNodeHoldsTimeWait) {
   EXPECT_EQ(adopter_->counters().time_wait, 0u);
 }
 
+// The origin forwards a new connection's first segment to the node's address
+// while its hand-in is still on the way; a client reusing the port of a
+// connection this node closed first meets a TIME_WAIT socket on the VIP tuple.
+// The program must not send that segment to the VIP (the TIME_WAIT socket
+// would answer with its old numbers and the client would wait an RTO): it
+// stays on the node's address, for the engine, until authorise() clears the
+// TIME_WAIT socket and the retransmission to the node's address is adopted.
+TEST_F(AdoptLive, FirstSegmentBeforeItsEntryIsNotGivenToATimeWaitSocket) {
+  const net::Ipv4Addr node = ipv4(192, 168, 77, 1);
+  adopter_.reset();
+  AdopterConfig config;
+  config.vip = kVip.addr;
+  config.vip_port = kVip.port;
+  config.node_addr = node;
+  config.mark = 0x4846;
+  adopter_ = std::make_unique<Adopter>(config);
+  adopter_->attach("veth-s");
+  constexpr uint16_t kPort = 40016;
+  const AdoptKey key{{kClientAddr, kPort}, kVip};
+  ASSERT_TRUE(adopter_->authorise(key, attrs_for_handshake()).ok());
+  send_segment(kPort, kClientIsn + 1, kFrontendIsn + 1, kRequest, kClientTsval, flag::ACK | flag::PSH, kTsBase, node);
+  const int first = accept_within(2000);
+  ASSERT_GE(first, 0);
+  ASSERT_EQ(read_within(first, kRequest.size(), 1000), kRequest);
+  const std::string response = "HTTP/1.0 200 OK\r\n\r\nbye";
+  ASSERT_EQ(send(first, response.data(), response.size(), 0), static_cast<ssize_t>(response.size()));
+  close(first);
+  const auto fin = capture(kPort, 2000, [](const Seen& s) { return (s.flags & flag::FIN) != 0; });
+  ASSERT_TRUE(fin.has_value());
+  ASSERT_TRUE(fin->ts.has_value());
+  const uint32_t request_end = kClientIsn + 1 + static_cast<uint32_t>(kRequest.size());
+  const uint32_t fin_seq = fin->seq + static_cast<uint32_t>(fin->payload.size());
+  send_segment(kPort, request_end, fin_seq + 1, "", kClientTsval + 1, flag::ACK | flag::FIN, fin->ts->tsval, node);
+  ASSERT_TRUE(capture(kPort, 2000, [&](const Seen& s) { return s.ack == request_end + 1; }));
+  auto time_wait = [&] {
+    const std::string out = io::run_command({"/usr/bin/ss", "-tan", "state", "time-wait"}).out;
+    return out.find(":" + std::to_string(kPort)) != std::string::npos;
+  };
+  ASSERT_TRUE(time_wait()) << "the serving node should hold TIME_WAIT now";
+  const uint64_t undnat_before = adopter_->counters().undnat;
+
+  // The new connection's request, to the node's address, before its entry.
+  AdoptAttrs again = attrs_for_handshake();
+  again.expected_seq = kClientIsn + 100000 + 1;
+  again.expected_ack = kFrontendIsn + 200000 + 1;
+  again.rcv_tsecr = kTsBase + 5000;
+  send_segment(kPort, again.expected_seq, again.expected_ack, kRequest, kClientTsval + 100, flag::ACK | flag::PSH,
+               again.rcv_tsecr, node);
+  EXPECT_FALSE(capture(kPort, 500).has_value()) << "the TIME_WAIT socket answered the new connection's segment";
+  EXPECT_EQ(adopter_->counters().undnat, undnat_before) << "sent to the VIP's TIME_WAIT socket";
+  EXPECT_TRUE(time_wait());
+
+  ASSERT_TRUE(adopter_->authorise(key, again).ok());
+  send_segment(kPort, again.expected_seq, again.expected_ack, kRequest, kClientTsval + 101, flag::ACK | flag::PSH,
+               again.rcv_tsecr, node);
+  const int second = accept_within(2000);
+  ASSERT_GE(second, 0) << "not adopted after TIME_WAIT; adopted=" << adopter_->counters().adopted;
+  Fd second_fd{second};
+  EXPECT_EQ(read_within(second, kRequest.size(), 1000), kRequest);
+}
+
 TEST_F(AdoptLive, DestructionDetaches) {
   adopter_.reset();
   const std::string filters =
