@@ -201,7 +201,7 @@ void Adopter::attach(const std::string& ifname) {
   }
   const int ifindex = static_cast<int>(index);
   bpf_tc_hook hook = ingress_hook(ifindex);
-  const int created = bpf_tc_hook_create(&hook);
+  const int created = tc::create_clsact(hook);
   if (created != 0 && created != -EEXIST) {
     throw std::runtime_error("cannot create clsact on " + ifname + ": " + errno_text(created));
   }

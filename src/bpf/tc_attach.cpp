@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdarg>
+#include <cstdio>
 #include <cstring>
 #include <stdexcept>
 #include <vector>
@@ -31,7 +33,27 @@ bpf_tc_hook ingress_hook(int ifindex) {
   return hook;
 }
 
+// libbpf's messages to stderr as by default (warnings and info, no debug),
+// but the netlink error a clsact qdisc already present gives (create_clsact).
+int print_libbpf(enum libbpf_print_level level, const char* format, va_list args) {
+  if (level == LIBBPF_DEBUG) return 0;
+  char line[512];
+  const int n = std::vsnprintf(line, sizeof line, format, args);
+  if (std::strstr(line, "Exclusivity flag on") != nullptr) return 0;
+  std::fputs(line, stderr);
+  return n;
+}
+
 }  // namespace
+
+int create_clsact(bpf_tc_hook& hook) {
+  static const bool quiet = [] {
+    libbpf_set_print(print_libbpf);
+    return true;
+  }();
+  (void)quiet;
+  return bpf_tc_hook_create(&hook);
+}
 
 std::string errno_text(int err) { return std::strerror(err < 0 ? -err : err); }
 
@@ -64,7 +86,7 @@ Attachment attach_ingress(const std::string& ifname, int prog_fd, const std::str
   }
   const int ifindex = static_cast<int>(index);
   bpf_tc_hook hook = ingress_hook(ifindex);
-  const int created = bpf_tc_hook_create(&hook);
+  const int created = create_clsact(hook);
   if (created != 0 && created != -EEXIST) {
     throw std::runtime_error("cannot create clsact on " + ifname + ": " + errno_text(created));
   }

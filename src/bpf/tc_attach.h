@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <string>
 
+struct bpf_tc_hook;
+
 namespace hl::bpf::tc {
 
 // strerror of a positive or negative errno.
@@ -26,6 +28,11 @@ struct Attachment {
 // True when `ifname` (in this thread's network namespace) carries a 14-byte
 // Ethernet header at tc ingress: Ethernet or loopback.
 bool has_ethernet_header(const std::string& ifname);
+
+// Creates the clsact qdisc of `hook`'s interface: 0 when created, -EEXIST when
+// it was there (libbpf's own report of that expected case, "Exclusivity flag
+// on, cannot modify", is kept off stderr), another negative errno on failure.
+int create_clsact(bpf_tc_hook& hook);
 
 // Attaches program `prog_fd` to `ifname`'s clsact ingress (creating clsact if
 // missing). `what` names the program in errors. Throws std::runtime_error.

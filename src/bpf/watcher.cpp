@@ -163,7 +163,7 @@ void Watcher::attach(const std::string& ifname) {
 void Watcher::attach_one(int ifindex, const std::string& ifname, bool egress) {
   bpf_tc_hook hook = hook_of(ifindex, egress);
   // One clsact qdisc has both hooks: the ingress attach (first) made sure of it.
-  const int created = egress ? -EEXIST : bpf_tc_hook_create(&hook);
+  const int created = egress ? -EEXIST : tc::create_clsact(hook);
   if (created != 0 && created != -EEXIST) {
     throw std::runtime_error("cannot create clsact on " + ifname + ": " + errno_text(created));
   }

@@ -148,7 +148,12 @@ struct Fe : EngineFakes {
     c.log = [this](const std::string& line) { logs.push_back(line); };
     return c;
   }
-  Fe() : engine(config(), first_dispatcher("/a be1,be2\n/b be2\n"), verdicts, raw, [this] { return now; }, &fast) {}
+  // A running cluster: both back-ends heard from (a peer never heard from has
+  // HealthTracker's longer start grace).
+  Fe() : engine(config(), first_dispatcher("/a be1,be2\n/b be2\n"), verdicts, raw, [this] { return now; }, &fast) {
+    heartbeat(kBe1);
+    heartbeat(kBe2);
+  }
 
   Verdict send(std::vector<uint8_t> bytes) { return run_one(engine, bytes); }
   void heartbeat(net::Ipv4Addr from, bool healthy = true) {
