@@ -21,6 +21,7 @@ namespace hl::engine {
 using net::tcp_flag::ACK;
 using net::tcp_flag::FIN;
 using net::tcp_flag::PSH;
+using net::tcp_flag::RST;
 using tcp::SeqNum;
 using State = OriginConn::State;
 using http::StreamStatus;
@@ -151,6 +152,21 @@ bool Origin::route_pending(ConnIt it, const io::QueuedPacket* qp, net::TcpPacket
     t.fin = false;
   }
   return true;
+}
+
+void Origin::on_moving_segment(const io::QueuedPacket& qp, net::TcpPacket& pkt, ConnIt it) {
+  // A move's hand-in is on its way: the next node's kernel may carry the
+  // connection already (it answers the held request before its acknowledgement
+  // comes back here). The client's ACKs and RST go on to it: dropped here, the
+  // server would retransmit its last segment, never see the connection quiet,
+  // and the client's next request would wait for its retransmission timeout.
+  // Later requests (and a FIN) are held until the acknowledgement.
+  OriginConn& conn = it->second;
+  if (!conn.track->pinned && (pkt.payload_len > 0 || pkt.has_flags(FIN)) && !pkt.has_flags(RST)) {
+    on_later_segment(qp, pkt, it);
+    return;
+  }
+  forward_packet(qp, pkt, conn);
 }
 
 void Origin::after_handoff(ConnIt it) {

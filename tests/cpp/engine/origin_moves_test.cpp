@@ -140,6 +140,43 @@ TEST(OriginMovesTest, ARequestForOtherContentMovesTheConnectionAtItsCurrentNumbe
   EXPECT_EQ(o.engine.counters().moves.served_in_place, 2u);
 }
 
+// C's kernel takes the moved connection from the hand-in and answers the held
+// request before C's HandoffAck comes back to the origin. Meanwhile the
+// client's ACK of that answer goes on to C (dropped, C would retransmit its
+// last segment and the client's next request would wait for an RTO), and its
+// next request is held until the acknowledgement, then routed as usual.
+TEST(OriginMovesTest, BetweenAMovesHandInAndItsAckTheClientsAcksGoToTheNextNode) {
+  Origin3 o;
+  o.connect_to_b();
+  o.ack += 5000;
+  o.send(kGetC);
+  o.messages.take();  // the Release
+  o.engine.on_message(kB, control::Released{kClient, control::ReleaseStatus::kReleased, o.ack, 424242});
+  auto msgs = o.messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  ASSERT_TRUE(std::holds_alternative<control::HandoffRequest>(msgs[0].message));
+
+  o.ack += 900;  // C answered request 2 already
+  auto a = o.packet(from_client().seq(o.seq).ack(o.ack).flags(ACK).timestamps(kClientTs + 11, 424250).build());
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].kind, VerdictKind::AcceptModified) << "the client's ACK must reach C";
+  EXPECT_EQ(parse(a[0].bytes).pkt.dst_addr(), kC);
+
+  auto r = o.send(kGetC);  // request 3, for C's content: held until C acknowledges
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].kind, VerdictKind::Drop);
+  EXPECT_TRUE(o.raw.take().empty());
+  EXPECT_TRUE(o.messages.take().empty());
+
+  o.engine.on_message(kC, control::HandoffAck{kClient, 0});
+  auto sent = o.raw.take();
+  ASSERT_EQ(sent.size(), 1u) << "the held request, delivered to C at the acknowledgement";
+  auto held = parse(sent[0]);
+  EXPECT_EQ(held.pkt.dst_addr(), kC);
+  EXPECT_EQ(std::string(held.pkt.payload().begin(), held.pkt.payload().end()), kGetC);
+  EXPECT_EQ(o.engine.counters().moves.served_in_place, 1u);
+}
+
 TEST(OriginMovesTest, PipelinedRequestsAreSplitAtTheirBoundary) {
   Origin3 o;
   o.connect_to_b();
