@@ -162,6 +162,45 @@ class AdoptLive : public ::testing::Test {
     return got;
   }
 
+  // The adopter again, configured with the node's own address `node` (segments
+  // forwarded there are un-DNATted to the VIP) and mark 0x4846.
+  void adopt_at_node_address(net::Ipv4Addr node) {
+    adopter_.reset();
+    AdopterConfig config;
+    config.vip = kVip.addr;
+    config.vip_port = kVip.port;
+    config.node_addr = node;
+    config.mark = 0x4846;
+    adopter_ = std::make_unique<Adopter>(config);
+    adopter_->attach("veth-s");
+  }
+
+  // A connection on client port `port`, authorised and adopted from a segment
+  // sent to `dst`, whose server answers and closes first, and the client's
+  // FIN+ACK: the serving node holds TIME_WAIT for the tuple afterwards.
+  void serve_and_close_first(uint16_t port, net::Ipv4Addr dst = kVip.addr) {
+    ASSERT_TRUE(adopter_->authorise({{kClientAddr, port}, kVip}, attrs_for_handshake()).ok());
+    send_segment(port, kClientIsn + 1, kFrontendIsn + 1, kRequest, kClientTsval, flag::ACK | flag::PSH, kTsBase, dst);
+    const int first = accept_within(2000);
+    ASSERT_GE(first, 0);
+    ASSERT_EQ(read_within(first, kRequest.size(), 1000), kRequest);
+    const std::string response = "HTTP/1.0 200 OK\r\n\r\nbye";
+    ASSERT_EQ(send(first, response.data(), response.size(), 0), static_cast<ssize_t>(response.size()));
+    close(first);  // the server closes first: FIN after the response
+    const auto fin = capture(port, 2000, [](const Seen& s) { return (s.flags & flag::FIN) != 0; });
+    ASSERT_TRUE(fin.has_value());
+    ASSERT_TRUE(fin->ts.has_value());
+    const uint32_t request_end = kClientIsn + 1 + static_cast<uint32_t>(kRequest.size());
+    const uint32_t fin_seq = fin->seq + static_cast<uint32_t>(fin->payload.size());
+    send_segment(port, request_end, fin_seq + 1, "", kClientTsval + 1, flag::ACK | flag::FIN, fin->ts->tsval, dst);
+    ASSERT_TRUE(capture(port, 2000, [&](const Seen& s) { return s.ack == request_end + 1; }));
+  }
+
+  static bool time_wait_on(uint16_t port) {
+    const std::string out = io::run_command({"/usr/bin/ss", "-tan", "state", "time-wait"}).out;
+    return out.find(":" + std::to_string(port)) != std::string::npos;
+  }
+
   static AdoptAttrs attrs_for_handshake() {
     AdoptAttrs a;
     a.expected_seq = kClientIsn + 1;
@@ -185,14 +224,7 @@ class AdoptLive : public ::testing::Test {
 // to the VIP, marked, and the kernel adopts and carries them as usual.
 TEST_F(AdoptLive, SegmentsForwardedToTheNodeAddressAreUnDnattedAndMarked) {
   const net::Ipv4Addr node = ipv4(192, 168, 77, 1);
-  adopter_.reset();
-  AdopterConfig config;
-  config.vip = kVip.addr;
-  config.vip_port = kVip.port;
-  config.node_addr = node;
-  config.mark = 0x4846;
-  adopter_ = std::make_unique<Adopter>(config);
-  adopter_->attach("veth-s");
+  adopt_at_node_address(node);
   ASSERT_TRUE(testing::NetnsPair::run({"/usr/sbin/iptables", "-t", "mangle", "-A", "PREROUTING", "-m", "mark",
                                        "--mark", "0x4846", "-j", "ACCEPT"}));
   ASSERT_TRUE(adopter_->authorise({{kClientAddr, 40010}, kVip}, attrs_for_handshake()).ok());
@@ -384,26 +416,8 @@ TEST_F(AdoptLive, AttachRefusesASecondAttachAndUnknownInterfaces) {
 TEST_F(AdoptLive, ClientPortReusedWhileTheServingNodeHoldsTimeWait) {
   constexpr uint16_t kPort = 40006;
   const AdoptKey key{{kClientAddr, kPort}, kVip};
-  ASSERT_TRUE(adopter_->authorise(key, attrs_for_handshake()).ok());
-  send_segment(kPort, kClientIsn + 1, kFrontendIsn + 1, kRequest);
-  const int first = accept_within(2000);
-  ASSERT_GE(first, 0);
-  ASSERT_EQ(read_within(first, kRequest.size(), 1000), kRequest);
-  const std::string response = "HTTP/1.0 200 OK\r\n\r\nbye";
-  ASSERT_EQ(send(first, response.data(), response.size(), 0), static_cast<ssize_t>(response.size()));
-  close(first);  // the server closes first: FIN after the response
-  const auto fin = capture(kPort, 2000, [](const Seen& s) { return (s.flags & flag::FIN) != 0; });
-  ASSERT_TRUE(fin.has_value());
-  ASSERT_TRUE(fin->ts.has_value());
-  const uint32_t request_end = kClientIsn + 1 + static_cast<uint32_t>(kRequest.size());
-  const uint32_t fin_seq = fin->seq + static_cast<uint32_t>(fin->payload.size());
-  send_segment(kPort, request_end, fin_seq + 1, "", kClientTsval + 1, flag::ACK | flag::FIN,
-               fin->ts->tsval);
-  ASSERT_TRUE(capture(kPort, 2000, [&](const Seen& s) { return s.ack == request_end + 1; }));
-  auto time_wait = [&] {
-    const std::string out = io::run_command({"/usr/bin/ss", "-tan", "state", "time-wait"}).out;
-    return out.find(":" + std::to_string(kPort)) != std::string::npos;
-  };
+  serve_and_close_first(kPort);
+  auto time_wait = [&] { return time_wait_on(kPort); };
   ASSERT_TRUE(time_wait()) << "the serving node should hold TIME_WAIT now";
 
   // The same 4-tuple handed off again: new ISNs, later timestamps.
@@ -433,35 +447,11 @@ TEST_F(AdoptLive, ClientPortReusedWhileTheServingNodeHoldsTimeWait) {
 // TIME_WAIT socket and the retransmission to the node's address is adopted.
 TEST_F(AdoptLive, FirstSegmentBeforeItsEntryIsNotGivenToATimeWaitSocket) {
   const net::Ipv4Addr node = ipv4(192, 168, 77, 1);
-  adopter_.reset();
-  AdopterConfig config;
-  config.vip = kVip.addr;
-  config.vip_port = kVip.port;
-  config.node_addr = node;
-  config.mark = 0x4846;
-  adopter_ = std::make_unique<Adopter>(config);
-  adopter_->attach("veth-s");
+  adopt_at_node_address(node);
   constexpr uint16_t kPort = 40016;
   const AdoptKey key{{kClientAddr, kPort}, kVip};
-  ASSERT_TRUE(adopter_->authorise(key, attrs_for_handshake()).ok());
-  send_segment(kPort, kClientIsn + 1, kFrontendIsn + 1, kRequest, kClientTsval, flag::ACK | flag::PSH, kTsBase, node);
-  const int first = accept_within(2000);
-  ASSERT_GE(first, 0);
-  ASSERT_EQ(read_within(first, kRequest.size(), 1000), kRequest);
-  const std::string response = "HTTP/1.0 200 OK\r\n\r\nbye";
-  ASSERT_EQ(send(first, response.data(), response.size(), 0), static_cast<ssize_t>(response.size()));
-  close(first);
-  const auto fin = capture(kPort, 2000, [](const Seen& s) { return (s.flags & flag::FIN) != 0; });
-  ASSERT_TRUE(fin.has_value());
-  ASSERT_TRUE(fin->ts.has_value());
-  const uint32_t request_end = kClientIsn + 1 + static_cast<uint32_t>(kRequest.size());
-  const uint32_t fin_seq = fin->seq + static_cast<uint32_t>(fin->payload.size());
-  send_segment(kPort, request_end, fin_seq + 1, "", kClientTsval + 1, flag::ACK | flag::FIN, fin->ts->tsval, node);
-  ASSERT_TRUE(capture(kPort, 2000, [&](const Seen& s) { return s.ack == request_end + 1; }));
-  auto time_wait = [&] {
-    const std::string out = io::run_command({"/usr/bin/ss", "-tan", "state", "time-wait"}).out;
-    return out.find(":" + std::to_string(kPort)) != std::string::npos;
-  };
+  serve_and_close_first(kPort, node);
+  auto time_wait = [&] { return time_wait_on(kPort); };
   ASSERT_TRUE(time_wait()) << "the serving node should hold TIME_WAIT now";
   const uint64_t undnat_before = adopter_->counters().undnat;
 
