@@ -290,7 +290,11 @@ void Origin::on_segment(const io::QueuedPacket& qp, net::TcpPacket& pkt, ConnIt 
     case State::HandoffSent:
       if (!in_band_) {
         tcp::advance_contiguous(conn.hs.rcv_nxt, pkt);
-        on_handing_off_segment(qp, pkt, it);
+        if (conn.track && conn.track->handing_over) {
+          on_moving_segment(qp, pkt, it);
+          return;
+        }
+        verdicts_.drop(qp.id);  // retransmitted until the serving node has the connection
         return;
       }
       if (clock_() - conn.handoff_ms >= transport_.retry_ms()) {

@@ -257,7 +257,7 @@ class Origin {
   void start_tracking(OriginConn& conn);
   // A tracked connection's client segment with payload or a FIN (Forwarding, or
   // HandoffSent in band). Gives its verdict.
-  void on_handing_off_segment(const io::QueuedPacket& qp, net::TcpPacket& pkt, ConnIt it);
+  void on_moving_segment(const io::QueuedPacket& qp, net::TcpPacket& pkt, ConnIt it);
   void on_later_segment(const io::QueuedPacket& qp, net::TcpPacket& pkt, ConnIt it);
   // Dispatches the held requests while the connection stays put. `qp`/`pkt`:
   // the packet whose bytes were just taken (forwarded whole if it is exactly
