@@ -212,16 +212,29 @@ static __always_inline int assign(struct __sk_buff *skb, struct bpf_sock *skc,
   return TC_ACT_OK;
 }
 
-/* Whether a non-SYN segment from the client in `key` (its vip_* the VIP's) to
- * this node's own address belongs to a connection adopted or authorised here:
- * an entry, or a socket other than the listener on the VIP tuple. A TIME_WAIT
- * socket is not one: its connection is over, and a client reusing the port
- * sends the new connection's first segment here before its entry (the origin
- * forwards it while the hand-in is on its way): passed untouched, the segment
- * reaches the engine, which holds it for the hand-in (that clears the
- * TIME_WAIT socket); un-DNATted, the TIME_WAIT socket would take it and answer
- * with its old numbers, and the client would wait a retransmission timeout. */
-static __always_inline int adopted_here(struct __sk_buff *skb, const struct hl_adopt_key *key) {
+/* The one field of a timewait minisock read here (its snd_nxt: the bpf_sock
+ * view has none), by CO-RE at the running kernel's offset. Not struct
+ * tcp_timewait_sock from vmlinux.h: its BTF would turn the kfunc's `struct
+ * sock` into a forward declaration, and libbpf would refuse the kfunc's
+ * prototype ("func_proto incompatible with kernel"). */
+struct sock_common___tw {
+  __u32 skc_tw_snd_nxt;
+} __attribute__((preserve_access_index));
+
+/* Whether a non-SYN segment from the client in `key` (its vip_* the VIP's),
+ * acknowledging `ack` (host order), to this node's own address belongs to a
+ * connection adopted or authorised here: an entry, or a socket other than the
+ * listener on the VIP tuple. A TIME_WAIT socket (also FIN_WAIT2 after the
+ * server's close: a timewait minisock) is one only if the segment acknowledges
+ * exactly what that socket sent (its FIN): the client's last ACK and FIN of a
+ * connection the server closed first, which the origin forwards here. A client
+ * reusing the port sends the new connection's first segment here before its
+ * entry (the origin forwards it while the hand-in is on its way), acknowledging
+ * the new connection's numbers: passed untouched, the segment reaches the
+ * engine, which holds it for the hand-in (that clears the TIME_WAIT socket);
+ * un-DNATted, the TIME_WAIT socket would take it and answer with its old
+ * numbers, and the client would wait a retransmission timeout. */
+static __always_inline int adopted_here(struct __sk_buff *skb, const struct hl_adopt_key *key, __u32 ack) {
   struct bpf_sock_tuple tuple = {};
   struct bpf_sock *skc;
   int found;
@@ -232,7 +245,12 @@ static __always_inline int adopted_here(struct __sk_buff *skb, const struct hl_a
   tuple.ipv4.dport = key->vip_port;
   skc = bpf_skc_lookup_tcp(skb, &tuple, sizeof tuple.ipv4, CURRENT_NETNS, 0);
   if (!skc) return 0;
-  found = skc->state != BPF_TCP_LISTEN && skc->state != BPF_TCP_TIME_WAIT;
+  if (skc->state == BPF_TCP_TIME_WAIT) {
+    const void *tw = bpf_skc_to_tcp_timewait_sock(skc);
+    found = tw && ((const struct sock_common___tw *)tw)->skc_tw_snd_nxt == ack;
+  } else {
+    found = skc->state != BPF_TCP_LISTEN;
+  }
   bpf_sk_release(skc);
   return found;
 }
@@ -282,7 +300,7 @@ int adopt(struct __sk_buff *skb) {
     key.vip_addr = cfg_vip_addr;
     key.client_port = tcp.source;
     key.vip_port = tcp.dest;
-    if (!adopted_here(skb, &key)) return TC_PASS;
+    if (!adopted_here(skb, &key, bpf_ntohl(tcp.ack_seq))) return TC_PASS;
     if (undnat(skb, l4)) {
       count(HL_ADOPT_MALFORMED);
       return TC_PASS;

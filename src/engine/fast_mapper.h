@@ -58,8 +58,8 @@ class FastMapper {
   static constexpr uint64_t kRemapMs = 1000;
 
   // `path` null: nothing is ever mapped. `at_handoff`: changes are cheap (one
-  // syscall), connections are mapped at their handoff's acknowledgement
-  // (map_now) so that later packets never cross user space. The counters must
+  // syscall), connections are mapped as their handoff is sent
+  // (on_handoff) so that later packets never cross user space. The counters must
   // outlive this.
   FastMapper(io::FastPath* path, uint64_t& adds, uint64_t& removes, bool at_handoff = false)
       : path_(path), adds_(adds), removes_(removes), at_handoff_(at_handoff) {}
@@ -67,15 +67,18 @@ class FastMapper {
   bool enabled() const { return path_ != nullptr; }
   bool at_handoff() const { return path_ != nullptr && at_handoff_; }
 
-  // The handoff of `client`'s connection to `to` was acknowledged: mapped now if
-  // at_handoff(). `payload`: its segments with payload may take the path too
+  // The handoff of `client`'s connection to `to` is being sent (its hand-in: a
+  // first handoff or a move's) or was acknowledged: mapped now if at_handoff(),
+  // so that the client's ACKs and FIN reach the serving node's kernel, which may
+  // answer the request before the acknowledgement comes back, without crossing
+  // user space. `payload`: its segments with payload may take the path too
   // (false: they must still come to the engine, which reads every request).
-  void on_handoff_acked(FastMapping& m, net::Endpoint client, net::Ipv4Addr to, uint64_t now, bool payload) {
+  void on_handoff(FastMapping& m, net::Endpoint client, net::Ipv4Addr to, uint64_t now, bool payload) {
     if (at_handoff() && !m.mapped) map(m, client, to, now, payload);
   }
 
   // `pkt` of `client`, in a connection forwarded to `to`, went through the queue
-  // (`payload` as for on_handoff_acked).
+  // (`payload` as for on_handoff).
   void on_forwarded(FastMapping& m, const net::TcpPacket& pkt, net::Endpoint client, net::Ipv4Addr to, uint64_t now,
                     bool payload) {
     using namespace net::tcp_flag;

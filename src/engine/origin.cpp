@@ -290,11 +290,7 @@ void Origin::on_segment(const io::QueuedPacket& qp, net::TcpPacket& pkt, ConnIt 
     case State::HandoffSent:
       if (!in_band_) {
         tcp::advance_contiguous(conn.hs.rcv_nxt, pkt);
-        if (conn.track && conn.track->handing_over) {
-          on_moving_segment(qp, pkt, it);
-          return;
-        }
-        verdicts_.drop(qp.id);  // retransmitted until the serving node has the connection
+        on_handing_off_segment(qp, pkt, it);
         return;
       }
       if (clock_() - conn.handoff_ms >= transport_.retry_ms()) {
@@ -331,7 +327,7 @@ inline void Origin::forward(const io::QueuedPacket& qp, net::TcpPacket& pkt, Ori
     local_->from_local_origin(qp, pkt);  // rewritten and carried in one verdict
     return;
   }
-  if (conn.state == State::Forwarding) {
+  if (conn.state == State::Forwarding || (conn.state == State::HandoffSent && !in_band_)) {
     fast_.on_forwarded(conn.fast, pkt, conn.hs.client, conn.target, clock_(), !conn.track || conn.track->pinned);
   }
   pkt.set_dst_addr(conn.target);
@@ -470,8 +466,18 @@ bool Origin::dispatch_request(ConnIt it) {
   conn.handoff_ms = clock_();
   conn.client_ack = conn.hs.server_isn + 1u;  // nothing of the server's has reached the client yet
   ++counters_.handoffs;
+  if (!in_band_) map_handoff(conn);
   transport_.send(conn);  // may answer at once (a local refusal frees `conn`)
   return true;
+}
+
+void Origin::map_handoff(OriginConn& conn) {
+  // The kernel data path: one syscall, so that no later segment crosses user
+  // space (but a persistent connection's requests, which this origin reads).
+  // In band, not before the acknowledgement: a lost in-band hand-in is sent
+  // again on the client's retransmission, which must come here for that.
+  if (conn.local_target) return;
+  fast_.on_handoff(conn.fast, conn.hs.client, conn.target, clock_(), !conn.track || conn.track->pinned);
 }
 
 }  // namespace hl::engine

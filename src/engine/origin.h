@@ -250,14 +250,18 @@ class Origin {
   void forward(const io::QueuedPacket& qp, net::TcpPacket& pkt, OriginConn& conn);
   // The same, out of line (forward() is inline in origin.cpp, the per-packet path).
   void forward_packet(const io::QueuedPacket& qp, net::TcpPacket& pkt, OriginConn& conn);
+  // Maps `conn` to its target in the fast path if its changes are cheap (the
+  // kernel data path): as its hand-in is sent (not in band), or at the ack.
+  void map_handoff(OriginConn& conn);
 
   // origin_requests.cpp: later requests and moves (request_track.h).
   // At the first request's dispatch: tracks the connection if it may carry more
   // requests; bytes after the first request are held (taken from conn.request).
   void start_tracking(OriginConn& conn);
-  // A tracked connection's client segment with payload or a FIN (Forwarding, or
-  // HandoffSent in band). Gives its verdict.
-  void on_moving_segment(const io::QueuedPacket& qp, net::TcpPacket& pkt, ConnIt it);
+  // A client segment while a hand-in is on its way (HandoffSent, not in band):
+  // on to the serving node, but a tracked connection's later request or FIN
+  // (held). Gives its verdict.
+  void on_handing_off_segment(const io::QueuedPacket& qp, net::TcpPacket& pkt, ConnIt it);
   void on_later_segment(const io::QueuedPacket& qp, net::TcpPacket& pkt, ConnIt it);
   // Dispatches the held requests while the connection stays put. `qp`/`pkt`:
   // the packet whose bytes were just taken (forwarded whole if it is exactly

@@ -73,10 +73,8 @@ void Origin::on_handoff_ack(net::Ipv4Addr from, const control::HandoffAck& ack) 
     set_state(conn, State::Forwarding);
     conn.request.release();
     ++counters_.handoff_acks;
-    // The kernel data path: one syscall, so that no later segment crosses user
-    // space (but a persistent connection's requests, which this origin reads).
-    const bool payload = !conn.track || conn.track->pinned;
-    if (!conn.local_target) fast_.on_handoff_acked(conn.fast, conn.hs.client, conn.target, clock_(), payload);
+    // Mapped as the hand-in was sent (a no-op then); in band, now.
+    map_handoff(conn);
     if (conn.track) after_handoff(it);
   }
 }

@@ -154,15 +154,18 @@ bool Origin::route_pending(ConnIt it, const io::QueuedPacket* qp, net::TcpPacket
   return true;
 }
 
-void Origin::on_moving_segment(const io::QueuedPacket& qp, net::TcpPacket& pkt, ConnIt it) {
-  // A move's hand-in is on its way: the next node's kernel may carry the
-  // connection already (it answers the held request before its acknowledgement
-  // comes back here). The client's ACKs and RST go on to it: dropped here, the
-  // server would retransmit its last segment, never see the connection quiet,
-  // and the client's next request would wait for its retransmission timeout.
-  // Later requests (and a FIN) are held until the acknowledgement.
+void Origin::on_handing_off_segment(const io::QueuedPacket& qp, net::TcpPacket& pkt, ConnIt it) {
+  // The hand-in is on its way (a first handoff, or a move's): the serving
+  // node's kernel may carry the connection already, and answer the request
+  // before its acknowledgement comes back here. The client's ACKs, FIN and
+  // RST go on to it (dropped here, the server would retransmit its last
+  // segment, and the client's FIN or next request would wait for its
+  // retransmission timeout: 200 ms tails); a node that does not have the
+  // connection yet drops them (or holds them: the reference path). A tracked
+  // connection's later requests (and a FIN behind them) are held until the
+  // acknowledgement, as during a move.
   OriginConn& conn = it->second;
-  if (!conn.track->pinned && (pkt.payload_len > 0 || pkt.has_flags(FIN)) && !pkt.has_flags(RST)) {
+  if (conn.track && !conn.track->pinned && (pkt.payload_len > 0 || pkt.has_flags(FIN)) && !pkt.has_flags(RST)) {
     on_later_segment(qp, pkt, it);
     return;
   }
@@ -314,6 +317,7 @@ void Origin::on_released(net::Ipv4Addr from, const control::Released& answer) {
   set_state(conn, State::HandoffSent);
   conn.handoff_ms = clock_();
   ++counters_.moves.rehandoffs;
+  if (!in_band_) map_handoff(conn);  // acks only: the origin reads every request
   transport_.send(conn);  // may answer at once (a local refusal frees `conn`)
 }
 

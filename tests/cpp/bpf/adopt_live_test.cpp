@@ -196,10 +196,12 @@ class AdoptLive : public ::testing::Test {
     ASSERT_TRUE(capture(port, 2000, [&](const Seen& s) { return s.ack == request_end + 1; }));
   }
 
-  static bool time_wait_on(uint16_t port) {
-    const std::string out = io::run_command({"/usr/bin/ss", "-tan", "state", "time-wait"}).out;
+  // Whether the serving side has a socket of client port `port` in `state` (an ss state name).
+  static bool in_state(uint16_t port, const char* state) {
+    const std::string out = io::run_command({"/usr/bin/ss", "-tan", "state", state}).out;
     return out.find(":" + std::to_string(port)) != std::string::npos;
   }
+  static bool time_wait_on(uint16_t port) { return in_state(port, "time-wait"); }
 
   static AdoptAttrs attrs_for_handshake() {
     AdoptAttrs a;
@@ -473,6 +475,40 @@ TEST_F(AdoptLive, FirstSegmentBeforeItsEntryIsNotGivenToATimeWaitSocket) {
   ASSERT_GE(second, 0) << "not adopted after TIME_WAIT; adopted=" << adopter_->counters().adopted;
   Fd second_fd{second};
   EXPECT_EQ(read_within(second, kRequest.size(), 1000), kRequest);
+}
+
+// The server closes first (nginx after a Connection: close response); the
+// client's ACK of its FIN leaves the server's side a FIN_WAIT2 minisock, which
+// lookups report as TIME_WAIT. The client's FIN, forwarded by the origin to the
+// node's address, still belongs to that socket (it acknowledges the socket's
+// FIN): un-DNATted in the program, answered by the kernel, never left on the
+// node's address for the engine to carry.
+TEST_F(AdoptLive, TheClientsFinAfterTheServersCloseReachesItsMinisock) {
+  const net::Ipv4Addr node = ipv4(192, 168, 77, 1);
+  adopt_at_node_address(node);
+  constexpr uint16_t kPort = 40017;
+  ASSERT_TRUE(adopter_->authorise({{kClientAddr, kPort}, kVip}, attrs_for_handshake()).ok());
+  send_segment(kPort, kClientIsn + 1, kFrontendIsn + 1, kRequest, kClientTsval, flag::ACK | flag::PSH, kTsBase, node);
+  const int first = accept_within(2000);
+  ASSERT_GE(first, 0);
+  ASSERT_EQ(read_within(first, kRequest.size(), 1000), kRequest);
+  const std::string response = "HTTP/1.0 200 OK\r\n\r\nbye";
+  ASSERT_EQ(send(first, response.data(), response.size(), 0), static_cast<ssize_t>(response.size()));
+  close(first);
+  const auto fin = capture(kPort, 2000, [](const Seen& s) { return (s.flags & flag::FIN) != 0; });
+  ASSERT_TRUE(fin.has_value());
+  ASSERT_TRUE(fin->ts.has_value());
+  const uint32_t request_end = kClientIsn + 1 + static_cast<uint32_t>(kRequest.size());
+  const uint32_t fin_ack = fin->seq + static_cast<uint32_t>(fin->payload.size()) + 1;
+  send_segment(kPort, request_end, fin_ack, "", kClientTsval + 1, flag::ACK, fin->ts->tsval, node);
+  ASSERT_TRUE(in_state(kPort, "fin-wait-2")) << "the server's side should be a FIN_WAIT2 minisock now";
+  const uint64_t undnat_before = adopter_->counters().undnat;
+
+  send_segment(kPort, request_end, fin_ack, "", kClientTsval + 2, flag::ACK | flag::FIN, fin->ts->tsval, node);
+  const auto answer = capture(kPort, 2000, [&](const Seen& s) { return s.ack == request_end + 1; });
+  ASSERT_TRUE(answer.has_value()) << "the client's FIN was not answered";
+  EXPECT_EQ(answer->flags & flag::RST, 0) << "answered by a RST: it did not reach the minisock";
+  EXPECT_EQ(adopter_->counters().undnat, undnat_before + 1);
 }
 
 TEST_F(AdoptLive, DestructionDetaches) {
