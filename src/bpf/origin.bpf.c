@@ -29,10 +29,12 @@
  *     gets its destination rewritten to the serving node (IP and TCP
  *     checksums fixed incrementally) and passes on: the kernel routes it
  *     (ip_forward=1 on the origin; the rewritten segment no longer matches
- *     NFQUEUE rules on -d VIP). Counter forwarded. Except FIN and RST: they go
- *     to user space untouched (end_to_user), so the engine still sees every
+ *     NFQUEUE rules on -d VIP). Counter forwarded. Except FIN and RST, unless
+ *     cfg_forward_ends is set and the mapping is not acks-only: they go to
+ *     user space untouched (end_to_user), so the engine still sees every
  *     connection end; it forwards them itself and removes the entry (or keeps
- *     it until the client's last ACK). A SYN of a mapped tuple (port reuse
+ *     it until the client's last ACK). With cfg_forward_ends (always, rare)
+ *     the origin learns the end from the serving node instead. A SYN of a mapped tuple (port reuse
  *     before the entry is removed) goes to user space too (syn_passed).
  * Not the program's: non-IPv4, fragments, other addresses/ports: untouched,
  * uncounted. An unreadable TCP header or SYN options: untouched, malformed.
@@ -84,6 +86,7 @@
 /* Set by user space before load (skeleton rodata). Network byte order; 0 = any. */
 const volatile __u32 cfg_vip_addr = 0;
 const volatile __u16 cfg_vip_port = 0;
+const volatile __u8 cfg_forward_ends = 0; /* (d): FIN and RST of a full mapping forwarded too */
 
 /* SynCookies::kMssTable[i] (a switch: clang 14 puts a const table in a
  * section whose BTF the kernel refuses). */
@@ -482,7 +485,7 @@ int origin(struct __sk_buff *skb) {
     return answer_syn(skb, &ip, &tcp, l4 + sizeof tcp);
   }
   if (fwd) {
-    if (tcp.fin || tcp.rst) {
+    if ((tcp.fin || tcp.rst) && (!cfg_forward_ends || fwd->acks_only)) {
       count(HL_ORIGIN_END_TO_USER);
       return TC_PASS;
     }

@@ -67,6 +67,7 @@ OriginPath::OriginPath(const OriginPathConfig& config) : config_(config) {
   }
   skel_->rodata->cfg_vip_addr = htonl(config.vip.value);
   skel_->rodata->cfg_vip_port = htons(config.vip_port);
+  skel_->rodata->cfg_forward_ends = config.forward_ends ? 1 : 0;
   if (int err = hl_origin_bpf__load(skel_); err != 0) {
     hl_origin_bpf__destroy(skel_);
     skel_ = nullptr;

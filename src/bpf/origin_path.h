@@ -95,6 +95,12 @@ struct OriginPathConfig {
   net::Ipv4Addr vip;            // only segments to this address (0.0.0.0: any)
   uint16_t vip_port = 0;        // only segments to this port (0: any)
   bool pin = false;             // pin program and maps under pin_dir(name)
+  // A mapped connection's FIN and RST are forwarded by the program too (the
+  // origin learns the end from the serving node: always, rare); false: they
+  // go to user space (the frontend design tracks the close itself). An
+  // acks-only mapping's FIN and RST go to user space either way (the origin
+  // reads that connection's stream, and holds a FIN behind a moving request).
+  bool forward_ends = false;
 };
 
 class OriginPath {

@@ -69,6 +69,9 @@ KernelOrigin::KernelOrigin(const RuntimeConfig& c, bool forwards)
     pc.vip = vip_.addr;
     pc.vip_port = vip_.port;
     pc.pin = true;  // a crashed run's tc filter stays: --cleanup finds it through the pins
+    // always/rare learn a connection's end from its serving node (Termination);
+    // the front-end tracks the close itself (the server's FIN is relayed to it).
+    pc.forward_ends = c.role != RuntimeRole::kFrontend;
     paths_.push_back(std::make_unique<Attached>(pc, vip_));
     paths_.back()->path.attach(ifname);
   }

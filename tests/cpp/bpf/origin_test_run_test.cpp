@@ -275,6 +275,48 @@ TEST_F(OriginTestRun, VerdictsOfOtherSegments) {
   }
 }
 
+// always/rare (forward_ends): the origin learns a connection's end from its
+// serving node, so a full mapping's FIN and RST are forwarded like its other
+// segments; an acks-only mapping's still go to user space (the origin reads
+// that connection's stream and holds a FIN behind a moving request).
+TEST_F(OriginTestRun, WithForwardEndsAFullMappingsFinAndRstAreForwarded) {
+  OriginPathConfig config;
+  config.vip = kVip.addr;
+  config.vip_port = kVip.port;
+  config.forward_ends = true;
+  path_ = std::make_unique<OriginPath>(config);
+  const Endpoint acks_only{kMapped.addr, static_cast<uint16_t>(kMapped.port + 1)};
+  ASSERT_TRUE(path_->map_forward({kMapped, kVip}, kNode).ok());
+  ASSERT_TRUE(path_->map_forward({acks_only, kVip}, kNode, true).ok());
+  struct Case {
+    const char* name;
+    uint16_t client_port;
+    uint8_t flags;
+    bool forwarded;
+  };
+  const std::vector<Case> cases = {{"FIN", kMapped.port, flag::ACK | flag::FIN, true},
+                                   {"RST", kMapped.port, flag::RST, true},
+                                   {"acks-only FIN", acks_only.port, flag::ACK | flag::FIN, false},
+                                   {"acks-only RST", acks_only.port, flag::RST, false}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    PacketBuilder b;
+    b.ipv4(kMapped.addr, kVip.addr).tcp(c.client_port, kVip.port).seq(1001).ack(5001).flags(c.flags);
+    const std::vector<uint8_t> in = b.build();
+    const OriginCounters before = path_->counters();
+    const RunResult r = run(in);
+    EXPECT_EQ(r.verdict, c.forwarded ? kTcActOk : kTcPass);
+    std::vector<uint8_t> out(r.frame.begin() + 14, r.frame.end());
+    auto pkt = net::parse_tcp_packet(out);
+    ASSERT_TRUE(pkt.ok());
+    EXPECT_EQ(pkt->dst_addr(), c.forwarded ? kNode : kVip.addr);
+    EXPECT_TRUE(pkt->tcp_checksum_ok());
+    const OriginCounters d = delta(path_->counters(), before);
+    EXPECT_EQ(d.forwarded, c.forwarded ? 1u : 0u);
+    EXPECT_EQ(d.end_to_user, c.forwarded ? 0u : 1u);
+  }
+}
+
 TEST_F(OriginTestRun, MappedSegmentGoesToTheNodeWithValidChecksums) {
   ASSERT_TRUE(path_->map_forward({kMapped, kVip}, kNode).ok());
   EXPECT_EQ(path_->forward_of({kMapped, kVip}), kNode);
