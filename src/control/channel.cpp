@@ -5,6 +5,7 @@
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -51,8 +52,9 @@ struct ControlChannel::Impl {
     int fd = -1;
     std::deque<std::vector<uint8_t>> queue;  // whole frames; the front may be partly written
     size_t front_written = 0;
-    bool front_sealed = false;  // the front frame is already in its auth envelope
+    size_t sealed = 0;  // frames at the front already in their auth envelope (sealed in queue order)
     size_t queued_bytes = 0;
+    bool pending = false;  // queued by send() with cfg.batch, not written yet
     bool want_write = false;
     uint64_t next_attempt_ms = 0;
     uint64_t connect_started_ms = 0;
@@ -191,7 +193,7 @@ struct ControlChannel::Impl {
       o.queue.clear();
       o.queued_bytes = 0;
       o.front_written = 0;
-      o.front_sealed = false;
+      o.sealed = 0;
       o.state = Out::State::kIdle;
       o.next_attempt_ms = now + cfg.min_backoff_ms;
       o.backoff_ms = cfg.min_backoff_ms;
@@ -213,36 +215,58 @@ struct ControlChannel::Impl {
     flush(o, index, now);
   }
 
+  // Writes what is queued for `o`, many frames per syscall (sendmsg with one
+  // iovec per frame): a busy node sends a few messages per connection, and one
+  // send per message cost a syscall and a TCP segment each.
   void flush(Out& o, size_t index, uint64_t now) {
+    constexpr size_t kMaxIov = 64;
     while (o.state == Out::State::kConnected && !o.queue.empty()) {
-      // Seal when a frame reaches the front, so sequence numbers go out in order
-      // (the introduction is queued in front of older frames).
-      if (cfg.auth && !o.front_sealed) {
-        auto sealed = cfg.auth->seal(o.queue.front());
-        o.queued_bytes -= o.queue.front().size();
+      // Seal in queue order, so sequence numbers go out in order (the
+      // introduction is queued in front of older frames, none sealed then).
+      while (cfg.auth && o.sealed < o.queue.size() && o.sealed < kMaxIov) {
+        auto& next = o.queue[o.sealed];
+        auto sealed = cfg.auth->seal(next);
+        o.queued_bytes -= next.size();
         if (!sealed.ok()) {
-          o.queue.pop_front();
+          o.queue.erase(o.queue.begin() + static_cast<std::ptrdiff_t>(o.sealed));
           ++counters.send_dropped;
           continue;
         }
         o.queued_bytes += sealed->size();
-        o.queue.front() = std::move(*sealed);
-        o.front_sealed = true;
+        next = std::move(*sealed);
+        ++o.sealed;
       }
-      const auto& f = o.queue.front();
-      const ssize_t n = ::send(o.fd, f.data() + o.front_written, f.size() - o.front_written, MSG_NOSIGNAL);
+      if (o.queue.empty()) break;
+      iovec iov[kMaxIov];
+      const size_t ready = cfg.auth ? o.sealed : o.queue.size();
+      size_t count = 0;
+      for (; count < std::min(ready, kMaxIov); ++count) {
+        auto& f = o.queue[count];
+        const size_t skip = count == 0 ? o.front_written : 0;
+        iov[count] = iovec{f.data() + skip, f.size() - skip};
+      }
+      msghdr msg{};
+      msg.msg_iov = iov;
+      msg.msg_iovlen = count;
+      ssize_t n = ::sendmsg(o.fd, &msg, MSG_NOSIGNAL);
       if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) break;
         if (errno == EINTR) continue;
         close_out(o, now, true);
         return;
       }
-      o.front_written += static_cast<size_t>(n);
-      if (o.front_written == f.size()) {
-        o.queued_bytes -= f.size();
+      // Whole frames written leave the queue; a partial one stays at the front.
+      while (n > 0) {
+        const size_t left = o.queue.front().size() - o.front_written;
+        if (static_cast<size_t>(n) < left) {
+          o.front_written += static_cast<size_t>(n);
+          break;
+        }
+        n -= static_cast<ssize_t>(left);
+        o.queued_bytes -= o.queue.front().size();
         o.queue.pop_front();
         o.front_written = 0;
-        o.front_sealed = false;
+        if (o.sealed > 0) --o.sealed;
       }
     }
     if (o.fd >= 0) set_out_events(o, index);
@@ -403,7 +427,13 @@ struct ControlChannel::Impl {
       o.queued_bytes += f.size();
       o.queue.push_back(std::move(f));
       ++counters.sent;
-      if (o.state == Out::State::kConnected) flush(o, i, clock());
+      if (o.state == Out::State::kConnected) {
+        if (cfg.batch) {
+          o.pending = true;  // flush_pending(), at the end of the event-loop pass
+        } else {
+          flush(o, i, clock());
+        }
+      }
       return true;
     }
     ++counters.send_dropped;
@@ -423,6 +453,16 @@ struct ControlChannel::Impl {
         case kInTag: on_in_event(tag & 0xffffffffull, handler, now); break;
         default: break;
       }
+    }
+  }
+
+  void flush_pending() {
+    const uint64_t now = clock();
+    for (size_t i = 0; i < outs.size(); ++i) {
+      Out& o = outs[i];
+      if (!o.pending) continue;
+      o.pending = false;
+      flush(o, i, now);
     }
   }
 
@@ -468,6 +508,7 @@ uint16_t ControlChannel::listen_port() const { return impl_->port; }
 bool ControlChannel::send(net::Ipv4Addr to, const Message& message) { return impl_->send(to, message); }
 void ControlChannel::poll_once(const Handler& handler) { impl_->poll_once(handler); }
 void ControlChannel::tick() { impl_->tick(); }
+void ControlChannel::flush_pending() { impl_->flush_pending(); }
 void ControlChannel::set_healthy(bool healthy) { impl_->healthy = healthy; }
 size_t ControlChannel::peers_up() const { return impl_->peers_up(); }
 bool ControlChannel::peer_up(const std::string& name) const {

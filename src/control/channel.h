@@ -48,6 +48,10 @@ struct ChannelConfig {
   // keepalive) closes: EOF, error, bad or unauthenticated frame. A killed peer
   // process is noticed here at once (its kernel closes the socket). May be empty.
   std::function<void(net::Ipv4Addr)> peer_lost;
+  // send() only queues; flush_pending() writes what was queued, many frames per
+  // syscall (the runtime calls it at the end of every event-loop pass). False:
+  // send() writes at once.
+  bool batch = false;
 };
 
 struct ChannelCounters {
@@ -93,6 +97,8 @@ class ControlChannel {
   void poll_once(const Handler& handler);
   // Keepalives and reconnects that are due.
   void tick();
+  // Writes the messages send() queued (ChannelConfig::batch).
+  void flush_pending();
   // What our keepalives say from now on (control::Keepalive::healthy): whether
   // this node's web server accepts connections.
   void set_healthy(bool healthy);

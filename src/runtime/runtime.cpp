@@ -88,6 +88,7 @@ struct NodeRuntime::Impl {
   void flush_out() {
     (void)queue->flush();
     if (fast_path) (void)fast_path->flush();
+    if (role) role->flush();
   }
   // A fatal error of the loop: stop it, exit status 1.
   void fail() {
@@ -194,6 +195,7 @@ void NodeRuntime::Impl::watch() {
   for (auto& source : role->sources()) {
     loop->add_fd(source.fd, [this, ready = std::move(source.on_ready)] {
       if (!ready()) fail();
+      flush_out();
     });
   }
   if (ControlTransport* control = role->control()) {

@@ -73,6 +73,7 @@ class NodeRole final : public Role {
   }
 
   ControlTransport* control() override { return &transport_; }
+  void flush() override { channel_.flush_pending(); }
 
   void visit_counters(const CounterVisitor& visit) const override {
     engine_->counters().visit(kernel_origin_ ? kernel_origin_->adding_kernel_cookies(visit) : visit);
@@ -127,6 +128,7 @@ class NodeRole final : public Role {
     // design): often enough for --backend-dead-ms, carrying the web server's state.
     cc.keepalive_ms = RuntimeConfig::kHeartbeatMs;
     cc.deliver_keepalives = true;
+    cc.batch = true;  // written once per event-loop pass (flush())
     cc.peer_lost = [this](net::Ipv4Addr peer) {
       if (engine_) engine_->on_peer_lost(peer);
     };

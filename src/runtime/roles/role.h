@@ -83,6 +83,9 @@ class Role {
   virtual bool after_packets() { return true; }
   // At stop, after the last packets were read: packets the role holds pass now.
   virtual void drain() {}
+  // At the end of every event-loop pass, with the verdicts and fast-path
+  // changes: what the role's own I/O batched (the control channel's messages).
+  virtual void flush() {}
   // The control transport the runtime polls, or null.
   virtual ControlTransport* control() { return nullptr; }
   // The role's own descriptors beside the queue and the control transport.

@@ -50,8 +50,9 @@ struct Node {
   std::vector<Received> got;
   std::vector<net::Ipv4Addr> lost;
   Node(const std::string& name, net::Ipv4Addr addr, uint16_t port, std::shared_ptr<Authenticator> auth = nullptr,
-       bool health = false) {
+       bool health = false, bool batch = false) {
     ChannelConfig c;
+    c.batch = batch;
     c.deliver_keepalives = health;
     if (health) c.peer_lost = [this](net::Ipv4Addr peer) { lost.push_back(peer); };
     c.auth = std::move(auth);
@@ -240,6 +241,29 @@ TEST(ControlChannelTest, AuthenticatedChannelRefusesAStrangerAndReplays) {
   ASSERT_TRUE(b->channel->send(kA, HandoffAck{kClient, 10}));
   ASSERT_TRUE(run_until({&a, b.get()}, [&] { return a.channel->counters().auth_refused >= 3; }));
   EXPECT_EQ(a.got.size(), 2u);
+}
+
+// Batched (the node runtime's mode): send() only queues, flush_pending() writes
+// every queued frame, many per syscall; sealed in order, each opens once, in order.
+TEST(ControlChannelTest, BatchedMessagesGoOutAtTheFlushInOrderAndSealed) {
+  const uint16_t port = free_port();
+  const std::vector<uint8_t> key(32, 0x5a);
+  Node a("a", kA, port, std::make_shared<Authenticator>(key, kA.value), false, true);
+  Node b("b", kB, port, std::make_shared<Authenticator>(key, kB.value));
+  ASSERT_TRUE(run_until({&a, &b}, [&] { return a.channel->connected() == 1 && b.channel->peer_up("a"); }));
+  constexpr uint32_t kCount = 500;  // several gathered writes (64 frames each at most)
+  for (uint32_t i = 0; i < kCount; ++i) ASSERT_TRUE(a.channel->send(kB, HandoffAck{kClient, i}));
+  for (int i = 0; i < 20; ++i) {
+    b.step();
+    ::usleep(1000);
+  }
+  EXPECT_TRUE(b.got.empty()) << "written before flush_pending()";
+  a.channel->flush_pending();
+  ASSERT_TRUE(run_until({&a, &b}, [&] { return b.got.size() >= kCount; }));
+  ASSERT_EQ(b.got.size(), kCount);
+  for (uint32_t i = 0; i < kCount; ++i) EXPECT_EQ(b.got[i].message, Message(HandoffAck{kClient, i}));
+  EXPECT_EQ(b.channel->counters().auth_refused, 0u);
+  EXPECT_EQ(a.channel->counters().send_dropped, 0u);
 }
 
 }  // namespace
