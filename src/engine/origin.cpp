@@ -466,7 +466,7 @@ bool Origin::dispatch_request(ConnIt it) {
   conn.handoff_ms = clock_();
   conn.client_ack = conn.hs.server_isn + 1u;  // nothing of the server's has reached the client yet
   ++counters_.handoffs;
-  if (!in_band_) map_handoff(conn);
+  map_handoff(conn);
   transport_.send(conn);  // may answer at once (a local refusal frees `conn`)
   return true;
 }
@@ -474,8 +474,8 @@ bool Origin::dispatch_request(ConnIt it) {
 void Origin::map_handoff(OriginConn& conn) {
   // The kernel data path: one syscall, so that no later segment crosses user
   // space (but a persistent connection's requests, which this origin reads).
-  // In band, not before the acknowledgement: a lost in-band hand-in is sent
-  // again on the client's retransmission, which must come here for that.
+  // In band, a lost hand-in is then sent again by the timer (expired()): the
+  // client's retransmissions no longer come here.
   if (conn.local_target) return;
   fast_.on_handoff(conn.fast, conn.hs.client, conn.target, clock_(), !conn.track || conn.track->pinned);
 }

@@ -251,7 +251,7 @@ class Origin {
   // The same, out of line (forward() is inline in origin.cpp, the per-packet path).
   void forward_packet(const io::QueuedPacket& qp, net::TcpPacket& pkt, OriginConn& conn);
   // Maps `conn` to its target in the fast path if its changes are cheap (the
-  // kernel data path): as its hand-in is sent (not in band), or at the ack.
+  // kernel data path): as its first hand-in is sent (a move's too, not in band).
   void map_handoff(OriginConn& conn);
 
   // origin_requests.cpp: later requests and moves (request_track.h).

@@ -229,6 +229,13 @@ bool Origin::expired(OriginConn& conn, uint64_t now) {
       }
       return true;
     case State::HandoffSent:
+      if (in_band_ && conn.fast.mapped && now - conn.handoff_ms >= transport_.retry_ms()) {
+        // Mapped as it was sent (the kernel data path): the client's
+        // retransmissions go to the serving node, not here, to trigger a resend.
+        transport_.send(conn);
+        conn.handoff_ms = now;
+        ++counters_.handoff_retries;
+      }
       if (cfg_.handoff_timeout_ms == 0) return now - conn.last_seen_ms >= cfg_.idle_timeout_ms;
       if (now - conn.handoff_ms < cfg_.handoff_timeout_ms) return false;
       answer_.rst(conn.hs);

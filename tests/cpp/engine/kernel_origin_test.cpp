@@ -87,7 +87,7 @@ TEST(KernelOriginTest, FrontendSharesItsSecretAndSynAnswer) {
   EXPECT_EQ(fe.kpath.answer.wscale, FrontendConfig::kDefaultWscale);
 }
 
-TEST(KernelOriginTest, RequestCompletesTheKernelsCookieHandshakeAndIsMappedAtTheAck) {
+TEST(KernelOriginTest, RequestCompletesTheKernelsCookieHandshakeAndIsMappedAsItsHandInIsSent) {
   KernelFe fe;
   const tcp::ClientHandshake hs = fe.kpath.answer_syn(kClient, fe.now);
   auto req = request(hs, kRequestA);
@@ -103,15 +103,29 @@ TEST(KernelOriginTest, RequestCompletesTheKernelsCookieHandshakeAndIsMappedAtThe
   EXPECT_EQ(syn.pkt.seq(), kIsn);
   const Parsed replayed = parse(sent[1]);
   EXPECT_EQ(std::string(replayed.pkt.payload().begin(), replayed.pkt.payload().end()), kRequestA);
-  EXPECT_TRUE(fe.kpath.ops.empty()) << "not mapped before the back-end has it";
-
-  fe.engine.on_message(kBe1, control::HandoffAck{kClient, 1234});
+  // Mapped as the hand-in is sent: the back-end's kernel may answer before its
+  // ack comes back, and the client's ACKs then go to it in the kernel.
   ASSERT_EQ(fe.kpath.ops.size(), 1u);
   EXPECT_TRUE(fe.kpath.ops[0].add);
   EXPECT_EQ(fe.kpath.ops[0].client, kClient);
   EXPECT_EQ(fe.kpath.ops[0].to, kBe1);
+
+  // The client's retransmissions no longer come here: a lost hand-in is sent
+  // again by the timer.
+  fe.now += FrontendConfig::kDefaultHandoffRetryMs;
+  fe.engine.on_timer();
+  auto again = fe.raw.take();
+  ASSERT_EQ(again.size(), 2u) << "the SYN and the request again";
+  EXPECT_EQ(parse(again[0]).pkt.seq(), kIsn);
+  EXPECT_EQ(fe.engine.counters().handoff_retries, 1u);
+
+  fe.engine.on_message(kBe1, control::HandoffAck{kClient, 1234});
+  EXPECT_EQ(fe.kpath.ops.size(), 1u) << "mapped once";
   EXPECT_EQ(fe.engine.counters().fast_path_adds, 1u);
   EXPECT_EQ(fe.engine.counters().forwarded_packets, 0u) << "nothing but the request crossed user space";
+  fe.now += FrontendConfig::kDefaultHandoffRetryMs;
+  fe.engine.on_timer();
+  EXPECT_TRUE(fe.raw.take().empty()) << "acknowledged: not sent again";
 }
 
 TEST(KernelOriginTest, FinAndRstStillComeToTheEngineWhichForwardsThemAndUnmapsAtTheEnd) {
