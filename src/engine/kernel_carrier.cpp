@@ -25,6 +25,18 @@ const std::vector<uint8_t>& zeros() {
 // The earlier of two sequence numbers.
 uint32_t earlier(uint32_t a, uint32_t b) { return tcp::seq_lt(tcp::SeqNum(a), tcp::SeqNum(b)) ? a : b; }
 
+// Whether a connection whose first bytes are `request` is never moved: its
+// stream closes after them (Connection: close, HTTP/1.0), or is unframed or
+// bad. Such a connection is not watched. A head not complete yet: it may move.
+bool never_moves(std::span<const uint8_t> request) {
+  http::RequestStream stream;
+  for (;;) {
+    const http::StreamStatus st = stream.feed(request);
+    if (st != http::StreamStatus::Head) return st != http::StreamStatus::NeedMore;
+    request = request.subspan(stream.last_consumed());
+  }
+}
+
 // The grant for `in`; `syn`: the replayed SYN in band (its options are the client's).
 AdoptGrant make_grant(const HandIn& in, const net::TcpPacket* syn) {
   net::SynOptions options = in.client_syn;
@@ -129,13 +141,22 @@ bool KernelCarrier::from_client(const io::QueuedPacket& qp, net::TcpPacket& pkt)
   auto it = conns_.find(conn_key({pkt.src_addr(), pkt.src_port()}));
   if (it == conns_.end()) return false;
   verdicts_.drop(qp.id);
-  if (it->second.ended_ms != 0) return true;
+  Conn& conn = it->second;
+  if (conn.ended_ms != 0) return true;
   // A segment to this node's address that the adopt program did not send to the
   // VIP (it came before the entry, or before the socket): to the VIP through lo,
   // where the program sees it again.
   if (!qp.checksum_partial && !pkt.tcp_checksum_ok()) {
     ++counters_.dropped_malformed;
     return true;
+  }
+  if (conn.watch && pkt.payload_len > 0 && pkt.seq() == conn.c + 1u && never_moves(pkt.payload())) {
+    // In band the request comes as this segment: a last one needs no watch
+    // (each of its segments would be copied to this engine for nothing).
+    kernel_.unwatch(conn.client);
+    conn.watch.reset();
+    conn.unacked.clear();
+    conn.unacked_bytes = 0;
   }
   pkt.set_dst_addr(cfg_.vip.addr);
   pkt.set_dst_port(cfg_.vip.port);
@@ -236,19 +257,7 @@ void KernelCarrier::on_timer(uint64_t now) {
 void KernelCarrier::start_watch(Conn& conn, const HandIn& in) {
   // Only connections that may carry more requests: on the control path the
   // hand-in's request says whether it is the last; in band it is not seen here.
-  if (in.inject) {
-    http::RequestStream stream;
-    std::span<const uint8_t> rest(in.request);
-    for (;;) {
-      const http::StreamStatus st = stream.feed(rest);
-      if (st == http::StreamStatus::Head) {
-        rest = rest.subspan(stream.last_consumed());
-        continue;
-      }
-      if (st != http::StreamStatus::NeedMore) return;  // Closing, Unframed, Error: never moved
-      break;
-    }
-  }
+  if (in.inject && never_moves(in.request)) return;
   const uint32_t client_next = conn.c + 1u;
   conn.watch = std::make_unique<tcp::ExchangeWatch>(client_next, conn.f + 1u);
   conn.server_acked = client_next;

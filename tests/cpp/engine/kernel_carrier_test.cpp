@@ -320,6 +320,7 @@ TEST(KernelCarrierTest, InBandTheSynIsTheHandInAndEarlySegmentsGoToTheVip) {
   EXPECT_TRUE(seg->tcp_checksum_ok());
   EXPECT_TRUE(seg->ip_checksum_ok());
   EXPECT_EQ(counters.kernel_reinjected, 1u);
+  EXPECT_TRUE(kernel.watched.empty()) << "an HTTP/1.0 request is the last: no watch (moves never happen)";
 
   // The kernel's end reaches the front-end as a Termination, told again a few
   // times while the state lingers (UDP: nothing else would retry it).
