@@ -1,7 +1,10 @@
 """Plots from a results folder alone (results.json; never starts a network).
 
 One style for every experiment: a fixed colour and marker per mode, medians
-with min–max error bars over repetitions, PNG and SVG side by side.
+with min–max error bars over repetitions, PNG and SVG side by side. Within a
+plot every mode label has its own colour (a mode's variants, such as
+``rare@0.9`` or ``frontend/kernel``, take the mode's colour if it is free, else
+the next free one), and legends sit beside the axes, never on the data.
 
     ./lab plot results/throughput/latest
 """
@@ -32,15 +35,44 @@ RC = {"figure.dpi": 110, "font.size": 9, "axes.grid": True, "grid.alpha": 0.3,
       "axes.spines.top": False, "axes.spines.right": False, "legend.frameon": False}
 
 
-LOCALITY_COLOURS = ("#009E73", "#56B4E9", "#CC79A7", "#F0E442")  # rare@L variants
+# After the modes' own colours, for variants and unknown modes (Okabe–Ito, then Tol's muted).
+SPARE_COLOURS = ("#CC79A7", "#56B4E9", "#F0E442", "#882255", "#44AA99", "#999933", "#AA4499",
+                 "#332288", "#88CCEE", "#117733", "#DDCC77", "#661100")
 
 
-def _style(mode: str) -> tuple[str, str]:
-    if "@" in mode:  # a locality variant ("rare@0.9"): the mode's marker, a colour per level
-        base, level = mode.split("@", 1)
-        marker = MODE_STYLE.get(base, ("", "x"))[1]
-        return LOCALITY_COLOURS[sum(map(ord, level)) % len(LOCALITY_COLOURS)], marker
-    return MODE_STYLE.get(mode, ("#CC79A7", "x"))
+def base_mode(label: str) -> str:
+    """The design of a mode label: "rare@0.9/kernel" -> "rare"."""
+    return label.split("/", 1)[0].split("@", 1)[0]
+
+
+def mode_styles(labels: list[str]) -> dict[str, tuple[str, str]]:
+    """A (colour, marker) per mode label of one plot, every colour different.
+    A plain mode keeps its fixed colour (MODE_STYLE); a variant takes its
+    design's colour if no label of the plot has it yet, else the first spare
+    one free, in the order given (the results' order: stable across runs)."""
+    out: dict[str, tuple[str, str]] = {}
+    used: set[str] = set()
+    for label in labels:
+        if label in MODE_STYLE and label not in out:
+            out[label] = MODE_STYLE[label]
+            used.add(MODE_STYLE[label][0])
+    for label in labels:
+        if label in out:
+            continue
+        own, marker = MODE_STYLE.get(base_mode(label), ("", "x"))
+        free = [c for c in (own,) + SPARE_COLOURS if c and c not in used]
+        colour = free[0] if free else SPARE_COLOURS[len(out) % len(SPARE_COLOURS)]
+        out[label] = (colour, marker)
+        used.add(colour)
+    return out
+
+
+def _legend_beside(fig: Any, ax: Any) -> None:
+    """The legend of `ax`'s curves to the right of the figure's axes, off the data."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 0.95),
+                   borderaxespad=0.0)
 
 
 def _label(metric: str) -> str:
@@ -70,6 +102,7 @@ def _bars(rd: ResultsDir, metrics: list[str]) -> list[Path]:
     cats = list(dict.fromkeys(str(e["x"]) for e in summary))
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.2), squeeze=False)
     width = 0.8 / max(1, len(modes))
+    styles = mode_styles(modes)
     for ax, metric in zip(axes[0], metrics):
         for i, mode in enumerate(modes):
             xs, ys, lo, hi = [], [], [], []
@@ -81,13 +114,13 @@ def _bars(rd: ResultsDir, metrics: list[str]) -> list[Path]:
                     ys.append(s["median"])
                     lo.append(s["median"] - s["min"])
                     hi.append(s["max"] - s["median"])
-            colour, _ = _style(mode)
+            colour, _ = styles[mode]
             ax.bar(xs, ys, width, yerr=[lo, hi], color=colour, label=mode, capsize=2)
         ax.set_xticks(range(len(cats)), cats)
         ax.set_ylabel(_label(metric))
-    axes[0][0].legend(fontsize=8)
     fig.suptitle(_title(rd), fontsize=9)
     fig.tight_layout()
+    _legend_beside(fig, axes[0][0])
     return _save(fig, rd, "plot")
 
 
@@ -96,6 +129,7 @@ def _lines(rd: ResultsDir, metrics: list[str], logx: bool) -> list[Path]:
     modes = list(dict.fromkeys(e["mode"] for e in summary))
     x_name = rd.plot_spec.get("x_name", "x")
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.2), squeeze=False)
+    styles = mode_styles(modes)
     for ax, metric in zip(axes[0], metrics):
         for mode in modes:
             es = sorted((e for e in summary if e["mode"] == mode and metric in e),
@@ -106,7 +140,7 @@ def _lines(rd: ResultsDir, metrics: list[str], logx: bool) -> list[Path]:
             med = [e[metric]["median"] for e in es]
             err = [[m - e[metric]["min"] for m, e in zip(med, es)],
                    [e[metric]["max"] - m for m, e in zip(med, es)]]
-            colour, marker = _style(mode)
+            colour, marker = styles[mode]
             ax.errorbar(xs, med, yerr=err, color=colour, marker=marker, label=mode, capsize=2)
         if logx:
             ax.set_xscale("log", base=2)
@@ -115,9 +149,9 @@ def _lines(rd: ResultsDir, metrics: list[str], logx: bool) -> list[Path]:
         ax.set_xlabel(x_name + (" (bytes)" if x_name == "size" else ""))
         ax.set_ylabel(_label(metric))
         ax.set_ylim(bottom=0)
-    axes[0][0].legend(fontsize=8)
     fig.suptitle(_title(rd), fontsize=9)
     fig.tight_layout()
+    _legend_beside(fig, axes[0][0])
     return _save(fig, rd, "plot")
 
 
@@ -125,6 +159,7 @@ def _cdf(rd: ResultsDir, stem: str = "plot") -> list[Path]:
     fig, ax = plt.subplots(figsize=(5, 3.4))
     dashes = ["-", "--", ":", "-."]
     variants: dict[str, int] = {}  # mode -> curves drawn so far: one line style each
+    styles = mode_styles(list(dict.fromkeys(k.split()[0] for k, v in rd.samples.items() if v and k.split())))
     for key, values in rd.samples.items():
         if not values:
             continue
@@ -132,7 +167,7 @@ def _cdf(rd: ResultsDir, stem: str = "plot") -> list[Path]:
         ys = [(i + 1) / len(s) for i in range(len(s))]
         words = key.split()
         mode = words[0]
-        colour, _ = _style(mode)
+        colour, _ = styles[mode]
         n = variants.get(mode, 0)
         variants[mode] = n + 1
         label = " ".join(dict.fromkeys(words))  # "frontend small small" -> "frontend small"
@@ -142,9 +177,9 @@ def _cdf(rd: ResultsDir, stem: str = "plot") -> list[Path]:
     ax.set_xlabel("connect() -> last byte (ms)")
     ax.set_ylabel("fraction of connections")
     ax.set_ylim(0, 1.01)
-    ax.legend(fontsize=8, loc="lower right")
     fig.suptitle(_title(rd), fontsize=9)
     fig.tight_layout()
+    _legend_beside(fig, ax)
     return _save(fig, rd, stem)
 
 
@@ -176,7 +211,7 @@ def _soak(rd: ResultsDir) -> list[Path]:
             ax.set_title(mode, fontsize=9)
             ax.set_ylabel(ylabel)
             ax.set_ylim(bottom=0)
-            ax.legend(fontsize=7, ncol=len(nodes), loc="lower right")
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
         axes[-1][0].set_xlabel("time since the load began (s); dotted: load ends, drain")
         fig.suptitle(_title(rd), fontsize=9)
         fig.tight_layout()
