@@ -5,6 +5,7 @@
     ./lab run EXPERIMENT [options]    runs one; prints the table and the results path
     ./lab run direct                  the direct-serving walkthrough (handofflab.demo)
     ./lab plot DIR                    regenerates plots from a results folder alone
+    ./lab compare A B                 B's figures against A's: ratios, verdicts, compare.png
 """
 from __future__ import annotations
 
@@ -119,7 +120,30 @@ def main(argv: list[str] | None = None) -> int:
     plot = sub.add_parser("plot", help="regenerate plots from a results folder")
     plot.add_argument("dirs", nargs="+", type=Path, metavar="DIR",
                       help="results/<experiment>/<time> (or results/<experiment>)")
+    cmp = sub.add_parser("compare", help="compare two results folders of one experiment (A: the baseline)",
+                         description="Every figure of both runs side by side: medians (min-max), B/A, and a "
+                         "verdict (better, worse, same within the noise band from the repetitions). "
+                         "Writes compare.md and compare.png/svg into B's folder (or --out).")
+    cmp.add_argument("a", type=Path, metavar="RESULTS_A", help="the baseline: results/<experiment>/<time>")
+    cmp.add_argument("b", type=Path, metavar="RESULTS_B", help="the run judged against it")
+    cmp.add_argument("--metrics", help="comma-separated metrics (default: the runs' table metrics)")
+    cmp.add_argument("--min-band", type=float, default=0.05, metavar="F",
+                     help="smallest noise band, relative (default 0.05)")
+    cmp.add_argument("--out", type=Path, help="where compare.md/png go (default: RESULTS_B)")
+    cmp.add_argument("--fail-on-worse", action="store_true", help="exit 1 if any figure is worse")
     args = parser.parse_args(argv)
+    if args.command == "compare":
+        from . import compare
+
+        try:
+            figures, text, files = compare.run(
+                args.a, args.b, args.metrics.split(",") if args.metrics else None, args.out, args.min_band)
+        except (OSError, ValueError, KeyError) as exc:
+            cmp.error(str(exc))
+        print(text)
+        for f in files:
+            print(f)
+        return 1 if args.fail_on_worse and any(f.verdict == "worse" for f in figures) else 0
     if args.command != "plot":
         try:
             impairment_overrides(args)
