@@ -41,6 +41,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="seed of documents, partition and request streams")
     p.add_argument("--out", type=Path, help="results root (default: results/)")
     p.add_argument("--no-plot", action="store_true", help="skip plotting")
+    p.add_argument("--trace", type=Path, metavar="LOG",
+                   help="an access log (Common or Combined Log Format): its documents (paths, sizes) "
+                   "and requests replace the experiment's document set and request stream "
+                   "(replayed as fast as possible, per client); bad lines are counted and skipped")
     p.add_argument("--duration", type=float, metavar="S",
                    help="seconds of load per mode (soak only; default: config, 600)")
     imp = p.add_argument_group(
@@ -78,6 +82,14 @@ def _run_experiment(name: str, args: argparse.Namespace) -> int:
     impair = impairment_overrides(args)
     if impair:
         overrides["cluster"] = impair
+    if args.trace is not None:
+        from . import trace
+
+        try:
+            print(f"trace {args.trace}: {trace.load(args.trace).summary()}")
+        except (OSError, ValueError) as exc:
+            sys.exit(f"handofflab: --trace: {exc}")
+        overrides["trace"] = str(args.trace.resolve())
     if args.duration is not None:
         if "duration_s" not in experiment.load_config(name):
             sys.exit(f"handofflab: --duration applies to the soak experiment, not {name}")

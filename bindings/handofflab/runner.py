@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from . import trace as trace_mod
 from . import workload as wl
 from .progress import Progress
 from .results import ResultsDir
@@ -163,6 +164,17 @@ class Runner:
         self.rd = rd
         self.progress = progress
         self.seed = int(cfg.get("seed", 0))
+        # A request trace (./lab run --trace LOG): its documents and requests replace
+        # every workload's document set and Zipf stream (handofflab.trace).
+        self.trace: Optional[trace_mod.Trace] = None
+        if cfg.get("trace"):
+            if cfg["x_name"] == "size":
+                raise ValueError(f"{cfg['name']} sweeps document sizes: a trace brings its own")
+            self.trace = trace_mod.load(cfg["trace"])
+            log.warning("trace %s: %s", cfg["trace"], self.trace.summary())
+            rd.manifest["trace"] = {"file": str(cfg["trace"]), "summary": self.trace.summary(),
+                                    "requests": len(self.trace.requests),
+                                    "documents": len(self.trace.sizes), "bad_lines": self.trace.bad_lines}
 
     # groups: [(cluster kwargs, docset, workload name, [x values])]
     def groups(self) -> list[tuple[dict[str, Any], dict[str, Any], str, list[Any]]]:
@@ -196,8 +208,8 @@ class Runner:
                 ckw["locality"] = _locality(label.locality, int(ckw.get("backends", 3)))
             if label.datapath is not None:
                 ckw["datapath"] = label.datapath
-            kwargs = dict(mode=label.mode, seed=self.seed,
-                          sizes=docset.cluster_sizes(self.seed), access_log=False, **ckw)
+            sizes = self.trace.cluster_sizes() if self.trace else docset.cluster_sizes(self.seed)
+            kwargs = dict(mode=label.mode, seed=self.seed, sizes=sizes, access_log=False, **ckw)
             if mode == "proxy" and proxy_opts:
                 kwargs["proxy_options"] = proxy_opts
             self.progress.begin(f"{mode} {wname}: starting cluster")
@@ -242,17 +254,26 @@ class Runner:
                                "x_name": self.cfg["x_name"], "x": x, "rep": rep,
                                "documents": len(docs), **self._datapath_of(c),
                                "mean_doc_bytes": round(sum(d.size for d in docs) / len(docs))}
+        streams: Optional[list[list[str]]] = None
+        if self.trace is not None:  # the log's requests, its paths as the cluster's documents
+            to_doc = self.trace.mapping({d.path: d.size for d in docs})
+            streams = [[to_doc[p] for p in s] for s in self.trace.streams(len(c.clients) + 1)]
         before = self._counters(c)
         procs: list[tuple[str, subprocess.Popen, Path]] = []
         load, probe = self.cfg.get("load"), self.cfg.get("probe")
         if load:
             for ci, host in enumerate(c.clients):
-                stream = wl.request_stream(paths, int(self.cfg.get("stream_len", 2000)), zipf,
-                                           self.seed, client=ci)
-                procs += self._start_wrk(c, host, stream, owners, load, keep_alive, f"{tag}-c{ci}")
+                stream = (streams[ci] if streams is not None else
+                          wl.request_stream(paths, int(self.cfg.get("stream_len", 2000)), zipf,
+                                            self.seed, client=ci))
+                if stream:
+                    procs += self._start_wrk(c, host, stream, owners, load, keep_alive, f"{tag}-c{ci}")
         probe_proc = None
         if probe:
-            probe_proc = self._start_probe(c, paths, owners, zipf, probe, tag)
+            probe_stream = None
+            if streams is not None:  # the probe's share of the log's clients (else all of it)
+                probe_stream = (streams[-1] or [p for s in streams for p in s])[:int(probe["count"])]
+            probe_proc = self._start_probe(c, paths, owners, zipf, probe, tag, probe_stream)
         try:
             wrk_stats = self._wait_wrk(procs, float(load["seconds"]) + 60 if load else 60.0)
             if probe_proc is not None:
@@ -330,8 +351,10 @@ class Runner:
         return procs
 
     def _start_probe(self, c: Any, paths: list[str], owners: dict[str, Any], zipf: float,
-                     probe: dict[str, Any], tag: str) -> subprocess.Popen:
-        stream = wl.request_stream(paths, int(probe["count"]), zipf, self.seed, client=1000)
+                     probe: dict[str, Any], tag: str,
+                     stream: Optional[list[str]] = None) -> subprocess.Popen:
+        if stream is None:
+            stream = wl.request_stream(paths, int(probe["count"]), zipf, self.seed, client=1000)
         targets = []
         turn: dict[str, int] = {}
         for p in stream:
