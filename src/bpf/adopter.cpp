@@ -30,7 +30,6 @@ constexpr const char* kBpffs = "/sys/fs/bpf";
 
 using tc::errno_text;
 using tc::ensure_bpffs;
-using tc::has_ethernet_header;
 
 hl_adopt_key to_wire(const AdoptKey& key) {
   hl_adopt_key wire{};
@@ -76,31 +75,6 @@ AdoptAttrs from_wire(const hl_adopt_entry& e) {
   a.tsval_from_segment = (e.flags & HL_ADOPT_TSVAL_FROM_SEGMENT) != 0;
   return a;
 }
-
-bpf_tc_hook ingress_hook(int ifindex) {
-  bpf_tc_hook hook{};
-  hook.sz = sizeof hook;
-  hook.ifindex = ifindex;
-  hook.attach_point = BPF_TC_INGRESS;
-  return hook;
-}
-
-// Removes filter (handle, priority) from ifindex's ingress, and the clsact
-// qdisc when `remove_qdisc`; returns libbpf's error of the filter removal.
-int detach_filter(int ifindex, uint32_t handle, uint32_t priority, bool remove_qdisc) {
-  bpf_tc_hook hook = ingress_hook(ifindex);
-  bpf_tc_opts opts{};
-  opts.sz = sizeof opts;
-  opts.handle = handle;
-  opts.priority = priority;
-  int err = bpf_tc_detach(&hook, &opts);
-  if (remove_qdisc) {
-    hook.attach_point = static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS);
-    bpf_tc_hook_destroy(&hook);
-  }
-  return err;
-}
-
 
 // net.ipv4.tcp_syncookies of the calling thread's network namespace (-1: unreadable).
 int tcp_syncookies() {
@@ -182,7 +156,7 @@ void Adopter::unpin_all() noexcept {
 void Adopter::attach(const std::string& ifname) {
   const unsigned index = if_nametoindex(ifname.c_str());
   if (index == 0) throw std::runtime_error("no interface " + ifname);
-  for (const Attached& a : attached_) {
+  for (const tc::Attachment& a : attached_) {
     if (a.ifindex == static_cast<int>(index)) {
       throw std::runtime_error("the adopt program is attached to " + ifname + " already");
     }
@@ -195,34 +169,16 @@ void Adopter::attach(const std::string& ifname) {
     throw std::runtime_error("net.ipv4.tcp_syncookies is 0: the kernel would answer adopted "
                              "segments with RST (set it to 1)");
   }
-  if (!has_ethernet_header(ifname)) {
-    throw std::runtime_error("the adopt program reads an Ethernet header: " + ifname +
-                             " is neither Ethernet nor loopback");
-  }
-  const int ifindex = static_cast<int>(index);
-  bpf_tc_hook hook = ingress_hook(ifindex);
-  const int created = tc::create_clsact(hook);
-  if (created != 0 && created != -EEXIST) {
-    throw std::runtime_error("cannot create clsact on " + ifname + ": " + errno_text(created));
-  }
-  bpf_tc_opts opts{};
-  opts.sz = sizeof opts;
-  opts.prog_fd = program_fd();
-  if (int err = bpf_tc_attach(&hook, &opts); err != 0) {
-    if (created == 0) detach_filter(ifindex, 0, 0, true);
-    throw std::runtime_error("cannot attach the adopt program to " + ifname + " ingress: " +
-                             errno_text(err));
-  }
-  attached_.push_back(Attached{ifindex, opts.handle, opts.priority, created == 0});
+  const tc::Attachment at = tc::attach_ingress(ifname, program_fd(), "adopt");
+  attached_.push_back(at);
   write_attachment(skel_->maps.attachment, static_cast<uint32_t>(attached_.size() - 1),
-                   hl_adopt_attachment{static_cast<uint32_t>(ifindex), opts.handle, opts.priority,
-                                       created == 0 ? 1u : 0u});
+                   hl_adopt_attachment{static_cast<uint32_t>(at.ifindex), at.handle, at.priority,
+                                       at.created_qdisc ? 1u : 0u});
 }
 
 void Adopter::detach() {
   for (size_t i = attached_.size(); i-- > 0;) {  // the last attached first
-    const Attached& a = attached_[i];
-    detach_filter(a.ifindex, a.handle, a.priority, a.created_qdisc);
+    (void)tc::detach_ingress(attached_[i]);
     write_attachment(skel_->maps.attachment, static_cast<uint32_t>(i), hl_adopt_attachment{});
   }
   attached_.clear();
@@ -302,8 +258,8 @@ std::string Adopter::cleanup(const std::string& name) {
     for (uint32_t i = HL_ADOPT_MAX_ATTACHMENTS; i-- > 0;) {  // the last attached first
       hl_adopt_attachment at{};
       if (bpf_map_lookup_elem(fd, &i, &at) == 0 && at.ifindex != 0 &&
-          detach_filter(static_cast<int>(at.ifindex), at.handle, at.priority,
-                        at.created_qdisc != 0) == 0) {
+          tc::detach_ingress(tc::Attachment{static_cast<int>(at.ifindex), at.handle, at.priority,
+                                            at.created_qdisc != 0}) == 0) {
         removed += "tc filter on ifindex " + std::to_string(at.ifindex) + " ingress\n";
       }
     }

@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "bpf/adopt_counters.h"
+#include "bpf/tc_attach.h"
 #include "bpf/time_wait.h"
 #include "io/io_status.h"
 #include "net/ipv4_addr.h"
@@ -153,13 +154,7 @@ class Adopter {
   AdopterConfig config_;
   hl_adopt_bpf* skel_ = nullptr;
   bool pinned_ = false;
-  struct Attached {
-    int ifindex = 0;
-    uint32_t handle = 0;
-    uint32_t priority = 0;
-    bool created_qdisc = false;
-  };
-  std::vector<Attached> attached_;  // index i: entry i of the map `attachment`
+  std::vector<tc::Attachment> attached_;  // index i: entry i of the map `attachment`
   TimeWaitKiller time_wait_;
 };
 

@@ -46,13 +46,17 @@ int print_libbpf(enum libbpf_print_level level, const char* format, va_list args
 
 }  // namespace
 
-int create_clsact(bpf_tc_hook& hook) {
+bool create_clsact(bpf_tc_hook& hook, const std::string& ifname) {
   static const bool quiet = [] {
     libbpf_set_print(print_libbpf);
     return true;
   }();
   (void)quiet;
-  return bpf_tc_hook_create(&hook);
+  const int err = bpf_tc_hook_create(&hook);
+  if (err != 0 && err != -EEXIST) {
+    throw std::runtime_error("cannot create clsact on " + ifname + ": " + errno_text(err));
+  }
+  return err == 0;
 }
 
 std::string errno_text(int err) { return std::strerror(err < 0 ? -err : err); }
@@ -86,19 +90,16 @@ Attachment attach_ingress(const std::string& ifname, int prog_fd, const std::str
   }
   const int ifindex = static_cast<int>(index);
   bpf_tc_hook hook = ingress_hook(ifindex);
-  const int created = create_clsact(hook);
-  if (created != 0 && created != -EEXIST) {
-    throw std::runtime_error("cannot create clsact on " + ifname + ": " + errno_text(created));
-  }
+  const bool created = create_clsact(hook, ifname);
   bpf_tc_opts opts{};
   opts.sz = sizeof opts;
   opts.prog_fd = prog_fd;
   if (int err = bpf_tc_attach(&hook, &opts); err != 0) {
-    if (created == 0) detach_ingress(Attachment{ifindex, 0, 0, true});
+    if (created) detach_ingress(Attachment{ifindex, 0, 0, true});
     throw std::runtime_error("cannot attach the " + what + " program to " + ifname + " ingress: " +
                              errno_text(err));
   }
-  return Attachment{ifindex, opts.handle, opts.priority, created == 0};
+  return Attachment{ifindex, opts.handle, opts.priority, created};
 }
 
 int detach_ingress(const Attachment& at) {

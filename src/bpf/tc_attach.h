@@ -29,10 +29,11 @@ struct Attachment {
 // Ethernet header at tc ingress: Ethernet or loopback.
 bool has_ethernet_header(const std::string& ifname);
 
-// Creates the clsact qdisc of `hook`'s interface: 0 when created, -EEXIST when
-// it was there (libbpf's own report of that expected case, "Exclusivity flag
-// on, cannot modify", is kept off stderr), another negative errno on failure.
-int create_clsact(bpf_tc_hook& hook);
+// Creates the clsact qdisc of `hook`'s interface (`ifname`, for the error):
+// true when created, false when it was there (libbpf's own report of that
+// expected case, "Exclusivity flag on, cannot modify", is kept off stderr).
+// Throws std::runtime_error on another failure.
+bool create_clsact(bpf_tc_hook& hook, const std::string& ifname);
 
 // Attaches program `prog_fd` to `ifname`'s clsact ingress (creating clsact if
 // missing). `what` names the program in errors. Throws std::runtime_error.

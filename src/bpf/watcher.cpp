@@ -163,20 +163,17 @@ void Watcher::attach(const std::string& ifname) {
 void Watcher::attach_one(int ifindex, const std::string& ifname, bool egress) {
   bpf_tc_hook hook = hook_of(ifindex, egress);
   // One clsact qdisc has both hooks: the ingress attach (first) made sure of it.
-  const int created = egress ? -EEXIST : tc::create_clsact(hook);
-  if (created != 0 && created != -EEXIST) {
-    throw std::runtime_error("cannot create clsact on " + ifname + ": " + errno_text(created));
-  }
+  const bool created = !egress && tc::create_clsact(hook, ifname);
   bpf_tc_opts opts{};
   opts.sz = sizeof opts;
   opts.prog_fd = egress ? out_program_fd() : in_program_fd();
   if (int err = bpf_tc_attach(&hook, &opts); err != 0) {
-    if (created == 0) detach_filter(ifindex, 0, 0, egress, true);
+    if (created) detach_filter(ifindex, 0, 0, egress, true);
     throw std::runtime_error("cannot attach the watch program to " + ifname + (egress ? " egress: " : " ingress: ") +
                              errno_text(err));
   }
-  attached_.push_back(Attached{ifindex, opts.handle, opts.priority, egress, created == 0});
-  const uint32_t flags = (egress ? HL_WATCH_ATTACH_EGRESS : 0u) | (created == 0 ? HL_WATCH_ATTACH_CREATED_QDISC : 0u);
+  attached_.push_back(Attached{ifindex, opts.handle, opts.priority, egress, created});
+  const uint32_t flags = (egress ? HL_WATCH_ATTACH_EGRESS : 0u) | (created ? HL_WATCH_ATTACH_CREATED_QDISC : 0u);
   write_attachment(skel_->maps.attachment, static_cast<uint32_t>(attached_.size() - 1),
                    hl_watch_attachment{static_cast<uint32_t>(ifindex), opts.handle, opts.priority, flags});
 }

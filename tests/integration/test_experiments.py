@@ -230,3 +230,24 @@ def test_impairment_overrides_reach_the_cluster(cluster_requirements: None, tmp_
     assert manifest["impairment"] == {"delay_ms": delay_ms, "jitter_ms": 0, "loss": 0,
                                       "reorder": 0, "duplicate": 0, "wan": False}
     assert manifest["params"]["cluster"]["delay_ms"] == delay_ms
+
+
+def test_a_trace_brings_its_documents_and_requests(cluster_requirements: None, tmp_path: Path) -> None:
+    """``./lab run latency --trace tests/data/access.log``: the cluster serves one
+    document per logged path at its logged size, the load replays the log's
+    requests, every response comes from an owner, and the manifest says what
+    the trace held (its bad line and skipped requests counted)."""
+    log = Path(__file__).resolve().parents[1] / "data" / "access.log"
+    rd = experiment.run("latency", quick=True, modes=["always", "proxy"], out_root=tmp_path,
+                        overrides={"trace": str(log)}, plots=False)
+    assert rd.modes_run() == ["always", "proxy"] and not rd.failed, rd.failed
+    manifest = json.loads((rd.path / "manifest.json").read_text())
+    assert manifest["trace"]["documents"] == 5 and manifest["trace"]["requests"] == 12
+    assert manifest["trace"]["bad_lines"] == 1
+    for row in rd.rows:
+        assert row["documents"] == 5, row
+        assert row["mean_doc_bytes"] == round((2326 + 4100 + 10240 + 48213 + 153600) / 5), row
+        assert row.get("probe_n", 0) > 0 and row.get("probe_errors", 0) == 0, row
+        assert row.get("misrouted", 0) == 0, row
+        if "requests" in row:
+            assert row["requests"] > 0 and row["errors"] == 0 and row["non_2xx"] == 0, row
