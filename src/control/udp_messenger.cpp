@@ -133,7 +133,6 @@ size_t UdpMessenger::poll_once(const Handler& handler) {
     frames.feed(std::span<const uint8_t>(buffer_.data(), len));
     std::vector<uint8_t> frame;
     FrameStatus status;
-    size_t delivered_here = 0;
     while ((status = frames.next(frame)) == FrameStatus::kFrame) {
       std::span<const uint8_t> bytes(frame);
       std::vector<uint8_t> inner;
@@ -155,24 +154,9 @@ size_t UdpMessenger::poll_once(const Handler& handler) {
       }
       ++counters_.received;
       ++delivered;
-      ++delivered_here;
       handler(sender, *decoded);
     }
-    if (status == FrameStatus::kBad || frames.buffered() != 0) {  // not frames (all of it, or a tail)
-      if (auth_) {
-        // Not a sealed frame either: refused as unauthenticated, as a whole datagram always was.
-        std::span<const uint8_t> whole(buffer_.data(), len);
-        std::string why = "bytes after its last frame";
-        if (delivered_here == 0) {
-          const auto opened = auth_->open(whole);
-          why = opened.ok() ? "not a frame stream" : control::to_string(opened.error());
-        }
-        ++counters_.auth_refused;
-        auth_log_.log(monotonic_ms(), "control message from " + sender.to_string() + " refused: " + why);
-      } else {
-        ++counters_.decode_errors;
-      }
-    }
+    if (status == FrameStatus::kBad || frames.buffered() != 0) ++counters_.decode_errors;  // a bad or cut tail
   }
 }
 
