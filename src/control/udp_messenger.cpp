@@ -1,13 +1,10 @@
 #include "control/udp_messenger.h"
 
-#include "control/framing.h"
-
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <ctime>
 #include <string>
@@ -66,18 +63,6 @@ uint16_t UdpMessenger::local_port() const {
   return ntohs(sa.sin_port);
 }
 
-bool UdpMessenger::send_datagram(net::Ipv4Addr to, std::span<const uint8_t> bytes, uint64_t frames) {
-  const sockaddr_in sa = make_sockaddr(to, peer_port_);
-  const ssize_t n = ::sendto(fd_, bytes.data(), bytes.size(), MSG_DONTWAIT, reinterpret_cast<const sockaddr*>(&sa),
-                             sizeof sa);
-  if (n < 0 || static_cast<size_t>(n) != bytes.size()) {
-    counters_.send_errors += frames;
-    return false;
-  }
-  counters_.sent += frames;
-  return true;
-}
-
 bool UdpMessenger::send(net::Ipv4Addr to, const control::Message& message) {
   std::vector<uint8_t> frame = control::encode(message);
   if (auth_) {
@@ -88,26 +73,15 @@ bool UdpMessenger::send(net::Ipv4Addr to, const control::Message& message) {
     }
     frame = std::move(*sealed);
   }
-  if (!batch_) return send_datagram(to, frame, 1);
-  auto it = std::find_if(pending_.begin(), pending_.end(), [&](const Pending& p) { return p.to == to; });
-  if (it == pending_.end()) it = pending_.insert(pending_.end(), Pending{to, {}, 0});
-  if (!it->bytes.empty() && it->bytes.size() + frame.size() > kMaxBatchBytes) {
-    (void)send_datagram(to, it->bytes, it->frames);  // full: out now, in order
-    it->bytes.clear();
-    it->frames = 0;
+  const sockaddr_in sa = make_sockaddr(to, peer_port_);
+  const ssize_t n = ::sendto(fd_, frame.data(), frame.size(), MSG_DONTWAIT, reinterpret_cast<const sockaddr*>(&sa),
+                             sizeof sa);
+  if (n < 0 || static_cast<size_t>(n) != frame.size()) {
+    ++counters_.send_errors;
+    return false;
   }
-  it->bytes.insert(it->bytes.end(), frame.begin(), frame.end());
-  ++it->frames;
+  ++counters_.sent;
   return true;
-}
-
-void UdpMessenger::flush_pending() {
-  for (Pending& p : pending_) {
-    if (p.frames == 0) continue;
-    (void)send_datagram(p.to, p.bytes, p.frames);
-    p.bytes.clear();
-    p.frames = 0;
-  }
 }
 
 size_t UdpMessenger::poll_once(const Handler& handler) {
@@ -127,36 +101,27 @@ size_t UdpMessenger::poll_once(const Handler& handler) {
       ++counters_.decode_errors;  // truncated (larger than any valid frame) or not IPv4
       continue;
     }
-    // One frame, or several back to back (a batching sender): each on its own.
-    const net::Ipv4Addr sender{ntohl(from.sin_addr.s_addr)};
-    FrameReader frames;
-    frames.feed(std::span<const uint8_t>(buffer_.data(), len));
-    std::vector<uint8_t> frame;
-    FrameStatus status;
-    while ((status = frames.next(frame)) == FrameStatus::kFrame) {
-      std::span<const uint8_t> bytes(frame);
-      std::vector<uint8_t> inner;
-      if (auth_) {
-        auto opened = auth_->open(bytes);
-        if (!opened.ok()) {
-          ++counters_.auth_refused;
-          auth_log_.log(monotonic_ms(), "control message from " + sender.to_string() +
-                                            " refused: " + control::to_string(opened.error()));
-          continue;
-        }
-        inner = std::move(*opened);
-        bytes = inner;
-      }
-      auto decoded = control::decode(bytes);
-      if (!decoded.ok()) {
-        ++counters_.decode_errors;
+    std::span<const uint8_t> datagram(buffer_.data(), len);
+    std::vector<uint8_t> inner;
+    if (auth_) {
+      auto opened = auth_->open(datagram);
+      if (!opened.ok()) {
+        ++counters_.auth_refused;
+        auth_log_.log(monotonic_ms(), "control message from " + net::Ipv4Addr{ntohl(from.sin_addr.s_addr)}.to_string() +
+                                          " refused: " + control::to_string(opened.error()));
         continue;
       }
-      ++counters_.received;
-      ++delivered;
-      handler(sender, *decoded);
+      inner = std::move(*opened);
+      datagram = inner;
     }
-    if (status == FrameStatus::kBad || frames.buffered() != 0) ++counters_.decode_errors;  // a bad or cut tail
+    auto decoded = control::decode(datagram);
+    if (!decoded.ok()) {
+      ++counters_.decode_errors;
+      continue;
+    }
+    ++counters_.received;
+    ++delivered;
+    handler(net::Ipv4Addr{ntohl(from.sin_addr.s_addr)}, *decoded);
   }
 }
 

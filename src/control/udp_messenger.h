@@ -5,7 +5,6 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <span>
 #include <vector>
 
 #include "control/auth.h"
@@ -22,7 +21,7 @@ struct UdpMessengerCounters {
   uint64_t sent = 0;           // messages sent
   uint64_t send_errors = 0;    // messages the kernel refused (too big, no route, ...)
   uint64_t received = 0;       // messages decoded and delivered
-  uint64_t decode_errors = 0;  // datagrams (or their tails) that are not valid control frames
+  uint64_t decode_errors = 0;  // datagrams that are not one valid control frame
   uint64_t recv_errors = 0;    // failed receives (other than "nothing more to read")
   uint64_t auth_refused = 0;   // datagrams refused by the authenticator (unauthenticated, replayed)
 };
@@ -40,17 +39,9 @@ class UdpMessenger final : public MessageSender {
   UdpMessenger& operator=(const UdpMessenger&) = delete;
 
   bool send(net::Ipv4Addr to, const control::Message& message) override;
-  // Receives every datagram waiting now, decodes its frames (one or several)
-  // and calls `handler` for each valid message (from = the sender's IPv4
-  // address). Returns the messages delivered.
+  // Receives every datagram waiting now, decodes it and calls `handler` for each
+  // valid message (from = the sender's IPv4 address). Returns the messages delivered.
   size_t poll_once(const Handler& handler);
-  // Batched: send() only queues (sealed, in order); flush_pending() sends what
-  // was queued, the frames for one node packed into datagrams of at most
-  // kMaxBatchBytes (a larger frame alone). The runtime flushes at the end of
-  // every event-loop pass. Off (the default): send() sends at once.
-  void set_batch(bool on) { batch_ = on; }
-  void flush_pending();
-  static constexpr size_t kMaxBatchBytes = 1400;  // one datagram in one Ethernet frame
 
   // Seals every message sent and accepts only messages that open (control/auth.h).
   // Null (the default): unauthenticated.
@@ -68,15 +59,6 @@ class UdpMessenger final : public MessageSender {
   UdpMessengerCounters counters_;
   std::shared_ptr<control::Authenticator> auth_;
   control::RateLimitedLog auth_log_;
-  // Batched frames not sent yet, per node (a few nodes: a vector).
-  struct Pending {
-    net::Ipv4Addr to;
-    std::vector<uint8_t> bytes;
-    uint64_t frames = 0;
-  };
-  bool batch_ = false;
-  std::vector<Pending> pending_;
-  bool send_datagram(net::Ipv4Addr to, std::span<const uint8_t> bytes, uint64_t frames);
 };
 
 }  // namespace hl::control

@@ -30,7 +30,6 @@ class BackendRole final : public Role {
         transport_(udp_) {
     const RuntimeConfig& c = ctx.config;
     udp_.set_authenticator(ctx.auth);
-    udp_.set_batch(true);  // sent once per event-loop pass (flush())
     engine::BackendConfig bc;
     bc.node = node_;
     bc.port = c.port;
@@ -60,7 +59,6 @@ class BackendRole final : public Role {
   }
 
   ControlTransport* control() override { return &transport_; }
-  void flush() override { udp_.flush_pending(); }
 
   void visit_counters(const CounterVisitor& visit) const override {
     engine_->counters().visit(adding_decode_errors(visit, udp_.counters().decode_errors));

@@ -23,7 +23,6 @@ class FrontendRole final : public Role {
                                                   : nullptr) {
     const RuntimeConfig& c = ctx.config;
     udp_.set_authenticator(ctx.auth);
-    udp_.set_batch(true);  // sent once per event-loop pass (flush())
     engine::FrontendConfig fc;
     fc.vip = {parse_addr(*c.vip, "VIP"), c.port};
     fc.backend_addrs = std::move(ctx.nodes);
@@ -42,7 +41,6 @@ class FrontendRole final : public Role {
   void on_message(net::Ipv4Addr from, const control::Message& message) override { engine_->on_message(from, message); }
   void on_tick(uint64_t /*now_ms*/) override { engine_->on_timer(); }
   ControlTransport* control() override { return &transport_; }
-  void flush() override { udp_.flush_pending(); }
 
   void visit_counters(const CounterVisitor& visit) const override {
     const CounterVisitor engine_visit = kernel_ ? kernel_->adding_kernel_cookies(visit) : visit;

@@ -370,59 +370,6 @@ TEST(UdpMessengerTest, DeliversMessagesOverLoopbackWithTheSendersAddress) {
   EXPECT_EQ(receiver.poll_once([](net::Ipv4Addr, const control::Message&) {}), 0u);
 }
 
-// Batched (the roles' mode): nothing leaves before flush_pending(); then every
-// message arrives, sealed, in order, several frames to a datagram; a datagram
-// whose tail is not a frame delivers its whole frames and counts the tail.
-TEST(UdpMessengerTest, BatchedMessagesLeaveAtTheFlushPackedAndSealed) {
-  const auto lo = net::ipv4(127, 0, 0, 1);
-  const std::vector<uint8_t> key(32, 7);
-  control::UdpMessenger receiver(lo, 0, 1);
-  receiver.set_authenticator(std::make_shared<control::Authenticator>(key, net::ipv4(10, 0, 0, 1).value));
-  const uint16_t port = receiver.local_port();
-  control::UdpMessenger sender(lo, 0, port);
-  sender.set_authenticator(std::make_shared<control::Authenticator>(key, net::ipv4(10, 0, 0, 2).value));
-  sender.set_batch(true);
-  constexpr uint32_t kCount = 200;
-  for (uint32_t i = 0; i < kCount; ++i) ASSERT_TRUE(sender.send(lo, control::HandoffAck{{lo, 40000}, i}));
-  std::vector<control::Message> got;
-  auto take = [&](net::Ipv4Addr, const control::Message& m) { got.push_back(m); };
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  // Full datagrams went out as the batch grew; the rest waits for the flush.
-  receiver.poll_once(take);
-  EXPECT_LT(got.size(), kCount);
-  sender.flush_pending();
-  for (int i = 0; i < 100 && got.size() < kCount; ++i) {
-    receiver.poll_once(take);
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  ASSERT_EQ(got.size(), kCount);
-  for (uint32_t i = 0; i < kCount; ++i) EXPECT_EQ(std::get<control::HandoffAck>(got[i]).backend_isn, i);
-  EXPECT_EQ(sender.counters().sent, kCount);
-  EXPECT_EQ(receiver.counters().auth_refused, 0u);
-  EXPECT_EQ(receiver.counters().decode_errors, 0u);
-
-  // One sealed frame followed by garbage, from a foreign socket.
-  auto frame = *control::Authenticator(key, net::ipv4(10, 0, 0, 5).value).seal(control::encode(control::HandoffAck{{lo, 1}, 9}));
-  frame.insert(frame.end(), {'j', 'u', 'n', 'k'});
-  const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
-  ASSERT_GE(fd, 0);
-  sockaddr_in to{};
-  to.sin_family = AF_INET;
-  to.sin_port = htons(port);
-  to.sin_addr.s_addr = htonl(lo.value);
-  ASSERT_EQ(::sendto(fd, frame.data(), frame.size(), 0, reinterpret_cast<const sockaddr*>(&to), sizeof to),
-            static_cast<ssize_t>(frame.size()));
-  ::close(fd);
-  got.clear();
-  for (int i = 0; i < 100 && receiver.counters().decode_errors == 0; ++i) {
-    receiver.poll_once(take);
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  ASSERT_EQ(got.size(), 1u);
-  EXPECT_EQ(std::get<control::HandoffAck>(got[0]).backend_isn, 9u);
-  EXPECT_EQ(receiver.counters().decode_errors, 1u);
-}
-
 TEST(UdpMessengerTest, BindingABusyPortFails) {
   control::UdpMessenger first(net::ipv4(127, 0, 0, 1), 0, 1);
   // SO_REUSEADDR does not let a second UDP socket share a bound unicast port... unless both set it:
