@@ -176,9 +176,8 @@ class AdoptLive : public ::testing::Test {
   }
 
   // A connection on client port `port`, authorised and adopted from a segment
-  // sent to `dst`, whose server answers and closes first, and the client's
-  // FIN+ACK: the serving node holds TIME_WAIT for the tuple afterwards.
-  void serve_and_close_first(uint16_t port, net::Ipv4Addr dst = kVip.addr) {
+  // sent to `dst`, whose server answers and closes first: its FIN in `fin`.
+  void serve_until_the_servers_fin(uint16_t port, net::Ipv4Addr dst, std::optional<Seen>& fin) {
     ASSERT_TRUE(adopter_->authorise({{kClientAddr, port}, kVip}, attrs_for_handshake()).ok());
     send_segment(port, kClientIsn + 1, kFrontendIsn + 1, kRequest, kClientTsval, flag::ACK | flag::PSH, kTsBase, dst);
     const int first = accept_within(2000);
@@ -187,9 +186,17 @@ class AdoptLive : public ::testing::Test {
     const std::string response = "HTTP/1.0 200 OK\r\n\r\nbye";
     ASSERT_EQ(send(first, response.data(), response.size(), 0), static_cast<ssize_t>(response.size()));
     close(first);  // the server closes first: FIN after the response
-    const auto fin = capture(port, 2000, [](const Seen& s) { return (s.flags & flag::FIN) != 0; });
+    fin = capture(port, 2000, [](const Seen& s) { return (s.flags & flag::FIN) != 0; });
     ASSERT_TRUE(fin.has_value());
     ASSERT_TRUE(fin->ts.has_value());
+  }
+
+  // A connection on client port `port`, authorised and adopted from a segment
+  // sent to `dst`, whose server answers and closes first, and the client's
+  // FIN+ACK: the serving node holds TIME_WAIT for the tuple afterwards.
+  void serve_and_close_first(uint16_t port, net::Ipv4Addr dst = kVip.addr) {
+    std::optional<Seen> fin;
+    ASSERT_NO_FATAL_FAILURE(serve_until_the_servers_fin(port, dst, fin));
     const uint32_t request_end = kClientIsn + 1 + static_cast<uint32_t>(kRequest.size());
     const uint32_t fin_seq = fin->seq + static_cast<uint32_t>(fin->payload.size());
     send_segment(port, request_end, fin_seq + 1, "", kClientTsval + 1, flag::ACK | flag::FIN, fin->ts->tsval, dst);
@@ -487,17 +494,8 @@ TEST_F(AdoptLive, TheClientsFinAfterTheServersCloseReachesItsMinisock) {
   const net::Ipv4Addr node = ipv4(192, 168, 77, 1);
   adopt_at_node_address(node);
   constexpr uint16_t kPort = 40017;
-  ASSERT_TRUE(adopter_->authorise({{kClientAddr, kPort}, kVip}, attrs_for_handshake()).ok());
-  send_segment(kPort, kClientIsn + 1, kFrontendIsn + 1, kRequest, kClientTsval, flag::ACK | flag::PSH, kTsBase, node);
-  const int first = accept_within(2000);
-  ASSERT_GE(first, 0);
-  ASSERT_EQ(read_within(first, kRequest.size(), 1000), kRequest);
-  const std::string response = "HTTP/1.0 200 OK\r\n\r\nbye";
-  ASSERT_EQ(send(first, response.data(), response.size(), 0), static_cast<ssize_t>(response.size()));
-  close(first);
-  const auto fin = capture(kPort, 2000, [](const Seen& s) { return (s.flags & flag::FIN) != 0; });
-  ASSERT_TRUE(fin.has_value());
-  ASSERT_TRUE(fin->ts.has_value());
+  std::optional<Seen> fin;
+  ASSERT_NO_FATAL_FAILURE(serve_until_the_servers_fin(kPort, node, fin));
   const uint32_t request_end = kClientIsn + 1 + static_cast<uint32_t>(kRequest.size());
   const uint32_t fin_ack = fin->seq + static_cast<uint32_t>(fin->payload.size()) + 1;
   send_segment(kPort, request_end, fin_ack, "", kClientTsval + 1, flag::ACK, fin->ts->tsval, node);
