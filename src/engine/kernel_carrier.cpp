@@ -153,10 +153,7 @@ bool KernelCarrier::from_client(const io::QueuedPacket& qp, net::TcpPacket& pkt)
   if (conn.watch && pkt.payload_len > 0 && pkt.seq() == conn.c + 1u && never_moves(pkt.payload())) {
     // In band the request comes as this segment: a last one needs no watch
     // (each of its segments would be copied to this engine for nothing).
-    kernel_.unwatch(conn.client);
-    conn.watch.reset();
-    conn.unacked.clear();
-    conn.unacked_bytes = 0;
+    stop_watch(conn);
   }
   pkt.set_dst_addr(cfg_.vip.addr);
   pkt.set_dst_port(cfg_.vip.port);
@@ -272,16 +269,19 @@ void KernelCarrier::start_watch(Conn& conn, const HandIn& in) {
   if (!watched) conn.watch.reset();  // nothing will be copied: the queues alone
 }
 
+void KernelCarrier::stop_watch(Conn& conn) {
+  kernel_.unwatch(conn.client);
+  conn.watch.reset();
+  conn.unacked.clear();
+  conn.unacked_bytes = 0;
+}
+
 void KernelCarrier::take_watched() {
   const bool lost = kernel_.take_watched([this](const WatchedSegment& seg) { on_watched(seg); });
   for (auto& [key, conn] : conns_) {
     if (!conn.watch || conn.retired) continue;
     if (lost) {
-      // Some copy is missing: no watch is exact any more (sock_diag alone).
-      conn.watch.reset();
-      conn.unacked.clear();
-      conn.unacked_bytes = 0;
-      kernel_.unwatch(conn.client);
+      stop_watch(conn);  // some copy is missing: no watch is exact any more (sock_diag alone)
       continue;
     }
     const uint32_t cf = conn.watch->client_needed_from();

@@ -209,6 +209,8 @@ class KernelCarrier final : public Carrier {
   // Moves.
   // Starts the watch of a connection that may carry more requests (`request`:
   // the hand-in's request on the control path, fed at once; in band: empty).
+  // Ends `conn`'s watch: no more copies, nothing kept of its exchange.
+  void stop_watch(Conn& conn);
   void start_watch(Conn& conn, const HandIn& in);
   // Feeds the segments the kernel copied to their watches; updates the entries.
   void take_watched();
