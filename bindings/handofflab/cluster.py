@@ -29,6 +29,11 @@ Modes implemented:
   0x0037``: addresses, protocol, ports); start() checks that one client's
   connections land on several nodes, each exactly where ``c.spread_node(client,
   sport)`` (``ip route get ... sport ... dport``) predicts. fe idles.
+  The route is handoffd's spreader role in r0 (``c.spreader``, Engines.spreader,
+  src/spread/): a resilient nexthop group (group SPREAD_GROUP_ID, one member per
+  node) from which a node leaves when its heartbeats stop or say its web
+  server is down, and to which it comes back; ``c.spread_members()`` lists it.
+  Without engines (or spreader=False) a plain ECMP route.
   Why not policy 1: measured here, it short-circuits to the skb's L4 hash when
   one is present, and on veth that is the *client socket's* random txhash
   (sk_txhash) — the prediction from the ports was right for 6 of 12
@@ -58,12 +63,14 @@ Cleanup never uses ``mn -c`` or kill-by-name.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
@@ -85,6 +92,7 @@ __all__ = ["Cluster", "ClusterSpec", "DATAPATHS", "Document", "ENGINE_MODES", "F
            "MODES", "POLICIES", "RUN_ROOT", "SYMMETRIC_MODES", "engine_roles"]
 
 RUN_ROOT = Path(os.environ.get("HANDOFFLAB_CACHE", "/tmp/handofflab")) / "runs"
+SPREAD_GROUP_ID = 4800  # the spreader's nexthop group in r0 (handoffd --nexthop-id's default)
 DATAPATH_ENV = "HANDOFFLAB_DATAPATH"  # what datapath="auto" asks the engines for, when set
 KEY_BYTES = 48  # cluster key length; the engines require >= 32 (control::kMinKeyLen)
 
@@ -156,6 +164,9 @@ class Cluster:
         self.net: Any = None
         self.tag: str = ""
         self.agents: dict[str, NodeAgent] = {}
+        # always/rare with engines: handoffd's spreader role in r0 (Engines.spreader)
+        self.use_spreader = self.mode in SYMMETRIC_MODES and self.engines and engines.spreader
+        self.spreader: Optional[NodeAgent] = None
         self._shells: list[subprocess.Popen] = []
         self._started = False
         self.spread_checked = False  # always/rare: _check_spread passed
@@ -228,7 +239,10 @@ class Cluster:
         if self.mode in ENGINE_MODES:  # frontend's back-ends too: kernel data path adoption
             for name in self.backends:
                 vip.hold_on_lo(self.node(name), self.vip)
-        if self.mode in SYMMETRIC_MODES:
+        if self.use_spreader:
+            vip.prepare_spreader(r0)
+            self._start_spreader()
+        elif self.mode in SYMMETRIC_MODES:
             vip.spread_over_nodes(r0, self.vip, [topo.backend_ip(i)
                                                  for i in range(1, self.n_backends + 1)])
 
@@ -243,6 +257,8 @@ class Cluster:
             self._check_spread()  # before the engines: nginx's X-Backend names the node
         if self.mode in ENGINE_MODES and self.engines:
             self._start_agents()
+            if self.spreader is not None:
+                self.wait_spread_members(self.backends)
             self._check_vip()
         if self.mode == "proxy":
             self._start_proxy()
@@ -340,6 +356,8 @@ class Cluster:
             base["key_file"] = str(self.key_path)
         if self.mode in SYMMETRIC_MODES:
             nodes = {name: topo.backend_ip(i) for i, name in enumerate(self.backends, start=1)}
+            if self.use_spreader:
+                base["spreader"] = topo.ROUTER_CLUSTER_IP
             return {name: dict(base, role=self.mode, node=name, node_addr=addr, peers=nodes,
                                content_map=str(self.content_map_path), policy=self.policy,
                                **self.engine_options)
@@ -364,6 +382,48 @@ class Cluster:
             self.agents[name] = agent  # tracked before start: stop() must reap it
             agent.start()
         log.info("engines up: %s", ", ".join(f"{n} (pid {a.pid})" for n, a in self.agents.items()))
+
+    def spreader_config(self) -> dict[str, Any]:
+        """The config of handoffd's spreader role in r0 (always, rare): the VIP's
+        resilient nexthop group over every node, heartbeats on ROUTER_CLUSTER_IP."""
+        config: dict[str, Any] = {
+            "role": "spreader", "node": topo.ROUTER, "vip": self.vip,
+            "node_addr": topo.ROUTER_CLUSTER_IP,
+            "peers": {name: topo.backend_ip(i) for i, name in enumerate(self.backends, start=1)}}
+        if self.key_path is not None:
+            config["key_file"] = str(self.key_path)
+        return config
+
+    def _start_spreader(self) -> None:
+        assert self.tmpdir is not None
+        self.spreader = NodeAgent(self.node(topo.ROUTER), f"spreader-{topo.ROUTER}",
+                                  self.spreader_config(), self.tmpdir / "agents")
+        self.spreader.start()
+
+    def spread_members(self) -> list[str]:
+        """The nodes in r0's VIP route now (``ip nexthop show id`` of the spreader's
+        group); every node without the spreader."""
+        if self.spreader is None:
+            return list(self.backends)
+        out = netutil.run(self.node(topo.ROUTER), ["ip", "-j", "nexthop", "show", "id",
+                                                   str(SPREAD_GROUP_ID)])
+        [group] = json.loads(out)
+        return [self.backends[m["id"] - SPREAD_GROUP_ID - 1] for m in group["group"]]
+
+    def wait_spread_members(self, members: Sequence[str], timeout: float = 15.0) -> float:
+        """Wait until r0's VIP route holds exactly `members` (node names); returns
+        the seconds it took. RuntimeError with the spreader's log on timeout."""
+        want = sorted(members)
+        start = time.monotonic()
+        while True:
+            got = sorted(self.spread_members())
+            if got == want:
+                return time.monotonic() - start
+            if time.monotonic() - start > timeout:
+                tail = self.spreader.log_tail(8) if self.spreader is not None else ""
+                raise RuntimeError(f"r0's VIP route holds {got}, not {want}, after {timeout} s; "
+                                   f"spreader: {tail}")
+            time.sleep(0.02)
 
     def _start_proxy(self) -> None:
         """proxy mode: HAProxy on fe routing by the content map (handofflab.haproxy)."""
@@ -411,6 +471,12 @@ class Cluster:
             except Exception:  # keep cleaning up
                 log.exception("stopping the agent on %s", name)
         self.agents = {}
+        if self.spreader is not None:
+            try:
+                self.spreader.stop()
+            except Exception:  # keep cleaning up
+                log.exception("stopping the spreader")
+            self.spreader = None
         for name, server in list(self.servers.items()):
             try:
                 server.stop()
@@ -589,6 +655,8 @@ class Cluster:
             result["haproxy:fe"] = [self.proxy.pid]
         if self.impair_stage is not None and self.impair_stage.pid:
             result[f"impair:{topo.ROUTER}"] = [self.impair_stage.pid]
+        if self.spreader is not None and self.spreader.pid:
+            result[f"spreader:{topo.ROUTER}"] = [self.spreader.pid]
         return result
 
     def __repr__(self) -> str:

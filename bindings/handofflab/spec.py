@@ -153,7 +153,14 @@ class Engines:
     at the origin's tc ingress, handed-off connections adopted by the serving
     node's kernel, forwarding by a BPF map), "nfqueue" (NFQUEUE and raw
     sockets), "auto" (the default: kernel where this kernel can, else
-    nfqueue). Which one each engine resolved: Cluster.datapaths()."""
+    nfqueue). Which one each engine resolved: Cluster.datapaths().
+
+    spreader (always, rare): r0 runs handoffd's spreader role (the default): the
+    VIP's route is a resilient nexthop group with one member per node, and a node
+    whose heartbeats stop (or say its web server is down) leaves it within
+    ~0.7 s and comes back with its next healthy one, moving no connection of
+    another node; False: a plain ECMP route, no health checks (also when
+    enabled=False: no engine sends heartbeats)."""
 
     enabled: bool = True
     options: Mapping[str, Any] = field(default_factory=dict, hash=False)
@@ -161,6 +168,7 @@ class Engines:
     proxy_options: Mapping[str, Any] = field(default_factory=dict, hash=False)
     access_log: bool = True
     datapath: str = "auto"
+    spreader: bool = True
 
     def __post_init__(self) -> None:  # read-only copies: the spec never changes
         object.__setattr__(self, "options", types.MappingProxyType(dict(self.options or {})))
@@ -183,6 +191,7 @@ KEYWORDS: dict[str, tuple[str, str]] = {
     "engines": ("engines", "enabled"), "engine_options": ("engines", "options"),
     "auth": ("engines", "auth"), "proxy_options": ("engines", "proxy_options"),
     "access_log": ("engines", "access_log"), "datapath": ("engines", "datapath"),
+    "spreader": ("engines", "spreader"),
 }
 POSITIONAL = ("mode", "backends", "clients", "bw_mbit", "loss", "seed")  # as Cluster took them
 

@@ -8,8 +8,11 @@ its hosts are up; see handofflab.cluster's docstring for the designs).
   ARP for it nor sources ARP from it). A node's kernel owns connections to the
   VIP this way: the symmetric designs' nginx accepts them, and the kernel data
   path's serving side adopts handed-off connections to VIP:port.
-- spread_over_nodes (always, rare): r0 routes VIP/32 with one ECMP nexthop per
-  node, hashing the 5-tuple (policy 3, fields ECMP_HASH_FIELDS).
+- spread_over_nodes (always, rare, without the spreader): r0 routes VIP/32 with
+  one ECMP nexthop per node, hashing the 5-tuple (policy 3, fields
+  ECMP_HASH_FIELDS). With the spreader (the default), handoffd's spreader role
+  in r0 installs the route itself, as a health-checked resilient nexthop group
+  (src/spread/); prepare_spreader readies r0 for it.
 """
 from __future__ import annotations
 
@@ -17,7 +20,8 @@ from typing import Any, Sequence
 
 from . import netutil
 
-__all__ = ["ECMP_HASH_FIELDS", "hold_on_lo", "route_via_frontend", "spread_over_nodes"]
+__all__ = ["ECMP_HASH_FIELDS", "hold_on_lo", "prepare_spreader", "route_via_frontend",
+           "spread_over_nodes"]
 
 # r0's ECMP hash inputs (policy 3): src IP 0x01, dst IP 0x02, IP proto 0x04,
 # src port 0x10, dst port 0x20.
@@ -62,4 +66,10 @@ def spread_over_nodes(r0: Any, vip: str, node_addrs: Sequence[str]) -> None:
     if len(node_addrs) == 1:  # a single nexthop is a plain route
         nexthops = ["via", node_addrs[0]]
     netutil.run(r0, ["ip", "route", "add", f"{vip}/32"] + nexthops)
+    _rp_filter_off(r0)
+
+
+def prepare_spreader(r0: Any) -> None:
+    """What r0 needs beside the spreader role's own route and sysctls (it sets
+    the hash policy and fields itself): no reverse-path filter."""
     _rp_filter_off(r0)

@@ -1,5 +1,5 @@
 // handoffd: the handoff engine daemon. Parses options, then runs one role
-// (frontend, backend, always, rare, monitor or impair, on hl::runtime::NodeRuntime), --cleanup or --print-rules.
+// (frontend, backend, always, rare, monitor, impair or spreader, on hl::runtime::NodeRuntime), --cleanup or --print-rules.
 #include <signal.h>
 
 #include <cstdio>
@@ -14,6 +14,7 @@
 #include "io/iptables_rules.h"
 #include "io/process.h"
 #include "io/rule_set.h"
+#include "spread/resilient_group.h"
 
 namespace {
 
@@ -68,6 +69,9 @@ int main(int argc, char** argv) {
       if (const std::string kernel = hl::runtime::cleanup_kernel_datapath(); !kernel.empty()) {
         log(LogLevel::kInfo, "cleanup: removed (kernel data path):\n" + kernel);
       }
+      n = hl::spread::cleanup_all();
+      log(LogLevel::kInfo, "cleanup: deleted " + std::to_string(n) + " spreader nexthops (protocol " +
+                               std::to_string(hl::spread::kProtocol) + ")");
       return 0;
     }
     const hl::runtime::RuntimeConfig& config = o.config;

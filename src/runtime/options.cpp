@@ -110,9 +110,12 @@ constexpr RoleSet A = role_bit(RuntimeRole::kAlways);
 constexpr RoleSet R = role_bit(RuntimeRole::kRare);
 constexpr RoleSet M = role_bit(RuntimeRole::kMonitor);
 constexpr RoleSet I = role_bit(RuntimeRole::kImpair);
+constexpr RoleSet S = role_bit(RuntimeRole::kSpreader);
 constexpr RoleSet kCluster = F | B | A | R;    // the handoff roles
 constexpr RoleSet kOrigins = F | A | R;        // roles that take clients' connections and dispatch them
-constexpr RoleSet kNotImpair = kEveryRole & ~I;  // roles that capture one service port
+constexpr RoleSet kNotImpair = kEveryRole & ~I;  // roles that know the VIP
+constexpr RoleSet kQueued = kEveryRole & ~S;     // roles that take packets from a queue
+constexpr RoleSet kService = kNotImpair & ~S;    // roles that capture one service port
 
 using T = OptionType;
 using C = RuntimeConfig;
@@ -121,7 +124,7 @@ using Impair = lab::ImpairConfig;
 // clang-format off
 constexpr OptionSpec kTable[] = {
   option<&C::role>("role", "role", T::kRole, kEveryRole, "ROLE",
-    "frontend | backend | always | rare | monitor | impair (required to run). frontend: the dedicated front-end "
+    "frontend | backend | always | rare | monitor | impair | spreader (required to run). frontend: the dedicated front-end "
     "of the frontend design (holds the VIP, hands connections off; needs --vip, --content-map and a --peer per "
     "back-end); backend: its back-end (needs --vip, --node-addr and --frontend or --peer fe=ADDR); monitor: "
     "queues the port's traffic, counts it and accepts it. always / rare: every node of a symmetric cluster (the "
@@ -130,18 +133,21 @@ constexpr OptionSpec kTable[] = {
     "TCP_DEFER_ACCEPT, 'listen 80 deferred') and serves local content untouched. Both need --vip, --node NAME, "
     "--node-addr, --content-map and a --peer per node (this one may be given too). impair: the network "
     "impairment stage of a router (no netem here): queues every forwarded packet (mangle FORWARD) and releases "
-    "it after --delay-ms +- --jitter-ms, with --loss, --reorder and --duplicate applied from --impair-seed"),
+    "it after --delay-ms +- --jitter-ms, with --loss, --reorder and --duplicate applied from --impair-seed. "
+    "spreader: the router of a symmetric cluster: routes --vip over a resilient nexthop group with one member per "
+    "--peer, and takes out a node whose heartbeats (--spreader on the nodes) stop for --backend-dead-ms (default "
+    "600) or say its web server is down; needs --vip, --node-addr (where the heartbeats arrive) and the --peers"),
   option<&C::node>("node", "node", T::kText, kEveryRole, "NAME", "this node's name", 1),
-  option<&C::queue>("queue", "queue", T::kUint, kEveryRole, "N",
+  option<&C::queue>("queue", "queue", T::kUint, kQueued, "N",
     "NFQUEUE number (0-65535); the chains are named HANDOFF-q<N>-PRE/-OUT"),
-  option<&C::queue_bypass>("queue-bypass", "queue_bypass", T::kBool, kEveryRole, "on|off",
+  option<&C::queue_bypass>("queue-bypass", "queue_bypass", T::kBool, kQueued, "on|off",
     "put --queue-bypass on the NFQUEUE rules: traffic passes if the daemon dies"),
-  option<&C::mark>("mark", "mark", T::kUint, kEveryRole, "MARK",
+  option<&C::mark>("mark", "mark", T::kUint, kQueued, "MARK",
     "SO_MARK of the engine's own packets; rules RETURN them before queueing (non-zero)", 1, true),
-  option<&C::queue_maxlen>("queue-maxlen", "queue_maxlen", T::kUint, kEveryRole, "N",
+  option<&C::queue_maxlen>("queue-maxlen", "queue_maxlen", T::kUint, kQueued, "N",
     "packets the kernel may hold in the queue", 1),
-  option<&C::rcvbuf>("rcvbuf", "rcvbuf", T::kUint, kEveryRole, "BYTES", "netlink receive buffer of the queue"),
-  option<&C::fail_open>("fail-open", "fail_open", T::kBool, kEveryRole, "on|off",
+  option<&C::rcvbuf>("rcvbuf", "rcvbuf", T::kUint, kQueued, "BYTES", "netlink receive buffer of the queue"),
+  option<&C::fail_open>("fail-open", "fail_open", T::kBool, kQueued, "on|off",
     "NFQA_CFG_F_FAIL_OPEN: accept packets unseen when the queue is full"),
   option<&C::sysctls>("sysctl", "sysctls", T::kSysctls, kEveryRole, "KEY=VALUE",
     "set a sysctl of this network namespace while running, restore it at exit (repeatable)"),
@@ -152,21 +158,26 @@ constexpr OptionSpec kTable[] = {
 
   option<&C::vip>("vip", "vip", T::kAddress, kNotImpair, "ADDR",
     "the cluster's virtual IPv4 address (default: none; monitor: any address)"),
-  option<&C::port>("port", "port", T::kUint, kNotImpair, "PORT", "the service's TCP port (1-65535)", 1),
-  option<&C::gso>("gso", "gso", T::kBool, kNotImpair, "on|off",
+  option<&C::port>("port", "port", T::kUint, kService, "PORT", "the service's TCP port (1-65535)", 1),
+  option<&C::gso>("gso", "gso", T::kBool, kService, "on|off",
     "NFQA_CFG_F_GSO: receive GSO super-packets (fewer, larger packets)"),
 
-  option<&C::node_addr>("node-addr", "node_addr", T::kAddress, kCluster, "ADDR",
+  option<&C::node_addr>("node-addr", "node_addr", T::kAddress, kCluster | S, "ADDR",
     "this node's own IPv4 address (backend, always, rare: required; the backend's web server's address)"),
-  option<&C::peers>("peer", "peers", T::kPeers, kCluster, "NAME=ADDR",
+  option<&C::peers>("peer", "peers", T::kPeers, kCluster | S, "NAME=ADDR",
     "a cluster peer and its IPv4 address (repeatable; default: none)"),
-  option<&C::control_port>("control-port", "control_port", T::kUint, kCluster, "PORT",
+  option<&C::control_port>("control-port", "control_port", T::kUint, kCluster | S, "PORT",
     "port of the control channel (1-65535): UDP between back-ends and the front-end (frontend design); TCP "
     "between all nodes (always, rare)", 1),
-  option<&C::key_file>("key-file", "key_file", T::kPath, kCluster, "PATH",
+  option<&C::key_file>("key-file", "key_file", T::kPath, kCluster | S, "PATH",
     "file holding the cluster key (>= 32 bytes, the same on every node): every control message is "
     "authenticated with HMAC-SHA256 and replays are refused (default: none, unauthenticated)"),
 
+  option<&C::spreader>("spreader", "spreader", T::kAddress, A | R, "ADDR",
+    "send this node's heartbeat (every 200 ms: alive, and whether its web server listens) to the spreader at "
+    "ADDR (UDP, --control-port), which takes the node out of the VIP's route when they stop (default: none)"),
+  option<&C::nexthop_id>("nexthop-id", "nexthop_id", T::kUint, S, "ID",
+    "the VIP's resilient nexthop group; its members are ID+1, ID+2, ... in --peer order (default 4800)", 1),
   option<&C::frontend>("frontend", "frontend", T::kAddress, B, "ADDR",
     "the front-end's IPv4 address (default: the --peer named fe)"),
 
@@ -177,7 +188,7 @@ constexpr OptionSpec kTable[] = {
   option<&C::request_timeout_ms>("request-timeout-ms", "request_timeout_ms", T::kUint, kOrigins, "MS",
     "reset a connection whose request head is not complete this long after its handshake (slowloris; "
     "0: the engine's default, 10000)"),
-  option<&C::backend_dead_ms>("backend-dead-ms", "backend_dead_ms", T::kUint, kOrigins, "MS",
+  option<&C::backend_dead_ms>("backend-dead-ms", "backend_dead_ms", T::kUint, kOrigins | S, "MS",
     "frontend: a back-end is dead after MS without a heartbeat (back-ends send one every 200 ms; default 700); "
     "its clients are reset and new requests avoid it. always, rare: the same for peer nodes (their control "
     "channel keepalives, every 200 ms, default 2000: a keepalive behind a lost TCP segment waits for "
@@ -221,7 +232,8 @@ constexpr OptionSpec kTable[] = {
 // clang-format on
 
 constexpr RuntimeRole kRoleOrder[] = {RuntimeRole::kFrontend, RuntimeRole::kBackend, RuntimeRole::kAlways,
-                                      RuntimeRole::kRare,     RuntimeRole::kMonitor, RuntimeRole::kImpair};
+                                      RuntimeRole::kRare,     RuntimeRole::kMonitor, RuntimeRole::kImpair,
+                                      RuntimeRole::kSpreader};
 
 OptionError error(std::string_view label, const std::string& what) {
   return OptionError(std::string(label) + " " + what);
@@ -348,7 +360,7 @@ OptionValue parse_option(const OptionSpec& spec, std::span<const std::string> te
   switch (spec.type) {
     case OptionType::kRole: {
       const auto role = runtime_role_from_string(text);
-      if (!role) throw OptionError("unknown role " + in_quotes(text) + " (frontend, backend, always, rare, monitor, impair)");
+      if (!role) throw OptionError("unknown role " + in_quotes(text) + " (frontend, backend, always, rare, monitor, impair, spreader)");
       return *role;
     }
     case OptionType::kText:

@@ -40,7 +40,7 @@ const char* to_string(OptionType type);
 // A set of roles, one bit per RuntimeRole.
 using RoleSet = uint8_t;
 constexpr RoleSet role_bit(RuntimeRole role) { return static_cast<RoleSet>(1u << static_cast<unsigned>(role)); }
-constexpr RoleSet kEveryRole = 0x3f;
+constexpr RoleSet kEveryRole = 0x7f;
 // Every role, in the order handoffd --help names them (frontend, backend, always, rare, monitor, impair).
 std::span<const RuntimeRole> all_roles();
 // "every role", or the roles' names joined by ", " in all_roles() order.

@@ -51,6 +51,22 @@ class FastPathProxy final : public io::FastPath {
   io::IoStatus flush() override { return target != nullptr ? target->flush() : io::io_ok(); }
 };
 
+// The verdicts of a role that takes no packets (spreader): there is no queue.
+class NoQueue final : public io::Verdicts {
+ public:
+  io::IoStatus accept(std::uint32_t) override { return none(); }
+  io::IoStatus accept_modified(std::uint32_t, std::span<const std::uint8_t>) override { return none(); }
+  io::IoStatus drop(std::uint32_t) override { return none(); }
+  void accept_deferred(std::uint32_t) override {}
+  io::IoStatus flush() override { return io::io_ok(); }
+
+ private:
+  static io::IoStatus none() { return io::io_fail(kNotSupported, "verdict without a queue"); }
+};
+
+// Every role but the spreader takes packets from an NFQUEUE.
+bool takes_packets(RuntimeRole role) { return role != RuntimeRole::kSpreader; }
+
 }  // namespace
 
 struct NodeRuntime::Impl {
@@ -67,7 +83,8 @@ struct NodeRuntime::Impl {
   Counters snapshot;
 
   std::vector<std::unique_ptr<io::SysctlGuard>> sysctls;
-  std::unique_ptr<io::NfQueue> queue;
+  std::unique_ptr<io::NfQueue> queue;  // null: the role takes no packets
+  NoQueue no_queue;
   std::shared_ptr<control::Authenticator> auth;  // null: control messages unauthenticated
   std::unique_ptr<Role> role;                    // the role's engine and its own I/O (roles/role.h)
   std::unique_ptr<io::RuleSet> rules;
@@ -86,7 +103,7 @@ struct NodeRuntime::Impl {
 
   // Verdicts and fast-path changes made while handling events go out together.
   void flush_out() {
-    (void)queue->flush();
+    if (queue) (void)queue->flush();
     if (fast_path) (void)fast_path->flush();
     if (role) role->flush();
   }
@@ -137,29 +154,34 @@ void NodeRuntime::Impl::setup() {
   qc.rcvbuf_bytes = c.rcvbuf;
   qc.gso = c.gso && c.role != RuntimeRole::kImpair;  // impair: per segment, as a wire would
   qc.fail_open = c.fail_open;
-  queue = std::make_unique<io::NfQueue>(qc);  // bound before the rules: no packet meets an empty queue
+  if (takes_packets(c.role)) {
+    queue = std::make_unique<io::NfQueue>(qc);  // bound before the rules: no packet meets an empty queue
+  }
 
   std::string why_not_kernel;
   datapath = resolve_datapath(c, &why_not_kernel);
   if (c.datapath == "auto" && !why_not_kernel.empty()) {
     log_error("data path nfqueue: " + why_not_kernel);
   }
-  RoleContext context{c, *queue, auth, c.fast_path ? &fast_path_proxy : nullptr, datapath, monotonic_ms,
+  io::Verdicts& verdicts = queue ? static_cast<io::Verdicts&>(*queue) : no_queue;
+  RoleContext context{c, verdicts, auth, c.fast_path ? &fast_path_proxy : nullptr, datapath, monotonic_ms,
                       std::move(dispatch.dispatcher), std::move(dispatch.nodes),
                       [this](const std::string& key, const std::string& value) {
                         sysctls.push_back(std::make_unique<io::SysctlGuard>(key, value));
                       }};
   role = make_role(context);
-  queue->set_handler([this](const io::QueuedPacket& p) { role->on_packet(p); });
+  if (queue) queue->set_handler([this](const io::QueuedPacket& p) { role->on_packet(p); });
 
   watch();
 
-  rules = std::make_unique<io::RuleSet>(rule_spec);
-  try {
-    rules->install();
-  } catch (const std::runtime_error& e) {
-    throw std::runtime_error(std::string(e.what()) +
-                             " (left over from a crashed run? 'handoffd --cleanup' removes HANDOFF- chains)");
+  if (queue) {
+    rules = std::make_unique<io::RuleSet>(rule_spec);
+    try {
+      rules->install();
+    } catch (const std::runtime_error& e) {
+      throw std::runtime_error(std::string(e.what()) +
+                               " (left over from a crashed run? 'handoffd --cleanup' removes HANDOFF- chains)");
+    }
   }
   // The kernel data path's origin forwards through its BPF map (roles/kernel_origin.h) instead.
   if (const auto fc = fast_path_config(c); fc && datapath != DataPath::kKernel) {
@@ -183,15 +205,17 @@ void NodeRuntime::Impl::watch() {
     (void)::read(wake_fd, &n, sizeof n);
     loop->stop();
   });
-  loop->add_fd(queue->fd(), [this] {
-    auto n = queue->poll_once();
-    if (!n.ok()) {
-      log_error(std::string(n.error().what) + " failed, errno " + std::to_string(n.error().err_no));
-      fail();
-    }
-    flush_out();
-    if (!role->after_packets()) fail();
-  });
+  if (queue) {
+    loop->add_fd(queue->fd(), [this] {
+      auto n = queue->poll_once();
+      if (!n.ok()) {
+        log_error(std::string(n.error().what) + " failed, errno " + std::to_string(n.error().err_no));
+        fail();
+      }
+      flush_out();
+      if (!role->after_packets()) fail();
+    });
+  }
   for (auto& source : role->sources()) {
     loop->add_fd(source.fd, [this, ready = std::move(source.on_ready)] {
       if (!ready()) fail();

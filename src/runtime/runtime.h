@@ -25,7 +25,7 @@
 namespace hl::runtime {
 
 // kImpair: the impairment stage of a router (lab/impairer.h), on its forwarded traffic.
-enum class RuntimeRole : uint8_t { kFrontend, kBackend, kMonitor, kAlways, kRare, kImpair };
+enum class RuntimeRole : uint8_t { kFrontend, kBackend, kMonitor, kAlways, kRare, kImpair, kSpreader };
 
 // "frontend", "backend", "monitor", "always", "rare", "impair".
 const char* to_string(RuntimeRole role);
@@ -58,6 +58,8 @@ struct RuntimeConfig {
   uint32_t local_mark = kDefaultLocalMark;    // rare: connmark of connections served untouched
   uint16_t control_port = control::kDefaultControlPort;
   std::vector<std::pair<std::string, std::string>> peers;  // name -> IPv4 address
+  std::optional<std::string> spreader;        // always, rare: send heartbeats to this spreader (UDP, control_port)
+  uint32_t nexthop_id = 4800;                 // spreader: the VIP's nexthop group (members: +1, +2, ...)
   // always/rare: every node incl. this one (--node NAME; added from node_addr if
   // missing); the TCP control channel connects to each on control_port.
   std::string content_map;                    // frontend, always, rare: required

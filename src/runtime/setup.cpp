@@ -15,6 +15,7 @@
 
 #include "bpf/adopter.h"
 #include "bpf/origin_path.h"
+#include "spread/resilient_group.h"
 
 namespace hl::runtime {
 namespace {
@@ -52,6 +53,7 @@ io::CaptureSpec capture_spec(const RuntimeConfig& c) {
     case RuntimeRole::kAlways:
     case RuntimeRole::kRare: spec.vip = c.vip; break;
     case RuntimeRole::kImpair: break;  // every forwarded packet
+    case RuntimeRole::kSpreader: break;  // (takes no packets)
   }
   return spec;
 }
@@ -68,6 +70,7 @@ const char* to_string(RuntimeRole role) {
     case RuntimeRole::kAlways: return "always";
     case RuntimeRole::kRare: return "rare";
     case RuntimeRole::kImpair: return "impair";
+    case RuntimeRole::kSpreader: return "spreader";
   }
   return "?";
 }
@@ -79,6 +82,7 @@ std::optional<RuntimeRole> runtime_role_from_string(std::string_view name) {
   if (name == "always") return RuntimeRole::kAlways;
   if (name == "rare") return RuntimeRole::kRare;
   if (name == "impair") return RuntimeRole::kImpair;
+  if (name == "spreader") return RuntimeRole::kSpreader;
   return std::nullopt;
 }
 
@@ -102,6 +106,7 @@ void validate(const RuntimeConfig& c) {
   if (c.node_addr) parse_addr(*c.node_addr, "node address");
   if (c.vip) parse_addr(*c.vip, "VIP");
   if (c.frontend) parse_addr(*c.frontend, "front-end address");
+  if (c.spreader) parse_addr(*c.spreader, "spreader address");
   switch (c.role) {
     case RuntimeRole::kFrontend: {
       if (!c.vip) throw std::invalid_argument("role frontend needs the VIP (--vip)");
@@ -120,6 +125,11 @@ void validate(const RuntimeConfig& c) {
       (void)frontend_address(c);
       break;
     case RuntimeRole::kMonitor:
+      break;
+    case RuntimeRole::kSpreader:
+      if (!c.vip) throw std::invalid_argument("role spreader needs the VIP (--vip)");
+      if (!c.node_addr) throw std::invalid_argument("role spreader needs its address for heartbeats (--node-addr)");
+      if (c.peers.empty()) throw std::invalid_argument("role spreader needs the nodes (--peer NAME=ADDR per node)");
       break;
     case RuntimeRole::kImpair:
       validate(c.impair);
@@ -182,6 +192,7 @@ io::RuleSetSpec capture_rules(const RuntimeConfig& c) {
     case RuntimeRole::kBackend: return io::backend_capture_rules(capture_spec(c));
     case RuntimeRole::kMonitor: return io::nfqueue_capture_rules(capture_spec(c));
     case RuntimeRole::kImpair: return io::forward_capture_rules(capture_spec(c), impair_tun_name(c));
+    case RuntimeRole::kSpreader: return {};  // takes no packets
     case RuntimeRole::kAlways:
     case RuntimeRole::kRare:
       return io::node_capture_rules(capture_spec(c), *c.node_addr, c.role == RuntimeRole::kRare, c.local_mark);
@@ -247,6 +258,11 @@ std::vector<std::pair<std::string, std::string>> role_sysctls(const RuntimeConfi
       if (dev.empty() || dev == "all" || dev == "default" || dev.find('.') != std::string::npos) continue;
       out.emplace_back("net.ipv4.conf." + dev + ".send_redirects", "0");
     }
+  }
+  if (c.role == RuntimeRole::kSpreader) {  // the group hashes each flow by its 5-tuple, ports included
+    out.emplace_back("net.ipv4.ip_forward", "1");
+    out.emplace_back("net.ipv4.fib_multipath_hash_policy", "3");
+    out.emplace_back("net.ipv4.fib_multipath_hash_fields", spread::kHashFields);
   }
   out.insert(out.end(), c.sysctls.begin(), c.sysctls.end());
   return out;

@@ -1,11 +1,13 @@
 // Roles always and rare: every node of a symmetric cluster. A raw socket, the
 // persistent TCP control channel to every node (its keepalives carry this
 // node's health), the NodeEngine; on the kernel data path, the origin
-// program (kernel_origin.h) as the origin's fast path.
+// program (kernel_origin.h) as the origin's fast path. With --spreader, the
+// same heartbeat goes to the router's spreader too (roles/spreader.cpp).
 #include <memory>
 #include <string>
 
 #include "control/channel.h"
+#include "control/udp_messenger.h"
 #include "engine/node_engine.h"
 #include "io/listen_probe.h"
 #include "io/raw_socket.h"
@@ -52,6 +54,11 @@ class NodeRole final : public Role {
     nc.kernel = serving_kernel(ctx, nc.vip);
     engine_ = std::make_unique<engine::NodeEngine>(std::move(nc), std::move(ctx.dispatcher), ctx.verdicts, raw_, sender_,
                                                    ctx.clock, origin_fast_path(ctx));
+    if (c.spreader) {  // from this node's address: the spreader knows its nodes by it
+      spreader_ = parse_addr(*c.spreader, "spreader address");
+      spreader_udp_ = std::make_unique<control::UdpMessenger>(self_, 0, c.control_port);
+      spreader_udp_->set_authenticator(ctx.auth);
+    }
     channel_.tick();  // connect to the peers now
   }
   ~NodeRole() override { engine_.reset(); }  // first: the channel's peer_lost sees no engine
@@ -66,7 +73,11 @@ class NodeRole final : public Role {
   void on_tick(uint64_t now_ms) override {
     if (now_ms - last_heartbeat_ms_ >= RuntimeConfig::kHeartbeatMs) {
       last_heartbeat_ms_ = now_ms;
-      channel_.set_healthy(io::local_server_listening(config_.port));
+      const bool healthy = io::local_server_listening(config_.port);
+      channel_.set_healthy(healthy);
+      if (spreader_udp_) {  // failures are counted by the messenger (spreader_send_errors)
+        (void)spreader_udp_->send(spreader_, control::Keepalive{config_.node, heartbeat_seq_++, healthy});
+      }
     }
     engine_->on_timer();
     channel_.tick();
@@ -92,6 +103,10 @@ class NodeRole final : public Role {
     visit("control_auth_refused", k.auth_refused);
     visit("keepalives_sent", k.keepalives_sent);
     visit("keepalives_received", k.keepalives_received);
+    if (spreader_udp_) {
+      visit("spreader_heartbeats", spreader_udp_->counters().sent);
+      visit("spreader_send_errors", spreader_udp_->counters().send_errors);
+    }
     visit_raw_counters(raw_, visit);
     if (kernel_origin_) kernel_origin_->visit_counters(visit);
     if (kernel_) kernel_->visit_counters(visit);
@@ -148,6 +163,9 @@ class NodeRole final : public Role {
   std::unique_ptr<KernelServing> kernel_;  // the serving part's kernel data path; null: translation
   std::unique_ptr<engine::NodeEngine> engine_;
   uint64_t last_heartbeat_ms_ = 0;
+  net::Ipv4Addr spreader_;
+  std::unique_ptr<control::UdpMessenger> spreader_udp_;  // null: no spreader (--spreader)
+  uint32_t heartbeat_seq_ = 0;
 };
 
 }  // namespace

@@ -24,6 +24,7 @@ std::unique_ptr<Role> make_role(RoleContext& context) {
     case RuntimeRole::kBackend: return make_backend_role(context);
     case RuntimeRole::kMonitor: return make_monitor_role(context);
     case RuntimeRole::kImpair: return make_impair_role(context);
+    case RuntimeRole::kSpreader: return make_spreader_role(context);
     case RuntimeRole::kAlways:
     case RuntimeRole::kRare: return make_node_role(context);
   }

@@ -101,6 +101,7 @@ std::unique_ptr<Role> make_backend_role(RoleContext& context);
 std::unique_ptr<Role> make_node_role(RoleContext& context);  // always, rare
 std::unique_ptr<Role> make_monitor_role(RoleContext& context);
 std::unique_ptr<Role> make_impair_role(RoleContext& context);
+std::unique_ptr<Role> make_spreader_role(RoleContext& context);
 
 // What a role dispatches with: the dispatcher and the nodes' addresses by BackendId.
 struct Dispatch {
