@@ -10,9 +10,9 @@ resets the clients of the connections it had handed to that node, frees them,
 and sends new requests to live owners only (itself if it owns the content; 503
 when no owner is left); the node is used again once it recovers.
 
-Not tested (not handled): connections r0 hashes to the dead node itself are
-lost, since r0 has no health checks. Every fetch here picks a client source port
-that r0 spreads to a live accepting node (``Cluster.spread_node``).
+New connections avoid the dead node at r0 too (the spreader's health checks:
+test_spreader.py). Every fetch here picks a client source port that r0 spreads
+to a live accepting node (``Cluster.spread_node``).
 
 Both data paths (issue 13); the kernel path as in test_failures.py: the dead
 node's kernel may go on sending after its engine died; the accepting node
