@@ -13,7 +13,7 @@ import pytest
 from handofflab import _core
 
 BINDINGS = Path(__file__).resolve().parents[2] / "bindings"
-ROLES = ["frontend", "backend", "always", "rare", "monitor", "impair"]
+ROLES = ["frontend", "backend", "always", "rare", "monitor", "impair", "spreader"]
 OPTIONS = _core.engine_options()
 BY_KEY = {o["key"]: o for o in OPTIONS}
 
