@@ -62,8 +62,7 @@ void ControlTransport::send(OriginConn& conn) {
   r.frontend_ts_base = hs.ts_ok ? hs.ts_base : 0;
   r.frontend_wscale = hs.wscale_ok ? hs.server_wscale : uint8_t{0};
   r.origin = self_;
-  r.request = conn.request.bytes;
-  conn.request.release();
+  r.request = conn.request.bytes;  // kept until the ack: the handoff may be sent again (handoff_retry_ms)
   send_(conn.target, std::move(r));  // last: a local refusal frees `conn`
 }
 

@@ -31,6 +31,7 @@ OriginConfig origin_config(const NodeConfig& c) {
   o.rst_window = 0xffff;  // the largest unscaled window
   o.local_mark = c.local_mark;
   o.handoff_timeout_ms = c.handoff_timeout_ms;
+  o.handoff_retry_ms = c.handoff_retry_ms;
   o.linger_ms = c.linger_ms;
   o.handshake_timeout_ms = c.handshake_timeout_ms;
   o.request_timeout_ms = c.request_timeout_ms;

@@ -49,6 +49,7 @@ struct NodeConfig {
   static constexpr uint32_t kDefaultHandshakeTimeoutMs = 10000;
   static constexpr uint32_t kDefaultRequestTimeoutMs = 10000;
   static constexpr uint32_t kDefaultHandoffTimeoutMs = 5000;
+  static constexpr uint32_t kDefaultHandoffRetryMs = 1000;
   static constexpr uint32_t kDefaultIdleTimeoutMs = 120000;
   static constexpr size_t kDefaultMaxConnections = 65536;
   static constexpr size_t kDefaultMaxHeld = 64;
@@ -67,6 +68,7 @@ struct NodeConfig {
   uint32_t handshake_timeout_ms = kDefaultHandshakeTimeoutMs;
   uint32_t request_timeout_ms = kDefaultRequestTimeoutMs;
   uint32_t handoff_timeout_ms = kDefaultHandoffTimeoutMs;  // no ack by then: reset the client
+  uint32_t handoff_retry_ms = kDefaultHandoffRetryMs;      // no ack by then: sent again (OriginConfig)
   uint32_t idle_timeout_ms = kDefaultIdleTimeoutMs;
   size_t max_connections = kDefaultMaxConnections;  // per part (origin, serving)
   size_t max_held = kDefaultMaxHeld;                // packets held per connection

@@ -65,6 +65,11 @@ struct OriginConfig {
   uint16_t rst_window = 0;               // unscaled receive window RSTs are judged against (RFC 5961)
   uint32_t local_mark = 0;               // kernel handshake: mark of connections released locally
   uint32_t handoff_timeout_ms = 0;       // no ack by then: the client is reset (0: idle timeout only)
+  // Control channel: an unacknowledged handoff to another node is sent again
+  // this often until the timeout (0: never). A request written into a channel
+  // connection that broke before the peer read it is lost with it; the serving
+  // side takes a repeated request as the same connection (acked again if carried).
+  uint32_t handoff_retry_ms = 0;
   uint32_t linger_ms = 0;                // in band: state kept after the connection closed
   uint32_t handshake_timeout_ms = 0;
   uint32_t request_timeout_ms = 0;
@@ -130,6 +135,7 @@ struct OriginConn {
   uint64_t created_ms = 0;
   uint64_t last_seen_ms = 0;
   uint64_t handoff_ms = 0;            // last time the handoff was sent
+  uint64_t resent_ms = 0;             // control channel: last time it was sent again (handoff_retry_ms)
   uint64_t closed_ms = 0;             // Closed or Reset: since when
   tcp::CloseTracker close_tracker;    // in band: server_fin_end in the client's view
   tcp::SeqNum client_ack;             // highest ack number seen from the client

@@ -236,10 +236,20 @@ bool Origin::expired(OriginConn& conn, uint64_t now) {
         conn.handoff_ms = now;
         ++counters_.handoff_retries;
       }
-      if (cfg_.handoff_timeout_ms == 0) return now - conn.last_seen_ms >= cfg_.idle_timeout_ms;
-      if (now - conn.handoff_ms < cfg_.handoff_timeout_ms) return false;
-      answer_.rst(conn.hs);
-      return true;
+      if (cfg_.handoff_timeout_ms == 0 ? now - conn.last_seen_ms >= cfg_.idle_timeout_ms
+                                       : now - conn.handoff_ms >= cfg_.handoff_timeout_ms) {
+        if (cfg_.handoff_timeout_ms != 0) answer_.rst(conn.hs);
+        return true;
+      }
+      if (!in_band_ && !conn.local_target && cfg_.handoff_retry_ms != 0 &&
+          now - std::max(conn.handoff_ms, conn.resent_ms) >= cfg_.handoff_retry_ms) {
+        // (Never for a local target: its hand-in cannot be lost, and a refusal
+        // would free `conn` inside this sweep.)
+        transport_.send(conn);
+        conn.resent_ms = now;
+        ++counters_.handoff_retries;
+      }
+      return false;
     case State::Forwarding:
       if (conn.track && conn.track->move != RequestTrack::Move::kNone) {
         move_timers(conn, now);  // the Release resent, or the move given up (the state is Reset then)

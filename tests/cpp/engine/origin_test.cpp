@@ -56,9 +56,8 @@ struct Fixture {
   uint32_t id = 1;
   uint32_t f = 0;
 
-  explicit Fixture(bool in_band)
-      : transport(in_band),
-        origin(config(), dispatcher(), verdicts, raw, transport, [this] { return now; }, nullptr) {}
+  explicit Fixture(bool in_band, OriginConfig c = config())
+      : transport(in_band), origin(c, dispatcher(), verdicts, raw, transport, [this] { return now; }, nullptr) {}
 
   static std::unique_ptr<dispatch::Dispatcher> dispatcher() {
     return std::make_unique<dispatch::Dispatcher>(dispatch::ContentMap::parse("/docs/a a\n/docs/b b\n"), "first");
@@ -140,6 +139,52 @@ TEST(OriginTest, ControlChannelClientPacketsGoToTheNodeBeforeAndAfterTheAck) {
   // A Termination frees the state at once.
   t.origin.on_termination(kB, control::Termination{kClient, control::TerminationReason::kFin});
   EXPECT_EQ(t.origin.active(), 0u);
+}
+
+// A request written into a control channel connection that broke before the
+// peer read it is lost with it: the handoff goes again every handoff_retry_ms,
+// request included, until acknowledged (or the timeout resets the client).
+TEST(OriginTest, ControlChannelAnUnacknowledgedHandoffIsSentAgainWithItsRequest) {
+  OriginConfig c = Fixture::config();
+  c.handoff_retry_ms = 1000;
+  c.handoff_timeout_ms = 5000;
+  Fixture t(false, c);
+  t.connect();
+  ASSERT_EQ(t.transport.targets.size(), 1u);
+  t.now += 999;
+  t.origin.on_timer();
+  EXPECT_EQ(t.transport.targets.size(), 1u);
+  t.now += 1;
+  t.origin.on_timer();
+  ASSERT_EQ(t.transport.targets.size(), 2u);
+  EXPECT_EQ(t.transport.targets[1], kB);
+  EXPECT_EQ(t.transport.requests[1], kRequest);
+  t.now += 1000;
+  t.origin.on_timer();
+  EXPECT_EQ(t.transport.targets.size(), 3u);
+  EXPECT_EQ(t.origin.counters().handoff_retries, 2u);
+  t.origin.on_handoff_ack(kB, control::HandoffAck{kClient, 1});
+  t.now += 3000;
+  t.origin.on_timer();
+  EXPECT_EQ(t.transport.targets.size(), 3u) << "acknowledged: no more resends";
+  EXPECT_EQ(t.origin.active(), 1u);
+}
+
+TEST(OriginTest, ControlChannelAHandoffNeverAcknowledgedResetsTheClientAtTheTimeout) {
+  OriginConfig c = Fixture::config();
+  c.handoff_retry_ms = 1000;
+  c.handoff_timeout_ms = 5000;
+  Fixture t(false, c);
+  t.connect();
+  for (int i = 0; i < 5; ++i) {
+    t.now += 1000;
+    t.origin.on_timer();
+  }
+  EXPECT_EQ(t.transport.targets.size(), 5u);  // the first and four more
+  EXPECT_EQ(t.origin.active(), 0u);
+  auto sent = t.raw.take();
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_TRUE(net::parse_tcp_packet(sent[0])->has_flags(net::tcp_flag::RST));
 }
 
 TEST(OriginTest, InBandClientPacketsFollowTheHandoffWhichIsResentUntilAcked) {
