@@ -178,6 +178,7 @@ const NodeCounters& NodeEngine::Impl::report() {
   r.local = o.local;
   r.handoffs_received = s.handoffs_received;
   r.handoff_acks = o.handoff_acks;
+  r.handoff_retries = o.handoff_retries;
   r.refused = o.refused + s.refused;
   r.forwarded_packets = o.forwarded_packets;
   r.fast_path_adds = o.fast_path_adds;
@@ -231,6 +232,7 @@ void NodeCounters::visit(const CounterVisitor& v) const {
   v("local", local);
   v("handoffs_received", handoffs_received);
   v("handoff_acks", handoff_acks);
+  v("handoff_retries", handoff_retries);
   v("refused", refused);
   v("forwarded_packets", forwarded_packets);
   v("fast_path_adds", fast_path_adds);
