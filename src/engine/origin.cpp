@@ -251,6 +251,10 @@ void Origin::on_segment(const io::QueuedPacket& qp, net::TcpPacket& pkt, ConnIt 
     on_reset_segment(qp, pkt, it);
     return;
   }
+  if (conn.state == State::Answered) {
+    on_answered_segment(qp, pkt, it);
+    return;
+  }
   if (pkt.has_flags(RST) && !accept_rst(qp, pkt, conn)) return;
   conn.last_seen_ms = clock_();
   if (pkt.has_flags(ACK) && tcp::seq_gt(SeqNum(pkt.ack()), conn.client_ack)) conn.client_ack = SeqNum(pkt.ack());
@@ -315,7 +319,8 @@ void Origin::on_segment(const io::QueuedPacket& qp, net::TcpPacket& pkt, ConnIt 
       forward(qp, pkt, conn);
       if (in_band_ && pkt.has_flags(RST)) close_conn(conn);
       return;
-    case State::Reset:  // handled by on_reset_segment above
+    case State::Reset:     // handled by on_reset_segment above
+    case State::Answered:  // handled by on_answered_segment above
       verdicts_.drop(qp.id);
       return;
   }
@@ -397,11 +402,10 @@ bool Origin::take_request_bytes(ConnIt it, const net::TcpPacket& pkt) {
       ++counters_.http_errors;
       if (kernel()) {
         release_held(conn);  // the web server answers the bad request itself
+        free_conn(it);
       } else {
-        answer_.error_response(conn.hs, conn.request.parser.error());
-        ++counters_.error_responses;
+        answer_error(it, conn.request.parser.error());
       }
-      free_conn(it);
       return false;
   }
   return true;
@@ -445,9 +449,7 @@ bool Origin::dispatch_request(ConnIt it) {
     // Kernel: the local socket must not answer too; the answer is in its numbers (f learnt).
     if (kernel()) drop_local_socket(conn);
     ++counters_.unavailable;
-    answer_.error_response(conn.hs, http::HttpError::ServiceUnavailable);
-    ++counters_.error_responses;
-    free_conn(it);
+    answer_error(it, http::HttpError::ServiceUnavailable);
     return false;
   }
   conn.target = cfg_.targets[*id];
@@ -478,6 +480,55 @@ void Origin::map_handoff(OriginConn& conn) {
   // client's retransmissions no longer come here.
   if (conn.local_target) return;
   fast_.on_handoff(conn.fast, conn.hs.client, conn.target, clock_(), !conn.track || conn.track->pinned);
+}
+
+// --- the origin's own answers ---------------------------------------------------
+
+void Origin::answer_error(ConnIt it, http::HttpError error) {
+  OriginConn& conn = it->second;
+  const tcp::SeqNum end = answer_.error_response(conn.hs, error);
+  ++counters_.error_responses;
+  if (kernel()) {  // the kernel's handshake: its socket was dropped, the client's segments are not ours
+    free_conn(it);
+    return;
+  }
+  // Lingers so that the client's ACK and FIN are answered as its peer would,
+  // not with a RST (which could also destroy the answer before curl read it).
+  set_state(conn, State::Answered);
+  conn.answer_end = end;
+  conn.answer = error;
+  conn.closed_ms = clock_();
+}
+
+void Origin::on_answered_segment(const io::QueuedPacket& qp, const net::TcpPacket& pkt, ConnIt it) {
+  OriginConn& conn = it->second;
+  verdicts_.drop(qp.id);
+  if (pkt.has_flags(RST)) {
+    const tcp::RstCheck check =
+        tcp::check_rst(SeqNum(pkt.seq()), conn.hs.rcv_nxt, int64_t{cfg_.rst_window} << conn.hs.server_wscale);
+    if (check == tcp::RstCheck::kOutside) return;
+    free_conn(it);  // exact or in window: the client is gone either way
+    return;
+  }
+  if (pkt.has_flags(SYN)) return;
+  if (pkt.options.timestamps) conn.hs.client_tsval = pkt.options.timestamps->tsval;
+  const bool answer_acked = pkt.has_flags(ACK) && !tcp::seq_lt(SeqNum(pkt.ack()), conn.answer_end);
+  const SeqNum seg_end = SeqNum(pkt.seq()) + static_cast<uint32_t>(pkt.payload_len);
+  if (pkt.has_flags(FIN) && seg_end == conn.hs.rcv_nxt) {
+    conn.hs.rcv_nxt = conn.hs.rcv_nxt + 1u;  // its FIN, in order: acknowledged below
+  } else if (pkt.has_flags(FIN) && seg_end + 1u == conn.hs.rcv_nxt) {
+    // its FIN again (our ACK was lost): acknowledged again below
+  } else if (pkt.payload_len == 0 && answer_acked) {
+    return;  // an ACK of the answer: nothing to say
+  }
+  if (!answer_acked) {
+    (void)answer_.error_response(conn.hs, conn.answer);  // it lacks (part of) the answer
+  } else {
+    answer_.ack_at(conn.hs, conn.answer_end);
+  }
+  if (answer_acked && tcp::seq_gt(conn.hs.rcv_nxt, seg_end)) {
+    free_conn(it);  // both FINs acknowledged: closed both ways
+  }
 }
 
 }  // namespace hl::engine

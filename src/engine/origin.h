@@ -121,6 +121,10 @@ struct OriginConn {
                    //   forwarded and the handoff resent; otherwise they are dropped
     Forwarding,    // the serving node has it: client packets forwarded (or carried locally)
     Closed,        // in band: both FINs acknowledged (or reset): lingering for retransmissions
+    Answered,      // emulated: the origin answered the request itself (400, 503) with its
+                   //   FIN; until the client's FIN is acknowledged or kAnswerLingerMs:
+                   //   its ACKs dropped, its FIN acknowledged, the answer sent again
+                   //   while the client has not acknowledged it (never a RST)
     Reset,         // the serving node died: the client was sent a RST; answering its ACKs
                    //   with RSTs at their exact ack number until reset_linger_ms (client_reset.h)
   };
@@ -136,6 +140,8 @@ struct OriginConn {
   uint64_t last_seen_ms = 0;
   uint64_t handoff_ms = 0;            // last time the handoff was sent
   uint64_t resent_ms = 0;             // control channel: last time it was sent again (handoff_retry_ms)
+  tcp::SeqNum answer_end;             // Answered: our sequence number after the answer and its FIN
+  http::HttpError answer = http::HttpError::None;  // Answered: what was answered
   uint64_t closed_ms = 0;             // Closed or Reset: since when
   tcp::CloseTracker close_tracker;    // in band: server_fin_end in the client's view
   tcp::SeqNum client_ack;             // highest ack number seen from the client
@@ -168,6 +174,9 @@ class HandoffTransport {
 class Origin {
  public:
   using ConnIt = std::unordered_map<uint64_t, OriginConn>::iterator;
+  // How long a connection the origin answered itself (Answered) waits for the
+  // client's FIN: a few of its retransmission timeouts.
+  static constexpr uint64_t kAnswerLingerMs = 2000;
 
   // The references must outlive the origin. `raw` sends handshake answers,
   // RSTs and relayed segments; `local` (always) carries the connections handed
@@ -298,6 +307,11 @@ class Origin {
   }
   // A client segment of a connection in Reset: dropped; an ACK elsewhere gets a RST there.
   void on_reset_segment(const io::QueuedPacket& qp, const net::TcpPacket& pkt, ConnIt it);
+  // The origin answers the request itself (`error`, with its FIN); emulated:
+  // the state lingers in Answered (on_answered_segment), else it is freed.
+  void answer_error(ConnIt it, http::HttpError error);
+  // A client segment of a connection in Answered (always dropped).
+  void on_answered_segment(const io::QueuedPacket& qp, const net::TcpPacket& pkt, ConnIt it);
   // Peer `id` died: its clients are reset (client_reset.h).
   void peer_died(size_t id);
   // Logs a health transition of peer `id` (`why` it went down) and acts on a death.

@@ -258,6 +258,8 @@ bool Origin::expired(OriginConn& conn, uint64_t now) {
       return now - conn.last_seen_ms >= cfg_.idle_timeout_ms;
     case State::Closed:
       return now - conn.closed_ms >= cfg_.linger_ms;
+    case State::Answered:
+      return now - conn.closed_ms >= kAnswerLingerMs;
     case State::Reset:
       if (now - conn.closed_ms >= cfg_.reset_linger_ms) return true;
       reprobe(answer_, conn, now);
@@ -277,7 +279,10 @@ void Origin::on_timer() {
   }
   sweep(conns_, [&](OriginConn& conn) { return expired(conn, now); },
         [&](ConnIt it) {
-          if (it->second.state != State::Reset && it->second.state != State::Closed) ++counters_.timeouts;
+          if (it->second.state != State::Reset && it->second.state != State::Closed &&
+              it->second.state != State::Answered) {
+            ++counters_.timeouts;
+          }
           free_conn(it);
         });
 }

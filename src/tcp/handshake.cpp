@@ -74,6 +74,11 @@ void HandshakeSender::ack(const ClientHandshake& hs) {
                           hs.our_timestamps()));
 }
 
+void HandshakeSender::ack_at(const ClientHandshake& hs, tcp::SeqNum seq) {
+  raw_.send(net::make_ack(raw_.buffer(), vip_, hs.client, seq.value(), hs.rcv_nxt.value(), window(hs),
+                          hs.our_timestamps()));
+}
+
 void HandshakeSender::rst(const ClientHandshake& hs) {
   raw_.send(net::make_rst(raw_.buffer(), vip_, hs.client, (hs.server_isn + 1u).value(), hs.rcv_nxt.value()));
   ++resets_;
@@ -108,9 +113,12 @@ void HandshakeSender::probe(const ClientHandshake& hs, tcp::SeqNum acked, uint64
   raw_.send(net::make_ack(raw_.buffer(), vip_, hs.client, (acked - 1u).value(), hs.rcv_nxt.value(), window(hs), ts, {}));
 }
 
-void HandshakeSender::error_response(const ClientHandshake& hs, http::HttpError error) {
-  raw_.send(make_http_error_segment(vip_, hs.client, (hs.server_isn + 1u).value(), hs.rcv_nxt.value(),
-                                    window(hs), hs.our_timestamps(), error));
+tcp::SeqNum HandshakeSender::error_response(const ClientHandshake& hs, http::HttpError error) {
+  const auto segment = make_http_error_segment(vip_, hs.client, (hs.server_isn + 1u).value(), hs.rcv_nxt.value(),
+                                               window(hs), hs.our_timestamps(), error);
+  raw_.send(segment);
+  const size_t payload = http::error_response(error).size();
+  return hs.server_isn + 1u + static_cast<uint32_t>(payload) + 1u;  // + the FIN
 }
 
 }  // namespace hl::tcp

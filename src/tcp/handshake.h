@@ -77,6 +77,8 @@ class HandshakeSender {
   // SYN/ACK's: the back-end's translated TSvals start there, so the client
   // never sees time run backwards (PAWS).
   void ack(const ClientHandshake& hs);
+  // The same at sequence number `seq` (after what error_response sent).
+  void ack_at(const ClientHandshake& hs, tcp::SeqNum seq);
   // Resets the connection (seq f + 1, acking rcv_nxt).
   void rst(const ClientHandshake& hs);
   // A RST at sequence number `seq` (acking rcv_nxt): see client_reset.h.
@@ -89,8 +91,9 @@ class HandshakeSender {
   // ack number seen; `ms_since_handshake` dates the TSval (see the .cpp).
   void probe(const ClientHandshake& hs, tcp::SeqNum acked, uint64_t ms_since_handshake);
   // A whole HTTP error response for a failed head, with our FIN (RFC 9112 §9.6
-  // allows closing after a 4xx/5xx answer).
-  void error_response(const ClientHandshake& hs, http::HttpError error);
+  // allows closing after a 4xx/5xx answer), at seq f + 1. Returns the sequence
+  // number after it (its bytes and the FIN).
+  tcp::SeqNum error_response(const ClientHandshake& hs, http::HttpError error);
 
  private:
   uint16_t window(const ClientHandshake& hs) const {

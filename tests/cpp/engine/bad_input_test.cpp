@@ -282,6 +282,14 @@ TEST(BadInputTest, BadRequestHeadsAreAnsweredWithAnHttpErrorAndFin) {
     EXPECT_EQ(answer.pkt.ack(), seq);
     EXPECT_TRUE(answer.pkt.tcp_checksum_ok());
     EXPECT_EQ(payload_of(answer).rfind(bad.status_line, 0), 0u) << payload_of(answer);
+    // Lingering for the client's FIN, which gets our ACK, and then freed.
+    EXPECT_EQ(c.fe.counters().active, active);
+    const uint32_t end = f + 1 + static_cast<uint32_t>(answer.pkt.payload_len) + 1;
+    c.to_fe(from_client(port).seq(seq).ack(end).flags(ACK | FIN).build());
+    auto fin_ack = c.fe_raw.take();
+    ASSERT_EQ(fin_ack.size(), 1u);
+    EXPECT_EQ(parse(fin_ack[0]).pkt.flags(), ACK);
+    EXPECT_EQ(parse(fin_ack[0]).pkt.ack(), seq + 1);
     EXPECT_EQ(c.fe.counters().active, active - 1);  // freed
     c.good_connection(static_cast<uint16_t>(port + 50));
     ++port;

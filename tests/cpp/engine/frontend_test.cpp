@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "engine/origin.h"
 #include "engine/harness.h"
 #include "net/handoff_option.h"
 #include "net/packet_builder.h"
@@ -91,7 +92,44 @@ TEST(FrontendTest, MalformedRequestIsAnswered400AndClosed) {
   EXPECT_EQ(std::string(answer.pkt.payload().begin(), answer.pkt.payload().end()),
             "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
   EXPECT_EQ(fe.engine.counters().http_errors, 1u);
+  // The state lingers for the client's ACK and FIN (answered as its peer would,
+  // never with a RST), then is freed.
+  EXPECT_EQ(fe.engine.counters().active, 1u);
+  const uint32_t end = f + 1 + static_cast<uint32_t>(answer.pkt.payload_len) + 1;
+  EXPECT_EQ(fe.send(from_client().seq(106).ack(end).flags(ACK).build()).kind, VerdictKind::Drop);
+  EXPECT_TRUE(fe.raw.take().empty()) << "an ACK of the answer needs no answer";
+  EXPECT_EQ(fe.send(from_client().seq(106).ack(end).flags(ACK | FIN).build()).kind, VerdictKind::Drop);
+  sent = fe.raw.take();
+  ASSERT_EQ(sent.size(), 1u);
+  auto fin_ack = parse(sent[0]);
+  EXPECT_EQ(fin_ack.pkt.flags(), ACK) << "the client's FIN is acknowledged, not reset";
+  EXPECT_EQ(fin_ack.pkt.seq(), end);
+  EXPECT_EQ(fin_ack.pkt.ack(), 107u);
   EXPECT_EQ(fe.engine.counters().active, 0u);
+  EXPECT_EQ(fe.engine.counters().resets_sent, 0u);
+}
+
+// The answer lost: the client's retransmitted request gets it again, and an
+// unanswered linger ends after Origin::kAnswerLingerMs.
+TEST(FrontendTest, AnAnswerTheClientLacksIsSentAgainAndTheStateEndsAfterTheLinger) {
+  Fe fe;
+  const uint32_t f = fe.connect();
+  const std::string tls("\x16\x03\x01\x02\x00", 5);
+  fe.data(101, f, tls);
+  const auto first = fe.raw.take();
+  ASSERT_EQ(first.size(), 1u);
+  fe.data(101, f, tls);  // its request again: our answer did not arrive
+  const auto again = fe.raw.take();
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0], first[0]);
+  EXPECT_EQ(fe.engine.counters().active, 1u);
+  fe.now += Origin::kAnswerLingerMs - 1;
+  fe.engine.on_timer();
+  EXPECT_EQ(fe.engine.counters().active, 1u);
+  fe.now += 1;
+  fe.engine.on_timer();
+  EXPECT_EQ(fe.engine.counters().active, 0u);
+  EXPECT_EQ(fe.engine.counters().resets_sent, 0u);
 }
 
 TEST(FrontendTest, FinBeforeRequestIsReset) {
