@@ -13,6 +13,8 @@
 #include "control/message.h"
 #include "net/byte_order.h"
 
+#include <string_view>
+
 namespace hl::control {
 namespace {
 
@@ -69,6 +71,16 @@ void Authenticator::mac(std::span<const uint8_t> data, uint8_t* out) const {
       len != kMacLen) {
     throw std::runtime_error("HMAC-SHA256 failed");
   }
+}
+
+uint32_t Authenticator::option_tag(std::span<const uint8_t> data) const {
+  static constexpr std::string_view kLabel = "hl-handoff-option";
+  std::vector<uint8_t> in(kLabel.begin(), kLabel.end());
+  in.insert(in.end(), data.begin(), data.end());
+  uint8_t out[kMacLen];
+  mac(in, out);
+  const uint32_t tag = net::load_be32(out);
+  return tag != 0 ? tag : 1u;
 }
 
 Result<std::vector<uint8_t>, AuthError> Authenticator::seal(std::span<const uint8_t> frame) {

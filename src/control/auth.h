@@ -73,6 +73,10 @@ class Authenticator {
   Result<std::vector<uint8_t>, AuthError> seal(std::span<const uint8_t> frame);
   // Checks a sealed frame and returns the inner frame. Records the sequence on success.
   Result<std::vector<uint8_t>, AuthError> open(std::span<const uint8_t> sealed);
+  // The first 32 bits of HMAC-SHA256(key, "hl-handoff-option" | data): the
+  // in-band handoff option's MAC (net/handoff_option.h). Never 0 (0 means
+  // unauthenticated there). The label keeps it apart from sealed frames' MACs.
+  uint32_t option_tag(std::span<const uint8_t> data) const;
 
   uint32_t self() const { return self_; }
   const AuthCounters& counters() const { return counters_; }

@@ -28,7 +28,7 @@ struct BackendEngine::Impl {
 
   Impl(const BackendConfig& c, io::Verdicts& v, control::MessageSender& m, Clock k)
       : cfg(c), clock(std::move(k)), verdicts(v, serving.io_errors), link(m, cfg.frontend, serving),
-        carrier_owned(make_carrier(v)), carrier(*carrier_owned), side(carrier, link, serving, cfg.vip) {}
+        carrier_owned(make_carrier(v)), carrier(*carrier_owned), side(carrier, link, serving, cfg.vip, cfg.option_mac) {}
 
   // Translation, or the kernel data path when the config names its parts.
   std::unique_ptr<Carrier> make_carrier(io::Verdicts& v) {
@@ -82,6 +82,7 @@ struct BackendEngine::Impl {
     BackendCounters& c = counters;
     c.handoffs_received = s.handoffs_received;
     c.duplicate_syns = s.duplicate_handoffs;
+    c.forged_handoffs = s.forged_handoffs;
     c.translated_in = s.translated_in;
     c.translated_out = s.translated_out;
     c.translated_out_bytes = s.translated_out_bytes;
@@ -113,6 +114,7 @@ struct BackendEngine::Impl {
 void BackendCounters::visit(const CounterVisitor& v) const {
   v("handoffs_received", handoffs_received);
   v("duplicate_syns", duplicate_syns);
+  v("forged_handoffs", forged_handoffs);
   v("translated_in", translated_in);
   v("translated_out", translated_out);
   v("translated_out_bytes", translated_out_bytes);

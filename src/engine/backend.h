@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "control/messenger.h"
+#include "engine/serving_side.h"
 #include "util/clock.h"
 #include "io/packet_io.h"
 #include "net/ipv4_addr.h"
@@ -40,11 +41,15 @@ struct BackendConfig {
   // without it every move times out.
   KernelAdoption* kernel = nullptr;
   io::PacketSender* raw = nullptr;
+  // Replayed SYNs are taken only with this MAC in their option (the cluster
+  // key's, serving_side.h); empty: any (unauthenticated cluster).
+  OptionMac option_mac;
 };
 
 struct BackendCounters {
   uint64_t handoffs_received = 0;   // replayed SYNs accepted
   uint64_t duplicate_syns = 0;      // replayed SYNs of a connection already taken
+  uint64_t forged_handoffs = 0;     // replayed SYNs whose option's MAC is wrong: dropped, nothing created
   uint64_t translated_in = 0;       // client -> back-end segments translated
   uint64_t translated_out = 0;      // back-end -> client segments translated (sent straight)
   uint64_t translated_out_bytes = 0;

@@ -60,7 +60,7 @@ struct FrontendEngine::Impl {
 
   Impl(FrontendConfig c, std::unique_ptr<dispatch::Dispatcher> d, io::Verdicts& v, io::PacketSender& r, Clock k,
        io::FastPath* f)
-      : verdicts(v, io_errors), vip(c.vip), transport(c.vip, c.handoff_retry_ms, r, io_errors, c.messages),
+      : verdicts(v, io_errors), vip(c.vip), transport(c.vip, c.handoff_retry_ms, r, io_errors, c.messages, c.option_mac),
         origin(origin_config(c), std::move(d), v, r, transport, std::move(k), f) {}
 
   void on_packet(const io::QueuedPacket& qp) {

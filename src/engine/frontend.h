@@ -15,6 +15,7 @@
 #include "dispatch/dispatcher.h"
 #include "control/messenger.h"
 #include "engine/move_counters.h"
+#include "engine/serving_side.h"
 #include "util/clock.h"
 #include "http/request_parser.h"
 #include "io/fast_path.h"
@@ -71,6 +72,9 @@ struct FrontendConfig {
   // connections never move.
   bool moves = true;
   control::MessageSender* messages = nullptr;
+  // The replayed SYN's handoff option carries this MAC (the cluster key's,
+  // serving_side.h); empty: MAC 0 (unauthenticated cluster).
+  OptionMac option_mac;
 };
 
 // Monotonic counters, except `active` (states held now).

@@ -18,7 +18,8 @@ void InBandTransport::send(OriginConn& conn) {
   const tcp::ClientHandshake& hs = conn.hs;
   const net::Endpoint from = hs.client;
   const net::Endpoint to{conn.target, vip_.port};
-  const net::HandoffOption option{hs.server_isn.value(), hs.ts_ok ? hs.ts_base : 0, hs.server_wscale};
+  net::HandoffOption option{hs.server_isn.value(), hs.ts_ok ? hs.ts_base : 0, hs.server_wscale};
+  if (mac_) option.mac = mac_(net::handoff_mac_input(from, to, hs.client_isn.value(), option));
   const auto data = net::encode_option_data(option);
   raw_.send(net::PacketBuilder()
                 .ipv4(from.addr, to.addr)

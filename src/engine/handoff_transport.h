@@ -8,6 +8,7 @@
 #include "control/message.h"
 #include "control/messenger.h"
 #include "engine/origin.h"
+#include "engine/serving_side.h"
 #include "io/checked_io.h"
 #include "io/packet_io.h"
 #include "net/ipv4_addr.h"
@@ -23,9 +24,11 @@ class InBandTransport final : public HandoffTransport {
  public:
   // `raw` must outlive this; `errors` counts refused sends. `messages` reaches
   // the back-ends (a Release of a move); null: connections never move.
+  // `mac`: the option's MAC (serving_side.h OptionMac); empty: MAC 0.
   InBandTransport(net::Endpoint vip, uint32_t retry_ms, io::PacketSender& raw, uint64_t& errors,
-                  control::MessageSender* messages = nullptr)
-      : vip_(vip), retry_ms_(retry_ms), raw_(raw, errors), errors_(errors), messages_(messages) {}
+                  control::MessageSender* messages = nullptr, OptionMac mac = {})
+      : vip_(vip), retry_ms_(retry_ms), raw_(raw, errors), errors_(errors), messages_(messages),
+        mac_(std::move(mac)) {}
 
   void send(OriginConn& conn) override;
   bool in_band() const override { return true; }
@@ -39,6 +42,7 @@ class InBandTransport final : public HandoffTransport {
   io::CheckedSender raw_;
   uint64_t& errors_;
   control::MessageSender* messages_;
+  OptionMac mac_;
 };
 
 // always/rare (seeds 002/004): a control::HandoffRequest (the SYN's parameters,

@@ -15,6 +15,14 @@ bool ServingSide::take_replayed_syn(const io::QueuedPacket& qp, net::TcpPacket& 
   const std::optional<net::HandoffOption> opt = net::find_handoff_option(pkt);
   if (!opt) return false;
   const net::Endpoint client{pkt.src_addr(), pkt.src_port()};
+  if (mac_) {
+    const auto in = net::handoff_mac_input(client, {pkt.dst_addr(), pkt.dst_port()}, pkt.seq(), *opt);
+    if (opt->mac != mac_(in)) {
+      verdicts.drop(qp.id);
+      ++counters_.forged_handoffs;
+      return true;
+    }
+  }
   if (const auto old = carrier_.existing(client, pkt.seq())) {  // the handoff was sent again
     verdicts.drop(qp.id);
     ++counters_.duplicate_handoffs;

@@ -7,7 +7,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <span>
 #include <optional>
 #include <vector>
 
@@ -40,6 +42,10 @@ struct HandIn {
   std::vector<uint8_t> request;
 };
 
+// The in-band handoff option's MAC (control::Authenticator::option_tag over
+// net::handoff_mac_input); empty: the cluster runs unauthenticated (MAC 0).
+using OptionMac = std::function<uint32_t(std::span<const uint8_t>)>;
+
 // Why a carried connection ended.
 enum class EndCause : uint8_t {
   kClientRst,  // the client reset it at exactly its next sequence number
@@ -54,6 +60,7 @@ enum class EndCause : uint8_t {
 struct ServingCounters {
   uint64_t handoffs_received = 0;    // connections handed in
   uint64_t duplicate_handoffs = 0;   // hand-ins of a connection already taken (in band: SYNs)
+  uint64_t forged_handoffs = 0;      // in band: replayed SYNs whose option's MAC is wrong (dropped)
   uint64_t refused = 0;              // control requests refused (bad, busy)
   uint64_t translated_in = 0;        // client -> server segments carried
   uint64_t translated_out = 0;       // server -> client segments carried (sent straight or relayed)
@@ -165,11 +172,13 @@ class Carrier {
 class ServingSide {
  public:
   // `carrier` and `link` must outlive this; counters are the carrier's too.
-  ServingSide(Carrier& carrier, OriginLink& link, ServingCounters& counters, net::Endpoint vip)
-      : carrier_(carrier), link_(link), counters_(counters), vip_(vip) {}
+  ServingSide(Carrier& carrier, OriginLink& link, ServingCounters& counters, net::Endpoint vip, OptionMac mac = {})
+      : carrier_(carrier), link_(link), counters_(counters), vip_(vip), mac_(std::move(mac)) {}
 
   // In band: `pkt` is a client SYN to this node's port carrying the handoff
   // option. Takes it (verdict given) and returns true; false if it carries none.
+  // With a MAC function, an option whose MAC does not verify is dropped and
+  // counted (forged_handoffs): nothing is created.
   bool take_replayed_syn(const io::QueuedPacket& qp, net::TcpPacket& pkt, io::CheckedVerdicts& verdicts);
   // Control channel: a HandoffRequest from node `from` (this node for a local target).
   void take_request(net::Ipv4Addr from, control::HandoffRequest req);
@@ -183,6 +192,7 @@ class ServingSide {
   OriginLink& link_;
   ServingCounters& counters_;
   net::Endpoint vip_;
+  OptionMac mac_;
 };
 
 }  // namespace hl::engine

@@ -26,14 +26,29 @@ std::array<uint8_t, kHandoffOptionLen - 2u> encode_option_data(const HandoffOpti
   net::store_be32(&data[2], option.frontend_isn);
   net::store_be32(&data[6], option.frontend_ts_base);
   data[10] = option.frontend_wscale;
+  net::store_be32(&data[12], option.mac);
   return data;
+}
+
+std::array<uint8_t, kHandoffMacInputLen> handoff_mac_input(Endpoint client, Endpoint backend, uint32_t client_isn,
+                                                          const HandoffOption& option) {
+  std::array<uint8_t, kHandoffMacInputLen> in{};
+  net::store_be32(&in[0], client.addr.value);
+  net::store_be16(&in[4], client.port);
+  net::store_be32(&in[6], backend.addr.value);
+  net::store_be16(&in[10], backend.port);
+  net::store_be32(&in[12], client_isn);
+  net::store_be32(&in[16], option.frontend_isn);
+  net::store_be32(&in[20], option.frontend_ts_base);
+  in[24] = option.frontend_wscale;
+  return in;
 }
 
 std::optional<HandoffOption> find_handoff_option(const net::TcpPacket& pkt) {
   const net::RawOption* raw = find_raw(pkt);
   if (raw == nullptr) return std::nullopt;
   const uint8_t* p = &pkt.bytes[pkt.options_offset() + raw->offset + 4u];
-  return HandoffOption{net::load_be32(p), net::load_be32(p + 4), p[8]};
+  return HandoffOption{net::load_be32(p), net::load_be32(p + 4), p[8], net::load_be32(p + 10)};
 }
 
 bool strip_handoff_option(net::TcpPacket& pkt) {

@@ -35,6 +35,7 @@ class BackendRole final : public Role {
     bc.port = c.port;
     bc.vip = {parse_addr(*c.vip, "VIP"), c.port};
     bc.frontend = frontend_address(c);
+    bc.option_mac = option_mac(ctx.auth);
     frontend_ = bc.frontend;
     // Both data paths inject with it: the kernel path its adoptions, translation
     // the RSTs that retire moved connections (SO_MARK: never queued).

@@ -32,6 +32,7 @@ class FrontendRole final : public Role {
     fc.syn_cookies = c.syn_cookies;
     fc.moves = c.moves;
     fc.messages = &udp_;
+    fc.option_mac = option_mac(ctx.auth);
     if (c.request_timeout_ms != 0) fc.request_timeout_ms = c.request_timeout_ms;
     engine_ = std::make_unique<engine::FrontendEngine>(std::move(fc), std::move(ctx.dispatcher), ctx.verdicts, raw_,
                                                        ctx.clock, kernel_ ? kernel_.get() : ctx.fast_path);

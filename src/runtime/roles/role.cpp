@@ -68,6 +68,11 @@ CounterVisitor adding_decode_errors(const CounterVisitor& visit, uint64_t decode
   };
 }
 
+engine::OptionMac option_mac(const std::shared_ptr<control::Authenticator>& auth) {
+  if (!auth) return {};
+  return [auth](std::span<const uint8_t> data) { return auth->option_tag(data); };
+}
+
 void visit_udp_counters(const control::UdpMessenger& udp, const CounterVisitor& visit) {
   const auto& u = udp.counters();
   visit("control_sent", u.sent);

@@ -16,6 +16,7 @@
 #include "control/message.h"
 #include "control/udp_messenger.h"
 #include "dispatch/dispatcher.h"
+#include "engine/serving_side.h"
 #include "io/fast_path.h"
 #include "io/packet_io.h"
 #include "io/raw_socket.h"
@@ -124,6 +125,9 @@ std::vector<std::pair<std::string, std::string>> cluster_peers(const RuntimeConf
 // The engines' control_errors plus the messenger's undecodable datagrams: `visit`
 // with that sum in place of control_errors.
 CounterVisitor adding_decode_errors(const CounterVisitor& visit, uint64_t decode_errors);
+// The in-band handoff option's MAC with the cluster key (engine::OptionMac);
+// empty without a key.
+engine::OptionMac option_mac(const std::shared_ptr<control::Authenticator>& auth);
 // The counters of a UDP messenger (control_*) and of a raw socket (raw_*).
 void visit_udp_counters(const control::UdpMessenger& udp, const CounterVisitor& visit);
 void visit_raw_counters(const io::RawSocket& raw, const CounterVisitor& visit);

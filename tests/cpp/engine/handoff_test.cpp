@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "control/auth.h"
 #include "dispatch/dispatcher.h"
 #include "engine/backend.h"
 #include "engine/harness.h"
@@ -21,6 +22,62 @@ constexpr uint32_t kBackendIsn = 0x12345678;
 constexpr uint32_t kClientTs = 1000;
 constexpr uint32_t kBackendTs = 777777;
 const std::string kRequest = "GET /docs/b HTTP/1.1\r\nHost: cluster\r\nUser-Agent: curl/7.88.1\r\n\r\n";
+
+OptionMac mac_with(const std::shared_ptr<control::Authenticator>& auth) {
+  return [auth](std::span<const uint8_t> data) { return auth->option_tag(data); };
+}
+
+// The in-band option is authenticated with the cluster key (issue 15 item 5):
+// a back-end with the key takes the replayed SYNs its front-end made and drops
+// others (a forged or other-key MAC), creating nothing.
+TEST(HandoffTest, WithTheClusterKeyTheBackEndTakesOnlyTheFrontEndsReplayedSyns) {
+  const auto key = std::make_shared<control::Authenticator>(std::vector<uint8_t>(32, 7), 0);
+  const auto other = std::make_shared<control::Authenticator>(std::vector<uint8_t>(32, 8), 0);
+  auto replayed_syn = [](FrontBackPair& h) {
+    auto v = h.to_fe(from_client().seq(kClientIsn).flags(SYN).window(64240).mss(1460).sack_permitted()
+                         .timestamps(kClientTs, 0).wscale(7).build());
+    const uint32_t f = parse(h.fe_raw.take().at(0)).pkt.seq();
+    h.to_fe(from_client().seq(kClientIsn + 1).ack(f + 1).flags(ACK | PSH).window(502).payload(kRequest).build());
+    return h.fe_raw.take().at(0);
+  };
+  {  // the front-end's own: taken, its option stripped
+    FrontBackPair h(mac_with(key), mac_with(key));
+    const auto syn = replayed_syn(h);
+    const auto option = net::find_handoff_option(parse(syn).pkt);
+    ASSERT_TRUE(option);
+    EXPECT_NE(option->mac, 0u);
+    auto v = h.to_be(syn, io::Hook::kPreRouting);
+    ASSERT_EQ(v.size(), 1u);
+    EXPECT_EQ(v[0].kind, VerdictKind::AcceptModified);
+    EXPECT_EQ(h.be.counters().active, 1u);
+    EXPECT_EQ(h.be.counters().forged_handoffs, 0u);
+  }
+  {  // another key's (and an unauthenticated front-end's, MAC 0): dropped, nothing created
+    for (const OptionMac& fe_mac : {mac_with(other), OptionMac{}}) {
+      FrontBackPair h(fe_mac, mac_with(key));
+      auto v = h.to_be(replayed_syn(h), io::Hook::kPreRouting);
+      ASSERT_EQ(v.size(), 1u);
+      EXPECT_EQ(v[0].kind, VerdictKind::Drop);
+      EXPECT_EQ(h.be.counters().active, 0u);
+      EXPECT_EQ(h.be.counters().forged_handoffs, 1u);
+    }
+  }
+  {  // the front-end's SYN with one byte of the option changed (its ISN f): dropped
+    FrontBackPair h(mac_with(key), mac_with(key));
+    auto syn = replayed_syn(h);
+    auto pkt = parse(syn).pkt;
+    const auto option = net::find_handoff_option(pkt);
+    ASSERT_TRUE(option);
+    net::HandoffOption changed = *option;
+    changed.frontend_isn ^= 1;
+    const auto forged = PacketBuilder().ipv4(kClient.addr, kBe2).tcp(kClient.port, 80).seq(kClientIsn).flags(SYN)
+                            .raw_option(net::kHandoffOptionKind, net::encode_option_data(changed)).build();
+    auto v = h.to_be(forged, io::Hook::kPreRouting);
+    ASSERT_EQ(v.size(), 1u);
+    EXPECT_EQ(v[0].kind, VerdictKind::Drop);
+    EXPECT_EQ(h.be.counters().forged_handoffs, 1u);
+  }
+}
 
 TEST(HandoffTest, WholeConnectionWithTimestampsSackAndWindowScaling) {
   FrontBackPair h;

@@ -102,10 +102,17 @@ struct FrontBackPair {
   BackendEngine be;
   uint32_t next_id = 1;
 
-  FrontBackPair()
-      : fe(frontend_config(42), first_dispatcher("/docs/a be1\n/docs/b be2\n"), fe_verdicts, fe_raw,
-           [this] { return now; }),
-        be(backend_config(kBe2), be_verdicts, be_messages, [this] { return now; }) {}
+  // `fe_mac`, `be_mac`: the in-band option's MAC on each side (serving_side.h OptionMac).
+  explicit FrontBackPair(OptionMac fe_mac = {}, OptionMac be_mac = {})
+      : fe(with_mac(frontend_config(42), std::move(fe_mac)), first_dispatcher("/docs/a be1\n/docs/b be2\n"),
+           fe_verdicts, fe_raw, [this] { return now; }),
+        be(with_mac(backend_config(kBe2), std::move(be_mac)), be_verdicts, be_messages, [this] { return now; }) {}
+
+  template <class Config>
+  static Config with_mac(Config c, OptionMac mac) {
+    c.option_mac = std::move(mac);
+    return c;
+  }
 
   // Runs one packet through the front-end; returns its verdict.
   Verdict to_fe(std::vector<uint8_t> bytes) { return only_verdict(run_packet(fe, fe_verdicts, next_id++, bytes)); }
