@@ -237,6 +237,23 @@ class TestFrontend:
         assert _counter(c, "fe", "syns") == syns  # no connection state was created
         _assert_healthy(c)
 
+    def test_forged_handoff_option(self, fe_cluster: Cluster) -> None:
+        """A SYN to a back-end with the in-band handoff option but not the
+        front-end's MAC (issue 15 item 5): dropped and counted, nothing created,
+        never reaching the back-end's web server."""
+        c = fe_cluster
+        client, victim = c.clients[0], c.backends[0]
+        forged, active = _counter(c, victim, "forged_handoffs"), _counter(c, victim, "active")
+        option = struct.pack("!BBHIIBBI", 253, 18, 0x4846, 12345, 0, 7, 0, 0xDEADBEEF)
+        pkt = badpkt.tcp_packet(client.IP(), c.address(victim), 41990, 80, 1000, 0, SYN,
+                                options=b"\x02\x04\x05\xb4" + option)
+        gateway = c.node("r0").intf("r0-eth0").MAC()
+        _tool(c, client.name, "send-l2", client.defaultIntf().name, gateway, pkt.hex())
+        assert _rises(c, victim, "forged_handoffs", forged) == forged + 1
+        assert _counter(c, victim, "active") == active
+        assert "41990" not in c.cmd(victim, ["ss", "-Htn", "sport", "=", ":80"])
+        _assert_healthy(c)
+
     @pytest.mark.parametrize("phase", ["before", "after"])
     @pytest.mark.parametrize("case", ["bad_checksum", "data_out_of_window", "rst_out_of_window",
                                       "rst_in_window", "syn_new_isn", "syn_fin"])
