@@ -19,6 +19,8 @@ constexpr size_t kKeepaliveFixedLen = 5;  // sequence u32 | name length u8, then
 constexpr size_t kReleaseLen = kEndpointLen + 18;
 // Released: client 6 | status 1 | server_next 4 | ts_floor 4.
 constexpr size_t kReleasedLen = kEndpointLen + 9;
+// Takeover: client 6 | client_isn 4 | origin_isn 4.
+constexpr size_t kTakeoverLen = kEndpointLen + 8;
 
 // HandoffRequest flag bits (the rest must be zero).
 constexpr uint8_t kFlagMss = 0x01;
@@ -103,6 +105,11 @@ struct BodyWriter {
     out.push_back(static_cast<uint8_t>(m.status));
     put_be32(out, m.server_next);
     put_be32(out, m.ts_floor);
+  }
+  void operator()(const Takeover& m) const {
+    put_endpoint(out, m.client);
+    put_be32(out, m.client_isn);
+    put_be32(out, m.origin_isn);
   }
 };
 
@@ -203,6 +210,7 @@ const char* to_string(MessageType type) {
     case MessageType::kKeepalive: return "keepalive";
     case MessageType::kRelease: return "release";
     case MessageType::kReleased: return "released";
+    case MessageType::kTakeover: return "takeover";
   }
   return "unknown";
 }
@@ -290,6 +298,10 @@ Result<Message, DecodeError> decode(std::span<const uint8_t> frame) {
       return decode_release(body, body_len);
     case MessageType::kReleased:
       return decode_released(body, body_len);
+    case MessageType::kTakeover:
+      if (body_len != kTakeoverLen) return Err(DecodeError::BadLength);
+      return Message{Takeover{get_endpoint(body), net::load_be32(body + kEndpointLen),
+                              net::load_be32(body + kEndpointLen + 4)}};
   }
   return Err(DecodeError::UnknownType);
 }

@@ -30,6 +30,7 @@ enum class MessageType : uint8_t {
   kKeepalive = 6,       // any node -> any node on the persistent channel (node runtime: every 200 ms)
   kRelease = 7,         // origin -> serving node: give the connection up at its next quiet point (a move)
   kReleased = 8,        // serving node -> origin: given up (or why not)
+  kTakeover = 9,        // serving node -> every node (always, rare): its origin died, forward it here
 };
 const char* to_string(MessageType type);
 
@@ -152,9 +153,21 @@ struct Released {
   friend bool operator==(const Released&, const Released&) = default;
 };
 
+// always/rare: the origin of the connection of `client` died (its node's
+// engine, or the node); the sender, which serves it, takes the origin's part.
+// Every node that gets this forwards the client's packets of it to the sender
+// (r0's spreader may send them to any node now) until the sender's Termination.
+// `client_isn` and `origin_isn`: c and f, as in HandoffRequest.
+struct Takeover {
+  net::Endpoint client;
+  uint32_t client_isn = 0;
+  uint32_t origin_isn = 0;
+  friend bool operator==(const Takeover&, const Takeover&) = default;
+};
+
 // Alternative i has MessageType i + 1.
-using Message =
-    std::variant<HandoffAck, Relay, HandoffRequest, HandoffRefuse, Termination, Keepalive, Release, Released>;
+using Message = std::variant<HandoffAck, Relay, HandoffRequest, HandoffRefuse, Termination, Keepalive, Release,
+                             Released, Takeover>;
 
 enum class DecodeError {
   TooShort,      // fewer bytes than the header, or than the body length says

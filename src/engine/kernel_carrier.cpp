@@ -269,6 +269,17 @@ void KernelCarrier::start_watch(Conn& conn, const HandIn& in) {
   if (!watched) conn.watch.reset();  // nothing will be copied: the queues alone
 }
 
+std::vector<Orphan> KernelCarrier::take_over(net::Ipv4Addr dead, net::Ipv4Addr self) {
+  std::vector<Orphan> out;
+  for (auto& [key, conn] : conns_) {
+    if (conn.origin != dead || conn.ended_ms != 0 || conn.retired) continue;
+    conn.origin = self;
+    if (conn.watch) stop_watch(conn);  // no move will be ordered: the new origins do not read its requests
+    out.push_back({conn.client, conn.c, conn.f});
+  }
+  return out;
+}
+
 void KernelCarrier::stop_watch(Conn& conn) {
   kernel_.unwatch(conn.client);
   conn.watch.reset();

@@ -7,6 +7,7 @@
 #include <utility>
 #include <variant>
 
+#include "engine/conn_key.h"
 #include "engine/kernel_carrier.h"
 #include "engine/node_engine_impl.h"
 
@@ -67,7 +68,30 @@ NodeEngine::Impl::Impl(NodeConfig c, std::unique_ptr<dispatch::Dispatcher> d, io
                     serving.take_release(cfg.node, *order);
                   }
                 }),
-      origin(origin_config(cfg), std::move(d), v, r, transport, clock, f, &carrier) {}
+      origin(
+          [this] {
+            OriginConfig o = origin_config(cfg);
+            o.peer_died = [this](net::Ipv4Addr dead) { take_over(dead); };
+            return o;
+          }(),
+          std::move(d), v, r, transport, clock, f, &carrier) {}
+
+void NodeEngine::Impl::take_over(net::Ipv4Addr dead) {
+  const std::vector<Orphan> orphans = carrier.take_over(dead, cfg.node);
+  for (const Orphan& o : orphans) {
+    taken_over.insert(conn_key(o.client));
+    (void)origin.adopt(o.client, cfg.node, o.client_isn, o.origin_isn);
+    const control::Takeover message{o.client, o.client_isn, o.origin_isn};
+    for (const net::Ipv4Addr peer : cfg.node_addrs) {
+      if (peer != cfg.node && peer != dead && origin.peer_alive(peer)) send_message(peer, message);
+    }
+  }
+  counters.takeovers += orphans.size();
+  if (!orphans.empty() && cfg.log) {
+    cfg.log("took over " + std::to_string(orphans.size()) + " connection(s) whose origin " + dead.to_string() +
+            " died: every node forwards them here");
+  }
+}
 
 std::unique_ptr<Carrier> NodeEngine::Impl::make_carrier(io::Verdicts& v, io::PacketSender& r) {
   if (cfg.kernel != nullptr) {
@@ -104,6 +128,11 @@ void NodeEngine::Impl::to_origin(net::Ipv4Addr to, const control::Message& m) {
     origin.on_refuse(cfg.node, *refuse);
   } else if (const auto* t = std::get_if<control::Termination>(&m)) {
     origin.on_termination(cfg.node, *t);
+    if (taken_over.erase(conn_key(t->client)) != 0) {  // the nodes that forward it here free theirs
+      for (const net::Ipv4Addr peer : cfg.node_addrs) {
+        if (peer != cfg.node && origin.peer_alive(peer)) send_message(peer, *t);
+      }
+    }
   } else if (const auto* answer = std::get_if<control::Released>(&m)) {
     origin.on_released(cfg.node, *answer);
   }
@@ -130,6 +159,8 @@ void NodeEngine::Impl::on_message(net::Ipv4Addr from, const control::Message& me
           serving.take_release(from, m);
         } else if constexpr (std::is_same_v<T, control::Released>) {
           origin.on_released(from, m);
+        } else if constexpr (std::is_same_v<T, control::Takeover>) {
+          if (!origin.adopt(m.client, from, m.client_isn, m.origin_isn)) ++counters.control_errors;
         } else {
           ++counters.control_errors;  // Relay: the frontend design's, not ours
         }
@@ -179,6 +210,7 @@ const NodeCounters& NodeEngine::Impl::report() {
   r.handoffs_received = s.handoffs_received;
   r.handoff_acks = o.handoff_acks;
   r.handoff_retries = o.handoff_retries;
+  r.adopted = o.adopted;
   r.refused = o.refused + s.refused;
   r.forwarded_packets = o.forwarded_packets;
   r.fast_path_adds = o.fast_path_adds;
@@ -233,6 +265,8 @@ void NodeCounters::visit(const CounterVisitor& v) const {
   v("handoffs_received", handoffs_received);
   v("handoff_acks", handoff_acks);
   v("handoff_retries", handoff_retries);
+  v("takeovers", takeovers);
+  v("adopted", adopted);
   v("refused", refused);
   v("forwarded_packets", forwarded_packets);
   v("fast_path_adds", fast_path_adds);

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <unordered_set>
 
 #include "control/message.h"
 #include "control/messenger.h"
@@ -41,6 +42,9 @@ struct NodeEngine::Impl {
   // The origin part: client connections this node accepted for the VIP.
   ControlTransport transport;
   Origin origin;
+  // Connections this node serves whose origin died, taken over (take_over):
+  // their end is told to every live node, which forward them here.
+  std::unordered_set<uint64_t> taken_over;
 
   Impl(NodeConfig c, std::unique_ptr<dispatch::Dispatcher> d, io::Verdicts& v, io::PacketSender& r,
        control::MessageSender& m, Clock k, io::FastPath* f);
@@ -54,6 +58,10 @@ struct NodeEngine::Impl {
   void on_message(net::Ipv4Addr from, const control::Message& message);
   void on_packet(const io::QueuedPacket& qp);
   void on_timer();
+  // The origin part found node `dead` dead: the serving part takes over the
+  // connections it carried for it (this node's origin forwards them locally,
+  // every other node gets a control::Takeover and forwards them here).
+  void take_over(net::Ipv4Addr dead);
   // Sums the parts' counters into `reported`.
   const NodeCounters& report();
 };

@@ -96,6 +96,9 @@ struct OriginConfig {
   uint32_t release_retry_ms = 200;   // a Release unanswered this long is sent again
   uint32_t move_timeout_ms = 15000;  // a move not done by then resets the client
   std::function<void(const std::string&)> log;  // one line per health transition; may be empty
+  // Called after a peer was found dead and its clients were reset (always,
+  // rare: the serving part takes over the connections it carried for it); may be empty.
+  std::function<void(net::Ipv4Addr)> peer_died;
 };
 
 // Monotonic counters of an origin (FrontendCounters and NodeCounters report theirs).
@@ -108,6 +111,7 @@ struct OriginCounters {
   uint64_t http_errors = 0, error_responses = 0, request_timeouts = 0, timeouts = 0, dispatch_default = 0;
   uint64_t resets_sent = 0, unknown_packets = 0, unknown_resets_limited = 0;
   uint64_t heartbeats = 0, resets_backend_down = 0, reset_answers = 0, unavailable = 0;
+  uint64_t adopted = 0;  // connections forwarded for a dead origin (adopt)
   uint64_t terminations_received = 0, control_errors = 0, io_errors = 0, freed = 0;
   MoveCounters moves;
 };
@@ -206,6 +210,20 @@ class Origin {
   void on_released(net::Ipv4Addr from, const control::Released& answer);
   // The connection ended at the serving node `from`.
   void on_termination(net::Ipv4Addr from, const control::Termination& t);
+  // always/rare: the connection of `client` (ISNs c, f), whose origin died, is
+  // served by `target` (a control::Takeover, or this node's own take-over):
+  // from now on this origin forwards its client packets there (Forwarding; the
+  // kernel fast path mapped at once) until `target`'s Termination. Its later
+  // requests are not read (no moves). False if this origin holds a connection
+  // of `client` already (left as it is).
+  bool adopt(net::Endpoint client, net::Ipv4Addr target, uint32_t client_isn, uint32_t origin_isn);
+  // Whether peer `addr` is alive as far as the health checks know (any address not a peer: true).
+  bool peer_alive(net::Ipv4Addr addr) const {
+    for (size_t id = 0; id < cfg_.targets.size(); ++id) {
+      if (cfg_.targets[id] == addr) return health_.alive(id);
+    }
+    return true;
+  }
   // In band: a server FIN/RST for the client, sent on from the VIP.
   void on_relay(const control::Relay& relay);
   // A peer's health signal.

@@ -185,6 +185,27 @@ void Origin::peer_died(size_t id) {
   counters_.resets_backend_down += hit.size();
   log(std::string(cfg_.peer_noun) + " " + addr.to_string() + " is down: " + std::to_string(hit.size()) +
       " client connection(s) reset");
+  if (cfg_.peer_died) cfg_.peer_died(addr);
+}
+
+bool Origin::adopt(net::Endpoint client, net::Ipv4Addr target, uint32_t client_isn, uint32_t origin_isn) {
+  const uint64_t key = conn_key(client);
+  if (conns_.find(key) != conns_.end() || conns_.size() >= cfg_.max_connections) return false;
+  OriginConn conn(cfg_.http_limits);
+  conn.hs.client = client;
+  conn.hs.client_isn = SeqNum(client_isn);
+  conn.hs.server_isn = SeqNum(origin_isn);
+  conn.hs.rcv_nxt = SeqNum(client_isn) + 1u;  // not known: what a reset would need, roughly
+  conn.f_known = true;
+  conn.client_ack = SeqNum(origin_isn) + 1u;
+  conn.target = target;
+  conn.local_target = cfg_.self && target == *cfg_.self;
+  conn.created_ms = conn.last_seen_ms = conn.handoff_ms = clock_();
+  conn.state = State::Forwarding;
+  OriginConn& added = conns_.emplace(key, std::move(conn)).first->second;
+  map_handoff(added);
+  ++counters_.adopted;
+  return true;
 }
 
 void Origin::on_health_change(size_t id, HealthTracker::Change change, const std::string& why) {

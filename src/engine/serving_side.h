@@ -115,6 +115,13 @@ class OriginLink {
   virtual void released(net::Ipv4Addr origin, const control::Released& answer) = 0;
 };
 
+// A carried connection whose origin died, taken over by this node (Carrier::take_over).
+struct Orphan {
+  net::Endpoint client;
+  uint32_t client_isn = 0;  // c
+  uint32_t origin_isn = 0;  // f
+};
+
 // How a handed-in connection is carried on this node. The carrier owns its
 // connections' state and gives the verdicts of their packets.
 class Carrier {
@@ -164,6 +171,10 @@ class Carrier {
   virtual void release(net::Ipv4Addr origin, const control::Release& order) = 0;
   // Frees what has run its time (timeouts are reported as ended).
   virtual void on_timer(uint64_t now) = 0;
+  // The origin `dead` died (always, rare): every connection carried for it that
+  // has not ended reports to `self` from now on (this node takes the origin's
+  // part; its end goes to `self`'s origin); returns them. No packet is sent.
+  virtual std::vector<Orphan> take_over(net::Ipv4Addr dead, net::Ipv4Addr self) = 0;
   // Connection states held now.
   virtual size_t active() const = 0;
 };

@@ -283,6 +283,16 @@ void TranslationCarrier::split_fin(const io::QueuedPacket& qp, net::TcpPacket& p
   ++counters_.relayed;
 }
 
+std::vector<Orphan> TranslationCarrier::take_over(net::Ipv4Addr dead, net::Ipv4Addr self) {
+  std::vector<Orphan> out;
+  for (auto& [key, conn] : conns_) {
+    if (conn.in.origin != dead || conn.state == Conn::State::Closed || conn.retired) continue;
+    conn.in.origin = self;
+    out.push_back({conn.client, conn.in.syn.client_isn.value(), conn.in.syn.frontend_isn.value()});
+  }
+  return out;
+}
+
 void TranslationCarrier::on_timer(uint64_t now) {
   sweep(conns_,
         [&](Conn& conn) {

@@ -128,6 +128,7 @@ TEST(ControlMessageTest, NewMessagesRoundTrip) {
       Released{kClient, ReleaseStatus::kReleased, 0xdeadbeef, 77},
       Released{kClient, ReleaseStatus::kTimeout, 0, 0},
       Released{kClient, ReleaseStatus::kUnknown, 1, 2},
+      Takeover{kClient, 0xfffffff0, 0x80000001},
   };
   for (const auto& m : messages) {
     const auto frame = encode(m);
@@ -214,7 +215,8 @@ TEST(ControlMessageTest, NewMessageDecodeErrors) {
       {"keepalive name over the limit", header(6, {0, 0, 0, 1, 65}), DecodeError::BadField},
       {"keepalive name shorter than its length", header(6, {0, 0, 0, 1, 3, 'a'}), DecodeError::BadLength},
       {"release with an empty body", header(7, {}), DecodeError::BadLength},
-      {"type 9", header(9, {}), DecodeError::UnknownType},
+      {"takeover with an empty body", header(9, {}), DecodeError::BadLength},
+      {"type 10", header(10, {}), DecodeError::UnknownType},
   };
   for (const auto& c : cases) {
     const auto r = decode(c.frame);
@@ -267,6 +269,12 @@ TEST(ControlMessageTest, ReleaseDecodeErrors) {
     b[kHeaderLen + 6] = bad;
     EXPECT_EQ(decode(b).error(), DecodeError::BadField) << int{bad};
   }
+  auto takeover = encode(Takeover{kClient, 1, 2});
+  ASSERT_EQ(takeover.size(), kHeaderLen + 14);
+  takeover.push_back(0);
+  takeover[7] = 15;
+  EXPECT_EQ(decode(takeover).error(), DecodeError::BadLength);
+  EXPECT_STREQ(to_string(MessageType::kTakeover), "takeover");
   EXPECT_STREQ(to_string(MessageType::kRelease), "release");
   EXPECT_STREQ(to_string(ReleaseStatus::kTimeout), "timeout");
 }

@@ -1,0 +1,119 @@
+// The origin of a handed-off connection dies (always, rare; issue 15 item 1):
+// the serving node takes the origin's part. It forwards the client's packets
+// that now reach it itself into its own carrier, tells every other live node
+// (control::Takeover) so that each forwards them to it, and tells them all the
+// connection's end, which frees their states.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "dispatch/dispatcher.h"
+#include "engine/harness.h"
+#include "engine/node_engine.h"
+#include "net/packet_builder.h"
+
+namespace hl::engine {
+namespace {
+
+using namespace hl::engine::testing;
+
+constexpr uint32_t kClientIsn = 0x5000;
+constexpr uint32_t kKernelIsn = 0x9000;  // b's kernel (translation)
+const std::string kRequest = "GET /docs/b HTTP/1.1\r\nHost: cluster\r\nConnection: close\r\n\r\n";
+
+struct Node : EngineFakes {
+  uint64_t& now;
+  net::Ipv4Addr addr;
+  NodeEngine engine;
+
+  Node(net::Ipv4Addr a, uint64_t& clock)
+      : now(clock), addr(a),
+        engine(config(a), first_dispatcher("/docs/a a\n/docs/b b\n/docs/c c\n"), verdicts, raw, messages,
+               [this] { return now; }, &fast) {}
+  static NodeConfig config(net::Ipv4Addr a) {
+    NodeConfig c = node_config(NodeMode::kAlways, a, {kA, kB, kC}, 3);
+    c.peer_dead_ms = 2000;  // health checks on, as handoffd runs them
+    return c;
+  }
+  std::vector<Verdict> packet(std::vector<uint8_t> bytes, io::Hook hook = io::Hook::kPreRouting) {
+    return run(engine, bytes, hook);
+  }
+  void hear(std::initializer_list<net::Ipv4Addr> peers) {
+    for (auto p : peers) engine.on_message(p, control::Keepalive{"n", 1, true});
+  }
+};
+
+TEST(NodeTakeoverTest, TheServingNodeTakesOverADeadOriginsConnectionsAndTheOthersForwardThemToIt) {
+  uint64_t now = 1000;
+  Node a(kA, now), b(kB, now), c(kC, now);
+  for (Node* n : {&a, &b, &c}) n->hear({kA, kB, kC});
+
+  // a accepts the client and hands the connection to b, which carries it.
+  a.packet(from_client().seq(kClientIsn).flags(SYN).window(64240).mss(1460).build());
+  const uint32_t f = parse(a.raw.take().at(0)).pkt.seq();
+  a.packet(from_client().seq(kClientIsn + 1).ack(f + 1).flags(ACK | PSH).payload(kRequest).build());
+  auto msgs = a.messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  ASSERT_EQ(msgs[0].to, kB);
+  b.engine.on_message(kA, msgs[0].message);
+  b.raw.take();  // the replayed SYN
+  b.packet(from_kernel(kB).seq(kKernelIsn).ack(kClientIsn + 1).flags(SYN | ACK).mss(1460).build(),
+           io::Hook::kLocalOut);
+  b.raw.take();  // the request
+  b.messages.take();  // its HandoffAck
+  const uint32_t req_end = kClientIsn + 1 + static_cast<uint32_t>(kRequest.size());
+
+  // a's engine dies: its channel to b closes. b takes the connection over.
+  b.engine.on_peer_lost(kA);
+  EXPECT_EQ(b.engine.counters().takeovers, 1u);
+  EXPECT_EQ(b.engine.counters().adopted, 1u);
+  msgs = b.messages.take();
+  ASSERT_EQ(msgs.size(), 1u) << "c only: not a (dead), not b itself";
+  EXPECT_EQ(msgs[0].to, kC);
+  const auto takeover = std::get<control::Takeover>(msgs[0].message);
+  EXPECT_EQ(takeover, (control::Takeover{kClient, kClientIsn, f}));
+
+  // r0 now sends the client's packets to c or b. c forwards them to b...
+  c.engine.on_message(kB, msgs[0].message);
+  EXPECT_EQ(c.engine.counters().adopted, 1u);
+  auto v = c.packet(from_client().seq(req_end).ack(f + 1 + 100).flags(ACK).build());
+  ASSERT_EQ(v.size(), 1u);
+  ASSERT_EQ(v[0].kind, VerdictKind::AcceptModified);
+  EXPECT_EQ(parse(v[0].bytes).pkt.dst_addr(), kB);
+  EXPECT_TRUE(c.raw.take().empty()) << "no RST";
+  // ... and b carries them itself, translated into its kernel's numbers.
+  v = b.packet(from_client().seq(req_end).ack(f + 1 + 100).flags(ACK).build());
+  ASSERT_EQ(v.size(), 1u);
+  ASSERT_EQ(v[0].kind, VerdictKind::AcceptModified);
+  EXPECT_EQ(parse(v[0].bytes).pkt.ack(), kKernelIsn + 1 + 100);
+  EXPECT_TRUE(b.raw.take().empty()) << "no RST";
+
+  // The client resets the connection (through c, then b's carrier): its end
+  // frees b's own forwarding state and goes to c, which frees its own.
+  v = c.packet(from_client().seq(req_end).flags(RST).build());
+  v = b.packet(v.at(0).bytes);
+  msgs = b.messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_EQ(msgs[0].to, kC);
+  EXPECT_EQ(std::get<control::Termination>(msgs[0].message).client, kClient);
+  EXPECT_EQ(b.engine.counters().origin_active, 0u);
+  c.engine.on_message(kB, msgs[0].message);
+  EXPECT_EQ(c.engine.counters().active, 0u);
+  EXPECT_EQ(c.engine.counters().control_errors, 0u);
+}
+
+TEST(NodeTakeoverTest, ATakeoverOfAConnectionTheNodeHoldsAlreadyChangesNothing) {
+  uint64_t now = 1000;
+  Node c(kC, now);
+  c.hear({kA, kB, kC});
+  c.engine.on_message(kB, control::Takeover{kClient, 1, 2});
+  c.engine.on_message(kA, control::Takeover{kClient, 1, 2});
+  EXPECT_EQ(c.engine.counters().adopted, 1u);
+  EXPECT_EQ(c.engine.counters().control_errors, 1u);
+  // Forwarded to the first (b), not to a.
+  auto v = c.packet(from_client().seq(2).ack(3).flags(ACK).build());
+  EXPECT_EQ(parse(v.at(0).bytes).pkt.dst_addr(), kB);
+}
+
+}  // namespace
+}  // namespace hl::engine
