@@ -358,6 +358,12 @@ class Cluster:
             nodes = {name: topo.backend_ip(i) for i, name in enumerate(self.backends, start=1)}
             if self.use_spreader:
                 base["spreader"] = topo.ROUTER_CLUSTER_IP
+                # A node whose engine died drops what its leftover rules queue
+                # rather than have its kernel answer RSTs: the client's
+                # retransmission reaches a survivor once the spreader moved the
+                # node's buckets (~0.7 s), and the survivor forwards it to the
+                # connection's serving node (its Takeover).
+                base["queue_bypass"] = False
             return {name: dict(base, role=self.mode, node=name, node_addr=addr, peers=nodes,
                                content_map=str(self.content_map_path), policy=self.policy,
                                **self.engine_options)

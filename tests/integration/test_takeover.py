@@ -1,0 +1,113 @@
+"""A node that accepted connections and handed them to others dies (issue 15
+item 1, always and rare, both data paths), on a real Mininet cluster.
+
+be1 accepts slow downloads of documents that live on be2 and be3 only, and
+hands them there. Its handoffd is killed (SIGKILL). What keeps every download
+alive:
+
+- be2 and be3 see be1's control channel close at once; each takes the origin's
+  part of the connections it serves for be1 (NodeEngine::take_over): it
+  forwards the client packets that now reach it itself into its own carrier and
+  tells every other live node (control::Takeover), which forwards them to it;
+- r0's spreader takes be1 out of the VIP's route within ~0.7 s
+  (test_spreader.py), so the clients' packets reach be2 or be3 from then on.
+
+Every download completes byte-exact, new connections are served at once, and
+when the downloads end every node frees its state (the serving node tells all
+of them the end). be1's own connections for its own content die with it: its
+engine is gone (not tested). After a link failure instead of a kill the nodes
+notice after --backend-dead-ms (2 s), later than the spreader: segments that
+reach another node before it knows are answered as unknown (not covered here).
+"""
+from __future__ import annotations
+
+import itertools
+import signal
+import time
+from typing import Any, Iterator
+
+import pytest
+
+from handofflab import Cluster, Document, topo
+
+from crash_scenarios import start_transfer
+from helpers import wait_until
+from test_symmetric import _engine_missing
+
+pytestmark = pytest.mark.integration
+
+_ports = itertools.count(45000)
+VICTIM = "be1"
+DOWNLOADS = 6
+
+
+@pytest.fixture(scope="module", params=[pytest.param((m, p), id=f"{m}-{p}")
+                                        for m in ("always", "rare") for p in ("kernel", "nfqueue")])
+def cluster(request: Any, cluster_requirements: None) -> Iterator[Cluster]:
+    mode, datapath = request.param
+    reason = _engine_missing(mode)
+    if reason:
+        pytest.skip(reason)
+    with Cluster(mode=mode, backends=3, clients=2, seed=0, replicate=0.5,
+                 sizes=(("1K", 9), ("10M", 6)), datapath=datapath) as c:
+        yield c
+
+
+def _port_to(c: Cluster, client: str, node: str) -> int:
+    for _ in range(2000):
+        port = next(_ports)
+        if c.spread_node(client, port) == node:
+            return port
+    raise AssertionError(f"no port of {client} spreads to {node}")
+
+
+def _not_on(c: Cluster, node: str, big: bool) -> list[Document]:
+    return [d for d in c.documents if node not in d.owners and (d.size >= 10_000_000) == big]
+
+
+def test_the_serving_nodes_take_over_a_dead_origins_connections(cluster: Cluster) -> None:
+    c = cluster
+    bigs = _not_on(c, VICTIM, big=True)
+    assert bigs, "no 10 MB document off the victim"
+    transfers = [start_transfer(c, bigs[i % len(bigs)], f"c{1 + i % 2}", rate="1500K", max_time=60,
+                                local_port=_port_to(c, f"c{1 + i % 2}", VICTIM))
+                 for i in range(DOWNLOADS)]
+    try:
+        for t in transfers:
+            assert t.receiving(), "a download did not start"
+        was_victims = [_port_to(c, "c2", VICTIM) for _ in range(4)]
+        killed = time.monotonic()
+        c.agent(VICTIM).kill(signal.SIGKILL)
+        try:
+            wait_until(lambda: sum(c.agent(n).stats().get("takeovers", 0) for n in c.backends
+                                   if n != VICTIM) >= DOWNLOADS, timeout=5,
+                       what="the serving nodes taking over the downloads")
+        except AssertionError:
+            print({n: c.agent(n).stats() for n in c.backends if n != VICTIM})
+            raise
+        c.wait_spread_members([n for n in c.backends if n != VICTIM], timeout=5)
+        # New connections (ports r0 spread to be1 before) are served at once.
+        small = _not_on(c, VICTIM, big=False)
+        for port, doc in zip(was_victims, small):
+            r = c.fetch_from_port(doc, port, client="c2", timeout=10)
+            assert (r.status, r.sha256) == (200, doc.sha256), r
+        served_again = time.monotonic() - killed
+        for t in transfers:
+            code, _, err = t.wait(timeout=60)
+            assert code == 0, f"a download through the dead origin failed: curl exit {code}: {err}"
+            assert t.exact(), "a download is not byte-exact"
+        print(f"{c.mode}/{c.datapaths()}: {DOWNLOADS} downloads survived; new connections served "
+              f"{served_again:.2f} s after the kill")
+        # Every state is freed: the serving node's end reached every forwarding node.
+        live = [n for n in c.backends if n != VICTIM]
+        wait_until(lambda: all(c.agent(n).stats().get("active", 1) == 0 for n in live), timeout=5,
+                   what="every live node freeing its states")
+        adopted = sum(c.agent(n).stats().get("adopted", 0) for n in live)
+        assert adopted >= DOWNLOADS * len(live), adopted  # each live node forwarded each one
+    finally:
+        for t in transfers:
+            t.stop()
+        if c.agent(VICTIM).proc is None or c.agent(VICTIM).proc.poll() is not None:
+            c.restart_agent(VICTIM)
+        c.wait_spread_members(c.backends, timeout=15)
+        assert topo.VIP == c.vip
