@@ -24,6 +24,7 @@ void init_tcp(py::module_& m);
 void init_http(py::module_& m);
 void init_dispatch(py::module_& m);
 void init_engine(py::module_& m);
+void init_capture(py::module_& m);
 
 // A buffer that is not an IPv4/TCP packet; module.cpp turns it into PacketError.
 class PacketParseError : public std::invalid_argument {

@@ -31,6 +31,7 @@ PYBIND11_MODULE(_core, m) {
   hl::bind::init_http(m);
   hl::bind::init_dispatch(m);
   hl::bind::init_engine(m);
+  hl::bind::init_capture(m);
 
   // Python exception types (ValueError subclasses). Static: the translator
   // below outlives this function; the types live as long as the module.

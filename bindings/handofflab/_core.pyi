@@ -521,6 +521,24 @@ class Dispatcher:
 
 # --- engine ----------------------------------------------------------------
 
+class PcapCapture:
+    """A running libpcap capture of one interface into a pcap file (Wireshark-readable),
+    on its own thread (io/pcap_capture.h): packets past max_bytes (the file's size cap;
+    0: none) are counted in over_cap, not written. RuntimeError with libpcap's message
+    if the interface, the filter or the file cannot be opened. handofflab.capture runs
+    one per host."""
+    def __init__(self, interface: str, output_path: str, filter: str = "",
+                 snaplen: int = 262144, max_bytes: int = 0) -> None: ...
+    def stop(self) -> None: ...
+    @property
+    def packets(self) -> int: ...
+    @property
+    def bytes(self) -> int: ...
+    @property
+    def over_cap(self) -> int: ...
+    @property
+    def kernel_dropped(self) -> int: ...
+
 def engine_options() -> list[dict[str, object]]:
     """handoffd's options (the table in src/runtime/options.cpp), one dict each: name
     (handoffd's flag without dashes), key (the Engine config key), type (role, str,

@@ -45,6 +45,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="an access log (Common or Combined Log Format): its documents (paths, sizes) "
                    "and requests replace the experiment's document set and request stream "
                    "(replayed as fast as possible, per client); bad lines are counted and skipped")
+    p.add_argument("--pcap", action="store_true",
+                   help="record every host's packets during each measurement (libpcap, headers only: "
+                   "snaplen 128, at most 64 MB per host) into the results folder's pcap/, one "
+                   "Wireshark-readable file per host and repetition; the summary gives the response "
+                   "bytes each host sent (where the bytes flowed)")
     p.add_argument("--duration", type=float, metavar="S",
                    help="seconds of load per mode (soak only; default: config, 600)")
     imp = p.add_argument_group(
@@ -90,6 +95,8 @@ def _run_experiment(name: str, args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             sys.exit(f"handofflab: --trace: {exc}")
         overrides["trace"] = str(args.trace.resolve())
+    if args.pcap:
+        overrides["pcap"] = True
     if args.duration is not None:
         if "duration_s" not in experiment.load_config(name):
             sys.exit(f"handofflab: --duration applies to the soak experiment, not {name}")
@@ -100,6 +107,8 @@ def _run_experiment(name: str, args: argparse.Namespace) -> int:
                         out_root=args.out, plots=not args.no_plot, overrides=overrides)
     print(f"\n## {name} — median (min–max) over {rd.manifest['params']['reps']} repetition(s)\n")
     print(rd.table())
+    if rd.manifest.get("pcap"):
+        print("\n" + rd.pcap_text())
     if rd.verdicts:
         print("\n" + rd.verdict_text())
     print(f"\nresults: {rd.path}")

@@ -167,6 +167,12 @@ class Cluster:
         # always/rare with engines: handoffd's spreader role in r0 (Engines.spreader)
         self.use_spreader = self.mode in SYMMETRIC_MODES and self.engines and engines.spreader
         self.spreader: Optional[NodeAgent] = None
+        # Cluster(pcap=True): every host's packets, in pcap_dir/<host>.pcap (kept after
+        # stop()); pcap_stats: {host: counters and summary} once stopped.
+        self.pcap = spec.pcap
+        self.pcap_dir: Optional[Path] = None
+        self.pcap_stats: dict[str, dict[str, Any]] = {}
+        self._captures: list[Any] = []
         self._shells: list[subprocess.Popen] = []
         self._started = False
         self.spread_checked = False  # always/rare: _check_spread passed
@@ -267,6 +273,8 @@ class Cluster:
             self.impair_stage = ImpairStage(self.node(topo.ROUTER), self.impairment,
                                             self.tmpdir / "agents")
             self.impair_stage.start()
+        if self.pcap:
+            self.start_capture(RUN_ROOT / f"pcap-{self.tag}")
         log.info("cluster up: %d back-ends, %d clients, tag %s",
                  self.n_backends, self.n_clients, self.tag)
 
@@ -457,8 +465,36 @@ class Cluster:
                                        + "; ".join(f"{n}: {a.log_tail(3)}"
                                                    for n, a in self.agents.items()))
 
+    def hosts(self) -> list[tuple[str, Any]]:
+        """(name, host) of every Mininet host: clients, r0, fe, the back-ends."""
+        return [(h.name, h) for h in (self.net.hosts if self.net is not None else [])]
+
+    def start_capture(self, directory: Path, prefix: str = "", **limits: Any) -> None:
+        """Record every host's packets into directory/<prefix><host>.pcap
+        (handofflab.capture; limits: snaplen, max_bytes) until stop_capture()."""
+        from . import capture
+
+        if self._captures:
+            raise RuntimeError("a capture is running already")
+        self._captures = capture.start_captures(self.hosts(), directory, prefix, **limits)
+        self.pcap_dir = Path(directory)
+        log.info("packet traces of %d hosts into %s", len(self._captures), directory)
+
+    def stop_capture(self) -> dict[str, dict[str, Any]]:
+        """Stop the capture; {host: its counters and its trace's summary}."""
+        from . import capture
+
+        caps, self._captures = self._captures, []
+        self.pcap_stats = capture.stop_captures(caps)
+        return self.pcap_stats
+
     def stop(self) -> None:
         """Stop everything started so far; safe to call twice; never raises."""
+        if self._captures:
+            try:
+                self.stop_capture()
+            except Exception:  # keep cleaning up
+                log.exception("stopping the packet capture")
         if self.impair_stage is not None:
             try:
                 self.impair_stage.stop()

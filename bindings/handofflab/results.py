@@ -245,6 +245,26 @@ class ResultsDir:
                        f"(asked: {d.get('requested', '?')})")
         return out
 
+    def pcap_text(self) -> str:
+        """Where the response bytes flowed, from the packet traces (--pcap): per
+        mode label, the median over repetitions of the TCP payload bytes each host
+        sent from port 80 (a router's forwarded ones included); "" without traces."""
+        traces = self.manifest.get("pcap", {})
+        if not traces:
+            return ""
+        by_mode: dict[str, dict[str, list[int]]] = {}
+        for t in traces.values():
+            for host, s in t.get("hosts", {}).items():
+                by_mode.setdefault(t["mode"], {}).setdefault(host, []).append(
+                    int(s.get("response_bytes_sent", 0)))
+        hosts = sorted({h for m in by_mode.values() for h in m})
+        lines = ["packet traces (pcap/): response bytes sent per host, MB (median over repetitions)", "",
+                 "| mode | " + " | ".join(hosts) + " |", "|---" * (len(hosts) + 1) + "|"]
+        for mode, per_host in by_mode.items():
+            cells = [f"{statistics.median(per_host[h]) / 1e6:.2f}" if h in per_host else "" for h in hosts]
+            lines.append(f"| {mode} | " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
     def table(self) -> str:
         text = markdown_table(self.summary(), self.table_metrics)
         notes = self.datapath_notes()
@@ -271,6 +291,7 @@ class ResultsDir:
         (self.path / "summary.md").write_text(
             f"# {self.experiment} — {self.manifest.get('started', '')}\n\n"
             "median (min–max) over repetitions\n\n" + self.table() + "\n"
+            + (f"\n{self.pcap_text()}\n" if self.manifest.get("pcap") else "")
             + (f"\n{self.verdict_text()}\n" if self.verdicts else ""))
 
     def finish(self, elapsed_s: float) -> None:

@@ -258,6 +258,8 @@ class Runner:
         if self.trace is not None:  # the log's requests, its paths as the cluster's documents
             to_doc = self.trace.mapping({d.path: d.size for d in docs})
             streams = [[to_doc[p] for p in s] for s in self.trace.streams(len(c.clients) + 1)]
+        if self.cfg.get("pcap"):  # every host's packets during this measurement
+            c.start_capture(self.rd.path / "pcap", prefix=f"{tag}-")
         before = self._counters(c)
         procs: list[tuple[str, subprocess.Popen, Path]] = []
         load, probe = self.cfg.get("load"), self.cfg.get("probe")
@@ -297,6 +299,12 @@ class Runner:
                                             / max(1, reqs) / 1e3, 3)
         after = self._counters(c)
         self._counter_deltas(before, after, row, tag, c)
+        if self.cfg.get("pcap"):
+            traces = c.stop_capture()
+            self.rd.manifest.setdefault("pcap", {})[tag] = {"mode": mode, "x": x, "rep": rep,
+                                                            "hosts": traces}
+            for host, t in traces.items():
+                row[f"pcap_resp_bytes_{host}"] = t.get("response_bytes_sent", 0)
         return row
 
     @staticmethod

@@ -178,7 +178,7 @@ class Engines:
 
 # Cluster's keywords -> (group, field) of ClusterSpec ("": ClusterSpec itself).
 KEYWORDS: dict[str, tuple[str, str]] = {
-    "mode": ("", "mode"), "seed": ("", "seed"),
+    "mode": ("", "mode"), "seed": ("", "seed"), "pcap": ("", "pcap"),
     "backends": ("topology", "backends"), "clients": ("topology", "clients"),
     "bw_mbit": ("topology", "bw_mbit"), "client_bw_factor": ("topology", "client_bw_factor"),
     "offload": ("topology", "offload"),
@@ -207,6 +207,9 @@ class ClusterSpec:
     impairments: Impairments = field(default_factory=Impairments)
     engines: Engines = field(default_factory=Engines)
     seed: int = 0
+    # Packet traces: every host's packets recorded while the cluster runs
+    # (handofflab.capture), into Cluster.pcap_dir (kept after stop()).
+    pcap: bool = False
 
     def __post_init__(self) -> None:
         mode, shape, content = self.mode, self.topology, self.content

@@ -38,7 +38,14 @@ PcapCapture::~PcapCapture() { stop(); }
 
 void PcapCapture::on_packet(unsigned char* self_ptr, const pcap_pkthdr* header, const unsigned char* bytes) {
   auto* self = reinterpret_cast<PcapCapture*>(self_ptr);
+  const std::uint64_t record = 16u + header->caplen;  // pcap's record header and the data
+  const std::uint64_t written = self->bytes_.load(std::memory_order_relaxed);
+  if (self->config_.max_bytes != 0 && written + record > self->config_.max_bytes) {
+    self->over_cap_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
   pcap_dump(reinterpret_cast<unsigned char*>(self->dumper_), header, bytes);
+  self->bytes_.store(written + record, std::memory_order_relaxed);
   self->packets_.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -57,6 +64,8 @@ void PcapCapture::stop() {
   if (handle_ == nullptr) return;
   stopping_.store(true, std::memory_order_release);
   if (thread_.joinable()) thread_.join();
+  pcap_stat stats{};
+  if (pcap_stats(handle_, &stats) == 0) kernel_dropped_.store(stats.ps_drop, std::memory_order_relaxed);
   pcap_dump_close(dumper_);
   pcap_close(handle_);
   dumper_ = nullptr;

@@ -19,6 +19,7 @@ struct PcapConfig {
   std::string filter;           // BPF expression; empty: everything
   std::string output_path;      // pcap file (overwritten)
   int snaplen = 262144;         // bytes kept per packet
+  std::uint64_t max_bytes = 0;  // the file's size cap: packets past it are counted, not written (0: none)
 };
 
 // A running capture. The constructor opens, compiles the filter and starts the
@@ -35,6 +36,12 @@ class PcapCapture {
   void stop();
   // Packets written so far.
   std::uint64_t packets() const { return packets_.load(std::memory_order_relaxed); }
+  // Bytes written so far (the file's size, its 24-byte header included).
+  std::uint64_t bytes() const { return bytes_.load(std::memory_order_relaxed); }
+  // Packets not written because the file reached max_bytes.
+  std::uint64_t over_cap() const { return over_cap_.load(std::memory_order_relaxed); }
+  // What the kernel dropped before libpcap read it (pcap_stats' ps_drop), at stop().
+  std::uint64_t kernel_dropped() const { return kernel_dropped_.load(std::memory_order_relaxed); }
 
  private:
   void loop();
@@ -45,6 +52,9 @@ class PcapCapture {
   pcap_dumper* dumper_ = nullptr;
   std::atomic<bool> stopping_{false};
   std::atomic<std::uint64_t> packets_{0};
+  std::atomic<std::uint64_t> bytes_{24};  // pcap's global header
+  std::atomic<std::uint64_t> over_cap_{0};
+  std::atomic<std::uint64_t> kernel_dropped_{0};
   std::thread thread_;
 };
 

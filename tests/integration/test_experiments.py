@@ -251,3 +251,61 @@ def test_a_trace_brings_its_documents_and_requests(cluster_requirements: None, t
         assert row.get("misrouted", 0) == 0, row
         if "requests" in row:
             assert row["requests"] > 0 and row["errors"] == 0 and row["non_2xx"] == 0, row
+
+
+def test_pcap_records_every_host_and_shows_where_the_bytes_flowed(cluster_requirements: None,
+                                                                   tmp_path: Path) -> None:
+    """``./lab run latency --pcap``: one Wireshark-readable trace per host and
+    repetition in pcap/, and from them where the responses flowed: in the
+    frontend design (direct server return) the front-end sends none of their
+    bytes, the back-ends all of them; through HAProxy the front-end sends them all."""
+    rd = experiment.run("latency", quick=True, modes=["frontend", "proxy"], out_root=tmp_path,
+                        overrides={"pcap": True}, plots=False)
+    assert rd.modes_run() == ["frontend", "proxy"] and not rd.failed, rd.failed
+    manifest = json.loads((rd.path / "manifest.json").read_text())
+    traces = manifest["pcap"]
+    assert {t["mode"] for t in traces.values()} == {"frontend", "proxy"}
+    for tag, t in traces.items():
+        hosts = t["hosts"]
+        assert {"fe", "r0", "be1", "be2", "be3", "c1"} <= set(hosts), hosts
+        for host, s in hosts.items():
+            path = rd.path / "pcap" / s["file"]
+            assert path.stat().st_size == s["bytes"], (host, s)
+            assert s["over_cap"] == 0 and "error" not in s, (host, s)
+        served = sum(hosts[b]["response_bytes_sent"] for b in ("be1", "be2", "be3"))
+        assert served > 0, tag
+        fe = hosts["fe"]["response_bytes_sent"]
+        if t["mode"] == "frontend":
+            assert fe < 0.01 * served, (tag, fe, served)  # DSR: not through the front-end
+        else:
+            assert fe >= 0.9 * served, (tag, fe, served)  # the proxy sends them on itself
+        # r0 forwards every response to the clients.
+        assert hosts["r0"]["response_bytes_sent"] >= 0.9 * served, (tag, hosts["r0"])
+    # Wireshark-readable: tcpdump reads one back.
+    one = next((rd.path / "pcap").glob("*-fe.pcap"))
+    out = subprocess.run(["tcpdump", "-nr", str(one), "-c", "3"], capture_output=True, text=True)
+    assert out.returncode == 0 and "IP " in out.stdout, out.stderr
+    assert "packet traces" in (rd.path / "summary.md").read_text()
+
+
+def test_cluster_pcap_true_keeps_every_hosts_trace(cluster_requirements: None) -> None:
+    """``Cluster(pcap=True)``: every host's trace for the cluster's life, kept in
+    c.pcap_dir after stop(), its counters and summary in c.pcap_stats."""
+    from handofflab import Cluster
+
+    with Cluster(mode="direct", backends=2, clients=1, seed=0, sizes=(("100K", 2),), pcap=True) as c:
+        doc = c.documents[0]
+        r = c.fetch(doc)
+        assert (r.status, r.sha256) == (200, doc.sha256)
+        owner = doc.owners[0]
+    assert c.pcap_dir is not None and c.pcap_dir.is_dir()
+    try:
+        assert {"c1", "r0", "be1", "be2"} <= set(c.pcap_stats)
+        for host, s in c.pcap_stats.items():
+            assert (c.pcap_dir / s["file"]).stat().st_size == s["bytes"] > 24, host
+        # the owner sent the document's bytes (and the health checks' small ones)
+        assert c.pcap_stats[owner]["response_bytes_sent"] >= doc.size
+        assert c.pcap_stats["c1"]["response_bytes_sent"] == 0
+    finally:
+        import shutil
+        shutil.rmtree(c.pcap_dir, ignore_errors=True)
