@@ -21,6 +21,7 @@ constexpr size_t kReleaseLen = kEndpointLen + 18;
 constexpr size_t kReleasedLen = kEndpointLen + 9;
 // Takeover: client 6 | client_isn 4 | origin_isn 4.
 constexpr size_t kTakeoverLen = kEndpointLen + 8;
+constexpr size_t kNodeDownLen = 4;  // node u32
 
 // HandoffRequest flag bits (the rest must be zero).
 constexpr uint8_t kFlagMss = 0x01;
@@ -111,6 +112,7 @@ struct BodyWriter {
     put_be32(out, m.client_isn);
     put_be32(out, m.origin_isn);
   }
+  void operator()(const NodeDown& m) const { put_be32(out, m.node.value); }
 };
 
 Result<Message, DecodeError> decode_handoff_request(const uint8_t* body, size_t len) {
@@ -211,6 +213,7 @@ const char* to_string(MessageType type) {
     case MessageType::kRelease: return "release";
     case MessageType::kReleased: return "released";
     case MessageType::kTakeover: return "takeover";
+    case MessageType::kNodeDown: return "node-down";
   }
   return "unknown";
 }
@@ -302,6 +305,9 @@ Result<Message, DecodeError> decode(std::span<const uint8_t> frame) {
       if (body_len != kTakeoverLen) return Err(DecodeError::BadLength);
       return Message{Takeover{get_endpoint(body), net::load_be32(body + kEndpointLen),
                               net::load_be32(body + kEndpointLen + 4)}};
+    case MessageType::kNodeDown:
+      if (body_len != kNodeDownLen) return Err(DecodeError::BadLength);
+      return Message{NodeDown{net::Ipv4Addr{net::load_be32(body)}}};
   }
   return Err(DecodeError::UnknownType);
 }

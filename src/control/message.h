@@ -31,6 +31,7 @@ enum class MessageType : uint8_t {
   kRelease = 7,         // origin -> serving node: give the connection up at its next quiet point (a move)
   kReleased = 8,        // serving node -> origin: given up (or why not)
   kTakeover = 9,        // serving node -> every node (always, rare): its origin died, forward it here
+  kNodeDown = 10,       // spreader -> every node (always, rare): a node stopped sending heartbeats
 };
 const char* to_string(MessageType type);
 
@@ -165,9 +166,19 @@ struct Takeover {
   friend bool operator==(const Takeover&, const Takeover&) = default;
 };
 
+// The spreader (spread/spreader.h) took node `node` out of the VIP's route: its
+// heartbeats stopped (a dead engine, host or link) or said its web server is
+// down. A node treats it as dead at once (as when its control channel closes),
+// so that the connections it was the origin of are taken over before r0 sends
+// their clients' packets elsewhere.
+struct NodeDown {
+  net::Ipv4Addr node;
+  friend bool operator==(const NodeDown&, const NodeDown&) = default;
+};
+
 // Alternative i has MessageType i + 1.
 using Message = std::variant<HandoffAck, Relay, HandoffRequest, HandoffRefuse, Termination, Keepalive, Release,
-                             Released, Takeover>;
+                             Released, Takeover, NodeDown>;
 
 enum class DecodeError {
   TooShort,      // fewer bytes than the header, or than the body length says

@@ -82,8 +82,11 @@ void NodeEngine::Impl::take_over(net::Ipv4Addr dead) {
     taken_over.insert(conn_key(o.client));
     (void)origin.adopt(o.client, cfg.node, o.client_isn, o.origin_isn);
     const control::Takeover message{o.client, o.client_isn, o.origin_isn};
+    // Every other node, the dead one and those thought dead included: the
+    // channel keeps their messages until they are back (a restarted node, or
+    // one cut off, learns whom it forwards to; r0 may give it buckets again).
     for (const net::Ipv4Addr peer : cfg.node_addrs) {
-      if (peer != cfg.node && peer != dead && origin.peer_alive(peer)) send_message(peer, message);
+      if (peer != cfg.node) send_message(peer, message);
     }
   }
   counters.takeovers += orphans.size();
@@ -130,7 +133,7 @@ void NodeEngine::Impl::to_origin(net::Ipv4Addr to, const control::Message& m) {
     origin.on_termination(cfg.node, *t);
     if (taken_over.erase(conn_key(t->client)) != 0) {  // the nodes that forward it here free theirs
       for (const net::Ipv4Addr peer : cfg.node_addrs) {
-        if (peer != cfg.node && origin.peer_alive(peer)) send_message(peer, *t);
+        if (peer != cfg.node) send_message(peer, *t);
       }
     }
   } else if (const auto* answer = std::get_if<control::Released>(&m)) {
@@ -324,7 +327,7 @@ void NodeEngine::on_packet(const io::QueuedPacket& packet) { impl_->on_packet(pa
 void NodeEngine::on_message(net::Ipv4Addr from, const control::Message& message) {
   impl_->on_message(from, message);
 }
-void NodeEngine::on_peer_lost(net::Ipv4Addr peer) { impl_->origin.on_peer_lost(peer); }
+void NodeEngine::on_peer_lost(net::Ipv4Addr peer, const char* why) { impl_->origin.on_peer_lost(peer, why); }
 void NodeEngine::on_timer() { impl_->on_timer(); }
 const NodeCounters& NodeEngine::counters() const { return impl_->report(); }
 

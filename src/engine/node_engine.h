@@ -173,7 +173,7 @@ class NodeEngine {
   void on_message(net::Ipv4Addr from, const control::Message& message);
   // The control channel from `peer` closed (ControlChannel's peer_lost): it is dead
   // until its keepalives come again.
-  void on_peer_lost(net::Ipv4Addr peer);
+  void on_peer_lost(net::Ipv4Addr peer, const char* why = "its control channel closed");
   // Periodic housekeeping: timeouts, linger expiry, peers whose keepalives stopped.
   void on_timer();
   const NodeCounters& counters() const;

@@ -229,7 +229,7 @@ class Origin {
   // A peer's health signal.
   void on_heartbeat(net::Ipv4Addr from, const control::Keepalive& ka);
   // The control channel of `peer` closed: dead until its keepalives come again.
-  void on_peer_lost(net::Ipv4Addr peer);
+  void on_peer_lost(net::Ipv4Addr peer, const char* why = "its control channel closed");
   // Timeouts, linger expiry, peers whose health signal stopped.
   void on_timer();
 

@@ -226,11 +226,11 @@ void Origin::on_heartbeat(net::Ipv4Addr from, const control::Keepalive& ka) {
   }
 }
 
-void Origin::on_peer_lost(net::Ipv4Addr peer) {
+void Origin::on_peer_lost(net::Ipv4Addr peer, const char* why) {
   for (size_t id = 0; id < cfg_.targets.size(); ++id) {
     if (cfg_.targets[id] != peer || (cfg_.self && peer == *cfg_.self)) continue;
     // Down as if it had said "unhealthy": its next keepalive (a new connection) revives it.
-    on_health_change(id, health_.on_heartbeat(id, false, clock_()), "its control channel closed");
+    on_health_change(id, health_.on_heartbeat(id, false, clock_()), why);
   }
 }
 

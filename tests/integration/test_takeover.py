@@ -2,22 +2,23 @@
 item 1, always and rare, both data paths), on a real Mininet cluster.
 
 be1 accepts slow downloads of documents that live on be2 and be3 only, and
-hands them there. Its handoffd is killed (SIGKILL). What keeps every download
-alive:
+hands them there. Its handoffd is killed (SIGKILL), or its link goes down.
+What keeps every download alive:
 
-- be2 and be3 see be1's control channel close at once; each takes the origin's
-  part of the connections it serves for be1 (NodeEngine::take_over): it
-  forwards the client packets that now reach it itself into its own carrier and
-  tells every other live node (control::Takeover), which forwards them to it;
-- r0's spreader takes be1 out of the VIP's route within ~0.7 s
-  (test_spreader.py), so the clients' packets reach be2 or be3 from then on.
+- be2 and be3 find be1 dead: at once when its control channel closes (the
+  kill), else when r0's spreader announces that it took be1 out of the VIP's
+  route (control::NodeDown, ~0.6 s after the last heartbeat; the link). Each
+  takes the origin's part of the connections it serves for be1
+  (NodeEngine::take_over): it forwards the client packets that now reach it
+  into its own carrier and tells every other node (control::Takeover), which
+  forwards them to it;
+- the spreader moves be1's buckets 100 ms after its notice, so the clients'
+  packets reach be2 or be3 from then on, which know where they go.
 
 Every download completes byte-exact, new connections are served at once, and
 when the downloads end every node frees its state (the serving node tells all
-of them the end). be1's own connections for its own content die with it: its
-engine is gone (not tested). After a link failure instead of a kill the nodes
-notice after --backend-dead-ms (2 s), later than the spreader: segments that
-reach another node before it knows are answered as unknown (not covered here).
+of them the end). be1's own connections for its own content die with it (not
+tested).
 """
 from __future__ import annotations
 
@@ -65,7 +66,14 @@ def _not_on(c: Cluster, node: str, big: bool) -> list[Document]:
     return [d for d in c.documents if node not in d.owners and (d.size >= 10_000_000) == big]
 
 
-def test_the_serving_nodes_take_over_a_dead_origins_connections(cluster: Cluster) -> None:
+def _link(c: Cluster, node: str, state: str) -> None:
+    c.cmd(node, ["ip", "link", "set", f"{node}-eth0", state])
+    if state == "up":  # link down removed the routes through it
+        c.cmd(node, ["ip", "route", "replace", "default", "via", topo.ROUTER_CLUSTER_IP])
+
+
+@pytest.mark.parametrize("failure", ["kill", "link"])
+def test_the_serving_nodes_take_over_a_dead_origins_connections(cluster: Cluster, failure: str) -> None:
     c = cluster
     bigs = _not_on(c, VICTIM, big=True)
     assert bigs, "no 10 MB document off the victim"
@@ -77,7 +85,10 @@ def test_the_serving_nodes_take_over_a_dead_origins_connections(cluster: Cluster
             assert t.receiving(), "a download did not start"
         was_victims = [_port_to(c, "c2", VICTIM) for _ in range(4)]
         killed = time.monotonic()
-        c.agent(VICTIM).kill(signal.SIGKILL)
+        if failure == "kill":
+            c.agent(VICTIM).kill(signal.SIGKILL)
+        else:
+            _link(c, VICTIM, "down")
         try:
             wait_until(lambda: sum(c.agent(n).stats().get("takeovers", 0) for n in c.backends
                                    if n != VICTIM) >= DOWNLOADS, timeout=5,
@@ -96,7 +107,7 @@ def test_the_serving_nodes_take_over_a_dead_origins_connections(cluster: Cluster
             code, _, err = t.wait(timeout=60)
             assert code == 0, f"a download through the dead origin failed: curl exit {code}: {err}"
             assert t.exact(), "a download is not byte-exact"
-        print(f"{c.mode}/{c.datapaths()}: {DOWNLOADS} downloads survived; new connections served "
+        print(f"{c.mode}/{c.datapaths()} {failure}: {DOWNLOADS} downloads survived; new connections served "
               f"{served_again:.2f} s after the kill")
         # Every state is freed: the serving node's end reached every forwarding node.
         live = [n for n in c.backends if n != VICTIM]
@@ -107,6 +118,8 @@ def test_the_serving_nodes_take_over_a_dead_origins_connections(cluster: Cluster
     finally:
         for t in transfers:
             t.stop()
+        if failure == "link":
+            _link(c, VICTIM, "up")
         if c.agent(VICTIM).proc is None or c.agent(VICTIM).proc.poll() is not None:
             c.restart_agent(VICTIM)
         c.wait_spread_members(c.backends, timeout=15)

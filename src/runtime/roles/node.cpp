@@ -56,7 +56,9 @@ class NodeRole final : public Role {
                                                    ctx.clock, origin_fast_path(ctx));
     if (c.spreader) {  // from this node's address: the spreader knows its nodes by it
       spreader_ = parse_addr(*c.spreader, "spreader address");
-      spreader_udp_ = std::make_unique<control::UdpMessenger>(self_, 0, c.control_port);
+      // Bound to --control-port (UDP; the channel is TCP): the spreader's
+      // NodeDown notices arrive there.
+      spreader_udp_ = std::make_unique<control::UdpMessenger>(self_, c.control_port, c.control_port);
       spreader_udp_->set_authenticator(ctx.auth);
     }
     channel_.tick();  // connect to the peers now
@@ -86,6 +88,24 @@ class NodeRole final : public Role {
   ControlTransport* control() override { return &transport_; }
   void flush() override { channel_.flush_pending(); }
 
+  // The spreader's notices: a node it took out of the VIP's route is dead here
+  // too, at once (its connections are taken over before r0 moves its clients).
+  std::vector<RoleSource> sources() override {
+    if (!spreader_udp_) return {};
+    return {RoleSource{spreader_udp_->fd(), [this] {
+                         (void)spreader_udp_->poll_once([this](net::Ipv4Addr from, const control::Message& m) {
+                           const auto* down = std::get_if<control::NodeDown>(&m);
+                           if (from != spreader_ || down == nullptr) {
+                             ++spreader_ignored_;
+                             return;
+                           }
+                           ++spreader_notices_;
+                           if (down->node != self_) engine_->on_peer_lost(down->node, "the spreader took it out");
+                         });
+                         return true;
+                       }}};
+  }
+
   void visit_counters(const CounterVisitor& visit) const override {
     engine_->counters().visit(kernel_origin_ ? kernel_origin_->adding_kernel_cookies(visit) : visit);
     const auto& k = channel_.counters();
@@ -106,6 +126,9 @@ class NodeRole final : public Role {
     if (spreader_udp_) {
       visit("spreader_heartbeats", spreader_udp_->counters().sent);
       visit("spreader_send_errors", spreader_udp_->counters().send_errors);
+      visit("spreader_notices", spreader_notices_);
+      visit("spreader_ignored", spreader_ignored_ + spreader_udp_->counters().auth_refused +
+                                    spreader_udp_->counters().decode_errors);
     }
     visit_raw_counters(raw_, visit);
     if (kernel_origin_) kernel_origin_->visit_counters(visit);
@@ -166,6 +189,8 @@ class NodeRole final : public Role {
   net::Ipv4Addr spreader_;
   std::unique_ptr<control::UdpMessenger> spreader_udp_;  // null: no spreader (--spreader)
   uint32_t heartbeat_seq_ = 0;
+  uint64_t spreader_notices_ = 0;  // NodeDown notices acted on
+  uint64_t spreader_ignored_ = 0;  // datagrams on that socket that are no notice of the spreader
 };
 
 }  // namespace

@@ -25,10 +25,12 @@ class SpreaderRole final : public Role {
       : clock_(ctx.clock),
         udp_(parse_addr(*ctx.config.node_addr, "node address"), ctx.config.control_port, ctx.config.control_port),
         transport_(udp_),
+        nodes_(node_addresses(ctx.config)),
         group_(group_config(ctx.config)),
         spreader_(node_addresses(ctx.config), ctx.config.backend_dead_ms.value_or(kDefaultSpreaderDeadMs), ctx.clock(),
                   [this](const std::vector<size_t>& alive) { (void)group_.set_members(alive); },
-                  [](const std::string& line) { log_error(line); }) {
+                  [](const std::string& line) { log_error(line); },
+                  [this](net::Ipv4Addr down) { announce(down); }) {
     udp_.set_authenticator(ctx.auth);
     group_.install();
   }
@@ -49,12 +51,21 @@ class SpreaderRole final : public Role {
     visit("ignored_messages", s.ignored_messages);
     visit("nodes_down", s.downs);
     visit("nodes_up", s.ups);
+    visit("notices", s.notices);
     visit("group_updates", group_.updates());
     visit("group_update_errors", group_.update_errors());
     visit_udp_counters(udp_, visit);
   }
 
  private:
+  // NodeDown to every node but `down` (at its --control-port, UDP): they take
+  // over its connections before its buckets move.
+  void announce(net::Ipv4Addr down) {
+    for (const net::Ipv4Addr node : nodes_) {
+      if (node != down) (void)udp_.send(node, control::NodeDown{down});  // failures: control_send_errors
+    }
+  }
+
   static std::vector<net::Ipv4Addr> node_addresses(const RuntimeConfig& c) {
     std::vector<net::Ipv4Addr> out;
     for (const auto& [name, addr] : c.peers) out.push_back(parse_addr(addr, "peer " + name + ":"));
@@ -72,6 +83,7 @@ class SpreaderRole final : public Role {
   Clock clock_;
   control::UdpMessenger udp_;
   PolledTransport<control::UdpMessenger> transport_;
+  std::vector<net::Ipv4Addr> nodes_;
   uint64_t group_config_nodes_ = 0;
   spread::ResilientGroup group_;  // removed (route, group, nexthops) when the role goes
   spread::Spreader spreader_;

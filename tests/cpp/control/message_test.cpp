@@ -129,6 +129,7 @@ TEST(ControlMessageTest, NewMessagesRoundTrip) {
       Released{kClient, ReleaseStatus::kTimeout, 0, 0},
       Released{kClient, ReleaseStatus::kUnknown, 1, 2},
       Takeover{kClient, 0xfffffff0, 0x80000001},
+      NodeDown{net::ipv4(10, 0, 2, 11)},
   };
   for (const auto& m : messages) {
     const auto frame = encode(m);
@@ -216,7 +217,8 @@ TEST(ControlMessageTest, NewMessageDecodeErrors) {
       {"keepalive name shorter than its length", header(6, {0, 0, 0, 1, 3, 'a'}), DecodeError::BadLength},
       {"release with an empty body", header(7, {}), DecodeError::BadLength},
       {"takeover with an empty body", header(9, {}), DecodeError::BadLength},
-      {"type 10", header(10, {}), DecodeError::UnknownType},
+      {"node-down with 3 bytes", header(10, {1, 2, 3}), DecodeError::BadLength},
+      {"type 11", header(11, {}), DecodeError::UnknownType},
   };
   for (const auto& c : cases) {
     const auto r = decode(c.frame);

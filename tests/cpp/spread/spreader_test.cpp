@@ -48,6 +48,29 @@ TEST(SpreaderTest, ANodeSilentForTheDeadTimeLeavesAndItsNextHeartbeatBringsItBac
   EXPECT_EQ(f.spreader.counters().ups, 1u);
 }
 
+// With a notifier, a leaving is announced to the other nodes first and the
+// group changes kNoticeMs later; a return is applied at once.
+TEST(SpreaderTest, ALeavingIsAnnouncedBeforeTheGroupChanges) {
+  std::vector<std::vector<size_t>> applied;
+  std::vector<net::Ipv4Addr> told;
+  Spreader s({kN1, kN2, kN3}, 600, 0, [&](const std::vector<size_t>& alive) { applied.push_back(alive); }, {},
+             [&](net::Ipv4Addr down) { told.push_back(down); });
+  for (auto n : {kN1, kN2, kN3}) s.on_message(n, control::Keepalive{"n", 0, true}, 100);
+  s.on_message(kN2, control::Keepalive{"n", 1, false}, 200);  // its web server went down
+  EXPECT_EQ(told, (std::vector<net::Ipv4Addr>{kN2}));
+  EXPECT_TRUE(applied.empty());
+  s.on_tick(200 + Spreader::kNoticeMs - 1);
+  EXPECT_TRUE(applied.empty());
+  s.on_tick(200 + Spreader::kNoticeMs);
+  ASSERT_EQ(applied.size(), 1u);
+  EXPECT_EQ(applied[0], (std::vector<size_t>{0, 2}));
+  s.on_message(kN2, control::Keepalive{"n", 2, true}, 400);
+  ASSERT_EQ(applied.size(), 2u);
+  EXPECT_EQ(applied[1], (std::vector<size_t>{0, 1, 2}));
+  EXPECT_EQ(told.size(), 1u);
+  EXPECT_EQ(s.counters().notices, 1u);
+}
+
 TEST(SpreaderTest, AHeartbeatSayingTheWebServerIsDownRemovesTheNodeAtOnce) {
   Fixture f;
   f.all_beat(100);
