@@ -6,7 +6,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from handofflab import topo
 
@@ -184,3 +184,15 @@ def serve_web_types(cluster: Any, timeout: float = 10.0) -> None:
             return out.strip().startswith("text/html")
 
         wait_until(html, timeout, what=f"{name}'s nginx serving text/html")
+
+
+def port_to(c: Any, client: str, node: str, ports: Iterator[int], tries: int = 2000) -> int:
+    """An unused source port of `client` (the next of `ports`: a module's own
+    range, each port used once, since TIME_WAIT blocks bind) that r0 spreads to
+    `node` (Cluster.spread_node). AssertionError when none is found."""
+    for _ in range(tries):
+        port = next(ports)
+        if c.spread_node(client, port) == node:
+            return port
+    raise AssertionError(f"no port of {client} spreads to {node}")
+

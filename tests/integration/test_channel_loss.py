@@ -20,7 +20,7 @@ import pytest
 
 from handofflab import Cluster
 
-from helpers import wait_until
+from helpers import port_to, wait_until
 from test_symmetric import _engine_missing
 
 pytestmark = pytest.mark.integration
@@ -40,14 +40,6 @@ def cluster(request: Any, cluster_requirements: None) -> Iterator[Cluster]:
         yield c
 
 
-def _port_to(c: Cluster, node: str) -> int:
-    for _ in range(2000):
-        port = next(_ports)
-        if c.spread_node("c1", port) == node:
-            return port
-    raise AssertionError(f"no port spreads to {node}")
-
-
 def _unsent(c: Cluster, node: str, peer: str) -> int:
     """Bytes waiting in node's channel connection to peer (its Send-Q)."""
     out = c.cmd(node, ["ss", "-Htn", "state", "established", "dst", c.address(peer),
@@ -58,7 +50,7 @@ def _unsent(c: Cluster, node: str, peer: str) -> int:
 def test_a_handoff_lost_with_its_channel_connection_is_sent_again(cluster: Cluster) -> None:
     c = cluster
     doc = next(d for d in c.documents if d.owners[0] == "be2" and "be1" not in d.owners)
-    port = _port_to(c, "be1")
+    port = port_to(c, "c1", "be1", _ports)
     retries = c.agent("be1").stats().get("handoff_retries", 0)
     c.cmd("be1", ["iptables", "-I", *DROP])
     try:

@@ -31,7 +31,7 @@ from handofflab import netutil, topo
 from handofflab.cluster import SYMMETRIC_MODES
 
 from crash_scenarios import CrashScenario, Plan, Transfer, start_transfer
-from helpers import poller
+from helpers import poller, port_to
 from test_symmetric import _engine_missing
 
 pytestmark = pytest.mark.integration
@@ -57,20 +57,11 @@ def cluster(request: Any, cluster_requirements: None) -> Iterator[Cluster]:
         yield c
 
 
-def _port_to(c: Cluster, client: str, node: str) -> int:
-    """An unused source port of client that r0 spreads to node."""
-    for _ in range(1000):
-        port = next(_ports)
-        if c.spread_node(client, port) == node:
-            return port
-    raise AssertionError(f"no port of {client} spreads to {node}")
-
-
 def _fetch_at(c: Cluster, doc: Document, node: str, client: str = "c2") -> Any:
     """Fetch doc through the VIP on a connection node accepts."""
     for _ in range(10):
         try:
-            return c.fetch_from_port(doc, _port_to(c, client, node), client=client, timeout=10)
+            return c.fetch_from_port(doc, port_to(c, client, node, _ports), client=client, timeout=10)
         except netutil.HostCommandError as exc:
             if "exit 45" not in str(exc):  # bind failed: a port in TIME_WAIT, take another
                 raise
@@ -85,7 +76,7 @@ def _served_by(c: Cluster, doc: Document, node: str) -> Optional[str]:
 
 def _start(c: Cluster, doc: Document, client: str, node: str, rate: str) -> Transfer:
     """A rate-limited curl of doc from a source port that r0 spreads to node."""
-    return start_transfer(c, doc, client, rate, local_port=_port_to(c, client, node))
+    return start_transfer(c, doc, client, rate, local_port=port_to(c, client, node, _ports))
 
 
 def _plan(c: Cluster) -> Plan:

@@ -27,7 +27,7 @@ from handofflab import Cluster, Document, topo
 from handofflab.cluster import SPREAD_GROUP_ID, SYMMETRIC_MODES
 
 from crash_scenarios import start_transfer
-from helpers import wait_until
+from helpers import port_to, wait_until
 from test_symmetric import _engine_missing
 
 pytestmark = pytest.mark.integration
@@ -58,14 +58,6 @@ def _buckets(c: Cluster) -> dict[int, str]:
             for b in json.loads(out)}
 
 
-def _port_to(c: Cluster, client: str, node: str) -> int:
-    for _ in range(2000):
-        port = next(_ports)
-        if c.spread_node(client, port) == node:
-            return port
-    raise AssertionError(f"no port of {client} spreads to {node}")
-
-
 def _small_not_on(c: Cluster, node: str) -> list[Document]:
     return [d for d in c.documents if d.size < 10_000 and node not in d.owners]
 
@@ -88,12 +80,12 @@ def test_a_killed_node_leaves_the_route_and_comes_back_without_moving_other_conn
     # A slow 10 MB download on a connection be1 accepted (content on be3 or be1),
     # running while be2 dies and recovers.
     big = next(d for d in c.documents if d.size >= 10_000_000 and victim not in d.owners)
-    slow = start_transfer(c, big, "c1", rate="2M", max_time=40, local_port=_port_to(c, "c1", keeper))
+    slow = start_transfer(c, big, "c1", rate="2M", max_time=40, local_port=port_to(c, "c1", keeper, _ports))
     try:
         assert slow.receiving(), "the slow download did not start"
         before = _buckets(c)
         # Ports that r0 spread to the victim before it died.
-        ports = [_port_to(c, "c2", victim) for _ in range(6)]
+        ports = [port_to(c, "c2", victim, _ports) for _ in range(6)]
 
         c.agent(victim).kill(signal.SIGKILL)
         killed = time.monotonic()
@@ -122,7 +114,7 @@ def test_a_killed_node_leaves_the_route_and_comes_back_without_moving_other_conn
         deadline = time.monotonic() + 10
         while victim not in _buckets(c).values() and time.monotonic() < deadline:
             time.sleep(0.1)
-        port = _port_to(c, "c2", victim)
+        port = port_to(c, "c2", victim, _ports)
         took = _handoffs(c, victim)
         _fetch_from(c, next(iter(_small_not_on(c, victim))), port)
         wait_until(lambda: _handoffs(c, victim) > took, timeout=5,

@@ -32,7 +32,7 @@ import pytest
 from handofflab import Cluster, Document, topo
 
 from crash_scenarios import start_transfer
-from helpers import wait_until
+from helpers import port_to, wait_until
 from test_symmetric import _engine_missing
 
 pytestmark = pytest.mark.integration
@@ -54,14 +54,6 @@ def cluster(request: Any, cluster_requirements: None) -> Iterator[Cluster]:
         yield c
 
 
-def _port_to(c: Cluster, client: str, node: str) -> int:
-    for _ in range(2000):
-        port = next(_ports)
-        if c.spread_node(client, port) == node:
-            return port
-    raise AssertionError(f"no port of {client} spreads to {node}")
-
-
 def _not_on(c: Cluster, node: str, big: bool) -> list[Document]:
     return [d for d in c.documents if node not in d.owners and (d.size >= 10_000_000) == big]
 
@@ -78,12 +70,12 @@ def test_the_serving_nodes_take_over_a_dead_origins_connections(cluster: Cluster
     bigs = _not_on(c, VICTIM, big=True)
     assert bigs, "no 10 MB document off the victim"
     transfers = [start_transfer(c, bigs[i % len(bigs)], f"c{1 + i % 2}", rate="1500K", max_time=60,
-                                local_port=_port_to(c, f"c{1 + i % 2}", VICTIM))
+                                local_port=port_to(c, f"c{1 + i % 2}", VICTIM, _ports))
                  for i in range(DOWNLOADS)]
     try:
         for t in transfers:
             assert t.receiving(), "a download did not start"
-        was_victims = [_port_to(c, "c2", VICTIM) for _ in range(4)]
+        was_victims = [port_to(c, "c2", VICTIM, _ports) for _ in range(4)]
         killed = time.monotonic()
         if failure == "kill":
             c.agent(VICTIM).kill(signal.SIGKILL)
