@@ -81,13 +81,7 @@ void NodeEngine::Impl::take_over(net::Ipv4Addr dead) {
   for (const Orphan& o : orphans) {
     taken_over.insert(conn_key(o.client));
     (void)origin.adopt(o.client, cfg.node, o.client_isn, o.origin_isn);
-    const control::Takeover message{o.client, o.client_isn, o.origin_isn};
-    // Every other node, the dead one and those thought dead included: the
-    // channel keeps their messages until they are back (a restarted node, or
-    // one cut off, learns whom it forwards to; r0 may give it buckets again).
-    for (const net::Ipv4Addr peer : cfg.node_addrs) {
-      if (peer != cfg.node) send_message(peer, message);
-    }
+    send_to_others(control::Takeover{o.client, o.client_isn, o.origin_isn});
   }
   counters.takeovers += orphans.size();
   if (!orphans.empty() && cfg.log) {
@@ -122,6 +116,12 @@ void NodeEngine::Impl::send_message(net::Ipv4Addr to, const control::Message& m)
   }
 }
 
+void NodeEngine::Impl::send_to_others(const control::Message& m) {
+  for (const net::Ipv4Addr peer : cfg.node_addrs) {
+    if (peer != cfg.node) send_message(peer, m);
+  }
+}
+
 void NodeEngine::Impl::to_origin(net::Ipv4Addr to, const control::Message& m) {
   if (to != cfg.node) {
     send_message(to, m);
@@ -131,11 +131,7 @@ void NodeEngine::Impl::to_origin(net::Ipv4Addr to, const control::Message& m) {
     origin.on_refuse(cfg.node, *refuse);
   } else if (const auto* t = std::get_if<control::Termination>(&m)) {
     origin.on_termination(cfg.node, *t);
-    if (taken_over.erase(conn_key(t->client)) != 0) {  // the nodes that forward it here free theirs
-      for (const net::Ipv4Addr peer : cfg.node_addrs) {
-        if (peer != cfg.node) send_message(peer, *t);
-      }
-    }
+    if (taken_over.erase(conn_key(t->client)) != 0) send_to_others(*t);  // they forward it here: free theirs
   } else if (const auto* answer = std::get_if<control::Released>(&m)) {
     origin.on_released(cfg.node, *answer);
   }

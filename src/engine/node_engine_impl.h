@@ -53,6 +53,10 @@ struct NodeEngine::Impl {
   bool rare() const { return cfg.mode == NodeMode::kRare; }
   // Sends `m` to node `to` over the control channel (counted).
   void send_message(net::Ipv4Addr to, const control::Message& m);
+  // Sends `m` to every other node, the ones thought dead included: the channel
+  // keeps their messages until they are back (a restarted node, or one cut
+  // off, learns whom it forwards to; r0 may give it buckets again).
+  void send_to_others(const control::Message& m);
   // The serving part's message to the origin at `to`: sent, or handled here if `to` is this node.
   void to_origin(net::Ipv4Addr to, const control::Message& m);
   void on_message(net::Ipv4Addr from, const control::Message& message);

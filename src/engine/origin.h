@@ -217,13 +217,6 @@ class Origin {
   // requests are not read (no moves). False if this origin holds a connection
   // of `client` already (left as it is).
   bool adopt(net::Endpoint client, net::Ipv4Addr target, uint32_t client_isn, uint32_t origin_isn);
-  // Whether peer `addr` is alive as far as the health checks know (any address not a peer: true).
-  bool peer_alive(net::Ipv4Addr addr) const {
-    for (size_t id = 0; id < cfg_.targets.size(); ++id) {
-      if (cfg_.targets[id] == addr) return health_.alive(id);
-    }
-    return true;
-  }
   // In band: a server FIN/RST for the client, sent on from the VIP.
   void on_relay(const control::Relay& relay);
   // A peer's health signal.

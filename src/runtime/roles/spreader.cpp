@@ -27,7 +27,7 @@ class SpreaderRole final : public Role {
         transport_(udp_),
         nodes_(node_addresses(ctx.config)),
         group_(group_config(ctx.config)),
-        spreader_(node_addresses(ctx.config), ctx.config.backend_dead_ms.value_or(kDefaultSpreaderDeadMs), ctx.clock(),
+        spreader_(nodes_, ctx.config.backend_dead_ms.value_or(kDefaultSpreaderDeadMs), ctx.clock(),
                   [this](const std::vector<size_t>& alive) { (void)group_.set_members(alive); },
                   [](const std::string& line) { log_error(line); },
                   [this](net::Ipv4Addr down) { announce(down); }) {
@@ -44,7 +44,7 @@ class SpreaderRole final : public Role {
 
   void visit_counters(const CounterVisitor& visit) const override {
     const auto& s = spreader_.counters();
-    visit("nodes", group_config_nodes_);
+    visit("nodes", nodes_.size());
     visit("members", group_.members().size());
     visit("heartbeats", s.heartbeats);
     visit("unknown_senders", s.unknown_senders);
@@ -71,20 +71,18 @@ class SpreaderRole final : public Role {
     for (const auto& [name, addr] : c.peers) out.push_back(parse_addr(addr, "peer " + name + ":"));
     return out;
   }
-  spread::GroupConfig group_config(const RuntimeConfig& c) {
+  static spread::GroupConfig group_config(const RuntimeConfig& c) {
     spread::GroupConfig g;
     g.vip = *c.vip;
     for (const auto& [name, addr] : c.peers) g.nodes.push_back(addr);
     g.group_id = c.nexthop_id;
-    group_config_nodes_ = g.nodes.size();
     return g;
   }
 
   Clock clock_;
   control::UdpMessenger udp_;
   PolledTransport<control::UdpMessenger> transport_;
-  std::vector<net::Ipv4Addr> nodes_;
-  uint64_t group_config_nodes_ = 0;
+  std::vector<net::Ipv4Addr> nodes_;  // --peer order: the group's members and the spreader's ids
   spread::ResilientGroup group_;  // removed (route, group, nexthops) when the role goes
   spread::Spreader spreader_;
 };
