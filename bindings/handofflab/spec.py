@@ -25,6 +25,7 @@ back.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
@@ -40,7 +41,19 @@ __all__ = ["ClusterSpec", "Content", "DATAPATHS", "ENGINE_MODES", "Engines", "IM
 MODES = ("frontend", "always", "rare", "direct", "proxy")
 SYMMETRIC_MODES = ("always", "rare")  # every node takes connections behind r0's ECMP spread
 ENGINE_MODES = ("frontend",) + SYMMETRIC_MODES  # modes whose nodes run a handoff engine
-POLICIES = ("first", "round-robin", "hash-client", "hash-path", "least-active")
+# The engine's dispatch policies (dispatch/policy.h; _core.policy_names()); "lard"
+# also as "lard:LOW:HIGH", its load thresholds (valid_policy).
+POLICIES = ("first", "round-robin", "hash-client", "hash-path", "least-active", "lard")
+_LARD = re.compile(r"lard:(\d{1,9}):(\d{1,9})")
+
+
+def valid_policy(name: str) -> bool:
+    """Whether the engines take ``name`` as a dispatch policy: one of POLICIES,
+    or lard:LOW:HIGH with LOW < HIGH."""
+    if name in POLICIES:
+        return True
+    m = _LARD.fullmatch(name)
+    return bool(m) and int(m[1]) < int(m[2])
 # The engines' data paths (handoffd --datapath): auto = kernel where this kernel
 # can (bpf_sk_assign_tcp_reqsk, the origin program), else nfqueue.
 DATAPATHS = ("auto", "kernel", "nfqueue")
@@ -236,8 +249,9 @@ class ClusterSpec:
                              f"{', '.join(DATAPATHS)}")
         if "datapath" in self.engines.options:
             raise ValueError("give the data path as datapath=..., not in engine_options")
-        if content.policy not in POLICIES:
-            raise ValueError(f"unknown policy {content.policy!r}; policies: {', '.join(POLICIES)}")
+        if not valid_policy(content.policy):
+            raise ValueError(f"unknown policy {content.policy!r}; policies: {', '.join(POLICIES)} "
+                             "(lard also as lard:LOW:HIGH, LOW < HIGH)")
         if content.locality is not None and mode not in SYMMETRIC_MODES:
             raise ValueError("locality applies to the always and rare modes only "
                              "(the nodes an L4 spreader picks)")

@@ -81,6 +81,7 @@ struct ControlChannel::Impl {
   std::unordered_map<uint64_t, In> ins;
   uint64_t next_in_id = 0;
   bool healthy = true;  // sent in our keepalives
+  uint32_t load = 0;    // likewise
   std::vector<uint8_t> read_buf = std::vector<uint8_t>(kReadChunk);
   std::vector<uint8_t> frame;
   RateLimitedLog auth_log;
@@ -207,7 +208,7 @@ struct ControlChannel::Impl {
     o.backoff_ms = cfg.min_backoff_ms;
     ++counters.connects;
     // Introduce ourselves first: the peer maps this connection to our name.
-    auto hello = encode(Keepalive{cfg.node, o.keepalive_seq++, healthy});
+    auto hello = encode(Keepalive{cfg.node, o.keepalive_seq++, healthy, load});
     o.queued_bytes += hello.size();
     o.queue.push_front(std::move(hello));
     ++counters.keepalives_sent;
@@ -480,7 +481,7 @@ struct ControlChannel::Impl {
         case Out::State::kConnected:
           if (now - o.last_keepalive_ms >= cfg.keepalive_ms) {
             o.last_keepalive_ms = now;
-            auto f = encode(Keepalive{cfg.node, o.keepalive_seq++, healthy});
+            auto f = encode(Keepalive{cfg.node, o.keepalive_seq++, healthy, load});
             o.queued_bytes += f.size();
             o.queue.push_back(std::move(f));
             ++counters.keepalives_sent;
@@ -510,6 +511,7 @@ void ControlChannel::poll_once(const Handler& handler) { impl_->poll_once(handle
 void ControlChannel::tick() { impl_->tick(); }
 void ControlChannel::flush_pending() { impl_->flush_pending(); }
 void ControlChannel::set_healthy(bool healthy) { impl_->healthy = healthy; }
+void ControlChannel::set_load(uint32_t load) { impl_->load = load; }
 size_t ControlChannel::peers_up() const { return impl_->peers_up(); }
 bool ControlChannel::peer_up(const std::string& name) const {
   const uint64_t now = impl_->clock();

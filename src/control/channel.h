@@ -102,6 +102,8 @@ class ControlChannel {
   // What our keepalives say from now on (control::Keepalive::healthy): whether
   // this node's web server accepts connections.
   void set_healthy(bool healthy);
+  // ... and how many connections this node serves now (control::Keepalive::load).
+  void set_load(uint32_t load);
   // Peers whose messages arrived within peer_timeout_ms.
   size_t peers_up() const;
   bool peer_up(const std::string& name) const;

@@ -91,7 +91,8 @@ struct BodyWriter {
     const size_t n = std::min(m.node.size(), Keepalive::kMaxName);
     out.push_back(static_cast<uint8_t>(n));
     out.insert(out.end(), m.node.begin(), m.node.begin() + static_cast<std::ptrdiff_t>(n));
-    if (!m.healthy) out.push_back(Keepalive::kStatusServerDown);
+    if (!m.healthy || m.load != 0) out.push_back(m.healthy ? 0 : Keepalive::kStatusServerDown);
+    if (m.load != 0) put_be32(out, m.load);
   }
   void operator()(const Release& m) const {
     put_endpoint(out, m.client);
@@ -162,15 +163,17 @@ Result<Message, DecodeError> decode_keepalive(const uint8_t* body, size_t len) {
   const size_t name_len = body[4];
   if (name_len > Keepalive::kMaxName) return Err(DecodeError::BadField);
   const size_t named = kKeepaliveFixedLen + name_len;
-  if (len != named && len != named + 1) return Err(DecodeError::BadLength);  // optional status byte
+  // Optional status byte, then an optional load.
+  if (len != named && len != named + 1 && len != named + 5) return Err(DecodeError::BadLength);
   Keepalive m;
   m.sequence = net::load_be32(body);
   m.node.assign(reinterpret_cast<const char*>(body + kKeepaliveFixedLen), name_len);
-  if (len == named + 1) {
+  if (len > named) {
     const uint8_t status = body[named];
     if ((status & ~Keepalive::kStatusServerDown) != 0) return Err(DecodeError::BadField);
     m.healthy = (status & Keepalive::kStatusServerDown) == 0;
   }
+  if (len == named + 5) m.load = net::load_be32(body + named + 1);
   return Message{std::move(m)};
 }
 

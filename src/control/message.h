@@ -107,15 +107,17 @@ struct Termination {
 
 // "I am alive": sent on every persistent channel connection once a second, and
 // (frontend design) by every back-end to the front-end as its heartbeat.
-// Body: sequence u32 | name length u8 | name | [status u8]. The status byte is
-// only sent when not healthy (bit 0: the local web server is not listening), so
-// a healthy keepalive has the version-1 layout of older builds.
+// Body: sequence u32 | name length u8 | name | [status u8 [load u32]]. The
+// status byte (bit 0: the local web server is not listening) is only sent when
+// not healthy or with a load, so a healthy idle keepalive has the version-1
+// layout of older builds.
 struct Keepalive {
   static constexpr size_t kMaxName = 64;
   static constexpr uint8_t kStatusServerDown = 0x01;
   std::string node;       // the sender's node name, at most kMaxName bytes
   uint32_t sequence = 0;  // increments per keepalive sent on one connection
   bool healthy = true;    // false: the sender's web server does not accept connections
+  uint32_t load = 0;      // connections the sender serves now (load-aware policies: lard)
   friend bool operator==(const Keepalive&, const Keepalive&) = default;
 };
 

@@ -155,5 +155,6 @@ void BackendEngine::on_message(net::Ipv4Addr from, const control::Message& messa
 }
 void BackendEngine::on_timer() { impl_->carrier.on_timer(impl_->clock()); }
 const BackendCounters& BackendEngine::counters() const { return impl_->report(); }
+size_t BackendEngine::open_connections() const { return impl_->carrier.open(); }
 
 }  // namespace hl::engine

@@ -95,6 +95,8 @@ class BackendEngine {
   void on_message(net::Ipv4Addr from, const control::Message& message);
   void on_timer();
   const BackendCounters& counters() const;
+  // Connections it carries that have not ended (its heartbeat's load).
+  size_t open_connections() const;
 
  private:
   struct Impl;

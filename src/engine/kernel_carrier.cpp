@@ -269,6 +269,11 @@ void KernelCarrier::start_watch(Conn& conn, const HandIn& in) {
   if (!watched) conn.watch.reset();  // nothing will be copied: the queues alone
 }
 
+size_t KernelCarrier::open() const {
+  return static_cast<size_t>(
+      std::count_if(conns_.begin(), conns_.end(), [](const auto& kv) { return kv.second.ended_ms == 0 && !kv.second.retired; }));
+}
+
 std::vector<Orphan> KernelCarrier::take_over(net::Ipv4Addr dead, net::Ipv4Addr self) {
   std::vector<Orphan> out;
   for (auto& [key, conn] : conns_) {

@@ -161,6 +161,7 @@ class KernelCarrier final : public Carrier {
   void on_timer(uint64_t now) override;
   std::vector<Orphan> take_over(net::Ipv4Addr dead, net::Ipv4Addr self) override;
   size_t active() const override { return conns_.size(); }
+  size_t open() const override;
 
  private:
   struct Conn {

@@ -46,6 +46,7 @@ OriginConfig origin_config(const NodeConfig& c) {
   o.http_limits = c.http_limits;
   o.seed = c.seed;
   o.moves = c.moves;
+  o.reported_load = true;
   o.log = c.log;
   return o;
 }
@@ -326,5 +327,6 @@ void NodeEngine::on_message(net::Ipv4Addr from, const control::Message& message)
 void NodeEngine::on_peer_lost(net::Ipv4Addr peer, const char* why) { impl_->origin.on_peer_lost(peer, why); }
 void NodeEngine::on_timer() { impl_->on_timer(); }
 const NodeCounters& NodeEngine::counters() const { return impl_->report(); }
+size_t NodeEngine::open_connections() const { return impl_->carrier.open(); }
 
 }  // namespace hl::engine

@@ -177,6 +177,8 @@ class NodeEngine {
   // Periodic housekeeping: timeouts, linger expiry, peers whose keepalives stopped.
   void on_timer();
   const NodeCounters& counters() const;
+  // Connections this node serves that have not ended (its keepalives' load).
+  size_t open_connections() const;
 
  private:
   struct Impl;

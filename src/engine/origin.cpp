@@ -34,6 +34,8 @@ Origin::Origin(OriginConfig config, std::unique_ptr<dispatch::Dispatcher> dispat
       fast_(kernel_path_ != nullptr && !kernel_path_->forwards() ? nullptr : fast_path, counters_.fast_path_adds,
             counters_.fast_path_removes, kernel_path_ != nullptr) {
   dctx_.active.assign(cfg_.targets.size(), 0);
+  handed_.assign(cfg_.targets.size(), 0);
+  reported_.assign(cfg_.targets.size(), 0);
   if (kernel_path_ != nullptr && !kernel()) {  // the kernel's own handshake (rare): forwarding only
     kernel_path_->answer_syns(cookies_, {cfg_.mss, cfg_.syn_window, cfg_.wscale});
     kernel_syns_ = true;
@@ -50,9 +52,29 @@ void Origin::set_state(OriginConn& conn, State next) {
   const bool was = counts_half_open(conn.state);
   conn.state = next;
   if (was && !counts_half_open(next)) --half_open_;
+  if (next == State::Closed || next == State::Reset) unload(conn);
+}
+
+void Origin::set_target(OriginConn& conn, net::Ipv4Addr target) {
+  unload(conn);
+  conn.target = target;
+  conn.local_target = cfg_.self && target == *cfg_.self;
+  for (size_t id = 0; id < cfg_.targets.size(); ++id) {
+    if (cfg_.targets[id] != target) continue;
+    ++handed_[id];
+    conn.loaded = static_cast<int>(id);
+    break;
+  }
+}
+
+void Origin::unload(OriginConn& conn) {
+  if (conn.loaded < 0) return;
+  --handed_[static_cast<size_t>(conn.loaded)];
+  conn.loaded = -1;
 }
 
 void Origin::free_conn(ConnIt it) {
+  unload(it->second);
   if (counts_half_open(it->second.state)) --half_open_;
   fast_.unmap(it->second.fast, it->second.hs.client);
   hold_.drop_all(it->second.held);
@@ -307,6 +329,7 @@ void Origin::on_segment(const io::QueuedPacket& qp, net::TcpPacket& pkt, ConnIt 
     case State::Closed:
       // Track the client's next sequence number (contiguous data only) for accept_rst and resets.
       tcp::advance_contiguous(conn.hs.rcv_nxt, pkt);
+      if (pkt.has_flags(FIN) || pkt.has_flags(RST)) unload(conn);  // its last request is in: no more load
       if (in_band_) {
         conn.close_tracker.on_client(pkt);
         if (closed_both_ways(conn)) close_conn(conn);
@@ -421,6 +444,8 @@ std::optional<dispatch::BackendId> Origin::choose(const http::RequestHead& head,
   }
   dctx_.client_addr = conn.hs.client.addr.value;
   dctx_.client_port = conn.hs.client.port;
+  dctx_.now_ms = clock_();
+  for (size_t id = 0; id < cfg_.targets.size(); ++id) dctx_.active[id] = std::max(handed_[id], reported_[id]);
   if (health_.enabled()) dctx_.down = health_.down();
   const dispatch::DispatchResult r = dispatcher_->dispatch(head, dctx_);
   if (r.found() && r.backend < cfg_.targets.size()) return r.backend;
@@ -452,8 +477,7 @@ bool Origin::dispatch_request(ConnIt it) {
     answer_error(it, http::HttpError::ServiceUnavailable);
     return false;
   }
-  conn.target = cfg_.targets[*id];
-  conn.local_target = cfg_.self && conn.target == *cfg_.self;
+  set_target(conn, cfg_.targets[*id]);
   start_tracking(conn);
   if (kernel() && conn.local_target && !conn.track) {
     // Released untouched: the marked packets teach conntrack to skip the queue.

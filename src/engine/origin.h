@@ -93,6 +93,11 @@ struct OriginConfig {
   // dispatched one by one; one for content its serving node lacks moves it
   // (false: the first request decides for the whole connection).
   bool moves = false;
+  // Load-aware policies also see the load the targets report in their keepalives
+  // (always, rare: the other origins' connections). The front-end sees every
+  // connection itself, sooner than the back-ends' word (whose kernel path learns
+  // an end from sock_diag, up to a heartbeat later).
+  bool reported_load = false;
   uint32_t release_retry_ms = 200;   // a Release unanswered this long is sent again
   uint32_t move_timeout_ms = 15000;  // a move not done by then resets the client
   std::function<void(const std::string&)> log;  // one line per health transition; may be empty
@@ -138,8 +143,9 @@ struct OriginConn {
   bool f_known = false;
   tcp::RequestBuffer request;         // in-order client bytes until handed over
   std::vector<io::HeldPacket> held;   // kernel: request segments held before the kernel sees them
-  net::Ipv4Addr target;               // the serving node
+  net::Ipv4Addr target;               // the serving node (Origin::set_target)
   bool local_target = false;          // the serving node is this one
+  int loaded = -1;                    // the target id it counts in the load of, while open
   uint64_t created_ms = 0;
   uint64_t last_seen_ms = 0;
   uint64_t handoff_ms = 0;            // last time the handoff was sent
@@ -244,6 +250,10 @@ class Origin {
   void free_conn(ConnIt it);
   // In band: the connection is over; it lingers (linger_ms) for retransmissions.
   void close_conn(OriginConn& conn);
+  // conn is served by `target` from now on: it counts in that node's load (handed_).
+  void set_target(OriginConn& conn, net::Ipv4Addr target);
+  // conn no longer counts in any load (it closed, was reset or is freed).
+  void unload(OriginConn& conn);
 
   // origin.cpp: accepting and the request.
   // A client SYN: a new state (answered, or left to the kernel), a retransmission,
@@ -352,6 +362,13 @@ class Origin {
   std::unordered_map<uint64_t, OriginConn> conns_;
   size_t half_open_ = 0;
   dispatch::DispatchContext dctx_;
+  // The load a policy sees (DispatchContext::active), by target id: connections
+  // this origin handed there and has seen no FIN or RST of (set_target, unload),
+  // and with reported_load what the node said it serves in its last keepalive
+  // (on_heartbeat) if that is more. The front-end sees every connection; an
+  // always/rare origin sees its own, and the others' through the keepalives.
+  std::vector<uint32_t> handed_;
+  std::vector<uint32_t> reported_;
   HealthTracker health_;
   FastMapper fast_;
   uint64_t rst_window_ms_ = 0;     // start of the current second of unknown-packet RSTs

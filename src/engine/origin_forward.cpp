@@ -132,6 +132,7 @@ void Origin::on_relay(const control::Relay& relay) {
   if (pkt.has_flags(RST)) {
     close_conn(conn);
   } else if (pkt.has_flags(FIN)) {
+    unload(conn);  // the server is done with it
     conn.close_tracker.on_server_fin(SeqNum(pkt.seq()) + static_cast<uint32_t>(pkt.payload_len + 1));
     if (closed_both_ways(conn)) close_conn(conn);  // e.g. a retransmitted FIN, already acknowledged
   }
@@ -198,8 +199,7 @@ bool Origin::adopt(net::Endpoint client, net::Ipv4Addr target, uint32_t client_i
   conn.hs.rcv_nxt = SeqNum(client_isn) + 1u;  // not known: what a reset would need, roughly
   conn.f_known = true;
   conn.client_ack = SeqNum(origin_isn) + 1u;
-  conn.target = target;
-  conn.local_target = cfg_.self && target == *cfg_.self;
+  set_target(conn, target);
   conn.created_ms = conn.last_seen_ms = conn.handoff_ms = clock_();
   conn.state = State::Forwarding;
   OriginConn& added = conns_.emplace(key, std::move(conn)).first->second;
@@ -222,6 +222,7 @@ void Origin::on_heartbeat(net::Ipv4Addr from, const control::Keepalive& ka) {
   ++counters_.heartbeats;
   for (size_t id = 0; id < cfg_.targets.size(); ++id) {
     if (cfg_.targets[id] != from || (cfg_.self && from == *cfg_.self)) continue;
+    if (cfg_.reported_load) reported_[id] = ka.load;
     on_health_change(id, health_.on_heartbeat(id, ka.healthy, clock_()), "reports its web server down");
   }
 }

@@ -307,8 +307,7 @@ void Origin::on_released(net::Ipv4Addr from, const control::Released& answer) {
   if (tcp::seq_gt(SeqNum(answer.server_next), conn.client_ack)) conn.client_ack = SeqNum(answer.server_next);
   if (conn.hs.ts_ok) conn.hs.ts_base = answer.ts_floor;
   conn.request.bytes.assign(t.pending.begin(), t.pending.begin() + static_cast<std::ptrdiff_t>(n));
-  conn.target = cfg_.targets[t.next];
-  conn.local_target = cfg_.self && conn.target == *cfg_.self;
+  set_target(conn, cfg_.targets[t.next]);
   const bool last = t.head != StreamStatus::Head;
   t.advance(req.end, cfg_.http_limits);
   t.requests = 1;

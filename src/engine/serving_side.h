@@ -177,6 +177,9 @@ class Carrier {
   virtual std::vector<Orphan> take_over(net::Ipv4Addr dead, net::Ipv4Addr self) = 0;
   // Connection states held now.
   virtual size_t active() const = 0;
+  // Connections carried now that have not ended (lingering states excluded): this
+  // node's load, as its keepalives report it (control::Keepalive::load).
+  virtual size_t open() const = 0;
 };
 
 // The serving side: the two intakes in front of a carrier.

@@ -283,6 +283,12 @@ void TranslationCarrier::split_fin(const io::QueuedPacket& qp, net::TcpPacket& p
   ++counters_.relayed;
 }
 
+size_t TranslationCarrier::open() const {
+  return static_cast<size_t>(std::count_if(conns_.begin(), conns_.end(), [](const auto& kv) {
+    return kv.second.state != Conn::State::Closed && !kv.second.retired;
+  }));
+}
+
 std::vector<Orphan> TranslationCarrier::take_over(net::Ipv4Addr dead, net::Ipv4Addr self) {
   std::vector<Orphan> out;
   for (auto& [key, conn] : conns_) {

@@ -111,12 +111,7 @@ void validate(const RuntimeConfig& c) {
     case RuntimeRole::kFrontend: {
       if (!c.vip) throw std::invalid_argument("role frontend needs the VIP (--vip)");
       if (c.content_map.empty()) throw std::invalid_argument("role frontend needs a content map (--content-map)");
-      if (!c.policy.empty()) {
-        const auto known = dispatch::policy_names();
-        if (std::find(known.begin(), known.end(), c.policy) == known.end()) {
-          throw std::invalid_argument("unknown dispatch policy '" + c.policy + "'");
-        }
-      }
+      if (!c.policy.empty()) (void)dispatch::make_policy(c.policy);  // throws, naming the valid ones
       break;
     }
     case RuntimeRole::kBackend:
@@ -142,12 +137,7 @@ void validate(const RuntimeConfig& c) {
       if (!c.vip) throw std::invalid_argument("role " + role + " needs the VIP (--vip)");
       if (!c.node_addr) throw std::invalid_argument("role " + role + " needs the node's own address (--node-addr)");
       if (c.content_map.empty()) throw std::invalid_argument("role " + role + " needs a content map (--content-map)");
-      if (!c.policy.empty()) {
-        const auto known = dispatch::policy_names();
-        if (std::find(known.begin(), known.end(), c.policy) == known.end()) {
-          throw std::invalid_argument("unknown dispatch policy '" + c.policy + "'");
-        }
-      }
+      if (!c.policy.empty()) (void)dispatch::make_policy(c.policy);  // throws, naming the valid ones
       if (auto self = peer_address(c, c.node); self && self->value != parse_addr(*c.node_addr, "node address").value) {
         throw std::invalid_argument("--peer " + c.node + " differs from --node-addr");
       }

@@ -149,7 +149,8 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"bw_mbit": 0}, r"^bw_mbit must be positive or None$"),
     ({"mode": "frontend", "policy": "random"},
      r"^unknown policy 'random'; policies: first, round-robin, hash-client, hash-path, "
-     r"least-active$"),
+     r"least-active, lard \(lard also as lard:LOW:HIGH, LOW < HIGH\)$"),
+    ({"mode": "frontend", "policy": "lard:9:4"}, r"^unknown policy 'lard:9:4'"),
     ({"mode": "direct", "locality": 0.5},
      r"^locality applies to the always and rare modes only \(the nodes an L4 spreader picks\)$"),
     ({"mode": "rare", "locality": 0.1, "engines": False}, "locality"),

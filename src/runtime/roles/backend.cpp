@@ -69,12 +69,14 @@ class BackendRole final : public Role {
   }
 
  private:
-  // The heartbeat to the front-end: alive, and whether the local web server
-  // listens (read from /proc at most once per heartbeat, never per packet).
+  // The heartbeat to the front-end: alive, whether the local web server listens
+  // (read from /proc at most once per heartbeat, never per packet), and how many
+  // connections it serves (the front-end's load-aware policies).
   void send_heartbeat(uint64_t now_ms) {
     if (now_ms - last_heartbeat_ms_ < RuntimeConfig::kHeartbeatMs) return;
     last_heartbeat_ms_ = now_ms;
-    control::Keepalive ka{config_.node, heartbeat_seq_++, io::local_server_listening(config_.port)};
+    control::Keepalive ka{config_.node, heartbeat_seq_++, io::local_server_listening(config_.port),
+                          static_cast<uint32_t>(engine_->open_connections())};
     (void)udp_.send(frontend_, ka);  // failures are counted by the messenger (control_send_errors)
   }
 

@@ -71,12 +71,14 @@ class NodeRole final : public Role {
   void on_message(net::Ipv4Addr from, const control::Message& message) override { engine_->on_message(from, message); }
 
   // The heartbeat: the control channel's keepalives say whether the local web
-  // server listens (read from /proc at most once per heartbeat, never per packet).
+  // server listens (read from /proc at most once per heartbeat, never per packet)
+  // and how many connections this node serves (the others' load-aware policies).
   void on_tick(uint64_t now_ms) override {
     if (now_ms - last_heartbeat_ms_ >= RuntimeConfig::kHeartbeatMs) {
       last_heartbeat_ms_ = now_ms;
       const bool healthy = io::local_server_listening(config_.port);
       channel_.set_healthy(healthy);
+      channel_.set_load(static_cast<uint32_t>(engine_->open_connections()));
       if (spreader_udp_) {  // failures are counted by the messenger (spreader_send_errors)
         (void)spreader_udp_->send(spreader_, control::Keepalive{config_.node, heartbeat_seq_++, healthy});
       }

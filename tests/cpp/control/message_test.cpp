@@ -123,6 +123,8 @@ TEST(ControlMessageTest, NewMessagesRoundTrip) {
       Keepalive{"", 0},
       Keepalive{std::string(Keepalive::kMaxName, 'n'), 0xffffffff},
       Keepalive{"be2", 9, false},
+      Keepalive{"be3", 9, true, 42},
+      Keepalive{"be3", 9, false, 0xfffffffe},
       Release{kClient, 3, 0xfffffff0, 0x80000001, 12345, 501},
       Release{kClient, 1, 0, 0, 0, 0},
       Released{kClient, ReleaseStatus::kReleased, 0xdeadbeef, 77},
@@ -162,6 +164,22 @@ TEST(ControlMessageTest, KeepaliveStatusByte) {
   ++two_bytes[7];  // body length
   ASSERT_FALSE(decode(two_bytes).ok());
   EXPECT_EQ(decode(two_bytes).error(), DecodeError::BadLength);
+}
+
+// A load follows the status byte (then sent healthy or not) as a big-endian u32.
+TEST(ControlMessageTest, KeepaliveLoad) {
+  const auto loaded = encode(Keepalive{"be1", 7, true, 0x01020304});
+  ASSERT_EQ(loaded.size(), kHeaderLen + 5 + 3 + 1 + 4);
+  EXPECT_EQ(loaded[kHeaderLen + 8], 0);  // healthy
+  EXPECT_EQ(std::vector<uint8_t>(loaded.end() - 4, loaded.end()), (std::vector<uint8_t>{1, 2, 3, 4}));
+  const auto decoded = decode(loaded);
+  ASSERT_TRUE(decoded.ok());
+  EXPECT_EQ(std::get<Keepalive>(*decoded).load, 0x01020304u);
+  auto short_load = loaded;  // 3 bytes of a load
+  short_load.pop_back();
+  --short_load[7];
+  ASSERT_FALSE(decode(short_load).ok());
+  EXPECT_EQ(decode(short_load).error(), DecodeError::BadLength);
 }
 
 TEST(ControlMessageTest, HandoffRequestWireLayout) {

@@ -32,7 +32,7 @@ DispatchContext client(std::uint32_t addr, std::uint16_t port) {
 }
 
 TEST(PolicyFactory, MakesEveryNamedPolicy) {
-  ASSERT_EQ(policy_names().size(), 5u);
+  ASSERT_EQ(policy_names().size(), 6u);
   for (std::string_view name : policy_names()) {
     const std::unique_ptr<Policy> p = make_policy(name);
     ASSERT_NE(p, nullptr);
@@ -200,6 +200,139 @@ TEST(LeastActivePolicy, FollowsTheCountsAsTheEngineUpdatesThem) {
   // Each choice opens a connection there: the load must stay balanced.
   for (int i = 0; i < 300; ++i) ++ctx.active[p->select(head_for("/x"), owners, ctx)];
   EXPECT_EQ(ctx.active, (std::vector<std::uint32_t>{100, 100, 100}));
+}
+
+// --- LARD/R -------------------------------------------------------------------
+
+const std::vector<BackendId> kFour = {0, 1, 2, 3};
+
+TEST(LardPolicy, EachDocumentStaysOnOneNodeWhileLoadIsLow) {
+  auto p = make_lard_policy({.low = 2, .high = 5});
+  DispatchContext ctx;
+  ctx.active = {0, 0, 0, 0};
+  std::map<std::string, BackendId> first;
+  for (int round = 0; round < 20; ++round) {
+    for (int doc = 0; doc < 8; ++doc) {
+      const std::string path = "/d" + std::to_string(doc);
+      const BackendId id = p->select(head_for(path), kFour, ctx);
+      auto [it, added] = first.emplace(path, id);
+      EXPECT_EQ(it->second, id) << path << " moved in round " << round;
+    }
+    ctx.now_ms += 1000;
+  }
+  // The first choices spread over the idle nodes (not all on one).
+  std::map<BackendId, int> per;
+  for (const auto& [path, id] : first) ++per[id];
+  EXPECT_GE(per.size(), 2u);
+}
+
+TEST(LardPolicy, ANewDocumentGoesToTheLeastLoadedNode) {
+  auto p = make_lard_policy({.low = 2, .high = 5});
+  DispatchContext ctx;
+  ctx.active = {7, 3, 1, 9};
+  EXPECT_EQ(p->select(head_for("/new"), kFour, ctx), 2u);
+  // Only among the document's (live) owners.
+  const std::vector<BackendId> owners = {0, 3};
+  EXPECT_EQ(p->select(head_for("/other"), owners, ctx), 0u);
+}
+
+TEST(LardPolicy, ALoadedServerGetsAReplicaOnlyIfAnotherNodeIsIdle) {
+  auto p = make_lard_policy({.low = 2, .high = 5});
+  DispatchContext ctx;
+  ctx.active = {0, 0, 0, 0};
+  const BackendId home = p->select(head_for("/hot"), kFour, ctx);
+  // Above T_high, but no node below T_low: it stays home.
+  ctx.active = {4, 4, 4, 4};
+  ctx.active[home] = 6;
+  EXPECT_EQ(p->select(head_for("/hot"), kFour, ctx), home);
+  // One node idle (below T_low): it joins the document's set and takes the request.
+  const BackendId idle = (home + 1) % 4;
+  ctx.active[idle] = 1;
+  EXPECT_EQ(p->select(head_for("/hot"), kFour, ctx), idle);
+  // From then on the set is {home, idle}: the less loaded of the two serves.
+  ctx.active[idle] = 5;
+  ctx.active[home] = 3;
+  EXPECT_EQ(p->select(head_for("/hot"), kFour, ctx), home);
+  ctx.active[home] = 6;
+  EXPECT_EQ(p->select(head_for("/hot"), kFour, ctx), idle);
+}
+
+TEST(LardPolicy, TwiceTHighAddsAReplicaWhateverTheOthersLoad) {
+  auto p = make_lard_policy({.low = 2, .high = 5});
+  DispatchContext ctx;
+  ctx.active = {0, 0, 0, 0};
+  const BackendId home = p->select(head_for("/hot"), kFour, ctx);
+  ctx.active = {8, 8, 8, 8};
+  ctx.active[home] = 10;  // 2 * T_high
+  const BackendId next = p->select(head_for("/hot"), kFour, ctx);
+  EXPECT_NE(next, home);
+  EXPECT_EQ(ctx.active[next], 8u);
+}
+
+TEST(LardPolicy, ASetUnchangedForKLosesItsMostLoadedServer) {
+  auto p = make_lard_policy({.low = 2, .high = 5, .shrink_after_ms = 20'000});
+  DispatchContext ctx;
+  ctx.active = {0, 0, 0, 0};
+  const BackendId home = p->select(head_for("/hot"), kFour, ctx);
+  ctx.active = {4, 4, 4, 4};
+  ctx.active[home] = 6;
+  const BackendId idle = (home + 1) % 4;
+  ctx.active[idle] = 0;
+  ASSERT_EQ(p->select(head_for("/hot"), kFour, ctx), idle);  // set {home, idle} at t=0
+  ctx.active[home] = 3;
+  ctx.active[idle] = 1;
+  ctx.now_ms = 19'000;  // not yet K: both stay
+  EXPECT_EQ(p->select(head_for("/hot"), kFour, ctx), idle);
+  ctx.active[idle] = 4;
+  EXPECT_EQ(p->select(head_for("/hot"), kFour, ctx), home);
+  ctx.now_ms = 20'001;  // K passed: the most loaded (idle, 4) leaves; home serves
+  EXPECT_EQ(p->select(head_for("/hot"), kFour, ctx), home);
+  ctx.active[idle] = 0;  // even once it is the least loaded again (below T_high: no new replica)
+  EXPECT_EQ(p->select(head_for("/hot"), kFour, ctx), home);
+}
+
+TEST(LardPolicy, AServerThatIsNoLongerAnOwnerLeavesTheSet) {
+  auto p = make_lard_policy({.low = 2, .high = 5});
+  DispatchContext ctx;
+  ctx.active = {0, 0, 0, 0};
+  const BackendId home = p->select(head_for("/d"), kFour, ctx);
+  std::vector<BackendId> without;
+  for (BackendId id : kFour) {
+    if (id != home) without.push_back(id);
+  }
+  const BackendId other = p->select(head_for("/d"), without, ctx);  // home died
+  EXPECT_NE(other, home);
+  EXPECT_EQ(p->select(head_for("/d"), kFour, ctx), other);  // home is back: the document stays
+}
+
+TEST(LardPolicy, FactoryNamesAndThresholds) {
+  EXPECT_EQ(make_policy("lard")->name(), "lard");
+  EXPECT_EQ(make_policy("lard:4:10")->name(), "lard");
+  for (const char* bad : {"lard:", "lard:4", "lard:10:4", "lard:4:4", "lard:x:9", "lard:1:2:3", "lard:-1:5"}) {
+    EXPECT_THROW((void)make_policy(bad), std::invalid_argument) << bad;
+  }
+  // lard:4:10 behaves by those thresholds: 11 > T_high with a node at 3 < T_low.
+  auto p = make_policy("lard:4:10");
+  DispatchContext ctx;
+  ctx.active = {0, 0};
+  const std::vector<BackendId> two = {0, 1};
+  const BackendId home = p->select(head_for("/x"), two, ctx);
+  ctx.active[home] = 11;
+  ctx.active[1 - home] = 3;
+  EXPECT_EQ(p->select(head_for("/x"), two, ctx), 1 - home);
+}
+
+TEST(LardPolicy, RemembersABoundedNumberOfDocuments) {
+  auto p = make_lard_policy({.low = 2, .high = 5, .max_documents = 1});
+  DispatchContext ctx;
+  ctx.active = {0, 0, 0, 0};
+  const BackendId home = p->select(head_for("/a"), kFour, ctx);
+  (void)p->select(head_for("/b"), kFour, ctx);  // the one remembered now: /a is forgotten
+  ctx.active = {3, 3, 3, 3};
+  const BackendId idle = (home + 1) % 4;
+  ctx.active[idle] = 0;
+  // Remembered, /a would stay home (3 < T_high); forgotten, it starts at the least loaded.
+  EXPECT_EQ(p->select(head_for("/a"), kFour, ctx), idle);
 }
 
 }  // namespace

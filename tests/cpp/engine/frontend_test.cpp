@@ -220,6 +220,47 @@ TEST(FrontendTest, UnknownContentGoesToSomeBackend) {
   EXPECT_EQ(fe.engine.counters().dispatch_default, 1u);
 }
 
+// The load a policy sees (DispatchContext::active): the connections the
+// front-end handed to each back-end and has seen no FIN or RST of.
+struct LoadedFe : EngineFakes {
+  uint64_t now = 5000;
+  FrontendEngine engine;
+  explicit LoadedFe(const char* policy)
+      : engine(Fe::config(FrontendConfig::kDefaultMaxHalfOpen),
+               std::make_unique<dispatch::Dispatcher>(dispatch::ContentMap::parse("/r be1,be2\n"), policy), verdicts,
+               raw, [this] { return now; }) {}
+  // A connection from port `port` requesting /r: the back-end it was handed to.
+  net::Ipv4Addr handed(uint16_t port) {
+    const Endpoint client{kClient.addr, port};
+    auto syn = from_client(client).seq(100).flags(SYN).mss(1460).build();
+    run_one(engine, syn);
+    const uint32_t f = parse(raw.take().at(0)).pkt.seq();
+    auto ack = from_client(client).seq(101).ack(f + 1).flags(ACK).build();
+    run_one(engine, ack);
+    auto req = from_client(client).seq(101).ack(f + 1).flags(ACK).payload("GET /r HTTP/1.1\r\nHost: x\r\n\r\n").build();
+    run_one(engine, req);
+    return parse(raw.take().at(0)).pkt.dst_addr();
+  }
+};
+
+TEST(FrontendTest, PoliciesSeeTheConnectionsHandedToEachBackend) {
+  // lard:1:2: a document stays on its first server until that one carries more
+  // than 2 connections while the other carries fewer than 1.
+  LoadedFe fe("lard:1:2");
+  const net::Ipv4Addr home = fe.handed(41000);
+  EXPECT_EQ(fe.handed(41001), home);
+  EXPECT_EQ(fe.handed(41002), home);
+  const net::Ipv4Addr other = home == kBe1 ? kBe2 : kBe1;
+  EXPECT_EQ(fe.handed(41003), other) << "3 open connections on the first server: a replica on the idle one";
+}
+
+TEST(FrontendTest, TheBackendsHeartbeatLoadIsNotUsed) {
+  // The front-end counts every connection itself; a heartbeat's load lags.
+  LoadedFe fe("least-active");
+  fe.engine.on_message(kBe1, control::Keepalive{"be1", 1, true, 10});
+  EXPECT_NE(fe.handed(41000), fe.handed(41001)) << "both idle for the front-end: one each";
+}
+
 TEST(FrontendTest, ControlMessagesFromStrangersAreRefused) {
   Fe fe;
   fe.engine.on_message(kStranger, control::HandoffAck{kClient, 1});

@@ -50,6 +50,7 @@ TEST(HandoffTest, WithTheClusterKeyTheBackEndTakesOnlyTheFrontEndsReplayedSyns) 
     ASSERT_EQ(v.size(), 1u);
     EXPECT_EQ(v[0].kind, VerdictKind::AcceptModified);
     EXPECT_EQ(h.be.counters().active, 1u);
+    EXPECT_EQ(h.be.open_connections(), 1u);
     EXPECT_EQ(h.be.counters().forged_handoffs, 0u);
   }
   {  // another key's (and an unauthenticated front-end's, MAC 0): dropped, nothing created
@@ -221,6 +222,7 @@ TEST(HandoffTest, WholeConnectionWithTimestampsSackAndWindowScaling) {
   EXPECT_EQ(parse(bv[0].bytes).pkt.ack(), kBackendIsn + 1002);
   EXPECT_EQ(h.fe.counters().active, 1u);
   EXPECT_EQ(h.be.counters().active, 1u);
+  EXPECT_EQ(h.be.open_connections(), 0u) << "a lingering state is not load";
   h.now += FrontendConfig::kDefaultLingerMs;
   h.fe.on_timer();
   h.be.on_timer();

@@ -152,6 +152,7 @@ TEST(KernelCarrierTest, TheEndComesFromTheKernelAndRevokesTheEntry) {
   n.kernel.live.insert(FakeKernel::conn_key(kClient));
   n.carrier.on_timer(n.now);  // seen alive: no end
   EXPECT_TRUE(n.messages.take().empty());
+  EXPECT_EQ(n.carrier.open(), 1u);
   const int lookups = n.kernel.lookups;
   n.now += 100;
   n.carrier.on_timer(n.now);
@@ -167,8 +168,11 @@ TEST(KernelCarrierTest, TheEndComesFromTheKernelAndRevokesTheEntry) {
   ASSERT_EQ(n.kernel.revoked.size(), 1u);
   EXPECT_EQ(n.kernel.revoked[0], kClient);
   EXPECT_EQ(n.counters.kernel_ends, 1u);
-  // Lingers (a repeated request is acked, not adopted again), then freed.
+  // Lingers (a repeated request is acked, not adopted again), then freed; it no
+  // longer counts in the node's load.
   EXPECT_EQ(n.carrier.existing(kClient, kClientIsn)->phase, Carrier::Phase::kEnded);
+  EXPECT_EQ(n.carrier.active(), 1u);
+  EXPECT_EQ(n.carrier.open(), 0u);
   n.now += 500;
   n.carrier.on_timer(n.now);
   EXPECT_EQ(n.carrier.active(), 0u);

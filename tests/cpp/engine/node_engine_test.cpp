@@ -212,6 +212,34 @@ TEST(NodeEngineTest, RareReleasesLocalContentUntouched) {
   EXPECT_EQ(c.active, 0u);  // nothing more to do for this connection
 }
 
+// A load-aware policy at an origin sees what the other nodes say they serve
+// (their keepalives), as well as its own handoffs.
+TEST(NodeEngineTest, PoliciesSeeTheLoadInTheOtherNodesKeepalives) {
+  uint64_t now = 1000;
+  EngineFakes fakes;
+  NodeEngine a(node_config(NodeMode::kAlways, kA, {kA, kB, kC}, 7),
+               std::make_unique<dispatch::Dispatcher>(
+                   dispatch::ContentMap::parse("/docs/a a\n/docs/b b\n/docs/c c\n/docs/r b,c\n"), "least-active"),
+               fakes.verdicts, fakes.raw, fakes.messages, [&] { return now; });
+  const std::string request = "GET /docs/r HTTP/1.1\r\nHost: cluster\r\nConnection: close\r\n\r\n";
+  auto handed = [&](uint16_t port) {
+    auto syn = from_client(port).seq(kClientIsn).flags(SYN).mss(1460).build();
+    fakes.run(a, syn, io::Hook::kPreRouting);
+    const uint32_t f = parse(fakes.raw.take().at(0)).pkt.seq();
+    auto ack = from_client(port).seq(kClientIsn + 1).ack(f + 1).flags(ACK).build();
+    fakes.run(a, ack, io::Hook::kPreRouting);
+    auto req = from_client(port).seq(kClientIsn + 1).ack(f + 1).flags(ACK | PSH).payload(request).build();
+    fakes.run(a, req, io::Hook::kPreRouting);
+    auto msgs = fakes.messages.take();
+    EXPECT_EQ(msgs.size(), 1u);
+    return msgs.empty() ? net::Ipv4Addr{} : msgs[0].to;
+  };
+  a.on_message(kB, control::Keepalive{"b", 1, true, 10});
+  for (uint16_t port = 41000; port < 41006; ++port) EXPECT_EQ(handed(port), kC) << port;
+  a.on_message(kB, control::Keepalive{"b", 2, true, 0});  // b idle again; this node handed 6 to c
+  EXPECT_EQ(handed(41006), kB);
+}
+
 TEST(NodeEngineTest, RareServesReplicatedContentWhereItLands) {
   // /docs/r is on a and b; the policy ("first") would pick a, but b owns it too.
   uint64_t now = 1000;

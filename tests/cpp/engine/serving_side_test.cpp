@@ -54,6 +54,7 @@ class RecordingCarrier final : public Carrier {
   void on_timer(uint64_t) override {}
   std::vector<Orphan> take_over(net::Ipv4Addr, net::Ipv4Addr) override { return {}; }
   size_t active() const override { return taken.size(); }
+  size_t open() const override { return taken.size(); }
 
   std::vector<std::pair<net::Ipv4Addr, control::Release>> releases;
   bool busy = false;
