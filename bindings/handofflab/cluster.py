@@ -80,6 +80,8 @@ from .agent import NodeAgent
 from .impair import ImpairStage
 from .documents import Document
 from .netutil import FetchResult, WrkResult
+from . import memcap
+from .memcap import MemoryCap
 from .nginx import NginxServer
 from .spec import (DATAPATHS, ENGINE_MODES, IMPLEMENTED_MODES, MODES,  # re-exported
                    POLICIES, SYMMETRIC_MODES, ClusterSpec, engine_roles)
@@ -137,6 +139,8 @@ class Cluster:
         self.locality = content.locality
         self.engines = engines.enabled
         self.offload = shape.offload
+        self.backend_memory_mb = shape.backend_memory_mb  # memory caps: handofflab.memcap
+        self.memory_caps: dict[str, MemoryCap] = {}
         self.sizes = content.sizes
         self.access_log = engines.access_log
         self.policy = content.policy
@@ -217,7 +221,8 @@ class Cluster:
         self.content_map_path = docs_mod.write_content_map(
             self.documents, self.tmpdir / "content.map")
         self.docroots = docs_mod.populate_docroots(
-            self.documents, source, self.tmpdir / "www", self.backends)
+            self.documents, source, self.tmpdir / "www", self.backends,
+            copy=self.backend_memory_mb is not None)
 
         self.tag = _unique_tag()
         cluster_topo = topo.ClusterTopo(backends=self.n_backends, clients=self.n_clients,
@@ -258,6 +263,11 @@ class Cluster:
                                  deferred=self.mode == "rare")
             self.servers[name] = server
             server.start(topo.backend_ip(i))
+            if self.backend_memory_mb is not None:
+                if not self.memory_caps:
+                    memcap.remove_leftovers()  # empty groups of crashed runs
+                self.memory_caps[name] = MemoryCap(self.tag, name, self.backend_memory_mb << 20)
+                self.memory_caps[name].add(server.pids)
         self._check_routes()
         if self.mode in SYMMETRIC_MODES:
             self._check_spread()  # before the engines: nginx's X-Backend names the node
@@ -524,6 +534,9 @@ class Cluster:
                 server.stop()
             except Exception:  # keep cleaning up
                 log.exception("stopping nginx on %s", name)
+        for cap in self.memory_caps.values():
+            cap.remove()
+        self.memory_caps = {}
         if self.net is not None:
             try:
                 self.net.stop()
@@ -685,6 +698,12 @@ class Cluster:
         if self.net is None:
             raise RuntimeError("cluster is not running")
         return {h.name: netutil.loss_drops(h) for h in self.net.hosts}
+
+    def disk_reads(self) -> dict[str, int]:
+        """{back-end: bytes its nginx has read from storage so far} (page cache
+        misses; memcap.disk_read_bytes). With backend_memory_mb, what a policy's
+        locality saves shows here."""
+        return {name: memcap.disk_read_bytes(server.pids) for name, server in self.servers.items()}
 
     def pids(self) -> dict[str, list[int]]:
         """{what: [pid, ...]} of every process this cluster started (for audits)."""

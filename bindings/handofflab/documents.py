@@ -282,15 +282,25 @@ def read_content_map(path: Path) -> dict[str, tuple[str, ...]]:
 
 
 def populate_docroots(docs: Iterable[Document], source: Path, root: Path,
-                      backends: Sequence[str]) -> dict[str, Path]:
+                      backends: Sequence[str], copy: bool = False) -> dict[str, Path]:
     """Create root/<backend>/ with docs/<file> for each document it owns (hard
-    links from the cache, copies across file systems). Returns backend -> docroot."""
+    links from the cache, copies across file systems). Returns backend -> docroot.
+
+    copy=True: every back-end gets copies of its own, dropped from the page cache
+    once written, so each caches what it reads apart from the others (the
+    per-back-end memory caps of handofflab.memcap)."""
+    from .memcap import drop_cached
+
     roots = {b: root / b for b in backends}
     for r in roots.values():
         (r / URL_PREFIX.strip("/")).mkdir(parents=True, exist_ok=True)
     for d in docs:
         for owner in d.owners:
             target = roots[owner] / d.path.lstrip("/")
+            if copy:
+                shutil.copyfile(source / d.filename, target)
+                drop_cached(target)
+                continue
             try:
                 os.link(source / d.filename, target)
             except OSError:

@@ -102,7 +102,7 @@ def impairment(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def check_modes(labels: Sequence[str]) -> None:
     """ValueError for a mode label naming no mode (ALL_MODES), an unknown data
-    path, or a data path on a mode without engines ("proxy/kernel")."""
+    path or policy, or either on a mode without engines ("proxy/kernel")."""
     unknown, no_engine = [], []
     for m in labels:
         try:
@@ -111,12 +111,12 @@ def check_modes(labels: Sequence[str]) -> None:
             raise ValueError(f"mode label {m!r}: {exc}") from None
         if label.mode not in ALL_MODES:
             unknown.append(m)
-        elif label.datapath is not None and label.mode not in DATAPATH_MODES:
+        elif (label.datapath is not None or label.policy is not None) and label.mode not in DATAPATH_MODES:
             no_engine.append(m)
     if unknown:
         raise ValueError(f"unknown modes {unknown}; modes: {', '.join(ALL_MODES)}")
     if no_engine:
-        raise ValueError(f"{no_engine}: a data path applies to the engine modes only "
+        raise ValueError(f"{no_engine}: a data path or policy applies to the engine modes only "
                          f"({', '.join(DATAPATH_MODES)})")
 
 

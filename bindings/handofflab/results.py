@@ -57,6 +57,8 @@ METRICS: dict[str, tuple[str, str]] = {
     "active_max": ("", "soak: largest active count of a node in a sample"),
     "drain_s": ("s", "soak: load end -> every node's active 0"),
     "verdict_ok": ("", "soak: 1 when every verdict holds"),
+    "disk_read_mb": ("MiB", "locality: bytes the back-ends' nginx read from disk (page cache "
+                     "misses under backend_memory_mb)"),
 }
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ROOT = Path(os.environ.get("HANDOFFLAB_RESULTS", REPO_ROOT / "results"))

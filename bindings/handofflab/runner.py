@@ -34,7 +34,7 @@ from . import trace as trace_mod
 from . import workload as wl
 from .progress import Progress
 from .results import ResultsDir
-from .spec import DATAPATHS
+from .spec import DATAPATHS, POLICIES, valid_policy
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +46,13 @@ __all__ = ["ModeLabel", "Runner", "cpu_seconds", "docset_spec", "parse_mode", "p
 @dataclass(frozen=True)
 class ModeLabel:
     """A mode label of an experiment config, parsed: the mode, the locality level
-    (or None) and the engines' data path (or None: the cluster's default, auto)."""
+    (or None), the engines' data path (or None: the cluster's default, auto) and
+    the dispatch policy (or None: the config's cluster ``policy``)."""
 
     mode: str
     locality: Optional[str] = None
     datapath: Optional[str] = None
+    policy: Optional[str] = None
 
 
 def parse_mode(label: str) -> ModeLabel:
@@ -58,7 +60,9 @@ def parse_mode(label: str) -> ModeLabel:
     is on the node that accepted the connection; "1/N" is plain partitioning);
     "frontend/kernel", "always/nfqueue", "rare@0.9/kernel" (or "rare/kernel@0.9"):
     the engines on that data path (DATAPATHS), so one run compares both paths
-    per design. A plain label is the mode itself."""
+    per design; "frontend+lard", "always+hash-path/kernel": the engines'
+    dispatch policy (spec.valid_policy), so one run compares policies. A plain
+    label is the mode itself."""
     datapath = None
     for dp in DATAPATHS:
         if label.endswith("/" + dp):
@@ -70,7 +74,10 @@ def parse_mode(label: str) -> ModeLabel:
         if datapath not in DATAPATHS:
             raise ValueError(f"unknown data path {datapath!r} in mode label; data paths: "
                              f"{', '.join(DATAPATHS)}")
-    return ModeLabel(base, locality if sep else None, datapath)
+    base, plus, policy = base.partition("+")
+    if plus and not valid_policy(policy):
+        raise ValueError(f"unknown policy {policy!r} in mode label; policies: {', '.join(POLICIES)}")
+    return ModeLabel(base, locality if sep else None, datapath, policy if plus else None)
 
 
 def split_mode(label: str) -> tuple[str, Optional[str]]:
@@ -208,6 +215,8 @@ class Runner:
                 ckw["locality"] = _locality(label.locality, int(ckw.get("backends", 3)))
             if label.datapath is not None:
                 ckw["datapath"] = label.datapath
+            if label.policy is not None:
+                ckw["policy"] = label.policy
             sizes = self.trace.cluster_sizes() if self.trace else docset.cluster_sizes(self.seed)
             kwargs = dict(mode=label.mode, seed=self.seed, sizes=sizes, access_log=False, **ckw)
             if mode == "proxy" and proxy_opts:

@@ -87,13 +87,19 @@ class Topology:
     """The cluster's shape. backends, clients: counts; bw_mbit: rate of the node
     links (fe, back-ends; None = unlimited), client links get ``client_bw_factor``
     times that; offload: False turns tx checksum/TSO/GSO off on every host
-    interface."""
+    interface.
+
+    backend_memory_mb: each back-end's nginx in a memory cgroup capped at this
+    many MB (its page cache included), its documents copies of its own: the
+    back-ends cache apart, as on separate machines, so a policy's locality shows
+    (handofflab.memcap; None: one shared page cache)."""
 
     backends: int = 3
     clients: int = 1
     bw_mbit: Optional[float] = None
     client_bw_factor: float = topo.CLIENT_BW_FACTOR
     offload: bool = True
+    backend_memory_mb: Optional[int] = None
 
     @property
     def client_bw_mbit(self) -> Optional[float]:
@@ -194,7 +200,7 @@ KEYWORDS: dict[str, tuple[str, str]] = {
     "mode": ("", "mode"), "seed": ("", "seed"), "pcap": ("", "pcap"),
     "backends": ("topology", "backends"), "clients": ("topology", "clients"),
     "bw_mbit": ("topology", "bw_mbit"), "client_bw_factor": ("topology", "client_bw_factor"),
-    "offload": ("topology", "offload"),
+    "offload": ("topology", "offload"), "backend_memory_mb": ("topology", "backend_memory_mb"),
     "sizes": ("content", "sizes"), "replicate": ("content", "replicate"),
     "locality": ("content", "locality"), "policy": ("content", "policy"),
     "loss": ("impairments", "loss"), "delay_ms": ("impairments", "delay_ms"),
@@ -244,6 +250,9 @@ class ClusterSpec:
             raise ValueError("loss must be within [0, 1)")
         if shape.bw_mbit is not None and shape.bw_mbit <= 0:
             raise ValueError("bw_mbit must be positive or None")
+        if shape.backend_memory_mb is not None and (not isinstance(shape.backend_memory_mb, int)
+                                                    or shape.backend_memory_mb < 16):
+            raise ValueError("backend_memory_mb must be a whole number of MB >= 16, or None")
         if self.engines.datapath not in DATAPATHS:
             raise ValueError(f"unknown datapath {self.engines.datapath!r}; data paths: "
                              f"{', '.join(DATAPATHS)}")

@@ -24,7 +24,7 @@ from handofflab.results import ROW_KEYS, ResultsDir
 pytestmark = pytest.mark.integration
 
 REQUIRED_MODES = tuple(m for m in os.environ.get("HANDOFFLAB_REQUIRE_MODES", "").split(",") if m)
-EXPERIMENTS = ("always-vs-rare", "throughput", "latency", "size-sweep", "keepalive")
+EXPERIMENTS = ("always-vs-rare", "throughput", "latency", "size-sweep", "keepalive", "locality")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -120,6 +120,28 @@ def test_keepalive_reports_moves_and_the_proxy_ratio(run: tuple[str, ResultsDir]
         assert row["owner_changes"] == (0.0 if row["mode"] == "direct" else pytest.approx(1.0))
     summary = (rd.path / "summary.md").read_text()
     assert "vs_proxy" in summary and "moves_per_request" in summary
+
+
+def test_locality_lard_and_hashing_read_less_from_disk(run: tuple[str, ResultsDir]) -> None:
+    """locality: each back-end's memory capped below what it owns (two owners per
+    document). Round-robin and least-active make each back-end serve every
+    document it owns, so its page cache thrashes; LARD and path hashing keep a
+    document on one of them, whose share fits: they read about the document set
+    once (cold caches), the others several times that. Not a speed assertion: the
+    same bytes, counted by the kernel (/proc/<pid>/io)."""
+    name, rd = run
+    if name != "locality":
+        pytest.skip("locality only")
+    reads = {r["mode"]: r["disk_read_mb"] for r in rd.rows}
+    total_mb = sum(r["documents"] * r["mean_doc_bytes"] for r in rd.rows[:1]) / 2**20
+    for local in ("frontend+lard", "frontend+hash-path"):
+        assert reads[local] <= 1.2 * total_mb, reads
+        for spread in ("frontend+round-robin", "frontend+least-active"):
+            assert reads[spread] > 2 * reads[local], reads
+    for row in rd.rows:
+        assert {f"disk_read_mb_be{i}" for i in (1, 2, 3)} <= set(row), row
+        assert row["backend_memory_mb"] == 48
+    assert not list(Path("/sys/fs/cgroup/memory").glob("handofflab-*")), "a memory cgroup was left"
 
 
 def test_keepalive_takes_data_path_labels(cluster_requirements: None, tmp_path: Path) -> None:

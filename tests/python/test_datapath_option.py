@@ -108,6 +108,9 @@ def test_datapaths_come_from_the_counter() -> None:
     ("rare@0.9/kernel", ModeLabel("rare", "0.9", "kernel")),
     ("rare@1/N/nfqueue", ModeLabel("rare", "1/N", "nfqueue")),
     ("rare/kernel@0.5", ModeLabel("rare", "0.5", "kernel")),
+    ("frontend+lard", ModeLabel("frontend", policy="lard")),
+    ("frontend+lard:4:10/kernel", ModeLabel("frontend", None, "kernel", "lard:4:10")),
+    ("always+hash-path@0.5/nfqueue", ModeLabel("always", "0.5", "nfqueue", "hash-path")),
 ])
 def test_mode_labels(label: str, parsed: ModeLabel) -> None:
     assert parse_mode(label) == parsed
@@ -124,6 +127,11 @@ def test_bad_mode_labels_are_refused() -> None:
         experiment.check_modes(["lvs/kernel"])
     with pytest.raises(ValueError, match="mode label"):
         experiment.check_modes(["always/ebpf"])
+    with pytest.raises(ValueError, match="unknown policy 'coin'"):
+        parse_mode("frontend+coin")
+    experiment.check_modes(["frontend+lard", "frontend+round-robin/kernel"])
+    with pytest.raises(ValueError, match="engine modes only"):
+        experiment.check_modes(["proxy+lard"])
 
 
 def test_user_space_packets_per_connection() -> None:
