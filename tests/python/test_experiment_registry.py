@@ -14,7 +14,7 @@ from handofflab import cli, experiment, registry
 from handofflab.results import ResultsDir
 from handofflab.runner import Runner
 
-REPO_EXPERIMENTS = ("always-vs-rare", "keepalive", "latency", "size-sweep", "soak", "throughput")
+REPO_EXPERIMENTS = ("always-vs-rare", "keepalive", "latency", "locality", "size-sweep", "soak", "throughput")
 
 CONFIG = {
     "description": "a folder-only test experiment",
