@@ -120,6 +120,7 @@ def test_the_repository_experiments_are_unchanged() -> None:
     assert tuple(experiment.available()) == REPO_EXPERIMENTS
     assert experiment.runner_class("soak").__name__ == "SoakRunner"
     assert experiment.runner_class("keepalive").__name__ == "KeepAliveRunner"
+    assert experiment.runner_class("locality").__name__ == "LocalityRunner"
     for name in REPO_EXPERIMENTS:
-        if name not in ("soak", "keepalive"):
+        if name not in ("soak", "keepalive", "locality"):
             assert experiment.runner_class(name) is Runner, name
