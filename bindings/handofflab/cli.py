@@ -45,6 +45,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="an access log (Common or Combined Log Format): its documents (paths, sizes) "
                    "and requests replace the experiment's document set and request stream "
                    "(replayed as fast as possible, per client); bad lines are counted and skipped")
+    p.add_argument("--trace-timing", choices=("fast", "log"),
+                   help="with --trace: 'fast' (the default) replays the requests as fast as possible "
+                   "(wrk, closed loop); 'log' at the log's own timing (open loop: each request on a new "
+                   "connection at its logged time, those of one second spread over it; latency figures)")
+    p.add_argument("--trace-speed", type=float, metavar="X",
+                   help="with --trace-timing log: replay X times faster than logged (default 1)")
     p.add_argument("--pcap", action="store_true",
                    help="record every host's packets during each measurement (libpcap, headers only: "
                    "snaplen 128, at most 64 MB per host) into the results folder's pcap/, one "
@@ -95,6 +101,14 @@ def _run_experiment(name: str, args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             sys.exit(f"handofflab: --trace: {exc}")
         overrides["trace"] = str(args.trace.resolve())
+    if (args.trace_timing or args.trace_speed is not None) and args.trace is None:
+        sys.exit("handofflab: --trace-timing and --trace-speed need --trace")
+    if args.trace_speed is not None and args.trace_speed <= 0:
+        sys.exit("handofflab: --trace-speed must be > 0")
+    if args.trace_timing:
+        overrides["trace_timing"] = args.trace_timing
+    if args.trace_speed is not None:
+        overrides["trace_speed"] = args.trace_speed
     if args.pcap:
         overrides["pcap"] = True
     if args.duration is not None:

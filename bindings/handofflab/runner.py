@@ -181,7 +181,11 @@ class Runner:
             log.warning("trace %s: %s", cfg["trace"], self.trace.summary())
             rd.manifest["trace"] = {"file": str(cfg["trace"]), "summary": self.trace.summary(),
                                     "requests": len(self.trace.requests),
-                                    "documents": len(self.trace.sizes), "bad_lines": self.trace.bad_lines}
+                                    "documents": len(self.trace.sizes), "bad_lines": self.trace.bad_lines,
+                                    "timing": cfg.get("trace_timing", "fast"),
+                                    "speed": float(cfg.get("trace_speed", 1.0))}
+            if rd.manifest["trace"]["timing"] not in ("fast", "log"):
+                raise ValueError(f"trace_timing {rd.manifest['trace']['timing']!r}: fast or log")
 
     # groups: [(cluster kwargs, docset, workload name, [x values])]
     def groups(self) -> list[tuple[dict[str, Any], dict[str, Any], str, list[Any]]]:
@@ -264,14 +268,20 @@ class Runner:
                                "documents": len(docs), **self._datapath_of(c),
                                "mean_doc_bytes": round(sum(d.size for d in docs) / len(docs))}
         streams: Optional[list[list[str]]] = None
+        load, probe = self.cfg.get("load"), self.cfg.get("probe")
+        timed: Optional[list[tuple[float, str]]] = None  # the log's timing: (offset, document path)
         if self.trace is not None:  # the log's requests, its paths as the cluster's documents
             to_doc = self.trace.mapping({d.path: d.size for d in docs})
             streams = [[to_doc[p] for p in s] for s in self.trace.streams(len(c.clients) + 1)]
+            if self.cfg.get("trace_timing", "fast") == "log":  # open loop: the probe, no wrk
+                speed = float(self.cfg.get("trace_speed", 1.0))
+                timed = [(t, to_doc[p]) for t, p in self.trace.schedule(speed)]
+                load, probe = None, dict(probe or {}, count=len(timed))
+                row.update(trace_timing="log", trace_speed=speed)
         if self.cfg.get("pcap"):  # every host's packets during this measurement
             c.start_capture(self.rd.path / "pcap", prefix=f"{tag}-")
         before = self._counters(c)
         procs: list[tuple[str, subprocess.Popen, Path]] = []
-        load, probe = self.cfg.get("load"), self.cfg.get("probe")
         if load:
             for ci, host in enumerate(c.clients):
                 stream = (streams[ci] if streams is not None else
@@ -281,14 +291,17 @@ class Runner:
                     procs += self._start_wrk(c, host, stream, owners, load, keep_alive, f"{tag}-c{ci}")
         probe_proc = None
         if probe:
-            probe_stream = None
-            if streams is not None:  # the probe's share of the log's clients (else all of it)
+            probe_stream, offsets = None, None
+            if timed is not None:  # every request of the log, at its time
+                offsets, probe_stream = [t for t, _ in timed], [p for _, p in timed]
+            elif streams is not None:  # the probe's share of the log's clients (else all of it)
                 probe_stream = (streams[-1] or [p for s in streams for p in s])[:int(probe["count"])]
-            probe_proc = self._start_probe(c, paths, owners, zipf, probe, tag, probe_stream)
+            probe_proc = self._start_probe(c, paths, owners, zipf, probe, tag, probe_stream, offsets)
         try:
             wrk_stats = self._wait_wrk(procs, float(load["seconds"]) + 60 if load else 60.0)
             if probe_proc is not None:
-                self._finish_probe(probe_proc, owners, row, mode, wname, x, tag)
+                span = timed[-1][0] if timed else 0.0
+                self._finish_probe(probe_proc, owners, row, mode, wname, x, tag, timeout=300 + span)
         finally:  # on any failure: end what this measurement started, by Popen
             for p in [p for _, p, _ in procs] + ([probe_proc] if probe_proc else []):
                 if p.poll() is None:
@@ -368,8 +381,8 @@ class Runner:
         return procs
 
     def _start_probe(self, c: Any, paths: list[str], owners: dict[str, Any], zipf: float,
-                     probe: dict[str, Any], tag: str,
-                     stream: Optional[list[str]] = None) -> subprocess.Popen:
+                     probe: dict[str, Any], tag: str, stream: Optional[list[str]] = None,
+                     offsets: Optional[list[float]] = None) -> subprocess.Popen:
         if stream is None:
             stream = wl.request_stream(paths, int(probe["count"]), zipf, self.seed, client=1000)
         targets = []
@@ -383,14 +396,18 @@ class Runner:
             else:
                 targets.append(f"{c.vip}{p}")
         tfile = self.rd.raw(f"{tag}-probe-targets.txt")
+        if offsets is not None:  # 'OFFSET TARGET' lines: workload.py probe --schedule
+            targets = [f"{o:.6f} {t}" for o, t in zip(offsets, targets)]
         tfile.write_text("\n".join(targets) + "\n")
         args = ["/usr/bin/python3", wl.__file__, "probe", "--targets", str(tfile),
                 "--rate", str(probe.get("rate", 0)), "--timeout", str(probe.get("timeout_s", 10))]
+        if offsets is not None:
+            args.append("--schedule")
         return c.clients[0].popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def _finish_probe(self, p: subprocess.Popen, owners: dict[str, Any], row: dict[str, Any],
-                      mode: str, wname: str, x: Any, tag: str) -> None:
-        out, err = p.communicate(timeout=300)
+                      mode: str, wname: str, x: Any, tag: str, timeout: float = 300) -> None:
+        out, err = p.communicate(timeout=timeout)
         text = out.decode(errors="replace")
         self.rd.raw(f"{tag}-probe.jsonl").write_text(text)
         if p.returncode != 0:

@@ -16,8 +16,11 @@ The cluster generates one document per trace path with the same size
 (``cluster_sizes``) and ``mapping`` pairs them by size, so every replayed
 request asks for a document of its logged size from its owner. Requests are
 replayed as fast as possible (wrk, closed loop: each of the cluster's client
-hosts replays its share of the log's clients); the log's own timing is kept
-in ``TraceRequest.time`` for an open-loop replay.
+hosts replays its share of the log's clients), or at the log's own timing
+(``schedule``: open loop, every request at its logged second, those of one
+second spread evenly over it, optionally faster by a speed factor; the runner's
+probe issues them, each on a fresh connection, whether earlier ones finished
+or not).
 """
 from __future__ import annotations
 
@@ -84,6 +87,26 @@ class Trace:
             if len(theirs) < len(ours):
                 raise ValueError(f"{len(ours)} trace path(s) of {size} bytes, {len(theirs)} document(s)")
             out.update(zip(ours, theirs))
+        return out
+
+    def schedule(self, speed: float = 1.0) -> list[tuple[float, str]]:
+        """Every request as (seconds after the first, trace path), in log order:
+        at its logged time divided by ``speed``; CLF times have whole seconds, so
+        the n requests logged in one second start k/n of it apart."""
+        if speed <= 0:
+            raise ValueError("speed must be > 0")
+        if not self.requests:
+            return []
+        t0 = min(r.time for r in self.requests)
+        per_second: dict[float, int] = {}
+        for r in self.requests:
+            per_second[r.time] = per_second.get(r.time, 0) + 1
+        seen: dict[float, int] = {}
+        out = []
+        for r in self.requests:
+            k = seen.get(r.time, 0)
+            seen[r.time] = k + 1
+            out.append(((r.time - t0 + k / per_second[r.time]) / speed, r.path))
         return out
 
     def streams(self, groups: int) -> list[list[str]]:

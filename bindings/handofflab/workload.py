@@ -334,20 +334,24 @@ def _one(target: str, sched: float, timeout: float) -> ProbeResult:
 
 
 def probe(targets: Sequence[str], rate: float, timeout: float = 10.0,
-          max_outstanding: int = 64) -> list[ProbeResult]:
+          max_outstanding: int = 64, offsets: Optional[Sequence[float]] = None) -> list[ProbeResult]:
     """Fetch each target ('ip/path') once over a fresh connection (blocking sockets:
     little client overhead), open loop at ``rate`` requests/s: request i starts at
     t0 + i/rate on a pool thread even if earlier ones are still running (rate <= 0:
     closed loop, one at a time). Bounded by len(targets), max_outstanding threads
     and the per-call timeout. A request that waits for a free thread keeps its
-    scheduled time, so sched_total charges the wait (coordinated omission)."""
-    if rate <= 0:
+    scheduled time, so sched_total charges the wait (coordinated omission).
+    ``offsets`` (seconds after the start, one per target, ascending; e.g. a
+    trace's schedule) replace the rate's even spacing."""
+    if offsets is not None and len(offsets) != len(targets):
+        raise ValueError(f"{len(offsets)} offsets for {len(targets)} targets")
+    if rate <= 0 and offsets is None:
         return [_one(t, time.perf_counter(), timeout) for t in targets]
     start = time.perf_counter() + 0.01
     with concurrent.futures.ThreadPoolExecutor(max_workers=max_outstanding) as pool:
         futures = []
         for i, t in enumerate(targets):
-            sched = start + i / rate
+            sched = start + (offsets[i] if offsets is not None else i / rate)
             delay = sched - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
@@ -475,6 +479,9 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     p = sub.add_parser("probe", help="fetch targets ('ip/path' per line); JSON lines out")
     p.add_argument("--targets", required=True)
     p.add_argument("--rate", type=float, default=0.0, help="requests/s, open loop (0: closed loop)")
+    p.add_argument("--schedule", action="store_true",
+                   help="targets lines are 'OFFSET TARGET': each starts OFFSET seconds after the first "
+                   "(open loop; --rate ignored)")
     p.add_argument("--timeout", type=float, default=10.0)
     k = sub.add_parser("keepalive", help="GET URLs over persistent http.client connections")
     k.add_argument("urls", nargs="+")
@@ -504,7 +511,11 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     with open(args.targets) as f:
         targets = [line.strip() for line in f if line.strip()]
-    for r in probe(targets, args.rate, args.timeout):
+    offsets = None
+    if args.schedule:
+        pairs = [line.split(None, 1) for line in targets]
+        offsets, targets = [float(o) for o, _ in pairs], [t for _, t in pairs]
+    for r in probe(targets, args.rate, args.timeout, offsets=offsets):
         d = asdict(r)
         d.pop("extra")
         sys.stdout.write(json.dumps(d) + "\n")

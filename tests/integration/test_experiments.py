@@ -275,6 +275,26 @@ def test_a_trace_brings_its_documents_and_requests(cluster_requirements: None, t
             assert row["requests"] > 0 and row["errors"] == 0 and row["non_2xx"] == 0, row
 
 
+def test_a_trace_at_the_logs_timing(cluster_requirements: None, tmp_path: Path) -> None:
+    """``--trace tests/data/access.log --trace-timing log --trace-speed 4``: no wrk;
+    every logged request on its own connection at its logged time (those of one
+    second spread over it), 4x faster: 12 requests over 8 s of log in ~2 s, all
+    answered by an owner."""
+    log = Path(__file__).resolve().parents[1] / "data" / "access.log"
+    rd = experiment.run("latency", quick=True, modes=["frontend"], out_root=tmp_path, plots=False,
+                        overrides={"trace": str(log), "trace_timing": "log", "trace_speed": 4.0})
+    assert not rd.failed, rd.failed
+    (row,) = rd.rows
+    assert row["trace_timing"] == "log" and row["trace_speed"] == 4.0
+    assert row["probe_n"] == 12 and row["probe_errors"] == 0 and row["misrouted"] == 0, row
+    assert "requests" not in row  # no closed-loop load
+    targets = (rd.path / "raw" / "frontend-small---r0-probe-targets.txt").read_text().split("\n")
+    assert [float(t.split()[0]) for t in targets if t] == [
+        0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.5, 1.625, 1.75, 2.0]
+    manifest = json.loads((rd.path / "manifest.json").read_text())
+    assert manifest["trace"]["timing"] == "log" and manifest["trace"]["speed"] == 4.0
+
+
 def test_pcap_records_every_host_and_shows_where_the_bytes_flowed(cluster_requirements: None,
                                                                    tmp_path: Path) -> None:
     """``./lab run latency --pcap``: one Wireshark-readable trace per host and

@@ -51,6 +51,41 @@ def test_streams_keep_each_clients_requests_together_in_order() -> None:
         t.streams(0)
 
 
+def test_schedule_keeps_the_logs_timing() -> None:
+    t = trace.parse(LOG.splitlines())
+    # Requests at 13:55:36, :37, :38, :42, :43, :44 (the others skipped).
+    assert t.schedule() == [(0.0, "/index.html"), (1.0, "/img/a.png"), (2.0, "/index.html"),
+                            (6.0, "/img/b.png"), (7.0, "/img/a.png"), (8.0, "/index.html")]
+    assert [o for o, _ in t.schedule(speed=4)] == [0.0, 0.25, 0.5, 1.5, 1.75, 2.0]
+    # Three requests logged in one second start a third of it apart.
+    same = trace.parse([f'10.0.0.{i} - - [10/Oct/2000:13:55:36 -0700] "GET /a HTTP/1.1" 200 5' for i in range(3)]
+                       + ['10.0.0.9 - - [10/Oct/2000:13:55:37 -0700] "GET /a HTTP/1.1" 200 5'])
+    assert [round(o, 3) for o, _ in same.schedule()] == [0.0, 0.333, 0.667, 1.0]
+    with pytest.raises(ValueError, match="speed"):
+        t.schedule(speed=0)
+
+
+def test_the_probe_follows_a_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from handofflab import workload
+
+    started: list[tuple[str, float, float]] = []  # (target, when called, scheduled for)
+
+    def fake_one(target: str, sched: float, timeout: float) -> workload.ProbeResult:
+        started.append((target, time.perf_counter(), sched))
+        return workload.ProbeResult(target)
+
+    monkeypatch.setattr(workload, "_one", fake_one)
+    workload.probe(["h/a", "h/b", "h/c"], rate=0, offsets=[0.0, 0.3, 0.6])
+    assert [t for t, _, _ in started] == ["h/a", "h/b", "h/c"]
+    scheduled = [s - started[0][2] for _, _, s in started]
+    assert scheduled == pytest.approx([0.0, 0.3, 0.6])
+    assert all(0 <= called - s < 0.1 for _, called, s in started), started  # on time, open loop
+    with pytest.raises(ValueError, match="2 offsets for 3 targets"):
+        workload.probe(["a", "b", "c"], rate=0, offsets=[0.0, 1.0])
+
+
 def test_mapping_pairs_paths_with_documents_of_the_same_size() -> None:
     t = trace.parse(LOG.splitlines())
     m = t.mapping({"/docs/2326-0.bin": 2326, "/docs/10240-0.bin": 10240, "/docs/10240-1.bin": 10240})
@@ -78,3 +113,9 @@ def test_run_refuses_a_trace_it_cannot_use(tmp_path: Path, monkeypatch: pytest.M
         main(["run", "always-vs-rare", "--trace", str(f)])
     with pytest.raises(SystemExit, match="--trace"):
         main(["run", "always-vs-rare", "--trace", str(tmp_path / "absent.log")])
+    with pytest.raises(SystemExit, match="need --trace"):
+        main(["run", "latency", "--trace-timing", "log"])
+    good = tmp_path / "good.log"
+    good.write_text(LOG)
+    with pytest.raises(SystemExit, match="--trace-speed must be > 0"):
+        main(["run", "latency", "--trace", str(good), "--trace-timing", "log", "--trace-speed", "0"])
