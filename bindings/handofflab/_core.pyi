@@ -612,15 +612,23 @@ class Engine:
         file holding the cluster key (>= 32 bytes, the same on every node): every control
         message is authenticated with HMAC-SHA256 and replays are refused (default: none,
         unauthenticated)
-    spreader: str | None = none  (--spreader; always, rare)
+    spreader: str | None = none  (--spreader; frontend, always, rare)
         send this node's heartbeat (every 200 ms: alive, and whether its web server listens) to
         the spreader at ADDR (UDP, --control-port), which takes the node out of the VIP's route
-        when they stop (default: none)
+        when they stop, and take its notice of another one it took out (always, rare: take over
+        the connections served for it; frontend: pass it to the back-ends, which hand this
+        front-end the dead one's connections) (default: none)
     nexthop_id: int = 4800  (--nexthop-id; spreader)
         the VIP's resilient nexthop group; its members are ID+1, ID+2, ... in --peer order
         (default 4800)
     frontend: str | None = none  (--frontend; backend)
-        the front-end's IPv4 address (default: the --peer named fe)
+        the front-end's IPv4 address (default: the first of --frontends, else the --peer named
+        fe)
+    frontends: str | None = none  (--frontends; frontend, backend)
+        every front-end of the cluster, in the same order everywhere (several front-ends:
+        failover). A back-end reports each connection to the front-end it came from (its index
+        here, in the handoff option) and heartbeats to all; a front-end is the one whose
+        --node-addr is listed (default: one front-end)
     content_map: str | os.PathLike[str] | None = none  (--content-map; frontend, always, rare)
         which node owns which content (required)
     policy: str | None = none  (--policy; frontend, always, rare)

@@ -2,6 +2,7 @@
 // in-band intake, the translation carrier and the relay link to the front-end.
 #include "engine/backend.h"
 
+#include <algorithm>
 #include <utility>
 #include <variant>
 
@@ -19,6 +20,8 @@ struct BackendEngine::Impl {
   BackendConfig cfg;
   BackendCounters counters;  // filled from `serving` by BackendEngine::counters()
   ServingCounters serving;
+  control::MessageSender& messages;
+  uint64_t takeovers = 0;
   Clock clock;
   io::CheckedVerdicts verdicts;
   RelayLink link;
@@ -27,8 +30,13 @@ struct BackendEngine::Impl {
   ServingSide side;
 
   Impl(const BackendConfig& c, io::Verdicts& v, control::MessageSender& m, Clock k)
-      : cfg(c), clock(std::move(k)), verdicts(v, serving.io_errors), link(m, cfg.frontend, serving),
-        carrier_owned(make_carrier(v)), carrier(*carrier_owned), side(carrier, link, serving, cfg.vip, cfg.option_mac) {}
+      : cfg(c), messages(m), clock(std::move(k)), verdicts(v, serving.io_errors), link(m, cfg.frontend, serving),
+        carrier_owned(make_carrier(v)), carrier(*carrier_owned),
+        side(carrier, link, serving, cfg.vip, cfg.option_mac, cfg.frontends) {}
+
+  bool is_frontend(net::Ipv4Addr a) const {
+    return a == cfg.frontend || std::find(cfg.frontends.begin(), cfg.frontends.end(), a) != cfg.frontends.end();
+  }
 
   // Translation, or the kernel data path when the config names its parts.
   std::unique_ptr<Carrier> make_carrier(io::Verdicts& v) {
@@ -68,13 +76,29 @@ struct BackendEngine::Impl {
   }
 
   void on_message(net::Ipv4Addr from, const control::Message& message) {
-    const auto* order = std::get_if<control::Release>(&message);
-    if (order == nullptr) return;
-    if (from != cfg.frontend) {
+    if (!is_frontend(from)) {
       ++serving.control_errors;
       return;
     }
-    side.take_release(from, *order);
+    if (const auto* order = std::get_if<control::Release>(&message)) {
+      side.take_release(from, *order);
+    } else if (const auto* down = std::get_if<control::NodeDown>(&message)) {
+      take_over(down->node, from);
+    }
+  }
+
+  // Front-end `survivor` says `dead` is gone: the connections that came from
+  // it report to `survivor` from now on, and it learns each (it forwards their
+  // clients' packets here once r0 sends them to it).
+  void take_over(net::Ipv4Addr dead, net::Ipv4Addr survivor) {
+    if (dead == survivor || !is_frontend(dead)) {
+      ++serving.control_errors;
+      return;
+    }
+    for (const Orphan& o : carrier.take_over(dead, survivor)) {
+      if (!messages.send(survivor, control::Takeover{o.client, o.client_isn, o.origin_isn})) ++serving.control_errors;
+      ++takeovers;
+    }
   }
 
   const BackendCounters& report() {
@@ -107,6 +131,7 @@ struct BackendEngine::Impl {
     c.released = s.released;
     c.release_timeouts = s.release_timeouts;
     c.release_unknown = s.release_unknown;
+    c.takeovers = takeovers;
     return c;
   }
 };
@@ -142,6 +167,7 @@ void BackendCounters::visit(const CounterVisitor& v) const {
   v("released", released);
   v("release_timeouts", release_timeouts);
   v("release_unknown", release_unknown);
+  v("takeovers", takeovers);
 }
 
 BackendEngine::BackendEngine(BackendConfig config, io::Verdicts& verdicts, control::MessageSender& messages,

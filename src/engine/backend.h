@@ -29,7 +29,13 @@ struct BackendConfig {
   net::Ipv4Addr node;       // this back-end's own address (its sockets' local address)
   uint16_t port = 80;       // the web server's port
   net::Endpoint vip;        // what the client connected to (source of rewritten responses)
-  net::Ipv4Addr frontend;   // where handoff acks and relayed FIN/RST go
+  net::Ipv4Addr frontend;   // where handoff acks and relayed FIN/RST go (one front-end)
+  // Several front-ends (failover): every one, by the id in the handoff option.
+  // A connection's acks, relays and end go to the one it came from; when one
+  // announces another dead (control::NodeDown), its connections report to the
+  // announcer from then on, which gets a control::Takeover for each to forward
+  // their clients' packets here. Empty: `frontend` alone.
+  std::vector<net::Ipv4Addr> frontends;
   uint32_t linger_ms = kDefaultLingerMs;
   uint32_t handshake_timeout_ms = kDefaultHandshakeTimeoutMs;  // SYN/ACK must show within
   uint32_t idle_timeout_ms = kDefaultIdleTimeoutMs;
@@ -75,6 +81,7 @@ struct BackendCounters {
   uint64_t released = 0;            // connections retired at their quiet point
   uint64_t release_timeouts = 0;
   uint64_t release_unknown = 0;
+  uint64_t takeovers = 0;           // connections of a dead front-end given to a survivor (Takeover sent)
 
   void visit(const CounterVisitor& visit) const;
 };

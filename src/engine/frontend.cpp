@@ -53,14 +53,20 @@ struct FrontendEngine::Impl {
   uint64_t dropped_malformed = 0;  // unparseable packets
   uint64_t control_errors = 0;     // messages from unknown senders
   uint64_t io_errors = 0;          // the engine's own verdicts and the transport's sends
+  uint64_t frontend_notices = 0;
+  uint64_t adopted = 0;
   io::CheckedVerdicts verdicts;
   net::Endpoint vip;
+  std::optional<net::Ipv4Addr> spreader;
+  control::MessageSender* messages;
+  std::vector<net::Ipv4Addr> backends;
   InBandTransport transport;
   Origin origin;
 
   Impl(FrontendConfig c, std::unique_ptr<dispatch::Dispatcher> d, io::Verdicts& v, io::PacketSender& r, Clock k,
        io::FastPath* f)
-      : verdicts(v, io_errors), vip(c.vip), transport(c.vip, c.handoff_retry_ms, r, io_errors, c.messages, c.option_mac),
+      : verdicts(v, io_errors), vip(c.vip), spreader(c.spreader), messages(c.messages), backends(c.backend_addrs),
+        transport(c.vip, c.handoff_retry_ms, r, io_errors, c.messages, c.option_mac, c.frontend_id),
         origin(origin_config(c), std::move(d), v, r, transport, std::move(k), f) {}
 
   void on_packet(const io::QueuedPacket& qp) {
@@ -78,8 +84,16 @@ struct FrontendEngine::Impl {
   }
 
   void on_message(net::Ipv4Addr from, const control::Message& message) {
+    if (const auto* down = std::get_if<control::NodeDown>(&message)) {
+      on_frontend_down(from, *down);
+      return;
+    }
     if (!origin.is_target(from)) {
       ++control_errors;
+      return;
+    }
+    if (const auto* t = std::get_if<control::Takeover>(&message)) {
+      if (origin.adopt(t->client, from, t->client_isn, t->origin_isn)) ++adopted;
       return;
     }
     if (const auto* ack = std::get_if<control::HandoffAck>(&message)) {
@@ -92,6 +106,19 @@ struct FrontendEngine::Impl {
       origin.on_termination(from, *t);
     } else if (const auto* answer = std::get_if<control::Released>(&message)) {
       origin.on_released(from, *answer);
+    }
+  }
+
+  // The spreader took front-end `down.node` out of the VIP's route: every
+  // back-end hears it from here (they hand this one its connections).
+  void on_frontend_down(net::Ipv4Addr from, const control::NodeDown& down) {
+    if (!spreader || from != *spreader || messages == nullptr) {
+      ++control_errors;
+      return;
+    }
+    ++frontend_notices;
+    for (const net::Ipv4Addr be : backends) {
+      if (!messages->send(be, down)) ++io_errors;
     }
   }
 
@@ -132,6 +159,8 @@ struct FrontendEngine::Impl {
     c.active = origin.active();
     c.freed = o.freed;
     c.moves = o.moves;
+    c.frontend_notices = frontend_notices;
+    c.adopted = adopted;
     return c;
   }
 };
@@ -172,6 +201,8 @@ void FrontendCounters::visit(const CounterVisitor& v) const {
   v("active", active);
   v("freed", freed);
   moves.visit(v);
+  v("frontend_notices", frontend_notices);
+  v("adopted", adopted);
 }
 
 FrontendEngine::FrontendEngine(FrontendConfig config, std::unique_ptr<dispatch::Dispatcher> dispatcher,

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <random>
 #include <unordered_map>
@@ -75,6 +76,15 @@ struct FrontendConfig {
   // The replayed SYN's handoff option carries this MAC (the cluster key's,
   // serving_side.h); empty: MAC 0 (unauthenticated cluster).
   OptionMac option_mac;
+  // Several front-ends (failover, issue 15): this one's index among them, in
+  // the handoff option (net::HandoffOption::frontend_id), so that a back-end
+  // reports to the front-end a connection came from.
+  uint8_t frontend_id = 0;
+  // The router's spreader (failover): its control::NodeDown of another front-end
+  // is passed on to every back-end, which answers with a control::Takeover for
+  // each connection it carries from the dead one; this front-end then forwards
+  // their clients' packets (Origin::adopt). Unset: NodeDown is refused.
+  std::optional<net::Ipv4Addr> spreader;
 };
 
 // Monotonic counters, except `active` (states held now).
@@ -117,6 +127,8 @@ struct FrontendCounters {
   uint64_t active = 0;              // connection states held now
   uint64_t freed = 0;               // connection states freed
   MoveCounters moves;               // later requests of persistent connections (origin.h)
+  uint64_t frontend_notices = 0;    // the spreader's NodeDown of another front-end, passed to the back-ends
+  uint64_t adopted = 0;             // a dead front-end's connections taken over (a back-end's Takeover)
 
   void visit(const CounterVisitor& visit) const;
 };

@@ -19,6 +19,7 @@ void InBandTransport::send(OriginConn& conn) {
   const net::Endpoint from = hs.client;
   const net::Endpoint to{conn.target, vip_.port};
   net::HandoffOption option{hs.server_isn.value(), hs.ts_ok ? hs.ts_base : 0, hs.server_wscale};
+  option.frontend_id = frontend_id_;
   if (mac_) option.mac = mac_(net::handoff_mac_input(from, to, hs.client_isn.value(), option));
   const auto data = net::encode_option_data(option);
   raw_.send(net::PacketBuilder()

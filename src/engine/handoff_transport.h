@@ -25,10 +25,11 @@ class InBandTransport final : public HandoffTransport {
   // `raw` must outlive this; `errors` counts refused sends. `messages` reaches
   // the back-ends (a Release of a move); null: connections never move.
   // `mac`: the option's MAC (serving_side.h OptionMac); empty: MAC 0.
+  // `frontend_id`: this front-end's index among the cluster's (the option's).
   InBandTransport(net::Endpoint vip, uint32_t retry_ms, io::PacketSender& raw, uint64_t& errors,
-                  control::MessageSender* messages = nullptr, OptionMac mac = {})
+                  control::MessageSender* messages = nullptr, OptionMac mac = {}, uint8_t frontend_id = 0)
       : vip_(vip), retry_ms_(retry_ms), raw_(raw, errors), errors_(errors), messages_(messages),
-        mac_(std::move(mac)) {}
+        mac_(std::move(mac)), frontend_id_(frontend_id) {}
 
   void send(OriginConn& conn) override;
   bool in_band() const override { return true; }
@@ -43,6 +44,7 @@ class InBandTransport final : public HandoffTransport {
   uint64_t& errors_;
   control::MessageSender* messages_;
   OptionMac mac_;
+  uint8_t frontend_id_;
 };
 
 // always/rare (seeds 002/004): a control::HandoffRequest (the SYN's parameters,

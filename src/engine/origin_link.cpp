@@ -4,31 +4,33 @@
 
 namespace hl::engine {
 
-void RelayLink::send(const control::Message& m) {
-  if (!messages_.send(frontend_, m)) ++counters_.control_errors;
+void RelayLink::send(net::Ipv4Addr origin, const control::Message& m) {
+  if (!messages_.send(origin.value != 0 ? origin : frontend_, m)) ++counters_.control_errors;
 }
 
-void RelayLink::acked(net::Ipv4Addr, net::Endpoint client, uint32_t local_isn) {
-  send(control::HandoffAck{client, local_isn});
+void RelayLink::acked(net::Ipv4Addr origin, net::Endpoint client, uint32_t local_isn) {
+  send(origin, control::HandoffAck{client, local_isn});
 }
 
-void RelayLink::ended(net::Ipv4Addr, net::Endpoint client, EndCause cause) {
+void RelayLink::ended(net::Ipv4Addr origin, net::Endpoint client, EndCause cause) {
   // The kernel data path relays nothing: the front-end learns the end only from this.
-  if (cause == EndCause::kClientRst) send(control::Termination{client, control::TerminationReason::kRst});
-  if (cause == EndCause::kKernelEnd) send(control::Termination{client, control::TerminationReason::kFin});
+  if (cause == EndCause::kClientRst) send(origin, control::Termination{client, control::TerminationReason::kRst});
+  if (cause == EndCause::kKernelEnd) send(origin, control::Termination{client, control::TerminationReason::kFin});
   // The kernel path's socket never showed (or ended unseen, e.g. moved back
   // here and closed within a tick): the front-end would keep its state until
   // its idle timeout otherwise.
-  if (cause == EndCause::kTimeout) send(control::Termination{client, control::TerminationReason::kTimeout});
+  if (cause == EndCause::kTimeout) {
+    send(origin, control::Termination{client, control::TerminationReason::kTimeout});
+  }
 }
 
 void RelayLink::refused(net::Ipv4Addr, net::Endpoint, control::RefuseReason) {}  // in band: nothing to refuse
 
-void RelayLink::relay(net::Ipv4Addr, net::Endpoint client, std::vector<uint8_t> packet) {
-  send(control::Relay{client, std::move(packet)});
+void RelayLink::relay(net::Ipv4Addr origin, net::Endpoint client, std::vector<uint8_t> packet) {
+  send(origin, control::Relay{client, std::move(packet)});
 }
 
-void RelayLink::released(net::Ipv4Addr, const control::Released& answer) { send(answer); }
+void RelayLink::released(net::Ipv4Addr origin, const control::Released& answer) { send(origin, answer); }
 
 void ControlLink::acked(net::Ipv4Addr origin, net::Endpoint client, uint32_t local_isn) {
   send_(origin, control::HandoffAck{client, local_isn});

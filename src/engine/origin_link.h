@@ -12,7 +12,8 @@
 
 namespace hl::engine {
 
-// The frontend design: one front-end, reached over UDP messages. It learns the
+// The frontend design: a connection's front-end (its origin; unset: the one
+// front-end of the config), reached over UDP messages. It learns the
 // handoff's acknowledgement, gets the server's FIN and RST to relay to the client
 // (it alone tracks the close), and a Termination only when the client reset the
 // connection (the front-end's own idea of the client's next sequence number is
@@ -32,7 +33,7 @@ class RelayLink final : public OriginLink {
   void released(net::Ipv4Addr origin, const control::Released& answer) override;
 
  private:
-  void send(const control::Message& m);
+  void send(net::Ipv4Addr origin, const control::Message& m);
 
   control::MessageSender& messages_;
   net::Ipv4Addr frontend_;

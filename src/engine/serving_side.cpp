@@ -23,15 +23,24 @@ bool ServingSide::take_replayed_syn(const io::QueuedPacket& qp, net::TcpPacket& 
       return true;
     }
   }
+  net::Ipv4Addr origin;  // unset with one front-end: the link (RelayLink) knows it
+  if (!frontends_.empty()) {
+    if (opt->frontend_id >= frontends_.size()) {
+      verdicts.drop(qp.id);
+      ++counters_.forged_handoffs;
+      return true;
+    }
+    origin = frontends_[opt->frontend_id];
+  }
   if (const auto old = carrier_.existing(client, pkt.seq())) {  // the handoff was sent again
     verdicts.drop(qp.id);
     ++counters_.duplicate_handoffs;
-    if (old->phase != Carrier::Phase::kHandshaking) link_.acked(vip_.addr, client, old->local_isn);
+    if (old->phase != Carrier::Phase::kHandshaking) link_.acked(origin, client, old->local_isn);
     return true;
   }
   HandIn in;
   in.client = client;
-  // in.origin stays unset: in band the link (RelayLink) knows its one front-end.
+  in.origin = origin;
   in.syn.client_isn = tcp::SeqNum(pkt.seq());
   in.syn.frontend_isn = tcp::SeqNum(opt->frontend_isn);
   in.syn.client_wscale = pkt.options.wscale;

@@ -186,8 +186,13 @@ class Carrier {
 class ServingSide {
  public:
   // `carrier` and `link` must outlive this; counters are the carrier's too.
-  ServingSide(Carrier& carrier, OriginLink& link, ServingCounters& counters, net::Endpoint vip, OptionMac mac = {})
-      : carrier_(carrier), link_(link), counters_(counters), vip_(vip), mac_(std::move(mac)) {}
+  // `frontends` (in band, several front-ends): the origin of a replayed SYN is
+  // frontends[option.frontend_id] (an id past the end: dropped, counted
+  // forged_handoffs); empty: left unset (the link knows its one front-end).
+  ServingSide(Carrier& carrier, OriginLink& link, ServingCounters& counters, net::Endpoint vip, OptionMac mac = {},
+              std::vector<net::Ipv4Addr> frontends = {})
+      : carrier_(carrier), link_(link), counters_(counters), vip_(vip), mac_(std::move(mac)),
+        frontends_(std::move(frontends)) {}
 
   // In band: `pkt` is a client SYN to this node's port carrying the handoff
   // option. Takes it (verdict given) and returns true; false if it carries none.
@@ -207,6 +212,7 @@ class ServingSide {
   ServingCounters& counters_;
   net::Endpoint vip_;
   OptionMac mac_;
+  std::vector<net::Ipv4Addr> frontends_;
 };
 
 }  // namespace hl::engine

@@ -26,6 +26,7 @@ std::array<uint8_t, kHandoffOptionLen - 2u> encode_option_data(const HandoffOpti
   net::store_be32(&data[2], option.frontend_isn);
   net::store_be32(&data[6], option.frontend_ts_base);
   data[10] = option.frontend_wscale;
+  data[11] = option.frontend_id;
   net::store_be32(&data[12], option.mac);
   return data;
 }
@@ -41,6 +42,7 @@ std::array<uint8_t, kHandoffMacInputLen> handoff_mac_input(Endpoint client, Endp
   net::store_be32(&in[16], option.frontend_isn);
   net::store_be32(&in[20], option.frontend_ts_base);
   in[24] = option.frontend_wscale;
+  in[25] = option.frontend_id;
   return in;
 }
 
@@ -48,7 +50,7 @@ std::optional<HandoffOption> find_handoff_option(const net::TcpPacket& pkt) {
   const net::RawOption* raw = find_raw(pkt);
   if (raw == nullptr) return std::nullopt;
   const uint8_t* p = &pkt.bytes[pkt.options_offset() + raw->offset + 4u];
-  return HandoffOption{net::load_be32(p), net::load_be32(p + 4), p[8], net::load_be32(p + 10)};
+  return HandoffOption{net::load_be32(p), net::load_be32(p + 4), p[8], net::load_be32(p + 10), p[9]};
 }
 
 bool strip_handoff_option(net::TcpPacket& pkt) {

@@ -12,8 +12,10 @@ namespace hl::net {
 
 // TCP option kind 253 (RFC 4727 experimental) with the RFC 6994 experiment id
 // 0x4846 ("HF"): kind | length 18 | ExID u16 | front-end ISN u32 |
-// front-end TSval base u32 | front-end window-scale shift u8 | reserved u8 |
-// MAC u32. 18 bytes beside a Linux client's 20 of SYN options fit the 40.
+// front-end TSval base u32 | front-end window-scale shift u8 | front-end id u8 |
+// MAC u32. 18 bytes beside a Linux client's 20 of SYN options fit the 40. The
+// id says which of the cluster's front-ends sent it (its index in their list;
+// 0 with one): the back-end reports to that one.
 //
 // The MAC (the first 32 bits of an HMAC-SHA256 with the cluster key,
 // control::Authenticator::option_tag) covers handoff_mac_input(): a back-end
@@ -29,12 +31,13 @@ struct HandoffOption {
   uint32_t frontend_ts_base = 0;  // TSval the front-end sent (0 without timestamps)
   uint8_t frontend_wscale = 0;    // shift the front-end announced (0 without scaling)
   uint32_t mac = 0;               // over handoff_mac_input() (0: unauthenticated)
+  uint8_t frontend_id = 0;        // the sending front-end's index among the cluster's
   friend bool operator==(const HandoffOption&, const HandoffOption&) = default;
 };
 
 // What the option's MAC covers: the client's endpoint and ISN, the replayed
 // SYN's destination (the back-end) and the option's fields but the MAC.
-inline constexpr size_t kHandoffMacInputLen = 25;
+inline constexpr size_t kHandoffMacInputLen = 26;
 std::array<uint8_t, kHandoffMacInputLen> handoff_mac_input(Endpoint client, Endpoint backend, uint32_t client_isn,
                                                           const HandoffOption& option);
 

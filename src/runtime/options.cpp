@@ -173,13 +173,19 @@ constexpr OptionSpec kTable[] = {
     "file holding the cluster key (>= 32 bytes, the same on every node): every control message is "
     "authenticated with HMAC-SHA256 and replays are refused (default: none, unauthenticated)"),
 
-  option<&C::spreader>("spreader", "spreader", T::kAddress, A | R, "ADDR",
+  option<&C::spreader>("spreader", "spreader", T::kAddress, F | A | R, "ADDR",
     "send this node's heartbeat (every 200 ms: alive, and whether its web server listens) to the spreader at "
-    "ADDR (UDP, --control-port), which takes the node out of the VIP's route when they stop (default: none)"),
+    "ADDR (UDP, --control-port), which takes the node out of the VIP's route when they stop, and take its notice "
+    "of another one it took out (always, rare: take over the connections served for it; frontend: pass it to "
+    "the back-ends, which hand this front-end the dead one's connections) (default: none)"),
   option<&C::nexthop_id>("nexthop-id", "nexthop_id", T::kUint, S, "ID",
     "the VIP's resilient nexthop group; its members are ID+1, ID+2, ... in --peer order (default 4800)", 1),
   option<&C::frontend>("frontend", "frontend", T::kAddress, B, "ADDR",
-    "the front-end's IPv4 address (default: the --peer named fe)"),
+    "the front-end's IPv4 address (default: the first of --frontends, else the --peer named fe)"),
+  option<&C::frontends>("frontends", "frontends", T::kText, F | B, "ADDR,ADDR,...",
+    "every front-end of the cluster, in the same order everywhere (several front-ends: failover). A back-end "
+    "reports each connection to the front-end it came from (its index here, in the handoff option) and heartbeats "
+    "to all; a front-end is the one whose --node-addr is listed (default: one front-end)"),
 
   option<&C::content_map>("content-map", "content_map", T::kPath, kOrigins, "FILE",
     "which node owns which content (required)"),

@@ -58,13 +58,15 @@ struct RuntimeConfig {
   uint32_t local_mark = kDefaultLocalMark;    // rare: connmark of connections served untouched
   uint16_t control_port = control::kDefaultControlPort;
   std::vector<std::pair<std::string, std::string>> peers;  // name -> IPv4 address
-  std::optional<std::string> spreader;        // always, rare: send heartbeats to this spreader (UDP, control_port)
+  std::optional<std::string> spreader;        // frontend, always, rare: send heartbeats to this spreader (UDP,
+                                              //   control_port) and take its NodeDown notices
   uint32_t nexthop_id = 4800;                 // spreader: the VIP's nexthop group (members: +1, +2, ...)
   // always/rare: every node incl. this one (--node NAME; added from node_addr if
   // missing); the TCP control channel connects to each on control_port.
   std::string content_map;                    // frontend, always, rare: required
   std::string policy;                         // frontend: default "first"
   std::optional<std::string> frontend;        // backend: default the peer named "fe"
+  std::string frontends;                      // frontend, backend: every front-end, "ADDR,ADDR,..." (failover)
   std::string stats_file;                     // empty: none
   std::string key_file;                       // cluster key (>= 32 bytes) authenticating control
                                               //   messages (control/auth.h); empty: unauthenticated
@@ -104,6 +106,11 @@ std::optional<net::Ipv4Addr> peer_address(const RuntimeConfig& config, std::stri
 // The back-end's front-end address: config.frontend, else the peer named "fe".
 // Throws std::invalid_argument if neither is set or valid.
 net::Ipv4Addr frontend_address(const RuntimeConfig& config);
+// --frontends parsed, in order (empty without); std::invalid_argument on a bad
+// address, a repeated one, or more than 255.
+std::vector<net::Ipv4Addr> frontend_addresses(const RuntimeConfig& config);
+// The front-end's index in --frontends (0 without): its --node-addr's.
+uint8_t frontend_id(const RuntimeConfig& config);
 // Addresses of the map's back-ends, indexed by BackendId, from the peers.
 // Throws std::invalid_argument naming an owner without a peer.
 std::vector<net::Ipv4Addr> backend_addresses(const dispatch::ContentMap& map, const RuntimeConfig& config);

@@ -112,6 +112,7 @@ void validate(const RuntimeConfig& c) {
       if (!c.vip) throw std::invalid_argument("role frontend needs the VIP (--vip)");
       if (c.content_map.empty()) throw std::invalid_argument("role frontend needs a content map (--content-map)");
       if (!c.policy.empty()) (void)dispatch::make_policy(c.policy);  // throws, naming the valid ones
+      (void)frontend_id(c);
       break;
     }
     case RuntimeRole::kBackend:
@@ -137,7 +138,7 @@ void validate(const RuntimeConfig& c) {
       if (!c.vip) throw std::invalid_argument("role " + role + " needs the VIP (--vip)");
       if (!c.node_addr) throw std::invalid_argument("role " + role + " needs the node's own address (--node-addr)");
       if (c.content_map.empty()) throw std::invalid_argument("role " + role + " needs a content map (--content-map)");
-      if (!c.policy.empty()) (void)dispatch::make_policy(c.policy);  // throws, naming the valid ones
+      if (!c.policy.empty()) (void)dispatch::make_policy(c.policy);
       if (auto self = peer_address(c, c.node); self && self->value != parse_addr(*c.node_addr, "node address").value) {
         throw std::invalid_argument("--peer " + c.node + " differs from --node-addr");
       }
@@ -156,8 +157,36 @@ std::optional<net::Ipv4Addr> peer_address(const RuntimeConfig& c, std::string_vi
   return std::nullopt;
 }
 
+std::vector<net::Ipv4Addr> frontend_addresses(const RuntimeConfig& c) {
+  std::vector<net::Ipv4Addr> out;
+  std::string_view rest = c.frontends;
+  while (!rest.empty()) {
+    const size_t comma = rest.find(',');
+    const std::string item(rest.substr(0, comma));
+    const net::Ipv4Addr a = parse_addr(item, "--frontends:");
+    if (std::find(out.begin(), out.end(), a) != out.end()) {
+      throw std::invalid_argument("--frontends: " + item + " is given twice");
+    }
+    out.push_back(a);
+    rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+  }
+  if (out.size() > 255) throw std::invalid_argument("--frontends: at most 255 front-ends");
+  return out;
+}
+
+uint8_t frontend_id(const RuntimeConfig& c) {
+  const std::vector<net::Ipv4Addr> all = frontend_addresses(c);
+  if (all.empty()) return 0;
+  if (!c.node_addr) throw std::invalid_argument("role frontend with --frontends needs its own address (--node-addr)");
+  const net::Ipv4Addr self = parse_addr(*c.node_addr, "node address");
+  const auto it = std::find(all.begin(), all.end(), self);
+  if (it == all.end()) throw std::invalid_argument("--frontends does not list this front-end's --node-addr");
+  return static_cast<uint8_t>(it - all.begin());
+}
+
 net::Ipv4Addr frontend_address(const RuntimeConfig& c) {
   if (c.frontend) return parse_addr(*c.frontend, "front-end address");
+  if (const auto all = frontend_addresses(c); !all.empty()) return all.front();
   if (auto fe = peer_address(c, kDefaultFrontendPeer)) return *fe;
   throw std::invalid_argument(std::string("role backend needs the front-end's address (--frontend, or --peer ") +
                               kDefaultFrontendPeer + "=ADDR)");

@@ -35,8 +35,9 @@ class BackendRole final : public Role {
     bc.port = c.port;
     bc.vip = {parse_addr(*c.vip, "VIP"), c.port};
     bc.frontend = frontend_address(c);
+    bc.frontends = frontend_addresses(c);
     bc.option_mac = option_mac(ctx.auth);
-    frontend_ = bc.frontend;
+    frontends_ = bc.frontends.empty() ? std::vector<net::Ipv4Addr>{bc.frontend} : bc.frontends;
     // Both data paths inject with it: the kernel path its adoptions, translation
     // the RSTs that retire moved connections (SO_MARK: never queued).
     raw_ = std::make_unique<io::RawSocket>(io::RawSocketConfig{c.mark, io::RawSocketConfig::kDefaultSndBuf});
@@ -77,7 +78,9 @@ class BackendRole final : public Role {
     last_heartbeat_ms_ = now_ms;
     control::Keepalive ka{config_.node, heartbeat_seq_++, io::local_server_listening(config_.port),
                           static_cast<uint32_t>(engine_->open_connections())};
-    (void)udp_.send(frontend_, ka);  // failures are counted by the messenger (control_send_errors)
+    for (const net::Ipv4Addr fe : frontends_) {
+      (void)udp_.send(fe, ka);  // failures are counted by the messenger (control_send_errors)
+    }
   }
 
   const RuntimeConfig& config_;
@@ -87,7 +90,7 @@ class BackendRole final : public Role {
   std::unique_ptr<io::RawSocket> raw_;        // injections (adoptions; retiring RSTs)
   std::unique_ptr<KernelServing> kernel_;     // the kernel data path; null: translation
   std::unique_ptr<engine::BackendEngine> engine_;
-  net::Ipv4Addr frontend_;
+  std::vector<net::Ipv4Addr> frontends_;  // heartbeats go to each
   uint64_t last_heartbeat_ms_ = 0;
   uint32_t heartbeat_seq_ = 0;
 };

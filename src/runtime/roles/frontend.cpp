@@ -2,6 +2,7 @@
 // for the packets it sends, a UDP messenger to its back-ends, the FrontendEngine;
 // on the kernel data path, the origin program (kernel_origin.h) as its fast path.
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "control/udp_messenger.h"
@@ -23,6 +24,7 @@ class FrontendRole final : public Role {
                                                   : nullptr) {
     const RuntimeConfig& c = ctx.config;
     udp_.set_authenticator(ctx.auth);
+    name_ = c.node;
     engine::FrontendConfig fc;
     fc.vip = {parse_addr(*c.vip, "VIP"), c.port};
     fc.backend_addrs = std::move(ctx.nodes);
@@ -33,6 +35,11 @@ class FrontendRole final : public Role {
     fc.moves = c.moves;
     fc.messages = &udp_;
     fc.option_mac = option_mac(ctx.auth);
+    fc.frontend_id = frontend_id(c);
+    if (c.spreader) {
+      spreader_ = parse_addr(*c.spreader, "spreader address");
+      fc.spreader = spreader_;
+    }
     if (c.request_timeout_ms != 0) fc.request_timeout_ms = c.request_timeout_ms;
     engine_ = std::make_unique<engine::FrontendEngine>(std::move(fc), std::move(ctx.dispatcher), ctx.verdicts, raw_,
                                                        ctx.clock, kernel_ ? kernel_.get() : ctx.fast_path);
@@ -40,7 +47,14 @@ class FrontendRole final : public Role {
 
   void on_packet(const io::QueuedPacket& packet) override { engine_->on_packet(packet); }
   void on_message(net::Ipv4Addr from, const control::Message& message) override { engine_->on_message(from, message); }
-  void on_tick(uint64_t /*now_ms*/) override { engine_->on_timer(); }
+  // With a spreader: the heartbeat that keeps this front-end in the VIP's route.
+  void on_tick(uint64_t now_ms) override {
+    if (spreader_ && now_ms - last_heartbeat_ms_ >= RuntimeConfig::kHeartbeatMs) {
+      last_heartbeat_ms_ = now_ms;
+      (void)udp_.send(*spreader_, control::Keepalive{name_, heartbeat_seq_++, true});  // failures: counted
+    }
+    engine_->on_timer();
+  }
   ControlTransport* control() override { return &transport_; }
 
   void visit_counters(const CounterVisitor& visit) const override {
@@ -57,6 +71,10 @@ class FrontendRole final : public Role {
   PolledTransport<control::UdpMessenger> transport_;
   std::unique_ptr<KernelOrigin> kernel_;  // the kernel data path: before the engine, which uses it
   std::unique_ptr<engine::FrontendEngine> engine_;
+  std::optional<net::Ipv4Addr> spreader_;
+  std::string name_;
+  uint64_t last_heartbeat_ms_ = 0;
+  uint32_t heartbeat_seq_ = 0;
 };
 
 }  // namespace

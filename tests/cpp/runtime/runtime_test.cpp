@@ -57,6 +57,30 @@ void expect_invalid(const runtime::RuntimeConfig& c, const std::string& needle) 
   }
 }
 
+TEST(RuntimeValidateTest, SeveralFrontends) {
+  runtime::RuntimeConfig fe = frontend_config();
+  fe.frontends = "10.0.0.1,10.0.0.2";
+  expect_invalid(fe, "needs its own address (--node-addr)");
+  fe.node_addr = "10.0.0.3";
+  expect_invalid(fe, "does not list this front-end's --node-addr");
+  fe.node_addr = "10.0.0.2";
+  EXPECT_NO_THROW(validate(fe));
+  EXPECT_EQ(runtime::frontend_id(fe), 1u);
+  fe.frontends = "10.0.0.1,10.0.0.2,10.0.0.1";
+  expect_invalid(fe, "10.0.0.1 is given twice");
+  fe.frontends = "10.0.0.1,nowhere";
+  expect_invalid(fe, "--frontends:");
+
+  runtime::RuntimeConfig be = backend_config();
+  be.peers.clear();
+  expect_invalid(be, "needs the front-end's address");
+  be.frontends = "10.0.0.7,10.0.0.8";
+  EXPECT_NO_THROW(validate(be));
+  EXPECT_EQ(runtime::frontend_address(be), *net::Ipv4Addr::from_string("10.0.0.7"));
+  EXPECT_EQ(runtime::frontend_addresses(be).size(), 2u);
+  EXPECT_EQ(runtime::frontend_id(backend_config()), 0u);  // none given: one front-end
+}
+
 TEST(RuntimeRoleTest, NamesRoundTrip) {
   for (auto r : {runtime::RuntimeRole::kFrontend, runtime::RuntimeRole::kBackend, runtime::RuntimeRole::kMonitor, runtime::RuntimeRole::kAlways,
                  runtime::RuntimeRole::kRare}) {
