@@ -196,11 +196,17 @@ class ClusterTopo(Topo):
                      params1={"ip": f"{ROUTER_CLIENT_IP}/{PREFIX_LEN}"})
         return s_clients
 
-    def add_frontends(self, s_cluster: str, node_link: dict[str, Any], **_opts: Any) -> None:
-        """The one front-end, fe."""
-        fe = self.addHost(FRONTEND, ip=f"{FRONTEND_IP}/{PREFIX_LEN}",
-                          defaultRoute=f"via {ROUTER_CLUSTER_IP}")
-        self.addLink(fe, s_cluster, **node_link)
+    def add_frontends(self, s_cluster: str, node_link: dict[str, Any], frontends: int = 1,
+                      **_opts: Any) -> None:
+        """The front-end fe, and with frontends=F > 1 also fe2 .. feF
+        (frontend_ip(2) ..: the frontend design's failover, handofflab.Cluster)."""
+        if not 1 <= frontends <= MAX_FRONTENDS:
+            raise ValueError(f"frontends must be in 1..{MAX_FRONTENDS}")
+        for i in range(1, frontends + 1):
+            name = FRONTEND if i == 1 else frontend_name(i)
+            fe = self.addHost(name, ip=f"{frontend_ip(i)}/{PREFIX_LEN}",
+                              defaultRoute=f"via {ROUTER_CLUSTER_IP}")
+            self.addLink(fe, s_cluster, **node_link)
 
 
 class MultiFrontendTopo(ClusterTopo):

@@ -160,6 +160,9 @@ class Cluster:
 
         self.vip: str = topo.VIP
         self.backends: list[str] = [topo.backend_name(i) for i in range(1, shape.backends + 1)]
+        # fe, then fe2 .. (several: the frontend design's failover, behind r0's spreader)
+        self.frontends: list[str] = [topo.FRONTEND if i == 1 else topo.frontend_name(i)
+                                     for i in range(1, shape.frontends + 1)]
         self.documents: list[Document] = []
         self.tmpdir: Optional[Path] = None
         self.content_map_path: Optional[Path] = None
@@ -169,7 +172,8 @@ class Cluster:
         self.tag: str = ""
         self.agents: dict[str, NodeAgent] = {}
         # always/rare with engines: handoffd's spreader role in r0 (Engines.spreader)
-        self.use_spreader = self.mode in SYMMETRIC_MODES and self.engines and engines.spreader
+        self.use_spreader = ((self.mode in SYMMETRIC_MODES or len(self.frontends) > 1)
+                             and self.engines and engines.spreader)
         self.spreader: Optional[NodeAgent] = None
         # Cluster(pcap=True): every host's packets, in pcap_dir/<host>.pcap (kept after
         # stop()); pcap_stats: {host: counters and summary} once stopped.
@@ -227,7 +231,8 @@ class Cluster:
         self.tag = _unique_tag()
         cluster_topo = topo.ClusterTopo(backends=self.n_backends, clients=self.n_clients,
                                         bw_mbit=self.bw_mbit,
-                                        client_bw_mbit=self.client_bw_mbit, tag=self.tag)
+                                        client_bw_mbit=self.client_bw_mbit, tag=self.tag,
+                                        frontends=len(self.frontends))
         self.net = Mininet(topo=cluster_topo, switch=topo.IpBridge, controller=None,
                            link=TCLink, build=False, autoSetMacs=True)
         try:
@@ -246,7 +251,11 @@ class Cluster:
                 netutil.install_loss(h, self.loss)
         r0 = self.node(topo.ROUTER)
         if self.mode in ("frontend", "proxy"):  # proxy: same VIP routing, HAProxy on fe
-            vip.route_via_frontend(self.node(topo.FRONTEND), r0, self.vip, topo.FRONTEND_IP)
+            if len(self.frontends) > 1:  # the spreader's group routes the VIP over them
+                for name in self.frontends:
+                    vip.prepare_frontend(self.node(name), self.vip)
+            else:
+                vip.route_via_frontend(self.node(topo.FRONTEND), r0, self.vip, topo.FRONTEND_IP)
         if self.mode in ENGINE_MODES:  # frontend's back-ends too: kernel data path adoption
             for name in self.backends:
                 vip.hold_on_lo(self.node(name), self.vip)
@@ -274,7 +283,7 @@ class Cluster:
         if self.mode in ENGINE_MODES and self.engines:
             self._start_agents()
             if self.spreader is not None:
-                self.wait_spread_members(self.backends)
+                self.wait_spread_members(self.spread_nodes())
             self._check_vip()
         if self.mode == "proxy":
             self._start_proxy()
@@ -299,21 +308,23 @@ class Cluster:
                                        f"(status {r.status})")
 
     def spread_node(self, client: Optional[HostRef], sport: int, dport: int = 80) -> str:
-        """The node r0's ECMP route picks for a TCP connection from client:sport to
-        VIP:dport (``ip route get ... iif r0-eth0 ipproto tcp sport dport`` in r0,
-        the same 5-tuple hash as forwarding; _check_spread proves they agree)."""
-        if self.mode not in SYMMETRIC_MODES:
+        """The node (or front-end, with several) r0's ECMP route picks for a TCP
+        connection from client:sport to VIP:dport (``ip route get ... iif r0-eth0
+        ipproto tcp sport dport`` in r0, the same 5-tuple hash as forwarding;
+        _check_spread proves they agree)."""
+        nodes = self.spread_nodes()
+        if self.mode not in SYMMETRIC_MODES and len(self.frontends) < 2:
             raise ValueError(f"mode {self.mode!r} has no L4 spread")
         host = self._host(client)
         out = netutil.run(self.node(topo.ROUTER), [
             "ip", "-4", "route", "get", self.vip, "from", host.IP(), "iif", f"{topo.ROUTER}-eth0",
             "ipproto", "tcp", "sport", str(sport), "dport", str(dport)])
-        by_addr = {topo.backend_ip(i): n for i, n in enumerate(self.backends, start=1)}
+        by_addr = {self._spread_addr(n): n for n in nodes}
         for word_i, word in enumerate(out.split()):
             if word == "via":
                 return by_addr[out.split()[word_i + 1]]
-        if self.n_backends == 1:
-            return self.backends[0]
+        if len(nodes) == 1:
+            return nodes[0]
         raise RuntimeError(f"no nexthop in {out!r}")
 
     def fetch_from_port(self, doc: Union[Document, str], sport: int,
@@ -389,14 +400,21 @@ class Cluster:
         if self.mode != "frontend":
             return {}
         backends = {name: topo.backend_ip(i) for i, name in enumerate(self.backends, start=1)}
-        configs = {topo.FRONTEND: dict(base, role="frontend", node=topo.FRONTEND,
-                                       node_addr=topo.FRONTEND_IP, peers=backends,
-                                       content_map=str(self.content_map_path),
-                                       policy=self.policy, **self.engine_options)}
+        fes = {name: topo.frontend_ip(i) for i, name in enumerate(self.frontends, start=1)}
+        several: dict[str, Any] = {}
+        if len(fes) > 1:  # failover: every engine knows every front-end, by index
+            several = {"frontends": ",".join(fes.values())}
+        fe_extra: dict[str, Any] = {}
+        if self.use_spreader:  # heartbeats to r0; a dead engine's leftover rules drop (see above)
+            fe_extra = {"spreader": topo.ROUTER_CLUSTER_IP, "queue_bypass": False}
+        configs = {name: dict(base, role="frontend", node=name, node_addr=addr, peers=backends,
+                              content_map=str(self.content_map_path), policy=self.policy,
+                              **several, **fe_extra, **self.engine_options)
+                   for name, addr in fes.items()}
         for name, addr in backends.items():
             configs[name] = dict(base, role="backend", node=name, node_addr=addr,
                                  frontend=topo.FRONTEND_IP, peers={topo.FRONTEND: topo.FRONTEND_IP},
-                                 **self.engine_options)
+                                 **several, **self.engine_options)
         return configs
 
     def _start_agents(self) -> None:
@@ -407,13 +425,24 @@ class Cluster:
             agent.start()
         log.info("engines up: %s", ", ".join(f"{n} (pid {a.pid})" for n, a in self.agents.items()))
 
+    def spread_nodes(self) -> list[str]:
+        """The hosts r0 spreads the VIP's connections over: every node (always,
+        rare), or every front-end (frontend with several)."""
+        return list(self.frontends) if self.mode == "frontend" else list(self.backends)
+
+    def _spread_addr(self, name: str) -> str:
+        if name in self.frontends:
+            return topo.frontend_ip(self.frontends.index(name) + 1)
+        return topo.backend_ip(self.backends.index(name) + 1)
+
     def spreader_config(self) -> dict[str, Any]:
-        """The config of handoffd's spreader role in r0 (always, rare): the VIP's
-        resilient nexthop group over every node, heartbeats on ROUTER_CLUSTER_IP."""
+        """The config of handoffd's spreader role in r0 (always, rare; frontend
+        with several front-ends): the VIP's resilient nexthop group over
+        spread_nodes(), heartbeats on ROUTER_CLUSTER_IP."""
         config: dict[str, Any] = {
             "role": "spreader", "node": topo.ROUTER, "vip": self.vip,
             "node_addr": topo.ROUTER_CLUSTER_IP,
-            "peers": {name: topo.backend_ip(i) for i, name in enumerate(self.backends, start=1)}}
+            "peers": {name: self._spread_addr(name) for name in self.spread_nodes()}}
         if self.key_path is not None:
             config["key_file"] = str(self.key_path)
         return config
@@ -425,14 +454,15 @@ class Cluster:
         self.spreader.start()
 
     def spread_members(self) -> list[str]:
-        """The nodes in r0's VIP route now (``ip nexthop show id`` of the spreader's
-        group); every node without the spreader."""
+        """The nodes (or front-ends) in r0's VIP route now (``ip nexthop show id``
+        of the spreader's group); every one without the spreader."""
+        nodes = self.spread_nodes()
         if self.spreader is None:
-            return list(self.backends)
+            return nodes
         out = netutil.run(self.node(topo.ROUTER), ["ip", "-j", "nexthop", "show", "id",
                                                    str(SPREAD_GROUP_ID)])
         [group] = json.loads(out)
-        return [self.backends[m["id"] - SPREAD_GROUP_ID - 1] for m in group["group"]]
+        return [nodes[m["id"] - SPREAD_GROUP_ID - 1] for m in group["group"]]
 
     def wait_spread_members(self, members: Sequence[str], timeout: float = 15.0) -> float:
         """Wait until r0's VIP route holds exactly `members` (node names); returns

@@ -92,7 +92,12 @@ class Topology:
     backend_memory_mb: each back-end's nginx in a memory cgroup capped at this
     many MB (its page cache included), its documents copies of its own: the
     back-ends cache apart, as on separate machines, so a policy's locality shows
-    (handofflab.memcap; None: one shared page cache)."""
+    (handofflab.memcap; None: one shared page cache).
+
+    frontends (frontend mode): front-ends fe, fe2, ... (F > 1: failover). r0's
+    spreader routes the VIP over them (a resilient nexthop group, as for the
+    nodes of always/rare) and takes a dead one out; the back-ends hand its
+    connections to a survivor, so they go on (issue 15)."""
 
     backends: int = 3
     clients: int = 1
@@ -100,6 +105,7 @@ class Topology:
     client_bw_factor: float = topo.CLIENT_BW_FACTOR
     offload: bool = True
     backend_memory_mb: Optional[int] = None
+    frontends: int = 1
 
     @property
     def client_bw_mbit(self) -> Optional[float]:
@@ -201,6 +207,7 @@ KEYWORDS: dict[str, tuple[str, str]] = {
     "backends": ("topology", "backends"), "clients": ("topology", "clients"),
     "bw_mbit": ("topology", "bw_mbit"), "client_bw_factor": ("topology", "client_bw_factor"),
     "offload": ("topology", "offload"), "backend_memory_mb": ("topology", "backend_memory_mb"),
+    "frontends": ("topology", "frontends"),
     "sizes": ("content", "sizes"), "replicate": ("content", "replicate"),
     "locality": ("content", "locality"), "policy": ("content", "policy"),
     "loss": ("impairments", "loss"), "delay_ms": ("impairments", "delay_ms"),
@@ -253,6 +260,12 @@ class ClusterSpec:
         if shape.backend_memory_mb is not None and (not isinstance(shape.backend_memory_mb, int)
                                                     or shape.backend_memory_mb < 16):
             raise ValueError("backend_memory_mb must be a whole number of MB >= 16, or None")
+        if not 1 <= shape.frontends <= topo.MAX_FRONTENDS:
+            raise ValueError(f"frontends must be within 1..{topo.MAX_FRONTENDS}")
+        if shape.frontends > 1 and (mode != "frontend" or not self.engines.enabled
+                                    or not self.engines.spreader):
+            raise ValueError("several front-ends are the frontend mode's failover: they need its "
+                             "engines and r0's spreader")
         if self.engines.datapath not in DATAPATHS:
             raise ValueError(f"unknown datapath {self.engines.datapath!r}; data paths: "
                              f"{', '.join(DATAPATHS)}")

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 from . import netutil
 
-__all__ = ["ECMP_HASH_FIELDS", "hold_on_lo", "prepare_spreader", "route_via_frontend",
+__all__ = ["ECMP_HASH_FIELDS", "hold_on_lo", "prepare_frontend", "prepare_spreader", "route_via_frontend",
            "spread_over_nodes"]
 
 # r0's ECMP hash inputs (policy 3): src IP 0x01, dst IP 0x02, IP proto 0x04,
@@ -39,12 +39,19 @@ def _rp_filter_off(r0: Any) -> None:
 def route_via_frontend(fe: Any, r0: Any, vip: str, fe_addr: str) -> None:
     """VIP/32 on fe's lo, r0 routes VIP/32 via fe_addr; fe forwards IPv4 (the
     client packets it rewrites towards a back-end) without ICMP redirects."""
+    prepare_frontend(fe, vip)
+    netutil.run(r0, ["ip", "route", "add", f"{vip}/32", "via", fe_addr])
+    _rp_filter_off(r0)
+
+
+def prepare_frontend(fe: Any, vip: str) -> None:
+    """What a front-end needs to take the VIP's packets r0 sends it (the route is
+    r0's: route_via_frontend, or the spreader's group over several front-ends):
+    VIP/32 on its lo, IPv4 forwarding, no ICMP redirects."""
     netutil.run(fe, ["ip", "addr", "add", f"{vip}/32", "dev", "lo"])
     netutil.sysctl(fe, "net.ipv4.ip_forward", "1")
     for conf in ["all", "default"] + netutil.interfaces(fe):
         netutil.sysctl(fe, f"net.ipv4.conf.{conf}.send_redirects", "0")
-    netutil.run(r0, ["ip", "route", "add", f"{vip}/32", "via", fe_addr])
-    _rp_filter_off(r0)
 
 
 def hold_on_lo(host: Any, vip: str) -> None:

@@ -25,7 +25,7 @@ OLD_DEFAULTS: dict[str, Any] = {
     "engine_options": {}, "proxy_options": {}, "locality": None, "engines": True,
     "delay_ms": 0, "jitter_ms": 0, "reorder": 0.0, "duplicate": 0.0, "wan": False,
     "impair_seed": None, "auth": True, "datapath": "auto", "spreader": True, "pcap": False,
-    "backend_memory_mb": None,
+    "backend_memory_mb": None, "frontends": 1,
 }
 ATTRS = ("mode", "n_backends", "n_clients", "bw_mbit", "client_bw_mbit", "loss", "seed",
          "replicate", "locality", "engines", "offload", "sizes", "access_log", "policy",
@@ -51,7 +51,7 @@ def _attrs(c: Cluster) -> dict[str, Any]:
 
 
 def test_every_keyword_has_one_place_in_the_spec() -> None:
-    assert set(KEYWORDS) == set(OLD_DEFAULTS) and len(KEYWORDS) == 27
+    assert set(KEYWORDS) == set(OLD_DEFAULTS) and len(KEYWORDS) == 28
     assert POSITIONAL == ("mode", "backends", "clients", "bw_mbit", "loss", "seed")
     assert ClusterSpec().keywords() == OLD_DEFAULTS  # the defaults did not move
     places = list(KEYWORDS.values())
@@ -152,6 +152,9 @@ BAD: list[tuple[dict[str, Any], str]] = [
      r"^unknown policy 'random'; policies: first, round-robin, hash-client, hash-path, "
      r"least-active, lard \(lard also as lard:LOW:HIGH, LOW < HIGH\)$"),
     ({"mode": "frontend", "policy": "lard:9:4"}, r"^unknown policy 'lard:9:4'"),
+    ({"mode": "frontend", "frontends": 0}, r"^frontends must be within 1\.\.8$"),
+    ({"mode": "always", "frontends": 2}, r"^several front-ends are the frontend mode's failover"),
+    ({"mode": "frontend", "frontends": 2, "spreader": False}, r"^several front-ends are the frontend mode's failover"),
     ({"mode": "frontend", "backend_memory_mb": 8},
      r"^backend_memory_mb must be a whole number of MB >= 16, or None$"),
     ({"mode": "direct", "locality": 0.5},

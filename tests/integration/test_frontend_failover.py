@@ -1,0 +1,129 @@
+"""A front-end dies (issue 15 item 1, the frontend design), on a real Mininet
+cluster with two front-ends, fe and fe2, behind r0's spreader.
+
+Slow 10 MB downloads are accepted by fe (their client ports hash to it) and
+handed to the back-ends. fe's handoffd is killed (SIGKILL), or its link goes
+down. What keeps every download alive:
+
+- r0's spreader misses fe's heartbeats (~0.6 s), announces it (NodeDown) to
+  fe2 and moves fe's buckets to fe2 100 ms later;
+- fe2 passes the notice to every back-end, which hands fe2 each connection it
+  carries from fe (control::Takeover: the client and both ISNs; the handoff
+  option's front-end id says where each came from) and reports its relays and
+  end to fe2 from then on;
+- fe2 forwards those clients' packets to their back-ends (Origin::adopt; on the
+  kernel data path, a BPF map entry).
+
+Every download completes byte-exact; connections opened after the failure are
+served by fe2; when the downloads end fe2 frees their states.
+"""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import signal
+import time
+from typing import Any, Iterator
+
+import pytest
+
+from handofflab import Cluster, topo
+
+from crash_scenarios import start_transfer
+from helpers import ShapedDownlink, port_to, wait_until
+from test_symmetric import _engine_missing
+
+pytestmark = pytest.mark.integration
+
+_ports = itertools.count(47000)
+VICTIM, SURVIVOR = "fe", "fe2"
+DOWNLOADS = 4
+DOWNLINK_MBIT = 32  # c1's: the four 10 MB downloads take ~10 s (see test_takeover)
+
+
+@pytest.fixture(scope="module", params=["kernel", "nfqueue"])
+def cluster(request: Any, cluster_requirements: None) -> Iterator[Cluster]:
+    reason = _engine_missing("frontend")
+    if reason:
+        pytest.skip(reason)
+    with Cluster(mode="frontend", frontends=2, backends=3, clients=2, seed=0,
+                 sizes=(("1K", 9), ("10M", 4)), datapath=request.param) as c:
+        yield c
+
+
+def _link(c: Cluster, node: str, state: str) -> None:
+    c.cmd(node, ["ip", "link", "set", f"{node}-eth0", state])
+    if state == "up":  # link down removed the routes through it
+        c.cmd(node, ["ip", "route", "replace", "default", "via", topo.ROUTER_CLUSTER_IP])
+
+
+def test_both_frontends_take_connections(cluster: Cluster) -> None:
+    c = cluster
+    assert sorted(c.spread_members()) == ["fe", "fe2"]
+    small = [d for d in c.documents if d.size < 10_000_000]
+    for fe in ("fe", "fe2"):
+        before = c.agent(fe).stats()["handoffs"]
+        for doc in small[:3]:
+            r = c.fetch_from_port(doc, port_to(c, "c2", fe, _ports), client="c2")
+            assert (r.status, r.sha256) == (200, doc.sha256) and r.backend in doc.owners, r
+        wait_until(lambda: c.agent(fe).stats()["handoffs"] >= before + 3, timeout=3,
+                   what=f"{fe} counting its handoffs")
+
+
+@pytest.mark.parametrize("failure", ["kill", "link"])
+def test_a_dead_frontends_connections_go_on_through_the_other(cluster: Cluster, failure: str) -> None:
+    c = cluster
+    bigs = [d for d in c.documents if d.size >= 10_000_000]
+    shaped = contextlib.ExitStack()
+    transfers = []
+    try:
+        shaped.enter_context(ShapedDownlink(c, "c1", DOWNLINK_MBIT))
+        transfers = [start_transfer(c, bigs[i % len(bigs)], "c1", rate="1500K", max_time=60,
+                                    local_port=port_to(c, "c1", VICTIM, _ports))
+                     for i in range(DOWNLOADS)]
+        for t in transfers:
+            assert t.receiving(), "a download did not start"
+        was_victims = [port_to(c, "c2", VICTIM, _ports) for _ in range(3)]
+        adopted_before = c.agent(SURVIVOR).stats().get("adopted", 0)
+        failed = time.monotonic()
+        if failure == "kill":
+            c.agent(VICTIM).kill(signal.SIGKILL)
+        else:
+            _link(c, VICTIM, "down")
+        c.wait_spread_members([SURVIVOR], timeout=5)
+        moved = time.monotonic() - failed
+        try:
+            wait_until(lambda: c.agent(SURVIVOR).stats().get("adopted", 0) - adopted_before >= DOWNLOADS,
+                       timeout=5, what="the survivor taking over the downloads")
+        except AssertionError:
+            print({n: c.agent(n).stats() for n in [SURVIVOR] + c.backends})
+            raise
+        taken_over = time.monotonic() - failed
+        # New connections (ports r0 spread to fe before) are served by fe2.
+        small = [d for d in c.documents if d.size < 10_000_000]
+        served = []
+        for port, doc in zip(was_victims, small):
+            r = c.fetch_from_port(doc, port, client="c2", timeout=10)
+            assert (r.status, r.sha256) == (200, doc.sha256), r
+            served.append(time.monotonic() - failed)
+        for t in transfers:
+            code, _, err = t.wait(timeout=60)
+            assert code == 0, f"a download through the dead front-end failed: curl exit {code}: {err}"
+            assert t.exact(), "a download is not byte-exact"
+        print(f"frontend/{c.datapaths()} {failure}: {DOWNLOADS} downloads survived; after the failure: "
+              f"the VIP's route moved {moved:.2f} s, taken over {taken_over:.2f} s, new connections "
+              "served " + ", ".join(f"{t:.2f}" for t in served) + " s")
+        takeovers = sum(c.agent(b).stats().get("takeovers", 0) for b in c.backends)
+        assert takeovers >= DOWNLOADS, takeovers
+        # Every state is freed: the back-ends' ends reach the survivor.
+        wait_until(lambda: all(c.agent(n).stats().get("active", 1) == 0 for n in [SURVIVOR] + c.backends),
+                   timeout=10, what="the survivor and the back-ends freeing their states")
+    finally:
+        for t in transfers:
+            t.stop()
+        shaped.close()
+        if failure == "link":
+            _link(c, VICTIM, "up")
+        if c.agent(VICTIM).proc is None or c.agent(VICTIM).proc.poll() is not None:
+            c.restart_agent(VICTIM)
+        c.wait_spread_members(["fe", "fe2"], timeout=15)
