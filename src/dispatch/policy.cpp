@@ -20,12 +20,15 @@ std::uint64_t mix64(std::uint64_t x) {
 }
 
 // Rendezvous (highest random weight) choice: the owner with the largest
-// mix(key, owner). Removing an owner only moves the keys that chose it.
-BackendId rendezvous(std::uint64_t key, std::span<const BackendId> owners) {
+// mix(key, owner), among those `keep` accepts (the first owner if none).
+// Removing an owner only moves the keys that chose it.
+template <class Keep>
+BackendId rendezvous_if(std::uint64_t key, std::span<const BackendId> owners, Keep keep) {
   BackendId best = owners.front();
   std::uint64_t best_weight = 0;
   bool first = true;
   for (BackendId id : owners) {
+    if (!keep(id)) continue;
     const std::uint64_t weight = mix64(key ^ mix64(id));
     if (first || weight > best_weight) {
       best = id;
@@ -34,6 +37,10 @@ BackendId rendezvous(std::uint64_t key, std::span<const BackendId> owners) {
     }
   }
   return best;
+}
+
+BackendId rendezvous(std::uint64_t key, std::span<const BackendId> owners) {
+  return rendezvous_if(key, owners, [](BackendId) { return true; });
 }
 
 class FirstPolicy final : public Policy {
@@ -170,19 +177,7 @@ class LardPolicy final : public Policy {
   static BackendId least_loaded(std::span<const BackendId> ids, std::uint64_t key, const DispatchContext& ctx) {
     std::uint32_t least = UINT32_MAX;
     for (BackendId id : ids) least = std::min(least, ctx.active_of(id));
-    BackendId best = ids.front();
-    std::uint64_t best_weight = 0;
-    bool first = true;
-    for (BackendId id : ids) {
-      if (ctx.active_of(id) != least) continue;
-      const std::uint64_t weight = mix64(key ^ mix64(id));
-      if (first || weight > best_weight) {
-        best = id;
-        best_weight = weight;
-        first = false;
-      }
-    }
-    return best;
+    return rendezvous_if(key, ids, [&](BackendId id) { return ctx.active_of(id) == least; });
   }
   static BackendId most_loaded(std::span<const BackendId> ids, const DispatchContext& ctx) {
     BackendId most = ids.front();
