@@ -196,3 +196,11 @@ def port_to(c: Any, client: str, node: str, ports: Iterator[int], tries: int = 2
             return port
     raise AssertionError(f"no port of {client} spreads to {node}")
 
+
+
+def set_link(c: Any, node: str, state: str) -> None:
+    """Takes `node`'s cluster link down or up ("down" | "up"); up restores its
+    default route via r0, which the link going down removed."""
+    c.cmd(node, ["ip", "link", "set", f"{node}-eth0", state])
+    if state == "up":
+        c.cmd(node, ["ip", "route", "replace", "default", "via", topo.ROUTER_CLUSTER_IP])

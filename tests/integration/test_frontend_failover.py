@@ -27,10 +27,10 @@ from typing import Any, Iterator
 
 import pytest
 
-from handofflab import Cluster, topo
+from handofflab import Cluster
 
 from crash_scenarios import start_transfer
-from helpers import ShapedDownlink, port_to, wait_until
+from helpers import ShapedDownlink, port_to, set_link, wait_until
 from test_symmetric import _engine_missing
 
 pytestmark = pytest.mark.integration
@@ -49,12 +49,6 @@ def cluster(request: Any, cluster_requirements: None) -> Iterator[Cluster]:
     with Cluster(mode="frontend", frontends=2, backends=3, clients=2, seed=0,
                  sizes=(("1K", 9), ("10M", 4)), datapath=request.param) as c:
         yield c
-
-
-def _link(c: Cluster, node: str, state: str) -> None:
-    c.cmd(node, ["ip", "link", "set", f"{node}-eth0", state])
-    if state == "up":  # link down removed the routes through it
-        c.cmd(node, ["ip", "route", "replace", "default", "via", topo.ROUTER_CLUSTER_IP])
 
 
 def test_both_frontends_take_connections(cluster: Cluster) -> None:
@@ -89,7 +83,7 @@ def test_a_dead_frontends_connections_go_on_through_the_other(cluster: Cluster, 
         if failure == "kill":
             c.agent(VICTIM).kill(signal.SIGKILL)
         else:
-            _link(c, VICTIM, "down")
+            set_link(c, VICTIM, "down")
         c.wait_spread_members([SURVIVOR], timeout=5)
         moved = time.monotonic() - failed
         try:
@@ -123,7 +117,7 @@ def test_a_dead_frontends_connections_go_on_through_the_other(cluster: Cluster, 
             t.stop()
         shaped.close()
         if failure == "link":
-            _link(c, VICTIM, "up")
+            set_link(c, VICTIM, "up")
         if c.agent(VICTIM).proc is None or c.agent(VICTIM).proc.poll() is not None:
             c.restart_agent(VICTIM)
         c.wait_spread_members(["fe", "fe2"], timeout=15)

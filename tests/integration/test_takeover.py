@@ -33,7 +33,7 @@ import pytest
 from handofflab import Cluster, Document, topo
 
 from crash_scenarios import start_transfer
-from helpers import ShapedDownlink, port_to, wait_until
+from helpers import ShapedDownlink, port_to, set_link, wait_until
 from test_symmetric import _engine_missing
 
 pytestmark = pytest.mark.integration
@@ -66,12 +66,6 @@ def _not_on(c: Cluster, node: str, big: bool) -> list[Document]:
     return [d for d in c.documents if node not in d.owners and (d.size >= 10_000_000) == big]
 
 
-def _link(c: Cluster, node: str, state: str) -> None:
-    c.cmd(node, ["ip", "link", "set", f"{node}-eth0", state])
-    if state == "up":  # link down removed the routes through it
-        c.cmd(node, ["ip", "route", "replace", "default", "via", topo.ROUTER_CLUSTER_IP])
-
-
 @pytest.mark.parametrize("failure", ["kill", "link"])
 def test_the_serving_nodes_take_over_a_dead_origins_connections(cluster: Cluster, failure: str) -> None:
     c = cluster
@@ -91,7 +85,7 @@ def test_the_serving_nodes_take_over_a_dead_origins_connections(cluster: Cluster
         if failure == "kill":
             c.agent(VICTIM).kill(signal.SIGKILL)
         else:
-            _link(c, VICTIM, "down")
+            set_link(c, VICTIM, "down")
         try:
             wait_until(lambda: sum(c.agent(n).stats().get("takeovers", 0) for n in c.backends
                                    if n != VICTIM) >= DOWNLOADS, timeout=5,
@@ -127,7 +121,7 @@ def test_the_serving_nodes_take_over_a_dead_origins_connections(cluster: Cluster
             t.stop()
         shaped.close()
         if failure == "link":
-            _link(c, VICTIM, "up")
+            set_link(c, VICTIM, "up")
         if c.agent(VICTIM).proc is None or c.agent(VICTIM).proc.poll() is not None:
             c.restart_agent(VICTIM)
         c.wait_spread_members(c.backends, timeout=15)
