@@ -54,7 +54,6 @@ struct FrontendEngine::Impl {
   uint64_t control_errors = 0;     // messages from unknown senders
   uint64_t io_errors = 0;          // the engine's own verdicts and the transport's sends
   uint64_t frontend_notices = 0;
-  uint64_t adopted = 0;
   io::CheckedVerdicts verdicts;
   net::Endpoint vip;
   std::optional<net::Ipv4Addr> spreader;
@@ -93,7 +92,7 @@ struct FrontendEngine::Impl {
       return;
     }
     if (const auto* t = std::get_if<control::Takeover>(&message)) {
-      if (origin.adopt(t->client, from, t->client_isn, t->origin_isn)) ++adopted;
+      (void)origin.adopt(t->client, from, t->client_isn, t->origin_isn);  // counted: OriginCounters::adopted
       return;
     }
     if (const auto* ack = std::get_if<control::HandoffAck>(&message)) {
@@ -160,7 +159,7 @@ struct FrontendEngine::Impl {
     c.freed = o.freed;
     c.moves = o.moves;
     c.frontend_notices = frontend_notices;
-    c.adopted = adopted;
+    c.adopted = o.adopted;
     return c;
   }
 };
