@@ -56,6 +56,14 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    "snaplen 128, at most 64 MB per host) into the results folder's pcap/, one "
                    "Wireshark-readable file per host and repetition; the summary gives the response "
                    "bytes each host sent (where the bytes flowed)")
+    p.add_argument("--servers", metavar="A,B",
+                   help="run the hosts on these machines too (Mininet's Cluster Edition over "
+                        "root SSH; r0 and the bridges stay here; 'netns': a server made on this "
+                        "machine, for a try). See the README's 'Several machines'")
+    p.add_argument("--placement", metavar="WHAT:SERVER,...",
+                   help="which server runs what: clients, frontends, backends or a host name "
+                        "(default: clients here, front-ends on the first server, back-ends on "
+                        "the last)")
     p.add_argument("--duration", type=float, metavar="S",
                    help="seconds of load per mode (soak only; default: config, 600)")
     imp = p.add_argument_group(
@@ -111,6 +119,17 @@ def _run_experiment(name: str, args: argparse.Namespace) -> int:
         overrides["trace_speed"] = args.trace_speed
     if args.pcap:
         overrides["pcap"] = True
+    if args.placement and not args.servers:
+        sys.exit("handofflab: --placement needs --servers")
+    if args.servers:
+        from .multihost import parse_placement
+
+        cluster = overrides.setdefault("cluster", {})
+        cluster["servers"] = [s for s in args.servers.split(",") if s]
+        try:
+            cluster["placement"] = parse_placement(args.placement or "")
+        except ValueError as exc:
+            sys.exit(f"handofflab: --placement: {exc}")
     if args.duration is not None:
         if "duration_s" not in experiment.load_config(name):
             sys.exit(f"handofflab: --duration applies to the soak experiment, not {name}")

@@ -76,11 +76,11 @@ from typing import Any, Optional, Sequence, Union
 
 from . import documents as docs_mod
 from . import netutil, topo, vip
-from .agent import NodeAgent
+from .agent import BINDINGS_DIR, NodeAgent
 from .impair import ImpairStage
 from .documents import Document
 from .netutil import FetchResult, WrkResult
-from . import memcap
+from . import memcap, multihost
 from .memcap import MemoryCap
 from .nginx import NginxServer
 from .spec import (DATAPATHS, ENGINE_MODES, IMPLEMENTED_MODES, MODES,  # re-exported
@@ -185,6 +185,13 @@ class Cluster:
         self._started = False
         self.spread_checked = False  # always/rare: _check_spread passed
         self.proxy: Optional[Any] = None  # proxy mode: the HaproxyServer on fe
+        # Cluster(servers=...): handofflab.multihost. placement {host: server} and
+        # server_facts {server: {kernel, cpu, cpus, hostname}} once started.
+        self.server_names: list[str] = list(shape.servers)
+        self.ssh_options: list[str] = list(shape.ssh_options)
+        self.placement: dict[str, str] = {}
+        self.server_facts: dict[str, dict[str, Any]] = {}
+        self.netns_server: Optional[multihost.NetnsServer] = None
 
     @classmethod
     def from_spec(cls, spec: ClusterSpec) -> "Cluster":
@@ -233,8 +240,11 @@ class Cluster:
                                         bw_mbit=self.bw_mbit,
                                         client_bw_mbit=self.client_bw_mbit, tag=self.tag,
                                         frontends=len(self.frontends))
-        self.net = Mininet(topo=cluster_topo, switch=topo.IpBridge, controller=None,
-                           link=TCLink, build=False, autoSetMacs=True)
+        if self.server_names:
+            self.net = self._server_net(cluster_topo)
+        else:
+            self.net = Mininet(topo=cluster_topo, switch=topo.IpBridge, controller=None,
+                               link=TCLink, build=False, autoSetMacs=True)
         try:
             self.net.build()
         finally:  # record the shells even if build failed half-way
@@ -296,6 +306,45 @@ class Cluster:
             self.start_capture(RUN_ROOT / f"pcap-{self.tag}")
         log.info("cluster up: %d back-ends, %d clients, tag %s",
                  self.n_backends, self.n_clients, self.tag)
+
+    def _server_net(self, cluster_topo: Any) -> Any:
+        """The MininetCluster of a cluster over several servers (handofflab.multihost):
+        a NetnsServer for ``"netns"``, the servers checked, each host placed.
+        placement and server_facts name the servers as given."""
+        ssh_options = list(self.ssh_options)
+        address = {multihost.LOCAL: multihost.LOCAL}  # server name -> what ssh reaches
+        for name in self.server_names:
+            address[name] = name
+            if name == multihost.NETNS_SERVER:
+                multihost.remove_leftover_servers()  # of crashed runs
+                self.netns_server = multihost.NetnsServer(self.tmpdir)
+                self.netns_server.start()
+                ssh_options += self.netns_server.ssh_options
+                address[name] = self.netns_server.ip
+        roles = {name: "router" if name == topo.ROUTER else
+                 "clients" if name.startswith("c") else
+                 "frontends" if name in self.frontends else "backends"
+                 for name in cluster_topo.hosts()}
+        self.placement = multihost.resolve_placement(
+            roles, self.server_names,
+            self.spec.topology.placement or multihost.default_placement(self.server_names))
+        remote = [address[name] for name in self.server_names]
+        multihost.check_servers(remote, self.tmpdir, BINDINGS_DIR.parent, ssh_options)
+        facts = multihost.server_facts(remote, ssh_options)
+        self.server_facts = {name: facts[address[name]] for name in address}
+        pid_dir = self.tmpdir / "pids"
+        pid_dir.mkdir()
+        host_cls, bridge_cls, net_cls = multihost.node_classes(ssh_options, str(pid_dir))
+        control = str(self.tmpdir / "ssh-%r@%h:%p")  # one SSH connection per server, shared
+        for name in cluster_topo.nodes():
+            info = cluster_topo.nodeInfo(name)
+            info["server"] = address[self.placement.get(name, multihost.LOCAL)]
+            if info["server"] != multihost.LOCAL:
+                info["controlPath"] = control
+        log.info("placement: %s", ", ".join(f"{n}@{s}" for n, s in self.placement.items()))
+        return net_cls(topo=cluster_topo, servers=[multihost.LOCAL] + remote, host=host_cls,
+                       switch=bridge_cls, link=multihost.vxlan_link_class(), controller=None,
+                       build=False, autoSetMacs=True, precheck=False)
 
     def _check_routes(self) -> None:
         """Every client reaches every back-end through r0 (and gets its X-Backend)."""
@@ -581,6 +630,9 @@ class Cluster:
                     shell.wait(timeout=5)
             self._remove_leftover_intfs()
             self.net = None
+        if self.netns_server is not None:
+            self.netns_server.stop()
+            self.netns_server = None
         if self.tmpdir is not None:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
             self.tmpdir = None

@@ -8,12 +8,13 @@ Popen we track; its worker PIDs are recorded so that stop() can prove them gone.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import subprocess
 import time
 from pathlib import Path
 from typing import Any, Optional
+
+from .multihost import kill_pid, read_proc
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ class NginxServer:
                 raise TimeoutError(f"nginx on {self.name} did not answer on {address}:80 "
                                    f"within {timeout} s {self._tail_error_log()}")
             time.sleep(0.05)
-        self.worker_pids = _children(self.proc.pid)
+        self.worker_pids = _children(self.host, self.proc.pid)
         log.debug("nginx %s up: master %d, workers %s", self.name, self.proc.pid, self.worker_pids)
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -126,7 +127,7 @@ class NginxServer:
         SIGKILL any worker still alive."""
         if self.proc is None:
             return
-        self.worker_pids = sorted(set(self.worker_pids) | set(_children(self.proc.pid)))
+        self.worker_pids = sorted(set(self.worker_pids) | set(_children(self.host, self.proc.pid)))
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -139,11 +140,11 @@ class NginxServer:
             self.proc.stderr.close()
         deadline = time.monotonic() + timeout
         for pid in self.worker_pids:
-            while _alive(pid) and time.monotonic() < deadline:
+            while _alive(self.host, pid) and time.monotonic() < deadline:
                 time.sleep(0.02)
-            if _alive(pid) and _cmdline(pid).startswith("nginx"):
+            if _alive(self.host, pid) and _cmdline(self.host, pid).startswith("nginx"):
                 log.warning("nginx %s worker %d survived its master; killing", self.name, pid)
-                os.kill(pid, signal.SIGKILL)
+                kill_pid(self.host, pid, signal.SIGKILL)
 
     def _tail_error_log(self, lines: int = 5) -> str:
         try:
@@ -153,26 +154,20 @@ class NginxServer:
         return "(error.log: " + " | ".join(tail) + ")" if tail else ""
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(p) for p in text.split()]
+# The processes as the host's server sees them (handofflab.multihost).
+def _children(host: Any, pid: int) -> list[int]:
+    text = read_proc(host, f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in text.split()] if text else []
 
 
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
+def _cmdline(host: Any, pid: int) -> str:
+    return (read_proc(host, f"/proc/{pid}/cmdline") or "").replace("\0", " ")
 
 
-def _alive(pid: int) -> bool:
+def _alive(host: Any, pid: int) -> bool:
     """True if the process exists and is not a zombie."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
+    status = read_proc(host, f"/proc/{pid}/status")
+    if status is None:
         return False
     for line in status.splitlines():
         if line.startswith("State:"):

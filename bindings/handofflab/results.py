@@ -294,7 +294,21 @@ class ResultsDir:
             f"# {self.experiment} — {self.manifest.get('started', '')}\n\n"
             "median (min–max) over repetitions\n\n" + self.table() + "\n"
             + (f"\n{self.pcap_text()}\n" if self.manifest.get("pcap") else "")
+            + (f"\n{self.placement_text()}\n" if self.manifest.get("placement") else "")
             + (f"\n{self.verdict_text()}\n" if self.verdicts else ""))
+
+    def placement_text(self) -> str:
+        """Which server ran which host, and what each server is (several servers)."""
+        lines = ["servers (handofflab.multihost): " + "; ".join(
+            f"{name}: {f.get('hostname', '?')}, Linux {f.get('kernel', '?')}, "
+            f"{f.get('cpus', '?')} x {f.get('cpu', '?')}"
+            for name, f in self.manifest.get("servers", {}).items())]
+        for mode, placement in self.manifest.get("placement", {}).items():
+            by_server: dict[str, list[str]] = {}
+            for host, server in sorted(placement.items()):
+                by_server.setdefault(server, []).append(host)
+            lines.append(f"- {mode}: " + "; ".join(f"{s}: {' '.join(h)}" for s, h in by_server.items()))
+        return "\n".join(lines)
 
     def finish(self, elapsed_s: float) -> None:
         self.manifest["finished"] = dt.datetime.now().astimezone().isoformat(timespec="seconds")

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from . import trace as trace_mod
+from .multihost import read_proc
 from . import workload as wl
 from .progress import Progress
 from .results import ResultsDir
@@ -104,14 +105,13 @@ def percentile(values: Sequence[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
-def cpu_seconds(pid: Optional[int]) -> Optional[float]:
-    """User + system CPU seconds of process pid (all its threads) from /proc/<pid>/stat,
-    or None if it is gone."""
+def cpu_seconds(pid: Optional[int], host: Any = None) -> Optional[float]:
+    """User + system CPU seconds of process pid (all its threads) from /proc/<pid>/stat
+    (of `host`'s server, handofflab.multihost), or None if it is gone."""
     if not pid:
         return None
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+    text = read_proc(host, f"/proc/{pid}/stat")
+    if text is None:
         return None
     fields = text.rsplit(")", 1)[1].split()  # fields[0] is stat's field 3 (state)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
@@ -244,7 +244,12 @@ class Runner:
 
     def record_datapath(self, c: Any, mode: str) -> None:
         """The manifest's ``datapaths``: {mode label: {"requested": ..., "resolved":
-        {node: "kernel" | "nfqueue"}}} for a cluster with engines."""
+        {node: "kernel" | "nfqueue"}}} for a cluster with engines; on several
+        servers, ``placement`` {mode label: {host: server}} and ``servers``
+        {server: {kernel, cpu, cpus, hostname}}."""
+        if getattr(c, "placement", None):  # several servers (handofflab.multihost)
+            self.rd.manifest.setdefault("placement", {})[mode] = dict(c.placement)
+            self.rd.manifest["servers"] = dict(c.server_facts)
         resolved = c.datapaths() if getattr(c, "agents", None) else {}
         if resolved:
             self.rd.manifest.setdefault("datapaths", {})[mode] = {
@@ -438,10 +443,10 @@ class Runner:
         if getattr(c, "proxy", None) is not None:
             snap["haproxy"] = c.proxy.stats()
         # CPU seconds of the engine processes (node agents) and of HAProxy, per node
-        cpu = {name: cpu_seconds(getattr(agent, "pid", None))
+        cpu = {name: cpu_seconds(getattr(agent, "pid", None), getattr(agent, "host", None))
                for name, agent in (getattr(c, "agents", None) or {}).items()}
         if getattr(c, "proxy", None) is not None:
-            cpu["haproxy"] = cpu_seconds(getattr(c.proxy, "pid", None))
+            cpu["haproxy"] = cpu_seconds(getattr(c.proxy, "pid", None), getattr(c.proxy, "host", None))
         snap["cpu_s"] = {k: v for k, v in cpu.items() if v is not None}
         return snap
 

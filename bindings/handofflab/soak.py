@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from .multihost import read_proc
+
 KIB_PER_MIB = 1024
 
 
@@ -42,14 +44,13 @@ def parse_vmrss(status_text: str) -> Optional[int]:
     return None
 
 
-def rss_kib(pid: Optional[int]) -> Optional[int]:
-    """Resident set of process pid in KiB, or None if it is gone."""
+def rss_kib(pid: Optional[int], host: Any = None) -> Optional[int]:
+    """Resident set of process pid (on `host`'s server, handofflab.multihost) in
+    KiB, or None if it is gone."""
     if not pid:
         return None
-    try:
-        return parse_vmrss(Path(f"/proc/{pid}/status").read_text())
-    except OSError:
-        return None
+    text = read_proc(host, f"/proc/{pid}/status")
+    return parse_vmrss(text) if text is not None else None
 
 
 def rss_flat(samples: Sequence[tuple[float, int]], load_s: float, rule: RssRule) -> dict[str, Any]:

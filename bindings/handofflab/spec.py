@@ -97,7 +97,13 @@ class Topology:
     frontends (frontend mode): front-ends fe, fe2, ... (F > 1: failover). r0's
     spreader routes the VIP over them (a resilient nexthop group, as for the
     nodes of always/rare) and takes a dead one out; the back-ends hand its
-    connections to a survivor, so they go on (issue 15)."""
+    connections to a survivor, so they go on (issue 15).
+
+    servers: other machines the hosts may run on (Mininet's Cluster Edition
+    over SSH, handofflab.multihost; ``"netns"``: one made on this machine for a
+    try); placement: {role or host: server} (roles clients, frontends,
+    backends; default multihost.default_placement); ssh_options: extra ssh
+    arguments (e.g. ``("-i", KEY)``). r0 and the bridges stay on this machine."""
 
     backends: int = 3
     clients: int = 1
@@ -106,6 +112,18 @@ class Topology:
     offload: bool = True
     backend_memory_mb: Optional[int] = None
     frontends: int = 1
+    servers: tuple[str, ...] = ()
+    placement: Mapping[str, str] = field(default_factory=dict, hash=False)
+    ssh_options: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "servers", tuple(self.servers or ()))
+        placement = self.placement
+        if isinstance(placement, str):
+            from .multihost import parse_placement
+            placement = parse_placement(placement)
+        object.__setattr__(self, "placement", types.MappingProxyType(dict(placement or {})))
+        object.__setattr__(self, "ssh_options", tuple(self.ssh_options or ()))
 
     @property
     def client_bw_mbit(self) -> Optional[float]:
@@ -207,7 +225,8 @@ KEYWORDS: dict[str, tuple[str, str]] = {
     "backends": ("topology", "backends"), "clients": ("topology", "clients"),
     "bw_mbit": ("topology", "bw_mbit"), "client_bw_factor": ("topology", "client_bw_factor"),
     "offload": ("topology", "offload"), "backend_memory_mb": ("topology", "backend_memory_mb"),
-    "frontends": ("topology", "frontends"),
+    "frontends": ("topology", "frontends"), "servers": ("topology", "servers"),
+    "placement": ("topology", "placement"), "ssh_options": ("topology", "ssh_options"),
     "sizes": ("content", "sizes"), "replicate": ("content", "replicate"),
     "locality": ("content", "locality"), "policy": ("content", "policy"),
     "loss": ("impairments", "loss"), "delay_ms": ("impairments", "delay_ms"),
@@ -266,6 +285,11 @@ class ClusterSpec:
                                     or not self.engines.spreader):
             raise ValueError("several front-ends are the frontend mode's failover: they need its "
                              "engines and r0's spreader")
+        if shape.servers and shape.backend_memory_mb is not None:
+            raise ValueError("backend_memory_mb (memory cgroups made on this machine) does not "
+                             "work with servers")
+        if shape.placement and not shape.servers:
+            raise ValueError("placement needs servers")
         if self.engines.datapath not in DATAPATHS:
             raise ValueError(f"unknown datapath {self.engines.datapath!r}; data paths: "
                              f"{', '.join(DATAPATHS)}")

@@ -75,6 +75,7 @@ class _Sampler(threading.Thread):
         # file (the agent runs the engine in-process), else the Popen's
         self.procs = {name: (agent.stats_doc() or {}).get("pid") or agent.pid
                       for name, agent in c.agents.items()}
+        self.hosts = {name: agent.host for name, agent in c.agents.items()}
         stage = getattr(c, "impair_stage", None)
         if stage is not None and getattr(stage, "pid", None):
             self.procs[IMPAIR_NODE] = stage.pid
@@ -88,7 +89,7 @@ class _Sampler(threading.Thread):
             stats = {}
         for node, pid in self.procs.items():
             counters = stats.get(node, {})
-            self.rows.append({"t_s": t, "phase": self.phase, "node": node, "rss_kib": rss_kib(pid),
+            self.rows.append({"t_s": t, "phase": self.phase, "node": node, "rss_kib": rss_kib(pid, self.hosts.get(node)),
                               "active": counters.get("active"), "freed": counters.get("freed")})
 
     def run(self) -> None:
