@@ -25,7 +25,7 @@ OLD_DEFAULTS: dict[str, Any] = {
     "engine_options": {}, "proxy_options": {}, "locality": None, "engines": True,
     "delay_ms": 0, "jitter_ms": 0, "reorder": 0.0, "duplicate": 0.0, "wan": False,
     "impair_seed": None, "auth": True, "datapath": "auto", "spreader": True, "pcap": False,
-    "backend_memory_mb": None, "frontends": 1,
+    "backend_memory_mb": None, "frontends": 1, "servers": (), "placement": {}, "ssh_options": (),
 }
 ATTRS = ("mode", "n_backends", "n_clients", "bw_mbit", "client_bw_mbit", "loss", "seed",
          "replicate", "locality", "engines", "offload", "sizes", "access_log", "policy",
@@ -51,7 +51,7 @@ def _attrs(c: Cluster) -> dict[str, Any]:
 
 
 def test_every_keyword_has_one_place_in_the_spec() -> None:
-    assert set(KEYWORDS) == set(OLD_DEFAULTS) and len(KEYWORDS) == 28
+    assert set(KEYWORDS) == set(OLD_DEFAULTS) and len(KEYWORDS) == 31
     assert POSITIONAL == ("mode", "backends", "clients", "bw_mbit", "loss", "seed")
     assert ClusterSpec().keywords() == OLD_DEFAULTS  # the defaults did not move
     places = list(KEYWORDS.values())
