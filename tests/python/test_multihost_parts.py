@@ -1,4 +1,4 @@
-"""handofflab.multihost without servers: placement, the remote command line, facts."""
+"""handofflab.multihost without servers (tests/integration/test_multihost.py has the cluster): placement, the remote command line, facts."""
 from __future__ import annotations
 
 import os
