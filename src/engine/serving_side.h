@@ -52,7 +52,7 @@ enum class EndCause : uint8_t {
   kFinsAcked,  // both FINs sent and the server's acknowledged
   kServerRst,  // the server reset it
   kTimeout,    // no SYN/ACK in time, or idle
-  kKernelEnd,  // the kernel data path: the serving kernel's socket is gone (closed or reset)
+  kKernelEnd,  // the serving kernel's socket is gone (closed or reset; sock_diag, socket_end.h)
 };
 
 // Monotonic counters of a serving side; each engine reports the ones its design
@@ -79,11 +79,14 @@ struct ServingCounters {
   uint64_t control_errors = 0;       // messages refused or not sendable
   uint64_t io_errors = 0;
   uint64_t freed = 0;
+  // Connections ended as the kernel destroyed their socket (sock_diag): on the
+  // kernel data path every end; on the translation path one its packets did
+  // not show (a FIN or the last ACK lost).
+  uint64_t kernel_ends = 0;
   // The kernel data path (kernel_carrier.h).
   uint64_t kernel_adopted = 0;     // hand-ins authorised in the adopt map
   uint64_t kernel_injected = 0;    // request segments injected to the VIP
   uint64_t kernel_reinjected = 0;  // replayed client segments that beat the entry, re-sent to the VIP
-  uint64_t kernel_ends = 0;        // connections whose socket the kernel destroyed (sock_diag)
   uint64_t kernel_errors = 0;      // authorisations the map refused
   // Moves (control::Release): a persistent connection given up between two requests.
   uint64_t release_orders = 0;     // Release messages taken (repeats included)
