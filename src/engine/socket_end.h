@@ -68,6 +68,13 @@ class SocketEnds {
   // if named destroyed, if notifications were missed this tick, until it is
   // first seen, and every check_ms.
   Found check(SocketEnd& end, net::Endpoint client, uint64_t now);
+  // The carrier saw the socket send a segment at `now`: seen alive without a
+  // lookup (unless a deferred notification waits for a lookup to judge it).
+  void seen(SocketEnd& end, uint64_t now) const {
+    if (end.seen_alive || end.deferred_ms != 0) return;
+    end.seen_alive = true;
+    end.check_at_ms = now + check_ms_;
+  }
 
  private:
   static void named(SocketEnd& end, uint64_t now);

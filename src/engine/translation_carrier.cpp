@@ -239,6 +239,9 @@ bool TranslationCarrier::from_server(const io::QueuedPacket& qp, net::TcpPacket&
     return true;
   }
   conn.last_seen_ms = clock_();
+  // Past the SYN/ACK its socket is complete (an RST for none ends it anyway):
+  // no lookup needed to know it was alive.
+  if (ends_) ends_->seen(conn.socket, conn.last_seen_ms);
   const Conn::ServerEvent event = conn.from_server(pkt, io::checksum_state(qp.checksum_partial));
   ++counters_.translated_out;
   counters_.translated_out_bytes += pkt.bytes.size();

@@ -59,6 +59,19 @@ TEST(TranslationEndTest, ItsSocketDestroyedEndsTheConnectionWithNoFinSeen) {
   EXPECT_EQ(c.counters.timeouts, 0u);
 }
 
+TEST(TranslationEndTest, ASocketThatSentASegmentNeedsNoLookupUntilNamed) {
+  FakeSockets sockets;
+  Carried c(true, 100, &sockets);
+  c.server_sends(kResponse);
+  c.tick(100);
+  c.tick(100);
+  EXPECT_EQ(sockets.lookups, 0);
+  sockets.destroyed.push_back(kClient);
+  c.tick(100);
+  EXPECT_EQ(sockets.lookups, 1);
+  EXPECT_EQ(terminations(c), std::vector{control::TerminationReason::kFin});
+}
+
 // A notification names the tuple while a socket of it lives: the server's
 // FIN_WAIT2 minisock, or a new socket of the tuple after an old one's end.
 TEST(TranslationEndTest, ANotificationWhileItsSocketLivesIsNotItsEnd) {
@@ -157,6 +170,24 @@ TEST(TranslationEndTest, MovedBackWithNoSocketShowingTheNotificationIsBelieved) 
   w.sockets.destroyed.push_back(kClient);  // the new socket's own (it lived between two ticks)
   c.tick(100);
   EXPECT_TRUE(c.messages.take().empty());
+  c.tick(SocketEnds::kDeferMs);
+  EXPECT_EQ(terminations(c), std::vector{control::TerminationReason::kFin});
+}
+
+// The new socket answered and was gone within a tick: its segment says it
+// lived, not that the waiting notification was the old socket's.
+TEST(TranslationEndTest, MovedBackASegmentDoesNotOverruleTheWaitingNotification) {
+  Watched w;
+  Carried& c = w.c;
+  c.server_sends(kResponse);
+  c.side.take_release(kOrigin, c.order(1, c.server_next()));
+  ASSERT_EQ(c.answers().size(), 1u);
+  w.sockets.live.clear();
+  c.hand_in(c.client_seq - 1);
+  c.synack();
+  w.sockets.destroyed.push_back(kClient);
+  c.tick(100);
+  c.server_sends(kResponse);
   c.tick(SocketEnds::kDeferMs);
   EXPECT_EQ(terminations(c), std::vector{control::TerminationReason::kFin});
 }
