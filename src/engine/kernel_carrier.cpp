@@ -217,12 +217,7 @@ void KernelCarrier::on_timer(uint64_t now) {
         [&](Conn& conn) {
           if (conn.retired) return now - conn.ended_ms >= std::max(cfg_.linger_ms, cfg_.retired_linger_ms);
           if (conn.ended_ms != 0) {
-            // Nothing retries a lost UDP Termination (the front-end would keep its state): told again.
-            if (!link_.reliable() && conn.end_repeats < kEndRepeats &&
-                now - conn.ended_ms >= kEndRepeatMs * (conn.end_repeats + 1u)) {
-              ++conn.end_repeats;
-              link_.ended(conn.origin, conn.client, conn.cause);
-            }
+            if (conn.end_repeats.due(link_, conn.ended_ms, now)) link_.ended(conn.origin, conn.client, conn.cause);
             return now - conn.ended_ms >= cfg_.linger_ms;
           }
           if (conn.order) try_release(conn, now);

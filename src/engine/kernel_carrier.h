@@ -165,7 +165,7 @@ class KernelCarrier final : public Carrier {
     uint64_t since_ms = 0;
     uint64_t ended_ms = 0;      // 0: not ended
     EndCause cause = EndCause::kKernelEnd;
-    uint8_t end_repeats = 0;    // an unreliable link: the end told again (kEndRepeats)
+    EndRepeats end_repeats;
     SocketEnd socket;           // what sock_diag told of it
     // Moves.
     uint32_t ts_base = 0;       // the grant's rcv_tsecr (the socket's first TSval)
@@ -216,8 +216,6 @@ class KernelCarrier final : public Carrier {
   void retire(Conn& conn, uint64_t now);
   void send_order_ack(const Conn& conn, const control::Release& order);
 
-  static constexpr uint8_t kEndRepeats = 3;       // over an unreliable link (UDP), while lingering
-  static constexpr uint64_t kEndRepeatMs = 300;
   static constexpr uint32_t kTsSlackMs = 100;      // ts_floor: TSvals are ms-granular plus jitter
   static constexpr size_t kMaxUnacked = 256 * 1024;  // client bytes waiting for the server's ack
 

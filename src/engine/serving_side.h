@@ -118,6 +118,25 @@ class OriginLink {
   virtual void released(net::Ipv4Addr origin, const control::Released& answer) = 0;
 };
 
+// An ended connection's end, told again while its state lingers when the link
+// is not reliable (UDP): nothing else retries a lost Termination, and the
+// origin would keep its state until its idle timeout.
+class EndRepeats {
+ public:
+  static constexpr uint8_t kRepeats = 3;
+  static constexpr uint64_t kRepeatMs = 300;
+
+  // Whether the end, told at `ended_ms` over `link`, is told again at `now` (counted as told).
+  bool due(const OriginLink& link, uint64_t ended_ms, uint64_t now) {
+    if (link.reliable() || told_ >= kRepeats || now - ended_ms < kRepeatMs * (told_ + 1u)) return false;
+    ++told_;
+    return true;
+  }
+
+ private:
+  uint8_t told_ = 0;
+};
+
 // A carried connection whose origin died, taken over by this node (Carrier::take_over).
 struct Orphan {
   net::Endpoint client;

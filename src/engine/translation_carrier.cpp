@@ -54,7 +54,9 @@ void TranslationCarrier::free_conn(ConnIt it) {
 
 void TranslationCarrier::end(Conn& conn, EndCause cause) {
   conn.move.reset();  // a repeated order finds it ended: kUnknown
-  if (conn.close(clock_())) link_.ended(conn.in.origin, conn.client, cause);
+  if (!conn.close(clock_())) return;
+  conn.cause = cause;
+  link_.ended(conn.in.origin, conn.client, cause);
 }
 
 Carrier::Intake TranslationCarrier::hand_in(HandIn in, const io::QueuedPacket* qp, net::TcpPacket* syn) {
@@ -335,6 +337,10 @@ void TranslationCarrier::on_timer(uint64_t now) {
             answer(conn, move.origin, move.order, control::ReleaseStatus::kTimeout);
           }
           check_socket(conn, now);
+          if (conn.state == Conn::State::Closed && !conn.retired &&
+              conn.end_repeats.due(link_, conn.closed_ms, now)) {
+            link_.ended(conn.in.origin, conn.client, conn.cause);
+          }
           const uint32_t linger =
               conn.retired ? std::max(cfg_.linger_ms, TranslationConfig::kMinRetiredLingerMs) : cfg_.linger_ms;
           if (!conn.expired(now, cfg_.handshake_timeout_ms, cfg_.idle_timeout_ms, linger)) return false;

@@ -92,11 +92,14 @@ class TranslationCarrier final : public Carrier {
     bool server_fin = false;    // the server closed its side: nothing to move
     bool retired = false;       // moved away: its socket is gone, its packets are dropped
     SocketEnd socket;           // what sock_diag told of its socket (with ServerSockets)
+    EndCause cause = EndCause::kTimeout;  // why it ended (told again over UDP: end_repeats)
+    EndRepeats end_repeats;
   };
   using ConnIt = std::unordered_map<uint64_t, Conn>::iterator;
 
   void free_conn(ConnIt it);
-  // Ends `conn` for `cause` (once) and tells the origin.
+  // Ends `conn` for `cause` (once) and tells the origin (again while it
+  // lingers, over UDP: on_timer).
   void end(Conn& conn, EndCause cause);
   // With ServerSockets: ends `conn` if the kernel's socket of it is gone.
   void check_socket(Conn& conn, uint64_t now);

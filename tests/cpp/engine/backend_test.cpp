@@ -123,7 +123,8 @@ TEST(BackendTest, ClientSegmentWithBadChecksumIsDropped) {
 }
 
 // The back-end's sockets (BackendConfig::sockets): a connection whose socket
-// the kernel destroyed ends, and its front-end hears it, whatever FIN was lost.
+// the kernel destroyed ends, and its front-end hears it, whatever FIN was lost,
+// again a few times while the state lingers (UDP: nothing else would retry it).
 TEST(BackendTest, ASocketTheKernelDestroyedEndsItsConnection) {
   FakeSockets sockets;
   Be be(&sockets);
@@ -142,6 +143,13 @@ TEST(BackendTest, ASocketTheKernelDestroyedEndsItsConnection) {
   EXPECT_EQ(m[0].to, kFe);
   EXPECT_EQ(std::get<control::Termination>(m[0].message).reason, control::TerminationReason::kFin);
   EXPECT_EQ(be.engine.counters().kernel_ends, 1u);
+  for (int i = 0; i < 20; ++i) {
+    be.now += 100;
+    be.engine.on_timer();
+  }
+  m = be.messages.take();
+  ASSERT_EQ(m.size(), EndRepeats::kRepeats);
+  for (const auto& sent : m) EXPECT_TRUE(std::holds_alternative<control::Termination>(sent.message));
 }
 
 }  // namespace
