@@ -165,7 +165,7 @@ class KernelCarrier final : public Carrier {
     uint64_t since_ms = 0;
     uint64_t ended_ms = 0;      // 0: not ended
     EndCause cause = EndCause::kKernelEnd;
-    EndRepeats end_repeats;
+    EndRepeats end_repeats;     // over UDP: the end told again while lingering
     SocketEnd socket;           // what sock_diag told of it
     // Moves.
     uint32_t ts_base = 0;       // the grant's rcv_tsecr (the socket's first TSval)

@@ -15,7 +15,7 @@
 namespace hl::engine {
 
 // This node's sockets on one local address:port, as the kernel tells (the real
-// one is io::SockDestroyWatch in the runtime; tests use a fake).
+// one is io::SockDestroyWatch, runtime/roles/sock_diag_sockets.h; tests use a fake).
 class ServerSockets {
  public:
   virtual ~ServerSockets() = default;

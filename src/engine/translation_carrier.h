@@ -92,8 +92,8 @@ class TranslationCarrier final : public Carrier {
     bool server_fin = false;    // the server closed its side: nothing to move
     bool retired = false;       // moved away: its socket is gone, its packets are dropped
     SocketEnd socket;           // what sock_diag told of its socket (with ServerSockets)
-    EndCause cause = EndCause::kTimeout;  // why it ended (told again over UDP: end_repeats)
-    EndRepeats end_repeats;
+    EndCause cause = EndCause::kTimeout;  // why it ended
+    EndRepeats end_repeats;     // over UDP: the end told again while lingering
   };
   using ConnIt = std::unordered_map<uint64_t, Conn>::iterator;
 
