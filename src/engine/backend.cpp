@@ -53,7 +53,7 @@ struct BackendEngine::Impl {
                                                                   .idle_timeout_ms = cfg.idle_timeout_ms,
                                                                   .max_held = cfg.max_held,
                                                                   .release_timeout_ms = cfg.release_timeout_ms},
-                                                v, cfg.raw, link, serving, clock);
+                                                v, cfg.raw, link, serving, clock, cfg.sockets);
   }
 
   void on_packet(const io::QueuedPacket& qp) {

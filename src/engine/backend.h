@@ -18,6 +18,7 @@
 namespace hl::engine {
 
 class KernelAdoption;  // kernel_carrier.h
+class ServerSockets;   // socket_end.h
 
 struct BackendConfig {
   static constexpr uint32_t kDefaultLingerMs = 2000;
@@ -47,6 +48,10 @@ struct BackendConfig {
   // without it every move times out.
   KernelAdoption* kernel = nullptr;
   io::PacketSender* raw = nullptr;
+  // Translation: this back-end's sockets on node:port as its kernel tells
+  // (sock_diag); a connection ends when its socket is gone, whatever packets
+  // were lost. Null: its packets and timeouts alone.
+  ServerSockets* sockets = nullptr;
   // Replayed SYNs are taken only with this MAC in their option (the cluster
   // key's, serving_side.h); empty: any (unauthenticated cluster).
   OptionMac option_mac;
@@ -75,7 +80,7 @@ struct BackendCounters {
   uint64_t kernel_adopted = 0;      // the kernel data path (ServingCounters)
   uint64_t kernel_injected = 0;
   uint64_t kernel_reinjected = 0;
-  uint64_t kernel_ends = 0;
+  uint64_t kernel_ends = 0;         // connections ended as their socket was gone (both data paths)
   uint64_t kernel_errors = 0;
   uint64_t release_orders = 0;      // moves (control::Release) ordered by the front-end, repeats included
   uint64_t released = 0;            // connections retired at their quiet point

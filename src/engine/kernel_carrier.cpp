@@ -63,7 +63,7 @@ AdoptGrant make_grant(const HandIn& in, const net::TcpPacket* syn) {
 KernelCarrier::KernelCarrier(KernelCarrierConfig config, KernelAdoption& kernel, io::Verdicts& verdicts,
                              io::PacketSender& raw, OriginLink& link, ServingCounters& counters, Clock clock)
     : cfg_(config), kernel_(kernel), counters_(counters), verdicts_(verdicts, counters.io_errors),
-      raw_(raw, counters.io_errors), link_(link), clock_(std::move(clock)) {}
+      raw_(raw, counters.io_errors), link_(link), clock_(std::move(clock)), ends_(kernel, cfg_.check_ms) {}
 
 Carrier::Intake KernelCarrier::hand_in(HandIn in, const io::QueuedPacket* qp, net::TcpPacket* syn) {
   const uint64_t key = conn_key(in.client);
@@ -89,10 +89,9 @@ Carrier::Intake KernelCarrier::hand_in(HandIn in, const io::QueuedPacket* qp, ne
   conn.c = in.syn.client_isn.value();
   conn.f = in.syn.frontend_isn.value();
   conn.since_ms = now;
-  conn.check_at_ms = now;
   conn.ts_base = grant.rcv_tsecr;
   conn.tstamp_ok = grant.tstamp_ok;
-  conn.after_retired = after_retired;
+  conn.socket.after_retired = after_retired;
   Conn& added = conns_.emplace(key, std::move(conn)).first->second;
   // The watch's entry before the adopt entry and the request: the first
   // segment may be adopted (in band: the front-end's replayed request, right
@@ -191,56 +190,39 @@ void KernelCarrier::end(Conn& conn, EndCause cause, uint64_t now) {
 }
 
 void KernelCarrier::check(Conn& conn, uint64_t now) {
-  if (kernel_.alive(conn.client)) {
-    // After a destroy notification: the server closed and waits for the
-    // client's FIN (FIN_WAIT2, kept by a minisock), or the notification was of
-    // an earlier connection on the tuple: looked up again every tick.
-    conn.seen_alive = true;
-    conn.check_at_ms = now + cfg_.check_ms;
-    return;
-  }
-  if (conn.seen_alive || conn.destroyed) {
-    ++counters_.kernel_ends;
-    end(conn, EndCause::kKernelEnd, now);
-  } else if (now - conn.since_ms >= cfg_.handshake_timeout_ms) {
-    ++counters_.handshake_timeouts;  // the origin's segment never created the socket
-    ++counters_.timeouts;
-    end(conn, EndCause::kTimeout, now);
+  switch (ends_.check(conn.socket, conn.client, now)) {
+    case SocketEnds::Found::kAlive:
+      return;
+    case SocketEnds::Found::kGone:
+      ++counters_.kernel_ends;
+      end(conn, EndCause::kKernelEnd, now);
+      return;
+    case SocketEnds::Found::kUnseen:
+      if (now - conn.since_ms >= cfg_.handshake_timeout_ms) {
+        ++counters_.handshake_timeouts;  // the origin's segment never created the socket
+        ++counters_.timeouts;
+        end(conn, EndCause::kTimeout, now);
+      }
+      return;
   }
 }
 
 void KernelCarrier::on_timer(uint64_t now) {
   take_watched();
-  destroyed_.clear();
-  const bool missed = kernel_.take_destroyed(destroyed_);
-  for (const net::Endpoint& client : destroyed_) {
-    if (auto it = conns_.find(conn_key(client)); it != conns_.end()) {
-      Conn& c = it->second;
-      if (c.after_retired && !c.seen_alive) {
-        if (c.destroy_deferred_ms == 0) c.destroy_deferred_ms = now;  // perhaps the retired socket's
-        continue;
-      }
-      c.destroyed = true;
-    }
-  }
+  ends_.take_destroyed(now, [&](net::Endpoint client) -> SocketEnd* {
+    auto it = conns_.find(conn_key(client));
+    return it == conns_.end() ? nullptr : &it->second.socket;
+  });
   sweep(conns_,
         [&](Conn& conn) {
           if (conn.retired) return now - conn.ended_ms >= std::max(cfg_.linger_ms, cfg_.retired_linger_ms);
           if (conn.ended_ms != 0) {
-            // Nothing retries a lost UDP Termination (the front-end would keep its state): told again.
-            if (!link_.reliable() && conn.end_repeats < kEndRepeats &&
-                now - conn.ended_ms >= kEndRepeatMs * (conn.end_repeats + 1u)) {
-              ++conn.end_repeats;
-              link_.ended(conn.origin, conn.client, conn.cause);
-            }
+            if (conn.end_repeats.due(link_, conn.ended_ms, now)) link_.ended(conn.origin, conn.client, conn.cause);
             return now - conn.ended_ms >= cfg_.linger_ms;
           }
           if (conn.order) try_release(conn, now);
           if (conn.retired) return false;
-          if (conn.destroy_deferred_ms != 0 && !conn.seen_alive && now - conn.destroy_deferred_ms >= 300) {
-            conn.destroyed = true;  // nothing alive since: it was this socket's own end
-          }
-          if (missed || conn.destroyed || !conn.seen_alive || now >= conn.check_at_ms) check(conn, now);
+          check(conn, now);
           return conn.ended_ms != 0 && cfg_.linger_ms == 0;
         },
         [&](ConnIt it) {

@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "engine/serving_side.h"
+#include "engine/socket_end.h"
 #include "io/checked_io.h"
 #include "io/packet_io.h"
 #include "tcp/exchange_watch.h"
@@ -100,22 +101,14 @@ enum class KernelMoveEvent : uint8_t {
 };
 
 // The kernel side the carrier drives (the real one joins bpf::Adopter and
-// io::SockDestroyWatch in the runtime; tests use a fake). All for this node's VIP:port.
-class KernelAdoption {
+// io::SockDestroyWatch in the runtime; tests use a fake). All for this node's
+// VIP:port: its sockets (ServerSockets) are the adopted connections'.
+class KernelAdoption : public ServerSockets {
  public:
-  virtual ~KernelAdoption() = default;
   // Writes the entry (destroying a TIME_WAIT socket of the tuple first); false: failed.
   virtual bool authorise(const AdoptGrant& grant) = 0;
   // Removes the entry of `client`, if any.
   virtual void revoke(net::Endpoint client) = 0;
-  // Clients whose socket to the VIP the kernel destroyed since the last call
-  // (appended to `out`); true if some may have been missed (then every
-  // connection is checked).
-  virtual bool take_destroyed(std::vector<net::Endpoint>& out) = 0;
-  // Whether the connection VIP:port <-> client still lives in this kernel: a
-  // socket neither TIME_WAIT nor closed, or a FIN_WAIT2 minisock (the server
-  // closed; the client's FIN is still to come).
-  virtual bool alive(net::Endpoint client) = 0;
 
   // Moves. The defaults: no watch (sock_diag alone), no queue lookup (never quiet).
   // Copies the segments of `client`'s connection from now on (creates or
@@ -137,7 +130,7 @@ struct KernelCarrierConfig {
   net::Endpoint vip;                  // the adopted sockets' local side
   uint32_t linger_ms = 0;             // an ended connection is remembered (duplicate hand-ins)
   uint32_t handshake_timeout_ms = 0;  // the socket must show within
-  uint32_t check_ms = 30000;          // live connections are looked up at least this often
+  uint32_t check_ms = SocketEnds::kDefaultCheckMs;  // live connections are looked up at least this often
   size_t max_connections = SIZE_MAX;  // hand-ins past it are refused (kBusy)
   uint32_t release_timeout_ms = 10000;  // a Release without quiet nor progress this long: kTimeout
   uint32_t retired_linger_ms = 2000;    // a retired connection is remembered at least this long
@@ -170,15 +163,10 @@ class KernelCarrier final : public Carrier {
     uint32_t c = 0;
     uint32_t f = 0;
     uint64_t since_ms = 0;
-    uint64_t check_at_ms = 0;   // next lookup of a live connection
     uint64_t ended_ms = 0;      // 0: not ended
     EndCause cause = EndCause::kKernelEnd;
-    uint8_t end_repeats = 0;    // an unreliable link: the end told again (kEndRepeats)
-    bool seen_alive = false;
-    bool destroyed = false;     // a destroy notification named its tuple: looked up every tick
-    bool after_retired = false; // took the tuple of a connection retired here (moved back): until
-                                //   its socket is seen, a destroy notification may be the old socket's
-    uint64_t destroy_deferred_ms = 0;  // such a notification: believed if nothing alive 300 ms on
+    EndRepeats end_repeats;     // over UDP: the end told again while lingering
+    SocketEnd socket;           // what sock_diag told of it
     // Moves.
     uint32_t ts_base = 0;       // the grant's rcv_tsecr (the socket's first TSval)
     bool tstamp_ok = false;
@@ -206,7 +194,7 @@ class KernelCarrier final : public Carrier {
   void inject(const HandIn& in, uint16_t mss);
   // Ends `conn` (once): tells the origin, revokes the entry.
   void end(Conn& conn, EndCause cause, uint64_t now);
-  // Looks the socket up; ends the connection if it is gone (or never came).
+  // Ends the connection if its socket is gone (or never came), looked up when due.
   void check(Conn& conn, uint64_t now);
   // Moves.
   // Starts the watch of a connection that may carry more requests (`request`:
@@ -228,8 +216,6 @@ class KernelCarrier final : public Carrier {
   void retire(Conn& conn, uint64_t now);
   void send_order_ack(const Conn& conn, const control::Release& order);
 
-  static constexpr uint8_t kEndRepeats = 3;       // over an unreliable link (UDP), while lingering
-  static constexpr uint64_t kEndRepeatMs = 300;
   static constexpr uint32_t kTsSlackMs = 100;      // ts_floor: TSvals are ms-granular plus jitter
   static constexpr size_t kMaxUnacked = 256 * 1024;  // client bytes waiting for the server's ack
 
@@ -241,7 +227,7 @@ class KernelCarrier final : public Carrier {
   OriginLink& link_;
   Clock clock_;
   std::unordered_map<uint64_t, Conn> conns_;
-  std::vector<net::Endpoint> destroyed_;  // reused by on_timer
+  SocketEnds ends_;
 };
 
 }  // namespace hl::engine

@@ -106,7 +106,7 @@ std::unique_ptr<Carrier> NodeEngine::Impl::make_carrier(io::Verdicts& v, io::Pac
                                                                 .idle_timeout_ms = cfg.idle_timeout_ms,
                                                                 .max_connections = cfg.max_connections,
                                                                 .max_held = cfg.max_held},
-                                              v, &r, link, serving_counters, clock);
+                                              v, &r, link, serving_counters, clock, cfg.sockets);
 }
 
 void NodeEngine::Impl::send_message(net::Ipv4Addr to, const control::Message& m) {

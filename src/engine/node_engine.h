@@ -34,6 +34,7 @@
 namespace hl::engine {
 
 class KernelAdoption;  // kernel_carrier.h
+class ServerSockets;   // socket_end.h
 
 enum class NodeMode : uint8_t {
   kAlways,  // BTCP handshake emulation on every connection
@@ -93,6 +94,10 @@ struct NodeConfig {
   // The kernel data path of the serving part (kernel_carrier.h): connections
   // handed to this node are adopted by its kernel instead of translated.
   KernelAdoption* kernel = nullptr;
+  // Translation: this node's sockets on node:port as its kernel tells
+  // (sock_diag); a connection handed here ends when its socket is gone,
+  // whatever packets were lost. Null: its packets and timeouts alone.
+  ServerSockets* sockets = nullptr;
 };
 
 // Monotonic counters, except `active` (origin + serving states held now).
@@ -144,7 +149,7 @@ struct NodeCounters {
   uint64_t kernel_adopted = 0;     // the serving part's kernel data path (ServingCounters)
   uint64_t kernel_injected = 0;
   uint64_t kernel_reinjected = 0;
-  uint64_t kernel_ends = 0;
+  uint64_t kernel_ends = 0;        // connections ended as their socket was gone (both data paths)
   uint64_t kernel_errors = 0;
   MoveCounters moves;  // later requests of persistent connections (origin.h)
   uint64_t origin_active = 0, serving_active = 0;  // `active`, by part

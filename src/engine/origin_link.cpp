@@ -13,7 +13,8 @@ void RelayLink::acked(net::Ipv4Addr origin, net::Endpoint client, uint32_t local
 }
 
 void RelayLink::ended(net::Ipv4Addr origin, net::Endpoint client, EndCause cause) {
-  // The kernel data path relays nothing: the front-end learns the end only from this.
+  // The kernel data path relays nothing, and translation ends on the socket
+  // only when its packets did not show the end: the front-end learns it from this.
   if (cause == EndCause::kClientRst) send(origin, control::Termination{client, control::TerminationReason::kRst});
   if (cause == EndCause::kKernelEnd) send(origin, control::Termination{client, control::TerminationReason::kFin});
   // The kernel path's socket never showed (or ended unseen, e.g. moved back

@@ -52,7 +52,7 @@ enum class EndCause : uint8_t {
   kFinsAcked,  // both FINs sent and the server's acknowledged
   kServerRst,  // the server reset it
   kTimeout,    // no SYN/ACK in time, or idle
-  kKernelEnd,  // the kernel data path: the serving kernel's socket is gone (closed or reset)
+  kKernelEnd,  // the serving kernel's socket is gone (closed or reset; sock_diag, socket_end.h)
 };
 
 // Monotonic counters of a serving side; each engine reports the ones its design
@@ -79,11 +79,14 @@ struct ServingCounters {
   uint64_t control_errors = 0;       // messages refused or not sendable
   uint64_t io_errors = 0;
   uint64_t freed = 0;
+  // Connections ended as the kernel destroyed their socket (sock_diag): on the
+  // kernel data path every end; on the translation path one its packets did
+  // not show (a FIN or the last ACK lost).
+  uint64_t kernel_ends = 0;
   // The kernel data path (kernel_carrier.h).
   uint64_t kernel_adopted = 0;     // hand-ins authorised in the adopt map
   uint64_t kernel_injected = 0;    // request segments injected to the VIP
   uint64_t kernel_reinjected = 0;  // replayed client segments that beat the entry, re-sent to the VIP
-  uint64_t kernel_ends = 0;        // connections whose socket the kernel destroyed (sock_diag)
   uint64_t kernel_errors = 0;      // authorisations the map refused
   // Moves (control::Release): a persistent connection given up between two requests.
   uint64_t release_orders = 0;     // Release messages taken (repeats included)
@@ -113,6 +116,25 @@ class OriginLink {
   // The answer to a Release (a move): the connection was retired here (or why not).
   // Unlike ended(), nothing of the connection remains for the origin to free.
   virtual void released(net::Ipv4Addr origin, const control::Released& answer) = 0;
+};
+
+// An ended connection's end, told again while its state lingers when the link
+// is not reliable (UDP): nothing else retries a lost Termination, and the
+// origin would keep its state until its idle timeout.
+class EndRepeats {
+ public:
+  static constexpr uint8_t kRepeats = 3;
+  static constexpr uint64_t kRepeatMs = 300;
+
+  // Whether the end, told at `ended_ms` over `link`, is told again at `now` (counted as told).
+  bool due(const OriginLink& link, uint64_t ended_ms, uint64_t now) {
+    if (link.reliable() || told_ >= kRepeats || now - ended_ms < kRepeatMs * (told_ + 1u)) return false;
+    ++told_;
+    return true;
+  }
+
+ private:
+  uint8_t told_ = 0;
 };
 
 // A carried connection whose origin died, taken over by this node (Carrier::take_over).

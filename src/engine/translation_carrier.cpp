@@ -36,10 +36,12 @@ TranslationCarrier::Conn::Conn(net::Endpoint c, const tcp::SynReplay& syn, net::
 }
 
 TranslationCarrier::TranslationCarrier(TranslationConfig config, io::Verdicts& verdicts, io::PacketSender* raw,
-                                       OriginLink& link, ServingCounters& counters, Clock clock)
+                                       OriginLink& link, ServingCounters& counters, Clock clock,
+                                       ServerSockets* sockets)
     : cfg_(config), counters_(counters), verdicts_(verdicts, counters.io_errors), link_(link),
       clock_(std::move(clock)), hold_(verdicts_, cfg_.max_held, counters.held, counters.held_dropped) {
   if (raw != nullptr) raw_.emplace(*raw, counters.io_errors);
+  if (sockets != nullptr) ends_.emplace(*sockets, cfg_.check_ms);
   spare_watches_.reserve(kMaxSpareWatches);
 }
 
@@ -52,20 +54,25 @@ void TranslationCarrier::free_conn(ConnIt it) {
 
 void TranslationCarrier::end(Conn& conn, EndCause cause) {
   conn.move.reset();  // a repeated order finds it ended: kUnknown
-  if (conn.close(clock_())) link_.ended(conn.in.origin, conn.client, cause);
+  if (!conn.close(clock_())) return;
+  conn.cause = cause;
+  link_.ended(conn.in.origin, conn.client, cause);
 }
 
 Carrier::Intake TranslationCarrier::hand_in(HandIn in, const io::QueuedPacket* qp, net::TcpPacket* syn) {
   const uint64_t key = conn_key(in.client);
   auto it = conns_.find(key);
+  bool after_retired = false;
   if (it != conns_.end()) {
     if (it->second.params.client_isn == in.syn.client_isn) return Intake::kDuplicate;
-    free_conn(it);  // a new connection on a reused port
+    after_retired = it->second.retired;
+    free_conn(it);  // a new connection on a reused port (or moved back here)
   }
   if (conns_.size() >= cfg_.max_connections) return Intake::kBusy;
   tcp::ExchangeWatch watch = spare_watches_.empty() ? tcp::ExchangeWatch(0, 0) : std::move(spare_watches_.back());
   if (!spare_watches_.empty()) spare_watches_.pop_back();
   Conn conn(in.client, in.syn, cfg_.vip, cfg_.node, clock_(), std::move(watch));
+  conn.socket.after_retired = after_retired;
   if (in.inject) {  // injected by us
     conn.watch.on_client(conn.client_next.value(), in.request);
     conn.client_next = conn.client_next + static_cast<uint32_t>(in.request.size());
@@ -234,6 +241,9 @@ bool TranslationCarrier::from_server(const io::QueuedPacket& qp, net::TcpPacket&
     return true;
   }
   conn.last_seen_ms = clock_();
+  // Past the SYN/ACK its socket is complete (an RST for none ends it anyway):
+  // no lookup needed to know it was alive.
+  if (ends_) ends_->seen(conn.socket, conn.last_seen_ms);
   const Conn::ServerEvent event = conn.from_server(pkt, io::checksum_state(qp.checksum_partial));
   ++counters_.translated_out;
   counters_.translated_out_bytes += pkt.bytes.size();
@@ -299,7 +309,25 @@ std::vector<Orphan> TranslationCarrier::take_over(net::Ipv4Addr dead, net::Ipv4A
   return out;
 }
 
+void TranslationCarrier::check_socket(Conn& conn, uint64_t now) {
+  // Once the SYN/ACK is seen (on_timer). A connection ended already (its FINs,
+  // an RST) or retired (reset here on purpose, its own lifetime) is Closed.
+  if (!ends_ || conn.state != Conn::State::Established) return;
+  if (ends_->check(conn.socket, conn.client, now) != SocketEnds::Found::kGone) return;
+  ++counters_.kernel_ends;
+  end(conn, EndCause::kKernelEnd);
+}
+
 void TranslationCarrier::on_timer(uint64_t now) {
+  if (ends_) {
+    ends_->take_destroyed(now, [&](net::Endpoint client) -> SocketEnd* {
+      auto it = conns_.find(conn_key(client));
+      // Before the kernel's SYN/ACK no socket of the connection was complete
+      // (the client's ACK is held until then): a notification is of an earlier one.
+      if (it == conns_.end() || it->second.state == Conn::State::AwaitSynAck) return nullptr;
+      return &it->second.socket;
+    });
+  }
   sweep(conns_,
         [&](Conn& conn) {
           if (conn.move && now - conn.move->progress_ms >= cfg_.release_timeout_ms) {
@@ -307,6 +335,11 @@ void TranslationCarrier::on_timer(uint64_t now) {
             conn.move.reset();
             ++counters_.release_timeouts;
             answer(conn, move.origin, move.order, control::ReleaseStatus::kTimeout);
+          }
+          check_socket(conn, now);
+          if (conn.state == Conn::State::Closed && !conn.retired &&
+              conn.end_repeats.due(link_, conn.closed_ms, now)) {
+            link_.ended(conn.in.origin, conn.client, conn.cause);
           }
           const uint32_t linger =
               conn.retired ? std::max(cfg_.linger_ms, TranslationConfig::kMinRetiredLingerMs) : cfg_.linger_ms;

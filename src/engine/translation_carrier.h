@@ -6,6 +6,9 @@
 // tcp::ExchangeWatch; at the quiet point the kernel's socket is retired by an
 // exact-seq RST injected into this node's own kernel, and every later packet of
 // the connection is dropped.
+// The end: both FINs acknowledged or an exact RST, seen in the packets; with a
+// ServerSockets, also the kernel's socket gone (sock_diag, socket_end.h), which
+// a lost FIN or last ACK does not hide.
 #pragma once
 
 #include <cstdint>
@@ -14,6 +17,7 @@
 #include <vector>
 
 #include "engine/serving_side.h"
+#include "engine/socket_end.h"
 #include "io/checked_io.h"
 #include "io/packet_hold.h"
 #include "io/packet_io.h"
@@ -37,15 +41,18 @@ struct TranslationConfig {
   size_t max_connections = SIZE_MAX;  // hand-ins past it are refused (kBusy)
   size_t max_held = 0;                // client packets held per connection until b is known
   uint32_t release_timeout_ms = kDefaultReleaseTimeoutMs;  // a move waits this long without progress
+  uint32_t check_ms = SocketEnds::kDefaultCheckMs;  // with ServerSockets: live sockets looked up this often
 };
 
 class TranslationCarrier final : public Carrier {
  public:
   // `raw` sends the built SYN and injected segments (control channel) and the
   // RSTs that retire moved connections (may be null in band: then no move is
-  // ever carried out, every Release times out). The references must outlive this.
+  // ever carried out, every Release times out). `sockets`: this node's sockets
+  // on config.node, their ends (may be null: the packets and timeouts alone).
+  // The references and `sockets` must outlive this.
   TranslationCarrier(TranslationConfig config, io::Verdicts& verdicts, io::PacketSender* raw, OriginLink& link,
-                     ServingCounters& counters, Clock clock);
+                     ServingCounters& counters, Clock clock, ServerSockets* sockets = nullptr);
 
   Intake hand_in(HandIn in, const io::QueuedPacket* qp, net::TcpPacket* syn) override;
   std::optional<Existing> existing(net::Endpoint client, uint32_t c) const override;
@@ -84,12 +91,18 @@ class TranslationCarrier final : public Carrier {
     uint32_t ts_high = 0;       // the highest TSval the client got (client's view)
     bool server_fin = false;    // the server closed its side: nothing to move
     bool retired = false;       // moved away: its socket is gone, its packets are dropped
+    SocketEnd socket;           // what sock_diag told of its socket (with ServerSockets)
+    EndCause cause = EndCause::kTimeout;  // why it ended
+    EndRepeats end_repeats;     // over UDP: the end told again while lingering
   };
   using ConnIt = std::unordered_map<uint64_t, Conn>::iterator;
 
   void free_conn(ConnIt it);
-  // Ends `conn` for `cause` (once) and tells the origin.
+  // Ends `conn` for `cause` (once) and tells the origin (again while it
+  // lingers, over UDP: on_timer).
   void end(Conn& conn, EndCause cause);
+  // With ServerSockets: ends `conn` if the kernel's socket of it is gone.
+  void check_socket(Conn& conn, uint64_t now);
   // Sends the client's SYN, as it sent it, to this node (SO_MARK: not queued).
   void send_syn(const HandIn& in);
   // The kernel's SYN/ACK: learn b, inject the request, carry the held packets, ack the origin.
@@ -116,6 +129,7 @@ class TranslationCarrier final : public Carrier {
   Clock clock_;
   io::PacketHold hold_;
   std::unordered_map<uint64_t, Conn> conns_;
+  std::optional<SocketEnds> ends_;  // none: no ServerSockets
   // Watches of freed connections, reused (their allocations kept): a hand-in
   // allocates nothing for its watch in the steady state.
   static constexpr size_t kMaxSpareWatches = 64;

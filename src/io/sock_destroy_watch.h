@@ -1,9 +1,9 @@
 // SockDestroyWatch: which of this node's TCP sockets on one local address:port
 // the kernel destroyed, through sock_diag (NETLINK_SOCK_DIAG multicast group
-// SKNLGRP_INET_TCP_DESTROY), and an exact lookup of one socket. The kernel
-// data path's serving side learns the end of an adopted connection from it
-// (engine/kernel_carrier.h): a socket is destroyed when it is freed (closed by
-// the server and past its FIN exchange, or reset), its TIME_WAIT a separate one.
+// SKNLGRP_INET_TCP_DESTROY), and an exact lookup of one socket. The serving
+// side learns the end of a carried connection from it (engine/socket_end.h,
+// both data paths): a socket is destroyed when it is freed (closed by the
+// server and past its FIN exchange, or reset), its TIME_WAIT a separate one.
 #pragma once
 
 #include <vector>

@@ -1,7 +1,8 @@
 // Role backend: a back-end of the frontend design. A UDP messenger to its
 // front-end (heartbeats every RuntimeConfig::kHeartbeatMs), a raw socket, the
 // BackendEngine; in the kernel data path also the adopt program
-// (roles/kernel_serving.h; the VIP must be on lo).
+// (roles/kernel_serving.h; the VIP must be on lo), in translation the watch of
+// its sockets' ends (roles/sock_diag_sockets.h).
 #include <memory>
 
 #include "control/udp_messenger.h"
@@ -10,6 +11,7 @@
 #include "io/raw_socket.h"
 #include "runtime/roles/kernel_serving.h"
 #include "runtime/roles/role.h"
+#include "runtime/roles/sock_diag_sockets.h"
 
 namespace hl::runtime {
 namespace {
@@ -45,6 +47,9 @@ class BackendRole final : public Role {
     if (ctx.datapath == DataPath::kKernel) {
       kernel_ = std::make_unique<KernelServing>(ctx, bc.vip, node_, false);
       bc.kernel = kernel_.get();
+    } else {
+      sockets_ = translation_sockets({node_, c.port});  // where the replayed SYNs make their sockets
+      bc.sockets = sockets_.get();
     }
     engine_ = std::make_unique<engine::BackendEngine>(bc, ctx.verdicts, udp_, ctx.clock);
   }
@@ -66,6 +71,7 @@ class BackendRole final : public Role {
     engine_->counters().visit(adding_decode_errors(visit, udp_.counters().decode_errors));
     visit_udp_counters(udp_, visit);
     if (kernel_) kernel_->visit_counters(visit);
+    if (sockets_) sockets_->visit_counters(visit);
     visit_raw_counters(*raw_, visit);
   }
 
@@ -89,6 +95,7 @@ class BackendRole final : public Role {
   PolledTransport<control::UdpMessenger> transport_;
   std::unique_ptr<io::RawSocket> raw_;        // injections (adoptions; retiring RSTs)
   std::unique_ptr<KernelServing> kernel_;     // the kernel data path; null: translation
+  std::unique_ptr<SockDiagSockets> sockets_;  // translation: its sockets' ends; null: none (or kernel)
   std::unique_ptr<engine::BackendEngine> engine_;
   std::vector<net::Ipv4Addr> frontends_;  // heartbeats go to each
   uint64_t last_heartbeat_ms_ = 0;

@@ -1,4 +1,4 @@
-// KernelServing: bpf::Adopter, bpf::Watcher, io::SockDestroyWatch and
+// KernelServing: bpf::Adopter, bpf::Watcher, SockDiagSockets and
 // io::SockQueueQuery behind engine::KernelAdoption.
 #include "runtime/roles/kernel_serving.h"
 
@@ -106,7 +106,7 @@ std::string cleanup_kernel_datapath() {
 }
 
 KernelServing::KernelServing(RoleContext& ctx, net::Endpoint vip, net::Ipv4Addr node, bool pass_unauthorised)
-    : vip_(vip), watch_(vip), queues_(vip) {
+    : vip_(vip), sockets_(vip), queues_(vip) {
   const RuntimeConfig& c = ctx.config;
   // What the kfunc needs of this namespace: with tcp_syncookies 0 the kernel
   // answers adopted segments with RST; the options the client negotiated must be on.
@@ -202,14 +202,9 @@ bool KernelServing::authorise(const engine::AdoptGrant& g) {
 
 void KernelServing::revoke(net::Endpoint client) { (void)adopter_->revoke({client, vip_}); }
 
-bool KernelServing::take_destroyed(std::vector<net::Endpoint>& out) { return watch_.drain(out); }
+bool KernelServing::take_destroyed(std::vector<net::Endpoint>& out) { return sockets_.take_destroyed(out); }
 
-bool KernelServing::alive(net::Endpoint client) {
-  const auto alive = watch_.alive(client);
-  if (alive.ok()) return alive.value();
-  ++lookup_errors_;
-  return true;  // unknown: kept (the next check asks again)
-}
+bool KernelServing::alive(net::Endpoint client) { return sockets_.alive(client); }
 
 bool KernelServing::watch(net::Endpoint client, uint32_t client_needed_from, uint32_t server_needed_from) {
   return watcher_ && watcher_->watch(client, client_needed_from, server_needed_from).ok();
@@ -256,8 +251,7 @@ void KernelServing::visit_counters(const CounterVisitor& visit) const {
     visit(name.c_str(), value);
   }
   visit("kernel_authorise_errors", authorise_errors_);
-  visit("kernel_lookup_errors", lookup_errors_);
-  visit("kernel_destroy_notifications", watch_.notifications());
+  sockets_.visit_counters(visit);
   using engine::KernelMoveEvent;
   visit("kernel_watched", move_events_[static_cast<size_t>(KernelMoveEvent::kWatched)]);
   visit("kernel_watch_refused", move_events_[static_cast<size_t>(KernelMoveEvent::kWatchRefused)]);

@@ -5,7 +5,7 @@
 // un-DNAT of node_addr:port to the VIP, the engine's mark), attaches it to lo
 // (where the carrier injects requests) and to every other Ethernet interface
 // of the namespace (where the origin forwards), and watches the VIP's sockets
-// end (io::SockDestroyWatch). For moves it loads watch.bpf.c (bpf::Watcher,
+// end (SockDiagSockets). For moves it loads watch.bpf.c (bpf::Watcher,
 // pinned under /sys/fs/bpf/handoff_<watch_name()>, attached after adopt on the
 // same interfaces so that it runs first, ingress and egress) and looks sockets'
 // queues up (io::SockQueueQuery); if the watch does not load, moves rely on
@@ -19,9 +19,9 @@
 #include "bpf/adopter.h"
 #include "bpf/watcher.h"
 #include "engine/kernel_carrier.h"
-#include "io/sock_destroy_watch.h"
 #include "io/sock_queues.h"
 #include "runtime/roles/role.h"
+#include "runtime/roles/sock_diag_sockets.h"
 
 namespace hl::runtime {
 
@@ -55,10 +55,9 @@ class KernelServing final : public engine::KernelAdoption {
   net::Endpoint vip_;
   std::unique_ptr<bpf::Adopter> adopter_;
   std::unique_ptr<bpf::Watcher> watcher_;  // null: the watch did not load (queues alone)
-  io::SockDestroyWatch watch_;
+  SockDiagSockets sockets_;
   io::SockQueueQuery queues_;
   uint64_t authorise_errors_ = 0;
-  uint64_t lookup_errors_ = 0;
   uint64_t queue_errors_ = 0;
   uint64_t watch_lost_seen_ = 0;  // the program's lost counter at the last take_watched
   uint64_t move_events_[kMoveEvents] = {};

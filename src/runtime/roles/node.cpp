@@ -1,7 +1,8 @@
 // Roles always and rare: every node of a symmetric cluster. A raw socket, the
 // persistent TCP control channel to every node (its keepalives carry this
 // node's health), the NodeEngine; on the kernel data path, the origin
-// program (kernel_origin.h) as the origin's fast path. With --spreader, the
+// program (kernel_origin.h) as the origin's fast path, in translation the
+// watch of its sockets' ends (sock_diag_sockets.h). With --spreader, the
 // same heartbeat goes to the router's spreader too (roles/spreader.cpp).
 #include <memory>
 #include <string>
@@ -14,6 +15,7 @@
 #include "runtime/roles/kernel_origin.h"
 #include "runtime/roles/kernel_serving.h"
 #include "runtime/roles/role.h"
+#include "runtime/roles/sock_diag_sockets.h"
 
 namespace hl::runtime {
 namespace {
@@ -52,6 +54,10 @@ class NodeRole final : public Role {
     nc.peer_dead_ms = c.backend_dead_ms.value_or(RuntimeConfig::kDefaultPeerDeadMs);
     nc.log = [](const std::string& line) { log_error(line); };
     nc.kernel = serving_kernel(ctx, nc.vip);
+    if (nc.kernel == nullptr) {
+      sockets_ = translation_sockets({self_, nc.vip.port});  // where the carrier's SYNs make their sockets
+      nc.sockets = sockets_.get();
+    }
     engine_ = std::make_unique<engine::NodeEngine>(std::move(nc), std::move(ctx.dispatcher), ctx.verdicts, raw_, sender_,
                                                    ctx.clock, origin_fast_path(ctx));
     if (c.spreader) {  // from this node's address: the spreader knows its nodes by it
@@ -135,6 +141,7 @@ class NodeRole final : public Role {
     visit_raw_counters(raw_, visit);
     if (kernel_origin_) kernel_origin_->visit_counters(visit);
     if (kernel_) kernel_->visit_counters(visit);
+    if (sockets_) sockets_->visit_counters(visit);
   }
 
  private:
@@ -186,6 +193,7 @@ class NodeRole final : public Role {
   PolledTransport<control::ControlChannel> transport_;
   std::unique_ptr<KernelOrigin> kernel_origin_;  // the kernel data path's origin: before the engine
   std::unique_ptr<KernelServing> kernel_;  // the serving part's kernel data path; null: translation
+  std::unique_ptr<SockDiagSockets> sockets_;  // translation: its sockets' ends; null: none (or kernel)
   std::unique_ptr<engine::NodeEngine> engine_;
   uint64_t last_heartbeat_ms_ = 0;
   net::Ipv4Addr spreader_;

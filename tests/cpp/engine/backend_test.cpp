@@ -1,4 +1,5 @@
-// BackendEngine alone: pass-through, duplicates, holding limits and timeouts.
+// BackendEngine alone: pass-through, duplicates, holding limits, timeouts and
+// the end on the kernel's word.
 #include "engine/backend.h"
 
 #include <gtest/gtest.h>
@@ -16,12 +17,13 @@ struct Be : EngineFakes {
   uint64_t now = 0;
   BackendEngine engine;
 
-  static BackendConfig config() {
+  static BackendConfig config(ServerSockets* sockets) {
     BackendConfig c = backend_config(kBe1);
     c.max_held = 2;
+    c.sockets = sockets;
     return c;
   }
-  Be() : engine(config(), verdicts, messages, [this] { return now; }) {}
+  explicit Be(ServerSockets* sockets = nullptr) : engine(config(sockets), verdicts, messages, [this] { return now; }) {}
 
   std::vector<Verdict> send(std::vector<uint8_t> bytes, io::Hook hook = io::Hook::kPreRouting) {
     return run(engine, bytes, hook);
@@ -118,6 +120,36 @@ TEST(BackendTest, ClientSegmentWithBadChecksumIsDropped) {
   ASSERT_EQ(v.size(), 1u);
   EXPECT_EQ(v[0].kind, VerdictKind::AcceptModified);
   EXPECT_EQ(be.engine.counters().dropped_malformed, 1u);
+}
+
+// The back-end's sockets (BackendConfig::sockets): a connection whose socket
+// the kernel destroyed ends, and its front-end hears it, whatever FIN was lost,
+// again a few times while the state lingers (UDP: nothing else would retry it).
+TEST(BackendTest, ASocketTheKernelDestroyedEndsItsConnection) {
+  FakeSockets sockets;
+  Be be(&sockets);
+  be.send(be.replayed_syn());
+  be.send(from_kernel(kBe1).seq(1).ack(101).flags(SYN | ACK).build(), io::Hook::kLocalOut);
+  ASSERT_EQ(be.messages.take().size(), 1u);  // the HandoffAck
+  sockets.live.insert(conn_key(kClient));
+  be.engine.on_timer();
+  EXPECT_TRUE(be.messages.take().empty());
+  sockets.live.clear();
+  sockets.destroyed.push_back(kClient);
+  be.now += 100;
+  be.engine.on_timer();
+  auto m = be.messages.take();
+  ASSERT_EQ(m.size(), 1u);
+  EXPECT_EQ(m[0].to, kFe);
+  EXPECT_EQ(std::get<control::Termination>(m[0].message).reason, control::TerminationReason::kFin);
+  EXPECT_EQ(be.engine.counters().kernel_ends, 1u);
+  for (int i = 0; i < 20; ++i) {
+    be.now += 100;
+    be.engine.on_timer();
+  }
+  m = be.messages.take();
+  ASSERT_EQ(m.size(), EndRepeats::kRepeats);
+  for (const auto& sent : m) EXPECT_TRUE(std::holds_alternative<control::Termination>(sent.message));
 }
 
 }  // namespace

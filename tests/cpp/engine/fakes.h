@@ -1,11 +1,15 @@
-// Fakes of the engine's I/O boundary: the I/O fakes (io/fakes.h) and a messenger
-// that records every control message.
+// Fakes of the engine's I/O boundary: the I/O fakes (io/fakes.h), a messenger
+// that records every control message and the kernel's sockets as sock_diag
+// tells them (engine::ServerSockets).
 #pragma once
 
+#include <set>
 #include <utility>
 #include <vector>
 
 #include "control/messenger.h"
+#include "engine/conn_key.h"
+#include "engine/socket_end.h"
 #include "io/fakes.h"
 #include "util/clock.h"
 
@@ -28,6 +32,26 @@ class FakeMessenger final : public control::MessageSender {
 
  private:
   std::vector<SentMessage> sent_;
+};
+
+// The test sets which sockets live, which were destroyed and whether
+// notifications were missed; it counts the lookups.
+class FakeSockets final : public ServerSockets {
+ public:
+  bool take_destroyed(std::vector<net::Endpoint>& out) override {
+    out.insert(out.end(), destroyed.begin(), destroyed.end());
+    destroyed.clear();
+    return std::exchange(missed, false);
+  }
+  bool alive(net::Endpoint client) override {
+    ++lookups;
+    return live.count(conn_key(client)) != 0;
+  }
+
+  std::vector<net::Endpoint> destroyed;  // notifications for the next take_destroyed
+  bool missed = false;
+  std::set<uint64_t> live;  // conn_key of the clients whose socket is alive
+  int lookups = 0;
 };
 
 }  // namespace hl::engine::testing

@@ -30,10 +30,16 @@ struct Node : EngineFakes {
   net::Ipv4Addr addr;
   NodeEngine engine;
 
-  Node(NodeMode mode, net::Ipv4Addr a, uint64_t& clock)
-      : now(clock), addr(a), engine(config(mode, a), dispatcher(), verdicts, raw, messages, [this] { return now; }) {}
+  // `sockets`: its kernel's sockets (NodeConfig::sockets; may be null).
+  Node(NodeMode mode, net::Ipv4Addr a, uint64_t& clock, ServerSockets* sockets = nullptr)
+      : now(clock), addr(a),
+        engine(config(mode, a, sockets), dispatcher(), verdicts, raw, messages, [this] { return now; }) {}
 
-  static NodeConfig config(NodeMode mode, net::Ipv4Addr a) { return node_config(mode, a, {kA, kB}, 7); }
+  static NodeConfig config(NodeMode mode, net::Ipv4Addr a, ServerSockets* sockets) {
+    NodeConfig c = node_config(mode, a, {kA, kB}, 7);
+    c.sockets = sockets;
+    return c;
+  }
   static std::unique_ptr<dispatch::Dispatcher> dispatcher() {
     return first_dispatcher("/docs/a a\n/docs/b b\n/docs/r a,b\n");
   }
@@ -176,6 +182,31 @@ TEST(NodeEngineTest, AlwaysReplaysALocalConnectionIntoItsOwnTcp) {
   EXPECT_TRUE(p.pkt.tcp_checksum_ok());
   EXPECT_EQ(a.engine.counters().forwarded_packets, 0u);
   // The RST ended it: the origin state is freed at once, the serving one after the linger.
+  EXPECT_EQ(a.engine.counters().terminations_received, 1u);
+  now += NodeConfig::kDefaultLingerMs;
+  a.engine.on_timer();
+  EXPECT_EQ(a.engine.counters().active, 0u);
+}
+
+// The node's sockets (NodeConfig::sockets): the local connection's socket
+// destroyed with no FIN seen ends it, and its origin frees its state.
+TEST(NodeEngineTest, ASocketTheKernelDestroyedEndsItsConnection) {
+  uint64_t now = 1000;
+  FakeSockets sockets;
+  Node a(NodeMode::kAlways, kA, now, &sockets);
+  a.packet(client_syn());
+  const uint32_t f = parse(a.raw.take().at(0)).pkt.seq();
+  a.packet(from_client().seq(kClientIsn + 1).ack(f + 1).flags(ACK | PSH).timestamps(kClientTs + 1, 0)
+               .payload(kRequestA).build());
+  serve_handoff(a, kRequestA);
+  sockets.live.insert(conn_key(kClient));
+  a.engine.on_timer();
+  EXPECT_EQ(a.engine.counters().terminations_received, 0u);
+  sockets.live.clear();
+  sockets.destroyed.push_back(kClient);
+  now += 100;
+  a.engine.on_timer();
+  EXPECT_EQ(a.engine.counters().kernel_ends, 1u);
   EXPECT_EQ(a.engine.counters().terminations_received, 1u);
   now += NodeConfig::kDefaultLingerMs;
   a.engine.on_timer();

@@ -1,0 +1,32 @@
+#include "runtime/roles/sock_diag_sockets.h"
+
+#include <string>
+#include <system_error>
+
+#include "runtime/roles/role.h"
+
+namespace hl::runtime {
+
+bool SockDiagSockets::alive(net::Endpoint client) {
+  const auto alive = watch_.alive(client);
+  if (alive.ok()) return alive.value();
+  ++lookup_errors_;
+  return true;  // unknown: kept (the next check asks again)
+}
+
+void SockDiagSockets::visit_counters(const CounterVisitor& visit) const {
+  visit("kernel_lookup_errors", lookup_errors_);
+  visit("kernel_destroy_notifications", watch_.notifications());
+}
+
+std::unique_ptr<SockDiagSockets> translation_sockets(net::Endpoint local) {
+  try {
+    return std::make_unique<SockDiagSockets>(local);
+  } catch (const std::system_error& e) {
+    log_error(std::string("no sock_diag watch of the carried connections' sockets (their ends are seen in their "
+                          "packets and timeouts alone): ") + e.what());
+    return nullptr;
+  }
+}
+
+}  // namespace hl::runtime
