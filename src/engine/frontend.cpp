@@ -143,6 +143,7 @@ struct FrontendEngine::Impl {
     c.http_errors = o.http_errors;
     c.error_responses = o.error_responses;
     c.request_timeouts = o.request_timeouts;
+    c.synack_resends = o.synack_resends;
     c.dispatch_default = o.dispatch_default;
     c.resets_sent = o.resets_sent;
     c.unknown_packets = o.unknown_packets;
@@ -156,6 +157,7 @@ struct FrontendEngine::Impl {
     c.control_errors = control_errors + o.control_errors;
     c.io_errors = io_errors + o.io_errors;
     c.active = origin.active();
+    c.phases = origin.phases();
     c.freed = o.freed;
     c.moves = o.moves;
     c.frontend_notices = frontend_notices;
@@ -185,6 +187,7 @@ void FrontendCounters::visit(const CounterVisitor& v) const {
   v("error_responses", error_responses);
   v("http_errors", http_errors);
   v("request_timeouts", request_timeouts);
+  v("synack_resends", synack_resends);
   v("dispatch_default", dispatch_default);
   v("resets_sent", resets_sent);
   v("unknown_packets", unknown_packets);
@@ -200,6 +203,7 @@ void FrontendCounters::visit(const CounterVisitor& v) const {
   v("active", active);
   v("freed", freed);
   moves.visit(v);
+  phases.visit(v);
   v("frontend_notices", frontend_notices);
   v("adopted", adopted);
 }

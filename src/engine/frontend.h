@@ -112,6 +112,7 @@ struct FrontendCounters {
   uint64_t http_errors = 0;         // bad request heads (answered 4xx/505 + FIN, state freed)
   uint64_t error_responses = 0;     // those HTTP error responses sent
   uint64_t request_timeouts = 0;    // heads that never completed (connection reset)
+  uint64_t synack_resends = 0;      // our SYN/ACKs sent again on their timer (Origin::kSynAckRtoMs)
   uint64_t dispatch_default = 0;    // requests for unknown content, sent to some back-end
   uint64_t resets_sent = 0;         // RSTs the front-end sent itself
   uint64_t unknown_packets = 0;     // non-SYN packets of no known connection
@@ -127,6 +128,7 @@ struct FrontendCounters {
   uint64_t active = 0;              // connection states held now
   uint64_t freed = 0;               // connection states freed
   MoveCounters moves;               // later requests of persistent connections (origin.h)
+  OriginPhases phases;              // `active` by phase (gauges)
   uint64_t frontend_notices = 0;    // the spreader's NodeDown of another front-end, passed to the back-ends
   uint64_t adopted = 0;             // a dead front-end's connections taken over (a back-end's Takeover)
 

@@ -1,5 +1,6 @@
-// MoveCounters: the origin's counters of moves (request_track.h), which the
-// engines report (FrontendCounters, NodeCounters).
+// MoveCounters: the origin's counters of moves (request_track.h), and
+// OriginPhases, its states by phase, which the engines report (FrontendCounters,
+// NodeCounters).
 #pragma once
 
 #include <cstdint>
@@ -33,6 +34,22 @@ struct MoveCounters {
     v("moves_refused_unavailable", refused_unavailable);
     v("moves_refused_unknown", refused_unknown);
     v("moves_too_large", too_large);
+  }
+};
+
+// Gauges: the origin's connection states now, by phase (what `active` is made of
+// at an origin: which states wait for the client, the serving node, or a linger).
+struct OriginPhases {
+  uint64_t handshaking = 0;  // SYN answered, or the request not whole yet
+  uint64_t handing_off = 0;  // handed off, not acknowledged yet
+  uint64_t forwarding = 0;   // the serving node has it; ended by its word or the idle timeout
+  uint64_t closing = 0;      // closed, answered or reset: lingering for retransmissions
+
+  void visit(const CounterVisitor& v) const {
+    v("origin_handshaking", handshaking);
+    v("origin_handing_off", handing_off);
+    v("origin_forwarding", forwarding);
+    v("origin_closing", closing);
   }
 };
 

@@ -238,6 +238,8 @@ const NodeCounters& NodeEngine::Impl::report() {
   r.unavailable = o.unavailable;
   r.io_errors += o.io_errors + s.io_errors;
   r.origin_active = origin.active();
+  r.origin_phases = origin.phases();
+  r.synack_resends = o.synack_resends;
   r.serving_active = carrier.active();
   r.active = r.origin_active + r.serving_active;
   r.freed = o.freed + s.freed;
@@ -305,6 +307,8 @@ void NodeCounters::visit(const CounterVisitor& v) const {
   moves.visit(v);
   v("origin_active", origin_active);
   v("serving_active", serving_active);
+  origin_phases.visit(v);
+  v("synack_resends", synack_resends);
   v("release_orders", release_orders);
   v("released", released);
   v("release_timeouts", release_timeouts);

@@ -153,6 +153,8 @@ struct NodeCounters {
   uint64_t kernel_errors = 0;
   MoveCounters moves;  // later requests of persistent connections (origin.h)
   uint64_t origin_active = 0, serving_active = 0;  // `active`, by part
+  OriginPhases origin_phases;                      // origin_active by phase (gauges)
+  uint64_t synack_resends = 0;                     // the origin's SYN/ACKs sent again (Origin::kSynAckRtoMs)
   // Moves, the serving part (serving_side.h): connections given up between two requests.
   uint64_t release_orders = 0, released = 0, release_timeouts = 0, release_unknown = 0;
 

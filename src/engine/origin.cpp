@@ -194,6 +194,8 @@ void Origin::on_syn(const io::QueuedPacket& qp, const net::TcpPacket& pkt, const
     conn.hs.answer(rng_, cfg_.wscale);
     conn.f_known = true;
     conn.client_ack = conn.hs.server_isn + 1u;
+    conn.synack_ms = conn.created_ms;
+    conn.synack_rto_ms = kSynAckRtoMs;
     answer_.synack(conn.hs);
   }
   conns_.emplace(key, std::move(conn));

@@ -114,6 +114,7 @@ struct OriginCounters {
   uint64_t relayed = 0, held = 0, held_dropped = 0;
   uint64_t dropped_malformed = 0, blind_rejected = 0, challenge_acks = 0;
   uint64_t http_errors = 0, error_responses = 0, request_timeouts = 0, timeouts = 0, dispatch_default = 0;
+  uint64_t synack_resends = 0;  // emulated handshakes: our SYN/ACK sent again on its timer (kSynAckRtoMs)
   uint64_t resets_sent = 0, unknown_packets = 0, unknown_resets_limited = 0;
   uint64_t heartbeats = 0, resets_backend_down = 0, reset_answers = 0, unavailable = 0;
   uint64_t adopted = 0;  // connections forwarded for a dead origin (adopt)
@@ -150,6 +151,8 @@ struct OriginConn {
   uint64_t last_seen_ms = 0;
   uint64_t handoff_ms = 0;            // last time the handoff was sent
   uint64_t resent_ms = 0;             // control channel: last time it was sent again (handoff_retry_ms)
+  uint64_t synack_ms = 0;             // emulated SynReceived: our SYN/ACK last sent then,
+  uint32_t synack_rto_ms = 0;         //   and sent again this long after (0: never)
   tcp::SeqNum answer_end;             // Answered: our sequence number after the answer and its FIN
   http::HttpError answer = http::HttpError::None;  // Answered: what was answered
   uint64_t closed_ms = 0;             // Closed or Reset: since when
@@ -187,6 +190,11 @@ class Origin {
   // How long a connection the origin answered itself (Answered) waits for the
   // client's FIN: a few of its retransmission timeouts.
   static constexpr uint64_t kAnswerLingerMs = 2000;
+  // Emulated handshakes: our SYN/ACK is sent again after 1 s, then 2, 4... (the
+  // kernel's TCP_TIMEOUT_INIT and backoff), so a client that gave up during its
+  // handshake answers with a RST (it has no socket) and the state goes then, not
+  // at handshake_timeout_ms; a client whose copy was lost gets it again.
+  static constexpr uint32_t kSynAckRtoMs = 1000;
 
   // The references must outlive the origin. `raw` sends handshake answers,
   // RSTs and relayed segments; `local` (always) carries the connections handed
@@ -237,6 +245,8 @@ class Origin {
   const OriginCounters& counters() const { return counters_; }
   // Connection states held now.
   size_t active() const { return conns_.size(); }
+  // The same, by phase (a walk over every state: for the counters, not per packet).
+  OriginPhases phases() const;
   // The serving nodes' health (gauges for the engines' counters).
   const HealthTracker& health() const { return health_; }
 

@@ -235,12 +235,35 @@ void Origin::on_peer_lost(net::Ipv4Addr peer, const char* why) {
   }
 }
 
+OriginPhases Origin::phases() const {
+  OriginPhases p;
+  for (const auto& [key, conn] : conns_) {
+    switch (conn.state) {
+      case State::SynReceived:
+      case State::AwaitRequest: ++p.handshaking; break;
+      case State::HandoffSent: ++p.handing_off; break;
+      case State::Forwarding: ++p.forwarding; break;
+      case State::Closed:
+      case State::Answered:
+      case State::Reset: ++p.closing; break;
+    }
+  }
+  return p;
+}
+
 // --- timers ----------------------------------------------------------------------
 
 bool Origin::expired(OriginConn& conn, uint64_t now) {
   switch (conn.state) {
     case State::SynReceived:
-      return now - conn.created_ms >= cfg_.handshake_timeout_ms;
+      if (now - conn.created_ms >= cfg_.handshake_timeout_ms) return true;
+      if (conn.synack_rto_ms != 0 && now - conn.synack_ms >= conn.synack_rto_ms) {
+        answer_.synack(conn.hs);
+        conn.synack_ms = now;
+        conn.synack_rto_ms *= 2;
+        ++counters_.synack_resends;
+      }
+      return false;
     case State::AwaitRequest:
       if (now - conn.created_ms < cfg_.request_timeout_ms) return false;
       ++counters_.request_timeouts;

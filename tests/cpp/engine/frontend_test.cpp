@@ -81,6 +81,37 @@ TEST(FrontendTest, RetransmittedSynGetsTheSameSynAck) {
   EXPECT_EQ(fe.engine.counters().syns, 1u);
 }
 
+// A client that gave up in its handshake (its SYN/ACK lost, its socket closed)
+// never sends again: our SYN/ACK goes again after 1 s, 2 s..., as the kernel's
+// would, the client's kernel answers it with a RST and the state goes then, not
+// at the handshake timeout.
+TEST(FrontendTest, SynAckIsSentAgainOnItsTimerAndTheClientsRstFreesTheState) {
+  Fe fe;
+  fe.send(from_client().seq(9).flags(SYN).mss(1460).build());
+  const auto first = fe.raw.take();
+  ASSERT_EQ(first.size(), 1u);
+  fe.now += Origin::kSynAckRtoMs - 1;
+  fe.engine.on_timer();
+  EXPECT_TRUE(fe.raw.take().empty());
+  fe.now += 1;
+  fe.engine.on_timer();
+  auto again = fe.raw.take();
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0], first[0]) << "the same SYN/ACK";
+  fe.now += Origin::kSynAckRtoMs;  // backed off: the next one after 2 s
+  fe.engine.on_timer();
+  EXPECT_TRUE(fe.raw.take().empty());
+  fe.now += Origin::kSynAckRtoMs;
+  fe.engine.on_timer();
+  EXPECT_EQ(fe.raw.take().size(), 1u);
+  EXPECT_EQ(fe.engine.counters().synack_resends, 2u);
+  EXPECT_EQ(fe.engine.counters().phases.handshaking, 1u);
+  const uint32_t f = parse(first[0]).pkt.seq();
+  EXPECT_EQ(fe.send(from_client().seq(10).ack(f + 1).flags(RST).build()).kind, VerdictKind::Drop);
+  EXPECT_EQ(fe.engine.counters().active, 0u);
+  EXPECT_EQ(fe.engine.counters().phases.handshaking, 0u);
+}
+
 TEST(FrontendTest, MalformedRequestIsAnswered400AndClosed) {
   Fe fe;
   const uint32_t f = fe.connect();
