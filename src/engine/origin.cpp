@@ -251,8 +251,13 @@ bool Origin::accept_rst(const io::QueuedPacket& qp, net::TcpPacket& pkt, OriginC
     return false;
   }
   const bool in_window = check == tcp::RstCheck::kInWindow;
-  if (in_window && (conn.state == State::HandoffSent || conn.state == State::Forwarding)) {
-    forward(qp, pkt, conn);  // the serving node's TCP challenges it (it alone knows its numbers)
+  if ((in_window || conn.fast.mapped) && (conn.state == State::HandoffSent || conn.state == State::Forwarding)) {
+    // The serving node's TCP judges it (RFC 5961: it alone knows its numbers).
+    // Outside our window too when the kernel's fast path carries the client's
+    // bytes: our rcv_nxt lags then, and the RST of a client that closed its
+    // socket (its kernel's answer to the server's FIN) would be dropped here,
+    // leaving the server's FIN_WAIT1 to retransmit for minutes. Our state is kept.
+    forward(qp, pkt, conn);
     return false;
   }
   verdicts_.drop(qp.id);

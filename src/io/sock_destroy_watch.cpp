@@ -16,6 +16,7 @@
 namespace hl::io {
 namespace {
 
+constexpr unsigned kTcpEstablished = 1;
 constexpr unsigned kTcpTimeWait = 6;  // the kernel's TCP state enum
 constexpr unsigned kTcpClose = 7;
 constexpr unsigned kTcpListen = 10;
@@ -87,7 +88,7 @@ bool SockDestroyWatch::drain(std::vector<net::Endpoint>& out) {
   return lost;
 }
 
-Result<bool, IoError> SockDestroyWatch::alive(net::Endpoint remote) {
+Result<SocketLife, IoError> SockDestroyWatch::lookup(net::Endpoint remote) {
   struct {
     nlmsghdr header;
     inet_diag_req_v2 req;
@@ -117,7 +118,7 @@ Result<bool, IoError> SockDestroyWatch::alive(net::Endpoint remote) {
   if (answer.nlmsg_type == NLMSG_ERROR) {
     nlmsgerr error{};
     std::memcpy(&error, reply + NLMSG_HDRLEN, sizeof error);
-    if (error.error == -ENOENT) return false;
+    if (error.error == -ENOENT) return SocketLife::kGone;
     return Err(IoError{-error.error, "SOCK_DIAG_BY_FAMILY"});
   }
   if (answer.nlmsg_type != SOCK_DIAG_BY_FAMILY || static_cast<size_t>(n) < NLMSG_HDRLEN + sizeof(inet_diag_msg)) {
@@ -126,10 +127,15 @@ Result<bool, IoError> SockDestroyWatch::alive(net::Endpoint remote) {
   inet_diag_msg found{};
   std::memcpy(&found, reply + NLMSG_HDRLEN, sizeof found);
   // The exact lookup falls back to the listener: only this 4-tuple counts.
-  if (found.id.idiag_dport != htons(remote.port) || found.id.idiag_dst[0] != htonl(remote.addr.value)) return false;
+  if (found.id.idiag_dport != htons(remote.port) || found.id.idiag_dst[0] != htonl(remote.addr.value)) {
+    return SocketLife::kGone;
+  }
   // A minisock (timer 3: the TIME_WAIT timer) in substate FIN_WAIT2 still
   // waits for the client's FIN; in TIME_WAIT the connection is over.
-  return found.idiag_state != kTcpTimeWait && found.idiag_state != kTcpClose && found.idiag_state != kTcpListen;
+  if (found.idiag_state == kTcpTimeWait || found.idiag_state == kTcpClose || found.idiag_state == kTcpListen) {
+    return SocketLife::kGone;
+  }
+  return found.idiag_state == kTcpEstablished ? SocketLife::kOpen : SocketLife::kClosing;
 }
 
 }  // namespace hl::io

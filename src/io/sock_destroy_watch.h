@@ -6,6 +6,7 @@
 // server and past its FIN exchange, or reset), its TIME_WAIT a separate one.
 #pragma once
 
+#include <cstdint>
 #include <vector>
 
 #include "io/io_status.h"
@@ -13,6 +14,14 @@
 #include "util/result.h"
 
 namespace hl::io {
+
+// What an exact lookup found of one connection's socket.
+enum class SocketLife : uint8_t {
+  kGone,     // none, or TIME_WAIT (the connection is over)
+  kOpen,     // established
+  kClosing,  // past a FIN (or a request socket, not yet established): its end is near,
+             //   and minisocks and request sockets end without a destroy notification
+};
 
 class SockDestroyWatch {
  public:
@@ -27,10 +36,10 @@ class SockDestroyWatch {
   // call (never blocks); true when notifications were lost (receive buffer full):
   // the caller must look its sockets up.
   bool drain(std::vector<net::Endpoint>& out);
-  // Whether the socket local <-> remote exists in a state other than LISTEN,
-  // TIME_WAIT or CLOSE (one sock_diag request); a FIN_WAIT2 minisock (the
-  // server closed, orphaned, the client's FIN still to come) counts as alive.
-  Result<bool, IoError> alive(net::Endpoint remote);
+  // The socket local <-> remote (one sock_diag request): gone if absent or in
+  // TIME_WAIT, CLOSE or LISTEN; a FIN_WAIT2 minisock (the server closed,
+  // orphaned, the client's FIN still to come) is closing.
+  Result<SocketLife, IoError> lookup(net::Endpoint remote);
 
   // The subscription's descriptor (readable when notifications wait).
   int fd() const { return group_fd_; }

@@ -204,7 +204,7 @@ void KernelServing::revoke(net::Endpoint client) { (void)adopter_->revoke({clien
 
 bool KernelServing::take_destroyed(std::vector<net::Endpoint>& out) { return sockets_.take_destroyed(out); }
 
-bool KernelServing::alive(net::Endpoint client) { return sockets_.alive(client); }
+io::SocketLife KernelServing::lookup(net::Endpoint client) { return sockets_.lookup(client); }
 
 bool KernelServing::watch(net::Endpoint client, uint32_t client_needed_from, uint32_t server_needed_from) {
   return watcher_ && watcher_->watch(client, client_needed_from, server_needed_from).ok();

@@ -35,7 +35,7 @@ class KernelServing final : public engine::KernelAdoption {
   bool authorise(const engine::AdoptGrant& grant) override;
   void revoke(net::Endpoint client) override;
   bool take_destroyed(std::vector<net::Endpoint>& out) override;
-  bool alive(net::Endpoint client) override;
+  io::SocketLife lookup(net::Endpoint client) override;
   bool watch(net::Endpoint client, uint32_t client_needed_from, uint32_t server_needed_from) override;
   void unwatch(net::Endpoint client) override;
   bool take_watched(const std::function<void(const engine::WatchedSegment&)>& sink) override;

@@ -7,11 +7,11 @@
 
 namespace hl::runtime {
 
-bool SockDiagSockets::alive(net::Endpoint client) {
-  const auto alive = watch_.alive(client);
-  if (alive.ok()) return alive.value();
+io::SocketLife SockDiagSockets::lookup(net::Endpoint client) {
+  const auto life = watch_.lookup(client);
+  if (life.ok()) return life.value();
   ++lookup_errors_;
-  return true;  // unknown: kept (the next check asks again)
+  return io::SocketLife::kOpen;  // unknown: kept (the next check asks again)
 }
 
 void SockDiagSockets::visit_counters(const CounterVisitor& visit) const {

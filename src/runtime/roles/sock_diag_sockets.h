@@ -19,8 +19,8 @@ class SockDiagSockets final : public engine::ServerSockets {
   explicit SockDiagSockets(net::Endpoint local) : watch_(local) {}
 
   bool take_destroyed(std::vector<net::Endpoint>& out) override { return watch_.drain(out); }
-  // A failed lookup counts as alive (counted kernel_lookup_errors).
-  bool alive(net::Endpoint client) override;
+  // A failed lookup counts as open (counted kernel_lookup_errors).
+  io::SocketLife lookup(net::Endpoint client) override;
 
   // kernel_destroy_notifications, kernel_lookup_errors.
   void visit_counters(const CounterVisitor& visit) const;

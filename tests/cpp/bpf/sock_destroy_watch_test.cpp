@@ -1,5 +1,6 @@
 // io::SockDestroyWatch live, in a private network namespace: a served
-// connection is alive while open, and its destruction is notified once closed.
+// connection is open, then closing past the server's FIN, and its destruction
+// is notified once closed.
 #include "io/sock_destroy_watch.h"
 
 #include <arpa/inet.h>
@@ -36,17 +37,19 @@ TEST(SockDestroyWatch, ALiveConnectionIsSeenAndItsEndNotified) {
   sockaddr_in at = to_sockaddr(server);
   ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&at), sizeof at), 0);
   ASSERT_EQ(listen(listener, 4), 0);
-  EXPECT_FALSE(watch.alive(client).value()) << "the listener is not the connection";
+  EXPECT_EQ(watch.lookup(client).value(), SocketLife::kGone) << "the listener is not the connection";
   const int c = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in from = to_sockaddr(client);
   ASSERT_EQ(bind(c, reinterpret_cast<sockaddr*>(&from), sizeof from), 0);
   ASSERT_EQ(connect(c, reinterpret_cast<sockaddr*>(&at), sizeof at), 0);
   const int s = accept(listener, nullptr, nullptr);
   ASSERT_GE(s, 0);
-  EXPECT_TRUE(watch.alive(client).value());
+  EXPECT_EQ(watch.lookup(client).value(), SocketLife::kOpen);
   std::vector<net::Endpoint> gone;
   EXPECT_FALSE(watch.drain(gone));
   EXPECT_TRUE(gone.empty());
+  ASSERT_EQ(shutdown(s, SHUT_WR), 0);  // the server's FIN: FIN_WAIT1, then FIN_WAIT2
+  EXPECT_EQ(watch.lookup(client).value(), SocketLife::kClosing);
 
   close(s);  // the server closes first (HTTP/1.0), then the client
   close(c);
@@ -56,7 +59,7 @@ TEST(SockDestroyWatch, ALiveConnectionIsSeenAndItsEndNotified) {
   }
   ASSERT_EQ(gone.size(), 1u) << "only the server's side (local " << server.port << ") is reported";
   EXPECT_EQ(gone[0], client);
-  EXPECT_FALSE(watch.alive(client).value()) << "TIME_WAIT is not alive";
+  EXPECT_EQ(watch.lookup(client).value(), SocketLife::kGone) << "TIME_WAIT is over";
   close(listener);
 }
 

@@ -32,9 +32,10 @@ class FakeKernel final : public KernelAdoption {
     destroyed.clear();
     return std::exchange(missed, false);
   }
-  bool alive(net::Endpoint client) override {
+  io::SocketLife lookup(net::Endpoint client) override {
     ++lookups;
-    return live.count(conn_key(client)) != 0;
+    if (live.count(conn_key(client)) == 0) return io::SocketLife::kGone;
+    return closing.count(conn_key(client)) != 0 ? io::SocketLife::kClosing : io::SocketLife::kOpen;
   }
   bool watch(net::Endpoint client, uint32_t client_from, uint32_t server_from) override {
     if (!can_watch) return false;
@@ -87,6 +88,7 @@ class FakeKernel final : public KernelAdoption {
   std::vector<net::Endpoint> destroyed;
   std::set<uint64_t> entries;
   std::set<uint64_t> live;
+  std::set<uint64_t> closing;  // of those, the ones past a FIN
   std::map<uint64_t, std::pair<uint32_t, uint32_t>> watched;
   std::vector<Copied> copied;
   std::map<uint64_t, SocketQueues> socket_queues;

@@ -43,14 +43,16 @@ class FakeSockets final : public ServerSockets {
     destroyed.clear();
     return std::exchange(missed, false);
   }
-  bool alive(net::Endpoint client) override {
+  io::SocketLife lookup(net::Endpoint client) override {
     ++lookups;
-    return live.count(conn_key(client)) != 0;
+    if (live.count(conn_key(client)) == 0) return io::SocketLife::kGone;
+    return closing.count(conn_key(client)) != 0 ? io::SocketLife::kClosing : io::SocketLife::kOpen;
   }
 
   std::vector<net::Endpoint> destroyed;  // notifications for the next take_destroyed
   bool missed = false;
-  std::set<uint64_t> live;  // conn_key of the clients whose socket is alive
+  std::set<uint64_t> live;
+  std::set<uint64_t> closing;  // of those, the ones past a FIN  // conn_key of the clients whose socket is alive
   int lookups = 0;
 };
 

@@ -202,6 +202,30 @@ TEST(KernelCarrierTest, AfterADestroyNotificationTheConnectionIsLookedUpEveryTic
   EXPECT_EQ(n.counters.kernel_ends, 1u);
 }
 
+// Seen closing (the server's FIN sent: an HTTP/1.0 or "Connection: close"
+// answer): looked up again within SocketEnds::kClosingCheckMs, not check_ms, so
+// an end without a notification (a minisock's, or a lost one) is found then.
+TEST(KernelCarrierTest, AClosingSocketIsLookedUpSoonAndEndsWithoutANotification) {
+  Node n;
+  n.side.take_request(kOrigin, request());
+  (void)n.messages.take();
+  n.kernel.live.insert(FakeKernel::conn_key(kClient));
+  n.kernel.closing.insert(FakeKernel::conn_key(kClient));
+  n.carrier.on_timer(n.now);  // seen closing
+  const int lookups = n.kernel.lookups;
+  n.now += SocketEnds::kClosingCheckMs - 1;
+  n.carrier.on_timer(n.now);
+  EXPECT_EQ(n.kernel.lookups, lookups) << "not every tick";
+  n.kernel.live.clear();  // gone, and no notification came
+  n.now += 1;
+  n.carrier.on_timer(n.now);
+  EXPECT_EQ(n.kernel.lookups, lookups + 1);
+  auto msgs = n.messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_EQ(std::get<control::Termination>(msgs[0].message).reason, control::TerminationReason::kFin);
+  EXPECT_EQ(n.counters.kernel_ends, 1u);
+}
+
 TEST(KernelCarrierTest, AConnectionThatEndedBeforeItWasSeenEndsOnItsDestroyNotification) {
   Node n;
   n.side.take_request(kOrigin, request());

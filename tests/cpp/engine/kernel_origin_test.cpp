@@ -156,6 +156,27 @@ TEST(KernelOriginTest, FinAndRstStillComeToTheEngineWhichForwardsThemAndUnmapsAt
   EXPECT_EQ(fe.engine.counters().active, 0u);
 }
 
+// The client's bytes went by the kernel (mapped): the engine's idea of the
+// client's next sequence number lags, so a RST beyond its window (here: the
+// answer of a client that closed its socket to the server's FIN, at the
+// server's idea of its numbers) is forwarded for the serving kernel to judge,
+// not dropped as blind; the state stays until the serving node's word.
+TEST(KernelOriginTest, AMappedClientsRstBeyondTheWindowIsForwardedForTheServerToJudge) {
+  KernelFe fe;
+  const tcp::ClientHandshake hs = fe.kpath.answer_syn(kClient, fe.now);
+  auto req = request(hs, kRequestA);
+  fe.run_one(fe.engine, req);
+  fe.raw.take();
+  fe.engine.on_message(kBe1, control::HandoffAck{kClient, 1234});
+  auto rst = client_segment(hs, 0x40000000, RST);
+  const Verdict v = fe.run_one(fe.engine, rst);
+  ASSERT_EQ(v.kind, VerdictKind::AcceptModified);
+  EXPECT_EQ(parse(v.bytes).pkt.dst_addr(), kBe1);
+  EXPECT_EQ(fe.engine.counters().blind_rejected, 1u) << "still counted: outside what the engine saw";
+  EXPECT_EQ(fe.engine.counters().active, 1u);
+  EXPECT_TRUE(fe.raw.take().empty()) << "no challenge from here";
+}
+
 TEST(KernelOriginTest, ForgedCookieIsRefused) {
   KernelFe fe;
   tcp::ClientHandshake hs = fe.kpath.answer_syn(kClient, fe.now);
