@@ -7,6 +7,7 @@
 // each tick whether its socket is gone.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -79,6 +80,11 @@ class SocketEnds {
     if (end.seen_alive || end.deferred_ms != 0) return;
     end.seen_alive = true;
     end.check_at_ms = now + check_ms_;
+  }
+  // The carrier saw the socket send its FIN at `now`: looked up within
+  // kClosingCheckMs from then (its end is near; see kClosingCheckMs).
+  void closing(SocketEnd& end, uint64_t now) const {
+    if (end.seen_alive) end.check_at_ms = std::min(end.check_at_ms, now + std::min(check_ms_, kClosingCheckMs));
   }
 
  private:

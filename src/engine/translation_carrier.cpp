@@ -252,7 +252,10 @@ bool TranslationCarrier::from_server(const io::QueuedPacket& qp, net::TcpPacket&
   if (const auto& ts = pkt.options.timestamps; ts && tcp::seq_gt(SeqNum(ts->tsval), SeqNum(conn.ts_high))) {
     conn.ts_high = ts->tsval;
   }
-  if (event != Conn::ServerEvent::kData) conn.server_fin = true;
+  if (event != Conn::ServerEvent::kData) {
+    conn.server_fin = true;
+    if (ends_) ends_->closing(conn.socket, conn.last_seen_ms);
+  }
   if (conn.move) {
     check_move(conn);  // a pure ACK may find it quiet: then it stays here
     if (conn.retired) {

@@ -114,6 +114,22 @@ TEST(TranslationEndTest, ALiveSocketIsLookedUpAgainEveryCheckMs) {
   EXPECT_EQ(terminations(c), std::vector{control::TerminationReason::kFin});
 }
 
+// Past the server's FIN its socket's end is near, and may come without a
+// notification (a minisock's, or one lost): looked up within kClosingCheckMs.
+TEST(TranslationEndTest, ASocketThatSentItsFinIsLookedUpSoon) {
+  Watched w;
+  Carried& c = w.c;
+  c.server_sends(kResponse, net::tcp_flag::FIN);
+  const int lookups = w.sockets.lookups;
+  w.sockets.live.clear();  // gone, its notification lost
+  c.tick(SocketEnds::kClosingCheckMs - 1);
+  EXPECT_EQ(w.sockets.lookups, lookups);
+  EXPECT_TRUE(c.messages.take().empty());
+  c.tick(1);
+  EXPECT_EQ(w.sockets.lookups, lookups + 1);
+  EXPECT_EQ(terminations(c), std::vector{control::TerminationReason::kFin});
+}
+
 // A move retires the connection with an RST that destroys its socket: the
 // retired state keeps its own lifetime and nothing ends.
 TEST(TranslationEndTest, ARetiredConnectionsSocketEndIsNoEnd) {
