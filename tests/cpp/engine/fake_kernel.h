@@ -1,6 +1,7 @@
 // FakeKernel: engine::KernelAdoption for the KernelCarrier tests: records what
 // the carrier authorises, revokes and watches; the test sets which sockets
-// live, which were destroyed, their queues and the segments the watch copied.
+// live, which were destroyed (SocketTable, fakes.h), their queues and the
+// segments the watch copied.
 #pragma once
 
 #include <cstdint>
@@ -11,11 +12,12 @@
 #include <utility>
 #include <vector>
 
+#include "engine/fakes.h"
 #include "engine/kernel_carrier.h"
 
 namespace hl::engine::testing {
 
-class FakeKernel final : public KernelAdoption {
+class FakeKernel final : public KernelAdoption, public SocketTable {
  public:
   bool authorise(const AdoptGrant& grant) override {
     if (refuse) return false;
@@ -27,16 +29,8 @@ class FakeKernel final : public KernelAdoption {
     revoked.push_back(client);
     entries.erase(conn_key(client));
   }
-  bool take_destroyed(std::vector<net::Endpoint>& out) override {
-    out.insert(out.end(), destroyed.begin(), destroyed.end());
-    destroyed.clear();
-    return std::exchange(missed, false);
-  }
-  io::SocketLife lookup(net::Endpoint client) override {
-    ++lookups;
-    if (live.count(conn_key(client)) == 0) return io::SocketLife::kGone;
-    return closing.count(conn_key(client)) != 0 ? io::SocketLife::kClosing : io::SocketLife::kOpen;
-  }
+  bool take_destroyed(std::vector<net::Endpoint>& out) override { return take(out); }
+  io::SocketLife lookup(net::Endpoint client) override { return find(client); }
   bool watch(net::Endpoint client, uint32_t client_from, uint32_t server_from) override {
     if (!can_watch) return false;
     watched[conn_key(client)] = {client_from, server_from};
@@ -78,17 +72,12 @@ class FakeKernel final : public KernelAdoption {
   };
 
   bool refuse = false;
-  bool missed = false;
   bool can_watch = true;
   bool lost = false;
-  int lookups = 0;
   int queue_lookups = 0;
   std::vector<AdoptGrant> grants;
   std::vector<net::Endpoint> revoked;
-  std::vector<net::Endpoint> destroyed;
   std::set<uint64_t> entries;
-  std::set<uint64_t> live;
-  std::set<uint64_t> closing;  // of those, the ones past a FIN
   std::map<uint64_t, std::pair<uint32_t, uint32_t>> watched;
   std::vector<Copied> copied;
   std::map<uint64_t, SocketQueues> socket_queues;

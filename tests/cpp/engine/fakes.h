@@ -34,16 +34,16 @@ class FakeMessenger final : public control::MessageSender {
   std::vector<SentMessage> sent_;
 };
 
-// The test sets which sockets live, which were destroyed and whether
-// notifications were missed; it counts the lookups.
-class FakeSockets final : public ServerSockets {
- public:
-  bool take_destroyed(std::vector<net::Endpoint>& out) override {
+// The kernel's sockets as a test sets them: which live (and which of those
+// are closing), which were destroyed, whether notifications were missed; it
+// counts the lookups. ServerSockets' two calls, for FakeSockets and FakeKernel.
+struct SocketTable {
+  bool take(std::vector<net::Endpoint>& out) {
     out.insert(out.end(), destroyed.begin(), destroyed.end());
     destroyed.clear();
     return std::exchange(missed, false);
   }
-  io::SocketLife lookup(net::Endpoint client) override {
+  io::SocketLife find(net::Endpoint client) {
     ++lookups;
     if (live.count(conn_key(client)) == 0) return io::SocketLife::kGone;
     return closing.count(conn_key(client)) != 0 ? io::SocketLife::kClosing : io::SocketLife::kOpen;
@@ -51,9 +51,15 @@ class FakeSockets final : public ServerSockets {
 
   std::vector<net::Endpoint> destroyed;  // notifications for the next take_destroyed
   bool missed = false;
-  std::set<uint64_t> live;
-  std::set<uint64_t> closing;  // of those, the ones past a FIN  // conn_key of the clients whose socket is alive
+  std::set<uint64_t> live;     // conn_key of the clients whose socket is alive
+  std::set<uint64_t> closing;  // of those, the ones past a FIN
   int lookups = 0;
+};
+
+class FakeSockets final : public ServerSockets, public SocketTable {
+ public:
+  bool take_destroyed(std::vector<net::Endpoint>& out) override { return take(out); }
+  io::SocketLife lookup(net::Endpoint client) override { return find(client); }
 };
 
 }  // namespace hl::engine::testing
