@@ -77,6 +77,17 @@ struct KernelFe : EngineFakes {
   KernelFe()
       : engine(frontend_config(7), first_dispatcher("/a be1\n/b be2\n"), verdicts, raw, [this] { return now; },
                &kpath) {}
+
+  // kClient's request for /a after the kernel's handshake, handed to be1 and
+  // acknowledged (so mapped); the handshake it completed.
+  tcp::ClientHandshake handed_off_to_be1() {
+    const tcp::ClientHandshake hs = kpath.answer_syn(kClient, now);
+    auto req = request(hs, kRequestA);
+    run_one(engine, req);
+    raw.take();
+    engine.on_message(kBe1, control::HandoffAck{kClient, 1234});
+    return hs;
+  }
 };
 
 TEST(KernelOriginTest, FrontendSharesItsSecretAndSynAnswer) {
@@ -130,11 +141,7 @@ TEST(KernelOriginTest, RequestCompletesTheKernelsCookieHandshakeAndIsMappedAsIts
 
 TEST(KernelOriginTest, FinAndRstStillComeToTheEngineWhichForwardsThemAndUnmapsAtTheEnd) {
   KernelFe fe;
-  const tcp::ClientHandshake hs = fe.kpath.answer_syn(kClient, fe.now);
-  auto req = request(hs, kRequestA);
-  fe.run_one(fe.engine, req);
-  fe.raw.take();
-  fe.engine.on_message(kBe1, control::HandoffAck{kClient, 1234});
+  const tcp::ClientHandshake hs = fe.handed_off_to_be1();
   fe.kpath.ops.clear();
 
   const uint32_t len = static_cast<uint32_t>(kRequestA.size());
@@ -163,11 +170,7 @@ TEST(KernelOriginTest, FinAndRstStillComeToTheEngineWhichForwardsThemAndUnmapsAt
 // not dropped as blind; the state stays until the serving node's word.
 TEST(KernelOriginTest, AMappedClientsRstBeyondTheWindowIsForwardedForTheServerToJudge) {
   KernelFe fe;
-  const tcp::ClientHandshake hs = fe.kpath.answer_syn(kClient, fe.now);
-  auto req = request(hs, kRequestA);
-  fe.run_one(fe.engine, req);
-  fe.raw.take();
-  fe.engine.on_message(kBe1, control::HandoffAck{kClient, 1234});
+  const tcp::ClientHandshake hs = fe.handed_off_to_be1();
   auto rst = client_segment(hs, 0x40000000, RST);
   const Verdict v = fe.run_one(fe.engine, rst);
   ASSERT_EQ(v.kind, VerdictKind::AcceptModified);
