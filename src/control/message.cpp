@@ -19,8 +19,10 @@ constexpr size_t kKeepaliveFixedLen = 5;  // sequence u32 | name length u8, then
 constexpr size_t kReleaseLen = kEndpointLen + 18;
 // Released: client 6 | status 1 | server_next 4 | ts_floor 4.
 constexpr size_t kReleasedLen = kEndpointLen + 9;
-// Takeover: client 6 | client_isn 4 | origin_isn 4.
+// Takeover: client 6 | client_isn 4 | origin_isn 4, then with a stream: flags 1 |
+// next_request 4 | requests 4 | mss 2 | wscale 1 | syn_window 2 | fe_ts_base 4 | fe_wscale 1.
 constexpr size_t kTakeoverLen = kEndpointLen + 8;
+constexpr size_t kTakeoverStreamLen = 19;
 constexpr size_t kNodeDownLen = 4;  // node u32
 
 // HandoffRequest flag bits (the rest must be zero).
@@ -112,6 +114,21 @@ struct BodyWriter {
     put_endpoint(out, m.client);
     put_be32(out, m.client_isn);
     put_be32(out, m.origin_isn);
+    if (!m.stream) return;
+    const TakeoverStream& st = *m.stream;
+    uint8_t flags = 0;
+    if (st.mss) flags |= kFlagMss;
+    if (st.wscale) flags |= kFlagWscale;
+    if (st.sack_permitted) flags |= kFlagSack;
+    if (st.timestamps) flags |= kFlagTimestamps;
+    out.push_back(flags);
+    put_be32(out, st.next_request);
+    put_be32(out, st.requests);
+    put_be16(out, st.mss.value_or(0));
+    out.push_back(st.wscale.value_or(0));
+    put_be16(out, st.syn_window);
+    put_be32(out, st.frontend_ts_base);
+    out.push_back(st.frontend_wscale);
   }
   void operator()(const NodeDown& m) const { put_be32(out, m.node.value); }
 };
@@ -200,6 +217,31 @@ Result<Message, DecodeError> decode_released(const uint8_t* body, size_t len) {
   m.status = static_cast<ReleaseStatus>(code);
   m.server_next = net::load_be32(body + kEndpointLen + 1);
   m.ts_floor = net::load_be32(body + kEndpointLen + 5);
+  return Message{m};
+}
+
+Result<Message, DecodeError> decode_takeover(const uint8_t* body, size_t len) {
+  if (len != kTakeoverLen && len != kTakeoverLen + kTakeoverStreamLen) return Err(DecodeError::BadLength);
+  Takeover m{get_endpoint(body), net::load_be32(body + kEndpointLen), net::load_be32(body + kEndpointLen + 4), {}};
+  if (len == kTakeoverLen) return Message{m};
+  const uint8_t* p = body + kTakeoverLen;
+  const uint8_t flags = p[0];
+  if ((flags & ~kKnownFlags) != 0) return Err(DecodeError::BadField);
+  TakeoverStream st;
+  st.next_request = net::load_be32(p + 1);
+  st.requests = net::load_be32(p + 5);
+  if ((flags & kFlagMss) != 0) st.mss = net::load_be16(p + 9);
+  if ((flags & kFlagWscale) != 0) {
+    if (p[11] > HandoffRequest::kMaxWscale) return Err(DecodeError::BadField);
+    st.wscale = p[11];
+  }
+  st.sack_permitted = (flags & kFlagSack) != 0;
+  st.timestamps = (flags & kFlagTimestamps) != 0;
+  st.syn_window = net::load_be16(p + 12);
+  st.frontend_ts_base = net::load_be32(p + 14);
+  st.frontend_wscale = p[18];
+  if (st.frontend_wscale > HandoffRequest::kMaxWscale) return Err(DecodeError::BadField);
+  m.stream = st;
   return Message{m};
 }
 
@@ -305,9 +347,7 @@ Result<Message, DecodeError> decode(std::span<const uint8_t> frame) {
     case MessageType::kReleased:
       return decode_released(body, body_len);
     case MessageType::kTakeover:
-      if (body_len != kTakeoverLen) return Err(DecodeError::BadLength);
-      return Message{Takeover{get_endpoint(body), net::load_be32(body + kEndpointLen),
-                              net::load_be32(body + kEndpointLen + 4)}};
+      return decode_takeover(body, body_len);
     case MessageType::kNodeDown:
       if (body_len != kNodeDownLen) return Err(DecodeError::BadLength);
       return Message{NodeDown{net::Ipv4Addr{net::load_be32(body)}}};

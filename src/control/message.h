@@ -161,10 +161,31 @@ struct Released {
 // Every node that gets this forwards the client's packets of it to the sender
 // (r0's spreader may send them to any node now) until the sender's Termination.
 // `client_isn` and `origin_isn`: c and f, as in HandoffRequest.
+// `stream`, when the serving node knows where the client's next request begins
+// (between two requests: every request it received is whole): what a new
+// origin needs to go on reading the connection's requests and to move it
+// (issue 14) — that position, the requests received so far (a Release's
+// count), and the handshake as the client made it. Unset: its requests are
+// not read (a last request came, a request is under way, framing was lost).
+struct TakeoverStream {
+  uint32_t next_request = 0;   // the client's sequence number where its next request begins
+  uint32_t requests = 0;       // requests the serving node received on the connection
+  // The client's SYN options, as in HandoffRequest.
+  std::optional<uint16_t> mss;
+  std::optional<uint8_t> wscale;  // <= HandoffRequest::kMaxWscale
+  bool sack_permitted = false;
+  bool timestamps = false;        // the client's SYN offered timestamps
+  uint16_t syn_window = 0;
+  // What the client got in the origin's SYN/ACK.
+  uint32_t frontend_ts_base = 0;
+  uint8_t frontend_wscale = 0;    // <= HandoffRequest::kMaxWscale
+  friend bool operator==(const TakeoverStream&, const TakeoverStream&) = default;
+};
 struct Takeover {
   net::Endpoint client;
   uint32_t client_isn = 0;
   uint32_t origin_isn = 0;
+  std::optional<TakeoverStream> stream;
   friend bool operator==(const Takeover&, const Takeover&) = default;
 };
 

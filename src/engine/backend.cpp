@@ -96,7 +96,7 @@ struct BackendEngine::Impl {
       return;
     }
     for (const Orphan& o : carrier.take_over(dead, survivor)) {
-      if (!messages.send(survivor, control::Takeover{o.client, o.client_isn, o.origin_isn})) ++serving.control_errors;
+      if (!messages.send(survivor, o.takeover())) ++serving.control_errors;
       ++takeovers;
     }
   }

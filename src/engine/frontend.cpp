@@ -92,7 +92,7 @@ struct FrontendEngine::Impl {
       return;
     }
     if (const auto* t = std::get_if<control::Takeover>(&message)) {
-      (void)origin.adopt(t->client, from, t->client_isn, t->origin_isn);  // counted: OriginCounters::adopted
+      (void)origin.adopt(*t, from);  // counted: OriginCounters::adopted
       return;
     }
     if (const auto* ack = std::get_if<control::HandoffAck>(&message)) {

@@ -88,6 +88,9 @@ Carrier::Intake KernelCarrier::hand_in(HandIn in, const io::QueuedPacket* qp, ne
   conn.origin = in.origin;
   conn.c = in.syn.client_isn.value();
   conn.f = in.syn.frontend_isn.value();
+  conn.syn = in.syn;
+  conn.client_syn = in.client_syn;
+  conn.syn_window = in.syn_window;
   conn.since_ms = now;
   conn.ts_base = grant.rcv_tsecr;
   conn.tstamp_ok = grant.tstamp_ok;
@@ -257,12 +260,19 @@ size_t KernelCarrier::open() const {
 }
 
 std::vector<Orphan> KernelCarrier::take_over(net::Ipv4Addr dead, net::Ipv4Addr self) {
+  take_watched();  // the copies so far: where each client's next request begins
   std::vector<Orphan> out;
   for (auto& [key, conn] : conns_) {
     if (conn.origin != dead || conn.ended_ms != 0 || conn.retired) continue;
     conn.origin = self;
-    if (conn.watch) stop_watch(conn);  // no move will be ordered: the new origins do not read its requests
-    out.push_back({conn.client, conn.c, conn.f});
+    Orphan o{conn.client, conn.c, conn.f, std::nullopt};
+    // Client bytes its server has not acknowledged are not in the watch yet:
+    // the next request's position is not known then.
+    if (conn.watch && conn.unacked.empty()) {
+      o.stream = takeover_stream(conn.syn, conn.client_syn, conn.syn_window, conn.watch.get());
+    }
+    if (conn.watch && !o.stream) stop_watch(conn);  // no move will be ordered: its requests are not read
+    out.push_back(std::move(o));
   }
   return out;
 }

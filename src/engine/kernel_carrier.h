@@ -162,6 +162,10 @@ class KernelCarrier final : public Carrier {
     net::Ipv4Addr origin;
     uint32_t c = 0;
     uint32_t f = 0;
+    // The handshake as the client made it (a takeover passes it on: Orphan::stream).
+    tcp::SynReplay syn;
+    net::SynOptions client_syn;
+    uint16_t syn_window = 0;
     uint64_t since_ms = 0;
     uint64_t ended_ms = 0;      // 0: not ended
     EndCause cause = EndCause::kKernelEnd;

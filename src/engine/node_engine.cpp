@@ -81,8 +81,9 @@ void NodeEngine::Impl::take_over(net::Ipv4Addr dead) {
   const std::vector<Orphan> orphans = carrier.take_over(dead, cfg.node);
   for (const Orphan& o : orphans) {
     taken_over.insert(conn_key(o.client));
-    (void)origin.adopt(o.client, cfg.node, o.client_isn, o.origin_isn);
-    send_to_others(control::Takeover{o.client, o.client_isn, o.origin_isn});
+    const control::Takeover t = o.takeover();
+    (void)origin.adopt(t, cfg.node);
+    send_to_others(t);
   }
   counters.takeovers += orphans.size();
   if (!orphans.empty() && cfg.log) {
@@ -124,6 +125,10 @@ void NodeEngine::Impl::send_to_others(const control::Message& m) {
 }
 
 void NodeEngine::Impl::to_origin(net::Ipv4Addr to, const control::Message& m) {
+  if (const auto* answer = std::get_if<control::Released>(&m);
+      answer != nullptr && answer->status == control::ReleaseStatus::kReleased) {
+    released_taken_over(to, answer->client);
+  }
   if (to != cfg.node) {
     send_message(to, m);
   } else if (const auto* ack = std::get_if<control::HandoffAck>(&m)) {
@@ -136,6 +141,17 @@ void NodeEngine::Impl::to_origin(net::Ipv4Addr to, const control::Message& m) {
   } else if (const auto* answer = std::get_if<control::Released>(&m)) {
     origin.on_released(cfg.node, *answer);
   }
+}
+
+void NodeEngine::Impl::released_taken_over(net::Ipv4Addr mover, net::Endpoint client) {
+  if (taken_over.erase(conn_key(client)) == 0) return;
+  // Every node forwarded it here: the mover hands it on, the others free theirs
+  // (this node's own too, unless it is the mover).
+  const control::Termination t{client, control::TerminationReason::kFin};
+  for (const net::Ipv4Addr peer : cfg.node_addrs) {
+    if (peer != cfg.node && peer != mover) send_message(peer, t);
+  }
+  if (mover != cfg.node) origin.on_termination(cfg.node, t);
 }
 
 void NodeEngine::Impl::on_message(net::Ipv4Addr from, const control::Message& message) {
@@ -160,7 +176,7 @@ void NodeEngine::Impl::on_message(net::Ipv4Addr from, const control::Message& me
         } else if constexpr (std::is_same_v<T, control::Released>) {
           origin.on_released(from, m);
         } else if constexpr (std::is_same_v<T, control::Takeover>) {
-          if (!origin.adopt(m.client, from, m.client_isn, m.origin_isn)) ++counters.control_errors;
+          if (!origin.adopt(m, from)) ++counters.control_errors;
         } else {
           ++counters.control_errors;  // Relay: the frontend design's, not ours
         }

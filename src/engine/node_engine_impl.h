@@ -66,6 +66,9 @@ struct NodeEngine::Impl {
   // connections it carried for it (this node's origin forwards them locally,
   // every other node gets a control::Takeover and forwards them here).
   void take_over(net::Ipv4Addr dead);
+  // A taken-over connection was released to `mover` (a new origin moves it on):
+  // the other nodes' forwarding states go (a Termination), and so does this one's.
+  void released_taken_over(net::Ipv4Addr mover, net::Endpoint client);
   // Sums the parts' counters into `reported`.
   const NodeCounters& report();
 };

@@ -224,13 +224,16 @@ class Origin {
   void on_released(net::Ipv4Addr from, const control::Released& answer);
   // The connection ended at the serving node `from`.
   void on_termination(net::Ipv4Addr from, const control::Termination& t);
-  // always/rare: the connection of `client` (ISNs c, f), whose origin died, is
-  // served by `target` (a control::Takeover, or this node's own take-over):
-  // from now on this origin forwards its client packets there (Forwarding; the
-  // kernel fast path mapped at once) until `target`'s Termination. Its later
-  // requests are not read (no moves). False if this origin holds a connection
-  // of `client` already (left as it is).
-  bool adopt(net::Endpoint client, net::Ipv4Addr target, uint32_t client_isn, uint32_t origin_isn);
+  // The connection of `t.client` (ISNs c, f), whose origin died, is served by
+  // `target` (a control::Takeover, or this node's own take-over): from now on
+  // this origin forwards its client packets there (Forwarding; the kernel fast
+  // path mapped at once) until `target`'s Termination. With `t.stream` (and
+  // moves on) its requests are read from the next one on, as after a handoff,
+  // and it moves like any other (a gap before the first byte read means its
+  // serving node got bytes this origin never will: it is pinned). Without,
+  // nothing is read. False if this origin holds a connection of the client
+  // already (left as it is).
+  bool adopt(const control::Takeover& t, net::Ipv4Addr target);
   // In band: a server FIN/RST for the client, sent on from the VIP.
   void on_relay(const control::Relay& relay);
   // A peer's health signal.

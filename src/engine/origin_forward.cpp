@@ -189,16 +189,33 @@ void Origin::peer_died(size_t id) {
   if (cfg_.peer_died) cfg_.peer_died(addr);
 }
 
-bool Origin::adopt(net::Endpoint client, net::Ipv4Addr target, uint32_t client_isn, uint32_t origin_isn) {
-  const uint64_t key = conn_key(client);
+bool Origin::adopt(const control::Takeover& t, net::Ipv4Addr target) {
+  const uint64_t key = conn_key(t.client);
   if (conns_.find(key) != conns_.end() || conns_.size() >= cfg_.max_connections) return false;
   OriginConn conn(cfg_.http_limits);
-  conn.hs.client = client;
-  conn.hs.client_isn = SeqNum(client_isn);
-  conn.hs.server_isn = SeqNum(origin_isn);
-  conn.hs.rcv_nxt = SeqNum(client_isn) + 1u;  // not known: what a reset would need, roughly
+  tcp::ClientHandshake& hs = conn.hs;
+  hs.client = t.client;
+  hs.client_isn = SeqNum(t.client_isn);
+  hs.server_isn = SeqNum(t.origin_isn);
+  hs.rcv_nxt = SeqNum(t.client_isn) + 1u;  // not known: what a reset would need, roughly
   conn.f_known = true;
-  conn.client_ack = SeqNum(origin_isn) + 1u;
+  conn.client_ack = SeqNum(t.origin_isn) + 1u;
+  if (t.stream && cfg_.moves && transport_.can_move()) {
+    // The handshake as the client made it, for the hand-ins of its moves.
+    const control::TakeoverStream& st = *t.stream;
+    hs.client_syn = net::SynOptions{st.mss, st.wscale, st.sack_permitted, std::nullopt};
+    if (st.timestamps) hs.client_syn.timestamps = net::Timestamps{0, 0};
+    hs.syn_window = hs.client_window = st.syn_window;
+    hs.mss = std::min<uint16_t>(cfg_.mss, st.mss.value_or(tcp::kDefaultPeerMss));
+    hs.ts_ok = st.timestamps;
+    hs.ts_base = st.frontend_ts_base;
+    hs.wscale_ok = st.wscale.has_value();
+    hs.server_wscale = hs.wscale_ok ? st.frontend_wscale : uint8_t{0};
+    hs.rcv_nxt = SeqNum(st.next_request);
+    conn.track = std::make_unique<RequestTrack>(cfg_.http_limits, SeqNum(st.next_request));
+    conn.track->requests = st.requests;
+    conn.track->picked_up = true;
+  }
   set_target(conn, target);
   conn.created_ms = conn.last_seen_ms = conn.handoff_ms = clock_();
   conn.state = State::Forwarding;

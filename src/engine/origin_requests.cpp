@@ -77,10 +77,19 @@ void Origin::on_later_segment(const io::QueuedPacket& qp, net::TcpPacket& pkt, C
     deliver(conn, seq, payload.first(std::min(n, payload.size())), false);
   }
   const SeqNum held_end = t.held_end();
-  if (tcp::seq_gt(seq, held_end)) {  // after a gap: the client sends it again
-    verdicts_.drop(qp.id);
+  if (tcp::seq_gt(seq, held_end)) {
+    if (t.picked_up && t.pending.empty() && t.move == RequestTrack::Move::kNone) {
+      // Read from a takeover's position, and bytes after it come first: the
+      // serving node may have had what lies between by another way (they would
+      // never come here). Nothing more is read.
+      pin(conn);
+      forward_packet(qp, pkt, conn);
+      return;
+    }
+    verdicts_.drop(qp.id);  // after a gap: the client sends it again
     return;
   }
+  t.picked_up = false;
   if (tcp::seq_gt(end, held_end)) {
     const auto skip = static_cast<size_t>(tcp::seq_diff(held_end, seq));
     if (t.pending.size() + (payload.size() - skip) > kMaxPending) {

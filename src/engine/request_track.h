@@ -39,6 +39,8 @@ struct RequestTrack {
   uint64_t move_ms = 0;          // moving: when it began
   uint64_t release_ms = 0;       // moving: when the last Release was sent
   uint32_t client_tsecr = 0;     // the latest TSecr from the client (synthesized segments echo it)
+  bool picked_up = false;        // a takeover's: read from a position the serving node gave, no byte
+                                 //   read yet (a gap then: bytes this origin never sees; pinned)
 
   RequestTrack(const http::Limits& limits, tcp::SeqNum first) : stream(limits), routed(first) {}
 

@@ -1,5 +1,6 @@
 #include "engine/serving_side.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "net/handoff_option.h"
@@ -48,6 +49,8 @@ bool ServingSide::take_replayed_syn(const io::QueuedPacket& qp, net::TcpPacket& 
   in.syn.frontend_ts_base = opt->frontend_ts_base;
   in.syn.frontend_wscale = opt->frontend_wscale;
   in.syn_window = pkt.window();
+  in.client_syn = net::SynOptions{pkt.options.mss, pkt.options.wscale, pkt.options.sack_permitted,
+                                  pkt.options.timestamps};  // the client's, replayed (a takeover repeats them)
   (void)carrier_.hand_in(std::move(in), &qp, &pkt);  // no bound in band
   return true;
 }
@@ -86,6 +89,25 @@ void ServingSide::take_request(net::Ipv4Addr from, control::HandoffRequest req) 
     ++counters_.refused;
     link_.refused(from, client, control::RefuseReason::kBusy);
   }
+}
+
+std::optional<control::TakeoverStream> takeover_stream(const tcp::SynReplay& syn, const net::SynOptions& client_syn,
+                                                       uint16_t syn_window, const tcp::ExchangeWatch* watch) {
+  if (watch == nullptr) return std::nullopt;
+  const std::optional<uint32_t> next = watch->next_request();
+  if (!next) return std::nullopt;
+  control::TakeoverStream st;
+  st.next_request = *next;
+  st.requests = static_cast<uint32_t>(watch->requests());
+  st.mss = client_syn.mss;
+  st.wscale = syn.client_wscale;
+  if (st.wscale && *st.wscale > control::HandoffRequest::kMaxWscale) st.wscale = control::HandoffRequest::kMaxWscale;
+  st.sack_permitted = client_syn.sack_permitted;
+  st.timestamps = syn.timestamps;
+  st.syn_window = syn_window;
+  st.frontend_ts_base = syn.frontend_ts_base;
+  st.frontend_wscale = std::min<uint8_t>(syn.frontend_wscale, control::HandoffRequest::kMaxWscale);
+  return st;
 }
 
 void ServingSide::take_release(net::Ipv4Addr from, const control::Release& order) {

@@ -19,6 +19,7 @@
 #include "net/ipv4_addr.h"
 #include "net/packet_builder.h"
 #include "net/tcp_packet.h"
+#include "tcp/exchange_watch.h"
 #include "tcp/serving.h"
 #include "util/clock.h"
 
@@ -142,7 +143,17 @@ struct Orphan {
   net::Endpoint client;
   uint32_t client_isn = 0;  // c
   uint32_t origin_isn = 0;  // f
+  // Where its next request begins and its handshake, when known: the new
+  // origins read its requests from there, and it can move (control::TakeoverStream).
+  std::optional<control::TakeoverStream> stream;
+
+  control::Takeover takeover() const { return control::Takeover{client, client_isn, origin_isn, stream}; }
 };
+
+// The stream part of a takeover: `watch`'s next request (none: nullopt), with the
+// handshake the client made (`syn`, `client_syn`, `syn_window`: a HandIn's).
+std::optional<control::TakeoverStream> takeover_stream(const tcp::SynReplay& syn, const net::SynOptions& client_syn,
+                                                       uint16_t syn_window, const tcp::ExchangeWatch* watch);
 
 // How a handed-in connection is carried on this node. The carrier owns its
 // connections' state and gives the verdicts of their packets.

@@ -307,7 +307,9 @@ std::vector<Orphan> TranslationCarrier::take_over(net::Ipv4Addr dead, net::Ipv4A
   for (auto& [key, conn] : conns_) {
     if (conn.in.origin != dead || conn.state == Conn::State::Closed || conn.retired) continue;
     conn.in.origin = self;
-    out.push_back({conn.client, conn.in.syn.client_isn.value(), conn.in.syn.frontend_isn.value()});
+    out.push_back({conn.client, conn.in.syn.client_isn.value(), conn.in.syn.frontend_isn.value(),
+                   takeover_stream(conn.in.syn, conn.in.client_syn, conn.in.syn_window,
+                                   conn.server_fin ? nullptr : &conn.watch)});
   }
   return out;
 }

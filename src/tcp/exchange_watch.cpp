@@ -339,6 +339,13 @@ bool ExchangeWatch::quiet(uint32_t requests, uint32_t client_ack) const {
   return seq_ge(SeqNum(w.acked), end) || seq_ge(SeqNum(client_ack), end);
 }
 
+std::optional<uint32_t> ExchangeWatch::next_request() const {
+  impl_->settle();
+  const Impl& w = *impl_;
+  if (w.broken || w.closing || !w.requests->at_boundary() || !w.client.store.empty()) return std::nullopt;
+  return w.client.next_seq();
+}
+
 uint32_t ExchangeWatch::client_needed_from() const {
   return impl_->client.start_seq + static_cast<uint32_t>(impl_->client_skip_to());
 }

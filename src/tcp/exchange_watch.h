@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 
 #include "http/request_parser.h"
@@ -59,6 +60,12 @@ class ExchangeWatch {
   // every server byte acknowledged (by an ack seen or `client_ack`). Never
   // when broken() or when a request said it is the last (Connection: close).
   bool quiet(uint32_t requests, uint32_t client_ack) const;
+  // Where the client's next request begins: the contiguous end of its bytes,
+  // when it lies between two requests (every request received is whole, nothing
+  // stored beyond it). nullopt inside a request, after a last request
+  // (Connection: close), or when broken(). A new origin reads on from there (a
+  // takeover, control::TakeoverStream).
+  std::optional<uint32_t> next_request() const;
   // Framing is lost (not HTTP, a limit exceeded, a tunnel, the store
   // overflowed): no quiet point can be found any more.
   bool broken() const;

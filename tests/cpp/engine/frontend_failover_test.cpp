@@ -145,7 +145,7 @@ TEST(FrontendFailoverTest, TheSurvivorPassesTheNoticeOnAndForwardsWhatItIsHanded
 
   // be2 hands it a connection of the dead front-end: the client's next packet
   // (r0 sends it here now) goes on to be2, not answered with a RST.
-  fe.engine.on_message(kBe2, control::Takeover{kClient, 100, 5000});
+  fe.engine.on_message(kBe2, control::Takeover{kClient, 100, 5000, std::nullopt});
   EXPECT_EQ(fe.engine.counters().adopted, 1u);
   auto data = from_client().seq(101 + 40).ack(5001 + 1000).flags(ACK).payload("x").build();
   auto v = fe.run(fe.engine, data);
@@ -154,7 +154,7 @@ TEST(FrontendFailoverTest, TheSurvivorPassesTheNoticeOnAndForwardsWhatItIsHanded
   EXPECT_EQ(parse(v[0].bytes).pkt.dst_addr(), kBe2);
   EXPECT_TRUE(fe.raw.take().empty()) << "no RST";
   // A Takeover from a stranger is refused.
-  fe.engine.on_message(kStranger, control::Takeover{Endpoint{kClient.addr, 40999}, 1, 2});
+  fe.engine.on_message(kStranger, control::Takeover{Endpoint{kClient.addr, 40999}, 1, 2, std::nullopt});
   EXPECT_EQ(fe.engine.counters().adopted, 1u);
   EXPECT_EQ(fe.engine.counters().control_errors, 2u);
 }

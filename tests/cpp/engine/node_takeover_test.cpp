@@ -73,7 +73,7 @@ TEST(NodeTakeoverTest, TheServingNodeTakesOverADeadOriginsConnectionsAndTheOther
   EXPECT_EQ(msgs[1].to, kC);
   msgs.erase(msgs.begin());
   const auto takeover = std::get<control::Takeover>(msgs[0].message);
-  EXPECT_EQ(takeover, (control::Takeover{kClient, kClientIsn, f}));
+  EXPECT_EQ(takeover, (control::Takeover{kClient, kClientIsn, f, std::nullopt})) << "its last request: not read on";
 
   // r0 now sends the client's packets to c or b. c forwards them to b...
   c.engine.on_message(kB, msgs[0].message);
@@ -109,8 +109,8 @@ TEST(NodeTakeoverTest, ATakeoverOfAConnectionTheNodeHoldsAlreadyChangesNothing) 
   uint64_t now = 1000;
   Node c(kC, now);
   c.hear({kA, kB, kC});
-  c.engine.on_message(kB, control::Takeover{kClient, 1, 2});
-  c.engine.on_message(kA, control::Takeover{kClient, 1, 2});
+  c.engine.on_message(kB, control::Takeover{kClient, 1, 2, std::nullopt});
+  c.engine.on_message(kA, control::Takeover{kClient, 1, 2, std::nullopt});
   EXPECT_EQ(c.engine.counters().adopted, 1u);
   EXPECT_EQ(c.engine.counters().control_errors, 1u);
   // Forwarded to the first (b), not to a.

@@ -83,6 +83,29 @@ TEST(ExchangeWatch, PipelinedRequestsOnlyFirstAnswered) {
   EXPECT_TRUE(x.w.quiet(1, x.s));  // at least as many as asked
 }
 
+TEST(ExchangeWatch, TheNextRequestBeginsBetweenTwoRequestsOnly) {
+  Exchange x(1000, 5000);
+  EXPECT_EQ(x.w.next_request(), 1000u);  // nothing yet: the first request begins there
+  const std::string post = "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nbody";
+  x.request(std::string_view(post).substr(0, 10));
+  EXPECT_EQ(x.w.next_request(), std::nullopt);  // inside a head
+  x.request(std::string_view(post).substr(10, post.size() - 12));
+  EXPECT_EQ(x.w.next_request(), std::nullopt);  // inside its body
+  x.request(std::string_view(post).substr(post.size() - 2));
+  EXPECT_EQ(x.w.next_request(), x.c);  // whole: the next one begins at the end, answered or not
+  x.w.on_client(x.c + 5, bytes(kGetB.substr(5, 5)));  // stored after a gap: no boundary one can read from
+  EXPECT_EQ(x.w.next_request(), std::nullopt);
+  x.request(kGetB.substr(0, 5));
+  x.c += 5;
+  x.request(kGetB.substr(10));
+  EXPECT_EQ(x.w.next_request(), x.c);
+  x.request("GET /z HTTP/1.1\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(x.w.next_request(), std::nullopt);  // its last request: nothing more to read
+  Exchange y(1, 1);
+  y.request("\x16\x03\x01 not http\r\n\r\n");
+  EXPECT_EQ(y.w.next_request(), std::nullopt);  // broken
+}
+
 TEST(ExchangeWatch, HeadResponseHasNoBody) {
   Exchange x(7, 9);
   x.request(kHead);
