@@ -4,6 +4,8 @@
 // connections to the survivor that passed the notice on.
 #include <gtest/gtest.h>
 
+#include <string>
+
 #include "engine/backend.h"
 #include "engine/frontend.h"
 #include "engine/harness.h"
@@ -97,6 +99,10 @@ TEST(FrontendFailoverTest, ADeadFrontendsConnectionsGoToTheSurvivorThatAnnounced
     const auto& t = std::get<control::Takeover>(m.message);
     EXPECT_EQ(t.client_isn, 100u);
     EXPECT_EQ(t.origin_isn, 5000u);
+    // No request byte yet: the next request begins after the SYN.
+    ASSERT_TRUE(t.stream.has_value());
+    EXPECT_EQ(t.stream->next_request, 101u);
+    EXPECT_EQ(t.stream->requests, 0u);
     ports.push_back(t.client.port);
   }
   std::sort(ports.begin(), ports.end());
@@ -157,6 +163,41 @@ TEST(FrontendFailoverTest, TheSurvivorPassesTheNoticeOnAndForwardsWhatItIsHanded
   fe.engine.on_message(kStranger, control::Takeover{Endpoint{kClient.addr, 40999}, 1, 2, std::nullopt});
   EXPECT_EQ(fe.engine.counters().adopted, 1u);
   EXPECT_EQ(fe.engine.counters().control_errors, 2u);
+}
+
+TEST(FrontendFailoverTest, TheSurvivorReadsATakenOverConnectionsRequestsAndMovesIt) {
+  SurvivingFrontend fe;
+  fe.engine.on_message(kSpreader, control::NodeDown{kFe});
+  fe.messages.take();
+  const uint32_t next = 101 + 300;  // two requests served by be1 before fe died
+  fe.engine.on_message(
+      kBe1, control::Takeover{kClient, 100, 5000, control::TakeoverStream{next, 2, 1460, 7, true, true, 64240, 9, 7}});
+  const std::string get_a = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n";  // be1's: on as it is
+  auto first = from_client().seq(next).ack(5001 + 9000).flags(ACK | PSH).payload(get_a).build();
+  auto v = fe.run(fe.engine, first);
+  EXPECT_EQ(parse(v.at(0).bytes).pkt.dst_addr(), kBe1);
+  const uint32_t later = next + static_cast<uint32_t>(get_a.size());
+  const std::string get_b = "GET /b HTTP/1.1\r\nHost: x\r\n\r\n";  // be2's: the connection moves
+  auto second = from_client().seq(later).ack(5001 + 9500).flags(ACK | PSH).payload(get_b).build();
+  v = fe.run(fe.engine, second);
+  EXPECT_EQ(v.at(0).kind, VerdictKind::Drop);
+  auto sent = fe.messages.take();
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].to, kBe1);
+  const auto& release = std::get<control::Release>(sent[0].message);
+  EXPECT_EQ(release.requests, 3u);
+  EXPECT_EQ(release.client_seq, later);
+  fe.engine.on_message(kBe1, control::Released{kClient, control::ReleaseStatus::kReleased, 5001 + 9500, 0});
+  // In band: the handshake is replayed to be2 at the current numbers.
+  const auto out = fe.raw.take();
+  ASSERT_FALSE(out.empty());
+  const auto syn = parse(out[0]);
+  EXPECT_EQ(syn.pkt.dst_addr(), kBe2);
+  EXPECT_TRUE(syn.pkt.has_flags(SYN));
+  EXPECT_EQ(syn.pkt.seq(), later - 1);
+  EXPECT_EQ(syn.pkt.options.mss, 1460);
+  EXPECT_EQ(syn.pkt.options.wscale, 7);
+  EXPECT_EQ(fe.engine.counters().moves.rehandoffs, 1u);
 }
 
 }  // namespace

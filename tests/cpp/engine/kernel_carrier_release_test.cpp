@@ -421,6 +421,51 @@ TEST(KernelCarrierReleaseTest, ClientBytesTheServerNeverAckedAreNotItsRequests) 
   EXPECT_EQ(answers[0].status, control::ReleaseStatus::kReleased);
 }
 
+// Its origin died (issue 15): the takeover says where the client's next request
+// begins, and the handshake, so that the new origins read on and move it.
+TEST(KernelCarrierReleaseTest, ATakeoverSaysWhereTheNextRequestBeginsAndKeepsTheWatch) {
+  Node n;
+  n.answer_and_ack();
+  const net::Ipv4Addr self = net::ipv4(10, 0, 0, 3);
+  std::vector<Orphan> orphans = n.carrier.take_over(kOrigin, self);
+  ASSERT_EQ(orphans.size(), 1u);
+  ASSERT_TRUE(orphans[0].stream.has_value());
+  const control::TakeoverStream& st = *orphans[0].stream;
+  EXPECT_EQ(st.next_request, kReq1);
+  EXPECT_EQ(st.requests, 1u);
+  EXPECT_EQ(st.mss, 1460);
+  EXPECT_EQ(st.wscale, 7);
+  EXPECT_TRUE(st.sack_permitted);
+  EXPECT_TRUE(st.timestamps);
+  EXPECT_EQ(st.syn_window, 64240);
+  EXPECT_EQ(st.frontend_ts_base, 99u);
+  EXPECT_EQ(st.frontend_wscale, 6);
+  EXPECT_EQ(n.kernel.watched.count(FakeKernel::conn_key(kClient)), 1u) << "moves may be ordered: still watched";
+  // A move ordered by one of the new origins.
+  n.queues(0, 0, kReq1, kResp1End);
+  n.side.take_release(self, order());
+  auto answers = n.answers();
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(answers[0].status, control::ReleaseStatus::kReleased);
+}
+
+TEST(KernelCarrierReleaseTest, ATakeoverInsideARequestOrBeforeTheServerAckedItGivesNoPosition) {
+  Node n;
+  n.answer_and_ack();
+  n.kernel.client_sends(kClient, kReq1, kResp1End, "GET /b HTTP/1.1\r\nHost: x\r\n\r\n");  // not acked by the server
+  std::vector<Orphan> orphans = n.carrier.take_over(kOrigin, net::ipv4(10, 0, 0, 3));
+  ASSERT_EQ(orphans.size(), 1u);
+  EXPECT_FALSE(orphans[0].stream.has_value());
+  EXPECT_EQ(n.kernel.watched.count(FakeKernel::conn_key(kClient)), 0u) << "nothing will be ordered: unwatched";
+  Node half;
+  half.kernel.server_sends(kClient, kF + 1, kReq1, kResponse);
+  half.kernel.client_sends(kClient, kReq1, kResp1End, "GET /b HTTP/1.1\r\n");  // half a head...
+  half.kernel.server_sends(kClient, kResp1End, kReq1 + 17, "");                  // ...acked by the server
+  orphans = half.carrier.take_over(kOrigin, net::ipv4(10, 0, 0, 3));
+  ASSERT_EQ(orphans.size(), 1u);
+  EXPECT_FALSE(orphans[0].stream.has_value());
+}
+
 TEST(KernelCarrierReleaseTest, APipelinedSecondRequestMustBeAnsweredToo) {
   Node n;
   const std::string second = "GET /b HTTP/1.1\r\nHost: x\r\n\r\n";

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <variant>
 
 #include "dispatch/dispatcher.h"
 #include "engine/harness.h"
@@ -103,6 +104,67 @@ TEST(NodeTakeoverTest, TheServingNodeTakesOverADeadOriginsConnectionsAndTheOther
   c.engine.on_message(kB, msgs[0].message);
   EXPECT_EQ(c.engine.counters().active, 0u);
   EXPECT_EQ(c.engine.counters().control_errors, 0u);
+}
+
+TEST(NodeTakeoverTest, AKeepAliveConnectionIsTakenOverWithItsNextRequestsPositionAndMovesFromAnotherNode) {
+  uint64_t now = 1000;
+  Node a(kA, now), b(kB, now), c(kC, now);
+  for (Node* n : {&a, &b, &c}) n->hear({kA, kB, kC});
+  const std::string request = "GET /docs/b HTTP/1.1\r\nHost: cluster\r\n\r\n";
+  const std::string response = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+  a.packet(from_client().seq(kClientIsn).flags(SYN).window(64240).mss(1460).build());
+  const uint32_t f = parse(a.raw.take().at(0)).pkt.seq();
+  a.packet(from_client().seq(kClientIsn + 1).ack(f + 1).flags(ACK | PSH).payload(request).build());
+  auto msgs = a.messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  b.engine.on_message(kA, msgs[0].message);
+  b.raw.take();
+  b.packet(from_kernel(kB).seq(kKernelIsn).ack(kClientIsn + 1).flags(SYN | ACK).mss(1460).build(),
+           io::Hook::kLocalOut);
+  b.raw.take();  // the request, injected
+  b.messages.take();
+  const uint32_t req_end = kClientIsn + 1 + static_cast<uint32_t>(request.size());
+  b.packet(from_kernel(kB).seq(kKernelIsn + 1).ack(req_end).flags(ACK | PSH).payload(response).build(),
+           io::Hook::kLocalOut);  // b's server answers
+
+  b.engine.on_peer_lost(kA);
+  msgs = b.messages.take();
+  ASSERT_EQ(msgs.size(), 2u);
+  const auto takeover = std::get<control::Takeover>(msgs[1].message);
+  ASSERT_TRUE(takeover.stream.has_value()) << "between two requests: the next one's position is known";
+  EXPECT_EQ(takeover.stream->next_request, req_end);
+  EXPECT_EQ(takeover.stream->requests, 1u);
+  EXPECT_EQ(takeover.stream->mss, 1460);
+  EXPECT_EQ(takeover.stream->syn_window, 64240);
+  EXPECT_FALSE(takeover.stream->timestamps);
+  EXPECT_FALSE(takeover.stream->wscale.has_value());
+
+  // r0 sends the client to c, whose origin reads its next request: c's own
+  // content. The connection moves from b, which frees every other node's state.
+  c.engine.on_message(kB, msgs[1].message);
+  const uint32_t acked = f + 1 + static_cast<uint32_t>(response.size());
+  auto v = c.packet(from_client().seq(req_end).ack(acked).flags(ACK | PSH).payload("GET /docs/c HTTP/1.1\r\nHost: cluster\r\n\r\n").build());
+  EXPECT_EQ(v.at(0).kind, VerdictKind::Drop);  // held while the connection moves
+  msgs = c.messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  ASSERT_EQ(msgs[0].to, kB);
+  ASSERT_TRUE(std::holds_alternative<control::Release>(msgs[0].message));
+  b.engine.on_message(kC, msgs[0].message);
+  msgs = b.messages.take();
+  ASSERT_EQ(msgs.size(), 2u) << "the end to a (kept for it), Released to c";
+  EXPECT_EQ(msgs[0].to, kA);
+  EXPECT_EQ(std::get<control::Termination>(msgs[0].message).client, kClient);
+  EXPECT_EQ(msgs[1].to, kC);
+  EXPECT_EQ(std::get<control::Released>(msgs[1].message).status, control::ReleaseStatus::kReleased);
+  EXPECT_EQ(b.engine.counters().origin_active, 0u) << "b's own forwarding state went";
+  c.engine.on_message(kB, msgs[1].message);
+  EXPECT_TRUE(c.messages.take().empty()) << "handed to c itself: its own carrier";
+  const auto sent = c.raw.take();
+  ASSERT_EQ(sent.size(), 1u);
+  const auto syn = parse(sent[0]);
+  EXPECT_TRUE(syn.pkt.has_flags(SYN));
+  EXPECT_EQ(syn.pkt.seq(), req_end - 1) << "its handshake again, at the current numbers";
+  EXPECT_EQ(c.engine.counters().moves.rehandoffs, 1u);
 }
 
 TEST(NodeTakeoverTest, ATakeoverOfAConnectionTheNodeHoldsAlreadyChangesNothing) {

@@ -250,6 +250,96 @@ TEST(OriginMovesTest, UnknownContentAndTheLastRequestStayWhereTheyAre) {
   EXPECT_EQ(o.engine.counters().moves.rehandoffs, 1u);
 }
 
+// A's own peer B served a connection whose origin died, and took it over: A
+// reads its requests from where B says the next one begins (issue 15).
+control::Takeover takeover_from_b(uint32_t next_request) {
+  return control::Takeover{kClient, kClientIsn, 0x7000,
+                           control::TakeoverStream{next_request, 2, 1460, 7, true, true, 64240, 777, 9}};
+}
+
+TEST(OriginMovesTest, ATakenOverConnectionsRequestsAreReadFromWhereTheServingNodeSaysAndItMoves) {
+  Origin3 o;
+  o.seq = kClientIsn + 1 + 300;  // two requests served by B before the origin died
+  o.ack = 0x7000 + 1 + 9000;
+  o.engine.on_message(kB, takeover_from_b(o.seq));
+  EXPECT_EQ(o.engine.counters().adopted, 1u);
+  auto v = o.send(kGetB2);  // B's content: on as it is
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].kind, VerdictKind::AcceptModified);
+  EXPECT_EQ(parse(v[0].bytes).pkt.dst_addr(), kB);
+  EXPECT_EQ(o.engine.counters().moves.served_in_place, 1u);
+  EXPECT_TRUE(o.messages.take().empty());
+
+  o.ack += 700;
+  const uint32_t request4_seq = o.seq;
+  v = o.send(kGetC);  // C's: held, B is asked to give the connection up
+  EXPECT_EQ(v.at(0).kind, VerdictKind::Drop);
+  auto msgs = o.messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_EQ(msgs[0].to, kB);
+  const auto* release = std::get_if<control::Release>(&msgs[0].message);
+  ASSERT_NE(release, nullptr);
+  EXPECT_EQ(release->requests, 3u) << "B's two, and the one served in place";
+  EXPECT_EQ(release->client_seq, request4_seq);
+  EXPECT_EQ(release->client_ack, o.ack);
+  EXPECT_EQ(release->client_tsval, kClientTs + 10);
+
+  o.engine.on_message(kB, control::Released{kClient, control::ReleaseStatus::kReleased, o.ack, 5555});
+  msgs = o.messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_EQ(msgs[0].to, kC);
+  const auto* req = std::get_if<control::HandoffRequest>(&msgs[0].message);
+  ASSERT_NE(req, nullptr);
+  // The handshake as the client made it, from the takeover.
+  EXPECT_EQ(req->client_isn, request4_seq - 1);
+  EXPECT_EQ(req->frontend_isn, o.ack - 1);
+  EXPECT_EQ(req->mss, 1460);
+  EXPECT_EQ(req->wscale, 7);
+  EXPECT_TRUE(req->sack_permitted);
+  EXPECT_TRUE(req->syn_tsval.has_value());
+  EXPECT_EQ(req->syn_window, 64240);
+  EXPECT_EQ(req->frontend_wscale, 9);
+  EXPECT_EQ(req->frontend_ts_base, 5555u);
+  EXPECT_EQ(std::string(req->request.begin(), req->request.end()), kGetC);
+  o.engine.on_message(kC, control::HandoffAck{kClient, 0});
+  auto a = o.packet(from_client().seq(o.seq).ack(o.ack + 100).flags(ACK).timestamps(kClientTs + 11, 5560).build());
+  EXPECT_EQ(parse(a.at(0).bytes).pkt.dst_addr(), kC);
+  EXPECT_EQ(o.engine.counters().moves.rehandoffs, 1u);
+}
+
+TEST(OriginMovesTest, ATakenOverConnectionWhoseFirstBytesComeAfterAGapIsPinned) {
+  Origin3 o;
+  o.seq = kClientIsn + 1 + 300;
+  o.ack = 0x7000 + 1 + 9000;
+  o.engine.on_message(kB, takeover_from_b(o.seq - 40));  // B's position lags the client's
+  auto v = o.send(kGetC);
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].kind, VerdictKind::AcceptModified) << "forwarded, not held for bytes that never come";
+  EXPECT_EQ(parse(v[0].bytes).pkt.dst_addr(), kB);
+  EXPECT_EQ(o.engine.counters().moves.pinned, 1u);
+  EXPECT_TRUE(o.messages.take().empty());
+  // Once a byte was read at the position, a gap is an ordinary one (the client sends again).
+  Origin3 p;
+  p.seq = kClientIsn + 1 + 300;
+  p.ack = 0x7000 + 1 + 9000;
+  p.engine.on_message(kB, takeover_from_b(p.seq));
+  p.send(kGetB2);
+  p.seq += 10;
+  EXPECT_EQ(p.send(kGetC).at(0).kind, VerdictKind::Drop);
+  EXPECT_EQ(p.engine.counters().moves.pinned, 0u);
+}
+
+TEST(OriginMovesTest, ATakeoverWithoutAStreamIsForwardedUnread) {
+  Origin3 o;
+  o.seq = kClientIsn + 1 + 300;
+  o.ack = 0x7000 + 1 + 9000;
+  o.engine.on_message(kB, control::Takeover{kClient, kClientIsn, 0x7000, std::nullopt});
+  auto v = o.send(kGetC);
+  EXPECT_EQ(parse(v.at(0).bytes).pkt.dst_addr(), kB);
+  EXPECT_EQ(o.engine.counters().moves.later_requests, 0u);
+  EXPECT_TRUE(o.messages.take().empty());
+}
+
 TEST(OriginMovesTest, WithMovesOffTheFirstRequestDecides) {
   Origin3 o(false);
   o.connect_to_b();
