@@ -10,6 +10,7 @@ plain scripts inside a Mininet host::
 
     /usr/bin/python3 workload.py probe --targets FILE --rate R --count N
     /usr/bin/python3 workload.py keepalive [--header H] URL...   # one HTTPConnection per host
+    /usr/bin/python3 workload.py keepalive-clients --local-port P ... [--requests N] URL...
     /usr/bin/python3 workload.py pipeline --host IP [--header H] PATH...  # one write, one socket
 
 Both persistent-connection clients print one JSON line per response (status,
@@ -417,6 +418,68 @@ def keepalive_fetch(urls: Sequence[str], headers: Optional[Mapping[str, str]] = 
     return out, _CountingConnection.connects
 
 
+class _PortConnection(http.client.HTTPConnection):
+    """An HTTPConnection from a fixed source port that counts its own connects."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.connects = 0
+
+    def connect(self) -> None:
+        self.connects += 1
+        super().connect()
+
+
+def keepalive_clients(urls: Sequence[str], local_ports: Sequence[int], requests: int,
+                      interval: float = 0.1, headers: Optional[Mapping[str, str]] = None,
+                      timeout: float = 30.0) -> tuple[list[dict[str, Any]], list[int]]:
+    """One persistent http.client connection per source port in ``local_ports``,
+    all at once (a thread each): client i GETs ``requests`` URLs in turn from
+    ``urls``, starting at URL i, ``interval`` s apart, each on its one
+    connection. A failed request records its error and ends that client (its
+    connection is what is tested). Returns (a record per response, with
+    ``client`` and ``t``: wall-clock time its response was read; the connects of
+    each client)."""
+    import threading
+
+    records: list[dict[str, Any]] = []
+    connects = [0] * len(local_ports)
+    lock = threading.Lock()
+
+    def run(i: int) -> None:
+        first = urllib.parse.urlsplit(urls[0])
+        conn = _PortConnection(first.hostname or "", first.port or 80, timeout=timeout,
+                               source_address=("", local_ports[i]))
+        try:
+            for n in range(requests):
+                u = urllib.parse.urlsplit(urls[(i + n) % len(urls)])
+                path = u.path + (f"?{u.query}" if u.query else "")
+                try:
+                    conn.request("GET", path, headers=dict(headers or {}))
+                    resp = conn.getresponse()
+                    body = resp.read()
+                    r = _response_record(path, resp.status, resp.getheader("X-Backend"), body,
+                                         local_ports[i])
+                except (OSError, http.client.HTTPException) as exc:
+                    r = {"path": path, "error": f"{type(exc).__name__}: {exc}", "port": local_ports[i]}
+                r.update(client=i, t=time.time())
+                with lock:
+                    records.append(r)
+                if r["error"] is not None:
+                    return
+                time.sleep(interval)
+        finally:
+            connects[i] = conn.connects
+            conn.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(local_ports))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return records, connects
+
+
 def _read_head(sock: socket.socket, buf: bytearray) -> tuple[bytes, bytearray]:
     while b"\r\n\r\n" not in buf:
         chunk = sock.recv(65536)
@@ -488,6 +551,14 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     k.add_argument("--header", action="append", default=[], help="'Name: value' (repeatable)")
     k.add_argument("--timeout", type=float, default=30.0)
     k.add_argument("--fail-early", action="store_true", help="stop at the first failed request")
+    m = sub.add_parser("keepalive-clients",
+                       help="one persistent http.client connection per --local-port, all at once")
+    m.add_argument("urls", nargs="+")
+    m.add_argument("--local-port", type=int, action="append", required=True)
+    m.add_argument("--requests", type=int, default=50, help="requests per connection")
+    m.add_argument("--interval", type=float, default=0.1, help="seconds between a client's requests")
+    m.add_argument("--header", action="append", default=[], help="'Name: value' (repeatable)")
+    m.add_argument("--timeout", type=float, default=30.0)
     q = sub.add_parser("pipeline", help="GET paths pipelined on one connection")
     q.add_argument("paths", nargs="+")
     q.add_argument("--host", required=True)
@@ -501,6 +572,13 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
         for r in records:
             sys.stdout.write(json.dumps(r) + "\n")
         sys.stdout.write(json.dumps({"connects": connects}) + "\n")
+        return 0
+    if args.cmd == "keepalive-clients":
+        records, per_client = keepalive_clients(args.urls, args.local_port, args.requests,
+                                                args.interval, _header_args(args.header), args.timeout)
+        for r in records:
+            sys.stdout.write(json.dumps(r) + "\n")
+        sys.stdout.write(json.dumps({"connects": sum(per_client), "per_client": per_client}) + "\n")
         return 0
     if args.cmd == "pipeline":
         records = pipeline_fetch(args.host, args.paths, _header_args(args.header), args.port,

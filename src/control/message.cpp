@@ -31,6 +31,7 @@ constexpr uint8_t kFlagWscale = 0x02;
 constexpr uint8_t kFlagSack = 0x04;
 constexpr uint8_t kFlagTimestamps = 0x08;
 constexpr uint8_t kKnownFlags = kFlagMss | kFlagWscale | kFlagSack | kFlagTimestamps;
+constexpr uint8_t kFlagReleased = 0x10;  // TakeoverStream only
 
 void put_be16(std::vector<uint8_t>& out, uint16_t v) {
   out.push_back(static_cast<uint8_t>(v >> 8));
@@ -121,6 +122,7 @@ struct BodyWriter {
     if (st.wscale) flags |= kFlagWscale;
     if (st.sack_permitted) flags |= kFlagSack;
     if (st.timestamps) flags |= kFlagTimestamps;
+    if (st.released) flags |= kFlagReleased;
     out.push_back(flags);
     put_be32(out, st.next_request);
     put_be32(out, st.requests);
@@ -226,8 +228,9 @@ Result<Message, DecodeError> decode_takeover(const uint8_t* body, size_t len) {
   if (len == kTakeoverLen) return Message{m};
   const uint8_t* p = body + kTakeoverLen;
   const uint8_t flags = p[0];
-  if ((flags & ~kKnownFlags) != 0) return Err(DecodeError::BadField);
+  if ((flags & ~(kKnownFlags | kFlagReleased)) != 0) return Err(DecodeError::BadField);
   TakeoverStream st;
+  st.released = (flags & kFlagReleased) != 0;
   st.next_request = net::load_be32(p + 1);
   st.requests = net::load_be32(p + 5);
   if ((flags & kFlagMss) != 0) st.mss = net::load_be16(p + 9);

@@ -179,6 +179,10 @@ struct TakeoverStream {
   // What the client got in the origin's SYN/ACK.
   uint32_t frontend_ts_base = 0;
   uint8_t frontend_wscale = 0;    // <= HandoffRequest::kMaxWscale
+  // The serving node had released the connection to the dead origin (a move
+  // under way: its socket is gone): the next request goes to its node at the
+  // released numbers, whatever it is (a Release to the sender gets them again).
+  bool released = false;
   friend bool operator==(const TakeoverStream&, const TakeoverStream&) = default;
 };
 struct Takeover {

@@ -22,6 +22,7 @@ struct BackendEngine::Impl {
   ServingCounters serving;
   control::MessageSender& messages;
   uint64_t takeovers = 0;
+  uint64_t takeover_streams = 0;
   Clock clock;
   io::CheckedVerdicts verdicts;
   RelayLink link;
@@ -98,6 +99,7 @@ struct BackendEngine::Impl {
     for (const Orphan& o : carrier.take_over(dead, survivor)) {
       if (!messages.send(survivor, o.takeover())) ++serving.control_errors;
       ++takeovers;
+      if (o.stream) ++takeover_streams;
     }
   }
 
@@ -132,6 +134,7 @@ struct BackendEngine::Impl {
     c.release_timeouts = s.release_timeouts;
     c.release_unknown = s.release_unknown;
     c.takeovers = takeovers;
+    c.takeover_streams = takeover_streams;
     return c;
   }
 };
@@ -168,6 +171,7 @@ void BackendCounters::visit(const CounterVisitor& v) const {
   v("release_timeouts", release_timeouts);
   v("release_unknown", release_unknown);
   v("takeovers", takeovers);
+  v("takeover_streams", takeover_streams);
 }
 
 BackendEngine::BackendEngine(BackendConfig config, io::Verdicts& verdicts, control::MessageSender& messages,

@@ -263,18 +263,35 @@ std::vector<Orphan> KernelCarrier::take_over(net::Ipv4Addr dead, net::Ipv4Addr s
   take_watched();  // the copies so far: where each client's next request begins
   std::vector<Orphan> out;
   for (auto& [key, conn] : conns_) {
+    if (conn.retired && conn.order_from == dead && conn.answer.status == control::ReleaseStatus::kReleased) {
+      // Released to the origin that died, which may not have handed it on: the
+      // new origins hand on its next request (a Release here gets the answer
+      // again: it lingers as long again from now).
+      conn.ended_ms = clock_();
+      out.push_back({conn.client, conn.c, conn.f, released_stream(conn.syn, conn.client_syn, conn.syn_window,
+                                                                  conn.released_seq)});
+      continue;
+    }
     if (conn.origin != dead || conn.ended_ms != 0 || conn.retired) continue;
     conn.origin = self;
+    if (conn.order && conn.order_from == dead) conn.order.reset();  // its order died with it
     Orphan o{conn.client, conn.c, conn.f, std::nullopt};
-    // Client bytes its server has not acknowledged are not in the watch yet:
-    // the next request's position is not known then.
-    if (conn.watch && conn.unacked.empty()) {
+    if (conn.watch && at_watch_end(conn)) {
       o.stream = takeover_stream(conn.syn, conn.client_syn, conn.syn_window, conn.watch.get());
     }
     if (conn.watch && !o.stream) stop_watch(conn);  // no move will be ordered: its requests are not read
     out.push_back(std::move(o));
   }
   return out;
+}
+
+bool KernelCarrier::at_watch_end(const Conn& conn) {
+  // The watch has the client bytes the server acknowledged. Copies it has not
+  // acknowledged may have reached the socket (an ACK not sent yet) or not (a
+  // segment seen at tc and dropped before it): the socket's rcv_nxt says.
+  if (conn.unacked.empty()) return true;
+  const std::optional<SocketQueues> q = kernel_.queues(conn.client);
+  return q && q->received && conn.c + 1u + static_cast<uint32_t>(*q->received) == conn.watch->client_next();
 }
 
 void KernelCarrier::stop_watch(Conn& conn) {
@@ -453,6 +470,7 @@ void KernelCarrier::retire(Conn& conn, uint64_t now) {
   // VIP's segments are this node's own origin's to take).
   raw_.send(net::make_rst(raw_.buffer(), order.client, cfg_.vip, order.client_seq));
   conn.retired = true;
+  conn.released_seq = order.client_seq;
   conn.ended_ms = now;
   conn.order.reset();
   conn.watch.reset();

@@ -190,6 +190,7 @@ class KernelCarrier final : public Carrier {
     KernelMoveEvent not_quiet = KernelMoveEvent::kTimeoutWatch;  // what the last quiet() found (a timeout counts it)
     std::optional<control::Release> timed_out;  // the last order answered kTimeout (repeats: again)
     bool retired = false;       // released: its socket reset here, nothing more to report
+    uint32_t released_seq = 0;  // retired: the order's client_seq (where the next request begins)
     control::Released answer;   // ... and the answer (repeats: again)
   };
   using ConnIt = std::unordered_map<uint64_t, Conn>::iterator;
@@ -205,6 +206,9 @@ class KernelCarrier final : public Carrier {
   // the hand-in's request on the control path, fed at once; in band: empty).
   // Ends `conn`'s watch: no more copies, nothing kept of its exchange.
   void stop_watch(Conn& conn);
+  // Whether the socket has received exactly the client bytes in `conn`'s watch
+  // (where a takeover says the next request begins).
+  bool at_watch_end(const Conn& conn);
   void start_watch(Conn& conn, const HandIn& in);
   // Feeds the segments the kernel copied to their watches; updates the entries.
   void take_watched();

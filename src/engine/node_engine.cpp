@@ -82,6 +82,7 @@ void NodeEngine::Impl::take_over(net::Ipv4Addr dead) {
   for (const Orphan& o : orphans) {
     taken_over.insert(conn_key(o.client));
     const control::Takeover t = o.takeover();
+    if (t.stream) ++counters.takeover_streams;
     (void)origin.adopt(t, cfg.node);
     send_to_others(t);
   }
@@ -284,6 +285,7 @@ void NodeCounters::visit(const CounterVisitor& v) const {
   v("handoff_acks", handoff_acks);
   v("handoff_retries", handoff_retries);
   v("takeovers", takeovers);
+  v("takeover_streams", takeover_streams);
   v("adopted", adopted);
   v("refused", refused);
   v("forwarded_packets", forwarded_packets);

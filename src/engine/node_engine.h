@@ -114,6 +114,7 @@ struct NodeCounters {
   uint64_t handoff_acks = 0;
   uint64_t handoff_retries = 0;  // handoffs sent again, unacknowledged after OriginConfig::handoff_retry_ms
   uint64_t takeovers = 0;        // served connections whose origin died, taken over here (Takeover sent)
+  uint64_t takeover_streams = 0; // ... with where the client's next request begins (its requests are read on)
   uint64_t adopted = 0;          // forwarding states for a dead origin's connections (own and Takeovers)
   uint64_t refused = 0;            // handoff requests refused (sent) or refusals received
   uint64_t forwarded_packets = 0;  // client packets forwarded to another node

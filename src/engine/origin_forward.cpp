@@ -191,7 +191,16 @@ void Origin::peer_died(size_t id) {
 
 bool Origin::adopt(const control::Takeover& t, net::Ipv4Addr target) {
   const uint64_t key = conn_key(t.client);
-  if (conns_.find(key) != conns_.end() || conns_.size() >= cfg_.max_connections) return false;
+  if (auto it = conns_.find(key); it != conns_.end()) {
+    // A released connection's takeover (the dead origin's move) gives way to
+    // the one of the node it was handed to, if the move has not started here.
+    const OriginConn& old = it->second;
+    const bool waiting = old.track && old.track->must_move && old.track->move == RequestTrack::Move::kNone &&
+                         old.state == State::Forwarding;
+    if (!waiting || (t.stream && t.stream->released)) return false;
+    free_conn(it);
+  }
+  if (conns_.size() >= cfg_.max_connections) return false;
   OriginConn conn(cfg_.http_limits);
   tcp::ClientHandshake& hs = conn.hs;
   hs.client = t.client;
@@ -214,7 +223,8 @@ bool Origin::adopt(const control::Takeover& t, net::Ipv4Addr target) {
     hs.rcv_nxt = SeqNum(st.next_request);
     conn.track = std::make_unique<RequestTrack>(cfg_.http_limits, SeqNum(st.next_request));
     conn.track->requests = st.requests;
-    conn.track->picked_up = true;
+    conn.track->picked_up = !st.released;  // released: nothing went on from there (its socket is gone)
+    conn.track->must_move = st.released;
   }
   set_target(conn, target);
   conn.created_ms = conn.last_seen_ms = conn.handoff_ms = clock_();

@@ -126,6 +126,18 @@ bool Origin::route_pending(ConnIt it, const io::QueuedPacket* qp, net::TcpPacket
     }
     const http::StreamRequest& req = t.stream.request();
     ++counters_.moves.later_requests;
+    if (t.must_move) {
+      // Released before the takeover (its socket is gone): on to the request's
+      // node; the Release to the sender gets the released numbers again.
+      t.must_move = false;
+      const std::optional<dispatch::BackendId> id = choose(req.head, conn);
+      if (!id) {
+        move_failed(conn, counters_.moves.refused_unavailable);
+        return true;
+      }
+      start_move(conn, *id);
+      break;
+    }
     dispatch::BackendId next = 0;
     const std::optional<bool> stay = stays(req.head, conn, next);
     if (!stay) {

@@ -41,6 +41,8 @@ struct RequestTrack {
   uint32_t client_tsecr = 0;     // the latest TSecr from the client (synthesized segments echo it)
   bool picked_up = false;        // a takeover's: read from a position the serving node gave, no byte
                                  //   read yet (a gap then: bytes this origin never sees; pinned)
+  bool must_move = false;        // a takeover of a released connection (its socket is gone): the
+                                 //   next request moves whatever it is (the Release gets the numbers)
 
   RequestTrack(const http::Limits& limits, tcp::SeqNum first) : stream(limits), routed(first) {}
 

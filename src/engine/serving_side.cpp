@@ -96,9 +96,17 @@ std::optional<control::TakeoverStream> takeover_stream(const tcp::SynReplay& syn
   if (watch == nullptr) return std::nullopt;
   const std::optional<uint32_t> next = watch->next_request();
   if (!next) return std::nullopt;
-  control::TakeoverStream st;
-  st.next_request = *next;
+  control::TakeoverStream st = released_stream(syn, client_syn, syn_window, *next);
   st.requests = static_cast<uint32_t>(watch->requests());
+  st.released = false;
+  return st;
+}
+
+control::TakeoverStream released_stream(const tcp::SynReplay& syn, const net::SynOptions& client_syn,
+                                        uint16_t syn_window, uint32_t next_request) {
+  control::TakeoverStream st;
+  st.next_request = next_request;
+  st.released = true;
   st.mss = client_syn.mss;
   st.wscale = syn.client_wscale;
   if (st.wscale && *st.wscale > control::HandoffRequest::kMaxWscale) st.wscale = control::HandoffRequest::kMaxWscale;

@@ -154,6 +154,10 @@ struct Orphan {
 // handshake the client made (`syn`, `client_syn`, `syn_window`: a HandIn's).
 std::optional<control::TakeoverStream> takeover_stream(const tcp::SynReplay& syn, const net::SynOptions& client_syn,
                                                        uint16_t syn_window, const tcp::ExchangeWatch* watch);
+// The same for a connection released to the dead origin (a move it did not
+// finish): its next request begins at the order's client_seq.
+control::TakeoverStream released_stream(const tcp::SynReplay& syn, const net::SynOptions& client_syn,
+                                        uint16_t syn_window, uint32_t next_request);
 
 // How a handed-in connection is carried on this node. The carrier owns its
 // connections' state and gives the verdicts of their packets.

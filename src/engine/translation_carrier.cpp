@@ -305,8 +305,20 @@ size_t TranslationCarrier::open() const {
 std::vector<Orphan> TranslationCarrier::take_over(net::Ipv4Addr dead, net::Ipv4Addr self) {
   std::vector<Orphan> out;
   for (auto& [key, conn] : conns_) {
+    if (conn.retired && conn.answer && conn.answer->to == dead &&
+        conn.answer->answer.status == control::ReleaseStatus::kReleased) {
+      // Released to the origin that died, which may not have handed it on: the
+      // new origins hand on its next request (a Release here gets the answer
+      // again: it lingers as long again from now).
+      conn.closed_ms = clock_();
+      out.push_back({conn.client, conn.in.syn.client_isn.value(), conn.in.syn.frontend_isn.value(),
+                     released_stream(conn.in.syn, conn.in.client_syn, conn.in.syn_window,
+                                     conn.answer->order.client_seq)});
+      continue;
+    }
     if (conn.in.origin != dead || conn.state == Conn::State::Closed || conn.retired) continue;
     conn.in.origin = self;
+    if (conn.move && conn.move->origin == dead) conn.move.reset();  // its order died with it
     out.push_back({conn.client, conn.in.syn.client_isn.value(), conn.in.syn.frontend_isn.value(),
                    takeover_stream(conn.in.syn, conn.in.client_syn, conn.in.syn_window,
                                    conn.server_fin ? nullptr : &conn.watch)});
@@ -438,7 +450,7 @@ void TranslationCarrier::answer(Conn& conn, net::Ipv4Addr origin, const control:
     a.server_next = conn.watch.server_next();
     a.ts_floor = conn.params.timestamps ? std::max<uint32_t>(conn.ts_high + 1u, 1u) : 0u;
   }
-  conn.answer = Answer{order, a};
+  conn.answer = Answer{order, a, origin};
   link_.released(origin, a);
 }
 

@@ -79,6 +79,7 @@ class TranslationCarrier final : public Carrier {
   struct Answer {
     control::Release order;
     control::Released answer;
+    net::Ipv4Addr to;  // the origin it was sent to
   };
   struct Conn : tcp::ServingConn {
     // `watch` is reset for this connection (a spare one, or new).

@@ -37,11 +37,13 @@ nothing is skipped to hide it).
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import itertools
 import json
 import re
 import shutil
+import socket
 import subprocess
 import uuid
 from typing import Any, Iterator, Optional, Sequence
@@ -594,6 +596,20 @@ def test_pipeline_and_keepalive_clients_against_a_local_server() -> None:
                    for r in got)
         got, connects = wl.keepalive_fetch([f"http://127.0.0.1:{port}{p}" for p in paths])
         assert connects == 1 and [r["status"] for r in got] == [200] * 9
+        # Three clients at once, each on one connection from its own port, each
+        # starting at its own URL.
+        with contextlib.ExitStack() as stack:
+            socks = [stack.enter_context(socket.socket()) for _ in range(3)]
+            for s in socks:
+                s.bind(("127.0.0.1", 0))
+            local = [s.getsockname()[1] for s in socks]
+        got, per_client = wl.keepalive_clients([f"http://127.0.0.1:{port}{p}" for p in paths[:3]],
+                                               local, requests=4, interval=0.01)
+        assert per_client == [1, 1, 1] and len(got) == 12
+        for i, port_i in enumerate(local):
+            mine = sorted((r for r in got if r["client"] == i), key=lambda r: r["t"])
+            assert [r["path"] for r in mine] == [paths[(i + n) % 3] for n in range(4)]
+            assert {r["port"] for r in mine} == {port_i} and all(r["error"] is None for r in mine)
     finally:
         srv.shutdown()
         srv.server_close()

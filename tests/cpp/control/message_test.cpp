@@ -131,8 +131,9 @@ TEST(ControlMessageTest, NewMessagesRoundTrip) {
       Released{kClient, ReleaseStatus::kTimeout, 0, 0},
       Released{kClient, ReleaseStatus::kUnknown, 1, 2},
       Takeover{kClient, 0xfffffff0, 0x80000001, std::nullopt},
-      Takeover{kClient, 1, 2, TakeoverStream{0xfffffff0, 3, 1460, 7, true, true, 64240, 0xdeadbeef, 9}},
-      Takeover{kClient, 1, 2, TakeoverStream{5, 0, std::nullopt, std::nullopt, false, false, 0, 0, 0}},
+      Takeover{kClient, 1, 2, TakeoverStream{0xfffffff0, 3, 1460, 7, true, true, 64240, 0xdeadbeef, 9, false}},
+      Takeover{kClient, 1, 2, TakeoverStream{5, 0, std::nullopt, std::nullopt, false, false, 0, 0, 0, false}},
+      Takeover{kClient, 1, 2, TakeoverStream{5, 0, 536, 0, false, false, 0, 0, 0, true}},
       NodeDown{net::ipv4(10, 0, 2, 11)},
   };
   for (const auto& m : messages) {
@@ -297,11 +298,11 @@ TEST(ControlMessageTest, ReleaseDecodeErrors) {
   takeover[7] = 15;
   EXPECT_EQ(decode(takeover).error(), DecodeError::BadLength);
   // With a stream: 19 bytes more, its flags and shifts checked as a HandoffRequest's.
-  const auto streamed = encode(Takeover{kClient, 1, 2, TakeoverStream{10, 1, 1460, 7, true, true, 5, 6, 7}});
+  const auto streamed = encode(Takeover{kClient, 1, 2, TakeoverStream{10, 1, 1460, 7, true, true, 5, 6, 7, false}});
   ASSERT_EQ(streamed.size(), kHeaderLen + 14 + 19);
   for (const size_t at : {size_t{14}, size_t{14 + 11}, size_t{14 + 18}}) {
     auto b = streamed;
-    b[kHeaderLen + at] = at == 14 ? 0x10 : 15;  // an unknown flag; a shift above 14
+    b[kHeaderLen + at] = at == 14 ? 0x20 : 15;  // an unknown flag; a shift above 14
     EXPECT_EQ(decode(b).error(), DecodeError::BadField) << at;
   }
   auto cut = streamed;

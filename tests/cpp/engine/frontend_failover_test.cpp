@@ -171,7 +171,7 @@ TEST(FrontendFailoverTest, TheSurvivorReadsATakenOverConnectionsRequestsAndMoves
   fe.messages.take();
   const uint32_t next = 101 + 300;  // two requests served by be1 before fe died
   fe.engine.on_message(
-      kBe1, control::Takeover{kClient, 100, 5000, control::TakeoverStream{next, 2, 1460, 7, true, true, 64240, 9, 7}});
+      kBe1, control::Takeover{kClient, 100, 5000, control::TakeoverStream{next, 2, 1460, 7, true, true, 64240, 9, 7, false}});
   const std::string get_a = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n";  // be1's: on as it is
   auto first = from_client().seq(next).ack(5001 + 9000).flags(ACK | PSH).payload(get_a).build();
   auto v = fe.run(fe.engine, first);

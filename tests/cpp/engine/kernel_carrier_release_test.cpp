@@ -453,10 +453,29 @@ TEST(KernelCarrierReleaseTest, ATakeoverInsideARequestOrBeforeTheServerAckedItGi
   Node n;
   n.answer_and_ack();
   n.kernel.client_sends(kClient, kReq1, kResp1End, "GET /b HTTP/1.1\r\nHost: x\r\n\r\n");  // not acked by the server
+  // (and the socket's position unknown)
   std::vector<Orphan> orphans = n.carrier.take_over(kOrigin, net::ipv4(10, 0, 0, 3));
   ASSERT_EQ(orphans.size(), 1u);
   EXPECT_FALSE(orphans[0].stream.has_value());
   EXPECT_EQ(n.kernel.watched.count(FakeKernel::conn_key(kClient)), 0u) << "nothing will be ordered: unwatched";
+  // The socket never got them (dropped before it: its rcv_nxt is the watch's end):
+  // the next request begins there all the same.
+  Node seen;
+  seen.answer_and_ack();
+  seen.kernel.client_sends(kClient, kReq1, kResp1End, "GET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+  seen.queues(0, 0, kReq1, kResp1End);
+  orphans = seen.carrier.take_over(kOrigin, net::ipv4(10, 0, 0, 3));
+  ASSERT_EQ(orphans.size(), 1u);
+  ASSERT_TRUE(orphans[0].stream.has_value());
+  EXPECT_EQ(orphans[0].stream->next_request, kReq1);
+  // It got some (its ACK not sent yet): not known.
+  Node got;
+  got.answer_and_ack();
+  got.kernel.client_sends(kClient, kReq1, kResp1End, "GET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+  got.queues(0, 0, kReq1 + 10, kResp1End);
+  orphans = got.carrier.take_over(kOrigin, net::ipv4(10, 0, 0, 3));
+  ASSERT_EQ(orphans.size(), 1u);
+  EXPECT_FALSE(orphans[0].stream.has_value());
   Node half;
   half.kernel.server_sends(kClient, kF + 1, kReq1, kResponse);
   half.kernel.client_sends(kClient, kReq1, kResp1End, "GET /b HTTP/1.1\r\n");  // half a head...
@@ -464,6 +483,45 @@ TEST(KernelCarrierReleaseTest, ATakeoverInsideARequestOrBeforeTheServerAckedItGi
   orphans = half.carrier.take_over(kOrigin, net::ipv4(10, 0, 0, 3));
   ASSERT_EQ(orphans.size(), 1u);
   EXPECT_FALSE(orphans[0].stream.has_value());
+}
+
+// The origin died while moving it: released to it (the socket is gone), or ordered and not quiet yet.
+TEST(KernelCarrierReleaseTest, ATakeoverPassesOnAConnectionReleasedToTheDeadOriginAndDropsItsOrder) {
+  Node n;
+  n.answer_and_ack();
+  n.queues(0, 0, kReq1, kResp1End);
+  n.side.take_release(kOrigin, order());
+  ASSERT_EQ(n.answers().size(), 1u);  // retired, answered to the origin that then died
+  n.now += 1500;
+  std::vector<Orphan> orphans = n.carrier.take_over(kOrigin, net::ipv4(10, 0, 0, 3));
+  ASSERT_EQ(orphans.size(), 1u);
+  ASSERT_TRUE(orphans[0].stream.has_value());
+  EXPECT_TRUE(orphans[0].stream->released);
+  EXPECT_EQ(orphans[0].stream->next_request, kReq1);
+  EXPECT_EQ(orphans[0].stream->mss, 1460);
+  // It lingers 2 s from the takeover: a Release from a new origin gets the answer again.
+  n.now += 1900;
+  n.carrier.on_timer(n.now);
+  n.side.take_release(net::ipv4(10, 0, 0, 3), order(0));
+  auto answers = n.answers();
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(answers[0].status, control::ReleaseStatus::kReleased);
+  EXPECT_EQ(answers[0].server_next, kResp1End);
+
+  Node m;
+  m.answer_and_ack();
+  m.queues(0, 12, kReq1, kResp1End);  // not quiet: the order waits
+  m.side.take_release(kOrigin, order());
+  EXPECT_TRUE(m.answers().empty());
+  orphans = m.carrier.take_over(kOrigin, net::ipv4(10, 0, 0, 3));
+  ASSERT_EQ(orphans.size(), 1u);
+  ASSERT_TRUE(orphans[0].stream.has_value());
+  EXPECT_FALSE(orphans[0].stream->released);
+  m.queues(0, 0, kReq1, kResp1End);
+  m.now += 100;
+  m.carrier.on_timer(m.now);
+  EXPECT_TRUE(m.answers().empty()) << "the dead origin's order was dropped: not retired for it";
+  EXPECT_EQ(m.carrier.open(), 1u);
 }
 
 TEST(KernelCarrierReleaseTest, APipelinedSecondRequestMustBeAnsweredToo) {

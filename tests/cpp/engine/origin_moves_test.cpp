@@ -254,7 +254,7 @@ TEST(OriginMovesTest, UnknownContentAndTheLastRequestStayWhereTheyAre) {
 // reads its requests from where B says the next one begins (issue 15).
 control::Takeover takeover_from_b(uint32_t next_request) {
   return control::Takeover{kClient, kClientIsn, 0x7000,
-                           control::TakeoverStream{next_request, 2, 1460, 7, true, true, 64240, 777, 9}};
+                           control::TakeoverStream{next_request, 2, 1460, 7, true, true, 64240, 777, 9, false}};
 }
 
 TEST(OriginMovesTest, ATakenOverConnectionsRequestsAreReadFromWhereTheServingNodeSaysAndItMoves) {
@@ -327,6 +327,48 @@ TEST(OriginMovesTest, ATakenOverConnectionWhoseFirstBytesComeAfterAGapIsPinned) 
   p.seq += 10;
   EXPECT_EQ(p.send(kGetC).at(0).kind, VerdictKind::Drop);
   EXPECT_EQ(p.engine.counters().moves.pinned, 0u);
+}
+
+// The dead origin was moving it: B had released it (its socket is gone). Its
+// next request moves whatever it is, B's content too, at the numbers B's
+// answer gives again; a takeover from the node it was handed to wins.
+TEST(OriginMovesTest, AReleasedConnectionsTakeoverMovesItsNextRequestWhateverItIs) {
+  Origin3 o;
+  o.seq = kClientIsn + 1 + 300;
+  o.ack = 0x7000 + 1 + 9000;
+  control::Takeover t = takeover_from_b(o.seq);
+  t.stream->released = true;
+  t.stream->requests = 0;
+  o.engine.on_message(kB, t);
+  auto v = o.send(kGetB2);  // B's own content
+  EXPECT_EQ(v.at(0).kind, VerdictKind::Drop) << "held: B has no socket any more";
+  auto msgs = o.messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_EQ(msgs[0].to, kB);
+  ASSERT_TRUE(std::holds_alternative<control::Release>(msgs[0].message));
+  o.engine.on_message(kB, control::Released{kClient, control::ReleaseStatus::kReleased, o.ack, 4242});
+  msgs = o.messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_EQ(msgs[0].to, kB) << "a fresh hand-in to B";
+  const auto* req = std::get_if<control::HandoffRequest>(&msgs[0].message);
+  ASSERT_NE(req, nullptr);
+  EXPECT_EQ(req->client_isn, o.seq - kGetB2.size() - 1);
+  EXPECT_EQ(req->frontend_isn, o.ack - 1);
+  EXPECT_EQ(req->frontend_ts_base, 4242u);
+
+  // Another released takeover changes nothing; one from the node the dead
+  // origin handed it to replaces a state that has not moved yet.
+  Origin3 p;
+  p.engine.on_message(kB, t);
+  p.engine.on_message(kC, t);
+  EXPECT_EQ(p.engine.counters().adopted, 1u);
+  p.engine.on_message(kC, takeover_from_b(t.stream->next_request));
+  EXPECT_EQ(p.engine.counters().adopted, 2u);
+  p.seq = t.stream->next_request;
+  p.ack = 0x7000 + 1 + 9000;
+  auto w = p.send(kGetC);  // C's content, C serves it: on as it is
+  EXPECT_EQ(w.at(0).kind, VerdictKind::AcceptModified);
+  EXPECT_EQ(parse(w.at(0).bytes).pkt.dst_addr(), kC);
 }
 
 TEST(OriginMovesTest, ATakeoverWithoutAStreamIsForwardedUnread) {
