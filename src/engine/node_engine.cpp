@@ -80,7 +80,7 @@ NodeEngine::Impl::Impl(NodeConfig c, std::unique_ptr<dispatch::Dispatcher> d, io
 void NodeEngine::Impl::take_over(net::Ipv4Addr dead) {
   const std::vector<Orphan> orphans = carrier.take_over(dead, cfg.node);
   for (const Orphan& o : orphans) {
-    taken_over.insert(conn_key(o.client));
+    taken_over[conn_key(o.client)] = o.stream && o.stream->released ? clock() + kReleasedTakeoverMs : 0;
     const control::Takeover t = o.takeover();
     if (t.stream) ++counters.takeover_streams;
     (void)origin.adopt(t, cfg.node);
@@ -209,7 +209,9 @@ void NodeEngine::Impl::on_packet(const io::QueuedPacket& qp) {
 
 void NodeEngine::Impl::on_timer() {
   origin.on_timer();
-  carrier.on_timer(clock());
+  const uint64_t now = clock();
+  carrier.on_timer(now);
+  std::erase_if(taken_over, [now](const auto& kv) { return kv.second != 0 && now >= kv.second; });
 }
 
 const NodeCounters& NodeEngine::Impl::report() {

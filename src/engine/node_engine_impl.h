@@ -9,7 +9,7 @@
 
 #include <cstdint>
 #include <memory>
-#include <unordered_set>
+#include <unordered_map>
 
 #include "control/message.h"
 #include "control/messenger.h"
@@ -44,7 +44,11 @@ struct NodeEngine::Impl {
   Origin origin;
   // Connections this node serves whose origin died, taken over (take_over):
   // their end is told to every live node, which forward them here.
-  std::unordered_set<uint64_t> taken_over;
+  // Released ones (a move the dead origin may not have finished: no end will
+  // come) are kept until their expiry (ms; 0: until their end).
+  std::unordered_map<uint64_t, uint64_t> taken_over;
+  // How long a released connection's takeover is remembered: its retired state's linger, and more.
+  static constexpr uint64_t kReleasedTakeoverMs = 5000;
 
   Impl(NodeConfig c, std::unique_ptr<dispatch::Dispatcher> d, io::Verdicts& v, io::PacketSender& r,
        control::MessageSender& m, Clock k, io::FastPath* f);

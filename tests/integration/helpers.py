@@ -204,3 +204,69 @@ def set_link(c: Any, node: str, state: str) -> None:
     c.cmd(node, ["ip", "link", "set", f"{node}-eth0", state])
     if state == "up":
         c.cmd(node, ["ip", "route", "replace", "default", "via", topo.ROUTER_CLUSTER_IP])
+
+
+def mixed_owners(docs: list[Any]) -> list[Any]:
+    """docs in turn by owner set, as many of each: no two neighbours (cyclically)
+    share an owner set, so a client going round the list changes owner at
+    every request."""
+    by_owner: dict[tuple[str, ...], list[Any]] = {}
+    for d in docs:
+        by_owner.setdefault(d.owners, []).append(d)
+    k = min(len(g) for g in by_owner.values())
+    out = [d for group in zip(*(g[:k] for g in by_owner.values())) for d in group]
+    assert len(by_owner) >= 2 and all(a.owners != b.owners for a, b in zip(out, out[1:] + out[:1])), by_owner
+    return out
+
+
+class KeepaliveClients:
+    """Persistent http.client connections, one per source port, run at once in a
+    client host (``workload.py keepalive-clients``): each GETs ``requests``
+    documents of ``docs`` in turn, ``interval`` s apart, on its one connection."""
+
+    def __init__(self, c: Any, client: str, ports: list[int], docs: list[Any], requests: int,
+                 interval: float = 0.1) -> None:
+        import subprocess
+
+        from handofflab import workload as wl
+
+        self.c, self.ports, self.requests = c, ports, requests
+        self.by_path = {d.path: d for d in docs}
+        args = ["/usr/bin/python3", wl.__file__, "keepalive-clients", "--requests", str(requests),
+                "--interval", str(interval), "--timeout", "30"]
+        for p in ports:
+            args += ["--local-port", str(p)]
+        self.proc = c.node(client).popen(args + [c.url(d) for d in docs], stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE)
+
+    def results(self, timeout: float = 120) -> tuple[list[dict[str, Any]], list[int]]:
+        """(a record per response, each client's connects) once every client is done."""
+        import json
+
+        out, err = self.proc.communicate(timeout=timeout)
+        rows = [json.loads(line) for line in out.decode().splitlines() if line.strip()]
+        assert rows and "per_client" in rows[-1], (out[-500:], err[-2000:])
+        return rows[:-1], rows[-1]["per_client"]
+
+    def check(self, failed: float) -> tuple[list[dict[str, Any]], int]:
+        """Every response 200, byte-exact and from an owner, all of them there, on
+        one connection per client, and every client answered more than 1 s after
+        ``failed`` (time.time()). Returns (the records, responses after it)."""
+        records, per_client = self.results()
+        wrong = [r for r in records if r.get("error") is not None or r["status"] != 200
+                 or r["sha256"] != self.by_path[r["path"]].sha256
+                 or r["backend"] not in self.by_path[r["path"]].owners]
+        listing = [(r["client"], round(r["t"] - failed, 2), r.get("error"), r.get("status"), r.get("backend"),
+                    r["path"]) for r in wrong[:12]]
+        assert not wrong, f"{len(wrong)} of {len(records)} responses wrong (client, s after the failure, ...): {listing}"
+        n = len(self.ports)
+        assert len(records) == n * self.requests, len(records)
+        assert per_client == [1] * n, f"connects per client (1: its connection lived): {per_client}"
+        after = [r for r in records if r["t"] > failed + 1.0]
+        assert {r["client"] for r in after} == set(range(n)), "a client stopped at the failure"
+        return records, len(after)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
