@@ -230,9 +230,11 @@ class Origin {
   // path mapped at once) until `target`'s Termination. With `t.stream` (and
   // moves on) its requests are read from the next one on, as after a handoff,
   // and it moves like any other (a gap before the first byte read means its
-  // serving node got bytes this origin never will: it is pinned). Without,
-  // nothing is read. False if this origin holds a connection of the client
-  // already (left as it is).
+  // serving node got bytes this origin never will: it is pinned); a released
+  // one (`t.stream->released`: a move the dead origin did not finish) moves
+  // its next request whatever it is. Without a stream nothing is read. False
+  // if this origin holds a connection of the client already (left as it is),
+  // unless that one is a released one that has not moved and `t` is not.
   bool adopt(const control::Takeover& t, net::Ipv4Addr target);
   // In band: a server FIN/RST for the client, sent on from the VIP.
   void on_relay(const control::Relay& relay);

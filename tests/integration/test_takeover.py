@@ -19,6 +19,11 @@ Every download completes byte-exact, new connections are served at once, and
 when the downloads end every node frees its state (the serving node tells all
 of them the end). be1's own connections for its own content die with it (not
 tested).
+
+The issue's demonstration: a 100 MB download and 32 keep-alive clients
+accepted by be1 when it dies. The takeovers say where each client's next
+request begins (control::TakeoverStream), so the node a client now reaches
+reads its requests and moves its connection between be2 and be3 as be1 did.
 """
 from __future__ import annotations
 
