@@ -11,7 +11,9 @@ and every check; each suite subclasses it to say where the design is observed
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -20,7 +22,7 @@ from typing import Any, Callable, Optional
 
 from handofflab import Cluster, Document, topo
 
-from helpers import ShapedDownlink, poller
+from helpers import KeepaliveClients, ShapedDownlink, poller, port_to, set_link, wait_until
 
 RATE = "1M"             # curl --limit-rate for the transfer hit by the crash
 SPARED_RATE = "4M"      # and for the one that must go on
@@ -253,3 +255,90 @@ class CrashScenario:
             server.start(topo.backend_ip(c.backends.index(p.victim) + 1))
         assert _poll(lambda: self.stats().get("backends_down", -1) == 0, 5), self.stats()
         assert self.served_by(p.replicated) == p.victim
+
+
+# --- an origin's death (issue 15 item 1): test_frontend_failover, test_takeover ------
+def fail(c: Cluster, node: str, failure: str) -> None:
+    """``node``'s handoffd is killed (SIGKILL, "kill") or its link goes down ("link")."""
+    if failure == "kill":
+        c.agent(node).kill(signal.SIGKILL)
+    else:
+        set_link(c, node, "down")
+
+
+def recover(c: Cluster, node: str, failure: str, members: list[str]) -> None:
+    """Undoes fail(): the link up, the agent restarted; r0's route over ``members`` again."""
+    if failure == "link":
+        set_link(c, node, "up")
+    if c.agent(node).proc is None or c.agent(node).proc.poll() is not None:
+        c.restart_agent(node)
+    c.wait_spread_members(members, timeout=15)
+    # Cut off, it found its peers dead: it hands off to them again once it hears them.
+    wait_until(lambda: c.agent(node).stats().get("backends_down", 1) == 0, timeout=15,
+               what=f"{node} hearing its peers again")
+
+
+@dataclass
+class KeepaliveFailover:
+    """The issue's demonstration: a 100 MB download (``huge``, to c1, its downlink
+    capped) and ``clients`` keep-alive http.client connections (c2, ``docs`` in
+    turn, ``requests`` each) accepted by ``victim`` when it fails. ``movers``
+    read the clients' requests after the failure (their moves are counted);
+    ``members``: r0's route after it; ``idle``: the nodes that must free every
+    state after. ``ports``: the module's source-port range."""
+    c: Cluster
+    victim: str
+    movers: list[str]
+    members: list[str]
+    idle: list[str]
+    ports: Any
+    clients: int = 32
+    requests: int = 60      # each, 0.1 s apart: ~6 s of requests around the failure
+    downlink_mbit: int = 100  # c1's while the 100 MB download runs (~8 s)
+
+    def run(self, failure: str, huge: Document, docs: list[Document]) -> str:
+        """Fails the victim mid-way, checks everything, returns the summary line."""
+        c, victim = self.c, self.victim
+
+        def moves(nodes: list[str]) -> int:
+            return sum(c.agent(n).stats().get("rehandoffs", 0) for n in nodes)
+
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(ShapedDownlink(c, "c1", self.downlink_mbit))
+            transfer = start_transfer(c, huge, "c1", rate="15M", max_time=90,
+                                      local_port=port_to(c, "c1", victim, self.ports))
+            stack.callback(transfer.stop)
+            clients = KeepaliveClients(c, "c2", [port_to(c, "c2", victim, self.ports) for _ in range(self.clients)],
+                                       docs, self.requests)
+            stack.callback(clients.stop)
+            assert transfer.receiving(), "the download did not start"
+            before = moves([victim])
+            wait_until(lambda: moves([victim]) >= before + self.clients, timeout=10,
+                       what=f"the keep-alive clients moving through {victim}")
+            moved_before = moves(self.movers)
+            was_victims = [port_to(c, "c2", victim, self.ports) for _ in range(3)]  # r0's choice before
+            failed = time.time()
+            fail(c, victim, failure)
+            c.wait_spread_members(self.members, timeout=5)
+            served = []
+            for port, doc in zip(was_victims, docs):
+                r = c.fetch_from_port(doc, port, client="c2", timeout=10)
+                assert (r.status, r.sha256) == (200, doc.sha256), r
+                served.append(time.time() - failed)
+            try:
+                records, after = clients.check(failed)
+            except AssertionError:
+                print({n: {k: v for k, v in c.agent(n).stats().items() if v and "bpf" not in k} for n in self.idle})
+                raise
+            moved = moves(self.movers) - moved_before
+            assert moved >= self.clients, f"{', '.join(self.movers)} moved {moved} connections"
+            code, _, curl_err = transfer.wait(timeout=90)
+            assert code == 0, f"the 100 MB download through {victim} failed: curl exit {code}: {curl_err}"
+            assert transfer.exact(), "the 100 MB download is not byte-exact"
+            streams = sum(c.agent(n).stats().get("takeover_streams", 0) for n in self.idle)
+            wait_until(lambda: all(c.agent(n).stats().get("active", 1) == 0 for n in self.idle), timeout=10,
+                       what="every live node freeing its states")
+        return (f"{c.mode}/{c.datapaths()} {failure}: the 100 MB download and {self.clients} keep-alive clients "
+                f"({len(records)} responses, {after} more than 1 s after the failure, {moved} moves by "
+                f"{', '.join(self.movers)}; {streams} takeovers with a stream so far) survived; new connections "
+                "served " + ", ".join(f"{t:.2f}" for t in served) + " s after the failure")

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import signal
 import time
 from typing import Any, Iterator
 
@@ -37,8 +36,8 @@ import pytest
 
 from handofflab import Cluster
 
-from crash_scenarios import start_transfer
-from helpers import KeepaliveClients, ShapedDownlink, mixed_owners, port_to, set_link, wait_until
+from crash_scenarios import KeepaliveFailover, fail, recover, start_transfer
+from helpers import ShapedDownlink, mixed_owners, port_to, wait_until
 from test_symmetric import _engine_missing
 
 pytestmark = pytest.mark.integration
@@ -47,9 +46,6 @@ _ports = itertools.count(47000)
 VICTIM, SURVIVOR = "fe", "fe2"
 DOWNLOADS = 4
 DOWNLINK_MBIT = 32  # c1's: the four 10 MB downloads take ~10 s (see test_takeover)
-KEEPALIVE_CLIENTS = 32
-KEEPALIVE_REQUESTS = 60  # each, 0.1 s apart: ~6 s of requests around the failure
-BIG_MBIT = 100  # c1's downlink while the 100 MB download runs (~8 s)
 
 
 @pytest.fixture(scope="module", params=["kernel", "nfqueue"])
@@ -91,10 +87,7 @@ def test_a_dead_frontends_connections_go_on_through_the_other(cluster: Cluster, 
         was_victims = [port_to(c, "c2", VICTIM, _ports) for _ in range(3)]
         adopted_before = c.agent(SURVIVOR).stats().get("adopted", 0)
         failed = time.monotonic()
-        if failure == "kill":
-            c.agent(VICTIM).kill(signal.SIGKILL)
-        else:
-            set_link(c, VICTIM, "down")
+        fail(c, VICTIM, failure)
         c.wait_spread_members([SURVIVOR], timeout=5)
         moved = time.monotonic() - failed
         try:
@@ -127,11 +120,7 @@ def test_a_dead_frontends_connections_go_on_through_the_other(cluster: Cluster, 
         for t in transfers:
             t.stop()
         shaped.close()
-        if failure == "link":
-            set_link(c, VICTIM, "up")
-        if c.agent(VICTIM).proc is None or c.agent(VICTIM).proc.poll() is not None:
-            c.restart_agent(VICTIM)
-        c.wait_spread_members(["fe", "fe2"], timeout=15)
+        recover(c, VICTIM, failure, ["fe", "fe2"])
 
 
 @pytest.mark.parametrize("failure", ["kill", "link"])
@@ -140,58 +129,9 @@ def test_a_100mb_download_and_32_keepalive_clients_survive_the_frontends_death(c
     c = cluster
     huge = next(d for d in c.documents if d.size >= 100_000_000)
     docs = mixed_owners([d for d in c.documents if d.size < 10_000_000])
-    shaped = contextlib.ExitStack()
-    transfer = None
-    clients = None
+    scenario = KeepaliveFailover(c, VICTIM, movers=[SURVIVOR], members=[SURVIVOR], idle=[SURVIVOR] + c.backends,
+                                 ports=_ports)
     try:
-        shaped.enter_context(ShapedDownlink(c, "c1", BIG_MBIT))
-        transfer = start_transfer(c, huge, "c1", rate="15M", max_time=90,
-                                  local_port=port_to(c, "c1", VICTIM, _ports))
-        clients = KeepaliveClients(c, "c2", [port_to(c, "c2", VICTIM, _ports) for _ in range(KEEPALIVE_CLIENTS)],
-                                   docs, KEEPALIVE_REQUESTS)
-        assert transfer.receiving(), "the download did not start"
-        moved_by_victim = c.agent(VICTIM).stats().get("rehandoffs", 0)
-        wait_until(lambda: c.agent(VICTIM).stats().get("rehandoffs", 0) >= moved_by_victim + KEEPALIVE_CLIENTS,
-                   timeout=10, what="the keep-alive clients moving through fe")
-        survivor_moves = c.agent(SURVIVOR).stats().get("rehandoffs", 0)
-        was_victims = [port_to(c, "c2", VICTIM, _ports) for _ in range(3)]  # r0's choice before the failure
-        failed = time.time()
-        if failure == "kill":
-            c.agent(VICTIM).kill(signal.SIGKILL)
-        else:
-            set_link(c, VICTIM, "down")
-        c.wait_spread_members([SURVIVOR], timeout=5)
-        served = []
-        for port, doc in zip(was_victims, docs):
-            r = c.fetch_from_port(doc, port, client="c2", timeout=10)
-            assert (r.status, r.sha256) == (200, doc.sha256), r
-            served.append(time.time() - failed)
-        try:
-            records, after = clients.check(failed)
-        except AssertionError:
-            print({n: {k: v for k, v in c.agent(n).stats().items() if v and "bpf" not in k}
-                   for n in [SURVIVOR] + c.backends})
-            raise
-        moved_by_survivor = c.agent(SURVIVOR).stats().get("rehandoffs", 0) - survivor_moves
-        assert moved_by_survivor >= KEEPALIVE_CLIENTS, f"{SURVIVOR} moved {moved_by_survivor} connections"
-        code, _, curl_err = transfer.wait(timeout=90)
-        assert code == 0, f"the 100 MB download through the dead front-end failed: curl exit {code}: {curl_err}"
-        assert transfer.exact(), "the 100 MB download is not byte-exact"
-        streams = sum(c.agent(b).stats().get("takeover_streams", 0) for b in c.backends)
-        print(f"frontend/{c.datapaths()} {failure}: the 100 MB download and {KEEPALIVE_CLIENTS} keep-alive "
-              f"clients ({len(records)} responses, {after} more than 1 s after the failure, "
-              f"{moved_by_survivor} moves by {SURVIVOR}; {streams} takeovers with a stream so far) survived; "
-              "new connections served " + ", ".join(f"{t:.2f}" for t in served) + " s after the failure")
-        wait_until(lambda: all(c.agent(n).stats().get("active", 1) == 0 for n in [SURVIVOR] + c.backends),
-                   timeout=10, what="the survivor and the back-ends freeing their states")
+        print(scenario.run(failure, huge, docs))
     finally:
-        if clients is not None:
-            clients.stop()
-        if transfer is not None:
-            transfer.stop()
-        shaped.close()
-        if failure == "link":
-            set_link(c, VICTIM, "up")
-        if c.agent(VICTIM).proc is None or c.agent(VICTIM).proc.poll() is not None:
-            c.restart_agent(VICTIM)
-        c.wait_spread_members(["fe", "fe2"], timeout=15)
+        recover(c, VICTIM, failure, ["fe", "fe2"])

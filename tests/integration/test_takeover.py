@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import signal
 import time
 from typing import Any, Iterator
 
@@ -37,8 +36,8 @@ import pytest
 
 from handofflab import Cluster, Document, topo
 
-from crash_scenarios import start_transfer
-from helpers import KeepaliveClients, ShapedDownlink, mixed_owners, port_to, set_link, wait_until
+from crash_scenarios import KeepaliveFailover, fail, recover, start_transfer
+from helpers import ShapedDownlink, mixed_owners, port_to, wait_until
 from test_symmetric import _engine_missing
 
 pytestmark = pytest.mark.integration
@@ -53,9 +52,6 @@ DOWNLOADS = 6
 # not taken over (helpers.ShapedDownlink). c2, not capped, opens the new
 # connections.
 DOWNLINK_MBIT = 48
-KEEPALIVE_CLIENTS = 32
-KEEPALIVE_REQUESTS = 60  # each, 0.1 s apart: ~6 s of requests around the failure
-BIG_MBIT = 100  # c1's downlink while the 100 MB download runs (~8 s)
 
 
 @pytest.fixture(scope="module", params=[pytest.param((m, p), id=f"{m}-{p}")
@@ -91,10 +87,7 @@ def test_the_serving_nodes_take_over_a_dead_origins_connections(cluster: Cluster
             assert t.receiving(), "a download did not start"
         was_victims = [port_to(c, "c2", VICTIM, _ports) for _ in range(4)]
         killed = time.monotonic()
-        if failure == "kill":
-            c.agent(VICTIM).kill(signal.SIGKILL)
-        else:
-            set_link(c, VICTIM, "down")
+        fail(c, VICTIM, failure)
         try:
             wait_until(lambda: sum(c.agent(n).stats().get("takeovers", 0) for n in c.backends
                                    if n != VICTIM) >= DOWNLOADS, timeout=5,
@@ -129,11 +122,7 @@ def test_the_serving_nodes_take_over_a_dead_origins_connections(cluster: Cluster
         for t in transfers:
             t.stop()
         shaped.close()
-        if failure == "link":
-            set_link(c, VICTIM, "up")
-        if c.agent(VICTIM).proc is None or c.agent(VICTIM).proc.poll() is not None:
-            c.restart_agent(VICTIM)
-        c.wait_spread_members(c.backends, timeout=15)
+        recover(c, VICTIM, failure, c.backends)
         assert topo.VIP == c.vip
 
 
@@ -152,57 +141,8 @@ def test_a_100mb_download_and_32_keepalive_clients_survive_their_origins_death(c
         pytest.skip("the 100 MB document is on be1 with this seed")
     docs = mixed_owners(_not_on(c, VICTIM, big=False))
     live = [n for n in c.backends if n != VICTIM]
-    shaped = contextlib.ExitStack()
-    transfer = None
-    clients = None
+    scenario = KeepaliveFailover(c, VICTIM, movers=live, members=live, idle=live, ports=_ports)
     try:
-        shaped.enter_context(ShapedDownlink(c, "c1", BIG_MBIT))
-        transfer = start_transfer(c, huge, "c1", rate="15M", max_time=90,
-                                  local_port=port_to(c, "c1", VICTIM, _ports))
-        clients = KeepaliveClients(c, "c2", [port_to(c, "c2", VICTIM, _ports) for _ in range(KEEPALIVE_CLIENTS)],
-                                   docs, KEEPALIVE_REQUESTS)
-        assert transfer.receiving(), "the download did not start"
-        moved_by_victim = c.agent(VICTIM).stats().get("rehandoffs", 0)
-        wait_until(lambda: c.agent(VICTIM).stats().get("rehandoffs", 0) >= moved_by_victim + KEEPALIVE_CLIENTS,
-                   timeout=10, what="the keep-alive clients moving through be1")
-        moves_before = sum(c.agent(n).stats().get("rehandoffs", 0) for n in live)
-        was_victims = [port_to(c, "c2", VICTIM, _ports) for _ in range(3)]  # r0's choice before the failure
-        failed = time.time()
-        if failure == "kill":
-            c.agent(VICTIM).kill(signal.SIGKILL)
-        else:
-            set_link(c, VICTIM, "down")
-        c.wait_spread_members(live, timeout=5)
-        served = []
-        for port, doc in zip(was_victims, docs):
-            r = c.fetch_from_port(doc, port, client="c2", timeout=10)
-            assert (r.status, r.sha256) == (200, doc.sha256), r
-            served.append(time.time() - failed)
-        try:
-            records, after = clients.check(failed)
-        except AssertionError:
-            print({n: {k: v for k, v in c.agent(n).stats().items() if v and "bpf" not in k} for n in live})
-            raise
-        moved = sum(c.agent(n).stats().get("rehandoffs", 0) for n in live) - moves_before
-        assert moved >= KEEPALIVE_CLIENTS, f"the live nodes moved {moved} connections"
-        code, _, curl_err = transfer.wait(timeout=90)
-        assert code == 0, f"the 100 MB download through the dead origin failed: curl exit {code}: {curl_err}"
-        assert transfer.exact(), "the 100 MB download is not byte-exact"
-        streams = sum(c.agent(n).stats().get("takeover_streams", 0) for n in live)
-        print(f"{c.mode}/{c.datapaths()} {failure}: the 100 MB download and {KEEPALIVE_CLIENTS} keep-alive clients "
-              f"({len(records)} responses, {after} more than 1 s after the failure, {moved} moves by the live "
-              f"nodes; {streams} takeovers with a stream so far) survived; new connections served "
-              + ", ".join(f"{t:.2f}" for t in served) + " s after the failure")
-        wait_until(lambda: all(c.agent(n).stats().get("active", 1) == 0 for n in live), timeout=10,
-                   what="every live node freeing its states")
+        print(scenario.run(failure, huge, docs))
     finally:
-        if clients is not None:
-            clients.stop()
-        if transfer is not None:
-            transfer.stop()
-        shaped.close()
-        if failure == "link":
-            set_link(c, VICTIM, "up")
-        if c.agent(VICTIM).proc is None or c.agent(VICTIM).proc.poll() is not None:
-            c.restart_agent(VICTIM)
-        c.wait_spread_members(c.backends, timeout=15)
+        recover(c, VICTIM, failure, c.backends)
