@@ -195,6 +195,11 @@ class Origin {
   // handshake answers with a RST (it has no socket) and the state goes then, not
   // at handshake_timeout_ms; a client whose copy was lost gets it again.
   static constexpr uint32_t kSynAckRtoMs = 1000;
+  // A released connection's takeover (TakeoverStream::released) waits this
+  // long after its adoption before it moves a request: the takeover of the
+  // node the dead origin handed it to (sent at the same moment) replaces it
+  // if it comes; moving first would resume it at the old released numbers.
+  static constexpr uint64_t kReleasedHoldMs = 200;
 
   // The references must outlive the origin. `raw` sends handshake answers,
   // RSTs and relayed segments; `local` (always) carries the connections handed
@@ -375,6 +380,7 @@ class Origin {
   std::mt19937_64 rng_;
   tcp::SynCookies cookies_;  // after rng_: keyed from it
   std::unordered_map<uint64_t, OriginConn> conns_;
+  std::vector<uint64_t> released_due_;  // on_timer: released takeovers whose hold is over (keys)
   size_t half_open_ = 0;
   dispatch::DispatchContext dctx_;
   // The load a policy sees (DispatchContext::active), by target id: connections

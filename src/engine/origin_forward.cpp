@@ -323,6 +323,10 @@ bool Origin::expired(OriginConn& conn, uint64_t now) {
       }
       return false;
     case State::Forwarding:
+      if (conn.track && conn.track->must_move && conn.track->head != http::StreamStatus::NeedMore &&
+          now - conn.created_ms >= kReleasedHoldMs) {
+        released_due_.push_back(conn_key(conn.hs.client));  // its request waits: moved after the sweep
+      }
       if (conn.track && conn.track->move != RequestTrack::Move::kNone) {
         move_timers(conn, now);  // the Release resent, or the move given up (the state is Reset then)
         return false;
@@ -357,6 +361,14 @@ void Origin::on_timer() {
           }
           free_conn(it);
         });
+  // Out of the sweep: a move may free its state (a local refusal).
+  for (const uint64_t key : released_due_) {
+    auto it = conns_.find(key);
+    if (it == conns_.end() || !it->second.track || !it->second.track->must_move) continue;
+    bool forwarded = false;
+    (void)route_pending(it, nullptr, nullptr, &forwarded);
+  }
+  released_due_.clear();
 }
 
 }  // namespace hl::engine

@@ -128,7 +128,9 @@ bool Origin::route_pending(ConnIt it, const io::QueuedPacket* qp, net::TcpPacket
     ++counters_.moves.later_requests;
     if (t.must_move) {
       // Released before the takeover (its socket is gone): on to the request's
-      // node; the Release to the sender gets the released numbers again.
+      // node; the Release to the sender gets the released numbers again. Not
+      // before kReleasedHoldMs (on_timer comes back then).
+      if (clock_() - conn.created_ms < kReleasedHoldMs) break;
       t.must_move = false;
       const std::optional<dispatch::BackendId> id = choose(req.head, conn);
       if (!id) {

@@ -342,6 +342,13 @@ TEST(OriginMovesTest, AReleasedConnectionsTakeoverMovesItsNextRequestWhateverItI
   o.engine.on_message(kB, t);
   auto v = o.send(kGetB2);  // B's own content
   EXPECT_EQ(v.at(0).kind, VerdictKind::Drop) << "held: B has no socket any more";
+  // Held kReleasedHoldMs after the adoption (a live takeover may come), then moved.
+  EXPECT_TRUE(o.messages.take().empty());
+  o.now += 199;
+  o.engine.on_timer();
+  EXPECT_TRUE(o.messages.take().empty());
+  o.now += 1;
+  o.engine.on_timer();
   auto msgs = o.messages.take();
   ASSERT_EQ(msgs.size(), 1u);
   EXPECT_EQ(msgs[0].to, kB);
@@ -362,10 +369,13 @@ TEST(OriginMovesTest, AReleasedConnectionsTakeoverMovesItsNextRequestWhateverItI
   p.engine.on_message(kB, t);
   p.engine.on_message(kC, t);
   EXPECT_EQ(p.engine.counters().adopted, 1u);
-  p.engine.on_message(kC, takeover_from_b(t.stream->next_request));
-  EXPECT_EQ(p.engine.counters().adopted, 2u);
   p.seq = t.stream->next_request;
   p.ack = 0x7000 + 1 + 9000;
+  EXPECT_EQ(p.send(kGetC).at(0).kind, VerdictKind::Drop);  // comes before the live takeover: held
+  EXPECT_TRUE(p.messages.take().empty());
+  p.engine.on_message(kC, takeover_from_b(t.stream->next_request));
+  EXPECT_EQ(p.engine.counters().adopted, 2u);
+  p.seq = t.stream->next_request;  // the client sends it again (nobody acknowledged it)
   auto w = p.send(kGetC);  // C's content, C serves it: on as it is
   EXPECT_EQ(w.at(0).kind, VerdictKind::AcceptModified);
   EXPECT_EQ(parse(w.at(0).bytes).pkt.dst_addr(), kC);
