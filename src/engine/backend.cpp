@@ -97,7 +97,7 @@ struct BackendEngine::Impl {
       return;
     }
     for (const Orphan& o : carrier.take_over(dead, survivor)) {
-      if (!messages.send(survivor, o.takeover())) ++serving.control_errors;
+      if (!messages.send(survivor, o)) ++serving.control_errors;
       ++takeovers;
       if (o.stream) ++takeover_streams;
     }

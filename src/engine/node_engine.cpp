@@ -81,10 +81,9 @@ void NodeEngine::Impl::take_over(net::Ipv4Addr dead) {
   const std::vector<Orphan> orphans = carrier.take_over(dead, cfg.node);
   for (const Orphan& o : orphans) {
     taken_over[conn_key(o.client)] = o.stream && o.stream->released ? clock() + kReleasedTakeoverMs : 0;
-    const control::Takeover t = o.takeover();
-    if (t.stream) ++counters.takeover_streams;
-    (void)origin.adopt(t, cfg.node);
-    send_to_others(t);
+    if (o.stream) ++counters.takeover_streams;
+    (void)origin.adopt(o, cfg.node);
+    send_to_others(o);
   }
   counters.takeovers += orphans.size();
   if (!orphans.empty() && cfg.log) {

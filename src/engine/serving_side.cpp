@@ -91,22 +91,13 @@ void ServingSide::take_request(net::Ipv4Addr from, control::HandoffRequest req) 
   }
 }
 
-std::optional<control::TakeoverStream> takeover_stream(const tcp::SynReplay& syn, const net::SynOptions& client_syn,
-                                                       uint16_t syn_window, const tcp::ExchangeWatch* watch) {
-  if (watch == nullptr) return std::nullopt;
-  const std::optional<uint32_t> next = watch->next_request();
-  if (!next) return std::nullopt;
-  control::TakeoverStream st = released_stream(syn, client_syn, syn_window, *next);
-  st.requests = static_cast<uint32_t>(watch->requests());
-  st.released = false;
-  return st;
-}
+namespace {
 
-control::TakeoverStream released_stream(const tcp::SynReplay& syn, const net::SynOptions& client_syn,
-                                        uint16_t syn_window, uint32_t next_request) {
+// A takeover's stream from `next_request` on, with the handshake the client made.
+control::TakeoverStream stream_from(const tcp::SynReplay& syn, const net::SynOptions& client_syn,
+                                    uint16_t syn_window, uint32_t next_request) {
   control::TakeoverStream st;
   st.next_request = next_request;
-  st.released = true;
   st.mss = client_syn.mss;
   st.wscale = syn.client_wscale;
   if (st.wscale && *st.wscale > control::HandoffRequest::kMaxWscale) st.wscale = control::HandoffRequest::kMaxWscale;
@@ -115,6 +106,25 @@ control::TakeoverStream released_stream(const tcp::SynReplay& syn, const net::Sy
   st.syn_window = syn_window;
   st.frontend_ts_base = syn.frontend_ts_base;
   st.frontend_wscale = std::min<uint8_t>(syn.frontend_wscale, control::HandoffRequest::kMaxWscale);
+  return st;
+}
+
+}  // namespace
+
+std::optional<control::TakeoverStream> takeover_stream(const tcp::SynReplay& syn, const net::SynOptions& client_syn,
+                                                       uint16_t syn_window, const tcp::ExchangeWatch* watch) {
+  if (watch == nullptr) return std::nullopt;
+  const std::optional<uint32_t> next = watch->next_request();
+  if (!next) return std::nullopt;
+  control::TakeoverStream st = stream_from(syn, client_syn, syn_window, *next);
+  st.requests = static_cast<uint32_t>(watch->requests());
+  return st;
+}
+
+control::TakeoverStream released_stream(const tcp::SynReplay& syn, const net::SynOptions& client_syn,
+                                        uint16_t syn_window, uint32_t next_request) {
+  control::TakeoverStream st = stream_from(syn, client_syn, syn_window, next_request);
+  st.released = true;
   return st;
 }
 

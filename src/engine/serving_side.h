@@ -138,17 +138,10 @@ class EndRepeats {
   uint8_t told_ = 0;
 };
 
-// A carried connection whose origin died, taken over by this node (Carrier::take_over).
-struct Orphan {
-  net::Endpoint client;
-  uint32_t client_isn = 0;  // c
-  uint32_t origin_isn = 0;  // f
-  // Where its next request begins and its handshake, when known: the new
-  // origins read its requests from there, and it can move (control::TakeoverStream).
-  std::optional<control::TakeoverStream> stream;
-
-  control::Takeover takeover() const { return control::Takeover{client, client_isn, origin_isn, stream}; }
-};
+// A carried connection whose origin died, taken over by this node
+// (Carrier::take_over): what the other nodes are told of it — the client, c, f,
+// and where its next request begins with its handshake, when known.
+using Orphan = control::Takeover;
 
 // The stream part of a takeover: `watch`'s next request (none: nullopt), with the
 // handshake the client made (`syn`, `client_syn`, `syn_window`: a HandIn's).

@@ -18,6 +18,7 @@ using namespace hl::engine::testing;
 
 constexpr uint32_t kClientIsn = 5000;
 constexpr uint32_t kClientTs = 1000;
+constexpr uint32_t kTakeoverIsn = 0x7000;  // f of a connection taken over (takeover_from_b)
 const std::string kGetB = "GET /docs/b HTTP/1.1\r\nHost: cluster\r\n\r\n";
 const std::string kGetB2 = "GET /docs/b2 HTTP/1.1\r\nHost: cluster\r\n\r\n";
 const std::string kGetC = "GET /docs/c HTTP/1.1\r\nHost: cluster\r\n\r\n";
@@ -57,6 +58,12 @@ struct Origin3 : EngineFakes {
     ASSERT_EQ(msgs[0].to, kB);
     ASSERT_TRUE(std::holds_alternative<control::HandoffRequest>(msgs[0].message));
     engine.on_message(kB, control::HandoffAck{kClient, 0});
+  }
+  // Where the client stands when its origin died and B took it over (takeover_from_b):
+  // two requests served by B, 300 bytes sent, 9000 received.
+  void after_two_requests_at_b() {
+    seq = kClientIsn + 1 + 300;
+    ack = kTakeoverIsn + 1 + 9000;
   }
   // A client segment carrying `payload` at the next sequence number.
   std::vector<Verdict> send(const std::string& payload) {
@@ -253,14 +260,13 @@ TEST(OriginMovesTest, UnknownContentAndTheLastRequestStayWhereTheyAre) {
 // A's own peer B served a connection whose origin died, and took it over: A
 // reads its requests from where B says the next one begins (issue 15).
 control::Takeover takeover_from_b(uint32_t next_request) {
-  return control::Takeover{kClient, kClientIsn, 0x7000,
+  return control::Takeover{kClient, kClientIsn, kTakeoverIsn,
                            control::TakeoverStream{next_request, 2, 1460, 7, true, true, 64240, 777, 9, false}};
 }
 
 TEST(OriginMovesTest, ATakenOverConnectionsRequestsAreReadFromWhereTheServingNodeSaysAndItMoves) {
   Origin3 o;
-  o.seq = kClientIsn + 1 + 300;  // two requests served by B before the origin died
-  o.ack = 0x7000 + 1 + 9000;
+  o.after_two_requests_at_b();
   o.engine.on_message(kB, takeover_from_b(o.seq));
   EXPECT_EQ(o.engine.counters().adopted, 1u);
   auto v = o.send(kGetB2);  // B's content: on as it is
@@ -309,8 +315,7 @@ TEST(OriginMovesTest, ATakenOverConnectionsRequestsAreReadFromWhereTheServingNod
 
 TEST(OriginMovesTest, ATakenOverConnectionWhoseFirstBytesComeAfterAGapIsPinned) {
   Origin3 o;
-  o.seq = kClientIsn + 1 + 300;
-  o.ack = 0x7000 + 1 + 9000;
+  o.after_two_requests_at_b();
   o.engine.on_message(kB, takeover_from_b(o.seq - 40));  // B's position lags the client's
   auto v = o.send(kGetC);
   ASSERT_EQ(v.size(), 1u);
@@ -320,8 +325,7 @@ TEST(OriginMovesTest, ATakenOverConnectionWhoseFirstBytesComeAfterAGapIsPinned) 
   EXPECT_TRUE(o.messages.take().empty());
   // Once a byte was read at the position, a gap is an ordinary one (the client sends again).
   Origin3 p;
-  p.seq = kClientIsn + 1 + 300;
-  p.ack = 0x7000 + 1 + 9000;
+  p.after_two_requests_at_b();
   p.engine.on_message(kB, takeover_from_b(p.seq));
   p.send(kGetB2);
   p.seq += 10;
@@ -334,8 +338,7 @@ TEST(OriginMovesTest, ATakenOverConnectionWhoseFirstBytesComeAfterAGapIsPinned) 
 // answer gives again; a takeover from the node it was handed to wins.
 TEST(OriginMovesTest, AReleasedConnectionsTakeoverMovesItsNextRequestWhateverItIs) {
   Origin3 o;
-  o.seq = kClientIsn + 1 + 300;
-  o.ack = 0x7000 + 1 + 9000;
+  o.after_two_requests_at_b();
   control::Takeover t = takeover_from_b(o.seq);
   t.stream->released = true;
   t.stream->requests = 0;
@@ -369,8 +372,7 @@ TEST(OriginMovesTest, AReleasedConnectionsTakeoverMovesItsNextRequestWhateverItI
   p.engine.on_message(kB, t);
   p.engine.on_message(kC, t);
   EXPECT_EQ(p.engine.counters().adopted, 1u);
-  p.seq = t.stream->next_request;
-  p.ack = 0x7000 + 1 + 9000;
+  p.after_two_requests_at_b();  // at t's next request
   EXPECT_EQ(p.send(kGetC).at(0).kind, VerdictKind::Drop);  // comes before the live takeover: held
   EXPECT_TRUE(p.messages.take().empty());
   p.engine.on_message(kC, takeover_from_b(t.stream->next_request));
@@ -383,9 +385,8 @@ TEST(OriginMovesTest, AReleasedConnectionsTakeoverMovesItsNextRequestWhateverItI
 
 TEST(OriginMovesTest, ATakeoverWithoutAStreamIsForwardedUnread) {
   Origin3 o;
-  o.seq = kClientIsn + 1 + 300;
-  o.ack = 0x7000 + 1 + 9000;
-  o.engine.on_message(kB, control::Takeover{kClient, kClientIsn, 0x7000, std::nullopt});
+  o.after_two_requests_at_b();
+  o.engine.on_message(kB, control::Takeover{kClient, kClientIsn, kTakeoverIsn, std::nullopt});
   auto v = o.send(kGetC);
   EXPECT_EQ(parse(v.at(0).bytes).pkt.dst_addr(), kB);
   EXPECT_EQ(o.engine.counters().moves.later_requests, 0u);
