@@ -84,7 +84,7 @@ struct ControlChannel::Impl {
   uint32_t load = 0;    // likewise
   std::vector<uint8_t> read_buf = std::vector<uint8_t>(kReadChunk);
   std::vector<uint8_t> frame;
-  RateLimitedLog auth_log;
+  RateLimitedLog refusal_log;  // refused (auth) and undecodable frames
 
   Impl(ChannelConfig c, Clock k) : cfg(std::move(c)), clock(std::move(k)) {
     for (const auto& p : cfg.peers) {
@@ -329,7 +329,9 @@ struct ControlChannel::Impl {
     }
   }
 
-  void close_in(uint64_t id) {
+  // `refused`: closed by us (a frame refused), not by the peer: the peer lives
+  // and reconnects, so it is not lost.
+  void close_in(uint64_t id, bool refused = false) {
     auto it = ins.find(id);
     if (it == ins.end()) return;
     (void)::epoll_ctl(epfd, EPOLL_CTL_DEL, it->second.fd, nullptr);
@@ -338,7 +340,7 @@ struct ControlChannel::Impl {
     ins.erase(it);
     // A restarted peer's new connection may be read before the old one's EOF: lost
     // only when no connection of that peer is left.
-    if (!peer || !cfg.peer_lost ||
+    if (refused || !peer || !cfg.peer_lost ||
         std::any_of(ins.begin(), ins.end(), [&](const auto& e) { return e.second.peer == peer; })) {
       return;
     }
@@ -381,9 +383,9 @@ struct ControlChannel::Impl {
         auto inner = cfg.auth->open(frame);
         if (!inner.ok()) {
           ++counters.auth_refused;
-          auth_log.log(now, std::string("control channel: refused a message from ") + in.source.to_string() + ": " +
+          refusal_log.log(now, std::string("control channel: refused a message from ") + in.source.to_string() + ": " +
                                 to_string(inner.error()) + "; connection closed");
-          close_in(id);
+          close_in(id, true);
           return false;
         }
         frame = std::move(*inner);
@@ -391,7 +393,11 @@ struct ControlChannel::Impl {
       auto msg = st == FrameStatus::kFrame ? decode(frame) : Result<Message, DecodeError>(Err(DecodeError::BadMagic));
       if (!msg.ok()) {
         ++counters.bad_frames;
-        close_in(id);
+        refusal_log.log(now, "control channel: an undecodable frame (type " +
+                                 (frame.size() > 3 ? std::to_string(frame[3]) : std::string("?")) + ", " +
+                                 std::to_string(frame.size()) + " bytes) from " + in.source.to_string() + ": " +
+                                 to_string(msg.error()) + "; connection closed");
+        close_in(id, true);
         return false;
       }
       if (const auto* ka = std::get_if<Keepalive>(&*msg)) {

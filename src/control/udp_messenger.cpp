@@ -107,7 +107,7 @@ size_t UdpMessenger::poll_once(const Handler& handler) {
       auto opened = auth_->open(datagram);
       if (!opened.ok()) {
         ++counters_.auth_refused;
-        auth_log_.log(monotonic_ms(), "control message from " + net::Ipv4Addr{ntohl(from.sin_addr.s_addr)}.to_string() +
+        refusal_log_.log(monotonic_ms(), "control message from " + net::Ipv4Addr{ntohl(from.sin_addr.s_addr)}.to_string() +
                                           " refused: " + control::to_string(opened.error()));
         continue;
       }
@@ -117,6 +117,11 @@ size_t UdpMessenger::poll_once(const Handler& handler) {
     auto decoded = control::decode(datagram);
     if (!decoded.ok()) {
       ++counters_.decode_errors;
+      refusal_log_.log(monotonic_ms(), "an undecodable control message (type " +
+                                        (datagram.size() > 3 ? std::to_string(datagram[3]) : std::string("?")) + ", " +
+                                        std::to_string(datagram.size()) + " bytes) from " +
+                                        net::Ipv4Addr{ntohl(from.sin_addr.s_addr)}.to_string() + ": " +
+                                        control::to_string(decoded.error()) + "; dropped");
       continue;
     }
     ++counters_.received;

@@ -58,7 +58,7 @@ class UdpMessenger final : public MessageSender {
   std::vector<uint8_t> buffer_;
   UdpMessengerCounters counters_;
   std::shared_ptr<control::Authenticator> auth_;
-  control::RateLimitedLog auth_log_;
+  control::RateLimitedLog refusal_log_;  // refused (auth) and undecodable messages
 };
 
 }  // namespace hl::control

@@ -268,8 +268,9 @@ std::vector<Orphan> KernelCarrier::take_over(net::Ipv4Addr dead, net::Ipv4Addr s
       // new origins hand on its next request (a Release here gets the answer
       // again: it lingers as long again from now).
       conn.ended_ms = clock_();
+      conn.order_from = self;  // passed on once: a second word of the same death repeats nothing
       out.push_back({conn.client, conn.c, conn.f, released_stream(conn.syn, conn.client_syn, conn.syn_window,
-                                                                  conn.released_seq)});
+                                                                  conn.released_by)});
       continue;
     }
     if (conn.origin != dead || conn.ended_ms != 0 || conn.retired) continue;
@@ -470,7 +471,7 @@ void KernelCarrier::retire(Conn& conn, uint64_t now) {
   // VIP's segments are this node's own origin's to take).
   raw_.send(net::make_rst(raw_.buffer(), order.client, cfg_.vip, order.client_seq));
   conn.retired = true;
-  conn.released_seq = order.client_seq;
+  conn.released_by = order;
   conn.ended_ms = now;
   conn.order.reset();
   conn.watch.reset();

@@ -190,7 +190,7 @@ class KernelCarrier final : public Carrier {
     KernelMoveEvent not_quiet = KernelMoveEvent::kTimeoutWatch;  // what the last quiet() found (a timeout counts it)
     std::optional<control::Release> timed_out;  // the last order answered kTimeout (repeats: again)
     bool retired = false;       // released: its socket reset here, nothing more to report
-    uint32_t released_seq = 0;  // retired: the order's client_seq (where the next request begins)
+    control::Release released_by;  // retired: the order (its client_seq: where the next request begins)
     control::Released answer;   // ... and the answer (repeats: again)
   };
   using ConnIt = std::unordered_map<uint64_t, Conn>::iterator;

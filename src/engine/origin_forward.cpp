@@ -192,12 +192,18 @@ void Origin::peer_died(size_t id) {
 bool Origin::adopt(const control::Takeover& t, net::Ipv4Addr target) {
   const uint64_t key = conn_key(t.client);
   if (auto it = conns_.find(key); it != conns_.end()) {
-    // A released connection's takeover (the dead origin's move) gives way to
-    // the one of the node it was handed to, if the move has not started here.
+    // A released connection's takeover (the dead origin's move) gives way, if
+    // its move has not started here, to the one of the node it was handed to,
+    // or to a released one further on: each node where the connection was
+    // released lingers, so the older ones tell positions the client has passed
+    // (waiting there for bytes it never sends again).
     const OriginConn& old = it->second;
     const bool waiting = old.track && old.track->must_move && old.track->move == RequestTrack::Move::kNone &&
                          old.state == State::Forwarding;
-    if (!waiting || (t.stream && t.stream->released)) return false;
+    if (!waiting) return false;
+    if (t.stream && t.stream->released && !tcp::seq_gt(SeqNum(t.stream->next_request), old.track->routed)) {
+      return false;
+    }
     free_conn(it);
   }
   if (conns_.size() >= cfg_.max_connections) return false;

@@ -122,8 +122,9 @@ std::optional<control::TakeoverStream> takeover_stream(const tcp::SynReplay& syn
 }
 
 control::TakeoverStream released_stream(const tcp::SynReplay& syn, const net::SynOptions& client_syn,
-                                        uint16_t syn_window, uint32_t next_request) {
-  control::TakeoverStream st = stream_from(syn, client_syn, syn_window, next_request);
+                                        uint16_t syn_window, const control::Release& order) {
+  control::TakeoverStream st = stream_from(syn, client_syn, syn_window, order.client_seq);
+  st.requests = order.requests;  // the new origin's Release repeats the order: the answer again
   st.released = true;
   return st;
 }

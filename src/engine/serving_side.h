@@ -148,9 +148,11 @@ using Orphan = control::Takeover;
 std::optional<control::TakeoverStream> takeover_stream(const tcp::SynReplay& syn, const net::SynOptions& client_syn,
                                                        uint16_t syn_window, const tcp::ExchangeWatch* watch);
 // The same for a connection released to the dead origin (a move it did not
-// finish): its next request begins at the order's client_seq.
+// finish) by `order`: its next request begins at the order's client_seq, and the
+// new origin's Release repeats the order's request count (never 0: a Release
+// counts the hand-in's request), so that it gets the stored answer again.
 control::TakeoverStream released_stream(const tcp::SynReplay& syn, const net::SynOptions& client_syn,
-                                        uint16_t syn_window, uint32_t next_request);
+                                        uint16_t syn_window, const control::Release& order);
 
 // How a handed-in connection is carried on this node. The carrier owns its
 // connections' state and gives the verdicts of their packets.

@@ -311,9 +311,9 @@ std::vector<Orphan> TranslationCarrier::take_over(net::Ipv4Addr dead, net::Ipv4A
       // new origins hand on its next request (a Release here gets the answer
       // again: it lingers as long again from now).
       conn.closed_ms = clock_();
+      conn.answer->to = self;  // passed on once: a second word of the same death repeats nothing
       out.push_back({conn.client, conn.in.syn.client_isn.value(), conn.in.syn.frontend_isn.value(),
-                     released_stream(conn.in.syn, conn.in.client_syn, conn.in.syn_window,
-                                     conn.answer->order.client_seq)});
+                     released_stream(conn.in.syn, conn.in.client_syn, conn.in.syn_window, conn.answer->order)});
       continue;
     }
     if (conn.in.origin != dead || conn.state == Conn::State::Closed || conn.retired) continue;

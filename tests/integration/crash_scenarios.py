@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import signal
 import subprocess
 import time
@@ -313,6 +314,9 @@ class KeepaliveFailover:
             return sum(c.agent(n).stats().get("rehandoffs", 0) for n in nodes)
 
         with contextlib.ExitStack() as stack:
+            if os.environ.get("HANDOFFLAB_FAILOVER_PCAP"):  # to study a failure: every host's headers
+                c.start_capture(Path(c.tmpdir) / "agents", "pcap-", snaplen=160)
+                stack.callback(c.stop_capture)
             stack.enter_context(ShapedDownlink(c, "c1", self.downlink_mbit))
             transfer = start_transfer(c, huge, "c1", rate="15M", max_time=90,
                                       local_port=port_to(c, "c1", victim, self.ports))
@@ -338,14 +342,24 @@ class KeepaliveFailover:
                 records, after = clients.check(failed)
             except AssertionError:
                 print({n: {k: v for k, v in c.agent(n).stats().items() if v and "bpf" not in k} for n in self.idle})
-                print(c.cmd(self.idle[0], ["sh", "-c", f"grep -H -v 'running\\|heartbeat' {c.tmpdir}/agents/*.log | tail -n 60"]))
+                stack.close()  # the capture's files complete
+                kept = f"/tmp/hl-keepalive-failover-{int(failed)}"
+                print(c.cmd(self.idle[0], ["sh", "-c", f"cp -r {c.tmpdir}/agents {kept}; "
+                                           f"grep -H -v 'running\\|heartbeat' {kept}/*.log | tail -n 60; "
+                                           f"grep -H -i 'closed\\|refused\\|decode\\|bad' {kept}/*.log | tail -n 20; "
+                                           f"echo agent logs kept in {kept}"]))
                 raise
             moved = moves(self.movers) - moved_before
             assert moved >= self.clients, f"{', '.join(self.movers)} moved {moved} connections"
             code, _, curl_err = transfer.wait(timeout=90)
             assert code == 0, f"the 100 MB download through {victim} failed: curl exit {code}: {curl_err}"
             assert transfer.exact(), "the 100 MB download is not byte-exact"
-            streams = sum(c.agent(n).stats().get("takeover_streams", 0) for n in self.idle)
+            stats = {n: c.agent(n).stats() for n in self.idle}
+            streams = sum(s.get("takeover_streams", 0) for s in stats.values())
+            # Every control message was understood (a killed victim's stream may end inside a frame).
+            refused = {n: s.get("control_decode_errors", 0) + s.get("control_bad_frames", 0) for n, s in stats.items()}
+            assert all(v <= (1 if failure == "kill" else 0) for v in refused.values()), \
+                f"control messages refused (undecodable) by the live nodes: {refused}"
             wait_until(lambda: all(c.agent(n).stats().get("active", 1) == 0 for n in self.idle), timeout=10,
                        what="every live node freeing its states")
         return (f"{c.mode}/{c.datapaths()} {failure}: the 100 MB download and {self.clients} keep-alive clients "

@@ -170,6 +170,33 @@ TEST(ControlChannelTest, GarbageStreamIsClosedAndCounted) {
   EXPECT_TRUE(a.got.empty());
 }
 
+// A frame this node cannot decode closes the connection it came on; the peer
+// that sent it is alive (it reconnects), so it is not reported lost.
+TEST(ControlChannelTest, APeersUndecodableFrameClosesItsConnectionWithoutLosingThePeer) {
+  const uint16_t port = free_port();
+  Node a("a", kA, port, nullptr, true);
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(kA.value);
+  sa.sin_port = htons(port);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  Keepalive hello;
+  hello.node = "b";
+  std::vector<uint8_t> bytes = encode(hello);  // the connection is b's
+  std::vector<uint8_t> bad = encode(Release{kClient, 1, 2, 3, 4, 5});
+  bad[kHeaderLen + 6 + 3] = 0;  // requests 0: a field out of range
+  bytes.insert(bytes.end(), bad.begin(), bad.end());
+  ASSERT_EQ(::send(fd, bytes.data(), bytes.size(), 0), static_cast<ssize_t>(bytes.size()));
+  EXPECT_TRUE(run_until({&a}, [&] { return a.channel->counters().bad_frames == 1; }));
+  char buf[16];
+  EXPECT_TRUE(run_until({&a}, [&] { return ::recv(fd, buf, sizeof buf, MSG_DONTWAIT) == 0; }));
+  ::close(fd);
+  ASSERT_EQ(a.got.size(), 1u);
+  EXPECT_TRUE(std::holds_alternative<Keepalive>(a.got[0].message));
+  EXPECT_TRUE(a.lost.empty()) << "closed by a, not by b";
+}
+
 TEST(ControlChannelTest, StreamEndingInsideAFrameIsCounted) {
   const uint16_t port = free_port();
   Node a("a", kA, port);

@@ -3,10 +3,13 @@
 // tells them (engine::ServerSockets).
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <set>
 #include <utility>
 #include <vector>
 
+#include "control/message.h"
 #include "control/messenger.h"
 #include "engine/conn_key.h"
 #include "engine/socket_end.h"
@@ -24,8 +27,16 @@ struct SentMessage {
 
 class FakeMessenger final : public control::MessageSender {
  public:
+  // Each message as its receiver gets it: encoded and decoded again. One the
+  // receiver would refuse (its frame does not decode) fails the test.
   bool send(net::Ipv4Addr to, const control::Message& m) override {
-    sent_.push_back({to, m});
+    auto decoded = control::decode(control::encode(m));
+    if (!decoded.ok()) {
+      ADD_FAILURE() << "a message its receiver cannot decode (" << control::to_string(decoded.error()) << "), index "
+                    << m.index() << ", to " << to.to_string();
+      return true;  // sent; lost at the receiver
+    }
+    sent_.push_back({to, std::move(*decoded)});
     return true;
   }
   std::vector<SentMessage> take() { return std::exchange(sent_, {}); }

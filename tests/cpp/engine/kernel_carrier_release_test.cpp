@@ -498,11 +498,13 @@ TEST(KernelCarrierReleaseTest, ATakeoverPassesOnAConnectionReleasedToTheDeadOrig
   ASSERT_TRUE(orphans[0].stream.has_value());
   EXPECT_TRUE(orphans[0].stream->released);
   EXPECT_EQ(orphans[0].stream->next_request, kReq1);
+  EXPECT_EQ(orphans[0].stream->requests, order().requests) << "a new origin's Release repeats the order";
+  EXPECT_TRUE(n.carrier.take_over(kOrigin, net::ipv4(10, 0, 0, 3)).empty()) << "passed on once";
   EXPECT_EQ(orphans[0].stream->mss, 1460);
   // It lingers 2 s from the takeover: a Release from a new origin gets the answer again.
   n.now += 1900;
   n.carrier.on_timer(n.now);
-  n.side.take_release(net::ipv4(10, 0, 0, 3), order(0));
+  n.side.take_release(net::ipv4(10, 0, 0, 3), order());  // the new origin repeats it
   auto answers = n.answers();
   ASSERT_EQ(answers.size(), 1u);
   EXPECT_EQ(answers[0].status, control::ReleaseStatus::kReleased);

@@ -167,6 +167,60 @@ TEST(NodeTakeoverTest, AKeepAliveConnectionIsTakenOverWithItsNextRequestsPositio
   EXPECT_EQ(c.engine.counters().moves.rehandoffs, 1u);
 }
 
+// a dies while it moves a connection b had released to it (b's socket is gone):
+// b passes it on as released, once. Word of the same death again (a stale
+// keepalive, then the spreader) repeats nothing: the new origin may have moved
+// it on since.
+TEST(NodeTakeoverTest, AConnectionReleasedToADeadOriginIsPassedOnOnce) {
+  uint64_t now = 1000;
+  Node a(kA, now), b(kB, now);
+  for (Node* n : {&a, &b}) n->hear({kA, kB, kC});
+  const std::string request = "GET /docs/b HTTP/1.1\r\nHost: cluster\r\n\r\n";
+  const std::string response = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+  a.packet(from_client().seq(kClientIsn).flags(SYN).window(64240).mss(1460).build());
+  const uint32_t f = parse(a.raw.take().at(0)).pkt.seq();
+  a.packet(from_client().seq(kClientIsn + 1).ack(f + 1).flags(ACK | PSH).payload(request).build());
+  b.engine.on_message(kA, a.messages.take().at(0).message);
+  b.raw.take();
+  b.packet(from_kernel(kB).seq(kKernelIsn).ack(kClientIsn + 1).flags(SYN | ACK).mss(1460).build(),
+           io::Hook::kLocalOut);
+  b.raw.take();  // the request, injected
+  for (const auto& m : b.messages.take()) a.engine.on_message(kB, m.message);  // b's HandoffAck
+  const uint32_t req_end = kClientIsn + 1 + static_cast<uint32_t>(request.size());
+  const uint32_t acked = f + 1 + static_cast<uint32_t>(response.size());
+  b.packet(from_kernel(kB).seq(kKernelIsn + 1).ack(req_end).flags(ACK | PSH).payload(response).build(),
+           io::Hook::kLocalOut);
+  // The client's next request is c's content: a moves it, b releases it to a.
+  a.packet(from_client().seq(req_end).ack(acked).flags(ACK | PSH).payload("GET /docs/c HTTP/1.1\r\nHost: cluster\r\n\r\n").build());
+  auto msgs = a.messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  ASSERT_TRUE(std::holds_alternative<control::Release>(msgs[0].message));
+  b.engine.on_message(kA, msgs[0].message);
+  msgs = b.messages.take();
+  ASSERT_FALSE(msgs.empty());
+  ASSERT_EQ(std::get<control::Released>(msgs.back().message).status, control::ReleaseStatus::kReleased);
+
+  b.engine.on_peer_lost(kA);  // a died before handing it on
+  size_t released = 0;
+  for (const auto& m : b.messages.take()) {
+    if (const auto* t = std::get_if<control::Takeover>(&m.message)) {
+      ASSERT_TRUE(t->stream.has_value());
+      EXPECT_TRUE(t->stream->released);
+      EXPECT_EQ(t->stream->next_request, req_end);
+      EXPECT_EQ(t->stream->requests, 1u) << "the order's count: the new origin's Release repeats it";
+      released += m.to == kC;
+    }
+  }
+  EXPECT_EQ(released, 1u) << "to c";
+  b.hear({kA});  // a keepalive a sent before it died
+  now += 100;
+  b.engine.on_timer();
+  b.engine.on_peer_lost(kA, "the spreader took it out");
+  for (const auto& m : b.messages.take()) {
+    EXPECT_FALSE(std::holds_alternative<control::Takeover>(m.message)) << "passed on already";
+  }
+}
+
 TEST(NodeTakeoverTest, ATakeoverOfAConnectionTheNodeHoldsAlreadyChangesNothing) {
   uint64_t now = 1000;
   Node c(kC, now);

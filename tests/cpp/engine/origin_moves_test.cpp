@@ -340,8 +340,7 @@ TEST(OriginMovesTest, AReleasedConnectionsTakeoverMovesItsNextRequestWhateverItI
   Origin3 o;
   o.after_two_requests_at_b();
   control::Takeover t = takeover_from_b(o.seq);
-  t.stream->released = true;
-  t.stream->requests = 0;
+  t.stream->released = true;  // by B's answer to the dead origin's Release (its 2 requests at B)
   o.engine.on_message(kB, t);
   auto v = o.send(kGetB2);  // B's own content
   EXPECT_EQ(v.at(0).kind, VerdictKind::Drop) << "held: B has no socket any more";
@@ -355,7 +354,10 @@ TEST(OriginMovesTest, AReleasedConnectionsTakeoverMovesItsNextRequestWhateverItI
   auto msgs = o.messages.take();
   ASSERT_EQ(msgs.size(), 1u);
   EXPECT_EQ(msgs[0].to, kB);
-  ASSERT_TRUE(std::holds_alternative<control::Release>(msgs[0].message));
+  const auto* order = std::get_if<control::Release>(&msgs[0].message);
+  ASSERT_NE(order, nullptr);
+  EXPECT_EQ(order->requests, t.stream->requests) << "the dead origin's order again: B answers it again";
+  EXPECT_EQ(order->client_seq, t.stream->next_request);
   o.engine.on_message(kB, control::Released{kClient, control::ReleaseStatus::kReleased, o.ack, 4242});
   msgs = o.messages.take();
   ASSERT_EQ(msgs.size(), 1u);
@@ -381,6 +383,34 @@ TEST(OriginMovesTest, AReleasedConnectionsTakeoverMovesItsNextRequestWhateverItI
   auto w = p.send(kGetC);  // C's content, C serves it: on as it is
   EXPECT_EQ(w.at(0).kind, VerdictKind::AcceptModified);
   EXPECT_EQ(parse(w.at(0).bytes).pkt.dst_addr(), kC);
+}
+
+// The connection had been released to the dead origin twice in its linger (by
+// C, then by B, 300 bytes on): both tell it. The later position wins, whichever
+// comes first; the older one waits for bytes the client has passed.
+TEST(OriginMovesTest, OfTwoReleasedTakeoversTheOneFurtherOnWins) {
+  for (const bool older_first : {true, false}) {
+    Origin3 o;
+    o.after_two_requests_at_b();
+    control::Takeover at_b = takeover_from_b(o.seq);
+    at_b.stream->released = true;
+    control::Takeover at_c = takeover_from_b(o.seq - 150);  // C's: the connection moved on from there
+    at_c.stream->released = true;
+    at_c.stream->requests = 1;
+    o.engine.on_message(older_first ? kC : kB, older_first ? at_c : at_b);
+    o.engine.on_message(older_first ? kB : kC, older_first ? at_b : at_c);
+    EXPECT_EQ(o.engine.counters().adopted, older_first ? 2u : 1u);
+    o.send(kGetC);
+    o.now += 200;  // Origin::kReleasedHoldMs
+    o.engine.on_timer();
+    auto msgs = o.messages.take();
+    ASSERT_EQ(msgs.size(), 1u) << (older_first ? "older first" : "older last");
+    EXPECT_EQ(msgs[0].to, kB);
+    const auto* order = std::get_if<control::Release>(&msgs[0].message);
+    ASSERT_NE(order, nullptr);
+    EXPECT_EQ(order->client_seq, at_b.stream->next_request);
+    EXPECT_EQ(order->requests, 2u);
+  }
 }
 
 TEST(OriginMovesTest, ATakeoverWithoutAStreamIsForwardedUnread) {
