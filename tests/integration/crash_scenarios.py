@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import pytest
-
 from handofflab import Cluster, Document, topo
 
 from helpers import KeepaliveClients, ShapedDownlink, poller, port_to, set_link, wait_until
@@ -261,13 +259,6 @@ class CrashScenario:
 
 
 # --- an origin's death (issue 15 item 1): test_frontend_failover, test_takeover ------
-# Known (issue 15, open): with 32 clients moving ~10 times a second, a move under
-# way when the origin fails loses one client in about one run of four here (a
-# move that times out at its serving node after the takeover, or a connection
-# that stalls); the other 31 always go on. The demonstration runs as xfail
-# (not strict) until that is fixed: it passes most runs, and says why when not.
-KEEPALIVE_FAILOVER_XFAIL = pytest.mark.xfail(
-    strict=False, reason="issue 15: a move in flight at the failure can lose one of the 32 clients")
 def fail(c: Cluster, node: str, failure: str) -> None:
     """``node``'s handoffd is killed (SIGKILL, "kill") or its link goes down ("link")."""
     if failure == "kill":
@@ -352,6 +343,7 @@ class KeepaliveFailover:
             moved = moves(self.movers) - moved_before
             assert moved >= self.clients, f"{', '.join(self.movers)} moved {moved} connections"
             code, _, curl_err = transfer.wait(timeout=90)
+            ended = time.time()  # the download's end: the clients' came before
             assert code == 0, f"the 100 MB download through {victim} failed: curl exit {code}: {curl_err}"
             assert transfer.exact(), "the 100 MB download is not byte-exact"
             stats = {n: c.agent(n).stats() for n in self.idle}
@@ -362,7 +354,9 @@ class KeepaliveFailover:
                 f"control messages refused (undecodable) by the live nodes: {refused}"
             wait_until(lambda: all(c.agent(n).stats().get("active", 1) == 0 for n in self.idle), timeout=10,
                        what="every live node freeing its states")
+            freed = time.time() - ended
         return (f"{c.mode}/{c.datapaths()} {failure}: the 100 MB download and {self.clients} keep-alive clients "
                 f"({len(records)} responses, {after} more than 1 s after the failure, {moved} moves by "
                 f"{', '.join(self.movers)}; {streams} takeovers with a stream so far) survived; new connections "
-                "served " + ", ".join(f"{t:.2f}" for t in served) + " s after the failure")
+                "served " + ", ".join(f"{t:.2f}" for t in served) + " s after the failure; every state freed "
+                f"within {freed:.1f} s of the download's end")

@@ -36,7 +36,7 @@ import pytest
 
 from handofflab import Cluster
 
-from crash_scenarios import KEEPALIVE_FAILOVER_XFAIL, KeepaliveFailover, fail, recover, start_transfer
+from crash_scenarios import KeepaliveFailover, fail, recover, start_transfer
 from helpers import ShapedDownlink, mixed_owners, port_to, wait_until
 from test_symmetric import _engine_missing
 
@@ -123,7 +123,6 @@ def test_a_dead_frontends_connections_go_on_through_the_other(cluster: Cluster, 
         recover(c, VICTIM, failure, ["fe", "fe2"])
 
 
-@KEEPALIVE_FAILOVER_XFAIL
 @pytest.mark.parametrize("failure", ["kill", "link"])
 def test_a_100mb_download_and_32_keepalive_clients_survive_the_frontends_death(cluster: Cluster,
                                                                                 failure: str) -> None:

@@ -36,7 +36,7 @@ import pytest
 
 from handofflab import Cluster, Document, topo
 
-from crash_scenarios import KEEPALIVE_FAILOVER_XFAIL, KeepaliveFailover, fail, recover, start_transfer
+from crash_scenarios import KeepaliveFailover, fail, recover, start_transfer
 from helpers import ShapedDownlink, mixed_owners, port_to, wait_until
 from test_symmetric import _engine_missing
 
@@ -126,7 +126,6 @@ def test_the_serving_nodes_take_over_a_dead_origins_connections(cluster: Cluster
         assert topo.VIP == c.vip
 
 
-@KEEPALIVE_FAILOVER_XFAIL
 @pytest.mark.parametrize("failure", ["kill", "link"])
 def test_a_100mb_download_and_32_keepalive_clients_survive_their_origins_death(cluster: Cluster,
                                                                                 failure: str) -> None:
