@@ -40,6 +40,21 @@ uint16_t free_port() {
   return ntohs(sa.sin_port);
 }
 
+// A plain TCP connection to addr:port (bytes a test writes itself); -1 if it fails.
+int connect_to(net::Ipv4Addr addr, uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(addr.value);
+  sa.sin_port = htons(port);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 struct Received {
   net::Ipv4Addr from;
   Message message;
@@ -154,12 +169,8 @@ TEST(ControlChannelTest, KeepalivesCarryHealthAndAClosedPeerIsReportedLost) {
 TEST(ControlChannelTest, GarbageStreamIsClosedAndCounted) {
   const uint16_t port = free_port();
   Node a("a", kA, port);
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(kA.value);
-  sa.sin_port = htons(port);
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  const int fd = connect_to(kA, port);
+  ASSERT_GE(fd, 0);
   const char junk[] = "GET / HTTP/1.0\r\n\r\n";
   ASSERT_EQ(::send(fd, junk, sizeof junk - 1, 0), static_cast<ssize_t>(sizeof junk - 1));
   EXPECT_TRUE(run_until({&a}, [&] { return a.channel->counters().bad_frames == 1; }));
@@ -175,12 +186,8 @@ TEST(ControlChannelTest, GarbageStreamIsClosedAndCounted) {
 TEST(ControlChannelTest, APeersUndecodableFrameClosesItsConnectionWithoutLosingThePeer) {
   const uint16_t port = free_port();
   Node a("a", kA, port, nullptr, true);
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(kA.value);
-  sa.sin_port = htons(port);
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  const int fd = connect_to(kA, port);
+  ASSERT_GE(fd, 0);
   Keepalive hello;
   hello.node = "b";
   std::vector<uint8_t> bytes = encode(hello);  // the connection is b's
@@ -200,12 +207,8 @@ TEST(ControlChannelTest, APeersUndecodableFrameClosesItsConnectionWithoutLosingT
 TEST(ControlChannelTest, StreamEndingInsideAFrameIsCounted) {
   const uint16_t port = free_port();
   Node a("a", kA, port);
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(kA.value);
-  sa.sin_port = htons(port);
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  const int fd = connect_to(kA, port);
+  ASSERT_GE(fd, 0);
   // A valid header announcing a 100-byte body, then 10 bytes and the end of the stream.
   std::vector<uint8_t> frame = encode(HandoffAck{kClient, 1});
   ASSERT_GE(frame.size(), kHeaderLen);
@@ -218,8 +221,8 @@ TEST(ControlChannelTest, StreamEndingInsideAFrameIsCounted) {
   ::close(fd);
   EXPECT_TRUE(a.got.empty());
   // A connection closed between frames is not counted.
-  const int fd2 = ::socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_EQ(::connect(fd2, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  const int fd2 = connect_to(kA, port);
+  ASSERT_GE(fd2, 0);
   ::close(fd2);
   EXPECT_TRUE(run_until({&a}, [&] { return a.channel->counters().accepted == 2; }));
   const uint64_t until = now_ms() + 100;  // let the channel see that EOF too
@@ -247,12 +250,8 @@ TEST(ControlChannelTest, AuthenticatedChannelRefusesAStrangerAndReplays) {
   for (const std::vector<uint8_t>& bytes : {encode(HandoffAck{kClient, 8}), sealed, sealed}) {
     const uint64_t refused = a.channel->counters().auth_refused;
     const size_t got = a.got.size();
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(kA.value);
-    sa.sin_port = htons(port);
-    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+    const int fd = connect_to(kA, port);
+    ASSERT_GE(fd, 0);
     ASSERT_EQ(::send(fd, bytes.data(), bytes.size(), 0), static_cast<ssize_t>(bytes.size()));
     ASSERT_TRUE(run_until({&a, b.get()}, [&] { return a.got.size() > got || a.channel->counters().auth_refused > refused; }));
     ::close(fd);
