@@ -393,10 +393,8 @@ struct ControlChannel::Impl {
       auto msg = st == FrameStatus::kFrame ? decode(frame) : Result<Message, DecodeError>(Err(DecodeError::BadMagic));
       if (!msg.ok()) {
         ++counters.bad_frames;
-        refusal_log.log(now, "control channel: an undecodable frame (type " +
-                                 (frame.size() > 3 ? std::to_string(frame[3]) : std::string("?")) + ", " +
-                                 std::to_string(frame.size()) + " bytes) from " + in.source.to_string() + ": " +
-                                 to_string(msg.error()) + "; connection closed");
+        refusal_log.log(now, "control channel: an undecodable frame from " + in.source.to_string() + " (" +
+                                 describe_undecodable(frame, msg.error()) + "); connection closed");
         close_in(id, true);
         return false;
       }

@@ -306,6 +306,11 @@ const char* to_string(DecodeError error) {
   return "unknown";
 }
 
+std::string describe_undecodable(std::span<const uint8_t> frame, DecodeError error) {
+  const std::string type = frame.size() > 3 ? std::to_string(frame[3]) : std::string("?");
+  return "type " + type + ", " + std::to_string(frame.size()) + " bytes: " + to_string(error);
+}
+
 std::vector<uint8_t> encode(const Message& message) {
   std::vector<uint8_t> out;
   out.reserve(kHeaderLen + kHandoffAckLen);

@@ -217,6 +217,8 @@ enum class DecodeError {
   BadField,      // a field out of its range (flag bits, wscale, reason code, name length)
 };
 const char* to_string(DecodeError error);
+// What a log says of a frame that did not decode: "type T, N bytes: <error>".
+std::string describe_undecodable(std::span<const uint8_t> frame, DecodeError error);
 
 // The frame of `message` (header + body).
 std::vector<uint8_t> encode(const Message& message);

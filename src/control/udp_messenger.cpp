@@ -117,11 +117,9 @@ size_t UdpMessenger::poll_once(const Handler& handler) {
     auto decoded = control::decode(datagram);
     if (!decoded.ok()) {
       ++counters_.decode_errors;
-      refusal_log_.log(monotonic_ms(), "an undecodable control message (type " +
-                                        (datagram.size() > 3 ? std::to_string(datagram[3]) : std::string("?")) + ", " +
-                                        std::to_string(datagram.size()) + " bytes) from " +
-                                        net::Ipv4Addr{ntohl(from.sin_addr.s_addr)}.to_string() + ": " +
-                                        control::to_string(decoded.error()) + "; dropped");
+      refusal_log_.log(monotonic_ms(), "an undecodable control message from " +
+                                           net::Ipv4Addr{ntohl(from.sin_addr.s_addr)}.to_string() + " (" +
+                                           control::describe_undecodable(datagram, decoded.error()) + "); dropped");
       continue;
     }
     ++counters_.received;

@@ -186,13 +186,26 @@ def serve_web_types(cluster: Any, timeout: float = 10.0) -> None:
         wait_until(html, timeout, what=f"{name}'s nginx serving text/html")
 
 
+def local_ports_in_use(c: Any, host: str) -> set[int]:
+    """The local ports of `host`'s TCP sockets, in any state (TIME_WAIT too): `ss -Htan`."""
+    used = set()
+    for line in c.cmd(host, ["ss", "-Htan"]).splitlines():
+        fields = line.split()  # State Recv-Q Send-Q Local:Port Peer:Port
+        if len(fields) >= 4 and fields[3].rsplit(":", 1)[-1].isdigit():
+            used.add(int(fields[3].rsplit(":", 1)[-1]))
+    return used
+
+
 def port_to(c: Any, client: str, node: str, ports: Iterator[int], tries: int = 2000) -> int:
     """An unused source port of `client` (the next of `ports`: a module's own
     range, each port used once, since TIME_WAIT blocks bind) that r0 spreads to
-    `node` (Cluster.spread_node). AssertionError when none is found."""
+    `node` (Cluster.spread_node). The client's ephemeral ports share that range
+    (1024-65535): one its own connections hold, in any state, is skipped.
+    AssertionError when none is found."""
+    used = local_ports_in_use(c, client)
     for _ in range(tries):
         port = next(ports)
-        if c.spread_node(client, port) == node:
+        if port not in used and c.spread_node(client, port) == node:
             return port
     raise AssertionError(f"no port of {client} spreads to {node}")
 

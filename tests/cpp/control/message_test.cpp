@@ -281,6 +281,9 @@ TEST(ControlMessageTest, ReleaseDecodeErrors) {
   auto zero = release;
   std::fill(zero.begin() + kHeaderLen + 6, zero.begin() + kHeaderLen + 10, 0);
   EXPECT_EQ(decode(zero).error(), DecodeError::BadField);
+  EXPECT_EQ(describe_undecodable(zero, DecodeError::BadField),
+            "type " + std::to_string(zero[3]) + ", 32 bytes: field out of range");  // what a log says
+  EXPECT_EQ(describe_undecodable(std::vector<uint8_t>{0x48}, DecodeError::TooShort), "type ?, 1 bytes: too short");
   auto longer = release;
   longer.push_back(0);
   longer[7] = 25;
