@@ -297,6 +297,18 @@ class KeepaliveFailover:
     requests: int = 60      # each, 0.1 s apart: ~6 s of requests around the failure
     downlink_mbit: int = 100  # c1's while the 100 MB download runs (~8 s)
 
+    def _keep_evidence(self, stack: contextlib.ExitStack, failed: float) -> None:
+        """After a failed check: the live nodes' counters, and the agent logs (and
+        traces) copied to /tmp/hl-keepalive-failover-<failed>/ with their notable lines."""
+        c = self.c
+        print({n: {k: v for k, v in c.agent(n).stats().items() if v and "bpf" not in k} for n in self.idle})
+        stack.close()  # the clients and the capture stop: its files complete
+        kept = f"/tmp/hl-keepalive-failover-{int(failed)}"
+        print(c.cmd(self.idle[0], ["sh", "-c", f"cp -r {c.tmpdir}/agents {kept}; "
+                                   f"grep -H -v 'running\\|heartbeat' {kept}/*.log | tail -n 60; "
+                                   f"grep -H -i 'closed\\|refused\\|decode\\|bad' {kept}/*.log | tail -n 20; "
+                                   f"echo agent logs kept in {kept}"]))
+
     def run(self, failure: str, huge: Document, docs: list[Document]) -> str:
         """Fails the victim mid-way, checks everything, returns the summary line."""
         c, victim = self.c, self.victim
@@ -329,32 +341,27 @@ class KeepaliveFailover:
                 r = c.fetch_from_port(doc, port, client="c2", timeout=10)
                 assert (r.status, r.sha256) == (200, doc.sha256), r
                 served.append(time.time() - failed)
-            try:
+            try:  # any check failing from here: the evidence is kept
                 records, after = clients.check(failed)
+                moved = moves(self.movers) - moved_before
+                assert moved >= self.clients, f"{', '.join(self.movers)} moved {moved} connections"
+                code, _, curl_err = transfer.wait(timeout=90)
+                ended = time.time()  # the download's end: the clients' came before
+                assert code == 0, f"the 100 MB download through {victim} failed: curl exit {code}: {curl_err}"
+                assert transfer.exact(), "the 100 MB download is not byte-exact"
+                stats = {n: c.agent(n).stats() for n in self.idle}
+                streams = sum(s.get("takeover_streams", 0) for s in stats.values())
+                # Every control message was understood (a killed victim's stream may end inside a frame).
+                refused = {n: s.get("control_decode_errors", 0) + s.get("control_bad_frames", 0)
+                           for n, s in stats.items()}
+                assert all(v <= (1 if failure == "kill" else 0) for v in refused.values()), \
+                    f"control messages refused (undecodable) by the live nodes: {refused}"
+                wait_until(lambda: all(c.agent(n).stats().get("active", 1) == 0 for n in self.idle), timeout=10,
+                           what="every live node freeing its states")
+                freed = time.time() - ended
             except AssertionError:
-                print({n: {k: v for k, v in c.agent(n).stats().items() if v and "bpf" not in k} for n in self.idle})
-                stack.close()  # the capture's files complete
-                kept = f"/tmp/hl-keepalive-failover-{int(failed)}"
-                print(c.cmd(self.idle[0], ["sh", "-c", f"cp -r {c.tmpdir}/agents {kept}; "
-                                           f"grep -H -v 'running\\|heartbeat' {kept}/*.log | tail -n 60; "
-                                           f"grep -H -i 'closed\\|refused\\|decode\\|bad' {kept}/*.log | tail -n 20; "
-                                           f"echo agent logs kept in {kept}"]))
+                self._keep_evidence(stack, failed)
                 raise
-            moved = moves(self.movers) - moved_before
-            assert moved >= self.clients, f"{', '.join(self.movers)} moved {moved} connections"
-            code, _, curl_err = transfer.wait(timeout=90)
-            ended = time.time()  # the download's end: the clients' came before
-            assert code == 0, f"the 100 MB download through {victim} failed: curl exit {code}: {curl_err}"
-            assert transfer.exact(), "the 100 MB download is not byte-exact"
-            stats = {n: c.agent(n).stats() for n in self.idle}
-            streams = sum(s.get("takeover_streams", 0) for s in stats.values())
-            # Every control message was understood (a killed victim's stream may end inside a frame).
-            refused = {n: s.get("control_decode_errors", 0) + s.get("control_bad_frames", 0) for n, s in stats.items()}
-            assert all(v <= (1 if failure == "kill" else 0) for v in refused.values()), \
-                f"control messages refused (undecodable) by the live nodes: {refused}"
-            wait_until(lambda: all(c.agent(n).stats().get("active", 1) == 0 for n in self.idle), timeout=10,
-                       what="every live node freeing its states")
-            freed = time.time() - ended
         return (f"{c.mode}/{c.datapaths()} {failure}: the 100 MB download and {self.clients} keep-alive clients "
                 f"({len(records)} responses, {after} more than 1 s after the failure, {moved} moves by "
                 f"{', '.join(self.movers)}; {streams} takeovers with a stream so far) survived; new connections "

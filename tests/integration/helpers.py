@@ -191,8 +191,9 @@ def local_ports_in_use(c: Any, host: str) -> set[int]:
     used = set()
     for line in c.cmd(host, ["ss", "-Htan"]).splitlines():
         fields = line.split()  # State Recv-Q Send-Q Local:Port Peer:Port
-        if len(fields) >= 4 and fields[3].rsplit(":", 1)[-1].isdigit():
-            used.add(int(fields[3].rsplit(":", 1)[-1]))
+        port = fields[3].rsplit(":", 1)[-1] if len(fields) >= 4 else ""
+        if port.isdigit():
+            used.add(int(port))
     return used
 
 
