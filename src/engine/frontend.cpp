@@ -98,7 +98,7 @@ struct FrontendEngine::Impl {
     if (const auto* ack = std::get_if<control::HandoffAck>(&message)) {
       origin.on_handoff_ack(from, *ack);
     } else if (const auto* relay = std::get_if<control::Relay>(&message)) {
-      origin.on_relay(*relay);
+      origin.on_relay(from, *relay);
     } else if (const auto* ka = std::get_if<control::Keepalive>(&message)) {
       origin.on_heartbeat(from, *ka);
     } else if (const auto* t = std::get_if<control::Termination>(&message)) {
@@ -137,6 +137,7 @@ struct FrontendEngine::Impl {
     c.fast_path_adds = o.fast_path_adds;
     c.fast_path_removes = o.fast_path_removes;
     c.relayed = o.relayed;
+    c.relingered = o.relingered;
     c.dropped_malformed = dropped_malformed + o.dropped_malformed;
     c.blind_rejected = o.blind_rejected;
     c.challenge_acks = o.challenge_acks;
@@ -181,6 +182,7 @@ void FrontendCounters::visit(const CounterVisitor& v) const {
   v("fast_path_adds", fast_path_adds);
   v("fast_path_removes", fast_path_removes);
   v("relayed", relayed);
+  v("relingered", relingered);
   v("dropped_malformed", dropped_malformed);
   v("blind_rejected", blind_rejected);
   v("challenge_acks", challenge_acks);

@@ -104,6 +104,8 @@ struct FrontendCounters {
   uint64_t fast_path_adds = 0;      // connections mapped in the kernel fast path (and re-mapped)
   uint64_t fast_path_removes = 0;   // mappings removed (connection freed or reset)
   uint64_t relayed = 0;             // back-end FIN/RST segments sent on to clients
+  uint64_t relingered = 0;          // states lingering again: a back-end's FIN relayed after
+                                    //   the state was freed (its socket outlived it)
   uint64_t dropped_malformed = 0;   // unparseable packets dropped, and bad ones the front-end
                                     //   would consume (bad TCP checksum, SYN with FIN or RST)
   uint64_t blind_rejected = 0;      // RSTs not at the expected sequence number and SYNs on an

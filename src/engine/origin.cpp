@@ -251,12 +251,20 @@ bool Origin::accept_rst(const io::QueuedPacket& qp, net::TcpPacket& pkt, OriginC
     return false;
   }
   const bool in_window = check == tcp::RstCheck::kInWindow;
-  if ((in_window || conn.fast.mapped) && (conn.state == State::HandoffSent || conn.state == State::Forwarding)) {
+  // Behind what the client sent (but within its stream): a client whose socket
+  // is gone answers the server's data with a RST at the segment's ACK, which is
+  // behind our rcv_nxt when the server never acknowledged the client's last
+  // bytes or FIN (a FIN sent as wrk closed, lost or refused on its way).
+  const SeqNum rst_seq(pkt.seq());
+  const bool behind = tcp::seq_lt(rst_seq, conn.hs.rcv_nxt) && !tcp::seq_lt(rst_seq, conn.hs.client_isn + 1u);
+  if ((in_window || behind || conn.fast.mapped) &&
+      (conn.state == State::HandoffSent || conn.state == State::Forwarding)) {
     // The serving node's TCP judges it (RFC 5961: it alone knows its numbers).
     // Outside our window too when the kernel's fast path carries the client's
-    // bytes: our rcv_nxt lags then, and the RST of a client that closed its
-    // socket (its kernel's answer to the server's FIN) would be dropped here,
-    // leaving the server's FIN_WAIT1 to retransmit for minutes. Our state is kept.
+    // bytes (our rcv_nxt lags then) or when the RST is behind it: dropped here,
+    // the RST of a client that closed its socket (its kernel's answer to the
+    // server's data or FIN) would leave the server's FIN_WAIT1 to retransmit
+    // for minutes. Our state is kept.
     forward(qp, pkt, conn);
     return false;
   }
@@ -340,6 +348,12 @@ void Origin::on_segment(const io::QueuedPacket& qp, net::TcpPacket& pkt, ConnIt 
       if (in_band_) {
         conn.close_tracker.on_client(pkt);
         if (closed_both_ways(conn)) close_conn(conn);
+        // Its FIN again while the state lingers: the serving node may lack it
+        // (lost twice), and its ACK would not come here. The linger starts again,
+        // so that the next retransmission still finds the state and goes on: freed,
+        // it would be answered with a RST, and the server's FIN_WAIT2 left to
+        // its 60 s timer.
+        if (conn.state == State::Closed && pkt.has_flags(FIN)) conn.closed_ms = clock_();
       }
       if (conn.track && !conn.track->pinned && conn.state != State::Closed &&
           (pkt.payload_len > 0 || pkt.has_flags(FIN)) && !pkt.has_flags(RST)) {

@@ -112,6 +112,7 @@ struct OriginCounters {
   uint64_t handoffs = 0, handoff_retries = 0, handoff_acks = 0, local = 0, refused = 0;
   uint64_t forwarded_packets = 0, forwarded_bytes = 0, fast_path_adds = 0, fast_path_removes = 0;
   uint64_t relayed = 0, held = 0, held_dropped = 0;
+  uint64_t relingered = 0;  // in band: states lingering again for a serving socket that outlived them
   uint64_t dropped_malformed = 0, blind_rejected = 0, challenge_acks = 0;
   uint64_t http_errors = 0, error_responses = 0, request_timeouts = 0, timeouts = 0, dispatch_default = 0;
   uint64_t synack_resends = 0;  // emulated handshakes: our SYN/ACK sent again on its timer (kSynAckRtoMs)
@@ -242,7 +243,7 @@ class Origin {
   // unless that one is a released one that has not moved and `t` is not.
   bool adopt(const control::Takeover& t, net::Ipv4Addr target);
   // In band: a server FIN/RST for the client, sent on from the VIP.
-  void on_relay(const control::Relay& relay);
+  void on_relay(net::Ipv4Addr from, const control::Relay& relay);
   // A peer's health signal.
   void on_heartbeat(net::Ipv4Addr from, const control::Keepalive& ka);
   // The control channel of `peer` closed: dead until its keepalives come again.
@@ -261,6 +262,8 @@ class Origin {
   const HealthTracker& health() const { return health_; }
 
  private:
+  // A FIN relayed by `from` for a connection whose state is gone: it lingers again (in band).
+  void linger_again(net::Ipv4Addr from, const net::TcpPacket& fin);
   bool kernel() const { return kernel_; }
   // Whether a connection in state `s` counts against max_half_open.
   bool counts_half_open(OriginConn::State s) const;

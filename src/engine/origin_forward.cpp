@@ -113,7 +113,7 @@ void Origin::on_termination(net::Ipv4Addr from, const control::Termination& t) {
   free_conn(it);
 }
 
-void Origin::on_relay(const control::Relay& relay) {
+void Origin::on_relay(net::Ipv4Addr from, const control::Relay& relay) {
   // Parsing needs mutable bytes: a copy in the reused send buffer, not of the message.
   std::vector<uint8_t>& bytes = raw_.buffer();
   bytes.assign(relay.packet.begin(), relay.packet.end());
@@ -127,7 +127,10 @@ void Origin::on_relay(const control::Relay& relay) {
   raw_.send(bytes);
   ++counters_.relayed;
   auto it = conns_.find(conn_key(relay.client));
-  if (it == conns_.end()) return;
+  if (it == conns_.end()) {
+    if (pkt.has_flags(FIN) && !pkt.has_flags(RST)) linger_again(from, pkt);
+    return;
+  }
   OriginConn& conn = it->second;
   if (pkt.has_flags(RST)) {
     close_conn(conn);
@@ -136,6 +139,29 @@ void Origin::on_relay(const control::Relay& relay) {
     conn.close_tracker.on_server_fin(SeqNum(pkt.seq()) + static_cast<uint32_t>(pkt.payload_len + 1));
     if (closed_both_ways(conn)) close_conn(conn);  // e.g. a retransmitted FIN, already acknowledged
   }
+}
+
+void Origin::linger_again(net::Ipv4Addr from, const net::TcpPacket& fin) {
+  // The serving node sends its FIN again after our state lingered and was freed:
+  // its socket waits for the client's answer (an ACK, or a RST from a client
+  // whose socket is gone), lost or answered here with a RST as of no known
+  // connection. Without a state that answer never reaches it, and the socket
+  // retransmits for minutes (FIN_WAIT1, CLOSING) or waits out tcp_fin_timeout.
+  // A state closed and lingering, at the FIN's ACK (the client's next sequence
+  // number), carries it there again; it ends like any lingering state.
+  if (conns_.size() >= cfg_.max_connections) return;
+  OriginConn conn(cfg_.http_limits);
+  conn.hs.client = {fin.dst_addr(), fin.dst_port()};
+  conn.hs.rcv_nxt = SeqNum(fin.ack());
+  conn.hs.client_isn = conn.hs.rcv_nxt - 1u;  // nothing of the client's before it is judged here
+  conn.f_known = true;
+  conn.target = from;
+  conn.state = State::Closed;
+  conn.created_ms = conn.last_seen_ms = conn.closed_ms = clock_();
+  conn.close_tracker.client_fin = true;  // (else its state would not have ended)
+  conn.close_tracker.on_server_fin(SeqNum(fin.seq()) + static_cast<uint32_t>(fin.payload_len + 1));
+  conns_.emplace(conn_key(conn.hs.client), std::move(conn));
+  ++counters_.relingered;
 }
 
 // --- health and resets ------------------------------------------------------------

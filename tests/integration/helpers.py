@@ -133,6 +133,9 @@ def tcp_active_opens(host: Any) -> int:
     return int(rows[1][rows[0].index("ActiveOpens")])
 
 
+_PHASES = ("_handshaking", "_handing_off", "_forwarding", "_closing", "_active", "_moving")
+
+
 def engines_idle(cluster: Any, timeout: float = 5.0) -> dict[str, dict[str, int]]:
     """Wait until every engine's ``active`` counter is 0 (no connection state
     left); AssertionError naming the nodes otherwise. {} without engines."""
@@ -144,8 +147,10 @@ def engines_idle(cluster: Any, timeout: float = 5.0) -> dict[str, dict[str, int]
         return all(s.get("active", 0) == 0 for s in last.values())
 
     if not poll(idle, timeout, interval=0.1):
+        # each node's states by part and phase (the counters' gauges)
         raise AssertionError("engine state left after %.0f s: %s" % (
-            timeout, {n: s.get("active") for n, s in last.items() if s.get("active")}))
+            timeout, {n: {k: v for k, v in s.items() if v and (k == "active" or k.endswith(_PHASES))}
+                      for n, s in last.items() if s.get("active")}))
     return last
 
 

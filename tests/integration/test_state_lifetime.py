@@ -16,7 +16,16 @@ gauge in the counters, origin_handshaking/_handing_off/_forwarding/_closing):
 - a client's RST beyond the front-end's window (the kernel's fast path carried
   its bytes, so the engine's idea of its numbers lagged) was dropped as blind
   at the front-end, and the server's FIN_WAIT1 retransmitted for minutes: it
-  is forwarded for the serving kernel to judge.
+  is forwarded for the serving kernel to judge. So is one behind the
+  front-end's rcv_nxt: a client whose socket is gone answers the server's
+  data with a RST at that data's ACK, behind its own FIN when the server never
+  got that FIN (dropped as blind, the server's FIN_WAIT1 retransmitted for
+  over 60 s: seen in CI);
+- a client's FIN lost twice: its third copy came after the front-end's linger
+  and got a RST, leaving the server's FIN_WAIT2 to the kernel's
+  tcp_fin_timeout (60 s): a FIN sent again while the state lingers now starts
+  the linger again. The kernel's own orphan timers still bound what is left:
+  sockets must be gone within tcp_fin_timeout (+15 s) of the load.
 A state may live as long as its socket, which under loss can outlive the load
 by seconds, and lingers 2 s after it: a state left after 5 s must be held by a
 live socket (ss) within that linger, and go within 5 s of the last one.
@@ -37,7 +46,7 @@ pytestmark = pytest.mark.integration
 
 LOSS = 0.02
 FREED_WITHIN_S = 5.0
-SOCKETS_GONE_WITHIN_S = 60.0  # a server's FIN retransmitted with backoff, under loss
+SOCKETS_GONE_MARGIN_S = 15.0  # beyond tcp_fin_timeout: an orphan FIN_WAIT2's own timer
 LINGER_S = 2.0  # an ended connection's state stays this long for retransmissions (kDefaultLingerMs)
 LIVE_STATES = [arg for state in ("syn-recv", "established", "fin-wait-1", "fin-wait-2", "close-wait",
                                  "last-ack", "closing") for arg in ("state", state)]
@@ -91,8 +100,12 @@ def test_every_state_is_freed_within_5_s_of_its_socket_under_loss(mode: str, dat
         # lingers LINGER_S after it for retransmissions: what is left must be
         # held by a live socket within that linger, and go within 5 s of the last one.
         assert poll(lambda: not unheld(), LINGER_S + 0.5), f"states outlived their sockets: {unheld()}"
-        assert poll(lambda: not any(connections(n) for n in c.stats()), SOCKETS_GONE_WITHIN_S), (
-            f"connections still live {SOCKETS_GONE_WITHIN_S} s after the load: "
+        # An orphan socket's timers bound what is left: FIN_WAIT2 waits tcp_fin_timeout
+        # for the client's FIN, FIN_WAIT1 retransmits with backoff until answered.
+        node = next(iter(c.stats()))
+        within = int(c.cmd(node, ["sysctl", "-n", "net.ipv4.tcp_fin_timeout"])) + SOCKETS_GONE_MARGIN_S
+        assert poll(lambda: not any(connections(n) for n in c.stats()), within), (
+            f"connections still live {within} s after the load: "
             f"{ {n: connections(n) for n in c.stats()} }")
         gone = poll(lambda: not held(), FREED_WITHIN_S)
         assert gone, f"states still held {FREED_WITHIN_S} s after the last socket went: {held()}"

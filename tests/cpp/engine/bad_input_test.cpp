@@ -177,6 +177,31 @@ TEST(BadInputTest, BlindResetBeforeTheRequestIsChallengedAndStateKept) {
   EXPECT_EQ(c.fe.counters().freed, 1u);
 }
 
+// A client that closed its socket (its FIN sent, never acknowledged: lost, or
+// refused by a serving kernel that did not have the connection yet) answers the
+// server's response with a RST at the response's ACK: behind the front-end's
+// rcv_nxt, which counts the FIN. Dropped as blind, the server's FIN_WAIT1 would
+// retransmit for minutes (test_state_lifetime saw one live for over 60 s):
+// it goes on, and the serving side, for which it is exact, ends the connection.
+TEST(BadInputTest, AClientsRstBehindItsUnacknowledgedFinGoesOnToTheServer) {
+  Cluster c;
+  const uint32_t f = c.handshake(41350);
+  c.request_and_data(41350, f);
+  const uint32_t req_end = kClientIsn + 1 + static_cast<uint32_t>(kRequest.size());
+  auto fin = c.to_fe(from_client(41350).seq(req_end).ack(f + 1).flags(FIN | ACK).build());
+  ASSERT_EQ(fin.kind, VerdictKind::AcceptModified);  // forwarded; lost on its way to the back-end
+  auto v = c.to_fe(from_client(41350).seq(req_end).flags(RST).build());
+  ASSERT_EQ(v.kind, VerdictKind::AcceptModified) << "behind the FIN: the back-end's kernel judges it";
+  auto bv = c.to_be(v.bytes, io::Hook::kPreRouting);
+  ASSERT_EQ(bv.size(), 1u);
+  EXPECT_EQ(c.be.counters().blind_rejected, 0u) << "exact for the back-end, which never took the FIN";
+  auto msgs = c.be_messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_NE(std::get_if<control::Termination>(&msgs[0].message), nullptr) << "the connection ends there";
+  // Before the client's first byte: not of this stream, dropped.
+  EXPECT_EQ(c.to_fe(from_client(41350).seq(kClientIsn).flags(RST).build()).kind, VerdictKind::Drop);
+}
+
 TEST(BadInputTest, BlindResetAfterTheHandoffDoesNotFreeState) {
   Cluster c;
   const uint32_t f = c.handshake(41300);

@@ -232,6 +232,97 @@ TEST(HandoffTest, WholeConnectionWithTimestampsSackAndWindowScaling) {
   EXPECT_EQ(h.be.counters().freed, 1u);
 }
 
+// Under loss: the client's FIN, lost on its way to the back-end, comes again
+// while the front-end's state lingers (both FINs seen, the server's acknowledged).
+// It goes on, and the linger starts again, so that a later retransmission still
+// finds the state (freed, the front-end would answer it with a RST, and the
+// server's FIN_WAIT2 would wait for its 60 s timer: test_state_lifetime).
+TEST(HandoffTest, AClientsFinSentAgainWhileTheStateLingersGoesOnAndTheLingerStartsAgain) {
+  FrontBackPair h;
+  h.to_fe(from_client().seq(kClientIsn).flags(SYN).mss(1460).build());
+  const uint32_t f = parse(h.fe_raw.take().at(0)).pkt.seq();
+  h.to_fe(from_client().seq(kClientIsn + 1).ack(f + 1).flags(ACK).payload(kRequest).build());
+  for (auto& p : h.fe_raw.take()) h.to_be(p, io::Hook::kPreRouting);
+  h.to_be(from_backend().seq(kBackendIsn).ack(kClientIsn + 1).flags(SYN | ACK).build(), io::Hook::kLocalOut);
+  auto msgs = h.be_messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  h.fe.on_message(kBe2, msgs[0].message);  // handoff ack
+  const uint32_t req_end = kClientIsn + 1 + static_cast<uint32_t>(kRequest.size());
+  // The server closes (its FIN relayed by the front-end); the client's FIN acknowledges it, and is lost.
+  h.to_be(from_backend().seq(kBackendIsn + 1).ack(req_end).flags(FIN | ACK).build(), io::Hook::kLocalOut);
+  msgs = h.be_messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  h.fe.on_message(kBe2, msgs[0].message);
+  ASSERT_EQ(h.fe_raw.take().size(), 1u);
+  const auto fin = from_client().seq(req_end).ack(f + 2).flags(FIN | ACK).build();
+  ASSERT_EQ(h.to_fe(fin).kind, VerdictKind::AcceptModified);
+  const uint64_t linger = FrontendConfig::kDefaultLingerMs;
+  h.now += linger - 100;
+  h.fe.on_timer();
+  ASSERT_EQ(h.fe.counters().active, 1u);
+  // Its FIN again, within the linger: forwarded, the linger starts again.
+  auto v = h.to_fe(fin);
+  ASSERT_EQ(v.kind, VerdictKind::AcceptModified);
+  EXPECT_EQ(parse(v.bytes).pkt.dst_addr(), kBe2);
+  h.now += linger - 100;
+  h.fe.on_timer();
+  EXPECT_EQ(h.fe.counters().active, 1u) << "the linger started again at the retransmission";
+  h.now += 100;
+  h.fe.on_timer();
+  EXPECT_EQ(h.fe.counters().active, 0u);
+  EXPECT_EQ(h.fe.counters().freed, 1u);
+}
+
+// The server's socket outlives the front-end's state: the client's answer to
+// its FIN was lost (or met no state, and a RST). Its FIN sent again, relayed,
+// finds no state: one lingers again, so that the client's answer (here the RST
+// of a client whose socket is gone) reaches the server, whose socket would
+// otherwise retransmit for minutes (CLOSING, FIN_WAIT1: test_state_lifetime).
+TEST(HandoffTest, AServersFinRelayedAfterTheStateEndedLingersAgainForTheClientsAnswer) {
+  FrontBackPair h;
+  h.to_fe(from_client().seq(kClientIsn).flags(SYN).mss(1460).build());
+  const uint32_t f = parse(h.fe_raw.take().at(0)).pkt.seq();
+  h.to_fe(from_client().seq(kClientIsn + 1).ack(f + 1).flags(ACK).payload(kRequest).build());
+  for (auto& p : h.fe_raw.take()) h.to_be(p, io::Hook::kPreRouting);
+  h.to_be(from_backend().seq(kBackendIsn).ack(kClientIsn + 1).flags(SYN | ACK).build(), io::Hook::kLocalOut);
+  auto msgs = h.be_messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  h.fe.on_message(kBe2, msgs[0].message);  // handoff ack
+  const uint32_t req_end = kClientIsn + 1 + static_cast<uint32_t>(kRequest.size());
+  ASSERT_EQ(h.to_fe(from_client().seq(req_end).ack(f + 1).flags(FIN | ACK).build()).kind, VerdictKind::AcceptModified);
+  const auto server_fin = from_backend().seq(kBackendIsn + 1).ack(req_end + 1).flags(FIN | ACK).build();
+  h.to_be(server_fin, io::Hook::kLocalOut);
+  msgs = h.be_messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  h.fe.on_message(kBe2, msgs[0].message);
+  ASSERT_EQ(h.fe_raw.take().size(), 1u);
+  // The client's ACK of it closes both ways at the front-end; lost on its way on.
+  h.to_fe(from_client().seq(req_end + 1).ack(f + 2).flags(ACK).build());
+  h.now += FrontendConfig::kDefaultLingerMs;
+  h.fe.on_timer();
+  ASSERT_EQ(h.fe.counters().active, 0u);
+  ASSERT_EQ(h.fe.counters().freed, 1u);
+  // The server's FIN again, relayed: sent on to the client, and a state lingers again.
+  h.to_be(server_fin, io::Hook::kLocalOut);
+  msgs = h.be_messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  h.fe.on_message(kBe2, msgs[0].message);
+  auto sent = h.fe_raw.take();
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(parse(sent[0]).pkt.flags(), FIN | ACK);
+  EXPECT_EQ(h.fe.counters().relingered, 1u);
+  EXPECT_EQ(h.fe.counters().active, 1u);
+  // The client's socket is gone: its kernel answers with a RST at the FIN's ACK, which goes on to the server.
+  auto v = h.to_fe(from_client().seq(req_end + 1).flags(RST).build());
+  ASSERT_EQ(v.kind, VerdictKind::AcceptModified);
+  EXPECT_EQ(parse(v.bytes).pkt.dst_addr(), kBe2);
+  EXPECT_EQ(h.fe.counters().unknown_packets, 0u);
+  h.now += FrontendConfig::kDefaultLingerMs;
+  h.fe.on_timer();
+  EXPECT_EQ(h.fe.counters().active, 0u);
+  EXPECT_EQ(h.fe.counters().freed, 2u);
+}
+
 TEST(HandoffTest, ClientWithoutOptions) {
   FrontBackPair h;
   h.to_fe(from_client().seq(100).flags(SYN).window(8192).build());
