@@ -302,6 +302,9 @@ class KeepaliveFailover:
         traces) copied to /tmp/hl-keepalive-failover-<failed>/ with their notable lines."""
         c = self.c
         print({n: {k: v for k, v in c.agent(n).stats().items() if v and "bpf" not in k} for n in self.idle})
+        for n in self.idle:  # the web servers' sockets a state may be held by (not TIME_WAIT)
+            print(n, c.cmd(n, ["ss", "-Htni", "state", "connected", "exclude", "time-wait", "( sport = :80 )"],
+                           check=False))
         stack.close()  # the clients and the capture stop: its files complete
         kept = f"/tmp/hl-keepalive-failover-{int(failed)}"
         print(c.cmd(self.idle[0], ["sh", "-c", f"cp -r {c.tmpdir}/agents {kept}; "
