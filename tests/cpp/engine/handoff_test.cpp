@@ -23,6 +23,20 @@ constexpr uint32_t kClientTs = 1000;
 constexpr uint32_t kBackendTs = 777777;
 const std::string kRequest = "GET /docs/b HTTP/1.1\r\nHost: cluster\r\nUser-Agent: curl/7.88.1\r\n\r\n";
 
+// The handshake and the request at the front-end, handed off to be2, whose
+// kernel answers and whose acknowledgement comes back. Returns f.
+uint32_t handed_off(FrontBackPair& h) {
+  h.to_fe(from_client().seq(kClientIsn).flags(SYN).mss(1460).build());
+  const uint32_t f = parse(h.fe_raw.take().at(0)).pkt.seq();
+  h.to_fe(from_client().seq(kClientIsn + 1).ack(f + 1).flags(ACK).payload(kRequest).build());
+  for (auto& p : h.fe_raw.take()) h.to_be(p, io::Hook::kPreRouting);
+  h.to_be(from_backend().seq(kBackendIsn).ack(kClientIsn + 1).flags(SYN | ACK).build(), io::Hook::kLocalOut);
+  auto msgs = h.be_messages.take();
+  EXPECT_EQ(msgs.size(), 1u);
+  if (!msgs.empty()) h.fe.on_message(kBe2, msgs[0].message);  // the handoff's acknowledgement
+  return f;
+}
+
 OptionMac mac_with(const std::shared_ptr<control::Authenticator>& auth) {
   return [auth](std::span<const uint8_t> data) { return auth->option_tag(data); };
 }
@@ -239,14 +253,9 @@ TEST(HandoffTest, WholeConnectionWithTimestampsSackAndWindowScaling) {
 // server's FIN_WAIT2 would wait for its 60 s timer: test_state_lifetime).
 TEST(HandoffTest, AClientsFinSentAgainWhileTheStateLingersGoesOnAndTheLingerStartsAgain) {
   FrontBackPair h;
-  h.to_fe(from_client().seq(kClientIsn).flags(SYN).mss(1460).build());
-  const uint32_t f = parse(h.fe_raw.take().at(0)).pkt.seq();
-  h.to_fe(from_client().seq(kClientIsn + 1).ack(f + 1).flags(ACK).payload(kRequest).build());
-  for (auto& p : h.fe_raw.take()) h.to_be(p, io::Hook::kPreRouting);
-  h.to_be(from_backend().seq(kBackendIsn).ack(kClientIsn + 1).flags(SYN | ACK).build(), io::Hook::kLocalOut);
-  auto msgs = h.be_messages.take();
-  ASSERT_EQ(msgs.size(), 1u);
-  h.fe.on_message(kBe2, msgs[0].message);  // handoff ack
+  const uint32_t f = handed_off(h);
+  ASSERT_EQ(h.fe.counters().handoff_acks, 1u);
+  std::vector<SentMessage> msgs;
   const uint32_t req_end = kClientIsn + 1 + static_cast<uint32_t>(kRequest.size());
   // The server closes (its FIN relayed by the front-end); the client's FIN acknowledges it, and is lost.
   h.to_be(from_backend().seq(kBackendIsn + 1).ack(req_end).flags(FIN | ACK).build(), io::Hook::kLocalOut);
@@ -280,14 +289,9 @@ TEST(HandoffTest, AClientsFinSentAgainWhileTheStateLingersGoesOnAndTheLingerStar
 // otherwise retransmit for minutes (CLOSING, FIN_WAIT1: test_state_lifetime).
 TEST(HandoffTest, AServersFinRelayedAfterTheStateEndedLingersAgainForTheClientsAnswer) {
   FrontBackPair h;
-  h.to_fe(from_client().seq(kClientIsn).flags(SYN).mss(1460).build());
-  const uint32_t f = parse(h.fe_raw.take().at(0)).pkt.seq();
-  h.to_fe(from_client().seq(kClientIsn + 1).ack(f + 1).flags(ACK).payload(kRequest).build());
-  for (auto& p : h.fe_raw.take()) h.to_be(p, io::Hook::kPreRouting);
-  h.to_be(from_backend().seq(kBackendIsn).ack(kClientIsn + 1).flags(SYN | ACK).build(), io::Hook::kLocalOut);
-  auto msgs = h.be_messages.take();
-  ASSERT_EQ(msgs.size(), 1u);
-  h.fe.on_message(kBe2, msgs[0].message);  // handoff ack
+  const uint32_t f = handed_off(h);
+  ASSERT_EQ(h.fe.counters().handoff_acks, 1u);
+  std::vector<SentMessage> msgs;
   const uint32_t req_end = kClientIsn + 1 + static_cast<uint32_t>(kRequest.size());
   ASSERT_EQ(h.to_fe(from_client().seq(req_end).ack(f + 1).flags(FIN | ACK).build()).kind, VerdictKind::AcceptModified);
   const auto server_fin = from_backend().seq(kBackendIsn + 1).ack(req_end + 1).flags(FIN | ACK).build();
@@ -406,14 +410,9 @@ namespace {
 // in-window there. The back-end, which saw everything, tells it the end.
 TEST(HandoffTest, ARstTheBackendFindsExactEndsTheFrontendsStateToo) {
   FrontBackPair h;
-  h.to_fe(from_client().seq(kClientIsn).flags(SYN).mss(1460).build());
-  const uint32_t f = parse(h.fe_raw.take().at(0)).pkt.seq();
-  h.to_fe(from_client().seq(kClientIsn + 1).ack(f + 1).flags(ACK).payload(kRequest).build());
-  for (auto& p : h.fe_raw.take()) h.to_be(p, io::Hook::kPreRouting);
-  h.to_be(from_backend().seq(kBackendIsn).ack(kClientIsn + 1).flags(SYN | ACK).build(), io::Hook::kLocalOut);
-  auto msgs = h.be_messages.take();
-  ASSERT_EQ(msgs.size(), 1u);
-  h.fe.on_message(kBe2, msgs[0].message);  // handoff ack
+  const uint32_t f = handed_off(h);
+  ASSERT_EQ(h.fe.counters().handoff_acks, 1u);
+  std::vector<SentMessage> msgs;
   // A second request (keep-alive) goes by the kernel, rewritten as the front-end would.
   uint32_t seq = kClientIsn + 1 + static_cast<uint32_t>(kRequest.size());
   auto second = from_client().seq(seq).ack(f + 1).flags(ACK | PSH).payload(kRequest).build();
