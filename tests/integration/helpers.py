@@ -133,7 +133,7 @@ def tcp_active_opens(host: Any) -> int:
     return int(rows[1][rows[0].index("ActiveOpens")])
 
 
-_PHASES = ("_handshaking", "_handing_off", "_forwarding", "_closing", "_active", "_moving")
+_PHASES = ("_handshaking", "_handing_off", "_forwarding", "_closing", "_active")  # the phase gauges
 
 
 def engines_idle(cluster: Any, timeout: float = 5.0) -> dict[str, dict[str, int]]:
