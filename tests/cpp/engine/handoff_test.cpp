@@ -37,6 +37,16 @@ uint32_t handed_off(FrontBackPair& h) {
   return f;
 }
 
+// A segment of be2's kernel to the client, relayed by be2's engine to the
+// front-end, which sends it on: what the front-end sent (one message relayed).
+std::vector<std::vector<uint8_t>> relayed(FrontBackPair& h, const std::vector<uint8_t>& segment) {
+  h.to_be(segment, io::Hook::kLocalOut);
+  auto msgs = h.be_messages.take();
+  EXPECT_EQ(msgs.size(), 1u);
+  for (const auto& m : msgs) h.fe.on_message(kBe2, m.message);
+  return h.fe_raw.take();
+}
+
 OptionMac mac_with(const std::shared_ptr<control::Authenticator>& auth) {
   return [auth](std::span<const uint8_t> data) { return auth->option_tag(data); };
 }
@@ -255,14 +265,9 @@ TEST(HandoffTest, AClientsFinSentAgainWhileTheStateLingersGoesOnAndTheLingerStar
   FrontBackPair h;
   const uint32_t f = handed_off(h);
   ASSERT_EQ(h.fe.counters().handoff_acks, 1u);
-  std::vector<SentMessage> msgs;
   const uint32_t req_end = kClientIsn + 1 + static_cast<uint32_t>(kRequest.size());
   // The server closes (its FIN relayed by the front-end); the client's FIN acknowledges it, and is lost.
-  h.to_be(from_backend().seq(kBackendIsn + 1).ack(req_end).flags(FIN | ACK).build(), io::Hook::kLocalOut);
-  msgs = h.be_messages.take();
-  ASSERT_EQ(msgs.size(), 1u);
-  h.fe.on_message(kBe2, msgs[0].message);
-  ASSERT_EQ(h.fe_raw.take().size(), 1u);
+  ASSERT_EQ(relayed(h, from_backend().seq(kBackendIsn + 1).ack(req_end).flags(FIN | ACK).build()).size(), 1u);
   const auto fin = from_client().seq(req_end).ack(f + 2).flags(FIN | ACK).build();
   ASSERT_EQ(h.to_fe(fin).kind, VerdictKind::AcceptModified);
   const uint64_t linger = FrontendConfig::kDefaultLingerMs;
@@ -291,15 +296,10 @@ TEST(HandoffTest, AServersFinRelayedAfterTheStateEndedLingersAgainForTheClientsA
   FrontBackPair h;
   const uint32_t f = handed_off(h);
   ASSERT_EQ(h.fe.counters().handoff_acks, 1u);
-  std::vector<SentMessage> msgs;
   const uint32_t req_end = kClientIsn + 1 + static_cast<uint32_t>(kRequest.size());
   ASSERT_EQ(h.to_fe(from_client().seq(req_end).ack(f + 1).flags(FIN | ACK).build()).kind, VerdictKind::AcceptModified);
   const auto server_fin = from_backend().seq(kBackendIsn + 1).ack(req_end + 1).flags(FIN | ACK).build();
-  h.to_be(server_fin, io::Hook::kLocalOut);
-  msgs = h.be_messages.take();
-  ASSERT_EQ(msgs.size(), 1u);
-  h.fe.on_message(kBe2, msgs[0].message);
-  ASSERT_EQ(h.fe_raw.take().size(), 1u);
+  ASSERT_EQ(relayed(h, server_fin).size(), 1u);
   // The client's ACK of it closes both ways at the front-end; lost on its way on.
   h.to_fe(from_client().seq(req_end + 1).ack(f + 2).flags(ACK).build());
   h.now += FrontendConfig::kDefaultLingerMs;
@@ -307,11 +307,7 @@ TEST(HandoffTest, AServersFinRelayedAfterTheStateEndedLingersAgainForTheClientsA
   ASSERT_EQ(h.fe.counters().active, 0u);
   ASSERT_EQ(h.fe.counters().freed, 1u);
   // The server's FIN again, relayed: sent on to the client, and a state lingers again.
-  h.to_be(server_fin, io::Hook::kLocalOut);
-  msgs = h.be_messages.take();
-  ASSERT_EQ(msgs.size(), 1u);
-  h.fe.on_message(kBe2, msgs[0].message);
-  auto sent = h.fe_raw.take();
+  auto sent = relayed(h, server_fin);
   ASSERT_EQ(sent.size(), 1u);
   EXPECT_EQ(parse(sent[0]).pkt.flags(), FIN | ACK);
   EXPECT_EQ(h.fe.counters().relingered, 1u);
