@@ -154,6 +154,26 @@ def engines_idle(cluster: Any, timeout: float = 5.0) -> dict[str, dict[str, int]
     return last
 
 
+_TROUBLE = ("refused", "reset", "timeout", "unknown", "failed", "lost")
+
+
+def engines_trouble(cluster: Any, log_lines: int = 8) -> str:
+    """What each engine counted going wrong (its nonzero counters named for a
+    refusal, reset, timeout, unknown, failure or loss) and its last log lines
+    saying so: for a failure message."""
+    out = []
+    for name, stats in sorted(cluster.stats().items()):
+        bad = {k: v for k, v in stats.items() if v and any(w in k for w in _TROUBLE)}
+        out.append(f"{name}: {bad or 'nothing counted'}")
+        agent = cluster.agents.get(name)
+        path = getattr(agent, "log_path", None)
+        if path is not None and path.exists():
+            said = [line for line in path.read_text(errors="replace").splitlines()
+                    if any(w in line for w in ("reset", "failed", "refused", "timed out"))]
+            out += [f"  {name} log: {line}" for line in said[-log_lines:]]
+    return "\n".join(out)
+
+
 _NGINX_TYPES = "types { application/octet-stream bin; text/plain txt; }"
 _WEB_TYPES = ("types { application/octet-stream bin; text/plain txt; text/html html; "
               "image/png png; }")

@@ -55,7 +55,7 @@ from handofflab import documents as docs_mod
 from handofflab import workload as wl
 from handofflab.cluster import IMPLEMENTED_MODES
 
-from helpers import engines_idle, poll, serve_web_types, served, tcp_active_opens
+from helpers import engines_idle, engines_trouble, poll, serve_web_types, served, tcp_active_opens
 
 pytestmark = pytest.mark.integration
 
@@ -235,7 +235,7 @@ def _curl(c: Cluster, urls: Sequence[str], agent: str, timeout: float = CLIENT_T
     assert c.tmpdir is not None
     out_dir = c.tmpdir / "keepalive" / uuid.uuid4().hex[:8]
     out_dir.mkdir(parents=True)
-    args = ["timeout", str(CURL_TOTAL_S), "curl", "-sS", "--fail-early", "-m", str(timeout),
+    args = ["timeout", str(CURL_TOTAL_S), "curl", "-sSv", "--fail-early", "-m", str(timeout),
             "-A", agent, "-w", _CURL_FORMAT, *extra]
     bodies = []
     for i, url in enumerate(urls):
@@ -244,11 +244,18 @@ def _curl(c: Cluster, urls: Sequence[str], agent: str, timeout: float = CLIENT_T
     out, err, rc = c.clients[0].pexec(args)
     if rc == 45:
         raise netutil.HostCommandError(f"curl exit 45: {err.strip()}")
-    lines = [line.split(" ", 1)[1] for line in err.splitlines() if line.startswith(_CURL_MARK)]
+    lines, notes, said = [], [], []  # curl's -v "* " lines before each transfer's mark
+    for line in err.splitlines():
+        if line.startswith(_CURL_MARK):
+            lines.append(line.split(" ", 1)[1])
+            notes.append(said)
+            said = []
+        elif line.startswith("* "):
+            said.append(line[2:])
     assert len(lines) <= len(urls) and (lines or rc), (rc, err, out)
     errors = iter([e for e in err.splitlines() if e.startswith("curl: (")])
     records, connects = [], 0
-    for url, line, body in itertools.zip_longest(urls, lines, bodies):
+    for url, line, body, said in itertools.zip_longest(urls, lines, bodies, notes):
         if line is None:
             why = f"{CURL_TOTAL_S} s limit" if rc == 124 else "a failure"
             records.append({"path": url, "error": f"not tried (curl stopped at {why})"})
@@ -261,6 +268,7 @@ def _curl(c: Cluster, urls: Sequence[str], agent: str, timeout: float = CLIENT_T
         records.append({"path": "/" + url.split("//", 1)[1].split("/", 1)[1], "status": status,
                         "backend": words[3] if len(words) > 3 else None, "size": len(data),
                         "sha256": hashlib.sha256(data).hexdigest(), "port": port,
+                        "connects": n_conn, "curl_said": said,
                         "error": next(errors, f"curl exit {rc}") if failed else None})
     return records, connects
 
@@ -320,9 +328,13 @@ def _curl_case(c: Cluster, docs: Sequence[Document], origin: Optional[str]) -> N
     opened = tcp_active_opens(client) - opens
     _check_responses(records, docs, f"curl (accepted by {origin or 'the VIP'})")
     # curl reused one connection per host: the VIP (direct: each owner) once
+    again = [f"request {i + 1} ({r['path']}, port {r['port']}): curl said "
+             + "; ".join(r["curl_said"][-6:]) for i, r in enumerate(records)
+             if i and r.get("connects")]
     assert connects == len(_hosts(urls)) == opened, (
         f"curl made {connects} connects ({opened} SYNs sent) for {len(urls)} requests to "
-        f"{_hosts(urls)}: it had to reconnect (the cluster closed or stalled the connection)")
+        f"{_hosts(urls)}: it had to reconnect (the cluster closed or stalled the connection)\n"
+        + "\n".join(again) + "\n" + engines_trouble(c))
     for host in _hosts(urls):
         ports = {r["port"] for r, u in zip(records, urls) if f"//{host}/" in u}
         assert len(ports) == 1, (host, ports)
@@ -342,7 +354,8 @@ def _http_client_one_connection(c: Cluster) -> None:
     opened = tcp_active_opens(client) - opens
     _check_responses(records, docs, "http.client")
     assert connects == len(_hosts(urls)) == opened, (
-        f"http.client made {connects} connects ({opened} SYNs sent) for {len(urls)} requests")
+        f"http.client made {connects} connects ({opened} SYNs sent) for {len(urls)} requests\n"
+        + engines_trouble(c))
     assert len({r["port"] for r in records}) == len(_hosts(urls))
     _check_served(c, agent, docs)
     engines_idle(c, 5.0)
