@@ -445,6 +445,32 @@ struct ControlChannel::Impl {
     return false;
   }
 
+  void discard(net::Ipv4Addr to) {
+    for (Out& o : outs) {
+      if (o.peer.addr.addr != to) continue;
+      if (o.fd >= 0) {
+        // Abort, not close: a plain close would still deliver what the
+        // kernel holds (a cut link's backlog, the moment it is back).
+        const linger abort{1, 0};
+        (void)::setsockopt(o.fd, SOL_SOCKET, SO_LINGER, &abort, sizeof abort);
+        (void)::epoll_ctl(epfd, EPOLL_CTL_DEL, o.fd, nullptr);
+        ::close(o.fd);
+        o.fd = -1;
+        if (o.state == Out::State::kConnected) ++counters.disconnects;
+      }
+      counters.discarded += o.queue.size();
+      o.queue.clear();
+      o.queued_bytes = 0;
+      o.front_written = 0;
+      o.sealed = 0;
+      o.pending = false;
+      o.want_write = false;
+      o.state = Out::State::kIdle;
+      o.next_attempt_ms = clock();  // at the next tick: what is sent from now on waits for it
+      o.backoff_ms = cfg.min_backoff_ms;
+    }
+  }
+
   void poll_once(const Handler& handler) {
     epoll_event events[kMaxEvents];
     const int n = ::epoll_wait(epfd, events, kMaxEvents, 0);
@@ -511,6 +537,7 @@ ControlChannel::~ControlChannel() = default;
 int ControlChannel::fd() const { return impl_->epfd; }
 uint16_t ControlChannel::listen_port() const { return impl_->port; }
 bool ControlChannel::send(net::Ipv4Addr to, const Message& message) { return impl_->send(to, message); }
+void ControlChannel::discard(net::Ipv4Addr to) { impl_->discard(to); }
 void ControlChannel::poll_once(const Handler& handler) { impl_->poll_once(handler); }
 void ControlChannel::tick() { impl_->tick(); }
 void ControlChannel::flush_pending() { impl_->flush_pending(); }

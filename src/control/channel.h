@@ -67,6 +67,7 @@ struct ChannelCounters {
   uint64_t accepted = 0;       // incoming connections accepted
   uint64_t refused = 0;        // incoming connections closed at once (over max_incoming)
   uint64_t queue_dropped = 0;  // queued messages lost with a broken connection
+  uint64_t discarded = 0;      // queued messages dropped by discard() (a peer declared dead)
   uint64_t auth_refused = 0;   // frames that failed authentication (that connection closed)
 };
 
@@ -93,6 +94,11 @@ class ControlChannel {
   // (unknown peer, this node, or its queue full). Queued messages survive a
   // pending connect, not a broken connection.
   bool send(net::Ipv4Addr to, const Message& message);
+  // The peer at `to` is dead to this node: what was sent to it and not yet
+  // delivered (queued here or still in the kernel's send buffer) is void, and
+  // goes; its connection is aborted (a RST, when the peer can hear one) and
+  // made again at the next tick. What is sent from now on waits for it.
+  void discard(net::Ipv4Addr to);
   // Handles everything ready now (accepts, reads, writes, connects) without blocking.
   void poll_once(const Handler& handler);
   // Keepalives and reconnects that are due.

@@ -78,6 +78,11 @@ NodeEngine::Impl::Impl(NodeConfig c, std::unique_ptr<dispatch::Dispatcher> d, io
           std::move(d), v, r, transport, clock, f, &carrier) {}
 
 void NodeEngine::Impl::take_over(net::Ipv4Addr dead) {
+  // Sent to it before: void. (A cut link's backlog would reach it when the
+  // link comes back: a hand-in retried while the link was down would make a
+  // socket for a connection that ended meanwhile, answering a client that
+  // closed long ago.) What follows, the takeovers, waits for it.
+  messages.discard(dead);
   const std::vector<Orphan> orphans = carrier.take_over(dead, cfg.node);
   for (const Orphan& o : orphans) {
     taken_over[conn_key(o.client)] = o.stream && o.stream->released ? clock() + kReleasedTakeoverMs : 0;

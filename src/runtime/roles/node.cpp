@@ -25,6 +25,7 @@ class ChannelSender final : public control::MessageSender {
  public:
   explicit ChannelSender(control::ControlChannel& channel) : channel_(channel) {}
   bool send(net::Ipv4Addr to, const control::Message& message) override { return channel_.send(to, message); }
+  void discard(net::Ipv4Addr to) override { channel_.discard(to); }
 
  private:
   control::ControlChannel& channel_;
@@ -128,6 +129,7 @@ class NodeRole final : public Role {
     visit("control_disconnects", k.disconnects);
     visit("control_accepted", k.accepted);
     visit("control_queue_dropped", k.queue_dropped);
+    visit("control_discarded", k.discarded);
     visit("control_auth_refused", k.auth_refused);
     visit("keepalives_sent", k.keepalives_sent);
     visit("keepalives_received", k.keepalives_received);

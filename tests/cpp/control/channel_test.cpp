@@ -140,6 +140,33 @@ TEST(ControlChannelTest, MessagesBothWaysKeepalivesAndReconnect) {
   EXPECT_GE(a.channel->counters().connects, 2u);
 }
 
+// A peer found dead: what was sent to it before is void, queued or written
+// (a cut link would deliver it when it comes back); what is sent after waits
+// for it, on a new connection.
+TEST(ControlChannelTest, DiscardDropsWhatWasSentBeforeAndKeepsWhatComesAfter) {
+  const uint16_t port = free_port();
+  Node a("a", kA, port);
+  ASSERT_TRUE(a.channel->send(kB, HandoffAck{kClient, 1}));  // b is not there: queued
+  a.channel->discard(kB);
+  EXPECT_EQ(a.channel->counters().discarded, 1u);
+  ASSERT_TRUE(a.channel->send(kB, HandoffAck{kClient, 2}));
+  auto b = std::make_unique<Node>("b", kB, port);
+  ASSERT_TRUE(run_until({&a, b.get()}, [&] { return !b->got.empty(); }));
+  ASSERT_TRUE(run_until({&a, b.get()}, [&] { return b->channel->peer_up("a"); }));
+  ASSERT_EQ(b->got.size(), 1u);
+  EXPECT_EQ(b->got[0].message, Message(HandoffAck{kClient, 2}));
+
+  // Connected: the connection is aborted and made again; later messages arrive.
+  const uint64_t connects = a.channel->counters().connects;
+  a.channel->discard(kB);
+  EXPECT_EQ(a.channel->connected(), 0u);
+  EXPECT_EQ(a.channel->counters().disconnects, 1u);
+  ASSERT_TRUE(a.channel->send(kB, HandoffAck{kClient, 3}));
+  ASSERT_TRUE(run_until({&a, b.get()}, [&] { return b->got.size() == 2; }));
+  EXPECT_EQ(b->got[1].message, Message(HandoffAck{kClient, 3}));
+  EXPECT_EQ(a.channel->counters().connects, connects + 1);
+}
+
 // The node engines' health signal: peers' keepalives (with their web server's
 // state) reach the handler, and a peer whose connection closes is reported lost.
 TEST(ControlChannelTest, KeepalivesCarryHealthAndAClosedPeerIsReportedLost) {

@@ -39,6 +39,9 @@ class FakeMessenger final : public control::MessageSender {
     sent_.push_back({to, std::move(*decoded)});
     return true;
   }
+  // Each discard: to whom, and how many messages (since the last take) were sent before it.
+  void discard(net::Ipv4Addr to) override { discards.emplace_back(to, sent_.size()); }
+  std::vector<std::pair<net::Ipv4Addr, size_t>> discards;
   std::vector<SentMessage> take() { return std::exchange(sent_, {}); }
 
  private:

@@ -66,6 +66,11 @@ TEST(NodeTakeoverTest, TheServingNodeTakesOverADeadOriginsConnectionsAndTheOther
 
   // a's engine dies: its channel to b closes. b takes the connection over.
   b.engine.on_peer_lost(kA);
+  // What b sent a before is void (a cut link's backlog, e.g. its HandoffAck,
+  // or a hand-in retried: late, it would make a socket for a connection that
+  // ended meanwhile); the takeovers after it wait for a.
+  EXPECT_EQ(b.messages.discards, (std::vector<std::pair<net::Ipv4Addr, size_t>>{{kA, 0u}}));
+  EXPECT_TRUE(c.messages.discards.empty());
   EXPECT_EQ(b.engine.counters().takeovers, 1u);
   EXPECT_EQ(b.engine.counters().adopted, 1u);
   msgs = b.messages.take();
