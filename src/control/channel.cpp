@@ -3,7 +3,9 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <linux/sockios.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -448,26 +450,45 @@ struct ControlChannel::Impl {
   void discard(net::Ipv4Addr to) {
     for (Out& o : outs) {
       if (o.peer.addr.addr != to) continue;
-      if (o.fd >= 0) {
-        // Abort, not close: a plain close would still deliver what the
-        // kernel holds (a cut link's backlog, the moment it is back).
+      // Bytes the kernel holds unacknowledged (a cut link's backlog: our
+      // keepalives at least) would still reach the peer when the link is back:
+      // the connection is aborted (RST, unsent bytes discarded) and made again
+      // at the next tick. With none (the peer acknowledges all: a web server
+      // found down, the channel sound) it stays: an RST would look to the peer
+      // like this engine's death.
+      int unacked = 0;
+      if (o.fd >= 0 && (o.state != Out::State::kConnected || ::ioctl(o.fd, SIOCOUTQ, &unacked) != 0 || unacked > 0)) {
         const linger abort{1, 0};
         (void)::setsockopt(o.fd, SOL_SOCKET, SO_LINGER, &abort, sizeof abort);
         (void)::epoll_ctl(epfd, EPOLL_CTL_DEL, o.fd, nullptr);
         ::close(o.fd);
         o.fd = -1;
         if (o.state == Out::State::kConnected) ++counters.disconnects;
+        o.state = Out::State::kIdle;
+        o.want_write = false;
+        o.next_attempt_ms = clock();
+        o.backoff_ms = cfg.min_backoff_ms;
+      }
+      // A frame partly written on a connection that stays is finished (the
+      // stream would break mid-frame); the rest goes.
+      const bool keep_front = o.fd >= 0 && o.front_written > 0 && !o.queue.empty();
+      std::optional<std::vector<uint8_t>> front;
+      if (keep_front) {
+        front = std::move(o.queue.front());
+        o.queue.pop_front();
       }
       counters.discarded += o.queue.size();
       o.queue.clear();
       o.queued_bytes = 0;
-      o.front_written = 0;
       o.sealed = 0;
-      o.pending = false;
-      o.want_write = false;
-      o.state = Out::State::kIdle;
-      o.next_attempt_ms = clock();  // at the next tick: what is sent from now on waits for it
-      o.backoff_ms = cfg.min_backoff_ms;
+      if (front) {
+        o.queued_bytes = front->size();
+        o.queue.push_back(std::move(*front));
+        o.sealed = 1;  // it went out sealed
+      } else {
+        o.front_written = 0;
+        o.pending = false;
+      }
     }
   }
 
