@@ -452,42 +452,28 @@ struct ControlChannel::Impl {
       if (o.peer.addr.addr != to) continue;
       // Bytes the kernel holds unacknowledged (a cut link's backlog: our
       // keepalives at least) would still reach the peer when the link is back:
-      // the connection is aborted (RST, unsent bytes discarded) and made again
-      // at the next tick. With none (the peer acknowledges all: a web server
-      // found down, the channel sound) it stays: an RST would look to the peer
-      // like this engine's death.
+      // the connection is aborted (RST, unsent bytes discarded) and made again.
+      // With none (the peer acknowledges all: a web server found down, the
+      // channel sound) it stays: an RST would look to the peer like this
+      // engine's death. (A connection still being made carries nothing yet.)
       int unacked = 0;
-      if (o.fd >= 0 && (o.state != Out::State::kConnected || ::ioctl(o.fd, SIOCOUTQ, &unacked) != 0 || unacked > 0)) {
-        const linger abort{1, 0};
-        (void)::setsockopt(o.fd, SOL_SOCKET, SO_LINGER, &abort, sizeof abort);
-        (void)::epoll_ctl(epfd, EPOLL_CTL_DEL, o.fd, nullptr);
-        ::close(o.fd);
-        o.fd = -1;
-        if (o.state == Out::State::kConnected) ++counters.disconnects;
-        o.state = Out::State::kIdle;
-        o.want_write = false;
-        o.next_attempt_ms = clock();
-        o.backoff_ms = cfg.min_backoff_ms;
-      }
+      const bool abort =
+          o.state == Out::State::kConnected && (::ioctl(o.fd, SIOCOUTQ, &unacked) != 0 || unacked > 0);
       // A frame partly written on a connection that stays is finished (the
       // stream would break mid-frame); the rest goes.
-      const bool keep_front = o.fd >= 0 && o.front_written > 0 && !o.queue.empty();
-      std::optional<std::vector<uint8_t>> front;
-      if (keep_front) {
-        front = std::move(o.queue.front());
-        o.queue.pop_front();
-      }
-      counters.discarded += o.queue.size();
-      o.queue.clear();
-      o.queued_bytes = 0;
-      o.sealed = 0;
-      if (front) {
-        o.queued_bytes = front->size();
-        o.queue.push_back(std::move(*front));
-        o.sealed = 1;  // it went out sealed
-      } else {
+      const size_t kept = !abort && o.front_written > 0 && !o.queue.empty() ? 1 : 0;
+      counters.discarded += o.queue.size() - kept;
+      o.queue.erase(o.queue.begin() + static_cast<std::ptrdiff_t>(kept), o.queue.end());
+      o.queued_bytes = kept != 0 ? o.queue.front().size() : 0;
+      o.sealed = std::min(o.sealed, kept);
+      if (kept == 0) {
         o.front_written = 0;
         o.pending = false;
+      }
+      if (abort) {
+        const linger now_and_discard{1, 0};
+        (void)::setsockopt(o.fd, SOL_SOCKET, SO_LINGER, &now_and_discard, sizeof now_and_discard);
+        close_out(o, clock(), false);  // idle: reconnects after the minimum backoff
       }
     }
   }
