@@ -408,20 +408,6 @@ def test_pipelined_requests_for_different_owners(cluster: Cluster) -> None:
     engines_idle(c, 5.0)
 
 
-def _idle_under_load(c: Cluster) -> None:
-    """engines_idle, for the load tests (wrk's end, the browser's exit close
-    connections abruptly, some of them in the middle of a move): a state left
-    then is freed by the idle timeout, not at once — a known gap (issue 15
-    item 3: state that follows the kernel's sockets; seen in CI on
-    always/nfqueue after wrk, and on always/kernel after chromium on
-    2026-12-03), reported as an expected failure rather than hidden; every
-    byte was checked before."""
-    try:
-        engines_idle(c, 5.0)
-    except AssertionError as exc:
-        pytest.xfail(f"{exc} (freed by the idle timeout: issue 15 item 3)")
-
-
 # --- d. wrk keep-alive over mixed owners ------------------------------------------------
 def test_wrk_keepalive_mixed_owners(cluster: Cluster) -> None:
     c = cluster
@@ -470,7 +456,7 @@ def test_wrk_keepalive_mixed_owners(cluster: Cluster) -> None:
     lines = _check_served(c, agent, docs, minimum=total["requests"],
                           cut_off=WRK_CONNS * len(jobs))
     assert {s.backend for s in lines} == set(c.backends)  # every owner served some
-    _idle_under_load(c)
+    engines_idle(c, 5.0)  # also after wrk's end and the browser's exit cut connections off
 
 
 # --- e. a browser ------------------------------------------------------------------------
@@ -526,7 +512,7 @@ def test_chromium_loads_a_page_with_images_on_every_backend(cluster: Cluster) ->
     bad = [s for s in mine if s.status != 200 or s.backend not in by_path[s.path].owners
            or s.size != by_path[s.path].size]
     assert not bad, bad
-    _idle_under_load(c)
+    engines_idle(c, 5.0)  # also after wrk's end and the browser's exit cut connections off
 
 
 # --- f. under loss and reordering ---------------------------------------------------------
