@@ -95,9 +95,10 @@ class ControlChannel {
   // pending connect, not a broken connection.
   bool send(net::Ipv4Addr to, const Message& message);
   // The peer at `to` is dead to this node: what was sent to it and not yet
-  // delivered (queued here or still in the kernel's send buffer) is void, and
-  // goes; its connection is aborted (a RST, when the peer can hear one) and
-  // made again at the next tick. What is sent from now on waits for it.
+  // delivered is void, and goes: the queue here, and, when the kernel still
+  // holds bytes the peer has not acknowledged, the connection itself (aborted:
+  // a RST, if the peer can hear one; made again after the minimum backoff).
+  // A sound connection stays. What is sent from now on waits for the peer.
   void discard(net::Ipv4Addr to);
   // Handles everything ready now (accepts, reads, writes, connects) without blocking.
   void poll_once(const Handler& handler);
