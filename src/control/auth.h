@@ -21,6 +21,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -68,6 +69,9 @@ class Authenticator {
   // node's sender id (its IPv4 address); 0 disables the reflection check.
   Authenticator(std::vector<uint8_t> key, uint32_t self, Clock clock = {},
                 uint64_t max_skew_ms = kDefaultMaxSkewMs);
+  ~Authenticator();
+  Authenticator(Authenticator&&) noexcept;
+  Authenticator& operator=(Authenticator&&) noexcept;
 
   // The sealed envelope around `frame` (any bytes; normally one encoded frame).
   Result<std::vector<uint8_t>, AuthError> seal(std::span<const uint8_t> frame);
@@ -86,10 +90,11 @@ class Authenticator {
     uint64_t top = 0;   // highest sequence accepted
     uint64_t bits = 0;  // bit i: top - i accepted
   };
+  struct Pads;  // the key's HMAC states (auth.cpp); the key itself is not kept
   void mac(std::span<const uint8_t> data, uint8_t* out) const;
   Result<std::vector<uint8_t>, AuthError> refuse(AuthError e);
 
-  std::vector<uint8_t> key_;
+  std::unique_ptr<const Pads> pads_;
   uint32_t self_;
   Clock clock_;
   uint64_t max_skew_ms_;

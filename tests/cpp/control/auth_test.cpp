@@ -3,6 +3,8 @@
 #include "control/auth.h"
 
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include <cstdio>
 #include <fstream>
@@ -10,6 +12,7 @@
 #include <string>
 
 #include "control/framing.h"
+#include "net/byte_order.h"
 #include "control/message.h"
 
 namespace hl::control {
@@ -124,6 +127,38 @@ TEST(Auth, TruncatedAndUnsealedFramesAreRefused) {
   EXPECT_EQ(b.open(frame()).error(), AuthError::NotSealed);
   EXPECT_EQ(b.counters().opened, 0u);
   EXPECT_TRUE(b.open(sealed).ok());  // none of the above consumed its sequence
+}
+
+// The MAC is HMAC-SHA256 as OpenSSL's one-shot HMAC() computes it, for keys
+// shorter than, equal to and longer than SHA-256's block (which is hashed
+// first), over the sealed bytes and over the in-band option's labelled input.
+TEST(Auth, MacIsHmacSha256ForEveryKeyLength) {
+  const auto hmac = [](const std::vector<uint8_t>& key, std::span<const uint8_t> data) {
+    std::vector<uint8_t> out(kMacLen);
+    unsigned int len = 0;
+    HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), data.data(), data.size(), out.data(), &len);
+    EXPECT_EQ(len, kMacLen);
+    return out;
+  };
+  for (const size_t key_len : {32u, 63u, 64u, 65u, 200u}) {
+    std::vector<uint8_t> key(key_len);
+    for (size_t i = 0; i < key_len; ++i) key[i] = static_cast<uint8_t>(i * 7 + 1);
+    Clock clock;
+    Authenticator a(key, kA, clock.fn());
+    for (const size_t body : {0u, 1u, 55u, 56u, 64u, 300u}) {
+      const std::vector<uint8_t> inner(body, 0x5a);
+      const auto sealed = *a.seal(inner);
+      const size_t covered = sealed.size() - kMacLen;
+      const auto expect = hmac(key, std::span<const uint8_t>(sealed.data(), covered));
+      EXPECT_TRUE(std::equal(expect.begin(), expect.end(), sealed.begin() + static_cast<std::ptrdiff_t>(covered)))
+          << "key " << key_len << " body " << body;
+      std::vector<uint8_t> labelled{'h', 'l', '-', 'h', 'a', 'n', 'd', 'o', 'f', 'f', '-', 'o', 'p', 't', 'i', 'o', 'n'};
+      labelled.insert(labelled.end(), inner.begin(), inner.end());
+      const auto tag = hmac(key, labelled);
+      const uint32_t want = net::load_be32(tag.data());
+      EXPECT_EQ(a.option_tag(inner), want != 0 ? want : 1u) << "key " << key_len << " option input " << body;
+    }
+  }
 }
 
 TEST(Auth, ShortKeyIsRejected) {
