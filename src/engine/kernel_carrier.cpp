@@ -5,7 +5,6 @@
 #include <utility>
 
 #include "engine/conn_key.h"
-#include "engine/sweep.h"
 #include "http/request_stream.h"
 #include "net/packet_builder.h"
 #include "tcp/seq.h"
@@ -76,8 +75,7 @@ Carrier::Intake KernelCarrier::hand_in(HandIn in, const io::QueuedPacket* qp, ne
     }
     kernel_.revoke(in.client);  // a new connection on a reused port (or moved back here)
     if (it->second.watch) kernel_.unwatch(in.client);
-    conns_.erase(it);
-    ++counters_.freed;
+    free(it);
   }
   if (qp != nullptr) verdicts_.drop(qp->id);  // in band: the kernel gets no SYN
   if (conns_.size() >= cfg_.max_connections) return Intake::kBusy;
@@ -96,6 +94,7 @@ Carrier::Intake KernelCarrier::hand_in(HandIn in, const io::QueuedPacket* qp, ne
   conn.tstamp_ok = grant.tstamp_ok;
   conn.socket.after_retired = after_retired;
   Conn& added = conns_.emplace(key, std::move(conn)).first->second;
+  live_.insert(key);
   // The watch's entry before the adopt entry and the request: the first
   // segment may be adopted (in band: the front-end's replayed request, right
   // behind its SYN) or answered (nginx on the other core) at once, and a
@@ -105,6 +104,7 @@ Carrier::Intake KernelCarrier::hand_in(HandIn in, const io::QueuedPacket* qp, ne
   if (!kernel_.authorise(grant)) {
     if (added.watch) kernel_.unwatch(in.client);
     conns_.erase(key);
+    live_.erase(key);
     ++counters_.kernel_errors;
     return Intake::kBusy;
   }
@@ -187,6 +187,7 @@ void KernelCarrier::end(Conn& conn, EndCause cause, uint64_t now) {
   if (conn.ended_ms != 0) return;
   conn.ended_ms = now;
   conn.cause = cause;
+  expire_later(conn_key(conn.client), conn);
   kernel_.revoke(conn.client);
   if (conn.watch) kernel_.unwatch(conn.client);
   link_.ended(conn.origin, conn.client, cause);
@@ -210,28 +211,56 @@ void KernelCarrier::check(Conn& conn, uint64_t now) {
   }
 }
 
+uint64_t KernelCarrier::due(const Conn& conn) const {
+  return conn.ended_ms + (conn.retired ? std::max(cfg_.linger_ms, cfg_.retired_linger_ms) : cfg_.linger_ms);
+}
+
+void KernelCarrier::free(ConnIt it) {
+  live_.erase(it->first);
+  conns_.erase(it);
+  ++counters_.freed;
+}
+
 void KernelCarrier::on_timer(uint64_t now) {
   take_watched();
   ends_.take_destroyed(now, [&](net::Endpoint client) -> SocketEnd* {
     auto it = conns_.find(conn_key(client));
     return it == conns_.end() ? nullptr : &it->second.socket;
   });
-  sweep(conns_,
-        [&](Conn& conn) {
-          if (conn.retired) return now - conn.ended_ms >= std::max(cfg_.linger_ms, cfg_.retired_linger_ms);
-          if (conn.ended_ms != 0) {
-            if (conn.end_repeats.due(link_, conn.ended_ms, now)) link_.ended(conn.origin, conn.client, conn.cause);
-            return now - conn.ended_ms >= cfg_.linger_ms;
-          }
-          if (conn.order) try_release(conn, now);
-          if (conn.retired) return false;
-          check(conn, now);
-          return conn.ended_ms != 0 && cfg_.linger_ms == 0;
-        },
-        [&](ConnIt it) {
-          conns_.erase(it);
-          ++counters_.freed;
-        });
+  visiting_.assign(live_.begin(), live_.end());
+  for (const uint64_t key : visiting_) {
+    auto it = conns_.find(key);
+    if (it == conns_.end()) {
+      live_.erase(key);
+      continue;
+    }
+    if (Conn& conn = it->second; conn.ended_ms == 0 && !conn.retired) {
+      if (conn.order) try_release(conn, now);
+      if (!conn.retired) check(conn, now);  // may end it
+    } else if (!conn.retired && conn.end_repeats.due(link_, conn.ended_ms, now)) {
+      link_.ended(conn.origin, conn.client, conn.cause);
+    }
+    it = conns_.find(key);  // what the origin was told may have come back here (a local origin)
+    if (it == conns_.end()) continue;
+    const Conn& conn = it->second;
+    if (conn.retired || (conn.ended_ms != 0 && conn.end_repeats.done(link_))) live_.erase(key);
+  }
+  // The lingering ones whose time has come (a retired one released to a dead
+  // origin lingers again from the takeover: its entry comes back later; an
+  // ended one's end is told again only while it lingers).
+  while (!expiry_.empty() && expiry_.top().due_ms <= now) {
+    const Expiry e = expiry_.top();
+    expiry_.pop();
+    auto it = conns_.find(e.key);
+    if (it == conns_.end() || it->second.c != e.c) continue;  // freed already, or a newer connection's key
+    const Conn& conn = it->second;
+    if (conn.ended_ms == 0 && !conn.retired) continue;
+    if (const uint64_t d = due(conn); d > now) {
+      expiry_.push({d, e.key, e.c});
+      continue;
+    }
+    free(it);
+  }
 }
 
 // --- Moves ---
@@ -255,8 +284,10 @@ void KernelCarrier::start_watch(Conn& conn, const HandIn& in) {
 }
 
 size_t KernelCarrier::open() const {
-  return static_cast<size_t>(
-      std::count_if(conns_.begin(), conns_.end(), [](const auto& kv) { return kv.second.ended_ms == 0 && !kv.second.retired; }));
+  return static_cast<size_t>(std::count_if(live_.begin(), live_.end(), [this](uint64_t key) {
+    const auto it = conns_.find(key);
+    return it != conns_.end() && it->second.ended_ms == 0 && !it->second.retired;
+  }));
 }
 
 std::vector<Orphan> KernelCarrier::take_over(net::Ipv4Addr dead, net::Ipv4Addr self) {
@@ -304,7 +335,19 @@ void KernelCarrier::stop_watch(Conn& conn) {
 
 void KernelCarrier::take_watched() {
   const bool lost = kernel_.take_watched([this](const WatchedSegment& seg) { on_watched(seg); });
-  for (auto& [key, conn] : conns_) {
+  // Watches of ended connections are fed no more (on_watched): only live ones
+  // move their positions; a loss stops every watch.
+  std::vector<uint64_t>& keys = watch_visiting_;
+  keys.clear();
+  if (lost) {
+    for (const auto& [key, conn] : conns_) keys.push_back(key);
+  } else {
+    keys.assign(live_.begin(), live_.end());
+  }
+  for (const uint64_t key : keys) {
+    auto it = conns_.find(key);
+    if (it == conns_.end()) continue;
+    Conn& conn = it->second;
     if (!conn.watch || conn.retired) continue;
     if (lost) {
       stop_watch(conn);  // some copy is missing: no watch is exact any more (sock_diag alone)
@@ -473,6 +516,7 @@ void KernelCarrier::retire(Conn& conn, uint64_t now) {
   conn.retired = true;
   conn.released_by = order;
   conn.ended_ms = now;
+  expire_later(conn_key(conn.client), conn);
   conn.order.reset();
   conn.watch.reset();
   conn.unacked.clear();

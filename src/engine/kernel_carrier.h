@@ -35,8 +35,10 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <queue>
 #include <span>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "engine/serving_side.h"
@@ -236,6 +238,26 @@ class KernelCarrier final : public Carrier {
   Clock clock_;
   std::unordered_map<uint64_t, Conn> conns_;
   SocketEnds ends_;
+  // The timer visits only what needs it (at thousands of connections a second
+  // most of conns_ are ended ones lingering; a pass over all of them every tick
+  // was the engine's largest user-space cost). `live_`: the keys of connections
+  // not ended nor retired, and of ended ones whose end is still to be told again
+  // (EndRepeats); an ended or retired one waits in `expiry_` for its linger.
+  struct Expiry {
+    uint64_t due_ms;
+    uint64_t key;
+    uint32_t c;  // the connection's (its key may be a newer connection's by then)
+    bool operator>(const Expiry& o) const { return due_ms > o.due_ms; }
+  };
+  std::unordered_set<uint64_t> live_;
+  std::vector<uint64_t> visiting_;        // the timer's copy of live_ (visits may change it)
+  std::vector<uint64_t> watch_visiting_;  // take_watched's (called from within visits too)
+  std::priority_queue<Expiry, std::vector<Expiry>, std::greater<Expiry>> expiry_;
+  // When `conn` (ended or retired) may be forgotten.
+  uint64_t due(const Conn& conn) const;
+  void expire_later(uint64_t key, const Conn& conn) { expiry_.push({due(conn), key, conn.c}); }
+  // Erases `it` (counted as freed).
+  void free(ConnIt it);
 };
 
 }  // namespace hl::engine

@@ -133,6 +133,8 @@ class EndRepeats {
     ++told_;
     return true;
   }
+  // Whether nothing is left to tell again.
+  bool done(const OriginLink& link) const { return link.reliable() || told_ >= kRepeats; }
 
  private:
   uint8_t told_ = 0;

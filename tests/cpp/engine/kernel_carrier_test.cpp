@@ -179,6 +179,54 @@ TEST(KernelCarrierTest, TheEndComesFromTheKernelAndRevokesTheEntry) {
   EXPECT_EQ(n.counters.freed, 1u);
 }
 
+// Ended connections wait for their own linger (the timer visits only live
+// ones; the lingering wait in expiry order): ended at different ticks, freed
+// at different ticks; a new connection on an ended one's port is not freed by
+// the old one's time.
+TEST(KernelCarrierTest, EachEndedConnectionIsFreedAfterItsOwnLingerAndANewOneOnItsPortIsKept) {
+  Node n;
+  auto hand_in = [&](uint16_t port, uint32_t isn) {
+    auto r = request();
+    r.client.port = port;
+    r.client_isn = isn;
+    n.side.take_request(kOrigin, r);
+    n.kernel.live.insert(FakeKernel::conn_key(r.client));
+  };
+  auto end = [&](uint16_t port) {
+    const net::Endpoint c{kClient.addr, port};
+    n.kernel.live.erase(FakeKernel::conn_key(c));
+    n.kernel.destroyed.push_back(c);
+  };
+  hand_in(40001, 1000);
+  hand_in(40002, 2000);
+  n.carrier.on_timer(n.now);
+  end(40001);
+  n.now += 100;
+  n.carrier.on_timer(n.now);  // 40001 ended at t
+  end(40002);
+  n.now += 300;
+  n.carrier.on_timer(n.now);  // 40002 ended at t + 300
+  EXPECT_EQ(n.carrier.active(), 2u);
+  EXPECT_EQ(n.carrier.open(), 0u);
+  hand_in(40001, 5000);       // the port again, a new connection: replaces the ended state
+  EXPECT_EQ(n.counters.freed, 1u);
+  EXPECT_EQ(n.carrier.open(), 1u);
+  n.now += 200;               // t + 500: the first one's linger is over, its entry is the new connection's
+  n.carrier.on_timer(n.now);
+  EXPECT_EQ(n.carrier.active(), 2u);
+  ASSERT_TRUE(n.carrier.existing({kClient.addr, 40001}, 5000));
+  EXPECT_EQ(n.carrier.existing({kClient.addr, 40001}, 5000)->phase, Carrier::Phase::kCarrying);
+  n.now += 200;               // t + 700: not yet the second's (t + 300 + 500)
+  n.carrier.on_timer(n.now);
+  EXPECT_EQ(n.carrier.active(), 2u);
+  n.now += 100;               // t + 800
+  n.carrier.on_timer(n.now);
+  EXPECT_EQ(n.carrier.active(), 1u);
+  EXPECT_FALSE(n.carrier.existing({kClient.addr, 40002}, 2000));
+  EXPECT_EQ(n.counters.freed, 2u);
+  EXPECT_EQ(n.carrier.open(), 1u);
+}
+
 // The server closed first: its socket is destroyed, a FIN_WAIT2 minisock waits
 // for the client's FIN; looked up every tick until it is gone or TIME_WAIT.
 TEST(KernelCarrierTest, AfterADestroyNotificationTheConnectionIsLookedUpEveryTickUntilGone) {
