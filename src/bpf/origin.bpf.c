@@ -36,6 +36,18 @@
  *     it until the client's last ACK). With cfg_forward_ends (always, rare)
  *     the origin learns the end from the serving node instead. A SYN of a mapped tuple (port reuse
  *     before the entry is removed) goes to user space too (syn_passed).
+ * (e) With cfg_kernel_handshake (rare: the node's kernel does the handshake,
+ *     nginx listens with TCP_DEFER_ACCEPT) and a connection not in `forwards`:
+ *     its SYN, and a pure ACK whose request socket exists, get skb->mark =
+ *     cfg_bypass_mark (the NFQUEUE rules' RETURN mark: they go straight to
+ *     the kernel, handshake_passed); the request (the first segment with
+ *     payload, seq and ack one past the socket's two ISNs) gets in its mark
+ *     what the engine needs of the handshake, read from the request socket
+ *     (or the full socket of a syncookie handshake that has received
+ *     nothing), and goes to user space (handshake_read; HL_HANDSHAKE_* in
+ *     origin_abi.h). The kernel's SYN/ACK is not queued either (the rules
+ *     have no OUTPUT rule for it then): one crossing per connection, the
+ *     request. Anything else goes on as (a)-(d) say.
  * Not the program's: non-IPv4, fragments, other addresses/ports: untouched,
  * uncounted. An unreadable TCP header or SYN options: untouched, malformed.
  *
@@ -49,6 +61,7 @@
  * both cases. */
 #include "vmlinux.h"
 
+#include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
@@ -87,6 +100,8 @@
 const volatile __u32 cfg_vip_addr = 0;
 const volatile __u16 cfg_vip_port = 0;
 const volatile __u8 cfg_forward_ends = 0; /* (d): FIN and RST of a full mapping forwarded too */
+const volatile __u8 cfg_kernel_handshake = 0; /* (e): the kernel's own handshake (rare) */
+const volatile __u32 cfg_bypass_mark = 0;     /* (e): the mark the NFQUEUE rules let through */
 
 /* SynCookies::kMssTable[i] (a switch: clang 14 puts a const table in a
  * section whose BTF the kernel refuses). */
@@ -440,6 +455,76 @@ static __always_inline int forward(struct __sk_buff *skb, __u32 l4, __u32 old_ad
   return TC_ACT_OK;
 }
 
+/* ---- (e) the kernel's own handshake ---- */
+
+#define NOT_MINE 1000 /* not a verdict: (a)-(d) decide */
+#define TCP_NEW_SYN_RECV_ 12
+
+static __always_inline __u32 handshake_mark(__u32 mss, __u32 snd_wscale, __u32 rcv_wscale, __u32 wscale_ok,
+                                            __u32 sack_ok, __u32 tstamp_ok) {
+  return HL_HANDSHAKE_MARK_TAG | (mss & HL_HANDSHAKE_MSS_MASK) | (snd_wscale & 0xf) << HL_HANDSHAKE_SND_WSCALE_SHIFT |
+         (rcv_wscale & 0xf) << HL_HANDSHAKE_RCV_WSCALE_SHIFT | (wscale_ok ? HL_HANDSHAKE_WSCALE_OK : 0) |
+         (sack_ok ? HL_HANDSHAKE_SACK_OK : 0) | (tstamp_ok ? HL_HANDSHAKE_TSTAMP_OK : 0);
+}
+
+/* The verdict for a segment of a connection not in `forwards`, or NOT_MINE. */
+static __always_inline int kernel_handshake(struct __sk_buff *skb, const struct iphdr *ip, const struct tcphdr *tcp,
+                                            __u32 ip_len, __u32 headers) {
+  struct bpf_sock_tuple t = {};
+  struct bpf_sock *sk;
+  struct tcp_request_sock *req;
+  struct tcp_sock *tp;
+  __u32 seq, ack, mark = 0;
+  int pure = ip_len == headers;
+
+  if (tcp->fin || tcp->rst || tcp->urg) return NOT_MINE;
+  if (tcp->syn) {
+    if (tcp->ack || !pure) return NOT_MINE; /* SYN/ACK, TFO: user space judges them */
+    skb->mark = cfg_bypass_mark;
+    count(HL_ORIGIN_HANDSHAKE_PASSED);
+    return TC_PASS;
+  }
+  if (!tcp->ack) return NOT_MINE;
+  t.ipv4.saddr = ip->saddr;
+  t.ipv4.daddr = ip->daddr;
+  t.ipv4.sport = tcp->source;
+  t.ipv4.dport = tcp->dest;
+  sk = bpf_skc_lookup_tcp(skb, &t, sizeof t.ipv4, BPF_F_CURRENT_NETNS, 0);
+  if (!sk) return NOT_MINE;
+  seq = bpf_ntohl(tcp->seq);
+  ack = bpf_ntohl(tcp->ack_seq);
+  if (sk->state == TCP_NEW_SYN_RECV_) {
+    if (pure) {
+      mark = cfg_bypass_mark; /* the handshake's ACK (TCP_DEFER_ACCEPT keeps the request socket) */
+    } else {
+      req = bpf_skc_to_tcp_request_sock(sk);
+      if (req && req->rcv_isn + 1 == seq && req->snt_isn + 1 == ack) {
+        mark = handshake_mark(req->req.req.mss, BPF_CORE_READ_BITFIELD(req, req.snd_wscale),
+                              BPF_CORE_READ_BITFIELD(req, req.rcv_wscale),
+                              BPF_CORE_READ_BITFIELD(req, req.wscale_ok),
+                              BPF_CORE_READ_BITFIELD(req, req.sack_ok),
+                              BPF_CORE_READ_BITFIELD(req, req.tstamp_ok));
+      }
+    }
+  } else if (sk->state == BPF_TCP_ESTABLISHED && !pure) {
+    /* A syncookie handshake (or no TCP_DEFER_ACCEPT): the full socket, if it
+     * has received nothing yet and this segment is its first. */
+    tp = bpf_skc_to_tcp_sock(sk);
+    if (tp && tp->bytes_received == 0 && tp->rcv_nxt == seq && tp->snd_nxt == ack && tp->snd_una == ack) {
+      mark = handshake_mark(tp->rx_opt.mss_clamp, BPF_CORE_READ_BITFIELD(tp, rx_opt.snd_wscale),
+                            BPF_CORE_READ_BITFIELD(tp, rx_opt.rcv_wscale),
+                            BPF_CORE_READ_BITFIELD(tp, rx_opt.wscale_ok),
+                            BPF_CORE_READ_BITFIELD(tp, rx_opt.sack_ok),
+                            BPF_CORE_READ_BITFIELD(tp, rx_opt.tstamp_ok));
+    }
+  }
+  bpf_sk_release(sk);
+  if (mark == 0) return NOT_MINE;
+  skb->mark = mark;
+  count(mark == cfg_bypass_mark ? HL_ORIGIN_HANDSHAKE_PASSED : HL_ORIGIN_HANDSHAKE_READ);
+  return TC_PASS;
+}
+
 SEC("tc")
 int origin(struct __sk_buff *skb) {
   const __u32 zero = 0;
@@ -474,6 +559,10 @@ int origin(struct __sk_buff *skb) {
   key.client_port = tcp.source;
   key.vip_port = tcp.dest;
   fwd = bpf_map_lookup_elem(&forwards, &key);
+  if (cfg_kernel_handshake && !fwd) {
+    const int verdict = kernel_handshake(skb, &ip, &tcp, ip_len, headers);
+    if (verdict != NOT_MINE) return verdict;
+  }
 
   if (tcp.syn) {
     /* Data on a SYN (TFO) and corrupt SYNs: user space judges them. */

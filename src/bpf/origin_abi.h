@@ -48,6 +48,8 @@ enum hl_origin_counter {
   HL_ORIGIN_MALFORMED,        /* unreadable TCP header or options: passed untouched */
   HL_ORIGIN_ERROR,            /* a helper failed while answering or rewriting */
   HL_ORIGIN_DATA_TO_USER,     /* mapped acks-only connection, payload: to user space untouched */
+  HL_ORIGIN_HANDSHAKE_PASSED, /* kernel handshake (rare): SYN or handshake ACK passed to the kernel, not queued */
+  HL_ORIGIN_HANDSHAKE_READ,   /* kernel handshake: a request's handshake read from its socket into its mark */
   HL_ORIGIN_COUNTER_COUNT
 };
 
@@ -61,5 +63,19 @@ struct hl_origin_attachment {
 };
 
 #define HL_ORIGIN_MAX_FORWARDS 262144
+
+/* The kernel's handshake as a rare node's origin program reads it from the
+ * connection's socket when the request comes (cfg_kernel_handshake), carried
+ * to user space in the request's skb->mark (NFQUEUE gives it with the
+ * packet): the client's ISN and the kernel's are the request's seq - 1 and
+ * ack - 1 (the program checks that they are), the rest is here. */
+#define HL_HANDSHAKE_MARK_TAG 0xb8000000u  /* bits 27..31: 10111 */
+#define HL_HANDSHAKE_MARK_TAG_MASK 0xf8000000u
+#define HL_HANDSHAKE_MSS_MASK 0xffffu      /* bits 0..15: the client's SYN MSS (as the kernel took it) */
+#define HL_HANDSHAKE_SND_WSCALE_SHIFT 16   /* bits 16..19: the client's window shift */
+#define HL_HANDSHAKE_RCV_WSCALE_SHIFT 20   /* bits 20..23: the shift the kernel's SYN/ACK announced */
+#define HL_HANDSHAKE_WSCALE_OK (1u << 24)  /* window scaling negotiated */
+#define HL_HANDSHAKE_SACK_OK (1u << 25)    /* SACK negotiated */
+#define HL_HANDSHAKE_TSTAMP_OK (1u << 26)  /* timestamps negotiated */
 
 #endif /* HL_BPF_ORIGIN_ABI_H */

@@ -57,7 +57,23 @@ std::vector<std::pair<std::string, uint64_t>> named_counters(const OriginCounter
       {"bpf_origin_malformed", c.malformed},
       {"bpf_origin_error", c.error},
       {"bpf_origin_data_to_user", c.data_to_user},
+      {"bpf_origin_handshake_passed", c.handshake_passed},
+      {"bpf_origin_handshake_read", c.handshake_read},
   };
+}
+
+bool is_handshake_mark(uint32_t mark) { return (mark & HL_HANDSHAKE_MARK_TAG_MASK) == HL_HANDSHAKE_MARK_TAG; }
+
+std::optional<HandshakeMark> decode_handshake_mark(uint32_t mark) {
+  if (!is_handshake_mark(mark)) return std::nullopt;
+  HandshakeMark m;
+  m.mss = static_cast<uint16_t>(mark & HL_HANDSHAKE_MSS_MASK);
+  m.snd_wscale = static_cast<uint8_t>((mark >> HL_HANDSHAKE_SND_WSCALE_SHIFT) & 0xf);
+  m.rcv_wscale = static_cast<uint8_t>((mark >> HL_HANDSHAKE_RCV_WSCALE_SHIFT) & 0xf);
+  m.wscale_ok = (mark & HL_HANDSHAKE_WSCALE_OK) != 0;
+  m.sack_ok = (mark & HL_HANDSHAKE_SACK_OK) != 0;
+  m.tstamp_ok = (mark & HL_HANDSHAKE_TSTAMP_OK) != 0;
+  return m;
 }
 
 OriginPath::OriginPath(const OriginPathConfig& config) : config_(config) {
@@ -68,6 +84,15 @@ OriginPath::OriginPath(const OriginPathConfig& config) : config_(config) {
   skel_->rodata->cfg_vip_addr = htonl(config.vip.value);
   skel_->rodata->cfg_vip_port = htons(config.vip_port);
   skel_->rodata->cfg_forward_ends = config.forward_ends ? 1 : 0;
+  if (config.kernel_handshake) {
+    if (config.bypass_mark == 0 || is_handshake_mark(config.bypass_mark)) {
+      hl_origin_bpf__destroy(skel_);
+      skel_ = nullptr;
+      throw std::runtime_error("origin program: the kernel handshake needs a non-zero bypass mark that is not a handshake mark");
+    }
+    skel_->rodata->cfg_kernel_handshake = 1;
+    skel_->rodata->cfg_bypass_mark = config.bypass_mark;
+  }
   if (int err = hl_origin_bpf__load(skel_); err != 0) {
     hl_origin_bpf__destroy(skel_);
     skel_ = nullptr;
@@ -193,6 +218,8 @@ OriginCounters OriginPath::counters() const {
   c.forwarded = read(HL_ORIGIN_FORWARDED);
   c.end_to_user = read(HL_ORIGIN_END_TO_USER);
   c.data_to_user = read(HL_ORIGIN_DATA_TO_USER);
+  c.handshake_passed = read(HL_ORIGIN_HANDSHAKE_PASSED);
+  c.handshake_read = read(HL_ORIGIN_HANDSHAKE_READ);
   c.malformed = read(HL_ORIGIN_MALFORMED);
   c.error = read(HL_ORIGIN_ERROR);
   return c;

@@ -83,6 +83,8 @@ struct OriginCounters {
   uint64_t malformed = 0;     // unreadable TCP header or SYN options: passed untouched
   uint64_t error = 0;         // a helper failed while answering or rewriting
   uint64_t data_to_user = 0;  // mapped acks-only, payload (a later request): to user space
+  uint64_t handshake_passed = 0;  // kernel handshake: SYNs and handshake ACKs straight to the kernel
+  uint64_t handshake_read = 0;    // kernel handshake: requests with the handshake in their mark
 };
 
 // The counters as the engines export theirs, each named "bpf_origin_<field>",
@@ -101,7 +103,28 @@ struct OriginPathConfig {
   // acks-only mapping's FIN and RST go to user space either way (the origin
   // reads that connection's stream, and holds a FIN behind a moving request).
   bool forward_ends = false;
+  // rare: the node's kernel does the handshake (origin.bpf.c (e)). Its SYNs
+  // and handshake ACKs get `bypass_mark` (the NFQUEUE rules' RETURN mark, the
+  // engine's own mark: non-zero) and reach the kernel without user space; a
+  // request carries its handshake in its mark (decode_handshake_mark). Then
+  // the kernel's SYN/ACKs must not be queued either (io::node_capture_rules).
+  bool kernel_handshake = false;
+  uint32_t bypass_mark = 0;
 };
+
+// What a request's mark says of its connection's handshake (origin.bpf.c (e));
+// nullopt: not a handshake mark.
+struct HandshakeMark {
+  uint16_t mss = 0;          // the client's SYN MSS, as the kernel took it
+  uint8_t snd_wscale = 0;    // the client's window shift
+  uint8_t rcv_wscale = 0;    // the shift the kernel's SYN/ACK announced
+  bool wscale_ok = false;
+  bool sack_ok = false;
+  bool tstamp_ok = false;
+};
+std::optional<HandshakeMark> decode_handshake_mark(uint32_t mark);
+// Whether `mark` could be read as a handshake mark (a mark the engine uses must not).
+bool is_handshake_mark(uint32_t mark);
 
 class OriginPath {
  public:

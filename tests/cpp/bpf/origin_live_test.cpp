@@ -13,6 +13,7 @@
 #include <net/ethernet.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -27,7 +28,9 @@
 #include <vector>
 
 #include "bpf/netns_pair.h"
+#include "bpf/origin_abi.h"
 #include "bpf/origin_path.h"
+#include "io/nfqueue.h"
 #include "net/packet_builder.h"
 #include "net/tcp_packet.h"
 #include "tcp/syn_cookie.h"
@@ -221,6 +224,132 @@ TEST_F(OriginLive, MappedConnectionIsForwardedByTheKernelButItsFinIsNot) {
   ASSERT_TRUE(send(net::tcp_flag::ACK | net::tcp_flag::FIN, ""));
   EXPECT_FALSE(captured(node_capture.fd, node, 300, false)) << "the FIN was forwarded by the kernel";
   EXPECT_EQ(path_->counters().end_to_user, 1u) << to_string_counters();
+}
+
+// rare's kernel handshake (origin.bpf.c (e)): a real listener with
+// TCP_DEFER_ACCEPT on the VIP does the handshake; the NFQUEUE rules as a rare
+// node's (the own mark RETURNs, the rest to the VIP queued). Only the request
+// reaches the queue, its mark holding the handshake as the client's socket
+// knows it; accepted, the kernel's socket reads it.
+TEST(OriginLiveKernelHandshake, OnlyTheRequestIsQueuedAndItsMarkHoldsTheHandshake) {
+  NetnsPair ns;
+  if (!ns.error().empty()) GTEST_SKIP() << ns.error();
+  if (std::string why = kernel_supports_origin(); !why.empty()) GTEST_SKIP() << why;
+  constexpr uint32_t kOwnMark = 0x1d;
+  constexpr uint16_t kQueue = 7;
+  const std::string mark = "0x1d";
+  const std::string port = std::to_string(kVip.port);
+  ASSERT_TRUE(NetnsPair::run({"/usr/sbin/ip", "addr", "add", "192.168.77.1/24", "dev", "veth-s"}));
+  ASSERT_TRUE(NetnsPair::run({"/usr/sbin/ip", "addr", "add", "10.0.0.100/32", "dev", "lo"}));
+  ASSERT_TRUE(NetnsPair::run({"/usr/sbin/iptables", "-t", "mangle", "-A", "PREROUTING", "-m", "mark", "--mark", mark,
+                              "-j", "RETURN"}));
+  ASSERT_TRUE(NetnsPair::run({"/usr/sbin/iptables", "-t", "mangle", "-A", "PREROUTING", "-p", "tcp", "-d",
+                              "10.0.0.100", "--dport", port, "-j", "NFQUEUE", "--queue-num",
+                              std::to_string(kQueue)}));
+  io::NfQueueConfig qc;
+  qc.queue_num = kQueue;
+  std::vector<io::QueuedPacket> queued;  // before the queue: its destructor may still deliver
+  std::vector<std::vector<uint8_t>> queued_bytes;
+  io::NfQueue queue(qc);
+  queue.set_handler([&](const io::QueuedPacket& p) {
+    queued.push_back(p);
+    queued_bytes.emplace_back(p.data.begin(), p.data.end());
+  });
+
+  Fd listener;
+  listener.fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(listener.fd, 0);
+  sockaddr_in vip{};
+  vip.sin_family = AF_INET;
+  vip.sin_addr.s_addr = htonl(kVip.addr.value);
+  vip.sin_port = htons(kVip.port);
+  const int one = 1, defer = 5;
+  ASSERT_EQ(setsockopt(listener.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one), 0);
+  ASSERT_EQ(bind(listener.fd, reinterpret_cast<sockaddr*>(&vip), sizeof vip), 0);
+  ASSERT_EQ(setsockopt(listener.fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof defer), 0);
+  ASSERT_EQ(listen(listener.fd, 16), 0);
+
+  OriginPathConfig config;
+  config.vip = kVip.addr;
+  config.vip_port = kVip.port;
+  config.forward_ends = true;
+  config.kernel_handshake = true;
+  config.bypass_mark = kOwnMark;
+  OriginPath path(config);
+  path.attach("veth-s");
+
+  Fd client;
+  ns.enter_client();
+  const bool client_ok =
+      NetnsPair::run({"/usr/sbin/ip", "addr", "add", "192.168.77.2/24", "dev", "veth-c"}) &&
+      NetnsPair::run({"/usr/sbin/ip", "route", "add", "10.0.0.100/32", "via", "192.168.77.1"});
+  client.fd = socket(AF_INET, SOCK_STREAM, 0);
+  ns.enter_serving();
+  ASSERT_TRUE(client_ok && client.fd >= 0);
+  ASSERT_EQ(connect(client.fd, reinterpret_cast<sockaddr*>(&vip), sizeof vip), 0) << std::strerror(errno);
+  tcp_info info{};
+  socklen_t info_len = sizeof info;
+  ASSERT_EQ(getsockopt(client.fd, IPPROTO_TCP, TCP_INFO, &info, &info_len), 0);
+  ASSERT_EQ(send(client.fd, kRequest.data(), kRequest.size(), 0), static_cast<ssize_t>(kRequest.size()));
+
+  // Poll the queue until the request comes: the SYN and the handshake ACK came
+  // before it, they would be queued first.
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(3000);
+  while (queued.empty() && std::chrono::steady_clock::now() < until) {
+    pollfd p{queue.fd(), POLLIN, 0};
+    if (poll(&p, 1, 50) == 1) {
+      ASSERT_TRUE(queue.poll_once().ok());
+    }
+  }
+  auto names = [&] {
+    std::string out;
+    for (const auto& [name, value] : named_counters(path.counters())) out += " " + name + "=" + std::to_string(value);
+    return out;
+  };
+  ASSERT_EQ(queued.size(), 1u) << "only the request is queued;" << names();
+  auto pkt = net::parse_tcp_packet(queued_bytes[0]);
+  ASSERT_TRUE(pkt.ok());
+  EXPECT_EQ(std::string(pkt->payload().begin(), pkt->payload().end()), kRequest);
+  const std::optional<HandshakeMark> hs = decode_handshake_mark(queued[0].mark);
+  ASSERT_TRUE(hs) << "mark " << std::hex << queued[0].mark;
+  EXPECT_EQ(hs->mss, 1460);
+  EXPECT_TRUE(hs->wscale_ok);
+  EXPECT_TRUE(hs->sack_ok);
+  EXPECT_TRUE(hs->tstamp_ok);
+  EXPECT_EQ(hs->snd_wscale, info.tcpi_rcv_wscale) << "the client's own shift";
+  EXPECT_EQ(hs->rcv_wscale, info.tcpi_snd_wscale) << "the shift the kernel announced to the client";
+  const OriginCounters c = path.counters();
+  EXPECT_EQ(c.handshake_passed, 2u) << "the SYN and the handshake ACK;" << names();
+  EXPECT_EQ(c.handshake_read, 1u) << names();
+  EXPECT_EQ(c.syn_answered + c.ack_dropped + c.malformed + c.error, 0u) << names();
+
+  // Accepted (as a local release would), the kernel's own socket reads it.
+  ASSERT_TRUE(queue.accept(queued[0].id).ok());
+  pollfd lp{listener.fd, POLLIN, 0};
+  ASSERT_EQ(poll(&lp, 1, 3000), 1) << "the kernel did not take the request";
+  Fd served;
+  served.fd = accept(listener.fd, nullptr, nullptr);
+  ASSERT_GE(served.fd, 0);
+  char buf[256] = {};
+  const ssize_t n = recv(served.fd, buf, sizeof buf, 0);
+  EXPECT_EQ(std::string(buf, n > 0 ? static_cast<size_t>(n) : 0), kRequest);
+}
+
+TEST(OriginHandshakeMark, DecodesWhatTheProgramEncodesAndRefusesOtherMarks) {
+  const uint32_t mark = HL_HANDSHAKE_MARK_TAG | 1448u | 7u << HL_HANDSHAKE_SND_WSCALE_SHIFT |
+                        9u << HL_HANDSHAKE_RCV_WSCALE_SHIFT | HL_HANDSHAKE_WSCALE_OK | HL_HANDSHAKE_TSTAMP_OK;
+  const std::optional<HandshakeMark> m = decode_handshake_mark(mark);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->mss, 1448);
+  EXPECT_EQ(m->snd_wscale, 7);
+  EXPECT_EQ(m->rcv_wscale, 9);
+  EXPECT_TRUE(m->wscale_ok);
+  EXPECT_FALSE(m->sack_ok);
+  EXPECT_TRUE(m->tstamp_ok);
+  EXPECT_FALSE(decode_handshake_mark(0));
+  EXPECT_FALSE(decode_handshake_mark(0x1d));
+  EXPECT_FALSE(decode_handshake_mark(0xf8000000u | 1460u));
+  EXPECT_FALSE(is_handshake_mark(0x1d));
 }
 
 }  // namespace
