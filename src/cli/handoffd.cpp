@@ -82,7 +82,10 @@ int main(int argc, char** argv) {
       return 2;
     }
     if (o.action == hl::cli::Action::kPrintRules) {
-      for (const auto& step : hl::io::install_plan(hl::runtime::capture_rules(config))) {
+      // --datapath auto resolves at start: the plan shows the reference path's rules then.
+      const auto datapath = config.datapath == "kernel" ? hl::runtime::DataPath::kKernel
+                                                        : hl::runtime::DataPath::kNfqueue;
+      for (const auto& step : hl::io::install_plan(hl::runtime::capture_rules(config, datapath))) {
         std::cout << hl::io::join_argv(step.command) << '\n';
       }
       for (const auto& line : hl::runtime::kernel_origin_plan(config)) std::cout << line << '\n';

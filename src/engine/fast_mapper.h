@@ -8,10 +8,12 @@
 // behind it, built by the runtime) as the origin sees it. It comes to the
 // origin as its FastPath (so every engine composing an origin passes it on
 // unchanged): a fast path whose changes are cheap (one bpf() call), which may
-// also answer SYNs in the kernel with the origin's SYN cookies.
+// also answer SYNs in the kernel with the origin's SYN cookies, or (rare)
+// read the kernel's own handshake for it.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 
 #include "io/fast_path.h"
 #include "net/ipv4_addr.h"
@@ -35,6 +37,20 @@ class OriginKernelPath : public io::FastPath {
   virtual void answer_syns(const tcp::SynCookies& cookies, const SynAnswer& answer) = 0;
   // Whether add() really forwards (false: the engine forwards every packet itself).
   virtual bool forwards() const = 0;
+
+  // rare: the handshake the node's kernel did, as the program read it from
+  // the kernel's socket into the request's mark (its SYN, SYN/ACK and
+  // handshake ACK never come to the origin then); the ISNs are the request's
+  // seq - 1 and ack - 1. nullopt: `mark` holds none.
+  struct KernelHandshake {
+    uint16_t mss = 0;         // the client's SYN MSS, as the kernel took it
+    uint8_t snd_wscale = 0;   // the client's window shift
+    uint8_t rcv_wscale = 0;   // the shift the kernel announced
+    bool wscale_ok = false;   // scaling, SACK, timestamps negotiated
+    bool sack_ok = false;
+    bool tstamp_ok = false;
+  };
+  virtual std::optional<KernelHandshake> handshake_of(uint32_t /*mark*/) const { return std::nullopt; }
 };
 
 // One connection's part.

@@ -228,6 +228,7 @@ const NodeCounters& NodeEngine::Impl::report() {
   r.syn_cookies_sent = o.syn_cookies_sent;
   r.syn_cookies_valid = o.syn_cookies_valid;
   r.syn_cookies_invalid = o.syn_cookies_invalid;
+  r.kernel_handshakes = o.kernel_handshakes;
   r.handoffs = o.handoffs;
   r.local = o.local;
   r.handoffs_received = s.handoffs_received;
@@ -285,6 +286,7 @@ void NodeCounters::visit(const CounterVisitor& v) const {
   v("syn_cookies_sent", syn_cookies_sent);
   v("syn_cookies_valid", syn_cookies_valid);
   v("syn_cookies_invalid", syn_cookies_invalid);
+  v("kernel_handshakes", kernel_handshakes);
   v("handoffs", handoffs);
   v("local", local);
   v("handoffs_received", handoffs_received);

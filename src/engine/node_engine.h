@@ -108,6 +108,8 @@ struct NodeCounters {
   uint64_t syn_cookies_sent = 0;   // always: SYNs answered with a cookie (half-open table full)
   uint64_t syn_cookies_valid = 0;  // ACKs whose cookie was valid: an origin state created
   uint64_t syn_cookies_invalid = 0;  // unknown ACKs checked against a cookie and refused (RST)
+  uint64_t kernel_handshakes = 0;  // rare on the kernel path: origin states created at the request,
+                                   //   from the handshake its origin program read from the kernel
   uint64_t handoffs = 0;           // connections handed off (always: local replays included)
   uint64_t local = 0;              // rare: connections released to the local kernel untouched
   uint64_t handoffs_received = 0;  // handoff requests taken (local replays included)

@@ -110,6 +110,7 @@ void Origin::on_vip_packet(const io::QueuedPacket& qp, net::TcpPacket& pkt) {
     }
   }
   auto it = conns_.find(conn_key(client));
+  if (take_kernel_handshake(qp, pkt, client, it)) return;
   if (it != conns_.end()) {
     on_segment(qp, pkt, it);
     return;
@@ -228,6 +229,57 @@ bool Origin::take_cookie_ack(const io::QueuedPacket& qp, net::TcpPacket& pkt, co
   auto it = conns_.emplace(conn_key(client), std::move(conn)).first;
   ++half_open_;
   on_segment(qp, pkt, it);  // the ACK as in SYN-RECEIVED
+  return true;
+}
+
+bool Origin::take_kernel_handshake(const io::QueuedPacket& qp, net::TcpPacket& pkt, const net::Endpoint& client,
+                                   ConnIt it) {
+  if (!kernel() || kernel_path_ == nullptr || pkt.payload_len == 0 || pkt.has_flags(SYN)) return false;
+  const std::optional<OriginKernelPath::KernelHandshake> k = kernel_path_->handshake_of(qp.mark);
+  if (!k) return false;
+  const SeqNum c = SeqNum(pkt.seq()) - 1u;
+  if (it != conns_.end()) {
+    OriginConn& old = it->second;
+    if (old.hs.client_isn == c) return false;  // known already (its own SYN came here): as usual
+    if (old.state == State::HandoffSent || old.state == State::Forwarding) {
+      verdicts_.drop(qp.id);  // a new ISN mid-connection: blind (RFC 5961 §4), state kept
+      ++counters_.blind_rejected;
+      return true;
+    }
+    free_conn(it);  // the port is reused: the old connection is over
+  }
+  if (conns_.size() >= cfg_.max_connections) {
+    verdicts_.drop(qp.id);  // full: the client sends it again
+    ++counters_.syns_dropped;
+    return true;
+  }
+  // What note_syn and learn_synack would have learnt: the options as the
+  // kernel agreed them, the SYN/ACK's TSval as the client echoes it.
+  OriginConn conn(cfg_.http_limits);
+  tcp::ClientHandshake& hs = conn.hs;
+  const std::optional<net::Timestamps> ts = pkt.options.timestamps;
+  hs.client = client;
+  hs.client_isn = c;
+  hs.rcv_nxt = c + 1u;
+  hs.client_syn.mss = k->mss;
+  if (k->wscale_ok) hs.client_syn.wscale = k->snd_wscale;
+  hs.client_syn.sack_permitted = k->sack_ok;
+  if (k->tstamp_ok && ts) hs.client_syn.timestamps = net::Timestamps{ts->tsval, 0};
+  hs.syn_window = hs.client_window = pkt.window();
+  if (ts) hs.client_tsval = ts->tsval;
+  hs.mss = std::min<uint16_t>(cfg_.mss, k->mss);
+  hs.server_isn = SeqNum(pkt.ack()) - 1u;
+  hs.ts_ok = k->tstamp_ok && ts.has_value();
+  hs.ts_base = hs.ts_ok ? ts->tsecr : 0;
+  hs.wscale_ok = k->wscale_ok;
+  hs.server_wscale = k->wscale_ok ? k->rcv_wscale : uint8_t{0};
+  conn.f_known = true;
+  conn.client_ack = hs.server_isn + 1u;
+  conn.created_ms = conn.last_seen_ms = clock_();
+  it = conns_.emplace(conn_key(client), std::move(conn)).first;
+  ++half_open_;
+  ++counters_.kernel_handshakes;
+  on_segment(qp, pkt, it);  // the request as in SYN-RECEIVED: its ack completes the handshake
   return true;
 }
 

@@ -109,6 +109,7 @@ struct OriginConfig {
 // Monotonic counters of an origin (FrontendCounters and NodeCounters report theirs).
 struct OriginCounters {
   uint64_t syns = 0, syns_dropped = 0, syn_cookies_sent = 0, syn_cookies_valid = 0, syn_cookies_invalid = 0;
+  uint64_t kernel_handshakes = 0;  // rare, kernel path: connections started from the request's mark
   uint64_t handoffs = 0, handoff_retries = 0, handoff_acks = 0, local = 0, refused = 0;
   uint64_t forwarded_packets = 0, forwarded_bytes = 0, fast_path_adds = 0, fast_path_removes = 0;
   uint64_t relayed = 0, held = 0, held_dropped = 0;
@@ -286,6 +287,10 @@ class Origin {
   void send_cookie(const net::TcpPacket& syn);
   // Emulated: an ACK of no state that may complete a cookie handshake; true if handled.
   bool take_cookie_ack(const io::QueuedPacket& qp, net::TcpPacket& pkt, const net::Endpoint& client);
+  // rare on the kernel path: a request whose mark holds the kernel's handshake
+  // (OriginKernelPath::handshake_of) starts the connection here; `it`: the
+  // connection on its tuple so far, if any. False: not such a request.
+  bool take_kernel_handshake(const io::QueuedPacket& qp, net::TcpPacket& pkt, const net::Endpoint& client, ConnIt it);
   // Whether a RST may answer one more unknown segment in the second of `now` (ms).
   bool unknown_rst_allowed(uint64_t now);
   // RFC 5961 §3.2: whether a RST is acceptable; otherwise the packet was handled.

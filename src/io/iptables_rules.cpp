@@ -145,7 +145,7 @@ RuleSetSpec backend_capture_rules(const CaptureSpec& spec) {
 }
 
 RuleSetSpec node_capture_rules(const CaptureSpec& spec, const std::string& node, bool rare,
-                               std::uint32_t local_mark) {
+                               std::uint32_t local_mark, bool kernel_handshake) {
   const std::string base = chain_base(spec);
   const std::string& vip = required_addr(spec, "node capture: the VIP");
   if (node.empty()) throw std::invalid_argument("node capture: the node's own address is required");
@@ -164,7 +164,7 @@ RuleSetSpec node_capture_rules(const CaptureSpec& spec, const std::string& node,
   pre.push_back(with_target({"-p", "tcp", "-d", node, "--dport", port}));
   if (rare) pre.insert(pre.begin(), {"-m", "connmark", "--mark", lm.str(), "-j", "RETURN"});
   auto out = queue_rules(spec, {"-p", "tcp", "-s", node, "--sport", port});
-  if (rare) {
+  if (rare && !kernel_handshake) {
     out.push_back(with_target({"-p", "tcp", "-s", vip, "--sport", port, "--tcp-flags", "SYN,ACK", "SYN,ACK"}));
   }
   RuleSetSpec spec_out;

@@ -78,9 +78,12 @@ RuleSetSpec backend_capture_rules(const CaptureSpec& spec);
 // SYN/ACKs from VIP:PORT (`--tcp-flags SYN,ACK SYN,ACK`) only; HANDOFF-<tag>-IN in
 // mangle INPUT saves skb mark `local_mark` to the connection (CONNMARK
 // --save-mark), and PRE first RETURNs packets of connections carrying it: a
-// connection released locally never meets the queue again.
+// connection released locally never meets the queue again. With
+// `kernel_handshake` (rare on the kernel data path: its origin program reads the
+// handshake from the kernel's socket, origin.bpf.c (e)) the SYN/ACKs are not
+// queued either.
 RuleSetSpec node_capture_rules(const CaptureSpec& spec, const std::string& node, bool rare,
-                               std::uint32_t local_mark);
+                               std::uint32_t local_mark, bool kernel_handshake = false);
 
 // Capture of the impairment stage (a router): HANDOFF-<tag>-FWD in mangle FORWARD
 // queueing every forwarded IPv4 packet (any protocol; spec.port and spec.vip are

@@ -132,7 +132,7 @@ void NodeRuntime::Impl::setup() {
 
   // What the role dispatches with, before anything is installed (a bad map fails here).
   Dispatch dispatch = load_dispatch(c);
-  const io::RuleSetSpec rule_spec = capture_rules(c);
+  (void)capture_rules(c);  // a bad role configuration fails here, before anything is installed
 
   for (const auto& [key, value] : role_sysctls(c, list_interfaces())) {
     sysctls.push_back(std::make_unique<io::SysctlGuard>(key, value));
@@ -175,7 +175,7 @@ void NodeRuntime::Impl::setup() {
   watch();
 
   if (queue) {
-    rules = std::make_unique<io::RuleSet>(rule_spec);
+    rules = std::make_unique<io::RuleSet>(capture_rules(c, datapath));
     try {
       rules->install();
     } catch (const std::runtime_error& e) {

@@ -114,8 +114,6 @@ uint8_t frontend_id(const RuntimeConfig& config);
 // Addresses of the map's back-ends, indexed by BackendId, from the peers.
 // Throws std::invalid_argument naming an owner without a peer.
 std::vector<net::Ipv4Addr> backend_addresses(const dispatch::ContentMap& map, const RuntimeConfig& config);
-// The capture chains of the role (validates the config first).
-io::RuleSetSpec capture_rules(const RuntimeConfig& config);
 // The data path a handoff role runs: DataPath::kKernel (BPF programs adopt and
 // forward connections, src/bpf/) or DataPath::kNfqueue (NFQUEUE and raw sockets).
 // "auto" is kernel where this node can run it (kernel_datapath_missing empty),
@@ -127,6 +125,13 @@ enum class DataPath : uint8_t { kNfqueue, kKernel };
 // that take clients' connections), the VIP as a local address (backend).
 std::string kernel_datapath_missing(const RuntimeConfig& config);
 DataPath resolve_datapath(const RuntimeConfig& config, std::string* why = nullptr);
+// The capture chains of the role (validates the config first) on `datapath`
+// (rare on the kernel path queues no SYN/ACK: its origin program reads the
+// handshake from the kernel, kernel_handshake_in_bpf).
+io::RuleSetSpec capture_rules(const RuntimeConfig& config, DataPath datapath = DataPath::kNfqueue);
+// Whether the node's origin program reads the kernel's handshake (rare, the
+// kernel data path, its origin program loaded: kernel_origin_wanted).
+bool kernel_handshake_in_bpf(const RuntimeConfig& config, DataPath datapath);
 // "nfqueue" or "kernel".
 const char* to_string(DataPath datapath);
 

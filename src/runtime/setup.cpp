@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "dispatch/policy.h"
+#include "runtime/roles/kernel_origin.h"
 #include "runtime/roles/role.h"
 #include "runtime/runtime.h"
 
@@ -92,6 +93,10 @@ void validate(const RuntimeConfig& c) {
   if (c.port == 0) throw std::invalid_argument("port 0 is not a service port");
   if (c.control_port == 0) throw std::invalid_argument("control port 0 is not allowed");
   if (c.mark == 0) throw std::invalid_argument("the mark of own packets must be non-zero");
+  // rare's origin program tells user space the kernel's handshake in the request's mark.
+  if (bpf::is_handshake_mark(c.mark) || bpf::is_handshake_mark(c.local_mark)) {
+    throw std::invalid_argument("the marks must not have bits 27-31 set to 10111 (the kernel handshake's marks)");
+  }
   if (c.stats_interval_ms == 0) throw std::invalid_argument("the stats interval must be > 0 ms");
   if (c.queue_maxlen == 0) throw std::invalid_argument("the queue length must be > 0");
   std::set<std::string> names;
@@ -204,7 +209,11 @@ std::vector<net::Ipv4Addr> backend_addresses(const dispatch::ContentMap& map, co
   return out;
 }
 
-io::RuleSetSpec capture_rules(const RuntimeConfig& c) {
+bool kernel_handshake_in_bpf(const RuntimeConfig& c, DataPath datapath) {
+  return c.role == RuntimeRole::kRare && datapath == DataPath::kKernel && kernel_origin_wanted(c);
+}
+
+io::RuleSetSpec capture_rules(const RuntimeConfig& c, DataPath datapath) {
   validate(c);
   switch (c.role) {
     case RuntimeRole::kFrontend: return io::frontend_capture_rules(capture_spec(c));
@@ -214,7 +223,8 @@ io::RuleSetSpec capture_rules(const RuntimeConfig& c) {
     case RuntimeRole::kSpreader: return {};  // takes no packets
     case RuntimeRole::kAlways:
     case RuntimeRole::kRare:
-      return io::node_capture_rules(capture_spec(c), *c.node_addr, c.role == RuntimeRole::kRare, c.local_mark);
+      return io::node_capture_rules(capture_spec(c), *c.node_addr, c.role == RuntimeRole::kRare, c.local_mark,
+                                    kernel_handshake_in_bpf(c, datapath));
   }
   throw std::invalid_argument("unknown role");
 }

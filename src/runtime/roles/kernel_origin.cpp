@@ -60,7 +60,7 @@ std::vector<std::string> client_facing_interfaces() {
 std::string kernel_origin_name(const std::string& ifname) { return name_prefix() + ifname; }
 
 KernelOrigin::KernelOrigin(const RuntimeConfig& c, bool forwards)
-    : vip_{parse_addr(*c.vip, "VIP"), c.port}, forwards_(forwards) {
+    : vip_{parse_addr(*c.vip, "VIP"), c.port}, forwards_(forwards), kernel_handshake_(c.role == RuntimeRole::kRare) {
   const std::vector<std::string> interfaces = client_facing_interfaces();
   if (interfaces.empty()) throw std::runtime_error("kernel data path: no interface to attach the origin program to");
   for (const std::string& ifname : interfaces) {
@@ -72,6 +72,10 @@ KernelOrigin::KernelOrigin(const RuntimeConfig& c, bool forwards)
     // always/rare learn a connection's end from its serving node (Termination);
     // the front-end tracks the close itself (the server's FIN is relayed to it).
     pc.forward_ends = c.role != RuntimeRole::kFrontend;
+    // rare: the kernel's handshake stays the kernel's, read by the program:
+    // only the request comes up (the rules queue no SYN/ACK then).
+    pc.kernel_handshake = kernel_handshake_;
+    pc.bypass_mark = c.mark;
     paths_.push_back(std::make_unique<Attached>(pc, vip_));
     paths_.back()->path.attach(ifname);
   }
@@ -120,6 +124,13 @@ void KernelOrigin::answer_syns(const tcp::SynCookies& cookies, const SynAnswer& 
   }
 }
 
+std::optional<engine::OriginKernelPath::KernelHandshake> KernelOrigin::handshake_of(uint32_t mark) const {
+  if (!kernel_handshake_) return std::nullopt;
+  const std::optional<bpf::HandshakeMark> m = bpf::decode_handshake_mark(mark);
+  if (!m) return std::nullopt;
+  return KernelHandshake{m->mss, m->snd_wscale, m->rcv_wscale, m->wscale_ok, m->sack_ok, m->tstamp_ok};
+}
+
 bpf::OriginCounters KernelOrigin::sum() const {
   bpf::OriginCounters sum;
   for (const auto& p : paths_) {
@@ -132,6 +143,8 @@ bpf::OriginCounters KernelOrigin::sum() const {
     sum.forwarded += c.forwarded;
     sum.end_to_user += c.end_to_user;
     sum.data_to_user += c.data_to_user;
+    sum.handshake_passed += c.handshake_passed;
+    sum.handshake_read += c.handshake_read;
     sum.malformed += c.malformed;
     sum.error += c.error;
   }
@@ -172,7 +185,8 @@ bool kernel_origin_wanted(const RuntimeConfig& c) {
 
 std::vector<std::string> kernel_origin_plan(const RuntimeConfig& c) {
   if (!kernel_origin_wanted(c) || c.datapath == "nfqueue" || !c.vip) return {};
-  std::string what = c.role == RuntimeRole::kRare ? "" : "SYN cookie answers, handshake ACKs dropped, ";
+  std::string what = c.role == RuntimeRole::kRare ? "the kernel's handshake read (SYN and handshake ACK not queued), "
+                                                  : "SYN cookie answers, handshake ACKs dropped, ";
   what += c.fast_path ? "forwarding of handed-off connections" : "no forwarding (--fast-path off)";
   const std::string when =
       c.datapath == "auto" ? " (--datapath auto: where this kernel can, else the nf_tables fast path below)" : "";

@@ -38,6 +38,7 @@ class KernelOrigin final : public engine::OriginKernelPath {
   io::IoStatus flush() override;
   void answer_syns(const tcp::SynCookies& cookies, const SynAnswer& answer) override;
   bool forwards() const override { return forwards_; }
+  std::optional<KernelHandshake> handshake_of(uint32_t mark) const override;
 
   // The programs' counters (bpf_origin_*, summed over the interfaces) and
   // kernel_origin_errors (map or settings updates the kernel refused).
@@ -54,6 +55,7 @@ class KernelOrigin final : public engine::OriginKernelPath {
   std::vector<std::unique_ptr<Attached>> paths_;
   net::Endpoint vip_;
   bool forwards_;
+  bool kernel_handshake_;  // rare: the program reads the kernel's handshake (origin.bpf.c (e))
   uint64_t errors_ = 0;
 };
 

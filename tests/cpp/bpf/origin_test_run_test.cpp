@@ -436,11 +436,15 @@ TEST(OriginCounterNames, InDeclarationOrder) {
   c.syn_answered = 1;
   c.error = 9;
   c.data_to_user = 10;
+  c.handshake_passed = 11;
+  c.handshake_read = 12;
   const auto named = named_counters(c);
-  ASSERT_EQ(named.size(), 10u);
+  ASSERT_EQ(named.size(), 12u);
   EXPECT_EQ(named.front(), (std::pair<std::string, uint64_t>{"bpf_origin_syn_answered", 1}));
   EXPECT_EQ(named[8], (std::pair<std::string, uint64_t>{"bpf_origin_error", 9}));
-  EXPECT_EQ(named.back(), (std::pair<std::string, uint64_t>{"bpf_origin_data_to_user", 10}));
+  EXPECT_EQ(named[9], (std::pair<std::string, uint64_t>{"bpf_origin_data_to_user", 10}));
+  EXPECT_EQ(named[10], (std::pair<std::string, uint64_t>{"bpf_origin_handshake_passed", 11}));
+  EXPECT_EQ(named.back(), (std::pair<std::string, uint64_t>{"bpf_origin_handshake_read", 12}));
 }
 
 }  // namespace

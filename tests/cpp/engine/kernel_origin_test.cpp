@@ -41,6 +41,12 @@ class FakeKernelPath final : public OriginKernelPath {
     answer = a;
   }
   bool forwards() const override { return true; }
+  std::optional<KernelHandshake> handshake_of(uint32_t mark) const override {
+    if (mark != kHandshakeMark) return std::nullopt;
+    return kernel_handshake;
+  }
+  static constexpr uint32_t kHandshakeMark = 0xb8000001;  // what the program put in a request's mark (rare)
+  KernelHandshake kernel_handshake{1460, 7, 9, true, true, true};
 
   // The kernel's cookie SYN/ACK to a Linux-like SYN of `client` at `now`: the handshake it announced.
   tcp::ClientHandshake answer_syn(Endpoint client, uint64_t now) {
@@ -332,6 +338,106 @@ TEST(KernelOriginTest, ADeadNodesSocketIsResetAndItsClientAskedAgainUntilGone) {
 TEST(KernelOriginTest, RareForwardsOnlyAndKeepsTheKernelHandshake) {
   KernelNode a(NodeMode::kRare);
   EXPECT_FALSE(a.kpath.cookies.has_value()) << "rare never shares a cookie secret";
+}
+
+// rare's kernel handshake read in BPF: the request is the first segment the
+// engine sees, its mark holds what the kernel agreed (its SYN, SYN/ACK and ACK
+// went straight to the kernel); c and f are its seq - 1 and ack - 1.
+struct RareKernelRequest {
+  static constexpr uint32_t kC = 1'000'000, kF = 2'000'000, kSynAckTsval = 4242;
+  static std::vector<uint8_t> segment(const std::string& text, Endpoint client = kClient) {
+    return from_client(client).seq(kC + 1).ack(kF + 1).flags(ACK | PSH).timestamps(kTsval + 3, kSynAckTsval)
+        .window(502).payload(text).build();
+  }
+  static Verdict run(KernelNode& a, std::vector<uint8_t>& bytes, uint32_t mark) {
+    io::QueuedPacket qp = queued(a.next_id++, bytes, io::Hook::kPreRouting);
+    qp.mark = mark;
+    a.engine.on_packet(qp);
+    return only_verdict(a.verdicts.take());
+  }
+};
+
+TEST(KernelOriginTest, RareRequestWithTheKernelsHandshakeForLocalContentIsReleasedToItsKernel) {
+  KernelNode a(NodeMode::kRare);
+  auto req = RareKernelRequest::segment(kRequestA);  // /a: this node's (kA)
+  const Verdict v = RareKernelRequest::run(a, req, FakeKernelPath::kHandshakeMark);
+  EXPECT_EQ(v.kind, VerdictKind::AcceptMarked);
+  EXPECT_EQ(v.mark, NodeConfig{}.local_mark);
+  EXPECT_EQ(a.engine.counters().kernel_handshakes, 1u);
+  EXPECT_EQ(a.engine.counters().local, 1u);
+  EXPECT_TRUE(a.messages.take().empty());
+  EXPECT_TRUE(a.raw.take().empty()) << "its kernel's socket is kept";
+}
+
+TEST(KernelOriginTest, RareRequestWithTheKernelsHandshakeForRemoteContentIsHandedOffWithIt) {
+  KernelNode a(NodeMode::kRare);
+  auto req = RareKernelRequest::segment(kRequestB);  // /b: kB's
+  const Verdict v = RareKernelRequest::run(a, req, FakeKernelPath::kHandshakeMark);
+  EXPECT_EQ(v.kind, VerdictKind::Drop);
+  auto sent = a.raw.take();
+  ASSERT_EQ(sent.size(), 1u) << "the local request socket is reset";
+  const auto rst = parse(sent[0]).pkt;
+  EXPECT_TRUE(rst.has_flags(RST));
+  EXPECT_EQ(rst.seq(), RareKernelRequest::kC + 1);
+  auto msgs = a.messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_EQ(msgs[0].to, kB);
+  const auto& h = std::get<control::HandoffRequest>(msgs[0].message);
+  EXPECT_EQ(h.client, kClient);
+  EXPECT_EQ(h.client_isn, RareKernelRequest::kC);
+  EXPECT_EQ(h.frontend_isn, RareKernelRequest::kF);
+  EXPECT_EQ(h.mss, 1460);
+  EXPECT_EQ(h.wscale, 7) << "the client's shift";
+  EXPECT_EQ(h.frontend_wscale, 9) << "the kernel's";
+  EXPECT_TRUE(h.sack_permitted);
+  EXPECT_TRUE(h.syn_tsval.has_value());
+  EXPECT_EQ(h.frontend_ts_base, RareKernelRequest::kSynAckTsval) << "the SYN/ACK's TSval, as the client echoes it";
+  EXPECT_EQ(h.client_tsval, kTsval + 3);
+  EXPECT_EQ(std::string(h.request.begin(), h.request.end()), kRequestB);
+  EXPECT_EQ(a.engine.counters().kernel_handshakes, 1u);
+  EXPECT_EQ(a.engine.counters().handoffs, 1u);
+}
+
+TEST(KernelOriginTest, RareNegotiatedNoScalingNorTimestampsSaysSo) {
+  KernelNode a(NodeMode::kRare);
+  a.kpath.kernel_handshake = {536, 0, 0, false, false, false};
+  auto req = RareKernelRequest::segment(kRequestB);
+  (void)RareKernelRequest::run(a, req, FakeKernelPath::kHandshakeMark);
+  auto msgs = a.messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  const auto& h = std::get<control::HandoffRequest>(msgs[0].message);
+  EXPECT_FALSE(h.wscale.has_value());
+  EXPECT_EQ(h.frontend_wscale, 0);
+  EXPECT_FALSE(h.sack_permitted);
+  EXPECT_FALSE(h.syn_tsval.has_value());
+  EXPECT_EQ(h.frontend_ts_base, 0u);
+  EXPECT_EQ(h.mss, 536);
+}
+
+// Without the mark (the program found no socket of the handshake) the request
+// is the kernel's business, as for any segment rare does not know; a segment
+// whose mark is not a handshake's does not start a connection either.
+TEST(KernelOriginTest, RareRequestWithoutTheHandshakeMarkIsLeftToTheKernel) {
+  KernelNode a(NodeMode::kRare);
+  auto req = RareKernelRequest::segment(kRequestB);
+  const Verdict v = RareKernelRequest::run(a, req, 0x1d);
+  EXPECT_EQ(v.kind, VerdictKind::Accept);
+  EXPECT_EQ(a.engine.counters().kernel_handshakes, 0u);
+  EXPECT_TRUE(a.messages.take().empty());
+}
+
+// A port reused: the new connection's request (another ISN) replaces what is
+// left of the old one; the same connection's request again is not a new one.
+TEST(KernelOriginTest, RareRequestOfANewConnectionOnAReusedPortReplacesTheOldState) {
+  KernelNode a(NodeMode::kRare);
+  auto first = RareKernelRequest::segment(kRequestB);
+  (void)RareKernelRequest::run(a, first, FakeKernelPath::kHandshakeMark);
+  (void)a.messages.take();
+  (void)a.raw.take();
+  auto again = RareKernelRequest::segment(kRequestB);  // retransmitted: the same c
+  (void)RareKernelRequest::run(a, again, FakeKernelPath::kHandshakeMark);
+  EXPECT_EQ(a.engine.counters().kernel_handshakes, 1u);
+  EXPECT_EQ(a.engine.counters().handoffs, 1u);
 }
 
 }  // namespace
