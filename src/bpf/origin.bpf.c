@@ -36,6 +36,10 @@
  *     it until the client's last ACK). With cfg_forward_ends (always, rare)
  *     the origin learns the end from the serving node instead. A SYN of a mapped tuple (port reuse
  *     before the entry is removed) goes to user space too (syn_passed).
+ *     A mapping to the VIP itself is this node's own (always: the origin handed
+ *     the connection to its own serving part, whose kernel holds the socket):
+ *     such segments pass untouched with skb->mark = cfg_bypass_mark, which the
+ *     NFQUEUE rules let through (local_passed).
  * (e) With cfg_kernel_handshake (rare: the node's kernel does the handshake,
  *     nginx listens with TCP_DEFER_ACCEPT) and a connection not in `forwards`:
  *     its SYN, and a pure ACK whose request socket exists, get skb->mark =
@@ -101,7 +105,7 @@ const volatile __u32 cfg_vip_addr = 0;
 const volatile __u16 cfg_vip_port = 0;
 const volatile __u8 cfg_forward_ends = 0; /* (d): FIN and RST of a full mapping forwarded too */
 const volatile __u8 cfg_kernel_handshake = 0; /* (e): the kernel's own handshake (rare) */
-const volatile __u32 cfg_bypass_mark = 0;     /* (e): the mark the NFQUEUE rules let through */
+const volatile __u32 cfg_bypass_mark = 0;     /* (d), (e): the mark the NFQUEUE rules let through */
 
 /* SynCookies::kMssTable[i] (a switch: clang 14 puts a const table in a
  * section whose BTF the kernel refuses). */
@@ -580,6 +584,11 @@ int origin(struct __sk_buff *skb) {
     }
     if (fwd->acks_only && ip_len != headers) { /* a later request: the origin reads it */
       count(HL_ORIGIN_DATA_TO_USER);
+      return TC_PASS;
+    }
+    if (fwd->node_addr == ip.daddr && cfg_bypass_mark) { /* this node's own: its kernel, not the queue */
+      skb->mark = cfg_bypass_mark;
+      count(HL_ORIGIN_LOCAL_PASSED);
       return TC_PASS;
     }
     return forward(skb, l4, ip.daddr, fwd->node_addr);

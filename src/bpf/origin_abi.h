@@ -32,7 +32,7 @@ struct hl_origin_key {
 
 /* Value of the forwarding map: where the connection's segments go. */
 struct hl_origin_forward {
-  __u32 node_addr; /* network byte order: the serving node */
+  __u32 node_addr; /* network byte order: the serving node; the VIP: this node itself (its kernel serves) */
   __u32 acks_only; /* 1: segments with payload go to user space (the origin reads each request) */
 };
 
@@ -50,6 +50,7 @@ enum hl_origin_counter {
   HL_ORIGIN_DATA_TO_USER,     /* mapped acks-only connection, payload: to user space untouched */
   HL_ORIGIN_HANDSHAKE_PASSED, /* kernel handshake (rare): SYN or handshake ACK passed to the kernel, not queued */
   HL_ORIGIN_HANDSHAKE_READ,   /* kernel handshake: a request's handshake read from its socket into its mark */
+  HL_ORIGIN_LOCAL_PASSED,     /* mapped to this node itself (node_addr = the VIP): to its kernel, not queued */
   HL_ORIGIN_COUNTER_COUNT
 };
 

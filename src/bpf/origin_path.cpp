@@ -59,6 +59,7 @@ std::vector<std::pair<std::string, uint64_t>> named_counters(const OriginCounter
       {"bpf_origin_data_to_user", c.data_to_user},
       {"bpf_origin_handshake_passed", c.handshake_passed},
       {"bpf_origin_handshake_read", c.handshake_read},
+      {"bpf_origin_local_passed", c.local_passed},
   };
 }
 
@@ -91,8 +92,8 @@ OriginPath::OriginPath(const OriginPathConfig& config) : config_(config) {
       throw std::runtime_error("origin program: the kernel handshake needs a non-zero bypass mark that is not a handshake mark");
     }
     skel_->rodata->cfg_kernel_handshake = 1;
-    skel_->rodata->cfg_bypass_mark = config.bypass_mark;
   }
+  skel_->rodata->cfg_bypass_mark = config.bypass_mark;
   if (int err = hl_origin_bpf__load(skel_); err != 0) {
     hl_origin_bpf__destroy(skel_);
     skel_ = nullptr;
@@ -220,6 +221,7 @@ OriginCounters OriginPath::counters() const {
   c.data_to_user = read(HL_ORIGIN_DATA_TO_USER);
   c.handshake_passed = read(HL_ORIGIN_HANDSHAKE_PASSED);
   c.handshake_read = read(HL_ORIGIN_HANDSHAKE_READ);
+  c.local_passed = read(HL_ORIGIN_LOCAL_PASSED);
   c.malformed = read(HL_ORIGIN_MALFORMED);
   c.error = read(HL_ORIGIN_ERROR);
   return c;

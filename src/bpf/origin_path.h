@@ -85,6 +85,7 @@ struct OriginCounters {
   uint64_t data_to_user = 0;  // mapped acks-only, payload (a later request): to user space
   uint64_t handshake_passed = 0;  // kernel handshake: SYNs and handshake ACKs straight to the kernel
   uint64_t handshake_read = 0;    // kernel handshake: requests with the handshake in their mark
+  uint64_t local_passed = 0;      // mapped to this node itself: to its kernel with the bypass mark
 };
 
 // The counters as the engines export theirs, each named "bpf_origin_<field>",
@@ -104,11 +105,13 @@ struct OriginPathConfig {
   // reads that connection's stream, and holds a FIN behind a moving request).
   bool forward_ends = false;
   // rare: the node's kernel does the handshake (origin.bpf.c (e)). Its SYNs
-  // and handshake ACKs get `bypass_mark` (the NFQUEUE rules' RETURN mark, the
-  // engine's own mark: non-zero) and reach the kernel without user space; a
-  // request carries its handshake in its mark (decode_handshake_mark). Then
-  // the kernel's SYN/ACKs must not be queued either (io::node_capture_rules).
+  // and handshake ACKs get `bypass_mark` and reach the kernel without user
+  // space; a request carries its handshake in its mark (decode_handshake_mark).
+  // Then the kernel's SYN/ACKs must not be queued either (io::node_capture_rules).
   bool kernel_handshake = false;
+  // The NFQUEUE rules' RETURN mark (the engine's own mark; 0: none): what
+  // (e) and a mapping to the VIP itself (this node's own connection, map_forward) put on a
+  // segment that must reach the kernel without user space.
   uint32_t bypass_mark = 0;
 };
 
@@ -149,7 +152,8 @@ class OriginPath {
 
   // The kernel forwards `key`'s segments (but FIN and RST; with `acks_only`
   // also but those with payload) to `node` from now on (creates or replaces
-  // the entry: one syscall).
+  // the entry: one syscall). `node` = the VIP: this node's own connection, its
+  // segments pass to the kernel with the bypass mark instead.
   io::IoStatus map_forward(const OriginKey& key, net::Ipv4Addr node, bool acks_only = false);
   // Removes an entry; false when there was none.
   bool unmap(const OriginKey& key);

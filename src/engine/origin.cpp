@@ -574,8 +574,12 @@ void Origin::map_handoff(OriginConn& conn) {
   // The kernel data path: one syscall, so that no later segment crosses user
   // space (but a persistent connection's requests, which this origin reads).
   // In band, a lost hand-in is then sent again by the timer (expired()): the
-  // client's retransmissions no longer come here.
-  if (conn.local_target) return;
+  // client's retransmissions no longer come here. A connection handed to this
+  // node's own serving part too (always), once that acknowledged it (its
+  // socket exists: a segment passed to the kernel before would meet only the
+  // listener): its segments then go to the kernel instead of through the
+  // queue to from_local_origin. rare releases its local ones to the kernel itself.
+  if (conn.local_target && (kernel() || kernel_path_ == nullptr || conn.state != State::Forwarding)) return;
   fast_.on_handoff(conn.fast, conn.hs.client, conn.target, clock_(), !conn.track || conn.track->pinned);
 }
 

@@ -61,6 +61,7 @@ std::string kernel_origin_name(const std::string& ifname) { return name_prefix()
 
 KernelOrigin::KernelOrigin(const RuntimeConfig& c, bool forwards)
     : vip_{parse_addr(*c.vip, "VIP"), c.port}, forwards_(forwards), kernel_handshake_(c.role == RuntimeRole::kRare) {
+  if (c.node_addr) self_ = parse_addr(*c.node_addr, "node address");
   const std::vector<std::string> interfaces = client_facing_interfaces();
   if (interfaces.empty()) throw std::runtime_error("kernel data path: no interface to attach the origin program to");
   for (const std::string& ifname : interfaces) {
@@ -75,7 +76,7 @@ KernelOrigin::KernelOrigin(const RuntimeConfig& c, bool forwards)
     // rare: the kernel's handshake stays the kernel's, read by the program:
     // only the request comes up (the rules queue no SYN/ACK then).
     pc.kernel_handshake = kernel_handshake_;
-    pc.bypass_mark = c.mark;
+    pc.bypass_mark = c.mark;  // the NFQUEUE rules RETURN it (own packets)
     paths_.push_back(std::make_unique<Attached>(pc, vip_));
     paths_.back()->path.attach(ifname);
   }
@@ -83,13 +84,20 @@ KernelOrigin::KernelOrigin(const RuntimeConfig& c, bool forwards)
 
 KernelOrigin::~KernelOrigin() = default;  // each OriginPath detaches and unpins
 
+// This node's own connections (always: handed to its own serving part) are
+// mapped to the VIP: the program passes their segments to the kernel with the
+// bypass mark instead of rewriting them (origin.bpf.c (d)).
+uint32_t KernelOrigin::node_of(uint32_t to) const {
+  return self_ && to == self_->value ? vip_.addr.value : to;
+}
+
 void KernelOrigin::add(uint32_t client_addr, uint16_t client_port, uint32_t to) {
-  for (auto& p : paths_) p->fast.add(client_addr, client_port, to);
+  for (auto& p : paths_) p->fast.add(client_addr, client_port, node_of(to));
 }
 
 bool KernelOrigin::add_without_payload(uint32_t client_addr, uint16_t client_port, uint32_t to) {
   if (!forwards_) return false;
-  for (auto& p : paths_) p->fast.add_without_payload(client_addr, client_port, to);
+  for (auto& p : paths_) p->fast.add_without_payload(client_addr, client_port, node_of(to));
   return true;
 }
 
@@ -145,6 +153,7 @@ bpf::OriginCounters KernelOrigin::sum() const {
     sum.data_to_user += c.data_to_user;
     sum.handshake_passed += c.handshake_passed;
     sum.handshake_read += c.handshake_read;
+    sum.local_passed += c.local_passed;
     sum.malformed += c.malformed;
     sum.error += c.error;
   }

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -52,8 +53,10 @@ class KernelOrigin final : public engine::OriginKernelPath {
  private:
   struct Attached;
   bpf::OriginCounters sum() const;
+  uint32_t node_of(uint32_t to) const;
   std::vector<std::unique_ptr<Attached>> paths_;
   net::Endpoint vip_;
+  std::optional<net::Ipv4Addr> self_;  // always/rare: this node (a mapping to it is written as the VIP's)
   bool forwards_;
   bool kernel_handshake_;  // rare: the program reads the kernel's handshake (origin.bpf.c (e))
   uint64_t errors_ = 0;

@@ -66,13 +66,19 @@ std::vector<uint8_t> ethernet(const std::vector<uint8_t>& ip) {
 struct RunResult {
   int verdict = -1;
   std::vector<uint8_t> frame;  // the packet as the program left it
+  uint32_t mark = 0;           // the skb's mark as it left it
 };
 
 RunResult test_run(int prog_fd, const std::vector<uint8_t>& frame) {
   RunResult r;
   r.frame.resize(frame.size() + 256);
+  __sk_buff ctx{};
   bpf_test_run_opts opts{};
   opts.sz = sizeof opts;
+  opts.ctx_in = &ctx;
+  opts.ctx_size_in = sizeof ctx;
+  opts.ctx_out = &ctx;
+  opts.ctx_size_out = sizeof ctx;
   opts.data_in = frame.data();
   opts.data_size_in = static_cast<uint32_t>(frame.size());
   opts.data_out = r.frame.data();
@@ -83,6 +89,7 @@ RunResult test_run(int prog_fd, const std::vector<uint8_t>& frame) {
   }
   r.verdict = static_cast<int>(opts.retval);
   r.frame.resize(opts.data_size_out);
+  r.mark = ctx.mark;
   return r;
 }
 
@@ -350,6 +357,52 @@ TEST_F(OriginTestRun, MappedSegmentGoesToTheNodeWithValidChecksums) {
   EXPECT_EQ(net::parse_tcp_packet(out)->dst_addr(), kVip.addr);
 }
 
+// A mapping to the VIP itself is this node's own connection (always: its own
+// serving part holds the socket): its segments pass untouched with the bypass
+// mark (the NFQUEUE rules RETURN it); FIN and RST too with forward_ends, but
+// an acks-only mapping's payload still goes to user space unmarked.
+TEST(OriginLocalMapping, ThisNodesOwnConnectionPassesToItsKernelWithTheBypassMark) {
+  if (std::string why = io::testing::enter_private_netns(); !why.empty()) GTEST_SKIP() << why;
+  if (std::string why = kernel_supports_origin(); !why.empty()) GTEST_SKIP() << why;
+  constexpr uint32_t kBypass = 0x1d;
+  OriginPathConfig config;
+  config.vip = kVip.addr;
+  config.vip_port = kVip.port;
+  config.forward_ends = true;
+  config.bypass_mark = kBypass;
+  OriginPath path(config);
+  ASSERT_TRUE(path.map_forward({kMapped, kVip}, kVip.addr).ok());
+  auto segment = [&](uint8_t flags, const char* payload) {
+    const std::vector<uint8_t> ip = PacketBuilder{}.ipv4(kMapped.addr, kVip.addr).tcp(kMapped.port, kVip.port)
+                                        .seq(1001).ack(5001).flags(flags).payload(payload).build();
+    std::vector<uint8_t> frame(14, 0);  // the MACs do not matter here
+    frame[12] = 0x08;
+    for (const uint8_t b : ip) frame.push_back(b);
+    return frame;
+  };
+  struct Case {
+    uint8_t flags;
+    const char* payload;
+  };
+  const Case cases[] = {{flag::ACK, ""}, {flag::ACK | flag::PSH, "GET / HTTP/1.1\r\n\r\n"},
+                        {flag::ACK | flag::FIN, ""}, {flag::RST, ""}};
+  for (const Case& c : cases) {
+    const std::vector<uint8_t> in = segment(c.flags, c.payload);
+    const RunResult r = test_run(path.program_fd(), in);
+    EXPECT_EQ(r.verdict, kTcPass) << int{c.flags};
+    EXPECT_EQ(r.mark, kBypass) << int{c.flags};
+    EXPECT_TRUE(r.frame == in) << "untouched";
+  }
+  EXPECT_EQ(path.counters().local_passed, 4u);
+  EXPECT_EQ(path.counters().forwarded, 0u);
+
+  ASSERT_TRUE(path.map_forward({kMapped, kVip}, kVip.addr, true).ok());  // acks only: the origin reads requests
+  const RunResult data = test_run(path.program_fd(), segment(flag::ACK | flag::PSH, "GET /next HTTP/1.1\r\n\r\n"));
+  EXPECT_EQ(data.verdict, kTcPass);
+  EXPECT_EQ(data.mark, 0u) << "to user space: the queue takes it";
+  EXPECT_EQ(path.counters().data_to_user, 1u);
+}
+
 // A corrupt SYN or one with data goes to user space (the engine judges it); a
 // CHECKSUM_PARTIAL one (the field holds the pseudo header's sum) is answered.
 TEST_F(OriginTestRun, CorruptOrDataSynGoesToUserSpacePartialIsAnswered) {
@@ -438,13 +491,15 @@ TEST(OriginCounterNames, InDeclarationOrder) {
   c.data_to_user = 10;
   c.handshake_passed = 11;
   c.handshake_read = 12;
+  c.local_passed = 13;
   const auto named = named_counters(c);
-  ASSERT_EQ(named.size(), 12u);
+  ASSERT_EQ(named.size(), 13u);
   EXPECT_EQ(named.front(), (std::pair<std::string, uint64_t>{"bpf_origin_syn_answered", 1}));
   EXPECT_EQ(named[8], (std::pair<std::string, uint64_t>{"bpf_origin_error", 9}));
   EXPECT_EQ(named[9], (std::pair<std::string, uint64_t>{"bpf_origin_data_to_user", 10}));
   EXPECT_EQ(named[10], (std::pair<std::string, uint64_t>{"bpf_origin_handshake_passed", 11}));
-  EXPECT_EQ(named.back(), (std::pair<std::string, uint64_t>{"bpf_origin_handshake_read", 12}));
+  EXPECT_EQ(named[11], (std::pair<std::string, uint64_t>{"bpf_origin_handshake_read", 12}));
+  EXPECT_EQ(named.back(), (std::pair<std::string, uint64_t>{"bpf_origin_local_passed", 13}));
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "engine/client_reset.h"
+#include "engine/fake_kernel.h"
 #include "engine/fast_mapper.h"
 #include "engine/harness.h"
 #include "net/packet_builder.h"
@@ -272,6 +273,33 @@ TEST(KernelOriginTest, AlwaysMapsAsTheHandInIsSentAndUnmapsAtTheTermination) {
   a.engine.on_message(kB, control::Termination{kClient, control::TerminationReason::kFin});
   ASSERT_EQ(a.kpath.ops.size(), 1u);
   EXPECT_FALSE(a.kpath.ops[0].add);
+  EXPECT_EQ(a.kpath.ops[0].client, kClient);
+}
+
+// A connection handed to this node's own serving part is mapped too, once
+// that acknowledged it (its socket is made): to this node, which the kernel
+// path writes as "pass to the kernel" (KernelOrigin); before, a segment passed
+// to the kernel would meet only the listener.
+TEST(KernelOriginTest, AlwaysMapsItsOwnConnectionOnceItsCarrierHasTheSocket) {
+  struct : EngineFakes {
+    uint64_t now = 1'000'000;
+    FakeKernelPath kpath;
+    FakeKernel kernel;  // the serving part on the kernel path too: its hand-in is acknowledged at once
+    NodeEngine engine{[this] {
+                        NodeConfig c = node_config(NodeMode::kAlways, kA, {kA, kB}, 7);
+                        c.kernel = &kernel;
+                        return c;
+                      }(),
+                      first_dispatcher("/a a\n/b b\n"), verdicts, raw, messages, [this] { return now; }, &kpath};
+  } a;
+  const tcp::ClientHandshake hs = a.kpath.answer_syn(kClient, a.now);
+  auto req = request(hs, kRequestA);  // /a: this node's (kA)
+  a.run(a.engine, req);
+  EXPECT_TRUE(a.messages.take().empty()) << "handed in locally";
+  ASSERT_EQ(a.kernel.grants.size(), 1u) << "authorised";
+  ASSERT_EQ(a.kpath.ops.size(), 1u);
+  EXPECT_TRUE(a.kpath.ops[0].add);
+  EXPECT_EQ(a.kpath.ops[0].to, kA);
   EXPECT_EQ(a.kpath.ops[0].client, kClient);
 }
 
