@@ -113,6 +113,36 @@ TEST(RuntimeValidateTest, SymmetricRolesNeedVipNodeAddrAndMap) {
   }
 }
 
+// rare queues its kernel's SYN/ACKs (the engine learns the handshake from
+// them) on the reference path, not on the kernel path, where its origin program
+// reads the handshake from the kernel (kernel_handshake_in_bpf); always never.
+TEST(RuntimeValidateTest, RareQueuesTheKernelsSynAckOnlyOnTheReferencePath) {
+  auto synack_rules = [](const io::RuleSetSpec& spec) {
+    int n = 0;
+    for (const auto& chain : spec.chains) {
+      for (const auto& rule : chain.rules) n += std::count(rule.begin(), rule.end(), "SYN,ACK") > 0 ? 1 : 0;
+    }
+    return n;
+  };
+  for (auto role : {runtime::RuntimeRole::kAlways, runtime::RuntimeRole::kRare}) {
+    runtime::RuntimeConfig c;
+    c.role = role;
+    c.node = "n1";
+    c.vip = "10.0.100.1";
+    c.node_addr = "10.0.2.11";
+    c.content_map = "/nonexistent-is-checked-at-start";
+    const bool rare = role == runtime::RuntimeRole::kRare;
+    EXPECT_EQ(synack_rules(runtime::capture_rules(c, runtime::DataPath::kNfqueue)), rare ? 1 : 0);
+    EXPECT_EQ(synack_rules(runtime::capture_rules(c, runtime::DataPath::kKernel)), 0);
+    EXPECT_EQ(runtime::kernel_handshake_in_bpf(c, runtime::DataPath::kKernel), rare);
+    c.fast_path = false;  // no origin program on a rare node then: the engine watches the handshake
+    EXPECT_EQ(synack_rules(runtime::capture_rules(c, runtime::DataPath::kKernel)), rare ? 1 : 0);
+    c.fast_path = true;
+    c.mark = 0xb8000001;  // reads as a handshake mark
+    EXPECT_THROW(validate(c), std::invalid_argument);
+  }
+}
+
 TEST(RuntimeValidateTest, AcceptsCompleteConfigsOfEachRole) {
   EXPECT_NO_THROW(validate(frontend_config()));
   EXPECT_NO_THROW(validate(backend_config()));
