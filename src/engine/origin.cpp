@@ -110,7 +110,8 @@ void Origin::on_vip_packet(const io::QueuedPacket& qp, net::TcpPacket& pkt) {
     }
   }
   auto it = conns_.find(conn_key(client));
-  if (take_kernel_handshake(qp, pkt, client, it)) return;
+  // rare on the kernel path only (the per-packet path of the others stays as it was).
+  if (kernel_ && kernel_path_ != nullptr && take_kernel_handshake(qp, pkt, client, it)) return;
   if (it != conns_.end()) {
     on_segment(qp, pkt, it);
     return;
@@ -234,7 +235,7 @@ bool Origin::take_cookie_ack(const io::QueuedPacket& qp, net::TcpPacket& pkt, co
 
 bool Origin::take_kernel_handshake(const io::QueuedPacket& qp, net::TcpPacket& pkt, const net::Endpoint& client,
                                    ConnIt it) {
-  if (!kernel() || kernel_path_ == nullptr || pkt.payload_len == 0 || pkt.has_flags(SYN)) return false;
+  if (pkt.payload_len == 0 || pkt.has_flags(SYN)) return false;
   const std::optional<OriginKernelPath::KernelHandshake> k = kernel_path_->handshake_of(qp.mark);
   if (!k) return false;
   const SeqNum c = SeqNum(pkt.seq()) - 1u;

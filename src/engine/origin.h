@@ -287,9 +287,10 @@ class Origin {
   void send_cookie(const net::TcpPacket& syn);
   // Emulated: an ACK of no state that may complete a cookie handshake; true if handled.
   bool take_cookie_ack(const io::QueuedPacket& qp, net::TcpPacket& pkt, const net::Endpoint& client);
-  // rare on the kernel path: a request whose mark holds the kernel's handshake
-  // (OriginKernelPath::handshake_of) starts the connection here; `it`: the
-  // connection on its tuple so far, if any. False: not such a request.
+  // rare on the kernel path (the caller checks both): a request whose mark
+  // holds the kernel's handshake (OriginKernelPath::handshake_of) starts the
+  // connection here; `it`: the connection on its tuple so far, if any. False:
+  // not such a request.
   bool take_kernel_handshake(const io::QueuedPacket& qp, net::TcpPacket& pkt, const net::Endpoint& client, ConnIt it);
   // Whether a RST may answer one more unknown segment in the second of `now` (ms).
   bool unknown_rst_allowed(uint64_t now);
