@@ -241,7 +241,10 @@ bool Origin::take_kernel_handshake(const io::QueuedPacket& qp, net::TcpPacket& p
   const SeqNum c = SeqNum(pkt.seq()) - 1u;
   if (it != conns_.end()) {
     OriginConn& old = it->second;
-    if (old.hs.client_isn == c) return false;  // known already (its own SYN came here): as usual
+    // Known already: as usual. Its SYN may have come here (a SYN of a tuple
+    // still mapped goes to user space) without its SYN/ACK (not queued on this
+    // path): then the mark says what the SYN/ACK would have.
+    if (old.hs.client_isn == c && old.f_known) return false;
     if (old.state == State::HandoffSent || old.state == State::Forwarding) {
       verdicts_.drop(qp.id);  // a new ISN mid-connection: blind (RFC 5961 §4), state kept
       ++counters_.blind_rejected;

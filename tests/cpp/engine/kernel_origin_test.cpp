@@ -442,6 +442,27 @@ TEST(KernelOriginTest, RareNegotiatedNoScalingNorTimestampsSaysSo) {
   EXPECT_EQ(h.mss, 536);
 }
 
+// A SYN that came to the engine (its tuple was still mapped from an earlier
+// connection) started the connection, but its SYN/ACK is not queued on this
+// path: the request's mark completes what the engine knows, and the request
+// is dispatched, not left to the local kernel.
+TEST(KernelOriginTest, RareRequestAfterASynTheEngineSawTakesTheSynAckFromTheMark) {
+  KernelNode a(NodeMode::kRare);
+  auto syn = from_client(kClient).seq(RareKernelRequest::kC).flags(SYN).window(64240).mss(1460).sack_permitted()
+                 .timestamps(kTsval, 0).wscale(7).build();
+  EXPECT_EQ(a.run_one(a.engine, syn).kind, VerdictKind::Accept);  // the kernel answers it
+  EXPECT_EQ(a.engine.counters().syns, 1u);
+  auto req = RareKernelRequest::segment(kRequestB);
+  EXPECT_EQ(RareKernelRequest::run(a, req, FakeKernelPath::kHandshakeMark).kind, VerdictKind::Drop);
+  auto msgs = a.messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  const auto& h = std::get<control::HandoffRequest>(msgs[0].message);
+  EXPECT_EQ(h.frontend_isn, RareKernelRequest::kF);
+  EXPECT_EQ(h.frontend_wscale, 9);
+  EXPECT_EQ(h.frontend_ts_base, RareKernelRequest::kSynAckTsval);
+  EXPECT_EQ(a.engine.counters().kernel_handshakes, 1u);
+}
+
 // Without the mark (the program found no socket of the handshake) the request
 // is the kernel's business, as for any segment rare does not know; a segment
 // whose mark is not a handshake's does not start a connection either.
