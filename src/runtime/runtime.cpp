@@ -130,9 +130,16 @@ void NodeRuntime::Impl::setup() {
   validate(c);
   started_ms = monotonic_ms();
 
-  // What the role dispatches with, before anything is installed (a bad map fails here).
+  // What the role dispatches with and the data path (a probe, nothing left
+  // installed), then the rules on it: a bad map or role configuration fails
+  // here, before anything is installed.
   Dispatch dispatch = load_dispatch(c);
-  (void)capture_rules(c);  // a bad role configuration fails here, before anything is installed
+  std::string why_not_kernel;
+  datapath = resolve_datapath(c, &why_not_kernel);
+  if (c.datapath == "auto" && !why_not_kernel.empty()) {
+    log_error("data path nfqueue: " + why_not_kernel);
+  }
+  const io::RuleSetSpec rule_spec = capture_rules(c, datapath);
 
   for (const auto& [key, value] : role_sysctls(c, list_interfaces())) {
     sysctls.push_back(std::make_unique<io::SysctlGuard>(key, value));
@@ -158,11 +165,6 @@ void NodeRuntime::Impl::setup() {
     queue = std::make_unique<io::NfQueue>(qc);  // bound before the rules: no packet meets an empty queue
   }
 
-  std::string why_not_kernel;
-  datapath = resolve_datapath(c, &why_not_kernel);
-  if (c.datapath == "auto" && !why_not_kernel.empty()) {
-    log_error("data path nfqueue: " + why_not_kernel);
-  }
   io::Verdicts& verdicts = queue ? static_cast<io::Verdicts&>(*queue) : no_queue;
   RoleContext context{c, verdicts, auth, c.fast_path ? &fast_path_proxy : nullptr, datapath, monotonic_ms,
                       std::move(dispatch.dispatcher), std::move(dispatch.nodes),
@@ -175,7 +177,7 @@ void NodeRuntime::Impl::setup() {
   watch();
 
   if (queue) {
-    rules = std::make_unique<io::RuleSet>(capture_rules(c, datapath));
+    rules = std::make_unique<io::RuleSet>(rule_spec);
     try {
       rules->install();
     } catch (const std::runtime_error& e) {
