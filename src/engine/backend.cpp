@@ -133,6 +133,7 @@ struct BackendEngine::Impl {
     c.released = s.released;
     c.release_timeouts = s.release_timeouts;
     c.release_unknown = s.release_unknown;
+    c.retired_dropped = s.retired_dropped;
     c.takeovers = takeovers;
     c.takeover_streams = takeover_streams;
     return c;
@@ -170,6 +171,7 @@ void BackendCounters::visit(const CounterVisitor& v) const {
   v("released", released);
   v("release_timeouts", release_timeouts);
   v("release_unknown", release_unknown);
+  v("retired_dropped", retired_dropped);
   v("takeovers", takeovers);
   v("takeover_streams", takeover_streams);
 }

@@ -144,7 +144,10 @@ bool KernelCarrier::from_client(const io::QueuedPacket& qp, net::TcpPacket& pkt)
   if (it == conns_.end()) return false;
   verdicts_.drop(qp.id);
   Conn& conn = it->second;
-  if (conn.ended_ms != 0) return true;
+  if (conn.ended_ms != 0) {
+    if (conn.retired) ++counters_.retired_dropped;
+    return true;
+  }
   // A segment to this node's address that the adopt program did not send to the
   // VIP (it came before the entry, or before the socket): to the VIP through lo,
   // where the program sees it again.
@@ -165,7 +168,14 @@ bool KernelCarrier::from_client(const io::QueuedPacket& qp, net::TcpPacket& pkt)
   return true;
 }
 
-void KernelCarrier::from_local_origin(const io::QueuedPacket& qp, net::TcpPacket&) {
+void KernelCarrier::from_local_origin(const io::QueuedPacket& qp, net::TcpPacket& pkt) {
+  auto it = conns_.find(conn_key({pkt.src_addr(), pkt.src_port()}));
+  if (it != conns_.end() && it->second.retired) {
+    // Its socket was reset quietly: the listener would answer with a RST to the client.
+    verdicts_.drop(qp.id);
+    ++counters_.retired_dropped;
+    return;
+  }
   verdicts_.accept(qp.id);  // to the VIP already: the kernel's socket (or the adopt program) takes it
   ++counters_.translated_in;
 }

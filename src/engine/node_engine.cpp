@@ -277,6 +277,7 @@ const NodeCounters& NodeEngine::Impl::report() {
   r.released = s.released;
   r.release_timeouts = s.release_timeouts;
   r.release_unknown = s.release_unknown;
+  r.retired_dropped = s.retired_dropped;
   return r;
 }
 
@@ -339,6 +340,7 @@ void NodeCounters::visit(const CounterVisitor& v) const {
   v("released", released);
   v("release_timeouts", release_timeouts);
   v("release_unknown", release_unknown);
+  v("retired_dropped", retired_dropped);
 }
 
 NodeEngine::NodeEngine(NodeConfig config, std::unique_ptr<dispatch::Dispatcher> dispatcher, io::Verdicts& verdicts,

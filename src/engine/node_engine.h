@@ -159,7 +159,8 @@ struct NodeCounters {
   OriginPhases origin_phases;                      // origin_active by phase (gauges)
   uint64_t synack_resends = 0;                     // the origin's SYN/ACKs sent again (Origin::kSynAckRtoMs)
   // Moves, the serving part (serving_side.h): connections given up between two requests.
-  uint64_t release_orders = 0, released = 0, release_timeouts = 0, release_unknown = 0;
+  uint64_t release_orders = 0, released = 0, release_timeouts = 0, release_unknown = 0,
+           retired_dropped = 0;
 
   void visit(const CounterVisitor& visit) const;
 };

@@ -271,6 +271,15 @@ void Origin::start_move(OriginConn& conn, dispatch::BackendId next) {
   t.move = RequestTrack::Move::kReleasing;
   t.next = next;
   t.move_ms = clock_();
+  // This node's own serving part: its kernel took the client's segments
+  // straight (map_handoff) until now. Its socket is retired (a RST) once
+  // quiet, and a segment passed to the kernel after that would meet only the
+  // listener, whose RST would end the client's connection. From now on they
+  // come through the queue: to the socket while it lives, then to the next node.
+  if (conn.local_target) {
+    fast_.unmap(conn.fast, conn.hs.client);
+    fast_.flush();
+  }
   send_release(conn);
 }
 

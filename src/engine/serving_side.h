@@ -94,6 +94,7 @@ struct ServingCounters {
   uint64_t released = 0;           // connections retired quietly and reported Released
   uint64_t release_timeouts = 0;   // never quiet in time: reported kTimeout
   uint64_t release_unknown = 0;    // Release of no carried connection: reported kUnknown
+  uint64_t retired_dropped = 0;    // client segments of a connection retired (moved on), dropped
 };
 
 // How the serving side reports to a connection's origin.

@@ -185,6 +185,7 @@ bool TranslationCarrier::from_client(const io::QueuedPacket& qp, net::TcpPacket&
   Conn& conn = it->second;
   if (conn.retired) {  // the kernel's socket is gone: nothing may reach a listener
     verdicts_.drop(qp.id);
+    ++counters_.retired_dropped;
     return true;
   }
   if (!conn.translator) {
@@ -199,6 +200,7 @@ void TranslationCarrier::from_local_origin(const io::QueuedPacket& qp, net::TcpP
   auto it = conns_.find(conn_key({pkt.src_addr(), pkt.src_port()}));
   if (it == conns_.end() || !it->second.translator || it->second.retired) {
     verdicts_.drop(qp.id);  // the client retransmits (or the connection moved away)
+    if (it != conns_.end() && it->second.retired) ++counters_.retired_dropped;
     return;
   }
   translate_in(qp.id, pkt, io::checksum_state(qp.checksum_partial), it->second);

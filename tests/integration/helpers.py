@@ -123,14 +123,33 @@ def served(cluster: Any, agent: str) -> list[Served]:
     return out
 
 
+def tcp_counters(host: Any) -> dict[str, int]:
+    """The host's (network namespace's) TCP counters, read inside it: /proc/net/snmp's
+    Tcp: row and /proc/net/netstat's TcpExt: row, by name (e.g. ActiveOpens,
+    EstabResets: established connections that got a RST, TCPAbortOnData)."""
+    out, _, _ = host.pexec(["cat", "/proc/net/snmp", "/proc/net/netstat"])
+    counters: dict[str, int] = {}
+    for prefix in ("Tcp:", "TcpExt:"):
+        rows = [line.split()[1:] for line in out.splitlines() if line.startswith(prefix)]
+        if len(rows) < 2:
+            raise RuntimeError(f"{host.name}: no {prefix} rows in /proc/net/snmp or netstat")
+        counters.update((name, int(value)) for name, value in zip(rows[0], rows[1]))
+    return counters
+
+
 def tcp_active_opens(host: Any) -> int:
-    """The host's (network namespace's) TCP ActiveOpens counter: connect()s that
-    sent a SYN, from /proc/net/snmp read inside the host."""
-    out, _, _ = host.pexec(["cat", "/proc/net/snmp"])
-    rows = [line.split() for line in out.splitlines() if line.startswith("Tcp:")]
-    if len(rows) < 2:
-        raise RuntimeError(f"{host.name}: no Tcp: rows in /proc/net/snmp")
-    return int(rows[1][rows[0].index("ActiveOpens")])
+    """The host's TCP ActiveOpens counter: connect()s that sent a SYN."""
+    return tcp_counters(host)["ActiveOpens"]
+
+
+def tcp_trouble(before: dict[str, int], after: dict[str, int]) -> str:
+    """What went wrong between two tcp_counters() readings: the nonzero changes
+    of counters named for resets, aborts and failures (a RST the client took,
+    a connection it gave up), for a failure message."""
+    words = ("Reset", "Rst", "Abort", "Fail", "Timeout")
+    changed = {k: after[k] - before.get(k, 0) for k in after
+               if any(w in k for w in words) and after[k] != before.get(k, 0)}
+    return ", ".join(f"{k} +{v}" for k, v in sorted(changed.items())) or "no resets, aborts or timeouts"
 
 
 _PHASES = ("_handshaking", "_handing_off", "_forwarding", "_closing", "_active")  # the phase gauges

@@ -55,7 +55,8 @@ from handofflab import documents as docs_mod
 from handofflab import workload as wl
 from handofflab.cluster import IMPLEMENTED_MODES
 
-from helpers import engines_idle, engines_trouble, poll, serve_web_types, served, tcp_active_opens
+from helpers import (engines_idle, engines_trouble, poll, serve_web_types, served, tcp_active_opens,
+                     tcp_counters, tcp_trouble)
 
 pytestmark = pytest.mark.integration
 
@@ -323,18 +324,20 @@ def _curl_case(c: Cluster, docs: Sequence[Document], origin: Optional[str]) -> N
     urls = [c.url(d) for d in docs]
     agent = _agent("curl")
     client = c.clients[0]
-    opens = tcp_active_opens(client)
+    before = tcp_counters(client)
     records, connects = _curl_from(c, urls, agent, origin)
-    opened = tcp_active_opens(client) - opens
+    after = tcp_counters(client)
+    opened = after["ActiveOpens"] - before["ActiveOpens"]
     _check_responses(records, docs, f"curl (accepted by {origin or 'the VIP'})")
     # curl reused one connection per host: the VIP (direct: each owner) once
     again = [f"request {i + 1} ({r['path']}, port {r['port']}): curl said "
-             + "; ".join(r["curl_said"][-6:]) for i, r in enumerate(records)
+             + "; ".join(r["curl_said"][-12:]) for i, r in enumerate(records)
              if r.get("connects", 0) > (0 if i else 1)]  # the first connects once
     assert connects == len(_hosts(urls)) == opened, (
         f"curl made {connects} connects ({opened} SYNs sent) for {len(urls)} requests to "
         f"{_hosts(urls)}: it had to reconnect (the cluster closed or stalled the connection)\n"
-        + "\n".join(again) + "\n" + engines_trouble(c))
+        + "\n".join(again) + "\nthe client's TCP: " + tcp_trouble(before, after) + "\n"
+        + engines_trouble(c))
     for host in _hosts(urls):
         ports = {r["port"] for r, u in zip(records, urls) if f"//{host}/" in u}
         assert len(ports) == 1, (host, ports)
@@ -347,15 +350,16 @@ def _http_client_one_connection(c: Cluster) -> None:
     urls = [c.url(d) for d in docs]
     agent = _agent("httpclient")
     client = c.clients[0]
-    opens = tcp_active_opens(client)
+    before = tcp_counters(client)
     records, connects = _workload_client(c, ["keepalive", "--fail-early", "--timeout",
                                              str(CLIENT_TIMEOUT_S), "--header",
                                              f"User-Agent: {agent}", *urls])
-    opened = tcp_active_opens(client) - opens
+    after = tcp_counters(client)
+    opened = after["ActiveOpens"] - before["ActiveOpens"]
     _check_responses(records, docs, "http.client")
     assert connects == len(_hosts(urls)) == opened, (
         f"http.client made {connects} connects ({opened} SYNs sent) for {len(urls)} requests\n"
-        + engines_trouble(c))
+        f"the client's TCP: {tcp_trouble(before, after)}\n" + engines_trouble(c))
     assert len({r["port"] for r in records}) == len(_hosts(urls))
     _check_served(c, agent, docs)
     engines_idle(c, 5.0)

@@ -241,6 +241,16 @@ TEST(KernelCarrierReleaseTest, AQuietConnectionIsRetiredWithAnExactSeqRstAndRele
   ASSERT_EQ(v.size(), 1u);
   EXPECT_EQ(v[0].kind, hl::testing::VerdictKind::Drop);
   EXPECT_TRUE(n.raw.take().empty()) << "never re-sent to the VIP";
+  // One this node's own origin part carried (a late ACK, to the VIP): dropped,
+  // not passed on to the listener, whose RST would end the client's connection.
+  std::vector<uint8_t> late = net::make_ack(kClient, kVip, kReq1, kResp1End, 502, net::Timestamps{557, 300});
+  auto late_pkt = net::parse_tcp_packet(late);
+  io::QueuedPacket late_qp{.id = 10, .data = late};
+  n.carrier.from_local_origin(late_qp, *late_pkt);
+  v = n.verdicts.take();
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].kind, hl::testing::VerdictKind::Drop);
+  EXPECT_EQ(n.counters.retired_dropped, 2u);
 
   // Remembered a while, then freed (tests want every state gone within 5 s of the last packet).
   n.now = retired_at + 1900;

@@ -35,6 +35,10 @@ class FakeKernelPath final : public OriginKernelPath {
   void add(uint32_t addr, uint16_t port, uint32_t to) override {
     ops.push_back({true, {net::Ipv4Addr{addr}, port}, net::Ipv4Addr{to}});
   }
+  bool add_without_payload(uint32_t addr, uint16_t port, uint32_t to) override {  // as the BPF map can
+    add(addr, port, to);
+    return true;
+  }
   void remove(uint32_t addr, uint16_t port) override { ops.push_back({false, {net::Ipv4Addr{addr}, port}, {}}); }
   io::IoStatus flush() override { return io::io_ok(); }
   void answer_syns(const tcp::SynCookies& c, const SynAnswer& a) override {
@@ -301,6 +305,56 @@ TEST(KernelOriginTest, AlwaysMapsItsOwnConnectionOnceItsCarrierHasTheSocket) {
   EXPECT_TRUE(a.kpath.ops[0].add);
   EXPECT_EQ(a.kpath.ops[0].to, kA);
   EXPECT_EQ(a.kpath.ops[0].client, kClient);
+}
+
+// A keep-alive connection of this node's own serving part moving away: the
+// mapping that passed its segments to the kernel goes before the Release.
+// Once quiet the socket is reset; a late client ACK passed to the kernel after
+// that would meet only the listener, whose RST would end the client's
+// connection (curl connected again). Through the queue it reaches the socket
+// while it lives, then the next node.
+TEST(KernelOriginTest, AMoveAwayFromItsOwnServingPartUnmapsBeforeTheRelease) {
+  struct : EngineFakes {
+    uint64_t now = 1'000'000;
+    FakeKernelPath kpath;
+    FakeKernel kernel;
+    NodeEngine engine{[this] {
+                        NodeConfig c = node_config(NodeMode::kAlways, kA, {kA, kB}, 7);
+                        c.kernel = &kernel;
+                        return c;
+                      }(),
+                      first_dispatcher("/a a\n/b b\n"), verdicts, raw, messages, [this] { return now; }, &kpath};
+  } a;
+  const std::string first = "GET /a HTTP/1.1\r\nHost: cluster\r\n\r\n";   // kept alive
+  const std::string second = "GET /b HTTP/1.1\r\nHost: cluster\r\n\r\n";  // kB's
+  const tcp::ClientHandshake hs = a.kpath.answer_syn(kClient, a.now);
+  auto req = request(hs, first);
+  a.run(a.engine, req);
+  ASSERT_EQ(a.kernel.grants.size(), 1u) << "handed in locally";
+  ASSERT_EQ(a.kpath.ops.size(), 1u);
+  EXPECT_TRUE(a.kpath.ops[0].add);
+  EXPECT_EQ(a.kpath.ops[0].to, kA);
+  (void)a.raw.take();
+
+  const uint32_t next = kIsn + 1 + static_cast<uint32_t>(first.size());
+  const uint32_t acked = (hs.server_isn + 1u).value() + 300;  // the response, 300 bytes
+  auto req2 = from_client(kClient).seq(next).ack(acked).flags(ACK | PSH).timestamps(kTsval + 5, hs.ts_base)
+                  .window(502).payload(second).build();
+  a.run(a.engine, req2);
+  ASSERT_EQ(a.kpath.ops.size(), 2u) << "unmapped as the move starts";
+  EXPECT_FALSE(a.kpath.ops[1].add);
+  EXPECT_EQ(a.kpath.ops[1].client, kClient);
+  EXPECT_EQ(a.engine.counters().moves.later_requests, 1u);
+  for (const auto& bytes : a.raw.take()) {
+    EXPECT_FALSE(parse(bytes).pkt.has_flags(RST)) << "the socket is not quiet yet: not retired";
+  }
+  EXPECT_TRUE(a.kernel.entries.count(FakeKernel::conn_key(kClient))) << "still carried";
+
+  // The client's late ACK now comes through the queue, to the socket, which still lives.
+  auto late = from_client(kClient).seq(next).ack(acked - 100).flags(ACK).timestamps(kTsval + 4, hs.ts_base)
+                  .window(502).build();
+  const Verdict v = a.run_one(a.engine, late);
+  EXPECT_EQ(v.kind, VerdictKind::Accept);
 }
 
 // A dead node's kernel may outlive its engine and go on sending: its adopted
