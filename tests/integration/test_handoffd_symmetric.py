@@ -152,8 +152,11 @@ def test_symmetric_roles_serve_local_and_remote_content_and_survive_a_peer_resta
     stop(engines["n2"])
     assert "HANDOFF-" not in net.sh("n2", ["iptables-save"]).stdout
     engines["n2"] = start_engine(net, "n2", role)
+    # peers_up may still count the old n2 (heard within the peer timeout); n1 took
+    # n2 down when its channel broke, and up again only on the new n2's keepalive.
     wait_until(lambda: stats(net, "n1").get("peers_up") == 1 and stats(net, "n2").get("peers_up") == 1
-               and stats(net, "n1").get("peers_connected") == 1, timeout=15, what="channel reconnected")
+               and stats(net, "n1").get("peers_connected") == 1 and stats(net, "n1").get("backends_down") == 0,
+               timeout=15, what="channel reconnected, n2 alive again at n1")
     check("b.bin", "n2")
     check("a.bin", "n1")
 
