@@ -280,22 +280,27 @@ TEST(KernelOriginTest, AlwaysMapsAsTheHandInIsSentAndUnmapsAtTheTermination) {
   EXPECT_EQ(a.kpath.ops[0].client, kClient);
 }
 
+// Node kA of an always cluster {kA, kB} whose origin and serving part are both
+// on the kernel data path (/a is kA's, /b kB's): a hand-in to its own serving
+// part is acknowledged at once.
+struct KernelAlwaysNode : EngineFakes {
+  uint64_t now = 1'000'000;
+  FakeKernelPath kpath;
+  FakeKernel kernel;
+  NodeEngine engine{[this] {
+                      NodeConfig c = node_config(NodeMode::kAlways, kA, {kA, kB}, 7);
+                      c.kernel = &kernel;
+                      return c;
+                    }(),
+                    first_dispatcher("/a a\n/b b\n"), verdicts, raw, messages, [this] { return now; }, &kpath};
+};
+
 // A connection handed to this node's own serving part is mapped too, once
 // that acknowledged it (its socket is made): to this node, which the kernel
 // path writes as "pass to the kernel" (KernelOrigin); before, a segment passed
 // to the kernel would meet only the listener.
 TEST(KernelOriginTest, AlwaysMapsItsOwnConnectionOnceItsCarrierHasTheSocket) {
-  struct : EngineFakes {
-    uint64_t now = 1'000'000;
-    FakeKernelPath kpath;
-    FakeKernel kernel;  // the serving part on the kernel path too: its hand-in is acknowledged at once
-    NodeEngine engine{[this] {
-                        NodeConfig c = node_config(NodeMode::kAlways, kA, {kA, kB}, 7);
-                        c.kernel = &kernel;
-                        return c;
-                      }(),
-                      first_dispatcher("/a a\n/b b\n"), verdicts, raw, messages, [this] { return now; }, &kpath};
-  } a;
+  KernelAlwaysNode a;
   const tcp::ClientHandshake hs = a.kpath.answer_syn(kClient, a.now);
   auto req = request(hs, kRequestA);  // /a: this node's (kA)
   a.run(a.engine, req);
@@ -314,17 +319,7 @@ TEST(KernelOriginTest, AlwaysMapsItsOwnConnectionOnceItsCarrierHasTheSocket) {
 // connection (curl connected again). Through the queue it reaches the socket
 // while it lives, then the next node.
 TEST(KernelOriginTest, AMoveAwayFromItsOwnServingPartUnmapsBeforeTheRelease) {
-  struct : EngineFakes {
-    uint64_t now = 1'000'000;
-    FakeKernelPath kpath;
-    FakeKernel kernel;
-    NodeEngine engine{[this] {
-                        NodeConfig c = node_config(NodeMode::kAlways, kA, {kA, kB}, 7);
-                        c.kernel = &kernel;
-                        return c;
-                      }(),
-                      first_dispatcher("/a a\n/b b\n"), verdicts, raw, messages, [this] { return now; }, &kpath};
-  } a;
+  KernelAlwaysNode a;
   const std::string first = "GET /a HTTP/1.1\r\nHost: cluster\r\n\r\n";   // kept alive
   const std::string second = "GET /b HTTP/1.1\r\nHost: cluster\r\n\r\n";  // kB's
   const tcp::ClientHandshake hs = a.kpath.answer_syn(kClient, a.now);
