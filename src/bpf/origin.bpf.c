@@ -52,6 +52,22 @@
  *     origin_abi.h). The kernel's SYN/ACK is not queued either (the rules
  *     have no OUTPUT rule for it then): one crossing per connection, the
  *     request. Anything else goes on as (a)-(d) say.
+ * (f) With cfg_local_mark as well (rare: its local content decided in the
+ *     kernel): the request of (e) is read here first. A whole request head in
+ *     that one segment, nothing after it, "GET" or "HEAD" of an origin-form
+ *     target whose path (up to '?') is in the map `local_paths` (the paths
+ *     this node owns, exactly as the content map has them), and the
+ *     connection's last request (HTTP/1.1 with "Connection: close", HTTP/1.0
+ *     without a Connection header; any with cfg_local_any_request: no
+ *     moves), no Content-Length, no Transfer-Encoding: it gets
+ *     skb->mark = cfg_local_mark and goes to the kernel (the rules RETURN
+ *     it and save it to the connection's mark, so its later segments skip
+ *     the queue too): the node's web server answers it, nothing crossed to
+ *     user space (local_served). Anything else, or any doubt (an unusual
+ *     byte, an obs-fold, a bare LF, a Connection header with another value,
+ *     a head longer than HL_REQUEST_MAX), is the engine's, as in (e): what
+ *     the engine would do with a request decided here is the same (its own
+ *     path: served locally; a malformed head: released to the web server).
  * Not the program's: non-IPv4, fragments, other addresses/ports: untouched,
  * uncounted. An unreadable TCP header or SYN options: untouched, malformed.
  *
@@ -106,6 +122,10 @@ const volatile __u16 cfg_vip_port = 0;
 const volatile __u8 cfg_forward_ends = 0; /* (d): FIN and RST of a full mapping forwarded too */
 const volatile __u8 cfg_kernel_handshake = 0; /* (e): the kernel's own handshake (rare) */
 const volatile __u32 cfg_bypass_mark = 0;     /* (d), (e): the mark the NFQUEUE rules let through */
+const volatile __u32 cfg_local_mark = 0;      /* (f): the mark of connections served locally; 0: off */
+const volatile __u8 cfg_local_any_request = 0; /* (f): a keep-alive request too (the engine makes no moves) */
+/* (f): the header names that matter, lowercase, and their lengths. */
+const volatile __u8 cfg_header_names[3][32] = {"connection", "content-length", "transfer-encoding"};
 
 /* SynCookies::kMssTable[i] (a switch: clang 14 puts a const table in a
  * section whose BTF the kernel refuses). */
@@ -150,6 +170,26 @@ struct {
   __type(key, __u32);
   __type(value, struct hl_origin_attachment);
 } attachment SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __uint(max_entries, HL_ORIGIN_MAX_LOCAL_PATHS);
+  __type(key, struct hl_local_path);
+  __type(value, __u8);
+} local_paths SEC(".maps");
+
+/* (f)'s scratch: the request's bytes and the path's key (too big for the stack). */
+struct request_scratch {
+  __u8 buf[HL_REQUEST_MAX];
+  struct hl_local_path key;
+};
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct request_scratch);
+} scratch SEC(".maps");
 
 static __always_inline void count(__u32 which) {
   __u64 *value = bpf_map_lookup_elem(&counters, &which);
@@ -459,6 +499,218 @@ static __always_inline int forward(struct __sk_buff *skb, __u32 l4, __u32 old_ad
   return TC_ACT_OK;
 }
 
+/* ---- (f) a last request for local content, read in the kernel ---- */
+
+enum scan_state_kind {
+  SCAN_METHOD, /* the method and its space (checked before the loop) */
+  SCAN_PATH0,  /* the target's first byte: '/' */
+  SCAN_PATH,   /* the path, into the key */
+  SCAN_QUERY,  /* after '?', up to the space */
+  SCAN_VERSION, /* "HTTP/1.x\r\n" */
+  SCAN_LINE,   /* a header line's first byte, or the head's last CR */
+  SCAN_NAME,   /* a header name, up to ':' */
+  SCAN_OWS,    /* spaces before a value */
+  SCAN_VALUE,  /* a header value, up to CR */
+  SCAN_LF,     /* the LF after a line's CR */
+  SCAN_LAST_LF, /* the head's last LF: the segment's last byte */
+};
+
+#define HEADER_CONNECTION 0
+#define HEADER_CONTENT_LENGTH 1
+#define HEADER_TRANSFER_ENCODING 2
+#define HEADER_OTHER 3
+
+struct request_scan {
+  struct request_scratch *s;
+  __u32 len;          /* the segment's payload bytes (<= HL_REQUEST_MAX) */
+  __u32 start;        /* the target's first byte */
+  __u32 state;
+  __u32 pos;          /* in SCAN_VERSION: the byte of "HTTP/1.x\r\n"; in a name: its length; in a Connection value: the bytes of "close" matched */
+  __u8 candidates;    /* in a name: bit k, it still spells cfg_header_names[k] */
+  __u8 header;        /* HEADER_*: the value being read */
+  __u8 trailing;      /* in a Connection value: spaces after "close" */
+  __u8 http10;        /* "HTTP/1.0" */
+  __u8 close;         /* "Connection: close" seen */
+  __u8 done;          /* 1: a whole, acceptable head; 0: not decided here */
+};
+
+static __always_inline __u8 lower(__u8 c) { return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c; }
+/* RFC 9110 tchar, loosely: visible ASCII but the separators that end a name. */
+static __always_inline int name_byte(__u8 c) { return c > 0x20 && c < 0x7f && c != ':'; }
+static __always_inline __u32 header_name_len(__u32 k) { return k == 0 ? 10 : k == 1 ? 14 : 17; }
+static __always_inline __u8 version_byte(__u32 pos) {
+  switch (pos) {
+    case 0: return 'H';
+    case 1: case 2: return 'T';
+    case 3: return 'P';
+    case 4: return '/';
+    case 5: return '1';
+    case 6: return '.';
+    case 8: return '\r';
+    default: return '\n';
+  }
+}
+static __always_inline __u8 close_byte(__u32 pos) {
+  switch (pos) {
+    case 0: return 'c';
+    case 1: return 'l';
+    case 2: return 'o';
+    case 3: return 's';
+    default: return 'e';
+  }
+}
+
+/* One byte of the head (bpf_loop's step); 1 ends the loop (done or refused). */
+static long scan_byte(__u32 i, void *data) {
+  struct request_scan *r = data;
+  struct request_scratch *s = r->s;
+  __u32 k, n;
+  __u8 c;
+
+  if (i >= r->len) return 1;
+  c = s->buf[i & (HL_REQUEST_MAX - 1)];
+  switch (r->state) {
+    case SCAN_METHOD:
+      if (i + 1 >= r->start) r->state = SCAN_PATH0;
+      return 0;
+    case SCAN_PATH0:
+      if (c != '/') return 1;
+      r->state = SCAN_PATH;
+      /* fall through: the '/' is the path's */
+    case SCAN_PATH:
+      if (c == ' ') {
+        r->state = SCAN_VERSION;
+        r->pos = 0;
+        return 0;
+      }
+      if (c == '?') {
+        r->state = SCAN_QUERY;
+        return 0;
+      }
+      if (c <= 0x20 || c >= 0x7f) return 1;
+      n = s->key.len;
+      if (n >= HL_LOCAL_PATH_MAX) return 1; /* longer than any path in the map */
+      s->key.path[n] = c;
+      s->key.len = n + 1;
+      return 0;
+    case SCAN_QUERY:
+      if (c == ' ') {
+        r->state = SCAN_VERSION;
+        r->pos = 0;
+        return 0;
+      }
+      return c <= 0x20 || c >= 0x7f;
+    case SCAN_VERSION:
+      k = r->pos;
+      if (k == 7) {
+        if (c != '0' && c != '1') return 1;
+        r->http10 = c == '0';
+      } else if (k > 9 || c != version_byte(k)) {
+        return 1;
+      }
+      r->pos = k + 1;
+      if (k == 9) r->state = SCAN_LINE;
+      return 0;
+    case SCAN_LINE:
+      if (c == '\r') {
+        r->state = SCAN_LAST_LF;
+        return 0;
+      }
+      r->candidates = 7;
+      r->pos = 0;
+      r->state = SCAN_NAME;
+      /* fall through: the name's first byte */
+    case SCAN_NAME:
+      n = r->pos;
+      if (c == ':' && n > 0) {
+        r->header = HEADER_OTHER;
+#pragma unroll
+        for (k = 0; k < 3; k++) {
+          if ((r->candidates & (1 << k)) && n == header_name_len(k)) r->header = k;
+        }
+        if (r->header == HEADER_CONTENT_LENGTH || r->header == HEADER_TRANSFER_ENCODING) return 1; /* a body */
+        r->pos = 0;
+        r->trailing = 0;
+        r->state = SCAN_OWS;
+        return 0;
+      }
+      if (!name_byte(c)) return 1; /* an obs-fold (SP, HT), a bare LF, an empty name */
+      c = lower(c);
+#pragma unroll
+      for (k = 0; k < 3; k++) {
+        /* the zeros after each name never match a name byte */
+        if (n >= 32 || cfg_header_names[k][n & 31] != c) r->candidates &= ~(1 << k);
+      }
+      r->pos = n + 1;
+      return 0;
+    case SCAN_OWS:
+      if (c == ' ' || c == '\t') return 0;
+      r->state = SCAN_VALUE;
+      /* fall through */
+    case SCAN_VALUE:
+      if (c == '\r') {
+        if (r->header == HEADER_CONNECTION) {
+          if (r->pos != 5) return 1; /* another connection option: the engine's */
+          r->close = 1;
+        }
+        r->state = SCAN_LF;
+        return 0;
+      }
+      if ((c < 0x20 && c != '\t') || c == 0x7f) return 1;
+      if (r->header != HEADER_CONNECTION) return 0;
+      if (c == ' ' || c == '\t') {
+        if (r->pos != 5) return 1;
+        r->trailing = 1;
+        return 0;
+      }
+      k = r->pos;
+      if (r->trailing || k >= 5 || lower(c) != close_byte(k)) return 1;
+      r->pos = k + 1;
+      return 0;
+    case SCAN_LF:
+      if (c != '\n') return 1;
+      r->state = SCAN_LINE;
+      return 0;
+    case SCAN_LAST_LF:
+      r->done = c == '\n' && i + 1 == r->len;
+      return 1;
+  }
+  return 1;
+}
+
+/* Whether the request in the `len` payload bytes at `off` is a last request
+ * for a path in `local_paths` (origin.bpf.c (f)). */
+static __always_inline int local_request(struct __sk_buff *skb, __u32 off, __u32 len) {
+  const __u32 zero = 0;
+  struct request_scan r = {};
+  struct request_scratch *s;
+  __u32 i;
+
+  if (len < 16 || len > HL_REQUEST_MAX) return 0;
+  s = bpf_map_lookup_elem(&scratch, &zero);
+  if (!s) return 0;
+  if (bpf_skb_load_bytes(skb, off, s->buf, len)) return 0;
+  if (s->buf[0] == 'G' && s->buf[1] == 'E' && s->buf[2] == 'T' && s->buf[3] == ' ') {
+    r.start = 4;
+  } else if (s->buf[0] == 'H' && s->buf[1] == 'E' && s->buf[2] == 'A' && s->buf[3] == 'D' && s->buf[4] == ' ') {
+    r.start = 5;
+  } else {
+    return 0;
+  }
+  s->key.len = 0;
+#pragma unroll
+  for (i = 0; i < HL_LOCAL_PATH_MAX; i += 4) *(__u32 *)&s->key.path[i] = 0;
+  r.s = s;
+  r.len = len;
+  bpf_loop(HL_REQUEST_MAX, scan_byte, &r, 0);
+  if (!r.done) return 0;
+  /* HTTP/1.1 without "Connection: close" keeps the connection: its next
+   * request may be another node's (the engine tracks it). HTTP/1.0 closes
+   * unless it says keep-alive (refused above, as any other option). */
+  if (!cfg_local_any_request && !r.close && !r.http10) return 0;
+  return bpf_map_lookup_elem(&local_paths, &s->key) != NULL;
+}
+
 /* ---- (e) the kernel's own handshake ---- */
 
 #define NOT_MINE 1000 /* not a verdict: (a)-(d) decide */
@@ -524,6 +776,11 @@ static __always_inline int kernel_handshake(struct __sk_buff *skb, const struct 
   }
   bpf_sk_release(sk);
   if (mark == 0) return NOT_MINE;
+  if (mark != cfg_bypass_mark && cfg_local_mark && local_request(skb, ETH_HLEN_ + headers, ip_len - headers)) {
+    skb->mark = cfg_local_mark; /* (f): its own content, its last request: the kernel's alone */
+    count(HL_ORIGIN_LOCAL_SERVED);
+    return TC_PASS;
+  }
   skb->mark = mark;
   count(mark == cfg_bypass_mark ? HL_ORIGIN_HANDSHAKE_PASSED : HL_ORIGIN_HANDSHAKE_READ);
   return TC_PASS;
@@ -607,6 +864,22 @@ int origin(struct __sk_buff *skb) {
   }
   count(HL_ORIGIN_TO_USER);
   return TC_PASS;
+}
+
+/* (f) alone, for BPF_PROG_TEST_RUN (never attached): 1 when the IPv4/TCP
+ * segment's payload is a last request for a path in `local_paths`. */
+SEC("tc")
+int request_probe(struct __sk_buff *skb) {
+  struct iphdr ip;
+  struct tcphdr tcp;
+  __u32 ip_len, headers;
+
+  if (bpf_skb_load_bytes(skb, ETH_HLEN_, &ip, sizeof ip) || ip.ihl < 5) return 0;
+  if (bpf_skb_load_bytes(skb, ETH_HLEN_ + (__u32)ip.ihl * 4, &tcp, sizeof tcp) || tcp.doff < 5) return 0;
+  ip_len = bpf_ntohs(ip.tot_len);
+  headers = (__u32)ip.ihl * 4 + (__u32)tcp.doff * 4;
+  if (ip_len < headers) return 0;
+  return local_request(skb, ETH_HLEN_ + headers, ip_len - headers);
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -51,6 +51,7 @@ enum hl_origin_counter {
   HL_ORIGIN_HANDSHAKE_PASSED, /* kernel handshake (rare): SYN or handshake ACK passed to the kernel, not queued */
   HL_ORIGIN_HANDSHAKE_READ,   /* kernel handshake: a request's handshake read from its socket into its mark */
   HL_ORIGIN_LOCAL_PASSED,     /* mapped to this node itself (node_addr = the VIP): to its kernel, not queued */
+  HL_ORIGIN_LOCAL_SERVED,     /* kernel handshake: a last request for a local path, served here without user space */
   HL_ORIGIN_COUNTER_COUNT
 };
 
@@ -64,6 +65,20 @@ struct hl_origin_attachment {
 };
 
 #define HL_ORIGIN_MAX_FORWARDS 262144
+
+/* Key of the map `local_paths` (rare, kernel handshake): a request path this
+ * node owns, as the content map spells it (matched exactly: no decoding, the
+ * query not part of it). Bytes after `len` are zero. A longer path is not in
+ * the map: its requests go to user space. Value: a __u8, 1. */
+#define HL_LOCAL_PATH_MAX 124
+struct hl_local_path {
+  __u32 len;
+  __u8 path[HL_LOCAL_PATH_MAX];
+};
+#define HL_ORIGIN_MAX_LOCAL_PATHS 65536
+/* A request head the program reads (origin.bpf.c (f)): at most this many
+ * bytes (a power of two); a longer first segment goes to user space. */
+#define HL_REQUEST_MAX 1024
 
 /* The kernel's handshake as a rare node's origin program reads it from the
  * connection's socket when the request comes (cfg_kernel_handshake), carried

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <stdexcept>
 
 #include "bpf/origin_abi.h"
@@ -60,6 +61,7 @@ std::vector<std::pair<std::string, uint64_t>> named_counters(const OriginCounter
       {"bpf_origin_handshake_passed", c.handshake_passed},
       {"bpf_origin_handshake_read", c.handshake_read},
       {"bpf_origin_local_passed", c.local_passed},
+      {"bpf_origin_local_served", c.local_served},
   };
 }
 
@@ -94,6 +96,15 @@ OriginPath::OriginPath(const OriginPathConfig& config) : config_(config) {
     skel_->rodata->cfg_kernel_handshake = 1;
   }
   skel_->rodata->cfg_bypass_mark = config.bypass_mark;
+  if (config.local_mark != 0) {
+    if (!config.kernel_handshake || config.local_mark == config.bypass_mark || is_handshake_mark(config.local_mark)) {
+      hl_origin_bpf__destroy(skel_);
+      skel_ = nullptr;
+      throw std::runtime_error("origin program: local content needs the kernel handshake and a local mark that is neither the bypass mark nor a handshake mark");
+    }
+    skel_->rodata->cfg_local_mark = config.local_mark;
+    skel_->rodata->cfg_local_any_request = config.local_any_request ? 1 : 0;
+  }
   if (int err = hl_origin_bpf__load(skel_); err != 0) {
     hl_origin_bpf__destroy(skel_);
     skel_ = nullptr;
@@ -135,6 +146,7 @@ void OriginPath::pin_all() {
   check(bpf_map__pin(skel_->maps.forwards, (dir + "/forwards").c_str()), "forwards");
   check(bpf_map__pin(skel_->maps.counters, (dir + "/counters").c_str()), "counters");
   check(bpf_map__pin(skel_->maps.attachment, (dir + "/attachment").c_str()), "attachment");
+  check(bpf_map__pin(skel_->maps.local_paths, (dir + "/local_paths").c_str()), "local_paths");
   check(bpf_program__pin(skel_->progs.origin, (dir + "/origin").c_str()), "origin");
 }
 
@@ -197,6 +209,22 @@ std::optional<net::Ipv4Addr> OriginPath::forward_of(const OriginKey& key) const 
   return net::Ipv4Addr{ntohl(value.node_addr)};
 }
 
+bool OriginPath::add_local_path(std::string_view path) {
+  if (path.size() > HL_LOCAL_PATH_MAX) return false;
+  hl_local_path key{};
+  key.len = static_cast<uint32_t>(path.size());
+  std::memcpy(key.path, path.data(), path.size());
+  const uint8_t one = 1;
+  return bpf_map__update_elem(skel_->maps.local_paths, &key, sizeof key, &one, sizeof one, BPF_ANY) == 0;
+}
+
+std::optional<bool> OriginPath::probe_request(std::span<const uint8_t> packet) const {
+  LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = packet.data(), .data_size_in = static_cast<uint32_t>(packet.size()),
+              .repeat = 1);
+  if (bpf_prog_test_run_opts(bpf_program__fd(skel_->progs.request_probe), &opts) != 0) return std::nullopt;
+  return opts.retval == 1;
+}
+
 OriginCounters OriginPath::counters() const {
   const int cpus = libbpf_num_possible_cpus();
   std::vector<uint64_t> per_cpu(cpus > 0 ? static_cast<size_t>(cpus) : 1u);
@@ -222,6 +250,7 @@ OriginCounters OriginPath::counters() const {
   c.handshake_passed = read(HL_ORIGIN_HANDSHAKE_PASSED);
   c.handshake_read = read(HL_ORIGIN_HANDSHAKE_READ);
   c.local_passed = read(HL_ORIGIN_LOCAL_PASSED);
+  c.local_served = read(HL_ORIGIN_LOCAL_SERVED);
   c.malformed = read(HL_ORIGIN_MALFORMED);
   c.error = read(HL_ORIGIN_ERROR);
   return c;

@@ -26,8 +26,11 @@
 // the program answers (SynCookies::note_sent before take_cookie_ack).
 //
 // rare keeps the kernel's own handshake: never call set_cookie_key there; SYNs
-// and handshake ACKs then pass to the kernel (counted syn_no_key, to_user) and
-// the program only forwards mapped connections.
+// and handshake ACKs then pass to the kernel (kernel_handshake: marked, and the
+// request carries the handshake the program read) and the program forwards
+// mapped connections. With local_mark it also serves the node's own content in
+// the kernel: a connection's last request for a path given to add_local_path
+// never reaches user space (local_served).
 //
 // Cleanup: the destructor detaches the program (and the clsact qdisc if it
 // created it), removes its pins and frees everything. Pinned maps and program
@@ -38,7 +41,9 @@
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -86,6 +91,7 @@ struct OriginCounters {
   uint64_t handshake_passed = 0;  // kernel handshake: SYNs and handshake ACKs straight to the kernel
   uint64_t handshake_read = 0;    // kernel handshake: requests with the handshake in their mark
   uint64_t local_passed = 0;      // mapped to this node itself: to its kernel with the bypass mark
+  uint64_t local_served = 0;      // kernel handshake: last requests for a local path, not queued (local_mark)
 };
 
 // The counters as the engines export theirs, each named "bpf_origin_<field>",
@@ -113,6 +119,14 @@ struct OriginPathConfig {
   // (e) and a mapping to the VIP itself (this node's own connection, map_forward) put on a
   // segment that must reach the kernel without user space.
   uint32_t bypass_mark = 0;
+  // rare: local content decided in the kernel (origin.bpf.c (f); needs
+  // kernel_handshake). A connection's last request (or any, with
+  // `local_any_request`: the engine makes no moves), whole in its first
+  // segment, for a path given to add_local_path: marked `local_mark` and
+  // passed to the kernel without user space. The rules must RETURN that
+  // mark and save it to the connection (io::node_capture_rules). 0: off.
+  uint32_t local_mark = 0;
+  bool local_any_request = false;
 };
 
 // What a request's mark says of its connection's handshake (origin.bpf.c (e));
@@ -157,6 +171,16 @@ class OriginPath {
   io::IoStatus map_forward(const OriginKey& key, net::Ipv4Addr node, bool acks_only = false);
   // Removes an entry; false when there was none.
   bool unmap(const OriginKey& key);
+
+  // A path this node owns, exactly as the content map has it (with
+  // local_mark: its last requests stay in the kernel). false: not taken (longer
+  // than HL_LOCAL_PATH_MAX bytes, or the map is full): its requests go to
+  // user space, which serves them locally all the same.
+  bool add_local_path(std::string_view path);
+  // Whether the program would serve the request in `packet` (an IPv4/TCP
+  // segment, Ethernet header first) locally: (f) alone, by BPF_PROG_TEST_RUN
+  // of its probe program. For tests; nullopt when the run failed.
+  std::optional<bool> probe_request(std::span<const uint8_t> packet) const;
   // Where `key` is forwarded, if it is.
   std::optional<net::Ipv4Addr> forward_of(const OriginKey& key) const;
 

@@ -168,6 +168,15 @@ bool ContentMap::contains(std::string_view path) const { return documents_.find(
 
 std::span<const BackendId> ContentMap::default_owners() const { return range(default_); }
 
+std::vector<std::string> ContentMap::documents_owned_by(BackendId id) const {
+  std::vector<std::string> out;
+  for (const auto& [path, owners] : documents_) {
+    const std::span<const BackendId> r = range(owners);
+    if (std::find(r.begin(), r.end(), id) != r.end()) out.push_back(path);
+  }
+  return out;
+}
+
 std::optional<BackendId> ContentMap::backend_id(std::string_view name) const {
   const auto it = ids_.find(name);
   if (it == ids_.end()) return std::nullopt;

@@ -70,6 +70,9 @@ class ContentMap {
   std::span<const BackendId> document_owners(std::string_view path) const;
   // True if `path` is a known document.
   bool contains(std::string_view path) const;
+  // The known documents `id` owns (one of their owners), in no order; the
+  // default owner set does not count.
+  std::vector<std::string> documents_owned_by(BackendId id) const;
   // The default owner set (empty if none).
   std::span<const BackendId> default_owners() const;
 

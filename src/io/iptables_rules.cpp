@@ -162,6 +162,10 @@ RuleSetSpec node_capture_rules(const CaptureSpec& spec, const std::string& node,
   lm << "0x" << std::hex << local_mark;
   auto pre = queue_rules(spec, {"-p", "tcp", "-d", vip, "--dport", port});
   pre.push_back(with_target({"-p", "tcp", "-d", node, "--dport", port}));
+  // With the kernel handshake the origin program marks a local connection's
+  // request itself (origin.bpf.c (f)): that first segment RETURNs by its own
+  // mark, and INPUT saves it to the connection for the rest.
+  if (rare && kernel_handshake) pre.insert(pre.begin(), {"-m", "mark", "--mark", lm.str(), "-j", "RETURN"});
   if (rare) pre.insert(pre.begin(), {"-m", "connmark", "--mark", lm.str(), "-j", "RETURN"});
   auto out = queue_rules(spec, {"-p", "tcp", "-s", node, "--sport", port});
   if (rare && !kernel_handshake) {

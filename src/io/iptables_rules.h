@@ -81,7 +81,8 @@ RuleSetSpec backend_capture_rules(const CaptureSpec& spec);
 // connection released locally never meets the queue again. With
 // `kernel_handshake` (rare on the kernel data path: its origin program reads the
 // handshake from the kernel's socket, origin.bpf.c (e)) the SYN/ACKs are not
-// queued either.
+// queued either, and PRE RETURNs a packet whose own mark is `local_mark` (the
+// program serves a last request for local content in the kernel, (f)).
 RuleSetSpec node_capture_rules(const CaptureSpec& spec, const std::string& node, bool rare,
                                std::uint32_t local_mark, bool kernel_handshake = false);
 

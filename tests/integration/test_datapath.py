@@ -108,7 +108,8 @@ def _exact(doc: Document, r: Any) -> None:
     assert r.backend in doc.owners, (doc, r.backend)
 
 
-def _fetch(c: Cluster, doc: Document, via: Optional[str] = None) -> tuple[str, Any]:
+def _fetch(c: Cluster, doc: Document, via: Optional[str] = None,
+           headers: tuple[str, ...] = ()) -> tuple[str, Any]:
     """Fetch doc through the VIP; return (origin node, FetchResult). frontend: the
     origin is fe; always/rare: from a source port r0 spreads to ``via`` (any node
     if None), retrying another port while one is in TIME_WAIT (curl exit 45)."""
@@ -120,7 +121,7 @@ def _fetch(c: Cluster, doc: Document, via: Optional[str] = None) -> tuple[str, A
         while via is not None and c.spread_node(client, port) != via:
             port = next(_ports)
         try:
-            r = c.fetch_from_port(doc, port, client=client)
+            r = c.fetch_from_port(doc, port, client=client, headers=headers)
         except netutil.HostCommandError as exc:
             if "exit 45" in str(exc):
                 continue
@@ -271,6 +272,47 @@ def test_user_space_packets_per_connection(cluster: Cluster) -> None:
         assert queued[origin] >= least * BATCH, per_conn
     others = [n for n in queued if n not in (origin, owner)]
     assert all(queued[n] == 0 for n in others), per_conn
+
+
+def test_rare_serves_its_own_content_without_user_space(cluster: Cluster) -> None:
+    """rare: a connection's last request (Connection: close) for a document the
+    accepting node owns is served by that node's web server; on the kernel path
+    its origin program decides so from the request itself (origin.bpf.c (f)): no
+    packet of the connection reaches user space on any node. A request that
+    keeps its connection (curl's default) is the engine's on both paths: its
+    next request may be another node's."""
+    c = cluster
+    if c.mode != "rare":
+        pytest.skip("rare only")
+    origin = c.backends[0]
+    docs = [d for d in c.documents if origin in d.owners and d.size <= SMALL][:BATCH]
+    assert docs, f"no small document {origin} owns"
+    before = _quiet_stats(c)
+    for doc in docs:
+        node, r = _fetch(c, doc, via=origin, headers=("Connection: close",))
+        _exact(doc, r)
+        assert (node, r.backend) == (origin, origin), (doc, node, r.backend)
+    after = _quiet_stats(c)
+    queued = _delta(after, before, "nfq_received")
+    local = _delta(after, before, "local")
+    assert local[origin] == len(docs), (local, after[origin])
+    assert all(v == 0 for v in _delta(after, before, "handoffs").values())
+    if c.datapath == "kernel":
+        served = _delta(after, before, "bpf_origin_local_served")[origin]
+        assert served == len(docs), (served, after[origin])
+        assert all(v == 0 for v in queued.values()), queued
+        assert after[origin]["kernel_origin_local_paths"] >= len(docs)
+    else:
+        assert queued[origin] >= len(docs), queued  # the request, at least
+    # Keep-alive (curl's default): the engine reads it, and serves it here all the same.
+    before = _quiet_stats(c)
+    node, r = _fetch(c, docs[0], via=origin)
+    _exact(docs[0], r)
+    after = _quiet_stats(c)
+    assert _delta(after, before, "nfq_received")[origin] >= 1
+    assert r.backend == origin
+    if c.datapath == "kernel":
+        assert _delta(after, before, "bpf_origin_local_served")[origin] == 0
 
 
 def test_a_long_transfer_stays_in_the_kernel(cluster: Cluster) -> None:

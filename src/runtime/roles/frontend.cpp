@@ -58,7 +58,7 @@ class FrontendRole final : public Role {
   ControlTransport* control() override { return &transport_; }
 
   void visit_counters(const CounterVisitor& visit) const override {
-    const CounterVisitor engine_visit = kernel_ ? kernel_->adding_kernel_cookies(visit) : visit;
+    const CounterVisitor engine_visit = kernel_ ? kernel_->adding_kernel_work(visit) : visit;
     engine_->counters().visit(adding_decode_errors(engine_visit, udp_.counters().decode_errors));
     visit_udp_counters(udp_, visit);
     visit_raw_counters(raw_, visit);

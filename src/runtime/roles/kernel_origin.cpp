@@ -59,7 +59,7 @@ std::vector<std::string> client_facing_interfaces() {
 
 std::string kernel_origin_name(const std::string& ifname) { return name_prefix() + ifname; }
 
-KernelOrigin::KernelOrigin(const RuntimeConfig& c, bool forwards)
+KernelOrigin::KernelOrigin(const RuntimeConfig& c, bool forwards, const std::vector<std::string>& local_paths)
     : vip_{parse_addr(*c.vip, "VIP"), c.port}, forwards_(forwards), kernel_handshake_(c.role == RuntimeRole::kRare) {
   if (c.node_addr) self_ = parse_addr(*c.node_addr, "node address");
   const std::vector<std::string> interfaces = client_facing_interfaces();
@@ -77,7 +77,18 @@ KernelOrigin::KernelOrigin(const RuntimeConfig& c, bool forwards)
     // only the request comes up (the rules queue no SYN/ACK then).
     pc.kernel_handshake = kernel_handshake_;
     pc.bypass_mark = c.mark;  // the NFQUEUE rules RETURN it (own packets)
+    if (kernel_handshake_ && !local_paths.empty()) {
+      // Its own content, a last request: the kernel's alone (io::node_capture_rules
+      // RETURNs the local mark and saves it to the connection).
+      pc.local_mark = c.local_mark;
+      pc.local_any_request = !c.moves;
+    }
     paths_.push_back(std::make_unique<Attached>(pc, vip_));
+    size_t added = 0;
+    if (pc.local_mark != 0) {
+      for (const std::string& path : local_paths) added += paths_.back()->path.add_local_path(path) ? 1u : 0u;
+    }
+    local_paths_ = added;  // the same on every interface
     paths_.back()->path.attach(ifname);
   }
 }
@@ -154,6 +165,7 @@ bpf::OriginCounters KernelOrigin::sum() const {
     sum.handshake_passed += c.handshake_passed;
     sum.handshake_read += c.handshake_read;
     sum.local_passed += c.local_passed;
+    sum.local_served += c.local_served;
     sum.malformed += c.malformed;
     sum.error += c.error;
   }
@@ -163,11 +175,15 @@ bpf::OriginCounters KernelOrigin::sum() const {
 void KernelOrigin::visit_counters(const CounterVisitor& visit) const {
   for (const auto& [name, value] : bpf::named_counters(sum())) visit(name.c_str(), value);
   visit("kernel_origin_errors", errors_);
+  if (kernel_handshake_) visit("kernel_origin_local_paths", local_paths_);
 }
 
-CounterVisitor KernelOrigin::adding_kernel_cookies(const CounterVisitor& visit) const {
-  return [&visit, answered = sum().syn_answered](const char* name, uint64_t value) {
-    if (std::string_view(name) == "syn_cookies_sent") value += answered;
+CounterVisitor KernelOrigin::adding_kernel_work(const CounterVisitor& visit) const {
+  const bpf::OriginCounters c = sum();
+  return [&visit, answered = c.syn_answered, served = c.local_served](const char* name, uint64_t value) {
+    const std::string_view n(name);
+    if (n == "syn_cookies_sent") value += answered;
+    if (n == "local") value += served;
     visit(name, value);
   };
 }

@@ -27,8 +27,11 @@ class KernelOrigin final : public engine::OriginKernelPath {
  public:
   // Loads and attaches the program for `config`'s VIP:port. `forwards`: false
   // (--no-fast-path): nothing is mapped, the engine forwards every packet.
+  // rare: `local_paths`, the documents this node owns, are served in the
+  // kernel when a connection's last request asks for one (origin.bpf.c (f),
+  // marked config.local_mark; any request with --no-moves).
   // Throws std::runtime_error (nothing left behind).
-  KernelOrigin(const RuntimeConfig& config, bool forwards);
+  KernelOrigin(const RuntimeConfig& config, bool forwards, const std::vector<std::string>& local_paths = {});
   ~KernelOrigin() override;
   KernelOrigin(const KernelOrigin&) = delete;
   KernelOrigin& operator=(const KernelOrigin&) = delete;
@@ -44,11 +47,13 @@ class KernelOrigin final : public engine::OriginKernelPath {
   // The programs' counters (bpf_origin_*, summed over the interfaces) and
   // kernel_origin_errors (map or settings updates the kernel refused).
   void visit_counters(const CounterVisitor& visit) const;
-  // `visit` with the SYNs the kernel answered with a cookie added to the
-  // engine's syn_cookies_sent ("SYNs answered with a cookie": by the engine or
-  // for it), so that syns + syn_cookies_sent + syns_dropped still counts every
-  // SYN. The result refers to `visit`: use it while `visit` lives.
-  CounterVisitor adding_kernel_cookies(const CounterVisitor& visit) const;
+  // `visit` with what the program did for the engine added to the engine's
+  // counters: the SYNs it answered with a cookie to syn_cookies_sent ("SYNs
+  // answered with a cookie": by the engine or for it), so that syns +
+  // syn_cookies_sent + syns_dropped still counts every SYN; the connections it
+  // served locally (rare, (f)) to local ("connections served by this node
+  // without a handoff"). The result refers to `visit`: use it while `visit` lives.
+  CounterVisitor adding_kernel_work(const CounterVisitor& visit) const;
 
  private:
   struct Attached;
@@ -59,6 +64,7 @@ class KernelOrigin final : public engine::OriginKernelPath {
   std::optional<net::Ipv4Addr> self_;  // always/rare: this node (a mapping to it is written as the VIP's)
   bool forwards_;
   bool kernel_handshake_;  // rare: the program reads the kernel's handshake (origin.bpf.c (e))
+  size_t local_paths_ = 0;  // rare: paths in the program's local_paths map (each interface's)
   uint64_t errors_ = 0;
 };
 

@@ -116,7 +116,7 @@ class NodeRole final : public Role {
   }
 
   void visit_counters(const CounterVisitor& visit) const override {
-    engine_->counters().visit(kernel_origin_ ? kernel_origin_->adding_kernel_cookies(visit) : visit);
+    engine_->counters().visit(kernel_origin_ ? kernel_origin_->adding_kernel_work(visit) : visit);
     const auto& k = channel_.counters();
     visit("peers_up", channel_.peers_up());
     visit("peers_connected", channel_.connected());
@@ -152,7 +152,22 @@ class NodeRole final : public Role {
   // map; rare: forwarding only (the engine never shares a cookie secret).
   static std::unique_ptr<KernelOrigin> make_kernel_origin(const RoleContext& ctx) {
     if (ctx.datapath != DataPath::kKernel || !kernel_origin_wanted(ctx.config)) return nullptr;
-    return std::make_unique<KernelOrigin>(ctx.config, ctx.config.fast_path);
+    return std::make_unique<KernelOrigin>(ctx.config, ctx.config.fast_path, own_documents(ctx));
+  }
+  // rare: the documents this node owns (its origin program serves their last
+  // requests in the kernel, origin.bpf.c (f)); always: none (it serves its own
+  // through its serving part).
+  static std::vector<std::string> own_documents(const RoleContext& ctx) {
+    if (ctx.config.role != RuntimeRole::kRare || !ctx.dispatcher) return {};
+    const net::Ipv4Addr self = parse_addr(*ctx.config.node_addr, "node address");
+    const dispatch::ContentMap& map = ctx.dispatcher->map();
+    std::vector<std::string> out;
+    for (size_t id = 0; id < ctx.nodes.size(); ++id) {
+      if (ctx.nodes[id] != self) continue;
+      std::vector<std::string> paths = map.documents_owned_by(static_cast<dispatch::BackendId>(id));
+      out.insert(out.end(), std::make_move_iterator(paths.begin()), std::make_move_iterator(paths.end()));
+    }
+    return out;
   }
   io::FastPath* origin_fast_path(const RoleContext& ctx) {
     return kernel_origin_ ? kernel_origin_.get() : ctx.fast_path;

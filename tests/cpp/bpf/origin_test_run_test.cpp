@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "bpf/origin_abi.h"
 #include "bpf/origin_fast_path.h"
 #include "bpf/origin_path.h"
 #include "io/checked_io.h"
@@ -55,11 +56,13 @@ uint64_t monotonic_ms() {
 
 // `ip` behind an Ethernet header from the client's MAC to the origin's.
 std::vector<uint8_t> ethernet(const std::vector<uint8_t>& ip) {
-  std::vector<uint8_t> frame(kOriginMac.begin(), kOriginMac.end());
-  frame.insert(frame.end(), kClientMac.begin(), kClientMac.end());
+  std::vector<uint8_t> frame;
+  frame.reserve(14 + ip.size());
+  for (uint8_t b : kOriginMac) frame.push_back(b);
+  for (uint8_t b : kClientMac) frame.push_back(b);
   frame.push_back(0x08);
   frame.push_back(0x00);
-  frame.insert(frame.end(), ip.begin(), ip.end());
+  for (uint8_t b : ip) frame.push_back(b);
   return frame;
 }
 
@@ -492,14 +495,103 @@ TEST(OriginCounterNames, InDeclarationOrder) {
   c.handshake_passed = 11;
   c.handshake_read = 12;
   c.local_passed = 13;
+  c.local_served = 14;
   const auto named = named_counters(c);
-  ASSERT_EQ(named.size(), 13u);
+  ASSERT_EQ(named.size(), 14u);
   EXPECT_EQ(named.front(), (std::pair<std::string, uint64_t>{"bpf_origin_syn_answered", 1}));
   EXPECT_EQ(named[8], (std::pair<std::string, uint64_t>{"bpf_origin_error", 9}));
   EXPECT_EQ(named[9], (std::pair<std::string, uint64_t>{"bpf_origin_data_to_user", 10}));
   EXPECT_EQ(named[10], (std::pair<std::string, uint64_t>{"bpf_origin_handshake_passed", 11}));
   EXPECT_EQ(named[11], (std::pair<std::string, uint64_t>{"bpf_origin_handshake_read", 12}));
-  EXPECT_EQ(named.back(), (std::pair<std::string, uint64_t>{"bpf_origin_local_passed", 13}));
+  EXPECT_EQ(named[12], (std::pair<std::string, uint64_t>{"bpf_origin_local_passed", 13}));
+  EXPECT_EQ(named.back(), (std::pair<std::string, uint64_t>{"bpf_origin_local_served", 14}));
+}
+
+// origin.bpf.c (f): which first request segments a rare node's kernel serves
+// itself (a last request, whole, for a path it owns) and which go to the
+// engine. Each row is one segment through the program's probe (the parser
+// and the map lookup alone, as (e) calls them on a request).
+struct LocalCase {
+  const char* name;
+  std::string payload;
+  bool local;  // served in the kernel
+  // The same with local_any_request (the engine makes no moves): a request
+  // that keeps its connection is served too, if nothing else refuses it.
+  std::optional<bool> local_without_moves = std::nullopt;  // nullopt: as `local`
+};
+
+std::vector<LocalCase> local_cases() {
+  const std::string path_123(HL_LOCAL_PATH_MAX, 'a');
+  return {
+      {"wrk's close", "GET /own/a.html HTTP/1.1\r\nHost: 10.0.0.100\r\nConnection: close\r\n\r\n", true},
+      {"curl's keep-alive", "GET /own/a.html HTTP/1.1\r\nHost: x\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n", false, true},
+      {"HTTP/1.0", "GET /own/a.html HTTP/1.0\r\n\r\n", true},
+      {"HTTP/1.0 keep-alive", "GET /own/a.html HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", false},
+      {"HEAD", "HEAD /own/a.html HTTP/1.1\r\nconnection:close\r\n\r\n", true},
+      {"case and spaces", "GET /own/a.html HTTP/1.1\r\nCONNECTION: \tClose \r\nX-Y: z\r\n\r\n", true},
+      {"a query", "GET /own/a.html?v=1&w=2 HTTP/1.1\r\nConnection: close\r\n\r\n", true},
+      {"another node's path", "GET /other/b.html HTTP/1.1\r\nConnection: close\r\n\r\n", false},
+      {"a prefix of a local path", "GET /own/a.htm HTTP/1.1\r\nConnection: close\r\n\r\n", false},
+      {"a local path's extension", "GET /own/a.html2 HTTP/1.1\r\nConnection: close\r\n\r\n", false},
+      {"the longest path", "GET /" + path_123.substr(1) + " HTTP/1.1\r\nConnection: close\r\n\r\n", true},
+      {"a path too long", "GET /" + path_123 + " HTTP/1.1\r\nConnection: close\r\n\r\n", false},
+      {"POST", "POST /own/a.html HTTP/1.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", false},
+      {"a body announced", "GET /own/a.html HTTP/1.1\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello", false},
+      {"chunked", "GET /own/a.html HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n", false},
+      {"pipelined after it", "GET /own/a.html HTTP/1.1\r\nConnection: close\r\n\r\nGET /", false},
+      {"head not whole", "GET /own/a.html HTTP/1.1\r\nConnection: close\r\n", false},
+      {"close among others", "GET /own/a.html HTTP/1.1\r\nConnection: close, TE\r\n\r\n", false},
+      {"close then keep-alive", "GET /own/a.html HTTP/1.1\r\nConnection: close\r\nConnection: keep-alive\r\n\r\n", false},
+      {"connection-like name", "GET /own/a.html HTTP/1.1\r\nConnectionx: close\r\n\r\n", false, true},
+      {"obs-fold", "GET /own/a.html HTTP/1.1\r\nConnection: close\r\n x\r\n\r\n", false},
+      {"bare LF", "GET /own/a.html HTTP/1.1\nConnection: close\r\n\r\n", false},
+      {"absolute form", "GET http://h/own/a.html HTTP/1.1\r\nConnection: close\r\n\r\n", false},
+      {"HTTP/2.0", "GET /own/a.html HTTP/2.0\r\nConnection: close\r\n\r\n", false},
+      {"lowercase method", "get /own/a.html HTTP/1.1\r\nConnection: close\r\n\r\n", false},
+      {"two spaces", "GET  /own/a.html HTTP/1.1\r\nConnection: close\r\n\r\n", false},
+      {"a control byte in a value", std::string("GET /own/a.html HTTP/1.1\r\nX: a\x01b\r\nConnection: close\r\n\r\n"), false},
+      {"empty name", "GET /own/a.html HTTP/1.1\r\n: x\r\nConnection: close\r\n\r\n", false},
+      {"longer than a read", "GET /own/a.html HTTP/1.1\r\nX: " + std::string(HL_REQUEST_MAX, 'x') +
+                                 "\r\nConnection: close\r\n\r\n", false},
+  };
+}
+
+TEST(OriginLocalRequest, OnlyAWholeLastRequestForAnOwnPathStaysInTheKernel) {
+  if (std::string why = io::testing::enter_private_netns(); !why.empty()) GTEST_SKIP() << why;
+  if (std::string why = kernel_supports_origin(); !why.empty()) GTEST_SKIP() << why;
+  for (const bool any : {false, true}) {
+    OriginPathConfig config;
+    config.vip = kVip.addr;
+    config.vip_port = kVip.port;
+    config.kernel_handshake = true;
+    config.bypass_mark = 0x1d;
+    config.local_mark = 0x1e;
+    config.local_any_request = any;
+    OriginPath path(config);
+    ASSERT_TRUE(path.add_local_path("/own/a.html"));
+    ASSERT_TRUE(path.add_local_path("/" + std::string(HL_LOCAL_PATH_MAX - 1, 'a')));
+    EXPECT_FALSE(path.add_local_path("/" + std::string(HL_LOCAL_PATH_MAX, 'a'))) << "longer than a key";
+    for (const LocalCase& c : local_cases()) {
+      PacketBuilder b;
+      b.ipv4(kClient.addr, kVip.addr).tcp(kClient.port, kVip.port).seq(kClientIsn + 1).ack(77).flags(flag::ACK | flag::PSH);
+      b.timestamps(1, 2).payload(c.payload);
+      const std::optional<bool> local = path.probe_request(ethernet(b.build()));
+      ASSERT_TRUE(local) << c.name;
+      const bool expected = any ? c.local_without_moves.value_or(c.local) : c.local;
+      EXPECT_EQ(*local, expected) << c.name << (any ? " (any request)" : "");
+    }
+  }
+}
+
+TEST(OriginLocalRequest, ALocalMarkNeedsTheKernelHandshakeAndItsOwnValue) {
+  if (std::string why = io::testing::enter_private_netns(); !why.empty()) GTEST_SKIP() << why;
+  if (std::string why = kernel_supports_origin(); !why.empty()) GTEST_SKIP() << why;
+  OriginPathConfig config;
+  config.local_mark = 0x1e;
+  EXPECT_THROW(OriginPath{config}, std::runtime_error) << "no kernel handshake";
+  config.kernel_handshake = true;
+  config.bypass_mark = 0x1e;
+  EXPECT_THROW(OriginPath{config}, std::runtime_error) << "the bypass mark";
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -135,6 +136,21 @@ TEST(RuntimeValidateTest, RareQueuesTheKernelsSynAckOnlyOnTheReferencePath) {
     EXPECT_EQ(synack_rules(runtime::capture_rules(c, runtime::DataPath::kNfqueue)), rare ? 1 : 0);
     EXPECT_EQ(synack_rules(runtime::capture_rules(c, runtime::DataPath::kKernel)), 0);
     EXPECT_EQ(runtime::kernel_handshake_in_bpf(c, runtime::DataPath::kKernel), rare);
+    // The origin program's locally served request (origin.bpf.c (f)) passes by its own local mark.
+    auto mark_returns = [&](const io::RuleSetSpec& spec) {
+      std::ostringstream lm;
+      lm << "0x" << std::hex << c.local_mark;
+      const std::vector<std::string> rule{"-m", "mark", "--mark", lm.str(), "-j", "RETURN"};
+      for (const auto& chain : spec.chains) {
+        if (chain.table == "mangle" && chain.name.ends_with("-PRE") &&
+            std::find(chain.rules.begin(), chain.rules.end(), rule) != chain.rules.end()) {
+          return true;
+        }
+      }
+      return false;
+    };
+    EXPECT_EQ(mark_returns(runtime::capture_rules(c, runtime::DataPath::kKernel)), rare);
+    EXPECT_FALSE(mark_returns(runtime::capture_rules(c, runtime::DataPath::kNfqueue)));
     c.fast_path = false;  // no origin program on a rare node then: the engine watches the handshake
     EXPECT_EQ(synack_rules(runtime::capture_rules(c, runtime::DataPath::kKernel)), rare ? 1 : 0);
     c.fast_path = true;
