@@ -1,6 +1,7 @@
 // SocketEnds: the end of carried connections on the serving kernel's word. The
 // kernel tells which of its sockets it destroyed (sock_diag destroy
-// notifications, behind ServerSockets); a notification is only a hint, an exact
+// notifications, or on the kernel data path bpf::CloseWatch's records of
+// sockets entering TCP_CLOSE, behind ServerSockets); a notification is only a hint, an exact
 // lookup decides: it may be of an earlier socket of the same tuple, and a
 // server that closed first leaves a FIN_WAIT2 minisock that still waits for the
 // client's FIN. Both carriers keep a SocketEnd per connection and ask SocketEnds

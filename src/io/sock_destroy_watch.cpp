@@ -30,19 +30,21 @@ int netlink_socket(bool nonblocking) {
 
 }  // namespace
 
-SockDestroyWatch::SockDestroyWatch(net::Endpoint local) : local_(local) {
-  group_fd_ = netlink_socket(true);
-  sockaddr_nl self{};
-  self.nl_family = AF_NETLINK;
-  const unsigned group = SKNLGRP_INET_TCP_DESTROY;
-  if (bind(group_fd_, reinterpret_cast<sockaddr*>(&self), sizeof self) != 0 ||
-      setsockopt(group_fd_, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, sizeof group) != 0) {
-    const int err = errno;
-    close(group_fd_);
-    throw std::system_error(err, std::generic_category(), "sock_diag destroy notifications");
-  }
-  if (setsockopt(group_fd_, SOL_SOCKET, SO_RCVBUFFORCE, &kGroupRcvbuf, sizeof kGroupRcvbuf) != 0) {
-    (void)setsockopt(group_fd_, SOL_SOCKET, SO_RCVBUF, &kGroupRcvbuf, sizeof kGroupRcvbuf);
+SockDestroyWatch::SockDestroyWatch(net::Endpoint local, bool subscribe) : local_(local) {
+  if (subscribe) {
+    group_fd_ = netlink_socket(true);
+    sockaddr_nl self{};
+    self.nl_family = AF_NETLINK;
+    const unsigned group = SKNLGRP_INET_TCP_DESTROY;
+    if (bind(group_fd_, reinterpret_cast<sockaddr*>(&self), sizeof self) != 0 ||
+        setsockopt(group_fd_, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, sizeof group) != 0) {
+      const int err = errno;
+      close(group_fd_);
+      throw std::system_error(err, std::generic_category(), "sock_diag destroy notifications");
+    }
+    if (setsockopt(group_fd_, SOL_SOCKET, SO_RCVBUFFORCE, &kGroupRcvbuf, sizeof kGroupRcvbuf) != 0) {
+      (void)setsockopt(group_fd_, SOL_SOCKET, SO_RCVBUF, &kGroupRcvbuf, sizeof kGroupRcvbuf);
+    }
   }
   query_fd_ = netlink_socket(false);
   timeval timeout{1, 0};  // the kernel answers at once; never hang the caller
@@ -55,6 +57,7 @@ SockDestroyWatch::~SockDestroyWatch() {
 }
 
 bool SockDestroyWatch::drain(std::vector<net::Endpoint>& out) {
+  if (group_fd_ < 0) return false;  // lookups only
   alignas(nlmsghdr) char buf[16384];
   bool lost = false;
   for (;;) {

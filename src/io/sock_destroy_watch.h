@@ -26,8 +26,9 @@ enum class SocketLife : uint8_t {
 class SockDestroyWatch {
  public:
   // Subscribes in the calling thread's network namespace (needs CAP_NET_ADMIN).
-  // Throws std::system_error.
-  explicit SockDestroyWatch(net::Endpoint local);
+  // `subscribe` false: lookups only (the notifications come another way,
+  // bpf::CloseWatch); drain() then finds nothing. Throws std::system_error.
+  explicit SockDestroyWatch(net::Endpoint local, bool subscribe = true);
   ~SockDestroyWatch();
   SockDestroyWatch(const SockDestroyWatch&) = delete;
   SockDestroyWatch& operator=(const SockDestroyWatch&) = delete;

@@ -262,6 +262,11 @@ def test_user_space_packets_per_connection(cluster: Cluster) -> None:
         assert queued[origin] <= allowed * BATCH, per_conn
         adopted = _delta(after, before, "bpf_adopt_adopted")[owner]
         assert adopted == BATCH, (adopted, after[owner])
+        # Their ends came from the close watch (close.bpf.c), not sock_diag's
+        # destroy broadcast (no subscription on the kernel path).
+        closes = _delta(after, before, "bpf_close_records")[owner]
+        assert closes >= BATCH, (closes, after[owner])
+        assert _delta(after, before, "kernel_destroy_notifications")[owner] == 0
         if c.mode != "rare":  # cookie SYN/ACKs from BPF; rare: the kernel's handshake
             answered = _delta(after, before, "bpf_origin_syn_answered")[origin]
             dropped = _delta(after, before, "bpf_origin_ack_dropped")[origin]

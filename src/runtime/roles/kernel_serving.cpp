@@ -106,7 +106,7 @@ std::string cleanup_kernel_datapath() {
 }
 
 KernelServing::KernelServing(RoleContext& ctx, net::Endpoint vip, net::Ipv4Addr node, bool pass_unauthorised)
-    : vip_(vip), sockets_(vip), queues_(vip) {
+    : vip_(vip), sockets_(vip, /*bpf_closes=*/true), queues_(vip) {
   const RuntimeConfig& c = ctx.config;
   // What the kfunc needs of this namespace: with tcp_syncookies 0 the kernel
   // answers adopted segments with RST; the options the client negotiated must be on.

@@ -17,6 +17,20 @@ io::SocketLife SockDiagSockets::lookup(net::Endpoint client) {
 void SockDiagSockets::visit_counters(const CounterVisitor& visit) const {
   visit("kernel_lookup_errors", lookup_errors_);
   visit("kernel_destroy_notifications", watch_.notifications());
+  if (closes_) {
+    visit("bpf_close_records", closes_->records());
+    visit("bpf_close_lost", closes_->lost());
+  }
+}
+
+std::unique_ptr<bpf::CloseWatch> SockDiagSockets::close_watch(net::Endpoint local) {
+  try {
+    return std::make_unique<bpf::CloseWatch>(local);
+  } catch (const std::exception& e) {
+    log_error(std::string("sockets' ends from sock_diag's destroy notifications (the close watch does not load): ") +
+              e.what());
+    return nullptr;
+  }
 }
 
 std::unique_ptr<SockDiagSockets> translation_sockets(net::Endpoint local) {
