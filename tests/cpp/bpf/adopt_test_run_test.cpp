@@ -21,6 +21,7 @@
 #include "bpf/adopter.h"
 #include "bpf/adopt_packets.h"
 #include "io/private_netns.h"
+#include "io/socket_address.h"
 #include "io/process.h"
 #include "net/packet_builder.h"
 
@@ -47,13 +48,7 @@ struct Fd {
   ~Fd() { if (fd >= 0) close(fd); }
 };
 
-sockaddr_in to_sockaddr(Endpoint e) {
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(e.addr.value);
-  a.sin_port = htons(e.port);
-  return a;
-}
+using io::testing::to_sockaddr;
 
 void bind_to(int fd, Endpoint e) {
   int one = 1;

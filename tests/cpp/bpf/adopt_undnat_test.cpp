@@ -15,6 +15,7 @@
 #include "bpf/adopt_packets.h"
 #include "bpf/adopter.h"
 #include "io/private_netns.h"
+#include "io/socket_address.h"
 #include "io/process.h"
 #include "net/packet_builder.h"
 #include "net/tcp_packet.h"
@@ -43,13 +44,7 @@ struct Fd {
   ~Fd() { if (fd >= 0) close(fd); }
 };
 
-sockaddr_in to_sockaddr(Endpoint e) {
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(e.addr.value);
-  a.sin_port = htons(e.port);
-  return a;
-}
+using io::testing::to_sockaddr;
 
 PacketBuilder segment(Endpoint from, net::Ipv4Addr to, uint16_t port = kVip.port, uint8_t flags = flag::ACK) {
   PacketBuilder b;

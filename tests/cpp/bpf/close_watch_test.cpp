@@ -16,17 +16,12 @@
 #include <vector>
 
 #include "io/private_netns.h"
+#include "io/socket_address.h"
 
 namespace hl::bpf {
 namespace {
 
-sockaddr_in to_sockaddr(net::Endpoint e) {
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(e.addr.value);
-  a.sin_port = htons(e.port);
-  return a;
-}
+using io::testing::to_sockaddr;
 
 struct Fd {
   int fd = -1;

@@ -15,17 +15,12 @@
 #include <vector>
 
 #include "io/private_netns.h"
+#include "io/socket_address.h"
 
 namespace hl::io {
 namespace {
 
-sockaddr_in to_sockaddr(net::Endpoint e) {
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(e.addr.value);
-  a.sin_port = htons(e.port);
-  return a;
-}
+using testing::to_sockaddr;
 
 TEST(SockDestroyWatch, ALiveConnectionIsSeenAndItsEndNotified) {
   if (std::string why = testing::enter_private_netns(); !why.empty()) GTEST_SKIP() << why;

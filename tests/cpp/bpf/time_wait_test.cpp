@@ -13,6 +13,7 @@
 
 #include "bpf/time_wait.h"
 #include "io/private_netns.h"
+#include "io/socket_address.h"
 #include "io/process.h"
 
 namespace hl::bpf {
@@ -28,13 +29,7 @@ struct Fd {
   ~Fd() { if (fd >= 0) close(fd); }
 };
 
-sockaddr_in to_sockaddr(Endpoint e) {
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(e.addr.value);
-  a.sin_port = htons(e.port);
-  return a;
-}
+using io::testing::to_sockaddr;
 
 class TimeWaitKillerTest : public ::testing::Test {
  protected:
