@@ -211,6 +211,7 @@ bool kernel_origin_wanted(const RuntimeConfig& c) {
 std::vector<std::string> kernel_origin_plan(const RuntimeConfig& c) {
   if (!kernel_origin_wanted(c) || c.datapath == "nfqueue" || !c.vip) return {};
   std::string what = c.role == RuntimeRole::kRare ? "the kernel's handshake read (SYN and handshake ACK not queued), "
+                                                    "last requests for this node's own documents served in the kernel, "
                                                   : "SYN cookie answers, handshake ACKs dropped, ";
   what += c.fast_path ? "forwarding of handed-off connections" : "no forwarding (--fast-path off)";
   const std::string when =
