@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "bpf/adopt_abi.h"
+#include "bpf/percpu_counters.h"
 #include "bpf/tc_attach.h"
 // Generated into the build tree (src/bpf/CMakeLists.txt); after adopt_abi.h,
 // whose types it names.
@@ -212,18 +213,7 @@ std::optional<AdoptAttrs> Adopter::authorisation(const AdoptKey& key) const {
 }
 
 AdoptCounters Adopter::counters() const {
-  const int cpus = libbpf_num_possible_cpus();
-  std::vector<uint64_t> per_cpu(cpus > 0 ? static_cast<size_t>(cpus) : 1u);
-  auto read = [&](hl_adopt_counter which) {
-    const uint32_t key = which;
-    if (bpf_map__lookup_elem(skel_->maps.counters, &key, sizeof key, per_cpu.data(),
-                             per_cpu.size() * sizeof(uint64_t), 0) != 0) {
-      return uint64_t{0};
-    }
-    uint64_t sum = 0;
-    for (uint64_t v : per_cpu) sum += v;
-    return sum;
-  };
+  const PerCpuCounters read(skel_->maps.counters);
   AdoptCounters c;
   c.seen = read(HL_ADOPT_SEEN);
   c.adopted = read(HL_ADOPT_ADOPTED);

@@ -11,6 +11,7 @@
 #include <stdexcept>
 
 #include "bpf/close_abi.h"
+#include "bpf/percpu_counters.h"
 #include "bpf/tc_attach.h"
 // Generated into the build tree (src/bpf/CMakeLists.txt); after close_abi.h.
 #include "close.skel.h"
@@ -82,20 +83,8 @@ bool CloseWatch::drain(std::vector<net::Endpoint>& out) {
   return missed;
 }
 
-uint64_t CloseWatch::counter(uint32_t which) const {
-  const int cpus = libbpf_num_possible_cpus();
-  std::vector<uint64_t> per_cpu(cpus > 0 ? static_cast<size_t>(cpus) : 1u);
-  if (bpf_map__lookup_elem(skel_->maps.counters, &which, sizeof which, per_cpu.data(),
-                           per_cpu.size() * sizeof(uint64_t), 0) != 0) {
-    return 0;
-  }
-  uint64_t sum = 0;
-  for (uint64_t v : per_cpu) sum += v;
-  return sum;
-}
-
-uint64_t CloseWatch::records() const { return counter(HL_CLOSE_RECORDED); }
-uint64_t CloseWatch::lost() const { return counter(HL_CLOSE_LOST); }
+uint64_t CloseWatch::records() const { return PerCpuCounters(skel_->maps.counters)(HL_CLOSE_RECORDED); }
+uint64_t CloseWatch::lost() const { return PerCpuCounters(skel_->maps.counters)(HL_CLOSE_LOST); }
 
 std::string kernel_supports_close_watch() {
   try {

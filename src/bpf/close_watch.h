@@ -40,8 +40,6 @@ class CloseWatch {
   uint64_t lost() const;     // records it could not write
 
  private:
-  uint64_t counter(uint32_t which) const;
-
   net::Endpoint local_;
   hl_close_bpf* skel_ = nullptr;
   ring_buffer* ring_ = nullptr;

@@ -12,6 +12,7 @@
 #include <stdexcept>
 
 #include "bpf/origin_abi.h"
+#include "bpf/percpu_counters.h"
 // Generated into the build tree (src/bpf/CMakeLists.txt); after origin_abi.h,
 // whose types it names.
 #include "origin.skel.h"
@@ -226,18 +227,7 @@ std::optional<bool> OriginPath::probe_request(std::span<const uint8_t> packet) c
 }
 
 OriginCounters OriginPath::counters() const {
-  const int cpus = libbpf_num_possible_cpus();
-  std::vector<uint64_t> per_cpu(cpus > 0 ? static_cast<size_t>(cpus) : 1u);
-  auto read = [&](hl_origin_counter which) {
-    const uint32_t key = which;
-    if (bpf_map__lookup_elem(skel_->maps.counters, &key, sizeof key, per_cpu.data(),
-                             per_cpu.size() * sizeof(uint64_t), 0) != 0) {
-      return uint64_t{0};
-    }
-    uint64_t sum = 0;
-    for (uint64_t v : per_cpu) sum += v;
-    return sum;
-  };
+  const PerCpuCounters read(skel_->maps.counters);
   OriginCounters c;
   c.syn_answered = read(HL_ORIGIN_SYN_ANSWERED);
   c.syn_no_key = read(HL_ORIGIN_SYN_NO_KEY);

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "bpf/percpu_counters.h"
 #include "bpf/tc_attach.h"
 #include "bpf/watch_abi.h"
 // Generated into the build tree (src/bpf/CMakeLists.txt); after watch_abi.h.
@@ -234,18 +235,7 @@ size_t Watcher::poll(const std::function<void(const WatchedSegment&)>& sink) {
 int Watcher::fd() const { return ring_buffer__epoll_fd(ring_); }
 
 WatchCounters Watcher::counters() const {
-  const int cpus = libbpf_num_possible_cpus();
-  std::vector<uint64_t> per_cpu(cpus > 0 ? static_cast<size_t>(cpus) : 1u);
-  auto read = [&](hl_watch_counter which) {
-    const uint32_t key = which;
-    if (bpf_map__lookup_elem(skel_->maps.counters, &key, sizeof key, per_cpu.data(), per_cpu.size() * sizeof(uint64_t),
-                             0) != 0) {
-      return uint64_t{0};
-    }
-    uint64_t sum = 0;
-    for (uint64_t v : per_cpu) sum += v;
-    return sum;
-  };
+  const PerCpuCounters read(skel_->maps.counters);
   WatchCounters c;
   c.seen = read(HL_WATCH_SEEN);
   c.records = read(HL_WATCH_RECORDS);
