@@ -67,7 +67,7 @@
  * Header access goes through bpf_skb_load_bytes (no packet pointers), after a
  * 14-byte Ethernet header (Ethernet or loopback devices; Adopter::attach
  * checks), so IP options are handled. The segment's TSval is read only where
- * every stack puts it in a non-SYN segment (segment_tsval): a loop over TCP
+ * every stack puts it in a non-SYN segment (segment_ts): a loop over TCP
  * options made the verifier explore too many states. */
 #include "vmlinux.h"
 
@@ -75,6 +75,8 @@
 #include <bpf/bpf_helpers.h>
 
 #include "adopt_abi.h"
+#include "origin_abi.h"
+#include "cookie.bpf.h"
 
 #define TC_ACT_OK 0
 /* TC_ACT_UNSPEC: not consumed here; the next tc filter (origin.bpf.c on an
@@ -85,10 +87,6 @@
 #define ETH_HLEN_ 14
 #define ETH_P_IP_ 0x0800
 #define IP_FRAG_MASK 0x3fff /* MF flag and fragment offset */
-#define TCPOPT_EOL_ 0
-#define TCPOPT_NOP_ 1
-#define TCPOPT_TIMESTAMP_ 8
-#define TCPOLEN_TIMESTAMP_ 10
 #define CURRENT_NETNS ((__u64)-1L) /* BPF_F_CURRENT_NETNS */
 
 extern int bpf_sk_assign_tcp_reqsk(struct __sk_buff *skb, struct sock *sk,
@@ -104,6 +102,14 @@ const volatile __u8 cfg_pass_unauthorised = 0;
 const volatile __u32 cfg_node_addr = 0;
 const volatile __u32 cfg_mark = 0;
 
+/* Cookie authorisation (0: off): a request an origin dispatched in the kernel
+ * (origin.bpf.c (g)) carries the cluster's SYN cookie, checked here with the
+ * secret in `cookie_settings`; cfg_dispatch_mark: the mark of such a request
+ * handed to this node's own kernel by its origin program (and of its later
+ * segments), which this program changes to cfg_mark. */
+const volatile __u8 cfg_cookie_auth = 0;
+const volatile __u32 cfg_dispatch_mark = 0;
+
 /* Diagnostics for tests: the last kfunc error and the attributes last offered
  * (as an entry: the kernel's struct bpf_tcp_req_attrs is no UAPI type). */
 __s32 last_error = 0;
@@ -116,6 +122,13 @@ struct {
   __type(key, struct hl_adopt_key);
   __type(value, struct hl_adopt_entry);
 } authorised SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct hl_origin_settings);
+} cookie_settings SEC(".maps");
 
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -136,34 +149,6 @@ static __always_inline void count(__u32 which) {
   if (value) *value += 1;
 }
 
-/* The segment's TSval (host order) into *tsval: 0, or -1 when the timestamp
- * option is not where every stack puts it in a non-SYN segment: first, or
- * after two NOPs (RFC 7323 appendix A). No loop: the verifier stays small. */
-static __always_inline int segment_tsval(struct __sk_buff *skb, __u32 options_off,
-                                         __u32 options_end, __u32 *tsval) {
-  __u8 opt[12];
-  __u32 at;
-  if (options_off + sizeof opt <= options_end) {
-    if (bpf_skb_load_bytes(skb, options_off, opt, sizeof opt)) return -1;
-  } else if (options_off + TCPOLEN_TIMESTAMP_ <= options_end) {
-    if (bpf_skb_load_bytes(skb, options_off, opt, TCPOLEN_TIMESTAMP_)) return -1;
-    opt[10] = opt[11] = TCPOPT_EOL_;
-  } else {
-    return -1;
-  }
-  if (opt[0] == TCPOPT_TIMESTAMP_ && opt[1] == TCPOLEN_TIMESTAMP_) {
-    at = 2;
-  } else if (opt[0] == TCPOPT_NOP_ && opt[1] == TCPOPT_NOP_ && opt[2] == TCPOPT_TIMESTAMP_ &&
-             opt[3] == TCPOLEN_TIMESTAMP_) {
-    at = 4;
-  } else {
-    return -1;
-  }
-  *tsval = (__u32)opt[at] << 24 | (__u32)opt[at + 1] << 16 | (__u32)opt[at + 2] << 8 |
-           (__u32)opt[at + 3];
-  return 0;
-}
-
 /* The attributes for the kfunc from an entry; 0, or -1 when the entry wants
  * the segment's TSval and the segment has none. */
 static __always_inline int make_attrs(struct __sk_buff *skb, const struct hl_adopt_entry *entry,
@@ -181,7 +166,8 @@ static __always_inline int make_attrs(struct __sk_buff *skb, const struct hl_ado
   attrs->tstamp_ok = entry->tstamp_ok;
   attrs->usec_ts_ok = entry->usec_ts_ok;
   if (entry->tstamp_ok && (entry->flags & HL_ADOPT_TSVAL_FROM_SEGMENT)) {
-    if (segment_tsval(skb, options_off, options_end, &attrs->rcv_tsval) != 0) return -1;
+    __u32 tsecr;
+    if (segment_ts(skb, options_off, options_end, &attrs->rcv_tsval, &tsecr) != 0) return -1;
   }
   return 0;
 }
@@ -255,6 +241,13 @@ static __always_inline int adopted_here(struct __sk_buff *skb, const struct hl_a
   return found;
 }
 
+/* Clears the DSCP origin.bpf.c (g) set (TOS byte `tos`); 0 or -1. */
+static __always_inline int clear_dispatched(struct __sk_buff *skb, __u8 tos) {
+  const __u8 to = tos & 0x03;
+  if (bpf_l3_csum_replace(skb, ETH_HLEN_ + 10, bpf_htons(tos), bpf_htons(to), 2)) return -1;
+  return bpf_skb_store_bytes(skb, ETH_HLEN_ + 1, &to, 1, 0) ? -1 : 0;
+}
+
 /* Rewrites the destination address (at `l4`: the TCP header) from the node's
  * to the VIP, fixing both checksums, and marks the segment; 0 or -1. */
 static __always_inline int undnat(struct __sk_buff *skb, __u32 l4) {
@@ -267,6 +260,50 @@ static __always_inline int undnat(struct __sk_buff *skb, __u32 l4) {
   return 0;
 }
 
+/* The attributes a cookie handshake gives the connection of segment `tcp`
+ * (to cfg_vip_addr: the tuple the origin hashed), as SynCookies::check and
+ * the engine's grant (make_grant) would build them, into *e; 0, or -1 when
+ * the segment is not the first after a valid cookie handshake (or its
+ * timestamps are not where every stack puts them: the origin's (g) refuses
+ * such a segment too). */
+static __always_inline int cookie_entry(struct __sk_buff *skb, const struct iphdr *ip, const struct tcphdr *tcp,
+                                        __u32 l4, struct hl_adopt_entry *e) {
+  const __u32 zero = 0;
+  const struct hl_origin_settings *s = bpf_map_lookup_elem(&cookie_settings, &zero);
+  const __u32 options_end = l4 + (__u32)tcp->doff * 4;
+  struct flow f;
+  __u32 tsval = 0, tsecr = 0, opts, shift;
+  __u16 mss;
+  int index;
+
+  if (!s || !s->key_set || !tcp->ack || tcp->syn || tcp->rst || tcp->fin || tcp->doff < 5) return -1;
+  f.client_addr = bpf_ntohl(ip->saddr);
+  f.vip_addr = bpf_ntohl(cfg_vip_addr);
+  f.client_port = bpf_ntohs(tcp->source);
+  f.vip_port = bpf_ntohs(tcp->dest);
+  index = cookie_index(s, &f, bpf_ntohl(tcp->seq), bpf_ntohl(tcp->ack_seq));
+  if (index < 0) return -1;
+  __builtin_memset(e, 0, sizeof *e);
+  e->expected_seq = bpf_ntohl(tcp->seq);
+  e->expected_ack = bpf_ntohl(tcp->ack_seq);
+  mss = mss_table((__u32)index);
+  e->mss = mss < DEFAULT_PEER_MSS ? DEFAULT_PEER_MSS : mss;
+  if (tcp->doff > 5) {
+    if (segment_ts(skb, l4 + sizeof *tcp, options_end, &tsval, &tsecr) != 0) return -1;
+    /* The client's window scale and SACK ride in our TSval's low bits. */
+    opts = tsecr & TS_OPT_MASK;
+    shift = opts & 0xf;
+    e->tstamp_ok = 1;
+    e->rcv_tsval = tsval;
+    e->rcv_tsecr = tsecr;
+    e->wscale_ok = shift != TS_NO_WSCALE;
+    e->snd_wscale = e->wscale_ok ? (__u8)shift : 0;
+    e->rcv_wscale = e->wscale_ok ? s->wscale : 0;
+    e->sack_ok = (opts & TS_SACK_BIT) != 0;
+  }
+  return 0;
+}
+
 SEC("tc")
 int adopt(struct __sk_buff *skb) {
   struct iphdr ip;
@@ -274,10 +311,10 @@ int adopt(struct __sk_buff *skb) {
   struct bpf_sock_tuple tuple = {};
   struct hl_adopt_key key = {};
   struct bpf_tcp_req_attrs attrs;
-  struct hl_adopt_entry *entry;
+  struct hl_adopt_entry *entry, e;
   struct bpf_sock *skc;
   __u32 l4;
-  int matches = 0;
+  int matches = 0, cookie = 0, dispatched = 0, marked = 0;
 
   if (skb->protocol != bpf_htons(ETH_P_IP_)) return TC_PASS;
   if (bpf_skb_load_bytes(skb, ETH_HLEN_, &ip, sizeof ip)) return TC_PASS;
@@ -291,6 +328,12 @@ int adopt(struct __sk_buff *skb) {
     return TC_PASS;
   }
   if (cfg_vip_port && tcp.dest != cfg_vip_port) return TC_PASS;
+  if (cfg_dispatch_mark && skb->mark == cfg_dispatch_mark && !to_node) {
+    /* Dispatched to this node by its own origin program ((g)): the engine's
+     * mark from here on, which the NFQUEUE rules RETURN. */
+    dispatched = 1;
+    skb->mark = cfg_mark;
+  }
   if (to_node) {
     /* Un-DNAT: the origin forwards a handed-off connection's segments to this
      * node's address; its socket is on the VIP. SYNs stay (a replayed SYN is
@@ -300,7 +343,16 @@ int adopt(struct __sk_buff *skb) {
     key.vip_addr = cfg_vip_addr;
     key.client_port = tcp.source;
     key.vip_port = tcp.dest;
-    if (!adopted_here(skb, &key, bpf_ntohl(tcp.ack_seq))) return TC_PASS;
+    marked = cfg_cookie_auth && (ip.tos >> 2) == HL_DISPATCH_DSCP;
+    if (!adopted_here(skb, &key, bpf_ntohl(tcp.ack_seq))) {
+      /* Or a request an origin dispatched in the kernel: its DSCP and cookie say so. */
+      if (!marked || cookie_entry(skb, &ip, &tcp, l4, &e) != 0) return TC_PASS;
+      cookie = 1;
+    }
+    if (marked && clear_dispatched(skb, ip.tos)) {
+      count(HL_ADOPT_MALFORMED);
+      return TC_PASS;
+    }
     if (undnat(skb, l4)) {
       count(HL_ADOPT_MALFORMED);
       return TC_PASS;
@@ -328,13 +380,19 @@ int adopt(struct __sk_buff *skb) {
    * the options are walked. */
   entry = bpf_map_lookup_elem(&authorised, &key);
   if (entry) {
-    matches = tcp.ack && bpf_ntohl(tcp.seq) == entry->expected_seq &&
-              bpf_ntohl(tcp.ack_seq) == entry->expected_ack &&
-              make_attrs(skb, entry, l4 + sizeof tcp, l4 + (__u32)tcp.doff * 4, &attrs) == 0;
+    e = *entry;
+    cookie = 0;
+  } else if (dispatched && cfg_cookie_auth && !cookie) {
+    cookie = cookie_entry(skb, &ip, &tcp, l4, &e) == 0;
+  }
+  if (entry || cookie) {
+    /* A cookie's entry is the segment's own numbers and TSval. */
+    matches = tcp.ack && bpf_ntohl(tcp.seq) == e.expected_seq && bpf_ntohl(tcp.ack_seq) == e.expected_ack &&
+              make_attrs(skb, &e, l4 + sizeof tcp, l4 + (__u32)tcp.doff * 4, &attrs) == 0;
   }
 
   skc = bpf_skc_lookup_tcp(skb, &tuple, sizeof tuple.ipv4, CURRENT_NETNS, 0);
-  if (skc && entry && skc->state == BPF_TCP_TIME_WAIT) {
+  if (skc && (entry || cookie) && skc->state == BPF_TCP_TIME_WAIT) {
     /* A new handoff of a 4-tuple whose previous connection this node closed
      * first (HTTP/1.0 servers do; clients reuse ports). The kernel refuses to
      * hash a new socket beside the TIME_WAIT one, which would answer the
@@ -355,7 +413,7 @@ int adopt(struct __sk_buff *skb) {
     if (entry && bpf_map_delete_elem(&authorised, &key) == 0) count(HL_ADOPT_RETIRED);
     return to_node ? TC_ACT_OK : TC_PASS;
   }
-  if (!entry) {
+  if (!entry && !cookie) {
     count(HL_ADOPT_NO_ENTRY);
     bpf_sk_release(skc);
     return cfg_pass_unauthorised ? (to_node ? TC_ACT_OK : TC_PASS) : TC_ACT_SHOT;
@@ -365,7 +423,15 @@ int adopt(struct __sk_buff *skb) {
     bpf_sk_release(skc);
     return TC_ACT_SHOT;
   }
-  return assign(skb, skc, entry, &attrs);
+  if (cookie) {
+    const int verdict = assign(skb, skc, &e, &attrs);
+    if (verdict == TC_ACT_OK) {
+      count(HL_ADOPT_COOKIE_ADOPTED);
+      skb->mark = cfg_mark;
+    }
+    return verdict;
+  }
+  return assign(skb, skc, &e, &attrs);
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -53,6 +53,7 @@ enum hl_adopt_counter {
   HL_ADOPT_MALFORMED,       /* a header could not be read: passed to the kernel */
   HL_ADOPT_TIME_WAIT,       /* an entry for a tuple still in TIME_WAIT here: dropped, entry kept */
   HL_ADOPT_UNDNAT,          /* segments to the node's address of an adopted/authorised tuple: sent to the VIP */
+  HL_ADOPT_COOKIE_ADOPTED,  /* of `adopted`: a request an origin dispatched in the kernel, by its cookie */
   HL_ADOPT_COUNTER_COUNT
 };
 

@@ -16,6 +16,7 @@ std::vector<std::pair<std::string, uint64_t>> named_counters(const AdoptCounters
       {"bpf_adopt_malformed", c.malformed},
       {"bpf_adopt_time_wait", c.time_wait},
       {"bpf_adopt_undnat", c.undnat},
+      {"bpf_adopt_cookie_adopted", c.cookie_adopted},
   };
 }
 

@@ -21,6 +21,7 @@ struct AdoptCounters {
   uint64_t malformed = 0;     // unreadable TCP header: passed to the kernel
   uint64_t time_wait = 0;     // authorised tuple still in TIME_WAIT here: dropped, entry kept
   uint64_t undnat = 0;        // segments to the node's address sent to the VIP (adopted tuples)
+  uint64_t cookie_adopted = 0;  // of adopted: requests origins dispatched in the kernel, by their cookie
 };
 
 // The counters as the engines export theirs (io::StatsDoc::counters), each

@@ -103,6 +103,8 @@ Adopter::Adopter(const AdopterConfig& config) : config_(config) {
   skel_->rodata->cfg_pass_unauthorised = config.pass_unauthorised ? 1 : 0;
   skel_->rodata->cfg_node_addr = htonl(config.node_addr.value);
   skel_->rodata->cfg_mark = config.mark;
+  skel_->rodata->cfg_cookie_auth = config.cookie_auth ? 1 : 0;
+  skel_->rodata->cfg_dispatch_mark = config.cookie_auth ? config.dispatch_mark : 0;
   if (int err = hl_adopt_bpf__load(skel_); err != 0) {
     hl_adopt_bpf__destroy(skel_);
     skel_ = nullptr;
@@ -145,6 +147,7 @@ void Adopter::pin_all() {
   check(bpf_map__pin(skel_->maps.authorised, (dir + "/authorised").c_str()), "authorised");
   check(bpf_map__pin(skel_->maps.counters, (dir + "/counters").c_str()), "counters");
   check(bpf_map__pin(skel_->maps.attachment, (dir + "/attachment").c_str()), "attachment");
+  check(bpf_map__pin(skel_->maps.cookie_settings, (dir + "/cookie_settings").c_str()), "cookie_settings");
   check(bpf_program__pin(skel_->progs.adopt, (dir + "/adopt").c_str()), "adopt");
 }
 
@@ -226,7 +229,16 @@ AdoptCounters Adopter::counters() const {
   c.malformed = read(HL_ADOPT_MALFORMED);
   c.time_wait = read(HL_ADOPT_TIME_WAIT);
   c.undnat = read(HL_ADOPT_UNDNAT);
+  c.cookie_adopted = read(HL_ADOPT_COOKIE_ADOPTED);
   return c;
+}
+
+io::IoStatus Adopter::set_cookie_key(const CookieSecret& secret, const SynAnswer& answer) {
+  const hl_origin_settings value = to_settings(secret, answer);
+  uint32_t zero = 0;
+  const int err = bpf_map__update_elem(skel_->maps.cookie_settings, &zero, sizeof zero, &value, sizeof value, BPF_ANY);
+  if (err != 0) return io::io_fail(-err, "bpf_map_update_elem(cookie_settings)");
+  return io::io_ok();
 }
 
 LastAttempt Adopter::last_attempt() const {

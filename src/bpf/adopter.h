@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "bpf/adopt_counters.h"
+#include "bpf/cookie_secret.h"
 #include "bpf/tc_attach.h"
 #include "bpf/time_wait.h"
 #include "io/io_status.h"
@@ -102,6 +103,15 @@ struct AdopterConfig {
   // or authorised tuples go to the VIP instead, marked `mark`. 0.0.0.0: off.
   net::Ipv4Addr node_addr;
   uint32_t mark = 0;
+  // Requests origins dispatched in the kernel (origin.bpf.c (g)): with no
+  // entry, a segment forwarded to node_addr whose seq and ack are one past a
+  // valid cookie handshake (the cluster's secret: set_cookie_key), or one to
+  // the VIP marked `dispatch_mark` by this node's own origin program, is
+  // adopted with what the cookie encodes (counter cookie_adopted). Serving
+  // nodes then keep no TIME_WAIT sockets (the kernel could not create the new
+  // socket beside one, and no user space clears it first).
+  bool cookie_auth = false;
+  uint32_t dispatch_mark = 0;
 };
 
 class Adopter {
@@ -132,6 +142,8 @@ class Adopter {
   io::IoStatus authorise(const AdoptKey& key, const AdoptAttrs& attrs);
   // Removes an entry; false when there was none.
   bool revoke(const AdoptKey& key);
+  // The cluster's cookie secret and SYN answer (cookie_auth).
+  io::IoStatus set_cookie_key(const CookieSecret& secret, const SynAnswer& answer);
   // The entry for `key`, if any.
   std::optional<AdoptAttrs> authorisation(const AdoptKey& key) const;
   // Counters summed over all CPUs.

@@ -68,6 +68,28 @@
  *     a head longer than HL_REQUEST_MAX), is the engine's, as in (e): what
  *     the engine would do with a request decided here is the same (its own
  *     path: served locally; a malformed head: released to the web server).
+ * (g) With cfg_kernel_dispatch (always: the origin answers SYNs with cookies):
+ *     the first segment with payload of a connection not in `forwards`, whose
+ *     seq and ack are one past the client's ISN and a valid cookie, is read as
+ *     (f) reads it; a last request (any request with cfg_dispatch_any_request:
+ *     no moves) whose path is in `path_nodes` (the content map's paths with
+ *     one live owner, written by user space) is handed to that owner here: the
+ *     program adds the connection to `forwards` (dispatched = 1) and forwards
+ *     the segment as (d) does, its DSCP set to HL_DISPATCH_DSCP (the client's
+ *     must be 0; so are the connection's later segments), or, when the owner is this node (the VIP),
+ *     redirects it (and the connection's later segments) to lo's ingress with
+ *     skb->mark = cfg_dispatch_mark, where adopt.bpf.c takes it (on a serving
+ *     node adopt.bpf.c runs before this program on the same interface). The serving node's adopt.bpf.c checks the same cookie (the
+ *     cluster's nodes share the secret) and builds the socket from what it
+ *     encodes: no control message, nothing in user space (dispatched). Its
+ *     later segments go as (d) says, FIN and RST too; each refreshes the
+ *     entry's seen_ms, a FIN or RST sets `ended`. User space expires such
+ *     entries through `expire_probe` (below): cfg_linger_ms after the
+ *     client's FIN or RST (a retransmitted FIN still finds it), or after
+ *     cfg_idle_ms without a segment; a new connection's SYN on the tuple of
+ *     an ended one deletes it at once. (A bpf_timer per entry would expire
+ *     them in the kernel, but bpf_timer_init fails with ENOMEM under load
+ *     here: its allocation from softirq.)
  * Not the program's: non-IPv4, fragments, other addresses/ports: untouched,
  * uncounted. An unreadable TCP header or SYN options: untouched, malformed.
  *
@@ -86,6 +108,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "origin_abi.h"
+#include "cookie.bpf.h"
 
 #define TC_ACT_OK 0
 /* TC_ACT_UNSPEC: not consumed here; the next tc filter (e.g. adopt.bpf.c on an
@@ -105,17 +128,6 @@
 #define TCP_AT (ETH_HLEN_ + 20)
 #define OPTS_AT (TCP_AT + 20)
 
-/* tcp::SynCookies' constants. */
-#define SLOT_MS 64000ULL
-#define MAX_AGE_SLOTS 2
-#define COUNT_SHIFT 24
-#define LOW_MASK ((1u << COUNT_SHIFT) - 1)
-#define TS_OPT_MASK 0x3fu
-#define TS_NO_WSCALE 0xfu
-#define TS_SACK_BIT 0x10u
-#define MAX_WSCALE 14
-#define DEFAULT_PEER_MSS 536
-
 /* Set by user space before load (skeleton rodata). Network byte order; 0 = any. */
 const volatile __u32 cfg_vip_addr = 0;
 const volatile __u16 cfg_vip_port = 0;
@@ -124,23 +136,15 @@ const volatile __u8 cfg_kernel_handshake = 0; /* (e): the kernel's own handshake
 const volatile __u32 cfg_bypass_mark = 0;     /* (d), (e): the mark the NFQUEUE rules let through */
 const volatile __u32 cfg_local_mark = 0;      /* (f): the mark of connections served locally; 0: off */
 const volatile __u8 cfg_local_any_request = 0; /* (f): a keep-alive request too (the engine makes no moves) */
+/* (g): last requests of cookie handshakes handed to their owner here; the mark
+ * of a request handed to this node itself (adopt.bpf.c takes it). */
+const volatile __u8 cfg_kernel_dispatch = 0;
+const volatile __u32 cfg_dispatch_mark = 0;
+const volatile __u8 cfg_dispatch_any_request = 0; /* (g): a keep-alive request too (no moves) */
+const volatile __u32 cfg_linger_ms = 2000;  /* (g): an entry lives this long after the client's FIN or RST */
+const volatile __u32 cfg_idle_ms = 120000;  /* (g): ... or this long without a segment */
 /* (f): the header names that matter, lowercase, and their lengths. */
 const volatile __u8 cfg_header_names[3][32] = {"connection", "content-length", "transfer-encoding"};
-
-/* SynCookies::kMssTable[i] (a switch: clang 14 puts a const table in a
- * section whose BTF the kernel refuses). */
-static __always_inline __u16 mss_table(__u32 i) {
-  switch (i & 7) {
-    case 0: return 88;
-    case 1: return 536;
-    case 2: return 1200;
-    case 3: return 1300;
-    case 4: return 1380;
-    case 5: return 1420;
-    case 6: return 1440;
-    default: return 1460;
-  }
-}
 
 struct {
   __uint(type, BPF_MAP_TYPE_ARRAY);
@@ -179,6 +183,14 @@ struct {
   __type(value, __u8);
 } local_paths SEC(".maps");
 
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __uint(max_entries, HL_ORIGIN_MAX_LOCAL_PATHS);
+  __type(key, struct hl_local_path);
+  __type(value, __u32);
+} path_nodes SEC(".maps");
+
 /* (f)'s scratch: the request's bytes and the path's key (too big for the stack). */
 struct request_scratch {
   __u8 buf[HL_REQUEST_MAX];
@@ -194,64 +206,6 @@ struct {
 static __always_inline void count(__u32 which) {
   __u64 *value = bpf_map_lookup_elem(&counters, &which);
   if (value) *value += 1;
-}
-
-/* ---- SipHash-2-4 of two words (tcp::siphash24 with a 16-byte input) ---- */
-
-#define ROTL(x, b) (((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND                                                          \
-  do {                                                                    \
-    v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32);             \
-    v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2;                                \
-    v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0;                                \
-    v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);             \
-  } while (0)
-
-static __always_inline __u64 siphash16(__u64 k0, __u64 k1, __u64 m0, __u64 m1) {
-  __u64 v0 = k0 ^ 0x736f6d6570736575ULL, v1 = k1 ^ 0x646f72616e646f6dULL;
-  __u64 v2 = k0 ^ 0x6c7967656e657261ULL, v3 = k1 ^ 0x7465646279746573ULL;
-  const __u64 last = 16ULL << 56;
-  v3 ^= m0; SIPROUND; SIPROUND; v0 ^= m0;
-  v3 ^= m1; SIPROUND; SIPROUND; v0 ^= m1;
-  v3 ^= last; SIPROUND; SIPROUND; v0 ^= last;
-  v2 ^= 0xff;
-  SIPROUND; SIPROUND; SIPROUND; SIPROUND;
-  return v0 ^ v1 ^ v2 ^ v3;
-}
-
-/* The connection, as SynCookies::hash reads it (host-order values, memcpy'd
- * on a little-endian host, as two little-endian words). */
-struct flow {
-  __u32 client_addr, vip_addr; /* host order */
-  __u16 client_port, vip_port; /* host order */
-};
-
-/* SynCookies::hash(client, vip, count, key). */
-static __always_inline __u32 cookie_hash(const struct hl_origin_settings *s, int key,
-                                         const struct flow *f, __u32 count) {
-  const __u64 m0 = (__u64)f->client_addr | (__u64)f->vip_addr << 32;
-  const __u64 m1 = (__u64)f->client_port | (__u64)f->vip_port << 16 | (__u64)count << 32;
-  return (__u32)(key ? siphash16(s->keys[2], s->keys[3], m0, m1)
-                     : siphash16(s->keys[0], s->keys[1], m0, m1));
-}
-
-static __always_inline __u64 now_ms(void) { return bpf_ktime_get_ns() / 1000000ULL; }
-
-/* SynCookies::make. */
-static __always_inline __u32 make_cookie(const struct hl_origin_settings *s, const struct flow *f,
-                                         __u32 client_isn, __u32 count, __u32 index) {
-  return cookie_hash(s, 0, f, 0) + client_isn + (count << COUNT_SHIFT) +
-         ((cookie_hash(s, 1, f, count) + index) & LOW_MASK);
-}
-
-/* SynCookies::check's verdict alone: does ack - 1 hold a valid cookie for seq - 1? */
-static __always_inline int cookie_valid(const struct hl_origin_settings *s, const struct flow *f,
-                                        __u32 seq, __u32 ack) {
-  const __u32 count = (__u32)(now_ms() / SLOT_MS);
-  const __u32 c = (ack - 1) - cookie_hash(s, 0, f, 0) - (seq - 1);
-  const __u32 age = (count - (c >> COUNT_SHIFT)) & 0xff;
-  if (age >= MAX_AGE_SLOTS) return 0;
-  return ((c - cookie_hash(s, 1, f, count - age)) & LOW_MASK) < 8;
 }
 
 /* ---- the SYN's options (bpf_loop: the verifier checks one step) ---- */
@@ -486,6 +440,15 @@ error:
   return TC_ACT_OK;
 }
 
+/* Sets the DSCP of the segment's IP header (TOS byte `tos`) to
+ * HL_DISPATCH_DSCP ((g)); 0 or -1. */
+static __always_inline int mark_dispatched(struct __sk_buff *skb, __u8 tos) {
+  const __u8 to = (__u8)(HL_DISPATCH_DSCP << 2 | (tos & 0x03));
+  /* The checksum covers the TOS byte as the low byte of the first word. */
+  if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, bpf_htons(tos), bpf_htons(to), 2)) return -1;
+  return bpf_skb_store_bytes(skb, ETH_HLEN_ + 1, &to, 1, 0) ? -1 : 0;
+}
+
 /* Rewrites the destination of the segment (IP header at ETH_HLEN_, TCP at l4)
  * to `node`; the verdict. */
 static __always_inline int forward(struct __sk_buff *skb, __u32 l4, __u32 old_addr, __u32 node) {
@@ -678,24 +641,26 @@ static long scan_byte(__u32 i, void *data) {
   return 1;
 }
 
-/* Whether the request in the `len` payload bytes at `off` is a last request
- * for a path in `local_paths` (origin.bpf.c (f)). */
-static __always_inline int local_request(struct __sk_buff *skb, __u32 off, __u32 len) {
+/* The path of the request in the `len` payload bytes at `off`, if it is a
+ * whole head the program may decide ((f), (g)): the scratch's key, else NULL.
+ * any_request: a keep-alive request too (else only a connection's last). */
+static __always_inline struct hl_local_path *request_path(struct __sk_buff *skb, __u32 off, __u32 len,
+                                                          int any_request) {
   const __u32 zero = 0;
   struct request_scan r = {};
   struct request_scratch *s;
   __u32 i;
 
-  if (len < 16 || len > HL_REQUEST_MAX) return 0;
+  if (len < 16 || len > HL_REQUEST_MAX) return NULL;
   s = bpf_map_lookup_elem(&scratch, &zero);
-  if (!s) return 0;
-  if (bpf_skb_load_bytes(skb, off, s->buf, len)) return 0;
+  if (!s) return NULL;
+  if (bpf_skb_load_bytes(skb, off, s->buf, len)) return NULL;
   if (s->buf[0] == 'G' && s->buf[1] == 'E' && s->buf[2] == 'T' && s->buf[3] == ' ') {
     r.start = 4;
   } else if (s->buf[0] == 'H' && s->buf[1] == 'E' && s->buf[2] == 'A' && s->buf[3] == 'D' && s->buf[4] == ' ') {
     r.start = 5;
   } else {
-    return 0;
+    return NULL;
   }
   s->key.len = 0;
 #pragma unroll
@@ -703,12 +668,19 @@ static __always_inline int local_request(struct __sk_buff *skb, __u32 off, __u32
   r.s = s;
   r.len = len;
   bpf_loop(HL_REQUEST_MAX, scan_byte, &r, 0);
-  if (!r.done) return 0;
+  if (!r.done) return NULL;
   /* HTTP/1.1 without "Connection: close" keeps the connection: its next
    * request may be another node's (the engine tracks it). HTTP/1.0 closes
    * unless it says keep-alive (refused above, as any other option). */
-  if (!cfg_local_any_request && !r.close && !r.http10) return 0;
-  return bpf_map_lookup_elem(&local_paths, &s->key) != NULL;
+  if (!any_request && !r.close && !r.http10) return NULL;
+  return &s->key;
+}
+
+/* Whether the request in the `len` payload bytes at `off` is a last request
+ * for a path in `local_paths` (origin.bpf.c (f)). */
+static __always_inline int local_request(struct __sk_buff *skb, __u32 off, __u32 len) {
+  struct hl_local_path *path = request_path(skb, off, len, cfg_local_any_request);
+  return path && bpf_map_lookup_elem(&local_paths, path) != NULL;
 }
 
 /* ---- (e) the kernel's own handshake ---- */
@@ -786,6 +758,67 @@ static __always_inline int kernel_handshake(struct __sk_buff *skb, const struct 
   return TC_PASS;
 }
 
+/* ---- (g) a last request handed to its owner in the kernel ---- */
+
+static __always_inline __u32 now_ms32(void) { return (__u32)now_ms(); }
+
+#define LOOPBACK_IFINDEX 1 /* every network namespace's lo */
+
+/* A segment of a connection (g) handed to this node itself: to the ingress of
+ * lo with cfg_dispatch_mark, where adopt.bpf.c (attached to every interface
+ * of a serving node, and on this one run before this program) takes it. */
+static __always_inline int to_own_adopt(struct __sk_buff *skb) {
+  const __u8 lo_mac[6] = {}; /* lo's address: else eth_type_trans makes it PACKET_OTHERHOST, which IP drops */
+  if (bpf_skb_store_bytes(skb, 0, lo_mac, sizeof lo_mac, 0)) {
+    count(HL_ORIGIN_ERROR);
+    return TC_ACT_SHOT;
+  }
+  skb->mark = cfg_dispatch_mark;
+  count(HL_ORIGIN_LOCAL_PASSED);
+  return bpf_redirect(LOOPBACK_IFINDEX, BPF_F_INGRESS);
+}
+
+/* The verdict for a segment with payload of a connection not in `forwards`
+ * (cfg_kernel_dispatch), or NOT_MINE. */
+static __always_inline int dispatch(struct __sk_buff *skb, const struct iphdr *ip, const struct tcphdr *tcp,
+                                    const struct hl_origin_key *key, __u32 l4, __u32 ip_len, __u32 headers) {
+  const __u32 zero = 0;
+  const struct hl_origin_settings *s = bpf_map_lookup_elem(&settings, &zero);
+  struct hl_origin_forward entry = {};
+  struct hl_local_path *path;
+  struct flow f;
+  __u32 *node;
+
+  if (!s || !s->key_set || (ip->tos >> 2) != 0) return NOT_MINE; /* the DSCP carries (g)'s own */
+  f.client_addr = bpf_ntohl(ip->saddr);
+  f.vip_addr = bpf_ntohl(ip->daddr);
+  f.client_port = bpf_ntohs(tcp->source);
+  f.vip_port = bpf_ntohs(tcp->dest);
+  /* The first segment after a cookie handshake: seq and ack one past the ISNs. */
+  if (!cookie_valid(s, &f, bpf_ntohl(tcp->seq), bpf_ntohl(tcp->ack_seq))) return NOT_MINE;
+  /* Options: the timestamps where adopt.bpf.c reads them, or none. */
+  if (tcp->doff > 5) {
+    __u32 tsval, tsecr;
+    if (segment_ts(skb, l4 + sizeof *tcp, l4 + (__u32)tcp->doff * 4, &tsval, &tsecr) != 0) return NOT_MINE;
+  }
+  path = request_path(skb, ETH_HLEN_ + headers, ip_len - headers, cfg_dispatch_any_request);
+  if (!path) return NOT_MINE;
+  node = bpf_map_lookup_elem(&path_nodes, path);
+  if (!node) return NOT_MINE;
+  entry.node_addr = *node;
+  entry.dispatched = 1;
+  entry.seen_ms = now_ms32();
+  entry.gen = bpf_ntohl(tcp->ack_seq) - 1;
+  if (bpf_map_update_elem(&forwards, key, &entry, BPF_NOEXIST)) return NOT_MINE; /* full, or raced */
+  count(HL_ORIGIN_DISPATCHED);
+  if (entry.node_addr == ip->daddr) return to_own_adopt(skb);
+  if (mark_dispatched(skb, ip->tos)) {
+    count(HL_ORIGIN_ERROR);
+    return TC_ACT_SHOT;
+  }
+  return forward(skb, l4, ip->daddr, entry.node_addr);
+}
+
 SEC("tc")
 int origin(struct __sk_buff *skb) {
   const __u32 zero = 0;
@@ -825,6 +858,13 @@ int origin(struct __sk_buff *skb) {
     if (verdict != NOT_MINE) return verdict;
   }
 
+  if (tcp.syn && fwd && fwd->dispatched && fwd->ended && !tcp.ack && !tcp.rst) {
+    /* (g): a new connection on the port of one that ended (its entry lingers
+     * for a retransmitted FIN): the old one is done. */
+    bpf_map_delete_elem(&forwards, &key);
+    count(HL_ORIGIN_REPLACED);
+    fwd = NULL;
+  }
   if (tcp.syn) {
     /* Data on a SYN (TFO) and corrupt SYNs: user space judges them. */
     if (tcp.ack || tcp.fin || tcp.rst || fwd || ip_len != headers ||
@@ -835,7 +875,11 @@ int origin(struct __sk_buff *skb) {
     return answer_syn(skb, &ip, &tcp, l4 + sizeof tcp);
   }
   if (fwd) {
-    if ((tcp.fin || tcp.rst) && (!cfg_forward_ends || fwd->acks_only)) {
+    if (fwd->dispatched) { /* (g): its last segment and its end, for its expiry */
+      fwd->seen_ms = now_ms32();
+      if (tcp.fin || tcp.rst) fwd->ended = 1;
+    }
+    if ((tcp.fin || tcp.rst) && (!cfg_forward_ends || fwd->acks_only) && !fwd->dispatched) {
       count(HL_ORIGIN_END_TO_USER);
       return TC_PASS;
     }
@@ -844,11 +888,22 @@ int origin(struct __sk_buff *skb) {
       return TC_PASS;
     }
     if (fwd->node_addr == ip.daddr && cfg_bypass_mark) { /* this node's own: its kernel, not the queue */
+      if (fwd->dispatched) return to_own_adopt(skb); /* (g): a retransmitted request too */
       skb->mark = cfg_bypass_mark;
       count(HL_ORIGIN_LOCAL_PASSED);
       return TC_PASS;
     }
+    /* (g): each segment marked, a retransmitted request too (the node
+     * adopts only marked segments on their cookie). */
+    if (fwd->dispatched && (ip.tos >> 2) == 0 && mark_dispatched(skb, ip.tos)) {
+      count(HL_ORIGIN_ERROR);
+      return TC_ACT_SHOT;
+    }
     return forward(skb, l4, ip.daddr, fwd->node_addr);
+  }
+  if (cfg_kernel_dispatch && ip_len > headers && tcp.ack && !tcp.fin && !tcp.rst && !tcp.urg) {
+    const int verdict = dispatch(skb, &ip, &tcp, &key, l4, ip_len, headers);
+    if (verdict != NOT_MINE) return verdict;
   }
   /* Unknown connection: the third segment of a cookie handshake is dropped. */
   if (ip_len == headers && tcp.ack && !tcp.psh && !tcp.fin && !tcp.rst && !tcp.urg) {
@@ -880,6 +935,31 @@ int request_probe(struct __sk_buff *skb) {
   headers = (__u32)ip.ihl * 4 + (__u32)tcp.doff * 4;
   if (ip_len < headers) return 0;
   return local_request(skb, ETH_HLEN_ + headers, ip_len - headers);
+}
+
+/* (g)'s expiry, run by user space (BPF_PROG_TEST_RUN) for each entry its
+ * read of the map found done: deletes the entry only if it is still the same
+ * connection (`gen`) and still done, checked here, in one pass, so that a new
+ * connection on the tuple (a reused client port: SYN, handshake, request, a
+ * new entry) is never deleted for its predecessor (a read-then-delete from
+ * user space could, between its read and its delete). 1: deleted. */
+SEC("tc")
+int expire_probe(struct __sk_buff *skb) {
+  struct hl_origin_expire in;
+  struct hl_origin_forward *v;
+  __u32 quiet, limit;
+  __u8 ended;
+
+  if (bpf_skb_load_bytes(skb, ETH_HLEN_, &in, sizeof in)) return -1;
+  v = bpf_map_lookup_elem(&forwards, &in.key);
+  if (!v || !v->dispatched || v->gen != in.gen) return 0;
+  ended = v->ended;
+  quiet = now_ms32() - v->seen_ms;
+  limit = ended ? cfg_linger_ms : cfg_idle_ms;
+  if (quiet < limit || quiet >= (1u << 31)) return 0;
+  if (bpf_map_delete_elem(&forwards, &in.key)) return 0;
+  count(ended ? HL_ORIGIN_EXPIRED_ENDED : HL_ORIGIN_EXPIRED_IDLE);
+  return 1;
 }
 
 char LICENSE[] SEC("license") = "GPL";

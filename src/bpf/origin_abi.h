@@ -32,9 +32,31 @@ struct hl_origin_key {
 
 /* Value of the forwarding map: where the connection's segments go. */
 struct hl_origin_forward {
-  __u32 node_addr; /* network byte order: the serving node; the VIP: this node itself (its kernel serves) */
-  __u32 acks_only; /* 1: segments with payload go to user space (the origin reads each request) */
+  __u32 node_addr;  /* network byte order: the serving node; the VIP: this node itself (its kernel serves) */
+  __u8 acks_only;   /* 1: segments with payload go to user space (the origin reads each request) */
+  __u8 dispatched;  /* 1: made by the program ((g): no engine knows the connection) */
+  __u8 ended;       /* dispatched: the client's FIN or RST went through */
+  __u8 pad;         /* zero */
+  __u32 seen_ms;    /* dispatched: bpf_ktime_get_ns() / 1e6 (truncated) of its last segment */
+  __u32 gen;        /* dispatched: the connection's cookie (its server ISN): which connection on the tuple */
 };
+
+/* The input of the program `expire_probe` (run by user space through
+ * BPF_PROG_TEST_RUN, behind a 14-byte Ethernet header of ethertype 0x88b5,
+ * which the test run takes as it is): the entry to delete
+ * if it is still the dispatched connection `gen` and done. */
+struct hl_origin_expire {
+  struct hl_origin_key key;
+  __u32 gen;
+};
+
+/* The DSCP origin.bpf.c (g) puts in the IP header of a dispatched connection's
+ * segments it forwards to another node (the client's own DSCP must be 0), so
+ * that the serving node's adopt.bpf.c tells them from any other segment to its
+ * address that carries a valid cookie (the frontend design's replayed request,
+ * which its engine authorises): only these are adopted on the cookie. adopt
+ * clears it again (DSCP 0, the ECN bits untouched). TOS byte: dscp << 2. */
+#define HL_DISPATCH_DSCP 0x05u
 
 /* Index of each counter in the per-CPU counter array. */
 enum hl_origin_counter {
@@ -52,6 +74,10 @@ enum hl_origin_counter {
   HL_ORIGIN_HANDSHAKE_READ,   /* kernel handshake: a request's handshake read from its socket into its mark */
   HL_ORIGIN_LOCAL_PASSED,     /* mapped to this node itself (node_addr = the VIP): to its kernel, not queued */
   HL_ORIGIN_LOCAL_SERVED,     /* kernel handshake: a last request for a local path, served here without user space */
+  HL_ORIGIN_DISPATCHED,       /* (g): a last request handed to its owner by the program, no user space */
+  HL_ORIGIN_EXPIRED_ENDED,    /* (g): entries expired cfg_linger_ms after the client's FIN or RST */
+  HL_ORIGIN_EXPIRED_IDLE,     /* (g): entries expired after cfg_idle_ms without a segment */
+  HL_ORIGIN_REPLACED,         /* (g): ended entries deleted for a new connection's SYN on their tuple */
   HL_ORIGIN_COUNTER_COUNT
 };
 
@@ -76,6 +102,8 @@ struct hl_local_path {
   __u8 path[HL_LOCAL_PATH_MAX];
 };
 #define HL_ORIGIN_MAX_LOCAL_PATHS 65536
+/* The map `path_nodes` (origin.bpf.c (g)) has the same keys; its value is a
+ * __u32, the owner's address in network byte order (the VIP: this node). */
 /* A request head the program reads (origin.bpf.c (f)): at most this many
  * bytes (a power of two); a longer first segment goes to user space. */
 #define HL_REQUEST_MAX 1024

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -63,6 +64,10 @@ std::vector<std::pair<std::string, uint64_t>> named_counters(const OriginCounter
       {"bpf_origin_handshake_read", c.handshake_read},
       {"bpf_origin_local_passed", c.local_passed},
       {"bpf_origin_local_served", c.local_served},
+      {"bpf_origin_dispatched", c.dispatched},
+      {"bpf_origin_expired_ended", c.expired_ended},
+      {"bpf_origin_expired_idle", c.expired_idle},
+      {"bpf_origin_replaced", c.replaced},
   };
 }
 
@@ -106,6 +111,19 @@ OriginPath::OriginPath(const OriginPathConfig& config) : config_(config) {
     skel_->rodata->cfg_local_mark = config.local_mark;
     skel_->rodata->cfg_local_any_request = config.local_any_request ? 1 : 0;
   }
+  if (config.kernel_dispatch) {
+    if (config.dispatch_mark == 0 || config.dispatch_mark == config.bypass_mark || config.kernel_handshake ||
+        is_handshake_mark(config.dispatch_mark)) {
+      hl_origin_bpf__destroy(skel_);
+      skel_ = nullptr;
+      throw std::runtime_error("origin program: kernel dispatch needs cookie handshakes and a dispatch mark that is neither 0, the bypass mark nor a handshake mark");
+    }
+    skel_->rodata->cfg_kernel_dispatch = 1;
+    skel_->rodata->cfg_dispatch_mark = config.dispatch_mark;
+    skel_->rodata->cfg_dispatch_any_request = config.dispatch_any_request ? 1 : 0;
+    skel_->rodata->cfg_linger_ms = config.linger_ms;
+    skel_->rodata->cfg_idle_ms = config.idle_ms;
+  }
   if (int err = hl_origin_bpf__load(skel_); err != 0) {
     hl_origin_bpf__destroy(skel_);
     skel_ = nullptr;
@@ -148,6 +166,7 @@ void OriginPath::pin_all() {
   check(bpf_map__pin(skel_->maps.counters, (dir + "/counters").c_str()), "counters");
   check(bpf_map__pin(skel_->maps.attachment, (dir + "/attachment").c_str()), "attachment");
   check(bpf_map__pin(skel_->maps.local_paths, (dir + "/local_paths").c_str()), "local_paths");
+  check(bpf_map__pin(skel_->maps.path_nodes, (dir + "/path_nodes").c_str()), "path_nodes");
   check(bpf_program__pin(skel_->progs.origin, (dir + "/origin").c_str()), "origin");
 }
 
@@ -171,24 +190,16 @@ void OriginPath::detach() {
 }
 
 io::IoStatus OriginPath::set_cookie_key(const CookieSecret& secret, const SynAnswer& answer) {
-  hl_origin_settings value{};
-  value.keys[0] = secret.keys[0][0];
-  value.keys[1] = secret.keys[0][1];
-  value.keys[2] = secret.keys[1][0];
-  value.keys[3] = secret.keys[1][1];
-  value.ts_offset = secret.ts_offset;
-  value.max_mss = answer.max_mss;
-  value.syn_window = answer.syn_window;
-  value.wscale = answer.wscale;
-  value.key_set = 1;
-  return write_settings(skel_->maps.settings, value);
+  return write_settings(skel_->maps.settings, to_settings(secret, answer));
 }
 
 io::IoStatus OriginPath::clear_cookie_key() { return write_settings(skel_->maps.settings, {}); }
 
 io::IoStatus OriginPath::map_forward(const OriginKey& key, net::Ipv4Addr node, bool acks_only) {
   const hl_origin_key wire_key = to_wire(key);
-  const hl_origin_forward value{htonl(node.value), acks_only ? 1u : 0u};
+  hl_origin_forward value{};
+  value.node_addr = htonl(node.value);
+  value.acks_only = acks_only ? 1 : 0;
   const int err = bpf_map__update_elem(skel_->maps.forwards, &wire_key, sizeof wire_key, &value,
                                        sizeof value, BPF_ANY);
   if (err != 0) return io::io_fail(-err, "bpf_map_update_elem(forwards)");
@@ -210,6 +221,17 @@ std::optional<net::Ipv4Addr> OriginPath::forward_of(const OriginKey& key) const 
   return net::Ipv4Addr{ntohl(value.node_addr)};
 }
 
+std::optional<OriginPath::ForwardState> OriginPath::forward_state(const OriginKey& key) const {
+  const hl_origin_key wire_key = to_wire(key);
+  hl_origin_forward value{};
+  if (bpf_map__lookup_elem(skel_->maps.forwards, &wire_key, sizeof wire_key, &value, sizeof value,
+                           0) != 0) {
+    return std::nullopt;
+  }
+  return ForwardState{net::Ipv4Addr{ntohl(value.node_addr)}, value.acks_only != 0, value.dispatched != 0,
+                      value.ended != 0, value.gen};
+}
+
 bool OriginPath::add_local_path(std::string_view path) {
   if (path.size() > HL_LOCAL_PATH_MAX) return false;
   hl_local_path key{};
@@ -217,6 +239,94 @@ bool OriginPath::add_local_path(std::string_view path) {
   std::memcpy(key.path, path.data(), path.size());
   const uint8_t one = 1;
   return bpf_map__update_elem(skel_->maps.local_paths, &key, sizeof key, &one, sizeof one, BPF_ANY) == 0;
+}
+
+bool OriginPath::set_path_node(std::string_view path, net::Ipv4Addr node) {
+  if (path.size() > HL_LOCAL_PATH_MAX) return false;
+  hl_local_path key{};
+  key.len = static_cast<uint32_t>(path.size());
+  std::memcpy(key.path, path.data(), path.size());
+  const uint32_t value = htonl(node.value);
+  return bpf_map__update_elem(skel_->maps.path_nodes, &key, sizeof key, &value, sizeof value, BPF_ANY) == 0;
+}
+
+void OriginPath::clear_path_nodes() {
+  hl_local_path key{};
+  hl_local_path next{};
+  // Delete the first key until none is left (get_next_key of a deleted key restarts anyway).
+  while (bpf_map__get_next_key(skel_->maps.path_nodes, nullptr, &next, sizeof next) == 0) {
+    key = next;
+    if (bpf_map__delete_elem(skel_->maps.path_nodes, &key, sizeof key, 0) != 0) break;
+  }
+}
+
+namespace {
+
+// Every entry of `map` (hl_origin_key -> hl_origin_forward), by batches.
+template <class Visit>
+void for_each_forward(const bpf_map* map, Visit visit) {
+  const int fd = bpf_map__fd(map);
+  constexpr uint32_t kBatch = 4096;
+  std::vector<hl_origin_key> keys(kBatch);
+  std::vector<hl_origin_forward> values(kBatch);
+  uint64_t in_batch = 0;
+  uint64_t out_batch = 0;
+  bool first = true;
+  for (;;) {
+    uint32_t count = kBatch;
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    const int err = bpf_map_lookup_batch(fd, first ? nullptr : &in_batch, &out_batch, keys.data(), values.data(),
+                                         &count, &opts);
+    for (uint32_t i = 0; i < count; ++i) visit(keys[i], values[i]);
+    if (err != 0) break;  // ENOENT: the last batch; anything else: the rest next time
+    in_batch = out_batch;
+    first = false;
+  }
+}
+
+}  // namespace
+
+OriginPath::ExpireResult OriginPath::expire_dispatched(uint64_t now_ms) {
+  std::vector<hl_origin_expire> candidates;
+  ExpireResult r;
+  const auto now = static_cast<uint32_t>(now_ms);
+  for_each_forward(skel_->maps.forwards, [&](const hl_origin_key& key, const hl_origin_forward& v) {
+    if (v.dispatched == 0) return;
+    const uint32_t quiet = now - v.seen_ms;  // modulo 2^32, as the program counts
+    const uint32_t limit = v.ended != 0 ? config_.linger_ms : config_.idle_ms;
+    if (quiet < (1u << 31) && quiet >= limit) {
+      candidates.push_back(hl_origin_expire{key, v.gen});
+    } else {
+      ++r.live;
+    }
+  });
+  for (const hl_origin_expire& c : candidates) {
+    if (run_expire(c)) {
+      ++r.expired;
+    } else {
+      ++r.live;  // a new connection on the tuple, or not done after all
+    }
+  }
+  return r;
+}
+
+bool OriginPath::run_expire(const hl_origin_expire& c) const {
+  std::array<uint8_t, 14 + sizeof(hl_origin_expire)> frame{};
+  frame[12] = 0x88;  // the local experimental ethertype 0x88b5: no IPv4 header for the test run to check
+  frame[13] = 0xb5;
+  std::memcpy(frame.data() + 14, &c, sizeof c);
+  LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame.data(), .data_size_in = static_cast<uint32_t>(frame.size()),
+              .repeat = 1);
+  return bpf_prog_test_run_opts(bpf_program__fd(skel_->progs.expire_probe), &opts) == 0 && opts.retval == 1;
+}
+
+bool OriginPath::expire_one(const OriginKey& key, uint32_t gen) { return run_expire(hl_origin_expire{to_wire(key), gen}); }
+
+size_t OriginPath::dispatched_entries() const {
+  size_t live = 0;
+  for_each_forward(skel_->maps.forwards,
+                   [&](const hl_origin_key&, const hl_origin_forward& v) { live += v.dispatched != 0 ? 1u : 0u; });
+  return live;
 }
 
 std::optional<bool> OriginPath::probe_request(std::span<const uint8_t> packet) const {
@@ -241,6 +351,10 @@ OriginCounters OriginPath::counters() const {
   c.handshake_read = read(HL_ORIGIN_HANDSHAKE_READ);
   c.local_passed = read(HL_ORIGIN_LOCAL_PASSED);
   c.local_served = read(HL_ORIGIN_LOCAL_SERVED);
+  c.dispatched = read(HL_ORIGIN_DISPATCHED);
+  c.expired_ended = read(HL_ORIGIN_EXPIRED_ENDED);
+  c.expired_idle = read(HL_ORIGIN_EXPIRED_IDLE);
+  c.replaced = read(HL_ORIGIN_REPLACED);
   c.malformed = read(HL_ORIGIN_MALFORMED);
   c.error = read(HL_ORIGIN_ERROR);
   return c;

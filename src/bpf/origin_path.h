@@ -47,11 +47,13 @@
 #include <utility>
 #include <vector>
 
+#include "bpf/cookie_secret.h"
 #include "bpf/tc_attach.h"
 #include "io/io_status.h"
 #include "net/ipv4_addr.h"
 
-struct hl_origin_bpf;  // the generated skeleton (origin.skel.h), private to origin_path.cpp
+struct hl_origin_bpf;     // the generated skeleton (origin.skel.h), private to origin_path.cpp
+struct hl_origin_expire;  // origin_abi.h
 
 namespace hl::bpf {
 
@@ -61,19 +63,6 @@ struct OriginKey {
   net::Endpoint vip;     // the VIP and its port
 
   friend constexpr auto operator<=>(const OriginKey&, const OriginKey&) = default;
-};
-
-// tcp::SynCookies' secret: its two SipHash keys and its TSval clock offset.
-struct CookieSecret {
-  std::array<std::array<uint64_t, 2>, 2> keys{};
-  uint32_t ts_offset = 0;
-};
-
-// How the engine answers a SYN (what the SYN/ACK must say to be its own).
-struct SynAnswer {
-  uint16_t max_mss = 1460;     // the MSS cap (ClientHandshake::note_syn's max_mss, the engine's cfg.mss)
-  uint16_t syn_window = 65535; // the SYN/ACK's window field (HandshakeSender's syn_window)
-  uint8_t wscale = 7;          // the shift announced when the client scales (cfg.wscale)
 };
 
 // The program's counters, summed over CPUs (see enum hl_origin_counter).
@@ -92,6 +81,10 @@ struct OriginCounters {
   uint64_t handshake_read = 0;    // kernel handshake: requests with the handshake in their mark
   uint64_t local_passed = 0;      // mapped to this node itself: to its kernel with the bypass mark
   uint64_t local_served = 0;      // kernel handshake: last requests for a local path, not queued (local_mark)
+  uint64_t dispatched = 0;        // (g): last requests handed to their owner by the program (kernel_dispatch)
+  uint64_t expired_ended = 0;     // (g): its entries deleted linger_ms after the client's FIN or RST
+  uint64_t expired_idle = 0;      // (g): ... after idle_ms without a segment
+  uint64_t replaced = 0;          // (g): ended entries deleted for a new connection's SYN on their tuple
 };
 
 // The counters as the engines export theirs, each named "bpf_origin_<field>",
@@ -127,6 +120,21 @@ struct OriginPathConfig {
   // mark and save it to the connection (io::node_capture_rules). 0: off.
   uint32_t local_mark = 0;
   bool local_any_request = false;
+  // always: a connection's last request (any with `dispatch_any_request`: no
+  // moves) for a path given to set_path_node is handed to that node by the
+  // program itself (origin.bpf.c (g)): it adds the connection to the
+  // forwarding map and forwards the segment; to this node itself (the VIP)
+  // it passes the segment with `dispatch_mark`, which the node's adopt
+  // program takes. The serving nodes' adopt programs check the cookie
+  // (AdopterConfig::cookie_auth): every node must share the cookie secret.
+  // Needs set_cookie_key. The entries it makes are expired by
+  // expire_dispatched: `linger_ms` after the client's FIN or RST, or
+  // `idle_ms` without a segment. 0 dispatch_mark with kernel_dispatch: refused.
+  bool kernel_dispatch = false;
+  uint32_t dispatch_mark = 0;
+  bool dispatch_any_request = false;
+  uint32_t linger_ms = 2000;
+  uint32_t idle_ms = 120000;
 };
 
 // What a request's mark says of its connection's handshake (origin.bpf.c (e));
@@ -177,12 +185,42 @@ class OriginPath {
   // than HL_LOCAL_PATH_MAX bytes, or the map is full): its requests go to
   // user space, which serves them locally all the same.
   bool add_local_path(std::string_view path);
+  // The node that owns `path` (exactly as the content map has it) for (g);
+  // `node` = the VIP: this node. false: not taken (too long, map full).
+  bool set_path_node(std::string_view path, net::Ipv4Addr node);
+  // Forgets every path of set_path_node (their requests go to user space).
+  void clear_path_nodes();
+  // Expires the entries (g) made whose connections are done (ended and quiet
+  // for linger_ms, or quiet for idle_ms): one batched read of the map, then
+  // per candidate the program's own check-and-delete (`expire_probe`, by
+  // BPF_PROG_TEST_RUN), which deletes it only if it is still the same
+  // connection and still done (a reused client port's new entry is never
+  // deleted for its predecessor). `now_ms`: CLOCK_MONOTONIC, the program's.
+  struct ExpireResult {
+    size_t expired = 0;  // deleted now
+    size_t live = 0;     // dispatched entries left
+  };
+  ExpireResult expire_dispatched(uint64_t now_ms);
+  // The program's check-and-delete of one entry: true when `key` was the
+  // dispatched connection `gen`, done, and is deleted now.
+  bool expire_one(const OriginKey& key, uint32_t gen);
+  // The entries (g) made that live now (one batched read of the map).
+  size_t dispatched_entries() const;
   // Whether the program would serve the request in `packet` (an IPv4/TCP
   // segment, Ethernet header first) locally: (f) alone, by BPF_PROG_TEST_RUN
   // of its probe program. For tests; nullopt when the run failed.
   std::optional<bool> probe_request(std::span<const uint8_t> packet) const;
   // Where `key` is forwarded, if it is.
   std::optional<net::Ipv4Addr> forward_of(const OriginKey& key) const;
+  // `key`'s whole entry, if any (tests, diagnostics).
+  struct ForwardState {
+    net::Ipv4Addr node;
+    bool acks_only = false;
+    bool dispatched = false;  // made by the program ((g))
+    bool ended = false;       // dispatched: the client's FIN or RST went through
+    uint32_t gen = 0;         // dispatched: the connection's cookie (which connection on the tuple)
+  };
+  std::optional<ForwardState> forward_state(const OriginKey& key) const;
 
   OriginCounters counters() const;
   // The program's fd (BPF_PROG_TEST_RUN in tests).
@@ -197,6 +235,7 @@ class OriginPath {
  private:
   void pin_all();
   void unpin_all() noexcept;
+  bool run_expire(const hl_origin_expire& c) const;
 
   OriginPathConfig config_;
   hl_origin_bpf* skel_ = nullptr;

@@ -115,6 +115,12 @@ void Authenticator::mac(std::span<const uint8_t> data, uint8_t* out) const {
   SHA256_Final(out, &ctx);
 }
 
+std::array<uint8_t, kMacLen> Authenticator::derive(std::string_view label) const {
+  std::array<uint8_t, kMacLen> out{};
+  mac(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(label.data()), label.size()), out.data());
+  return out;
+}
+
 uint32_t Authenticator::option_tag(std::span<const uint8_t> data) const {
   static constexpr std::string_view kLabel = "hl-handoff-option";
   uint8_t in[kLabel.size() + 64];

@@ -18,11 +18,13 @@
 // restart) to that skew. Nodes' clocks must agree within max_skew_ms.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 #include <span>
@@ -81,6 +83,11 @@ class Authenticator {
   // in-band handoff option's MAC (net/handoff_option.h). Never 0 (0 means
   // unauthenticated there). The label keeps it apart from sealed frames' MACs.
   uint32_t option_tag(std::span<const uint8_t> data) const;
+
+  // HMAC-SHA256(key, label): a secret every holder of the cluster key derives
+  // alike (e.g. the nodes' shared SYN cookie secret), apart from any MAC by
+  // its label.
+  std::array<uint8_t, kMacLen> derive(std::string_view label) const;
 
   uint32_t self() const { return self_; }
   const AuthCounters& counters() const { return counters_; }

@@ -38,6 +38,7 @@ OriginConfig origin_config(const FrontendConfig& c) {
   o.syn_cookies = c.syn_cookies;
   o.http_limits = c.http_limits;
   o.seed = c.seed;
+  o.cookie_secret = c.cookie_secret;
   o.half_open_until_handoff = true;
   o.check_consumed = true;
   o.ack_every_request_segment = true;
@@ -225,5 +226,6 @@ void FrontendEngine::on_message(net::Ipv4Addr from, const control::Message& mess
 }
 void FrontendEngine::on_timer() { impl_->origin.on_timer(); }
 const FrontendCounters& FrontendEngine::counters() const { return impl_->report(); }
+const std::vector<uint8_t>& FrontendEngine::backends_down() const { return impl_->origin.health().down(); }
 
 }  // namespace hl::engine

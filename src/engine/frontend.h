@@ -22,6 +22,7 @@
 #include "io/fast_path.h"
 #include "io/packet_io.h"
 #include "net/ipv4_addr.h"
+#include "tcp/syn_cookie.h"
 #include "net/tcp_packet.h"
 
 namespace hl::engine {
@@ -57,6 +58,7 @@ struct FrontendConfig {
   bool syn_cookies = true;  // answer SYNs statelessly when the half-open table is full (syn_cookie.h)
   http::Limits http_limits;
   uint64_t seed = 0;  // ISN / timestamp randomness; 0 = from std::random_device
+  std::optional<tcp::SynCookieSecret> cookie_secret;  // OriginConfig::cookie_secret
   // Health checks: a back-end is dead when no heartbeat (control::Keepalive)
   // has come from it for this long, or its last one said "unhealthy". Dead
   // back-ends get no new connections, and the clients of the connections handed
@@ -160,6 +162,8 @@ class FrontendEngine {
   void on_timer();
 
   const FrontendCounters& counters() const;
+  // Non-zero for the back-ends dead now, indexed by the dispatcher's BackendId.
+  const std::vector<uint8_t>& backends_down() const;
 
  private:
   struct Impl;

@@ -38,6 +38,7 @@ OriginConfig origin_config(const NodeConfig& c) {
   o.request_timeout_ms = c.request_timeout_ms;
   o.idle_timeout_ms = c.idle_timeout_ms;
   o.reset_linger_ms = c.reset_linger_ms;
+  o.cookie_secret = c.cookie_secret;
   o.dead_ms = c.peer_dead_ms;
   o.max_connections = c.max_connections;
   o.max_half_open = c.max_half_open;
@@ -360,5 +361,6 @@ void NodeEngine::on_peer_lost(net::Ipv4Addr peer, const char* why) { impl_->orig
 void NodeEngine::on_timer() { impl_->on_timer(); }
 const NodeCounters& NodeEngine::counters() const { return impl_->report(); }
 size_t NodeEngine::open_connections() const { return impl_->carrier.open(); }
+const std::vector<uint8_t>& NodeEngine::peers_down() const { return impl_->origin.health().down(); }
 
 }  // namespace hl::engine

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,7 @@
 #include "io/fast_path.h"
 #include "io/packet_io.h"
 #include "net/ipv4_addr.h"
+#include "tcp/syn_cookie.h"
 
 namespace hl::engine {
 
@@ -78,6 +80,7 @@ struct NodeConfig {
   bool syn_cookies = true;  // always: answer SYNs statelessly when the half-open table is full
   http::Limits http_limits;
   uint64_t seed = 0;  // ISN / timestamp randomness; 0 = from std::random_device
+  std::optional<tcp::SynCookieSecret> cookie_secret;  // OriginConfig::cookie_secret
   // Peer health (the frontend design's health checks, over the control channel):
   // a peer is dead when no keepalive has come from it for this long, its channel
   // connection to us closed (on_peer_lost), or its last keepalive said its web
@@ -190,6 +193,8 @@ class NodeEngine {
   const NodeCounters& counters() const;
   // Connections this node serves that have not ended (its keepalives' load).
   size_t open_connections() const;
+  // Non-zero for the peers dead now, indexed by the dispatcher's BackendId.
+  const std::vector<uint8_t>& peers_down() const;
 
  private:
   struct Impl;

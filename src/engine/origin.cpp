@@ -36,6 +36,7 @@ Origin::Origin(OriginConfig config, std::unique_ptr<dispatch::Dispatcher> dispat
   dctx_.active.assign(cfg_.targets.size(), 0);
   handed_.assign(cfg_.targets.size(), 0);
   reported_.assign(cfg_.targets.size(), 0);
+  if (cfg_.cookie_secret) cookies_.set_secret(*cfg_.cookie_secret);
   if (kernel_path_ != nullptr && !kernel()) {  // the kernel's own handshake (rare): forwarding only
     kernel_path_->answer_syns(cookies_, {cfg_.mss, cfg_.syn_window, cfg_.wscale});
     kernel_syns_ = true;

@@ -83,6 +83,9 @@ struct OriginConfig {
   bool syn_cookies = true;               // emulated handshake: when the half-open table is full
   http::Limits http_limits;
   uint64_t seed = 0;                     // ISN / timestamp randomness; 0 = from std::random_device
+  // The SYN cookie secret shared by the cluster's nodes (derived from the
+  // cluster key); none: one of this process's own, from the seed.
+  std::optional<tcp::SynCookieSecret> cookie_secret;
   // The front-end's ways: half-open lasts until the handoff (not only the
   // handshake); corrupt SYNs and corrupt segments the origin consumes itself are
   // dropped; every request segment is acknowledged (always: only new bytes).

@@ -207,6 +207,14 @@ constexpr OptionSpec kTable[] = {
     "once a connection handed to another node sends more than an ACK or two, the kernel forwards its pure "
     "ACKs and data (an nf_tables map, table handoff_q<N>); off: every packet through the queue"),
 
+  option<&C::kernel_dispatch>("kernel-dispatch", "kernel_dispatch", T::kBool, F | B | A, "on|off",
+    "frontend, always on the kernel data path with --key-file: a connection's last request (Connection: close, "
+    "HTTP/1.0; any request with --moves off) for a document with one owner is handed off by the origin's BPF "
+    "program itself, and the owner's adopt program takes it on its SYN cookie (the nodes derive a shared cookie "
+    "secret from the key): no control message, nothing in user space; serving nodes (always, backend) then "
+    "keep no TIME_WAIT sockets (net.ipv4.tcp_max_tw_buckets=0, tcp_fin_timeout=61: the server's FIN_WAIT2 "
+    "socket answers the client's FIN, then goes). off: every request through the engine; give the same value "
+    "to every node"),
   option<&C::datapath>("datapath", "datapath", T::kText, kCluster, "auto|kernel|nfqueue",
     "kernel: BPF programs take the handshake and forward at the origin and the serving node's kernel adopts "
     "handed-off connections (src/bpf/); nfqueue: NFQUEUE and raw sockets (the reference); auto: kernel "

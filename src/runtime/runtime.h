@@ -36,6 +36,8 @@ struct RuntimeConfig {
   static constexpr uint16_t kDefaultPort = 80;
   static constexpr uint32_t kDefaultMark = 0x4846;  // "HF"
   static constexpr uint32_t kDefaultLocalMark = 0x484C;  // "HL": rare's released connections
+  static constexpr uint32_t kDispatchMark = 0x4844;      // "HD": always: a request its origin program handed
+                                                         //   to this node (adopt.bpf.c takes it)
   static constexpr uint32_t kDefaultStatsIntervalMs = 1000;
   static constexpr uint32_t kDefaultQueueMaxLen = 8192;
   static constexpr size_t kDefaultMaxHalfOpen = 16384;  // = the engines' defaults
@@ -90,6 +92,10 @@ struct RuntimeConfig {
                                                //   requests are dispatched one by one (moves)
   bool fast_path = true;                       // frontend, always, rare: the kernel forwards handed-off
                                                //   connections' pure ACKs and data (io/fast_path.h)
+  bool kernel_dispatch = true;                 // frontend, backend, always, kernel data path, with a key
+                                               //   file: a connection's last request for a one-owner
+                                               //   document is handed off by the origin program itself
+                                               //   (origin.bpf.c (g)); the serving nodes adopt it
   std::string datapath = "auto";               // frontend, backend, always, rare: "kernel" (BPF: src/bpf/),
                                                //   "nfqueue" (NFQUEUE + raw socket), "auto" (kernel where
                                                //   this kernel can: resolve_datapath)

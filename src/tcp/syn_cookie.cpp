@@ -98,6 +98,18 @@ void SynCookies::answer(ClientHandshake& hs, const net::Endpoint& vip, uint8_t w
   last_sent_ms_ = now_ms;
 }
 
+SynCookieSecret SynCookies::secret_from(std::span<const uint8_t, 40> material) {
+  SynCookieSecret s;
+  auto word = [&](size_t at) {
+    uint64_t v = 0;
+    for (size_t i = 0; i < 8; ++i) v |= uint64_t{material[at + i]} << (8 * i);
+    return v;
+  };
+  s.keys = {{{word(0), word(8)}, {word(16), word(24)}}};
+  s.ts_offset = static_cast<uint32_t>(word(32));
+  return s;
+}
+
 std::optional<ClientHandshake> SynCookies::check(const net::TcpPacket& ack, const net::Endpoint& vip,
                                                  uint8_t wscale, uint16_t max_mss, uint64_t now_ms) const {
   ClientHandshake hs;

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <optional>
 #include <random>
+#include <span>
 
 #include "io/checked_io.h"
 #include "tcp/handshake.h"
@@ -22,6 +23,14 @@ namespace hl::tcp {
 
 // SipHash-2-4 of two 64-bit words (the cookie's keyed hash; exposed for its test).
 uint64_t siphash24(const std::array<uint64_t, 2>& key, const uint8_t* data, size_t len);
+
+// The cookie secret: both SipHash keys and the TSval clock offset. Nodes that
+// share one (derived from the cluster key) check each other's cookies: a
+// request dispatched in the kernel is adopted by its serving node on its cookie.
+struct SynCookieSecret {
+  std::array<std::array<uint64_t, 2>, 2> keys{};
+  uint32_t ts_offset = 0;
+};
 
 class SynCookies {
  public:
@@ -41,6 +50,14 @@ class SynCookies {
 
   // The secret key and the TS clock offset come from `rng` (seeded per process).
   explicit SynCookies(std::mt19937_64& rng);
+  // Replaces the secret (before the first cookie is sent).
+  void set_secret(const SynCookieSecret& secret) {
+    keys_ = secret.keys;
+    ts_offset_ = secret.ts_offset;
+  }
+  // The secret of 40 bytes of key material (little-endian words: the four
+  // keys, then the offset): what every node derives from the cluster key.
+  static SynCookieSecret secret_from(std::span<const uint8_t, 40> material);
 
   // Answers `hs` (note_syn done, any MSS cap applied) statelessly: server ISN =
   // cookie, MSS rounded down to a table value; without timestamps the client's

@@ -114,7 +114,7 @@ def _fetch(c: Cluster, doc: Document, via: Optional[str] = None,
     origin is fe; always/rare: from a source port r0 spreads to ``via`` (any node
     if None), retrying another port while one is in TIME_WAIT (curl exit 45)."""
     if c.mode == "frontend":
-        return topo.FRONTEND, c.fetch(doc)
+        return topo.FRONTEND, c.fetch(doc, headers=headers)
     client = c.clients[0]
     for _ in range(20):
         port = next(_ports)
@@ -318,6 +318,62 @@ def test_rare_serves_its_own_content_without_user_space(cluster: Cluster) -> Non
     assert r.backend == origin
     if c.datapath == "kernel":
         assert _delta(after, before, "bpf_origin_local_served")[origin] == 0
+
+
+def test_last_requests_are_dispatched_in_the_kernel(cluster: Cluster) -> None:
+    """always and frontend: a connection's last request (Connection: close) for
+    a document with one owner is handed to that owner by the accepting node's
+    origin program (origin.bpf.c (g)) and adopted by the owner's kernel on its
+    SYN cookie (adopt.bpf.c): no packet of the connection reaches user space on
+    any node, no control message, every response byte-exact from the owner (in
+    always to the accepting node itself too); the entries the program made are
+    swept once the connections ended. On the NFQUEUE path the engine reads
+    each request. A keep-alive request (curl's default) stays the engine's: its
+    next request may be another node's."""
+    c = cluster
+    if c.mode == "rare":
+        pytest.skip("rare: its kernel's own handshake (no cookie to check)")
+    origin = topo.FRONTEND if c.mode == "frontend" else c.backends[0]
+    single = [d for d in c.documents if len(d.owners) == 1 and d.size <= SMALL]
+    remote = [d for d in single if d.owners[0] != origin][:BATCH]
+    own = [d for d in single if d.owners[0] == origin][:4]
+    assert remote and (own or c.mode == "frontend"), "no single-owner documents on and off the origin"
+    before = _quiet_stats(c)
+    for doc in remote + own:
+        node, r = _fetch(c, doc, via=None if c.mode == "frontend" else origin, headers=("Connection: close",))
+        _exact(doc, r)
+        assert node == origin
+    after = _quiet_stats(c)
+    total = len(remote) + len(own)
+    queued = _delta(after, before, "nfq_received")
+    assert _delta(after, before, "handoffs")[origin] == total
+    received = _delta(after, before, "handoffs_received")
+    assert sum(received.values()) == total, received
+    if own:
+        assert received[origin] == len(own), received
+    if c.datapath == "kernel":
+        assert all(v == 0 for v in queued.values()), queued
+        assert _delta(after, before, "bpf_origin_dispatched")[origin] == total
+        adopted = _delta(after, before, "bpf_adopt_cookie_adopted")
+        assert sum(adopted.values()) == total, adopted
+        # No handoff message either way (heartbeats go on).
+        for counter in ("handoff_acks", "terminations_sent", "terminations_received"):
+            assert all(v == 0 for v in _delta(after, before, counter).values()), (counter, after)
+        # The entries outlive their connections by the linger (a retransmitted
+        # FIN) and then go, deleted by the program itself.
+        assert _poll(lambda: c.stats()[origin].get("kernel_origin_dispatched_live", 1) == 0, 10.0), \
+            c.stats()[origin]
+        expired = _delta(c.stats(), before, "bpf_origin_expired_ended")[origin]
+        assert expired == total, expired
+    else:
+        assert queued[origin] >= 3 * total, queued  # SYN, ACK, request at least
+    # Keep-alive: the engine reads it, whichever path.
+    before = _quiet_stats(c)
+    _, r = _fetch(c, remote[0], via=None if c.mode == "frontend" else origin)
+    _exact(remote[0], r)
+    after = _quiet_stats(c)
+    assert _delta(after, before, "nfq_received")[origin] >= 1
+    assert _delta(after, before, "bpf_origin_dispatched")[origin] == 0
 
 
 def test_a_long_transfer_stays_in_the_kernel(cluster: Cluster) -> None:

@@ -9,6 +9,7 @@
 #include "engine/backend.h"
 #include "io/listen_probe.h"
 #include "io/raw_socket.h"
+#include "runtime/roles/kernel_origin.h"
 #include "runtime/roles/kernel_serving.h"
 #include "runtime/roles/role.h"
 #include "runtime/roles/sock_diag_sockets.h"
@@ -45,7 +46,8 @@ class BackendRole final : public Role {
     raw_ = std::make_unique<io::RawSocket>(io::RawSocketConfig{c.mark, io::RawSocketConfig::kDefaultSndBuf});
     bc.raw = raw_.get();
     if (ctx.datapath == DataPath::kKernel) {
-      kernel_ = std::make_unique<KernelServing>(ctx, bc.vip, node_, false);
+      // Requests its front-end's origin program dispatched come with the cluster's cookie.
+      kernel_ = std::make_unique<KernelServing>(ctx, bc.vip, node_, false, serving_dispatch(kernel_dispatch_secret(ctx)));
       bc.kernel = kernel_.get();
     } else {
       sockets_ = translation_sockets({node_, c.port});  // where the replayed SYNs make their sockets
@@ -68,7 +70,8 @@ class BackendRole final : public Role {
   ControlTransport* control() override { return &transport_; }
 
   void visit_counters(const CounterVisitor& visit) const override {
-    engine_->counters().visit(adding_decode_errors(visit, udp_.counters().decode_errors));
+    const CounterVisitor served = kernel_ ? kernel_->adding_kernel_work(visit) : visit;
+    engine_->counters().visit(adding_decode_errors(served, udp_.counters().decode_errors));
     visit_udp_counters(udp_, visit);
     if (kernel_) kernel_->visit_counters(visit);
     if (sockets_) sockets_->visit_counters(visit);

@@ -4,6 +4,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "control/udp_messenger.h"
 #include "engine/frontend.h"
@@ -20,8 +21,12 @@ class FrontendRole final : public Role {
       : raw_(io::RawSocketConfig{ctx.config.mark, io::RawSocketConfig::kDefaultSndBuf}),
         udp_(net::Ipv4Addr{}, ctx.config.control_port, ctx.config.control_port),
         transport_(udp_),
-        kernel_(ctx.datapath == DataPath::kKernel ? std::make_unique<KernelOrigin>(ctx.config, ctx.config.fast_path)
-                                                  : nullptr) {
+        dispatch_secret_(kernel_dispatch_secret(ctx)),
+        kernel_(ctx.datapath == DataPath::kKernel
+                    ? std::make_unique<KernelOrigin>(ctx.config, ctx.config.fast_path, std::vector<std::string>{},
+                                                     dispatch_secret_ ? std::optional(kernel_dispatch_of(ctx))
+                                                                      : std::nullopt)
+                    : nullptr) {
     const RuntimeConfig& c = ctx.config;
     udp_.set_authenticator(ctx.auth);
     name_ = c.node;
@@ -33,6 +38,7 @@ class FrontendRole final : public Role {
     fc.max_half_open = c.max_half_open;
     fc.syn_cookies = c.syn_cookies;
     fc.moves = c.moves;
+    fc.cookie_secret = dispatch_secret_;  // the back-ends check the dispatched requests' cookies
     fc.messages = &udp_;
     fc.option_mac = option_mac(ctx.auth);
     fc.frontend_id = frontend_id(c);
@@ -54,6 +60,7 @@ class FrontendRole final : public Role {
       (void)udp_.send(*spreader_, control::Keepalive{name_, heartbeat_seq_++, true});  // failures: counted
     }
     engine_->on_timer();
+    if (kernel_) kernel_->tick(now_ms, engine_->backends_down());
   }
   ControlTransport* control() override { return &transport_; }
 
@@ -69,6 +76,7 @@ class FrontendRole final : public Role {
   io::RawSocket raw_;
   control::UdpMessenger udp_;
   PolledTransport<control::UdpMessenger> transport_;
+  std::optional<tcp::SynCookieSecret> dispatch_secret_;  // kernel dispatch on: the cluster's cookie secret
   std::unique_ptr<KernelOrigin> kernel_;  // the kernel data path: before the engine, which uses it
   std::unique_ptr<engine::FrontendEngine> engine_;
   std::optional<net::Ipv4Addr> spreader_;

@@ -10,11 +10,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <stdexcept>
 #include <string_view>
 
 #include "bpf/origin_fast_path.h"
+#include "control/auth.h"
 #include "runtime/roles/role.h"
 
 namespace hl::runtime {
@@ -59,8 +61,12 @@ std::vector<std::string> client_facing_interfaces() {
 
 std::string kernel_origin_name(const std::string& ifname) { return name_prefix() + ifname; }
 
-KernelOrigin::KernelOrigin(const RuntimeConfig& c, bool forwards, const std::vector<std::string>& local_paths)
-    : vip_{parse_addr(*c.vip, "VIP"), c.port}, forwards_(forwards), kernel_handshake_(c.role == RuntimeRole::kRare) {
+KernelOrigin::KernelOrigin(const RuntimeConfig& c, bool forwards, const std::vector<std::string>& local_paths,
+                           std::optional<KernelDispatch> dispatch)
+    : vip_{parse_addr(*c.vip, "VIP"), c.port},
+      forwards_(forwards),
+      kernel_handshake_(c.role == RuntimeRole::kRare),
+      dispatch_(forwards && !kernel_handshake_ ? std::move(dispatch) : std::nullopt) {
   if (c.node_addr) self_ = parse_addr(*c.node_addr, "node address");
   const std::vector<std::string> interfaces = client_facing_interfaces();
   if (interfaces.empty()) throw std::runtime_error("kernel data path: no interface to attach the origin program to");
@@ -83,6 +89,13 @@ KernelOrigin::KernelOrigin(const RuntimeConfig& c, bool forwards, const std::vec
       pc.local_mark = c.local_mark;
       pc.local_any_request = !c.moves;
     }
+    if (dispatch_) {  // (g): the engine's cookie secret must be the cluster's (NodeRole)
+      pc.kernel_dispatch = true;
+      pc.dispatch_mark = RuntimeConfig::kDispatchMark;
+      pc.dispatch_any_request = dispatch_->any_request;
+      pc.linger_ms = kLingerMs;
+      pc.idle_ms = kIdleMs;
+    }
     paths_.push_back(std::make_unique<Attached>(pc, vip_));
     size_t added = 0;
     if (pc.local_mark != 0) {
@@ -91,6 +104,31 @@ KernelOrigin::KernelOrigin(const RuntimeConfig& c, bool forwards, const std::vec
     local_paths_ = added;  // the same on every interface
     paths_.back()->path.attach(ifname);
   }
+  if (dispatch_) write_dispatch(std::vector<uint8_t>(dispatch_->nodes.size(), 0));
+}
+
+void KernelOrigin::write_dispatch(const std::vector<uint8_t>& down) {
+  dispatch_down_ = down;
+  size_t added = 0;
+  for (auto& p : paths_) {
+    p->path.clear_path_nodes();
+    added = 0;
+    for (const auto& [path, owner] : dispatch_->paths) {
+      if (owner >= dispatch_->nodes.size() || (owner < down.size() && down[owner] != 0)) continue;
+      if (p->path.set_path_node(path, net::Ipv4Addr{node_of(dispatch_->nodes[owner].value)})) ++added;
+    }
+  }
+  dispatch_paths_ = added;
+}
+
+void KernelOrigin::tick(uint64_t now_ms, const std::vector<uint8_t>& down) {
+  if (!dispatch_) return;
+  if (down != dispatch_down_) write_dispatch(down);
+  if (now_ms - last_expire_ms_ < kExpireMs) return;
+  last_expire_ms_ = now_ms;
+  uint64_t live = 0;
+  for (auto& p : paths_) live += p->path.expire_dispatched(now_ms).live;
+  dispatched_live_ = live;
 }
 
 KernelOrigin::~KernelOrigin() = default;  // each OriginPath detaches and unpins
@@ -166,6 +204,10 @@ bpf::OriginCounters KernelOrigin::sum() const {
     sum.handshake_read += c.handshake_read;
     sum.local_passed += c.local_passed;
     sum.local_served += c.local_served;
+    sum.dispatched += c.dispatched;
+    sum.expired_ended += c.expired_ended;
+    sum.expired_idle += c.expired_idle;
+    sum.replaced += c.replaced;
     sum.malformed += c.malformed;
     sum.error += c.error;
   }
@@ -176,16 +218,49 @@ void KernelOrigin::visit_counters(const CounterVisitor& visit) const {
   for (const auto& [name, value] : bpf::named_counters(sum())) visit(name.c_str(), value);
   visit("kernel_origin_errors", errors_);
   if (kernel_handshake_) visit("kernel_origin_local_paths", local_paths_);
+  if (dispatch_) {
+    visit("kernel_origin_dispatch_paths", dispatch_paths_);
+    visit("kernel_origin_dispatched_live", dispatched_live_);
+  }
 }
 
 CounterVisitor KernelOrigin::adding_kernel_work(const CounterVisitor& visit) const {
   const bpf::OriginCounters c = sum();
-  return [&visit, answered = c.syn_answered, served = c.local_served](const char* name, uint64_t value) {
+  return [&visit, answered = c.syn_answered, served = c.local_served, dispatched = c.dispatched](
+             const char* name, uint64_t value) {
     const std::string_view n(name);
     if (n == "syn_cookies_sent") value += answered;
     if (n == "local") value += served;
+    if (n == "handoffs") value += dispatched;
     visit(name, value);
   };
+}
+
+std::optional<tcp::SynCookieSecret> kernel_dispatch_secret(const RoleContext& ctx) {
+  const RuntimeConfig& c = ctx.config;
+  if (ctx.datapath != DataPath::kKernel || !c.kernel_dispatch || !ctx.auth) return std::nullopt;
+  const bool origin = c.role == RuntimeRole::kAlways || c.role == RuntimeRole::kFrontend;
+  if (origin && (!c.fast_path || !ctx.dispatcher)) return std::nullopt;
+  if (!origin && c.role != RuntimeRole::kBackend) return std::nullopt;
+  const auto keys = ctx.auth->derive("hl-syn-cookie-keys");
+  const auto extra = ctx.auth->derive("hl-syn-cookie-ts-offset");
+  std::array<uint8_t, 40> material{};
+  std::copy(keys.begin(), keys.end(), material.begin());
+  std::copy(extra.begin(), extra.begin() + 8, material.begin() + 32);
+  return tcp::SynCookies::secret_from(material);
+}
+
+KernelDispatch kernel_dispatch_of(const RoleContext& ctx) {
+  KernelDispatch d;
+  d.nodes = ctx.nodes;
+  d.any_request = !ctx.config.moves;
+  const dispatch::ContentMap& map = ctx.dispatcher->map();
+  for (size_t id = 0; id < ctx.nodes.size(); ++id) {
+    for (std::string& path : map.documents_owned_by(static_cast<dispatch::BackendId>(id))) {
+      if (map.document_owners(path).size() == 1) d.paths.emplace_back(std::move(path), id);
+    }
+  }
+  return d;
 }
 
 std::string cleanup_kernel_origin() {
@@ -214,6 +289,9 @@ std::vector<std::string> kernel_origin_plan(const RuntimeConfig& c) {
                                                     "last requests for this node's own documents served in the kernel, "
                                                   : "SYN cookie answers, handshake ACKs dropped, ";
   what += c.fast_path ? "forwarding of handed-off connections" : "no forwarding (--fast-path off)";
+  if (c.role != RuntimeRole::kRare && c.fast_path && c.kernel_dispatch && !c.key_file.empty()) {
+    what += ", last requests for one-owner documents handed to their owner in the kernel (--kernel-dispatch)";
+  }
   const std::string when =
       c.datapath == "auto" ? " (--datapath auto: where this kernel can, else the nf_tables fast path below)" : "";
   std::vector<std::string> out;

@@ -23,6 +23,17 @@
 
 namespace hl::runtime {
 
+struct RoleContext;  // role.h
+
+// always: the documents its origin program hands to their owner itself
+// (origin.bpf.c (g)): each one-owner document's path and its owner's index
+// in `nodes` (the dispatcher's BackendId order).
+struct KernelDispatch {
+  std::vector<std::pair<std::string, size_t>> paths;
+  std::vector<net::Ipv4Addr> nodes;
+  bool any_request = false;  // --moves off: any request, not only a connection's last
+};
+
 class KernelOrigin final : public engine::OriginKernelPath {
  public:
   // Loads and attaches the program for `config`'s VIP:port. `forwards`: false
@@ -31,7 +42,11 @@ class KernelOrigin final : public engine::OriginKernelPath {
   // kernel when a connection's last request asks for one (origin.bpf.c (f),
   // marked config.local_mark; any request with --no-moves).
   // Throws std::runtime_error (nothing left behind).
-  KernelOrigin(const RuntimeConfig& config, bool forwards, const std::vector<std::string>& local_paths = {});
+  // always with `dispatch`: a connection's last request for one of its paths
+  // is handed to the owner by the program (see KernelDispatch; the cookie
+  // secret must be the cluster's, which the serving nodes check).
+  KernelOrigin(const RuntimeConfig& config, bool forwards, const std::vector<std::string>& local_paths = {},
+               std::optional<KernelDispatch> dispatch = std::nullopt);
   ~KernelOrigin() override;
   KernelOrigin(const KernelOrigin&) = delete;
   KernelOrigin& operator=(const KernelOrigin&) = delete;
@@ -55,6 +70,17 @@ class KernelOrigin final : public engine::OriginKernelPath {
   // without a handoff"). The result refers to `visit`: use it while `visit` lives.
   CounterVisitor adding_kernel_work(const CounterVisitor& visit) const;
 
+  // Every role tick, with dispatch: the paths of owners dead now (`down`,
+  // indexed as KernelDispatch::nodes) leave the program's map (their requests
+  // go to the engine) and come back when they live; every kExpireMs the
+  // entries the program made for connections that are done are expired
+  // (OriginPath::expire_dispatched: kLingerMs after the client's FIN or RST,
+  // kIdleMs without a segment; kernel_origin_dispatched_live counts the rest).
+  void tick(uint64_t now_ms, const std::vector<uint8_t>& down);
+  static constexpr uint64_t kExpireMs = 250;
+  static constexpr uint32_t kLingerMs = 2000;   // the client's FIN may be retransmitted
+  static constexpr uint32_t kIdleMs = 120000;  // a client gone without FIN or RST
+
  private:
   struct Attached;
   bpf::OriginCounters sum() const;
@@ -65,6 +91,12 @@ class KernelOrigin final : public engine::OriginKernelPath {
   bool forwards_;
   bool kernel_handshake_;  // rare: the program reads the kernel's handshake (origin.bpf.c (e))
   size_t local_paths_ = 0;  // rare: paths in the program's local_paths map (each interface's)
+  std::optional<KernelDispatch> dispatch_;
+  std::vector<uint8_t> dispatch_down_;  // `down` as the map was last written for
+  size_t dispatch_paths_ = 0;           // paths in the program's path_nodes map now
+  uint64_t last_expire_ms_ = 0;
+  uint64_t dispatched_live_ = 0;
+  void write_dispatch(const std::vector<uint8_t>& down);
   uint64_t errors_ = 0;
 };
 
@@ -76,5 +108,21 @@ std::vector<std::string> client_facing_interfaces();
 // The pin directory's name (bpf::OriginPath's `name`) for `ifname` in this network namespace.
 std::string kernel_origin_name(const std::string& ifname);
 // cleanup_kernel_origin() and kernel_origin_plan(): runtime.h.
+
+}  // namespace hl::runtime
+
+namespace hl::runtime {
+
+// Kernel dispatch (origin.bpf.c (g), --kernel-dispatch): the SYN cookie secret
+// every node of the cluster derives from the cluster key alike, so that a
+// serving node checks the cookie of a request an origin program handed it.
+// Set for always and frontend on the kernel path with --key-file, the fast
+// path and a content map, and for the frontend design's back-ends (they adopt
+// what their front-end dispatches); nullopt otherwise (each engine keeps a
+// secret of its own, and every request goes through it).
+std::optional<tcp::SynCookieSecret> kernel_dispatch_secret(const RoleContext& ctx);
+// The documents with one owner and the nodes (origin.bpf.c (g) hands their
+// last requests over; a replicated one stays the engine's: its policy chooses).
+KernelDispatch kernel_dispatch_of(const RoleContext& ctx);
 
 }  // namespace hl::runtime

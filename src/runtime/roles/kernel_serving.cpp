@@ -2,12 +2,15 @@
 // io::SockQueueQuery behind engine::KernelAdoption.
 #include "runtime/roles/kernel_serving.h"
 
+#include "engine/node_engine.h"
+
 #include <dirent.h>
 #include <ifaddrs.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
 #include <set>
+#include <string_view>
 #include <utility>
 #include <stdexcept>
 
@@ -57,11 +60,16 @@ std::vector<std::string> kernel_datapath_plan(const RuntimeConfig& c) {
   const std::string when = c.datapath == "auto" ? " (if auto resolves to kernel)" : "";
   char mark[16];
   std::snprintf(mark, sizeof mark, "0x%x", c.mark);
+  // Kernel dispatch (kernel_dispatch_secret): the back-ends and always nodes adopt on the cookie.
+  const bool dispatched = c.kernel_dispatch && !c.key_file.empty() && c.role != RuntimeRole::kRare &&
+                          (c.role == RuntimeRole::kBackend || c.fast_path);
   return {
       "# kernel data path" + when + ": sysctl net.ipv4.tcp_syncookies=1 tcp_timestamps=1 tcp_sack=1 "
-      "tcp_window_scaling=1 (restored at exit)",
+      "tcp_window_scaling=1" + std::string(dispatched ? " tcp_max_tw_buckets=0 tcp_fin_timeout=61" : "") +
+      " (restored at exit)",
       "# kernel data path" + when + ": BPF program adopt (tc clsact ingress) on " + ifaces + ": adopts handed-off "
-      "connections authorised in its map; un-DNATs " + c.node_addr.value_or("<node>") + ":" + std::to_string(c.port) +
+      "connections authorised in its map" + std::string(dispatched ? " or dispatched by an origin program (the "
+      "cluster's SYN cookie)" : "") + "; un-DNATs " + c.node_addr.value_or("<node>") + ":" + std::to_string(c.port) +
       " of adopted connections to the VIP " + c.vip.value_or("<vip>") + ", mark " + mark,
       "# kernel data path" + when + ": BPF programs watch_in/watch_out (tc clsact ingress/egress, before adopt) "
       "on " + ifaces + ": copy the segments of carried persistent connections to user space (moves)",
@@ -105,7 +113,16 @@ std::string cleanup_kernel_datapath() {
   return removed;
 }
 
-KernelServing::KernelServing(RoleContext& ctx, net::Endpoint vip, net::Ipv4Addr node, bool pass_unauthorised)
+std::optional<KernelServing::Dispatched> serving_dispatch(const std::optional<tcp::SynCookieSecret>& secret) {
+  if (!secret) return std::nullopt;
+  return KernelServing::Dispatched{
+      bpf::CookieSecret{secret->keys, secret->ts_offset},
+      bpf::SynAnswer{engine::NodeConfig::kDefaultMss, engine::NodeConfig::kDefaultSynWindow,
+                     engine::NodeConfig::kDefaultWscale}};
+}
+
+KernelServing::KernelServing(RoleContext& ctx, net::Endpoint vip, net::Ipv4Addr node, bool pass_unauthorised,
+                             const std::optional<Dispatched>& dispatched)
     : vip_(vip), sockets_(vip, /*bpf_closes=*/true), queues_(vip) {
   const RuntimeConfig& c = ctx.config;
   // What the kfunc needs of this namespace: with tcp_syncookies 0 the kernel
@@ -122,6 +139,17 @@ KernelServing::KernelServing(RoleContext& ctx, net::Endpoint vip, net::Ipv4Addr 
   ac.pin = true;  // handoffd --cleanup finds what a killed process left
   ac.node_addr = node;
   ac.mark = c.mark;
+  if (dispatched) {
+    ac.cookie_auth = true;
+    ac.dispatch_mark = RuntimeConfig::kDispatchMark;
+    // No TIME_WAIT sockets: a client reusing its port must meet the listener.
+    // A close the server began keeps its full socket in FIN_WAIT2 until the
+    // client's FIN (a fin timeout above TCP_TIMEWAIT_LEN keeps it from turning
+    // into the timewait minisock), which it ACKs before it goes: the close
+    // stays graceful, only a FIN retransmitted after that meets a RST.
+    ctx.set_sysctl("net.ipv4.tcp_max_tw_buckets", "0");
+    ctx.set_sysctl("net.ipv4.tcp_fin_timeout", "61");
+  }
   // What a killed run of this runtime left (same queue, same node: the queue is
   // bound by now, so no live one has this name). Its filters would otherwise
   // run first and turn this run's handoffs away.
@@ -143,6 +171,11 @@ KernelServing::KernelServing(RoleContext& ctx, net::Endpoint vip, net::Ipv4Addr 
     } catch (const std::runtime_error& e) {
       if (dev == "lo") throw;  // the injected requests enter there
       log_error(std::string("kernel data path: ") + e.what() + " (skipped)");
+    }
+  }
+  if (dispatched) {
+    if (io::IoStatus st = adopter_->set_cookie_key(dispatched->secret, dispatched->answer); !st.ok()) {
+      throw std::runtime_error(std::string("kernel data path: cannot set the adopt program's cookie secret: ") + st.error().what);
     }
   }
   start_watcher(c, vip, node);
@@ -242,6 +275,13 @@ std::optional<engine::SocketQueues> KernelServing::queues(net::Endpoint client) 
 void KernelServing::count(engine::KernelMoveEvent event) {
   const auto i = static_cast<size_t>(event);
   if (i < kMoveEvents) ++move_events_[i];
+}
+
+CounterVisitor KernelServing::adding_kernel_work(const CounterVisitor& visit) const {
+  return [&visit, adopted = adopter_->counters().cookie_adopted](const char* name, uint64_t value) {
+    if (std::string_view(name) == "handoffs_received") value += adopted;
+    visit(name, value);
+  };
 }
 
 void KernelServing::visit_counters(const CounterVisitor& visit) const {

@@ -22,6 +22,7 @@
 #include "io/sock_queues.h"
 #include "runtime/roles/role.h"
 #include "runtime/roles/sock_diag_sockets.h"
+#include "tcp/syn_cookie.h"
 
 namespace hl::runtime {
 
@@ -30,7 +31,17 @@ class KernelServing final : public engine::KernelAdoption {
   // `pass_unauthorised`: segments to the VIP without an entry go on to the
   // kernel (always/rare: the node's own origin takes clients on the VIP).
   // Throws std::runtime_error (the program does not load or attach).
-  KernelServing(RoleContext& ctx, net::Endpoint vip, net::Ipv4Addr node, bool pass_unauthorised);
+  // `dispatched`: the cluster's cookie secret and SYN answer: requests origins
+  // dispatched in the kernel (origin.bpf.c (g)) are adopted on their cookie
+  // (AdopterConfig::cookie_auth), and this namespace keeps no TIME_WAIT
+  // sockets (net.ipv4.tcp_max_tw_buckets=0: a client reusing a port must find
+  // the listener; no user space destroys the old socket first).
+  struct Dispatched {
+    bpf::CookieSecret secret;
+    bpf::SynAnswer answer;
+  };
+  KernelServing(RoleContext& ctx, net::Endpoint vip, net::Ipv4Addr node, bool pass_unauthorised,
+                const std::optional<Dispatched>& dispatched = std::nullopt);
 
   bool authorise(const engine::AdoptGrant& grant) override;
   void revoke(net::Endpoint client) override;
@@ -44,6 +55,10 @@ class KernelServing final : public engine::KernelAdoption {
 
   // bpf_adopt_*, bpf_watch_* and the watchers' counters.
   void visit_counters(const CounterVisitor& visit) const;
+  // `visit` with the connections adopted on their cookie added to the
+  // engine's handoffs_received (handoffs taken: by the engine or for it).
+  // The result refers to `visit`: use it while `visit` lives.
+  CounterVisitor adding_kernel_work(const CounterVisitor& visit) const;
 
  private:
   static constexpr size_t kMoveEvents = 9;  // engine::KernelMoveEvent's values
@@ -62,6 +77,10 @@ class KernelServing final : public engine::KernelAdoption {
   uint64_t watch_lost_seen_ = 0;  // the program's lost counter at the last take_watched
   uint64_t move_events_[kMoveEvents] = {};
 };
+
+// What KernelServing needs of a kernel_dispatch_secret(): the secret with the
+// SYN answer every engine gives (NodeConfig's defaults); nullopt: none.
+std::optional<KernelServing::Dispatched> serving_dispatch(const std::optional<tcp::SynCookieSecret>& secret);
 
 // The adopt program's pin name of a runtime ("adopt_q<queue>[_<node address,
 // dots as dashes>]": Mininet's hosts may share /sys/fs/bpf; bpffs takes no dots).

@@ -5,6 +5,7 @@
 // watch of its sockets' ends (sock_diag_sockets.h). With --spreader, the
 // same heartbeat goes to the router's spreader too (roles/spreader.cpp).
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "control/channel.h"
@@ -36,11 +37,12 @@ class NodeRole final : public Role {
   explicit NodeRole(RoleContext& ctx)
       : config_(ctx.config),
         self_(parse_addr(*ctx.config.node_addr, "node address")),
+        dispatch_secret_(kernel_dispatch_secret(ctx)),
         raw_(io::RawSocketConfig{ctx.config.mark, io::RawSocketConfig::kDefaultSndBuf}),
         channel_(channel_config(ctx), ctx.clock),
         sender_(channel_),
         transport_(channel_),
-        kernel_origin_(make_kernel_origin(ctx)) {
+        kernel_origin_(make_kernel_origin(ctx, dispatch_secret_.has_value())) {
     const RuntimeConfig& c = ctx.config;
     engine::NodeConfig nc;
     nc.mode = c.role == RuntimeRole::kRare ? engine::NodeMode::kRare : engine::NodeMode::kAlways;
@@ -51,6 +53,7 @@ class NodeRole final : public Role {
     nc.max_half_open = c.max_half_open;
     nc.syn_cookies = c.syn_cookies;
     nc.moves = c.moves;
+    nc.cookie_secret = dispatch_secret_;  // the serving nodes check the dispatched requests' cookies
     if (c.request_timeout_ms != 0) nc.request_timeout_ms = c.request_timeout_ms;
     nc.peer_dead_ms = c.backend_dead_ms.value_or(RuntimeConfig::kDefaultPeerDeadMs);
     nc.log = [](const std::string& line) { log_error(line); };
@@ -91,6 +94,7 @@ class NodeRole final : public Role {
       }
     }
     engine_->on_timer();
+    if (kernel_origin_) kernel_origin_->tick(now_ms, engine_->peers_down());
     channel_.tick();
   }
 
@@ -116,7 +120,8 @@ class NodeRole final : public Role {
   }
 
   void visit_counters(const CounterVisitor& visit) const override {
-    engine_->counters().visit(kernel_origin_ ? kernel_origin_->adding_kernel_work(visit) : visit);
+    const CounterVisitor served = kernel_ ? kernel_->adding_kernel_work(visit) : visit;
+    engine_->counters().visit(kernel_origin_ ? kernel_origin_->adding_kernel_work(served) : served);
     const auto& k = channel_.counters();
     visit("peers_up", channel_.peers_up());
     visit("peers_connected", channel_.connected());
@@ -150,9 +155,10 @@ class NodeRole final : public Role {
   // --- the origin's kernel data path (kernel_design.md item 3) ---
   // always: SYNs answered and handshake ACKs dropped in BPF, forwarding by its
   // map; rare: forwarding only (the engine never shares a cookie secret).
-  static std::unique_ptr<KernelOrigin> make_kernel_origin(const RoleContext& ctx) {
+  static std::unique_ptr<KernelOrigin> make_kernel_origin(const RoleContext& ctx, bool dispatch) {
     if (ctx.datapath != DataPath::kKernel || !kernel_origin_wanted(ctx.config)) return nullptr;
-    return std::make_unique<KernelOrigin>(ctx.config, ctx.config.fast_path, own_documents(ctx));
+    return std::make_unique<KernelOrigin>(ctx.config, ctx.config.fast_path, own_documents(ctx),
+                                          dispatch ? std::optional(kernel_dispatch_of(ctx)) : std::nullopt);
   }
   // rare: the documents this node owns (its origin program serves their last
   // requests in the kernel, origin.bpf.c (f)); always: none (it serves its own
@@ -178,7 +184,7 @@ class NodeRole final : public Role {
   // clients on the VIP). Null on the NFQUEUE path.
   engine::KernelAdoption* serving_kernel(RoleContext& ctx, net::Endpoint vip) {
     if (ctx.datapath != DataPath::kKernel) return nullptr;
-    kernel_ = std::make_unique<KernelServing>(ctx, vip, self_, true);
+    kernel_ = std::make_unique<KernelServing>(ctx, vip, self_, true, serving_dispatch(dispatch_secret_));
     return kernel_.get();
   }
 
@@ -204,6 +210,7 @@ class NodeRole final : public Role {
 
   const RuntimeConfig& config_;
   net::Ipv4Addr self_;
+  std::optional<tcp::SynCookieSecret> dispatch_secret_;  // kernel dispatch on: the cluster's cookie secret
   io::RawSocket raw_;
   control::ControlChannel channel_;
   ChannelSender sender_;

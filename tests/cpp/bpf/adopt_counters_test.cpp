@@ -24,8 +24,9 @@ TEST(AdoptCounters, NamedLikeTheEnginesCountersOneNamePerField) {
   c.malformed = 9;
   c.time_wait = 10;
   c.undnat = 11;
+  c.cookie_adopted = 12;
   const auto named = named_counters(c);
-  ASSERT_EQ(named.size(), 11u);
+  ASSERT_EQ(named.size(), 12u);
   std::set<std::string> names;
   for (size_t i = 0; i < named.size(); ++i) {
     EXPECT_EQ(named[i].second, i + 1) << named[i].first;

@@ -24,14 +24,18 @@
 #include <memory>
 #include <stdexcept>
 #include <optional>
+#include <random>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "bpf/adopter.h"
 #include "bpf/netns_pair.h"
+#include "bpf/origin_abi.h"
 #include "net/packet_builder.h"
 #include "net/tcp_packet.h"
+#include "tcp/handshake.h"
+#include "tcp/syn_cookie.h"
 
 namespace hl::bpf {
 namespace {
@@ -507,6 +511,139 @@ TEST_F(AdoptLive, TheClientsFinAfterTheServersCloseReachesItsMinisock) {
   ASSERT_TRUE(answer.has_value()) << "the client's FIN was not answered";
   EXPECT_EQ(answer->flags & flag::RST, 0) << "answered by a RST: it did not reach the minisock";
   EXPECT_EQ(adopter_->counters().undnat, undnat_before + 1);
+}
+
+// Requests an origin dispatched in the kernel (origin.bpf.c (g)): no entry,
+// the cluster's SYN cookie in the segment's numbers is the authorisation.
+class AdoptCookieLive : public AdoptLive {
+ protected:
+  void SetUp() override {
+    AdoptLive::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    adopter_.reset();
+    AdopterConfig config;
+    config.vip = kVip.addr;
+    config.vip_port = kVip.port;
+    config.node_addr = kNode;
+    config.mark = 0x4846;
+    config.cookie_auth = true;
+    config.dispatch_mark = 0x4844;
+    adopter_ = std::make_unique<Adopter>(config);
+    adopter_->attach("veth-s");
+    ASSERT_TRUE(adopter_->set_cookie_key(CookieSecret{cookies_.keys(), cookies_.ts_offset()},
+                                         SynAnswer{1460, 64240, 7}).ok());
+  }
+
+  // The handshake the origin answered with a cookie at `now_ms` for client
+  // port `port` (options as Linux sends them, or none).
+  tcp::ClientHandshake cookie_handshake(uint16_t port, bool options, uint64_t now_ms) {
+    net::PacketBuilder syn;
+    syn.ipv4(kClientAddr, kVip.addr).tcp(port, kVip.port).seq(kClientIsn).flags(flag::SYN).window(64240);
+    if (options) syn.mss(1460).sack_permitted().timestamps(kClientTsval - 1, 0).wscale(7);
+    std::vector<uint8_t> ip = syn.build();
+    auto parsed = net::parse_tcp_packet(ip);
+    tcp::ClientHandshake hs;
+    hs.note_syn(*parsed, 1460);
+    cookies_.answer(hs, kVip, 7, now_ms);
+    return hs;
+  }
+
+  static uint64_t now_ms() {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1000u + static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
+  }
+
+  // The request of `hs` to the node's address, as the origin forwards it (the
+  // dispatch DSCP in its TOS byte; `tos`: another).
+  void send_request(uint16_t port, const tcp::ClientHandshake& hs, uint32_t ack_offset = 0,
+                    uint8_t tos = HL_DISPATCH_DSCP << 2) {
+    net::PacketBuilder b;
+    b.ipv4(kClientAddr, kNode).tos(tos).tcp(port, kVip.port).seq(kClientIsn + 1)
+        .ack(hs.server_isn.value() + 1 + ack_offset).flags(flag::ACK | flag::PSH).window(502).payload(kRequest);
+    if (hs.ts_ok) b.timestamps(kClientTsval, hs.ts_base);
+    const std::vector<uint8_t> packet = b.build();
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_addr.s_addr = htonl(kNode.value);
+    ASSERT_EQ(sendto(raw_.fd, packet.data(), packet.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to),
+              static_cast<ssize_t>(packet.size()));
+  }
+
+  const net::Ipv4Addr kNode = ipv4(192, 168, 77, 1);
+  std::mt19937_64 rng_{20261205};
+  tcp::SynCookies cookies_{rng_};
+};
+
+TEST_F(AdoptCookieLive, ADispatchedRequestIsAdoptedOnItsCookie) {
+  const tcp::ClientHandshake hs = cookie_handshake(40050, true, now_ms());
+  send_request(40050, hs);
+  const uint32_t request_end = kClientIsn + 1 + static_cast<uint32_t>(kRequest.size());
+  const auto answer = capture(40050, 2000, [&](const Seen& s) { return s.ack == request_end; });
+  ASSERT_TRUE(answer.has_value()) << "not adopted: error " << adopter_->last_attempt().error;
+  EXPECT_EQ(answer->seq, hs.server_isn.value() + 1) << "the origin's sequence space";
+  EXPECT_EQ(answer->flags & (flag::RST | flag::SYN), 0);
+  ASSERT_TRUE(answer->ts.has_value());
+  EXPECT_EQ(answer->ts->tsecr, kClientTsval);
+  EXPECT_GE(answer->ts->tsval, hs.ts_base) << "TSvals continue the origin's";
+  const LastAttempt last = adopter_->last_attempt();
+  EXPECT_EQ(last.attrs.mss, 1460);
+  EXPECT_TRUE(last.attrs.wscale_ok);
+  EXPECT_EQ(last.attrs.snd_wscale, 7);
+  EXPECT_EQ(last.attrs.rcv_wscale, 7);
+  EXPECT_TRUE(last.attrs.sack_ok);
+  EXPECT_TRUE(last.attrs.tstamp_ok);
+  const int conn = accept_within(2000);
+  ASSERT_GE(conn, 0);
+  Fd conn_fd{conn};
+  EXPECT_EQ(read_within(conn, kRequest.size(), 1000), kRequest);
+  const AdoptCounters c = adopter_->counters();
+  EXPECT_EQ(c.adopted, 1u);
+  EXPECT_EQ(c.cookie_adopted, 1u);
+  EXPECT_EQ(c.undnat, 1u);
+  EXPECT_FALSE(adopter_->authorisation({{kClientAddr, 40050}, kVip})) << "no entry was ever made";
+}
+
+TEST_F(AdoptCookieLive, WithoutOptionsTheCookieSaysNone) {
+  const tcp::ClientHandshake hs = cookie_handshake(40051, false, now_ms());
+  send_request(40051, hs);
+  const int conn = accept_within(2000);
+  ASSERT_GE(conn, 0) << "not adopted: error " << adopter_->last_attempt().error;
+  Fd conn_fd{conn};
+  EXPECT_EQ(read_within(conn, kRequest.size(), 1000), kRequest);
+  const LastAttempt last = adopter_->last_attempt();
+  EXPECT_FALSE(last.attrs.tstamp_ok);
+  EXPECT_FALSE(last.attrs.wscale_ok);
+  EXPECT_FALSE(last.attrs.sack_ok);
+  EXPECT_EQ(last.attrs.mss, 536) << "a SYN without an MSS option means 536";
+}
+
+// A forged or stale cookie creates nothing, and the segment is not given to
+// the VIP; neither is a valid one without the dispatch DSCP, nor one sent to
+// the VIP itself (only the node's own
+// origin program, by its mark, may hand a request to the VIP: a mark never
+// crosses into a namespace from outside).
+TEST_F(AdoptCookieLive, AForgedStaleOrMisaddressedCookieCreatesNothing) {
+  const tcp::ClientHandshake forged = cookie_handshake(40052, true, now_ms());
+  send_request(40052, forged, 1);
+  const tcp::ClientHandshake stale = cookie_handshake(40053, true, now_ms() - 3 * tcp::SynCookies::kSlotMs);
+  send_request(40053, stale);
+  const tcp::ClientHandshake valid = cookie_handshake(40054, true, now_ms());
+  send_segment(40054, kClientIsn + 1, valid.server_isn.value() + 1, kRequest, kClientTsval, flag::ACK | flag::PSH,
+               valid.ts_base, kVip.addr);
+  // A valid cookie to the node's address without the dispatch DSCP: not the
+  // origin program's (e.g. the frontend design's replayed request, which its
+  // engine authorises): left alone.
+  const tcp::ClientHandshake unmarked = cookie_handshake(40055, true, now_ms());
+  send_request(40055, unmarked, 0, 0);
+  EXPECT_EQ(accept_within(500), -1) << "a connection was created";
+  const AdoptCounters c = adopter_->counters();
+  EXPECT_EQ(c.adopted, 0u);
+  EXPECT_EQ(c.cookie_adopted, 0u);
+  EXPECT_EQ(c.undnat, 0u);
+  EXPECT_EQ(c.no_entry, 1u) << "the one to the VIP";
+  const std::string sockets = io::run_command({"/usr/bin/ss", "-tan"}).out;
+  for (const char* port : {":40052", ":40053", ":40054", ":40055"}) EXPECT_EQ(sockets.find(port), std::string::npos) << sockets;
 }
 
 TEST_F(AdoptLive, DestructionDetaches) {

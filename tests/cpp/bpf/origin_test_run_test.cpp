@@ -496,15 +496,19 @@ TEST(OriginCounterNames, InDeclarationOrder) {
   c.handshake_read = 12;
   c.local_passed = 13;
   c.local_served = 14;
+  c.dispatched = 15;
+  c.replaced = 18;
   const auto named = named_counters(c);
-  ASSERT_EQ(named.size(), 14u);
+  ASSERT_EQ(named.size(), 18u);
   EXPECT_EQ(named.front(), (std::pair<std::string, uint64_t>{"bpf_origin_syn_answered", 1}));
   EXPECT_EQ(named[8], (std::pair<std::string, uint64_t>{"bpf_origin_error", 9}));
   EXPECT_EQ(named[9], (std::pair<std::string, uint64_t>{"bpf_origin_data_to_user", 10}));
   EXPECT_EQ(named[10], (std::pair<std::string, uint64_t>{"bpf_origin_handshake_passed", 11}));
   EXPECT_EQ(named[11], (std::pair<std::string, uint64_t>{"bpf_origin_handshake_read", 12}));
   EXPECT_EQ(named[12], (std::pair<std::string, uint64_t>{"bpf_origin_local_passed", 13}));
-  EXPECT_EQ(named.back(), (std::pair<std::string, uint64_t>{"bpf_origin_local_served", 14}));
+  EXPECT_EQ(named[13], (std::pair<std::string, uint64_t>{"bpf_origin_local_served", 14}));
+  EXPECT_EQ(named[14], (std::pair<std::string, uint64_t>{"bpf_origin_dispatched", 15}));
+  EXPECT_EQ(named.back(), (std::pair<std::string, uint64_t>{"bpf_origin_replaced", 18}));
 }
 
 // origin.bpf.c (f): which first request segments a rare node's kernel serves

@@ -1,0 +1,350 @@
+// origin.bpf.c (g) under BPF_PROG_TEST_RUN: a connection's last request after a
+// cookie handshake, for a path with an owner in `path_nodes`, is handed to that
+// owner by the program (forwarded to another node; to this node itself by a
+// redirect to lo with the dispatch mark), and its entry lives until user
+// space's sweep; anything else goes to user space as before.
+#include <gtest/gtest.h>
+
+#include <bpf/bpf.h>
+#include <time.h>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bpf/origin_abi.h"
+#include "bpf/origin_path.h"
+#include "io/private_netns.h"
+#include "net/packet_builder.h"
+#include "net/tcp_packet.h"
+#include "tcp/handshake.h"
+#include "tcp/syn_cookie.h"
+
+namespace hl::bpf {
+namespace {
+
+using net::Endpoint;
+using net::ipv4;
+using net::PacketBuilder;
+namespace flag = net::tcp_flag;
+
+constexpr int kTcActOk = 0, kTcActShot = 2, kTcActRedirect = 7, kTcPass = -1;
+const Endpoint kVip{ipv4(10, 0, 0, 100), 80};
+const net::Ipv4Addr kClientAddr = ipv4(10, 0, 0, 1);
+const net::Ipv4Addr kOwner = ipv4(10, 0, 1, 7);
+constexpr uint16_t kMaxMss = 1460, kSynWindow = 64240;
+constexpr uint8_t kWscale = 7;
+constexpr uint32_t kBypassMark = 0x4846, kDispatchMark = 0x4844;
+
+uint64_t monotonic_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000u + static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
+}
+
+struct RunResult {
+  int verdict = -1;
+  std::vector<uint8_t> frame;
+  uint32_t mark = 0;
+};
+
+RunResult test_run(int prog_fd, const std::vector<uint8_t>& ip) {
+  std::vector<uint8_t> frame = {0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00};
+  frame.insert(frame.end(), ip.begin(), ip.end());
+  RunResult r;
+  r.frame.resize(frame.size() + 256);
+  __sk_buff ctx{};
+  bpf_test_run_opts opts{};
+  opts.sz = sizeof opts;
+  opts.ctx_in = &ctx;
+  opts.ctx_size_in = sizeof ctx;
+  opts.ctx_out = &ctx;
+  opts.ctx_size_out = sizeof ctx;
+  opts.data_in = frame.data();
+  opts.data_size_in = static_cast<uint32_t>(frame.size());
+  opts.data_out = r.frame.data();
+  opts.data_size_out = static_cast<uint32_t>(r.frame.size());
+  opts.repeat = 1;
+  if (int err = bpf_prog_test_run_opts(prog_fd, &opts); err != 0) {
+    throw std::runtime_error("bpf_prog_test_run_opts: " + std::to_string(err));
+  }
+  r.verdict = static_cast<int>(opts.retval);
+  r.frame.resize(opts.data_size_out);
+  r.mark = ctx.mark;
+  return r;
+}
+
+class OriginDispatch : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (std::string why = io::testing::enter_private_netns(); !why.empty()) GTEST_SKIP() << why;
+    if (std::string why = kernel_supports_origin(); !why.empty()) GTEST_SKIP() << why;
+    OriginPathConfig config;
+    config.vip = kVip.addr;
+    config.vip_port = kVip.port;
+    config.forward_ends = true;
+    config.bypass_mark = kBypassMark;
+    config.kernel_dispatch = true;
+    config.dispatch_mark = kDispatchMark;
+    path_ = std::make_unique<OriginPath>(config);
+    ASSERT_TRUE(path_->set_cookie_key(CookieSecret{cookies_.keys(), cookies_.ts_offset()},
+                                      SynAnswer{kMaxMss, kSynWindow, kWscale}).ok());
+    ASSERT_TRUE(path_->set_path_node("/a.html", kOwner));
+    ASSERT_TRUE(path_->set_path_node("/own.html", kVip.addr));
+  }
+
+  // The client's first segment after a cookie handshake answered at `now_ms`
+  // (SynCookies::answer, as the program answers), carrying `payload`.
+  PacketBuilder first_segment(uint16_t port, const std::string& payload, bool timestamps = true,
+                              uint64_t now_ms = monotonic_ms()) {
+    PacketBuilder syn;
+    syn.ipv4(kClientAddr, kVip.addr).tcp(port, kVip.port).seq(kClientIsn).flags(flag::SYN).window(64240).mss(1460);
+    if (timestamps) syn.sack_permitted().timestamps(4242, 0).wscale(7);
+    std::vector<uint8_t> syn_ip = syn.build();
+    auto parsed = net::parse_tcp_packet(syn_ip);
+    tcp::ClientHandshake hs;
+    hs.note_syn(*parsed, kMaxMss);
+    cookies_.answer(hs, kVip, kWscale, now_ms);
+    PacketBuilder b;
+    b.ipv4(kClientAddr, kVip.addr).tcp(port, kVip.port).seq(kClientIsn + 1).ack(hs.server_isn.value() + 1)
+        .flags(flag::ACK | flag::PSH).window(502).payload(payload);
+    if (timestamps) b.timestamps(4243, hs.ts_base);
+    return b;
+  }
+
+  RunResult run(const std::vector<uint8_t>& ip) { return test_run(path_->program_fd(), ip); }
+
+  static constexpr uint32_t kClientIsn = 0x12345678;
+  std::mt19937_64 rng_{20261205};
+  tcp::SynCookies cookies_{rng_};
+  std::unique_ptr<OriginPath> path_;
+};
+
+const std::string kLast = "GET /a.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+
+TEST_F(OriginDispatch, ALastRequestGoesToItsOwnerWithoutUserSpace) {
+  const std::vector<uint8_t> in = first_segment(40000, kLast).build();
+  const RunResult r = run(in);
+  ASSERT_EQ(r.verdict, kTcActOk);
+  std::vector<uint8_t> out(r.frame.begin() + 14, r.frame.end());
+  auto pkt = net::parse_tcp_packet(out);
+  ASSERT_TRUE(pkt.ok());
+  EXPECT_EQ(pkt->dst_addr(), kOwner);
+  EXPECT_EQ(out[1], HL_DISPATCH_DSCP << 2) << "the dispatch DSCP in the TOS byte";
+  EXPECT_TRUE(pkt->ip_checksum_ok());
+  EXPECT_TRUE(pkt->tcp_checksum_ok());
+  EXPECT_EQ(std::string(pkt->payload().begin(), pkt->payload().end()), kLast);
+  EXPECT_EQ(path_->counters().dispatched, 1u);
+  EXPECT_EQ(path_->counters().to_user, 0u);
+  const auto state = path_->forward_state({{kClientAddr, 40000}, kVip});
+  ASSERT_TRUE(state);
+  EXPECT_EQ(state->node, kOwner);
+  EXPECT_TRUE(state->dispatched);
+  EXPECT_FALSE(state->acks_only);
+  EXPECT_FALSE(state->ended);
+
+  // Its later segments follow, FIN included; the FIN marks the entry ended.
+  PacketBuilder fin;
+  fin.ipv4(kClientAddr, kVip.addr).tcp(40000, kVip.port).seq(kClientIsn + 1 + static_cast<uint32_t>(kLast.size())).ack(77)
+      .flags(flag::ACK | flag::FIN);
+  const RunResult f = run(fin.build());
+  EXPECT_EQ(f.verdict, kTcActOk);
+  EXPECT_EQ(f.frame[14 + 1], HL_DISPATCH_DSCP << 2) << "later segments marked too";
+  EXPECT_TRUE(path_->forward_state({{kClientAddr, 40000}, kVip})->ended);
+  EXPECT_EQ(path_->counters().end_to_user, 0u);
+}
+
+TEST_F(OriginDispatch, ARequestForThisNodesOwnContentIsRedirectedToLoMarked) {
+  const std::string own = "GET /own.html HTTP/1.0\r\n\r\n";
+  const RunResult r = run(first_segment(40001, own).build());
+  EXPECT_EQ(r.verdict, kTcActRedirect);
+  EXPECT_EQ(r.mark, kDispatchMark);
+  for (size_t i = 0; i < 6; ++i) EXPECT_EQ(r.frame[i], 0) << "lo's MAC as the destination";
+  std::vector<uint8_t> out(r.frame.begin() + 14, r.frame.end());
+  EXPECT_EQ(net::parse_tcp_packet(out)->dst_addr(), kVip.addr) << "still to the VIP";
+  EXPECT_EQ(path_->forward_state({{kClientAddr, 40001}, kVip})->node, kVip.addr);
+  // A later segment (e.g. the request again, lost in between) goes the same way.
+  const RunResult again = run(first_segment(40001, own).build());
+  EXPECT_EQ(again.verdict, kTcActRedirect);
+  EXPECT_EQ(again.mark, kDispatchMark);
+  EXPECT_EQ(path_->counters().dispatched, 1u);
+}
+
+// Everything the program does not decide stays the engine's, untouched.
+TEST_F(OriginDispatch, AnythingElseGoesToUserSpace) {
+  struct Case {
+    const char* name;
+    std::vector<uint8_t> ip;
+  };
+  PacketBuilder forged = first_segment(40012, kLast);
+  forged.ack(12345);
+  PacketBuilder odd_options = first_segment(40014, kLast);
+  odd_options.mss(1460);  // before the timestamps: not where stacks put them in a non-SYN segment
+  PacketBuilder own_dscp = first_segment(40019, kLast);
+  own_dscp.tos(0x20);
+  PacketBuilder with_fin = first_segment(40015, kLast);
+  with_fin.flags(flag::ACK | flag::PSH | flag::FIN);
+  const uint64_t stale_ms = monotonic_ms() - 3 * tcp::SynCookies::kSlotMs;
+  const std::vector<Case> cases = {
+      {"keep-alive request", first_segment(40010, "GET /a.html HTTP/1.1\r\nHost: x\r\n\r\n").build()},
+      {"path without an owner in the map", first_segment(40011, "GET /b.html HTTP/1.0\r\n\r\n").build()},
+      {"forged cookie", forged.build()},
+      {"stale cookie", first_segment(40013, kLast, true, stale_ms).build()},
+      {"options the serving node would not read", odd_options.build()},
+      {"request with FIN", with_fin.build()},
+      {"the client's own DSCP", own_dscp.build()},
+      {"POST", first_segment(40016, "POST /a.html HTTP/1.0\r\nContent-Length: 1\r\n\r\nx").build()},
+      {"head in two segments", first_segment(40017, "GET /a.html HTTP/1.0\r\n").build()},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const uint64_t before = path_->counters().dispatched;
+    const RunResult r = run(c.ip);
+    EXPECT_EQ(r.verdict, kTcPass);
+    EXPECT_EQ(std::vector<uint8_t>(r.frame.begin() + 14, r.frame.end()), c.ip) << "changed";
+    EXPECT_EQ(path_->counters().dispatched, before);
+    std::vector<uint8_t> ip = c.ip;
+    auto pkt = net::parse_tcp_packet(ip);
+    ASSERT_TRUE(pkt.ok());
+    EXPECT_FALSE(path_->forward_state({{kClientAddr, pkt->src_port()}, kVip})) << "an entry was made";
+  }
+  path_->clear_path_nodes();
+  EXPECT_EQ(run(first_segment(40018, kLast).build()).verdict, kTcPass) << "the map cleared";
+}
+
+TEST_F(OriginDispatch, WithoutTimestampsTooAndAnyRequestWithoutMoves) {
+  EXPECT_EQ(run(first_segment(40020, kLast, false).build()).verdict, kTcActOk);
+  OriginPathConfig config;
+  config.vip = kVip.addr;
+  config.vip_port = kVip.port;
+  config.forward_ends = true;
+  config.bypass_mark = kBypassMark;
+  config.kernel_dispatch = true;
+  config.dispatch_mark = kDispatchMark;
+  config.dispatch_any_request = true;
+  path_ = std::make_unique<OriginPath>(config);
+  ASSERT_TRUE(path_->set_cookie_key(CookieSecret{cookies_.keys(), cookies_.ts_offset()},
+                                    SynAnswer{kMaxMss, kSynWindow, kWscale}).ok());
+  ASSERT_TRUE(path_->set_path_node("/a.html", kOwner));
+  EXPECT_EQ(run(first_segment(40021, "GET /a.html HTTP/1.1\r\nHost: x\r\n\r\n").build()).verdict, kTcActOk);
+}
+
+// A new connection on the port of an ended one: the entry goes, the SYN is
+// answered; on the port of one still open, the SYN goes to user space.
+TEST_F(OriginDispatch, ASynOnTheTupleOfAnEndedConnectionStartsAfresh) {
+  ASSERT_EQ(run(first_segment(40030, kLast).build()).verdict, kTcActOk);
+  PacketBuilder syn;
+  syn.ipv4(kClientAddr, kVip.addr).tcp(40030, kVip.port).seq(99).flags(flag::SYN).window(64240).mss(1460);
+  EXPECT_EQ(run(syn.build()).verdict, kTcPass) << "open: the engine judges it";
+  EXPECT_EQ(path_->counters().syn_passed, 1u);
+  PacketBuilder rst;
+  rst.ipv4(kClientAddr, kVip.addr).tcp(40030, kVip.port).seq(kClientIsn + 1 + static_cast<uint32_t>(kLast.size())).flags(flag::RST);
+  EXPECT_EQ(run(rst.build()).verdict, kTcActOk);
+  EXPECT_EQ(run(syn.build()).verdict, kTcActRedirect) << "answered with a cookie SYN/ACK";
+  EXPECT_FALSE(path_->forward_state({{kClientAddr, 40030}, kVip}));
+}
+
+// expire_dispatched removes the program's entries that are done, and only
+// those: linger_ms after the client's FIN or RST, idle_ms without a segment;
+// the engine's entries stay. A new connection on the tuple of an ended one has
+// a fresh entry that its predecessor's expiry never deletes, even when the
+// predecessor was read as done before the new one came (the program checks
+// the connection, `gen`, when it deletes: a read-then-delete from user space
+// deleted the new entry, and reset its client, under load here).
+TEST_F(OriginDispatch, ExpiryRemovesDoneEntriesAndOnlyThose) {
+  OriginPathConfig config;
+  config.vip = kVip.addr;
+  config.vip_port = kVip.port;
+  config.forward_ends = true;
+  config.bypass_mark = kBypassMark;
+  config.kernel_dispatch = true;
+  config.dispatch_mark = kDispatchMark;
+  config.linger_ms = 60000;
+  config.idle_ms = 600000;
+  path_ = std::make_unique<OriginPath>(config);
+  ASSERT_TRUE(path_->set_cookie_key(CookieSecret{cookies_.keys(), cookies_.ts_offset()},
+                                    SynAnswer{kMaxMss, kSynWindow, kWscale}).ok());
+  ASSERT_TRUE(path_->set_path_node("/a.html", kOwner));
+  auto fin = [](uint16_t port) {
+    PacketBuilder b;
+    b.ipv4(kClientAddr, kVip.addr).tcp(port, kVip.port).seq(kClientIsn + 1 + static_cast<uint32_t>(kLast.size()))
+        .ack(77).flags(flag::ACK | flag::FIN);
+    return b.build();
+  };
+  ASSERT_EQ(run(first_segment(40040, kLast).build()).verdict, kTcActOk);  // will end
+  ASSERT_EQ(run(first_segment(40041, kLast).build()).verdict, kTcActOk);  // stays open
+  ASSERT_TRUE(path_->map_forward({{kClientAddr, 40042}, kVip}, kOwner).ok());  // the engine's
+  ASSERT_EQ(run(fin(40040)).verdict, kTcActOk);
+  const uint64_t t0 = monotonic_ms();
+
+  OriginPath::ExpireResult r = path_->expire_dispatched(t0);
+  EXPECT_EQ(r.expired, 0u) << "still lingering";
+  EXPECT_EQ(r.live, 2u);
+  r = path_->expire_dispatched(t0 + 60000);  // user space thinks the linger is over: the program does not
+  EXPECT_EQ(r.expired, 0u) << "the program checks the time itself";
+  EXPECT_TRUE(path_->forward_state({{kClientAddr, 40040}, kVip}));
+
+  // The program's clock is the machine's: a path whose linger is 0 expires at once.
+  config.linger_ms = 0;
+  config.idle_ms = 0;
+  OriginPath quick(config);
+  ASSERT_TRUE(quick.set_cookie_key(CookieSecret{cookies_.keys(), cookies_.ts_offset()},
+                                   SynAnswer{kMaxMss, kSynWindow, kWscale}).ok());
+  ASSERT_TRUE(quick.set_path_node("/a.html", kOwner));
+  ASSERT_EQ(test_run(quick.program_fd(), first_segment(40050, kLast).build()).verdict, kTcActOk);
+  ASSERT_EQ(test_run(quick.program_fd(), fin(40050)).verdict, kTcActOk);
+  ASSERT_EQ(test_run(quick.program_fd(), first_segment(40051, kLast).build()).verdict, kTcActOk);
+  ASSERT_TRUE(quick.map_forward({{kClientAddr, 40052}, kVip}, kOwner).ok());
+  r = quick.expire_dispatched(monotonic_ms());
+  EXPECT_EQ(r.expired, 2u);
+  EXPECT_EQ(r.live, 0u);
+  EXPECT_EQ(quick.counters().expired_ended, 1u);
+  EXPECT_EQ(quick.counters().expired_idle, 1u);
+  EXPECT_EQ(quick.dispatched_entries(), 0u);
+  EXPECT_EQ(quick.forward_of({{kClientAddr, 40052}, kVip}), kOwner) << "the engine's entries are the engine's";
+
+  // The race: an ended entry read as done, then its port reused (SYN: the old
+  // entry goes; the request: a new one) before the expiry gets to it.
+  ASSERT_EQ(test_run(quick.program_fd(), first_segment(40053, kLast).build()).verdict, kTcActOk);
+  ASSERT_EQ(test_run(quick.program_fd(), fin(40053)).verdict, kTcActOk);
+  const auto old_gen = quick.forward_state({{kClientAddr, 40053}, kVip});
+  ASSERT_TRUE(old_gen);
+  PacketBuilder syn;
+  syn.ipv4(kClientAddr, kVip.addr).tcp(40053, kVip.port).seq(99).flags(flag::SYN).window(64240).mss(1460);
+  ASSERT_EQ(test_run(quick.program_fd(), syn.build()).verdict, kTcActRedirect);
+  EXPECT_EQ(quick.counters().replaced, 1u);
+  // The new connection: another client ISN, so another cookie (gen).
+  PacketBuilder again = first_segment(40053, kLast, true, monotonic_ms() - tcp::SynCookies::kSlotMs);
+  ASSERT_EQ(test_run(quick.program_fd(), again.build()).verdict, kTcActOk);
+  const auto now_state = quick.forward_state({{kClientAddr, 40053}, kVip});
+  ASSERT_TRUE(now_state);
+  EXPECT_NE(now_state->gen, old_gen->gen);
+  // What a sweep that read the old entry would ask: the program refuses.
+  EXPECT_FALSE(quick.expire_one({{kClientAddr, 40053}, kVip}, old_gen->gen));
+  EXPECT_TRUE(quick.forward_state({{kClientAddr, 40053}, kVip})) << "the new connection's entry";
+  EXPECT_TRUE(quick.expire_one({{kClientAddr, 40053}, kVip}, now_state->gen)) << "idle 0: its own may go";
+}
+
+TEST(OriginDispatchConfig, NeedsCookieHandshakesAndADistinctMark) {
+  if (std::string why = io::testing::enter_private_netns(); !why.empty()) GTEST_SKIP() << why;
+  if (std::string why = kernel_supports_origin(); !why.empty()) GTEST_SKIP() << why;
+  OriginPathConfig config;
+  config.vip = kVip.addr;
+  config.bypass_mark = kBypassMark;
+  config.kernel_dispatch = true;
+  EXPECT_THROW(OriginPath{config}, std::runtime_error) << "no mark";
+  config.dispatch_mark = kBypassMark;
+  EXPECT_THROW(OriginPath{config}, std::runtime_error) << "the bypass mark";
+  config.dispatch_mark = kDispatchMark;
+  config.kernel_handshake = true;
+  EXPECT_THROW(OriginPath{config}, std::runtime_error) << "rare's kernel handshake";
+  config.kernel_handshake = false;
+  EXPECT_NO_THROW(OriginPath{config});
+}
+
+}  // namespace
+}  // namespace hl::bpf
