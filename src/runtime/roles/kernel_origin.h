@@ -67,7 +67,8 @@ class KernelOrigin final : public engine::OriginKernelPath {
   // answered with a cookie": by the engine or for it), so that syns +
   // syn_cookies_sent + syns_dropped still counts every SYN; the connections it
   // served locally (rare, (f)) to local ("connections served by this node
-  // without a handoff"). The result refers to `visit`: use it while `visit` lives.
+  // without a handoff"); the ones it handed off itself ((g)) to handoffs.
+  // The result refers to `visit`: use it while `visit` lives.
   CounterVisitor adding_kernel_work(const CounterVisitor& visit) const;
 
   // Every role tick, with dispatch: the paths of owners dead now (`down`,

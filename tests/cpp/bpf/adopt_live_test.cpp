@@ -167,14 +167,17 @@ class AdoptLive : public ::testing::Test {
   }
 
   // The adopter again, configured with the node's own address `node` (segments
-  // forwarded there are un-DNATted to the VIP) and mark 0x4846.
-  void adopt_at_node_address(net::Ipv4Addr node) {
+  // forwarded there are un-DNATted to the VIP) and mark 0x4846; with
+  // `cookie_auth`, it adopts requests origins dispatched (dispatch mark 0x4844).
+  void adopt_at_node_address(net::Ipv4Addr node, bool cookie_auth = false) {
     adopter_.reset();
     AdopterConfig config;
     config.vip = kVip.addr;
     config.vip_port = kVip.port;
     config.node_addr = node;
     config.mark = 0x4846;
+    config.cookie_auth = cookie_auth;
+    config.dispatch_mark = cookie_auth ? 0x4844 : 0;
     adopter_ = std::make_unique<Adopter>(config);
     adopter_->attach("veth-s");
   }
@@ -520,16 +523,7 @@ class AdoptCookieLive : public AdoptLive {
   void SetUp() override {
     AdoptLive::SetUp();
     if (IsSkipped() || HasFatalFailure()) return;
-    adopter_.reset();
-    AdopterConfig config;
-    config.vip = kVip.addr;
-    config.vip_port = kVip.port;
-    config.node_addr = kNode;
-    config.mark = 0x4846;
-    config.cookie_auth = true;
-    config.dispatch_mark = 0x4844;
-    adopter_ = std::make_unique<Adopter>(config);
-    adopter_->attach("veth-s");
+    adopt_at_node_address(kNode, true);
     ASSERT_TRUE(adopter_->set_cookie_key(CookieSecret{cookies_.keys(), cookies_.ts_offset()},
                                          SynAnswer{1460, 64240, 7}).ok());
   }

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "bpf/adopt_packets.h"
 #include "bpf/origin_abi.h"
 #include "bpf/origin_path.h"
 #include "io/private_netns.h"
@@ -32,7 +33,11 @@ using net::ipv4;
 using net::PacketBuilder;
 namespace flag = net::tcp_flag;
 
-constexpr int kTcActOk = 0, kTcActShot = 2, kTcActRedirect = 7, kTcPass = -1;
+using testing::ethernet;
+using testing::kTcActOk;
+using testing::kTcPass;
+using testing::RunResult;
+constexpr int kTcActRedirect = 7;
 const Endpoint kVip{ipv4(10, 0, 0, 100), 80};
 const net::Ipv4Addr kClientAddr = ipv4(10, 0, 0, 1);
 const net::Ipv4Addr kOwner = ipv4(10, 0, 1, 7);
@@ -46,36 +51,19 @@ uint64_t monotonic_ms() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000u + static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
 }
 
-struct RunResult {
-  int verdict = -1;
-  std::vector<uint8_t> frame;
-  uint32_t mark = 0;
-};
+// The segment `ip` as tc ingress sees it (Ethernet in front) through the program.
+RunResult test_run(int prog_fd, const std::vector<uint8_t>& ip) { return testing::test_run_ctx(prog_fd, ethernet(ip)); }
 
-RunResult test_run(int prog_fd, const std::vector<uint8_t>& ip) {
-  std::vector<uint8_t> frame = {0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00};
-  frame.insert(frame.end(), ip.begin(), ip.end());
-  RunResult r;
-  r.frame.resize(frame.size() + 256);
-  __sk_buff ctx{};
-  bpf_test_run_opts opts{};
-  opts.sz = sizeof opts;
-  opts.ctx_in = &ctx;
-  opts.ctx_size_in = sizeof ctx;
-  opts.ctx_out = &ctx;
-  opts.ctx_size_out = sizeof ctx;
-  opts.data_in = frame.data();
-  opts.data_size_in = static_cast<uint32_t>(frame.size());
-  opts.data_out = r.frame.data();
-  opts.data_size_out = static_cast<uint32_t>(r.frame.size());
-  opts.repeat = 1;
-  if (int err = bpf_prog_test_run_opts(prog_fd, &opts); err != 0) {
-    throw std::runtime_error("bpf_prog_test_run_opts: " + std::to_string(err));
-  }
-  r.verdict = static_cast<int>(opts.retval);
-  r.frame.resize(opts.data_size_out);
-  r.mark = ctx.mark;
-  return r;
+// The configuration of an always node's origin program with kernel dispatch.
+OriginPathConfig dispatch_config() {
+  OriginPathConfig config;
+  config.vip = kVip.addr;
+  config.vip_port = kVip.port;
+  config.forward_ends = true;
+  config.bypass_mark = kBypassMark;
+  config.kernel_dispatch = true;
+  config.dispatch_mark = kDispatchMark;
+  return config;
 }
 
 class OriginDispatch : public ::testing::Test {
@@ -83,18 +71,17 @@ class OriginDispatch : public ::testing::Test {
   void SetUp() override {
     if (std::string why = io::testing::enter_private_netns(); !why.empty()) GTEST_SKIP() << why;
     if (std::string why = kernel_supports_origin(); !why.empty()) GTEST_SKIP() << why;
-    OriginPathConfig config;
-    config.vip = kVip.addr;
-    config.vip_port = kVip.port;
-    config.forward_ends = true;
-    config.bypass_mark = kBypassMark;
-    config.kernel_dispatch = true;
-    config.dispatch_mark = kDispatchMark;
-    path_ = std::make_unique<OriginPath>(config);
-    ASSERT_TRUE(path_->set_cookie_key(CookieSecret{cookies_.keys(), cookies_.ts_offset()},
-                                      SynAnswer{kMaxMss, kSynWindow, kWscale}).ok());
-    ASSERT_TRUE(path_->set_path_node("/a.html", kOwner));
+    ASSERT_NO_FATAL_FAILURE(path_ = open(dispatch_config()));
     ASSERT_TRUE(path_->set_path_node("/own.html", kVip.addr));
+  }
+
+  // An origin program with `config`, the fixture's cookie secret and /a.html's owner.
+  std::unique_ptr<OriginPath> open(const OriginPathConfig& config) {
+    auto path = std::make_unique<OriginPath>(config);
+    EXPECT_TRUE(path->set_cookie_key(CookieSecret{cookies_.keys(), cookies_.ts_offset()},
+                                     SynAnswer{kMaxMss, kSynWindow, kWscale}).ok());
+    EXPECT_TRUE(path->set_path_node("/a.html", kOwner));
+    return path;
   }
 
   // The client's first segment after a cookie handshake answered at `now_ms`
@@ -218,18 +205,9 @@ TEST_F(OriginDispatch, AnythingElseGoesToUserSpace) {
 
 TEST_F(OriginDispatch, WithoutTimestampsTooAndAnyRequestWithoutMoves) {
   EXPECT_EQ(run(first_segment(40020, kLast, false).build()).verdict, kTcActOk);
-  OriginPathConfig config;
-  config.vip = kVip.addr;
-  config.vip_port = kVip.port;
-  config.forward_ends = true;
-  config.bypass_mark = kBypassMark;
-  config.kernel_dispatch = true;
-  config.dispatch_mark = kDispatchMark;
+  OriginPathConfig config = dispatch_config();
   config.dispatch_any_request = true;
-  path_ = std::make_unique<OriginPath>(config);
-  ASSERT_TRUE(path_->set_cookie_key(CookieSecret{cookies_.keys(), cookies_.ts_offset()},
-                                    SynAnswer{kMaxMss, kSynWindow, kWscale}).ok());
-  ASSERT_TRUE(path_->set_path_node("/a.html", kOwner));
+  path_ = open(config);
   EXPECT_EQ(run(first_segment(40021, "GET /a.html HTTP/1.1\r\nHost: x\r\n\r\n").build()).verdict, kTcActOk);
 }
 
@@ -256,19 +234,10 @@ TEST_F(OriginDispatch, ASynOnTheTupleOfAnEndedConnectionStartsAfresh) {
 // the connection, `gen`, when it deletes: a read-then-delete from user space
 // deleted the new entry, and reset its client, under load here).
 TEST_F(OriginDispatch, ExpiryRemovesDoneEntriesAndOnlyThose) {
-  OriginPathConfig config;
-  config.vip = kVip.addr;
-  config.vip_port = kVip.port;
-  config.forward_ends = true;
-  config.bypass_mark = kBypassMark;
-  config.kernel_dispatch = true;
-  config.dispatch_mark = kDispatchMark;
+  OriginPathConfig config = dispatch_config();
   config.linger_ms = 60000;
   config.idle_ms = 600000;
-  path_ = std::make_unique<OriginPath>(config);
-  ASSERT_TRUE(path_->set_cookie_key(CookieSecret{cookies_.keys(), cookies_.ts_offset()},
-                                    SynAnswer{kMaxMss, kSynWindow, kWscale}).ok());
-  ASSERT_TRUE(path_->set_path_node("/a.html", kOwner));
+  path_ = open(config);
   auto fin = [](uint16_t port) {
     PacketBuilder b;
     b.ipv4(kClientAddr, kVip.addr).tcp(port, kVip.port).seq(kClientIsn + 1 + static_cast<uint32_t>(kLast.size()))
@@ -291,10 +260,8 @@ TEST_F(OriginDispatch, ExpiryRemovesDoneEntriesAndOnlyThose) {
   // The program's clock is the machine's: a path whose linger is 0 expires at once.
   config.linger_ms = 0;
   config.idle_ms = 0;
-  OriginPath quick(config);
-  ASSERT_TRUE(quick.set_cookie_key(CookieSecret{cookies_.keys(), cookies_.ts_offset()},
-                                   SynAnswer{kMaxMss, kSynWindow, kWscale}).ok());
-  ASSERT_TRUE(quick.set_path_node("/a.html", kOwner));
+  const std::unique_ptr<OriginPath> quick_path = open(config);
+  OriginPath& quick = *quick_path;
   ASSERT_EQ(test_run(quick.program_fd(), first_segment(40050, kLast).build()).verdict, kTcActOk);
   ASSERT_EQ(test_run(quick.program_fd(), fin(40050)).verdict, kTcActOk);
   ASSERT_EQ(test_run(quick.program_fd(), first_segment(40051, kLast).build()).verdict, kTcActOk);
@@ -332,10 +299,8 @@ TEST_F(OriginDispatch, ExpiryRemovesDoneEntriesAndOnlyThose) {
 TEST(OriginDispatchConfig, NeedsCookieHandshakesAndADistinctMark) {
   if (std::string why = io::testing::enter_private_netns(); !why.empty()) GTEST_SKIP() << why;
   if (std::string why = kernel_supports_origin(); !why.empty()) GTEST_SKIP() << why;
-  OriginPathConfig config;
-  config.vip = kVip.addr;
-  config.bypass_mark = kBypassMark;
-  config.kernel_dispatch = true;
+  OriginPathConfig config = dispatch_config();
+  config.dispatch_mark = 0;
   EXPECT_THROW(OriginPath{config}, std::runtime_error) << "no mark";
   config.dispatch_mark = kBypassMark;
   EXPECT_THROW(OriginPath{config}, std::runtime_error) << "the bypass mark";
