@@ -71,6 +71,7 @@
  * options made the verifier explore too many states. */
 #include "vmlinux.h"
 
+#include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
@@ -110,6 +111,13 @@ const volatile __u32 cfg_mark = 0;
 const volatile __u8 cfg_cookie_auth = 0;
 const volatile __u32 cfg_dispatch_mark = 0;
 
+/* Kernel moves (origin.bpf.c (h); 0: off): a move order to this node's address
+ * (HL_MOVE_DSCP) retires the connection's socket here once quiet and sends
+ * the request on to the new node; a moved request (HL_MOVED_DSCP) with a good
+ * MAC is adopted. cfg_retire_mark: the mark of the copy of the request that
+ * retires the socket (on lo, turned into an exact RST). */
+const volatile __u8 cfg_kernel_moves = 0;
+const volatile __u32 cfg_retire_mark = 0;
 /* Diagnostics for tests: the last kfunc error and the attributes last offered
  * (as an entry: the kernel's struct bpf_tcp_req_attrs is no UAPI type). */
 __s32 last_error = 0;
@@ -143,6 +151,13 @@ struct {
   __type(key, __u32);
   __type(value, struct hl_adopt_attachment);
 } attachment SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, HL_ADOPT_MAX_MOVED);
+  __type(key, struct hl_adopt_key);
+  __type(value, struct hl_moved_record);
+} moved SEC(".maps");
 
 static __always_inline void count(__u32 which) {
   __u64 *value = bpf_map_lookup_elem(&counters, &which);
@@ -241,13 +256,6 @@ static __always_inline int adopted_here(struct __sk_buff *skb, const struct hl_a
   return found;
 }
 
-/* Clears the DSCP origin.bpf.c (g) set (TOS byte `tos`); 0 or -1. */
-static __always_inline int clear_dispatched(struct __sk_buff *skb, __u8 tos) {
-  const __u8 to = tos & 0x03;
-  if (bpf_l3_csum_replace(skb, ETH_HLEN_ + 10, bpf_htons(tos), bpf_htons(to), 2)) return -1;
-  return bpf_skb_store_bytes(skb, ETH_HLEN_ + 1, &to, 1, 0) ? -1 : 0;
-}
-
 /* Rewrites the destination address (at `l4`: the TCP header) from the node's
  * to the VIP, fixing both checksums, and marks the segment; 0 or -1. */
 static __always_inline int undnat(struct __sk_buff *skb, __u32 l4) {
@@ -277,10 +285,7 @@ static __always_inline int cookie_entry(struct __sk_buff *skb, const struct iphd
   int index;
 
   if (!s || !s->key_set || !tcp->ack || tcp->syn || tcp->rst || tcp->fin || tcp->doff < 5) return -1;
-  f.client_addr = bpf_ntohl(ip->saddr);
-  f.vip_addr = bpf_ntohl(cfg_vip_addr);
-  f.client_port = bpf_ntohs(tcp->source);
-  f.vip_port = bpf_ntohs(tcp->dest);
+  flow_of(&f, ip, tcp, cfg_vip_addr);
   index = cookie_index(s, &f, bpf_ntohl(tcp->seq), bpf_ntohl(tcp->ack_seq));
   if (index < 0) return -1;
   __builtin_memset(e, 0, sizeof *e);
@@ -304,6 +309,257 @@ static __always_inline int cookie_entry(struct __sk_buff *skb, const struct iphd
   return 0;
 }
 
+/* ---- kernel moves (origin.bpf.c (h)) ---- */
+
+#define LOOPBACK_IFINDEX 1
+#define AF_INET_ 2
+#define TCP_FLAGS_AT 13
+#define TCP_RST_ACK 0x14
+
+/* Sends the moving request on to its new node (rec->to): TSecr raised to the
+ * record's, the attributes and the MAC in the urgent pointer and the IP ID,
+ * HL_MOVED_DSCP, the new destination, out of the interface the route says; the
+ * verdict. */
+static __always_inline int move_on(struct __sk_buff *skb, const struct iphdr *ip, const struct tcphdr *tcp,
+                                   __u32 l4, const struct hl_moved_record *rec) {
+  const __u32 zero = 0;
+  const struct hl_origin_settings *s = bpf_map_lookup_elem(&cookie_settings, &zero);
+  const int ts = (rec->attrs & HL_MOVED_TSTAMP_OK) != 0;
+  struct bpf_fib_lookup fib;
+  struct flow f;
+  __u32 at, old_tsecr, mac, to = rec->to;
+  long r;
+
+  if (!s || !s->key_set) goto no_route;
+  if (ts) {
+    at = tsecr_at(skb, l4 + sizeof *tcp, l4 + (__u32)tcp->doff * 4);
+    if (!at || bpf_skb_load_bytes(skb, at, &old_tsecr, sizeof old_tsecr) ||
+        set_tcp32(skb, l4, at - l4, old_tsecr, bpf_htonl(rec->tsecr))) {
+      goto malformed;
+    }
+  }
+  flow_of(&f, ip, tcp, cfg_vip_addr);
+  mac = move_mac(s, &f, rec->seq, rec->ack, ts ? rec->tsecr : 0, rec->attrs);
+  if (set_ip_id(skb, ip->id, bpf_htons((__u16)(mac & 0xffff))) ||
+      set_tcp16(skb, l4, 18, tcp->urg_ptr, bpf_htons((__u16)(rec->attrs | (mac >> 16) << 14))) ||
+      set_tos(skb, ip->tos, tos_with_dscp(ip->tos, HL_MOVED_DSCP)) ||
+      bpf_l4_csum_replace(skb, l4 + 16, ip->daddr, to, BPF_F_PSEUDO_HDR | sizeof to) ||
+      bpf_l3_csum_replace(skb, HL_IP_CSUM_AT, ip->daddr, to, sizeof to) ||
+      bpf_skb_store_bytes(skb, ETH_HLEN_ + 16, &to, sizeof to, 0)) {
+    goto malformed;
+  }
+  skb->mark = 0;
+  __builtin_memset(&fib, 0, sizeof fib);
+  fib.family = AF_INET_;
+  fib.l4_protocol = IPPROTO_TCP;
+  fib.tot_len = bpf_ntohs(ip->tot_len);
+  fib.ipv4_src = ip->saddr;
+  fib.ipv4_dst = to;
+  fib.ifindex = skb->ifindex;
+  r = bpf_fib_lookup(skb, &fib, sizeof fib, 0);
+  if (r == BPF_FIB_LKUP_RET_FWD_DISABLED) {
+    /* A node that does not forward (a back-end): the route as for its own packets. */
+    __builtin_memset(&fib, 0, sizeof fib);
+    fib.family = AF_INET_;
+    fib.l4_protocol = IPPROTO_TCP;
+    fib.tot_len = bpf_ntohs(ip->tot_len);
+    fib.ipv4_src = ip->saddr;
+    fib.ipv4_dst = to;
+    fib.ifindex = skb->ifindex;
+    r = bpf_fib_lookup(skb, &fib, sizeof fib, BPF_FIB_LOOKUP_OUTPUT);
+  }
+  if (r == BPF_FIB_LKUP_RET_SUCCESS) {
+    if (bpf_skb_store_bytes(skb, 0, fib.dmac, 6, 0) || bpf_skb_store_bytes(skb, 6, fib.smac, 6, 0)) goto malformed;
+    return bpf_redirect(fib.ifindex, 0);
+  }
+  if (r == BPF_FIB_LKUP_RET_NO_NEIGH) return bpf_redirect_neigh(fib.ifindex, NULL, 0, 0);
+no_route:
+  count(HL_ADOPT_MOVE_NO_ROUTE);
+  return TC_ACT_SHOT;
+malformed:
+  count(HL_ADOPT_MALFORMED);
+  return TC_ACT_SHOT;
+}
+
+/* The largest index of the cookie's MSS table whose MSS is at most `mss` (1: 536 at least). */
+static __always_inline __u32 mss_index(__u32 mss) {
+  __u32 i, index = 1;
+#pragma unroll
+  for (i = 7; i > 1; i--) {
+    if (mss_table(i) <= mss) {
+      index = i;
+      break;
+    }
+  }
+  return index;
+}
+
+/* A move order (HL_MOVE_DSCP) at the node that serves the connection: its
+ * socket (on the VIP tuple) quiet, i.e. every byte its server wrote sent and
+ * acknowledged by the request (snd_nxt = write_seq = ack) and every byte the
+ * client sent read (rcv_nxt = copied_seq = seq): a copy of the request goes to
+ * lo marked cfg_retire_mark (retire() resets the socket there, silently) and
+ * the request on to the new node with what the socket knows (move_on). Not
+ * quiet (a response still under way): dropped, the client sends it again. Its
+ * socket gone and the move recorded: sent on again (a retransmission). No
+ * socket, or one not established: to the kernel as it is (a RST for an
+ * unknown connection, what a closing one says). `to_node`: addressed to this
+ * node (else to the VIP, from this node's own origin program). */
+static __always_inline int move_from_here(struct __sk_buff *skb, const struct iphdr *ip, const struct tcphdr *tcp,
+                                          __u32 l4, int to_node) {
+  struct bpf_sock_tuple t = {};
+  struct hl_adopt_key key = {};
+  struct hl_moved_record rec = {}, *old;
+  struct bpf_sock *skc;
+  struct tcp_sock *tp;
+  const __u16 half[2] = {ip->id, tcp->urg_ptr};
+  const __u8 zero_mac[6] = {};
+  const __u32 seq = bpf_ntohl(tcp->seq), ack = bpf_ntohl(tcp->ack_seq);
+  __u32 attrs = 0, quiet;
+
+  key.client_addr = t.ipv4.saddr = ip->saddr;
+  key.vip_addr = t.ipv4.daddr = cfg_vip_addr;
+  key.client_port = t.ipv4.sport = tcp->source;
+  key.vip_port = t.ipv4.dport = tcp->dest;
+  skc = bpf_skc_lookup_tcp(skb, &t, sizeof t.ipv4, CURRENT_NETNS, 0);
+  if (!skc) {
+    old = bpf_map_lookup_elem(&moved, &key);
+    if (!old || old->seq != seq || old->ack != ack) goto unknown;
+    rec = *old;
+    count(HL_ADOPT_MOVE_RESENT);
+    return move_on(skb, ip, tcp, l4, &rec);
+  }
+  if (skc->state != BPF_TCP_ESTABLISHED) {
+    bpf_sk_release(skc);
+    goto unknown;
+  }
+  tp = bpf_skc_to_tcp_sock(skc);
+  if (!tp) {
+    bpf_sk_release(skc);
+    goto unknown;
+  }
+  quiet = tp->snd_nxt == ack && tp->write_seq == ack && tp->rcv_nxt == seq && tp->copied_seq == seq;
+  if (quiet) {
+    attrs = mss_index(tp->rx_opt.mss_clamp);
+    if (BPF_CORE_READ_BITFIELD(tp, rx_opt.wscale_ok)) {
+      attrs |= HL_MOVED_WSCALE_OK | (__u32)(BPF_CORE_READ_BITFIELD(tp, rx_opt.snd_wscale) & 0xf)
+                                        << HL_MOVED_SND_WSCALE_SHIFT |
+               (__u32)(BPF_CORE_READ_BITFIELD(tp, rx_opt.rcv_wscale) & 0xf) << HL_MOVED_RCV_WSCALE_SHIFT;
+    }
+    if (BPF_CORE_READ_BITFIELD(tp, rx_opt.sack_ok)) attrs |= HL_MOVED_SACK_OK;
+    if (BPF_CORE_READ_BITFIELD(tp, rx_opt.tstamp_ok)) {
+      attrs |= HL_MOVED_TSTAMP_OK;
+      /* Above every TSval this socket sent: the new node's continue from it. */
+      rec.tsecr = (__u32)now_ms() + tp->tsoffset + 1;
+    }
+  }
+  bpf_sk_release(skc);
+  if (!quiet) {
+    count(HL_ADOPT_MOVE_NOT_QUIET);
+    return TC_ACT_SHOT;
+  }
+  rec.seq = seq;
+  rec.ack = ack;
+  __builtin_memcpy(&rec.to, half, sizeof rec.to);
+  rec.attrs = (__u16)attrs;
+  bpf_map_update_elem(&moved, &key, &rec, BPF_ANY);
+  /* The copy that retires the socket: lo's address (else PACKET_OTHERHOST there). */
+  if (bpf_skb_store_bytes(skb, 0, zero_mac, sizeof zero_mac, 0)) goto unknown;
+  skb->mark = cfg_retire_mark;
+  if (bpf_clone_redirect(skb, LOOPBACK_IFINDEX, BPF_F_INGRESS)) {
+    skb->mark = 0;
+    count(HL_ADOPT_MOVE_NO_ROUTE);
+    return TC_ACT_SHOT; /* the socket stays: the client's retransmission tries again */
+  }
+  count(HL_ADOPT_MOVE_RETIRED);
+  return move_on(skb, ip, tcp, l4, &rec);
+unknown:
+  count(HL_ADOPT_MOVE_UNKNOWN);
+  if (set_tos(skb, ip->tos, tos_with_dscp(ip->tos, 0)) || (to_node && undnat(skb, l4))) {
+    count(HL_ADOPT_MALFORMED);
+    return TC_ACT_SHOT;
+  }
+  skb->mark = cfg_mark;
+  return TC_ACT_OK;
+}
+
+/* The copy move_from_here sent to lo (cfg_retire_mark): turned into the RST
+ * that resets the quiet socket without a word to the client (seq = its
+ * rcv_nxt exactly; addressed to the VIP; no payload); the verdict. */
+static __always_inline int retire(struct __sk_buff *skb, const struct iphdr *ip, const struct tcphdr *tcp, __u32 l4) {
+  const __u32 ip_len = (__u32)ip->ihl * 4;
+  const __u32 tcp_len = ((__u32)tcp->doff * 4) & 0x3c;
+  const __u16 old_len = ip->tot_len, new_len = bpf_htons((__u16)(ip_len + tcp_len));
+  const __u8 flags = TCP_RST_ACK;
+  const __u16 zero16 = 0;
+  __u32 hdr[15] = {};
+  __u32 pseudo[3];
+  __u32 vip = cfg_vip_addr;
+  __s64 sum;
+  __u16 check;
+
+  if (tcp_len < 20 || ip_len > 60) goto bad;
+  if (bpf_skb_change_tail(skb, ETH_HLEN_ + ip_len + tcp_len, 0)) goto bad;
+  if (set_tos(skb, ip->tos, tos_with_dscp(ip->tos, 0)) ||
+      bpf_l3_csum_replace(skb, HL_IP_CSUM_AT, old_len, new_len, 2) ||
+      bpf_skb_store_bytes(skb, ETH_HLEN_ + 2, &new_len, 2, 0) ||
+      bpf_l3_csum_replace(skb, HL_IP_CSUM_AT, ip->daddr, vip, sizeof vip) ||
+      bpf_skb_store_bytes(skb, ETH_HLEN_ + 16, &vip, sizeof vip, 0) ||
+      bpf_skb_store_bytes(skb, l4 + TCP_FLAGS_AT, &flags, 1, 0) ||
+      bpf_skb_store_bytes(skb, l4 + 16, &zero16, 2, 0)) {
+    goto bad;
+  }
+  if (bpf_skb_load_bytes(skb, l4, hdr, tcp_len)) goto bad;
+  pseudo[0] = ip->saddr;
+  pseudo[1] = vip;
+  pseudo[2] = bpf_htonl((__u32)IPPROTO_TCP << 16 | tcp_len);
+  sum = bpf_csum_diff(0, 0, pseudo, sizeof pseudo, 0);
+  if (sum < 0) goto bad;
+  sum = bpf_csum_diff(0, 0, hdr, tcp_len, (__u32)sum);
+  if (sum < 0) goto bad;
+  sum = (sum & 0xffff) + (sum >> 16);
+  sum = (sum & 0xffff) + (sum >> 16);
+  check = (__u16)~sum;
+  if (bpf_skb_store_bytes(skb, l4 + 16, &check, 2, 0)) goto bad;
+  skb->mark = cfg_mark;
+  return TC_ACT_OK;
+bad:
+  count(HL_ADOPT_MALFORMED);
+  return TC_ACT_SHOT;
+}
+
+/* The attributes of a moved request (HL_MOVED_DSCP) as an adoption's entry,
+ * if its MAC is the one its old node computes (move_mac); 0, or -1. */
+static __always_inline int moved_entry(struct __sk_buff *skb, const struct iphdr *ip, const struct tcphdr *tcp,
+                                       __u32 l4, struct hl_adopt_entry *e) {
+  const __u32 zero = 0;
+  const struct hl_origin_settings *s = bpf_map_lookup_elem(&cookie_settings, &zero);
+  const __u32 urg = bpf_ntohs(tcp->urg_ptr), attrs = urg & HL_MOVED_ATTR_MASK;
+  const __u32 seq = bpf_ntohl(tcp->seq), ack = bpf_ntohl(tcp->ack_seq);
+  struct flow f;
+  __u32 tsval = 0, tsecr = 0;
+  __u16 mss;
+
+  if (!s || !s->key_set || !tcp->ack) return -1;
+  if ((attrs & HL_MOVED_TSTAMP_OK) && segment_ts(skb, l4 + sizeof *tcp, l4 + (__u32)tcp->doff * 4, &tsval, &tsecr))
+    return -1;
+  flow_of(&f, ip, tcp, cfg_vip_addr);
+  if (move_mac(s, &f, seq, ack, tsecr, attrs) != ((__u32)bpf_ntohs(ip->id) | (urg >> 14) << 16)) return -1;
+  __builtin_memset(e, 0, sizeof *e);
+  e->expected_seq = seq;
+  e->expected_ack = ack;
+  mss = mss_table(attrs & HL_MOVED_MSS_MASK);
+  e->mss = mss < DEFAULT_PEER_MSS ? DEFAULT_PEER_MSS : mss;
+  e->wscale_ok = (attrs & HL_MOVED_WSCALE_OK) != 0;
+  e->snd_wscale = e->wscale_ok ? (__u8)(attrs >> HL_MOVED_SND_WSCALE_SHIFT & 0xf) : 0;
+  e->rcv_wscale = e->wscale_ok ? (__u8)(attrs >> HL_MOVED_RCV_WSCALE_SHIFT & 0xf) : 0;
+  e->sack_ok = (attrs & HL_MOVED_SACK_OK) != 0;
+  e->tstamp_ok = (attrs & HL_MOVED_TSTAMP_OK) != 0;
+  e->rcv_tsval = tsval;
+  e->rcv_tsecr = tsecr;
+  return 0;
+}
+
 SEC("tc")
 int adopt(struct __sk_buff *skb) {
   struct iphdr ip;
@@ -314,7 +570,7 @@ int adopt(struct __sk_buff *skb) {
   struct hl_adopt_entry *entry, e;
   struct bpf_sock *skc;
   __u32 l4;
-  int matches = 0, cookie = 0, dispatched = 0, marked = 0;
+  int matches = 0, cookie = 0, dispatched = 0, marked = 0, moved_in = 0;
 
   if (skb->protocol != bpf_htons(ETH_P_IP_)) return TC_PASS;
   if (bpf_skb_load_bytes(skb, ETH_HLEN_, &ip, sizeof ip)) return TC_PASS;
@@ -328,11 +584,15 @@ int adopt(struct __sk_buff *skb) {
     return TC_PASS;
   }
   if (cfg_vip_port && tcp.dest != cfg_vip_port) return TC_PASS;
+  if (cfg_kernel_moves && cfg_retire_mark && skb->mark == cfg_retire_mark) return retire(skb, &ip, &tcp, l4);
   if (cfg_dispatch_mark && skb->mark == cfg_dispatch_mark && !to_node) {
     /* Dispatched to this node by its own origin program ((g)): the engine's
      * mark from here on, which the NFQUEUE rules RETURN. */
     dispatched = 1;
     skb->mark = cfg_mark;
+    if (cfg_kernel_moves && (ip.tos >> 2) == HL_MOVE_DSCP && !tcp.syn && !tcp.rst) {
+      return move_from_here(skb, &ip, &tcp, l4, 0); /* (h): a move from this node, by its own origin */
+    }
   }
   if (to_node) {
     /* Un-DNAT: the origin forwards a handed-off connection's segments to this
@@ -343,13 +603,26 @@ int adopt(struct __sk_buff *skb) {
     key.vip_addr = cfg_vip_addr;
     key.client_port = tcp.source;
     key.vip_port = tcp.dest;
+    if (cfg_kernel_moves && (ip.tos >> 2) == HL_MOVE_DSCP && !tcp.rst) return move_from_here(skb, &ip, &tcp, l4, 1);
     marked = cfg_cookie_auth && (ip.tos >> 2) == HL_DISPATCH_DSCP;
-    if (!adopted_here(skb, &key, bpf_ntohl(tcp.ack_seq))) {
+    moved_in = cfg_kernel_moves && (ip.tos >> 2) == HL_MOVED_DSCP;
+    if (moved_in) {
+      /* A request moved here by its old node (kernel moves): its MAC says so. */
+      if (tcp.rst || moved_entry(skb, &ip, &tcp, l4, &e) != 0) {
+        count(HL_ADOPT_MOVE_BAD_MAC);
+        return TC_ACT_SHOT;
+      }
+      if (set_tcp16(skb, l4, 18, tcp.urg_ptr, 0)) {
+        count(HL_ADOPT_MALFORMED);
+        return TC_PASS;
+      }
+      cookie = !adopted_here(skb, &key, bpf_ntohl(tcp.ack_seq));
+    } else if (!adopted_here(skb, &key, bpf_ntohl(tcp.ack_seq))) {
       /* Or a request an origin dispatched in the kernel: its DSCP and cookie say so. */
       if (!marked || cookie_entry(skb, &ip, &tcp, l4, &e) != 0) return TC_PASS;
       cookie = 1;
     }
-    if (marked && clear_dispatched(skb, ip.tos)) {
+    if ((marked || moved_in) && set_tos(skb, ip.tos, tos_with_dscp(ip.tos, 0))) {
       count(HL_ADOPT_MALFORMED);
       return TC_PASS;
     }
@@ -426,7 +699,7 @@ int adopt(struct __sk_buff *skb) {
   if (cookie) {
     const int verdict = assign(skb, skc, &e, &attrs);
     if (verdict == TC_ACT_OK) {
-      count(HL_ADOPT_COOKIE_ADOPTED);
+      count(moved_in ? HL_ADOPT_MOVE_ADOPTED : HL_ADOPT_COOKIE_ADOPTED);
       skb->mark = cfg_mark;
     }
     return verdict;

@@ -40,6 +40,20 @@ struct hl_adopt_entry {
   __u8 pad[2];        /* zero */
 };
 
+/* Value of the map `moved` (kernel moves, keyed as `authorised`): a move's
+ * old node's record of the request it sent on, so that the request's
+ * retransmission (the origin sends it here again while the move is not
+ * acknowledged) goes on the same way after the socket is gone. */
+struct hl_moved_record {
+  __u32 seq;    /* host order: the request's seq and ack */
+  __u32 ack;
+  __u32 tsecr;  /* host order: the TSecr it carries on (this node's TSval clock then, + 1) */
+  __u32 to;     /* network byte order: the new node */
+  __u16 attrs;  /* HL_MOVED_* (origin_abi.h) */
+  __u8 pad[2];  /* zero */
+};
+#define HL_ADOPT_MAX_MOVED 65536
+
 /* Index of each counter in the per-CPU counter array. */
 enum hl_adopt_counter {
   HL_ADOPT_SEEN = 0,        /* TCP non-SYN, non-RST segments to the VIP:port */
@@ -54,6 +68,13 @@ enum hl_adopt_counter {
   HL_ADOPT_TIME_WAIT,       /* an entry for a tuple still in TIME_WAIT here: dropped, entry kept */
   HL_ADOPT_UNDNAT,          /* segments to the node's address of an adopted/authorised tuple: sent to the VIP */
   HL_ADOPT_COOKIE_ADOPTED,  /* of `adopted`: a request an origin dispatched in the kernel, by its cookie */
+  HL_ADOPT_MOVE_RETIRED,    /* (moves) the move's old node: quiet socket reset, its request sent to the new node */
+  HL_ADOPT_MOVE_NOT_QUIET,  /* ... the socket not quiet (a response under way): dropped, the client resends */
+  HL_ADOPT_MOVE_RESENT,     /* ... its socket gone already: a retransmitted request sent on from the record */
+  HL_ADOPT_MOVE_UNKNOWN,    /* ... no socket and no record, or not established: passed to the kernel as it is */
+  HL_ADOPT_MOVE_NO_ROUTE,   /* ... no route or neighbour for the new node: dropped */
+  HL_ADOPT_MOVE_ADOPTED,    /* of `adopted`: the move's new node, by the MAC its old node computed */
+  HL_ADOPT_MOVE_BAD_MAC,    /* ... a moved segment whose MAC is wrong: dropped */
   HL_ADOPT_COUNTER_COUNT
 };
 

@@ -17,6 +17,13 @@ std::vector<std::pair<std::string, uint64_t>> named_counters(const AdoptCounters
       {"bpf_adopt_time_wait", c.time_wait},
       {"bpf_adopt_undnat", c.undnat},
       {"bpf_adopt_cookie_adopted", c.cookie_adopted},
+      {"bpf_adopt_move_retired", c.move_retired},
+      {"bpf_adopt_move_not_quiet", c.move_not_quiet},
+      {"bpf_adopt_move_resent", c.move_resent},
+      {"bpf_adopt_move_unknown", c.move_unknown},
+      {"bpf_adopt_move_no_route", c.move_no_route},
+      {"bpf_adopt_move_adopted", c.move_adopted},
+      {"bpf_adopt_move_bad_mac", c.move_bad_mac},
   };
 }
 

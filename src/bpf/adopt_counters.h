@@ -22,6 +22,13 @@ struct AdoptCounters {
   uint64_t time_wait = 0;     // authorised tuple still in TIME_WAIT here: dropped, entry kept
   uint64_t undnat = 0;        // segments to the node's address sent to the VIP (adopted tuples)
   uint64_t cookie_adopted = 0;  // of adopted: requests origins dispatched in the kernel, by their cookie
+  uint64_t move_retired = 0;  // kernel moves, old node: quiet sockets reset, their request sent on
+  uint64_t move_not_quiet = 0;  // ... not quiet (a response under way): dropped, the client resends
+  uint64_t move_resent = 0;  // ... socket gone already: a retransmitted request sent on from the record
+  uint64_t move_unknown = 0;  // ... no socket and no record, or not established: to the kernel as it is
+  uint64_t move_no_route = 0;  // ... no route or neighbour for the new node: dropped
+  uint64_t move_adopted = 0;  // of adopted: kernel moves' new node, by the MAC the old node computed
+  uint64_t move_bad_mac = 0;  // ... a moved segment whose MAC is wrong: dropped
 };
 
 // The counters as the engines export theirs (io::StatsDoc::counters), each

@@ -105,6 +105,16 @@ Adopter::Adopter(const AdopterConfig& config) : config_(config) {
   skel_->rodata->cfg_mark = config.mark;
   skel_->rodata->cfg_cookie_auth = config.cookie_auth ? 1 : 0;
   skel_->rodata->cfg_dispatch_mark = config.cookie_auth ? config.dispatch_mark : 0;
+  if (config.kernel_moves) {
+    if (!config.cookie_auth || config.retire_mark == 0 || config.retire_mark == config.mark ||
+        config.retire_mark == config.dispatch_mark || config.node_addr.value == 0) {
+      hl_adopt_bpf__destroy(skel_);
+      skel_ = nullptr;
+      throw std::runtime_error("adopt program: kernel moves need cookie authorisation, the node's address and a retire mark of their own");
+    }
+    skel_->rodata->cfg_kernel_moves = 1;
+    skel_->rodata->cfg_retire_mark = config.retire_mark;
+  }
   if (int err = hl_adopt_bpf__load(skel_); err != 0) {
     hl_adopt_bpf__destroy(skel_);
     skel_ = nullptr;
@@ -230,6 +240,13 @@ AdoptCounters Adopter::counters() const {
   c.time_wait = read(HL_ADOPT_TIME_WAIT);
   c.undnat = read(HL_ADOPT_UNDNAT);
   c.cookie_adopted = read(HL_ADOPT_COOKIE_ADOPTED);
+  c.move_retired = read(HL_ADOPT_MOVE_RETIRED);
+  c.move_not_quiet = read(HL_ADOPT_MOVE_NOT_QUIET);
+  c.move_resent = read(HL_ADOPT_MOVE_RESENT);
+  c.move_unknown = read(HL_ADOPT_MOVE_UNKNOWN);
+  c.move_no_route = read(HL_ADOPT_MOVE_NO_ROUTE);
+  c.move_adopted = read(HL_ADOPT_MOVE_ADOPTED);
+  c.move_bad_mac = read(HL_ADOPT_MOVE_BAD_MAC);
   return c;
 }
 

@@ -112,6 +112,13 @@ struct AdopterConfig {
   // socket beside one, and no user space clears it first).
   bool cookie_auth = false;
   uint32_t dispatch_mark = 0;
+  // Kernel moves (origin.bpf.c (h); needs cookie_auth and node_addr): a move
+  // order to node_addr (an origin's HL_MOVE_DSCP) retires the connection's
+  // socket here once quiet (a copy of the request to lo marked `retire_mark`
+  // becomes an exact RST) and sends the request on to the new node; a moved
+  // request (HL_MOVED_DSCP) whose MAC the cluster's secret verifies is adopted.
+  bool kernel_moves = false;
+  uint32_t retire_mark = 0;
 };
 
 class Adopter {

@@ -71,6 +71,78 @@ static __always_inline __u32 cookie_hash(const struct hl_origin_settings *s, int
                      : siphash16(s->keys[0], s->keys[1], m0, m1));
 }
 
+/* The connection of segment (ip, tcp) as the cookie hashes it: its client and
+ * `vip_addr` (network byte order: the VIP, whatever the segment is addressed to). */
+static __always_inline void flow_of(struct flow *f, const struct iphdr *ip, const struct tcphdr *tcp, __u32 vip_addr) {
+  f->client_addr = bpf_ntohl(ip->saddr);
+  f->vip_addr = bpf_ntohl(vip_addr);
+  f->client_port = bpf_ntohs(tcp->source);
+  f->vip_port = bpf_ntohs(tcp->dest);
+}
+
+/* The IP header behind a 14-byte Ethernet header: its TOS byte, its ID and checksum. */
+#define HL_IP_TOS_AT 15
+#define HL_IP_ID_AT 18
+#define HL_IP_CSUM_AT 24
+
+/* `tos` with its DSCP set to `dscp` (the ECN bits kept). */
+static __always_inline __u8 tos_with_dscp(__u8 tos, __u8 dscp) { return (__u8)(dscp << 2 | (tos & 0x03)); }
+
+/* Rewrites the segment's TOS byte from `from` to `to`, fixing the IP checksum
+ * (the TOS is the low byte of the header's first word); 0 or -1. */
+static __always_inline int set_tos(struct __sk_buff *skb, __u8 from, __u8 to) {
+  if (from == to) return 0;
+  if (bpf_l3_csum_replace(skb, HL_IP_CSUM_AT, bpf_htons(from), bpf_htons(to), 2)) return -1;
+  return bpf_skb_store_bytes(skb, HL_IP_TOS_AT, &to, 1, 0) ? -1 : 0;
+}
+
+/* Rewrites the IP ID (network order `from` to `to`); 0 or -1. */
+static __always_inline int set_ip_id(struct __sk_buff *skb, __u16 from, __u16 to) {
+  if (from == to) return 0;
+  if (bpf_l3_csum_replace(skb, HL_IP_CSUM_AT, from, to, 2)) return -1;
+  return bpf_skb_store_bytes(skb, HL_IP_ID_AT, &to, 2, 0) ? -1 : 0;
+}
+
+/* Rewrites 2 or 4 bytes of the TCP header at `l4` + `at` (network order
+ * `from` to `to`), fixing the TCP checksum; 0 or -1. */
+static __always_inline int set_tcp16(struct __sk_buff *skb, __u32 l4, __u32 at, __u16 from, __u16 to) {
+  if (from == to) return 0;
+  if (bpf_l4_csum_replace(skb, l4 + 16, from, to, 2)) return -1;
+  return bpf_skb_store_bytes(skb, l4 + at, &to, 2, 0) ? -1 : 0;
+}
+static __always_inline int set_tcp32(struct __sk_buff *skb, __u32 l4, __u32 at, __u32 from, __u32 to) {
+  if (from == to) return 0;
+  if (bpf_l4_csum_replace(skb, l4 + 16, from, to, 4)) return -1;
+  return bpf_skb_store_bytes(skb, l4 + at, &to, 4, 0) ? -1 : 0;
+}
+
+/* (h) kernel moves: the MAC a moved segment carries (18 bits: the IP ID and
+ * the urgent pointer's top two bits, HL_MOVED_* in origin_abi.h), over the
+ * connection, the segment's seq, ack and TSecr and the attributes, with the
+ * cluster's secret (the cookie's second key, separated by a constant): only
+ * a node that has the secret (the move's old node) can send a segment that a
+ * node adopts this way. */
+static __always_inline __u32 move_mac(const struct hl_origin_settings *s, const struct flow *f, __u32 seq,
+                                      __u32 ack, __u32 tsecr, __u32 attrs) {
+  const __u64 k0 = s->keys[2] ^ 0x686c2d6d6f766573ULL; /* "hl-moves" */
+  const __u64 k1 = s->keys[3];
+  const __u64 h = siphash16(k0, k1, (__u64)f->client_addr | (__u64)f->vip_addr << 32,
+                            (__u64)f->client_port | (__u64)f->vip_port << 16 | (__u64)attrs << 32);
+  return (__u32)siphash16(k0, k1, h ^ tsecr, (__u64)seq | (__u64)ack << 32) & 0x3ffffu;
+}
+
+/* The offset of the TSecr in a segment's options at `options_off` (where
+ * segment_ts reads it), or 0 when they are not there. */
+static __always_inline __u32 tsecr_at(struct __sk_buff *skb, __u32 options_off, __u32 options_end) {
+  __u8 opt[4];
+  if (options_off + 10 > options_end || bpf_skb_load_bytes(skb, options_off, opt, sizeof opt)) return 0;
+  if (opt[0] == 8 && opt[1] == 10) return options_off + 6;
+  if (opt[0] == 1 && opt[1] == 1 && opt[2] == 8 && opt[3] == 10 && options_off + 12 <= options_end) {
+    return options_off + 8;
+  }
+  return 0;
+}
+
 static __always_inline __u64 now_ms(void) { return bpf_ktime_get_ns() / 1000000ULL; }
 
 /* SynCookies::make. */

@@ -90,6 +90,17 @@
  *     an ended one deletes it at once. (A bpf_timer per entry would expire
  *     them in the kernel, but bpf_timer_init fails with ENOMEM under load
  *     here: its allocation from softirq.)
+ * (h) With cfg_kernel_moves as well (always, --kernel-moves): (g) takes a
+ *     persistent connection's first request too, and its entry is `tracked`:
+ *     tracked() reads each later request that starts where the last ended (a
+ *     whole GET/HEAD head in one segment). Its own node's path, or a path not
+ *     in `path_nodes`: forwarded where the connection is (kept). Another
+ *     owner's: the entry moves to it and the request goes to the old node as a
+ *     move order (HL_MOVE_DSCP, the new node's address in the IP ID and the
+ *     urgent pointer): the old node's adopt.bpf.c resets its socket once quiet
+ *     and sends the request on (HL_MOVED_DSCP, a MAC), the new node's adopts
+ *     it: no user space anywhere. A request it cannot read pins the
+ *     connection where it is (pinned); bytes after a gap are dropped.
  * Not the program's: non-IPv4, fragments, other addresses/ports: untouched,
  * uncounted. An unreadable TCP header or SYN options: untouched, malformed.
  *
@@ -141,6 +152,9 @@ const volatile __u8 cfg_local_any_request = 0; /* (f): a keep-alive request too 
 const volatile __u8 cfg_kernel_dispatch = 0;
 const volatile __u32 cfg_dispatch_mark = 0;
 const volatile __u8 cfg_dispatch_any_request = 0; /* (g): a keep-alive request too (no moves) */
+/* (h): a persistent connection's later requests read here too, and moved in the kernel. */
+const volatile __u8 cfg_kernel_moves = 0;
+const volatile __u32 cfg_self_addr = 0; /* (h): this node's own address (a move to it is sent there) */
 const volatile __u32 cfg_linger_ms = 2000;  /* (g): an entry lives this long after the client's FIN or RST */
 const volatile __u32 cfg_idle_ms = 120000;  /* (g): ... or this long without a segment */
 /* (f): the header names that matter, lowercase, and their lengths. */
@@ -348,10 +362,7 @@ static __always_inline int answer_syn(struct __sk_buff *skb, const struct iphdr 
   now = now_ms();
   slot = (__u32)(now / SLOT_MS);
   client_isn = bpf_ntohl(tcp->seq);
-  f.client_addr = bpf_ntohl(ip->saddr);
-  f.vip_addr = bpf_ntohl(ip->daddr);
-  f.client_port = bpf_ntohs(tcp->source);
-  f.vip_port = bpf_ntohs(tcp->dest);
+  flow_of(&f, ip, tcp, ip->daddr);
   isn = make_cookie(s, &f, client_isn, slot, index);
   if (o.has_ts) {
     ts_base = ((s->ts_offset + (__u32)now) & ~TS_OPT_MASK) |
@@ -438,15 +449,6 @@ malformed:
 error:
   count(HL_ORIGIN_ERROR);
   return TC_ACT_OK;
-}
-
-/* Sets the DSCP of the segment's IP header (TOS byte `tos`) to
- * HL_DISPATCH_DSCP ((g)); 0 or -1. */
-static __always_inline int mark_dispatched(struct __sk_buff *skb, __u8 tos) {
-  const __u8 to = (__u8)(HL_DISPATCH_DSCP << 2 | (tos & 0x03));
-  /* The checksum covers the TOS byte as the low byte of the first word. */
-  if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, bpf_htons(tos), bpf_htons(to), 2)) return -1;
-  return bpf_skb_store_bytes(skb, ETH_HLEN_ + 1, &to, 1, 0) ? -1 : 0;
 }
 
 /* Rewrites the destination of the segment (IP header at ETH_HLEN_, TCP at l4)
@@ -642,10 +644,11 @@ static long scan_byte(__u32 i, void *data) {
 }
 
 /* The path of the request in the `len` payload bytes at `off`, if it is a
- * whole head the program may decide ((f), (g)): the scratch's key, else NULL.
- * any_request: a keep-alive request too (else only a connection's last). */
+ * whole head the program may decide ((f), (g), (h)): the scratch's key, else
+ * NULL. any_request: a keep-alive request too (else only a connection's
+ * last); *last (if not NULL): whether it is the connection's last. */
 static __always_inline struct hl_local_path *request_path(struct __sk_buff *skb, __u32 off, __u32 len,
-                                                          int any_request) {
+                                                          int any_request, int *last) {
   const __u32 zero = 0;
   struct request_scan r = {};
   struct request_scratch *s;
@@ -673,13 +676,14 @@ static __always_inline struct hl_local_path *request_path(struct __sk_buff *skb,
    * request may be another node's (the engine tracks it). HTTP/1.0 closes
    * unless it says keep-alive (refused above, as any other option). */
   if (!any_request && !r.close && !r.http10) return NULL;
+  if (last) *last = r.close || r.http10;
   return &s->key;
 }
 
 /* Whether the request in the `len` payload bytes at `off` is a last request
  * for a path in `local_paths` (origin.bpf.c (f)). */
 static __always_inline int local_request(struct __sk_buff *skb, __u32 off, __u32 len) {
-  struct hl_local_path *path = request_path(skb, off, len, cfg_local_any_request);
+  struct hl_local_path *path = request_path(skb, off, len, cfg_local_any_request, NULL);
   return path && bpf_map_lookup_elem(&local_paths, path) != NULL;
 }
 
@@ -788,12 +792,10 @@ static __always_inline int dispatch(struct __sk_buff *skb, const struct iphdr *i
   struct hl_local_path *path;
   struct flow f;
   __u32 *node;
+  int last = 1;
 
   if (!s || !s->key_set || (ip->tos >> 2) != 0) return NOT_MINE; /* the DSCP carries (g)'s own */
-  f.client_addr = bpf_ntohl(ip->saddr);
-  f.vip_addr = bpf_ntohl(ip->daddr);
-  f.client_port = bpf_ntohs(tcp->source);
-  f.vip_port = bpf_ntohs(tcp->dest);
+  flow_of(&f, ip, tcp, ip->daddr);
   /* The first segment after a cookie handshake: seq and ack one past the ISNs. */
   if (!cookie_valid(s, &f, bpf_ntohl(tcp->seq), bpf_ntohl(tcp->ack_seq))) return NOT_MINE;
   /* Options: the timestamps where adopt.bpf.c reads them, or none. */
@@ -801,7 +803,8 @@ static __always_inline int dispatch(struct __sk_buff *skb, const struct iphdr *i
     __u32 tsval, tsecr;
     if (segment_ts(skb, l4 + sizeof *tcp, l4 + (__u32)tcp->doff * 4, &tsval, &tsecr) != 0) return NOT_MINE;
   }
-  path = request_path(skb, ETH_HLEN_ + headers, ip_len - headers, cfg_dispatch_any_request);
+  path = request_path(skb, ETH_HLEN_ + headers, ip_len - headers, cfg_dispatch_any_request || cfg_kernel_moves,
+                      &last);
   if (!path) return NOT_MINE;
   node = bpf_map_lookup_elem(&path_nodes, path);
   if (!node) return NOT_MINE;
@@ -809,14 +812,110 @@ static __always_inline int dispatch(struct __sk_buff *skb, const struct iphdr *i
   entry.dispatched = 1;
   entry.seen_ms = now_ms32();
   entry.gen = bpf_ntohl(tcp->ack_seq) - 1;
+  /* (h): a persistent connection: its next requests are read here too. */
+  entry.tracked = cfg_kernel_moves && !last && !cfg_dispatch_any_request;
+  entry.next_seq = bpf_ntohl(tcp->seq) + (ip_len - headers);
   if (bpf_map_update_elem(&forwards, key, &entry, BPF_NOEXIST)) return NOT_MINE; /* full, or raced */
   count(HL_ORIGIN_DISPATCHED);
   if (entry.node_addr == ip->daddr) return to_own_adopt(skb);
-  if (mark_dispatched(skb, ip->tos)) {
+  if (set_tos(skb, ip->tos, tos_with_dscp(ip->tos, HL_DISPATCH_DSCP))) {
     count(HL_ORIGIN_ERROR);
     return TC_ACT_SHOT;
   }
   return forward(skb, l4, ip->daddr, entry.node_addr);
+}
+
+/* ---- (h) a persistent connection's later requests, read in the kernel ---- */
+
+static __always_inline int seq_before(__u32 a, __u32 b) { return (__s32)(a - b) < 0; }
+
+/* Sends a tracked connection's segment to `node` (the VIP: this node itself)
+ * with DSCP `dscp`; the verdict. */
+static __always_inline int send_tracked(struct __sk_buff *skb, const struct iphdr *ip, __u32 l4, __u32 node,
+                                        __u8 dscp) {
+  if (set_tos(skb, ip->tos, tos_with_dscp(ip->tos, node == ip->daddr && dscp == HL_DISPATCH_DSCP ? 0 : dscp))) {
+    count(HL_ORIGIN_ERROR);
+    return TC_ACT_SHOT;
+  }
+  if (node == ip->daddr) return to_own_adopt(skb);
+  return forward(skb, l4, ip->daddr, node);
+}
+
+/* Where a move to `node` sends the request: the node's address (this node's
+ * own, not the VIP, which the old node has too). */
+static __always_inline __u32 move_target(__u32 node) { return node == cfg_vip_addr ? cfg_self_addr : node; }
+
+/* The move order: the request to the node that serves the connection now
+ * (`from`), the new node's address `to` in the IP ID and the urgent pointer
+ * (HL_MOVE_DSCP, origin_abi.h); the verdict. */
+static __always_inline int order_move(struct __sk_buff *skb, const struct iphdr *ip, const struct tcphdr *tcp,
+                                      __u32 l4, __u32 from, __u32 to) {
+  const __u16 *half = (const __u16 *)&to;
+  if (set_ip_id(skb, ip->id, half[0]) || set_tcp16(skb, l4, 18, tcp->urg_ptr, half[1])) {
+    count(HL_ORIGIN_ERROR);
+    return TC_ACT_SHOT;
+  }
+  return send_tracked(skb, ip, l4, from, HL_MOVE_DSCP);
+}
+
+/* The verdict for a segment of a tracked connection ((h): dispatched, persistent,
+ * cfg_kernel_moves). A segment that begins the next request (seq = next_seq)
+ * is read as (f) reads a request: a whole GET or HEAD head, nothing after it.
+ * A path in `path_nodes` whose owner is not the connection's node: the
+ * connection moves there (the entry's node becomes the owner, the request goes
+ * to the old node as a move order, which retires its socket once quiet and
+ * sends the request on: adopt.bpf.c); any other readable request stays where
+ * the connection is (its own content, or not one-owner content: answered
+ * there). A request the program cannot read (a body, a head across segments,
+ * pipelined requests, a request before the last move was acknowledged) pins the
+ * connection: every later segment stays where it is. Bytes after a gap are
+ * dropped (the client sends them again). Everything else (ACKs, FIN,
+ * retransmitted bytes) goes to the connection's node; the moving request
+ * again, to the old node again (it sends it on from its record). */
+static __always_inline int tracked(struct __sk_buff *skb, const struct iphdr *ip, const struct tcphdr *tcp,
+                                   struct hl_origin_forward *fwd, __u32 l4, __u32 ip_len, __u32 headers) {
+  const __u32 seq = bpf_ntohl(tcp->seq), ack = bpf_ntohl(tcp->ack_seq);
+  const __u32 len = ip_len - headers;
+  struct hl_local_path *path;
+  __u32 *owner, from;
+  int last = 0;
+
+  if (fwd->moving && tcp->ack && ack != fwd->move_ack) fwd->moving = 0; /* the new node's bytes arrived */
+  if (fwd->pinned || len == 0) return send_tracked(skb, ip, l4, fwd->node_addr, HL_DISPATCH_DSCP);
+  if (fwd->moving && seq == fwd->move_seq) {
+    count(HL_ORIGIN_MOVE_RESENT);
+    return order_move(skb, ip, tcp, l4, fwd->prev_node, move_target(fwd->node_addr));
+  }
+  if (seq_before(seq, fwd->next_seq)) {
+    if (seq_before(fwd->next_seq, seq + len)) fwd->pinned = 1; /* old bytes and new: not read here */
+    return send_tracked(skb, ip, l4, fwd->node_addr, HL_DISPATCH_DSCP);
+  }
+  if (seq != fwd->next_seq) {
+    count(HL_ORIGIN_GAP_DROPPED);
+    return TC_ACT_SHOT;
+  }
+  path = NULL;
+  if (!fwd->moving && !tcp->fin && !tcp->urg && !tcp->syn && !tcp->rst)
+    path = request_path(skb, ETH_HLEN_ + headers, len, 1, &last);
+  if (!path) {
+    fwd->pinned = 1;
+    count(HL_ORIGIN_PINNED);
+    return send_tracked(skb, ip, l4, fwd->node_addr, HL_DISPATCH_DSCP);
+  }
+  fwd->next_seq = seq + len;
+  owner = bpf_map_lookup_elem(&path_nodes, path);
+  if (!owner || *owner == fwd->node_addr) {
+    count(HL_ORIGIN_KEPT);
+    return send_tracked(skb, ip, l4, fwd->node_addr, HL_DISPATCH_DSCP);
+  }
+  from = fwd->node_addr;
+  fwd->prev_node = from;
+  fwd->node_addr = *owner;
+  fwd->moving = 1;
+  fwd->move_seq = seq;
+  fwd->move_ack = ack;
+  count(HL_ORIGIN_MOVE_SENT);
+  return order_move(skb, ip, tcp, l4, from, move_target(fwd->node_addr));
 }
 
 SEC("tc")
@@ -883,6 +982,7 @@ int origin(struct __sk_buff *skb) {
       count(HL_ORIGIN_END_TO_USER);
       return TC_PASS;
     }
+    if (fwd->tracked) return tracked(skb, &ip, &tcp, fwd, l4, ip_len, headers); /* (h) */
     if (fwd->acks_only && ip_len != headers) { /* a later request: the origin reads it */
       count(HL_ORIGIN_DATA_TO_USER);
       return TC_PASS;
@@ -895,7 +995,7 @@ int origin(struct __sk_buff *skb) {
     }
     /* (g): each segment marked, a retransmitted request too (the node
      * adopts only marked segments on their cookie). */
-    if (fwd->dispatched && (ip.tos >> 2) == 0 && mark_dispatched(skb, ip.tos)) {
+    if (fwd->dispatched && (ip.tos >> 2) == 0 && set_tos(skb, ip.tos, tos_with_dscp(ip.tos, HL_DISPATCH_DSCP))) {
       count(HL_ORIGIN_ERROR);
       return TC_ACT_SHOT;
     }
@@ -908,10 +1008,7 @@ int origin(struct __sk_buff *skb) {
   /* Unknown connection: the third segment of a cookie handshake is dropped. */
   if (ip_len == headers && tcp.ack && !tcp.psh && !tcp.fin && !tcp.rst && !tcp.urg) {
     s = bpf_map_lookup_elem(&settings, &zero);
-    f.client_addr = bpf_ntohl(ip.saddr);
-    f.vip_addr = bpf_ntohl(ip.daddr);
-    f.client_port = bpf_ntohs(tcp.source);
-    f.vip_port = bpf_ntohs(tcp.dest);
+    flow_of(&f, &ip, &tcp, ip.daddr);
     if (s && s->key_set && cookie_valid(s, &f, bpf_ntohl(tcp.seq), bpf_ntohl(tcp.ack_seq))) {
       count(HL_ORIGIN_ACK_DROPPED);
       return TC_ACT_SHOT;

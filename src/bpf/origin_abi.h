@@ -36,9 +36,16 @@ struct hl_origin_forward {
   __u8 acks_only;   /* 1: segments with payload go to user space (the origin reads each request) */
   __u8 dispatched;  /* 1: made by the program ((g): no engine knows the connection) */
   __u8 ended;       /* dispatched: the client's FIN or RST went through */
-  __u8 pad;         /* zero */
+  __u8 tracked;     /* (h): dispatched, persistent: the program reads each request (cfg_kernel_moves) */
   __u32 seen_ms;    /* dispatched: bpf_ktime_get_ns() / 1e6 (truncated) of its last segment */
   __u32 gen;        /* dispatched: the connection's cookie (its server ISN): which connection on the tuple */
+  __u32 next_seq;   /* (h), host order: where the client's next request begins */
+  __u32 move_seq;   /* (h), moving: the seq and ack of the request the connection moves for */
+  __u32 move_ack;
+  __u32 prev_node;  /* (h), moving: the node it moves from (network byte order; the VIP: this node) */
+  __u8 moving;      /* (h): a move not yet confirmed (no segment has acknowledged the new node's bytes) */
+  __u8 pinned;      /* (h): a request the program cannot read came: every segment stays where it is */
+  __u8 pad[2];      /* zero */
 };
 
 /* The input of the program `expire_probe` (run by user space through
@@ -57,6 +64,23 @@ struct hl_origin_expire {
  * which its engine authorises): only these are adopted on the cookie. adopt
  * clears it again (DSCP 0, the ECN bits untouched). TOS byte: dscp << 2. */
 #define HL_DISPATCH_DSCP 0x05u
+/* (h) kernel moves. HL_MOVE_DSCP: a tracked connection's next request, sent by
+ * the origin to the node that serves it now (S), the new node's address in the
+ * IP ID (high half) and the TCP urgent pointer (low half; URG clear): S's
+ * adopt.bpf.c retires its socket once quiet and sends the segment on to the new
+ * node with HL_MOVED_DSCP, the connection's attributes and a MAC in the IP ID
+ * and urgent pointer (hl_move_word), TSecr raised to S's TSval clock. */
+#define HL_MOVE_DSCP 0x06u
+#define HL_MOVED_DSCP 0x07u
+/* The urgent pointer of a HL_MOVED_DSCP segment: the attributes S read from its
+ * socket (bits 0..13) and two bits of the MAC; the IP ID: 16 more bits of it. */
+#define HL_MOVED_MSS_MASK 0x7u          /* bits 0..2: index into the cookie's MSS table */
+#define HL_MOVED_SND_WSCALE_SHIFT 3     /* bits 3..6 */
+#define HL_MOVED_RCV_WSCALE_SHIFT 7     /* bits 7..10 */
+#define HL_MOVED_WSCALE_OK (1u << 11)
+#define HL_MOVED_SACK_OK (1u << 12)
+#define HL_MOVED_TSTAMP_OK (1u << 13)
+#define HL_MOVED_ATTR_MASK 0x3fffu
 
 /* Index of each counter in the per-CPU counter array. */
 enum hl_origin_counter {
@@ -78,6 +102,11 @@ enum hl_origin_counter {
   HL_ORIGIN_EXPIRED_ENDED,    /* (g): entries expired cfg_linger_ms after the client's FIN or RST */
   HL_ORIGIN_EXPIRED_IDLE,     /* (g): entries expired after cfg_idle_ms without a segment */
   HL_ORIGIN_REPLACED,         /* (g): ended entries deleted for a new connection's SYN on their tuple */
+  HL_ORIGIN_MOVE_SENT,        /* (h): a request for another node's document: the move ordered from the serving node */
+  HL_ORIGIN_MOVE_RESENT,      /* (h): the moving request again (retransmitted): the order again */
+  HL_ORIGIN_KEPT,             /* (h): a later request served where the connection is */
+  HL_ORIGIN_PINNED,           /* (h): a request the program cannot read: the connection stays where it is */
+  HL_ORIGIN_GAP_DROPPED,      /* (h): bytes after a gap in a tracked connection's requests: dropped (resent) */
   HL_ORIGIN_COUNTER_COUNT
 };
 

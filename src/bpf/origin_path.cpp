@@ -8,9 +8,11 @@
 #include <unistd.h>
 
 #include <array>
+#include <bit>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
+#include <type_traits>
 
 #include "bpf/origin_abi.h"
 #include "bpf/percpu_counters.h"
@@ -68,7 +70,23 @@ std::vector<std::pair<std::string, uint64_t>> named_counters(const OriginCounter
       {"bpf_origin_expired_ended", c.expired_ended},
       {"bpf_origin_expired_idle", c.expired_idle},
       {"bpf_origin_replaced", c.replaced},
+      {"bpf_origin_move_sent", c.move_sent},
+      {"bpf_origin_move_resent", c.move_resent},
+      {"bpf_origin_kept", c.kept},
+      {"bpf_origin_pinned", c.pinned},
+      {"bpf_origin_gap_dropped", c.gap_dropped},
   };
+}
+
+OriginCounters& operator+=(OriginCounters& sum, const OriginCounters& c) {
+  // Every field is a uint64_t counter: added as an array.
+  constexpr size_t kFields = sizeof(OriginCounters) / sizeof(uint64_t);
+  static_assert(sizeof(OriginCounters) == kFields * sizeof(uint64_t) && std::is_trivially_copyable_v<OriginCounters>);
+  auto a = std::bit_cast<std::array<uint64_t, kFields>>(sum);
+  const auto b = std::bit_cast<std::array<uint64_t, kFields>>(c);
+  for (size_t i = 0; i < kFields; ++i) a[i] += b[i];
+  sum = std::bit_cast<OriginCounters>(a);
+  return sum;
 }
 
 bool is_handshake_mark(uint32_t mark) { return (mark & HL_HANDSHAKE_MARK_TAG_MASK) == HL_HANDSHAKE_MARK_TAG; }
@@ -123,6 +141,15 @@ OriginPath::OriginPath(const OriginPathConfig& config) : config_(config) {
     skel_->rodata->cfg_dispatch_any_request = config.dispatch_any_request ? 1 : 0;
     skel_->rodata->cfg_linger_ms = config.linger_ms;
     skel_->rodata->cfg_idle_ms = config.idle_ms;
+  }
+  if (config.kernel_moves) {
+    if (!config.kernel_dispatch || config.dispatch_any_request) {
+      hl_origin_bpf__destroy(skel_);
+      skel_ = nullptr;
+      throw std::runtime_error("origin program: kernel moves need kernel dispatch of last requests only");
+    }
+    skel_->rodata->cfg_kernel_moves = 1;
+    skel_->rodata->cfg_self_addr = htonl(config.self.value);
   }
   if (int err = hl_origin_bpf__load(skel_); err != 0) {
     hl_origin_bpf__destroy(skel_);
@@ -355,6 +382,11 @@ OriginCounters OriginPath::counters() const {
   c.expired_ended = read(HL_ORIGIN_EXPIRED_ENDED);
   c.expired_idle = read(HL_ORIGIN_EXPIRED_IDLE);
   c.replaced = read(HL_ORIGIN_REPLACED);
+  c.move_sent = read(HL_ORIGIN_MOVE_SENT);
+  c.move_resent = read(HL_ORIGIN_MOVE_RESENT);
+  c.kept = read(HL_ORIGIN_KEPT);
+  c.pinned = read(HL_ORIGIN_PINNED);
+  c.gap_dropped = read(HL_ORIGIN_GAP_DROPPED);
   c.malformed = read(HL_ORIGIN_MALFORMED);
   c.error = read(HL_ORIGIN_ERROR);
   return c;

@@ -85,7 +85,15 @@ struct OriginCounters {
   uint64_t expired_ended = 0;     // (g): its entries deleted linger_ms after the client's FIN or RST
   uint64_t expired_idle = 0;      // (g): ... after idle_ms without a segment
   uint64_t replaced = 0;          // (g): ended entries deleted for a new connection's SYN on their tuple
+  uint64_t move_sent = 0;         // (h): later requests for another node's document: moves ordered
+  uint64_t move_resent = 0;       // (h): a moving request again (retransmitted): the order again
+  uint64_t kept = 0;              // (h): later requests served where their connection is
+  uint64_t pinned = 0;            // (h): requests the program cannot read: their connection stays
+  uint64_t gap_dropped = 0;       // (h): bytes after a gap in a tracked connection: dropped
 };
+
+// Field by field (the counters of several attachments).
+OriginCounters& operator+=(OriginCounters& sum, const OriginCounters& c);
 
 // The counters as the engines export theirs, each named "bpf_origin_<field>",
 // in declaration order.
@@ -135,6 +143,14 @@ struct OriginPathConfig {
   bool dispatch_any_request = false;
   uint32_t linger_ms = 2000;
   uint32_t idle_ms = 120000;
+  // Kernel moves (origin.bpf.c (h); needs kernel_dispatch, not
+  // dispatch_any_request): a dispatched persistent connection's later
+  // requests are read by the program too and the connection moves to each
+  // one's owner in the kernel (the serving nodes' adopt programs: AdopterConfig::
+  // kernel_moves). `self`: this node's address (a move to it goes there;
+  // 0.0.0.0 where no path is its own: a front-end).
+  bool kernel_moves = false;
+  net::Ipv4Addr self;
 };
 
 // What a request's mark says of its connection's handshake (origin.bpf.c (e));

@@ -38,6 +38,8 @@ struct RuntimeConfig {
   static constexpr uint32_t kDefaultLocalMark = 0x484C;  // "HL": rare's released connections
   static constexpr uint32_t kDispatchMark = 0x4844;      // "HD": always: a request its origin program handed
                                                          //   to this node (adopt.bpf.c takes it)
+  static constexpr uint32_t kRetireMark = 0x4852;        // "HR": kernel moves: the copy of a moving request
+                                                         //   that resets the old node's socket (adopt.bpf.c)
   static constexpr uint32_t kDefaultStatsIntervalMs = 1000;
   static constexpr uint32_t kDefaultQueueMaxLen = 8192;
   static constexpr size_t kDefaultMaxHalfOpen = 16384;  // = the engines' defaults
@@ -96,6 +98,9 @@ struct RuntimeConfig {
                                                //   file: a connection's last request for a one-owner
                                                //   document is handed off by the origin program itself
                                                //   (origin.bpf.c (g)); the serving nodes adopt it
+  bool kernel_moves = false;                   // frontend, backend, always, with kernel_dispatch and moves:
+                                               //   a dispatched persistent connection's later requests are
+                                               //   read and moved in the kernel too (origin.bpf.c (h))
   std::string datapath = "auto";               // frontend, backend, always, rare: "kernel" (BPF: src/bpf/),
                                                //   "nfqueue" (NFQUEUE + raw socket), "auto" (kernel where
                                                //   this kernel can: resolve_datapath)

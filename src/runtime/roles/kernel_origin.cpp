@@ -95,6 +95,11 @@ KernelOrigin::KernelOrigin(const RuntimeConfig& c, bool forwards, const std::vec
       pc.dispatch_any_request = dispatch_->any_request;
       pc.linger_ms = kLingerMs;
       pc.idle_ms = kIdleMs;
+      // (h): persistent connections too, moved in the kernel (the serving nodes' adopt programs).
+      // always only: a front-end's back-ends do not route a moved request to one
+      // another yet (their programs' route lookup fails: no_route).
+      pc.kernel_moves = c.kernel_moves && !dispatch_->any_request && c.role == RuntimeRole::kAlways;
+      if (self_) pc.self = *self_;
     }
     paths_.push_back(std::make_unique<Attached>(pc, vip_));
     size_t added = 0;
@@ -190,27 +195,7 @@ std::optional<engine::OriginKernelPath::KernelHandshake> KernelOrigin::handshake
 
 bpf::OriginCounters KernelOrigin::sum() const {
   bpf::OriginCounters sum;
-  for (const auto& p : paths_) {
-    const bpf::OriginCounters c = p->path.counters();
-    sum.syn_answered += c.syn_answered;
-    sum.syn_no_key += c.syn_no_key;
-    sum.syn_passed += c.syn_passed;
-    sum.ack_dropped += c.ack_dropped;
-    sum.to_user += c.to_user;
-    sum.forwarded += c.forwarded;
-    sum.end_to_user += c.end_to_user;
-    sum.data_to_user += c.data_to_user;
-    sum.handshake_passed += c.handshake_passed;
-    sum.handshake_read += c.handshake_read;
-    sum.local_passed += c.local_passed;
-    sum.local_served += c.local_served;
-    sum.dispatched += c.dispatched;
-    sum.expired_ended += c.expired_ended;
-    sum.expired_idle += c.expired_idle;
-    sum.replaced += c.replaced;
-    sum.malformed += c.malformed;
-    sum.error += c.error;
-  }
+  for (const auto& p : paths_) sum += p->path.counters();
   return sum;
 }
 
@@ -226,12 +211,15 @@ void KernelOrigin::visit_counters(const CounterVisitor& visit) const {
 
 CounterVisitor KernelOrigin::adding_kernel_work(const CounterVisitor& visit) const {
   const bpf::OriginCounters c = sum();
-  return [&visit, answered = c.syn_answered, served = c.local_served, dispatched = c.dispatched](
-             const char* name, uint64_t value) {
+  return [&visit, c](const char* name, uint64_t value) {
     const std::string_view n(name);
-    if (n == "syn_cookies_sent") value += answered;
-    if (n == "local") value += served;
-    if (n == "handoffs") value += dispatched;
+    if (n == "syn_cookies_sent") value += c.syn_answered;
+    if (n == "local") value += c.local_served;
+    if (n == "handoffs") value += c.dispatched;
+    // (h): the moves and in-place requests of connections the program tracks.
+    if (n == "rehandoffs") value += c.move_sent;
+    if (n == "served_in_place") value += c.kept;
+    if (n == "later_requests") value += c.move_sent + c.kept + c.pinned;
     visit(name, value);
   };
 }

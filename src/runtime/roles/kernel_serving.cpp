@@ -142,6 +142,8 @@ KernelServing::KernelServing(RoleContext& ctx, net::Endpoint vip, net::Ipv4Addr 
   if (dispatched) {
     ac.cookie_auth = true;
     ac.dispatch_mark = RuntimeConfig::kDispatchMark;
+    ac.kernel_moves = c.kernel_moves && c.moves && c.role == RuntimeRole::kAlways;
+    ac.retire_mark = RuntimeConfig::kRetireMark;
     // No TIME_WAIT sockets: a client reusing its port must meet the listener.
     // A close the server began keeps its full socket in FIN_WAIT2 until the
     // client's FIN (a fin timeout above TCP_TIMEWAIT_LEN keeps it from turning

@@ -25,8 +25,15 @@ TEST(AdoptCounters, NamedLikeTheEnginesCountersOneNamePerField) {
   c.time_wait = 10;
   c.undnat = 11;
   c.cookie_adopted = 12;
+  c.move_retired = 13;
+  c.move_not_quiet = 14;
+  c.move_resent = 15;
+  c.move_unknown = 16;
+  c.move_no_route = 17;
+  c.move_adopted = 18;
+  c.move_bad_mac = 19;
   const auto named = named_counters(c);
-  ASSERT_EQ(named.size(), 12u);
+  ASSERT_EQ(named.size(), 19u);
   std::set<std::string> names;
   for (size_t i = 0; i < named.size(); ++i) {
     EXPECT_EQ(named[i].second, i + 1) << named[i].first;

@@ -498,8 +498,9 @@ TEST(OriginCounterNames, InDeclarationOrder) {
   c.local_served = 14;
   c.dispatched = 15;
   c.replaced = 18;
+  c.gap_dropped = 23;
   const auto named = named_counters(c);
-  ASSERT_EQ(named.size(), 18u);
+  ASSERT_EQ(named.size(), 23u);
   EXPECT_EQ(named.front(), (std::pair<std::string, uint64_t>{"bpf_origin_syn_answered", 1}));
   EXPECT_EQ(named[8], (std::pair<std::string, uint64_t>{"bpf_origin_error", 9}));
   EXPECT_EQ(named[9], (std::pair<std::string, uint64_t>{"bpf_origin_data_to_user", 10}));
@@ -508,7 +509,22 @@ TEST(OriginCounterNames, InDeclarationOrder) {
   EXPECT_EQ(named[12], (std::pair<std::string, uint64_t>{"bpf_origin_local_passed", 13}));
   EXPECT_EQ(named[13], (std::pair<std::string, uint64_t>{"bpf_origin_local_served", 14}));
   EXPECT_EQ(named[14], (std::pair<std::string, uint64_t>{"bpf_origin_dispatched", 15}));
-  EXPECT_EQ(named.back(), (std::pair<std::string, uint64_t>{"bpf_origin_replaced", 18}));
+  EXPECT_EQ(named[17], (std::pair<std::string, uint64_t>{"bpf_origin_replaced", 18}));
+  EXPECT_EQ(named.back(), (std::pair<std::string, uint64_t>{"bpf_origin_gap_dropped", 23}));
+}
+
+TEST(OriginCounterNames, SumFieldByField) {
+  OriginCounters a;
+  a.syn_answered = 1;
+  a.gap_dropped = 2;
+  OriginCounters b;
+  b.syn_answered = 10;
+  b.move_sent = 5;
+  a += b;
+  EXPECT_EQ(a.syn_answered, 11u);
+  EXPECT_EQ(a.move_sent, 5u);
+  EXPECT_EQ(a.gap_dropped, 2u);
+  EXPECT_EQ(a.forwarded, 0u);
 }
 
 // origin.bpf.c (f): which first request segments a rare node's kernel serves
