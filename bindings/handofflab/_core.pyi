@@ -661,15 +661,14 @@ class Engine:
         FIN_WAIT2 socket answers the client's FIN, then goes). off: every request through the
         engine; give the same value to every node
     kernel_moves: bool = False  (--kernel-moves; frontend, backend, always)
-        always (frontend and backend take it and do nothing yet) with --kernel-dispatch and
-        --moves: a persistent connection's first request is dispatched by the origin's BPF
-        program too, which then reads its later requests (a whole GET/HEAD head in one segment)
-        and moves the connection to each one's owner in the kernel: the serving node's adopt
-        program resets its quiet socket and sends the request on, the owner's adopts it (a MAC
-        from the cluster key). A request the program cannot read (a body, a head split across
-        segments, pipelined requests) keeps the connection where it is from then on, and
-        documents with several owners are answered where it is: experimental, off by default;
-        give the same value to every node
+        with --kernel-dispatch and --moves: a persistent connection's first request is
+        dispatched by the origin's BPF program too, which then reads its later requests (a whole
+        GET/HEAD head in one segment) and moves the connection to each one's owner in the
+        kernel: the serving node's adopt program resets its quiet socket and sends the request
+        on, the owner's adopts it (a MAC from the cluster key). A request the program cannot
+        read (a body, a head split across segments, pipelined requests) keeps the connection
+        where it is from then on, and documents with several owners are answered where it is:
+        experimental, off by default; give the same value to every node
     datapath: str = 'auto'  (--datapath; frontend, backend, always, rare)
         kernel: BPF programs take the handshake and forward at the origin and the serving node's
         kernel adopts handed-off connections (src/bpf/); nfqueue: NFQUEUE and raw sockets (the

@@ -357,16 +357,10 @@ static __always_inline int move_on(struct __sk_buff *skb, const struct iphdr *ip
   fib.ipv4_dst = to;
   fib.ifindex = skb->ifindex;
   r = bpf_fib_lookup(skb, &fib, sizeof fib, 0);
-  if (r == BPF_FIB_LKUP_RET_FWD_DISABLED) {
-    /* A node that does not forward (a back-end): the route as for its own packets. */
-    __builtin_memset(&fib, 0, sizeof fib);
-    fib.family = AF_INET_;
-    fib.l4_protocol = IPPROTO_TCP;
-    fib.tot_len = bpf_ntohs(ip->tot_len);
-    fib.ipv4_src = ip->saddr;
-    fib.ipv4_dst = to;
-    fib.ifindex = skb->ifindex;
-    r = bpf_fib_lookup(skb, &fib, sizeof fib, BPF_FIB_LOOKUP_OUTPUT);
+  if (r == BPF_FIB_LKUP_RET_FWD_DISABLED && skb->ifindex != LOOPBACK_IFINDEX) {
+    /* A node that does not forward (a back-end; the lookup insists): out of
+     * the interface the order came in on, the kernel's route and neighbour. */
+    return bpf_redirect_neigh(skb->ifindex, NULL, 0, 0);
   }
   if (r == BPF_FIB_LKUP_RET_SUCCESS) {
     if (bpf_skb_store_bytes(skb, 0, fib.dmac, 6, 0) || bpf_skb_store_bytes(skb, 6, fib.smac, 6, 0)) goto malformed;
@@ -395,9 +389,9 @@ static __always_inline __u32 mss_index(__u32 mss) {
 }
 
 /* A move order (HL_MOVE_DSCP) at the node that serves the connection: its
- * socket (on the VIP tuple) quiet, i.e. every byte its server wrote sent and
- * acknowledged by the request (snd_nxt = write_seq = ack) and every byte the
- * client sent read (rcv_nxt = copied_seq = seq): a copy of the request goes to
+ * socket (on the VIP tuple) quiet, i.e. every byte its server wrote
+ * acknowledged by the request (write_seq = ack) and every byte the client
+ * sent read (rcv_nxt = copied_seq = seq): a copy of the request goes to
  * lo marked cfg_retire_mark (retire() resets the socket there, silently) and
  * the request on to the new node with what the socket knows (move_on). Not
  * quiet (a response still under way): dropped, the client sends it again. Its
@@ -438,7 +432,9 @@ static __always_inline int move_from_here(struct __sk_buff *skb, const struct ip
     bpf_sk_release(skc);
     goto unknown;
   }
-  quiet = tp->snd_nxt == ack && tp->write_seq == ack && tp->rcv_nxt == seq && tp->copied_seq == seq;
+  /* Not snd_nxt: over veth the client may have the last segment (and ask
+   * again) before the sender's tcp_write_xmit has counted it sent. */
+  quiet = tp->write_seq == ack && tp->rcv_nxt == seq && tp->copied_seq == seq;
   if (quiet) {
     attrs = mss_index(tp->rx_opt.mss_clamp);
     if (BPF_CORE_READ_BITFIELD(tp, rx_opt.wscale_ok)) {
@@ -619,7 +615,14 @@ int adopt(struct __sk_buff *skb) {
       cookie = !adopted_here(skb, &key, bpf_ntohl(tcp.ack_seq));
     } else if (!adopted_here(skb, &key, bpf_ntohl(tcp.ack_seq))) {
       /* Or a request an origin dispatched in the kernel: its DSCP and cookie say so. */
-      if (!marked || cookie_entry(skb, &ip, &tcp, l4, &e) != 0) return TC_PASS;
+      if (!marked) return TC_PASS;
+      if (cookie_entry(skb, &ip, &tcp, l4, &e) != 0) {
+        /* A dispatched connection's segment and no socket here (gone, or a
+         * move's new node before its request): dropped, not answered with a
+         * RST that would end the client's connection. */
+        count(HL_ADOPT_NO_ENTRY);
+        return TC_ACT_SHOT;
+      }
       cookie = 1;
     }
     if ((marked || moved_in) && set_tos(skb, ip.tos, tos_with_dscp(ip.tos, 0))) {
@@ -689,7 +692,8 @@ int adopt(struct __sk_buff *skb) {
   if (!entry && !cookie) {
     count(HL_ADOPT_NO_ENTRY);
     bpf_sk_release(skc);
-    return cfg_pass_unauthorised ? (to_node ? TC_ACT_OK : TC_PASS) : TC_ACT_SHOT;
+    /* Dispatched here by this node's own origin program: as above, no RST. */
+    return cfg_pass_unauthorised && !dispatched ? (to_node ? TC_ACT_OK : TC_PASS) : TC_ACT_SHOT;
   }
   if (!matches) {
     count(HL_ADOPT_MISMATCH);

@@ -881,6 +881,9 @@ static __always_inline int tracked(struct __sk_buff *skb, const struct iphdr *ip
   int last = 0;
 
   if (fwd->moving && tcp->ack && ack != fwd->move_ack) fwd->moving = 0; /* the new node's bytes arrived */
+  /* While moving, which node has the socket is not known here (the old one,
+   * if its order found it busy): ACKs go to the new node, which drops what
+   * it has no socket for (adopt.bpf.c: a marked segment never meets a RST). */
   if (fwd->pinned || len == 0) return send_tracked(skb, ip, l4, fwd->node_addr, HL_DISPATCH_DSCP);
   if (fwd->moving && seq == fwd->move_seq) {
     count(HL_ORIGIN_MOVE_RESENT);

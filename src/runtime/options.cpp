@@ -216,7 +216,7 @@ constexpr OptionSpec kTable[] = {
     "socket answers the client's FIN, then goes). off: every request through the engine; give the same value "
     "to every node"),
   option<&C::kernel_moves>("kernel-moves", "kernel_moves", T::kBool, F | B | A, "on|off",
-    "always (frontend and backend take it and do nothing yet) with --kernel-dispatch and --moves: a persistent connection's first request is dispatched by the origin's "
+    "with --kernel-dispatch and --moves: a persistent connection's first request is dispatched by the origin's "
     "BPF program too, which then reads its later requests (a whole GET/HEAD head in one segment) and moves the "
     "connection to each one's owner in the kernel: the serving node's adopt program resets its quiet socket "
     "and sends the request on, the owner's adopts it (a MAC from the cluster key). A request the program "

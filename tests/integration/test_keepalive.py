@@ -536,24 +536,32 @@ def test_http_client_one_connection_under_loss_and_reordering(lossy: Cluster) ->
 
 
 # --- g. the kernel's own moves (--kernel-moves: origin.bpf.c (h), adopt.bpf.c) --------
-KERNEL_MOVE_COUNTERS = ("nfq_received", "bpf_origin_move_sent", "bpf_origin_move_resent", "bpf_origin_kept",
-                        "bpf_origin_pinned", "bpf_origin_gap_dropped", "bpf_adopt_move_retired",
+KERNEL_MOVE_COUNTERS = ("nfq_received", "handoffs", "rehandoffs", "bpf_origin_dispatched", "bpf_origin_move_sent",
+                        "bpf_origin_move_resent", "bpf_origin_kept", "bpf_origin_pinned", "bpf_origin_gap_dropped", "bpf_adopt_move_retired",
                         "bpf_adopt_move_adopted", "bpf_adopt_move_not_quiet", "bpf_adopt_move_unknown",
                         "bpf_adopt_move_no_route", "bpf_adopt_move_bad_mac", "bpf_adopt_seen")
 
 
-@pytest.fixture(scope="module", params=["always"])  # frontend: not yet (its back-ends' route lookup)
-def kernel_moves(request: Any, cluster_requirements: None) -> Iterator[Cluster]:
+def _kernel_moves_cluster(mode: str, **impair: Any) -> Iterator[Cluster]:
     """A cluster on the kernel data path whose engines move persistent
     connections in the kernel (--kernel-moves on)."""
-    mode = request.param
-    reason = _missing(mode)
+    reason = _missing(mode, impaired=bool(impair))
     if reason:
         pytest.skip(reason)
     with Cluster(mode=mode, backends=3, clients=1, seed=SEED, sizes=SIZES, replicate=0.0,
-                 datapath="kernel", engine_options={"kernel_moves": True}) as c:
+                 datapath="kernel", engine_options={"kernel_moves": True}, **impair) as c:
         assert set(c.datapaths().values()) == {"kernel"}, c.datapaths()
         yield c
+
+
+@pytest.fixture(scope="module", params=["always", "frontend"])
+def kernel_moves(request: Any, cluster_requirements: None) -> Iterator[Cluster]:
+    yield from _kernel_moves_cluster(request.param)
+
+
+@pytest.fixture(scope="module", params=["always", "frontend"])
+def lossy_kernel_moves(request: Any, cluster_requirements: None) -> Iterator[Cluster]:
+    yield from _kernel_moves_cluster(request.param, loss=LOSS, reorder=LOSS)
 
 
 def _settled_counters(c: Cluster) -> dict[str, dict[str, int]]:
@@ -568,12 +576,15 @@ def _settled_counters(c: Cluster) -> dict[str, dict[str, int]]:
     return last
 
 
-def _moved_in_the_kernel(c: Cluster, run: Any) -> None:
+def _moved_in_the_kernel(c: Cluster, run: Any, empty_connections: int = 0) -> None:
     """run() (a client test: every response byte-exact from an owner, one
     connection per client connection) moved its connections in the kernel
     alone: no packet reached user space on any node, every request the origin
     programs read (none pinned), and every move ordered retired one quiet socket
-    and was adopted by its new node."""
+    and was adopted by its new node. ``empty_connections``: connections the
+    client opened and closed without a request (wrk's connect test): their FIN
+    and what follows it are the origin engine's, as they were; still no request
+    reaches an engine (its handoffs and moves are the programs')."""
     before = _settled_counters(c)
     try:
         run()
@@ -584,7 +595,9 @@ def _moved_in_the_kernel(c: Cluster, run: Any) -> None:
                                     for n in after})) from None
     after = _settled_counters(c)
     d = {k: sum(after[n][k] - before[n][k] for n in after) for k in KERNEL_MOVE_COUNTERS}
-    assert d["nfq_received"] == 0, d
+    if not empty_connections:
+        assert d["nfq_received"] == 0, d
+    assert d["handoffs"] == d["bpf_origin_dispatched"] and d["rehandoffs"] == d["bpf_origin_move_sent"], d
     assert d["bpf_origin_pinned"] == 0 and d["bpf_origin_gap_dropped"] == 0, d
     assert d["bpf_origin_move_sent"] >= 1, d
     assert d["bpf_adopt_move_retired"] == d["bpf_adopt_move_adopted"] == d["bpf_origin_move_sent"], d
@@ -597,6 +610,25 @@ def test_kernel_moves_curl_several_urls_one_connection(kernel_moves: Cluster) ->
 
 def test_kernel_moves_http_client_one_persistent_connection(kernel_moves: Cluster) -> None:
     _moved_in_the_kernel(kernel_moves, lambda: _http_client_one_connection(kernel_moves))
+
+
+def test_kernel_moves_wrk_keepalive_mixed_owners(kernel_moves: Cluster) -> None:
+    _moved_in_the_kernel(kernel_moves, lambda: test_wrk_keepalive_mixed_owners(kernel_moves),
+                         empty_connections=1)  # wrk's connect() test of the address
+
+
+def test_kernel_moves_curl_under_loss_and_reordering(lossy_kernel_moves: Cluster) -> None:
+    """2 % loss and reordering each way on r0: a lost move order, moved
+    request or response is sent again (the client, or the old node from its
+    record); the client's TCP never notices beyond its retransmissions."""
+    c = lossy_kernel_moves
+    before = _settled_counters(c)
+    _curl_one_connection(c)
+    _http_client_one_connection(c)
+    after = _settled_counters(c)
+    d = {k: sum(after[n][k] - before[n][k] for n in after) for k in KERNEL_MOVE_COUNTERS}
+    assert d["bpf_origin_move_sent"] >= 1 and d["bpf_adopt_move_bad_mac"] == 0, d
+    assert d["handoffs"] == d["bpf_origin_dispatched"] and d["rehandoffs"] == d["bpf_origin_move_sent"], d
 
 
 def test_kernel_moves_pipelined_requests_for_different_owners(kernel_moves: Cluster) -> None:

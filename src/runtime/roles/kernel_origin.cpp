@@ -96,9 +96,7 @@ KernelOrigin::KernelOrigin(const RuntimeConfig& c, bool forwards, const std::vec
       pc.linger_ms = kLingerMs;
       pc.idle_ms = kIdleMs;
       // (h): persistent connections too, moved in the kernel (the serving nodes' adopt programs).
-      // always only: a front-end's back-ends do not route a moved request to one
-      // another yet (their programs' route lookup fails: no_route).
-      pc.kernel_moves = c.kernel_moves && !dispatch_->any_request && c.role == RuntimeRole::kAlways;
+      pc.kernel_moves = c.kernel_moves && !dispatch_->any_request;
       if (self_) pc.self = *self_;
     }
     paths_.push_back(std::make_unique<Attached>(pc, vip_));

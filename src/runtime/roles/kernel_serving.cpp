@@ -142,7 +142,7 @@ KernelServing::KernelServing(RoleContext& ctx, net::Endpoint vip, net::Ipv4Addr 
   if (dispatched) {
     ac.cookie_auth = true;
     ac.dispatch_mark = RuntimeConfig::kDispatchMark;
-    ac.kernel_moves = c.kernel_moves && c.moves && c.role == RuntimeRole::kAlways;
+    ac.kernel_moves = c.kernel_moves && c.moves;
     ac.retire_mark = RuntimeConfig::kRetireMark;
     // No TIME_WAIT sockets: a client reusing its port must meet the listener.
     // A close the server began keeps its full socket in FIN_WAIT2 until the
