@@ -111,7 +111,8 @@ def check_modes(labels: Sequence[str]) -> None:
             raise ValueError(f"mode label {m!r}: {exc}") from None
         if label.mode not in ALL_MODES:
             unknown.append(m)
-        elif (label.datapath is not None or label.policy is not None) and label.mode not in DATAPATH_MODES:
+        elif (label.datapath is not None or label.policy is not None or label.options) and \
+                label.mode not in DATAPATH_MODES:
             no_engine.append(m)
     if unknown:
         raise ValueError(f"unknown modes {unknown}; modes: {', '.join(ALL_MODES)}")

@@ -41,8 +41,9 @@ SPARE_COLOURS = ("#CC79A7", "#56B4E9", "#F0E442", "#882255", "#44AA99", "#999933
 
 
 def base_mode(label: str) -> str:
-    """The design of a mode label: "rare@0.9/kernel" -> "rare", "frontend+lard" -> "frontend"."""
-    return label.split("/", 1)[0].split("@", 1)[0].split("+", 1)[0]
+    """The design of a mode label: "rare@0.9/kernel" -> "rare", "frontend+lard" -> "frontend",
+    "always~kernel-moves" -> "always"."""
+    return label.split("~", 1)[0].split("/", 1)[0].split("@", 1)[0].split("+", 1)[0]
 
 
 def mode_styles(labels: list[str]) -> dict[str, tuple[str, str]]:

@@ -54,6 +54,19 @@ class ModeLabel:
     locality: Optional[str] = None
     datapath: Optional[str] = None
     policy: Optional[str] = None
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def engine_options(self) -> dict[str, Any]:
+        """The label's engine options as Cluster(engine_options=...) takes them."""
+        return dict(self.options)
+
+
+def _option_value(text: str) -> Any:
+    if text in ("on", "true", "yes"):
+        return True
+    if text in ("off", "false", "no"):
+        return False
+    return int(text) if text.isdigit() else text
 
 
 def parse_mode(label: str) -> ModeLabel:
@@ -62,8 +75,17 @@ def parse_mode(label: str) -> ModeLabel:
     "frontend/kernel", "always/nfqueue", "rare@0.9/kernel" (or "rare/kernel@0.9"):
     the engines on that data path (DATAPATHS), so one run compares both paths
     per design; "frontend+lard", "always+hash-path/kernel": the engines'
-    dispatch policy (spec.valid_policy), so one run compares policies. A plain
-    label is the mode itself."""
+    dispatch policy (spec.valid_policy), so one run compares policies;
+    "always~kernel-moves", "frontend/kernel~kernel-moves~moves=off": engine
+    options (handoffd's long names; a bare name is on), so one run compares an
+    option on and off. A plain label is the mode itself."""
+    label, *opts = label.split("~")
+    options = []
+    for opt in opts:
+        name, eq, value = opt.partition("=")
+        if not name:
+            raise ValueError("empty engine option in mode label (~name[=value])")
+        options.append((name.replace("-", "_"), _option_value(value) if eq else True))
     datapath = None
     for dp in DATAPATHS:
         if label.endswith("/" + dp):
@@ -78,7 +100,7 @@ def parse_mode(label: str) -> ModeLabel:
     base, plus, policy = base.partition("+")
     if plus and not valid_policy(policy):
         raise ValueError(f"unknown policy {policy!r} in mode label; policies: {', '.join(POLICIES)}")
-    return ModeLabel(base, locality if sep else None, datapath, policy if plus else None)
+    return ModeLabel(base, locality if sep else None, datapath, policy if plus else None, tuple(options))
 
 
 def split_mode(label: str) -> tuple[str, Optional[str]]:
@@ -221,6 +243,8 @@ class Runner:
                 ckw["datapath"] = label.datapath
             if label.policy is not None:
                 ckw["policy"] = label.policy
+            if label.options:
+                ckw["engine_options"] = {**ckw.get("engine_options", {}), **label.engine_options()}
             sizes = self.trace.cluster_sizes() if self.trace else docset.cluster_sizes(self.seed)
             kwargs = dict(mode=label.mode, seed=self.seed, sizes=sizes, access_log=False, **ckw)
             if mode == "proxy" and proxy_opts:

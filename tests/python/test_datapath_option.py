@@ -111,6 +111,9 @@ def test_datapaths_come_from_the_counter() -> None:
     ("frontend+lard", ModeLabel("frontend", policy="lard")),
     ("frontend+lard:4:10/kernel", ModeLabel("frontend", None, "kernel", "lard:4:10")),
     ("always+hash-path@0.5/nfqueue", ModeLabel("always", "0.5", "nfqueue", "hash-path")),
+    ("always~kernel-moves", ModeLabel("always", options=(("kernel_moves", True),))),
+    ("frontend/kernel~kernel-moves=off~max-connections=100",
+     ModeLabel("frontend", None, "kernel", None, (("kernel_moves", False), ("max_connections", 100)))),
 ])
 def test_mode_labels(label: str, parsed: ModeLabel) -> None:
     assert parse_mode(label) == parsed
@@ -129,7 +132,9 @@ def test_bad_mode_labels_are_refused() -> None:
         experiment.check_modes(["always/ebpf"])
     with pytest.raises(ValueError, match="unknown policy 'coin'"):
         parse_mode("frontend+coin")
-    experiment.check_modes(["frontend+lard", "frontend+round-robin/kernel"])
+    experiment.check_modes(["frontend+lard", "frontend+round-robin/kernel", "always~kernel-moves"])
+    with pytest.raises(ValueError, match="engine modes only"):
+        experiment.check_modes(["proxy~kernel-moves"])
     with pytest.raises(ValueError, match="engine modes only"):
         experiment.check_modes(["proxy+lard"])
 

@@ -5,6 +5,7 @@
 // space's sweep; anything else goes to user space as before.
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <time.h>
 
@@ -309,6 +310,136 @@ TEST(OriginDispatchConfig, NeedsCookieHandshakesAndADistinctMark) {
   EXPECT_THROW(OriginPath{config}, std::runtime_error) << "rare's kernel handshake";
   config.kernel_handshake = false;
   EXPECT_NO_THROW(OriginPath{config});
+}
+
+
+// origin.bpf.c (h), --kernel-moves: a keep-alive first request is dispatched
+// and its connection tracked; each later request is read: another owner's
+// goes to the connection's node as a move order (the new node's address in
+// the IP ID and urgent pointer), the node's own stays, one the program cannot
+// read pins the connection, bytes after a gap are dropped.
+class OriginKernelMoves : public OriginDispatch {
+ protected:
+  void SetUp() override {
+    if (std::string why = io::testing::enter_private_netns(); !why.empty()) GTEST_SKIP() << why;
+    if (std::string why = kernel_supports_origin(); !why.empty()) GTEST_SKIP() << why;
+    OriginPathConfig config = dispatch_config();
+    config.kernel_moves = true;
+    config.self = kSelf;
+    ASSERT_NO_FATAL_FAILURE(path_ = open(config));
+    ASSERT_TRUE(path_->set_path_node("/b.html", kOther));
+    ASSERT_TRUE(path_->set_path_node("/own.html", kVip.addr));
+  }
+
+  // Request `text` at `offset` bytes past the first request's start, acking `ack`.
+  std::vector<uint8_t> later(uint16_t port, uint32_t offset, uint32_t ack, const std::string& text,
+                             uint8_t flags = flag::ACK | flag::PSH) {
+    PacketBuilder b;
+    b.ipv4(kClientAddr, kVip.addr).tcp(port, kVip.port).seq(kClientIsn + 1 + offset).ack(ack).flags(flags).window(502);
+    if (!text.empty()) b.payload(text);
+    b.timestamps(5000, 6000);
+    return b.build();
+  }
+
+  // The first request (keep-alive, /a.html: kOwner's), dispatched; its ack.
+  uint32_t start(uint16_t port) {
+    std::vector<uint8_t> in = first_segment(port, kKeepAlive).build();
+    const RunResult r = run(in);
+    EXPECT_EQ(r.verdict, kTcActOk);
+    auto pkt = net::parse_tcp_packet(in);
+    EXPECT_EQ(path_->counters().dispatched, 1u);
+    return pkt->ack();
+  }
+
+  static std::vector<uint8_t> ip_of(const RunResult& r) { return {r.frame.begin() + 14, r.frame.end()}; }
+  static net::Ipv4Addr dst_of(const RunResult& r) {
+    std::vector<uint8_t> ip = ip_of(r);
+    auto pkt = net::parse_tcp_packet(ip);
+    return pkt.ok() ? pkt->dst_addr() : net::Ipv4Addr{};
+  }
+
+  const net::Ipv4Addr kOther = ipv4(10, 0, 1, 8);
+  const net::Ipv4Addr kSelf = ipv4(10, 0, 1, 9);
+  const std::string kKeepAlive = "GET /a.html HTTP/1.1\r\nHost: x\r\n\r\n";
+  const std::string kToOther = "GET /b.html HTTP/1.1\r\nHost: x\r\n\r\n";
+  const std::string kToOwner = "GET /a.html?x=1 HTTP/1.1\r\nHost: x\r\n\r\n";
+};
+
+TEST_F(OriginKernelMoves, ARequestForAnotherOwnerIsAMoveOrderToTheConnectionsNode) {
+  const uint32_t ack = start(41000);
+  const uint32_t at = static_cast<uint32_t>(kKeepAlive.size());
+  const RunResult r = run(later(41000, at, ack + 2000, kToOther));
+  ASSERT_EQ(r.verdict, kTcActOk);
+  std::vector<uint8_t> out = ip_of(r);
+  auto pkt = net::parse_tcp_packet(out);
+  ASSERT_TRUE(pkt.ok());
+  EXPECT_EQ(pkt->dst_addr(), kOwner) << "the order goes to the node that has the socket";
+  EXPECT_EQ(out[1], HL_MOVE_DSCP << 2);
+  // The new node's address: the IP ID (bytes 4..5) then the urgent pointer.
+  const uint32_t other = htonl(kOther.value);
+  const auto* half = reinterpret_cast<const uint8_t*>(&other);
+  EXPECT_EQ(std::vector<uint8_t>(out.begin() + 4, out.begin() + 6), std::vector<uint8_t>(half, half + 2));
+  EXPECT_EQ(std::vector<uint8_t>(out.begin() + 38, out.begin() + 40), std::vector<uint8_t>(half + 2, half + 4));
+  EXPECT_TRUE(pkt->ip_checksum_ok());
+  EXPECT_TRUE(pkt->tcp_checksum_ok());
+  EXPECT_FALSE(pkt->has_flags(flag::URG));
+  EXPECT_EQ(std::string(pkt->payload().begin(), pkt->payload().end()), kToOther);
+  EXPECT_EQ(path_->counters().move_sent, 1u);
+  EXPECT_EQ(path_->forward_state({{kClientAddr, 41000}, kVip})->node, kOther);
+
+  // Sent again (lost, or the old node was busy): the same order again.
+  const RunResult again = run(later(41000, at, ack + 2000, kToOther));
+  ASSERT_EQ(again.verdict, kTcActOk);
+  EXPECT_EQ(dst_of(again), kOwner);
+  EXPECT_EQ(path_->counters().move_resent, 1u);
+
+  // An ACK of the new node's bytes: done; it and the next requests go there,
+  // one for its own content kept there.
+  const RunResult acked = run(later(41000, at + static_cast<uint32_t>(kToOther.size()), ack + 3000, ""));
+  ASSERT_EQ(acked.verdict, kTcActOk);
+  std::vector<uint8_t> acked_ip = ip_of(acked);
+  EXPECT_EQ(net::parse_tcp_packet(acked_ip)->dst_addr(), kOther);
+  EXPECT_EQ(acked_ip[1], HL_DISPATCH_DSCP << 2);
+}
+
+TEST_F(OriginKernelMoves, OwnContentStaysUnreadableRequestsPinAndGapsAreDropped) {
+  const uint32_t ack = start(41001);
+  uint32_t at = static_cast<uint32_t>(kKeepAlive.size());
+  RunResult r = run(later(41001, at, ack + 2000, kToOwner));
+  ASSERT_EQ(r.verdict, kTcActOk);
+  std::vector<uint8_t> out = ip_of(r);
+  EXPECT_EQ(net::parse_tcp_packet(out)->dst_addr(), kOwner);
+  EXPECT_EQ(out[1], HL_DISPATCH_DSCP << 2) << "kept: no move order";
+  EXPECT_EQ(path_->counters().kept, 1u);
+  at += static_cast<uint32_t>(kToOwner.size());
+
+  // After a gap: dropped, nothing read.
+  EXPECT_EQ(run(later(41001, at + 10, ack + 4000, kToOther)).verdict, 2 /* TC_ACT_SHOT */);
+  EXPECT_EQ(path_->counters().gap_dropped, 1u);
+
+  // A request with a body: not read here: the connection stays where it is from now on.
+  const std::string post = "POST /b.html HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi";
+  r = run(later(41001, at, ack + 4000, post));
+  ASSERT_EQ(r.verdict, kTcActOk);
+  EXPECT_EQ(dst_of(r), kOwner);
+  EXPECT_EQ(path_->counters().pinned, 1u);
+  at += static_cast<uint32_t>(post.size());
+  r = run(later(41001, at, ack + 5000, kToOther));
+  EXPECT_EQ(dst_of(r), kOwner) << "pinned";
+  EXPECT_EQ(path_->counters().move_sent, 0u);
+}
+
+TEST_F(OriginKernelMoves, AMoveToThisNodeIsSentToItsOwnAddress) {
+  const uint32_t ack = start(41002);
+  const std::string own = "GET /own.html HTTP/1.1\r\nHost: x\r\n\r\n";
+  const RunResult r = run(later(41002, static_cast<uint32_t>(kKeepAlive.size()), ack + 2000, own));
+  ASSERT_EQ(r.verdict, kTcActOk);
+  std::vector<uint8_t> out = ip_of(r);
+  const uint32_t self = htonl(kSelf.value);
+  const auto* half = reinterpret_cast<const uint8_t*>(&self);
+  EXPECT_EQ(std::vector<uint8_t>(out.begin() + 4, out.begin() + 6), std::vector<uint8_t>(half, half + 2));
+  EXPECT_EQ(std::vector<uint8_t>(out.begin() + 38, out.begin() + 40), std::vector<uint8_t>(half + 2, half + 4));
+  EXPECT_EQ(path_->forward_state({{kClientAddr, 41002}, kVip})->node, kVip.addr) << "its segments: to lo";
 }
 
 }  // namespace
