@@ -829,15 +829,42 @@ static __always_inline int dispatch(struct __sk_buff *skb, const struct iphdr *i
 
 static __always_inline int seq_before(__u32 a, __u32 b) { return (__s32)(a - b) < 0; }
 
+/* Whether this node has a socket other than the listener for the segment's
+ * connection (the VIP tuple). */
+static __always_inline int own_socket(struct __sk_buff *skb, const struct iphdr *ip, const struct tcphdr *tcp) {
+  struct bpf_sock_tuple t = {};
+  struct bpf_sock *sk;
+  int found;
+
+  t.ipv4.saddr = ip->saddr;
+  t.ipv4.daddr = ip->daddr;
+  t.ipv4.sport = tcp->source;
+  t.ipv4.dport = tcp->dest;
+  sk = bpf_skc_lookup_tcp(skb, &t, sizeof t.ipv4, BPF_F_CURRENT_NETNS, 0);
+  if (!sk) return 0;
+  found = sk->state != BPF_TCP_LISTEN && sk->state != BPF_TCP_TIME_WAIT && sk->state != TCP_NEW_SYN_RECV_;
+  bpf_sk_release(sk);
+  return found;
+}
+
 /* Sends a tracked connection's segment to `node` (the VIP: this node itself)
- * with DSCP `dscp`; the verdict. */
-static __always_inline int send_tracked(struct __sk_buff *skb, const struct iphdr *ip, __u32 l4, __u32 node,
-                                        __u8 dscp) {
-  if (set_tos(skb, ip->tos, tos_with_dscp(ip->tos, node == ip->daddr && dscp == HL_DISPATCH_DSCP ? 0 : dscp))) {
+ * with DSCP `dscp`; the verdict. To this node: straight to its socket (the
+ * bypass mark) when it has one, else through lo to its adopt program (a
+ * request not yet adopted; without a socket the adopt program drops what the
+ * listener would answer with a RST). */
+static __always_inline int send_tracked(struct __sk_buff *skb, const struct iphdr *ip, const struct tcphdr *tcp,
+                                        __u32 l4, __u32 node, __u8 dscp) {
+  const int own = node == ip->daddr;
+  if (set_tos(skb, ip->tos, tos_with_dscp(ip->tos, own && dscp == HL_DISPATCH_DSCP ? 0 : dscp))) {
     count(HL_ORIGIN_ERROR);
     return TC_ACT_SHOT;
   }
-  if (node == ip->daddr) return to_own_adopt(skb);
+  if (own && dscp == HL_DISPATCH_DSCP && cfg_bypass_mark && own_socket(skb, ip, tcp)) {
+    skb->mark = cfg_bypass_mark;
+    count(HL_ORIGIN_LOCAL_PASSED);
+    return TC_PASS;
+  }
+  if (own) return to_own_adopt(skb);
   return forward(skb, l4, ip->daddr, node);
 }
 
@@ -855,7 +882,7 @@ static __always_inline int order_move(struct __sk_buff *skb, const struct iphdr 
     count(HL_ORIGIN_ERROR);
     return TC_ACT_SHOT;
   }
-  return send_tracked(skb, ip, l4, from, HL_MOVE_DSCP);
+  return send_tracked(skb, ip, tcp, l4, from, HL_MOVE_DSCP);
 }
 
 /* The verdict for a segment of a tracked connection ((h): dispatched, persistent,
@@ -884,14 +911,14 @@ static __always_inline int tracked(struct __sk_buff *skb, const struct iphdr *ip
   /* While moving, which node has the socket is not known here (the old one,
    * if its order found it busy): ACKs go to the new node, which drops what
    * it has no socket for (adopt.bpf.c: a marked segment never meets a RST). */
-  if (fwd->pinned || len == 0) return send_tracked(skb, ip, l4, fwd->node_addr, HL_DISPATCH_DSCP);
+  if (fwd->pinned || len == 0) return send_tracked(skb, ip, tcp, l4, fwd->node_addr, HL_DISPATCH_DSCP);
   if (fwd->moving && seq == fwd->move_seq) {
     count(HL_ORIGIN_MOVE_RESENT);
     return order_move(skb, ip, tcp, l4, fwd->prev_node, move_target(fwd->node_addr));
   }
   if (seq_before(seq, fwd->next_seq)) {
     if (seq_before(fwd->next_seq, seq + len)) fwd->pinned = 1; /* old bytes and new: not read here */
-    return send_tracked(skb, ip, l4, fwd->node_addr, HL_DISPATCH_DSCP);
+    return send_tracked(skb, ip, tcp, l4, fwd->node_addr, HL_DISPATCH_DSCP);
   }
   if (seq != fwd->next_seq) {
     count(HL_ORIGIN_GAP_DROPPED);
@@ -903,13 +930,13 @@ static __always_inline int tracked(struct __sk_buff *skb, const struct iphdr *ip
   if (!path) {
     fwd->pinned = 1;
     count(HL_ORIGIN_PINNED);
-    return send_tracked(skb, ip, l4, fwd->node_addr, HL_DISPATCH_DSCP);
+    return send_tracked(skb, ip, tcp, l4, fwd->node_addr, HL_DISPATCH_DSCP);
   }
   fwd->next_seq = seq + len;
   owner = bpf_map_lookup_elem(&path_nodes, path);
   if (!owner || *owner == fwd->node_addr) {
     count(HL_ORIGIN_KEPT);
-    return send_tracked(skb, ip, l4, fwd->node_addr, HL_DISPATCH_DSCP);
+    return send_tracked(skb, ip, tcp, l4, fwd->node_addr, HL_DISPATCH_DSCP);
   }
   from = fwd->node_addr;
   fwd->prev_node = from;
