@@ -88,7 +88,6 @@
 #define ETH_HLEN_ 14
 #define ETH_P_IP_ 0x0800
 #define IP_FRAG_MASK 0x3fff /* MF flag and fragment offset */
-#define CURRENT_NETNS ((__u64)-1L) /* BPF_F_CURRENT_NETNS */
 
 extern int bpf_sk_assign_tcp_reqsk(struct __sk_buff *skb, struct sock *sk,
                                    struct bpf_tcp_req_attrs *attrs, int attrs__sz) __ksym;
@@ -236,15 +235,10 @@ struct sock_common___tw {
  * un-DNATted, the TIME_WAIT socket would take it and answer with its old
  * numbers, and the client would wait a retransmission timeout. */
 static __always_inline int adopted_here(struct __sk_buff *skb, const struct hl_adopt_key *key, __u32 ack) {
-  struct bpf_sock_tuple tuple = {};
   struct bpf_sock *skc;
   int found;
   if (bpf_map_lookup_elem(&authorised, key)) return 1;
-  tuple.ipv4.saddr = key->client_addr;
-  tuple.ipv4.daddr = key->vip_addr;
-  tuple.ipv4.sport = key->client_port;
-  tuple.ipv4.dport = key->vip_port;
-  skc = bpf_skc_lookup_tcp(skb, &tuple, sizeof tuple.ipv4, CURRENT_NETNS, 0);
+  skc = connection_socket(skb, key->client_addr, key->vip_addr, key->client_port, key->vip_port);
   if (!skc) return 0;
   if (skc->state == BPF_TCP_TIME_WAIT) {
     const void *tw = bpf_skc_to_tcp_timewait_sock(skc);
@@ -401,7 +395,6 @@ static __always_inline __u32 mss_index(__u32 mss) {
  * node (else to the VIP, from this node's own origin program). */
 static __always_inline int move_from_here(struct __sk_buff *skb, const struct iphdr *ip, const struct tcphdr *tcp,
                                           __u32 l4, int to_node) {
-  struct bpf_sock_tuple t = {};
   struct hl_adopt_key key = {};
   struct hl_moved_record rec = {}, *old;
   struct bpf_sock *skc;
@@ -411,11 +404,11 @@ static __always_inline int move_from_here(struct __sk_buff *skb, const struct ip
   const __u32 seq = bpf_ntohl(tcp->seq), ack = bpf_ntohl(tcp->ack_seq);
   __u32 attrs = 0, quiet;
 
-  key.client_addr = t.ipv4.saddr = ip->saddr;
-  key.vip_addr = t.ipv4.daddr = cfg_vip_addr;
-  key.client_port = t.ipv4.sport = tcp->source;
-  key.vip_port = t.ipv4.dport = tcp->dest;
-  skc = bpf_skc_lookup_tcp(skb, &t, sizeof t.ipv4, CURRENT_NETNS, 0);
+  key.client_addr = ip->saddr;
+  key.vip_addr = cfg_vip_addr;
+  key.client_port = tcp->source;
+  key.vip_port = tcp->dest;
+  skc = connection_socket(skb, key.client_addr, key.vip_addr, key.client_port, key.vip_port);
   if (!skc) {
     old = bpf_map_lookup_elem(&moved, &key);
     if (!old || old->seq != seq || old->ack != ack) goto unknown;
@@ -560,7 +553,6 @@ SEC("tc")
 int adopt(struct __sk_buff *skb) {
   struct iphdr ip;
   struct tcphdr tcp;
-  struct bpf_sock_tuple tuple = {};
   struct hl_adopt_key key = {};
   struct bpf_tcp_req_attrs attrs;
   struct hl_adopt_entry *entry, e;
@@ -643,10 +635,6 @@ int adopt(struct __sk_buff *skb) {
   }
   count(HL_ADOPT_SEEN);
 
-  tuple.ipv4.saddr = ip.saddr;
-  tuple.ipv4.daddr = ip.daddr;
-  tuple.ipv4.sport = tcp.source;
-  tuple.ipv4.dport = tcp.dest;
   key.client_addr = ip.saddr;
   key.vip_addr = ip.daddr;
   key.client_port = tcp.source;
@@ -667,7 +655,7 @@ int adopt(struct __sk_buff *skb) {
               make_attrs(skb, &e, l4 + sizeof tcp, l4 + (__u32)tcp.doff * 4, &attrs) == 0;
   }
 
-  skc = bpf_skc_lookup_tcp(skb, &tuple, sizeof tuple.ipv4, CURRENT_NETNS, 0);
+  skc = connection_socket(skb, ip.saddr, ip.daddr, tcp.source, tcp.dest);
   if (skc && (entry || cookie) && skc->state == BPF_TCP_TIME_WAIT) {
     /* A new handoff of a 4-tuple whose previous connection this node closed
      * first (HTTP/1.0 servers do; clients reuse ports). The kernel refuses to

@@ -80,6 +80,19 @@ static __always_inline void flow_of(struct flow *f, const struct iphdr *ip, cons
   f->vip_port = bpf_ntohs(tcp->dest);
 }
 
+/* The socket (any state) of the connection client_addr:client_port ->
+ * vip_addr:vip_port (network byte order) in this network namespace, or NULL;
+ * the caller releases it (bpf_sk_release). */
+static __always_inline struct bpf_sock *connection_socket(struct __sk_buff *skb, __u32 client_addr, __u32 vip_addr,
+                                                          __u16 client_port, __u16 vip_port) {
+  struct bpf_sock_tuple t = {};
+  t.ipv4.saddr = client_addr;
+  t.ipv4.daddr = vip_addr;
+  t.ipv4.sport = client_port;
+  t.ipv4.dport = vip_port;
+  return bpf_skc_lookup_tcp(skb, &t, sizeof t.ipv4, BPF_F_CURRENT_NETNS, 0);
+}
+
 /* The IP header behind a 14-byte Ethernet header: its TOS byte, its ID and checksum. */
 #define HL_IP_TOS_AT 15
 #define HL_IP_ID_AT 18

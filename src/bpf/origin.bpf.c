@@ -93,9 +93,9 @@
  * (h) With cfg_kernel_moves as well (always, --kernel-moves): (g) takes a
  *     persistent connection's first request too, and its entry is `tracked`:
  *     tracked() reads each later request that starts where the last ended (a
- *     whole GET/HEAD head in one segment). Its own node's path, or a path not
- *     in `path_nodes`: forwarded where the connection is (kept). Another
- *     owner's: the entry moves to it and the request goes to the old node as a
+ *     whole GET/HEAD head in one segment). A path its node is an owner of, or
+ *     one not in `path_nodes`: forwarded where the connection is (kept).
+ *     Another's: the entry moves to its first live owner and the request goes to the old node as a
  *     move order (HL_MOVE_DSCP, the new node's address in the IP ID and the
  *     urgent pointer): the old node's adopt.bpf.c resets its socket once quiet
  *     and sends the request on (HL_MOVED_DSCP, a MAC), the new node's adopts
@@ -202,7 +202,7 @@ struct {
   __uint(map_flags, BPF_F_NO_PREALLOC);
   __uint(max_entries, HL_ORIGIN_MAX_LOCAL_PATHS);
   __type(key, struct hl_local_path);
-  __type(value, __u32);
+  __type(value, struct hl_path_owners);
 } path_nodes SEC(".maps");
 
 /* (f)'s scratch: the request's bytes and the path's key (too big for the stack). */
@@ -702,7 +702,6 @@ static __always_inline __u32 handshake_mark(__u32 mss, __u32 snd_wscale, __u32 r
 /* The verdict for a segment of a connection not in `forwards`, or NOT_MINE. */
 static __always_inline int kernel_handshake(struct __sk_buff *skb, const struct iphdr *ip, const struct tcphdr *tcp,
                                             __u32 ip_len, __u32 headers) {
-  struct bpf_sock_tuple t = {};
   struct bpf_sock *sk;
   struct tcp_request_sock *req;
   struct tcp_sock *tp;
@@ -717,11 +716,7 @@ static __always_inline int kernel_handshake(struct __sk_buff *skb, const struct 
     return TC_PASS;
   }
   if (!tcp->ack) return NOT_MINE;
-  t.ipv4.saddr = ip->saddr;
-  t.ipv4.daddr = ip->daddr;
-  t.ipv4.sport = tcp->source;
-  t.ipv4.dport = tcp->dest;
-  sk = bpf_skc_lookup_tcp(skb, &t, sizeof t.ipv4, BPF_F_CURRENT_NETNS, 0);
+  sk = connection_socket(skb, ip->saddr, ip->daddr, tcp->source, tcp->dest);
   if (!sk) return NOT_MINE;
   seq = bpf_ntohl(tcp->seq);
   ack = bpf_ntohl(tcp->ack_seq);
@@ -790,8 +785,8 @@ static __always_inline int dispatch(struct __sk_buff *skb, const struct iphdr *i
   const struct hl_origin_settings *s = bpf_map_lookup_elem(&settings, &zero);
   struct hl_origin_forward entry = {};
   struct hl_local_path *path;
+  struct hl_path_owners *owners;
   struct flow f;
-  __u32 *node;
   int last = 1;
 
   if (!s || !s->key_set || (ip->tos >> 2) != 0) return NOT_MINE; /* the DSCP carries (g)'s own */
@@ -806,15 +801,16 @@ static __always_inline int dispatch(struct __sk_buff *skb, const struct iphdr *i
   path = request_path(skb, ETH_HLEN_ + headers, ip_len - headers, cfg_dispatch_any_request || cfg_kernel_moves,
                       &last);
   if (!path) return NOT_MINE;
-  node = bpf_map_lookup_elem(&path_nodes, path);
-  if (!node) return NOT_MINE;
-  entry.node_addr = *node;
+  owners = bpf_map_lookup_elem(&path_nodes, path);
+  if (!owners || owners->node[1] != 0) return NOT_MINE; /* several owners: the engine's policy chooses */
+  entry.node_addr = owners->node[0];
   entry.dispatched = 1;
   entry.seen_ms = now_ms32();
   entry.gen = bpf_ntohl(tcp->ack_seq) - 1;
   /* (h): a persistent connection: its next requests are read here too. */
   entry.tracked = cfg_kernel_moves && !last && !cfg_dispatch_any_request;
   entry.next_seq = bpf_ntohl(tcp->seq) + (ip_len - headers);
+  entry.req_ack = bpf_ntohl(tcp->ack_seq);
   if (bpf_map_update_elem(&forwards, key, &entry, BPF_NOEXIST)) return NOT_MINE; /* full, or raced */
   count(HL_ORIGIN_DISPATCHED);
   if (entry.node_addr == ip->daddr) return to_own_adopt(skb);
@@ -832,15 +828,10 @@ static __always_inline int seq_before(__u32 a, __u32 b) { return (__s32)(a - b) 
 /* Whether this node has a socket other than the listener for the segment's
  * connection (the VIP tuple). */
 static __always_inline int own_socket(struct __sk_buff *skb, const struct iphdr *ip, const struct tcphdr *tcp) {
-  struct bpf_sock_tuple t = {};
   struct bpf_sock *sk;
   int found;
 
-  t.ipv4.saddr = ip->saddr;
-  t.ipv4.daddr = ip->daddr;
-  t.ipv4.sport = tcp->source;
-  t.ipv4.dport = tcp->dest;
-  sk = bpf_skc_lookup_tcp(skb, &t, sizeof t.ipv4, BPF_F_CURRENT_NETNS, 0);
+  sk = connection_socket(skb, ip->saddr, ip->daddr, tcp->source, tcp->dest);
   if (!sk) return 0;
   found = sk->state != BPF_TCP_LISTEN && sk->state != BPF_TCP_TIME_WAIT && sk->state != TCP_NEW_SYN_RECV_;
   bpf_sk_release(sk);
@@ -894,7 +885,8 @@ static __always_inline int order_move(struct __sk_buff *skb, const struct iphdr 
  * sends the request on: adopt.bpf.c); any other readable request stays where
  * the connection is (its own content, or not one-owner content: answered
  * there). A request the program cannot read (a body, a head across segments,
- * pipelined requests, a request before the last move was acknowledged) pins the
+ * pipelined requests: several in a segment, or one acknowledging nothing
+ * since the last, or one before the last move was acknowledged) pins the
  * connection: every later segment stays where it is. Bytes after a gap are
  * dropped (the client sends them again). Everything else (ACKs, FIN,
  * retransmitted bytes) goes to the connection's node; the moving request
@@ -904,7 +896,8 @@ static __always_inline int tracked(struct __sk_buff *skb, const struct iphdr *ip
   const __u32 seq = bpf_ntohl(tcp->seq), ack = bpf_ntohl(tcp->ack_seq);
   const __u32 len = ip_len - headers;
   struct hl_local_path *path;
-  __u32 *owner, from;
+  struct hl_path_owners *owners;
+  __u32 from, i;
   int last = 0;
 
   if (fwd->moving && tcp->ack && ack != fwd->move_ack) fwd->moving = 0; /* the new node's bytes arrived */
@@ -925,7 +918,10 @@ static __always_inline int tracked(struct __sk_buff *skb, const struct iphdr *ip
     return TC_ACT_SHOT;
   }
   path = NULL;
-  if (!fwd->moving && !tcp->fin && !tcp->urg && !tcp->syn && !tcp->rst)
+  /* A request that acknowledges nothing since the last one is pipelined (a
+   * response has at least a byte): where the last one's response may still
+   * be under way, no quiet point comes soon. */
+  if (!fwd->moving && ack != fwd->req_ack && !tcp->fin && !tcp->urg && !tcp->syn && !tcp->rst)
     path = request_path(skb, ETH_HLEN_ + headers, len, 1, &last);
   if (!path) {
     fwd->pinned = 1;
@@ -933,14 +929,22 @@ static __always_inline int tracked(struct __sk_buff *skb, const struct iphdr *ip
     return send_tracked(skb, ip, tcp, l4, fwd->node_addr, HL_DISPATCH_DSCP);
   }
   fwd->next_seq = seq + len;
-  owner = bpf_map_lookup_elem(&path_nodes, path);
-  if (!owner || *owner == fwd->node_addr) {
+  fwd->req_ack = ack;
+  owners = bpf_map_lookup_elem(&path_nodes, path);
+  /* Not in the map (unknown: 404 where it is; too many owners): kept. */
+  from = owners ? 0 : fwd->node_addr;
+#pragma unroll
+  for (i = 0; i < HL_PATH_OWNERS_MAX; i++) {
+    if (owners && owners->node[i] != 0 && owners->node[i] == fwd->node_addr) from = fwd->node_addr;
+  }
+  if (from != 0) {
     count(HL_ORIGIN_KEPT);
     return send_tracked(skb, ip, tcp, l4, fwd->node_addr, HL_DISPATCH_DSCP);
   }
+  if (!owners || owners->node[0] == 0) return send_tracked(skb, ip, tcp, l4, fwd->node_addr, HL_DISPATCH_DSCP);
   from = fwd->node_addr;
   fwd->prev_node = from;
-  fwd->node_addr = *owner;
+  fwd->node_addr = owners->node[0];
   fwd->moving = 1;
   fwd->move_seq = seq;
   fwd->move_ack = ack;

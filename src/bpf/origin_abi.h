@@ -43,6 +43,7 @@ struct hl_origin_forward {
   __u32 move_seq;   /* (h), moving: the seq and ack of the request the connection moves for */
   __u32 move_ack;
   __u32 prev_node;  /* (h), moving: the node it moves from (network byte order; the VIP: this node) */
+  __u32 req_ack;    /* (h), host order: the ack of the last request read (the next one acking no more is pipelined) */
   __u8 moving;      /* (h): a move not yet confirmed (no segment has acknowledged the new node's bytes) */
   __u8 pinned;      /* (h): a request the program cannot read came: every segment stays where it is */
   __u8 pad[2];      /* zero */
@@ -131,8 +132,15 @@ struct hl_local_path {
   __u8 path[HL_LOCAL_PATH_MAX];
 };
 #define HL_ORIGIN_MAX_LOCAL_PATHS 65536
-/* The map `path_nodes` (origin.bpf.c (g)) has the same keys; its value is a
- * __u32, the owner's address in network byte order (the VIP: this node). */
+/* The map `path_nodes` (origin.bpf.c (g), (h)) has the same keys; its value:
+ * the document's live owners, network byte order (the VIP: this node), 0 past
+ * the last. (g) dispatches a path with one owner to it; (h) keeps a request
+ * where its connection is when that node is one of them, else moves it to
+ * the first. A document with more owners is not in the map. */
+#define HL_PATH_OWNERS_MAX 4
+struct hl_path_owners {
+  __u32 node[HL_PATH_OWNERS_MAX];
+};
 /* A request head the program reads (origin.bpf.c (f)): at most this many
  * bytes (a power of two); a longer first segment goes to user space. */
 #define HL_REQUEST_MAX 1024

@@ -268,12 +268,13 @@ bool OriginPath::add_local_path(std::string_view path) {
   return bpf_map__update_elem(skel_->maps.local_paths, &key, sizeof key, &one, sizeof one, BPF_ANY) == 0;
 }
 
-bool OriginPath::set_path_node(std::string_view path, net::Ipv4Addr node) {
-  if (path.size() > HL_LOCAL_PATH_MAX) return false;
+bool OriginPath::set_path_owners(std::string_view path, std::span<const net::Ipv4Addr> owners) {
+  if (path.size() > HL_LOCAL_PATH_MAX || owners.empty() || owners.size() > HL_PATH_OWNERS_MAX) return false;
   hl_local_path key{};
   key.len = static_cast<uint32_t>(path.size());
   std::memcpy(key.path, path.data(), path.size());
-  const uint32_t value = htonl(node.value);
+  hl_path_owners value{};
+  for (size_t i = 0; i < owners.size(); ++i) value.node[i] = htonl(owners[i].value);
   return bpf_map__update_elem(skel_->maps.path_nodes, &key, sizeof key, &value, sizeof value, BPF_ANY) == 0;
 }
 

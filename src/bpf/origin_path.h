@@ -201,9 +201,12 @@ class OriginPath {
   // than HL_LOCAL_PATH_MAX bytes, or the map is full): its requests go to
   // user space, which serves them locally all the same.
   bool add_local_path(std::string_view path);
-  // The node that owns `path` (exactly as the content map has it) for (g);
-  // `node` = the VIP: this node. false: not taken (too long, map full).
-  bool set_path_node(std::string_view path, net::Ipv4Addr node);
+  // The live owners of `path` (exactly as the content map has it) for (g)
+  // and (h), the first where (h) moves to; an owner = the VIP: this node.
+  // false: not taken (too long, none or more than HL_PATH_OWNERS_MAX owners,
+  // map full).
+  bool set_path_owners(std::string_view path, std::span<const net::Ipv4Addr> owners);
+  bool set_path_node(std::string_view path, net::Ipv4Addr node) { return set_path_owners(path, {&node, 1}); }
   // Forgets every path of set_path_node (their requests go to user space).
   void clear_path_nodes();
   // Expires the entries (g) made whose connections are done (ended and quiet

@@ -116,9 +116,13 @@ void KernelOrigin::write_dispatch(const std::vector<uint8_t>& down) {
   for (auto& p : paths_) {
     p->path.clear_path_nodes();
     added = 0;
-    for (const auto& [path, owner] : dispatch_->paths) {
-      if (owner >= dispatch_->nodes.size() || (owner < down.size() && down[owner] != 0)) continue;
-      if (p->path.set_path_node(path, net::Ipv4Addr{node_of(dispatch_->nodes[owner].value)})) ++added;
+    for (const auto& [path, owners] : dispatch_->paths) {
+      std::vector<net::Ipv4Addr> live;
+      for (const size_t owner : owners) {
+        if (owner >= dispatch_->nodes.size() || (owner < down.size() && down[owner] != 0)) continue;
+        live.push_back(net::Ipv4Addr{node_of(dispatch_->nodes[owner].value)});
+      }
+      if (!live.empty() && p->path.set_path_owners(path, live)) ++added;
     }
   }
   dispatch_paths_ = added;
@@ -241,9 +245,12 @@ KernelDispatch kernel_dispatch_of(const RoleContext& ctx) {
   d.nodes = ctx.nodes;
   d.any_request = !ctx.config.moves;
   const dispatch::ContentMap& map = ctx.dispatcher->map();
+  // Every document once, with its owners (a node's index in ctx.nodes).
   for (size_t id = 0; id < ctx.nodes.size(); ++id) {
     for (std::string& path : map.documents_owned_by(static_cast<dispatch::BackendId>(id))) {
-      if (map.document_owners(path).size() == 1) d.paths.emplace_back(std::move(path), id);
+      const auto owners = map.document_owners(path);
+      if (owners.empty() || owners.front() != id) continue;  // listed under its first owner
+      d.paths.emplace_back(std::move(path), std::vector<size_t>(owners.begin(), owners.end()));
     }
   }
   return d;

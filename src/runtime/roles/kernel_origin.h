@@ -29,7 +29,7 @@ struct RoleContext;  // role.h
 // (origin.bpf.c (g)): each one-owner document's path and its owner's index
 // in `nodes` (the dispatcher's BackendId order).
 struct KernelDispatch {
-  std::vector<std::pair<std::string, size_t>> paths;
+  std::vector<std::pair<std::string, std::vector<size_t>>> paths;  // each document's owners (indexes of nodes)
   std::vector<net::Ipv4Addr> nodes;
   bool any_request = false;  // --moves off: any request, not only a connection's last
 };

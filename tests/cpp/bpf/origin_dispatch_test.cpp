@@ -429,6 +429,42 @@ TEST_F(OriginKernelMoves, OwnContentStaysUnreadableRequestsPinAndGapsAreDropped)
   EXPECT_EQ(path_->counters().move_sent, 0u);
 }
 
+TEST_F(OriginKernelMoves, ARequestAcknowledgingNothingNewIsPipelinedAndPins) {
+  const uint32_t ack = start(41003);
+  // The client has received nothing since its first request: pipelined.
+  const RunResult r = run(later(41003, static_cast<uint32_t>(kKeepAlive.size()), ack, kToOther));
+  ASSERT_EQ(r.verdict, kTcActOk);
+  EXPECT_EQ(dst_of(r), kOwner);
+  EXPECT_EQ(path_->counters().pinned, 1u);
+  EXPECT_EQ(path_->counters().move_sent, 0u);
+}
+
+TEST_F(OriginKernelMoves, ReplicatedDocumentsStayWithAnOwnerAndMoveToTheFirstOtherwise) {
+  const std::vector<net::Ipv4Addr> here{kOther, kOwner};
+  const std::vector<net::Ipv4Addr> elsewhere{kOther, kSelf};
+  ASSERT_TRUE(path_->set_path_owners("/here.html", here));
+  ASSERT_TRUE(path_->set_path_owners("/elsewhere.html", elsewhere));
+  const uint32_t ack = start(41004);
+  uint32_t at = static_cast<uint32_t>(kKeepAlive.size());
+  const std::string here_req = "GET /here.html HTTP/1.1\r\nHost: x\r\n\r\n";
+  RunResult r = run(later(41004, at, ack + 100, here_req));
+  EXPECT_EQ(dst_of(r), kOwner) << "its node is one of the owners: kept";
+  EXPECT_EQ(path_->counters().kept, 1u);
+  at += static_cast<uint32_t>(here_req.size());
+  const std::string elsewhere_req = "GET /elsewhere.html HTTP/1.1\r\nHost: x\r\n\r\n";
+  r = run(later(41004, at, ack + 200, elsewhere_req));
+  EXPECT_EQ(dst_of(r), kOwner) << "the order to the node that has the socket";
+  EXPECT_EQ(path_->counters().move_sent, 1u);
+  EXPECT_EQ(path_->forward_state({{kClientAddr, 41004}, kVip})->node, kOther) << "the first owner";
+
+  // (g): a last request for a replicated document stays the engine's (its policy chooses).
+  const std::string last = "GET /here.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  r = run(first_segment(41005, last).build());
+  EXPECT_EQ(r.verdict, kTcPass);
+  EXPECT_FALSE(path_->forward_state({{kClientAddr, 41005}, kVip}));
+  EXPECT_FALSE(path_->set_path_owners("/five.html", std::vector<net::Ipv4Addr>(5, kOther))) << "more than the map holds";
+}
+
 TEST_F(OriginKernelMoves, AMoveToThisNodeIsSentToItsOwnAddress) {
   const uint32_t ack = start(41002);
   const std::string own = "GET /own.html HTTP/1.1\r\nHost: x\r\n\r\n";
