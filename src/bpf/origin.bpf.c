@@ -90,17 +90,18 @@
  *     an ended one deletes it at once. (A bpf_timer per entry would expire
  *     them in the kernel, but bpf_timer_init fails with ENOMEM under load
  *     here: its allocation from softirq.)
- * (h) With cfg_kernel_moves as well (always, --kernel-moves): (g) takes a
- *     persistent connection's first request too, and its entry is `tracked`:
- *     tracked() reads each later request that starts where the last ended (a
- *     whole GET/HEAD head in one segment). A path its node is an owner of, or
- *     one not in `path_nodes`: forwarded where the connection is (kept).
- *     Another's: the entry moves to its first live owner and the request goes to the old node as a
- *     move order (HL_MOVE_DSCP, the new node's address in the IP ID and the
- *     urgent pointer): the old node's adopt.bpf.c resets its socket once quiet
- *     and sends the request on (HL_MOVED_DSCP, a MAC), the new node's adopts
- *     it: no user space anywhere. A request it cannot read pins the
- *     connection where it is (pinned); bytes after a gap are dropped.
+ * (h) With cfg_kernel_moves as well (frontend, always; --kernel-moves): (g)
+ *     takes a persistent connection's first request too, and its entry is
+ *     `tracked`: tracked() reads each later request that starts where the
+ *     last ended (a whole GET/HEAD head in one segment). A path the
+ *     connection's node owns (one of its owners), or one not in `path_nodes`:
+ *     forwarded where the connection is (kept). Another's: the entry moves to
+ *     its first live owner and the request goes to the old node as a move
+ *     order (HL_MOVE_DSCP, the new node's address in the IP ID and the urgent
+ *     pointer): the old node's adopt.bpf.c resets its socket once quiet and
+ *     sends the request on (HL_MOVED_DSCP, a MAC), the new node's adopts it:
+ *     no user space anywhere. A request it cannot read pins the connection
+ *     where it is (pinned); bytes after a gap are dropped.
  * Not the program's: non-IPv4, fragments, other addresses/ports: untouched,
  * uncounted. An unreadable TCP header or SYN options: untouched, malformed.
  *
@@ -876,15 +877,24 @@ static __always_inline int order_move(struct __sk_buff *skb, const struct iphdr 
   return send_tracked(skb, ip, tcp, l4, from, HL_MOVE_DSCP);
 }
 
+/* Whether `node` is one of `owners`. */
+static __always_inline int owns(const struct hl_path_owners *owners, __u32 node) {
+  __u32 i;
+#pragma unroll
+  for (i = 0; i < HL_PATH_OWNERS_MAX; i++) {
+    if (owners->node[i] == node) return 1;
+  }
+  return 0;
+}
+
 /* The verdict for a segment of a tracked connection ((h): dispatched, persistent,
  * cfg_kernel_moves). A segment that begins the next request (seq = next_seq)
  * is read as (f) reads a request: a whole GET or HEAD head, nothing after it.
- * A path in `path_nodes` whose owner is not the connection's node: the
- * connection moves there (the entry's node becomes the owner, the request goes
- * to the old node as a move order, which retires its socket once quiet and
- * sends the request on: adopt.bpf.c); any other readable request stays where
- * the connection is (its own content, or not one-owner content: answered
- * there). A request the program cannot read (a body, a head across segments,
+ * A path in `path_nodes` the connection's node does not own: the connection
+ * moves to its first owner (the entry's node becomes it, the request goes to
+ * the old node as a move order, which retires its socket once quiet and sends
+ * the request on: adopt.bpf.c); any other readable request stays where the
+ * connection is (its node's content, or unknown: answered there). A request the program cannot read (a body, a head across segments,
  * pipelined requests: several in a segment, or one acknowledging nothing
  * since the last, or one before the last move was acknowledged) pins the
  * connection: every later segment stays where it is. Bytes after a gap are
@@ -897,7 +907,7 @@ static __always_inline int tracked(struct __sk_buff *skb, const struct iphdr *ip
   const __u32 len = ip_len - headers;
   struct hl_local_path *path;
   struct hl_path_owners *owners;
-  __u32 from, i;
+  __u32 from;
   int last = 0;
 
   if (fwd->moving && tcp->ack && ack != fwd->move_ack) fwd->moving = 0; /* the new node's bytes arrived */
@@ -931,17 +941,12 @@ static __always_inline int tracked(struct __sk_buff *skb, const struct iphdr *ip
   fwd->next_seq = seq + len;
   fwd->req_ack = ack;
   owners = bpf_map_lookup_elem(&path_nodes, path);
-  /* Not in the map (unknown: 404 where it is; too many owners): kept. */
-  from = owners ? 0 : fwd->node_addr;
-#pragma unroll
-  for (i = 0; i < HL_PATH_OWNERS_MAX; i++) {
-    if (owners && owners->node[i] != 0 && owners->node[i] == fwd->node_addr) from = fwd->node_addr;
-  }
-  if (from != 0) {
+  /* Not in the map (unknown: 404 where it is; more owners than it holds), or
+   * the connection's node owns it: kept. */
+  if (!owners || owners->node[0] == 0 || owns(owners, fwd->node_addr)) {
     count(HL_ORIGIN_KEPT);
     return send_tracked(skb, ip, tcp, l4, fwd->node_addr, HL_DISPATCH_DSCP);
   }
-  if (!owners || owners->node[0] == 0) return send_tracked(skb, ip, tcp, l4, fwd->node_addr, HL_DISPATCH_DSCP);
   from = fwd->node_addr;
   fwd->prev_node = from;
   fwd->node_addr = owners->node[0];

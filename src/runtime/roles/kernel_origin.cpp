@@ -284,6 +284,10 @@ std::vector<std::string> kernel_origin_plan(const RuntimeConfig& c) {
   what += c.fast_path ? "forwarding of handed-off connections" : "no forwarding (--fast-path off)";
   if (c.role != RuntimeRole::kRare && c.fast_path && c.kernel_dispatch && !c.key_file.empty()) {
     what += ", last requests for one-owner documents handed to their owner in the kernel (--kernel-dispatch)";
+    if (c.kernel_moves && c.moves) {
+      what += ", persistent connections' requests read and the connections moved to each one's owner in the "
+              "kernel (--kernel-moves)";
+    }
   }
   const std::string when =
       c.datapath == "auto" ? " (--datapath auto: where this kernel can, else the nf_tables fast path below)" : "";

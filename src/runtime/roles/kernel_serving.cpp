@@ -69,7 +69,9 @@ std::vector<std::string> kernel_datapath_plan(const RuntimeConfig& c) {
       " (restored at exit)",
       "# kernel data path" + when + ": BPF program adopt (tc clsact ingress) on " + ifaces + ": adopts handed-off "
       "connections authorised in its map" + std::string(dispatched ? " or dispatched by an origin program (the "
-      "cluster's SYN cookie)" : "") + "; un-DNATs " + c.node_addr.value_or("<node>") + ":" + std::to_string(c.port) +
+      "cluster's SYN cookie)" : "") + std::string(dispatched && c.kernel_moves && c.moves ? "; retires a quiet "
+      "socket for a move order (an exact RST through lo) and sends its request on, adopts moved requests (a MAC "
+      "from the cluster key; --kernel-moves)" : "") + "; un-DNATs " + c.node_addr.value_or("<node>") + ":" + std::to_string(c.port) +
       " of adopted connections to the VIP " + c.vip.value_or("<vip>") + ", mark " + mark,
       "# kernel data path" + when + ": BPF programs watch_in/watch_out (tc clsact ingress/egress, before adopt) "
       "on " + ifaces + ": copy the segments of carried persistent connections to user space (moves)",

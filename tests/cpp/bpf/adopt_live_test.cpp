@@ -19,7 +19,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <chrono>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <stdexcept>
@@ -640,6 +642,101 @@ TEST_F(AdoptCookieLive, AForgedStaleOrMisaddressedCookieCreatesNothing) {
   EXPECT_EQ(c.no_entry, 3u) << "forged, stale, and the one to the VIP";
   const std::string sockets = io::run_command({"/usr/bin/ss", "-tan"}).out;
   for (const char* port : {":40052", ":40053", ":40054", ":40055"}) EXPECT_EQ(sockets.find(port), std::string::npos) << sockets;
+}
+
+// Kernel moves at a move's new node (adopt.bpf.c moved_entry): a request its
+// old node sent on (HL_MOVED_DSCP, to the node's address) with the MAC the
+// cluster's secret gives over its numbers, TSecr and attributes is adopted at
+// those numbers with those attributes; one with a MAC one bit off creates
+// nothing and is counted.
+class AdoptMoveLive : public AdoptCookieLive {
+ protected:
+  void SetUp() override {
+    AdoptCookieLive::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    adopter_.reset();
+    AdopterConfig config;
+    config.vip = kVip.addr;
+    config.vip_port = kVip.port;
+    config.node_addr = kNode;
+    config.mark = 0x4846;
+    config.cookie_auth = true;
+    config.dispatch_mark = 0x4844;
+    config.kernel_moves = true;
+    config.retire_mark = 0x4852;
+    adopter_ = std::make_unique<Adopter>(config);
+    adopter_->attach("veth-s");
+    ASSERT_TRUE(adopter_->set_cookie_key(CookieSecret{cookies_.keys(), cookies_.ts_offset()},
+                                         SynAnswer{1460, 64240, 7}).ok());
+  }
+
+  // cookie.bpf.h's move_mac(): SipHash-2-4 with the cookie's second key.
+  uint32_t move_mac(uint16_t port, uint32_t seq, uint32_t ack, uint32_t tsecr, uint32_t attrs) const {
+    const auto& k = cookies_.keys()[1];
+    const std::array<uint64_t, 2> key{k[0] ^ 0x686c2d6d6f766573ULL, k[1]};
+    const auto sip = [&](uint64_t m0, uint64_t m1) {
+      uint8_t in[16];
+      std::memcpy(in, &m0, 8);
+      std::memcpy(in + 8, &m1, 8);
+      return tcp::siphash24(key, in, sizeof in);
+    };
+    const uint64_t h = sip(uint64_t{kClientAddr.value} | uint64_t{kVip.addr.value} << 32,
+                           uint64_t{port} | uint64_t{kVip.port} << 16 | uint64_t{attrs} << 32);
+    return static_cast<uint32_t>(sip(h ^ tsecr, uint64_t{seq} | uint64_t{ack} << 32)) & 0x3ffffu;
+  }
+
+  // The moved request as its old node sends it on: MAC bits 0..15 in the IP
+  // ID, 16..17 in the urgent pointer's top bits over the attributes.
+  void send_moved(uint16_t port, uint32_t seq, uint32_t ack, uint32_t tsecr, uint32_t attrs, uint32_t mac) {
+    net::PacketBuilder b;
+    b.ipv4(kClientAddr, kNode).tos(HL_MOVED_DSCP << 2).ip_id(static_cast<uint16_t>(mac & 0xffff))
+        .tcp(port, kVip.port).seq(seq).ack(ack).flags(flag::ACK | flag::PSH).window(502)
+        .urgent(static_cast<uint16_t>(attrs | (mac >> 16) << 14)).timestamps(kClientTsval, tsecr).payload(kRequest);
+    const std::vector<uint8_t> packet = b.build();
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_addr.s_addr = htonl(kNode.value);
+    ASSERT_EQ(sendto(raw_.fd, packet.data(), packet.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to),
+              static_cast<ssize_t>(packet.size()));
+  }
+
+  // MSS 1460 (table index 7), both scales 7, SACK, timestamps.
+  static constexpr uint32_t kAttrs = 7u | 7u << HL_MOVED_SND_WSCALE_SHIFT | 7u << HL_MOVED_RCV_WSCALE_SHIFT |
+                                     HL_MOVED_WSCALE_OK | HL_MOVED_SACK_OK | HL_MOVED_TSTAMP_OK;
+};
+
+TEST_F(AdoptMoveLive, AMovedRequestWithItsMacIsAdoptedAtItsNumbers) {
+  const uint32_t seq = 123456789, ack = 987654321, tsecr = 4242;
+  send_moved(40060, seq, ack, tsecr, kAttrs, move_mac(40060, seq, ack, tsecr, kAttrs));
+  const uint32_t request_end = seq + static_cast<uint32_t>(kRequest.size());
+  const auto answer = capture(40060, 2000, [&](const Seen& s) { return s.ack == request_end; });
+  ASSERT_TRUE(answer.has_value()) << "not adopted: error " << adopter_->last_attempt().error;
+  EXPECT_EQ(answer->seq, ack) << "the server's numbers go on from the request's ack";
+  EXPECT_EQ(answer->flags & (flag::RST | flag::SYN), 0);
+  ASSERT_TRUE(answer->ts.has_value());
+  EXPECT_GE(answer->ts->tsval, tsecr) << "its TSvals continue from the TSecr the old node raised";
+  const int conn = accept_within(2000);
+  ASSERT_GE(conn, 0);
+  Fd conn_fd{conn};
+  EXPECT_EQ(read_within(conn, kRequest.size(), 1000), kRequest);
+  const LastAttempt last = adopter_->last_attempt();
+  EXPECT_EQ(last.attrs.mss, 1460);
+  EXPECT_EQ(last.attrs.snd_wscale, 7);
+  EXPECT_EQ(last.attrs.rcv_wscale, 7);
+  EXPECT_TRUE(last.attrs.sack_ok);
+  EXPECT_TRUE(last.attrs.tstamp_ok);
+  const AdoptCounters c = adopter_->counters();
+  EXPECT_EQ(c.move_adopted, 1u);
+  EXPECT_EQ(c.move_bad_mac, 0u);
+}
+
+TEST_F(AdoptMoveLive, AMovedRequestWithAWrongMacCreatesNothing) {
+  const uint32_t seq = 123456789, ack = 987654321, tsecr = 4242;
+  send_moved(40061, seq, ack, tsecr, kAttrs, move_mac(40061, seq, ack, tsecr, kAttrs) ^ 0x10);
+  EXPECT_EQ(accept_within(500), -1) << "a connection was created";
+  const AdoptCounters c = adopter_->counters();
+  EXPECT_EQ(c.move_bad_mac, 1u);
+  EXPECT_EQ(c.adopted, 0u);
 }
 
 TEST_F(AdoptLive, DestructionDetaches) {
