@@ -667,8 +667,9 @@ class Engine:
         kernel: the serving node's adopt program resets its quiet socket and sends the request
         on, the owner's adopts it (a MAC from the cluster key). A request the program cannot
         read (a body, a head split across segments, pipelined requests) keeps the connection
-        where it is from then on, and documents with several owners are answered where it is:
-        experimental, off by default; give the same value to every node
+        where it is from then on; a document with several owners stays where the connection is
+        when its node is one, else moves to the first live one. Experimental, off by default (an
+        origin's death loses the connections it dispatched); give the same value to every node
     datapath: str = 'auto'  (--datapath; frontend, backend, always, rare)
         kernel: BPF programs take the handshake and forward at the origin and the serving node's
         kernel adopts handed-off connections (src/bpf/); nfqueue: NFQUEUE and raw sockets (the
