@@ -389,9 +389,16 @@ class NetnsServer:
     docstring for what that cannot show)."""
 
     def __init__(self, workdir: Path) -> None:
-        self.tag = "hlsrv" + secrets.token_hex(2)
+        # The subnet is the tag's last byte: one no interface here has (another
+        # cluster's server, or one being removed, would take the replies).
+        in_use = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True,
+                                text=True).stdout
+        while True:
+            self.tag = "hlsrv" + secrets.token_hex(2)
+            subnet = int(self.tag[-2:], 16)
+            if f" 10.250.{subnet}." not in in_use:
+                break
         self.workdir = Path(workdir) / self.tag
-        subnet = int(self.tag[-2:], 16)
         self.local_ip, self.ip = f"10.250.{subnet}.1", f"10.250.{subnet}.2"
         self.sshd: Optional[subprocess.Popen] = None
 
@@ -411,7 +418,7 @@ class NetnsServer:
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
-    def start(self, timeout: float = 10.0) -> None:
+    def start(self, timeout: float = 30.0) -> None:
         w = self.workdir
         w.mkdir(parents=True, exist_ok=True)
 
@@ -441,10 +448,21 @@ class NetnsServer:
              "-o", f"PidFile={w}/sshd.pid"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
-        while server_run(self.ip, "true", self.ssh_options, timeout=timeout).returncode != 0:
+        while True:
+            try:
+                run = server_run(self.ip, "true", self.ssh_options + ["-o", "ConnectTimeout=5"],
+                                 timeout=timeout)
+                if run.returncode == 0:
+                    break
+                answer = f"ssh exit {run.returncode}: {run.stderr.strip()[-300:]}"
+            except subprocess.TimeoutExpired:
+                answer = f"ssh took over {timeout:g} s"
             if self.sshd.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"sshd in {self.tag} did not answer: "
-                                   f"{(w / 'sshd.log').read_text(errors='replace')[-500:]}")
+                routes = subprocess.run(["ip", "-4", "-o", "addr", "show", "to", f"{self.local_ip}/30"],
+                                        capture_output=True, text=True).stdout
+                raise RuntimeError(f"sshd in {self.tag} did not answer ({answer}); "
+                                   f"addresses in {self.local_ip}/30 here: {routes.strip()!r}; "
+                                   f"sshd log: {(w / 'sshd.log').read_text(errors='replace')[-500:]}")
             time.sleep(0.1)
         log.info("server %s: netns %s, sshd pid %d", self.ip, self.tag, self.sshd.pid)
 
