@@ -309,6 +309,7 @@ static __always_inline int cookie_entry(struct __sk_buff *skb, const struct iphd
 #define AF_INET_ 2
 #define TCP_FLAGS_AT 13
 #define TCP_RST_ACK 0x14
+#define TCP_NEW_SYN_RECV_ 12
 
 /* Sends the moving request on to its new node (rec->to): TSecr raised to the
  * record's, the attributes and the MAC in the urgent pointer and the IP ID,
@@ -388,7 +389,9 @@ static __always_inline __u32 mss_index(__u32 mss) {
  * sent read (rcv_nxt = copied_seq = seq): a copy of the request goes to
  * lo marked cfg_retire_mark (retire() resets the socket there, silently) and
  * the request on to the new node with what the socket knows (move_on). Not
- * quiet (a response still under way): dropped, the client sends it again. Its
+ * quiet (a response still under way): dropped, the client sends it again. A
+ * request socket (a rare node's first request, its kernel's own handshake)
+ * whose ISNs the request follows is quiet: the same, from what it knows. Its
  * socket gone and the move recorded: sent on again (a retransmission). No
  * socket, or one not established: to the kernel as it is (a RST for an
  * unknown connection, what a closing one says). `to_node`: addressed to this
@@ -399,6 +402,7 @@ static __always_inline int move_from_here(struct __sk_buff *skb, const struct ip
   struct hl_moved_record rec = {}, *old;
   struct bpf_sock *skc;
   struct tcp_sock *tp;
+  struct tcp_request_sock *req;
   const __u16 half[2] = {ip->id, tcp->urg_ptr};
   const __u8 zero_mac[6] = {};
   const __u32 seq = bpf_ntohl(tcp->seq), ack = bpf_ntohl(tcp->ack_seq);
@@ -415,6 +419,32 @@ static __always_inline int move_from_here(struct __sk_buff *skb, const struct ip
     rec = *old;
     count(HL_ADOPT_MOVE_RESENT);
     return move_on(skb, ip, tcp, l4, &rec);
+  }
+  if (skc->state == TCP_NEW_SYN_RECV_) {
+    /* A rare node's first request (origin.bpf.c first_request): the kernel's
+     * handshake waits for it in a request socket (TCP_DEFER_ACCEPT); the RST
+     * drops that socket as silently. */
+    req = bpf_skc_to_tcp_request_sock(skc);
+    quiet = req && req->rcv_isn + 1 == seq && req->snt_isn + 1 == ack;
+    if (quiet) {
+      attrs = mss_index(req->req.req.mss);
+      if (BPF_CORE_READ_BITFIELD(req, req.wscale_ok)) {
+        attrs |= HL_MOVED_WSCALE_OK | (__u32)(BPF_CORE_READ_BITFIELD(req, req.snd_wscale) & 0xf)
+                                          << HL_MOVED_SND_WSCALE_SHIFT |
+                 (__u32)(BPF_CORE_READ_BITFIELD(req, req.rcv_wscale) & 0xf) << HL_MOVED_RCV_WSCALE_SHIFT;
+      }
+      if (BPF_CORE_READ_BITFIELD(req, req.sack_ok)) attrs |= HL_MOVED_SACK_OK;
+      if (BPF_CORE_READ_BITFIELD(req, req.tstamp_ok)) {
+        attrs |= HL_MOVED_TSTAMP_OK;
+        rec.tsecr = (__u32)now_ms() + req->ts_off + 1; /* above its SYN/ACK's TSval */
+      }
+    }
+    bpf_sk_release(skc);
+    if (!quiet) {
+      count(HL_ADOPT_MOVE_NOT_QUIET);
+      return TC_ACT_SHOT;
+    }
+    goto retire_and_move;
   }
   if (skc->state != BPF_TCP_ESTABLISHED) {
     bpf_sk_release(skc);
@@ -447,6 +477,7 @@ static __always_inline int move_from_here(struct __sk_buff *skb, const struct ip
     count(HL_ADOPT_MOVE_NOT_QUIET);
     return TC_ACT_SHOT;
   }
+retire_and_move:
   rec.seq = seq;
   rec.ack = ack;
   __builtin_memcpy(&rec.to, half, sizeof rec.to);

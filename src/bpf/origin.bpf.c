@@ -700,9 +700,13 @@ static __always_inline __u32 handshake_mark(__u32 mss, __u32 snd_wscale, __u32 r
          (sack_ok ? HL_HANDSHAKE_SACK_OK : 0) | (tstamp_ok ? HL_HANDSHAKE_TSTAMP_OK : 0);
 }
 
+static __always_inline int first_request(struct __sk_buff *skb, const struct iphdr *ip, const struct tcphdr *tcp,
+                                         const struct hl_origin_key *key, __u32 l4, __u32 ip_len, __u32 headers);
+
 /* The verdict for a segment of a connection not in `forwards`, or NOT_MINE. */
 static __always_inline int kernel_handshake(struct __sk_buff *skb, const struct iphdr *ip, const struct tcphdr *tcp,
-                                            __u32 ip_len, __u32 headers) {
+                                            const struct hl_origin_key *key, __u32 l4, __u32 ip_len,
+                                            __u32 headers) {
   struct bpf_sock *sk;
   struct tcp_request_sock *req;
   struct tcp_sock *tp;
@@ -748,6 +752,10 @@ static __always_inline int kernel_handshake(struct __sk_buff *skb, const struct 
   }
   bpf_sk_release(sk);
   if (mark == 0) return NOT_MINE;
+  if (mark != cfg_bypass_mark && cfg_kernel_dispatch) { /* (g) on a rare node */
+    const int verdict = first_request(skb, ip, tcp, key, l4, ip_len, headers);
+    if (verdict != NOT_MINE) return verdict;
+  }
   if (mark != cfg_bypass_mark && cfg_local_mark && local_request(skb, ETH_HLEN_ + headers, ip_len - headers)) {
     skb->mark = cfg_local_mark; /* (f): its own content, its last request: the kernel's alone */
     count(HL_ORIGIN_LOCAL_SERVED);
@@ -914,11 +922,13 @@ static __always_inline int tracked(struct __sk_buff *skb, const struct iphdr *ip
   /* While moving, which node has the socket is not known here (the old one,
    * if its order found it busy): ACKs go to the new node, which drops what
    * it has no socket for (adopt.bpf.c: a marked segment never meets a RST). */
-  if (fwd->pinned || len == 0) return send_tracked(skb, ip, tcp, l4, fwd->node_addr, HL_DISPATCH_DSCP);
-  if (fwd->moving && seq == fwd->move_seq) {
+  /* The moving request again (its order or the moved request lost): the
+   * order again, pinned or not (only the old node can send it on). */
+  if (fwd->moving && len != 0 && seq == fwd->move_seq) {
     count(HL_ORIGIN_MOVE_RESENT);
     return order_move(skb, ip, tcp, l4, fwd->prev_node, move_target(fwd->node_addr));
   }
+  if (fwd->pinned || len == 0) return send_tracked(skb, ip, tcp, l4, fwd->node_addr, HL_DISPATCH_DSCP);
   if (seq_before(seq, fwd->next_seq)) {
     if (seq_before(fwd->next_seq, seq + len)) fwd->pinned = 1; /* old bytes and new: not read here */
     return send_tracked(skb, ip, tcp, l4, fwd->node_addr, HL_DISPATCH_DSCP);
@@ -957,6 +967,65 @@ static __always_inline int tracked(struct __sk_buff *skb, const struct iphdr *ip
   return order_move(skb, ip, tcp, l4, from, move_target(fwd->node_addr));
 }
 
+/* (g) on a rare node (cfg_kernel_handshake and cfg_kernel_dispatch): the
+ * connection's first request, its handshake the node's own kernel's (a request
+ * socket, or a full one that has received nothing: kernel_handshake checked
+ * the numbers). A whole GET/HEAD head in the segment (as (f) reads it):
+ * - a document of another node (one owner; with cfg_kernel_moves the first
+ *   live one): the connection moves there before it begins: an entry (the new
+ *   node, moving) and the request to this node's own adopt program as a move
+ *   order (lo), which resets the kernel's socket silently (a request socket
+ *   too) and sends the request on with the socket's attributes and a MAC
+ *   (adopt.bpf.c move_from_here); dispatched. A last request's connection
+ *   stays there (pinned); a persistent one's later requests are read as (h)
+ *   reads them;
+ * - this node's document, a persistent connection, cfg_kernel_moves: to the
+ *   kernel (cfg_local_mark), its entry tracked from here (local_served);
+ * - anything else: NOT_MINE ((f), or the engine, decide). */
+static __always_inline int first_request(struct __sk_buff *skb, const struct iphdr *ip, const struct tcphdr *tcp,
+                                         const struct hl_origin_key *key, __u32 l4, __u32 ip_len, __u32 headers) {
+  struct hl_origin_forward entry = {};
+  struct hl_local_path *path;
+  struct hl_path_owners *owners;
+  int last = 1, own;
+
+  if ((ip->tos >> 2) != 0) return NOT_MINE; /* the DSCP carries (g)'s own */
+  if (tcp->doff > 5) { /* options: the timestamps where adopt.bpf.c reads them, or none */
+    __u32 tsval, tsecr;
+    if (segment_ts(skb, l4 + sizeof *tcp, l4 + (__u32)tcp->doff * 4, &tsval, &tsecr) != 0) return NOT_MINE;
+  }
+  path = request_path(skb, ETH_HLEN_ + headers, ip_len - headers, cfg_dispatch_any_request || cfg_kernel_moves,
+                      &last);
+  if (!path) return NOT_MINE;
+  owners = bpf_map_lookup_elem(&path_nodes, path);
+  if (!owners || owners->node[0] == 0) return NOT_MINE; /* unknown here: the engine's */
+  own = owns(owners, cfg_vip_addr);
+  if (own && (last || !cfg_kernel_moves || cfg_dispatch_any_request)) return NOT_MINE; /* (f)'s */
+  if (!own && owners->node[1] != 0 && !cfg_kernel_moves) return NOT_MINE; /* the engine's policy chooses */
+  entry.dispatched = 1;
+  entry.tracked = 1;
+  entry.seen_ms = now_ms32();
+  entry.gen = bpf_ntohl(tcp->ack_seq) - 1;
+  entry.next_seq = bpf_ntohl(tcp->seq) + (ip_len - headers);
+  entry.req_ack = bpf_ntohl(tcp->ack_seq);
+  entry.pinned = last || !cfg_kernel_moves || cfg_dispatch_any_request;
+  if (own) {
+    entry.node_addr = cfg_vip_addr;
+    if (bpf_map_update_elem(&forwards, key, &entry, BPF_NOEXIST)) return NOT_MINE; /* full, or raced */
+    skb->mark = cfg_local_mark ? cfg_local_mark : cfg_bypass_mark;
+    count(HL_ORIGIN_LOCAL_SERVED);
+    return TC_PASS;
+  }
+  entry.node_addr = owners->node[0];
+  entry.prev_node = cfg_vip_addr;
+  entry.moving = 1;
+  entry.move_seq = bpf_ntohl(tcp->seq);
+  entry.move_ack = bpf_ntohl(tcp->ack_seq);
+  if (bpf_map_update_elem(&forwards, key, &entry, BPF_NOEXIST)) return NOT_MINE;
+  count(HL_ORIGIN_DISPATCHED);
+  return order_move(skb, ip, tcp, l4, cfg_vip_addr, move_target(entry.node_addr));
+}
+
 SEC("tc")
 int origin(struct __sk_buff *skb) {
   const __u32 zero = 0;
@@ -991,17 +1060,16 @@ int origin(struct __sk_buff *skb) {
   key.client_port = tcp.source;
   key.vip_port = tcp.dest;
   fwd = bpf_map_lookup_elem(&forwards, &key);
-  if (cfg_kernel_handshake && !fwd) {
-    const int verdict = kernel_handshake(skb, &ip, &tcp, ip_len, headers);
-    if (verdict != NOT_MINE) return verdict;
-  }
-
   if (tcp.syn && fwd && fwd->dispatched && fwd->ended && !tcp.ack && !tcp.rst) {
     /* (g): a new connection on the port of one that ended (its entry lingers
      * for a retransmitted FIN): the old one is done. */
     bpf_map_delete_elem(&forwards, &key);
     count(HL_ORIGIN_REPLACED);
     fwd = NULL;
+  }
+  if (cfg_kernel_handshake && !fwd) {
+    const int verdict = kernel_handshake(skb, &ip, &tcp, &key, l4, ip_len, headers);
+    if (verdict != NOT_MINE) return verdict;
   }
   if (tcp.syn) {
     /* Data on a SYN (TFO) and corrupt SYNs: user space judges them. */

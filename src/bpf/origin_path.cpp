@@ -130,11 +130,11 @@ OriginPath::OriginPath(const OriginPathConfig& config) : config_(config) {
     skel_->rodata->cfg_local_any_request = config.local_any_request ? 1 : 0;
   }
   if (config.kernel_dispatch) {
-    if (config.dispatch_mark == 0 || config.dispatch_mark == config.bypass_mark || config.kernel_handshake ||
-        is_handshake_mark(config.dispatch_mark)) {
+    if (config.dispatch_mark == 0 || config.dispatch_mark == config.bypass_mark ||
+        config.dispatch_mark == config.local_mark || is_handshake_mark(config.dispatch_mark)) {
       hl_origin_bpf__destroy(skel_);
       skel_ = nullptr;
-      throw std::runtime_error("origin program: kernel dispatch needs cookie handshakes and a dispatch mark that is neither 0, the bypass mark nor a handshake mark");
+      throw std::runtime_error("origin program: kernel dispatch needs a dispatch mark that is neither 0, the bypass mark, the local mark nor a handshake mark");
     }
     skel_->rodata->cfg_kernel_dispatch = 1;
     skel_->rodata->cfg_dispatch_mark = config.dispatch_mark;

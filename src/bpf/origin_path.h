@@ -138,6 +138,9 @@ struct OriginPathConfig {
   // Needs set_cookie_key. The entries it makes are expired by
   // expire_dispatched: `linger_ms` after the client's FIN or RST, or
   // `idle_ms` without a segment. 0 dispatch_mark with kernel_dispatch: refused.
+  // With kernel_handshake (rare) a first request for another node's document
+  // moves there from the kernel's own socket (origin.bpf.c first_request: the
+  // node's adopt program needs AdopterConfig::kernel_moves).
   bool kernel_dispatch = false;
   uint32_t dispatch_mark = 0;
   bool dispatch_any_request = false;

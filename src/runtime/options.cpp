@@ -207,15 +207,16 @@ constexpr OptionSpec kTable[] = {
     "once a connection handed to another node sends more than an ACK or two, the kernel forwards its pure "
     "ACKs and data (an nf_tables map, table handoff_q<N>); off: every packet through the queue"),
 
-  option<&C::kernel_dispatch>("kernel-dispatch", "kernel_dispatch", T::kBool, F | B | A, "on|off",
-    "frontend, always on the kernel data path with --key-file: a connection's last request (Connection: close, "
-    "HTTP/1.0; any request with --moves off) for a document with one owner is handed off by the origin's BPF "
-    "program itself, and the owner's adopt program takes it on its SYN cookie (the nodes derive a shared cookie "
-    "secret from the key): no control message, nothing in user space; serving nodes (always, backend) then "
+  option<&C::kernel_dispatch>("kernel-dispatch", "kernel_dispatch", T::kBool, kCluster, "on|off",
+    "frontend, always, rare on the kernel data path with --key-file: a connection's last request (Connection: "
+    "close, HTTP/1.0; any request with --moves off) for a document with one owner is handed off by the origin's "
+    "BPF program itself, and the owner's adopt program takes it on its SYN cookie (the nodes derive a shared "
+    "cookie secret from the key; rare: the node's adopt program resets its kernel's socket and sends the request "
+    "on with a MAC): no control message, nothing in user space; serving nodes then "
     "keep no TIME_WAIT sockets (net.ipv4.tcp_max_tw_buckets=0, tcp_fin_timeout=61: the server's FIN_WAIT2 "
     "socket answers the client's FIN, then goes). off: every request through the engine; give the same value "
     "to every node"),
-  option<&C::kernel_moves>("kernel-moves", "kernel_moves", T::kBool, F | B | A, "on|off",
+  option<&C::kernel_moves>("kernel-moves", "kernel_moves", T::kBool, kCluster, "on|off",
     "with --kernel-dispatch and --moves: a persistent connection's first request is dispatched by the origin's "
     "BPF program too, which then reads its later requests (a whole GET/HEAD head in one segment) and moves the "
     "connection to each one's owner in the kernel: the serving node's adopt program resets its quiet socket "

@@ -94,11 +94,11 @@ struct RuntimeConfig {
                                                //   requests are dispatched one by one (moves)
   bool fast_path = true;                       // frontend, always, rare: the kernel forwards handed-off
                                                //   connections' pure ACKs and data (io/fast_path.h)
-  bool kernel_dispatch = true;                 // frontend, backend, always, kernel data path, with a key
+  bool kernel_dispatch = true;                 // frontend, backend, always, rare, kernel data path, with a key
                                                //   file: a connection's last request for a one-owner
                                                //   document is handed off by the origin program itself
                                                //   (origin.bpf.c (g)); the serving nodes adopt it
-  bool kernel_moves = false;                   // frontend, backend, always, with kernel_dispatch and moves:
+  bool kernel_moves = false;                   // frontend, backend, always, rare, with kernel_dispatch and moves:
                                                //   a dispatched persistent connection's later requests are
                                                //   read and moved in the kernel too (origin.bpf.c (h))
   std::string datapath = "auto";               // frontend, backend, always, rare: "kernel" (BPF: src/bpf/),

@@ -120,7 +120,7 @@ def test_keepalive_reports_moves_and_the_proxy_ratio(run: tuple[str, ResultsDir]
         if "~kernel-moves" in row["mode"]:  # the engines count the programs' moves too
             assert row["moves_per_request"] > 0.3, row
         assert row["owner_changes"] == (0.0 if row["mode"] == "direct" else pytest.approx(1.0))
-    assert {r["mode"] for r in rd.rows} >= {"always~kernel-moves", "frontend~kernel-moves"}
+    assert {r["mode"] for r in rd.rows} >= {"always~kernel-moves", "frontend~kernel-moves", "rare~kernel-moves"}
     summary = (rd.path / "summary.md").read_text()
     assert "vs_proxy" in summary and "moves_per_request" in summary
 

@@ -66,7 +66,7 @@ KernelOrigin::KernelOrigin(const RuntimeConfig& c, bool forwards, const std::vec
     : vip_{parse_addr(*c.vip, "VIP"), c.port},
       forwards_(forwards),
       kernel_handshake_(c.role == RuntimeRole::kRare),
-      dispatch_(forwards && !kernel_handshake_ ? std::move(dispatch) : std::nullopt) {
+      dispatch_(forwards ? std::move(dispatch) : std::nullopt) {
   if (c.node_addr) self_ = parse_addr(*c.node_addr, "node address");
   const std::vector<std::string> interfaces = client_facing_interfaces();
   if (interfaces.empty()) throw std::runtime_error("kernel data path: no interface to attach the origin program to");
@@ -89,7 +89,9 @@ KernelOrigin::KernelOrigin(const RuntimeConfig& c, bool forwards, const std::vec
       pc.local_mark = c.local_mark;
       pc.local_any_request = !c.moves;
     }
-    if (dispatch_) {  // (g): the engine's cookie secret must be the cluster's (NodeRole)
+    // (g): the engine's cookie secret must be the cluster's (NodeRole); rare's
+    // first requests move from its own kernel's socket (its adopt program).
+    if (dispatch_) {
       pc.kernel_dispatch = true;
       pc.dispatch_mark = RuntimeConfig::kDispatchMark;
       pc.dispatch_any_request = dispatch_->any_request;
@@ -226,12 +228,19 @@ CounterVisitor KernelOrigin::adding_kernel_work(const CounterVisitor& visit) con
   };
 }
 
+bool kernel_dispatch_wanted(const RuntimeConfig& c) {
+  if (!c.kernel_dispatch || c.key_file.empty()) return false;
+  if (c.role == RuntimeRole::kBackend) return true;
+  const bool origin = c.role == RuntimeRole::kAlways || c.role == RuntimeRole::kFrontend || c.role == RuntimeRole::kRare;
+  return origin && c.fast_path;
+}
+
+bool kernel_moves_wanted(const RuntimeConfig& c) { return kernel_dispatch_wanted(c) && c.kernel_moves && c.moves; }
+
 std::optional<tcp::SynCookieSecret> kernel_dispatch_secret(const RoleContext& ctx) {
   const RuntimeConfig& c = ctx.config;
-  if (ctx.datapath != DataPath::kKernel || !c.kernel_dispatch || !ctx.auth) return std::nullopt;
-  const bool origin = c.role == RuntimeRole::kAlways || c.role == RuntimeRole::kFrontend;
-  if (origin && (!c.fast_path || !ctx.dispatcher)) return std::nullopt;
-  if (!origin && c.role != RuntimeRole::kBackend) return std::nullopt;
+  if (ctx.datapath != DataPath::kKernel || !kernel_dispatch_wanted(c) || !ctx.auth) return std::nullopt;
+  if (c.role != RuntimeRole::kBackend && !ctx.dispatcher) return std::nullopt;
   const auto keys = ctx.auth->derive("hl-syn-cookie-keys");
   const auto extra = ctx.auth->derive("hl-syn-cookie-ts-offset");
   std::array<uint8_t, 40> material{};
@@ -282,9 +291,12 @@ std::vector<std::string> kernel_origin_plan(const RuntimeConfig& c) {
                                                     "last requests for this node's own documents served in the kernel, "
                                                   : "SYN cookie answers, handshake ACKs dropped, ";
   what += c.fast_path ? "forwarding of handed-off connections" : "no forwarding (--fast-path off)";
-  if (c.role != RuntimeRole::kRare && c.fast_path && c.kernel_dispatch && !c.key_file.empty()) {
-    what += ", last requests for one-owner documents handed to their owner in the kernel (--kernel-dispatch)";
-    if (c.kernel_moves && c.moves) {
+  if (kernel_dispatch_wanted(c)) {
+    what += c.role == RuntimeRole::kRare
+                ? ", last requests for another node's one-owner documents moved to their owner in the kernel "
+                  "(--kernel-dispatch: this node's adopt program resets its kernel's socket and sends the request on)"
+                : ", last requests for one-owner documents handed to their owner in the kernel (--kernel-dispatch)";
+    if (kernel_moves_wanted(c)) {
       what += ", persistent connections' requests read and the connections moved to each one's owner in the "
               "kernel (--kernel-moves)";
     }

@@ -114,13 +114,21 @@ std::string kernel_origin_name(const std::string& ifname);
 
 namespace hl::runtime {
 
-// Kernel dispatch (origin.bpf.c (g), --kernel-dispatch): the SYN cookie secret
-// every node of the cluster derives from the cluster key alike, so that a
-// serving node checks the cookie of a request an origin program handed it.
-// Set for always and frontend on the kernel path with --key-file, the fast
-// path and a content map, and for the frontend design's back-ends (they adopt
-// what their front-end dispatches); nullopt otherwise (each engine keeps a
-// secret of its own, and every request goes through it).
+// Whether the configuration asks for kernel dispatch (origin.bpf.c (g),
+// --kernel-dispatch): frontend, always and rare with --key-file and the fast
+// path, and the frontend design's back-ends (they adopt what their front-end
+// dispatches). The one test of the run time (kernel_dispatch_secret) and of
+// --print-rules.
+bool kernel_dispatch_wanted(const RuntimeConfig& config);
+// Whether kernel_dispatch_wanted's nodes move persistent connections in the
+// kernel too (origin.bpf.c (h), --kernel-moves with --moves).
+bool kernel_moves_wanted(const RuntimeConfig& config);
+// Kernel dispatch: the SYN cookie secret every node of the cluster derives
+// from the cluster key alike, so that a serving node checks the cookie of a
+// request an origin program handed it (and the MAC of a moved one). Set where
+// kernel_dispatch_wanted, on the kernel path, with a content map at an
+// origin; nullopt otherwise (each engine keeps a secret of its own, and every
+// request goes through it).
 std::optional<tcp::SynCookieSecret> kernel_dispatch_secret(const RoleContext& ctx);
 // The documents with one owner and the nodes (origin.bpf.c (g) hands their
 // last requests over; a replicated one stays the engine's: its policy chooses).

@@ -3,6 +3,7 @@
 #include "runtime/roles/kernel_serving.h"
 
 #include "engine/node_engine.h"
+#include "runtime/roles/kernel_origin.h"
 
 #include <dirent.h>
 #include <ifaddrs.h>
@@ -61,17 +62,17 @@ std::vector<std::string> kernel_datapath_plan(const RuntimeConfig& c) {
   char mark[16];
   std::snprintf(mark, sizeof mark, "0x%x", c.mark);
   // Kernel dispatch (kernel_dispatch_secret): the back-ends and always nodes adopt on the cookie.
-  const bool dispatched = c.kernel_dispatch && !c.key_file.empty() && c.role != RuntimeRole::kRare &&
-                          (c.role == RuntimeRole::kBackend || c.fast_path);
+  const bool dispatched = kernel_dispatch_wanted(c);
+  const bool moves = dispatched && (kernel_moves_wanted(c) || c.role == RuntimeRole::kRare);
   return {
       "# kernel data path" + when + ": sysctl net.ipv4.tcp_syncookies=1 tcp_timestamps=1 tcp_sack=1 "
       "tcp_window_scaling=1" + std::string(dispatched ? " tcp_max_tw_buckets=0 tcp_fin_timeout=61" : "") +
       " (restored at exit)",
       "# kernel data path" + when + ": BPF program adopt (tc clsact ingress) on " + ifaces + ": adopts handed-off "
       "connections authorised in its map" + std::string(dispatched ? " or dispatched by an origin program (the "
-      "cluster's SYN cookie)" : "") + std::string(dispatched && c.kernel_moves && c.moves ? "; retires a quiet "
+      "cluster's SYN cookie)" : "") + std::string(moves ? "; retires a quiet "
       "socket for a move order (an exact RST through lo) and sends its request on, adopts moved requests (a MAC "
-      "from the cluster key; --kernel-moves)" : "") + "; un-DNATs " + c.node_addr.value_or("<node>") + ":" + std::to_string(c.port) +
+      "from the cluster key; --kernel-moves, and rare's --kernel-dispatch)" : "") + "; un-DNATs " + c.node_addr.value_or("<node>") + ":" + std::to_string(c.port) +
       " of adopted connections to the VIP " + c.vip.value_or("<vip>") + ", mark " + mark,
       "# kernel data path" + when + ": BPF programs watch_in/watch_out (tc clsact ingress/egress, before adopt) "
       "on " + ifaces + ": copy the segments of carried persistent connections to user space (moves)",
@@ -144,7 +145,8 @@ KernelServing::KernelServing(RoleContext& ctx, net::Endpoint vip, net::Ipv4Addr 
   if (dispatched) {
     ac.cookie_auth = true;
     ac.dispatch_mark = RuntimeConfig::kDispatchMark;
-    ac.kernel_moves = c.kernel_moves && c.moves;
+    // rare: its origin program moves a first request from its own kernel's socket (origin.bpf.c first_request).
+    ac.kernel_moves = kernel_moves_wanted(c) || c.role == RuntimeRole::kRare;
     ac.retire_mark = RuntimeConfig::kRetireMark;
     // No TIME_WAIT sockets: a client reusing its port must meet the listener.
     // A close the server began keeps its full socket in FIN_WAIT2 until the

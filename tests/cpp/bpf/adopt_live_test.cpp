@@ -13,6 +13,7 @@
 #include <net/ethernet.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -215,7 +216,9 @@ class AdoptLive : public ::testing::Test {
   // Whether the serving side has a socket of client port `port` in `state` (an ss state name).
   static bool in_state(uint16_t port, const char* state) {
     const std::string out = io::run_command({"/usr/bin/ss", "-tan", "state", state}).out;
-    return out.find(":" + std::to_string(port)) != std::string::npos;
+    std::string needle(1, ':');  // not ":" + ...: GCC 12's -Wrestrict misfires on it here
+    needle += std::to_string(port);
+    return out.find(needle) != std::string::npos;
   }
   static bool time_wait_on(uint16_t port) { return in_state(port, "time-wait"); }
 
@@ -737,6 +740,89 @@ TEST_F(AdoptMoveLive, AMovedRequestWithAWrongMacCreatesNothing) {
   const AdoptCounters c = adopter_->counters();
   EXPECT_EQ(c.move_bad_mac, 1u);
   EXPECT_EQ(c.adopted, 0u);
+}
+
+// A rare node's first request (origin.bpf.c first_request): its kernel did the
+// handshake and holds a request socket (TCP_DEFER_ACCEPT). A move order
+// resets that socket silently (the copy on lo becomes a RST it takes) and
+// sends the request on to the new node with what the request socket knows
+// (MSS, scales, SACK, timestamps, TSecr above its SYN/ACK's TSval) and the MAC.
+TEST_F(AdoptMoveLive, AMoveOrderTakesARequestSocketsConnection) {
+  adopter_->attach("lo");  // where the retiring copy becomes a RST
+  const int defer = 5;
+  ASSERT_EQ(setsockopt(listener_.fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof defer), 0);
+  const uint16_t port = 40070;
+  auto send_raw = [&](const std::vector<uint8_t>& packet, net::Ipv4Addr dst) {
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_addr.s_addr = htonl(dst.value);
+    ASSERT_EQ(sendto(raw_.fd, packet.data(), packet.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to),
+              static_cast<ssize_t>(packet.size()));
+  };
+  net::PacketBuilder syn;
+  syn.ipv4(kClientAddr, kVip.addr).tcp(port, kVip.port).seq(kClientIsn).flags(flag::SYN).window(64240)
+      .mss(1460).sack_permitted().timestamps(kClientTsval - 1, 0).wscale(7);
+  send_raw(syn.build(), kVip.addr);
+  const auto synack = capture(port, 2000, [](const Seen& s) { return (s.flags & (flag::SYN | flag::ACK)) == (flag::SYN | flag::ACK); });
+  ASSERT_TRUE(synack.has_value() && synack->ts.has_value()) << "the kernel's SYN/ACK";
+  const uint32_t seq = kClientIsn + 1, ack = synack->seq + 1;
+  send_segment(port, seq, ack, "", kClientTsval, flag::ACK, synack->ts->tsval);
+  for (int i = 0; i < 50 && !in_state(port, "syn-recv"); ++i) usleep(10000);
+  ASSERT_TRUE(in_state(port, "syn-recv")) << "the request socket (deferred accept)";
+
+  // The order: to the node's address, the new node (the client's own address:
+  // a neighbour here) in the IP ID and the urgent pointer.
+  const net::Ipv4Addr to = kClientAddr;
+  net::PacketBuilder order;
+  order.ipv4(kClientAddr, kNode).tos(HL_MOVE_DSCP << 2).ip_id(static_cast<uint16_t>(to.value >> 16))
+      .tcp(port, kVip.port).seq(seq).ack(ack).flags(flag::ACK | flag::PSH).window(502)
+      .urgent(static_cast<uint16_t>(to.value & 0xffff)).timestamps(kClientTsval, synack->ts->tsval).payload(kRequest);
+  send_raw(order.build(), kNode);
+
+  // The request as it goes on, seen on the client's side of the link.
+  std::vector<uint8_t> buf(65536);
+  std::optional<std::vector<uint8_t>> moved;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (!moved && std::chrono::steady_clock::now() < deadline) {
+    pollfd p{capture_.fd, POLLIN, 0};
+    if (poll(&p, 1, 100) <= 0) continue;
+    sockaddr_ll from{};
+    socklen_t from_len = sizeof from;
+    const ssize_t n = recvfrom(capture_.fd, buf.data(), buf.size(), 0, reinterpret_cast<sockaddr*>(&from), &from_len);
+    if (n <= 0 || from.sll_pkttype == PACKET_OUTGOING) continue;
+    auto parsed = net::parse_tcp_packet(std::span<uint8_t>(buf.data(), static_cast<size_t>(n)));
+    if (!parsed.ok() || parsed.value().dst_addr() != to || parsed.value().src_port() != port) continue;
+    moved = std::vector<uint8_t>(buf.begin(), buf.begin() + n);
+  }
+  ASSERT_TRUE(moved.has_value()) << "the request was not sent on";
+  auto parsed = net::parse_tcp_packet(std::span<uint8_t>(moved->data(), moved->size()));
+  ASSERT_TRUE(parsed.ok());
+  const net::TcpPacket& m = parsed.value();
+  EXPECT_EQ((*moved)[1] >> 2, HL_MOVED_DSCP);
+  EXPECT_EQ(m.seq(), seq);
+  EXPECT_EQ(m.ack(), ack);
+  EXPECT_EQ(std::string(m.payload().begin(), m.payload().end()), kRequest);
+  ASSERT_TRUE(m.options.timestamps.has_value());
+  const uint32_t tsecr = m.options.timestamps->tsecr;
+  EXPECT_GT(tsecr, synack->ts->tsval) << "TSecr raised above the SYN/ACK's TSval";
+  EXPECT_LT(tsecr - synack->ts->tsval, 5000u);
+  const uint32_t attrs = m.urgent_pointer() & HL_MOVED_ATTR_MASK;
+  EXPECT_EQ(attrs & HL_MOVED_MSS_MASK, 7u) << "MSS 1460";
+  EXPECT_EQ(attrs >> HL_MOVED_SND_WSCALE_SHIFT & 0xf, 7u) << "the client's scale";
+  EXPECT_NE(attrs & HL_MOVED_WSCALE_OK, 0u);
+  EXPECT_NE(attrs & HL_MOVED_SACK_OK, 0u);
+  EXPECT_NE(attrs & HL_MOVED_TSTAMP_OK, 0u);
+  const uint32_t ip_id = uint32_t{(*moved)[4]} << 8 | (*moved)[5];
+  EXPECT_EQ(move_mac(port, seq, ack, tsecr, attrs), ip_id | (static_cast<uint32_t>(m.urgent_pointer()) >> 14) << 16);
+
+  for (int i = 0; i < 50 && in_state(port, "syn-recv"); ++i) usleep(10000);
+  EXPECT_FALSE(in_state(port, "syn-recv")) << "the request socket stays";
+  EXPECT_EQ(accept_within(200), -1) << "the listener got the connection";
+  EXPECT_FALSE(capture(port, 300, [](const Seen& s) { return (s.flags & flag::RST) != 0; }).has_value())
+      << "a RST reached the client";
+  const AdoptCounters c = adopter_->counters();
+  EXPECT_EQ(c.move_retired, 1u);
+  EXPECT_EQ(c.move_not_quiet, 0u);
 }
 
 TEST_F(AdoptLive, DestructionDetaches) {
