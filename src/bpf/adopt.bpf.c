@@ -730,4 +730,31 @@ int adopt(struct __sk_buff *skb) {
   return assign(skb, skc, &e, &attrs);
 }
 
+/* For user space (BPF_PROG_TEST_RUN, never attached): whether this node holds
+ * the socket of the connection in the input's hl_adopt_locate, written back
+ * with its rcv_nxt and state (adopt_abi.h); 1: found. */
+SEC("tc")
+int locate_probe(struct __sk_buff *skb) {
+  struct hl_adopt_locate in;
+  struct bpf_sock *skc;
+  struct tcp_sock *tp;
+
+  if (bpf_skb_load_bytes(skb, ETH_HLEN_, &in, sizeof in)) return -1;
+  in.found = 0;
+  skc = connection_socket(skb, in.key.client_addr, in.key.vip_addr, in.key.client_port, in.key.vip_port);
+  if (skc) {
+    in.state = skc->state;
+    if (skc->state != BPF_TCP_LISTEN && skc->state != BPF_TCP_TIME_WAIT && skc->state != TCP_NEW_SYN_RECV_) {
+      tp = bpf_skc_to_tcp_sock(skc);
+      if (tp) {
+        in.found = 1;
+        in.rcv_nxt = tp->rcv_nxt;
+      }
+    }
+    bpf_sk_release(skc);
+  }
+  if (bpf_skb_store_bytes(skb, ETH_HLEN_, &in, sizeof in, 0)) return -1;
+  return in.found;
+}
+
 char LICENSE[] SEC("license") = "GPL";

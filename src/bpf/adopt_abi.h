@@ -54,6 +54,18 @@ struct hl_moved_record {
 };
 #define HL_ADOPT_MAX_MOVED 65536
 
+/* The input and output of the program `locate_probe` (run by user space
+ * through BPF_PROG_TEST_RUN, behind a 14-byte Ethernet header of ethertype
+ * 0x88b5): whether this node holds the connection `key`'s socket (an origin
+ * whose peer died asks its peers, control::Locate) and where the client's next
+ * byte goes (its rcv_nxt, host order). */
+struct hl_adopt_locate {
+  struct hl_adopt_key key;
+  __u32 found;    /* out: 1: a socket other than a listener, request socket or TIME_WAIT */
+  __u32 rcv_nxt;  /* out: the socket's next expected client byte */
+  __u32 state;    /* out: its TCP state (the kernel's numbering) */
+};
+
 /* Index of each counter in the per-CPU counter array. */
 enum hl_adopt_counter {
   HL_ADOPT_SEEN = 0,        /* TCP non-SYN, non-RST segments to the VIP:port */

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -223,6 +224,28 @@ std::optional<AdoptAttrs> Adopter::authorisation(const AdoptKey& key) const {
     return std::nullopt;
   }
   return from_wire(entry);
+}
+
+std::optional<uint32_t> Adopter::locate(const AdoptKey& key) const {
+  // The probe reads a 14-byte Ethernet header of the local experimental
+  // ethertype 0x88b5 (no IPv4 header for the test run to check) and the query.
+  std::array<uint8_t, 14 + sizeof(hl_adopt_locate)> frame{};
+  frame[12] = 0x88;
+  frame[13] = 0xb5;
+  hl_adopt_locate query{};
+  query.key = to_wire(key);
+  std::memcpy(frame.data() + 14, &query, sizeof query);
+  std::array<uint8_t, frame.size()> out{};
+  LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame.data(), .data_out = out.data(),
+              .data_size_in = static_cast<uint32_t>(frame.size()), .data_size_out = static_cast<uint32_t>(out.size()),
+              .repeat = 1);
+  if (bpf_prog_test_run_opts(bpf_program__fd(skel_->progs.locate_probe), &opts) != 0 || opts.retval != 1 ||
+      opts.data_size_out < frame.size()) {
+    return std::nullopt;
+  }
+  std::memcpy(&query, out.data() + 14, sizeof query);
+  if (query.found != 1) return std::nullopt;
+  return query.rcv_nxt;
 }
 
 AdoptCounters Adopter::counters() const {

@@ -153,6 +153,10 @@ class Adopter {
   io::IoStatus set_cookie_key(const CookieSecret& secret, const SynAnswer& answer);
   // The entry for `key`, if any.
   std::optional<AdoptAttrs> authorisation(const AdoptKey& key) const;
+  // This node's socket of connection `key` (in the calling thread's network
+  // namespace; not a listener, request socket or TIME_WAIT): the client's next
+  // sequence number it expects (rcv_nxt). nullopt: none (or the probe failed).
+  std::optional<uint32_t> locate(const AdoptKey& key) const;
   // Counters summed over all CPUs.
   AdoptCounters counters() const;
   LastAttempt last_attempt() const;

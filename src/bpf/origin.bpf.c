@@ -90,7 +90,11 @@
  *     an ended one deletes it at once. (A bpf_timer per entry would expire
  *     them in the kernel, but bpf_timer_init fails with ENOMEM under load
  *     here: its allocation from softirq.)
- * (h) With cfg_kernel_moves as well (frontend, always; --kernel-moves): (g)
+ *     On a rare node (cfg_kernel_handshake too: no cookie, the kernel's own
+ *     handshake) the request (e) reads is the one (g) takes: for another
+ *     node's document the connection moves there from the kernel's own
+ *     socket, as (h) moves one (first_request).
+ * (h) With cfg_kernel_moves as well (frontend, always, rare; --kernel-moves): (g)
  *     takes a persistent connection's first request too, and its entry is
  *     `tracked`: tracked() reads each later request that starts where the
  *     last ended (a whole GET/HEAD head in one segment). A path the

@@ -233,6 +233,21 @@ io::IoStatus OriginPath::map_forward(const OriginKey& key, net::Ipv4Addr node, b
   return io::io_ok();
 }
 
+io::IoStatus OriginPath::map_located(const OriginKey& key, net::Ipv4Addr node, uint32_t next_seq, uint64_t now_ms) {
+  const hl_origin_key wire_key = to_wire(key);
+  hl_origin_forward value{};
+  value.node_addr = htonl(node.value);
+  value.dispatched = 1;
+  value.tracked = config_.kernel_moves ? 1 : 0;
+  value.seen_ms = static_cast<uint32_t>(now_ms);
+  value.gen = next_seq;  // which connection on the tuple, for expire_probe: any value of its own
+  value.next_seq = next_seq;
+  const int err = bpf_map__update_elem(skel_->maps.forwards, &wire_key, sizeof wire_key, &value,
+                                       sizeof value, BPF_ANY);
+  if (err != 0) return io::io_fail(-err, "bpf_map_update_elem(forwards)");
+  return io::io_ok();
+}
+
 bool OriginPath::unmap(const OriginKey& key) {
   const hl_origin_key wire_key = to_wire(key);
   return bpf_map__delete_elem(skel_->maps.forwards, &wire_key, sizeof wire_key, 0) == 0;

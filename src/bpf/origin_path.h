@@ -198,6 +198,12 @@ class OriginPath {
   io::IoStatus map_forward(const OriginKey& key, net::Ipv4Addr node, bool acks_only = false);
   // Removes an entry; false when there was none.
   bool unmap(const OriginKey& key);
+  // A connection a dead origin's program dispatched, found at `node` (its
+  // socket there expects the client's byte `next_seq` next: control::Located):
+  // an entry as (g) makes one (dispatched: expired as those are; with
+  // kernel_moves tracked, its next request read at next_seq), made at
+  // `now_ms` (CLOCK_MONOTONIC, the program's clock). Creates or replaces it.
+  io::IoStatus map_located(const OriginKey& key, net::Ipv4Addr node, uint32_t next_seq, uint64_t now_ms);
 
   // A path this node owns, exactly as the content map has it (with
   // local_mark: its last requests stay in the kernel). false: not taken (longer

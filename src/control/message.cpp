@@ -24,6 +24,8 @@ constexpr size_t kReleasedLen = kEndpointLen + 9;
 constexpr size_t kTakeoverLen = kEndpointLen + 8;
 constexpr size_t kTakeoverStreamLen = 19;
 constexpr size_t kNodeDownLen = 4;  // node u32
+constexpr size_t kLocateLen = kEndpointLen;       // client 6
+constexpr size_t kLocatedLen = kEndpointLen + 4;  // client 6 | next_seq 4
 
 // HandoffRequest flag bits (the rest must be zero).
 constexpr uint8_t kFlagMss = 0x01;
@@ -133,6 +135,11 @@ struct BodyWriter {
     out.push_back(st.frontend_wscale);
   }
   void operator()(const NodeDown& m) const { put_be32(out, m.node.value); }
+  void operator()(const Locate& m) const { put_endpoint(out, m.client); }
+  void operator()(const Located& m) const {
+    put_endpoint(out, m.client);
+    put_be32(out, m.next_seq);
+  }
 };
 
 Result<Message, DecodeError> decode_handoff_request(const uint8_t* body, size_t len) {
@@ -262,6 +269,8 @@ const char* to_string(MessageType type) {
     case MessageType::kReleased: return "released";
     case MessageType::kTakeover: return "takeover";
     case MessageType::kNodeDown: return "node-down";
+    case MessageType::kLocate: return "locate";
+    case MessageType::kLocated: return "located";
   }
   return "unknown";
 }
@@ -359,6 +368,12 @@ Result<Message, DecodeError> decode(std::span<const uint8_t> frame) {
     case MessageType::kNodeDown:
       if (body_len != kNodeDownLen) return Err(DecodeError::BadLength);
       return Message{NodeDown{net::Ipv4Addr{net::load_be32(body)}}};
+    case MessageType::kLocate:
+      if (body_len != kLocateLen) return Err(DecodeError::BadLength);
+      return Message{Locate{get_endpoint(body)}};
+    case MessageType::kLocated:
+      if (body_len != kLocatedLen) return Err(DecodeError::BadLength);
+      return Message{Located{get_endpoint(body), net::load_be32(body + kEndpointLen)}};
   }
   return Err(DecodeError::UnknownType);
 }

@@ -32,6 +32,8 @@ enum class MessageType : uint8_t {
   kReleased = 8,        // serving node -> origin: given up (or why not)
   kTakeover = 9,        // serving node -> every node (always, rare): its origin died, forward it here
   kNodeDown = 10,       // spreader -> every node (always, rare): a node stopped sending heartbeats
+  kLocate = 11,         // origin -> every serving node: who holds this connection (its origin died)?
+  kLocated = 12,        // serving node -> origin: this one, the client's next byte goes here
 };
 const char* to_string(MessageType type);
 
@@ -203,9 +205,28 @@ struct NodeDown {
   friend bool operator==(const NodeDown&, const NodeDown&) = default;
 };
 
+// A segment of a connection this origin does not know reached it after a peer
+// died: a connection the dead origin's BPF program dispatched (--kernel-dispatch,
+// --kernel-moves), which no engine carries and so no Takeover announces. The
+// origin asks every live serving node whether it holds the socket of `client`
+// (to the VIP:port); only one that does answers (Located).
+struct Locate {
+  net::Endpoint client;
+  friend bool operator==(const Locate&, const Locate&) = default;
+};
+
+// The answer to Locate: the sender holds the connection of `client`; its
+// kernel's socket expects the client's byte `next_seq` next (rcv_nxt: where the
+// client's next request begins when the connection is between requests).
+struct Located {
+  net::Endpoint client;
+  uint32_t next_seq = 0;
+  friend bool operator==(const Located&, const Located&) = default;
+};
+
 // Alternative i has MessageType i + 1.
 using Message = std::variant<HandoffAck, Relay, HandoffRequest, HandoffRefuse, Termination, Keepalive, Release,
-                             Released, Takeover, NodeDown>;
+                             Released, Takeover, NodeDown, Locate, Located>;
 
 enum class DecodeError {
   TooShort,      // fewer bytes than the header, or than the body length says

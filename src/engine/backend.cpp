@@ -85,6 +85,11 @@ struct BackendEngine::Impl {
       side.take_release(from, *order);
     } else if (const auto* down = std::get_if<control::NodeDown>(&message)) {
       take_over(down->node, from);
+    } else if (const auto* query = std::get_if<control::Locate>(&message)) {
+      // A front-end whose peer died meets a connection it does not know (one
+      // the dead front-end's program dispatched): it is here if its socket is.
+      const std::optional<uint32_t> next = cfg.kernel != nullptr ? cfg.kernel->locate(query->client) : std::nullopt;
+      if (next && !messages.send(from, control::Located{query->client, *next})) ++serving.control_errors;
     }
   }
 

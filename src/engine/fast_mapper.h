@@ -51,6 +51,16 @@ class OriginKernelPath : public io::FastPath {
     bool tstamp_ok = false;
   };
   virtual std::optional<KernelHandshake> handshake_of(uint32_t /*mark*/) const { return std::nullopt; }
+
+  // A connection a dead origin's program dispatched, found at `node` by a
+  // control::Located (its socket expects the client's byte `next_seq` next):
+  // the kernel forwards its segments there from now on, as the dead origin's
+  // program did (and reads its next requests from next_seq, with kernel
+  // moves). `now_ms`: the engine's clock. False: not mapped.
+  virtual bool map_located(net::Endpoint /*client*/, net::Ipv4Addr /*node*/, uint32_t /*next_seq*/,
+                           uint64_t /*now_ms*/) {
+    return false;
+  }
 };
 
 // One connection's part.

@@ -39,6 +39,8 @@ OriginConfig origin_config(const FrontendConfig& c) {
   o.http_limits = c.http_limits;
   o.seed = c.seed;
   o.cookie_secret = c.cookie_secret;
+  // The cluster's secret: kernel dispatch runs (the runtime shares it for that alone).
+  o.locate = c.cookie_secret.has_value() && c.messages != nullptr;
   o.half_open_until_handoff = true;
   o.check_consumed = true;
   o.ack_every_request_segment = true;
@@ -96,6 +98,10 @@ struct FrontendEngine::Impl {
       (void)origin.adopt(*t, from);  // counted: OriginCounters::adopted
       return;
     }
+    if (const auto* found = std::get_if<control::Located>(&message)) {
+      origin.on_located(from, *found);
+      return;
+    }
     if (const auto* ack = std::get_if<control::HandoffAck>(&message)) {
       origin.on_handoff_ack(from, *ack);
     } else if (const auto* relay = std::get_if<control::Relay>(&message)) {
@@ -117,6 +123,7 @@ struct FrontendEngine::Impl {
       return;
     }
     ++frontend_notices;
+    origin.expect_orphans();  // what its program dispatched comes here unannounced: looked for
     for (const net::Ipv4Addr be : backends) {
       if (!messages->send(be, down)) ++io_errors;
     }
@@ -164,6 +171,9 @@ struct FrontendEngine::Impl {
     c.moves = o.moves;
     c.frontend_notices = frontend_notices;
     c.adopted = o.adopted;
+    c.locate_asked = o.locate_asked;
+    c.located = o.located;
+    c.locate_dropped = o.locate_dropped;
     return c;
   }
 };
@@ -209,6 +219,9 @@ void FrontendCounters::visit(const CounterVisitor& v) const {
   phases.visit(v);
   v("frontend_notices", frontend_notices);
   v("adopted", adopted);
+  v("locate_asked", locate_asked);
+  v("located", located);
+  v("locate_dropped", locate_dropped);
 }
 
 FrontendEngine::FrontendEngine(FrontendConfig config, std::unique_ptr<dispatch::Dispatcher> dispatcher,

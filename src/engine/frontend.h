@@ -135,6 +135,9 @@ struct FrontendCounters {
   OriginPhases phases;              // `active` by phase (gauges)
   uint64_t frontend_notices = 0;    // the spreader's NodeDown of another front-end, passed to the back-ends
   uint64_t adopted = 0;             // a dead front-end's connections taken over (a back-end's Takeover)
+  uint64_t locate_asked = 0;        // unknown connections after the other front-end's death asked for (Locate)
+  uint64_t located = 0;             // ... found on a back-end and mapped in the kernel (Located)
+  uint64_t locate_dropped = 0;      // ... their segments dropped while asking (the client resends)
 
   void visit(const CounterVisitor& visit) const;
 };

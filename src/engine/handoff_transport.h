@@ -36,6 +36,9 @@ class InBandTransport final : public HandoffTransport {
   uint32_t retry_ms() const override { return retry_ms_; }
   bool can_move() const override { return messages_ != nullptr; }
   void release(const OriginConn& conn, const control::Release& order) override;
+  void locate(net::Ipv4Addr to, const control::Locate& query) override {
+    if (messages_ != nullptr && !messages_->send(to, query)) ++errors_;
+  }
 
  private:
   net::Endpoint vip_;
@@ -63,6 +66,7 @@ class ControlTransport final : public HandoffTransport {
   bool in_band() const override { return false; }
   bool can_move() const override { return true; }
   void release(const OriginConn& conn, const control::Release& order) override { send_(conn.target, order); }
+  void locate(net::Ipv4Addr to, const control::Locate& query) override { send_(to, query); }
 
  private:
   net::Ipv4Addr self_;

@@ -126,6 +126,10 @@ class KernelAdoption : public ServerSockets {
   // The queues of the socket VIP:port <-> client; none: no such socket (or the lookup failed).
   virtual std::optional<SocketQueues> queues(net::Endpoint /*client*/) { return std::nullopt; }
   virtual void count(KernelMoveEvent /*event*/) {}
+  // This node's socket of VIP:port <-> client (a control::Locate), whoever made
+  // it (an engine or an origin program): the client's byte it expects next
+  // (rcv_nxt). nullopt: none (no socket, or a listener, request socket, TIME_WAIT).
+  virtual std::optional<uint32_t> locate(net::Endpoint /*client*/) { return std::nullopt; }
 };
 
 struct KernelCarrierConfig {

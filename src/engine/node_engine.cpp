@@ -39,6 +39,8 @@ OriginConfig origin_config(const NodeConfig& c) {
   o.idle_timeout_ms = c.idle_timeout_ms;
   o.reset_linger_ms = c.reset_linger_ms;
   o.cookie_secret = c.cookie_secret;
+  // The cluster's secret: kernel dispatch runs (the runtime shares it for that alone).
+  o.locate = c.cookie_secret.has_value();
   o.dead_ms = c.peer_dead_ms;
   o.max_connections = c.max_connections;
   o.max_half_open = c.max_half_open;
@@ -68,6 +70,8 @@ NodeEngine::Impl::Impl(NodeConfig c, std::unique_ptr<dispatch::Dispatcher> d, io
                     serving.take_request(cfg.node, std::move(*req));
                   } else if (const auto* order = std::get_if<control::Release>(&msg)) {
                     serving.take_release(cfg.node, *order);
+                  } else if (const auto* query = std::get_if<control::Locate>(&msg)) {
+                    answer_locate(cfg.node, *query);
                   }
                 }),
       origin(
@@ -78,7 +82,20 @@ NodeEngine::Impl::Impl(NodeConfig c, std::unique_ptr<dispatch::Dispatcher> d, io
           }(),
           std::move(d), v, r, transport, clock, f, &carrier) {}
 
+void NodeEngine::Impl::answer_locate(net::Ipv4Addr from, const control::Locate& query) {
+  const std::optional<uint32_t> next = cfg.kernel != nullptr ? cfg.kernel->locate(query.client) : std::nullopt;
+  if (!next) return;  // not here: only a holder answers
+  const control::Located answer{query.client, *next};
+  if (from == cfg.node) {
+    origin.on_located(cfg.node, answer);
+  } else {
+    send_message(from, answer);
+  }
+}
+
 void NodeEngine::Impl::take_over(net::Ipv4Addr dead) {
+  // Connections its origin program dispatched reach this origin unannounced: they are looked for.
+  origin.expect_orphans();
   // Sent to it before: void. (A cut link's backlog would reach it when the
   // link comes back: a hand-in retried while the link was down would make a
   // socket for a connection that ended meanwhile, answering a client that
@@ -183,6 +200,10 @@ void NodeEngine::Impl::on_message(net::Ipv4Addr from, const control::Message& me
           origin.on_released(from, m);
         } else if constexpr (std::is_same_v<T, control::Takeover>) {
           if (!origin.adopt(m, from)) ++counters.control_errors;
+        } else if constexpr (std::is_same_v<T, control::Locate>) {
+          answer_locate(from, m);
+        } else if constexpr (std::is_same_v<T, control::Located>) {
+          origin.on_located(from, m);
         } else {
           ++counters.control_errors;  // Relay: the frontend design's, not ours
         }
@@ -236,6 +257,9 @@ const NodeCounters& NodeEngine::Impl::report() {
   r.handoff_acks = o.handoff_acks;
   r.handoff_retries = o.handoff_retries;
   r.adopted = o.adopted;
+  r.locate_asked = o.locate_asked;
+  r.located = o.located;
+  r.locate_dropped = o.locate_dropped;
   r.refused = o.refused + s.refused;
   r.forwarded_packets = o.forwarded_packets;
   r.fast_path_adds = o.fast_path_adds;
@@ -297,6 +321,9 @@ void NodeCounters::visit(const CounterVisitor& v) const {
   v("takeovers", takeovers);
   v("takeover_streams", takeover_streams);
   v("adopted", adopted);
+  v("locate_asked", locate_asked);
+  v("located", located);
+  v("locate_dropped", locate_dropped);
   v("refused", refused);
   v("forwarded_packets", forwarded_packets);
   v("fast_path_adds", fast_path_adds);

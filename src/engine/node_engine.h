@@ -121,6 +121,9 @@ struct NodeCounters {
   uint64_t takeovers = 0;        // served connections whose origin died, taken over here (Takeover sent)
   uint64_t takeover_streams = 0; // ... with where the client's next request begins (its requests are read on)
   uint64_t adopted = 0;          // forwarding states for a dead origin's connections (own and Takeovers)
+  uint64_t locate_asked = 0;     // unknown connections after a peer's death asked for (control::Locate)
+  uint64_t located = 0;          // ... found on a node and mapped in the kernel (control::Located)
+  uint64_t locate_dropped = 0;   // ... their segments dropped while asking (the client resends)
   uint64_t refused = 0;            // handoff requests refused (sent) or refusals received
   uint64_t forwarded_packets = 0;  // client packets forwarded to another node
   uint64_t fast_path_adds = 0;     // connections mapped in the kernel fast path (and re-mapped)

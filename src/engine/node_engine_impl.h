@@ -70,6 +70,9 @@ struct NodeEngine::Impl {
   // connections it carried for it (this node's origin forwards them locally,
   // every other node gets a control::Takeover and forwards them here).
   void take_over(net::Ipv4Addr dead);
+  // A control::Locate from `from` (this node: its own origin): answered with a
+  // control::Located if this node holds the connection's socket.
+  void answer_locate(net::Ipv4Addr from, const control::Locate& query);
   // A taken-over connection was released to `mover` (a new origin moves it on):
   // the other nodes' forwarding states go (a Termination), and so does this one's.
   void released_taken_over(net::Ipv4Addr mover, net::Endpoint client);

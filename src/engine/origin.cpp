@@ -118,6 +118,7 @@ void Origin::on_vip_packet(const io::QueuedPacket& qp, net::TcpPacket& pkt) {
     return;
   }
   if (take_cookie_ack(qp, pkt, client)) return;
+  if (locate_unknown(qp, pkt, client)) return;
   ++counters_.unknown_packets;
   if (kernel()) {
     verdicts_.accept(qp.id);  // a local connection (released) or the kernel's business
@@ -131,6 +132,41 @@ void Origin::on_vip_packet(const io::QueuedPacket& qp, net::TcpPacket& pkt) {
     answer_.rst_for(pkt);
   } else {
     ++counters_.unknown_resets_limited;
+  }
+}
+
+bool Origin::locate_unknown(const io::QueuedPacket& qp, const net::TcpPacket& pkt, const net::Endpoint& client) {
+  if (!cfg_.locate || kernel_path_ == nullptr || !pkt.has_flags(ACK) || pkt.has_flags(RST)) return false;
+  const uint64_t now = clock_();
+  if (now >= orphans_until_ms_) return false;
+  const uint64_t key = conn_key(client);
+  if (const auto it = locating_.find(key); it != locating_.end()) {
+    if (now - it->second >= kLocateWaitMs) return false;  // nobody holds it: unknown, as before
+  } else {
+    if (locating_.size() >= kMaxLocating) return false;
+    locating_.emplace(key, now);
+    ++counters_.locate_asked;
+    // Every live serving node, this one too (its own serving part may hold it).
+    for (size_t id = 0; id < cfg_.targets.size(); ++id) {
+      if (health_.alive(id)) transport_.locate(cfg_.targets[id], control::Locate{client});
+    }
+  }
+  verdicts_.drop(qp.id);  // the client sends it again, to the connection's node by then
+  ++counters_.locate_dropped;
+  return true;
+}
+
+void Origin::expect_orphans() {
+  if (cfg_.locate) orphans_until_ms_ = clock_() + kLocateWindowMs;
+}
+
+void Origin::on_located(net::Ipv4Addr from, const control::Located& m) {
+  const uint64_t key = conn_key(m.client);
+  if (locating_.erase(key) == 0 || conns_.count(key) != 0 || kernel_path_ == nullptr) return;  // late, or known now
+  if (kernel_path_->map_located(m.client, from, m.next_seq, clock_())) {
+    ++counters_.located;
+  } else {
+    ++counters_.io_errors;
   }
 }
 

@@ -101,6 +101,14 @@ struct OriginConfig {
   // connection itself, sooner than the back-ends' word (whose kernel path learns
   // an end from sock_diag, up to a heartbeat later).
   bool reported_load = false;
+  // Kernel dispatch (origin.bpf.c (g), (h)) runs in the cluster: a dead
+  // origin's program dispatched connections no engine carries, so no Takeover
+  // announces them. After expect_orphans(), a segment of a connection this
+  // origin does not know is held back (dropped: the client sends it again)
+  // while every live serving node is asked who holds it (control::Locate); a
+  // control::Located maps it in the kernel path (map_located). Needs the
+  // kernel data path.
+  bool locate = false;
   uint32_t release_retry_ms = 200;   // a Release unanswered this long is sent again
   uint32_t move_timeout_ms = 15000;  // a move not done by then resets the client
   std::function<void(const std::string&)> log;  // one line per health transition; may be empty
@@ -123,6 +131,9 @@ struct OriginCounters {
   uint64_t resets_sent = 0, unknown_packets = 0, unknown_resets_limited = 0;
   uint64_t heartbeats = 0, resets_backend_down = 0, reset_answers = 0, unavailable = 0;
   uint64_t adopted = 0;  // connections forwarded for a dead origin (adopt)
+  // Locate (OriginConfig::locate): connections of unknown segments asked
+  // for, found (and mapped), and their segments dropped while asking.
+  uint64_t locate_asked = 0, located = 0, locate_dropped = 0;
   uint64_t terminations_received = 0, control_errors = 0, io_errors = 0, freed = 0;
   MoveCounters moves;
 };
@@ -187,6 +198,8 @@ class HandoffTransport {
   virtual bool can_move() const = 0;
   // A move: asks conn.target to give the connection up (control::Release).
   virtual void release(const OriginConn& conn, const control::Release& order) = 0;
+  // Asks serving node `to` whether it holds a connection (OriginConfig::locate).
+  virtual void locate(net::Ipv4Addr /*to*/, const control::Locate& /*query*/) {}
 };
 
 class Origin {
@@ -195,6 +208,15 @@ class Origin {
   // How long a connection the origin answered itself (Answered) waits for the
   // client's FIN: a few of its retransmission timeouts.
   static constexpr uint64_t kAnswerLingerMs = 2000;
+  // Locate (OriginConfig::locate): unknown segments are located for this long
+  // after expect_orphans() (a dispatched connection may be idle up to the
+  // origin program's idle expiry, 120 s); a connection asked for gets its
+  // answer within kLocateWaitMs or is unknown as before, and is not asked
+  // for again until kLocateForgetMs; at most kMaxLocating are asked for at once.
+  static constexpr uint64_t kLocateWindowMs = 300000;
+  static constexpr uint64_t kLocateWaitMs = 1000;
+  static constexpr uint64_t kLocateForgetMs = 3000;
+  static constexpr size_t kMaxLocating = 16384;
   // Emulated handshakes: our SYN/ACK is sent again after 1 s, then 2, 4... (the
   // kernel's TCP_TIMEOUT_INIT and backoff), so a client that gave up during its
   // handshake answers with a RST (it has no socket) and the state goes then, not
@@ -250,6 +272,12 @@ class Origin {
   void on_relay(net::Ipv4Addr from, const control::Relay& relay);
   // A peer's health signal.
   void on_heartbeat(net::Ipv4Addr from, const control::Keepalive& ka);
+  // An origin died (a peer, or the other front-end): connections it
+  // dispatched in the kernel may reach this one from now on (OriginConfig::locate).
+  void expect_orphans();
+  // Serving node `from` holds the connection of `m.client` (the answer to a
+  // control::Locate this origin sent): mapped in the kernel path.
+  void on_located(net::Ipv4Addr from, const control::Located& m);
   // The control channel of `peer` closed: dead until its keepalives come again.
   void on_peer_lost(net::Ipv4Addr peer, const char* why = "its control channel closed");
   // Timeouts, linger expiry, peers whose health signal stopped.
@@ -297,6 +325,9 @@ class Origin {
   bool take_kernel_handshake(const io::QueuedPacket& qp, net::TcpPacket& pkt, const net::Endpoint& client, ConnIt it);
   // Whether a RST may answer one more unknown segment in the second of `now` (ms).
   bool unknown_rst_allowed(uint64_t now);
+  // An unknown segment (OriginConfig::locate): true if it was dropped while its
+  // connection is looked for (a Locate to every live serving node).
+  bool locate_unknown(const io::QueuedPacket& qp, const net::TcpPacket& pkt, const net::Endpoint& client);
   // RFC 5961 §3.2: whether a RST is acceptable; otherwise the packet was handled.
   bool accept_rst(const io::QueuedPacket& qp, net::TcpPacket& pkt, OriginConn& conn);
   // A client segment (no SYN) of a known connection, in any state.
@@ -404,6 +435,8 @@ class Origin {
   std::vector<uint32_t> reported_;
   HealthTracker health_;
   FastMapper fast_;
+  std::unordered_map<uint64_t, uint64_t> locating_;  // connections asked for (conn_key), since (ms)
+  uint64_t orphans_until_ms_ = 0;  // unknown segments are located until then (expect_orphans)
   uint64_t rst_window_ms_ = 0;     // start of the current second of unknown-packet RSTs
   uint32_t rst_window_count_ = 0;  // RSTs sent for unknown packets in it
 };

@@ -385,6 +385,7 @@ void Origin::on_timer() {
     on_health_change(id, HealthTracker::Change::kDown,
                      std::string("no ") + cfg_.health_signal + " for " + std::to_string(cfg_.dead_ms) + " ms");
   }
+  std::erase_if(locating_, [now](const auto& kv) { return now - kv.second >= kLocateForgetMs; });
   sweep(conns_, [&](OriginConn& conn) { return expired(conn, now); },
         [&](ConnIt it) {
           if (it->second.state != State::Reset && it->second.state != State::Closed &&

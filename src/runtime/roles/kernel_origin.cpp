@@ -159,6 +159,20 @@ bool KernelOrigin::add_without_payload(uint32_t client_addr, uint16_t client_por
   return true;
 }
 
+bool KernelOrigin::map_located(net::Endpoint client, net::Ipv4Addr node, uint32_t next_seq, uint64_t now_ms) {
+  if (!dispatch_) return false;  // no program dispatches here: nothing to find
+  bool ok = true;
+  for (auto& p : paths_) {
+    const io::IoStatus s =
+        p->path.map_located(bpf::OriginKey{client, vip_}, net::Ipv4Addr{node_of(node.value)}, next_seq, now_ms);
+    if (!s.ok()) {
+      ++errors_;
+      ok = false;
+    }
+  }
+  return ok;
+}
+
 void KernelOrigin::remove(uint32_t client_addr, uint16_t client_port) {
   for (auto& p : paths_) p->fast.remove(client_addr, client_port);
 }

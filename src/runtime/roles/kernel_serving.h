@@ -51,6 +51,7 @@ class KernelServing final : public engine::KernelAdoption {
   void unwatch(net::Endpoint client) override;
   bool take_watched(const std::function<void(const engine::WatchedSegment&)>& sink) override;
   std::optional<engine::SocketQueues> queues(net::Endpoint client) override;
+  std::optional<uint32_t> locate(net::Endpoint client) override { return adopter_->locate({client, vip_}); }
   void count(engine::KernelMoveEvent event) override;
 
   // bpf_adopt_*, bpf_watch_* and the watchers' counters.

@@ -731,6 +731,9 @@ TEST_F(AdoptMoveLive, AMovedRequestWithItsMacIsAdoptedAtItsNumbers) {
   const AdoptCounters c = adopter_->counters();
   EXPECT_EQ(c.move_adopted, 1u);
   EXPECT_EQ(c.move_bad_mac, 0u);
+  // An origin whose peer died asks who holds it (control::Locate): this node, at the request's end.
+  EXPECT_EQ(adopter_->locate({{kClientAddr, 40060}, kVip}), request_end);
+  EXPECT_EQ(adopter_->locate({{kClientAddr, 40062}, kVip}), std::nullopt) << "no such connection";
 }
 
 TEST_F(AdoptMoveLive, AMovedRequestWithAWrongMacCreatesNothing) {
@@ -769,6 +772,7 @@ TEST_F(AdoptMoveLive, AMoveOrderTakesARequestSocketsConnection) {
   send_segment(port, seq, ack, "", kClientTsval, flag::ACK, synack->ts->tsval);
   for (int i = 0; i < 50 && !in_state(port, "syn-recv"); ++i) usleep(10000);
   ASSERT_TRUE(in_state(port, "syn-recv")) << "the request socket (deferred accept)";
+  EXPECT_EQ(adopter_->locate({{kClientAddr, port}, kVip}), std::nullopt) << "a request socket holds no connection yet";
 
   // The order: to the node's address, the new node (the client's own address:
   // a neighbour here) in the IP ID and the urgent pointer.

@@ -52,6 +52,11 @@ class FakeKernel final : public KernelAdoption, public SocketTable {
     return it->second;
   }
   void count(KernelMoveEvent event) override { ++events[event]; }
+  std::optional<uint32_t> locate(net::Endpoint client) override {
+    auto it = located.find(conn_key(client));
+    if (it == located.end()) return std::nullopt;
+    return it->second;
+  }
 
   // A segment the watch copied: client -> VIP (from_server false) or back.
   void client_sends(net::Endpoint client, uint32_t seq, uint32_t ack, const std::string& payload) {
@@ -81,6 +86,7 @@ class FakeKernel final : public KernelAdoption, public SocketTable {
   std::map<uint64_t, std::pair<uint32_t, uint32_t>> watched;
   std::vector<Copied> copied;
   std::map<uint64_t, SocketQueues> socket_queues;
+  std::map<uint64_t, uint32_t> located;  // sockets locate() finds (whoever made them): their rcv_nxt
   std::map<KernelMoveEvent, int> events;
 };
 

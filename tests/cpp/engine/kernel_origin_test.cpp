@@ -15,6 +15,7 @@
 #include "engine/fake_kernel.h"
 #include "engine/fast_mapper.h"
 #include "engine/harness.h"
+#include "engine/origin.h"
 #include "net/packet_builder.h"
 #include "tcp/syn_cookie.h"
 
@@ -50,6 +51,18 @@ class FakeKernelPath final : public OriginKernelPath {
     if (mark != kHandshakeMark) return std::nullopt;
     return kernel_handshake;
   }
+  bool map_located(net::Endpoint client, net::Ipv4Addr node, uint32_t next_seq, uint64_t now_ms) override {
+    located.push_back({client, node, next_seq, now_ms});
+    return true;
+  }
+  struct Located {
+    net::Endpoint client;
+    net::Ipv4Addr node;
+    uint32_t next_seq;
+    uint64_t now_ms;
+    friend bool operator==(const Located&, const Located&) = default;
+  };
+  std::vector<Located> located;
   static constexpr uint32_t kHandshakeMark = 0xb8000001;  // what the program put in a request's mark (rare)
   KernelHandshake kernel_handshake{1460, 7, 9, true, true, true};
 
@@ -510,6 +523,100 @@ TEST(KernelOriginTest, RareRequestAfterASynTheEngineSawTakesTheSynAckFromTheMark
   EXPECT_EQ(h.frontend_wscale, 9);
   EXPECT_EQ(h.frontend_ts_base, RareKernelRequest::kSynAckTsval);
   EXPECT_EQ(a.engine.counters().kernel_handshakes, 1u);
+}
+
+// Node `self` of an always cluster {kA, kB, kC} on the kernel data path with
+// kernel dispatch (the cluster's cookie secret: Locate on).
+struct LocatingNode : EngineFakes {
+  uint64_t& now;
+  FakeKernelPath kpath;
+  FakeKernel kernel;
+  NodeEngine engine;
+
+  LocatingNode(net::Ipv4Addr self, uint64_t& clock)
+      : now(clock),
+        engine(
+            [&] {
+              NodeConfig c = node_config(NodeMode::kAlways, self, {kA, kB, kC}, 7);
+              c.kernel = &kernel;
+              c.peer_dead_ms = 2000;
+              c.cookie_secret = tcp::SynCookieSecret{};
+              return c;
+            }(),
+            first_dispatcher("/a a\n/b b\n/c c\n"), verdicts, raw, messages, [this] { return now; }, &kpath) {}
+};
+
+// A connection the dead origin kA's program dispatched to kB (no engine
+// carries it, so no Takeover announces it) reaches kC now: kC asks kB and
+// itself (not the dead kA) who holds it, dropping the segment meanwhile; kB's
+// kernel has its socket and answers where the client's next byte goes; kC
+// maps it there in the kernel. Before a death nothing is asked; a connection
+// nobody holds is unknown, as before, once the wait is over.
+TEST(KernelOriginTest, AfterAPeersDeathAnUnknownConnectionIsLocatedAndMapped) {
+  uint64_t now = 1'000'000;
+  LocatingNode b(kB, now), c(kC, now);
+  const Endpoint orphan{kClient.addr, 40001}, nobodys{kClient.addr, 40002};
+  b.kernel.located[FakeKernel::conn_key(orphan)] = 0x7000;
+  auto ack = [](Endpoint client) { return from_client(client).seq(0x7000).ack(0x1234).flags(ACK).window(502).build(); };
+
+  auto seg = ack(orphan);
+  c.run(c.engine, seg);
+  EXPECT_EQ(c.engine.counters().locate_asked, 0u) << "no origin died: unknown, as before";
+  EXPECT_TRUE(c.messages.take().empty());
+  (void)c.raw.take();
+
+  c.engine.on_peer_lost(kA);
+  b.engine.on_peer_lost(kA);
+  (void)c.messages.take();
+  seg = ack(orphan);
+  ASSERT_EQ(c.run_one(c.engine, seg).kind, VerdictKind::Drop);
+  EXPECT_TRUE(c.raw.take().empty()) << "no RST while it is looked for";
+  auto msgs = c.messages.take();
+  ASSERT_EQ(msgs.size(), 1u) << "kB only: kA is dead, kC answers itself (its kernel has no socket)";
+  EXPECT_EQ(msgs[0].to, kB);
+  EXPECT_EQ(std::get<control::Locate>(msgs[0].message), control::Locate{orphan});
+  seg = ack(orphan);
+  EXPECT_EQ(c.run_one(c.engine, seg).kind, VerdictKind::Drop);
+  EXPECT_TRUE(c.messages.take().empty()) << "asked once";
+  EXPECT_EQ(c.engine.counters().locate_dropped, 2u);
+
+  b.engine.on_message(kC, msgs[0].message);
+  auto answers = b.messages.take();
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(answers[0].to, kC);
+  EXPECT_EQ(std::get<control::Located>(answers[0].message), (control::Located{orphan, 0x7000}));
+  b.engine.on_message(kC, control::Locate{nobodys});
+  EXPECT_TRUE(b.messages.take().empty()) << "only a holder answers";
+
+  c.engine.on_message(kB, answers[0].message);
+  ASSERT_EQ(c.kpath.located.size(), 1u);
+  EXPECT_EQ(c.kpath.located[0], (FakeKernelPath::Located{orphan, kB, 0x7000, now}));
+  EXPECT_EQ(c.engine.counters().located, 1u);
+  c.engine.on_message(kB, answers[0].message);
+  EXPECT_EQ(c.kpath.located.size(), 1u) << "a second answer: mapped already";
+
+  // Nobody holds it: dropped while asked for, then unknown as before (a RST).
+  seg = ack(nobodys);
+  EXPECT_EQ(c.run_one(c.engine, seg).kind, VerdictKind::Drop);
+  EXPECT_TRUE(c.raw.take().empty());
+  now += Origin::kLocateWaitMs;
+  c.engine.on_timer();
+  seg = ack(nobodys);
+  c.run(c.engine, seg);
+  ASSERT_EQ(c.raw.take().size(), 1u) << "the RST of an unknown segment";
+  EXPECT_EQ(c.engine.counters().locate_asked, 2u);
+}
+
+// Without the node's kernel data path dispatching (no cluster secret) a
+// peer's death changes nothing for unknown segments.
+TEST(KernelOriginTest, WithoutKernelDispatchNothingIsLocated) {
+  KernelAlwaysNode a;
+  a.engine.on_peer_lost(kB);
+  (void)a.messages.take();
+  auto seg = from_client(Endpoint{kClient.addr, 40003}).seq(1).ack(2).flags(ACK).window(502).build();
+  a.run(a.engine, seg);
+  EXPECT_EQ(a.engine.counters().locate_asked, 0u);
+  EXPECT_TRUE(a.messages.take().empty());
 }
 
 // Without the mark (the program found no socket of the handshake) the request
