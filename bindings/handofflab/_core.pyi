@@ -669,8 +669,10 @@ class Engine:
         on, the owner's adopts it (a MAC from the cluster key). A request the program cannot
         read (a body, a head split across segments, pipelined requests) keeps the connection
         where it is from then on; a document with several owners stays where the connection is
-        when its node is one, else moves to the first live one. Experimental, off by default (an
-        origin's death loses the connections it dispatched); give the same value to every node
+        when its node is one, else moves to the first live one. After an origin's death the live
+        nodes find its connections by asking (control::Locate). Experimental, off by default (a
+        pipelined request after the first pins the connection: another node's document then gets
+        a 404); give the same value to every node
     datapath: str = 'auto'  (--datapath; frontend, backend, always, rare)
         kernel: BPF programs take the handshake and forward at the origin and the serving node's
         kernel adopts handed-off connections (src/bpf/); nfqueue: NFQUEUE and raw sockets (the

@@ -383,6 +383,21 @@ static __always_inline __u32 mss_index(__u32 mss) {
   return index;
 }
 
+/* The attributes a moved request carries (HL_MOVED_*, origin_abi.h): the
+ * connection's MSS (as an index of the cookie's table), scales, SACK and
+ * timestamps, as its socket negotiated them. */
+static __always_inline __u32 moved_attrs(__u32 mss, __u32 wscale_ok, __u32 snd_wscale, __u32 rcv_wscale,
+                                         __u32 sack_ok, __u32 tstamp_ok) {
+  __u32 attrs = mss_index(mss);
+  if (wscale_ok) {
+    attrs |= HL_MOVED_WSCALE_OK | (snd_wscale & 0xf) << HL_MOVED_SND_WSCALE_SHIFT |
+             (rcv_wscale & 0xf) << HL_MOVED_RCV_WSCALE_SHIFT;
+  }
+  if (sack_ok) attrs |= HL_MOVED_SACK_OK;
+  if (tstamp_ok) attrs |= HL_MOVED_TSTAMP_OK;
+  return attrs;
+}
+
 /* A move order (HL_MOVE_DSCP) at the node that serves the connection: its
  * socket (on the VIP tuple) quiet, i.e. every byte its server wrote
  * acknowledged by the request (write_seq = ack) and every byte the client
@@ -427,17 +442,10 @@ static __always_inline int move_from_here(struct __sk_buff *skb, const struct ip
     req = bpf_skc_to_tcp_request_sock(skc);
     quiet = req && req->rcv_isn + 1 == seq && req->snt_isn + 1 == ack;
     if (quiet) {
-      attrs = mss_index(req->req.req.mss);
-      if (BPF_CORE_READ_BITFIELD(req, req.wscale_ok)) {
-        attrs |= HL_MOVED_WSCALE_OK | (__u32)(BPF_CORE_READ_BITFIELD(req, req.snd_wscale) & 0xf)
-                                          << HL_MOVED_SND_WSCALE_SHIFT |
-                 (__u32)(BPF_CORE_READ_BITFIELD(req, req.rcv_wscale) & 0xf) << HL_MOVED_RCV_WSCALE_SHIFT;
-      }
-      if (BPF_CORE_READ_BITFIELD(req, req.sack_ok)) attrs |= HL_MOVED_SACK_OK;
-      if (BPF_CORE_READ_BITFIELD(req, req.tstamp_ok)) {
-        attrs |= HL_MOVED_TSTAMP_OK;
-        rec.tsecr = (__u32)now_ms() + req->ts_off + 1; /* above its SYN/ACK's TSval */
-      }
+      attrs = moved_attrs(req->req.req.mss, BPF_CORE_READ_BITFIELD(req, req.wscale_ok),
+                          BPF_CORE_READ_BITFIELD(req, req.snd_wscale), BPF_CORE_READ_BITFIELD(req, req.rcv_wscale),
+                          BPF_CORE_READ_BITFIELD(req, req.sack_ok), BPF_CORE_READ_BITFIELD(req, req.tstamp_ok));
+      if (attrs & HL_MOVED_TSTAMP_OK) rec.tsecr = (__u32)now_ms() + req->ts_off + 1; /* above its SYN/ACK's TSval */
     }
     bpf_sk_release(skc);
     if (!quiet) {
@@ -459,15 +467,10 @@ static __always_inline int move_from_here(struct __sk_buff *skb, const struct ip
    * again) before the sender's tcp_write_xmit has counted it sent. */
   quiet = tp->write_seq == ack && tp->rcv_nxt == seq && tp->copied_seq == seq;
   if (quiet) {
-    attrs = mss_index(tp->rx_opt.mss_clamp);
-    if (BPF_CORE_READ_BITFIELD(tp, rx_opt.wscale_ok)) {
-      attrs |= HL_MOVED_WSCALE_OK | (__u32)(BPF_CORE_READ_BITFIELD(tp, rx_opt.snd_wscale) & 0xf)
-                                        << HL_MOVED_SND_WSCALE_SHIFT |
-               (__u32)(BPF_CORE_READ_BITFIELD(tp, rx_opt.rcv_wscale) & 0xf) << HL_MOVED_RCV_WSCALE_SHIFT;
-    }
-    if (BPF_CORE_READ_BITFIELD(tp, rx_opt.sack_ok)) attrs |= HL_MOVED_SACK_OK;
-    if (BPF_CORE_READ_BITFIELD(tp, rx_opt.tstamp_ok)) {
-      attrs |= HL_MOVED_TSTAMP_OK;
+    attrs = moved_attrs(tp->rx_opt.mss_clamp, BPF_CORE_READ_BITFIELD(tp, rx_opt.wscale_ok),
+                        BPF_CORE_READ_BITFIELD(tp, rx_opt.snd_wscale), BPF_CORE_READ_BITFIELD(tp, rx_opt.rcv_wscale),
+                        BPF_CORE_READ_BITFIELD(tp, rx_opt.sack_ok), BPF_CORE_READ_BITFIELD(tp, rx_opt.tstamp_ok));
+    if (attrs & HL_MOVED_TSTAMP_OK) {
       /* Above every TSval this socket sent: the new node's continue from it. */
       rec.tsecr = (__u32)now_ms() + tp->tsoffset + 1;
     }

@@ -790,6 +790,20 @@ static __always_inline int to_own_adopt(struct __sk_buff *skb) {
   return bpf_redirect(LOOPBACK_IFINDEX, BPF_F_INGRESS);
 }
 
+/* The path of a connection's first request ((g), first_request) if the
+ * program may take it: its timestamps where adopt.bpf.c reads them (or no
+ * options), a whole head read as (f) reads one (a keep-alive request too with
+ * kernel moves or no moves); NULL otherwise. *last: the connection's last. */
+static __always_inline struct hl_local_path *first_request_path(struct __sk_buff *skb, const struct tcphdr *tcp,
+                                                                __u32 l4, __u32 ip_len, __u32 headers, int *last) {
+  if (tcp->doff > 5) {
+    __u32 tsval, tsecr;
+    if (segment_ts(skb, l4 + sizeof *tcp, l4 + (__u32)tcp->doff * 4, &tsval, &tsecr) != 0) return NULL;
+  }
+  return request_path(skb, ETH_HLEN_ + headers, ip_len - headers, cfg_dispatch_any_request || cfg_kernel_moves,
+                      last);
+}
+
 /* The verdict for a segment with payload of a connection not in `forwards`
  * (cfg_kernel_dispatch), or NOT_MINE. */
 static __always_inline int dispatch(struct __sk_buff *skb, const struct iphdr *ip, const struct tcphdr *tcp,
@@ -806,13 +820,7 @@ static __always_inline int dispatch(struct __sk_buff *skb, const struct iphdr *i
   flow_of(&f, ip, tcp, ip->daddr);
   /* The first segment after a cookie handshake: seq and ack one past the ISNs. */
   if (!cookie_valid(s, &f, bpf_ntohl(tcp->seq), bpf_ntohl(tcp->ack_seq))) return NOT_MINE;
-  /* Options: the timestamps where adopt.bpf.c reads them, or none. */
-  if (tcp->doff > 5) {
-    __u32 tsval, tsecr;
-    if (segment_ts(skb, l4 + sizeof *tcp, l4 + (__u32)tcp->doff * 4, &tsval, &tsecr) != 0) return NOT_MINE;
-  }
-  path = request_path(skb, ETH_HLEN_ + headers, ip_len - headers, cfg_dispatch_any_request || cfg_kernel_moves,
-                      &last);
+  path = first_request_path(skb, tcp, l4, ip_len, headers, &last);
   if (!path) return NOT_MINE;
   owners = bpf_map_lookup_elem(&path_nodes, path);
   if (!owners || owners->node[1] != 0) return NOT_MINE; /* several owners: the engine's policy chooses */
@@ -994,12 +1002,7 @@ static __always_inline int first_request(struct __sk_buff *skb, const struct iph
   int last = 1, own;
 
   if ((ip->tos >> 2) != 0) return NOT_MINE; /* the DSCP carries (g)'s own */
-  if (tcp->doff > 5) { /* options: the timestamps where adopt.bpf.c reads them, or none */
-    __u32 tsval, tsecr;
-    if (segment_ts(skb, l4 + sizeof *tcp, l4 + (__u32)tcp->doff * 4, &tsval, &tsecr) != 0) return NOT_MINE;
-  }
-  path = request_path(skb, ETH_HLEN_ + headers, ip_len - headers, cfg_dispatch_any_request || cfg_kernel_moves,
-                      &last);
+  path = first_request_path(skb, tcp, l4, ip_len, headers, &last);
   if (!path) return NOT_MINE;
   owners = bpf_map_lookup_elem(&path_nodes, path);
   if (!owners || owners->node[0] == 0) return NOT_MINE; /* unknown here: the engine's */

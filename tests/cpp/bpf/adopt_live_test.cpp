@@ -122,10 +122,10 @@ class AdoptLive : public ::testing::Test {
               static_cast<ssize_t>(packet.size()));
   }
 
-  // The first segment from the VIP to client port `port` satisfying `want`,
-  // within `timeout_ms`.
-  std::optional<Seen> capture(uint16_t port, int timeout_ms,
-                              const std::function<bool(const Seen&)>& want = nullptr) {
+  // The first IPv4/TCP packet arriving on the client's side for which `want`
+  // is true, within `timeout_ms`: its bytes.
+  std::optional<std::vector<uint8_t>> capture_packet(int timeout_ms,
+                                                     const std::function<bool(const net::TcpPacket&)>& want) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
     std::vector<uint8_t> buf(65536);
     for (;;) {
@@ -140,13 +140,24 @@ class AdoptLive : public ::testing::Test {
                                  reinterpret_cast<sockaddr*>(&from), &from_len);
       if (n <= 0 || from.sll_pkttype == PACKET_OUTGOING) continue;
       auto parsed = net::parse_tcp_packet(std::span<uint8_t>(buf.data(), static_cast<size_t>(n)));
-      if (!parsed.ok()) continue;
-      const net::TcpPacket& pkt = parsed.value();
-      if (pkt.src_addr() != kVip.addr || pkt.src_port() != kVip.port || pkt.dst_port() != port) continue;
+      if (parsed.ok() && want(parsed.value())) return std::vector<uint8_t>(buf.begin(), buf.begin() + n);
+    }
+  }
+
+  // The first segment from the VIP to client port `port` satisfying `want`,
+  // within `timeout_ms`.
+  std::optional<Seen> capture(uint16_t port, int timeout_ms,
+                              const std::function<bool(const Seen&)>& want = nullptr) {
+    std::optional<Seen> found;
+    (void)capture_packet(timeout_ms, [&](const net::TcpPacket& pkt) {
+      if (pkt.src_addr() != kVip.addr || pkt.src_port() != kVip.port || pkt.dst_port() != port) return false;
       Seen seen{pkt.seq(), pkt.ack(), pkt.flags(), pkt.options.timestamps,
                 std::string(pkt.payload().begin(), pkt.payload().end())};
-      if (!want || want(seen)) return seen;
-    }
+      if (want && !want(seen)) return false;
+      found = std::move(seen);
+      return true;
+    });
+    return found;
   }
 
   // A connection the listener accepts within `timeout_ms` (-1: none).
@@ -784,20 +795,9 @@ TEST_F(AdoptMoveLive, AMoveOrderTakesARequestSocketsConnection) {
   send_raw(order.build(), kNode);
 
   // The request as it goes on, seen on the client's side of the link.
-  std::vector<uint8_t> buf(65536);
-  std::optional<std::vector<uint8_t>> moved;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-  while (!moved && std::chrono::steady_clock::now() < deadline) {
-    pollfd p{capture_.fd, POLLIN, 0};
-    if (poll(&p, 1, 100) <= 0) continue;
-    sockaddr_ll from{};
-    socklen_t from_len = sizeof from;
-    const ssize_t n = recvfrom(capture_.fd, buf.data(), buf.size(), 0, reinterpret_cast<sockaddr*>(&from), &from_len);
-    if (n <= 0 || from.sll_pkttype == PACKET_OUTGOING) continue;
-    auto parsed = net::parse_tcp_packet(std::span<uint8_t>(buf.data(), static_cast<size_t>(n)));
-    if (!parsed.ok() || parsed.value().dst_addr() != to || parsed.value().src_port() != port) continue;
-    moved = std::vector<uint8_t>(buf.begin(), buf.begin() + n);
-  }
+  std::optional<std::vector<uint8_t>> moved = capture_packet(2000, [&](const net::TcpPacket& pkt) {
+    return pkt.dst_addr() == to && pkt.src_port() == port;
+  });
   ASSERT_TRUE(moved.has_value()) << "the request was not sent on";
   auto parsed = net::parse_tcp_packet(std::span<uint8_t>(moved->data(), moved->size()));
   ASSERT_TRUE(parsed.ok());
