@@ -914,10 +914,12 @@ static __always_inline int owns(const struct hl_path_owners *owners, __u32 node)
  * moves to its first owner (the entry's node becomes it, the request goes to
  * the old node as a move order, which retires its socket once quiet and sends
  * the request on: adopt.bpf.c); any other readable request stays where the
- * connection is (its node's content, or unknown: answered there). A request the program cannot read (a body, a head across segments,
- * pipelined requests: several in a segment, or one acknowledging nothing
- * since the last, or one before the last move was acknowledged) pins the
- * connection: every later segment stays where it is. Bytes after a gap are
+ * connection is (its node's content, or unknown: answered there). Another
+ * node's request that is pipelined (it acknowledges nothing since the last
+ * request, or a move is not acknowledged yet) is dropped until the client
+ * sends it again (held_back). A request the program cannot read (a body, a
+ * head across segments, several heads in a segment) pins the connection:
+ * every later segment stays where it is. Bytes after a gap are
  * dropped (the client sends them again). Everything else (ACKs, FIN,
  * retransmitted bytes) goes to the connection's node; the moving request
  * again, to the old node again (it sends it on from its record). */
@@ -950,25 +952,32 @@ static __always_inline int tracked(struct __sk_buff *skb, const struct iphdr *ip
     return TC_ACT_SHOT;
   }
   path = NULL;
-  /* A request that acknowledges nothing since the last one is pipelined (a
-   * response has at least a byte): where the last one's response may still
-   * be under way, no quiet point comes soon. */
-  if (!fwd->moving && ack != fwd->req_ack && !tcp->fin && !tcp->urg && !tcp->syn && !tcp->rst)
-    path = request_path(skb, ETH_HLEN_ + headers, len, 1, &last);
+  if (!tcp->fin && !tcp->urg && !tcp->syn && !tcp->rst) path = request_path(skb, ETH_HLEN_ + headers, len, 1, &last);
   if (!path) {
     fwd->pinned = 1;
     count(HL_ORIGIN_PINNED);
     return send_tracked(skb, ip, tcp, l4, fwd->node_addr, HL_DISPATCH_DSCP);
   }
-  fwd->next_seq = seq + len;
-  fwd->req_ack = ack;
   owners = bpf_map_lookup_elem(&path_nodes, path);
   /* Not in the map (unknown: 404 where it is; more owners than it holds), or
-   * the connection's node owns it: kept. */
+   * the connection's node owns it: kept, pipelined or not (its server answers
+   * in order). */
   if (!owners || owners->node[0] == 0 || owns(owners, fwd->node_addr)) {
+    fwd->next_seq = seq + len;
+    if (ack != fwd->req_ack) fwd->req_ack = ack;
     count(HL_ORIGIN_KEPT);
     return send_tracked(skb, ip, tcp, l4, fwd->node_addr, HL_DISPATCH_DSCP);
   }
+  /* Another node's, and pipelined: it acknowledges nothing since the last
+   * request (a response has at least a byte), or a move is under way. The
+   * responses before it are not all acknowledged, so no quiet point comes:
+   * dropped, the client sends it again, by then (usually) acknowledging them. */
+  if (fwd->moving || ack == fwd->req_ack) {
+    count(HL_ORIGIN_HELD_BACK);
+    return TC_ACT_SHOT;
+  }
+  fwd->next_seq = seq + len;
+  fwd->req_ack = ack;
   from = fwd->node_addr;
   fwd->prev_node = from;
   fwd->node_addr = owners->node[0];

@@ -108,6 +108,7 @@ enum hl_origin_counter {
   HL_ORIGIN_KEPT,             /* (h): a later request served where the connection is */
   HL_ORIGIN_PINNED,           /* (h): a request the program cannot read: the connection stays where it is */
   HL_ORIGIN_GAP_DROPPED,      /* (h): bytes after a gap in a tracked connection's requests: dropped (resent) */
+  HL_ORIGIN_HELD_BACK,        /* (h): another node's pipelined request (responses before it unacknowledged): dropped */
   HL_ORIGIN_COUNTER_COUNT
 };
 

@@ -75,6 +75,7 @@ std::vector<std::pair<std::string, uint64_t>> named_counters(const OriginCounter
       {"bpf_origin_kept", c.kept},
       {"bpf_origin_pinned", c.pinned},
       {"bpf_origin_gap_dropped", c.gap_dropped},
+      {"bpf_origin_held_back", c.held_back},
   };
 }
 
@@ -403,6 +404,7 @@ OriginCounters OriginPath::counters() const {
   c.kept = read(HL_ORIGIN_KEPT);
   c.pinned = read(HL_ORIGIN_PINNED);
   c.gap_dropped = read(HL_ORIGIN_GAP_DROPPED);
+  c.held_back = read(HL_ORIGIN_HELD_BACK);
   c.malformed = read(HL_ORIGIN_MALFORMED);
   c.error = read(HL_ORIGIN_ERROR);
   return c;

@@ -90,6 +90,7 @@ struct OriginCounters {
   uint64_t kept = 0;              // (h): later requests served where their connection is
   uint64_t pinned = 0;            // (h): requests the program cannot read: their connection stays
   uint64_t gap_dropped = 0;       // (h): bytes after a gap in a tracked connection: dropped
+  uint64_t held_back = 0;         // (h): another node's pipelined request: dropped until resent
 };
 
 // Field by field (the counters of several attachments).

@@ -432,14 +432,32 @@ TEST_F(OriginKernelMoves, OwnContentStaysUnreadableRequestsPinAndGapsAreDropped)
   EXPECT_EQ(path_->counters().move_sent, 0u);
 }
 
-TEST_F(OriginKernelMoves, ARequestAcknowledgingNothingNewIsPipelinedAndPins) {
+// Pipelined requests (acknowledging nothing since the last): one for the
+// connection's node goes there (its server answers in order); one for
+// another node is dropped until the client sends it again acknowledging the
+// responses before it (no quiet point would come before), then moves.
+TEST_F(OriginKernelMoves, APipelinedRequestForAnotherNodeIsHeldBackUntilSentAgain) {
   const uint32_t ack = start(41003);
-  // The client has received nothing since its first request: pipelined.
-  const RunResult r = run(later(41003, static_cast<uint32_t>(kKeepAlive.size()), ack, kToOther));
+  uint32_t at = static_cast<uint32_t>(kKeepAlive.size());
+  RunResult r = run(later(41003, at, ack, kToOwner));
   ASSERT_EQ(r.verdict, kTcActOk);
-  EXPECT_EQ(dst_of(r), kOwner);
-  EXPECT_EQ(path_->counters().pinned, 1u);
+  EXPECT_EQ(dst_of(r), kOwner) << "pipelined, its own node's: kept";
+  EXPECT_EQ(path_->counters().kept, 1u);
+  at += static_cast<uint32_t>(kToOwner.size());
+  EXPECT_EQ(run(later(41003, at, ack, kToOther)).verdict, 2 /* TC_ACT_SHOT */);
+  EXPECT_EQ(path_->counters().held_back, 1u);
+  EXPECT_EQ(path_->counters().pinned, 0u);
   EXPECT_EQ(path_->counters().move_sent, 0u);
+  EXPECT_EQ(run(later(41003, at + static_cast<uint32_t>(kToOther.size()), ack, kToOwner)).verdict, 2)
+      << "what follows it: after a gap";
+  // Sent again once both responses arrived: a move order now.
+  r = run(later(41003, at, ack + 2000, kToOther));
+  ASSERT_EQ(r.verdict, kTcActOk);
+  EXPECT_EQ(dst_of(r), kOwner) << "the order to the node that has the socket";
+  EXPECT_EQ(path_->counters().move_sent, 1u);
+  // The next one pipelined behind it, while the move is under way: held back too.
+  EXPECT_EQ(run(later(41003, at + static_cast<uint32_t>(kToOther.size()), ack + 2000, kKeepAlive)).verdict, 2);
+  EXPECT_EQ(path_->counters().held_back, 2u);
 }
 
 TEST_F(OriginKernelMoves, ReplicatedDocumentsStayWithAnOwnerAndMoveToTheFirstOtherwise) {
