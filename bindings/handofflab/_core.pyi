@@ -667,12 +667,13 @@ class Engine:
         GET/HEAD head in one segment) and moves the connection to each one's owner in the
         kernel: the serving node's adopt program resets its quiet socket and sends the request
         on, the owner's adopts it (a MAC from the cluster key). A request the program cannot
-        read (a body, a head split across segments, pipelined requests) keeps the connection
-        where it is from then on; a document with several owners stays where the connection is
-        when its node is one, else moves to the first live one. After an origin's death the live
-        nodes find its connections by asking (control::Locate). Experimental, off by default (a
-        pipelined request after the first pins the connection: another node's document then gets
-        a 404); give the same value to every node
+        read (a body, a head split across segments, several heads in one segment) keeps the
+        connection where it is from then on; a document with several owners stays where the
+        connection is when its node is one, else moves to the first live one. After an origin's
+        death the live nodes find its connections by asking (control::Locate). A pipelined
+        request for another node waits for the client's retransmission (the responses before it
+        acknowledged). Experimental, off by default (a pinned connection's request for another
+        node's document gets that node's 404); give the same value to every node
     datapath: str = 'auto'  (--datapath; frontend, backend, always, rare)
         kernel: BPF programs take the handshake and forward at the origin and the serving node's
         kernel adopts handed-off connections (src/bpf/); nfqueue: NFQUEUE and raw sockets (the

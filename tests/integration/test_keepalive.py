@@ -537,6 +537,7 @@ def test_http_client_one_connection_under_loss_and_reordering(lossy: Cluster) ->
 
 # --- g. the kernel's own moves (--kernel-moves: origin.bpf.c (h), adopt.bpf.c) --------
 KERNEL_MOVE_COUNTERS = ("nfq_received", "handoffs", "rehandoffs", "bpf_origin_dispatched", "bpf_origin_move_sent",
+                        "bpf_origin_held_back",
                         "bpf_origin_move_resent", "bpf_origin_kept", "bpf_origin_pinned", "bpf_origin_gap_dropped", "bpf_adopt_move_retired",
                         "bpf_adopt_move_adopted", "bpf_adopt_move_not_quiet", "bpf_adopt_move_unknown",
                         "bpf_adopt_move_no_route", "bpf_adopt_move_bad_mac", "bpf_adopt_seen")
@@ -576,7 +577,7 @@ def _settled_counters(c: Cluster) -> dict[str, dict[str, int]]:
     return last
 
 
-def _moved_in_the_kernel(c: Cluster, run: Any, empty_connections: int = 0) -> None:
+def _moved_in_the_kernel(c: Cluster, run: Any, empty_connections: int = 0, pipelined: bool = False) -> None:
     """run() (a client test: every response byte-exact from an owner, one
     connection per client connection) moved its connections in the kernel
     alone: no packet reached user space on any node, every request the origin
@@ -584,7 +585,9 @@ def _moved_in_the_kernel(c: Cluster, run: Any, empty_connections: int = 0) -> No
     and was adopted by its new node. ``empty_connections``: connections the
     client opened and closed without a request (wrk's connect test): their FIN
     and what follows it are the origin engine's, as they were; still no request
-    reaches an engine (its handoffs and moves are the programs')."""
+    reaches an engine (its handoffs and moves are the programs'). ``pipelined``:
+    the client pipelined requests for other nodes: held back until sent again,
+    what followed them dropped as after a gap."""
     before = _settled_counters(c)
     try:
         run()
@@ -598,7 +601,8 @@ def _moved_in_the_kernel(c: Cluster, run: Any, empty_connections: int = 0) -> No
     if not empty_connections:
         assert d["nfq_received"] == 0, d
     assert d["handoffs"] == d["bpf_origin_dispatched"] and d["rehandoffs"] == d["bpf_origin_move_sent"], d
-    assert d["bpf_origin_pinned"] == 0 and d["bpf_origin_gap_dropped"] == 0, d
+    assert d["bpf_origin_pinned"] == 0 and (pipelined or d["bpf_origin_gap_dropped"] == 0), d
+    assert (d["bpf_origin_held_back"] > 0) == pipelined, d
     assert d["bpf_origin_move_sent"] >= 1, d
     # rare: a first request for another node's document moves from the kernel's own socket too
     moves = d["bpf_origin_move_sent"] + (d["bpf_origin_dispatched"] if c.mode == "rare" else 0)
@@ -631,6 +635,36 @@ def test_kernel_moves_curl_under_loss_and_reordering(lossy_kernel_moves: Cluster
     d = {k: sum(after[n][k] - before[n][k] for n in after) for k in KERNEL_MOVE_COUNTERS}
     assert d["bpf_origin_move_sent"] >= 1 and d["bpf_adopt_move_bad_mac"] == 0, d
     assert d["handoffs"] == d["bpf_origin_dispatched"] and d["rehandoffs"] == d["bpf_origin_move_sent"], d
+
+
+def test_kernel_moves_pipelined_after_the_first_request(kernel_moves: Cluster) -> None:
+    """The first request alone, its response read, then the other eleven
+    pipelined two at a time, one segment each (TCP_NODELAY; the client's
+    autocorking off, which would merge them): the second of each pair, for
+    another node than the first's, is held back (no quiet point comes before
+    the response ahead of it is acknowledged) until the client sends it again
+    acknowledging it, then moves; all twelve byte-exact from their owners, in
+    order, none pinned. (Deeper pipelining after the first request: the
+    client's retransmission merges the held-back requests into one segment,
+    which pins the connection: the README's limit.)"""
+    c = kernel_moves
+    client = c.clients[0]
+    corking = c.cmd(client, ["sysctl", "-n", "net.ipv4.tcp_autocorking"]).strip()
+    c.cmd(client, ["sysctl", "-qw", "net.ipv4.tcp_autocorking=0"])
+
+    def run() -> None:
+        docs = _alternating(c)
+        agent = _agent("pipeline-after-first")
+        got, _ = _workload_client(c, ["pipeline", "--batch", "2", "--host", str(c.vip), "--timeout",
+                                      str(CLIENT_TIMEOUT_S), "--header", f"User-Agent: {agent}",
+                                      *[d.path for d in docs]])
+        _check_responses(got, docs, "pipelined after the first")
+        _check_served(c, agent, docs)
+
+    try:
+        _moved_in_the_kernel(c, run, pipelined=True)
+    finally:
+        c.cmd(client, ["sysctl", "-qw", f"net.ipv4.tcp_autocorking={corking}"])
 
 
 def test_kernel_moves_pipelined_requests_for_different_owners(kernel_moves: Cluster) -> None:
