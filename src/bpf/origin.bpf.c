@@ -964,7 +964,7 @@ static __always_inline int tracked(struct __sk_buff *skb, const struct iphdr *ip
    * in order). */
   if (!owners || owners->node[0] == 0 || owns(owners, fwd->node_addr)) {
     fwd->next_seq = seq + len;
-    if (ack != fwd->req_ack) fwd->req_ack = ack;
+    fwd->req_ack = ack;
     count(HL_ORIGIN_KEPT);
     return send_tracked(skb, ip, tcp, l4, fwd->node_addr, HL_DISPATCH_DSCP);
   }
