@@ -251,6 +251,10 @@ bool kernel_dispatch_wanted(const RuntimeConfig& c) {
 
 bool kernel_moves_wanted(const RuntimeConfig& c) { return kernel_dispatch_wanted(c) && c.kernel_moves && c.moves; }
 
+bool adopt_moves_wanted(const RuntimeConfig& c) {
+  return kernel_moves_wanted(c) || (kernel_dispatch_wanted(c) && c.role == RuntimeRole::kRare);
+}
+
 std::optional<tcp::SynCookieSecret> kernel_dispatch_secret(const RoleContext& ctx) {
   const RuntimeConfig& c = ctx.config;
   if (ctx.datapath != DataPath::kKernel || !kernel_dispatch_wanted(c) || !ctx.auth) return std::nullopt;

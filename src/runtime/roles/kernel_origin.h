@@ -124,6 +124,10 @@ bool kernel_dispatch_wanted(const RuntimeConfig& config);
 // Whether kernel_dispatch_wanted's nodes move persistent connections in the
 // kernel too (origin.bpf.c (h), --kernel-moves with --moves).
 bool kernel_moves_wanted(const RuntimeConfig& config);
+// Whether the serving side's adopt program takes part in moves (retires a
+// quiet socket, adopts a moved request): kernel moves, or a rare node's kernel
+// dispatch (its dispatch is a move from its own kernel's socket).
+bool adopt_moves_wanted(const RuntimeConfig& config);
 // Kernel dispatch: the SYN cookie secret every node of the cluster derives
 // from the cluster key alike, so that a serving node checks the cookie of a
 // request an origin program handed it (and the MAC of a moved one). Set where

@@ -63,7 +63,7 @@ std::vector<std::string> kernel_datapath_plan(const RuntimeConfig& c) {
   std::snprintf(mark, sizeof mark, "0x%x", c.mark);
   // Kernel dispatch (kernel_dispatch_secret): the back-ends and always nodes adopt on the cookie.
   const bool dispatched = kernel_dispatch_wanted(c);
-  const bool moves = dispatched && (kernel_moves_wanted(c) || c.role == RuntimeRole::kRare);
+  const bool moves = adopt_moves_wanted(c);
   return {
       "# kernel data path" + when + ": sysctl net.ipv4.tcp_syncookies=1 tcp_timestamps=1 tcp_sack=1 "
       "tcp_window_scaling=1" + std::string(dispatched ? " tcp_max_tw_buckets=0 tcp_fin_timeout=61" : "") +
@@ -145,8 +145,7 @@ KernelServing::KernelServing(RoleContext& ctx, net::Endpoint vip, net::Ipv4Addr 
   if (dispatched) {
     ac.cookie_auth = true;
     ac.dispatch_mark = RuntimeConfig::kDispatchMark;
-    // rare: its origin program moves a first request from its own kernel's socket (origin.bpf.c first_request).
-    ac.kernel_moves = kernel_moves_wanted(c) || c.role == RuntimeRole::kRare;
+    ac.kernel_moves = adopt_moves_wanted(c);
     ac.retire_mark = RuntimeConfig::kRetireMark;
     // No TIME_WAIT sockets: a client reusing its port must meet the listener.
     // A close the server began keeps its full socket in FIN_WAIT2 until the
