@@ -501,7 +501,10 @@ struct request_scan {
   __u8 trailing;      /* in a Connection value: spaces after "close" */
   __u8 http10;        /* "HTTP/1.0" */
   __u8 close;         /* "Connection: close" seen */
+  __u8 keep_alive;    /* "Connection: keep-alive" seen */
+  __u8 option;        /* in a Connection value: 1 "close", 2 "keep-alive" (by its first byte), 0 none yet */
   __u8 done;          /* 1: a whole, acceptable head; 0: not decided here */
+  __u8 pad[3];
 };
 
 static __always_inline __u8 lower(__u8 c) { return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c; }
@@ -529,6 +532,20 @@ static __always_inline __u8 close_byte(__u32 pos) {
     default: return 'e';
   }
 }
+static __always_inline __u8 keep_alive_byte(__u32 pos) {
+  switch (pos) {
+    case 0: return 'k';
+    case 1: case 2: case 9: return 'e';
+    case 3: return 'p';
+    case 4: return '-';
+    case 5: return 'a';
+    case 6: return 'l';
+    case 7: return 'i';
+    default: return 'v';
+  }
+}
+/* The length of the Connection option `option` (1 close, 2 keep-alive). */
+static __always_inline __u32 option_len(__u8 option) { return option == 1 ? 5 : 10; }
 
 /* One byte of the head (bpf_loop's step); 1 ends the loop (done or refused). */
 static long scan_byte(__u32 i, void *data) {
@@ -601,6 +618,7 @@ static long scan_byte(__u32 i, void *data) {
         if (r->header == HEADER_CONTENT_LENGTH || r->header == HEADER_TRANSFER_ENCODING) return 1; /* a body */
         r->pos = 0;
         r->trailing = 0;
+        r->option = 0;
         r->state = SCAN_OWS;
         return 0;
       }
@@ -620,8 +638,11 @@ static long scan_byte(__u32 i, void *data) {
     case SCAN_VALUE:
       if (c == '\r') {
         if (r->header == HEADER_CONNECTION) {
-          if (r->pos != 5) return 1; /* another connection option: the engine's */
-          r->close = 1;
+          /* "close" or "keep-alive", alone: any other option is the engine's */
+          if (r->option == 0 || r->pos != option_len(r->option)) return 1;
+          if (r->option == 1) r->close = 1;
+          else r->keep_alive = 1;
+          if (r->close && r->keep_alive) return 1; /* both: not for the program to judge */
         }
         r->state = SCAN_LF;
         return 0;
@@ -629,12 +650,15 @@ static long scan_byte(__u32 i, void *data) {
       if ((c < 0x20 && c != '\t') || c == 0x7f) return 1;
       if (r->header != HEADER_CONNECTION) return 0;
       if (c == ' ' || c == '\t') {
-        if (r->pos != 5) return 1;
+        if (r->option == 0 || r->pos != option_len(r->option)) return 1;
         r->trailing = 1;
         return 0;
       }
       k = r->pos;
-      if (r->trailing || k >= 5 || lower(c) != close_byte(k)) return 1;
+      c = lower(c);
+      if (k == 0) r->option = c == 'c' ? 1 : c == 'k' ? 2 : 0;
+      if (r->option == 0 || r->trailing || k >= option_len(r->option)) return 1;
+      if (c != (r->option == 1 ? close_byte(k) : keep_alive_byte(k))) return 1;
       r->pos = k + 1;
       return 0;
     case SCAN_LF:
@@ -679,9 +703,9 @@ static __always_inline struct hl_local_path *request_path(struct __sk_buff *skb,
   if (!r.done) return NULL;
   /* HTTP/1.1 without "Connection: close" keeps the connection: its next
    * request may be another node's (the engine tracks it). HTTP/1.0 closes
-   * unless it says keep-alive (refused above, as any other option). */
-  if (!any_request && !r.close && !r.http10) return NULL;
-  if (last) *last = r.close || r.http10;
+   * unless it says keep-alive. */
+  if (!any_request && !r.close && !(r.http10 && !r.keep_alive)) return NULL;
+  if (last) *last = r.close || (r.http10 && !r.keep_alive);
   return &s->key;
 }
 
