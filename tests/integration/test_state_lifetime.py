@@ -104,9 +104,16 @@ def test_every_state_is_freed_within_5_s_of_its_socket_under_loss(mode: str, dat
         # for the client's FIN, FIN_WAIT1 retransmits with backoff until answered.
         node = next(iter(c.stats()))
         within = int(c.cmd(node, ["sysctl", "-n", "net.ipv4.tcp_fin_timeout"])) + SOCKETS_GONE_MARGIN_S
-        assert poll(lambda: not any(connections(n) for n in c.stats()), within), (
-            f"connections still live {within} s after the load: "
-            f"{ {n: connections(n) for n in c.stats()} }")
+        if not poll(lambda: not any(connections(n) for n in c.stats()), within):
+            # What each engine did (its non-zero counters) and the sockets' timers, for the report.
+            detail = {n: c.cmd(n, ["ss", "-Htnoi", *LIVE_STATES, f"( sport = :80 and dst {client} )"], check=False)
+                      for n in c.stats()}
+            counters = {n: {k: v for k, v in s.items() if isinstance(v, int) and v}
+                        for n, s in c.stats().items()}
+            client_side = c.cmd(c.clients[0], ["ss", "-Htnoai", "( dport = :80 )"], check=False)
+            pytest.fail(f"connections still live {within} s after the load: "
+                        f"{ {n: v for n, v in detail.items() if v.strip()} }\nthe client's: {client_side}"
+                        f"\nthe engines' counters: {counters}")
         gone = poll(lambda: not held(), FREED_WITHIN_S)
         assert gone, f"states still held {FREED_WITHIN_S} s after the last socket went: {held()}"
         print(f"  held by live sockets; all freed {time.monotonic() - ended:.1f} s after the load")
