@@ -11,7 +11,7 @@ plain scripts inside a Mininet host::
     /usr/bin/python3 workload.py probe --targets FILE --rate R --count N
     /usr/bin/python3 workload.py keepalive [--header H] URL...   # one HTTPConnection per host
     /usr/bin/python3 workload.py keepalive-clients --local-port P ... [--requests N] URL...
-    /usr/bin/python3 workload.py pipeline --host IP [--header H] [--batch N] PATH...  # one socket
+    /usr/bin/python3 workload.py pipeline --host IP [--header H] [--batch N [--one-send]] PATH...  # one socket
 
 Both persistent-connection clients print one JSON line per response (status,
 X-Backend, size, sha256 of the body, the connection's local port, an error)
@@ -491,12 +491,14 @@ def _read_head(sock: socket.socket, buf: bytearray) -> tuple[bytes, bytearray]:
 
 
 def pipeline_fetch(host: str, paths: Sequence[str], headers: Optional[Mapping[str, str]] = None,
-                   port: int = 80, timeout: float = 30.0, batch: int = 0) -> list[dict[str, Any]]:
+                   port: int = 80, timeout: float = 30.0, batch: int = 0,
+                   one_send: bool = False) -> list[dict[str, Any]]:
     """HTTP/1.1 pipelining on one socket: every GET written in one send(), then the
     responses read in order, each by its Content-Length. ``batch`` N > 0: the
     first GET alone and its response read, then the others N at a time, one
     send() each (TCP_NODELAY: a segment each, unless the kernel corks them),
-    each batch's responses read before the next is written. A record per
+    each batch's responses read before the next is written; ``one_send``: each
+    batch in one send() (several heads in one segment). A record per
     response read; on an error, a last record with it (the rest are missing)."""
     extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
     heads = [f"GET {p} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n".encode() for p in paths]
@@ -509,7 +511,8 @@ def pipeline_fetch(host: str, paths: Sequence[str], headers: Optional[Mapping[st
             if batch <= 0 and i == 0:
                 s.sendall(b"".join(heads))
             elif batch > 0 and (i == 0 or (i - 1) % batch == 0):  # the first alone, then a batch
-                for head in heads[i:i + 1] if i == 0 else heads[i:i + batch]:
+                part = heads[i:i + 1] if i == 0 else heads[i:i + batch]
+                for head in [b"".join(part)] if one_send else part:
                     s.sendall(head)
             try:
                 head, buf = _read_head(s, buf)
@@ -576,6 +579,7 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     q.add_argument("--batch", type=int, default=0,
                    help="N: the first GET alone, then the others N at a time, one send() each, each batch's "
                    "responses read before the next (0: all in one write)")
+    q.add_argument("--one-send", action="store_true", help="with --batch: each batch in one send()")
     args = ap.parse_args(argv)
     if args.cmd == "keepalive":
         records, connects = keepalive_fetch(args.urls, _header_args(args.header), args.timeout,
@@ -593,7 +597,7 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     if args.cmd == "pipeline":
         records = pipeline_fetch(args.host, args.paths, _header_args(args.header), args.port,
-                                 args.timeout, args.batch)
+                                 args.timeout, args.batch, args.one_send)
         for r in records:
             sys.stdout.write(json.dumps(r) + "\n")
         sys.stdout.write(json.dumps({"connects": 1}) + "\n")

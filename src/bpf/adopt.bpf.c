@@ -735,7 +735,7 @@ int adopt(struct __sk_buff *skb) {
 
 /* For user space (BPF_PROG_TEST_RUN, never attached): whether this node holds
  * the socket of the connection in the input's hl_adopt_locate, written back
- * with its rcv_nxt and state (adopt_abi.h); 1: found. */
+ * with its rcv_nxt, state and where its exchange stands (adopt_abi.h); 1: found. */
 SEC("tc")
 int locate_probe(struct __sk_buff *skb) {
   struct hl_adopt_locate in;
@@ -752,6 +752,16 @@ int locate_probe(struct __sk_buff *skb) {
       if (tp) {
         in.found = 1;
         in.rcv_nxt = tp->rcv_nxt;
+        in.snd_una = tp->snd_una;
+        in.bytes_received = (__u32)tp->bytes_received;
+        in.bytes_acked = (__u32)tp->bytes_acked;
+        in.tstamp_ok = BPF_CORE_READ_BITFIELD(tp, rx_opt.tstamp_ok);
+        if (in.tstamp_ok) in.ts_now = (__u32)now_ms() + tp->tsoffset;
+        in.mss = tp->rx_opt.mss_clamp;
+        in.snd_wscale = BPF_CORE_READ_BITFIELD(tp, rx_opt.snd_wscale);
+        in.rcv_wscale = BPF_CORE_READ_BITFIELD(tp, rx_opt.rcv_wscale);
+        in.wscale_ok = BPF_CORE_READ_BITFIELD(tp, rx_opt.wscale_ok);
+        in.sack_ok = BPF_CORE_READ_BITFIELD(tp, rx_opt.sack_ok);
       }
     }
     bpf_sk_release(skc);

@@ -64,6 +64,19 @@ struct hl_adopt_locate {
   __u32 found;    /* out: 1: a socket other than a listener, request socket or TIME_WAIT */
   __u32 rcv_nxt;  /* out: the socket's next expected client byte */
   __u32 state;    /* out: its TCP state (the kernel's numbering) */
+  /* out, found: where its exchange stands, read in one pass (a serving
+   * engine takes up a socket an origin program made: KernelCarrier::carry) */
+  __u32 snd_una;        /* its oldest unacknowledged byte */
+  __u32 bytes_received; /* client bytes received since it was made (low 32 bits: rcv_nxt - that = its ISN + 1) */
+  __u32 bytes_acked;    /* its bytes acknowledged since (snd_una - that = its ISN + 1) */
+  __u32 ts_now;         /* timestamps on: the TSval it would send now (its clock plus offset) */
+  __u32 tstamp_ok;      /* timestamps negotiated */
+  __u16 mss;            /* the client's SYN MSS as the socket took it (mss_clamp) */
+  __u8 snd_wscale;      /* the client's window shift */
+  __u8 rcv_wscale;      /* the shift it announced */
+  __u8 wscale_ok;       /* window scaling negotiated */
+  __u8 sack_ok;         /* SACK negotiated */
+  __u8 pad[2];
 };
 
 /* Index of each counter in the per-CPU counter array. */

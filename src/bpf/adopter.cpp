@@ -226,7 +226,7 @@ std::optional<AdoptAttrs> Adopter::authorisation(const AdoptKey& key) const {
   return from_wire(entry);
 }
 
-std::optional<uint32_t> Adopter::locate(const AdoptKey& key) const {
+std::optional<LocatedSocket> Adopter::locate(const AdoptKey& key) const {
   // The probe reads a 14-byte Ethernet header of the local experimental
   // ethertype 0x88b5 (no IPv4 header for the test run to check) and the query.
   std::array<uint8_t, 14 + sizeof(hl_adopt_locate)> frame{};
@@ -245,7 +245,10 @@ std::optional<uint32_t> Adopter::locate(const AdoptKey& key) const {
   }
   std::memcpy(&query, out.data() + 14, sizeof query);
   if (query.found != 1) return std::nullopt;
-  return query.rcv_nxt;
+  LocatedSocket at{query.rcv_nxt, query.snd_una, query.bytes_received, query.bytes_acked, std::nullopt,
+                   query.mss, query.snd_wscale, query.rcv_wscale, query.wscale_ok != 0, query.sack_ok != 0};
+  if (query.tstamp_ok) at.ts_now = query.ts_now;
+  return at;
 }
 
 AdoptCounters Adopter::counters() const {

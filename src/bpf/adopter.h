@@ -121,6 +121,23 @@ struct AdopterConfig {
   uint32_t retire_mark = 0;
 };
 
+// A socket Adopter::locate found (host byte order).
+struct LocatedSocket {
+  uint32_t rcv_nxt = 0;         // the client's next byte it expects
+  uint32_t snd_una = 0;         // its oldest unacknowledged byte
+  uint32_t bytes_received = 0;  // client bytes received since it was made (low 32 bits)
+  uint32_t bytes_acked = 0;     // its bytes acknowledged since (low 32 bits)
+  std::optional<uint32_t> ts_now;  // timestamps on: the TSval it would send now
+  // The handshake's options as the socket took them.
+  uint16_t mss = 0;        // the client's SYN MSS
+  uint8_t snd_wscale = 0;  // the client's window shift
+  uint8_t rcv_wscale = 0;  // the shift it announced
+  bool wscale_ok = false;
+  bool sack_ok = false;
+
+  friend bool operator==(const LocatedSocket&, const LocatedSocket&) = default;
+};
+
 class Adopter {
  public:
   // Opens and loads the program with `config` (pinning if asked; mounts bpffs
@@ -154,9 +171,9 @@ class Adopter {
   // The entry for `key`, if any.
   std::optional<AdoptAttrs> authorisation(const AdoptKey& key) const;
   // This node's socket of connection `key` (in the calling thread's network
-  // namespace; not a listener, request socket or TIME_WAIT): the client's next
-  // sequence number it expects (rcv_nxt). nullopt: none (or the probe failed).
-  std::optional<uint32_t> locate(const AdoptKey& key) const;
+  // namespace; not a listener, request socket or TIME_WAIT): where it stands,
+  // read in one pass. nullopt: none (or the probe failed).
+  std::optional<LocatedSocket> locate(const AdoptKey& key) const;
   // Counters summed over all CPUs.
   AdoptCounters counters() const;
   LastAttempt last_attempt() const;

@@ -931,6 +931,26 @@ static __always_inline int owns(const struct hl_path_owners *owners, __u32 node)
   return 0;
 }
 
+/* (h) A request the program cannot read (a body, a head across segments,
+ * several heads in a segment): the connection becomes the engines'. Its
+ * entry's `engine` sends its payload, FIN and RST to user space from now on
+ * (marked: the origin engine asks the connection's node to carry its socket
+ * and reads its requests as it reads those of a connection it handed off), its
+ * pure ACKs to its node; the engine's mapping replaces the entry. While a move
+ * is unconfirmed (the new node may not have the socket yet), held back as a
+ * pipelined request is: the client sends it again. */
+static __always_inline int to_engine(struct __sk_buff *skb, struct hl_origin_forward *fwd) {
+  if (fwd->moving) {
+    count(HL_ORIGIN_HELD_BACK);
+    return TC_ACT_SHOT;
+  }
+  fwd->engine = 1;
+  fwd->tracked = 0;
+  count(HL_ORIGIN_TO_ENGINE);
+  skb->mark = HL_ENGINE_MARK;
+  return TC_PASS;
+}
+
 /* The verdict for a segment of a tracked connection ((h): dispatched, persistent,
  * cfg_kernel_moves). A segment that begins the next request (seq = next_seq)
  * is read as (f) reads a request: a whole GET or HEAD head, nothing after it.
@@ -968,7 +988,8 @@ static __always_inline int tracked(struct __sk_buff *skb, const struct iphdr *ip
   }
   if (fwd->pinned || len == 0) return send_tracked(skb, ip, tcp, l4, fwd->node_addr, HL_DISPATCH_DSCP);
   if (seq_before(seq, fwd->next_seq)) {
-    if (seq_before(fwd->next_seq, seq + len)) fwd->pinned = 1; /* old bytes and new: not read here */
+    /* old bytes and new (a retransmission merged with the next request): not read here */
+    if (seq_before(fwd->next_seq, seq + len)) return to_engine(skb, fwd);
     return send_tracked(skb, ip, tcp, l4, fwd->node_addr, HL_DISPATCH_DSCP);
   }
   if (seq != fwd->next_seq) {
@@ -977,11 +998,7 @@ static __always_inline int tracked(struct __sk_buff *skb, const struct iphdr *ip
   }
   path = NULL;
   if (!tcp->fin && !tcp->urg && !tcp->syn && !tcp->rst) path = request_path(skb, ETH_HLEN_ + headers, len, 1, &last);
-  if (!path) {
-    fwd->pinned = 1;
-    count(HL_ORIGIN_PINNED);
-    return send_tracked(skb, ip, tcp, l4, fwd->node_addr, HL_DISPATCH_DSCP);
-  }
+  if (!path) return to_engine(skb, fwd);
   owners = bpf_map_lookup_elem(&path_nodes, path);
   /* Not in the map (unknown: 404 where it is; more owners than it holds), or
    * the connection's node owns it: kept, pipelined or not (its server answers
@@ -1130,6 +1147,11 @@ int origin(struct __sk_buff *skb) {
       return TC_PASS;
     }
     if (fwd->tracked) return tracked(skb, &ip, &tcp, fwd, l4, ip_len, headers); /* (h) */
+    if (fwd->engine && (ip_len != headers || tcp.fin || tcp.rst)) { /* (h): the engines' */
+      count(HL_ORIGIN_ENGINE_PASSED);
+      skb->mark = HL_ENGINE_MARK;
+      return TC_PASS;
+    }
     if (fwd->acks_only && ip_len != headers) { /* a later request: the origin reads it */
       count(HL_ORIGIN_DATA_TO_USER);
       return TC_PASS;

@@ -46,7 +46,9 @@ struct hl_origin_forward {
   __u32 req_ack;    /* (h), host order: the ack of the last request read (the next one acking no more is pipelined) */
   __u8 moving;      /* (h): a move not yet confirmed (no segment has acknowledged the new node's bytes) */
   __u8 pinned;      /* (h): a request the program cannot read came: every segment stays where it is */
-  __u8 pad[2];      /* zero */
+  __u8 engine;      /* (h): a request the program cannot read came: the engines' from then on (payload,
+                     * FIN and RST to user space marked HL_ENGINE_MARK; ACKs to node_addr) */
+  __u8 pad[1];      /* zero */
 };
 
 /* The input of the program `expire_probe` (run by user space through
@@ -109,6 +111,8 @@ enum hl_origin_counter {
   HL_ORIGIN_PINNED,           /* (h): a request the program cannot read: the connection stays where it is */
   HL_ORIGIN_GAP_DROPPED,      /* (h): bytes after a gap in a tracked connection's requests: dropped (resent) */
   HL_ORIGIN_HELD_BACK,        /* (h): another node's pipelined request (responses before it unacknowledged): dropped */
+  HL_ORIGIN_TO_ENGINE,        /* (h): a request the program cannot read: the connection handed to the engines */
+  HL_ORIGIN_ENGINE_PASSED,    /* (h): a segment with payload, FIN or RST of a connection handed to the engines: up */
   HL_ORIGIN_COUNTER_COUNT
 };
 
@@ -151,6 +155,10 @@ struct hl_path_owners {
  * to user space in the request's skb->mark (NFQUEUE gives it with the
  * packet): the client's ISN and the kernel's are the request's seq - 1 and
  * ack - 1 (the program checks that they are), the rest is here. */
+/* (h): a segment of a connection the program handed to the engines (its
+ * entry's `engine`) goes to user space with this mark, so that the origin
+ * engine looks its entry up (and only then). */
+#define HL_ENGINE_MARK 0xb0000000u  /* bits 27..31: 10110, the rest 0 */
 #define HL_HANDSHAKE_MARK_TAG 0xb8000000u  /* bits 27..31: 10111 */
 #define HL_HANDSHAKE_MARK_TAG_MASK 0xf8000000u
 #define HL_HANDSHAKE_MSS_MASK 0xffffu      /* bits 0..15: the client's SYN MSS (as the kernel took it) */

@@ -15,10 +15,13 @@
 #include <type_traits>
 
 #include "bpf/origin_abi.h"
+#include "io/iptables_rules.h"
 #include "bpf/percpu_counters.h"
 // Generated into the build tree (src/bpf/CMakeLists.txt); after origin_abi.h,
 // whose types it names.
 #include "origin.skel.h"
+
+static_assert(HL_ENGINE_MARK == hl::io::kEngineMark, "the capture rules queue the program's engine mark");
 
 namespace hl::bpf {
 namespace {
@@ -76,6 +79,8 @@ std::vector<std::pair<std::string, uint64_t>> named_counters(const OriginCounter
       {"bpf_origin_pinned", c.pinned},
       {"bpf_origin_gap_dropped", c.gap_dropped},
       {"bpf_origin_held_back", c.held_back},
+      {"bpf_origin_to_engine", c.to_engine},
+      {"bpf_origin_engine_passed", c.engine_passed},
   };
 }
 
@@ -272,7 +277,7 @@ std::optional<OriginPath::ForwardState> OriginPath::forward_state(const OriginKe
     return std::nullopt;
   }
   return ForwardState{net::Ipv4Addr{ntohl(value.node_addr)}, value.acks_only != 0, value.dispatched != 0,
-                      value.ended != 0, value.gen};
+                      value.ended != 0, value.gen, value.engine != 0, value.req_ack};
 }
 
 bool OriginPath::add_local_path(std::string_view path) {
@@ -405,6 +410,8 @@ OriginCounters OriginPath::counters() const {
   c.pinned = read(HL_ORIGIN_PINNED);
   c.gap_dropped = read(HL_ORIGIN_GAP_DROPPED);
   c.held_back = read(HL_ORIGIN_HELD_BACK);
+  c.to_engine = read(HL_ORIGIN_TO_ENGINE);
+  c.engine_passed = read(HL_ORIGIN_ENGINE_PASSED);
   c.malformed = read(HL_ORIGIN_MALFORMED);
   c.error = read(HL_ORIGIN_ERROR);
   return c;

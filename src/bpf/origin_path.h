@@ -91,6 +91,8 @@ struct OriginCounters {
   uint64_t pinned = 0;            // (h): requests the program cannot read: their connection stays
   uint64_t gap_dropped = 0;       // (h): bytes after a gap in a tracked connection: dropped
   uint64_t held_back = 0;         // (h): another node's pipelined request: dropped until resent
+  uint64_t to_engine = 0;         // (h): requests the program cannot read: their connection handed to the engines
+  uint64_t engine_passed = 0;     // (h): such a connection's payload, FIN or RST: to user space (HL_ENGINE_MARK)
 };
 
 // Field by field (the counters of several attachments).
@@ -248,6 +250,8 @@ class OriginPath {
     bool dispatched = false;  // made by the program ((g))
     bool ended = false;       // dispatched: the client's FIN or RST went through
     uint32_t gen = 0;         // dispatched: the connection's cookie (which connection on the tuple)
+    bool engine = false;      // (h): handed to the engines (a request the program cannot read)
+    uint32_t req_ack = 0;     // (h): the ack of the last request the program read
   };
   std::optional<ForwardState> forward_state(const OriginKey& key) const;
 

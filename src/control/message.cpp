@@ -26,6 +26,7 @@ constexpr size_t kTakeoverStreamLen = 19;
 constexpr size_t kNodeDownLen = 4;  // node u32
 constexpr size_t kLocateLen = kEndpointLen;       // client 6
 constexpr size_t kLocatedLen = kEndpointLen + 4;  // client 6 | next_seq 4
+constexpr size_t kCarryLen = kEndpointLen;        // client 6
 
 // HandoffRequest flag bits (the rest must be zero).
 constexpr uint8_t kFlagMss = 0x01;
@@ -140,6 +141,7 @@ struct BodyWriter {
     put_endpoint(out, m.client);
     put_be32(out, m.next_seq);
   }
+  void operator()(const Carry& m) const { put_endpoint(out, m.client); }
 };
 
 Result<Message, DecodeError> decode_handoff_request(const uint8_t* body, size_t len) {
@@ -271,6 +273,7 @@ const char* to_string(MessageType type) {
     case MessageType::kNodeDown: return "node-down";
     case MessageType::kLocate: return "locate";
     case MessageType::kLocated: return "located";
+    case MessageType::kCarry: return "carry";
   }
   return "unknown";
 }
@@ -374,6 +377,9 @@ Result<Message, DecodeError> decode(std::span<const uint8_t> frame) {
     case MessageType::kLocated:
       if (body_len != kLocatedLen) return Err(DecodeError::BadLength);
       return Message{Located{get_endpoint(body), net::load_be32(body + kEndpointLen)}};
+    case MessageType::kCarry:
+      if (body_len != kCarryLen) return Err(DecodeError::BadLength);
+      return Message{Carry{get_endpoint(body)}};
   }
   return Err(DecodeError::UnknownType);
 }

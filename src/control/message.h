@@ -34,6 +34,7 @@ enum class MessageType : uint8_t {
   kNodeDown = 10,       // spreader -> every node (always, rare): a node stopped sending heartbeats
   kLocate = 11,         // origin -> every serving node: who holds this connection (its origin died)?
   kLocated = 12,        // serving node -> origin: this one, the client's next byte goes here
+  kCarry = 13,          // origin -> serving node: its program's connection is the engines' now: carry its socket
 };
 const char* to_string(MessageType type);
 
@@ -224,9 +225,21 @@ struct Located {
   friend bool operator==(const Located&, const Located&) = default;
 };
 
+// Kernel moves: a connection the origin's BPF program moved to the sender's
+// peer (no engine carries it: its socket was made by that node's adopt
+// program) met a request the program cannot read (a body, a head across
+// segments, several heads in a segment), which the origin engine reads from
+// now on. The serving node carries the socket from here as if its engine had
+// taken the connection in: it tells the origin its end (Termination; at once
+// when it holds no such socket) and answers its Releases.
+struct Carry {
+  net::Endpoint client;
+  friend bool operator==(const Carry&, const Carry&) = default;
+};
+
 // Alternative i has MessageType i + 1.
 using Message = std::variant<HandoffAck, Relay, HandoffRequest, HandoffRefuse, Termination, Keepalive, Release,
-                             Released, Takeover, NodeDown, Locate, Located>;
+                             Released, Takeover, NodeDown, Locate, Located, Carry>;
 
 enum class DecodeError {
   TooShort,      // fewer bytes than the header, or than the body length says

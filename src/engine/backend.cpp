@@ -85,11 +85,16 @@ struct BackendEngine::Impl {
       side.take_release(from, *order);
     } else if (const auto* down = std::get_if<control::NodeDown>(&message)) {
       take_over(down->node, from);
+    } else if (const auto* carry = std::get_if<control::Carry>(&message)) {
+      // The front-end's program moved it here; it reads the requests on from the answer.
+      if (const std::optional<Orphan> o = side.take_carry(from, *carry)) {
+        if (!messages.send(from, *o)) ++serving.control_errors;
+      }
     } else if (const auto* query = std::get_if<control::Locate>(&message)) {
       // A front-end whose peer died meets a connection it does not know (one
       // the dead front-end's program dispatched): it is here if its socket is.
-      const std::optional<uint32_t> next = cfg.kernel != nullptr ? cfg.kernel->locate(query->client) : std::nullopt;
-      if (next && !messages.send(from, control::Located{query->client, *next})) ++serving.control_errors;
+      const std::optional<SocketAt> at = cfg.kernel != nullptr ? cfg.kernel->locate(query->client) : std::nullopt;
+      if (at && !messages.send(from, control::Located{query->client, at->rcv_nxt})) ++serving.control_errors;
     }
   }
 
@@ -139,6 +144,8 @@ struct BackendEngine::Impl {
     c.release_timeouts = s.release_timeouts;
     c.release_unknown = s.release_unknown;
     c.retired_dropped = s.retired_dropped;
+    c.carried = s.carried;
+    c.carry_unknown = s.carry_unknown;
     c.takeovers = takeovers;
     c.takeover_streams = takeover_streams;
     return c;
@@ -177,6 +184,8 @@ void BackendCounters::visit(const CounterVisitor& v) const {
   v("release_timeouts", release_timeouts);
   v("release_unknown", release_unknown);
   v("retired_dropped", retired_dropped);
+  v("carried", carried);
+  v("carry_unknown", carry_unknown);
   v("takeovers", takeovers);
   v("takeover_streams", takeover_streams);
 }

@@ -87,6 +87,8 @@ struct BackendCounters {
   uint64_t release_timeouts = 0;
   uint64_t release_unknown = 0;
   uint64_t retired_dropped = 0;
+  uint64_t carried = 0;             // kernel moves: program-made sockets taken up on a control::Carry
+  uint64_t carry_unknown = 0;       // ... not here: their end told at once
   uint64_t takeovers = 0;           // connections of a dead front-end given to a survivor (Takeover sent)
   uint64_t takeover_streams = 0;    // ... with where the client's next request begins (its requests are read on)
 

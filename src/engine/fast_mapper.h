@@ -61,6 +61,18 @@ class OriginKernelPath : public io::FastPath {
                            uint64_t /*now_ms*/) {
     return false;
   }
+
+  // Kernel moves: a connection this node's origin program handed to the
+  // engines (a request it cannot read: a body, a head across segments, several
+  // heads in a segment), whose segment came up with `mark`: the node its
+  // socket is at (this node: its own address) and the ack of the last request
+  // the program read. nullopt: `mark` is not the program's engine mark, or no
+  // such entry.
+  struct Handed {
+    net::Ipv4Addr node;
+    uint32_t req_ack = 0;
+  };
+  virtual std::optional<Handed> handed(uint32_t /*mark*/, net::Endpoint /*client*/) const { return std::nullopt; }
 };
 
 // One connection's part.

@@ -174,6 +174,8 @@ struct FrontendEngine::Impl {
     c.locate_asked = o.locate_asked;
     c.located = o.located;
     c.locate_dropped = o.locate_dropped;
+    c.carry_asked = o.carry_asked;
+    c.carry_dropped = o.carry_dropped;
     return c;
   }
 };
@@ -222,6 +224,8 @@ void FrontendCounters::visit(const CounterVisitor& v) const {
   v("locate_asked", locate_asked);
   v("located", located);
   v("locate_dropped", locate_dropped);
+  v("carry_asked", carry_asked);
+  v("carry_dropped", carry_dropped);
 }
 
 FrontendEngine::FrontendEngine(FrontendConfig config, std::unique_ptr<dispatch::Dispatcher> dispatcher,

@@ -138,6 +138,8 @@ struct FrontendCounters {
   uint64_t locate_asked = 0;        // unknown connections after the other front-end's death asked for (Locate)
   uint64_t located = 0;             // ... found on a back-end and mapped in the kernel (Located)
   uint64_t locate_dropped = 0;      // ... their segments dropped while asking (the client resends)
+  uint64_t carry_asked = 0;       // kernel moves: connections the program handed to the engines, their node asked (Carry)
+  uint64_t carry_dropped = 0;     // ... their segments dropped until its answer (the client resends)
 
   void visit(const CounterVisitor& visit) const;
 };

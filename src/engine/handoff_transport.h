@@ -39,6 +39,9 @@ class InBandTransport final : public HandoffTransport {
   void locate(net::Ipv4Addr to, const control::Locate& query) override {
     if (messages_ != nullptr && !messages_->send(to, query)) ++errors_;
   }
+  void carry(net::Ipv4Addr to, const control::Carry& order) override {
+    if (messages_ != nullptr && !messages_->send(to, order)) ++errors_;
+  }
 
  private:
   net::Endpoint vip_;
@@ -67,6 +70,7 @@ class ControlTransport final : public HandoffTransport {
   bool can_move() const override { return true; }
   void release(const OriginConn& conn, const control::Release& order) override { send_(conn.target, order); }
   void locate(net::Ipv4Addr to, const control::Locate& query) override { send_(to, query); }
+  void carry(net::Ipv4Addr to, const control::Carry& order) override { send_(to, order); }
 
  private:
   net::Ipv4Addr self_;

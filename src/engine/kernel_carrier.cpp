@@ -578,4 +578,64 @@ void KernelCarrier::release(net::Ipv4Addr origin, const control::Release& order)
   try_release(conn, now);
 }
 
+std::optional<Orphan> KernelCarrier::carry(net::Ipv4Addr origin, net::Endpoint client) {
+  const uint64_t key = conn_key(client);
+  if (auto it = conns_.find(key); it != conns_.end()) {
+    if (it->second.ended_ms == 0 && it->second.carried) {
+      it->second.origin = origin;  // a Carry repeated (its Takeover lost): told again
+      return carried_takeover(it->second);
+    }
+    if (it->second.ended_ms == 0) {
+      // A connection an engine handed in here (the program's entry was older):
+      // its origin already reads it.
+      return std::nullopt;
+    }
+    // An earlier connection of the tuple, ended or moved on from here: the
+    // socket there now, if any, is the program's.
+    kernel_.revoke(client);
+    free(it);
+  }
+  const std::optional<SocketAt> at = kernel_.locate(client);
+  if (!at || conns_.size() >= cfg_.max_connections) {
+    ++counters_.carry_unknown;
+    link_.ended(origin, client, EndCause::kKernelEnd);  // nothing here to carry: its origin frees it
+    return std::nullopt;
+  }
+  // As if handed in at the numbers the socket counts from (its ISNs, as the
+  // move that made it set them: tcp_info's positions count from them), its
+  // TSvals from the one it would send now. No watch: the queues alone say
+  // when it is quiet (the origin sends no Release for a request pipelined
+  // behind one served here: RequestTrack::unwatched).
+  const uint64_t now = clock_();
+  Conn conn;
+  conn.client = client;
+  conn.origin = origin;
+  conn.carried = true;
+  conn.c = at->c;
+  conn.f = at->f;
+  conn.syn.client_isn = tcp::SeqNum(at->c);
+  conn.syn.frontend_isn = tcp::SeqNum(at->f);
+  conn.syn.client_wscale = at->snd_wscale;
+  conn.syn.timestamps = at->ts_now.has_value();
+  conn.syn.frontend_ts_base = at->ts_now.value_or(0);
+  conn.syn.frontend_wscale = at->rcv_wscale;
+  conn.client_syn.mss = at->mss;
+  conn.client_syn.wscale = at->snd_wscale;
+  conn.client_syn.sack_permitted = at->sack_ok;
+  if (at->ts_now) conn.client_syn.timestamps = net::Timestamps{0, 0};
+  conn.syn_window = 0xffff;  // not known: the client's later segments tell its window
+  conn.since_ms = now;
+  conn.ts_base = at->ts_now.value_or(0);
+  conn.tstamp_ok = at->ts_now.has_value();
+  conn.next_request = at->rcv_nxt;
+  Conn& added = conns_.emplace(key, std::move(conn)).first->second;
+  live_.insert(key);
+  ++counters_.carried;
+  return carried_takeover(added);
+}
+
+Orphan KernelCarrier::carried_takeover(const Conn& conn) {
+  return Orphan{conn.client, conn.c, conn.f, carried_stream(conn.syn, conn.client_syn, conn.syn_window, conn.next_request)};
+}
+
 }  // namespace hl::engine

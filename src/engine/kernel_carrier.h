@@ -88,6 +88,21 @@ struct SocketQueues {
   std::optional<uint64_t> acked{};
 };
 
+// Where a socket of this node stands (KernelAdoption::locate), read at once.
+struct SocketAt {
+  uint32_t rcv_nxt = 0;  // the client's next byte it expects
+  uint32_t c = 0;        // the client's ISN as the socket counts (rcv_nxt - bytes received - 1)
+  uint32_t f = 0;        // its own ISN (snd_una - bytes acknowledged - 1)
+  std::optional<uint32_t> ts_now;  // timestamps on: the TSval it would send now
+  // The handshake's options as the socket took them.
+  uint16_t mss = 536;      // the client's SYN MSS
+  std::optional<uint8_t> snd_wscale;  // scaling on: the client's shift
+  uint8_t rcv_wscale = 0;  // ... and the one it announced
+  bool sack_ok = false;
+
+  friend bool operator==(const SocketAt&, const SocketAt&) = default;
+};
+
 // What the carrier tells the kernel side to count (its counters are the runtime's).
 enum class KernelMoveEvent : uint8_t {
   kWatched,            // a connection's watch entry written
@@ -126,10 +141,10 @@ class KernelAdoption : public ServerSockets {
   // The queues of the socket VIP:port <-> client; none: no such socket (or the lookup failed).
   virtual std::optional<SocketQueues> queues(net::Endpoint /*client*/) { return std::nullopt; }
   virtual void count(KernelMoveEvent /*event*/) {}
-  // This node's socket of VIP:port <-> client (a control::Locate), whoever made
-  // it (an engine or an origin program): the client's byte it expects next
-  // (rcv_nxt). nullopt: none (no socket, or a listener, request socket, TIME_WAIT).
-  virtual std::optional<uint32_t> locate(net::Endpoint /*client*/) { return std::nullopt; }
+  // This node's socket of VIP:port <-> client (a control::Locate, a
+  // control::Carry), whoever made it (an engine or an origin program): where
+  // it stands. nullopt: none (no socket, or a listener, request socket, TIME_WAIT).
+  virtual std::optional<SocketAt> locate(net::Endpoint /*client*/) { return std::nullopt; }
 };
 
 struct KernelCarrierConfig {
@@ -157,6 +172,7 @@ class KernelCarrier final : public Carrier {
   bool from_server(const io::QueuedPacket& qp, net::TcpPacket& pkt) override;
   void deliver(net::TcpPacket& pkt) override;
   void release(net::Ipv4Addr origin, const control::Release& order) override;
+  std::optional<Orphan> carry(net::Ipv4Addr origin, net::Endpoint client) override;
   void on_timer(uint64_t now) override;
   std::vector<Orphan> take_over(net::Ipv4Addr dead, net::Ipv4Addr self) override;
   size_t active() const override { return conns_.size(); }
@@ -198,6 +214,9 @@ class KernelCarrier final : public Carrier {
     bool retired = false;       // released: its socket reset here, nothing more to report
     control::Release released_by;  // retired: the order (its client_seq: where the next request begins)
     control::Released answer;   // ... and the answer (repeats: again)
+    // Kernel moves: a socket an origin program made, taken up on a control::Carry.
+    bool carried = false;
+    uint32_t next_request = 0;  // carried: where its next request began then (the socket's rcv_nxt)
   };
   using ConnIt = std::unordered_map<uint64_t, Conn>::iterator;
 
@@ -229,6 +248,8 @@ class KernelCarrier final : public Carrier {
   void try_release(Conn& conn, uint64_t now);
   void retire(Conn& conn, uint64_t now);
   void send_order_ack(const Conn& conn, const control::Release& order);
+  // The Takeover that tells a Carry's origin how to read a carried connection on.
+  static Orphan carried_takeover(const Conn& conn);
 
   static constexpr uint32_t kTsSlackMs = 100;      // ts_floor: TSvals are ms-granular plus jitter
   static constexpr size_t kMaxUnacked = 256 * 1024;  // client bytes waiting for the server's ack

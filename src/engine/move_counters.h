@@ -23,6 +23,10 @@ struct MoveCounters {
   uint64_t refused_unavailable = 0;  // every owner of the request's content is dead
   uint64_t refused_unknown = 0;      // the serving node no longer had the connection
   uint64_t too_large = 0;            // requests larger than a hand-in carries: served in place
+  // A request for another node pipelined behind one its node may still be
+  // answering, on a connection carried without a watch (RequestTrack::unwatched):
+  // held until the client sends it again acknowledging more.
+  uint64_t held_back = 0;
 
   void visit(const CounterVisitor& v) const {
     v("later_requests", later_requests);
@@ -34,6 +38,7 @@ struct MoveCounters {
     v("moves_refused_unavailable", refused_unavailable);
     v("moves_refused_unknown", refused_unknown);
     v("moves_too_large", too_large);
+    v("moves_held_back", held_back);
   }
 };
 

@@ -72,6 +72,8 @@ NodeEngine::Impl::Impl(NodeConfig c, std::unique_ptr<dispatch::Dispatcher> d, io
                     serving.take_release(cfg.node, *order);
                   } else if (const auto* query = std::get_if<control::Locate>(&msg)) {
                     answer_locate(cfg.node, *query);
+                  } else if (const auto* taken = std::get_if<control::Carry>(&msg)) {
+                    carry(cfg.node, *taken);
                   }
                 }),
       origin(
@@ -83,13 +85,24 @@ NodeEngine::Impl::Impl(NodeConfig c, std::unique_ptr<dispatch::Dispatcher> d, io
           std::move(d), v, r, transport, clock, f, &carrier) {}
 
 void NodeEngine::Impl::answer_locate(net::Ipv4Addr from, const control::Locate& query) {
-  const std::optional<uint32_t> next = cfg.kernel != nullptr ? cfg.kernel->locate(query.client) : std::nullopt;
-  if (!next) return;  // not here: only a holder answers
-  const control::Located answer{query.client, *next};
+  const std::optional<SocketAt> at = cfg.kernel != nullptr ? cfg.kernel->locate(query.client) : std::nullopt;
+  if (!at) return;  // not here: only a holder answers
+  const control::Located answer{query.client, at->rcv_nxt};
   if (from == cfg.node) {
     origin.on_located(cfg.node, answer);
   } else {
     send_message(from, answer);
+  }
+}
+
+void NodeEngine::Impl::carry(net::Ipv4Addr from, const control::Carry& order) {
+  // The origin's program moved it here; the origin reads its requests on from the answer.
+  const std::optional<Orphan> o = serving.take_carry(from, order);
+  if (!o) return;
+  if (from == cfg.node) {
+    (void)origin.adopt(*o, cfg.node);
+  } else {
+    send_message(from, *o);
   }
 }
 
@@ -204,6 +217,8 @@ void NodeEngine::Impl::on_message(net::Ipv4Addr from, const control::Message& me
           answer_locate(from, m);
         } else if constexpr (std::is_same_v<T, control::Located>) {
           origin.on_located(from, m);
+        } else if constexpr (std::is_same_v<T, control::Carry>) {
+          carry(from, m);
         } else {
           ++counters.control_errors;  // Relay: the frontend design's, not ours
         }
@@ -260,6 +275,8 @@ const NodeCounters& NodeEngine::Impl::report() {
   r.locate_asked = o.locate_asked;
   r.located = o.located;
   r.locate_dropped = o.locate_dropped;
+  r.carry_asked = o.carry_asked;
+  r.carry_dropped = o.carry_dropped;
   r.refused = o.refused + s.refused;
   r.forwarded_packets = o.forwarded_packets;
   r.fast_path_adds = o.fast_path_adds;
@@ -303,6 +320,8 @@ const NodeCounters& NodeEngine::Impl::report() {
   r.release_timeouts = s.release_timeouts;
   r.release_unknown = s.release_unknown;
   r.retired_dropped = s.retired_dropped;
+  r.carried = s.carried;
+  r.carry_unknown = s.carry_unknown;
   return r;
 }
 
@@ -324,6 +343,8 @@ void NodeCounters::visit(const CounterVisitor& v) const {
   v("locate_asked", locate_asked);
   v("located", located);
   v("locate_dropped", locate_dropped);
+  v("carry_asked", carry_asked);
+  v("carry_dropped", carry_dropped);
   v("refused", refused);
   v("forwarded_packets", forwarded_packets);
   v("fast_path_adds", fast_path_adds);
@@ -369,6 +390,8 @@ void NodeCounters::visit(const CounterVisitor& v) const {
   v("release_timeouts", release_timeouts);
   v("release_unknown", release_unknown);
   v("retired_dropped", retired_dropped);
+  v("carried", carried);
+  v("carry_unknown", carry_unknown);
 }
 
 NodeEngine::NodeEngine(NodeConfig config, std::unique_ptr<dispatch::Dispatcher> dispatcher, io::Verdicts& verdicts,

@@ -124,6 +124,8 @@ struct NodeCounters {
   uint64_t locate_asked = 0;     // unknown connections after a peer's death asked for (control::Locate)
   uint64_t located = 0;          // ... found on a node and mapped in the kernel (control::Located)
   uint64_t locate_dropped = 0;   // ... their segments dropped while asking (the client resends)
+  uint64_t carry_asked = 0;       // kernel moves: connections the program handed to the engines, their node asked (Carry)
+  uint64_t carry_dropped = 0;     // ... their segments dropped until its answer (the client resends)
   uint64_t refused = 0;            // handoff requests refused (sent) or refusals received
   uint64_t forwarded_packets = 0;  // client packets forwarded to another node
   uint64_t fast_path_adds = 0;     // connections mapped in the kernel fast path (and re-mapped)
@@ -167,6 +169,8 @@ struct NodeCounters {
   // Moves, the serving part (serving_side.h): connections given up between two requests.
   uint64_t release_orders = 0, released = 0, release_timeouts = 0, release_unknown = 0,
            retired_dropped = 0;
+  // Kernel moves: program-made sockets taken up on a control::Carry (serving_side.h).
+  uint64_t carried = 0, carry_unknown = 0;
 
   void visit(const CounterVisitor& visit) const;
 };

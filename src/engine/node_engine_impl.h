@@ -73,6 +73,8 @@ struct NodeEngine::Impl {
   // A control::Locate from `from` (this node: its own origin): answered with a
   // control::Located if this node holds the connection's socket.
   void answer_locate(net::Ipv4Addr from, const control::Locate& query);
+  // control::Carry from origin `from` (this node too): answered with a Takeover.
+  void carry(net::Ipv4Addr from, const control::Carry& order);
   // A taken-over connection was released to `mover` (a new origin moves it on):
   // the other nodes' forwarding states go (a Termination), and so does this one's.
   void released_taken_over(net::Ipv4Addr mover, net::Endpoint client);

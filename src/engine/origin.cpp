@@ -117,6 +117,7 @@ void Origin::on_vip_packet(const io::QueuedPacket& qp, net::TcpPacket& pkt) {
     on_segment(qp, pkt, it);
     return;
   }
+  if (take_from_program(qp, pkt, client)) return;
   if (take_cookie_ack(qp, pkt, client)) return;
   if (locate_unknown(qp, pkt, client)) return;
   ++counters_.unknown_packets;
@@ -132,6 +133,54 @@ void Origin::on_vip_packet(const io::QueuedPacket& qp, net::TcpPacket& pkt) {
     answer_.rst_for(pkt);
   } else {
     ++counters_.unknown_resets_limited;
+  }
+}
+
+bool Origin::take_from_program(const io::QueuedPacket& qp, net::TcpPacket& pkt, const net::Endpoint& client) {
+  if (kernel_path_ == nullptr || qp.mark == 0) return false;
+  const std::optional<OriginKernelPath::Handed> h = kernel_path_->handed(qp.mark, client);
+  if (!h) return false;
+  const uint64_t key = conn_key(client);
+  const uint64_t now = clock_();
+  if (pkt.has_flags(RST) || !cfg_.moves || !transport_.can_move() ||
+      (carrying_.size() >= kMaxLocating && carrying_.count(key) == 0)) {
+    verdicts_.drop(qp.id);
+    ++counters_.carry_dropped;
+    return true;
+  }
+  Carrying& c = carrying_[key];
+  if (c.held_bytes + qp.data.size() <= kMaxCarryHeld) {
+    c.held.push_back(HeldCopy{qp, {qp.data.begin(), qp.data.end()}});
+    c.held.back().meta.data = {};
+    c.held_bytes += qp.data.size();
+  } else {
+    verdicts_.drop(qp.id);  // the client sends it again
+    ++counters_.carry_dropped;
+  }
+  if (c.asked_ms == 0 || now - c.asked_ms >= kCarryRetryMs) {
+    c.asked_ms = now;
+    c.req_ack = h->req_ack;
+    transport_.carry(h->node, control::Carry{client});  // this node's own: answered at once (adopt)
+    ++counters_.carry_asked;
+  }
+  return true;
+}
+
+void Origin::release_carried(Carrying& c, uint64_t key) {
+  std::vector<HeldCopy> held = std::move(c.held);
+  c.held.clear();
+  c.held_bytes = 0;
+  for (HeldCopy& h : held) {
+    auto it = conns_.find(key);
+    auto parsed = net::parse_tcp_packet(std::span<uint8_t>(h.bytes));
+    if (it == conns_.end() || !parsed) {
+      verdicts_.drop(h.meta.id);
+      ++counters_.carry_dropped;
+      continue;
+    }
+    io::QueuedPacket qp = h.meta;
+    qp.data = std::span<uint8_t>(h.bytes);
+    on_segment(qp, *parsed, it);
   }
 }
 

@@ -134,6 +134,10 @@ struct OriginCounters {
   // Locate (OriginConfig::locate): connections of unknown segments asked
   // for, found (and mapped), and their segments dropped while asking.
   uint64_t locate_asked = 0, located = 0, locate_dropped = 0;
+  // Kernel moves: connections the origin program handed to the engines (a
+  // request it cannot read) whose node was asked to carry them (control::Carry),
+  // and their segments dropped until its answer (the client sends them again).
+  uint64_t carry_asked = 0, carry_dropped = 0;
   uint64_t terminations_received = 0, control_errors = 0, io_errors = 0, freed = 0;
   MoveCounters moves;
 };
@@ -200,6 +204,9 @@ class HandoffTransport {
   virtual void release(const OriginConn& conn, const control::Release& order) = 0;
   // Asks serving node `to` whether it holds a connection (OriginConfig::locate).
   virtual void locate(net::Ipv4Addr /*to*/, const control::Locate& /*query*/) {}
+  // Kernel moves: asks serving node `to` to carry a socket this node's origin
+  // program made there (control::Carry; its answer: a Takeover).
+  virtual void carry(net::Ipv4Addr /*to*/, const control::Carry& /*order*/) {}
 };
 
 class Origin {
@@ -217,6 +224,9 @@ class Origin {
   static constexpr uint64_t kLocateWaitMs = 1000;
   static constexpr uint64_t kLocateForgetMs = 3000;
   static constexpr size_t kMaxLocating = 16384;
+  // Kernel moves: a connection its program handed to the engines is asked
+  // for again (control::Carry) if no answer came within this long.
+  static constexpr uint64_t kCarryRetryMs = 200;
   // Emulated handshakes: our SYN/ACK is sent again after 1 s, then 2, 4... (the
   // kernel's TCP_TIMEOUT_INIT and backoff), so a client that gave up during its
   // handshake answers with a RST (it has no socket) and the state goes then, not
@@ -328,6 +338,11 @@ class Origin {
   // An unknown segment (OriginConfig::locate): true if it was dropped while its
   // connection is looked for (a Locate to every live serving node).
   bool locate_unknown(const io::QueuedPacket& qp, const net::TcpPacket& pkt, const net::Endpoint& client);
+  // Kernel moves: a segment the origin program passed up for a connection it
+  // handed to the engines (OriginKernelPath::handed): dropped while the
+  // connection's node is asked to carry it (control::Carry), whose answer (a
+  // Takeover: adopt()) makes its state here. True if it was such a segment.
+  bool take_from_program(const io::QueuedPacket& qp, net::TcpPacket& pkt, const net::Endpoint& client);
   // RFC 5961 §3.2: whether a RST is acceptable; otherwise the packet was handled.
   bool accept_rst(const io::QueuedPacket& qp, net::TcpPacket& pkt, OriginConn& conn);
   // A client segment (no SYN) of a known connection, in any state.
@@ -436,6 +451,25 @@ class Origin {
   HealthTracker health_;
   FastMapper fast_;
   std::unordered_map<uint64_t, uint64_t> locating_;  // connections asked for (conn_key), since (ms)
+  // Kernel moves: connections whose node was asked to carry them (conn_key): when,
+  // the ack of the last request the program read (RequestTrack::kept_ack), and
+  // their segments held until the answer (their verdicts pending; dropped, the
+  // client would resend only the first of a split head, held unanswered here).
+  struct HeldCopy {
+    io::QueuedPacket meta;  // data: empty (`bytes` holds them)
+    std::vector<uint8_t> bytes;
+  };
+  struct Carrying {
+    uint64_t asked_ms = 0;
+    uint32_t req_ack = 0;
+    std::vector<HeldCopy> held;
+    size_t held_bytes = 0;
+  };
+  static constexpr size_t kMaxCarryHeld = 64 * 1024;  // bytes per connection; more: dropped (resent)
+  std::unordered_map<uint64_t, Carrying> carrying_;
+  // Gives the held segments of a Carrying their verdicts: through on_segment
+  // if the connection is known now, else dropped.
+  void release_carried(Carrying& c, uint64_t key);
   uint64_t orphans_until_ms_ = 0;  // unknown segments are located until then (expect_orphans)
   uint64_t rst_window_ms_ = 0;     // start of the current second of unknown-packet RSTs
   uint32_t rst_window_count_ = 0;  // RSTs sent for unknown packets in it

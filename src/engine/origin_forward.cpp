@@ -94,6 +94,14 @@ void Origin::on_refuse(net::Ipv4Addr from, const control::HandoffRefuse& refuse)
 void Origin::on_termination(net::Ipv4Addr from, const control::Termination& t) {
   auto it = conns_.find(conn_key(t.client));
   if (it == conns_.end()) {
+    if (auto c = carrying_.find(conn_key(t.client)); c != carrying_.end()) {
+      // Asked to carry a socket its node no longer has: the connection is
+      // over. The program's entry goes; the client's next segment is unknown.
+      release_carried(c->second, c->first);  // dropped
+      carrying_.erase(c);
+      if (kernel_path_ != nullptr) kernel_path_->remove(t.client.addr.value, t.client.port);
+      return;
+    }
     if (!in_band_) ++counters_.control_errors;  // in band: gone already
     return;
   }
@@ -257,6 +265,14 @@ bool Origin::adopt(const control::Takeover& t, net::Ipv4Addr target) {
     conn.track->requests = st.requests;
     conn.track->picked_up = !st.released;  // released: nothing went on from there (its socket is gone)
     conn.track->must_move = st.released;
+    if (auto c = carrying_.find(key); c != carrying_.end()) {
+      // The answer to this origin's Carry: carried without a watch there, and
+      // every byte from next_request on comes here (bytes after a gap: the
+      // client sends them again).
+      conn.track->picked_up = false;
+      conn.track->unwatched = true;
+      conn.track->kept_ack = SeqNum(c->second.req_ack);
+    }
   }
   set_target(conn, target);
   conn.created_ms = conn.last_seen_ms = conn.handoff_ms = clock_();
@@ -264,6 +280,11 @@ bool Origin::adopt(const control::Takeover& t, net::Ipv4Addr target) {
   OriginConn& added = conns_.emplace(key, std::move(conn)).first->second;
   map_handoff(added);
   ++counters_.adopted;
+  if (auto c = carrying_.find(key); c != carrying_.end()) {
+    Carrying carried = std::move(c->second);
+    carrying_.erase(c);
+    release_carried(carried, key);  // what came while asking, read now in order
+  }
   return true;
 }
 
@@ -386,6 +407,14 @@ void Origin::on_timer() {
                      std::string("no ") + cfg_.health_signal + " for " + std::to_string(cfg_.dead_ms) + " ms");
   }
   std::erase_if(locating_, [now](const auto& kv) { return now - kv.second >= kLocateForgetMs; });
+  for (auto it = carrying_.begin(); it != carrying_.end();) {
+    if (now - it->second.asked_ms < kLocateForgetMs) {
+      ++it;
+      continue;
+    }
+    release_carried(it->second, it->first);  // unanswered: dropped (the client sends them again)
+    it = carrying_.erase(it);
+  }
   sweep(conns_, [&](OriginConn& conn) { return expired(conn, now); },
         [&](ConnIt it) {
           if (it->second.state != State::Reset && it->second.state != State::Closed &&

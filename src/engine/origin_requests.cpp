@@ -125,8 +125,8 @@ bool Origin::route_pending(ConnIt it, const io::QueuedPacket* qp, net::TcpPacket
       t.head = st;
     }
     const http::StreamRequest& req = t.stream.request();
-    ++counters_.moves.later_requests;
     if (t.must_move) {
+      ++counters_.moves.later_requests;
       // Released before the takeover (its socket is gone): on to the request's
       // node; the Release to the sender gets the released numbers again. Not
       // before kReleasedHoldMs (on_timer comes back then).
@@ -143,19 +143,26 @@ bool Origin::route_pending(ConnIt it, const io::QueuedPacket* qp, net::TcpPacket
     dispatch::BackendId next = 0;
     const std::optional<bool> stay = stays(req.head, conn, next);
     if (!stay) {
+      ++counters_.moves.later_requests;
       move_failed(conn, counters_.moves.refused_unavailable);  // its owners are all dead
       return true;
     }
     if (!*stay) {
       if (req.end > kMaxPending) {  // more than a hand-in carries: left where it is
         ++counters_.moves.too_large;
+      } else if (t.unwatched && conn.client_ack == t.kept_ack) {
+        ++counters_.moves.held_back;  // pipelined behind one its node may still answer: sent again later
+        break;
       } else {
+        ++counters_.moves.later_requests;
         start_move(conn, next);
         break;
       }
     }
+    ++counters_.moves.later_requests;
     ++counters_.moves.served_in_place;
     ++t.requests;
+    t.kept_ack = conn.client_ack;
     const bool last = t.head != StreamStatus::Head;
     const size_t n = static_cast<size_t>(std::min<uint64_t>(req.end, t.pending.size()));
     const bool fin = t.fin && n == t.pending.size();
@@ -343,6 +350,7 @@ void Origin::on_released(net::Ipv4Addr from, const control::Released& answer) {
   const bool last = t.head != StreamStatus::Head;
   t.advance(req.end, cfg_.http_limits);
   t.requests = 1;
+  t.unwatched = false;  // handed in there: its carrier watches it
   t.pin_at_ack = last;
   t.handing_over = true;
   set_state(conn, State::HandoffSent);

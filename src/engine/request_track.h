@@ -43,6 +43,15 @@ struct RequestTrack {
                                  //   read yet (a gap then: bytes this origin never sees; pinned)
   bool must_move = false;        // a takeover of a released connection (its socket is gone): the
                                  //   next request moves whatever it is (the Release gets the numbers)
+  // Carried without a watch (a socket an origin program made, taken up on a
+  // control::Carry): its serving node finds the quiet point from the socket's
+  // queues alone, which a request pipelined behind one still being answered
+  // would pass. So a request for another node is moved only once the client's
+  // ack has grown since the last request went there (`kept_ack`: its ack), as
+  // the origin program holds a pipelined one back; until then the client sends
+  // it again.
+  bool unwatched = false;
+  tcp::SeqNum kept_ack;
 
   RequestTrack(const http::Limits& limits, tcp::SeqNum first) : stream(limits), routed(first) {}
 

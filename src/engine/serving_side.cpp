@@ -129,6 +129,13 @@ control::TakeoverStream released_stream(const tcp::SynReplay& syn, const net::Sy
   return st;
 }
 
+control::TakeoverStream carried_stream(const tcp::SynReplay& syn, const net::SynOptions& client_syn,
+                                       uint16_t syn_window, uint32_t next_request) {
+  control::TakeoverStream st = stream_from(syn, client_syn, syn_window, next_request);
+  st.requests = 1;  // never 0 in a Release (the carrier's watchless quiet check ignores it)
+  return st;
+}
+
 void ServingSide::take_release(net::Ipv4Addr from, const control::Release& order) {
   ++counters_.release_orders;
   carrier_.release(from, order);

@@ -95,6 +95,9 @@ struct ServingCounters {
   uint64_t release_timeouts = 0;   // never quiet in time: reported kTimeout
   uint64_t release_unknown = 0;    // Release of no carried connection: reported kUnknown
   uint64_t retired_dropped = 0;    // client segments of a connection retired (moved on), dropped
+  // Kernel moves (control::Carry): sockets an origin program made, taken up here.
+  uint64_t carried = 0;            // taken up: carried from then on as if handed in
+  uint64_t carry_unknown = 0;      // no such socket here: its end told to the origin at once
 };
 
 // How the serving side reports to a connection's origin.
@@ -157,6 +160,11 @@ std::optional<control::TakeoverStream> takeover_stream(const tcp::SynReplay& syn
 control::TakeoverStream released_stream(const tcp::SynReplay& syn, const net::SynOptions& client_syn,
                                         uint16_t syn_window, const control::Release& order);
 
+// The same for a socket an origin program made, taken up on a control::Carry
+// (Carrier::carry): its next request begins at `next_request`.
+control::TakeoverStream carried_stream(const tcp::SynReplay& syn, const net::SynOptions& client_syn,
+                                       uint16_t syn_window, uint32_t next_request);
+
 // How a handed-in connection is carried on this node. The carrier owns its
 // connections' state and gives the verdicts of their packets.
 class Carrier {
@@ -204,6 +212,14 @@ class Carrier {
   // now or later (on a packet or on_timer). No ended() follows. A repeated
   // order gets the same answer again.
   virtual void release(net::Ipv4Addr origin, const control::Release& order) = 0;
+  // Kernel moves (control::Carry): the socket of `client`'s connection, which
+  // an origin program made here (no engine took it in), is carried from now on
+  // for `origin` as a handed-in one is: its end reported, Releases answered.
+  // Returns what `origin` needs to read its requests on and to move it: a
+  // Takeover (c, f, where its next request begins, the handshake's options as
+  // the socket took them) for the engine to send it. No such socket: nullopt,
+  // its end reported at once (kKernelEnd).
+  virtual std::optional<Orphan> carry(net::Ipv4Addr origin, net::Endpoint client) = 0;
   // Frees what has run its time (timeouts are reported as ended).
   virtual void on_timer(uint64_t now) = 0;
   // The origin `dead` died (always, rare): every connection carried for it that
@@ -238,6 +254,10 @@ class ServingSide {
   void take_request(net::Ipv4Addr from, control::HandoffRequest req);
   // A move: the origin `from` takes the connection away (Carrier::release).
   void take_release(net::Ipv4Addr from, const control::Release& order);
+  // control::Carry from origin `from`: the Takeover to answer it with (Carrier::carry).
+  std::optional<Orphan> take_carry(net::Ipv4Addr from, const control::Carry& order) {
+    return carrier_.carry(from, order.client);
+  }
   // A packet to or from this node's port: carried, or accepted untouched (passthrough).
   void on_packet(const io::QueuedPacket& qp, net::TcpPacket& pkt, bool to_node, io::CheckedVerdicts& verdicts);
 

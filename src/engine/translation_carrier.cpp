@@ -410,6 +410,13 @@ void TranslationCarrier::release(net::Ipv4Addr origin, const control::Release& o
   check_move(conn);
 }
 
+std::optional<Orphan> TranslationCarrier::carry(net::Ipv4Addr origin, net::Endpoint client) {
+  // No origin program makes sockets on the reference path: none is here.
+  ++counters_.carry_unknown;
+  link_.ended(origin, client, EndCause::kKernelEnd);
+  return std::nullopt;
+}
+
 bool TranslationCarrier::quiet_for(const Conn& conn, const control::Release& order) const {
   return raw_ && conn.state == Conn::State::Established && !conn.server_fin &&
          conn.watch.client_next() == order.client_seq && conn.watch.quiet(order.requests, order.client_ack);

@@ -61,6 +61,7 @@ class TranslationCarrier final : public Carrier {
   bool from_server(const io::QueuedPacket& qp, net::TcpPacket& pkt) override;
   void deliver(net::TcpPacket& pkt) override;
   void release(net::Ipv4Addr origin, const control::Release& order) override;
+  std::optional<Orphan> carry(net::Ipv4Addr origin, net::Endpoint client) override;
   void on_timer(uint64_t now) override;
   std::vector<Orphan> take_over(net::Ipv4Addr dead, net::Ipv4Addr self) override;
   size_t active() const override { return conns_.size(); }

@@ -167,6 +167,11 @@ RuleSetSpec node_capture_rules(const CaptureSpec& spec, const std::string& node,
   // mark, and INPUT saves it to the connection for the rest.
   if (rare && kernel_handshake) pre.insert(pre.begin(), {"-m", "mark", "--mark", lm.str(), "-j", "RETURN"});
   if (rare) pre.insert(pre.begin(), {"-m", "connmark", "--mark", lm.str(), "-j", "RETURN"});
+  if (rare && kernel_handshake) {
+    std::ostringstream em;
+    em << "0x" << std::hex << kEngineMark;
+    pre.insert(pre.begin(), with_target({"-p", "tcp", "-d", vip, "--dport", port, "-m", "mark", "--mark", em.str()}));
+  }
   auto out = queue_rules(spec, {"-p", "tcp", "-s", node, "--sport", port});
   if (rare && !kernel_handshake) {
     out.push_back(with_target({"-p", "tcp", "-s", vip, "--sport", port, "--tcp-flags", "SYN,ACK", "SYN,ACK"}));

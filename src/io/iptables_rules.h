@@ -43,6 +43,10 @@ struct Step {
 // removes exactly what they added.
 std::vector<Step> install_plan(const RuleSetSpec& spec);
 
+// The mark of a segment the origin program passes up for the engine (the BPF
+// side's HL_ENGINE_MARK, origin_abi.h).
+inline constexpr std::uint32_t kEngineMark = 0xb0000000u;
+
 // What NFQUEUE capture a daemon wants: TCP to/from `port` (and `vip` if set),
 // queued to `queue_num`, in table mangle at PREROUTING and OUTPUT, with packets
 // carrying `own_mark` returned first (the engine's own raw-socket packets).
@@ -82,7 +86,10 @@ RuleSetSpec backend_capture_rules(const CaptureSpec& spec);
 // `kernel_handshake` (rare on the kernel data path: its origin program reads the
 // handshake from the kernel's socket, origin.bpf.c (e)) the SYN/ACKs are not
 // queued either, and PRE RETURNs a packet whose own mark is `local_mark` (the
-// program serves a last request for local content in the kernel, (f)).
+// program serves a last request for local content in the kernel, (f)); a
+// packet marked kEngineMark (a connection the origin program handed to the
+// engines, origin.bpf.c (h)) is queued ahead of those RETURNs: its own
+// connection may be a local one.
 RuleSetSpec node_capture_rules(const CaptureSpec& spec, const std::string& node, bool rare,
                                std::uint32_t local_mark, bool kernel_handshake = false);
 

@@ -227,21 +227,27 @@ def _check_served(c: Cluster, agent: str, docs: Sequence[Document],
 
 # --- the clients ---------------------------------------------------------------------
 def _curl(c: Cluster, urls: Sequence[str], agent: str, timeout: float = CLIENT_TIMEOUT_S,
-          extra: Sequence[str] = ()) -> tuple[list[dict[str, Any]], int]:
+          extra: Sequence[str] = (), per_url: Sequence[Sequence[str]] = ()) -> tuple[list[dict[str, Any]], int]:
     """curl URL1 ... URLn (one command: curl reuses connections per host); returns
     a record per URL and the connects curl reports in total. curl stops at the
     first failed transfer (--fail-early: the later ones would only say how a
     new connection from the same --local-port fares): its record carries curl's
     error, the later ones "not tried". HostCommandError when curl could not bind
-    its --local-port (exit 45: nothing was sent)."""
+    its --local-port (exit 45: nothing was sent). ``per_url``: options of each
+    URL's own (e.g. a header), each URL then a --next part of the command
+    (curl still reuses its connection)."""
     assert c.tmpdir is not None
     out_dir = c.tmpdir / "keepalive" / uuid.uuid4().hex[:8]
     out_dir.mkdir(parents=True)
-    args = ["timeout", str(CURL_TOTAL_S), "curl", "-sSv", "--fail-early", "-m", str(timeout),
-            "-A", agent, "-w", _CURL_FORMAT, *extra]
+    common = ["-sSv", "-m", str(timeout), "-A", agent, "-w", _CURL_FORMAT, *extra]
+    args = ["timeout", str(CURL_TOTAL_S), "curl", "--fail-early", *common]
     bodies = []
     for i, url in enumerate(urls):
         bodies.append(out_dir / f"{i}.body")
+        if per_url:
+            if i:
+                args += ["--next", *common]
+            args += per_url[i]
         args += ["-o", str(bodies[-1]), url]
     out, err, rc = c.clients[0].pexec(args)
     if rc == 45:
@@ -677,6 +683,69 @@ def test_kernel_moves_chromium_loads_a_page_with_images_on_every_backend(kernel_
     c = kernel_moves
     _moved_in_the_kernel(c, lambda: test_chromium_loads_a_page_with_images_on_every_backend(c),
                          empty_connections=1)
+
+
+def _handed_to_the_engines(c: Cluster, run: Any) -> dict[str, int]:
+    """run() (a client test: every response byte-exact from an owner) sent
+    requests the origin programs cannot read after the first: each such
+    connection was handed to the engines (its node asked to carry the socket
+    the programs made), which read its requests and moved it on; none was
+    pinned. The counters' deltas."""
+    names = KERNEL_MOVE_COUNTERS + ("bpf_origin_to_engine", "carry_asked", "carried", "carry_unknown")
+    def read() -> dict[str, int]:
+        return {k: sum(s.get(k, 0) for s in c.stats().values()) for k in names}
+    before = read()
+    run()
+    time.sleep(1.2)  # the engines write their stats once a second
+    d = {k: v - before[k] for k, v in read().items()}
+    assert d["bpf_origin_pinned"] == 0, d
+    assert d["bpf_origin_to_engine"] >= 1 and d["carried"] >= 1 and d["carry_unknown"] == 0, d
+    assert d["carry_asked"] >= d["carried"], d
+    assert d["bpf_adopt_move_bad_mac"] == 0, d
+    return d
+
+
+def test_kernel_moves_long_heads_after_the_first_request(kernel_moves: Cluster) -> None:
+    """curl, one connection: the first request small, each later one with a
+    3 KB header (as a cookie set by the first response would make them): a
+    head across segments, which the origin program cannot read. The
+    connection is handed to the engines, which read each head whole and move
+    the connection to every request's owner; all byte-exact from owners."""
+    c = kernel_moves
+    docs = _alternating(c)
+    big = ["-H", "X-Session: " + "s" * 3000]
+
+    def run() -> None:
+        agent = _agent("long-heads")
+        records, connects = _curl(c, [c.url(d) for d in docs], agent,
+                                  per_url=[[] if i == 0 else big for i in range(len(docs))])
+        _check_responses(records, docs, "long heads after the first")
+        assert connects == 1, f"curl made {connects} connects: the cluster closed or stalled its connection"
+        _check_served(c, agent, docs)
+
+    d = _handed_to_the_engines(c, run)
+    assert d["rehandoffs"] >= 1, d
+
+
+def test_kernel_moves_pipelined_in_one_segment_after_the_first(kernel_moves: Cluster) -> None:
+    """The first request alone, its response read, then the other eleven
+    pipelined in one segment: several heads in a segment, which the origin
+    program cannot read. The engines read them: each for the connection's node
+    goes there, each for another is held until the client sends it again
+    acknowledging the responses before it, then moves; all twelve byte-exact
+    from their owners, in order."""
+    c = kernel_moves
+
+    def run() -> None:
+        docs = _alternating(c)
+        agent = _agent("pipeline-one-segment")
+        got, _ = _workload_client(c, ["pipeline", "--batch", str(len(docs) - 1), "--one-send", "--host", str(c.vip),
+                                      "--timeout", str(CLIENT_TIMEOUT_S), "--header", f"User-Agent: {agent}",
+                                      *[d.path for d in docs]])
+        _check_responses(got, docs, "pipelined in one segment after the first")
+        _check_served(c, agent, docs)
+
+    _handed_to_the_engines(c, run)
 
 
 def test_kernel_moves_pipelined_requests_for_different_owners(kernel_moves: Cluster) -> None:

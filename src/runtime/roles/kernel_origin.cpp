@@ -173,6 +173,17 @@ bool KernelOrigin::map_located(net::Endpoint client, net::Ipv4Addr node, uint32_
   return ok;
 }
 
+std::optional<engine::OriginKernelPath::Handed> KernelOrigin::handed(uint32_t mark, net::Endpoint client) const {
+  if (mark != io::kEngineMark || !dispatch_) return std::nullopt;
+  for (const auto& p : paths_) {
+    const std::optional<bpf::OriginPath::ForwardState> s = p->path.forward_state(bpf::OriginKey{client, vip_});
+    if (!s || !s->engine) continue;
+    const net::Ipv4Addr node = self_ && s->node == vip_.addr ? *self_ : s->node;
+    return Handed{node, s->req_ack};
+  }
+  return std::nullopt;
+}
+
 void KernelOrigin::remove(uint32_t client_addr, uint16_t client_port) {
   for (auto& p : paths_) p->fast.remove(client_addr, client_port);
 }

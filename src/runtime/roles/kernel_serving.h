@@ -51,7 +51,22 @@ class KernelServing final : public engine::KernelAdoption {
   void unwatch(net::Endpoint client) override;
   bool take_watched(const std::function<void(const engine::WatchedSegment&)>& sink) override;
   std::optional<engine::SocketQueues> queues(net::Endpoint client) override;
-  std::optional<uint32_t> locate(net::Endpoint client) override { return adopter_->locate({client, vip_}); }
+  std::optional<engine::SocketAt> locate(net::Endpoint client) override {
+    const std::optional<bpf::LocatedSocket> s = adopter_->locate({client, vip_});
+    if (!s) return std::nullopt;
+    engine::SocketAt at;
+    at.rcv_nxt = s->rcv_nxt;
+    at.c = s->rcv_nxt - s->bytes_received - 1u;
+    at.f = s->snd_una - s->bytes_acked - 1u;
+    at.ts_now = s->ts_now;
+    at.mss = s->mss;
+    if (s->wscale_ok) {
+      at.snd_wscale = s->snd_wscale;
+      at.rcv_wscale = s->rcv_wscale;
+    }
+    at.sack_ok = s->sack_ok;
+    return at;
+  }
   void count(engine::KernelMoveEvent event) override;
 
   // bpf_adopt_*, bpf_watch_* and the watchers' counters.

@@ -742,8 +742,16 @@ TEST_F(AdoptMoveLive, AMovedRequestWithItsMacIsAdoptedAtItsNumbers) {
   const AdoptCounters c = adopter_->counters();
   EXPECT_EQ(c.move_adopted, 1u);
   EXPECT_EQ(c.move_bad_mac, 0u);
-  // An origin whose peer died asks who holds it (control::Locate): this node, at the request's end.
-  EXPECT_EQ(adopter_->locate({{kClientAddr, 40060}, kVip}), request_end);
+  // An origin whose peer died asks who holds it (control::Locate): this node,
+  // at the request's end; a serving engine taking the socket up (control::Carry)
+  // reads its ISNs back from what it counted since the move and its TS clock.
+  const std::optional<bpf::LocatedSocket> at = adopter_->locate({{kClientAddr, 40060}, kVip});
+  ASSERT_TRUE(at.has_value());
+  EXPECT_EQ(at->rcv_nxt, request_end);
+  EXPECT_EQ(at->rcv_nxt - at->bytes_received - 1u, seq - 1u) << "the client's ISN as the move set it";
+  EXPECT_EQ(at->snd_una - at->bytes_acked - 1u, ack - 1u) << "its own ISN as the move set it";
+  ASSERT_TRUE(at->ts_now.has_value());
+  EXPECT_GE(*at->ts_now, answer->ts->tsval) << "its TS clock now, at least what it sent";
   EXPECT_EQ(adopter_->locate({{kClientAddr, 40062}, kVip}), std::nullopt) << "no such connection";
 }
 

@@ -405,7 +405,7 @@ TEST_F(OriginKernelMoves, ARequestForAnotherOwnerIsAMoveOrderToTheConnectionsNod
   EXPECT_EQ(acked_ip[1], HL_DISPATCH_DSCP << 2);
 }
 
-TEST_F(OriginKernelMoves, OwnContentStaysUnreadableRequestsPinAndGapsAreDropped) {
+TEST_F(OriginKernelMoves, OwnContentStaysUnreadableRequestsGoToTheEngineAndGapsAreDropped) {
   const uint32_t ack = start(41001);
   uint32_t at = static_cast<uint32_t>(kKeepAlive.size());
   RunResult r = run(later(41001, at, ack + 2000, kToOwner));
@@ -420,16 +420,51 @@ TEST_F(OriginKernelMoves, OwnContentStaysUnreadableRequestsPinAndGapsAreDropped)
   EXPECT_EQ(run(later(41001, at + 10, ack + 4000, kToOther)).verdict, 2 /* TC_ACT_SHOT */);
   EXPECT_EQ(path_->counters().gap_dropped, 1u);
 
-  // A request with a body: not read here: the connection stays where it is from now on.
+  // A request with a body: not read here: the connection is the engines' from
+  // now on. The segment goes up untouched, marked for the origin engine.
   const std::string post = "POST /b.html HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi";
-  r = run(later(41001, at, ack + 4000, post));
-  ASSERT_EQ(r.verdict, kTcActOk);
-  EXPECT_EQ(dst_of(r), kOwner);
-  EXPECT_EQ(path_->counters().pinned, 1u);
+  const std::vector<uint8_t> post_ip = later(41001, at, ack + 4000, post);
+  r = run(post_ip);
+  ASSERT_EQ(r.verdict, kTcPass);
+  EXPECT_EQ(r.mark, HL_ENGINE_MARK);
+  EXPECT_EQ(ip_of(r), post_ip) << "untouched";
+  EXPECT_EQ(path_->counters().to_engine, 1u);
+  EXPECT_EQ(path_->counters().pinned, 0u);
+  const auto state = path_->forward_state({{kClientAddr, 41001}, kVip});
+  ASSERT_TRUE(state.has_value());
+  EXPECT_TRUE(state->engine);
+  EXPECT_EQ(state->node, kOwner);
+  EXPECT_EQ(state->req_ack, ack + 2000) << "the last request the program read";
+  // What follows: the engine's too, whatever it is; a pure ACK still goes to the node.
   at += static_cast<uint32_t>(post.size());
   r = run(later(41001, at, ack + 5000, kToOther));
-  EXPECT_EQ(dst_of(r), kOwner) << "pinned";
+  ASSERT_EQ(r.verdict, kTcPass);
+  EXPECT_EQ(r.mark, HL_ENGINE_MARK);
+  EXPECT_EQ(path_->counters().engine_passed, 1u);
   EXPECT_EQ(path_->counters().move_sent, 0u);
+  r = run(later(41001, at, ack + 5000, ""));
+  ASSERT_EQ(r.verdict, kTcActOk);
+  EXPECT_EQ(dst_of(r), kOwner) << "a pure ACK";
+}
+
+// A request the program cannot read while a move is unconfirmed (the new node
+// may not have the socket yet): held back, as a pipelined one is.
+TEST_F(OriginKernelMoves, AnUnreadableRequestWhileMovingIsHeldBack) {
+  const uint32_t ack = start(41005);
+  uint32_t at = static_cast<uint32_t>(kKeepAlive.size());
+  ASSERT_EQ(run(later(41005, at, ack + 2000, kToOther)).verdict, kTcActOk);
+  EXPECT_EQ(path_->counters().move_sent, 1u);
+  at += static_cast<uint32_t>(kToOther.size());
+  const std::string split = "GET /a.html HTTP/1.1\r\nHost: x\r\n";  // a head across segments
+  EXPECT_EQ(run(later(41005, at, ack + 2000, split)).verdict, 2 /* TC_ACT_SHOT */);
+  EXPECT_EQ(path_->counters().held_back, 1u);
+  EXPECT_EQ(path_->counters().to_engine, 0u);
+  // The new node's bytes acknowledged: the move is done; now the engines'.
+  const RunResult r = run(later(41005, at, ack + 3000, split));
+  ASSERT_EQ(r.verdict, kTcPass);
+  EXPECT_EQ(r.mark, HL_ENGINE_MARK);
+  EXPECT_EQ(path_->counters().to_engine, 1u);
+  EXPECT_EQ(path_->forward_state({{kClientAddr, 41005}, kVip})->node, kOther);
 }
 
 // Pipelined requests (acknowledging nothing since the last): one for the

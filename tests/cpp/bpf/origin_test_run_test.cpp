@@ -500,8 +500,11 @@ TEST(OriginCounterNames, InDeclarationOrder) {
   c.replaced = 18;
   c.gap_dropped = 23;
   c.held_back = 24;
+  c.engine_passed = 26;
   const auto named = named_counters(c);
-  ASSERT_EQ(named.size(), 24u);
+  ASSERT_EQ(named.size(), 26u);
+  EXPECT_EQ(named[25], (std::pair<std::string, uint64_t>{"bpf_origin_engine_passed", 26}));
+  EXPECT_EQ(named[24].first, "bpf_origin_to_engine");
   EXPECT_EQ(named.front(), (std::pair<std::string, uint64_t>{"bpf_origin_syn_answered", 1}));
   EXPECT_EQ(named[8], (std::pair<std::string, uint64_t>{"bpf_origin_error", 9}));
   EXPECT_EQ(named[9], (std::pair<std::string, uint64_t>{"bpf_origin_data_to_user", 10}));
@@ -512,7 +515,7 @@ TEST(OriginCounterNames, InDeclarationOrder) {
   EXPECT_EQ(named[14], (std::pair<std::string, uint64_t>{"bpf_origin_dispatched", 15}));
   EXPECT_EQ(named[17], (std::pair<std::string, uint64_t>{"bpf_origin_replaced", 18}));
   EXPECT_EQ(named[22], (std::pair<std::string, uint64_t>{"bpf_origin_gap_dropped", 23}));
-  EXPECT_EQ(named.back(), (std::pair<std::string, uint64_t>{"bpf_origin_held_back", 24}));
+  EXPECT_EQ(named[23], (std::pair<std::string, uint64_t>{"bpf_origin_held_back", 24}));
 }
 
 TEST(OriginCounterNames, SumFieldByField) {

@@ -137,6 +137,7 @@ TEST(ControlMessageTest, NewMessagesRoundTrip) {
       NodeDown{net::ipv4(10, 0, 2, 11)},
       Locate{kClient},
       Located{kClient, 0xfffffff0},
+      Carry{kClient},
   };
   for (const auto& m : messages) {
     const auto frame = encode(m);
@@ -243,7 +244,8 @@ TEST(ControlMessageTest, NewMessageDecodeErrors) {
       {"node-down with 3 bytes", header(10, {1, 2, 3}), DecodeError::BadLength},
       {"locate with 5 bytes", header(11, {1, 2, 3, 4, 5}), DecodeError::BadLength},
       {"located without its sequence number", header(12, {1, 2, 3, 4, 5, 6}), DecodeError::BadLength},
-      {"type 13", header(13, {}), DecodeError::UnknownType},
+      {"carry with 7 bytes", header(13, {1, 2, 3, 4, 5, 6, 7}), DecodeError::BadLength},
+      {"type 14", header(14, {}), DecodeError::UnknownType},
   };
   for (const auto& c : cases) {
     const auto r = decode(c.frame);
@@ -255,11 +257,12 @@ TEST(ControlMessageTest, NewMessageDecodeErrors) {
 
 TEST(ControlMessageTest, RandomBodiesOfEveryTypeNeverCrash) {
   std::mt19937 rng(2);
-  std::vector<size_t> decoded(13, 0);
+  std::vector<size_t> decoded(14, 0);
   for (int i = 0; i < 120000; ++i) {
-    const uint8_t type = static_cast<uint8_t>(1 + rng() % 12);
-    // Release, Released, NodeDown, Locate and Located have one length each: hit it often.
-    const size_t exact = type == 7 ? 24 : type == 8 ? 15 : type == 10 ? 4 : type == 11 ? 6 : type == 12 ? 10 : 0;
+    const uint8_t type = static_cast<uint8_t>(1 + rng() % 13);
+    // Release, Released, NodeDown, Locate, Located and Carry have one length each: hit it often.
+    const size_t exact = type == 7 ? 24 : type == 8 ? 15 : type == 10 ? 4 : type == 11 || type == 13 ? 6
+                         : type == 12 ? 10 : 0;
     const size_t body_len = exact != 0 && rng() % 2 ? exact : rng() % 80;
     std::vector<uint8_t> frame(kHeaderLen + body_len, 0);
     const uint8_t head[] = {0x48, 0x4C, 1, type, 0, 0, 0, static_cast<uint8_t>(body_len)};
@@ -275,7 +278,7 @@ TEST(ControlMessageTest, RandomBodiesOfEveryTypeNeverCrash) {
       EXPECT_EQ(*again, *r);
     }
   }
-  for (uint8_t t = 1; t <= 12; ++t) {
+  for (uint8_t t = 1; t <= 13; ++t) {
     if (t != 9) {  // Takeover's lengths (14, 33): rarely hit
       EXPECT_GT(decoded[t], 0u) << "type " << int{t};
     }

@@ -52,7 +52,7 @@ class FakeKernel final : public KernelAdoption, public SocketTable {
     return it->second;
   }
   void count(KernelMoveEvent event) override { ++events[event]; }
-  std::optional<uint32_t> locate(net::Endpoint client) override {
+  std::optional<SocketAt> locate(net::Endpoint client) override {
     auto it = located.find(conn_key(client));
     if (it == located.end()) return std::nullopt;
     return it->second;
@@ -86,7 +86,7 @@ class FakeKernel final : public KernelAdoption, public SocketTable {
   std::map<uint64_t, std::pair<uint32_t, uint32_t>> watched;
   std::vector<Copied> copied;
   std::map<uint64_t, SocketQueues> socket_queues;
-  std::map<uint64_t, uint32_t> located;  // sockets locate() finds (whoever made them): their rcv_nxt
+  std::map<uint64_t, SocketAt> located;  // sockets locate() finds (whoever made them)
   std::map<KernelMoveEvent, int> events;
 };
 

@@ -16,6 +16,7 @@
 #include "engine/fast_mapper.h"
 #include "engine/harness.h"
 #include "engine/origin.h"
+#include "io/iptables_rules.h"
 #include "net/packet_builder.h"
 #include "tcp/syn_cookie.h"
 
@@ -63,6 +64,13 @@ class FakeKernelPath final : public OriginKernelPath {
     friend bool operator==(const Located&, const Located&) = default;
   };
   std::vector<Located> located;
+  std::optional<Handed> handed(uint32_t mark, net::Endpoint client) const override {
+    if (mark != io::kEngineMark) return std::nullopt;
+    auto it = handed_to_engines.find(FakeKernel::conn_key(client));
+    if (it == handed_to_engines.end()) return std::nullopt;
+    return it->second;
+  }
+  std::map<uint64_t, Handed> handed_to_engines;  // the program's entries handed to the engines
   static constexpr uint32_t kHandshakeMark = 0xb8000001;  // what the program put in a request's mark (rare)
   KernelHandshake kernel_handshake{1460, 7, 9, true, true, true};
 
@@ -556,7 +564,7 @@ TEST(KernelOriginTest, AfterAPeersDeathAnUnknownConnectionIsLocatedAndMapped) {
   uint64_t now = 1'000'000;
   LocatingNode b(kB, now), c(kC, now);
   const Endpoint orphan{kClient.addr, 40001}, nobodys{kClient.addr, 40002};
-  b.kernel.located[FakeKernel::conn_key(orphan)] = 0x7000;
+  b.kernel.located[FakeKernel::conn_key(orphan)].rcv_nxt = 0x7000;
   auto ack = [](Endpoint client) { return from_client(client).seq(0x7000).ack(0x1234).flags(ACK).window(502).build(); };
 
   auto seg = ack(orphan);
@@ -605,6 +613,169 @@ TEST(KernelOriginTest, AfterAPeersDeathAnUnknownConnectionIsLocatedAndMapped) {
   c.run(c.engine, seg);
   ASSERT_EQ(c.raw.take().size(), 1u) << "the RST of an unknown segment";
   EXPECT_EQ(c.engine.counters().locate_asked, 2u);
+}
+
+// Kernel moves: kC's origin program handed a connection it had moved to kB
+// to the engines (a request head across two segments, which it cannot read).
+// kC holds both segments while it asks kB to carry the socket; kB's kernel
+// has it (the ISNs its move set, the options it took): kB carries it and
+// answers with a Takeover saying where the next request begins. kC reads the
+// held head whole and, as it is kA's document, orders kB to give the
+// connection up at its quiet point (a Release, the engines' move); kB finds
+// the socket quiet (no watch: its queues alone), retires it and answers with
+// its numbers; kC hands it to kA with the whole head. A connection whose
+// socket kB does not have: its end at once, and kC drops the program's entry.
+TEST(KernelOriginTest, AConnectionTheProgramHandedToTheEnginesIsCarriedReadAndMoved) {
+  uint64_t now = 1'000'000;
+  LocatingNode b(kB, now), c(kC, now);
+  const Endpoint client{kClient.addr, 40010}, gone{kClient.addr, 40011};
+  constexpr uint32_t kNext = 0x7000, kAck = 0x9000, kReqAck = 0x8800, kC0 = 0x5fff, kF0 = 0x8000;
+  c.kpath.handed_to_engines[FakeKernel::conn_key(client)] = {kB, kReqAck};
+  c.kpath.handed_to_engines[FakeKernel::conn_key(gone)] = {kB, kReqAck};
+  SocketAt at;
+  at.rcv_nxt = kNext;
+  at.c = kC0;
+  at.f = kF0;
+  at.ts_now = 5000;
+  at.mss = 1400;
+  at.snd_wscale = 7;
+  at.rcv_wscale = 9;
+  at.sack_ok = true;
+  b.kernel.located[FakeKernel::conn_key(client)] = at;
+  b.kernel.live.insert(FakeKernel::conn_key(client));
+  const std::string head1 = "GET /a HTTP/1.1\r\nHost: x\r\nX-Long: ", head2 = std::string(40, 'l') + "\r\n\r\n";
+  auto segment = [&](Endpoint who, uint32_t seq, const std::string& payload) {
+    return from_client(who).seq(seq).ack(kAck).flags(ACK | PSH).window(502).timestamps(777, 4000).payload(payload).build();
+  };
+  auto handed_up = [&](std::vector<uint8_t>& bytes) {
+    io::QueuedPacket qp = queued(c.next_id++, bytes, io::Hook::kPreRouting);
+    qp.mark = io::kEngineMark;
+    c.engine.on_packet(qp);
+    return c.verdicts.take();
+  };
+
+  auto s1 = segment(client, kNext, head1);
+  auto s2 = segment(client, kNext + static_cast<uint32_t>(head1.size()), head2);
+  EXPECT_TRUE(handed_up(s1).empty()) << "held: the client would resend only the first of them";
+  EXPECT_TRUE(handed_up(s2).empty());
+  auto msgs = c.messages.take();
+  ASSERT_EQ(msgs.size(), 1u) << "asked once";
+  EXPECT_EQ(msgs[0].to, kB);
+  EXPECT_EQ(std::get<control::Carry>(msgs[0].message), control::Carry{client});
+
+  b.engine.on_message(kC, msgs[0].message);
+  auto answers = b.messages.take();
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(answers[0].to, kC);
+  const auto& t = std::get<control::Takeover>(answers[0].message);
+  EXPECT_EQ(t.client_isn, kC0);
+  EXPECT_EQ(t.origin_isn, kF0);
+  ASSERT_TRUE(t.stream.has_value());
+  EXPECT_EQ(t.stream->next_request, kNext);
+  EXPECT_EQ(t.stream->mss, 1400);
+  EXPECT_EQ(t.stream->wscale, 7);
+  EXPECT_EQ(t.stream->frontend_wscale, 9);
+  EXPECT_TRUE(t.stream->sack_permitted && t.stream->timestamps);
+  EXPECT_FALSE(t.stream->released);
+  EXPECT_EQ(b.engine.counters().carried, 1u);
+
+  c.engine.on_message(kB, answers[0].message);
+  const std::vector<Verdict> held = c.verdicts.take();
+  ASSERT_EQ(held.size(), 2u) << "the held segments read now";
+  EXPECT_EQ(held[0].kind, VerdictKind::Drop);  // their bytes are held for the move
+  EXPECT_EQ(held[1].kind, VerdictKind::Drop);
+  msgs = c.messages.take();
+  ASSERT_EQ(msgs.size(), 1u) << "kA's document: a Release to kB";
+  EXPECT_EQ(msgs[0].to, kB);
+  const auto& order = std::get<control::Release>(msgs[0].message);
+  EXPECT_EQ(order.client_seq, kNext);
+  EXPECT_EQ(order.client_ack, kAck);
+
+  // kB: the socket read every request and all it sent is acknowledged.
+  b.kernel.socket_queues[FakeKernel::conn_key(client)] = SocketQueues{0, 0, kNext - kC0 - 1u, kAck - kF0 - 1u};
+  (void)b.raw.take();
+  b.engine.on_message(kC, msgs[0].message);
+  const auto rst = b.raw.take();
+  ASSERT_FALSE(rst.empty()) << "the socket retired";
+  answers = b.messages.take();
+  ASSERT_EQ(answers.size(), 1u);
+  const auto& released = std::get<control::Released>(answers[0].message);
+  EXPECT_EQ(released.status, control::ReleaseStatus::kReleased);
+  EXPECT_EQ(released.server_next, kAck);
+  EXPECT_GE(released.ts_floor, 5000u);
+
+  c.engine.on_message(kB, answers[0].message);
+  msgs = c.messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_EQ(msgs[0].to, kA);
+  const auto& handoff = std::get<control::HandoffRequest>(msgs[0].message);
+  EXPECT_EQ(std::string(handoff.request.begin(), handoff.request.end()), head1 + head2) << "the whole head";
+  EXPECT_EQ(handoff.client_isn, kNext - 1u);
+  EXPECT_EQ(handoff.frontend_isn, kAck - 1u);
+  EXPECT_EQ(handoff.mss, 1400);
+  EXPECT_EQ(c.engine.counters().moves.rehandoffs, 1u);
+
+  // No socket at kB: its end at once; kC drops what it held and the program's entry.
+  auto s3 = segment(gone, kNext, head1);
+  EXPECT_TRUE(handed_up(s3).empty());
+  msgs = c.messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  b.engine.on_message(kC, msgs[0].message);
+  answers = b.messages.take();
+  ASSERT_EQ(answers.size(), 1u);
+  ASSERT_TRUE(std::holds_alternative<control::Termination>(answers[0].message));
+  EXPECT_EQ(b.engine.counters().carry_unknown, 1u);
+  c.kpath.ops.clear();
+  c.engine.on_message(kB, answers[0].message);
+  const std::vector<Verdict> dropped = c.verdicts.take();
+  ASSERT_EQ(dropped.size(), 1u);
+  EXPECT_EQ(dropped[0].kind, VerdictKind::Drop);
+  ASSERT_EQ(c.kpath.ops.size(), 1u);
+  EXPECT_FALSE(c.kpath.ops[0].add) << "the program's entry removed";
+  EXPECT_EQ(c.engine.counters().control_errors, 0u);
+}
+
+// Pipelined behind a request served where the connection is (the client's
+// ack unchanged since): a connection carried without a watch is not released
+// for it (its node's queues would look quiet while the request ahead is still
+// being answered); the client's resend, acknowledging more, moves it.
+TEST(KernelOriginTest, ACarriedConnectionsPipelinedRequestWaitsForTheClientsResend) {
+  uint64_t now = 1'000'000;
+  LocatingNode b(kB, now), c(kC, now);
+  const Endpoint client{kClient.addr, 40012};
+  constexpr uint32_t kNext = 0x7000, kAck = 0x9000;
+  c.kpath.handed_to_engines[FakeKernel::conn_key(client)] = {kB, kAck - 100};
+  SocketAt at;
+  at.rcv_nxt = kNext;
+  at.c = 0x5fff;
+  at.f = 0x8000;
+  b.kernel.located[FakeKernel::conn_key(client)] = at;
+  b.kernel.live.insert(FakeKernel::conn_key(client));
+  const std::string own = "GET /b HTTP/1.1\r\nHost: x\r\n\r\n", other = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+  auto both = from_client(client).seq(kNext).ack(kAck).flags(ACK | PSH).window(502).payload(own + other).build();
+  io::QueuedPacket qp = queued(c.next_id++, both, io::Hook::kPreRouting);
+  qp.mark = io::kEngineMark;
+  c.engine.on_packet(qp);
+  auto msgs = c.messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  b.engine.on_message(kC, msgs[0].message);
+  auto answers = b.messages.take();
+  ASSERT_EQ(answers.size(), 1u);
+  (void)c.raw.take();
+  c.engine.on_message(kB, answers[0].message);
+  EXPECT_EQ(c.raw.take().size(), 1u) << "kB's own request delivered to it";
+  EXPECT_TRUE(c.messages.take().empty()) << "no Release: the client has not acknowledged its answer yet";
+  EXPECT_EQ(c.engine.counters().moves.held_back, 1u);
+
+  // The client sends the held request again, acknowledging the answer before it.
+  const uint32_t at_other = kNext + static_cast<uint32_t>(own.size());
+  auto again = from_client(client).seq(at_other).ack(kAck + 500).flags(ACK | PSH).window(502).payload(other).build();
+  c.run(c.engine, again);
+  msgs = c.messages.take();
+  ASSERT_EQ(msgs.size(), 1u);
+  const auto& order = std::get<control::Release>(msgs[0].message);
+  EXPECT_EQ(order.client_seq, at_other);
+  EXPECT_EQ(order.client_ack, kAck + 500);
 }
 
 // Without the node's kernel data path dispatching (no cluster secret) a

@@ -51,6 +51,7 @@ class RecordingCarrier final : public Carrier {
   void release(net::Ipv4Addr origin, const control::Release& order) override {
     releases.emplace_back(origin, order);
   }
+  std::optional<Orphan> carry(net::Ipv4Addr, net::Endpoint) override { return std::nullopt; }
   void on_timer(uint64_t) override {}
   std::vector<Orphan> take_over(net::Ipv4Addr, net::Ipv4Addr) override { return {}; }
   size_t active() const override { return taken.size(); }
