@@ -241,6 +241,13 @@ bool Origin::adopt(const control::Takeover& t, net::Ipv4Addr target) {
     free_conn(it);
   }
   if (conns_.size() >= cfg_.max_connections) return false;
+  // The answer to this origin's Carry (a connection its program handed to the
+  // engines, carried there without a watch), with the segments held meanwhile.
+  std::optional<Carrying> carried;
+  if (auto c = carrying_.find(key); c != carrying_.end()) {
+    carried = std::move(c->second);
+    carrying_.erase(c);
+  }
   OriginConn conn(cfg_.http_limits);
   tcp::ClientHandshake& hs = conn.hs;
   hs.client = t.client;
@@ -265,13 +272,11 @@ bool Origin::adopt(const control::Takeover& t, net::Ipv4Addr target) {
     conn.track->requests = st.requests;
     conn.track->picked_up = !st.released;  // released: nothing went on from there (its socket is gone)
     conn.track->must_move = st.released;
-    if (auto c = carrying_.find(key); c != carrying_.end()) {
-      // The answer to this origin's Carry: carried without a watch there, and
-      // every byte from next_request on comes here (bytes after a gap: the
-      // client sends them again).
+    if (carried) {
+      // Every byte from next_request on comes here (bytes after a gap: the client sends them again).
       conn.track->picked_up = false;
       conn.track->unwatched = true;
-      conn.track->kept_ack = SeqNum(c->second.req_ack);
+      conn.track->kept_ack = SeqNum(carried->req_ack);
     }
   }
   set_target(conn, target);
@@ -280,11 +285,7 @@ bool Origin::adopt(const control::Takeover& t, net::Ipv4Addr target) {
   OriginConn& added = conns_.emplace(key, std::move(conn)).first->second;
   map_handoff(added);
   ++counters_.adopted;
-  if (auto c = carrying_.find(key); c != carrying_.end()) {
-    Carrying carried = std::move(c->second);
-    carrying_.erase(c);
-    release_carried(carried, key);  // what came while asking, read now in order
-  }
+  if (carried) release_carried(*carried, key);  // what came while asking, read now in order
   return true;
 }
 
