@@ -104,8 +104,8 @@
  *     order (HL_MOVE_DSCP, the new node's address in the IP ID and the urgent
  *     pointer): the old node's adopt.bpf.c resets its socket once quiet and
  *     sends the request on (HL_MOVED_DSCP, a MAC), the new node's adopts it:
- *     no user space anywhere. A request it cannot read pins the connection
- *     where it is (pinned); bytes after a gap are dropped.
+ *     no user space anywhere. A request it cannot read hands the connection
+ *     to the engines (to_engine); bytes after a gap are dropped.
  * Not the program's: non-IPv4, fragments, other addresses/ports: untouched,
  * uncounted. An unreadable TCP header or SYN options: untouched, malformed.
  *
@@ -962,8 +962,9 @@ static __always_inline int to_engine(struct __sk_buff *skb, struct hl_origin_for
  * node's request that is pipelined (it acknowledges nothing since the last
  * request, or a move is not acknowledged yet) is dropped until the client
  * sends it again (held_back). A request the program cannot read (a body, a
- * head across segments, several heads in a segment) pins the connection:
- * every later segment stays where it is. Bytes after a gap are
+ * head across segments, several heads in a segment) hands the connection to
+ * the engines (to_engine). After a last request (pinned) every later segment
+ * stays where the connection is. Bytes after a gap are
  * dropped (the client sends them again). Everything else (ACKs, FIN,
  * retransmitted bytes) goes to the connection's node; the moving request
  * again, to the old node again (it sends it on from its record). */

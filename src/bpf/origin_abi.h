@@ -45,7 +45,7 @@ struct hl_origin_forward {
   __u32 prev_node;  /* (h), moving: the node it moves from (network byte order; the VIP: this node) */
   __u32 req_ack;    /* (h), host order: the ack of the last request read (the next one acking no more is pipelined) */
   __u8 moving;      /* (h): a move not yet confirmed (no segment has acknowledged the new node's bytes) */
-  __u8 pinned;      /* (h): a request the program cannot read came: every segment stays where it is */
+  __u8 pinned;      /* (g), (h): its last request came (or no moves): every segment stays where it is */
   __u8 engine;      /* (h): a request the program cannot read came: the engines' from then on (payload,
                      * FIN and RST to user space marked HL_ENGINE_MARK; ACKs to node_addr) */
   __u8 pad[1];      /* zero */
@@ -108,7 +108,6 @@ enum hl_origin_counter {
   HL_ORIGIN_MOVE_SENT,        /* (h): a request for another node's document: the move ordered from the serving node */
   HL_ORIGIN_MOVE_RESENT,      /* (h): the moving request again (retransmitted): the order again */
   HL_ORIGIN_KEPT,             /* (h): a later request served where the connection is */
-  HL_ORIGIN_PINNED,           /* (h): a request the program cannot read: the connection stays where it is */
   HL_ORIGIN_GAP_DROPPED,      /* (h): bytes after a gap in a tracked connection's requests: dropped (resent) */
   HL_ORIGIN_HELD_BACK,        /* (h): another node's pipelined request (responses before it unacknowledged): dropped */
   HL_ORIGIN_TO_ENGINE,        /* (h): a request the program cannot read: the connection handed to the engines */

@@ -76,7 +76,6 @@ std::vector<std::pair<std::string, uint64_t>> named_counters(const OriginCounter
       {"bpf_origin_move_sent", c.move_sent},
       {"bpf_origin_move_resent", c.move_resent},
       {"bpf_origin_kept", c.kept},
-      {"bpf_origin_pinned", c.pinned},
       {"bpf_origin_gap_dropped", c.gap_dropped},
       {"bpf_origin_held_back", c.held_back},
       {"bpf_origin_to_engine", c.to_engine},
@@ -407,7 +406,6 @@ OriginCounters OriginPath::counters() const {
   c.move_sent = read(HL_ORIGIN_MOVE_SENT);
   c.move_resent = read(HL_ORIGIN_MOVE_RESENT);
   c.kept = read(HL_ORIGIN_KEPT);
-  c.pinned = read(HL_ORIGIN_PINNED);
   c.gap_dropped = read(HL_ORIGIN_GAP_DROPPED);
   c.held_back = read(HL_ORIGIN_HELD_BACK);
   c.to_engine = read(HL_ORIGIN_TO_ENGINE);

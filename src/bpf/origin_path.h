@@ -88,7 +88,6 @@ struct OriginCounters {
   uint64_t move_sent = 0;         // (h): later requests for another node's document: moves ordered
   uint64_t move_resent = 0;       // (h): a moving request again (retransmitted): the order again
   uint64_t kept = 0;              // (h): later requests served where their connection is
-  uint64_t pinned = 0;            // (h): requests the program cannot read: their connection stays
   uint64_t gap_dropped = 0;       // (h): bytes after a gap in a tracked connection: dropped
   uint64_t held_back = 0;         // (h): another node's pipelined request: dropped until resent
   uint64_t to_engine = 0;         // (h): requests the program cannot read: their connection handed to the engines

@@ -544,7 +544,7 @@ def test_http_client_one_connection_under_loss_and_reordering(lossy: Cluster) ->
 # --- g. the kernel's own moves (--kernel-moves: origin.bpf.c (h), adopt.bpf.c) --------
 KERNEL_MOVE_COUNTERS = ("nfq_received", "handoffs", "rehandoffs", "bpf_origin_dispatched", "bpf_origin_move_sent",
                         "bpf_origin_held_back",
-                        "bpf_origin_move_resent", "bpf_origin_kept", "bpf_origin_pinned", "bpf_origin_gap_dropped", "bpf_adopt_move_retired",
+                        "bpf_origin_move_resent", "bpf_origin_kept", "bpf_origin_to_engine", "bpf_origin_gap_dropped", "bpf_adopt_move_retired",
                         "bpf_adopt_move_adopted", "bpf_adopt_move_not_quiet", "bpf_adopt_move_unknown",
                         "bpf_adopt_move_no_route", "bpf_adopt_move_bad_mac", "bpf_adopt_seen")
 
@@ -587,7 +587,7 @@ def _moved_in_the_kernel(c: Cluster, run: Any, empty_connections: int = 0, pipel
     """run() (a client test: every response byte-exact from an owner, one
     connection per client connection) moved its connections in the kernel
     alone: no packet reached user space on any node, every request the origin
-    programs read (none pinned), and every move ordered retired one quiet socket
+    programs read (none handed to the engines), and every move ordered retired one quiet socket
     and was adopted by its new node. ``empty_connections``: connections the
     client opened and closed without a request (wrk's connect test): their FIN
     and what follows it are the origin engine's, as they were; still no request
@@ -607,7 +607,7 @@ def _moved_in_the_kernel(c: Cluster, run: Any, empty_connections: int = 0, pipel
     if not empty_connections:
         assert d["nfq_received"] == 0, d
     assert d["handoffs"] == d["bpf_origin_dispatched"] and d["rehandoffs"] == d["bpf_origin_move_sent"], d
-    assert d["bpf_origin_pinned"] == 0 and (pipelined or d["bpf_origin_gap_dropped"] == 0), d
+    assert d["bpf_origin_to_engine"] == 0 and (pipelined or d["bpf_origin_gap_dropped"] == 0), d
     assert (d["bpf_origin_held_back"] > 0) == pipelined, d
     assert d["bpf_origin_move_sent"] >= 1, d
     # rare: a first request for another node's document moves from the kernel's own socket too
@@ -650,9 +650,10 @@ def test_kernel_moves_pipelined_after_the_first_request(kernel_moves: Cluster) -
     another node than the first's, is held back (no quiet point comes before
     the response ahead of it is acknowledged) until the client sends it again
     acknowledging it, then moves; all twelve byte-exact from their owners, in
-    order, none pinned. (Deeper pipelining after the first request: the
-    client's retransmission merges the held-back requests into one segment,
-    which pins the connection: the README's limit.)"""
+    order, all read by the programs. (Deeper pipelining after the first
+    request: the client's retransmission merges the held-back requests into
+    one segment, which the engines read:
+    test_kernel_moves_pipelined_in_one_segment_after_the_first.)"""
     c = kernel_moves
     client = c.clients[0]
     corking = c.cmd(client, ["sysctl", "-n", "net.ipv4.tcp_autocorking"]).strip()
@@ -677,7 +678,7 @@ def test_kernel_moves_chromium_loads_a_page_with_images_on_every_backend(kernel_
     """e. on a cluster with the programs' moves on: every image decoded, each
     document once from an owner, over a handful of connections. Chromium's
     requests say "Connection: keep-alive", which the origin program reads as
-    HTTP/1.1's default: the programs move its connections (none pinned, every
+    HTTP/1.1's default: the programs move its connections (all read there, every
     move retired and adopted in the kernel). Chromium may open a connection it
     never sends on (a preconnect): its FIN is the origin engine's."""
     c = kernel_moves
@@ -691,7 +692,7 @@ def _handed_to_the_engines(c: Cluster, run: Any) -> dict[str, int]:
     connection was handed to the engines (its node asked to carry the socket
     the programs made), which read its requests and moved it on; none was
     pinned. The counters' deltas."""
-    names = KERNEL_MOVE_COUNTERS + ("bpf_origin_to_engine", "carry_asked", "carried", "carry_unknown")
+    names = KERNEL_MOVE_COUNTERS + ("carry_asked", "carried", "carry_unknown", "pinned")
     def read() -> dict[str, int]:
         return {k: sum(s.get(k, 0) for s in c.stats().values()) for k in names}
     before = read()
@@ -706,7 +707,7 @@ def _handed_to_the_engines(c: Cluster, run: Any) -> dict[str, int]:
         raise AssertionError(f"{exc}\nthe nodes' counters: {per_node}") from None
     time.sleep(1.2)  # the engines write their stats once a second
     d = {k: v - before[k] for k, v in read().items()}
-    assert d["bpf_origin_pinned"] == 0, d
+    assert d["pinned"] == 0, d  # the engines read every request on: none left where it was
     assert d["bpf_origin_to_engine"] >= 1 and d["carried"] >= 1 and d["carry_unknown"] == 0, d
     assert d["carry_asked"] >= d["carried"], d
     assert d["bpf_adopt_move_bad_mac"] == 0, d
