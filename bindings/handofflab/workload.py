@@ -11,7 +11,7 @@ plain scripts inside a Mininet host::
     /usr/bin/python3 workload.py probe --targets FILE --rate R --count N
     /usr/bin/python3 workload.py keepalive [--header H] URL...   # one HTTPConnection per host
     /usr/bin/python3 workload.py keepalive-clients --local-port P ... [--requests N] URL...
-    /usr/bin/python3 workload.py pipeline --host IP [--header H] [--batch N [--one-send]] PATH...  # one socket
+    /usr/bin/python3 workload.py pipeline --host IP [--header H] [--batch N [--one-send]] [--local-port P] PATH...  # one socket
 
 Both persistent-connection clients print one JSON line per response (status,
 X-Backend, size, sha256 of the body, the connection's local port, an error)
@@ -492,18 +492,19 @@ def _read_head(sock: socket.socket, buf: bytearray) -> tuple[bytes, bytearray]:
 
 def pipeline_fetch(host: str, paths: Sequence[str], headers: Optional[Mapping[str, str]] = None,
                    port: int = 80, timeout: float = 30.0, batch: int = 0,
-                   one_send: bool = False) -> list[dict[str, Any]]:
+                   one_send: bool = False, local_port: int = 0) -> list[dict[str, Any]]:
     """HTTP/1.1 pipelining on one socket: every GET written in one send(), then the
     responses read in order, each by its Content-Length. ``batch`` N > 0: the
     first GET alone and its response read, then the others N at a time, one
     send() each (TCP_NODELAY: a segment each, unless the kernel corks them),
     each batch's responses read before the next is written; ``one_send``: each
-    batch in one send() (several heads in one segment). A record per
-    response read; on an error, a last record with it (the rest are missing)."""
+    batch in one send() (several heads in one segment); ``local_port``: the
+    client's source port (0: the kernel's pick). A record per response read; on
+    an error, a last record with it (the rest are missing)."""
     extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
     heads = [f"GET {p} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n".encode() for p in paths]
     out: list[dict[str, Any]] = []
-    with socket.create_connection((host, port), timeout=timeout) as s:
+    with socket.create_connection((host, port), timeout=timeout, source_address=("", local_port)) as s:
         local = s.getsockname()[1]
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         buf = bytearray()
@@ -580,6 +581,7 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
                    help="N: the first GET alone, then the others N at a time, one send() each, each batch's "
                    "responses read before the next (0: all in one write)")
     q.add_argument("--one-send", action="store_true", help="with --batch: each batch in one send()")
+    q.add_argument("--local-port", type=int, default=0, help="the source port (0: any)")
     args = ap.parse_args(argv)
     if args.cmd == "keepalive":
         records, connects = keepalive_fetch(args.urls, _header_args(args.header), args.timeout,
@@ -597,7 +599,7 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     if args.cmd == "pipeline":
         records = pipeline_fetch(args.host, args.paths, _header_args(args.header), args.port,
-                                 args.timeout, args.batch, args.one_send)
+                                 args.timeout, args.batch, args.one_send, args.local_port)
         for r in records:
             sys.stdout.write(json.dumps(r) + "\n")
         sys.stdout.write(json.dumps({"connects": 1}) + "\n")

@@ -1043,7 +1043,8 @@ static __always_inline int tracked(struct __sk_buff *skb, const struct iphdr *ip
  *   stays there (pinned); a persistent one's later requests are read as (h)
  *   reads them;
  * - this node's document, a persistent connection, cfg_kernel_moves: to the
- *   kernel (cfg_local_mark), its entry tracked from here (local_served);
+ *   kernel (cfg_bypass_mark: nothing saved to its conntrack mark), its entry
+ *   tracked from here (local_served);
  * - anything else: NOT_MINE ((f), or the engine, decide). */
 static __always_inline int first_request(struct __sk_buff *skb, const struct iphdr *ip, const struct tcphdr *tcp,
                                          const struct hl_origin_key *key, __u32 l4, __u32 ip_len, __u32 headers) {
@@ -1070,7 +1071,13 @@ static __always_inline int first_request(struct __sk_buff *skb, const struct iph
   if (own) {
     entry.node_addr = cfg_vip_addr;
     if (bpf_map_update_elem(&forwards, key, &entry, BPF_NOEXIST)) return NOT_MINE; /* full, or raced */
-    skb->mark = cfg_local_mark ? cfg_local_mark : cfg_bypass_mark;
+    /* The bypass mark, not cfg_local_mark: the rules would save that to the
+     * connection's conntrack mark, whose RETURN sends every later segment
+     * straight to this kernel, past the queue, for good: once the engines
+     * take the connection (to_engine) and move it away and back, a request
+     * they hold for another node would reach this node's socket (404). The
+     * entry marks each later segment itself. */
+    skb->mark = cfg_bypass_mark;
     count(HL_ORIGIN_LOCAL_SERVED);
     return TC_PASS;
   }
