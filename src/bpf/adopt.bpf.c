@@ -445,7 +445,8 @@ static __always_inline int move_from_here(struct __sk_buff *skb, const struct ip
       attrs = moved_attrs(req->req.req.mss, BPF_CORE_READ_BITFIELD(req, req.wscale_ok),
                           BPF_CORE_READ_BITFIELD(req, req.snd_wscale), BPF_CORE_READ_BITFIELD(req, req.rcv_wscale),
                           BPF_CORE_READ_BITFIELD(req, req.sack_ok), BPF_CORE_READ_BITFIELD(req, req.tstamp_ok));
-      if (attrs & HL_MOVED_TSTAMP_OK) rec.tsecr = (__u32)now_ms() + req->ts_off + 1; /* above its SYN/ACK's TSval */
+      /* above its SYN/ACK's TSval, by HL_MOVE_TS_STEP (origin_abi.h) */
+      if (attrs & HL_MOVED_TSTAMP_OK) rec.tsecr = (__u32)now_ms() + req->ts_off + 1 + HL_MOVE_TS_STEP;
     }
     bpf_sk_release(skc);
     if (!quiet) {
@@ -471,8 +472,9 @@ static __always_inline int move_from_here(struct __sk_buff *skb, const struct ip
                         BPF_CORE_READ_BITFIELD(tp, rx_opt.snd_wscale), BPF_CORE_READ_BITFIELD(tp, rx_opt.rcv_wscale),
                         BPF_CORE_READ_BITFIELD(tp, rx_opt.sack_ok), BPF_CORE_READ_BITFIELD(tp, rx_opt.tstamp_ok));
     if (attrs & HL_MOVED_TSTAMP_OK) {
-      /* Above every TSval this socket sent: the new node's continue from it. */
-      rec.tsecr = (__u32)now_ms() + tp->tsoffset + 1;
+      /* Above every TSval this socket sent, by HL_MOVE_TS_STEP: the new node's
+       * continue from it, and the origin tells their acknowledgements by it. */
+      rec.tsecr = (__u32)now_ms() + tp->tsoffset + 1 + HL_MOVE_TS_STEP;
     }
   }
   bpf_sk_release(skc);

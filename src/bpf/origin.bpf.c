@@ -908,6 +908,35 @@ static __always_inline int send_tracked(struct __sk_buff *skb, const struct iphd
  * own, not the VIP, which the old node has too). */
 static __always_inline __u32 move_target(__u32 node) { return node == cfg_vip_addr ? cfg_self_addr : node; }
 
+/* Records in `fwd` how the client's acknowledgement of the new node's bytes
+ * will be told after a move order for segment `tcp`: by its TSecr, when it
+ * carries timestamps (the old node's adopt program raises the new node's TSval
+ * clock by HL_MOVE_TS_STEP), else by its ack. */
+static __always_inline void note_move_ts(struct __sk_buff *skb, const struct tcphdr *tcp, __u32 l4,
+                                         struct hl_origin_forward *fwd) {
+  __u32 tsval, tsecr;
+  fwd->move_ts = 0;
+  fwd->move_tsecr = 0;
+  if (tcp->doff > 5 && segment_ts(skb, l4 + sizeof *tcp, l4 + (__u32)tcp->doff * 4, &tsval, &tsecr) == 0) {
+    fwd->move_ts = 1;
+    fwd->move_tsecr = tsecr;
+  }
+}
+
+/* Whether segment `tcp` acknowledges bytes of the node the connection moved
+ * to: its TSecr at least half of HL_MOVE_TS_STEP past the order's (a
+ * response the old node was still sending when the order came, which it then
+ * refused, leaves the TSecr below), or, without timestamps, any ack past the
+ * order's (which cannot tell the two apart). */
+static __always_inline int move_confirmed(struct __sk_buff *skb, const struct tcphdr *tcp, __u32 l4,
+                                          const struct hl_origin_forward *fwd) {
+  __u32 tsval, tsecr;
+  if (!tcp->ack) return 0;
+  if (!fwd->move_ts) return bpf_ntohl(tcp->ack_seq) != fwd->move_ack;
+  if (tcp->doff <= 5 || segment_ts(skb, l4 + sizeof *tcp, l4 + (__u32)tcp->doff * 4, &tsval, &tsecr) != 0) return 0;
+  return (__s32)(tsecr - fwd->move_tsecr) >= (__s32)(HL_MOVE_TS_STEP / 2);
+}
+
 /* The move order: the request to the node that serves the connection now
  * (`from`), the new node's address `to` in the IP ID and the urgent pointer
  * (HL_MOVE_DSCP, origin_abi.h); the verdict. */
@@ -977,10 +1006,19 @@ static __always_inline int tracked(struct __sk_buff *skb, const struct iphdr *ip
   __u32 from;
   int last = 0;
 
-  if (fwd->moving && tcp->ack && ack != fwd->move_ack) fwd->moving = 0; /* the new node's bytes arrived */
-  /* While moving, which node has the socket is not known here (the old one,
-   * if its order found it busy): ACKs go to the new node, which drops what
-   * it has no socket for (adopt.bpf.c: a marked segment never meets a RST). */
+  if (fwd->moving && move_confirmed(skb, tcp, l4, fwd)) fwd->moving = 0; /* the new node's bytes arrived */
+  /* While moving, which node has the socket is not known here: the old one
+   * if its order found it busy (a response still under way: the client's
+   * ACKs must reach it, or it never gets quiet and the connection stalls), the
+   * new one once it adopted the moved request. With timestamps the client's
+   * first ACK of the new node's bytes confirms the move (move_confirmed):
+   * until then pure ACKs go to the old node. Without them, to the new node.
+   * Either drops what it has no socket for (adopt.bpf.c: a marked segment
+   * never meets a RST). */
+  if (fwd->moving && fwd->move_ts && len == 0 && !tcp->fin && !tcp->rst && !tcp->syn) {
+    count(HL_ORIGIN_MOVE_ACK_TO_OLD);
+    return send_tracked(skb, ip, tcp, l4, fwd->prev_node, HL_DISPATCH_DSCP);
+  }
   /* The moving request again (its order or the moved request lost): the
    * order again, pinned or not (only the old node can send it on). */
   if (fwd->moving && len != 0 && seq == fwd->move_seq) {
@@ -1026,6 +1064,7 @@ static __always_inline int tracked(struct __sk_buff *skb, const struct iphdr *ip
   fwd->moving = 1;
   fwd->move_seq = seq;
   fwd->move_ack = ack;
+  note_move_ts(skb, tcp, l4, fwd);
   count(HL_ORIGIN_MOVE_SENT);
   return order_move(skb, ip, tcp, l4, from, move_target(fwd->node_addr));
 }
@@ -1086,6 +1125,7 @@ static __always_inline int first_request(struct __sk_buff *skb, const struct iph
   entry.moving = 1;
   entry.move_seq = bpf_ntohl(tcp->seq);
   entry.move_ack = bpf_ntohl(tcp->ack_seq);
+  note_move_ts(skb, tcp, l4, &entry);
   if (bpf_map_update_elem(&forwards, key, &entry, BPF_NOEXIST)) return NOT_MINE;
   count(HL_ORIGIN_DISPATCHED);
   return order_move(skb, ip, tcp, l4, cfg_vip_addr, move_target(entry.node_addr));

@@ -48,7 +48,9 @@ struct hl_origin_forward {
   __u8 pinned;      /* (g), (h): its last request came (or no moves): every segment stays where it is */
   __u8 engine;      /* (h): a request the program cannot read came: the engines' from then on (payload,
                      * FIN and RST to user space marked HL_ENGINE_MARK; ACKs to node_addr) */
-  __u8 pad[1];      /* zero */
+  __u8 move_ts;     /* (h), moving: the order carried timestamps: the move is confirmed by a TSecr at least
+                     * HL_MOVE_TS_STEP / 2 past move_tsecr (else by an ack past move_ack) */
+  __u32 move_tsecr; /* (h), moving: the order's TSecr (host order) */
 };
 
 /* The input of the program `expire_probe` (run by user space through
@@ -74,6 +76,13 @@ struct hl_origin_expire {
  * node with HL_MOVED_DSCP, the connection's attributes and a MAC in the IP ID
  * and urgent pointer (hl_move_word), TSecr raised to S's TSval clock. */
 #define HL_MOVE_DSCP 0x06u
+/* What S adds to its TSval clock for the new node's (the moved request's TSecr,
+ * from which the new socket's TSvals continue), in ms: a forward jump, which
+ * PAWS allows, so that the origin tells an acknowledgement of the new node's
+ * bytes (a TSecr at least half of it past the order's) from one of S's own
+ * (a response still under way when the order came: S refused it, not quiet).
+ * 2^22 ms: about 70 minutes, far more than any response S may still be sending. */
+#define HL_MOVE_TS_STEP (1u << 22)
 #define HL_MOVED_DSCP 0x07u
 /* The urgent pointer of a HL_MOVED_DSCP segment: the attributes S read from its
  * socket (bits 0..13) and two bits of the MAC; the IP ID: 16 more bits of it. */
@@ -112,6 +121,7 @@ enum hl_origin_counter {
   HL_ORIGIN_HELD_BACK,        /* (h): another node's pipelined request (responses before it unacknowledged): dropped */
   HL_ORIGIN_TO_ENGINE,        /* (h): a request the program cannot read: the connection handed to the engines */
   HL_ORIGIN_ENGINE_PASSED,    /* (h): a segment with payload, FIN or RST of a connection handed to the engines: up */
+  HL_ORIGIN_MOVE_ACK_TO_OLD,  /* (h): a pure ACK while a move is unconfirmed (timestamps): to the old node */
   HL_ORIGIN_COUNTER_COUNT
 };
 

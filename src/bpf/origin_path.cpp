@@ -80,6 +80,7 @@ std::vector<std::pair<std::string, uint64_t>> named_counters(const OriginCounter
       {"bpf_origin_held_back", c.held_back},
       {"bpf_origin_to_engine", c.to_engine},
       {"bpf_origin_engine_passed", c.engine_passed},
+      {"bpf_origin_move_ack_to_old", c.move_ack_to_old},
   };
 }
 
@@ -276,7 +277,7 @@ std::optional<OriginPath::ForwardState> OriginPath::forward_state(const OriginKe
     return std::nullopt;
   }
   return ForwardState{net::Ipv4Addr{ntohl(value.node_addr)}, value.acks_only != 0, value.dispatched != 0,
-                      value.ended != 0, value.gen, value.engine != 0, value.req_ack};
+                      value.ended != 0, value.gen, value.engine != 0, value.req_ack, value.moving != 0};
 }
 
 bool OriginPath::add_local_path(std::string_view path) {
@@ -410,6 +411,7 @@ OriginCounters OriginPath::counters() const {
   c.held_back = read(HL_ORIGIN_HELD_BACK);
   c.to_engine = read(HL_ORIGIN_TO_ENGINE);
   c.engine_passed = read(HL_ORIGIN_ENGINE_PASSED);
+  c.move_ack_to_old = read(HL_ORIGIN_MOVE_ACK_TO_OLD);
   c.malformed = read(HL_ORIGIN_MALFORMED);
   c.error = read(HL_ORIGIN_ERROR);
   return c;

@@ -92,6 +92,7 @@ struct OriginCounters {
   uint64_t held_back = 0;         // (h): another node's pipelined request: dropped until resent
   uint64_t to_engine = 0;         // (h): requests the program cannot read: their connection handed to the engines
   uint64_t engine_passed = 0;     // (h): such a connection's payload, FIN or RST: to user space (HL_ENGINE_MARK)
+  uint64_t move_ack_to_old = 0;   // (h): a pure ACK while a move is unconfirmed (timestamps): to the old node
 };
 
 // Field by field (the counters of several attachments).
@@ -251,6 +252,7 @@ class OriginPath {
     uint32_t gen = 0;         // dispatched: the connection's cookie (which connection on the tuple)
     bool engine = false;      // (h): handed to the engines (a request the program cannot read)
     uint32_t req_ack = 0;     // (h): the ack of the last request the program read
+    bool moving = false;      // (h): a move not confirmed yet
   };
   std::optional<ForwardState> forward_state(const OriginKey& key) const;
 

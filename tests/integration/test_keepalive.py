@@ -611,7 +611,8 @@ def _moved_in_the_kernel(c: Cluster, run: Any, empty_connections: int = 0, pipel
     and what follows it are the origin engine's, as they were; still no request
     reaches an engine (its handoffs and moves are the programs'). ``pipelined``:
     the client pipelined requests for other nodes: held back until sent again,
-    what followed them dropped as after a gap."""
+    what followed them dropped as after a gap (or refused by their old node
+    while the response before them was under way, until sent again)."""
     before = _settled_counters(c)
     try:
         run()
@@ -626,7 +627,14 @@ def _moved_in_the_kernel(c: Cluster, run: Any, empty_connections: int = 0, pipel
         assert d["nfq_received"] == 0, d
     assert d["handoffs"] == d["bpf_origin_dispatched"] and d["rehandoffs"] == d["bpf_origin_move_sent"], d
     assert d["bpf_origin_to_engine"] == 0 and (pipelined or d["bpf_origin_gap_dropped"] == 0), d
-    assert (d["bpf_origin_held_back"] > 0) == pipelined, d
+    # A pipelined request for another node is held back by the origin (it
+    # acknowledges nothing new), or, when the client sent it after part of the
+    # response before it came (a slow client: seen under load), ordered and
+    # refused by the old node (not quiet) until sent again.
+    if pipelined:
+        assert d["bpf_origin_held_back"] + d["bpf_adopt_move_not_quiet"] > 0, d
+    else:
+        assert d["bpf_origin_held_back"] == 0, d
     assert d["bpf_origin_move_sent"] >= 1, d
     # rare: a first request for another node's document moves from the kernel's own socket too
     moves = d["bpf_origin_move_sent"] + (d["bpf_origin_dispatched"] if c.mode == "rare" else 0)

@@ -334,15 +334,19 @@ class OriginKernelMoves : public OriginDispatch {
     ASSERT_TRUE(path_->set_path_node("/own.html", kVip.addr));
   }
 
-  // Request `text` at `offset` bytes past the first request's start, acking `ack`.
+  // Request `text` at `offset` bytes past the first request's start, acking
+  // `ack`, echoing TSval `tsecr` (kTsecr: the old node's clock; kNewTsecr: a
+  // moved socket's, HL_MOVE_TS_STEP above; 0: no timestamps).
   std::vector<uint8_t> later(uint16_t port, uint32_t offset, uint32_t ack, const std::string& text,
-                             uint8_t flags = flag::ACK | flag::PSH) {
+                             uint8_t flags = flag::ACK | flag::PSH, uint32_t tsecr = kTsecr) {
     PacketBuilder b;
     b.ipv4(kClientAddr, kVip.addr).tcp(port, kVip.port).seq(kClientIsn + 1 + offset).ack(ack).flags(flags).window(502);
     if (!text.empty()) b.payload(text);
-    b.timestamps(5000, 6000);
+    if (tsecr != 0) b.timestamps(5000, tsecr);
     return b.build();
   }
+  static constexpr uint32_t kTsecr = 6000;
+  static constexpr uint32_t kNewTsecr = kTsecr + HL_MOVE_TS_STEP + 3;
 
   // The first request (keep-alive, /a.html: kOwner's), dispatched; its ack.
   uint32_t start(uint16_t port) {
@@ -396,13 +400,40 @@ TEST_F(OriginKernelMoves, ARequestForAnotherOwnerIsAMoveOrderToTheConnectionsNod
   EXPECT_EQ(dst_of(again), kOwner);
   EXPECT_EQ(path_->counters().move_resent, 1u);
 
-  // An ACK of the new node's bytes: done; it and the next requests go there,
-  // one for its own content kept there.
-  const RunResult acked = run(later(41000, at + static_cast<uint32_t>(kToOther.size()), ack + 3000, ""));
+  // An ACK of the old node's bytes (a response it was still sending: it
+  // refused the order): to the old node, which must get quiet; still moving.
+  const uint32_t after = at + static_cast<uint32_t>(kToOther.size());
+  const RunResult old_ack = run(later(41000, after, ack + 2500, "", flag::ACK, kTsecr + 40));
+  ASSERT_EQ(old_ack.verdict, kTcActOk);
+  EXPECT_EQ(dst_of(old_ack), kOwner) << "to the node that may still have the socket";
+  EXPECT_EQ(path_->counters().move_ack_to_old, 1u);
+  EXPECT_TRUE(path_->forward_state({{kClientAddr, 41000}, kVip})->moving);
+  // An ACK of the new node's bytes (their TSval clock HL_MOVE_TS_STEP above
+  // the old node's): done; it and the next requests go there.
+  const RunResult acked = run(later(41000, after, ack + 3000, "", flag::ACK, kNewTsecr));
   ASSERT_EQ(acked.verdict, kTcActOk);
   std::vector<uint8_t> acked_ip = ip_of(acked);
   EXPECT_EQ(net::parse_tcp_packet(acked_ip)->dst_addr(), kOther);
   EXPECT_EQ(acked_ip[1], HL_DISPATCH_DSCP << 2);
+}
+
+// A client without timestamps: the program cannot tell whose bytes an ACK
+// acknowledges; pure ACKs go to the new node while moving, and any ack past
+// the order's confirms the move.
+TEST_F(OriginKernelMoves, WithoutTimestampsAnAckPastTheOrdersConfirmsTheMove) {
+  const uint32_t ack = start(41010);
+  const uint32_t at = static_cast<uint32_t>(kKeepAlive.size());
+  const RunResult r = run(later(41010, at, ack + 2000, kToOther, flag::ACK | flag::PSH, 0));
+  ASSERT_EQ(r.verdict, kTcActOk);
+  EXPECT_EQ(dst_of(r), kOwner) << "the order";
+  const uint32_t after = at + static_cast<uint32_t>(kToOther.size());
+  const RunResult same = run(later(41010, after, ack + 2000, "", flag::ACK, 0));
+  EXPECT_EQ(dst_of(same), kOther);
+  EXPECT_TRUE(path_->forward_state({{kClientAddr, 41010}, kVip})->moving);
+  const RunResult acked = run(later(41010, after, ack + 2100, "", flag::ACK, 0));
+  EXPECT_EQ(dst_of(acked), kOther);
+  EXPECT_FALSE(path_->forward_state({{kClientAddr, 41010}, kVip})->moving);
+  EXPECT_EQ(path_->counters().move_ack_to_old, 0u);
 }
 
 TEST_F(OriginKernelMoves, OwnContentStaysUnreadableRequestsGoToTheEngineAndGapsAreDropped) {
@@ -459,7 +490,7 @@ TEST_F(OriginKernelMoves, AnUnreadableRequestWhileMovingIsHeldBack) {
   EXPECT_EQ(path_->counters().held_back, 1u);
   EXPECT_EQ(path_->counters().to_engine, 0u);
   // The new node's bytes acknowledged: the move is done; now the engines'.
-  const RunResult r = run(later(41005, at, ack + 3000, split));
+  const RunResult r = run(later(41005, at, ack + 3000, split, flag::ACK | flag::PSH, kNewTsecr));
   ASSERT_EQ(r.verdict, kTcPass);
   EXPECT_EQ(r.mark, HL_ENGINE_MARK);
   EXPECT_EQ(path_->counters().to_engine, 1u);

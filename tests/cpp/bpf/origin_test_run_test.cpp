@@ -501,9 +501,11 @@ TEST(OriginCounterNames, InDeclarationOrder) {
   c.gap_dropped = 22;
   c.held_back = 23;
   c.engine_passed = 25;
+  c.move_ack_to_old = 26;
   const auto named = named_counters(c);
-  ASSERT_EQ(named.size(), 25u);
+  ASSERT_EQ(named.size(), 26u);
   EXPECT_EQ(named[24], (std::pair<std::string, uint64_t>{"bpf_origin_engine_passed", 25}));
+  EXPECT_EQ(named[25], (std::pair<std::string, uint64_t>{"bpf_origin_move_ack_to_old", 26}));
   EXPECT_EQ(named[23].first, "bpf_origin_to_engine");
   EXPECT_EQ(named.front(), (std::pair<std::string, uint64_t>{"bpf_origin_syn_answered", 1}));
   EXPECT_EQ(named[8], (std::pair<std::string, uint64_t>{"bpf_origin_error", 9}));
