@@ -66,6 +66,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -108,6 +109,34 @@ def _unique_tag() -> str:
         tag = "hl" + secrets.token_hex(2)
         if not any(name.startswith(tag) for name in existing):
             return tag
+
+
+_SWITCH_NAME = re.compile(r"^(hl[0-9a-f]{4})s[0-9]+$")
+
+
+def remove_leftover_switches(net_dir: str = "/sys/class/net") -> list[str]:
+    """Deletes the switches (Linux bridges named <tag>sN) a killed run left in
+    the root namespace: a bridge with no port whose tag has no other interface
+    (a cluster being built has its switches' ports before its bridges, so its
+    own stay); their names."""
+    names = os.listdir(net_dir)
+    gone = []
+    for name in names:
+        m = _SWITCH_NAME.match(name)
+        if m is None or not os.path.isdir(os.path.join(net_dir, name, "bridge")):
+            continue
+        try:
+            ports = os.listdir(os.path.join(net_dir, name, "brif"))
+        except OSError:
+            continue
+        tag = m.group(1)
+        if ports or any(other.startswith(tag) and not _SWITCH_NAME.match(other) for other in names):
+            continue
+        log.warning("removing switch %s of a killed run", name)
+        subprocess.run(["ip", "link", "del", name], check=False,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        gone.append(name)
+    return gone
 
 
 class Cluster:
@@ -235,6 +264,7 @@ class Cluster:
             self.documents, source, self.tmpdir / "www", self.backends,
             copy=self.backend_memory_mb is not None)
 
+        remove_leftover_switches()
         self.tag = _unique_tag()
         cluster_topo = topo.ClusterTopo(backends=self.n_backends, clients=self.n_clients,
                                         bw_mbit=self.bw_mbit,
@@ -378,17 +408,20 @@ class Cluster:
 
     def fetch_from_port(self, doc: Union[Document, str], sport: int,
                         client: Optional[HostRef] = None, url: Optional[str] = None,
-                        timeout: float = 60.0, headers: Sequence[str] = ()) -> FetchResult:
+                        timeout: float = 60.0, headers: Sequence[str] = (),
+                        curl_args: Sequence[str] = ()) -> FetchResult:
         """Like fetch(), from a fixed client source port (curl --local-port), so that
         spread_node(client, sport) names the node that accepts the connection. The
         port must not be in TIME_WAIT towards the VIP (use each port once).
-        `headers`: extra request headers (e.g. "Connection: close")."""
+        `headers`: extra request headers (e.g. "Connection: close"); `curl_args`:
+        more curl options (e.g. "--limit-rate", "20M")."""
         if self.tmpdir is None:
             raise RuntimeError("cluster is not running")
         target = url if url is not None else self.url(doc)
         extra = ["--local-port", str(sport)]
         for h in headers:
             extra += ["-H", h]
+        extra += list(curl_args)
         return netutil.curl_fetch(self._host(client), target, self.tmpdir / "fetch", timeout, extra_args=extra)
 
     def _check_spread(self, tries: int = 48) -> None:

@@ -104,7 +104,10 @@
  *     order (HL_MOVE_DSCP, the new node's address in the IP ID and the urgent
  *     pointer): the old node's adopt.bpf.c resets its socket once quiet and
  *     sends the request on (HL_MOVED_DSCP, a MAC), the new node's adopts it:
- *     no user space anywhere. A request it cannot read hands the connection
+ *     no user space anywhere. Until the client acknowledges the new node's
+ *     bytes (their TSvals HL_MOVE_TS_STEP above the old node's) its pure ACKs
+ *     go to the old node, which may have refused the order (not quiet).
+ *     A request it cannot read hands the connection
  *     to the engines (to_engine); bytes after a gap are dropped.
  * Not the program's: non-IPv4, fragments, other addresses/ports: untouched,
  * uncounted. An unreadable TCP header or SYN options: untouched, malformed.
