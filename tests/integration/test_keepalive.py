@@ -325,16 +325,23 @@ def _pipeline_from(c: Cluster, args: Sequence[str], origin: Optional[str]) -> li
     raise AssertionError("no free source port")
 
 
+def _origins(c: Cluster, docs: Sequence[Document]) -> list[Optional[str]]:
+    """The accepting nodes a test of one connection tries: always, rare (r0
+    spreads by port) a node that lacks the first document (the connection is
+    handed off, then moves) and its owner (the first request is served where
+    the connection landed); frontend: None (any port, the front-end)."""
+    if c.mode not in SYMMETRIC:
+        return [None]
+    first = docs[0].owners[0]
+    return [next(b for b in c.backends if b != first), first]
+
+
 def _curl_one_connection(c: Cluster) -> None:
     """always, rare: twice, accepted by a node that lacks the first document (the
     connection is handed off, then moves) and by its owner (the first request is
     served where the connection landed, then it moves)."""
     docs = _alternating(c)
-    if c.mode in SYMMETRIC:
-        first = docs[0].owners[0]
-        origins: list[Optional[str]] = [next(b for b in c.backends if b != first), first]
-    else:
-        origins = [None]
+    origins = _origins(c, docs)
     failures = []
     for origin in origins:  # both, then report both
         try:
@@ -774,11 +781,7 @@ def test_kernel_moves_pipelined_in_one_segment_after_the_first(kernel_moves: Clu
     the held requests past the engine to that node's socket: 404s)."""
     c = kernel_moves
     docs = _alternating(c)
-    if c.mode in SYMMETRIC:
-        first = docs[0].owners[0]
-        origins: list[Optional[str]] = [next(b for b in c.backends if b != first), first]
-    else:
-        origins = [None]
+    origins = _origins(c, docs)
 
     def run() -> None:
         for origin in origins:
