@@ -911,19 +911,22 @@ static __always_inline int send_tracked(struct __sk_buff *skb, const struct iphd
  * own, not the VIP, which the old node has too). */
 static __always_inline __u32 move_target(__u32 node) { return node == cfg_vip_addr ? cfg_self_addr : node; }
 
+/* The TSecr of segment `tcp` into *tsecr: 1, or 0 without timestamps (where
+ * segment_ts reads them). */
+static __always_inline int segment_tsecr(struct __sk_buff *skb, const struct tcphdr *tcp, __u32 l4, __u32 *tsecr) {
+  __u32 tsval;
+  return tcp->doff > 5 && segment_ts(skb, l4 + sizeof *tcp, l4 + (__u32)tcp->doff * 4, &tsval, tsecr) == 0;
+}
+
 /* Records in `fwd` how the client's acknowledgement of the new node's bytes
  * will be told after a move order for segment `tcp`: by its TSecr, when it
  * carries timestamps (the old node's adopt program raises the new node's TSval
  * clock by HL_MOVE_TS_STEP), else by its ack. */
 static __always_inline void note_move_ts(struct __sk_buff *skb, const struct tcphdr *tcp, __u32 l4,
                                          struct hl_origin_forward *fwd) {
-  __u32 tsval, tsecr;
-  fwd->move_ts = 0;
-  fwd->move_tsecr = 0;
-  if (tcp->doff > 5 && segment_ts(skb, l4 + sizeof *tcp, l4 + (__u32)tcp->doff * 4, &tsval, &tsecr) == 0) {
-    fwd->move_ts = 1;
-    fwd->move_tsecr = tsecr;
-  }
+  __u32 tsecr = 0;
+  fwd->move_ts = (__u8)segment_tsecr(skb, tcp, l4, &tsecr);
+  fwd->move_tsecr = fwd->move_ts ? tsecr : 0;
 }
 
 /* Whether segment `tcp` acknowledges bytes of the node the connection moved
@@ -933,10 +936,10 @@ static __always_inline void note_move_ts(struct __sk_buff *skb, const struct tcp
  * order's (which cannot tell the two apart). */
 static __always_inline int move_confirmed(struct __sk_buff *skb, const struct tcphdr *tcp, __u32 l4,
                                           const struct hl_origin_forward *fwd) {
-  __u32 tsval, tsecr;
+  __u32 tsecr;
   if (!tcp->ack) return 0;
   if (!fwd->move_ts) return bpf_ntohl(tcp->ack_seq) != fwd->move_ack;
-  if (tcp->doff <= 5 || segment_ts(skb, l4 + sizeof *tcp, l4 + (__u32)tcp->doff * 4, &tsval, &tsecr) != 0) return 0;
+  if (!segment_tsecr(skb, tcp, l4, &tsecr)) return 0;
   return (__s32)(tsecr - fwd->move_tsecr) >= (__s32)(HL_MOVE_TS_STEP / 2);
 }
 

@@ -289,6 +289,14 @@ def _workload_client(c: Cluster, args: Sequence[str]) -> tuple[list[dict[str, An
     return rows[:-1], rows[-1]["connects"]
 
 
+def _port_to(c: Cluster, origin: str) -> int:
+    """The next unused client source port r0 spreads to node ``origin``."""
+    port = next(_ports)
+    while c.spread_node(c.clients[0], port) != origin:
+        port = next(_ports)
+    return port
+
+
 def _curl_from(c: Cluster, urls: Sequence[str], agent: str, origin: Optional[str]
                ) -> tuple[list[dict[str, Any]], int]:
     """_curl, from a source port r0 spreads to node ``origin`` (always, rare; None:
@@ -296,9 +304,7 @@ def _curl_from(c: Cluster, urls: Sequence[str], agent: str, origin: Optional[str
     if origin is None:
         return _curl(c, urls, agent)
     for _ in range(20):
-        port = next(_ports)
-        while c.spread_node(c.clients[0], port) != origin:
-            port = next(_ports)
+        port = _port_to(c, origin)
         try:
             return _curl(c, urls, agent, extra=["--local-port", str(port)])
         except netutil.HostCommandError as exc:
@@ -314,9 +320,7 @@ def _pipeline_from(c: Cluster, args: Sequence[str], origin: Optional[str]) -> li
     if origin is None:
         return _workload_client(c, [*base, *args])[0]
     for _ in range(20):
-        port = next(_ports)
-        while c.spread_node(c.clients[0], port) != origin:
-            port = next(_ports)
+        port = _port_to(c, origin)
         try:
             return _workload_client(c, [*base, "--local-port", str(port), *args])[0]
         except netutil.HostCommandError as exc:
