@@ -859,6 +859,7 @@ static __always_inline int dispatch(struct __sk_buff *skb, const struct iphdr *i
   entry.tracked = cfg_kernel_moves && !last && !cfg_dispatch_any_request;
   entry.next_seq = bpf_ntohl(tcp->seq) + (ip_len - headers);
   entry.req_ack = bpf_ntohl(tcp->ack_seq);
+  entry.last_ack = entry.req_ack;
   if (bpf_map_update_elem(&forwards, key, &entry, BPF_NOEXIST)) return NOT_MINE; /* full, or raced */
   count(HL_ORIGIN_DISPATCHED);
   if (entry.node_addr == ip->daddr) return to_own_adopt(skb);
@@ -1112,6 +1113,7 @@ static __always_inline int first_request(struct __sk_buff *skb, const struct iph
   entry.gen = bpf_ntohl(tcp->ack_seq) - 1;
   entry.next_seq = bpf_ntohl(tcp->seq) + (ip_len - headers);
   entry.req_ack = bpf_ntohl(tcp->ack_seq);
+  entry.last_ack = entry.req_ack;
   entry.pinned = last || !cfg_kernel_moves || cfg_dispatch_any_request;
   if (own) {
     entry.node_addr = cfg_vip_addr;
@@ -1195,6 +1197,9 @@ int origin(struct __sk_buff *skb) {
     if (fwd->dispatched) { /* (g): its last segment and its end, for its expiry */
       fwd->seen_ms = now_ms32();
       if (tcp.fin || tcp.rst) fwd->ended = 1;
+      /* and how far the client acknowledged, should its node die (a reset must hit its window) */
+      if (tcp.ack && (fwd->last_ack == 0 || seq_before(fwd->last_ack, bpf_ntohl(tcp.ack_seq))))
+        fwd->last_ack = bpf_ntohl(tcp.ack_seq);
     }
     if ((tcp.fin || tcp.rst) && (!cfg_forward_ends || fwd->acks_only) && !fwd->dispatched) {
       count(HL_ORIGIN_END_TO_USER);

@@ -51,6 +51,9 @@ struct hl_origin_forward {
   __u8 move_ts;     /* (h), moving: the order carried timestamps: the move is confirmed by a TSecr at least
                      * HL_MOVE_TS_STEP / 2 past move_tsecr (else by an ack past move_ack) */
   __u32 move_tsecr; /* (h), moving: the order's TSecr (host order) */
+  __u32 last_ack;   /* dispatched, host order: the furthest ack number of the client's segments (0: none yet):
+                     * where a RST must hit its receive window should the serving node die (the engine's
+                     * OriginPath::take_dispatched) */
 };
 
 /* The input of the program `expire_probe` (run by user space through

@@ -378,6 +378,24 @@ size_t OriginPath::dispatched_entries() const {
   return live;
 }
 
+std::vector<OriginPath::Dispatched> OriginPath::take_dispatched(net::Ipv4Addr node) {
+  std::vector<hl_origin_key> keys;
+  std::vector<Dispatched> out;
+  const uint32_t wire_node = htonl(node.value);
+  for_each_forward(skel_->maps.forwards, [&](const hl_origin_key& key, const hl_origin_forward& v) {
+    if (v.dispatched == 0 || v.ended != 0 || v.engine != 0 || v.node_addr != wire_node) return;
+    keys.push_back(key);
+    out.push_back(Dispatched{net::Endpoint{net::Ipv4Addr{ntohl(key.client_addr)}, ntohs(key.client_port)},
+                             v.next_seq, v.last_ack});
+  });
+  size_t kept = 0;
+  for (size_t i = 0; i < keys.size(); ++i) {  // one the program ended or expired meanwhile is not taken
+    if (bpf_map__delete_elem(skel_->maps.forwards, &keys[i], sizeof keys[i], 0) == 0) out[kept++] = out[i];
+  }
+  out.resize(kept);
+  return out;
+}
+
 std::optional<bool> OriginPath::probe_request(std::span<const uint8_t> packet) const {
   LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = packet.data(), .data_size_in = static_cast<uint32_t>(packet.size()),
               .repeat = 1);

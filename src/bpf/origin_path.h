@@ -237,6 +237,16 @@ class OriginPath {
   bool expire_one(const OriginKey& key, uint32_t gen);
   // The entries (g) made that live now (one batched read of the map).
   size_t dispatched_entries() const;
+  // The connections the program dispatched to `node` (its address; the VIP:
+  // this node's own) that live on (not ended, not handed to the engines),
+  // their entries deleted: their segments go to user space from now on
+  // ((b), (c)). A dead serving node's, which the engine resets.
+  struct Dispatched {
+    net::Endpoint client;
+    uint32_t next_seq = 0;  // the client's next byte, as far as the program read
+    uint32_t last_ack = 0;  // the furthest ack the client sent (0: none seen)
+  };
+  std::vector<Dispatched> take_dispatched(net::Ipv4Addr node);
   // Whether the program would serve the request in `packet` (an IPv4/TCP
   // segment, Ethernet header first) locally: (f) alone, by BPF_PROG_TEST_RUN
   // of its probe program. For tests; nullopt when the run failed.

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 #include "io/fast_path.h"
 #include "net/ipv4_addr.h"
@@ -73,6 +74,18 @@ class OriginKernelPath : public io::FastPath {
     uint32_t req_ack = 0;
   };
   virtual std::optional<Handed> handed(uint32_t /*mark*/, net::Endpoint /*client*/) const { return std::nullopt; }
+
+  // The live connections this node's program dispatched to `node` itself
+  // (kernel dispatch, kernel moves: no engine knows them), taken from it: their
+  // segments come to the origin from now on, which resets their clients when
+  // `node` died (Origin::peer_died). `next_seq`: the client's next byte as far
+  // as the program read; `last_ack`: the furthest ack the client sent (0: none).
+  struct Dispatched {
+    net::Endpoint client;
+    uint32_t next_seq = 0;
+    uint32_t last_ack = 0;
+  };
+  virtual std::vector<Dispatched> take_dispatched(net::Ipv4Addr /*node*/) { return {}; }
 };
 
 // One connection's part.

@@ -215,7 +215,26 @@ void Origin::peer_died(size_t id) {
     conn.closed_ms = now;
     hit.push_back(&conn);
   }
-  if (kernel_path_ != nullptr) reset_adopted(raw_, net::Endpoint{addr, cfg_.vip.port}, hit);
+  if (kernel_path_ != nullptr) {
+    // The ones this node's program dispatched there itself, which no engine
+    // knew: states of their own from now on, reset like the rest (their
+    // client's answers come here: the program no longer forwards them).
+    for (const OriginKernelPath::Dispatched& d : kernel_path_->take_dispatched(addr)) {
+      const uint64_t key = conn_key(d.client);
+      if (conns_.count(key) != 0 || conns_.size() >= cfg_.max_connections) continue;
+      OriginConn conn(cfg_.http_limits);
+      conn.hs.client = d.client;
+      conn.hs.rcv_nxt = SeqNum(d.next_seq);
+      conn.hs.client_isn = conn.hs.rcv_nxt - 1u;  // nothing of the client's before it is judged here
+      conn.f_known = true;
+      conn.target = addr;
+      conn.state = State::Reset;
+      conn.client_ack = SeqNum(d.last_ack);
+      conn.created_ms = conn.last_seen_ms = conn.closed_ms = now;
+      hit.push_back(&conns_.emplace(key, std::move(conn)).first->second);
+    }
+    reset_adopted(raw_, net::Endpoint{addr, cfg_.vip.port}, hit);
+  }
   reset_clients(hit, fast_, answer_, now);
   counters_.resets_backend_down += hit.size();
   log(std::string(cfg_.peer_noun) + " " + addr.to_string() + " is down: " + std::to_string(hit.size()) +

@@ -98,7 +98,7 @@ struct RuntimeConfig {
                                                //   file: a connection's last request for a one-owner
                                                //   document is handed off by the origin program itself
                                                //   (origin.bpf.c (g)); the serving nodes adopt it
-  bool kernel_moves = false;                   // frontend, backend, always, rare, with kernel_dispatch and moves:
+  bool kernel_moves = true;                    // frontend, backend, always, rare, with kernel_dispatch and moves:
                                                //   a dispatched persistent connection's later requests are
                                                //   read and moved in the kernel too (origin.bpf.c (h))
   std::string datapath = "auto";               // frontend, backend, always, rare: "kernel" (BPF: src/bpf/),

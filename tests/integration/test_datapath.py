@@ -35,7 +35,7 @@ from handofflab import Cluster, Document
 from handofflab import netutil, topo
 from handofflab.cluster import IMPLEMENTED_MODES
 
-from helpers import poller
+from helpers import kernel_moves, poller
 
 pytestmark = pytest.mark.integration
 
@@ -284,8 +284,9 @@ def test_rare_serves_its_own_content_without_user_space(cluster: Cluster) -> Non
     accepting node owns is served by that node's web server; on the kernel path
     its origin program decides so from the request itself (origin.bpf.c (f)): no
     packet of the connection reaches user space on any node. A request that
-    keeps its connection (curl's default) is the engine's on both paths: its
-    next request may be another node's."""
+    keeps its connection (curl's default) is the program's too on the kernel
+    path (--kernel-moves, the default: it reads the connection's next request,
+    which may be another node's), the engine's on the NFQUEUE path."""
     c = cluster
     if c.mode != "rare":
         pytest.skip("rare only")
@@ -309,14 +310,18 @@ def test_rare_serves_its_own_content_without_user_space(cluster: Cluster) -> Non
         assert after[origin]["kernel_origin_local_paths"] >= len(docs)
     else:
         assert queued[origin] >= len(docs), queued  # the request, at least
-    # Keep-alive (curl's default): the engine reads it, and serves it here all the same.
+    # Keep-alive (curl's default), served here all the same: by the program
+    # (kernel moves), else the engine reads it.
     before = _quiet_stats(c)
     node, r = _fetch(c, docs[0], via=origin)
     _exact(docs[0], r)
     after = _quiet_stats(c)
-    assert _delta(after, before, "nfq_received")[origin] >= 1
     assert r.backend == origin
-    if c.datapath == "kernel":
+    if kernel_moves(c):
+        assert all(v == 0 for v in _delta(after, before, "nfq_received").values())
+        assert _delta(after, before, "bpf_origin_local_served")[origin] == 1
+    else:
+        assert _delta(after, before, "nfq_received")[origin] >= 1
         assert _delta(after, before, "bpf_origin_local_served")[origin] == 0
 
 
@@ -328,8 +333,9 @@ def test_last_requests_are_dispatched_in_the_kernel(cluster: Cluster) -> None:
     any node, no control message, every response byte-exact from the owner (in
     always to the accepting node itself too); the entries the program made are
     swept once the connections ended. On the NFQUEUE path the engine reads
-    each request. A keep-alive request (curl's default) stays the engine's: its
-    next request may be another node's."""
+    each request. A keep-alive request (curl's default) is the program's too
+    with --kernel-moves (the default: it reads the connection's next request,
+    which may be another node's), else the engine's."""
     c = cluster
     if c.mode == "rare":
         pytest.skip("rare: its kernel's own handshake (no cookie to check)")
@@ -367,13 +373,17 @@ def test_last_requests_are_dispatched_in_the_kernel(cluster: Cluster) -> None:
         assert expired == total, expired
     else:
         assert queued[origin] >= 3 * total, queued  # SYN, ACK, request at least
-    # Keep-alive: the engine reads it, whichever path.
+    # Keep-alive: the program dispatches it too with kernel moves, else the engine reads it.
     before = _quiet_stats(c)
     _, r = _fetch(c, remote[0], via=None if c.mode == "frontend" else origin)
     _exact(remote[0], r)
     after = _quiet_stats(c)
-    assert _delta(after, before, "nfq_received")[origin] >= 1
-    assert _delta(after, before, "bpf_origin_dispatched")[origin] == 0
+    if kernel_moves(c):
+        assert all(v == 0 for v in _delta(after, before, "nfq_received").values())
+        assert _delta(after, before, "bpf_origin_dispatched")[origin] == 1
+    else:
+        assert _delta(after, before, "nfq_received")[origin] >= 1
+        assert _delta(after, before, "bpf_origin_dispatched")[origin] == 0
 
 
 def test_a_long_transfer_stays_in_the_kernel(cluster: Cluster) -> None:

@@ -37,7 +37,7 @@ import pytest
 from handofflab import Cluster
 
 from crash_scenarios import KeepaliveFailover, fail, recover, start_transfer
-from helpers import ShapedDownlink, mixed_owners, port_to, wait_until
+from helpers import ShapedDownlink, kernel_moves, mixed_owners, port_to, wait_until
 from test_symmetric import _engine_missing
 
 pytestmark = pytest.mark.integration
@@ -48,14 +48,15 @@ DOWNLOADS = 4
 DOWNLINK_MBIT = 32  # c1's: the four 10 MB downloads take ~10 s (see test_takeover)
 
 
-@pytest.fixture(scope="module", params=["kernel", "nfqueue", "kernel-moves"])
+@pytest.fixture(scope="module", params=["kernel", "nfqueue", "kernel-engine-moves"])
 def cluster(request: Any, cluster_requirements: None) -> Iterator[Cluster]:
     reason = _engine_missing("frontend")
     if reason:
         pytest.skip(reason)
-    # kernel-moves: fe's program dispatches and moves the connections itself (no
-    # engine carries them): fe2 finds them by asking the back-ends (control::Locate).
-    options = {"kernel_moves": True} if request.param == "kernel-moves" else {}
+    # kernel (--kernel-moves on, the default): fe's program dispatches and moves the
+    # connections itself (no engine carries them): fe2 finds them by asking the
+    # back-ends (control::Locate). kernel-engine-moves: --kernel-moves off, the engines'.
+    options = {"kernel_moves": False} if request.param == "kernel-engine-moves" else {}
     with Cluster(mode="frontend", frontends=2, backends=3, clients=2, seed=0,
                  sizes=(("1K", 9), ("10M", 4), ("100M", 1)), datapath=request.param.split("-")[0],
                  engine_options=options) as c:
@@ -94,9 +95,9 @@ def test_a_dead_frontends_connections_go_on_through_the_other(cluster: Cluster, 
         fail(c, VICTIM, failure)
         c.wait_spread_members([SURVIVOR], timeout=5)
         moved = time.monotonic() - failed
-        kernel_moves = bool(c.engine_options.get("kernel_moves"))
+        moved_by_programs = kernel_moves(c)
         try:
-            if not kernel_moves:  # with them: each found when its next segment reaches fe2 (below)
+            if not moved_by_programs:  # with them: each found when its next segment reaches fe2 (below)
                 wait_until(lambda: c.agent(SURVIVOR).stats().get("adopted", 0) - adopted_before >= DOWNLOADS,
                            timeout=5, what="the survivor taking over the downloads")
         except AssertionError:
@@ -119,7 +120,7 @@ def test_a_dead_frontends_connections_go_on_through_the_other(cluster: Cluster, 
               "served " + ", ".join(f"{t:.2f}" for t in served) + " s")
         takeovers = sum(c.agent(b).stats().get("takeovers", 0) for b in c.backends)
         located = c.agent(SURVIVOR).stats().get("located", 0)
-        assert takeovers + located >= DOWNLOADS and (located >= DOWNLOADS or not kernel_moves), (takeovers, located)
+        assert takeovers + located >= DOWNLOADS and (located >= DOWNLOADS or not moved_by_programs), (takeovers, located)
         # Every state is freed: the back-ends' ends reach the survivor.
         wait_until(lambda: all(c.agent(n).stats().get("active", 1) == 0 for n in [SURVIVOR] + c.backends),
                    timeout=10, what="the survivor and the back-ends freeing their states")

@@ -30,9 +30,11 @@ with status 200 and the document's full size, each in the log of an owner
 (HAProxy and the engines pass the header on untouched). No state left: every
 engine's ``active`` counter is 0 within 5 s after each client ends.
 
-Until the engines move connections between requests (issue 14, items 1-3), the
-handoff designs fail here with 404s from the first request's owner (by design:
-nothing is skipped to hide it).
+On the kernel data path, a to f run with the engines moving the connections
+(``--kernel-moves off``: every later request through user space); g runs the
+same clients (and pipelining's harder cases) with the default, the origin and
+serving nodes' BPF programs moving them in the kernel, and checks that no
+packet reached user space.
 """
 from __future__ import annotations
 
@@ -91,6 +93,8 @@ _CURL_FORMAT = ("%{stderr}" + _CURL_MARK +
 
 def _case_id(case: tuple[str, Optional[str]]) -> str:
     mode, datapath = case
+    if datapath == "kernel":  # the engines' moves on the kernel data path (section g: the programs')
+        return f"{mode}-kernel-engine-moves"
     return f"{mode}-{datapath}" if datapath else mode
 
 
@@ -125,6 +129,8 @@ def _cluster(request: Any, **impair: Any) -> Iterator[Cluster]:
                               replicate=0.0, **impair)
     if datapath is not None:
         kw["datapath"] = datapath
+    if datapath == "kernel":  # the engines move the connections (--kernel-moves off; g: on, the default)
+        kw["engine_options"] = {"kernel_moves": False}
     with Cluster(**kw) as c:
         if datapath is not None:
             assert set(c.datapaths().values()) == {datapath}, c.datapaths()
@@ -570,7 +576,7 @@ def test_http_client_one_connection_under_loss_and_reordering(lossy: Cluster) ->
         assert stats["impair_lost"] > 0 and stats["impair_reordered"] > 0, stats
 
 
-# --- g. the kernel's own moves (--kernel-moves: origin.bpf.c (h), adopt.bpf.c) --------
+# --- g. the kernel's own moves (--kernel-moves, the default: origin.bpf.c (h), adopt.bpf.c) --
 KERNEL_MOVE_COUNTERS = ("nfq_received", "handoffs", "rehandoffs", "bpf_origin_dispatched", "bpf_origin_move_sent",
                         "bpf_origin_held_back",
                         "bpf_origin_move_resent", "bpf_origin_kept", "bpf_origin_to_engine", "bpf_origin_gap_dropped", "bpf_adopt_move_retired",
@@ -579,13 +585,13 @@ KERNEL_MOVE_COUNTERS = ("nfq_received", "handoffs", "rehandoffs", "bpf_origin_di
 
 
 def _kernel_moves_cluster(mode: str, **impair: Any) -> Iterator[Cluster]:
-    """A cluster on the kernel data path whose engines move persistent
-    connections in the kernel (--kernel-moves on)."""
+    """A cluster on the kernel data path as it comes (--kernel-moves on, the
+    default): its BPF programs move persistent connections in the kernel."""
     reason = _missing(mode, impaired=bool(impair))
     if reason:
         pytest.skip(reason)
     with Cluster(mode=mode, backends=3, clients=1, seed=SEED, sizes=SIZES, replicate=0.0,
-                 datapath="kernel", engine_options={"kernel_moves": True}, **impair) as c:
+                 datapath="kernel", **impair) as c:
         assert set(c.datapaths().values()) == {"kernel"}, c.datapaths()
         yield c
 
@@ -810,7 +816,7 @@ def test_kernel_moves_pipelined_requests_for_different_owners(kernel_moves: Clus
     """Twelve pipelined requests in the connection's first segment: not one
     request the origin program reads (origin.bpf.c (g) takes a segment that is
     one whole head), so the connection is the engine's, which answers each
-    from its owner as without --kernel-moves."""
+    from its owner as with --kernel-moves off."""
     test_pipelined_requests_for_different_owners(kernel_moves)
 
 

@@ -37,7 +37,7 @@ import pytest
 from handofflab import Cluster, Document, topo
 
 from crash_scenarios import KeepaliveFailover, fail, recover, start_transfer
-from helpers import ShapedDownlink, mixed_owners, port_to, wait_until
+from helpers import ShapedDownlink, kernel_moves, mixed_owners, port_to, wait_until
 from test_symmetric import _engine_missing
 
 pytestmark = pytest.mark.integration
@@ -55,16 +55,17 @@ DOWNLINK_MBIT = 48
 
 
 @pytest.fixture(scope="module", params=[pytest.param((m, p), id=f"{m}-{p}")
-                                        for m in ("always", "rare") for p in ("kernel", "nfqueue", "kernel-moves")])
+                                        for m in ("always", "rare") for p in ("kernel", "nfqueue", "kernel-engine-moves")])
 def cluster(request: Any, cluster_requirements: None) -> Iterator[Cluster]:
     mode, datapath = request.param
     reason = _engine_missing(mode)
     if reason:
         pytest.skip(reason)
-    # kernel-moves: the origin programs dispatch and move persistent connections
-    # themselves (no engine carries them): after the death the live nodes find
-    # them by asking (control::Locate), not by the serving node's Takeover.
-    options = {"kernel_moves": True} if datapath == "kernel-moves" else {}
+    # kernel (--kernel-moves on, the default): the origin programs dispatch and
+    # move persistent connections themselves (no engine carries them): after the
+    # death the live nodes find them by asking (control::Locate), not by the
+    # serving node's Takeover. kernel-engine-moves: --kernel-moves off, the engines'.
+    options = {"kernel_moves": False} if datapath == "kernel-engine-moves" else {}
     with Cluster(mode=mode, backends=3, clients=2, seed=0, replicate=0.5,
                  sizes=(("100M", 1), ("1K", 9), ("10M", 6)), datapath=datapath.split("-")[0],
                  engine_options=options) as c:
@@ -93,10 +94,10 @@ def test_the_serving_nodes_take_over_a_dead_origins_connections(cluster: Cluster
         was_victims = [port_to(c, "c2", VICTIM, _ports) for _ in range(4)]
         killed = time.monotonic()
         fail(c, VICTIM, failure)
-        kernel_moves = bool(c.engine_options.get("kernel_moves"))
+        moved_by_programs = kernel_moves(c)
         try:
             # kernel moves: be1's program dispatched them; each is found when its next segment comes
-            if not kernel_moves:
+            if not moved_by_programs:
                 wait_until(lambda: sum(c.agent(n).stats().get("takeovers", 0) for n in c.backends
                                        if n != VICTIM) >= DOWNLOADS, timeout=5,
                            what="the serving nodes taking over the downloads")
@@ -125,7 +126,7 @@ def test_the_serving_nodes_take_over_a_dead_origins_connections(cluster: Cluster
         wait_until(lambda: all(c.agent(n).stats().get("active", 1) == 0 for n in live), timeout=5,
                    what="every live node freeing its states")
         stats = {n: c.agent(n).stats() for n in live}
-        if kernel_moves:  # a replicated document's download is the engines' (a Takeover)
+        if moved_by_programs:  # a replicated document's download is the engines' (a Takeover)
             found = sum(s.get("located", 0) + s.get("takeovers", 0) for s in stats.values())
             assert found >= DOWNLOADS and sum(s.get("located", 0) for s in stats.values()) >= 1, \
                 {n: {k: s.get(k) for k in ("locate_asked", "located", "locate_dropped", "takeovers")}

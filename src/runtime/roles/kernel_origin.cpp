@@ -173,6 +173,17 @@ bool KernelOrigin::map_located(net::Endpoint client, net::Ipv4Addr node, uint32_
   return ok;
 }
 
+std::vector<engine::OriginKernelPath::Dispatched> KernelOrigin::take_dispatched(net::Ipv4Addr node) {
+  std::vector<Dispatched> out;
+  if (!dispatch_) return out;  // no program dispatches here
+  for (auto& p : paths_) {
+    for (const bpf::OriginPath::Dispatched& d : p->path.take_dispatched(net::Ipv4Addr{node_of(node.value)})) {
+      out.push_back(Dispatched{d.client, d.next_seq, d.last_ack});
+    }
+  }
+  return out;
+}
+
 std::optional<engine::OriginKernelPath::Handed> KernelOrigin::handed(uint32_t mark, net::Endpoint client) const {
   if (mark != io::kEngineMark || !dispatch_) return std::nullopt;
   for (const auto& p : paths_) {

@@ -59,6 +59,7 @@ class KernelOrigin final : public engine::OriginKernelPath {
   bool forwards() const override { return forwards_; }
   std::optional<KernelHandshake> handshake_of(uint32_t mark) const override;
   bool map_located(net::Endpoint client, net::Ipv4Addr node, uint32_t next_seq, uint64_t now_ms) override;
+  std::vector<Dispatched> take_dispatched(net::Ipv4Addr node) override;
   std::optional<Handed> handed(uint32_t mark, net::Endpoint client) const override;
 
   // The programs' counters (bpf_origin_*, summed over the interfaces) and

@@ -146,6 +146,47 @@ TEST_F(OriginDispatch, ALastRequestGoesToItsOwnerWithoutUserSpace) {
   EXPECT_EQ(path_->counters().end_to_user, 0u);
 }
 
+// A serving node dies: the engine takes the connections the program dispatched
+// there (Origin::peer_died resets their clients) with the furthest ack each
+// client sent, where its RST must hit the client's window; taken, a connection's
+// segments go to user space. An ended one (the client's FIN went through) is
+// left to expire, and one at another node is not taken.
+TEST_F(OriginDispatch, ADeadNodesDispatchedConnectionsAreTakenWithTheClientsLatestAck) {
+  PacketBuilder first = first_segment(40060, kLast);
+  std::vector<uint8_t> request = first.build();
+  ASSERT_EQ(run(request).verdict, kTcActOk);
+  ASSERT_EQ(run(first_segment(40061, kLast).build()).verdict, kTcActOk);  // ended below
+  run(first_segment(40062, "GET /own.html HTTP/1.0\r\n\r\n").build());  // this node's (redirected to lo)
+  ASSERT_TRUE(path_->forward_state({{kClientAddr, 40062}, kVip}));
+  const auto req = net::parse_tcp_packet(request);
+  ASSERT_TRUE(req.ok());
+  const uint32_t next = kClientIsn + 1 + static_cast<uint32_t>(kLast.size());
+  auto ack_of = [&](uint16_t port, uint32_t ack, uint8_t flags) {
+    PacketBuilder b;
+    b.ipv4(kClientAddr, kVip.addr).tcp(port, kVip.port).seq(next).ack(ack).flags(flags);
+    return b.build();
+  };
+  ASSERT_EQ(run(ack_of(40060, req->ack() + 5000, flag::ACK)).verdict, kTcActOk);
+  ASSERT_EQ(run(ack_of(40060, req->ack() + 3000, flag::ACK)).verdict, kTcActOk);  // reordered: an older ack
+  ASSERT_EQ(run(ack_of(40061, 77, flag::ACK | flag::FIN)).verdict, kTcActOk);
+  ASSERT_TRUE(path_->forward_state({{kClientAddr, 40061}, kVip})->ended);
+
+  const std::vector<OriginPath::Dispatched> taken = path_->take_dispatched(kOwner);
+  ASSERT_EQ(taken.size(), 1u);
+  EXPECT_EQ(taken[0].client, (net::Endpoint{kClientAddr, 40060}));
+  EXPECT_EQ(taken[0].last_ack, req->ack() + 5000) << "the furthest ack, not the last";
+  EXPECT_EQ(taken[0].next_seq, next);
+  EXPECT_FALSE(path_->forward_state({{kClientAddr, 40060}, kVip})) << "taken: its entry is gone";
+  EXPECT_TRUE(path_->forward_state({{kClientAddr, 40061}, kVip})) << "ended: left to expire";
+  EXPECT_TRUE(path_->forward_state({{kClientAddr, 40062}, kVip})) << "this node's own: not the dead node's";
+  EXPECT_TRUE(path_->take_dispatched(kOwner).empty());
+
+  // The client's next ACK (a challenge ACK's, a probe's answer) goes to user space now.
+  const uint64_t to_user = path_->counters().to_user;
+  EXPECT_EQ(run(ack_of(40060, req->ack() + 5000, flag::ACK)).verdict, kTcPass);
+  EXPECT_EQ(path_->counters().to_user, to_user + 1);
+}
+
 TEST_F(OriginDispatch, ARequestForThisNodesOwnContentIsRedirectedToLoMarked) {
   const std::string own = "GET /own.html HTTP/1.0\r\n\r\n";
   const RunResult r = run(first_segment(40001, own).build());

@@ -6,9 +6,11 @@
 // engine and are forwarded by it. rare keeps its kernel handshake: no cookies.
 #include <gtest/gtest.h>
 
+#include <map>
 #include <optional>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/client_reset.h"
@@ -71,6 +73,16 @@ class FakeKernelPath final : public OriginKernelPath {
     return it->second;
   }
   std::map<uint64_t, Handed> handed_to_engines;  // the program's entries handed to the engines
+  std::vector<Dispatched> take_dispatched(net::Ipv4Addr node) override {
+    std::vector<Dispatched> out;
+    std::erase_if(dispatched, [&](const auto& d) {
+      if (d.first != node) return false;
+      out.push_back(d.second);
+      return true;
+    });
+    return out;
+  }
+  std::vector<std::pair<net::Ipv4Addr, Dispatched>> dispatched;  // the program's own (node, connection)
   static constexpr uint32_t kHandshakeMark = 0xb8000001;  // what the program put in a request's mark (rare)
   KernelHandshake kernel_handshake{1460, 7, 9, true, true, true};
 
@@ -430,6 +442,52 @@ TEST(KernelOriginTest, ADeadNodesSocketIsResetAndItsClientAskedAgainUntilGone) {
   const Verdict v = a.run_one(a.engine, rst);
   ASSERT_EQ(v.kind, VerdictKind::AcceptModified);
   EXPECT_EQ(parse(v.bytes).pkt.dst_addr(), kB);
+  EXPECT_EQ(a.engine.counters().active, 0u);
+}
+
+// The connections the node's program dispatched to b itself (kernel dispatch,
+// kernel moves), which no engine knew: taken from the program when b dies and
+// reset like the engine's own: b's socket at the client's next byte, the
+// client at the furthest ack it sent, its later ACKs answered with a RST at
+// their number, its RST passed on to b and the state freed. Another node's
+// stay with the program.
+TEST(KernelOriginTest, ADeadNodesConnectionsTheProgramDispatchedAreResetToo) {
+  KernelNode a(NodeMode::kAlways, 2000);
+  const Endpoint client{kClient.addr, 40100};
+  constexpr uint32_t kNext = 0x9000, kLastAck = 0x5000;
+  a.kpath.dispatched = {{kB, {client, kNext, kLastAck}}, {kC, {Endpoint{kClient.addr, 40101}, 1, 2}}};
+
+  a.engine.on_peer_lost(kB);
+  EXPECT_EQ(a.kpath.dispatched.size(), 1u) << "kC's connection stays with the program";
+  EXPECT_EQ(a.engine.counters().resets_backend_down, 1u);
+  EXPECT_EQ(a.engine.counters().active, 1u);
+  auto sent = a.raw.take();
+  ASSERT_EQ(sent.size(), 2u);  // b's socket's RST, then the client's (not mapped by the engine: no probe)
+  const Parsed node_rst = parse(sent[0]);
+  EXPECT_EQ(node_rst.pkt.flags(), RST);
+  EXPECT_EQ(node_rst.pkt.src_addr(), client.addr);
+  EXPECT_EQ(node_rst.pkt.src_port(), client.port);
+  EXPECT_EQ(node_rst.pkt.dst_addr(), kB);
+  EXPECT_EQ(node_rst.pkt.seq(), kNext);
+  const Parsed client_rst = parse(sent[1]);
+  EXPECT_TRUE(client_rst.pkt.has_flags(RST));
+  EXPECT_EQ(client_rst.pkt.dst_addr(), client.addr);
+  EXPECT_EQ(client_rst.pkt.dst_port(), client.port);
+  EXPECT_EQ(client_rst.pkt.src_addr(), kVip.addr);
+  EXPECT_EQ(client_rst.pkt.seq(), kLastAck);
+  EXPECT_TRUE(client_rst.pkt.tcp_checksum_ok());
+
+  // Its challenge ACK (the RST hit its window, not its rcv_nxt): a RST exactly there.
+  auto ack = from_client(client).seq(kNext).ack(kLastAck + 1448).flags(ACK).build();
+  EXPECT_EQ(a.run_one(a.engine, ack).kind, VerdictKind::Drop) << "never forwarded: b is gone";
+  sent = a.raw.take();
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_TRUE(parse(sent[0]).pkt.has_flags(RST));
+  EXPECT_EQ(parse(sent[0]).pkt.seq(), kLastAck + 1448);
+  EXPECT_EQ(a.engine.counters().reset_answers, 1u);
+
+  auto rst = from_client(client).seq(kNext).flags(RST).build();
+  EXPECT_EQ(a.run_one(a.engine, rst).kind, VerdictKind::AcceptModified) << "passed on to b's socket";
   EXPECT_EQ(a.engine.counters().active, 0u);
 }
 
