@@ -81,7 +81,9 @@ _STEADY = ("active", "freed", "handoffs", "local", "handoffs_received", "nfq_rec
 
 
 def _quiet_stats(c: Cluster, timeout: float = 15.0) -> dict[str, dict[str, int]]:
-    """Stats once no node holds connection state and two reads 300 ms apart agree."""
+    """Stats once no node holds connection state (nor its origin program an
+    entry it dispatched: kernel dispatch and moves, swept 2 s after the
+    connection's end) and two reads 300 ms apart agree."""
     last: dict = {}
 
     def settled() -> bool:
@@ -91,7 +93,8 @@ def _quiet_stats(c: Cluster, timeout: float = 15.0) -> dict[str, dict[str, int]]
             {k: now[n].get(k) for k in _STEADY} == {k: last[n].get(k) for k in _STEADY}
             for n in now)
         last = now
-        return same and all(s.get("active", 0) == 0 for s in now.values())
+        return same and all(s.get("active", 0) == 0 and s.get("kernel_origin_dispatched_live", 0) == 0
+                            for s in now.values())
 
     assert _poll(settled, timeout, interval=0.3), f"engines never went quiet: {last}"
     return last
@@ -241,7 +244,11 @@ def test_user_space_packets_per_connection(cluster: Cluster) -> None:
     after = _quiet_stats(c)
     queued = _delta(after, before, "nfq_received")
     assert _delta(after, before, "handoffs")[origin] == BATCH
-    assert _delta(after, before, "handoffs_received")[owner] == BATCH
+    # rare with kernel moves (curl keeps its connection): the origin program
+    # moves the kernel's own socket to the owner, which adopts it as a move.
+    rare_moves = c.mode == "rare" and kernel_moves(c)
+    received = _delta(after, before, "bpf_adopt_move_adopted" if rare_moves else "handoffs_received")
+    assert received[owner] == BATCH, received
     per_conn = {n: round(v / BATCH, 2) for n, v in queued.items()}
     print(f"{c.mode}/{c.datapath}: user-space packets per connection {per_conn} "
           f"(origin {origin}, serving {owner})")
@@ -260,7 +267,7 @@ def test_user_space_packets_per_connection(cluster: Cluster) -> None:
         # injected): 2.3-3.0 measured on an idle machine, up to 3.6 under load.
         allowed = {"rare": 8, "frontend": 4, "always": 4}.get(c.mode, 3)
         assert queued[origin] <= allowed * BATCH, per_conn
-        adopted = _delta(after, before, "bpf_adopt_adopted")[owner]
+        adopted = _delta(after, before, "bpf_adopt_move_adopted" if rare_moves else "bpf_adopt_adopted")[owner]
         assert adopted == BATCH, (adopted, after[owner])
         # Their ends came from the close watch (close.bpf.c), not sock_diag's
         # destroy broadcast (no subscription on the kernel path).
