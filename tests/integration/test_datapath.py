@@ -133,6 +133,24 @@ def _fetch(c: Cluster, doc: Document, via: Optional[str] = None,
     raise AssertionError("no free source port")
 
 
+def _keep_alive_fetch(c: Cluster, doc: Document, origin: str, via: Optional[str], counter: str) -> Any:
+    """One keep-alive request (curl's default) accepted by `origin`, byte-exact:
+    with kernel moves (the default) its program takes it (its `counter` rises
+    by one, no packet reaches user space on any node), else its engine reads
+    it (`counter` stays). Returns the FetchResult."""
+    before = _quiet_stats(c)
+    _, r = _fetch(c, doc, via=via)
+    _exact(doc, r)
+    after = _quiet_stats(c)
+    by_program = kernel_moves(c)
+    if by_program:
+        assert all(v == 0 for v in _delta(after, before, "nfq_received").values()), _delta(after, before, "nfq_received")
+    else:
+        assert _delta(after, before, "nfq_received")[origin] >= 1
+    assert _delta(after, before, counter)[origin] == (1 if by_program else 0), (counter, after[origin])
+    return r
+
+
 def _handed_off(c: Cluster) -> list[tuple[Optional[str], Document]]:
     """(origin node or None for fe, single-owner document it lacks) pairs: every
     connection of them is handed off to another node."""
@@ -319,17 +337,8 @@ def test_rare_serves_its_own_content_without_user_space(cluster: Cluster) -> Non
         assert queued[origin] >= len(docs), queued  # the request, at least
     # Keep-alive (curl's default), served here all the same: by the program
     # (kernel moves), else the engine reads it.
-    before = _quiet_stats(c)
-    node, r = _fetch(c, docs[0], via=origin)
-    _exact(docs[0], r)
-    after = _quiet_stats(c)
+    r = _keep_alive_fetch(c, docs[0], origin, origin, "bpf_origin_local_served")
     assert r.backend == origin
-    if kernel_moves(c):
-        assert all(v == 0 for v in _delta(after, before, "nfq_received").values())
-        assert _delta(after, before, "bpf_origin_local_served")[origin] == 1
-    else:
-        assert _delta(after, before, "nfq_received")[origin] >= 1
-        assert _delta(after, before, "bpf_origin_local_served")[origin] == 0
 
 
 def test_last_requests_are_dispatched_in_the_kernel(cluster: Cluster) -> None:
@@ -381,16 +390,7 @@ def test_last_requests_are_dispatched_in_the_kernel(cluster: Cluster) -> None:
     else:
         assert queued[origin] >= 3 * total, queued  # SYN, ACK, request at least
     # Keep-alive: the program dispatches it too with kernel moves, else the engine reads it.
-    before = _quiet_stats(c)
-    _, r = _fetch(c, remote[0], via=None if c.mode == "frontend" else origin)
-    _exact(remote[0], r)
-    after = _quiet_stats(c)
-    if kernel_moves(c):
-        assert all(v == 0 for v in _delta(after, before, "nfq_received").values())
-        assert _delta(after, before, "bpf_origin_dispatched")[origin] == 1
-    else:
-        assert _delta(after, before, "nfq_received")[origin] >= 1
-        assert _delta(after, before, "bpf_origin_dispatched")[origin] == 0
+    _keep_alive_fetch(c, remote[0], origin, None if c.mode == "frontend" else origin, "bpf_origin_dispatched")
 
 
 def test_a_long_transfer_stays_in_the_kernel(cluster: Cluster) -> None:
