@@ -411,6 +411,10 @@ def test_agent_stats_file_round_trip(tmp_path: Any) -> None:
     assert doc["node"] == "fe" and doc["running"] is True
     assert doc["counters"] == {"handoffs": 3, "active": 0}
     assert not path.with_name(path.name + ".tmp").exists()
+    # stamped when the counters were read, not when written (a reader waiting
+    # for a later time must see every count made before it)
+    agent.write_stats(path, "fe", "frontend", True, {"handoffs": 4}, read_at=1234.5)
+    assert agent.read_stats(path)["time"] == 1234.5
     assert agent.engine_config({"role": "backend", "stats_file": "x", "stats_interval_ms": 5}) \
         == {"role": "backend"}
 

@@ -32,9 +32,9 @@ engine's ``active`` counter is 0 within 5 s after each client ends.
 
 On the kernel data path, a to f run with the engines moving the connections
 (``--kernel-moves off``: every later request through user space); g runs the
-same clients (and pipelining's harder cases) with the default, the origin and
-serving nodes' BPF programs moving them in the kernel, and checks that no
-packet reached user space.
+same clients (and pipelining's harder cases) with ``--kernel-moves on`` (the
+default, but for rare), the origin and serving nodes' BPF programs moving
+them in the kernel, and checks that no packet reached user space.
 """
 from __future__ import annotations
 
@@ -129,7 +129,7 @@ def _cluster(request: Any, **impair: Any) -> Iterator[Cluster]:
                               replicate=0.0, **impair)
     if datapath is not None:
         kw["datapath"] = datapath
-    if datapath == "kernel":  # the engines move the connections (--kernel-moves off; g: on, the default)
+    if datapath == "kernel":  # the engines move the connections (--kernel-moves off; g: on)
         kw["engine_options"] = {"kernel_moves": False}
     with Cluster(**kw) as c:
         if datapath is not None:
@@ -585,13 +585,14 @@ KERNEL_MOVE_COUNTERS = ("nfq_received", "handoffs", "rehandoffs", "bpf_origin_di
 
 
 def _kernel_moves_cluster(mode: str, **impair: Any) -> Iterator[Cluster]:
-    """A cluster on the kernel data path as it comes (--kernel-moves on, the
-    default): its BPF programs move persistent connections in the kernel."""
+    """A cluster on the kernel data path with --kernel-moves on (the default
+    but for rare, which asks for it): its BPF programs move persistent
+    connections in the kernel."""
     reason = _missing(mode, impaired=bool(impair))
     if reason:
         pytest.skip(reason)
     with Cluster(mode=mode, backends=3, clients=1, seed=SEED, sizes=SIZES, replicate=0.0,
-                 datapath="kernel", **impair) as c:
+                 datapath="kernel", engine_options={"kernel_moves": True}, **impair) as c:
         assert set(c.datapaths().values()) == {"kernel"}, c.datapaths()
         yield c
 
