@@ -576,7 +576,7 @@ def test_http_client_one_connection_under_loss_and_reordering(lossy: Cluster) ->
         assert stats["impair_lost"] > 0 and stats["impair_reordered"] > 0, stats
 
 
-# --- g. the kernel's own moves (--kernel-moves, the default: origin.bpf.c (h), adopt.bpf.c) --
+# --- g. the kernel's own moves (--kernel-moves on: origin.bpf.c (h), adopt.bpf.c) ----------
 KERNEL_MOVE_COUNTERS = ("nfq_received", "handoffs", "rehandoffs", "bpf_origin_dispatched", "bpf_origin_move_sent",
                         "bpf_origin_held_back",
                         "bpf_origin_move_resent", "bpf_origin_kept", "bpf_origin_to_engine", "bpf_origin_gap_dropped", "bpf_adopt_move_retired",
