@@ -177,6 +177,12 @@ std::string engine_doc() {
   return doc + ".";
 }
 
+py::dict to_dict(const runtime::NodeRuntime::Counters& counters) {
+  py::dict out;
+  for (const auto& [name, value] : counters) out[py::str(name)] = value;
+  return out;
+}
+
 class PyEngine {
  public:
   explicit PyEngine(const py::dict& config) : runtime_(std::make_unique<runtime::NodeRuntime>(config_from(config))) {}
@@ -199,10 +205,11 @@ class PyEngine {
     runtime_->stop();
   }
 
-  py::dict counters() const {
-    py::dict out;
-    for (const auto& [name, value] : runtime_->counters()) out[py::str(name)] = value;
-    return out;
+  py::dict counters() const { return to_dict(runtime_->counters()); }
+
+  py::tuple counters_at() const {
+    const auto timed = runtime_->timed_counters();
+    return py::make_tuple(timed.taken_at, to_dict(timed.counters));
   }
 
   // Every option's value in this engine's config, by key (None: none).
@@ -235,6 +242,9 @@ void init_engine(py::module_& m) {
       .def("stop", &PyEngine::stop,
            "Stops the engine thread, removes its rules, restores sysctls and writes the final stats. Idempotent.")
       .def("counters", &PyEngine::counters, "A snapshot of every counter (refreshed every 100 ms and at stop).")
+      .def("counters_at", &PyEngine::counters_at,
+           "(time, counters): the snapshot and the wall-clock time its reading began (time.time() units;\n"
+           "0.0 before the first). Every count made before that time is in it.")
       .def_property_readonly("options", &PyEngine::options,
                              "Every option's value in this engine's config, by key (None: none).")
       .def_property_readonly("running", &PyEngine::running)

@@ -37,10 +37,11 @@ AGENT_KEYS = ("stats_file", "stats_interval_ms")
 def write_stats(path: Path, node: str, role: str, running: bool, counters: dict[str, int],
                 read_at: Optional[float] = None) -> None:
     """Write the stats document to path atomically (readers never see half a file).
-    Its ``time`` is ``read_at``, taken before the counters were read (default:
-    now): a reader that waits for a document with time > t sees every count
-    made before t (reading the engine's counters, BPF maps included, takes a
-    few ms: stamped after it, a count made meanwhile showed up one write late)."""
+    Its ``time`` is ``read_at``, when the engine began reading the counters
+    (Engine.counters_at; default: now): a reader that waits for a document with
+    time > t sees every count made before t (the engine's snapshot is up to a
+    tick, 100 ms, old when the agent reads it: stamped with the agent's clock, a
+    count made in between showed up one write late)."""
     doc = {"node": node, "role": role, "pid": os.getpid(), "running": running,
            "time": time.time() if read_at is None else read_at,
            "counters": {k: int(v) for k, v in counters.items()}}
@@ -93,8 +94,8 @@ def run(config: dict[str, Any]) -> int:
     try:
         while not stop_requested.is_set():
             if stats_path is not None:
-                read_at = time.time()
-                write_stats(stats_path, node, role, True, engine.counters(), read_at)
+                read_at, counters = engine.counters_at()
+                write_stats(stats_path, node, role, True, counters, read_at)
             if not engine.running:
                 print(f"handofflab.agent: {node}: engine stopped on its own", file=sys.stderr,
                       flush=True)
@@ -110,8 +111,8 @@ def run(config: dict[str, Any]) -> int:
             code = code or 1
         if stats_path is not None:
             try:
-                read_at = time.time()
-                write_stats(stats_path, node, role, False, engine.counters(), read_at)
+                read_at, counters = engine.counters_at()
+                write_stats(stats_path, node, role, False, counters, read_at)
             except Exception as exc:  # noqa: BLE001
                 print(f"handofflab.agent: {node}: final stats not written: {exc}",
                       file=sys.stderr, flush=True)

@@ -81,6 +81,7 @@ struct NodeRuntime::Impl {
 
   mutable std::mutex snapshot_mutex;
   Counters snapshot;
+  double snapshot_taken_at = 0;  // wall clock, seconds since the epoch, before collect()
 
   std::vector<std::unique_ptr<io::SysctlGuard>> sysctls;
   std::unique_ptr<io::NfQueue> queue;  // null: the role takes no packets
@@ -290,9 +291,11 @@ NodeRuntime::Counters NodeRuntime::Impl::collect() const {
 }
 
 void NodeRuntime::Impl::take_snapshot() {
+  const double at = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   Counters fresh = collect();
   std::lock_guard lock(snapshot_mutex);
   snapshot = std::move(fresh);
+  snapshot_taken_at = at;
 }
 
 void NodeRuntime::Impl::write_stats() {
@@ -434,6 +437,11 @@ bool NodeRuntime::running() const { return impl_->running; }
 NodeRuntime::Counters NodeRuntime::counters() const {
   std::lock_guard lock(impl_->snapshot_mutex);
   return impl_->snapshot;
+}
+
+NodeRuntime::TimedCounters NodeRuntime::timed_counters() const {
+  std::lock_guard lock(impl_->snapshot_mutex);
+  return {impl_->snapshot_taken_at, impl_->snapshot};
 }
 
 }  // namespace hl::runtime

@@ -208,6 +208,15 @@ class NodeRuntime {
   bool running() const;
   // A snapshot of every counter (refreshed every timer tick and at stop). Thread-safe.
   Counters counters() const;
+  // The snapshot and the wall-clock time its reading began (seconds since the
+  // epoch; 0 before the first): every count made before that time is in it,
+  // which a reader waiting for counts made before some moment relies on (the
+  // snapshot is up to a tick old when read). Thread-safe.
+  struct TimedCounters {
+    double taken_at = 0;
+    Counters counters;
+  };
+  TimedCounters timed_counters() const;
   const RuntimeConfig& config() const { return config_; }
 
  private:

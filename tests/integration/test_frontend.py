@@ -11,6 +11,7 @@ engine's rules are removed by ``handoffd --cleanup``.
 """
 from __future__ import annotations
 
+import random
 import re
 import signal
 import subprocess
@@ -417,6 +418,38 @@ def test_agent_stats_file_round_trip(tmp_path: Any) -> None:
     assert agent.read_stats(path)["time"] == 1234.5
     assert agent.engine_config({"role": "backend", "stats_file": "x", "stats_interval_ms": 5}) \
         == {"role": "backend"}
+
+
+def test_a_stats_document_stamped_after_a_count_holds_it(engine_requirements: None) -> None:
+    """The agent stamps each stats document with the time the engine began
+    reading the counters it holds (Engine.counters_at), so a document stamped
+    after a handoff counts it. (Stamped when the agent read the engine's
+    snapshot, up to 100 ms old, about one in five such documents missed it:
+    test_bad_input's baselines then came one handoff short.)"""
+    with Cluster(mode="frontend", backends=1, clients=1, seed=3, datapath="nfqueue") as c:
+        doc = min(c.documents, key=lambda d: d.size)
+        fe = c.agents["fe"]
+        before = _poll_doc(fe, time.time())["counters"]["handoffs"]
+        rng = random.Random(1)
+        for i in range(1, 17):
+            time.sleep(rng.uniform(0, 0.2))  # anywhere in the agent's 200 ms write cycle
+            # The time right after curl's exit, in the client (a few ms after fe's
+            # count; the same clock): the Python round trip would add tens of ms.
+            out = c.clients[0].cmd(f"curl -s -o /dev/null -w '%{{http_code}}\\n' {c.url(doc)}; date +%s.%N")
+            status, done = out.split()
+            assert status == "200", out
+            assert _poll_doc(fe, float(done))["counters"]["handoffs"] == before + i, i
+
+
+def _poll_doc(agent: Any, after: float, timeout: float = 5.0) -> dict[str, Any]:
+    """The agent's first stats document stamped after `after`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        doc = agent.stats_doc() or {}
+        if doc.get("time", 0) > after:
+            return doc
+        time.sleep(0.01)
+    raise AssertionError(f"no stats document after {after} in {timeout} s")
 
 
 def test_unknown_policy_is_refused() -> None:
