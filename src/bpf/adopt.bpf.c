@@ -407,9 +407,10 @@ static __always_inline __u32 moved_attrs(__u32 mss, __u32 wscale_ok, __u32 snd_w
  * quiet (a response still under way): dropped, the client sends it again. A
  * request socket (a rare node's first request, its kernel's own handshake)
  * whose ISNs the request follows is quiet: the same, from what it knows. Its
- * socket gone and the move recorded: sent on again (a retransmission). No
- * socket, or one not established: to the kernel as it is (a RST for an
- * unknown connection, what a closing one says). `to_node`: addressed to this
+ * socket gone (the lookup finds the listener, or nothing) and the move
+ * recorded at these numbers: sent on again (a retransmission). No socket and
+ * no such record, or one not established: to the kernel as it is (a RST for
+ * an unknown connection, what a closing one says). `to_node`: addressed to this
  * node (else to the VIP, from this node's own origin program). */
 static __always_inline int move_from_here(struct __sk_buff *skb, const struct iphdr *ip, const struct tcphdr *tcp,
                                           __u32 l4, int to_node) {
@@ -428,6 +429,12 @@ static __always_inline int move_from_here(struct __sk_buff *skb, const struct ip
   key.client_port = tcp->source;
   key.vip_port = tcp->dest;
   skc = connection_socket(skb, key.client_addr, key.vip_addr, key.client_port, key.vip_port);
+  if (skc && skc->state == BPF_TCP_LISTEN) {
+    /* The web server's listener (the lookup falls back to it): no connection
+     * socket, as when the move retired it. */
+    bpf_sk_release(skc);
+    skc = NULL;
+  }
   if (!skc) {
     old = bpf_map_lookup_elem(&moved, &key);
     if (!old || old->seq != seq || old->ack != ack) goto unknown;

@@ -42,9 +42,11 @@
  *     NFQUEUE rules let through (local_passed).
  * (e) With cfg_kernel_handshake (rare: the node's kernel does the handshake,
  *     nginx listens with TCP_DEFER_ACCEPT) and a connection not in `forwards`:
- *     its SYN, and a pure ACK whose request socket exists, get skb->mark =
- *     cfg_bypass_mark (the NFQUEUE rules' RETURN mark: they go straight to
- *     the kernel, handshake_passed); the request (the first segment with
+ *     its SYN, and a pure ACK whose request socket exists (or whose full
+ *     socket has received nothing), get skb->mark = cfg_bypass_mark (the
+ *     NFQUEUE rules' RETURN mark: they go straight to the kernel,
+ *     handshake_passed; queued, one could reach the kernel after (g) took
+ *     the request and retired the socket: the listener's RST); the request (the first segment with
  *     payload, seq and ack one past the socket's two ISNs) gets in its mark
  *     what the engine needs of the handshake, read from the request socket
  *     (or the full socket of a syncookie handshake that has received
@@ -769,16 +771,25 @@ static __always_inline int kernel_handshake(struct __sk_buff *skb, const struct 
                               BPF_CORE_READ_BITFIELD(req, req.tstamp_ok));
       }
     }
-  } else if (sk->state == BPF_TCP_ESTABLISHED && !pure) {
-    /* A syncookie handshake (or no TCP_DEFER_ACCEPT): the full socket, if it
-     * has received nothing yet and this segment is its first. */
+  } else if (sk->state == BPF_TCP_ESTABLISHED) {
+    /* A syncookie handshake, TCP_DEFER_ACCEPT's last retransmission over (the
+     * handshake's ACK made the full socket: a lost SYN/ACK), or no
+     * TCP_DEFER_ACCEPT: the full socket, if it has received nothing yet and
+     * this segment is its first. A pure ACK (a second SYN/ACK's) goes
+     * straight to it too: queued, it could reach the kernel after (g) moved
+     * the request and retired the socket, and the listener would answer it
+     * with a RST. */
     tp = bpf_skc_to_tcp_sock(sk);
     if (tp && tp->bytes_received == 0 && tp->rcv_nxt == seq && tp->snd_nxt == ack && tp->snd_una == ack) {
-      mark = handshake_mark(tp->rx_opt.mss_clamp, BPF_CORE_READ_BITFIELD(tp, rx_opt.snd_wscale),
-                            BPF_CORE_READ_BITFIELD(tp, rx_opt.rcv_wscale),
-                            BPF_CORE_READ_BITFIELD(tp, rx_opt.wscale_ok),
-                            BPF_CORE_READ_BITFIELD(tp, rx_opt.sack_ok),
-                            BPF_CORE_READ_BITFIELD(tp, rx_opt.tstamp_ok));
+      if (pure) {
+        mark = cfg_bypass_mark;
+      } else {
+        mark = handshake_mark(tp->rx_opt.mss_clamp, BPF_CORE_READ_BITFIELD(tp, rx_opt.snd_wscale),
+                              BPF_CORE_READ_BITFIELD(tp, rx_opt.rcv_wscale),
+                              BPF_CORE_READ_BITFIELD(tp, rx_opt.wscale_ok),
+                              BPF_CORE_READ_BITFIELD(tp, rx_opt.sack_ok),
+                              BPF_CORE_READ_BITFIELD(tp, rx_opt.tstamp_ok));
+      }
     }
   }
   bpf_sk_release(sk);

@@ -832,9 +832,25 @@ TEST_F(AdoptMoveLive, AMoveOrderTakesARequestSocketsConnection) {
   EXPECT_EQ(accept_within(200), -1) << "the listener got the connection";
   EXPECT_FALSE(capture(port, 300, [](const Seen& s) { return (s.flags & flag::RST) != 0; }).has_value())
       << "a RST reached the client";
-  const AdoptCounters c = adopter_->counters();
+  AdoptCounters c = adopter_->counters();
   EXPECT_EQ(c.move_retired, 1u);
   EXPECT_EQ(c.move_not_quiet, 0u);
+
+  // The order again (the client sent the request again: the moved copy was
+  // lost): the socket is gone, the listener is all a lookup finds, and the
+  // move's record sends the request on again as it went the first time; the
+  // kernel never sees it (its listener would answer with a RST).
+  send_raw(order.build(), kNode);
+  std::optional<std::vector<uint8_t>> again = capture_packet(2000, [&](const net::TcpPacket& pkt) {
+    return pkt.dst_addr() == to && pkt.src_port() == port;
+  });
+  ASSERT_TRUE(again.has_value()) << "the request was not sent on again";
+  EXPECT_EQ(*again, *moved) << "the same moved request (numbers, TSecr, attributes, MAC)";
+  EXPECT_FALSE(capture(port, 300, [](const Seen& s) { return (s.flags & flag::RST) != 0; }).has_value())
+      << "a RST reached the client";
+  c = adopter_->counters();
+  EXPECT_EQ(c.move_resent, 1u);
+  EXPECT_EQ(c.move_unknown, 0u);
 }
 
 TEST_F(AdoptLive, DestructionDetaches) {

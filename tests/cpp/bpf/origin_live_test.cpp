@@ -226,12 +226,37 @@ TEST_F(OriginLive, MappedConnectionIsForwardedByTheKernelButItsFinIsNot) {
   EXPECT_EQ(path_->counters().end_to_user, 1u) << to_string_counters();
 }
 
-// rare's kernel handshake (origin.bpf.c (e)): a real listener with
-// TCP_DEFER_ACCEPT on the VIP does the handshake; the NFQUEUE rules as a rare
-// node's (the own mark RETURNs, the rest to the VIP queued). Only the request
-// reaches the queue, its mark holding the handshake as the client's socket
-// knows it; accepted, the kernel's socket reads it.
-TEST(OriginLiveKernelHandshake, OnlyTheRequestIsQueuedAndItsMarkHoldsTheHandshake) {
+// rare's kernel handshake (origin.bpf.c (e)): a real listener on the VIP does
+// the handshake; the NFQUEUE rules as a rare node's (the own mark RETURNs, the
+// rest to the VIP queued). A second pure ACK comes before the request (as a
+// client answers a retransmitted SYN/ACK). Only the request reaches the queue,
+// its mark holding the handshake as the client's socket knows it; accepted,
+// the kernel's socket reads it. With TCP_DEFER_ACCEPT both ACKs find the
+// request socket; without it (or its last retransmission over: a lost
+// SYN/ACK) the first made the full socket, and the second, queued, could reach
+// the kernel after the program moved the request and retired the socket: the
+// listener's RST to the client (issue 14).
+class OriginLiveKernelHandshake : public ::testing::TestWithParam<int> {};
+
+INSTANTIATE_TEST_SUITE_P(DeferAccept, OriginLiveKernelHandshake, ::testing::Values(5, 0),
+                         [](const auto& p) { return p.param ? "RequestSocket" : "FullSocket"; });
+
+// The client socket's next sequence number and the next it expects (TCP_REPAIR).
+std::optional<std::pair<uint32_t, uint32_t>> client_numbers(int fd) {
+  int on = 1, off = -1 /* TCP_REPAIR_OFF_NO_WP: no window probe */;
+  uint32_t seq = 0, ack = 0;
+  socklen_t len = sizeof seq;
+  int queue = TCP_SEND_QUEUE;
+  if (setsockopt(fd, IPPROTO_TCP, TCP_REPAIR, &on, sizeof on) != 0) return std::nullopt;
+  const bool ok = setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, &queue, sizeof queue) == 0 &&
+                  getsockopt(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, &seq, &len) == 0 &&
+                  (queue = TCP_RECV_QUEUE, setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, &queue, sizeof queue)) == 0 &&
+                  getsockopt(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, &ack, &len) == 0;
+  if (setsockopt(fd, IPPROTO_TCP, TCP_REPAIR, &off, sizeof off) != 0 || !ok) return std::nullopt;
+  return std::make_pair(seq, ack);
+}
+
+TEST_P(OriginLiveKernelHandshake, OnlyTheRequestIsQueuedAndItsMarkHoldsTheHandshake) {
   NetnsPair ns;
   if (!ns.error().empty()) GTEST_SKIP() << ns.error();
   if (std::string why = kernel_supports_origin(); !why.empty()) GTEST_SKIP() << why;
@@ -263,10 +288,12 @@ TEST(OriginLiveKernelHandshake, OnlyTheRequestIsQueuedAndItsMarkHoldsTheHandshak
   vip.sin_family = AF_INET;
   vip.sin_addr.s_addr = htonl(kVip.addr.value);
   vip.sin_port = htons(kVip.port);
-  const int one = 1, defer = 5;
+  const int one = 1, defer = GetParam();
   ASSERT_EQ(setsockopt(listener.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one), 0);
   ASSERT_EQ(bind(listener.fd, reinterpret_cast<sockaddr*>(&vip), sizeof vip), 0);
-  ASSERT_EQ(setsockopt(listener.fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof defer), 0);
+  if (defer) {
+    ASSERT_EQ(setsockopt(listener.fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof defer), 0);
+  }
   ASSERT_EQ(listen(listener.fd, 16), 0);
 
   OriginPathConfig config;
@@ -278,18 +305,33 @@ TEST(OriginLiveKernelHandshake, OnlyTheRequestIsQueuedAndItsMarkHoldsTheHandshak
   OriginPath path(config);
   path.attach("veth-s");
 
-  Fd client;
+  Fd client, raw;
   ns.enter_client();
   const bool client_ok =
       NetnsPair::run({"/usr/sbin/ip", "addr", "add", "192.168.77.2/24", "dev", "veth-c"}) &&
       NetnsPair::run({"/usr/sbin/ip", "route", "add", "10.0.0.100/32", "via", "192.168.77.1"});
   client.fd = socket(AF_INET, SOCK_STREAM, 0);
+  raw.fd = socket(AF_INET, SOCK_RAW, IPPROTO_RAW);
   ns.enter_serving();
-  ASSERT_TRUE(client_ok && client.fd >= 0);
+  ASSERT_TRUE(client_ok && client.fd >= 0 && raw.fd >= 0);
   ASSERT_EQ(connect(client.fd, reinterpret_cast<sockaddr*>(&vip), sizeof vip), 0) << std::strerror(errno);
   tcp_info info{};
   socklen_t info_len = sizeof info;
   ASSERT_EQ(getsockopt(client.fd, IPPROTO_TCP, TCP_INFO, &info, &info_len), 0);
+  // The second pure ACK, at the client's numbers.
+  sockaddr_in from{};
+  socklen_t from_len = sizeof from;
+  ASSERT_EQ(getsockname(client.fd, reinterpret_cast<sockaddr*>(&from), &from_len), 0);
+  const auto numbers = client_numbers(client.fd);
+  ASSERT_TRUE(numbers) << std::strerror(errno);
+  net::PacketBuilder dup;
+  dup.ipv4(ipv4(192, 168, 77, 2), kVip.addr).tcp(ntohs(from.sin_port), kVip.port).seq(numbers->first)
+      .ack(numbers->second).flags(net::tcp_flag::ACK).window(502);
+  const std::vector<uint8_t> dup_ack = dup.build();
+  ASSERT_EQ(sendto(raw.fd, dup_ack.data(), dup_ack.size(), 0, reinterpret_cast<sockaddr*>(&vip), sizeof vip),
+            static_cast<ssize_t>(dup_ack.size()));
+  // Both ACKs through the program (the client's own is sent before connect returns).
+  for (int i = 0; i < 100 && path.counters().handshake_passed < 3; ++i) usleep(10000);
   ASSERT_EQ(send(client.fd, kRequest.data(), kRequest.size(), 0), static_cast<ssize_t>(kRequest.size()));
 
   // Poll the queue until the request comes: the SYN and the handshake ACK came
@@ -319,7 +361,7 @@ TEST(OriginLiveKernelHandshake, OnlyTheRequestIsQueuedAndItsMarkHoldsTheHandshak
   EXPECT_EQ(hs->snd_wscale, info.tcpi_rcv_wscale) << "the client's own shift";
   EXPECT_EQ(hs->rcv_wscale, info.tcpi_snd_wscale) << "the shift the kernel announced to the client";
   const OriginCounters c = path.counters();
-  EXPECT_EQ(c.handshake_passed, 2u) << "the SYN and the handshake ACK;" << names();
+  EXPECT_EQ(c.handshake_passed, 3u) << "the SYN and the two ACKs;" << names();
   EXPECT_EQ(c.handshake_read, 1u) << names();
   EXPECT_EQ(c.syn_answered + c.ack_dropped + c.malformed + c.error, 0u) << names();
 
