@@ -101,7 +101,7 @@ struct RuntimeConfig {
   std::optional<bool> kernel_moves;            // frontend, backend, always, rare, with kernel_dispatch and moves:
                                                //   a dispatched persistent connection's later requests are
                                                //   read and moved in the kernel too (origin.bpf.c (h)); unset:
-                                               //   on, but off for rare (kernel_moves_on)
+                                               //   on (kernel_moves_on)
   std::string datapath = "auto";               // frontend, backend, always, rare: "kernel" (BPF: src/bpf/),
                                                //   "nfqueue" (NFQUEUE + raw socket), "auto" (kernel where
                                                //   this kernel can: resolve_datapath)

@@ -258,13 +258,11 @@ def port_to(c: Any, client: str, node: str, ports: Iterator[int], tries: int = 2
 
 def kernel_moves(c: Any) -> bool:
     """Whether the cluster's BPF programs dispatch and move its persistent
-    connections (the kernel data path with --kernel-moves and --moves: on by
-    default, but --kernel-moves off for rare), not its engines."""
+    connections (the kernel data path with --kernel-moves and --moves, both on
+    by default), not its engines."""
     options = c.engine_options
-    wanted = options.get("kernel_moves")
-    if wanted is None:
-        wanted = c.mode != "rare"
-    return c.resolved_datapath() == "kernel" and bool(wanted) and bool(options.get("moves", True))
+    return (c.resolved_datapath() == "kernel" and bool(options.get("kernel_moves", True))
+            and bool(options.get("moves", True)))
 
 
 def set_link(c: Any, node: str, state: str) -> None:

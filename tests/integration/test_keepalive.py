@@ -33,7 +33,7 @@ engine's ``active`` counter is 0 within 5 s after each client ends.
 On the kernel data path, a to f run with the engines moving the connections
 (``--kernel-moves off``: every later request through user space); g runs the
 same clients (and pipelining's harder cases) with ``--kernel-moves on`` (the
-default, but for rare), the origin and serving nodes' BPF programs moving
+default), the origin and serving nodes' BPF programs moving
 them in the kernel, and checks that no packet reached user space.
 """
 from __future__ import annotations
@@ -585,8 +585,8 @@ KERNEL_MOVE_COUNTERS = ("nfq_received", "handoffs", "rehandoffs", "bpf_origin_di
 
 
 def _kernel_moves_cluster(mode: str, **impair: Any) -> Iterator[Cluster]:
-    """A cluster on the kernel data path with --kernel-moves on (the default
-    but for rare, which asks for it): its BPF programs move persistent
+    """A cluster on the kernel data path with --kernel-moves on (the
+    default, asked for all the same): its BPF programs move persistent
     connections in the kernel."""
     reason = _missing(mode, impaired=bool(impair))
     if reason:
@@ -597,15 +597,7 @@ def _kernel_moves_cluster(mode: str, **impair: Any) -> Iterator[Cluster]:
         yield c
 
 
-# rare's kernel moves are off by default: now and then one of their move orders
-# meets no socket and no record at the old node (bpf_adopt_move_unknown), goes
-# to its kernel as it is and the client gets a RST (a wrk read error in CI,
-# 2026-12-06; under 2 % loss a reset in half the clusters' keep-alive curls).
-# Known, not yet understood (issue 14): its tests run and report, xfail.
-KERNEL_MOVES_MODES = ["always", "frontend",
-                      pytest.param("rare", marks=pytest.mark.xfail(
-                          strict=False, reason="rare's kernel moves: a move order meeting no socket "
-                          "(bpf_adopt_move_unknown) resets the client now and then (issue 14)"))]
+KERNEL_MOVES_MODES = ["always", "frontend", "rare"]
 
 
 @pytest.fixture(scope="module", params=KERNEL_MOVES_MODES)

@@ -61,11 +61,11 @@ def cluster(request: Any, cluster_requirements: None) -> Iterator[Cluster]:
     reason = _engine_missing(mode)
     if reason:
         pytest.skip(reason)
-    # kernel, always (--kernel-moves on, its default): the origin programs
-    # dispatch and move persistent connections themselves (no engine carries
-    # them): after the death the live nodes find them by asking (control::Locate),
-    # not by the serving node's Takeover. kernel-engine-moves (and rare's
-    # kernel, its default for now): --kernel-moves off, the engines' moves.
+    # kernel (--kernel-moves on, the default): the origin programs dispatch and
+    # move persistent connections themselves (no engine carries them): after
+    # the death the live nodes find them by asking (control::Locate), not by
+    # the serving node's Takeover. kernel-engine-moves: --kernel-moves off, the
+    # engines' moves.
     options = {"kernel_moves": False} if datapath == "kernel-engine-moves" else {}
     with Cluster(mode=mode, backends=3, clients=2, seed=0, replicate=0.5,
                  sizes=(("100M", 1), ("1K", 9), ("10M", 6)), datapath=datapath.split("-")[0],

@@ -271,11 +271,7 @@ bool kernel_dispatch_wanted(const RuntimeConfig& c) {
   return origin && c.fast_path;
 }
 
-// rare's first request moves from its kernel's own request socket; with
-// persistent connections under 2 % loss some of them were reset (a clean
-// cluster's keep-alive curls, 4 of 8 clusters: issue 14's note), so rare keeps
-// the engines' moves unless asked.
-bool kernel_moves_on(const RuntimeConfig& c) { return c.kernel_moves.value_or(c.role != RuntimeRole::kRare); }
+bool kernel_moves_on(const RuntimeConfig& c) { return c.kernel_moves.value_or(true); }
 
 bool kernel_moves_wanted(const RuntimeConfig& c) { return kernel_dispatch_wanted(c) && kernel_moves_on(c) && c.moves; }
 
