@@ -661,7 +661,7 @@ class Engine:
         TIME_WAIT sockets (net.ipv4.tcp_max_tw_buckets=0, tcp_fin_timeout=61: the server's
         FIN_WAIT2 socket answers the client's FIN, then goes). off: every request through the
         engine; give the same value to every node
-    kernel_moves: bool | None = none  (--kernel-moves; frontend, backend, always, rare)
+    kernel_moves: bool = True  (--kernel-moves; frontend, backend, always, rare)
         with --kernel-dispatch and --moves: a persistent connection's first request is
         dispatched by the origin's BPF program too, which then reads its later requests (a whole
         GET/HEAD head in one segment) and moves the connection to each one's owner in the
@@ -673,8 +673,7 @@ class Engine:
         one. After an origin's death the live nodes find its connections by asking
         (control::Locate). A pipelined request for another node waits for the client's
         retransmission (the responses before it acknowledged). off: the engines move persistent
-        connections (every later request through user space). Default: on; give the same value
-        to every node
+        connections (every later request through user space); give the same value to every node
     datapath: str = 'auto'  (--datapath; frontend, backend, always, rare)
         kernel: BPF programs take the handshake and forward at the origin and the serving node's
         kernel adopts handed-off connections (src/bpf/); nfqueue: NFQUEUE and raw sockets (the

@@ -46,8 +46,9 @@
  *     socket has received nothing), get skb->mark = cfg_bypass_mark (the
  *     NFQUEUE rules' RETURN mark: they go straight to the kernel,
  *     handshake_passed; queued, one could reach the kernel after (g) took
- *     the request and retired the socket: the listener's RST); the request (the first segment with
- *     payload, seq and ack one past the socket's two ISNs) gets in its mark
+ *     the request and retired the socket: the listener's RST); the request
+ *     (the first segment with payload, seq and ack one past the socket's two
+ *     ISNs) gets in its mark
  *     what the engine needs of the handshake, read from the request socket
  *     (or the full socket of a syncookie handshake that has received
  *     nothing), and goes to user space (handshake_read; HL_HANDSHAKE_* in

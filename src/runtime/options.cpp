@@ -226,7 +226,7 @@ constexpr OptionSpec kTable[] = {
     "is when its node is one, else moves to the first live one. After an origin's death the live nodes find its "
     "connections by asking (control::Locate). A pipelined request for another node waits for the client's "
     "retransmission (the responses before it acknowledged). off: the engines move persistent connections "
-    "(every later request through user space). Default: on; give the same value to every node"),
+    "(every later request through user space); give the same value to every node"),
   option<&C::datapath>("datapath", "datapath", T::kText, kCluster, "auto|kernel|nfqueue",
     "kernel: BPF programs take the handshake and forward at the origin and the serving node's kernel adopts "
     "handed-off connections (src/bpf/); nfqueue: NFQUEUE and raw sockets (the reference); auto: kernel "

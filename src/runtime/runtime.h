@@ -98,10 +98,9 @@ struct RuntimeConfig {
                                                //   file: a connection's last request for a one-owner
                                                //   document is handed off by the origin program itself
                                                //   (origin.bpf.c (g)); the serving nodes adopt it
-  std::optional<bool> kernel_moves;            // frontend, backend, always, rare, with kernel_dispatch and moves:
+  bool kernel_moves = true;                    // frontend, backend, always, rare, with kernel_dispatch and moves:
                                                //   a dispatched persistent connection's later requests are
-                                               //   read and moved in the kernel too (origin.bpf.c (h)); unset:
-                                               //   on (kernel_moves_on)
+                                               //   read and moved in the kernel too (origin.bpf.c (h))
   std::string datapath = "auto";               // frontend, backend, always, rare: "kernel" (BPF: src/bpf/),
                                                //   "nfqueue" (NFQUEUE + raw socket), "auto" (kernel where
                                                //   this kernel can: resolve_datapath)

@@ -98,7 +98,7 @@ KernelOrigin::KernelOrigin(const RuntimeConfig& c, bool forwards, const std::vec
       pc.linger_ms = kLingerMs;
       pc.idle_ms = kIdleMs;
       // (h): persistent connections too, moved in the kernel (the serving nodes' adopt programs).
-      pc.kernel_moves = kernel_moves_on(c) && !dispatch_->any_request;
+      pc.kernel_moves = c.kernel_moves && !dispatch_->any_request;
       if (self_) pc.self = *self_;
     }
     paths_.push_back(std::make_unique<Attached>(pc, vip_));
@@ -271,9 +271,7 @@ bool kernel_dispatch_wanted(const RuntimeConfig& c) {
   return origin && c.fast_path;
 }
 
-bool kernel_moves_on(const RuntimeConfig& c) { return c.kernel_moves.value_or(true); }
-
-bool kernel_moves_wanted(const RuntimeConfig& c) { return kernel_dispatch_wanted(c) && kernel_moves_on(c) && c.moves; }
+bool kernel_moves_wanted(const RuntimeConfig& c) { return kernel_dispatch_wanted(c) && c.kernel_moves && c.moves; }
 
 bool adopt_moves_wanted(const RuntimeConfig& c) {
   return kernel_moves_wanted(c) || (kernel_dispatch_wanted(c) && c.role == RuntimeRole::kRare);

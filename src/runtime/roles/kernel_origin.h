@@ -130,8 +130,6 @@ bool kernel_dispatch_wanted(const RuntimeConfig& config);
 // Whether kernel_dispatch_wanted's nodes move persistent connections in the
 // kernel too (origin.bpf.c (h), --kernel-moves with --moves).
 bool kernel_moves_wanted(const RuntimeConfig& config);
-// --kernel-moves as given, else its default: on.
-bool kernel_moves_on(const RuntimeConfig& config);
 // Whether the serving side's adopt program takes part in moves (retires a
 // quiet socket, adopts a moved request): kernel moves, or a rare node's kernel
 // dispatch (its dispatch is a move from its own kernel's socket).
