@@ -441,15 +441,15 @@ def test_a_stats_document_stamped_after_a_count_holds_it(engine_requirements: No
             assert _poll_doc(fe, float(done))["counters"]["handoffs"] == before + i, i
 
 
-def _poll_doc(agent: Any, after: float, timeout: float = 5.0) -> dict[str, Any]:
+def _poll_doc(agent: Any, after: float) -> dict[str, Any]:
     """The agent's first stats document stamped after `after`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def later() -> Any:
         doc = agent.stats_doc() or {}
-        if doc.get("time", 0) > after:
-            return doc
-        time.sleep(0.01)
-    raise AssertionError(f"no stats document after {after} in {timeout} s")
+        return doc if doc.get("time", 0) > after else None
+
+    doc = _poll(later, timeout=5, interval=0.01)
+    assert doc, f"no stats document after {after} in 5 s"
+    return doc
 
 
 def test_unknown_policy_is_refused() -> None:
