@@ -387,6 +387,16 @@ void KernelCarrier::on_watched(const WatchedSegment& seg) {
     if (ack && tcp::seq_gt(tcp::SeqNum(seg.ack), tcp::SeqNum(conn.server_acked))) {
       conn.server_acked = seg.ack;
       flush_acked(conn);
+      if (missed_client_bytes(conn)) {
+        // A client segment reached the socket uncopied: in band, the front-end's
+        // replayed request passed watch_in just before the watch's entry was
+        // written and the adopt program just after the adopt entry was. The
+        // response would look unasked (the framing lost: every move from it a
+        // timeout): the queues alone decide, exact for clients that do not pipeline.
+        stop_watch(conn);
+        kernel_.count(KernelMoveEvent::kWatchMissed);
+        return;
+      }
     }
     if (!seg.payload.empty()) {
       w.on_server(seg.seq, seg.payload);
@@ -402,6 +412,7 @@ void KernelCarrier::on_watched(const WatchedSegment& seg) {
     return;
   }
   if (ack) w.on_client_ack(seg.ack);
+  if ((seg.tcp_flags & net::tcp_flag::FIN) != 0) conn.client_fin = seg.seq + static_cast<uint32_t>(seg.payload.size());
   if (!seg.payload.empty()) {
     feed_client(conn, seg.seq, seg.payload);
   } else if (tcp::seq_gt(tcp::SeqNum(seg.seq), tcp::SeqNum(w.client_next()))) {
@@ -427,6 +438,16 @@ void KernelCarrier::feed_client(Conn& conn, uint32_t seq, std::span<const uint8_
   }
   conn.unacked.emplace_back(seq, std::vector<uint8_t>(payload.begin(), payload.end()));
   conn.unacked_bytes += payload.size();
+}
+
+bool KernelCarrier::missed_client_bytes(const Conn& conn) {
+  // The watch has every client byte copied before the server's ack (a client
+  // segment is copied at tc ingress, before its socket gets it; the ack at tc
+  // egress, after): contiguous up to that ack, unless a copy is missing. The
+  // client's FIN takes a sequence number of its own.
+  const uint32_t next = conn.watch->client_next();
+  if (!tcp::seq_gt(tcp::SeqNum(conn.server_acked), tcp::SeqNum(next))) return false;
+  return !(conn.server_acked == next + 1u && conn.client_fin == next);
 }
 
 void KernelCarrier::flush_acked(Conn& conn) {
@@ -506,6 +527,14 @@ void KernelCarrier::try_release(Conn& conn, uint64_t now) {
   conn.timed_out = order;
   conn.order.reset();
   link_.released(conn.order_from, control::Released{order.client, control::ReleaseStatus::kTimeout, 0, 0});
+  // A failed move resets the client (Origin::move_failed; without this answer,
+  // its own timeout does): the socket goes with it, at exactly its rcv_nxt.
+  // Kept, it would outlive its connection: its server holds it idle (nginx:
+  // 65 s), then its FIN is answered by the client with a RST that reaches the
+  // origin, never here. Its end follows as any socket's (a Termination).
+  if (const std::optional<SocketAt> at = kernel_.locate(conn.client)) {
+    raw_.send(net::make_rst(raw_.buffer(), conn.client, cfg_.vip, at->rcv_nxt));
+  }
 }
 
 void KernelCarrier::retire(Conn& conn, uint64_t now) {

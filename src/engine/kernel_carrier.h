@@ -108,6 +108,7 @@ enum class KernelMoveEvent : uint8_t {
   kWatched,            // a connection's watch entry written
   kWatchRefused,       // ... refused (no watch program, map full): sock_diag alone
   kWatchLost,          // copies were lost (ring buffer full): the watches fall back to sock_diag alone
+  kWatchMissed,        // the server acked client bytes its watch never got: that watch falls back to sock_diag
   kReleasedExact,      // retired on the watch's and sock_diag's quiet point
   kReleasedUnwatched,  // retired on sock_diag alone (exact for clients that do not pipeline)
   // A Release answered kTimeout, by what its last look found not quiet:
@@ -201,6 +202,7 @@ class KernelCarrier final : public Carrier {
     uint32_t watched_client_from = 0;  // the positions last written to the kernel's entry
     uint32_t watched_server_from = 0;
     uint32_t server_acked = 0;  // the server's latest ack (of client bytes its kernel got)
+    std::optional<uint32_t> client_fin;  // the client's FIN copied: its sequence number
     std::vector<std::pair<uint32_t, std::vector<uint8_t>>> unacked;  // client bytes the server has not acked yet
     size_t unacked_bytes = 0;
     std::optional<control::Release> order;  // a move under way
@@ -242,6 +244,8 @@ class KernelCarrier final : public Carrier {
   // request of a local origin passes tc ingress, yet never reaches the socket.
   void feed_client(Conn& conn, uint32_t seq, std::span<const uint8_t> payload);
   void flush_acked(Conn& conn);
+  // Whether the server acked client bytes its watch never got (a FIN aside).
+  static bool missed_client_bytes(const Conn& conn);
   // Whether the move of `conn` may retire it now (its order set).
   bool quiet(Conn& conn);
   // Retires `conn` if quiet, answers kTimeout if past the time; the order stays otherwise.

@@ -301,6 +301,7 @@ void KernelServing::visit_counters(const CounterVisitor& visit) const {
   visit("kernel_watched", move_events_[static_cast<size_t>(KernelMoveEvent::kWatched)]);
   visit("kernel_watch_refused", move_events_[static_cast<size_t>(KernelMoveEvent::kWatchRefused)]);
   visit("kernel_watch_lost", move_events_[static_cast<size_t>(KernelMoveEvent::kWatchLost)]);
+  visit("kernel_watch_missed", move_events_[static_cast<size_t>(KernelMoveEvent::kWatchMissed)]);
   visit("kernel_released_exact", move_events_[static_cast<size_t>(KernelMoveEvent::kReleasedExact)]);
   visit("kernel_released_unwatched", move_events_[static_cast<size_t>(KernelMoveEvent::kReleasedUnwatched)]);
   // Why a move's Release timed out (what its last look found not quiet).

@@ -77,7 +77,7 @@ class KernelServing final : public engine::KernelAdoption {
   CounterVisitor adding_kernel_work(const CounterVisitor& visit) const;
 
  private:
-  static constexpr size_t kMoveEvents = 9;  // engine::KernelMoveEvent's values
+  static constexpr size_t kMoveEvents = 10;  // engine::KernelMoveEvent's values
   static_assert(static_cast<size_t>(engine::KernelMoveEvent::kTimeoutQueues) + 1 == kMoveEvents);
 
   // Loads and attaches the watch; on failure logs and leaves watcher_ null.

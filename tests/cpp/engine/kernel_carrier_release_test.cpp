@@ -309,15 +309,25 @@ TEST(KernelCarrierReleaseTest, TheSocketMustStandWhereTheOrderSays) {
   EXPECT_EQ(n.answers().size(), 1u);
 }
 
-TEST(KernelCarrierReleaseTest, NeverQuietTimesOutAndCarriesOn) {
+// A timeout fails the move: its origin resets the client (Origin::move_failed),
+// and the socket goes too, at exactly its rcv_nxt (kept, its server would hold
+// it idle for its keep-alive time, a state outliving its connection).
+TEST(KernelCarrierReleaseTest, NeverQuietTimesOutAndResetsTheSocket) {
   Node n;
   n.queues(0, 0);
+  SocketAt at;
+  at.rcv_nxt = kReq1;
+  at.c = kC;
+  at.f = kF;
+  n.kernel.located[FakeKernel::conn_key(kClient)] = at;
   n.side.take_release(kOrigin, order());
+  (void)n.raw.take();  // the order's ACK
   for (int i = 0; i < 99; ++i) {
     n.now += 100;
     n.carrier.on_timer(n.now);
   }
   EXPECT_TRUE(n.answers().empty());
+  EXPECT_TRUE(n.raw.take().empty()) << "nothing reset while it waits";
   n.now += 100;
   n.carrier.on_timer(n.now);
   auto answers = n.answers();
@@ -325,18 +335,30 @@ TEST(KernelCarrierReleaseTest, NeverQuietTimesOutAndCarriesOn) {
   EXPECT_EQ(answers[0].status, control::ReleaseStatus::kTimeout);
   EXPECT_EQ(n.counters.release_timeouts, 1u);
   EXPECT_EQ(n.kernel.events[KernelMoveEvent::kTimeoutWatch], 1) << "no response seen: the watch was not quiet";
+  auto sent = n.raw.take();
+  ASSERT_EQ(sent.size(), 1u);
+  const auto rst = net::parse_tcp_packet(sent[0]);
+  ASSERT_TRUE(rst);
+  EXPECT_EQ(rst->flags(), RST) << "RST only";
+  EXPECT_EQ(rst->seq(), kReq1) << "exactly the socket's rcv_nxt";
+  EXPECT_EQ(rst->src_addr(), kClient.addr);
+  EXPECT_EQ(rst->dst_addr(), kVip.addr);
+  EXPECT_EQ(rst->dst_port(), kVip.port);
   n.side.take_release(kOrigin, order());  // a late repeat: answered again
   answers = n.answers();
   ASSERT_EQ(answers.size(), 1u);
   EXPECT_EQ(answers[0].status, control::ReleaseStatus::kTimeout);
-  EXPECT_EQ(n.carrier.active(), 1u) << "carried on";
+  // The kernel frees the socket: its end is reported as any socket's, the state freed.
   n.kernel.live.clear();
   n.kernel.destroyed.push_back(kClient);
   n.now += 100;
   n.carrier.on_timer(n.now);
   const auto msgs = n.messages.take();
   ASSERT_EQ(msgs.size(), 1u);
-  EXPECT_TRUE(std::holds_alternative<control::Termination>(msgs[0].message)) << "its end is reported as before";
+  EXPECT_TRUE(std::holds_alternative<control::Termination>(msgs[0].message));
+  n.now += 1000;
+  n.carrier.on_timer(n.now);
+  EXPECT_EQ(n.carrier.active(), 0u);
 }
 
 TEST(KernelCarrierReleaseTest, ProgressPostponesTheTimeout) {
@@ -416,6 +438,42 @@ TEST(KernelCarrierReleaseTest, LostCopiesFallBackToTheQueues) {
   n.side.take_release(kOrigin, order());
   ASSERT_EQ(n.answers().size(), 1u);
   EXPECT_EQ(n.kernel.events[KernelMoveEvent::kReleasedUnwatched], 1);
+}
+
+// A client segment may reach the socket uncopied (in band: the front-end's
+// replayed request passed the watch's filter just before its entry was
+// written, the adopt program's just after the adopt entry was). The server's
+// ack shows it: that watch falls back to the queues. Kept, the response would
+// look unasked (framing lost) and every move from the connection time out.
+TEST(KernelCarrierReleaseTest, ClientBytesTheWatchMissedFallBackToTheQueues) {
+  Node n;
+  n.answer_and_ack();
+  const uint32_t req2_end = kReq1 + static_cast<uint32_t>(kRequest.size());
+  const uint32_t resp2_end = kResp1End + static_cast<uint32_t>(kResponse.size());
+  n.kernel.server_sends(kClient, kResp1End, req2_end, kResponse);  // the answer to a request never copied
+  n.kernel.client_sends(kClient, req2_end, resp2_end, "");
+  n.now += 100;
+  n.carrier.on_timer(n.now);
+  EXPECT_TRUE(n.kernel.watched.empty()) << "no longer copied";
+  EXPECT_EQ(n.kernel.events[KernelMoveEvent::kWatchMissed], 1);
+  n.queues(0, 0, req2_end, resp2_end);
+  n.side.take_release(kOrigin, control::Release{kClient, 2, req2_end, resp2_end, 555, 501});
+  const auto answers = n.answers();
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(answers[0].status, control::ReleaseStatus::kReleased);
+  EXPECT_EQ(n.kernel.events[KernelMoveEvent::kReleasedUnwatched], 1);
+}
+
+// The client's FIN takes a sequence number: the server's ack of it is no missed copy.
+TEST(KernelCarrierReleaseTest, TheAckOfTheClientsFinIsNoMissedCopy) {
+  Node n;
+  n.answer_and_ack();
+  n.kernel.copied.push_back({kClient, false, static_cast<uint8_t>(ACK | net::tcp_flag::FIN), kReq1, kResp1End, {}});
+  n.kernel.server_sends(kClient, kResp1End, kReq1 + 1, "");
+  n.now += 100;
+  n.carrier.on_timer(n.now);
+  EXPECT_EQ(n.kernel.watched.count(FakeKernel::conn_key(kClient)), 1u) << "still watched";
+  EXPECT_EQ(n.kernel.events[KernelMoveEvent::kWatchMissed], 0);
 }
 
 // A local origin's held request passes tc ingress (the watch copies it) but
