@@ -52,7 +52,7 @@ enum class EndCause : uint8_t {
   kClientRst,  // the client reset it at exactly its next sequence number
   kFinsAcked,  // both FINs sent and the server's acknowledged
   kServerRst,  // the server reset it
-  kTimeout,    // no SYN/ACK in time, or idle
+  kTimeout,    // no SYN/ACK in time, idle, or a move that timed out (translation: its socket reset)
   kKernelEnd,  // the serving kernel's socket is gone (closed or reset; sock_diag, socket_end.h)
 };
 

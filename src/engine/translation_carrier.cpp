@@ -354,6 +354,7 @@ void TranslationCarrier::on_timer(uint64_t now) {
             conn.move.reset();
             ++counters_.release_timeouts;
             answer(conn, move.origin, move.order, control::ReleaseStatus::kTimeout);
+            abandon(conn);
           }
           check_socket(conn, now);
           if (conn.state == Conn::State::Closed && !conn.retired &&
@@ -378,29 +379,21 @@ void TranslationCarrier::on_timer(uint64_t now) {
 // repeated order keeps its wait; one answered already is answered again.
 void TranslationCarrier::release(net::Ipv4Addr origin, const control::Release& order) {
   auto it = conns_.find(conn_key(order.client));
-  if (it == conns_.end() || (it->second.state == Conn::State::Closed && !it->second.retired)) {
+  const auto same = [&](const control::Release& o) {
+    return o.client_seq == order.client_seq && o.requests == order.requests;
+  };
+  if (it != conns_.end() && (it->second.retired || (it->second.answer && same(it->second.answer->order)))) {
+    // Answered before (the answer may have been lost): the same answer. A
+    // timeout's ended the connection (abandon): no quiet point comes later.
+    link_.released(origin, it->second.answer->answer);
+    return;
+  }
+  if (it == conns_.end() || it->second.state == Conn::State::Closed) {
     ++counters_.release_unknown;
     link_.released(origin, control::Released{order.client, control::ReleaseStatus::kUnknown, 0, 0});
     return;
   }
   Conn& conn = it->second;
-  const auto same = [&](const control::Release& o) {
-    return o.client_seq == order.client_seq && o.requests == order.requests;
-  };
-  if (conn.retired) {
-    link_.released(origin, conn.answer->answer);
-    return;
-  }
-  if (conn.answer && same(conn.answer->order) && !conn.move) {
-    // Timed out before (the answer may have been lost): quiet now, or the same answer.
-    if (quiet_for(conn, order)) {
-      conn.move = Move{origin, order, clock_(), 0};
-      retire(conn);
-    } else {
-      link_.released(origin, conn.answer->answer);
-    }
-    return;
-  }
   if (conn.move && same(conn.move->order)) {
     conn.move->origin = origin;
     conn.move->order = order;
@@ -450,6 +443,24 @@ void TranslationCarrier::retire(Conn& conn) {
   hold_.drop_all(conn.held);
   ++counters_.released;
   answer(conn, move.origin, move.order, control::ReleaseStatus::kReleased);
+}
+
+void TranslationCarrier::abandon(Conn& conn) {
+  // Its origin resets the client on a kTimeout (Origin::move_failed; without
+  // this answer, its own timeout does): the socket goes too, or it outlives
+  // the connection (its server holds it: idle for its keep-alive time, or
+  // with a response nobody reads), and this state with it. The RST as from
+  // the client, at the socket's rcv_nxt (every client byte carried reached it).
+  if (raw_ && conn.state == Conn::State::Established) {
+    raw_->send(net::PacketBuilder()
+                   .ipv4(conn.client.addr, conn.params.backend.addr)
+                   .tcp(conn.client.port, conn.params.backend.port)
+                   .seq(conn.client_next.value())
+                   .flags(RST)
+                   .build_into(raw_->buffer()));
+  }
+  hold_.drop_all(conn.held);
+  end(conn, EndCause::kTimeout);
 }
 
 void TranslationCarrier::answer(Conn& conn, net::Ipv4Addr origin, const control::Release& order,

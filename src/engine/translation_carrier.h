@@ -121,6 +121,8 @@ class TranslationCarrier final : public Carrier {
   void check_move(Conn& conn);
   // Injects the exact-seq RST, drops everything after, answers kReleased.
   void retire(Conn& conn);
+  // A move that timed out: resets the socket, ends the connection.
+  void abandon(Conn& conn);
   void answer(Conn& conn, net::Ipv4Addr origin, const control::Release& order, control::ReleaseStatus status);
 
   TranslationConfig cfg_;

@@ -22,6 +22,9 @@ connection per owner, since there is no single address):
   (documents.WEB_IMAGE) live on every back-end: every image decoded (its
   naturalWidth, written into the DOM by the page's onload script, read back
   with --dump-dom) over a handful of connections;
+- e2. a client that stops reading a large response and asks for another
+  owner's document: the move times out, the client is reset, and no state
+  or socket is left anywhere;
 - f. a and b again on a cluster with 2 % loss and 2 % reordering on r0.
 
 Where the bytes flowed: every client sends its own User-Agent, and each
@@ -559,6 +562,63 @@ def test_chromium_loads_a_page_with_images_on_every_backend(cluster: Cluster) ->
            or s.size != by_path[s.path].size]
     assert not bad, bad
     engines_idle(c, 5.0)  # also after wrk's end and the browser's exit cut connections off
+
+
+# --- e2. a move that never finds its quiet point ------------------------------------------
+MOVE_TIMEOUT_S = 10  # the serving side's release timeout (KernelCarrier, TranslationCarrier)
+_STALLED_CLIENT = """
+import socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # its window closes at once
+s.bind(("", int(sys.argv[2])))
+s.connect((sys.argv[1], 80))
+s.sendall(("GET %s HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n" % sys.argv[3]).encode())
+time.sleep(1)  # the large response under way, never read
+s.sendall(("GET %s HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n" % sys.argv[4]).encode())
+print("sent", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_move_that_times_out_leaves_no_state(cluster: Cluster) -> None:
+    """A client stops reading a large response and asks, on the same connection,
+    for another owner's document: the move never finds its quiet point (the
+    response is never acknowledged), the serving node answers kTimeout after
+    its release timeout and the origin resets the client. Nothing outlives the
+    connection: no engine state, no socket at the serving node (its nginx
+    would hold one with the unsent response), none at the client."""
+    c = cluster
+    if c.mode not in ENGINE_MODES:
+        pytest.skip("no moves: HAProxy and direct route every request themselves")
+    big = next(d for d in c.documents if d.size >= 1 << 20 and d.owners)
+    small = next(d for d in c.documents if d.size <= 4096 and d.owners and d.owners[0] != big.owners[0])
+    owner = big.owners[0]
+    if c.mode in SYMMETRIC:  # accepted by the third node: handed off, then moved
+        port = _port_to(c, next(b for b in c.backends if b not in (owner, small.owners[0])))
+    else:
+        port = next(_ports)
+
+    def timeouts() -> int:
+        return sum(s.get("moves_refused_timeout", 0) for s in c.stats().values())
+
+    before = timeouts()
+    client = c.clients[0]
+    proc = client.popen(["/usr/bin/python3", "-c", _STALLED_CLIENT, str(c.vip), str(port), big.path, small.path],
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert poll(lambda: timeouts() > before, MOVE_TIMEOUT_S + 15, interval=0.5), (
+            f"no move timed out: {engines_trouble(c)}")
+        engines_idle(c, 5.0)
+        sockets = f"( sport = :{port} or dport = :{port} )"
+
+        def gone() -> bool:
+            return not any(c.cmd(n, ["ss", "-Htan", sockets]).strip() for n in [client, c.node(owner)])
+
+        assert poll(gone, 5.0, interval=0.2), {
+            n: c.cmd(h, ["ss", "-Htan", sockets]) for n, h in (("client", client), (owner, c.node(owner)))}
+    finally:
+        proc.kill()
+        proc.wait(5)
 
 
 # --- f. under loss and reordering ---------------------------------------------------------
