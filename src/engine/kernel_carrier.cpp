@@ -575,6 +575,11 @@ void KernelCarrier::retire(Conn& conn, uint64_t now) {
 
 void KernelCarrier::release(net::Ipv4Addr origin, const control::Release& order) {
   auto it = conns_.find(conn_key(order.client));
+  if (it != conns_.end() && it->second.timed_out == order) {
+    // A repeat (the answer lost): the same answer, also once its reset socket ended it.
+    link_.released(origin, control::Released{order.client, control::ReleaseStatus::kTimeout, 0, 0});
+    return;
+  }
   if (it == conns_.end() || (it->second.ended_ms != 0 && !it->second.retired)) {
     ++counters_.release_unknown;
     link_.released(origin, control::Released{order.client, control::ReleaseStatus::kUnknown, 0, 0});
@@ -583,10 +588,6 @@ void KernelCarrier::release(net::Ipv4Addr origin, const control::Release& order)
   Conn& conn = it->second;
   if (conn.retired) {
     link_.released(origin, conn.answer);  // a repeat: the answer again
-    return;
-  }
-  if (conn.timed_out == order) {
-    link_.released(origin, control::Released{order.client, control::ReleaseStatus::kTimeout, 0, 0});
     return;
   }
   const uint64_t now = clock_();

@@ -209,8 +209,9 @@ class Carrier {
   // an ordinary reset connection), every later packet of it is dropped, and
   // link.released() answers `origin` (kReleased with server_next and ts_floor,
   // kTimeout when never quiet in time, kUnknown for no carried connection),
-  // now or later (on a packet or on_timer). No ended() follows. A repeated
-  // order gets the same answer again.
+  // now or later (on a packet or on_timer). No ended() follows a kReleased. A
+  // kTimeout fails the move (its origin resets the client): the socket is
+  // reset too, and its end follows. A repeated order gets the same answer again.
   virtual void release(net::Ipv4Addr origin, const control::Release& order) = 0;
   // Kernel moves (control::Carry): the socket of `client`'s connection, which
   // an origin program made here (no engine took it in), is carried from now on

@@ -5,7 +5,8 @@
 // Moves (control::Release): each connection's two byte streams feed a
 // tcp::ExchangeWatch; at the quiet point the kernel's socket is retired by an
 // exact-seq RST injected into this node's own kernel, and every later packet of
-// the connection is dropped.
+// the connection is dropped; one that never gets quiet in time (kTimeout) is
+// reset there and ended, since its origin resets the client.
 // The end: both FINs acknowledged or an exact RST, seen in the packets; with a
 // ServerSockets, also the kernel's socket gone (sock_diag, socket_end.h), which
 // a lost FIN or last ACK does not hide.

@@ -356,6 +356,10 @@ TEST(KernelCarrierReleaseTest, NeverQuietTimesOutAndResetsTheSocket) {
   const auto msgs = n.messages.take();
   ASSERT_EQ(msgs.size(), 1u);
   EXPECT_TRUE(std::holds_alternative<control::Termination>(msgs[0].message));
+  n.side.take_release(kOrigin, order());  // a repeat after its end: the same answer
+  answers = n.answers();
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(answers[0].status, control::ReleaseStatus::kTimeout);
   n.now += 1000;
   n.carrier.on_timer(n.now);
   EXPECT_EQ(n.carrier.active(), 0u);
