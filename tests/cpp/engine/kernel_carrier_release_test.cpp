@@ -180,24 +180,29 @@ TEST(KernelCarrierReleaseTest, ALastRequestIsNotWatched) {
   EXPECT_TRUE(n.kernel.watched.empty());
 }
 
+// The socket's reset: from the client to the VIP, RST only, at exactly `seq`
+// (the socket's rcv_nxt: freed without a word to the client).
+void expect_socket_rst(std::vector<std::vector<uint8_t>> sent, uint32_t seq) {
+  ASSERT_EQ(sent.size(), 1u);
+  auto rst = net::parse_tcp_packet(sent[0]);
+  ASSERT_TRUE(rst);
+  EXPECT_EQ(rst->flags(), RST) << "RST only";
+  EXPECT_EQ(rst->seq(), seq) << "exactly the socket's rcv_nxt";
+  EXPECT_EQ(rst->src_addr(), kClient.addr);
+  EXPECT_EQ(rst->src_port(), kClient.port);
+  EXPECT_EQ(rst->dst_addr(), kVip.addr);
+  EXPECT_EQ(rst->dst_port(), kVip.port);
+  EXPECT_TRUE(rst->tcp_checksum_ok());
+}
+
 TEST(KernelCarrierReleaseTest, AQuietConnectionIsRetiredWithAnExactSeqRstAndReleased) {
   Node n;
   n.answer_and_ack();
   n.queues(0, 0, kReq1, kResp1End);
   n.now += 250;
   n.side.take_release(kOrigin, order());
-  auto sent = n.raw.take();
   // The socket has the order's ack already (snd_una == kResp1End): no ACK injected, only the RST.
-  ASSERT_EQ(sent.size(), 1u);
-  auto rst = net::parse_tcp_packet(sent[0]);
-  ASSERT_TRUE(rst);
-  EXPECT_EQ(rst->flags(), RST) << "RST only";
-  EXPECT_EQ(rst->seq(), kReq1) << "exactly the socket's rcv_nxt";
-  EXPECT_EQ(rst->src_addr(), kClient.addr);
-  EXPECT_EQ(rst->src_port(), kClient.port);
-  EXPECT_EQ(rst->dst_addr(), kVip.addr);
-  EXPECT_EQ(rst->dst_port(), kVip.port);
-  EXPECT_TRUE(rst->tcp_checksum_ok());
+  expect_socket_rst(n.raw.take(), kReq1);
 
   auto answers = n.answers();
   ASSERT_EQ(answers.size(), 1u);
@@ -335,15 +340,7 @@ TEST(KernelCarrierReleaseTest, NeverQuietTimesOutAndResetsTheSocket) {
   EXPECT_EQ(answers[0].status, control::ReleaseStatus::kTimeout);
   EXPECT_EQ(n.counters.release_timeouts, 1u);
   EXPECT_EQ(n.kernel.events[KernelMoveEvent::kTimeoutWatch], 1) << "no response seen: the watch was not quiet";
-  auto sent = n.raw.take();
-  ASSERT_EQ(sent.size(), 1u);
-  const auto rst = net::parse_tcp_packet(sent[0]);
-  ASSERT_TRUE(rst);
-  EXPECT_EQ(rst->flags(), RST) << "RST only";
-  EXPECT_EQ(rst->seq(), kReq1) << "exactly the socket's rcv_nxt";
-  EXPECT_EQ(rst->src_addr(), kClient.addr);
-  EXPECT_EQ(rst->dst_addr(), kVip.addr);
-  EXPECT_EQ(rst->dst_port(), kVip.port);
+  expect_socket_rst(n.raw.take(), kReq1);
   n.side.take_release(kOrigin, order());  // a late repeat: answered again
   answers = n.answers();
   ASSERT_EQ(answers.size(), 1u);
