@@ -430,14 +430,7 @@ void TranslationCarrier::check_move(Conn& conn) {
 void TranslationCarrier::retire(Conn& conn) {
   const Move move = *conn.move;
   conn.move.reset();
-  // As if from the client, at exactly the socket's rcv_nxt: the kernel destroys
-  // the socket and answers nothing (RFC 5961); SO_MARK keeps it out of the queue.
-  raw_->send(net::PacketBuilder()
-                 .ipv4(conn.client.addr, conn.params.backend.addr)
-                 .tcp(conn.client.port, conn.params.backend.port)
-                 .seq(move.order.client_seq)
-                 .flags(RST)
-                 .build_into(raw_->buffer()));
+  reset_socket(conn, move.order.client_seq);
   conn.retired = true;
   conn.close(clock_());  // lingers, no ended(): the origin moves it on
   hold_.drop_all(conn.held);
@@ -445,20 +438,19 @@ void TranslationCarrier::retire(Conn& conn) {
   answer(conn, move.origin, move.order, control::ReleaseStatus::kReleased);
 }
 
+void TranslationCarrier::reset_socket(const Conn& conn, uint32_t seq) {
+  // As if from the client, at exactly the socket's rcv_nxt: the kernel destroys
+  // the socket and answers nothing (RFC 5961); SO_MARK keeps it out of the queue.
+  raw_->send(net::make_rst(raw_->buffer(), conn.client, conn.params.backend, seq));
+}
+
 void TranslationCarrier::abandon(Conn& conn) {
   // Its origin resets the client on a kTimeout (Origin::move_failed; without
   // this answer, its own timeout does): the socket goes too, or it outlives
   // the connection (its server holds it: idle for its keep-alive time, or
-  // with a response nobody reads), and this state with it. The RST as from
-  // the client, at the socket's rcv_nxt (every client byte carried reached it).
-  if (raw_ && conn.state == Conn::State::Established) {
-    raw_->send(net::PacketBuilder()
-                   .ipv4(conn.client.addr, conn.params.backend.addr)
-                   .tcp(conn.client.port, conn.params.backend.port)
-                   .seq(conn.client_next.value())
-                   .flags(RST)
-                   .build_into(raw_->buffer()));
-  }
+  // with a response nobody reads), and this state with it. At the socket's
+  // rcv_nxt: every client byte carried reached it.
+  if (raw_ && conn.state == Conn::State::Established) reset_socket(conn, conn.client_next.value());
   hold_.drop_all(conn.held);
   end(conn, EndCause::kTimeout);
 }

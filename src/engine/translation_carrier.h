@@ -122,6 +122,8 @@ class TranslationCarrier final : public Carrier {
   void check_move(Conn& conn);
   // Injects the exact-seq RST, drops everything after, answers kReleased.
   void retire(Conn& conn);
+  // The exact-seq RST (`seq`: the socket's rcv_nxt) into this node's own kernel (raw_ required).
+  void reset_socket(const Conn& conn, uint32_t seq);
   // A move that timed out: resets the socket, ends the connection.
   void abandon(Conn& conn);
   void answer(Conn& conn, net::Ipv4Addr origin, const control::Release& order, control::ReleaseStatus status);

@@ -610,12 +610,12 @@ def test_a_move_that_times_out_leaves_no_state(cluster: Cluster) -> None:
             f"no move timed out: {engines_trouble(c)}")
         engines_idle(c, 5.0)
         sockets = f"( sport = :{port} or dport = :{port} )"
+        hosts = {"client": client, owner: c.node(owner)}
 
-        def gone() -> bool:
-            return not any(c.cmd(n, ["ss", "-Htan", sockets]).strip() for n in [client, c.node(owner)])
+        def left() -> dict[str, str]:  # each host's sockets of the connection
+            return {n: c.cmd(h, ["ss", "-Htan", sockets]).strip() for n, h in hosts.items()}
 
-        assert poll(gone, 5.0, interval=0.2), {
-            n: c.cmd(h, ["ss", "-Htan", sockets]) for n, h in (("client", client), (owner, c.node(owner)))}
+        assert poll(lambda: not any(left().values()), 5.0, interval=0.2), left()
     finally:
         proc.kill()
         proc.wait(5)
