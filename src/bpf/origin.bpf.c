@@ -75,8 +75,10 @@
  *     the first segment with payload of a connection not in `forwards`, whose
  *     seq and ack are one past the client's ISN and a valid cookie, is read as
  *     (f) reads it; a last request (any request with cfg_dispatch_any_request:
- *     no moves) whose path is in `path_nodes` (the content map's paths with
- *     one live owner, written by user space) is handed to that owner here: the
+ *     no moves) whose path is in `path_nodes` (the content map's paths and
+ *     their live owners, written by user space; a path with several only with
+ *     cfg_replicated_first, to this node's own copy or else the first listed:
+ *     pick()) is handed to that owner here: the
  *     program adds the connection to `forwards` (dispatched = 1) and forwards
  *     the segment as (d) does, its DSCP set to HL_DISPATCH_DSCP (the client's
  *     must be 0; so are the connection's later segments), or, when the owner is this node (the VIP),
@@ -103,7 +105,9 @@
  *     last ended (a whole GET/HEAD head in one segment). A path the
  *     connection's node owns (one of its owners), or one not in `path_nodes`:
  *     forwarded where the connection is (kept). Another's: the entry moves to
- *     its first live owner and the request goes to the old node as a move
+ *     the owner pick() names (a document with several owners without
+ *     cfg_replicated_first: the connection becomes the engines', to_engine)
+ *     and the request goes to the old node as a move
  *     order (HL_MOVE_DSCP, the new node's address in the IP ID and the urgent
  *     pointer): the old node's adopt.bpf.c resets its socket once quiet and
  *     sends the request on (HL_MOVED_DSCP, a MAC), the new node's adopts it:
@@ -166,6 +170,11 @@ const volatile __u8 cfg_dispatch_any_request = 0; /* (g): a keep-alive request t
 /* (h): a persistent connection's later requests read here too, and moved in the kernel. */
 const volatile __u8 cfg_kernel_moves = 0;
 const volatile __u32 cfg_self_addr = 0; /* (h): this node's own address (a move to it is sent there) */
+/* (g), (h): a document with several live owners is the program's too: the
+ * first listed is the engine's policy's choice (user space orders them; this
+ * node's own copy wins, as the engines' choice does); 0: such a document's
+ * requests are the engine's (its policy chooses per connection or by load). */
+const volatile __u8 cfg_replicated_first = 0;
 const volatile __u32 cfg_linger_ms = 2000;  /* (g): an entry lives this long after the client's FIN or RST */
 const volatile __u32 cfg_idle_ms = 120000;  /* (g): ... or this long without a segment */
 /* (f): the header names that matter, lowercase, and their lengths. */
@@ -843,6 +852,29 @@ static __always_inline struct hl_local_path *first_request_path(struct __sk_buff
                       last);
 }
 
+/* Whether `node` is one of `owners`. */
+static __always_inline int owns(const struct hl_path_owners *owners, __u32 node) {
+  __u32 i;
+#pragma unroll
+  for (i = 0; i < HL_PATH_OWNERS_MAX; i++) {
+    if (owners->node[i] == node) return 1;
+  }
+  return 0;
+}
+
+/* Which owner a request for a document of `owners` goes to: this node's own
+ * copy (an owner = the VIP: always, rare) as the engines' Origin::choose
+ * prefers it, else the first listed (with several owners only under
+ * cfg_replicated_first: the policy's choice, user space put it first). */
+static __always_inline __u32 pick(const struct hl_path_owners *owners) {
+  return owns(owners, cfg_vip_addr) ? cfg_vip_addr : owners->node[0];
+}
+
+/* Whether the program may choose among `owners` (one owner, or cfg_replicated_first). */
+static __always_inline int choosable(const struct hl_path_owners *owners) {
+  return owners->node[1] == 0 || cfg_replicated_first;
+}
+
 /* The verdict for a segment with payload of a connection not in `forwards`
  * (cfg_kernel_dispatch), or NOT_MINE. */
 static __always_inline int dispatch(struct __sk_buff *skb, const struct iphdr *ip, const struct tcphdr *tcp,
@@ -862,8 +894,8 @@ static __always_inline int dispatch(struct __sk_buff *skb, const struct iphdr *i
   path = first_request_path(skb, tcp, l4, ip_len, headers, &last);
   if (!path) return NOT_MINE;
   owners = bpf_map_lookup_elem(&path_nodes, path);
-  if (!owners || owners->node[1] != 0) return NOT_MINE; /* several owners: the engine's policy chooses */
-  entry.node_addr = owners->node[0];
+  if (!owners || !choosable(owners)) return NOT_MINE; /* several owners: the engine's policy chooses */
+  entry.node_addr = pick(owners);
   entry.dispatched = 1;
   entry.seen_ms = now_ms32();
   entry.gen = bpf_ntohl(tcp->ack_seq) - 1;
@@ -969,16 +1001,6 @@ static __always_inline int order_move(struct __sk_buff *skb, const struct iphdr 
   return send_tracked(skb, ip, tcp, l4, from, HL_MOVE_DSCP);
 }
 
-/* Whether `node` is one of `owners`. */
-static __always_inline int owns(const struct hl_path_owners *owners, __u32 node) {
-  __u32 i;
-#pragma unroll
-  for (i = 0; i < HL_PATH_OWNERS_MAX; i++) {
-    if (owners->node[i] == node) return 1;
-  }
-  return 0;
-}
-
 /* (h) A request the program cannot read (a body, a head across segments,
  * several heads in a segment): the connection becomes the engines'. Its
  * entry's `engine` sends its payload, FIN and RST to user space from now on
@@ -1002,8 +1024,9 @@ static __always_inline int to_engine(struct __sk_buff *skb, struct hl_origin_for
 /* The verdict for a segment of a tracked connection ((h): dispatched, persistent,
  * cfg_kernel_moves). A segment that begins the next request (seq = next_seq)
  * is read as (f) reads a request: a whole GET or HEAD head, nothing after it.
- * A path in `path_nodes` the connection's node does not own: the connection
- * moves to its first owner (the entry's node becomes it, the request goes to
+ * A path in `path_nodes` the connection's node does not own (several owners:
+ * only with cfg_replicated_first, else to_engine): the connection
+ * moves to the owner pick() names (the entry's node becomes it, the request goes to
  * the old node as a move order, which retires its socket once quiet and sends
  * the request on: adopt.bpf.c); any other readable request stays where the
  * connection is (its node's content, or unknown: answered there). Another
@@ -1067,6 +1090,7 @@ static __always_inline int tracked(struct __sk_buff *skb, const struct iphdr *ip
     count(HL_ORIGIN_KEPT);
     return send_tracked(skb, ip, tcp, l4, fwd->node_addr, HL_DISPATCH_DSCP);
   }
+  if (!choosable(owners)) return to_engine(skb, fwd); /* several owners: the engine's policy chooses */
   /* Another node's, and pipelined: it acknowledges nothing since the last
    * request (a response has at least a byte), or a move is under way. The
    * responses before it are not all acknowledged, so no quiet point comes:
@@ -1079,7 +1103,7 @@ static __always_inline int tracked(struct __sk_buff *skb, const struct iphdr *ip
   fwd->req_ack = ack;
   from = fwd->node_addr;
   fwd->prev_node = from;
-  fwd->node_addr = owners->node[0];
+  fwd->node_addr = pick(owners);
   fwd->moving = 1;
   fwd->move_seq = seq;
   fwd->move_ack = ack;
@@ -1092,8 +1116,8 @@ static __always_inline int tracked(struct __sk_buff *skb, const struct iphdr *ip
  * connection's first request, its handshake the node's own kernel's (a request
  * socket, or a full one that has received nothing: kernel_handshake checked
  * the numbers). A whole GET/HEAD head in the segment (as (f) reads it):
- * - a document of another node (one owner; with cfg_kernel_moves the first
- *   live one): the connection moves there before it begins: an entry (the new
+ * - a document of another node (the owner pick() names; several owners only
+ *   with cfg_replicated_first): the connection moves there before it begins: an entry (the new
  *   node, moving) and the request to this node's own adopt program as a move
  *   order (lo), which resets the kernel's socket silently (a request socket
  *   too) and sends the request on with the socket's attributes and a MAC
@@ -1118,7 +1142,7 @@ static __always_inline int first_request(struct __sk_buff *skb, const struct iph
   if (!owners || owners->node[0] == 0) return NOT_MINE; /* unknown here: the engine's */
   own = owns(owners, cfg_vip_addr);
   if (own && (last || !cfg_kernel_moves || cfg_dispatch_any_request)) return NOT_MINE; /* (f)'s */
-  if (!own && owners->node[1] != 0 && !cfg_kernel_moves) return NOT_MINE; /* the engine's policy chooses */
+  if (!own && !choosable(owners)) return NOT_MINE; /* several owners: the engine's policy chooses */
   entry.dispatched = 1;
   entry.tracked = 1;
   entry.seen_ms = now_ms32();
@@ -1140,7 +1164,7 @@ static __always_inline int first_request(struct __sk_buff *skb, const struct iph
     count(HL_ORIGIN_LOCAL_SERVED);
     return TC_PASS;
   }
-  entry.node_addr = owners->node[0];
+  entry.node_addr = pick(owners);
   entry.prev_node = cfg_vip_addr;
   entry.moving = 1;
   entry.move_seq = bpf_ntohl(tcp->seq);

@@ -147,6 +147,7 @@ OriginPath::OriginPath(const OriginPathConfig& config) : config_(config) {
     skel_->rodata->cfg_dispatch_any_request = config.dispatch_any_request ? 1 : 0;
     skel_->rodata->cfg_linger_ms = config.linger_ms;
     skel_->rodata->cfg_idle_ms = config.idle_ms;
+    skel_->rodata->cfg_replicated_first = config.replicated_first ? 1 : 0;
   }
   if (config.kernel_moves) {
     if (!config.kernel_dispatch || config.dispatch_any_request) {

@@ -157,6 +157,11 @@ struct OriginPathConfig {
   // 0.0.0.0 where no path is its own: a front-end).
   bool kernel_moves = false;
   net::Ipv4Addr self;
+  // (g), (h): a document with several owners (set_path_owners) is the
+  // program's too: its request goes to this node's own copy, else to the
+  // first owner listed, which user space made the policy's choice
+  // (KernelDispatch::order). false: such requests are the engine's.
+  bool replicated_first = false;
 };
 
 // What a request's mark says of its connection's handshake (origin.bpf.c (e));

@@ -353,7 +353,9 @@ def test_rare_serves_its_own_content_without_user_space(cluster: Cluster) -> Non
 
 def test_last_requests_are_dispatched_in_the_kernel(cluster: Cluster) -> None:
     """always and frontend: a connection's last request (Connection: close) for
-    a document with one owner is handed to that owner by the accepting node's
+    a document with one owner, or a replicated one (the cluster's policy,
+    "first", depends on the path alone: its first live owner, or the accepting
+    node's own copy), is handed to that owner by the accepting node's
     origin program (origin.bpf.c (g)) and adopted by the owner's kernel on its
     SYN cookie (adopt.bpf.c): no packet of the connection reaches user space on
     any node, no control message, every response byte-exact from the owner (in
@@ -370,13 +372,19 @@ def test_last_requests_are_dispatched_in_the_kernel(cluster: Cluster) -> None:
     remote = [d for d in single if d.owners[0] != origin][:BATCH]
     own = [d for d in single if d.owners[0] == origin][:4]
     assert remote and (own or c.mode == "frontend"), "no single-owner documents on and off the origin"
+    assert c.policy == "first"
+    replicated = [d for d in c.documents if len(d.owners) > 1 and d.size <= SMALL][:4]
+    assert replicated or c.mode != "frontend", "replicate=0.25: replicated documents"
     before = _quiet_stats(c)
-    for doc in remote + own:
+    for doc in remote + own + replicated:
         node, r = _fetch(c, doc, via=None if c.mode == "frontend" else origin, headers=("Connection: close",))
         _exact(doc, r)
         assert node == origin
+        if doc in replicated:
+            assert r.backend == (origin if origin in doc.owners else doc.owners[0]), (doc, r.backend)
     after = _quiet_stats(c)
-    total = len(remote) + len(own)
+    total = len(remote) + len(own) + len(replicated)
+    own = own + [d for d in replicated if origin in d.owners]
     queued = _delta(after, before, "nfq_received")
     assert _delta(after, before, "handoffs")[origin] == total
     received = _delta(after, before, "handoffs_received")

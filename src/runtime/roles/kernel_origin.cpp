@@ -99,6 +99,7 @@ KernelOrigin::KernelOrigin(const RuntimeConfig& c, bool forwards, const std::vec
       pc.idle_ms = kIdleMs;
       // (h): persistent connections too, moved in the kernel (the serving nodes' adopt programs).
       pc.kernel_moves = c.kernel_moves && !dispatch_->any_request;
+      pc.replicated_first = dispatch_->order != nullptr;
       if (self_) pc.self = *self_;
     }
     paths_.push_back(std::make_unique<Attached>(pc, vip_));
@@ -120,9 +121,8 @@ void KernelOrigin::write_dispatch(const std::vector<uint8_t>& down) {
     added = 0;
     for (const auto& [path, owners] : dispatch_->paths) {
       std::vector<net::Ipv4Addr> live;
-      for (const size_t owner : owners) {
-        if (owner >= dispatch_->nodes.size() || (owner < down.size() && down[owner] != 0)) continue;
-        live.push_back(net::Ipv4Addr{node_of(dispatch_->nodes[owner].value)});
+      for (const dispatch::BackendId id : live_owners(*dispatch_, path, owners, down)) {
+        live.push_back(net::Ipv4Addr{node_of(dispatch_->nodes[id].value)});
       }
       if (!live.empty() && p->path.set_path_owners(path, live)) ++added;
     }
@@ -289,10 +289,31 @@ std::optional<tcp::SynCookieSecret> kernel_dispatch_secret(const RoleContext& ct
   return tcp::SynCookies::secret_from(material);
 }
 
+std::vector<dispatch::BackendId> live_owners(const KernelDispatch& d, const std::string& path,
+                                            std::span<const size_t> owners, std::span<const uint8_t> down) {
+  std::vector<dispatch::BackendId> ids;
+  for (const size_t owner : owners) {
+    if (owner >= d.nodes.size() || (owner < down.size() && down[owner] != 0)) continue;
+    ids.push_back(static_cast<dispatch::BackendId>(owner));
+  }
+  if (ids.size() > 1 && d.order) {
+    http::RequestHead head;
+    head.path = path;
+    const auto chosen = std::find(ids.begin(), ids.end(), d.order->select(head, ids, {}));
+    if (chosen != ids.end()) std::rotate(ids.begin(), chosen, chosen + 1);
+  }
+  return ids;
+}
+
 KernelDispatch kernel_dispatch_of(const RoleContext& ctx) {
   KernelDispatch d;
   d.nodes = ctx.nodes;
   d.any_request = !ctx.config.moves;
+  // A replicated document's requests: the program's where the policy's pick
+  // depends only on the path and its live owners (ordered by write_dispatch).
+  const std::string_view policy = ctx.dispatcher->policy().name();
+  if ((policy == "first" || policy == "hash-path") && ctx.dispatcher->options().affinity_cookie.empty())
+    d.order = dispatch::make_policy(policy);
   const dispatch::ContentMap& map = ctx.dispatcher->map();
   // Every document once, with its owners (a node's index in ctx.nodes).
   for (size_t id = 0; id < ctx.nodes.size(); ++id) {

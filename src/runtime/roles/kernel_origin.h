@@ -14,10 +14,12 @@
 
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "bpf/origin_path.h"
+#include "dispatch/policy.h"
 #include "engine/fast_mapper.h"
 #include "runtime/runtime.h"
 
@@ -25,13 +27,19 @@ namespace hl::runtime {
 
 struct RoleContext;  // role.h
 
-// always: the documents its origin program hands to their owner itself
-// (origin.bpf.c (g)): each one-owner document's path and its owner's index
-// in `nodes` (the dispatcher's BackendId order).
+// The documents an origin program hands to their owner itself (origin.bpf.c
+// (g), (h)): each document's path and its owners' indexes in `nodes` (the
+// dispatcher's BackendId order).
 struct KernelDispatch {
   std::vector<std::pair<std::string, std::vector<size_t>>> paths;  // each document's owners (indexes of nodes)
   std::vector<net::Ipv4Addr> nodes;
   bool any_request = false;  // --moves off: any request, not only a connection's last
+  // A document with several live owners: the program sends its requests to
+  // the owner this policy picks (its own copy first on a serving node, as
+  // engine::Origin::choose), which write_dispatch lists first. Set only for a
+  // policy whose pick depends on nothing but the path and its live owners
+  // ("first", "hash-path"); null: such documents' requests are the engine's.
+  std::shared_ptr<dispatch::Policy> order;
 };
 
 class KernelOrigin final : public engine::OriginKernelPath {
@@ -144,5 +152,9 @@ std::optional<tcp::SynCookieSecret> kernel_dispatch_secret(const RoleContext& ct
 // The documents with one owner and the nodes (origin.bpf.c (g) hands their
 // last requests over; a replicated one stays the engine's: its policy chooses).
 KernelDispatch kernel_dispatch_of(const RoleContext& ctx);
+// The live owners of `path` (its `owners` but those `down` marks) in the
+// order its origin program gets them: with `d.order`, the policy's pick first.
+std::vector<dispatch::BackendId> live_owners(const KernelDispatch& d, const std::string& path,
+                                            std::span<const size_t> owners, std::span<const uint8_t> down);
 
 }  // namespace hl::runtime

@@ -367,9 +367,17 @@ class OriginKernelMoves : public OriginDispatch {
   void SetUp() override {
     if (std::string why = io::testing::enter_private_netns(); !why.empty()) GTEST_SKIP() << why;
     if (std::string why = kernel_supports_origin(); !why.empty()) GTEST_SKIP() << why;
+    ASSERT_NO_FATAL_FAILURE(open_moves(false));
+  }
+
+  // The fixture's program (again), with or without replicated_first (set
+  // where the policy is "first", the default, or "hash-path").
+  void open_moves(bool replicated_first) {
     OriginPathConfig config = dispatch_config();
     config.kernel_moves = true;
     config.self = kSelf;
+    config.replicated_first = replicated_first;
+    path_.reset();
     ASSERT_NO_FATAL_FAILURE(path_ = open(config));
     ASSERT_TRUE(path_->set_path_node("/b.html", kOther));
     ASSERT_TRUE(path_->set_path_node("/own.html", kVip.addr));
@@ -566,11 +574,12 @@ TEST_F(OriginKernelMoves, APipelinedRequestForAnotherNodeIsHeldBackUntilSentAgai
   EXPECT_EQ(path_->counters().held_back, 2u);
 }
 
-TEST_F(OriginKernelMoves, ReplicatedDocumentsStayWithAnOwnerAndMoveToTheFirstOtherwise) {
-  const std::vector<net::Ipv4Addr> here{kOther, kOwner};
-  const std::vector<net::Ipv4Addr> elsewhere{kOther, kSelf};
-  ASSERT_TRUE(path_->set_path_owners("/here.html", here));
-  ASSERT_TRUE(path_->set_path_owners("/elsewhere.html", elsewhere));
+// A document with several owners, under a policy that chooses per connection
+// or by load (no replicated_first): kept where the connection is if its node
+// has it, else the engines' (their policy chooses), for a last request too.
+TEST_F(OriginKernelMoves, ReplicatedDocumentsAreTheEnginesUnlessTheConnectionsNodeHasThem) {
+  ASSERT_TRUE(path_->set_path_owners("/here.html", std::vector<net::Ipv4Addr>{kOther, kOwner}));
+  ASSERT_TRUE(path_->set_path_owners("/elsewhere.html", std::vector<net::Ipv4Addr>{kOther, kSelf}));
   const uint32_t ack = start(41004);
   uint32_t at = static_cast<uint32_t>(kKeepAlive.size());
   const std::string here_req = "GET /here.html HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -578,18 +587,55 @@ TEST_F(OriginKernelMoves, ReplicatedDocumentsStayWithAnOwnerAndMoveToTheFirstOth
   EXPECT_EQ(dst_of(r), kOwner) << "its node is one of the owners: kept";
   EXPECT_EQ(path_->counters().kept, 1u);
   at += static_cast<uint32_t>(here_req.size());
-  const std::string elsewhere_req = "GET /elsewhere.html HTTP/1.1\r\nHost: x\r\n\r\n";
-  r = run(later(41004, at, ack + 200, elsewhere_req));
-  EXPECT_EQ(dst_of(r), kOwner) << "the order to the node that has the socket";
-  EXPECT_EQ(path_->counters().move_sent, 1u);
-  EXPECT_EQ(path_->forward_state({{kClientAddr, 41004}, kVip})->node, kOther) << "the first owner";
+  const std::vector<uint8_t> elsewhere = later(41004, at, ack + 200, "GET /elsewhere.html HTTP/1.1\r\nHost: x\r\n\r\n");
+  r = run(elsewhere);
+  ASSERT_EQ(r.verdict, kTcPass);
+  EXPECT_EQ(r.mark, HL_ENGINE_MARK);
+  EXPECT_EQ(ip_of(r), elsewhere) << "untouched, to the origin engine";
+  EXPECT_EQ(path_->counters().to_engine, 1u);
+  EXPECT_EQ(path_->counters().move_sent, 0u);
 
-  // (g): a last request for a replicated document stays the engine's (its policy chooses).
   const std::string last = "GET /here.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
   r = run(first_segment(41005, last).build());
   EXPECT_EQ(r.verdict, kTcPass);
   EXPECT_FALSE(path_->forward_state({{kClientAddr, 41005}, kVip}));
+  EXPECT_EQ(path_->counters().dispatched, 1u) << "only the first connection's";
   EXPECT_FALSE(path_->set_path_owners("/five.html", std::vector<net::Ipv4Addr>(5, kOther))) << "more than the map holds";
+}
+
+// With replicated_first (policy "first", the default; "hash-path" orders the
+// owners): the program takes replicated documents itself, to this node's own
+// copy if it has one (as the engines' Origin::choose), else the first listed.
+TEST_F(OriginKernelMoves, WithReplicatedFirstReplicatedDocumentsGoToTheOwnCopyOrTheFirstListed) {
+  ASSERT_NO_FATAL_FAILURE(open_moves(true));
+  ASSERT_TRUE(path_->set_path_owners("/here.html", std::vector<net::Ipv4Addr>{kOther, kOwner}));
+  ASSERT_TRUE(path_->set_path_owners("/elsewhere.html", std::vector<net::Ipv4Addr>{kOther, kSelf}));
+  ASSERT_TRUE(path_->set_path_owners("/mine.html", std::vector<net::Ipv4Addr>{kOther, kVip.addr}));
+  const uint32_t ack = start(41004);
+  uint32_t at = static_cast<uint32_t>(kKeepAlive.size());
+  const std::string here_req = "GET /here.html HTTP/1.1\r\nHost: x\r\n\r\n";
+  RunResult r = run(later(41004, at, ack + 100, here_req));
+  EXPECT_EQ(dst_of(r), kOwner) << "its node is one of the owners: kept";
+  EXPECT_EQ(path_->counters().kept, 1u);
+  at += static_cast<uint32_t>(here_req.size());
+  r = run(later(41004, at, ack + 200, "GET /elsewhere.html HTTP/1.1\r\nHost: x\r\n\r\n"));
+  ASSERT_EQ(r.verdict, kTcActOk);
+  EXPECT_EQ(dst_of(r), kOwner) << "the order to the node that has the socket";
+  EXPECT_EQ(path_->counters().move_sent, 1u);
+  EXPECT_EQ(path_->counters().to_engine, 0u);
+  EXPECT_EQ(path_->forward_state({{kClientAddr, 41004}, kVip})->node, kOther) << "the first listed";
+
+  // (g): a connection's last request, no user space.
+  const std::string last = "GET /here.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  r = run(first_segment(41005, last).build());
+  ASSERT_EQ(r.verdict, kTcActOk);
+  EXPECT_EQ(dst_of(r), kOther) << "the first listed";
+  EXPECT_EQ(path_->forward_state({{kClientAddr, 41005}, kVip})->node, kOther);
+  const std::string mine = "GET /mine.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  r = run(first_segment(41006, mine).build());
+  EXPECT_EQ(r.verdict, kTcActRedirect) << "this node's own copy, listed second";
+  EXPECT_EQ(path_->forward_state({{kClientAddr, 41006}, kVip})->node, kVip.addr);
+  EXPECT_EQ(path_->counters().dispatched, 3u);
 }
 
 TEST_F(OriginKernelMoves, AMoveToThisNodeIsSentToItsOwnAddress) {

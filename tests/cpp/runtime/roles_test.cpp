@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "io/fakes.h"
+#include "runtime/roles/kernel_origin.h"
 
 namespace hl::runtime {
 namespace {
@@ -108,6 +109,41 @@ TEST(RolesTest, LoadDispatchOnlyForTheRolesThatDispatch) {
   c.role = RuntimeRole::kFrontend;  // the front-end owns nothing: n1 needs a peer
   EXPECT_THROW(load_dispatch(c), std::invalid_argument);
   std::filesystem::remove(path);
+}
+
+// The owners an origin program gets for a replicated document: the live ones,
+// in the content map's order, or with the policy's pick first ("first",
+// "hash-path": the only policies the program may follow, kernel_dispatch_of).
+TEST(RolesTest, LiveOwnersPutThePolicysPickFirst) {
+  KernelDispatch d;
+  d.nodes = {net::Ipv4Addr{0x0a000201}, net::Ipv4Addr{0x0a000202}, net::Ipv4Addr{0x0a000203}};
+  const std::vector<size_t> owners{0, 1, 2, 7};  // 7: no such node
+  using Ids = std::vector<dispatch::BackendId>;
+  EXPECT_EQ(live_owners(d, "/a", owners, {}), (Ids{0, 1, 2}));
+  const std::vector<uint8_t> down{1, 0, 0};
+  EXPECT_EQ(live_owners(d, "/a", owners, down), (Ids{1, 2}));
+  d.order = dispatch::make_policy("first");
+  EXPECT_EQ(live_owners(d, "/a", owners, down), (Ids{1, 2}));
+  d.order = dispatch::make_policy("hash-path");
+  const auto hash_path = dispatch::make_policy("hash-path");
+  size_t moved = 0;
+  for (int i = 0; i < 16; ++i) {
+    const std::string path = "/docs/" + std::to_string(i);
+    http::RequestHead head;
+    head.path = path;
+    const Ids all{0, 1, 2};
+    const dispatch::BackendId pick = hash_path->select(head, all, {});
+    const Ids got = live_owners(d, path, owners, {});
+    ASSERT_EQ(got.size(), 3u);
+    EXPECT_EQ(got[0], pick) << path;
+    Ids rest;
+    for (const dispatch::BackendId id : all) {
+      if (id != pick) rest.push_back(id);
+    }
+    EXPECT_EQ(Ids(got.begin() + 1, got.end()), rest) << "the others in their order";
+    moved += pick != 0 ? 1u : 0u;
+  }
+  EXPECT_GT(moved, 0u) << "hash-path picks other owners than the first for some paths";
 }
 
 TEST(RolesTest, ParseAddrNamesWhatIsWrong) {
