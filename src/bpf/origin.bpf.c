@@ -471,8 +471,52 @@ error:
   return TC_ACT_OK;
 }
 
+#define AF_INET_ 2
+#define IP_TTL_OFF (ETH_HLEN_ + 8)
+
+/* The verdict for a segment whose destination is now `node`: sent straight
+ * out of the interface the node's route takes (bpf_fib_lookup: the kernel's
+ * FIB and neighbour table), its TTL decremented as a router does, so this
+ * node's forwarding stack (routing again, netfilter, conntrack) never sees it
+ * (sent_out). Anything else (no route or neighbour entry, forwarding off, a
+ * TTL about to expire, a segment too large for the route's MTU) goes up that
+ * stack as before (TC_ACT_OK), which answers it as a router does. */
+static __always_inline int send_out(struct __sk_buff *skb, __u32 node) {
+  struct bpf_fib_lookup fib;
+  __u8 ttl;
+  long r;
+
+  if (bpf_skb_load_bytes(skb, IP_TTL_OFF, &ttl, 1) || ttl <= 1) return TC_ACT_OK;
+  __builtin_memset(&fib, 0, sizeof fib);
+  fib.family = AF_INET_;
+  fib.l4_protocol = IPPROTO_TCP;
+  fib.ipv4_dst = node;
+  fib.ifindex = skb->ifindex;
+  /* tot_len 0: the kernel checks the skb itself against the MTU (GSO too). */
+  if (bpf_skb_load_bytes(skb, ETH_HLEN_ + 12, &fib.ipv4_src, sizeof fib.ipv4_src)) return TC_ACT_OK;
+  r = bpf_fib_lookup(skb, &fib, sizeof fib, 0);
+  if (r != BPF_FIB_LKUP_RET_SUCCESS && r != BPF_FIB_LKUP_RET_NO_NEIGH) return TC_ACT_OK;
+  /* TTL and protocol share a 16-bit word of the header's checksum. */
+  if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, bpf_htons((__u16)ttl << 8), bpf_htons((__u16)(ttl - 1) << 8), 2)) {
+    count(HL_ORIGIN_ERROR);
+    return TC_ACT_SHOT;
+  }
+  ttl -= 1;
+  if (bpf_skb_store_bytes(skb, IP_TTL_OFF, &ttl, 1, 0)) {
+    count(HL_ORIGIN_ERROR);
+    return TC_ACT_SHOT;
+  }
+  count(HL_ORIGIN_SENT_OUT);
+  if (r == BPF_FIB_LKUP_RET_NO_NEIGH) return bpf_redirect_neigh(fib.ifindex, NULL, 0, 0);
+  if (bpf_skb_store_bytes(skb, 0, fib.dmac, 6, 0) || bpf_skb_store_bytes(skb, 6, fib.smac, 6, 0)) {
+    count(HL_ORIGIN_ERROR);
+    return TC_ACT_SHOT;
+  }
+  return bpf_redirect(fib.ifindex, 0);
+}
+
 /* Rewrites the destination of the segment (IP header at ETH_HLEN_, TCP at l4)
- * to `node`; the verdict. */
+ * to `node` and sends it there (send_out); the verdict. */
 static __always_inline int forward(struct __sk_buff *skb, __u32 l4, __u32 old_addr, __u32 node) {
   if (bpf_skb_store_bytes(skb, IP_DST_OFF, &node, sizeof node, 0) ||
       bpf_l3_csum_replace(skb, IP_CSUM_OFF, old_addr, node, sizeof node) ||
@@ -481,7 +525,7 @@ static __always_inline int forward(struct __sk_buff *skb, __u32 l4, __u32 old_ad
     return TC_ACT_SHOT; /* possibly half rewritten */
   }
   count(HL_ORIGIN_FORWARDED);
-  return TC_ACT_OK;
+  return send_out(skb, node);
 }
 
 /* ---- (f) a last request for local content, read in the kernel ---- */

@@ -125,6 +125,7 @@ enum hl_origin_counter {
   HL_ORIGIN_TO_ENGINE,        /* (h): a request the program cannot read: the connection handed to the engines */
   HL_ORIGIN_ENGINE_PASSED,    /* (h): a segment with payload, FIN or RST of a connection handed to the engines: up */
   HL_ORIGIN_MOVE_ACK_TO_OLD,  /* (h): a pure ACK while a move is unconfirmed (timestamps): to the old node */
+  HL_ORIGIN_SENT_OUT,         /* of the segments sent to a node: out of its route's interface by the program, past the forwarding stack */
   HL_ORIGIN_COUNTER_COUNT
 };
 

@@ -81,6 +81,7 @@ std::vector<std::pair<std::string, uint64_t>> named_counters(const OriginCounter
       {"bpf_origin_to_engine", c.to_engine},
       {"bpf_origin_engine_passed", c.engine_passed},
       {"bpf_origin_move_ack_to_old", c.move_ack_to_old},
+      {"bpf_origin_sent_out", c.sent_out},
   };
 }
 
@@ -431,6 +432,7 @@ OriginCounters OriginPath::counters() const {
   c.to_engine = read(HL_ORIGIN_TO_ENGINE);
   c.engine_passed = read(HL_ORIGIN_ENGINE_PASSED);
   c.move_ack_to_old = read(HL_ORIGIN_MOVE_ACK_TO_OLD);
+  c.sent_out = read(HL_ORIGIN_SENT_OUT);
   c.malformed = read(HL_ORIGIN_MALFORMED);
   c.error = read(HL_ORIGIN_ERROR);
   return c;

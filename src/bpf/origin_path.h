@@ -93,6 +93,7 @@ struct OriginCounters {
   uint64_t to_engine = 0;         // (h): requests the program cannot read: their connection handed to the engines
   uint64_t engine_passed = 0;     // (h): such a connection's payload, FIN or RST: to user space (HL_ENGINE_MARK)
   uint64_t move_ack_to_old = 0;   // (h): a pure ACK while a move is unconfirmed (timestamps): to the old node
+  uint64_t sent_out = 0;          // segments sent to a node straight out of its route's interface (no forwarding stack)
 };
 
 // Field by field (the counters of several attachments).

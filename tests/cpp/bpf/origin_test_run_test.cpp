@@ -502,8 +502,10 @@ TEST(OriginCounterNames, InDeclarationOrder) {
   c.held_back = 23;
   c.engine_passed = 25;
   c.move_ack_to_old = 26;
+  c.sent_out = 27;
   const auto named = named_counters(c);
-  ASSERT_EQ(named.size(), 26u);
+  ASSERT_EQ(named.size(), 27u);
+  EXPECT_EQ(named[26], (std::pair<std::string, uint64_t>{"bpf_origin_sent_out", 27}));
   EXPECT_EQ(named[24], (std::pair<std::string, uint64_t>{"bpf_origin_engine_passed", 25}));
   EXPECT_EQ(named[25], (std::pair<std::string, uint64_t>{"bpf_origin_move_ack_to_old", 26}));
   EXPECT_EQ(named[23].first, "bpf_origin_to_engine");
