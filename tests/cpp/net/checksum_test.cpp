@@ -156,7 +156,8 @@ TEST(Checksum, WideSumEqualsWordByWordDefinition) {
     if (bytes.size() % 2) sum += uint64_t{bytes.back()} << 8;
     return checksum_finish(sum);
   };
-  for (size_t len : {0u, 1u, 63u, 64u, 65u, 66u, 67u, 95u, 96u, 97u, 1448u, 1449u, 65535u, 69990u}) {
+  for (size_t len : {0u, 1u, 2u, 3u, 4u, 15u, 16u, 17u, 18u, 19u, 20u, 23u, 24u, 31u, 32u, 40u, 52u, 60u, 63u, 64u,
+                     65u, 66u, 67u, 95u, 96u, 97u, 1448u, 1449u, 65535u, 69990u}) {
     for (size_t off : {0u, 1u, 2u, 3u}) {
       const std::span<const uint8_t> s(data.data() + off, len);
       EXPECT_EQ(internet_checksum(s), reference(s)) << "len " << len << " offset " << off;
