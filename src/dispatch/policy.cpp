@@ -51,6 +51,7 @@ class FirstPolicy final : public Policy {
     return owners.front();
   }
   std::string_view name() const override { return "first"; }
+  bool path_only() const override { return true; }
 };
 
 class RoundRobinPolicy final : public Policy {
@@ -87,6 +88,7 @@ class HashPathPolicy final : public Policy {
     return rendezvous(stable_hash(path), owners);
   }
   std::string_view name() const override { return "hash-path"; }
+  bool path_only() const override { return true; }
 };
 
 class LeastActivePolicy final : public Policy {

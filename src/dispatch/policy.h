@@ -44,6 +44,10 @@ class Policy {
                            const DispatchContext& ctx) = 0;
   // The policy's factory name, e.g. "round-robin".
   virtual std::string_view name() const = 0;
+  // Whether select() depends on nothing but the request's path and the owners
+  // (not the client, the load, the time or state of its own), so that an
+  // origin program can follow it in the kernel (runtime::KernelDispatch::order).
+  virtual bool path_only() const { return false; }
 };
 
 // Valid names for make_policy():

@@ -310,10 +310,12 @@ KernelDispatch kernel_dispatch_of(const RoleContext& ctx) {
   d.nodes = ctx.nodes;
   d.any_request = !ctx.config.moves;
   // A replicated document's requests: the program's where the policy's pick
-  // depends only on the path and its live owners (ordered by write_dispatch).
-  const std::string_view policy = ctx.dispatcher->policy().name();
-  if ((policy == "first" || policy == "hash-path") && ctx.dispatcher->options().affinity_cookie.empty())
-    d.order = dispatch::make_policy(policy);
+  // depends only on the path and its live owners (ordered by write_dispatch;
+  // an affinity cookie would choose by the request's Cookie header).
+  const dispatch::Policy& policy = ctx.dispatcher->policy();
+  if (policy.path_only() && ctx.dispatcher->options().affinity_cookie.empty()) {
+    d.order = dispatch::make_policy(policy.name());
+  }
   const dispatch::ContentMap& map = ctx.dispatcher->map();
   // Every document once, with its owners (a node's index in ctx.nodes).
   for (size_t id = 0; id < ctx.nodes.size(); ++id) {

@@ -38,7 +38,7 @@ struct KernelDispatch {
   // the owner this policy picks (its own copy first on a serving node, as
   // engine::Origin::choose), which write_dispatch lists first. Set only for a
   // policy whose pick depends on nothing but the path and its live owners
-  // ("first", "hash-path"); null: such documents' requests are the engine's.
+  // (Policy::path_only: "first", "hash-path"); null: such documents' requests are the engine's.
   std::shared_ptr<dispatch::Policy> order;
 };
 
@@ -149,8 +149,9 @@ bool adopt_moves_wanted(const RuntimeConfig& config);
 // origin; nullopt otherwise (each engine keeps a secret of its own, and every
 // request goes through it).
 std::optional<tcp::SynCookieSecret> kernel_dispatch_secret(const RoleContext& ctx);
-// The documents with one owner and the nodes (origin.bpf.c (g) hands their
-// last requests over; a replicated one stays the engine's: its policy chooses).
+// Every document with its owners, the nodes, and the policy to order a
+// replicated document's owners by where the program may follow it (else such
+// documents stay the engines': their policy chooses per request).
 KernelDispatch kernel_dispatch_of(const RoleContext& ctx);
 // The live owners of `path` (its `owners` but those `down` marks) in the
 // order its origin program gets them: with `d.order`, the policy's pick first.

@@ -37,6 +37,8 @@ TEST(PolicyFactory, MakesEveryNamedPolicy) {
     const std::unique_ptr<Policy> p = make_policy(name);
     ASSERT_NE(p, nullptr);
     EXPECT_EQ(p->name(), name);
+    // Only these two choose by the path and the owners alone (an origin program follows them).
+    EXPECT_EQ(p->path_only(), name == "first" || name == "hash-path") << name;
   }
 }
 
