@@ -795,15 +795,18 @@ class Cluster:
         return netutil.run(self._host(node), args, check=check)
 
     def fetch(self, doc: Union[Document, str], client: Optional[HostRef] = None,
-              url: Optional[str] = None, timeout: float = 60.0, headers: Sequence[str] = ()) -> FetchResult:
+              url: Optional[str] = None, timeout: float = 60.0, headers: Sequence[str] = (),
+              curl_args: Sequence[str] = ()) -> FetchResult:
         """curl doc (or an explicit url) from a client (default c1). `headers`:
-        extra request headers (e.g. "Connection: close")."""
+        extra request headers (e.g. "Connection: close"); `curl_args`: more curl
+        options (e.g. "--limit-rate", "20M")."""
         if self.tmpdir is None:
             raise RuntimeError("cluster is not running")
         target = url if url is not None else self.url(doc)
         extra: list[str] = []
         for h in headers:
             extra += ["-H", h]
+        extra += list(curl_args)
         return netutil.curl_fetch(self._host(client), target, self.tmpdir / "fetch", timeout, extra_args=extra)
 
     def wrk(self, url: str, client: Optional[HostRef] = None, duration_s: float = 5.0,

@@ -60,6 +60,16 @@ WRK_GRACE_S = 60.0  # beyond a round's length before a wrk counts as hung
 IMPAIR_NODE = "r0"  # the impairment stage's samples: reported, not judged
 
 
+def held(counters: dict[str, Any]) -> Optional[int]:
+    """The connection states a node holds: its engine's (``active``) and, on
+    the kernel data path, its origin program's live entries (connections it
+    dispatched or moved itself, which no engine holds:
+    ``kernel_origin_dispatched_live``, swept once a second). None: no engine."""
+    if counters.get("active") is None:
+        return None
+    return counters["active"] + counters.get("kernel_origin_dispatched_live", 0)
+
+
 class _Sampler(threading.Thread):
     """Every interval: each engine's RSS and each node's active/freed counters."""
 
@@ -90,7 +100,7 @@ class _Sampler(threading.Thread):
         for node, pid in self.procs.items():
             counters = stats.get(node, {})
             self.rows.append({"t_s": t, "phase": self.phase, "node": node, "rss_kib": rss_kib(pid, self.hosts.get(node)),
-                              "active": counters.get("active"), "freed": counters.get("freed")})
+                              "active": held(counters), "freed": counters.get("freed")})
 
     def run(self) -> None:
         while not self._stop_event.is_set():
@@ -217,7 +227,7 @@ class SoakRunner(BaseRunner):
         start = time.monotonic()
         while True:
             stats = c.stats()
-            if stats and all(s.get("active", 0) == 0 for s in stats.values()):
+            if stats and all(not held(s) for s in stats.values()):
                 return round(time.monotonic() - start, 2)
             if time.monotonic() - start > timeout:
                 return None
