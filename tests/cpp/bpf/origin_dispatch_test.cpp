@@ -407,6 +407,21 @@ class OriginKernelMoves : public OriginDispatch {
     return pkt->ack();
   }
 
+  // /here.html (kOther, kOwner) and /elsewhere.html (kOther, kSelf), then a
+  // connection at kOwner whose second request, /here.html, is kept there
+  // (one of its owners). The first request's ack; `at`: where the next begins.
+  uint32_t replicated_kept(uint16_t port, uint32_t& at) {
+    EXPECT_TRUE(path_->set_path_owners("/here.html", std::vector<net::Ipv4Addr>{kOther, kOwner}));
+    EXPECT_TRUE(path_->set_path_owners("/elsewhere.html", std::vector<net::Ipv4Addr>{kOther, kSelf}));
+    const uint32_t ack = start(port);
+    at = static_cast<uint32_t>(kKeepAlive.size());
+    const std::string here_req = "GET /here.html HTTP/1.1\r\nHost: x\r\n\r\n";
+    EXPECT_EQ(dst_of(run(later(port, at, ack + 100, here_req))), kOwner) << "its node is one of the owners: kept";
+    EXPECT_EQ(path_->counters().kept, 1u);
+    at += static_cast<uint32_t>(here_req.size());
+    return ack;
+  }
+
   static std::vector<uint8_t> ip_of(const RunResult& r) { return {r.frame.begin() + 14, r.frame.end()}; }
   static net::Ipv4Addr dst_of(const RunResult& r) {
     std::vector<uint8_t> ip = ip_of(r);
@@ -578,15 +593,9 @@ TEST_F(OriginKernelMoves, APipelinedRequestForAnotherNodeIsHeldBackUntilSentAgai
 // or by load (no replicated_first): kept where the connection is if its node
 // has it, else the engines' (their policy chooses), for a last request too.
 TEST_F(OriginKernelMoves, ReplicatedDocumentsAreTheEnginesUnlessTheConnectionsNodeHasThem) {
-  ASSERT_TRUE(path_->set_path_owners("/here.html", std::vector<net::Ipv4Addr>{kOther, kOwner}));
-  ASSERT_TRUE(path_->set_path_owners("/elsewhere.html", std::vector<net::Ipv4Addr>{kOther, kSelf}));
-  const uint32_t ack = start(41004);
-  uint32_t at = static_cast<uint32_t>(kKeepAlive.size());
-  const std::string here_req = "GET /here.html HTTP/1.1\r\nHost: x\r\n\r\n";
-  RunResult r = run(later(41004, at, ack + 100, here_req));
-  EXPECT_EQ(dst_of(r), kOwner) << "its node is one of the owners: kept";
-  EXPECT_EQ(path_->counters().kept, 1u);
-  at += static_cast<uint32_t>(here_req.size());
+  uint32_t at = 0;
+  const uint32_t ack = replicated_kept(41004, at);
+  RunResult r;
   const std::vector<uint8_t> elsewhere = later(41004, at, ack + 200, "GET /elsewhere.html HTTP/1.1\r\nHost: x\r\n\r\n");
   r = run(elsewhere);
   ASSERT_EQ(r.verdict, kTcPass);
@@ -608,16 +617,10 @@ TEST_F(OriginKernelMoves, ReplicatedDocumentsAreTheEnginesUnlessTheConnectionsNo
 // copy if it has one (as the engines' Origin::choose), else the first listed.
 TEST_F(OriginKernelMoves, WithReplicatedFirstReplicatedDocumentsGoToTheOwnCopyOrTheFirstListed) {
   ASSERT_NO_FATAL_FAILURE(open_moves(true));
-  ASSERT_TRUE(path_->set_path_owners("/here.html", std::vector<net::Ipv4Addr>{kOther, kOwner}));
-  ASSERT_TRUE(path_->set_path_owners("/elsewhere.html", std::vector<net::Ipv4Addr>{kOther, kSelf}));
   ASSERT_TRUE(path_->set_path_owners("/mine.html", std::vector<net::Ipv4Addr>{kOther, kVip.addr}));
-  const uint32_t ack = start(41004);
-  uint32_t at = static_cast<uint32_t>(kKeepAlive.size());
-  const std::string here_req = "GET /here.html HTTP/1.1\r\nHost: x\r\n\r\n";
-  RunResult r = run(later(41004, at, ack + 100, here_req));
-  EXPECT_EQ(dst_of(r), kOwner) << "its node is one of the owners: kept";
-  EXPECT_EQ(path_->counters().kept, 1u);
-  at += static_cast<uint32_t>(here_req.size());
+  uint32_t at = 0;
+  const uint32_t ack = replicated_kept(41004, at);
+  RunResult r;
   r = run(later(41004, at, ack + 200, "GET /elsewhere.html HTTP/1.1\r\nHost: x\r\n\r\n"));
   ASSERT_EQ(r.verdict, kTcActOk);
   EXPECT_EQ(dst_of(r), kOwner) << "the order to the node that has the socket";
