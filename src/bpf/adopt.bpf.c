@@ -716,6 +716,16 @@ int adopt(struct __sk_buff *skb) {
   }
   if (skc->state != BPF_TCP_LISTEN) {
     count(HL_ADOPT_ESTABLISHED);
+    /* A segment for this node's own stack (forwarded here, or dispatched by
+     * its own origin): handed to the socket found, so that the stack does not
+     * look it up again. A move that retires the socket on another CPU in
+     * between (an ACK and a move order forwarded from different CPUs overtake
+     * each other) then leaves it to the closed socket, which drops it, not to
+     * the listener, whose RST would end the client's connection. */
+    if ((to_node || dispatched) && skc->state != BPF_TCP_TIME_WAIT && skc->state != TCP_NEW_SYN_RECV_ &&
+        bpf_sk_assign(skb, skc, 0)) {
+      count(HL_ADOPT_ASSIGN_FAILED);
+    }
     bpf_sk_release(skc);
     if (entry && bpf_map_delete_elem(&authorised, &key) == 0) count(HL_ADOPT_RETIRED);
     return to_node ? TC_ACT_OK : TC_PASS;
@@ -723,8 +733,10 @@ int adopt(struct __sk_buff *skb) {
   if (!entry && !cookie) {
     count(HL_ADOPT_NO_ENTRY);
     bpf_sk_release(skc);
-    /* Dispatched here by this node's own origin program: as above, no RST. */
-    return cfg_pass_unauthorised && !dispatched ? (to_node ? TC_ACT_OK : TC_PASS) : TC_ACT_SHOT;
+    /* Dispatched here by this node's own origin program, or forwarded here
+     * (to_node) and its socket gone since adopted_here found it (retired by a
+     * move on another CPU): as above, no RST. */
+    return cfg_pass_unauthorised && !dispatched && !to_node ? TC_PASS : TC_ACT_SHOT;
   }
   if (!matches) {
     count(HL_ADOPT_MISMATCH);

@@ -100,6 +100,7 @@ enum hl_adopt_counter {
   HL_ADOPT_MOVE_NO_ROUTE,   /* ... no route or neighbour for the new node: dropped */
   HL_ADOPT_MOVE_ADOPTED,    /* of `adopted`: the move's new node, by the MAC its old node computed */
   HL_ADOPT_MOVE_BAD_MAC,    /* ... a moved segment whose MAC is wrong: dropped */
+  HL_ADOPT_ASSIGN_FAILED,   /* of `established`: a segment for this node's stack not assigned to its socket (bpf_sk_assign) */
   HL_ADOPT_COUNTER_COUNT
 };
 

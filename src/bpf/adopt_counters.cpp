@@ -24,6 +24,7 @@ std::vector<std::pair<std::string, uint64_t>> named_counters(const AdoptCounters
       {"bpf_adopt_move_no_route", c.move_no_route},
       {"bpf_adopt_move_adopted", c.move_adopted},
       {"bpf_adopt_move_bad_mac", c.move_bad_mac},
+      {"bpf_adopt_assign_failed", c.assign_failed},
   };
 }
 

@@ -29,6 +29,7 @@ struct AdoptCounters {
   uint64_t move_no_route = 0;  // ... no route or neighbour for the new node: dropped
   uint64_t move_adopted = 0;  // of adopted: kernel moves' new node, by the MAC the old node computed
   uint64_t move_bad_mac = 0;  // ... a moved segment whose MAC is wrong: dropped
+  uint64_t assign_failed = 0;  // of `established`: segments for this node's stack not assigned to their socket
 };
 
 // The counters as the engines export theirs (io::StatsDoc::counters), each

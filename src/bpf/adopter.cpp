@@ -273,6 +273,7 @@ AdoptCounters Adopter::counters() const {
   c.move_no_route = read(HL_ADOPT_MOVE_NO_ROUTE);
   c.move_adopted = read(HL_ADOPT_MOVE_ADOPTED);
   c.move_bad_mac = read(HL_ADOPT_MOVE_BAD_MAC);
+  c.assign_failed = read(HL_ADOPT_ASSIGN_FAILED);
   return c;
 }
 

@@ -46,7 +46,12 @@
  *     socket has received nothing), get skb->mark = cfg_bypass_mark (the
  *     NFQUEUE rules' RETURN mark: they go straight to the kernel,
  *     handshake_passed; queued, one could reach the kernel after (g) took
- *     the request and retired the socket: the listener's RST); the request
+ *     the request and retired the socket: the listener's RST), the ACK
+ *     assigned to the socket found (bpf_sk_assign: not looked up again, so
+ *     not left to the listener by a retire on another CPU either). Except the
+ *     handshake's own ACK at the request socket before any SYN/ACK
+ *     retransmission: dropped (handshake_ack_dropped; TCP_DEFER_ACCEPT
+ *     ignores it, and the request completes the handshake). The request
  *     (the first segment with payload, seq and ack one past the socket's two
  *     ISNs) gets in its mark
  *     what the engine needs of the handshake, read from the request socket
@@ -813,10 +818,23 @@ static __always_inline int kernel_handshake(struct __sk_buff *skb, const struct 
   seq = bpf_ntohl(tcp->seq);
   ack = bpf_ntohl(tcp->ack_seq);
   if (sk->state == TCP_NEW_SYN_RECV_) {
+    req = bpf_skc_to_tcp_request_sock(sk);
     if (pure) {
-      mark = cfg_bypass_mark; /* the handshake's ACK (TCP_DEFER_ACCEPT keeps the request socket) */
+      if (req && req->rcv_isn + 1 == seq && req->snt_isn + 1 == ack &&
+          BPF_CORE_READ_BITFIELD(req, req.req.num_timeout) == 0) {
+        /* The handshake's ACK, before any SYN/ACK retransmission: dropped.
+         * TCP_DEFER_ACCEPT ignores it too, and the request completes the
+         * handshake without it. Passed, it could reach the stack after (g)
+         * took the request and retired the request socket on another CPU
+         * (the client sends the two from different CPUs: they can overtake
+         * each other), and the listener would answer it with a RST. After
+         * a retransmitted SYN/ACK the kernel takes it (its accept). */
+        bpf_sk_release(sk);
+        count(HL_ORIGIN_HANDSHAKE_ACK_DROPPED);
+        return TC_ACT_SHOT;
+      }
+      mark = cfg_bypass_mark;
     } else {
-      req = bpf_skc_to_tcp_request_sock(sk);
       if (req && req->rcv_isn + 1 == seq && req->snt_isn + 1 == ack) {
         mark = handshake_mark(req->req.req.mss, BPF_CORE_READ_BITFIELD(req, req.snd_wscale),
                               BPF_CORE_READ_BITFIELD(req, req.rcv_wscale),
@@ -846,6 +864,10 @@ static __always_inline int kernel_handshake(struct __sk_buff *skb, const struct 
       }
     }
   }
+  /* A pure ACK for the kernel: handed to the socket found (as send_tracked
+   * does), so that (g) retiring it on another CPU meanwhile cannot leave the
+   * ACK to the listener. */
+  if (mark == cfg_bypass_mark && bpf_sk_assign(skb, sk, 0)) count(HL_ORIGIN_ASSIGN_FAILED);
   bpf_sk_release(sk);
   if (mark == 0) return NOT_MINE;
   if (mark != cfg_bypass_mark && cfg_kernel_dispatch) { /* (g) on a rare node */
@@ -962,35 +984,49 @@ static __always_inline int dispatch(struct __sk_buff *skb, const struct iphdr *i
 
 static __always_inline int seq_before(__u32 a, __u32 b) { return (__s32)(a - b) < 0; }
 
-/* Whether this node has a socket other than the listener for the segment's
- * connection (the VIP tuple). */
-static __always_inline int own_socket(struct __sk_buff *skb, const struct iphdr *ip, const struct tcphdr *tcp) {
+/* This node's socket for the segment's connection (the VIP tuple) other than
+ * the listener (or a request or TIME_WAIT socket), referenced; NULL if none. */
+static __always_inline struct bpf_sock *own_socket(struct __sk_buff *skb, const struct iphdr *ip,
+                                                   const struct tcphdr *tcp) {
   struct bpf_sock *sk;
-  int found;
 
   sk = connection_socket(skb, ip->saddr, ip->daddr, tcp->source, tcp->dest);
-  if (!sk) return 0;
-  found = sk->state != BPF_TCP_LISTEN && sk->state != BPF_TCP_TIME_WAIT && sk->state != TCP_NEW_SYN_RECV_;
-  bpf_sk_release(sk);
-  return found;
+  if (!sk) return NULL;
+  if (sk->state == BPF_TCP_LISTEN || sk->state == BPF_TCP_TIME_WAIT || sk->state == TCP_NEW_SYN_RECV_) {
+    bpf_sk_release(sk);
+    return NULL;
+  }
+  return sk;
 }
 
 /* Sends a tracked connection's segment to `node` (the VIP: this node itself)
  * with DSCP `dscp`; the verdict. To this node: straight to its socket (the
  * bypass mark) when it has one, else through lo to its adopt program (a
  * request not yet adopted; without a socket the adopt program drops what the
- * listener would answer with a RST). */
+ * listener would answer with a RST). The socket found is assigned to the
+ * segment (bpf_sk_assign), so the stack does not look it up again: a move
+ * that retires it on another CPU in between (a pure ACK and the next request
+ * overtake each other: the client sends them from different CPUs) leaves the
+ * segment to the closed socket, which drops it, never to the listener, which
+ * would answer it with a RST that ends the client's connection. */
 static __always_inline int send_tracked(struct __sk_buff *skb, const struct iphdr *ip, const struct tcphdr *tcp,
                                         __u32 l4, __u32 node, __u8 dscp) {
   const int own = node == ip->daddr;
+  struct bpf_sock *sk;
+
   if (set_tos(skb, ip->tos, tos_with_dscp(ip->tos, own && dscp == HL_DISPATCH_DSCP ? 0 : dscp))) {
     count(HL_ORIGIN_ERROR);
     return TC_ACT_SHOT;
   }
-  if (own && dscp == HL_DISPATCH_DSCP && cfg_bypass_mark && own_socket(skb, ip, tcp)) {
-    skb->mark = cfg_bypass_mark;
-    count(HL_ORIGIN_LOCAL_PASSED);
-    return TC_PASS;
+  if (own && dscp == HL_DISPATCH_DSCP && cfg_bypass_mark) {
+    sk = own_socket(skb, ip, tcp);
+    if (sk) {
+      if (bpf_sk_assign(skb, sk, 0)) count(HL_ORIGIN_ASSIGN_FAILED); /* then the stack's own lookup */
+      bpf_sk_release(sk);
+      skb->mark = cfg_bypass_mark;
+      count(HL_ORIGIN_LOCAL_PASSED);
+      return TC_PASS;
+    }
   }
   if (own) return to_own_adopt(skb);
   return forward(skb, l4, ip->daddr, node);

@@ -126,6 +126,8 @@ enum hl_origin_counter {
   HL_ORIGIN_ENGINE_PASSED,    /* (h): a segment with payload, FIN or RST of a connection handed to the engines: up */
   HL_ORIGIN_MOVE_ACK_TO_OLD,  /* (h): a pure ACK while a move is unconfirmed (timestamps): to the old node */
   HL_ORIGIN_SENT_OUT,         /* of the segments sent to a node: out of its route's interface by the program, past the forwarding stack */
+  HL_ORIGIN_HANDSHAKE_ACK_DROPPED, /* kernel handshake: the handshake's pure ACK to a request socket: dropped (the request completes it) */
+  HL_ORIGIN_ASSIGN_FAILED,    /* a segment for this node's own socket (send_tracked, a kernel handshake's pure ACK) not assigned to it (bpf_sk_assign): the stack looks it up */
   HL_ORIGIN_COUNTER_COUNT
 };
 

@@ -82,6 +82,8 @@ std::vector<std::pair<std::string, uint64_t>> named_counters(const OriginCounter
       {"bpf_origin_engine_passed", c.engine_passed},
       {"bpf_origin_move_ack_to_old", c.move_ack_to_old},
       {"bpf_origin_sent_out", c.sent_out},
+      {"bpf_origin_handshake_ack_dropped", c.handshake_ack_dropped},
+      {"bpf_origin_assign_failed", c.assign_failed},
   };
 }
 
@@ -433,6 +435,8 @@ OriginCounters OriginPath::counters() const {
   c.engine_passed = read(HL_ORIGIN_ENGINE_PASSED);
   c.move_ack_to_old = read(HL_ORIGIN_MOVE_ACK_TO_OLD);
   c.sent_out = read(HL_ORIGIN_SENT_OUT);
+  c.handshake_ack_dropped = read(HL_ORIGIN_HANDSHAKE_ACK_DROPPED);
+  c.assign_failed = read(HL_ORIGIN_ASSIGN_FAILED);
   c.malformed = read(HL_ORIGIN_MALFORMED);
   c.error = read(HL_ORIGIN_ERROR);
   return c;

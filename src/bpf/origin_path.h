@@ -94,6 +94,8 @@ struct OriginCounters {
   uint64_t engine_passed = 0;     // (h): such a connection's payload, FIN or RST: to user space (HL_ENGINE_MARK)
   uint64_t move_ack_to_old = 0;   // (h): a pure ACK while a move is unconfirmed (timestamps): to the old node
   uint64_t sent_out = 0;          // segments sent to a node straight out of its route's interface (no forwarding stack)
+  uint64_t handshake_ack_dropped = 0;  // kernel handshake: handshake ACKs to a request socket, dropped (the request completes it)
+  uint64_t assign_failed = 0;  // (h): segments for this node's own socket not assigned to it (the stack looks it up)
 };
 
 // Field by field (the counters of several attachments).

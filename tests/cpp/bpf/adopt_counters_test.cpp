@@ -32,8 +32,9 @@ TEST(AdoptCounters, NamedLikeTheEnginesCountersOneNamePerField) {
   c.move_no_route = 17;
   c.move_adopted = 18;
   c.move_bad_mac = 19;
+  c.assign_failed = 20;
   const auto named = named_counters(c);
-  ASSERT_EQ(named.size(), 19u);
+  ASSERT_EQ(named.size(), 20u);
   std::set<std::string> names;
   for (size_t i = 0; i < named.size(); ++i) {
     EXPECT_EQ(named[i].second, i + 1) << named[i].first;
