@@ -78,6 +78,7 @@
 #include "adopt_abi.h"
 #include "origin_abi.h"
 #include "cookie.bpf.h"
+#include "route.bpf.h"
 
 #define TC_ACT_OK 0
 /* TC_ACT_UNSPEC: not consumed here; the next tc filter (origin.bpf.c on an
@@ -306,7 +307,6 @@ static __always_inline int cookie_entry(struct __sk_buff *skb, const struct iphd
 /* ---- kernel moves (origin.bpf.c (h)) ---- */
 
 #define LOOPBACK_IFINDEX 1
-#define AF_INET_ 2
 #define TCP_FLAGS_AT 13
 #define TCP_RST_ACK 0x14
 #define TCP_NEW_SYN_RECV_ 12
@@ -344,24 +344,17 @@ static __always_inline int move_on(struct __sk_buff *skb, const struct iphdr *ip
     goto malformed;
   }
   skb->mark = 0;
-  __builtin_memset(&fib, 0, sizeof fib);
-  fib.family = AF_INET_;
-  fib.l4_protocol = IPPROTO_TCP;
-  fib.tot_len = bpf_ntohs(ip->tot_len);
-  fib.ipv4_src = ip->saddr;
-  fib.ipv4_dst = to;
-  fib.ifindex = skb->ifindex;
-  r = bpf_fib_lookup(skb, &fib, sizeof fib, 0);
+  r = route_of(skb, ip->saddr, to, bpf_ntohs(ip->tot_len), &fib);
   if (r == BPF_FIB_LKUP_RET_FWD_DISABLED && skb->ifindex != LOOPBACK_IFINDEX) {
     /* A node that does not forward (a back-end; the lookup insists): out of
      * the interface the order came in on, the kernel's route and neighbour. */
     return bpf_redirect_neigh(skb->ifindex, NULL, 0, 0);
   }
-  if (r == BPF_FIB_LKUP_RET_SUCCESS) {
-    if (bpf_skb_store_bytes(skb, 0, fib.dmac, 6, 0) || bpf_skb_store_bytes(skb, 6, fib.smac, 6, 0)) goto malformed;
-    return bpf_redirect(fib.ifindex, 0);
+  if (r == BPF_FIB_LKUP_RET_SUCCESS || r == BPF_FIB_LKUP_RET_NO_NEIGH) {
+    r = send_along(skb, &fib, r);
+    if (r < 0) goto malformed;
+    return (int)r;
   }
-  if (r == BPF_FIB_LKUP_RET_NO_NEIGH) return bpf_redirect_neigh(fib.ifindex, NULL, 0, 0);
 no_route:
   count(HL_ADOPT_MOVE_NO_ROUTE);
   return TC_ACT_SHOT;

@@ -140,6 +140,7 @@
 
 #include "origin_abi.h"
 #include "cookie.bpf.h"
+#include "route.bpf.h"
 
 #define TC_ACT_OK 0
 /* TC_ACT_UNSPEC: not consumed here; the next tc filter (e.g. adopt.bpf.c on an
@@ -476,7 +477,6 @@ error:
   return TC_ACT_OK;
 }
 
-#define AF_INET_ 2
 #define IP_TTL_OFF (ETH_HLEN_ + 8)
 
 /* The verdict for a segment whose destination is now `node`: sent straight
@@ -488,18 +488,13 @@ error:
  * stack as before (TC_ACT_OK), which answers it as a router does. */
 static __always_inline int send_out(struct __sk_buff *skb, __u32 node) {
   struct bpf_fib_lookup fib;
+  __u32 src;
   __u8 ttl;
   long r;
 
   if (bpf_skb_load_bytes(skb, IP_TTL_OFF, &ttl, 1) || ttl <= 1) return TC_ACT_OK;
-  __builtin_memset(&fib, 0, sizeof fib);
-  fib.family = AF_INET_;
-  fib.l4_protocol = IPPROTO_TCP;
-  fib.ipv4_dst = node;
-  fib.ifindex = skb->ifindex;
-  /* tot_len 0: the kernel checks the skb itself against the MTU (GSO too). */
-  if (bpf_skb_load_bytes(skb, ETH_HLEN_ + 12, &fib.ipv4_src, sizeof fib.ipv4_src)) return TC_ACT_OK;
-  r = bpf_fib_lookup(skb, &fib, sizeof fib, 0);
+  if (bpf_skb_load_bytes(skb, ETH_HLEN_ + 12, &src, sizeof src)) return TC_ACT_OK;
+  r = route_of(skb, src, node, 0, &fib);
   if (r != BPF_FIB_LKUP_RET_SUCCESS && r != BPF_FIB_LKUP_RET_NO_NEIGH) return TC_ACT_OK;
   /* TTL and protocol share a 16-bit word of the header's checksum. */
   if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, bpf_htons((__u16)ttl << 8), bpf_htons((__u16)(ttl - 1) << 8), 2)) {
@@ -512,12 +507,12 @@ static __always_inline int send_out(struct __sk_buff *skb, __u32 node) {
     return TC_ACT_SHOT;
   }
   count(HL_ORIGIN_SENT_OUT);
-  if (r == BPF_FIB_LKUP_RET_NO_NEIGH) return bpf_redirect_neigh(fib.ifindex, NULL, 0, 0);
-  if (bpf_skb_store_bytes(skb, 0, fib.dmac, 6, 0) || bpf_skb_store_bytes(skb, 6, fib.smac, 6, 0)) {
+  r = send_along(skb, &fib, r);
+  if (r < 0) {
     count(HL_ORIGIN_ERROR);
     return TC_ACT_SHOT;
   }
-  return bpf_redirect(fib.ifindex, 0);
+  return (int)r;
 }
 
 /* Rewrites the destination of the segment (IP header at ETH_HLEN_, TCP at l4)
