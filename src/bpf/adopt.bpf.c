@@ -12,8 +12,12 @@
  * the TSval base it has seen) plus the exact seq and ack of the one segment
  * the origin forwards. For a non-SYN, non-RST TCP segment to the VIP:port:
  *   - a socket other than a LISTEN one exists (the connection was adopted or
- *     is the node's own): pass it untouched; if an entry for it is still there,
- *     the adoption is complete: delete the entry (counter `retired`). Except a
+ *     is the node's own): pass it untouched (one forwarded or dispatched here
+ *     assigned to that socket, bpf_sk_assign, so that the stack does not look
+ *     it up again: a move retiring the socket on the other CPU in between
+ *     leaves it to the closed socket, not to the listener's RST); if an entry
+ *     for it is still there, the adoption is complete: delete the entry
+ *     (counter `retired`). Except a
  *     TIME_WAIT socket with an entry: the client reused the port of a
  *     connection this node closed first; the kernel cannot create the new
  *     socket beside it: drop, keep the entry (`time_wait`);
@@ -29,7 +33,9 @@
  *     kill a genuine client whose entry arrives late: the origin retransmits).
  *     cfg_pass_unauthorised = 1 passes the no-entry case to the kernel instead
  *     (it answers RST, or checks its own SYN cookie): for nodes that also take
- *     clients directly and rely on the kernel's SYN cookies.
+ *     clients directly and rely on the kernel's SYN cookies; not a segment
+ *     forwarded to the node's address (un-DNAT below) whose socket went away
+ *     since it was found (a move retired it): dropped.
  * Why that is safe against forgery: a client (or anyone off the cluster) can
  * send any segment, but cannot create an entry: the map is written only from
  * user space, by the serving engine, on a message it authenticated. A forged

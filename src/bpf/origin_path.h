@@ -95,7 +95,7 @@ struct OriginCounters {
   uint64_t move_ack_to_old = 0;   // (h): a pure ACK while a move is unconfirmed (timestamps): to the old node
   uint64_t sent_out = 0;          // segments sent to a node straight out of its route's interface (no forwarding stack)
   uint64_t handshake_ack_dropped = 0;  // kernel handshake: handshake ACKs to a request socket, dropped (the request completes it)
-  uint64_t assign_failed = 0;  // (h): segments for this node's own socket not assigned to it (the stack looks it up)
+  uint64_t assign_failed = 0;  // segments for this node's own socket (send_tracked, a handshake's pure ACK) not assigned to it
 };
 
 // Field by field (the counters of several attachments).
