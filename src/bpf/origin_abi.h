@@ -127,6 +127,7 @@ enum hl_origin_counter {
   HL_ORIGIN_MOVE_ACK_TO_OLD,  /* (h): a pure ACK while a move is unconfirmed (timestamps): to the old node */
   HL_ORIGIN_SENT_OUT,         /* of the segments sent to a node: out of its route's interface by the program, past the forwarding stack */
   HL_ORIGIN_HANDSHAKE_ACK_DROPPED, /* kernel handshake: the handshake's pure ACK to a request socket: dropped (the request completes it) */
+  HL_ORIGIN_LOCAL_FOLLOWED,   /* (f) by socket: a later segment of a connection served here untouched: to its socket */
   HL_ORIGIN_ASSIGN_FAILED,    /* a segment for this node's own socket (send_tracked, a kernel handshake's pure ACK) not assigned to it (bpf_sk_assign): the stack looks it up */
   HL_ORIGIN_COUNTER_COUNT
 };
@@ -152,6 +153,10 @@ struct hl_local_path {
   __u8 path[HL_LOCAL_PATH_MAX];
 };
 #define HL_ORIGIN_MAX_LOCAL_PATHS 65536
+/* The LRU map `local_conns` (origin.bpf.c (f) with cfg_local_by_socket): a
+ * connection this node's kernel serves untouched (key: struct hl_origin_key)
+ * -> its socket's ISN (the kernel's, host order). */
+#define HL_ORIGIN_MAX_LOCAL_CONNS 65536
 /* The map `path_nodes` (origin.bpf.c (g), (h)) has the same keys; its value:
  * the document's live owners, network byte order (the VIP: this node), 0 past
  * the last. (g) dispatches a path with one owner to it; (h) keeps a request

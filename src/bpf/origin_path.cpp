@@ -84,6 +84,7 @@ std::vector<std::pair<std::string, uint64_t>> named_counters(const OriginCounter
       {"bpf_origin_sent_out", c.sent_out},
       {"bpf_origin_handshake_ack_dropped", c.handshake_ack_dropped},
       {"bpf_origin_assign_failed", c.assign_failed},
+      {"bpf_origin_local_followed", c.local_followed},
   };
 }
 
@@ -137,6 +138,14 @@ OriginPath::OriginPath(const OriginPathConfig& config) : config_(config) {
     }
     skel_->rodata->cfg_local_mark = config.local_mark;
     skel_->rodata->cfg_local_any_request = config.local_any_request ? 1 : 0;
+  }
+  if (config.local_by_socket) {
+    if (!config.kernel_handshake) {
+      hl_origin_bpf__destroy(skel_);
+      skel_ = nullptr;
+      throw std::runtime_error("origin program: following local connections by their socket needs the kernel handshake");
+    }
+    skel_->rodata->cfg_local_by_socket = 1;
   }
   if (config.kernel_dispatch) {
     if (config.dispatch_mark == 0 || config.dispatch_mark == config.bypass_mark ||
@@ -255,6 +264,14 @@ io::IoStatus OriginPath::map_located(const OriginKey& key, net::Ipv4Addr node, u
   const int err = bpf_map__update_elem(skel_->maps.forwards, &wire_key, sizeof wire_key, &value,
                                        sizeof value, BPF_ANY);
   if (err != 0) return io::io_fail(-err, "bpf_map_update_elem(forwards)");
+  return io::io_ok();
+}
+
+io::IoStatus OriginPath::mark_local(const OriginKey& key, uint32_t isn) {
+  const hl_origin_key wire_key = to_wire(key);
+  const int err =
+      bpf_map__update_elem(skel_->maps.local_conns, &wire_key, sizeof wire_key, &isn, sizeof isn, BPF_ANY);
+  if (err != 0) return io::io_fail(-err, "bpf_map_update_elem(local_conns)");
   return io::io_ok();
 }
 
@@ -435,6 +452,7 @@ OriginCounters OriginPath::counters() const {
   c.engine_passed = read(HL_ORIGIN_ENGINE_PASSED);
   c.move_ack_to_old = read(HL_ORIGIN_MOVE_ACK_TO_OLD);
   c.sent_out = read(HL_ORIGIN_SENT_OUT);
+  c.local_followed = read(HL_ORIGIN_LOCAL_FOLLOWED);
   c.handshake_ack_dropped = read(HL_ORIGIN_HANDSHAKE_ACK_DROPPED);
   c.assign_failed = read(HL_ORIGIN_ASSIGN_FAILED);
   c.malformed = read(HL_ORIGIN_MALFORMED);

@@ -96,6 +96,7 @@ struct OriginCounters {
   uint64_t sent_out = 0;          // segments sent to a node straight out of its route's interface (no forwarding stack)
   uint64_t handshake_ack_dropped = 0;  // kernel handshake: handshake ACKs to a request socket, dropped (the request completes it)
   uint64_t assign_failed = 0;  // segments for this node's own socket (send_tracked, a handshake's pure ACK) not assigned to it
+  uint64_t local_followed = 0;  // (f) by socket: later segments of connections served here untouched, to their socket
 };
 
 // Field by field (the counters of several attachments).
@@ -134,6 +135,12 @@ struct OriginPathConfig {
   // mark and save it to the connection (io::node_capture_rules). 0: off.
   uint32_t local_mark = 0;
   bool local_any_request = false;
+  // rare (needs kernel_handshake): the later segments of a connection this
+  // node's kernel serves untouched ((f)'s, or one user space gives to
+  // mark_local) are told by their tuple and socket (the LRU map
+  // `local_conns`) and passed to that socket with `bypass_mark`, so the rules
+  // need not save `local_mark` to the connection (no conntrack).
+  bool local_by_socket = false;
   // always: a connection's last request (any with `dispatch_any_request`: no
   // moves) for a path given to set_path_node is handed to that node by the
   // program itself (origin.bpf.c (g)): it adds the connection to the
@@ -215,6 +222,10 @@ class OriginPath {
   // kernel_moves tracked, its next request read at next_seq), made at
   // `now_ms` (CLOCK_MONOTONIC, the program's clock). Creates or replaces it.
   io::IoStatus map_located(const OriginKey& key, net::Ipv4Addr node, uint32_t next_seq, uint64_t now_ms);
+  // local_by_socket: the connection `key`, whose socket's ISN (the kernel's,
+  // its SYN/ACK's seq) is `isn`, is this node's kernel's, untouched: its later
+  // segments go to it as (f)'s do.
+  io::IoStatus mark_local(const OriginKey& key, uint32_t isn);
 
   // A path this node owns, exactly as the content map has it (with
   // local_mark: its last requests stay in the kernel). false: not taken (longer

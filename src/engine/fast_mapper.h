@@ -86,6 +86,13 @@ class OriginKernelPath : public io::FastPath {
     uint32_t last_ack = 0;
   };
   virtual std::vector<Dispatched> take_dispatched(net::Ipv4Addr /*node*/) { return {}; }
+
+  // rare: a connection whose request the origin released to this node's own
+  // kernel, untouched (its socket's ISN `isn`, the kernel's): its later
+  // segments go to that socket without user space, as those of the
+  // connections the program serves locally itself do. False: not taken
+  // (then the rules' conntrack mark must do it).
+  virtual bool mark_local(net::Endpoint /*client*/, uint32_t /*isn*/) { return false; }
 };
 
 // One connection's part.

@@ -643,7 +643,10 @@ bool Origin::dispatch_request(ConnIt it) {
   set_target(conn, cfg_.targets[*id]);
   start_tracking(conn);
   if (kernel() && conn.local_target && !conn.track) {
-    // Released untouched: the marked packets teach conntrack to skip the queue.
+    // Released untouched: the kernel path follows its later segments by their
+    // socket (mark_local, before the kernel has the request); the marked
+    // packets skip the queue (and, without that path, teach conntrack to).
+    if (kernel_path_ != nullptr) (void)kernel_path_->mark_local(conn.hs.client, conn.hs.server_isn.value());
     for (const auto& h : conn.held) verdicts_.accept_with_mark(h.id, cfg_.local_mark);
     conn.held.clear();
     ++counters_.local;

@@ -164,9 +164,10 @@ RuleSetSpec node_capture_rules(const CaptureSpec& spec, const std::string& node,
   pre.push_back(with_target({"-p", "tcp", "-d", node, "--dport", port}));
   // With the kernel handshake the origin program marks a local connection's
   // request itself (origin.bpf.c (f)): that first segment RETURNs by its own
-  // mark, and INPUT saves it to the connection for the rest.
+  // mark, and the program marks the rest itself (found by their socket): no
+  // connmark, no conntrack. Without it INPUT saves the mark to the connection.
   if (rare && kernel_handshake) pre.insert(pre.begin(), {"-m", "mark", "--mark", lm.str(), "-j", "RETURN"});
-  if (rare) pre.insert(pre.begin(), {"-m", "connmark", "--mark", lm.str(), "-j", "RETURN"});
+  if (rare && !kernel_handshake) pre.insert(pre.begin(), {"-m", "connmark", "--mark", lm.str(), "-j", "RETURN"});
   if (rare && kernel_handshake) {
     std::ostringstream em;
     em << "0x" << std::hex << kEngineMark;
@@ -179,7 +180,7 @@ RuleSetSpec node_capture_rules(const CaptureSpec& spec, const std::string& node,
   RuleSetSpec spec_out;
   spec_out.chains.push_back({"mangle", base + "-PRE", {"PREROUTING"}, std::move(pre)});
   spec_out.chains.push_back({"mangle", base + "-OUT", {"OUTPUT"}, std::move(out)});
-  if (rare) {
+  if (rare && !kernel_handshake) {
     spec_out.chains.push_back({"mangle", base + "-IN", {"INPUT"},
                                {{"-m", "mark", "--mark", lm.str(), "-j", "CONNMARK", "--save-mark"}}});
   }

@@ -86,7 +86,10 @@ RuleSetSpec backend_capture_rules(const CaptureSpec& spec);
 // `kernel_handshake` (rare on the kernel data path: its origin program reads the
 // handshake from the kernel's socket, origin.bpf.c (e)) the SYN/ACKs are not
 // queued either, and PRE RETURNs a packet whose own mark is `local_mark` (the
-// program serves a last request for local content in the kernel, (f)); a
+// program serves a last request for local content in the kernel, (f)), and
+// neither IN nor the connmark RETURN exists: the program follows such a
+// connection's later segments by their socket (bpf::OriginPathConfig::
+// local_by_socket) and marks them itself, so the node loads no conntrack; a
 // packet marked kEngineMark (a connection the origin program handed to the
 // engines, origin.bpf.c (h)) is queued ahead of those RETURNs: its own
 // connection may be a local one.

@@ -83,6 +83,10 @@ KernelOrigin::KernelOrigin(const RuntimeConfig& c, bool forwards, const std::vec
     // only the request comes up (the rules queue no SYN/ACK then).
     pc.kernel_handshake = kernel_handshake_;
     pc.bypass_mark = c.mark;  // the NFQUEUE rules RETURN it (own packets)
+    // rare: the connections its kernel serves untouched are followed by
+    // their socket, not by a conntrack mark (io::node_capture_rules keeps no
+    // connmark rule on the kernel data path).
+    pc.local_by_socket = kernel_handshake_;
     if (kernel_handshake_ && !local_paths.empty()) {
       // Its own content, a last request: the kernel's alone (io::node_capture_rules
       // RETURNs the local mark and saves it to the connection).
@@ -166,6 +170,18 @@ bool KernelOrigin::map_located(net::Endpoint client, net::Ipv4Addr node, uint32_
     const io::IoStatus s =
         p->path.map_located(bpf::OriginKey{client, vip_}, net::Ipv4Addr{node_of(node.value)}, next_seq, now_ms);
     if (!s.ok()) {
+      ++errors_;
+      ok = false;
+    }
+  }
+  return ok;
+}
+
+bool KernelOrigin::mark_local(net::Endpoint client, uint32_t isn) {
+  if (!kernel_handshake_) return false;
+  bool ok = true;
+  for (auto& p : paths_) {
+    if (!p->path.mark_local(bpf::OriginKey{client, vip_}, isn).ok()) {
       ++errors_;
       ok = false;
     }

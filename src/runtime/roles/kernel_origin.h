@@ -69,6 +69,7 @@ class KernelOrigin final : public engine::OriginKernelPath {
   bool map_located(net::Endpoint client, net::Ipv4Addr node, uint32_t next_seq, uint64_t now_ms) override;
   std::vector<Dispatched> take_dispatched(net::Ipv4Addr node) override;
   std::optional<Handed> handed(uint32_t mark, net::Endpoint client) const override;
+  bool mark_local(net::Endpoint client, uint32_t isn) override;
 
   // The programs' counters (bpf_origin_*, summed over the interfaces) and
   // kernel_origin_errors (map or settings updates the kernel refused).

@@ -383,6 +383,112 @@ TEST_P(OriginLiveKernelHandshake, OnlyTheRequestIsQueuedAndItsMarkHoldsTheHandsh
   EXPECT_EQ(std::string(buf, n > 0 ? static_cast<size_t>(n) : 0), kRequest);
 }
 
+// rare's local content with local_by_socket (origin.bpf.c (f), local_conn): the
+// request passes by its local mark, and every later segment of the connection
+// (the client's ACKs, its FIN) reaches the socket with the bypass mark without
+// a conntrack rule: nothing is queued. A connection the engine released is
+// followed the same way once user space gives it to mark_local.
+TEST(OriginLiveLocal, LaterSegmentsOfALocallyServedConnectionFollowItsSocket) {
+  NetnsPair ns;
+  if (!ns.error().empty()) GTEST_SKIP() << ns.error();
+  if (std::string why = kernel_supports_origin(); !why.empty()) GTEST_SKIP() << why;
+  constexpr uint32_t kOwnMark = 0x1d, kLocalMark = 0x1e;
+  constexpr uint16_t kQueue = 8;
+  const std::string port = std::to_string(kVip.port);
+  ASSERT_TRUE(NetnsPair::run({"/usr/sbin/ip", "addr", "add", "192.168.77.1/24", "dev", "veth-s"}));
+  ASSERT_TRUE(NetnsPair::run({"/usr/sbin/ip", "addr", "add", "10.0.0.100/32", "dev", "lo"}));
+  for (const char* m : {"0x1d", "0x1e"}) {
+    ASSERT_TRUE(NetnsPair::run({"/usr/sbin/iptables", "-t", "mangle", "-A", "PREROUTING", "-m", "mark", "--mark", m,
+                                "-j", "RETURN"}));
+  }
+  ASSERT_TRUE(NetnsPair::run({"/usr/sbin/iptables", "-t", "mangle", "-A", "PREROUTING", "-p", "tcp", "-d",
+                              "10.0.0.100", "--dport", port, "-j", "NFQUEUE", "--queue-num",
+                              std::to_string(kQueue)}));
+  io::NfQueueConfig qc;
+  qc.queue_num = kQueue;
+  std::vector<io::QueuedPacket> queued;
+  io::NfQueue queue(qc);
+  queue.set_handler([&](const io::QueuedPacket& p) { queued.push_back(p); });
+
+  Fd listener;
+  listener.fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(listener.fd, 0);
+  sockaddr_in vip{};
+  vip.sin_family = AF_INET;
+  vip.sin_addr.s_addr = htonl(kVip.addr.value);
+  vip.sin_port = htons(kVip.port);
+  const int one = 1, defer = 5;
+  ASSERT_EQ(setsockopt(listener.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one), 0);
+  ASSERT_EQ(bind(listener.fd, reinterpret_cast<sockaddr*>(&vip), sizeof vip), 0);
+  ASSERT_EQ(setsockopt(listener.fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof defer), 0);
+  ASSERT_EQ(listen(listener.fd, 16), 0);
+
+  OriginPathConfig config;
+  config.vip = kVip.addr;
+  config.vip_port = kVip.port;
+  config.forward_ends = true;
+  config.kernel_handshake = true;
+  config.bypass_mark = kOwnMark;
+  config.local_mark = kLocalMark;
+  config.local_by_socket = true;
+  OriginPath path(config);
+  ASSERT_TRUE(path.add_local_path("/live"));
+  path.attach("veth-s");
+
+  ns.enter_client();
+  const bool client_ok =
+      NetnsPair::run({"/usr/sbin/ip", "addr", "add", "192.168.77.2/24", "dev", "veth-c"}) &&
+      NetnsPair::run({"/usr/sbin/ip", "route", "add", "10.0.0.100/32", "via", "192.168.77.1"});
+  Fd client;
+  client.fd = socket(AF_INET, SOCK_STREAM, 0);
+  ns.enter_serving();
+  ASSERT_TRUE(client_ok && client.fd >= 0);
+  ASSERT_EQ(connect(client.fd, reinterpret_cast<sockaddr*>(&vip), sizeof vip), 0) << std::strerror(errno);
+  const std::string request = "GET /live HTTP/1.1\r\nHost: vip\r\nConnection: close\r\n\r\n";
+  ASSERT_EQ(send(client.fd, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
+
+  pollfd lp{listener.fd, POLLIN, 0};
+  ASSERT_EQ(poll(&lp, 1, 3000), 1) << "the kernel did not take the request";
+  Fd served;
+  served.fd = accept(listener.fd, nullptr, nullptr);
+  ASSERT_GE(served.fd, 0);
+  char buf[256] = {};
+  ASSERT_EQ(recv(served.fd, buf, sizeof buf, 0), static_cast<ssize_t>(request.size()));
+  const std::string response = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
+  ASSERT_EQ(send(served.fd, response.data(), response.size(), 0), static_cast<ssize_t>(response.size()));
+  ASSERT_EQ(shutdown(served.fd, SHUT_WR), 0);
+  std::string got;
+  for (;;) {  // the client reads to the server's FIN, then closes: its ACKs and FIN go back
+    pollfd cp{client.fd, POLLIN, 0};
+    ASSERT_EQ(poll(&cp, 1, 3000), 1);
+    const ssize_t n = recv(client.fd, buf, sizeof buf, 0);
+    ASSERT_GE(n, 0);
+    if (n == 0) break;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  EXPECT_EQ(got, response);
+  ::close(client.fd);
+  client.fd = -1;
+  pollfd sp{served.fd, POLLIN, 0};
+  ASSERT_EQ(poll(&sp, 1, 3000), 1) << "the client's FIN did not reach the socket";
+  EXPECT_EQ(recv(served.fd, buf, sizeof buf, 0), 0);
+
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
+  while (std::chrono::steady_clock::now() < until) {
+    pollfd p{queue.fd(), POLLIN, 0};
+    if (poll(&p, 1, 50) == 1) {
+      ASSERT_TRUE(queue.poll_once().ok());
+    }
+  }
+  const OriginCounters c = path.counters();
+  std::string names;
+  for (const auto& [name, value] : named_counters(c)) names += " " + name + "=" + std::to_string(value);
+  EXPECT_TRUE(queued.empty()) << queued.size() << " segments queued;" << names;
+  EXPECT_EQ(c.local_served, 1u) << names;
+  EXPECT_GE(c.local_followed, 2u) << "the ACK of the response and the FIN at least;" << names;
+  EXPECT_EQ(c.assign_failed, 0u) << names;
+}
+
 TEST(OriginHandshakeMark, DecodesWhatTheProgramEncodesAndRefusesOtherMarks) {
   const uint32_t mark = HL_HANDSHAKE_MARK_TAG | 1448u | 7u << HL_HANDSHAKE_SND_WSCALE_SHIFT |
                         9u << HL_HANDSHAKE_RCV_WSCALE_SHIFT | HL_HANDSHAKE_WSCALE_OK | HL_HANDSHAKE_TSTAMP_OK;

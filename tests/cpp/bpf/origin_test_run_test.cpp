@@ -505,11 +505,13 @@ TEST(OriginCounterNames, InDeclarationOrder) {
   c.sent_out = 27;
   c.handshake_ack_dropped = 28;
   c.assign_failed = 29;
+  c.local_followed = 30;
   const auto named = named_counters(c);
-  ASSERT_EQ(named.size(), 29u);
+  ASSERT_EQ(named.size(), 30u);
   EXPECT_EQ(named[26], (std::pair<std::string, uint64_t>{"bpf_origin_sent_out", 27}));
   EXPECT_EQ(named[27], (std::pair<std::string, uint64_t>{"bpf_origin_handshake_ack_dropped", 28}));
   EXPECT_EQ(named[28], (std::pair<std::string, uint64_t>{"bpf_origin_assign_failed", 29}));
+  EXPECT_EQ(named[29], (std::pair<std::string, uint64_t>{"bpf_origin_local_followed", 30}));
   EXPECT_EQ(named[24], (std::pair<std::string, uint64_t>{"bpf_origin_engine_passed", 25}));
   EXPECT_EQ(named[25], (std::pair<std::string, uint64_t>{"bpf_origin_move_ack_to_old", 26}));
   EXPECT_EQ(named[23].first, "bpf_origin_to_engine");

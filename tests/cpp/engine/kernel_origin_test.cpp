@@ -83,6 +83,11 @@ class FakeKernelPath final : public OriginKernelPath {
     return out;
   }
   std::vector<std::pair<net::Ipv4Addr, Dispatched>> dispatched;  // the program's own (node, connection)
+  bool mark_local(net::Endpoint client, uint32_t isn) override {
+    local.emplace_back(client, isn);
+    return true;
+  }
+  std::vector<std::pair<net::Endpoint, uint32_t>> local;  // mark_local's calls
   static constexpr uint32_t kHandshakeMark = 0xb8000001;  // what the program put in a request's mark (rare)
   KernelHandshake kernel_handshake{1460, 7, 9, true, true, true};
 
@@ -519,6 +524,9 @@ TEST(KernelOriginTest, RareRequestWithTheKernelsHandshakeForLocalContentIsReleas
   const Verdict v = RareKernelRequest::run(a, req, FakeKernelPath::kHandshakeMark);
   EXPECT_EQ(v.kind, VerdictKind::AcceptMarked);
   EXPECT_EQ(v.mark, NodeConfig{}.local_mark);
+  // Its later segments follow it by its socket (the kernel's ISN: the request's ack - 1).
+  ASSERT_EQ(a.kpath.local.size(), 1u);
+  EXPECT_EQ(a.kpath.local[0], (std::pair<net::Endpoint, uint32_t>{kClient, RareKernelRequest::kF}));
   EXPECT_EQ(a.engine.counters().kernel_handshakes, 1u);
   EXPECT_EQ(a.engine.counters().local, 1u);
   EXPECT_TRUE(a.messages.take().empty());

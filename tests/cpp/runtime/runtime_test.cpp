@@ -151,6 +151,21 @@ TEST(RuntimeValidateTest, RareQueuesTheKernelsSynAckOnlyOnTheReferencePath) {
     };
     EXPECT_EQ(mark_returns(runtime::capture_rules(c, runtime::DataPath::kKernel)), rare);
     EXPECT_FALSE(mark_returns(runtime::capture_rules(c, runtime::DataPath::kNfqueue)));
+    // rare's locally served connections: a conntrack mark on the reference
+    // path; on the kernel path the program follows them by their socket, and
+    // no rule loads conntrack.
+    auto uses_conntrack = [](const io::RuleSetSpec& spec) {
+      for (const auto& chain : spec.chains) {
+        for (const auto& rule : chain.rules) {
+          for (const auto& word : rule) {
+            if (word == "connmark" || word == "CONNMARK") return true;
+          }
+        }
+      }
+      return false;
+    };
+    EXPECT_EQ(uses_conntrack(runtime::capture_rules(c, runtime::DataPath::kNfqueue)), rare);
+    EXPECT_FALSE(uses_conntrack(runtime::capture_rules(c, runtime::DataPath::kKernel)));
     c.fast_path = false;  // no origin program on a rare node then: the engine watches the handshake
     EXPECT_EQ(synack_rules(runtime::capture_rules(c, runtime::DataPath::kKernel)), rare ? 1 : 0);
     c.fast_path = true;
