@@ -1289,12 +1289,13 @@ static __always_inline int first_request(struct __sk_buff *skb, const struct iph
   if (own) {
     entry.node_addr = cfg_vip_addr;
     if (bpf_map_update_elem(&forwards, key, &entry, BPF_NOEXIST)) return NOT_MINE; /* full, or raced */
-    /* The bypass mark, not cfg_local_mark: the rules would save that to the
-     * connection's conntrack mark, whose RETURN sends every later segment
-     * straight to this kernel, past the queue, for good: once the engines
-     * take the connection (to_engine) and move it away and back, a request
-     * they hold for another node would reach this node's socket (404). The
-     * entry marks each later segment itself. */
+    /* The bypass mark, and not (f)'s way: a connection served locally for
+     * good (local_conns, or where the rules save cfg_local_mark to its
+     * conntrack mark) has every later segment sent straight to this kernel,
+     * past the queue: once the engines take the connection (to_engine) and
+     * move it away and back, a request they hold for another node would
+     * reach this node's socket (404). The entry marks each later segment
+     * itself. */
     skb->mark = cfg_bypass_mark;
     count(HL_ORIGIN_LOCAL_SERVED);
     return TC_PASS;
