@@ -75,9 +75,10 @@
  *     with its socket's ISN (so does one the engine releases locally: user
  *     space writes it), and local_conn() passes each later segment to that
  *     socket with the bypass mark (local_followed); without it the rules
- *     save the mark to the connection (conntrack). Anything else, or any doubt (an unusual
- *     byte, an obs-fold, a bare LF, a Connection header with another value,
- *     a head longer than HL_REQUEST_MAX), is the engine's, as in (e): what
+ *     save the mark to the connection (conntrack). Anything else, or any
+ *     doubt (an unusual byte, an obs-fold, a bare LF, a Connection header
+ *     with another value, a head longer than HL_REQUEST_MAX), is the
+ *     engine's, as in (e): what
  *     the engine would do with a request decided here is the same (its own
  *     path: served locally; a malformed head: released to the web server).
  * (g) With cfg_kernel_dispatch (always: the origin answers SYNs with cookies):
