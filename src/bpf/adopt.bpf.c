@@ -315,7 +315,6 @@ static __always_inline int cookie_entry(struct __sk_buff *skb, const struct iphd
 #define LOOPBACK_IFINDEX 1
 #define TCP_FLAGS_AT 13
 #define TCP_RST_ACK 0x14
-#define TCP_NEW_SYN_RECV_ 12
 
 /* Sends the moving request on to its new node (rec->to): TSecr raised to the
  * record's, the attributes and the MAC in the urgent pointer and the IP ID,
@@ -441,7 +440,7 @@ static __always_inline int move_from_here(struct __sk_buff *skb, const struct ip
     count(HL_ADOPT_MOVE_RESENT);
     return move_on(skb, ip, tcp, l4, &rec);
   }
-  if (skc->state == TCP_NEW_SYN_RECV_) {
+  if (skc->state == HL_TCP_NEW_SYN_RECV) {
     /* A rare node's first request (origin.bpf.c first_request): the kernel's
      * handshake waits for it in a request socket (TCP_DEFER_ACCEPT); the RST
      * drops that socket as silently. */
@@ -721,8 +720,7 @@ int adopt(struct __sk_buff *skb) {
      * between (an ACK and a move order forwarded from different CPUs overtake
      * each other) then leaves it to the closed socket, which drops it, not to
      * the listener, whose RST would end the client's connection. */
-    if ((to_node || dispatched) && skc->state != BPF_TCP_TIME_WAIT && skc->state != TCP_NEW_SYN_RECV_ &&
-        bpf_sk_assign(skb, skc, 0)) {
+    if ((to_node || dispatched) && full_socket(skc) && bpf_sk_assign(skb, skc, 0)) {
       count(HL_ADOPT_ASSIGN_FAILED);
     }
     bpf_sk_release(skc);
@@ -767,7 +765,7 @@ int locate_probe(struct __sk_buff *skb) {
   skc = connection_socket(skb, in.key.client_addr, in.key.vip_addr, in.key.client_port, in.key.vip_port);
   if (skc) {
     in.state = skc->state;
-    if (skc->state != BPF_TCP_LISTEN && skc->state != BPF_TCP_TIME_WAIT && skc->state != TCP_NEW_SYN_RECV_) {
+    if (full_socket(skc)) {
       tp = bpf_skc_to_tcp_sock(skc);
       if (tp) {
         in.found = 1;

@@ -93,6 +93,14 @@ static __always_inline struct bpf_sock *connection_socket(struct __sk_buff *skb,
   return bpf_skc_lookup_tcp(skb, &t, sizeof t.ipv4, BPF_F_CURRENT_NETNS, 0);
 }
 
+#define HL_TCP_NEW_SYN_RECV 12 /* a request socket (the kernel's TCP_NEW_SYN_RECV; not in bpf_sock's enum) */
+
+/* Whether `sk` is a full connection socket: not a listener, a request socket
+ * or a TIME_WAIT minisock. */
+static __always_inline int full_socket(const struct bpf_sock *sk) {
+  return sk->state != BPF_TCP_LISTEN && sk->state != BPF_TCP_TIME_WAIT && sk->state != HL_TCP_NEW_SYN_RECV;
+}
+
 /* The IP header behind a 14-byte Ethernet header: its TOS byte, its ID and checksum. */
 #define HL_IP_TOS_AT 15
 #define HL_IP_ID_AT 18

@@ -799,7 +799,6 @@ static __always_inline int local_request(struct __sk_buff *skb, __u32 off, __u32
 /* ---- (e) the kernel's own handshake ---- */
 
 #define NOT_MINE 1000 /* not a verdict: (a)-(d) decide */
-#define TCP_NEW_SYN_RECV_ 12
 
 static __always_inline __u32 handshake_mark(__u32 mss, __u32 snd_wscale, __u32 rcv_wscale, __u32 wscale_ok,
                                             __u32 sack_ok, __u32 tstamp_ok) {
@@ -819,7 +818,7 @@ static __always_inline int kernel_handshake(struct __sk_buff *skb, const struct 
   struct tcp_request_sock *req;
   struct tcp_sock *tp;
   __u32 seq, ack, mark = 0;
-  int pure = ip_len == headers;
+  int pure = ip_len == headers, ours;
 
   if (tcp->fin || tcp->rst || tcp->urg) return NOT_MINE;
   if (tcp->syn) {
@@ -834,11 +833,12 @@ static __always_inline int kernel_handshake(struct __sk_buff *skb, const struct 
   if (!sk) return NOT_MINE;
   seq = bpf_ntohl(tcp->seq);
   ack = bpf_ntohl(tcp->ack_seq);
-  if (sk->state == TCP_NEW_SYN_RECV_) {
+  if (sk->state == HL_TCP_NEW_SYN_RECV) {
     req = bpf_skc_to_tcp_request_sock(sk);
+    /* The segment continues the request socket's handshake. */
+    ours = req && req->rcv_isn + 1 == seq && req->snt_isn + 1 == ack;
     if (pure) {
-      if (req && req->rcv_isn + 1 == seq && req->snt_isn + 1 == ack &&
-          BPF_CORE_READ_BITFIELD(req, req.req.num_timeout) == 0) {
+      if (ours && BPF_CORE_READ_BITFIELD(req, req.req.num_timeout) == 0) {
         /* The handshake's ACK, before any SYN/ACK retransmission: dropped.
          * TCP_DEFER_ACCEPT ignores it too, and the request completes the
          * handshake without it. Passed, it could reach the stack after (g)
@@ -852,7 +852,7 @@ static __always_inline int kernel_handshake(struct __sk_buff *skb, const struct 
       }
       mark = cfg_bypass_mark;
     } else {
-      if (req && req->rcv_isn + 1 == seq && req->snt_isn + 1 == ack) {
+      if (ours) {
         mark = handshake_mark(req->req.req.mss, BPF_CORE_READ_BITFIELD(req, req.snd_wscale),
                               BPF_CORE_READ_BITFIELD(req, req.rcv_wscale),
                               BPF_CORE_READ_BITFIELD(req, req.wscale_ok),
@@ -928,7 +928,7 @@ static __always_inline int local_conn(struct __sk_buff *skb, const struct iphdr 
   if (sk) {
     if (sk->state == BPF_TCP_LISTEN || sk->state == BPF_TCP_TIME_WAIT) {
       ours = 1;
-    } else if (sk->state != TCP_NEW_SYN_RECV_) {
+    } else if (sk->state != HL_TCP_NEW_SYN_RECV) {
       tp = bpf_skc_to_tcp_sock(sk);
       ours = tp && tp->snd_una - (__u32)tp->bytes_acked - 1 == *isn;
     }
@@ -1048,7 +1048,7 @@ static __always_inline struct bpf_sock *own_socket(struct __sk_buff *skb, const 
 
   sk = connection_socket(skb, ip->saddr, ip->daddr, tcp->source, tcp->dest);
   if (!sk) return NULL;
-  if (sk->state == BPF_TCP_LISTEN || sk->state == BPF_TCP_TIME_WAIT || sk->state == TCP_NEW_SYN_RECV_) {
+  if (!full_socket(sk)) {
     bpf_sk_release(sk);
     return NULL;
   }

@@ -331,7 +331,9 @@ TEST_P(OriginLiveKernelHandshake, OnlyTheRequestIsQueuedAndItsMarkHoldsTheHandsh
   ASSERT_EQ(sendto(raw.fd, dup_ack.data(), dup_ack.size(), 0, reinterpret_cast<sockaddr*>(&vip), sizeof vip),
             static_cast<ssize_t>(dup_ack.size()));
   // Both ACKs through the program (the client's own is sent before connect returns).
-  for (int i = 0; i < 100 && path.counters().handshake_passed + path.counters().handshake_ack_dropped < 3; ++i) {
+  for (int i = 0; i < 100; ++i) {
+    const OriginCounters c = path.counters();
+    if (c.handshake_passed + c.handshake_ack_dropped >= 3) break;
     usleep(10000);
   }
   ASSERT_EQ(send(client.fd, kRequest.data(), kRequest.size(), 0), static_cast<ssize_t>(kRequest.size()));
