@@ -256,21 +256,46 @@ std::optional<std::pair<uint32_t, uint32_t>> client_numbers(int fd) {
   return std::make_pair(seq, ack);
 }
 
+// The serving namespace's addresses (veth-s; the VIP on lo) and its mangle
+// rules: a segment with one of `marks` RETURNs, any other to the VIP's port
+// goes to NFQUEUE `queue`.
+void serving_rules(std::initializer_list<const char*> marks, uint16_t queue) {
+  ASSERT_TRUE(NetnsPair::run({"/usr/sbin/ip", "addr", "add", "192.168.77.1/24", "dev", "veth-s"}));
+  ASSERT_TRUE(NetnsPair::run({"/usr/sbin/ip", "addr", "add", "10.0.0.100/32", "dev", "lo"}));
+  for (const char* m : marks) {
+    ASSERT_TRUE(NetnsPair::run({"/usr/sbin/iptables", "-t", "mangle", "-A", "PREROUTING", "-m", "mark", "--mark", m,
+                                "-j", "RETURN"}));
+  }
+  ASSERT_TRUE(NetnsPair::run({"/usr/sbin/iptables", "-t", "mangle", "-A", "PREROUTING", "-p", "tcp", "-d",
+                              "10.0.0.100", "--dport", std::to_string(kVip.port), "-j", "NFQUEUE", "--queue-num",
+                              std::to_string(queue)}));
+}
+
+// A listener on the VIP (TCP_DEFER_ACCEPT of `defer` seconds; 0: none) into
+// *listener, the VIP's address into *vip.
+void listen_on_vip(Fd* listener, sockaddr_in* vip, int defer) {
+  listener->fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(listener->fd, 0);
+  *vip = sockaddr_in{};
+  vip->sin_family = AF_INET;
+  vip->sin_addr.s_addr = htonl(kVip.addr.value);
+  vip->sin_port = htons(kVip.port);
+  const int one = 1;
+  ASSERT_EQ(setsockopt(listener->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one), 0);
+  ASSERT_EQ(bind(listener->fd, reinterpret_cast<sockaddr*>(vip), sizeof *vip), 0);
+  if (defer) {
+    ASSERT_EQ(setsockopt(listener->fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof defer), 0);
+  }
+  ASSERT_EQ(listen(listener->fd, 16), 0);
+}
+
 TEST_P(OriginLiveKernelHandshake, OnlyTheRequestIsQueuedAndItsMarkHoldsTheHandshake) {
   NetnsPair ns;
   if (!ns.error().empty()) GTEST_SKIP() << ns.error();
   if (std::string why = kernel_supports_origin(); !why.empty()) GTEST_SKIP() << why;
   constexpr uint32_t kOwnMark = 0x1d;
   constexpr uint16_t kQueue = 7;
-  const std::string mark = "0x1d";
-  const std::string port = std::to_string(kVip.port);
-  ASSERT_TRUE(NetnsPair::run({"/usr/sbin/ip", "addr", "add", "192.168.77.1/24", "dev", "veth-s"}));
-  ASSERT_TRUE(NetnsPair::run({"/usr/sbin/ip", "addr", "add", "10.0.0.100/32", "dev", "lo"}));
-  ASSERT_TRUE(NetnsPair::run({"/usr/sbin/iptables", "-t", "mangle", "-A", "PREROUTING", "-m", "mark", "--mark", mark,
-                              "-j", "RETURN"}));
-  ASSERT_TRUE(NetnsPair::run({"/usr/sbin/iptables", "-t", "mangle", "-A", "PREROUTING", "-p", "tcp", "-d",
-                              "10.0.0.100", "--dport", port, "-j", "NFQUEUE", "--queue-num",
-                              std::to_string(kQueue)}));
+  ASSERT_NO_FATAL_FAILURE(serving_rules({"0x1d"}, kQueue));
   io::NfQueueConfig qc;
   qc.queue_num = kQueue;
   std::vector<io::QueuedPacket> queued;  // before the queue: its destructor may still deliver
@@ -282,19 +307,8 @@ TEST_P(OriginLiveKernelHandshake, OnlyTheRequestIsQueuedAndItsMarkHoldsTheHandsh
   });
 
   Fd listener;
-  listener.fd = socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(listener.fd, 0);
   sockaddr_in vip{};
-  vip.sin_family = AF_INET;
-  vip.sin_addr.s_addr = htonl(kVip.addr.value);
-  vip.sin_port = htons(kVip.port);
-  const int one = 1, defer = GetParam();
-  ASSERT_EQ(setsockopt(listener.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one), 0);
-  ASSERT_EQ(bind(listener.fd, reinterpret_cast<sockaddr*>(&vip), sizeof vip), 0);
-  if (defer) {
-    ASSERT_EQ(setsockopt(listener.fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof defer), 0);
-  }
-  ASSERT_EQ(listen(listener.fd, 16), 0);
+  ASSERT_NO_FATAL_FAILURE(listen_on_vip(&listener, &vip, GetParam()));
 
   OriginPathConfig config;
   config.vip = kVip.addr;
@@ -396,16 +410,7 @@ TEST(OriginLiveLocal, LaterSegmentsOfALocallyServedConnectionFollowItsSocket) {
   if (std::string why = kernel_supports_origin(); !why.empty()) GTEST_SKIP() << why;
   constexpr uint32_t kOwnMark = 0x1d, kLocalMark = 0x1e;
   constexpr uint16_t kQueue = 8;
-  const std::string port = std::to_string(kVip.port);
-  ASSERT_TRUE(NetnsPair::run({"/usr/sbin/ip", "addr", "add", "192.168.77.1/24", "dev", "veth-s"}));
-  ASSERT_TRUE(NetnsPair::run({"/usr/sbin/ip", "addr", "add", "10.0.0.100/32", "dev", "lo"}));
-  for (const char* m : {"0x1d", "0x1e"}) {
-    ASSERT_TRUE(NetnsPair::run({"/usr/sbin/iptables", "-t", "mangle", "-A", "PREROUTING", "-m", "mark", "--mark", m,
-                                "-j", "RETURN"}));
-  }
-  ASSERT_TRUE(NetnsPair::run({"/usr/sbin/iptables", "-t", "mangle", "-A", "PREROUTING", "-p", "tcp", "-d",
-                              "10.0.0.100", "--dport", port, "-j", "NFQUEUE", "--queue-num",
-                              std::to_string(kQueue)}));
+  ASSERT_NO_FATAL_FAILURE(serving_rules({"0x1d", "0x1e"}, kQueue));
   io::NfQueueConfig qc;
   qc.queue_num = kQueue;
   std::vector<io::QueuedPacket> queued;
@@ -413,17 +418,8 @@ TEST(OriginLiveLocal, LaterSegmentsOfALocallyServedConnectionFollowItsSocket) {
   queue.set_handler([&](const io::QueuedPacket& p) { queued.push_back(p); });
 
   Fd listener;
-  listener.fd = socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(listener.fd, 0);
   sockaddr_in vip{};
-  vip.sin_family = AF_INET;
-  vip.sin_addr.s_addr = htonl(kVip.addr.value);
-  vip.sin_port = htons(kVip.port);
-  const int one = 1, defer = 5;
-  ASSERT_EQ(setsockopt(listener.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one), 0);
-  ASSERT_EQ(bind(listener.fd, reinterpret_cast<sockaddr*>(&vip), sizeof vip), 0);
-  ASSERT_EQ(setsockopt(listener.fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof defer), 0);
-  ASSERT_EQ(listen(listener.fd, 16), 0);
+  ASSERT_NO_FATAL_FAILURE(listen_on_vip(&listener, &vip, 5));
 
   OriginPathConfig config;
   config.vip = kVip.addr;
