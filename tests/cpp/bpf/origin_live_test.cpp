@@ -289,6 +289,18 @@ void listen_on_vip(Fd* listener, sockaddr_in* vip, int defer) {
   ASSERT_EQ(listen(listener->fd, 16), 0);
 }
 
+// The origin program of a rare node: the kernel's own handshake, ends
+// forwarded, `bypass_mark` on what goes straight to this node's stack.
+OriginPathConfig kernel_handshake_config(uint32_t bypass_mark) {
+  OriginPathConfig config;
+  config.vip = kVip.addr;
+  config.vip_port = kVip.port;
+  config.forward_ends = true;
+  config.kernel_handshake = true;
+  config.bypass_mark = bypass_mark;
+  return config;
+}
+
 TEST_P(OriginLiveKernelHandshake, OnlyTheRequestIsQueuedAndItsMarkHoldsTheHandshake) {
   NetnsPair ns;
   if (!ns.error().empty()) GTEST_SKIP() << ns.error();
@@ -310,12 +322,7 @@ TEST_P(OriginLiveKernelHandshake, OnlyTheRequestIsQueuedAndItsMarkHoldsTheHandsh
   sockaddr_in vip{};
   ASSERT_NO_FATAL_FAILURE(listen_on_vip(&listener, &vip, GetParam()));
 
-  OriginPathConfig config;
-  config.vip = kVip.addr;
-  config.vip_port = kVip.port;
-  config.forward_ends = true;
-  config.kernel_handshake = true;
-  config.bypass_mark = kOwnMark;
+  OriginPathConfig config = kernel_handshake_config(kOwnMark);
   OriginPath path(config);
   path.attach("veth-s");
 
@@ -421,12 +428,7 @@ TEST(OriginLiveLocal, LaterSegmentsOfALocallyServedConnectionFollowItsSocket) {
   sockaddr_in vip{};
   ASSERT_NO_FATAL_FAILURE(listen_on_vip(&listener, &vip, 5));
 
-  OriginPathConfig config;
-  config.vip = kVip.addr;
-  config.vip_port = kVip.port;
-  config.forward_ends = true;
-  config.kernel_handshake = true;
-  config.bypass_mark = kOwnMark;
+  OriginPathConfig config = kernel_handshake_config(kOwnMark);
   config.local_mark = kLocalMark;
   config.local_by_socket = true;
   OriginPath path(config);
