@@ -289,6 +289,14 @@ void listen_on_vip(Fd* listener, sockaddr_in* vip, int defer) {
   ASSERT_EQ(listen(listener->fd, 16), 0);
 }
 
+// The connection whose request the kernel took, accepted from `listener` into *served.
+void accept_request(const Fd& listener, Fd* served) {
+  pollfd lp{listener.fd, POLLIN, 0};
+  ASSERT_EQ(poll(&lp, 1, 3000), 1) << "the kernel did not take the request";
+  served->fd = accept(listener.fd, nullptr, nullptr);
+  ASSERT_GE(served->fd, 0);
+}
+
 // The origin program of a rare node: the kernel's own handshake, ends
 // forwarded, `bypass_mark` on what goes straight to this node's stack.
 OriginPathConfig kernel_handshake_config(uint32_t bypass_mark) {
@@ -396,11 +404,8 @@ TEST_P(OriginLiveKernelHandshake, OnlyTheRequestIsQueuedAndItsMarkHoldsTheHandsh
 
   // Accepted (as a local release would), the kernel's own socket reads it.
   ASSERT_TRUE(queue.accept(queued[0].id).ok());
-  pollfd lp{listener.fd, POLLIN, 0};
-  ASSERT_EQ(poll(&lp, 1, 3000), 1) << "the kernel did not take the request";
   Fd served;
-  served.fd = accept(listener.fd, nullptr, nullptr);
-  ASSERT_GE(served.fd, 0);
+  ASSERT_NO_FATAL_FAILURE(accept_request(listener, &served));
   char buf[256] = {};
   const ssize_t n = recv(served.fd, buf, sizeof buf, 0);
   EXPECT_EQ(std::string(buf, n > 0 ? static_cast<size_t>(n) : 0), kRequest);
@@ -447,11 +452,8 @@ TEST(OriginLiveLocal, LaterSegmentsOfALocallyServedConnectionFollowItsSocket) {
   const std::string request = "GET /live HTTP/1.1\r\nHost: vip\r\nConnection: close\r\n\r\n";
   ASSERT_EQ(send(client.fd, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
 
-  pollfd lp{listener.fd, POLLIN, 0};
-  ASSERT_EQ(poll(&lp, 1, 3000), 1) << "the kernel did not take the request";
   Fd served;
-  served.fd = accept(listener.fd, nullptr, nullptr);
-  ASSERT_GE(served.fd, 0);
+  ASSERT_NO_FATAL_FAILURE(accept_request(listener, &served));
   char buf[256] = {};
   ASSERT_EQ(recv(served.fd, buf, sizeof buf, 0), static_cast<ssize_t>(request.size()));
   const std::string response = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
