@@ -89,7 +89,7 @@ KernelOrigin::KernelOrigin(const RuntimeConfig& c, bool forwards, const std::vec
     pc.local_by_socket = kernel_handshake_;
     if (kernel_handshake_ && !local_paths.empty()) {
       // Its own content, a last request: the kernel's alone (io::node_capture_rules
-      // RETURNs the local mark and saves it to the connection).
+      // RETURNs the local mark; local_conns follows the rest of the connection).
       pc.local_mark = c.local_mark;
       pc.local_any_request = !c.moves;
     }
